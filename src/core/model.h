@@ -1,0 +1,94 @@
+// The hypervisor-neutral inventory model.
+//
+// Everything above the providers speaks these types; libvirt XML (and later
+// vSphere managed objects) stay inside their provider. A VM's native
+// definition travels alongside as an opaque document so that a provider of
+// the same kind can reproduce the VM exactly at the other site, while the
+// neutral fields are what mappings, rules and a future cross-hypervisor
+// recovery work from.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace evac {
+
+enum class PowerState { kRunning, kPaused, kShutOff, kCrashed, kOther };
+std::string_view power_state_name(PowerState s);
+
+struct DiskInfo {
+  std::string target;   // guest-visible name, e.g. "vda"
+  std::string path;     // backing file or device at the site
+  std::string format;   // "qcow2", "raw", ...
+  std::string bus;      // "virtio", "sata", ...
+  std::string device;   // "disk" or "cdrom"
+  std::optional<std::string> storage_pool;  // pool whose folder holds `path`, when known
+};
+
+struct NicInfo {
+  std::string mac;
+  std::string network;  // libvirt network name, or bridge name when type is "bridge"
+  std::string type;     // "network" or "bridge"
+  std::string model;    // "virtio", ...
+};
+
+struct NativeDefinition {
+  std::string provider_kind;  // e.g. "libvirt"
+  std::string document;       // e.g. the domain XML (inactive, secure)
+};
+
+struct VmInfo {
+  std::string provider;  // compute provider name at the site
+  std::string name;
+  std::string uuid;
+  PowerState state = PowerState::kOther;
+  unsigned vcpus = 0;
+  std::uint64_t memory_kib = 0;
+  std::string firmware;  // "bios", "efi", "direct-kernel"
+  std::vector<DiskInfo> disks;
+  std::vector<NicInfo> nics;
+  bool is_placeholder = false;  // registered by evac as a recovery placeholder
+  NativeDefinition native;
+};
+
+struct NetworkInfo {
+  std::string provider;
+  std::string name;
+  std::string uuid;
+  std::string bridge;
+  bool active = false;
+  bool isolated = false;  // no forward mode: traffic cannot leave the host
+};
+
+struct StoragePoolInfo {
+  std::string provider;
+  std::string name;
+  std::string uuid;
+  std::string type;  // "dir", "logical", ...
+  std::string path;  // target folder for dir pools
+  bool active = false;
+  std::uint64_t capacity_bytes = 0;
+  std::uint64_t available_bytes = 0;
+};
+
+// What a recovery site needs to register a placeholder: the protected VM
+// with every resource already translated through the inventory mappings.
+struct PlaceholderSpec {
+  std::string group;           // protection group the VM belongs to
+  std::string source_site;     // protected site
+  std::string source_uuid;     // VM's UUID at the protected site
+  VmInfo vm;                   // name, sizes, disks and NICs as they must be at this site
+};
+
+struct PlaceholderInfo {
+  std::string provider;
+  std::string name;
+  std::string uuid;  // the placeholder's own UUID at the recovery site
+  std::string group;
+  std::string source_site;
+  std::string source_uuid;
+};
+
+}  // namespace evac
