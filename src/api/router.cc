@@ -1,0 +1,421 @@
+#include "api/router.h"
+
+#include "core/duration.h"
+#include "core/model_json.h"
+#include "tls/tls.h"
+
+namespace evac {
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kApiVersion = "v1";
+
+std::optional<std::string> query_param(const ApiRequest& r, const std::string& key) {
+  auto it = r.query.find(key);
+  if (it == r.query.end() || it->second.empty()) return std::nullopt;
+  return it->second;
+}
+
+Result<json> body_object(const ApiRequest& r) {
+  auto j = parse_json(r.body.empty() ? "{}" : r.body, "request body");
+  if (!j) return j.status();
+  if (!j->is_object()) return invalid_argument("request body must be a JSON object");
+  return j;
+}
+
+// Reads an optional string field, rejecting a wrong type with a clear error.
+Result<std::optional<std::string>> string_field(const json& body, const char* key) {
+  if (!body.contains(key) || body[key].is_null()) return std::optional<std::string>();
+  if (!body[key].is_string()) return invalid_argument(std::string("field '") + key + "' must be a string");
+  return std::optional<std::string>(body[key].get<std::string>());
+}
+
+Result<std::string> required_string(const json& body, const char* key) {
+  auto v = string_field(body, key);
+  if (!v) return v.status();
+  if (!v->has_value() || (*v)->empty()) return invalid_argument(std::string("field '") + key + "' is required");
+  return **v;
+}
+
+// Durations arrive as "15m" strings or as whole seconds.
+Result<std::optional<std::int64_t>> duration_field(const json& body, const char* key) {
+  if (!body.contains(key) || body[key].is_null()) return std::optional<std::int64_t>();
+  if (body[key].is_number_integer()) return std::optional<std::int64_t>(body[key].get<std::int64_t>());
+  if (!body[key].is_string()) return invalid_argument(std::string("field '") + key + "' must be a duration like \"15m\"");
+  auto d = parse_duration(body[key].get<std::string>());
+  if (!d) return d.status().with_context(std::string("field '") + key + "'");
+  return std::optional<std::int64_t>(d->count());
+}
+
+template <typename T>
+json list_json(const std::vector<T>& items) {
+  json out = json::array();
+  for (const auto& i : items) out.push_back(to_json(i));
+  return out;
+}
+
+}  // namespace
+
+int http_status_for(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists: return 409;
+    case StatusCode::kFailedPrecondition: return 412;
+    case StatusCode::kUnsupported: return 501;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+ApiResponse error_response(const Status& s) {
+  return ApiResponse{http_status_for(s.code()),
+                     json{{"code", status_code_name(s.code())}, {"message", s.message()}, {"hint", s.hint()}}};
+}
+
+ApiRouter::ApiRouter(SiteService& service) : service_(service) { add_routes(); }
+
+void ApiRouter::add(std::string method, std::string pattern, Access access, std::string summary, Handler handler,
+                    int success_status) {
+  std::string re = "^" + std::regex_replace(pattern, std::regex(R"(\{[a-z_]+\})"), "([^/]+)") + "$";
+  routes_.push_back(Route{std::move(method), std::move(pattern), std::regex(re), access, std::move(summary),
+                          success_status, std::move(handler)});
+}
+
+Status ApiRouter::authorize(const Route& route, Context& ctx) {
+  switch (route.access) {
+    case Access::kPublic: return Status::ok();
+    case Access::kOperator: {
+      if (ctx.request.bearer_token.empty())
+        return unauthenticated("this call needs a bearer token",
+                               "pass --token or set up a context: `evac context add NAME --url URL --token-file FILE`");
+      auto name = service_.store().api_token_name(sha256_hex(ctx.request.bearer_token));
+      if (!name) return name.status();
+      if (!name->has_value())
+        return unauthenticated("the bearer token is not valid at site '" + service_.identity().name + "'",
+                               "use the admin token from the site's state directory (admin.token)");
+      ctx.caller = **name;
+      return Status::ok();
+    }
+    case Access::kPairing:
+      if (ctx.request.client_pin.empty())
+        return unauthenticated("pairing needs a TLS client certificate", "pair with `evac site pair TOKEN`");
+      ctx.caller = "pairing";
+      return Status::ok();
+    case Access::kPeer: {
+      if (ctx.request.client_pin.empty())
+        return unauthenticated("site-to-site calls need the paired site's TLS client certificate");
+      auto peer = service_.store().find_peer_by_pin(ctx.request.client_pin);
+      if (!peer) return peer.status();
+      if (!peer->has_value())
+        return permission_denied("the client certificate does not belong to a site paired with '" +
+                                     service_.identity().name + "'",
+                                 "pair the sites first, or re-pair if a site's certificate changed");
+      ctx.peer = **peer;
+      ctx.caller = "site:" + (*peer)->site;
+      return Status::ok();
+    }
+  }
+  return internal_error("unknown access rule");
+}
+
+ApiResponse ApiRouter::handle(const ApiRequest& request) {
+  bool path_matched = false;
+  for (const auto& route : routes_) {
+    std::smatch m;
+    if (!std::regex_match(request.path, m, route.regex)) continue;
+    path_matched = true;
+    if (route.method != request.method) continue;
+    Context ctx{request, {}, std::nullopt, ""};
+    for (std::size_t i = 1; i < m.size(); ++i) ctx.params.push_back(m[i].str());
+    if (Status s = authorize(route, ctx); !s.is_ok()) return error_response(s);
+    Result<json> result = [&]() -> Result<json> {
+      try {
+        return route.handler(ctx);
+      } catch (const std::exception& e) {  // a bug: never let it take the server down
+        return internal_error(std::string("unexpected error: ") + e.what(), "this is a bug in evac; please report it");
+      }
+    }();
+    if (!result) return error_response(result.status());
+    return ApiResponse{route.success_status, std::move(*result)};
+  }
+  if (path_matched)
+    return error_response(invalid_argument("method " + request.method + " is not allowed on " + request.path,
+                                           "see /api/v1/openapi.json"));
+  return error_response(not_found("no API endpoint " + request.path, "see /api/v1/openapi.json for the endpoints"));
+}
+
+json ApiRouter::openapi() const {
+  json paths = json::object();
+  for (const auto& r : routes_) {
+    std::string method = r.method;
+    for (auto& c : method) c = static_cast<char>(std::tolower(c));
+    json op = {{"summary", r.summary},
+               {"responses",
+                {{std::to_string(r.success_status), {{"description", "success"}}},
+                 {"default", {{"description", "error: {code, message, hint}"}, {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Error"}}}}}}}}}}}};
+    if (r.access == Access::kOperator) op["security"] = json::array({{{"bearer", json::array()}}});
+    if (r.access == Access::kPeer || r.access == Access::kPairing) {
+      op["security"] = json::array({{{"mutualTLS", json::array()}}});
+      op["tags"] = json::array({"site-to-site"});
+    }
+    json params = json::array();
+    std::smatch m;
+    std::string rest = r.pattern;
+    while (std::regex_search(rest, m, std::regex(R"(\{([a-z_]+)\})"))) {
+      params.push_back({{"name", m[1].str()}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}});
+      rest = m.suffix();
+    }
+    if (!params.empty()) op["parameters"] = params;
+    paths[r.pattern][method] = op;
+  }
+  return {{"openapi", "3.0.3"},
+          {"info", {{"title", "evac site recovery API"}, {"version", kApiVersion}}},
+          {"paths", paths},
+          {"components",
+           {{"securitySchemes",
+             {{"bearer", {{"type", "http"}, {"scheme", "bearer"}}}, {"mutualTLS", {{"type", "mutualTLS"}}}}},
+            {"schemas",
+             {{"Error",
+               {{"type", "object"},
+                {"required", {"code", "message"}},
+                {"properties",
+                 {{"code", {{"type", "string"}}}, {"message", {{"type", "string"}}}, {"hint", {{"type", "string"}}}}}}}}}}}};
+}
+
+void ApiRouter::add_routes() {
+  auto& svc = service_;
+  // ---- public
+  add("GET", "/api/v1/health", Access::kPublic, "Liveness: the site's name and API version", [&svc](Context&) -> Result<json> {
+    return json{{"status", "ok"}, {"site", svc.identity().name}, {"api", kApiVersion}};
+  });
+  add("GET", "/api/v1/openapi.json", Access::kPublic, "This document",
+      [this](Context&) -> Result<json> { return openapi(); });
+
+  // ---- site and pairing
+  add("GET", "/api/v1/site", Access::kOperator, "This site's identity", [&svc](Context&) -> Result<json> {
+    auto v = svc.store().schema_version();
+    return json{{"name", svc.identity().name}, {"url", svc.identity().url}, {"pin", svc.identity().pin}, {"schema_version", v}};
+  });
+  add("POST", "/api/v1/pairing-tokens", Access::kOperator, "Create a one-time pairing token for another site",
+      [&svc](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        auto ttl = duration_field(*body, "ttl");
+        if (!ttl) return ttl.status();
+        return svc.create_pairing_token(std::chrono::seconds(ttl->value_or(900)));
+      },
+      201);
+  add("GET", "/api/v1/pairings", Access::kOperator, "Paired sites and their health", [&svc](Context&) -> Result<json> {
+    auto peers = svc.peer_statuses();
+    if (!peers) return peers.status();
+    return list_json(*peers);
+  });
+  add("POST", "/api/v1/pairings", Access::kOperator, "Pair with the site that issued a pairing token",
+      [&svc](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        auto token = required_string(*body, "token");
+        if (!token) return token.status();
+        auto url = string_field(*body, "url");
+        if (!url) return url.status();
+        auto peer = svc.pair(*token, *url);
+        if (!peer) return peer.status();
+        return to_json(PeerStatus{*peer, true});
+      },
+      201);
+  add("DELETE", "/api/v1/pairings/{site}", Access::kOperator, "Unpair a site", [&svc](Context& c) -> Result<json> {
+    EVAC_RETURN_IF_ERROR(svc.unpair(c.params[0]));
+    return json{{"unpaired", c.params[0]}};
+  });
+
+  // ---- inventory
+  add("GET", "/api/v1/inventory/providers", Access::kOperator, "Compute providers and whether they answer",
+      [&svc](Context&) -> Result<json> { return svc.providers_status(); });
+  add("GET", "/api/v1/inventory/vms", Access::kOperator, "VMs of every compute provider (?provider=NAME)",
+      [&svc](Context& c) -> Result<json> {
+        auto vms = svc.list_vms(query_param(c.request, "provider"));
+        if (!vms) return vms.status();
+        json out = *vms;
+        for (auto& vm : out) vm.erase("native");  // the native definition is for sites, not listings
+        return out;
+      });
+  add("GET", "/api/v1/inventory/vms/{vm}", Access::kOperator, "One VM by name, UUID or PROVIDER/NAME",
+      [&svc](Context& c) -> Result<json> {
+        auto vm = svc.find_vm(c.params[0]);
+        if (!vm) return vm.status();
+        return json(*vm);
+      });
+  add("GET", "/api/v1/inventory/networks", Access::kOperator, "Networks (?provider=NAME)", [&svc](Context& c) -> Result<json> {
+    auto nets = svc.list_networks(query_param(c.request, "provider"));
+    if (!nets) return nets.status();
+    return json(*nets);
+  });
+  add("GET", "/api/v1/inventory/storage-pools", Access::kOperator, "Storage pools (?provider=NAME)",
+      [&svc](Context& c) -> Result<json> {
+        auto pools = svc.list_storage_pools(query_param(c.request, "provider"));
+        if (!pools) return pools.status();
+        return json(*pools);
+      });
+
+  // ---- mappings
+  add("GET", "/api/v1/mappings", Access::kOperator, "Inventory mappings", [&svc](Context&) -> Result<json> {
+    auto m = svc.list_mappings();
+    if (!m) return m.status();
+    return list_json(*m);
+  });
+  add("POST", "/api/v1/mappings", Access::kOperator, "Create an inventory mapping (kind: network, storage or compute)",
+      [&svc](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        auto kind = required_string(*body, "kind");
+        if (!kind) return kind.status();
+        auto k = mapping_kind_from_name(*kind);
+        if (!k) return invalid_argument("mapping kind '" + *kind + "' is unknown", "use network, storage or compute");
+        auto source = required_string(*body, "source");
+        if (!source) return source.status();
+        auto target = required_string(*body, "target");
+        if (!target) return target.status();
+        auto peer = string_field(*body, "peer_site");
+        if (!peer) return peer.status();
+        auto test_network = string_field(*body, "test_network");
+        if (!test_network) return test_network.status();
+        auto m = svc.create_mapping(MappingCreateRequest{*k, *peer, *source, *target, test_network->value_or("")});
+        if (!m) return m.status();
+        return to_json(*m);
+      },
+      201);
+  add("DELETE", "/api/v1/mappings/{id}", Access::kOperator, "Delete an inventory mapping", [&svc](Context& c) -> Result<json> {
+    std::int64_t id = 0;
+    try {
+      std::size_t used = 0;
+      id = std::stoll(c.params[0], &used);
+      if (used != c.params[0].size()) throw std::invalid_argument("trailing");
+    } catch (...) {
+      return invalid_argument("mapping id '" + c.params[0] + "' is not a number", "`evac mapping list` shows the ids");
+    }
+    EVAC_RETURN_IF_ERROR(svc.delete_mapping(id));
+    return json{{"deleted", id}};
+  });
+
+  // ---- protection groups
+  add("GET", "/api/v1/groups", Access::kOperator, "Protection groups", [&svc](Context&) -> Result<json> {
+    auto g = svc.list_groups();
+    if (!g) return g.status();
+    return list_json(*g);
+  });
+  add("POST", "/api/v1/groups", Access::kOperator, "Create a protection group and register its placeholders",
+      [&svc](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        GroupCreateRequest req;
+        auto name = required_string(*body, "name");
+        if (!name) return name.status();
+        req.name = *name;
+        if (!body->contains("vms") || !(*body)["vms"].is_array())
+          return invalid_argument("field 'vms' must be a list of VM names");
+        for (const auto& v : (*body)["vms"]) {
+          if (!v.is_string()) return invalid_argument("field 'vms' must be a list of VM names");
+          req.vms.push_back(v.get<std::string>());
+        }
+        auto peer = string_field(*body, "recovery_site");
+        if (!peer) return peer.status();
+        req.recovery_site = *peer;
+        auto rpo = duration_field(*body, "rpo");
+        if (!rpo) return rpo.status();
+        req.rpo_seconds = rpo->value_or(900);
+        if (body->contains("keep_pits")) {
+          if (!(*body)["keep_pits"].is_number_integer()) return invalid_argument("field 'keep_pits' must be a whole number");
+          req.keep_pits = (*body)["keep_pits"].get<int>();
+        }
+        auto g = svc.create_group(req);
+        if (!g) return g.status();
+        return to_json(*g);
+      },
+      201);
+  add("GET", "/api/v1/groups/{name}", Access::kOperator, "One protection group", [&svc](Context& c) -> Result<json> {
+    auto g = svc.get_group(c.params[0]);
+    if (!g) return g.status();
+    return to_json(*g);
+  });
+  add("DELETE", "/api/v1/groups/{name}", Access::kOperator, "Delete a protection group and its placeholders",
+      [&svc](Context& c) -> Result<json> {
+        EVAC_RETURN_IF_ERROR(svc.delete_group(c.params[0]));
+        return json{{"deleted", c.params[0]}};
+      });
+  add("POST", "/api/v1/groups/{name}/vms", Access::kOperator, "Protect one more VM in the group",
+      [&svc](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        auto vm = required_string(*body, "vm");
+        if (!vm) return vm.status();
+        auto g = svc.add_vm_to_group(c.params[0], *vm);
+        if (!g) return g.status();
+        return to_json(*g);
+      });
+  add("DELETE", "/api/v1/groups/{name}/vms/{vm}", Access::kOperator, "Stop protecting a VM (removes its placeholder)",
+      [&svc](Context& c) -> Result<json> {
+        auto g = svc.remove_vm_from_group(c.params[0], c.params[1]);
+        if (!g) return g.status();
+        return to_json(*g);
+      });
+
+  // ---- what this site keeps for its peers
+  add("GET", "/api/v1/placeholders", Access::kOperator, "Placeholders this site holds for its peers' groups",
+      [&svc](Context&) -> Result<json> {
+        auto p = svc.list_hosted_placeholders();
+        if (!p) return p.status();
+        return list_json(*p);
+      });
+  add("GET", "/api/v1/peer-copies", Access::kOperator, "Copies of paired sites' protection configuration",
+      [&svc](Context&) -> Result<json> {
+        auto copies = svc.list_peer_copies();
+        if (!copies) return copies.status();
+        json out = json::array();
+        for (const auto& c : *copies)
+          out.push_back({{"site", c.peer_site},
+                         {"version", c.version},
+                         {"received_at", c.received_at},
+                         {"document", json::parse(c.document, nullptr, false)}});
+        return out;
+      });
+
+  // ---- site to site (mutual TLS)
+  add("POST", "/api/v1/peer/pair", Access::kPairing, "Redeem a pairing token (called by the other evacd)",
+      [&svc](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        return svc.handle_peer_pair(c.request.client_pin, *body);
+      });
+  add("POST", "/api/v1/peer/heartbeat", Access::kPeer, "Heartbeat from a paired site", [&svc](Context& c) -> Result<json> {
+    auto body = body_object(c.request);
+    if (!body) return body.status();
+    return svc.handle_peer_heartbeat(*c.peer, *body);
+  });
+  add("POST", "/api/v1/peer/unpair", Access::kPeer, "A paired site unpairs",
+      [&svc](Context& c) -> Result<json> { return svc.handle_peer_unpair(*c.peer); });
+  add("GET", "/api/v1/peer/inventory", Access::kPeer, "Networks and storage pools, for mapping checks",
+      [&svc](Context& c) -> Result<json> { return svc.handle_peer_inventory(*c.peer); });
+  add("POST", "/api/v1/peer/placeholders", Access::kPeer, "Register a placeholder VM",
+      [&svc](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        return svc.handle_peer_define_placeholder(*c.peer, *body);
+      },
+      201);
+  add("DELETE", "/api/v1/peer/placeholders/{uuid}", Access::kPeer, "Remove a placeholder VM",
+      [&svc](Context& c) -> Result<json> { return svc.handle_peer_remove_placeholder(*c.peer, c.params[0]); });
+  add("PUT", "/api/v1/peer/config-copy", Access::kPeer, "Store the paired site's protection configuration",
+      [&svc](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        return svc.handle_peer_config_copy(*c.peer, *body);
+      });
+}
+
+}  // namespace evac

@@ -1,0 +1,77 @@
+// The REST API (/api/v1) as a transport-free router: a request in, a JSON
+// response out. The HTTPS server adapts cpp-httplib to it, and unit tests
+// (and the fake peer transport) call it directly.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+#include "service/site_service.h"
+
+namespace evac {
+
+struct ApiRequest {
+  std::string method;
+  std::string path;
+  std::map<std::string, std::string> query;
+  std::string body;
+  std::string bearer_token;  // from "Authorization: Bearer ..."
+  std::string client_pin;    // pin of the TLS client certificate, if one was presented
+};
+
+struct ApiResponse {
+  int status = 200;
+  nlohmann::json body;
+};
+
+// HTTP status for a Status code, and the JSON error body {code, message, hint}.
+int http_status_for(StatusCode code);
+ApiResponse error_response(const Status& status);
+
+class ApiRouter {
+ public:
+  explicit ApiRouter(SiteService& service);
+  ApiResponse handle(const ApiRequest& request);
+  // OpenAPI 3 document generated from the route table, so it cannot drift.
+  nlohmann::json openapi() const;
+
+ private:
+  enum class Access {
+    kPublic,    // health, OpenAPI
+    kOperator,  // bearer token
+    kPairing,   // any TLS client certificate; the body carries the one-time secret
+    kPeer,      // client certificate pinned by a pairing
+  };
+  struct Context {
+    const ApiRequest& request;
+    std::vector<std::string> params;  // path captures
+    std::optional<PeerRecord> peer;   // for kPeer routes
+    std::string caller;               // token name or peer site, for logs
+  };
+  using Handler = std::function<Result<nlohmann::json>(Context&)>;
+  struct Route {
+    std::string method;
+    std::string pattern;  // "/api/v1/groups/{name}"
+    std::regex regex;
+    Access access;
+    std::string summary;
+    int success_status;
+    Handler handler;
+  };
+  void add(std::string method, std::string pattern, Access access, std::string summary, Handler handler,
+           int success_status = 200);
+  Status authorize(const Route& route, Context& ctx);
+  void add_routes();
+
+  SiteService& service_;
+  std::vector<Route> routes_;
+};
+
+}  // namespace evac

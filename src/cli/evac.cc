@@ -1,0 +1,450 @@
+// evac: the operator's command line. It talks only to evacd's REST API.
+//
+// Exit codes: 0 the operation succeeded; 1 it failed (the message says why
+// and what to do); 2 the command line itself was wrong.
+#include <CLI/CLI.hpp>
+
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include "cli/cli_config.h"
+#include "cli/output.h"
+#include "net/https_client.h"
+
+namespace evac::cli {
+namespace {
+using nlohmann::json;
+
+constexpr int kOk = 0;
+constexpr int kFailed = 1;
+constexpr int kUsage = 2;
+
+struct Globals {
+  std::string config_path = default_config_path();
+  std::string context;
+  std::string url, token, token_file, pin;
+  std::string output = "table";
+  Format format() const { return output == "json" ? Format::kJson : output == "yaml" ? Format::kYaml : Format::kTable; }
+};
+
+int report(const Status& s) {
+  std::cerr << "error: " << s.message() << "\n";
+  if (!s.hint().empty()) std::cerr << "hint: " << s.hint() << "\n";
+  return kFailed;
+}
+
+int usage_error(const std::string& message, const std::string& hint) {
+  std::cerr << "error: " << message << "\n";
+  if (!hint.empty()) std::cerr << "hint: " << hint << "\n";
+  return kUsage;
+}
+
+Result<std::string> read_first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line))
+    return invalid_argument("cannot read " + path, "check the path and that you may read it (tokens are mode 0600)");
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  return line;
+}
+
+// Which site the command talks to: flags first, then the named or current context.
+Result<HttpsClient> connect(const Globals& g) {
+  Context ctx;
+  auto cfg = load_cli_config(g.config_path);
+  if (!cfg) return cfg.status();
+  std::string name = g.context.empty() ? cfg->current : g.context;
+  if (!name.empty()) {
+    auto it = cfg->contexts.find(name);
+    if (it == cfg->contexts.end())
+      return invalid_argument("no context named '" + name + "' in " + g.config_path, "list them with `evac context list`");
+    ctx = it->second;
+  }
+  if (!g.url.empty()) ctx.url = g.url;
+  if (!g.token.empty()) ctx.token = g.token;
+  if (!g.token_file.empty()) {
+    auto t = read_first_line(g.token_file);
+    if (!t) return t.status();
+    ctx.token = *t;
+  }
+  if (!g.pin.empty()) ctx.pin = g.pin;
+  if (ctx.url.empty())
+    return invalid_argument("no site to talk to",
+                            "add one with `evac context add NAME --url https://HOST:PORT --token-file FILE --pin-file FILE`, "
+                            "or pass --url, --token and --pin");
+  if (ctx.pin.empty())
+    return invalid_argument("no key pin for " + ctx.url,
+                            "evac only talks to a site it can recognise: pass --pin (the site's state_dir/pin file holds it)");
+  HttpsClientOptions options;
+  options.base_url = ctx.url;
+  options.server_pin = ctx.pin;
+  options.bearer_token = ctx.token;
+  options.timeout = std::chrono::seconds(120);  // protecting many VMs takes a while
+  return HttpsClient(options);
+}
+
+// Runs one API call and renders its result; the common body of most commands.
+int call_and_print(const Globals& g, const std::string& method, const std::string& path,
+                   const std::optional<json>& body, const std::function<void(const json&)>& render) {
+  auto client = connect(g);
+  if (!client) return client.status().code() == StatusCode::kInvalidArgument ? usage_error(client.status().message(), client.status().hint())
+                                                                             : report(client.status());
+  auto result = client->call(method, path, body);
+  if (!result) return report(result.status());
+  render(*result);
+  return kOk;
+}
+
+std::function<void(const json&)> as_list(const Globals& g, std::vector<Column> columns) {
+  return [&g, columns](const json& j) { print_list(std::cout, j, g.format(), columns); };
+}
+std::function<void(const json&)> as_object(const Globals& g, std::vector<Column> columns = {}) {
+  return [&g, columns](const json& j) { print_object(std::cout, j, g.format(), columns); };
+}
+std::function<void(const json&)> as_message(const Globals& g, std::function<std::string(const json&)> text) {
+  return [&g, text](const json& j) {
+    if (g.format() == Format::kTable)
+      std::cout << text(j) << "\n";
+    else
+      print_object(std::cout, j, g.format());
+  };
+}
+
+Column time_column(std::string header, std::string key) {
+  return Column{std::move(header), [key](const json& j) {
+                  return j.contains(key) && j[key].is_number() ? format_time(j[key].get<std::int64_t>()) : std::string("-");
+                }};
+}
+
+// Guard against path injection in names placed in URLs.
+std::string path_part(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+const std::vector<Column> kGroupColumns = {field("NAME", "name"),        field("PROTECTED", "protected_site"),
+                                           field("RECOVERY", "recovery_site"), field("RPO", "rpo"),
+                                           field("KEEP-PITS", "keep_pits"), field("VMS", "vms")};
+
+void print_group(const Globals& g, const json& j) {
+  print_object(std::cout, j, g.format(), kGroupColumns);
+  if (g.format() != Format::kTable) return;
+  std::cout << "\n";
+  print_list(std::cout, j["vms"], Format::kTable,
+             {field("VM", "name"), field("UUID", "uuid"), field("PROVIDER", "provider"),
+              field("PLACEHOLDER", "placeholder_uuid")});
+}
+
+// ---- command groups -------------------------------------------------------------
+
+void add_context_commands(CLI::App& app, Globals& g, int& rc) {
+  auto* ctx = app.add_subcommand("context", "Manage the sites this CLI talks to (~/.config/evac/config.yaml)");
+  ctx->require_subcommand(1);
+
+  auto* add = ctx->add_subcommand("add", "Add or replace a context: a site's URL, token and key pin");
+  static std::string name, url, token, token_file, pin, pin_file;
+  static bool use = false;
+  add->add_option("name", name, "Context name, e.g. the site's name")->required();
+  add->add_option("--url", url, "The site's evacd URL, https://HOST:PORT")->required();
+  add->add_option("--token", token, "Bearer token");
+  add->add_option("--token-file", token_file, "File holding the bearer token (the site's state_dir/admin.token)");
+  add->add_option("--pin", pin, "The site's TLS key pin, sha256//...");
+  add->add_option("--pin-file", pin_file, "File holding the pin (the site's state_dir/pin)");
+  add->add_flag("--use", use, "Make it the current context");
+  add->callback([&] {
+    auto cfg = load_cli_config(g.config_path);
+    if (!cfg) { rc = report(cfg.status()); return; }
+    Context c{url, token, pin};
+    if (!token_file.empty()) {
+      auto t = read_first_line(token_file);
+      if (!t) { rc = report(t.status()); return; }
+      c.token = *t;
+    }
+    if (!pin_file.empty()) {
+      auto p = read_first_line(pin_file);
+      if (!p) { rc = report(p.status()); return; }
+      c.pin = *p;
+    }
+    if (c.token.empty() || c.pin.empty()) {
+      rc = usage_error("a context needs a token and a pin", "pass --token or --token-file, and --pin or --pin-file");
+      return;
+    }
+    if (c.url.rfind("https://", 0) != 0) {
+      rc = usage_error("the URL must start with https://", "for example --url https://127.0.0.1:8441");
+      return;
+    }
+    cfg->contexts[name] = c;
+    if (use || cfg->current.empty()) cfg->current = name;
+    if (Status s = save_cli_config(g.config_path, *cfg); !s) { rc = report(s); return; }
+    std::cout << "context '" << name << "' saved" << (cfg->current == name ? " and in use" : "") << "\n";
+  });
+
+  auto* use_cmd = ctx->add_subcommand("use", "Make a context the current one");
+  static std::string use_name;
+  use_cmd->add_option("name", use_name, "Context name")->required();
+  use_cmd->callback([&] {
+    auto cfg = load_cli_config(g.config_path);
+    if (!cfg) { rc = report(cfg.status()); return; }
+    if (!cfg->contexts.count(use_name)) {
+      rc = report(not_found("no context named '" + use_name + "'", "list them with `evac context list`"));
+      return;
+    }
+    cfg->current = use_name;
+    if (Status s = save_cli_config(g.config_path, *cfg); !s) { rc = report(s); return; }
+    std::cout << "now using context '" << use_name << "'\n";
+  });
+
+  ctx->add_subcommand("list", "List contexts")->callback([&] {
+    auto cfg = load_cli_config(g.config_path);
+    if (!cfg) { rc = report(cfg.status()); return; }
+    json items = json::array();
+    for (const auto& [n, c] : cfg->contexts)
+      items.push_back({{"name", n}, {"url", c.url}, {"pin", c.pin}, {"current", n == cfg->current}});
+    print_list(std::cout, items, g.format(), {field("NAME", "name"), field("URL", "url"), field("CURRENT", "current")});
+  });
+}
+
+void add_site_commands(CLI::App& app, Globals& g, int& rc) {
+  auto* site = app.add_subcommand("site", "This site, its pairing with other sites and their health");
+  site->require_subcommand(1);
+  site->add_subcommand("show", "Show this site's identity")->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/site", std::nullopt, as_object(g));
+  });
+  site->add_subcommand("status", "Show paired sites: connected, or unreachable since when")->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/pairings", std::nullopt,
+                        as_list(g, {field("SITE", "site"), field("URL", "url"), field("STATE", "state"),
+                                    time_column("LAST-SEEN", "last_seen_at"),
+                                    time_column("UNREACHABLE-SINCE", "unreachable_since"), field("LAST-ERROR", "last_error")}));
+  });
+  auto* token = site->add_subcommand("pairing-token", "Create a one-time token that lets another site pair with this one");
+  static std::string ttl = "15m";
+  token->add_option("--ttl", ttl, "How long the token stays valid")->capture_default_str();
+  token->callback([&] {
+    rc = call_and_print(g, "POST", "/api/v1/pairing-tokens", json{{"ttl", ttl}}, as_message(g, [](const json& j) {
+      return j.value("token", "") + "\n\nRedeem it at the other site within its lifetime (until " +
+             format_time(j.value("expires_at", std::int64_t{0})) + "):\n  evac site pair " + j.value("token", "");
+    }));
+  });
+  auto* pair = site->add_subcommand("pair", "Pair this site with the site that issued TOKEN (mutual TLS from then on)");
+  static std::string pair_token, pair_url;
+  pair->add_option("token", pair_token, "Token from `evac site pairing-token` at the other site")->required();
+  pair->add_option("--url", pair_url, "Reach the other site at this URL instead of the one in the token");
+  pair->callback([&] {
+    json body = {{"token", pair_token}};
+    if (!pair_url.empty()) body["url"] = pair_url;
+    rc = call_and_print(g, "POST", "/api/v1/pairings", body, as_message(g, [](const json& j) {
+      return "paired with site '" + j.value("site", "") + "' at " + j.value("url", "");
+    }));
+  });
+  auto* unpair = site->add_subcommand("unpair", "Unpair a site (refused while protection groups use it)");
+  static std::string unpair_site;
+  unpair->add_option("site", unpair_site, "The paired site's name")->required();
+  unpair->callback([&] {
+    rc = call_and_print(g, "DELETE", "/api/v1/pairings/" + path_part(unpair_site), std::nullopt,
+                        as_message(g, [](const json& j) { return "unpaired site '" + j.value("unpaired", "") + "'"; }));
+  });
+}
+
+void add_inventory_commands(CLI::App& app, Globals& g, int& rc) {
+  auto* inv = app.add_subcommand("inventory", "What the site's compute providers hold");
+  inv->require_subcommand(1);
+  static std::string provider;
+  auto query = [&]() { return provider.empty() ? std::string() : "?provider=" + path_part(provider); };
+  inv->add_subcommand("providers", "Compute providers and whether they answer")->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/inventory/providers", std::nullopt,
+                        as_list(g, {field("NAME", "name"), field("KIND", "kind"), field("URI", "uri"),
+                                    field("REACHABLE", "reachable"), field("ERROR", "error.message")}));
+  });
+  auto* vms = inv->add_subcommand("vms", "VMs with their state, sizes, disks and networks");
+  vms->add_option("--provider", provider, "Only this compute provider");
+  vms->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/inventory/vms" + query(), std::nullopt,
+                        as_list(g, {field("NAME", "name"), field("PROVIDER", "provider"), field("STATE", "state"),
+                                    field("VCPUS", "vcpus"),
+                                    Column{"MEMORY", [](const json& j) {
+                                             return std::to_string(j.value("memory_kib", std::uint64_t{0}) / 1024) + " MiB";
+                                           }},
+                                    Column{"DISKS", [](const json& j) { return std::to_string(j["disks"].size()); }},
+                                    Column{"NETWORKS",
+                                           [](const json& j) {
+                                             std::string s;
+                                             for (const auto& n : j["nics"]) s += (s.empty() ? "" : ",") + n.value("network", "");
+                                             return s.empty() ? std::string("-") : s;
+                                           }},
+                                    field("PLACEHOLDER", "is_placeholder")}));
+  });
+  auto* vm = inv->add_subcommand("vm", "One VM in full");
+  static std::string vm_name;
+  vm->add_option("name", vm_name, "Name, UUID or PROVIDER/NAME")->required();
+  vm->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/inventory/vms/" + path_part(vm_name), std::nullopt, [&](const json& j) {
+      json shown = j;
+      if (g.format() == Format::kTable) shown.erase("native");
+      print_object(std::cout, shown, g.format());
+      if (g.format() != Format::kTable) return;
+      std::cout << "\n";
+      print_list(std::cout, j["disks"], Format::kTable,
+                 {field("DISK", "target"), field("PATH", "path"), field("FORMAT", "format"), field("POOL", "storage_pool")});
+      std::cout << "\n";
+      print_list(std::cout, j["nics"], Format::kTable, {field("MAC", "mac"), field("NETWORK", "network"), field("TYPE", "type")});
+    });
+  });
+  auto* nets = inv->add_subcommand("networks", "Networks");
+  nets->add_option("--provider", provider, "Only this compute provider");
+  nets->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/inventory/networks" + query(), std::nullopt,
+                        as_list(g, {field("NAME", "name"), field("PROVIDER", "provider"), field("BRIDGE", "bridge"),
+                                    field("ACTIVE", "active"), field("ISOLATED", "isolated")}));
+  });
+  auto* pools = inv->add_subcommand("pools", "Storage pools");
+  pools->add_option("--provider", provider, "Only this compute provider");
+  pools->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/inventory/storage-pools" + query(), std::nullopt,
+                        as_list(g, {field("NAME", "name"), field("PROVIDER", "provider"), field("TYPE", "type"),
+                                    field("PATH", "path"), field("ACTIVE", "active")}));
+  });
+}
+
+void add_mapping_commands(CLI::App& app, Globals& g, int& rc) {
+  auto* mapping = app.add_subcommand("mapping", "Inventory mappings: which resource at the recovery site stands for one here");
+  mapping->require_subcommand(1);
+  auto* create = mapping->add_subcommand("create", "Map a network, storage pool or compute provider to the recovery site");
+  static std::string kind, source, target, test_network, peer;
+  create->add_option("kind", kind, "network, storage or compute")->required()->check(CLI::IsMember({"network", "storage", "compute"}));
+  create->add_option("source", source, "Resource at this (protected) site")->required();
+  create->add_option("target", target, "Resource at the recovery site")->required();
+  create->add_option("--test-network", test_network, "Network mappings: the isolated network test recoveries attach to");
+  create->add_option("--peer", peer, "Recovery site (default: the only paired site)");
+  create->callback([&] {
+    json body = {{"kind", kind}, {"source", source}, {"target", target}};
+    if (!test_network.empty()) body["test_network"] = test_network;
+    if (!peer.empty()) body["peer_site"] = peer;
+    rc = call_and_print(g, "POST", "/api/v1/mappings", body, as_message(g, [](const json& j) {
+      std::string s = "mapping " + std::to_string(j.value("id", 0)) + ": " + j.value("kind", "") + " " + j.value("source", "") +
+                      " -> " + j.value("peer_site", "") + "/" + j.value("target", "");
+      if (!j.value("test_network", "").empty()) s += " (tests: " + j.value("test_network", "") + ")";
+      return s;
+    }));
+  });
+  mapping->add_subcommand("list", "List inventory mappings")->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/mappings", std::nullopt,
+                        as_list(g, {field("ID", "id"), field("KIND", "kind"), field("SOURCE", "source"),
+                                    field("PEER", "peer_site"), field("TARGET", "target"), field("TEST-NETWORK", "test_network")}));
+  });
+  auto* del = mapping->add_subcommand("delete", "Delete a mapping (refused while a protected VM uses it)");
+  static std::string id;
+  del->add_option("id", id, "Mapping id from `evac mapping list`")->required();
+  del->callback([&] {
+    rc = call_and_print(g, "DELETE", "/api/v1/mappings/" + path_part(id), std::nullopt,
+                        as_message(g, [](const json&) { return std::string("mapping deleted"); }));
+  });
+}
+
+void add_group_commands(CLI::App& app, Globals& g, int& rc) {
+  auto* group = app.add_subcommand("group", "Protection groups: VMs that replicate and recover together");
+  group->require_subcommand(1);
+  auto* create = group->add_subcommand("create", "Protect VMs as a group; registers their placeholders at the recovery site");
+  static std::string name, rpo = "15m", peer;
+  static std::vector<std::string> vms;
+  static int keep_pits = 24;
+  create->add_option("name", name, "Group name")->required();
+  create->add_option("--vm", vms, "A VM to protect (name, UUID or PROVIDER/NAME); repeat for several")->required();
+  create->add_option("--rpo", rpo, "Recovery point objective, e.g. 15m")->capture_default_str();
+  create->add_option("--keep-pits", keep_pits, "Points in time to retain at the recovery site")->capture_default_str();
+  create->add_option("--peer", peer, "Recovery site (default: the only paired site)");
+  create->callback([&] {
+    json body = {{"name", name}, {"vms", vms}, {"rpo", rpo}, {"keep_pits", keep_pits}};
+    if (!peer.empty()) body["recovery_site"] = peer;
+    rc = call_and_print(g, "POST", "/api/v1/groups", body, [&](const json& j) { print_group(g, j); });
+  });
+  group->add_subcommand("list", "List protection groups")->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/groups", std::nullopt, as_list(g, kGroupColumns));
+  });
+  auto* show = group->add_subcommand("show", "Show a protection group and its VMs");
+  static std::string show_name;
+  show->add_option("name", show_name, "Group name")->required();
+  show->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/groups/" + path_part(show_name), std::nullopt, [&](const json& j) { print_group(g, j); });
+  });
+  auto* add_vm = group->add_subcommand("add-vm", "Protect one more VM in a group");
+  static std::string add_group, add_vm_name;
+  add_vm->add_option("group", add_group, "Group name")->required();
+  add_vm->add_option("vm", add_vm_name, "VM name, UUID or PROVIDER/NAME")->required();
+  add_vm->callback([&] {
+    rc = call_and_print(g, "POST", "/api/v1/groups/" + path_part(add_group) + "/vms", json{{"vm", add_vm_name}},
+                        [&](const json& j) { print_group(g, j); });
+  });
+  auto* remove_vm = group->add_subcommand("remove-vm", "Stop protecting a VM; removes its placeholder");
+  static std::string rm_group, rm_vm;
+  remove_vm->add_option("group", rm_group, "Group name")->required();
+  remove_vm->add_option("vm", rm_vm, "VM name or UUID")->required();
+  remove_vm->callback([&] {
+    rc = call_and_print(g, "DELETE", "/api/v1/groups/" + path_part(rm_group) + "/vms/" + path_part(rm_vm), std::nullopt,
+                        [&](const json& j) { print_group(g, j); });
+  });
+  auto* del = group->add_subcommand("delete", "Delete a group; removes its placeholders at the recovery site");
+  static std::string del_name;
+  del->add_option("name", del_name, "Group name")->required();
+  del->callback([&] {
+    rc = call_and_print(g, "DELETE", "/api/v1/groups/" + path_part(del_name), std::nullopt,
+                        as_message(g, [](const json& j) { return "deleted protection group '" + j.value("deleted", "") + "'"; }));
+  });
+}
+
+void add_placeholder_commands(CLI::App& app, Globals& g, int& rc) {
+  auto* ph = app.add_subcommand("placeholder", "Placeholders this site holds for its peers' protected VMs");
+  ph->require_subcommand(1);
+  ph->add_subcommand("list", "List placeholders registered here")->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/placeholders", std::nullopt,
+                        as_list(g, {field("NAME", "name"), field("UUID", "uuid"), field("PROVIDER", "provider"),
+                                    field("GROUP", "group"), field("FROM-SITE", "source_site")}));
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"evac: site recovery orchestration. Talks to an evacd over its REST API."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "evac 0.1.0");
+  Globals g;
+  int rc = kOk;
+  app.add_option("--config", g.config_path, "CLI config file (contexts)")->capture_default_str();
+  app.add_option("--context", g.context, "Use this context instead of the current one");
+  app.add_option("--url", g.url, "Site URL, overriding the context");
+  app.add_option("--token", g.token, "Bearer token, overriding the context");
+  app.add_option("--token-file", g.token_file, "File holding the bearer token");
+  app.add_option("--pin", g.pin, "The site's TLS key pin, overriding the context");
+  app.add_option("-o,--output", g.output, "Output format: table, json or yaml")
+      ->check(CLI::IsMember({"table", "json", "yaml"}))
+      ->capture_default_str();
+
+  add_context_commands(app, g, rc);
+  add_site_commands(app, g, rc);
+  add_inventory_commands(app, g, rc);
+  add_mapping_commands(app, g, rc);
+  add_group_commands(app, g, rc);
+  add_placeholder_commands(app, g, rc);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? kOk : kUsage;
+  }
+  return rc;
+}
+
+}  // namespace evac::cli
+
+int main(int argc, char** argv) { return evac::cli::main(argc, argv); }

@@ -1,0 +1,32 @@
+// Rendering API results for people (tables) and programs (JSON, YAML).
+#pragma once
+
+#include <functional>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace evac::cli {
+
+enum class Format { kTable, kJson, kYaml };
+
+struct Column {
+  std::string header;
+  std::function<std::string(const nlohmann::json&)> cell;
+};
+
+// A column showing a field; nested fields as "a.b"; arrays of objects as
+// their "name"s joined by commas; null as "-".
+Column field(std::string header, std::string path);
+std::string format_time(std::int64_t unix_seconds);
+std::string to_yaml(const nlohmann::json& j);
+
+// Lists print one row per item; a single object prints as KEY: value lines
+// (or the columns given for it).
+void print_list(std::ostream& out, const nlohmann::json& items, Format format, const std::vector<Column>& columns);
+void print_object(std::ostream& out, const nlohmann::json& object, Format format,
+                  const std::vector<Column>& columns = {});
+
+}  // namespace evac::cli

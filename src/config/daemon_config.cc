@@ -1,0 +1,173 @@
+#include "config/daemon_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/duration.h"
+
+namespace evac {
+namespace {
+
+Status config_error(const std::string& origin, const std::string& message, const std::string& hint) {
+  return invalid_argument(origin + ": " + message, hint);
+}
+
+Result<std::string> required_string(const YAML::Node& root, const char* key, const std::string& origin) {
+  auto node = root[key];
+  if (!node || node.IsNull())
+    return config_error(origin, std::string("missing required key '") + key + "'", std::string("add '") + key + ": ...'");
+  if (!node.IsScalar())
+    return config_error(origin, std::string("'") + key + "' must be a string (line " + std::to_string(node.Mark().line + 1) + ")",
+                        "quote the value");
+  return node.as<std::string>();
+}
+
+std::optional<std::string> optional_string(const YAML::Node& root, const char* key) {
+  auto node = root[key];
+  if (!node || node.IsNull() || !node.IsScalar()) return std::nullopt;
+  return node.as<std::string>();
+}
+
+Status parse_listen(const std::string& value, DaemonConfig& cfg, const std::string& origin) {
+  auto colon = value.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == value.size())
+    return config_error(origin, "'listen' must be HOST:PORT, got '" + value + "'", "for example listen: 127.0.0.1:8441");
+  std::string host = value.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  int port = 0;
+  try {
+    std::size_t used = 0;
+    port = std::stoi(value.substr(colon + 1), &used);
+    if (used != value.size() - colon - 1) port = -1;
+  } catch (...) {
+    port = -1;
+  }
+  if (port < 0 || port > 65535)
+    return config_error(origin, "'listen' has a bad port in '" + value + "'", "use a port number from 1 to 65535 (0 picks a free one)");
+  cfg.listen_host = host;
+  cfg.listen_port = port;
+  return Status::ok();
+}
+
+Status parse_duration_key(const YAML::Node& root, const char* key, std::chrono::seconds& out, const std::string& origin) {
+  auto v = optional_string(root, key);
+  if (!v) return Status::ok();
+  auto d = parse_duration(*v);
+  if (!d) return config_error(origin, std::string("'") + key + "': " + d.status().message(), d.status().hint());
+  if (d->count() <= 0) return config_error(origin, std::string("'") + key + "' must be longer than 0s", "for example 5s");
+  out = *d;
+  return Status::ok();
+}
+
+Status parse_providers(const YAML::Node& root, DaemonConfig& cfg, const std::string& origin) {
+  auto list = root["compute_providers"];
+  if (!list) return Status::ok();  // a site may start empty and gain providers later
+  if (!list.IsSequence())
+    return config_error(origin, "'compute_providers' must be a list", "write '- {name: local, kind: libvirt, uri: qemu:///system}'");
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const auto& item = list[i];
+    std::string where = origin + " compute_providers[" + std::to_string(i) + "]";
+    if (!item.IsMap()) return config_error(where, "must be a map with name, kind and uri", "see docs/configuration.md");
+    ProviderConfig p;
+    auto name = required_string(item, "name", where);
+    if (!name) return name.status();
+    p.name = *name;
+    EVAC_RETURN_IF_ERROR(validate_name("compute provider", p.name).with_context(where));
+    p.kind = optional_string(item, "kind").value_or("libvirt");
+    auto uri = required_string(item, "uri", where);
+    if (!uri) return uri.status();
+    p.uri = *uri;
+    if (!names.insert(p.name).second)
+      return config_error(where, "duplicate compute provider name '" + p.name + "'", "give each provider its own name");
+    cfg.compute_providers.push_back(std::move(p));
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status validate_name(std::string_view kind, std::string_view name) {
+  auto hint = "use 1-63 characters: letters, digits, '-', '_' or '.', starting with a letter or digit";
+  if (name.empty() || name.size() > 63) return invalid_argument(std::string(kind) + " name '" + std::string(name) + "' has a bad length", hint);
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && (i == 0 || (c != '-' && c != '_' && c != '.')))
+      return invalid_argument(std::string(kind) + " name '" + std::string(name) + "' is not allowed", hint);
+  }
+  return Status::ok();
+}
+
+Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return config_error(origin, "not valid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg,
+                        "fix the YAML syntax (indentation, quotes, colons)");
+  }
+  if (!root.IsMap()) return config_error(origin, "must be a YAML map of settings", "see docs/configuration.md for an example");
+
+  static const std::set<std::string> kKnown = {"site", "listen", "advertise_url", "state_dir", "tls",
+                                               "heartbeat_interval", "peer_timeout", "log", "compute_providers"};
+  for (const auto& kv : root) {
+    auto key = kv.first.as<std::string>();
+    if (!kKnown.count(key))
+      return config_error(origin, "unknown key '" + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
+                          "check its spelling; known keys: site, listen, advertise_url, state_dir, tls, heartbeat_interval, "
+                          "peer_timeout, log, compute_providers");
+  }
+
+  try {
+    DaemonConfig cfg;
+    auto site = required_string(root, "site", origin);
+    if (!site) return site.status();
+    cfg.site = *site;
+    EVAC_RETURN_IF_ERROR(validate_name("site", cfg.site).with_context(origin));
+    auto state_dir = required_string(root, "state_dir", origin);
+    if (!state_dir) return state_dir.status();
+    cfg.state_dir = *state_dir;
+    if (cfg.state_dir.empty() || cfg.state_dir.front() != '/')
+      return config_error(origin, "'state_dir' must be an absolute path", "for example state_dir: /var/lib/evac/" + cfg.site);
+    if (auto listen = optional_string(root, "listen")) EVAC_RETURN_IF_ERROR(parse_listen(*listen, cfg, origin));
+    cfg.advertise_url = optional_string(root, "advertise_url").value_or("");
+    if (!cfg.advertise_url.empty() && cfg.advertise_url.rfind("https://", 0) != 0)
+      return config_error(origin, "'advertise_url' must start with https://", "evac sites only talk over TLS");
+    if (auto tls = root["tls"]) {
+      cfg.tls_cert = optional_string(tls, "cert");
+      cfg.tls_key = optional_string(tls, "key");
+      if (cfg.tls_cert.has_value() != cfg.tls_key.has_value())
+        return config_error(origin, "'tls' needs both cert and key", "set both, or neither to use a self-signed certificate");
+    }
+    EVAC_RETURN_IF_ERROR(parse_duration_key(root, "heartbeat_interval", cfg.heartbeat_interval, origin));
+    EVAC_RETURN_IF_ERROR(parse_duration_key(root, "peer_timeout", cfg.peer_timeout, origin));
+    if (auto log = root["log"]) {
+      cfg.log_format = optional_string(log, "format").value_or(cfg.log_format);
+      cfg.log_level = optional_string(log, "level").value_or(cfg.log_level);
+      if (cfg.log_format != "text" && cfg.log_format != "json")
+        return config_error(origin, "log.format must be 'text' or 'json'", "set log: {format: json}");
+      static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
+      if (!kLevels.count(cfg.log_level))
+        return config_error(origin, "log.level '" + cfg.log_level + "' is unknown", "use trace, debug, info, warn or error");
+    }
+    EVAC_RETURN_IF_ERROR(parse_providers(root, cfg, origin));
+    return cfg;
+  } catch (const YAML::Exception& e) {
+    return config_error(origin, std::string("bad value: ") + e.what(), "check the value's type");
+  }
+}
+
+Result<DaemonConfig> load_daemon_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return invalid_argument("cannot read config file " + path, "check the path given to --config and its permissions");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_daemon_config(text.str(), path);
+}
+
+}  // namespace evac

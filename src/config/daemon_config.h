@@ -1,0 +1,48 @@
+// evacd's configuration file (YAML). One file per site.
+//
+//   site: site-a
+//   listen: 127.0.0.1:8441
+//   advertise_url: https://127.0.0.1:8441     # how the peer and the CLI reach us
+//   state_dir: /var/lib/evac/site-a
+//   tls: { cert: /path/cert.pem, key: /path/key.pem }   # optional; self-signed if absent
+//   heartbeat_interval: 5s
+//   peer_timeout: 5s
+//   log: { format: json, level: info }
+//   compute_providers:
+//     - { name: local, kind: libvirt, uri: "qemu:///system" }
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/compute_provider.h"
+#include "core/status.h"
+
+namespace evac {
+
+struct DaemonConfig {
+  std::string site;
+  std::string listen_host = "127.0.0.1";
+  int listen_port = 8441;
+  std::string advertise_url;  // defaults to https://listen_host:listen_port
+  std::string state_dir;
+  std::optional<std::string> tls_cert;
+  std::optional<std::string> tls_key;
+  std::chrono::seconds heartbeat_interval{5};
+  std::chrono::seconds peer_timeout{5};
+  std::string log_format = "text";  // "text" or "json"
+  std::string log_level = "info";
+  std::vector<ProviderConfig> compute_providers;
+};
+
+// Loads and validates; every error names the file, the key and (for YAML
+// syntax errors) the line, and says how to fix it.
+Result<DaemonConfig> load_daemon_config(const std::string& path);
+Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std::string& origin);
+
+// Site names appear in URLs, file names and libvirt metadata.
+Status validate_name(std::string_view kind, std::string_view name);
+
+}  // namespace evac

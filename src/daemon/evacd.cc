@@ -1,0 +1,202 @@
+// evacd: one per site. Loads its YAML config, opens the site's SQLite state,
+// makes sure it has a TLS identity and an admin token, connects its compute
+// providers, serves the REST API over HTTPS and keeps heartbeats with the
+// paired sites until SIGTERM.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "api/https_server.h"
+#include "api/router.h"
+#include "config/daemon_config.h"
+#include "daemon/logging.h"
+#include "peer/peer_transport.h"
+#include "providers/libvirt/libvirt_provider.h"
+#include "service/site_service.h"
+#include "store/store.h"
+#include "tls/tls.h"
+
+namespace evac {
+namespace {
+
+namespace fs = std::filesystem;
+
+int fail(const Status& s) {
+  std::cerr << "evacd: " << s.message() << "\n";
+  if (!s.hint().empty()) std::cerr << "  hint: " << s.hint() << "\n";
+  spdlog::error("{}", s.to_string());
+  return 1;
+}
+
+// Writes `content` to `path` readable by the owner only, replacing any old file.
+Status write_private_file(const std::string& path, const std::string& content) {
+  std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return failed_precondition("cannot create " + tmp, "check the state directory's permissions");
+  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) return failed_precondition("cannot write " + path, "is the disk full?");
+  return Status::ok();
+}
+
+// The admin token is shown once, through a file only the owner can read;
+// the database keeps only its digest.
+Status ensure_admin_token(Store& store, const std::string& state_dir) {
+  auto count = store.api_token_count();
+  if (!count) return count.status();
+  std::string path = state_dir + "/admin.token";
+  if (*count > 0) {
+    if (!fs::exists(path)) spdlog::warn("admin token file {} is gone; existing tokens stay valid", path);
+    return Status::ok();
+  }
+  std::string token = random_token();
+  EVAC_RETURN_IF_ERROR(write_private_file(path, token + "\n"));
+  EVAC_RETURN_IF_ERROR(store.add_api_token("admin", sha256_hex(token)));
+  spdlog::info("created admin token in {} (mode 0600)", path);
+  return Status::ok();
+}
+
+Status check_site_identity(Store& store, const std::string& site) {
+  auto recorded = store.get_meta("site");
+  if (!recorded) return recorded.status();
+  if (!recorded->has_value()) return store.set_meta("site", site);
+  if (**recorded != site)
+    return failed_precondition("the state directory belongs to site '" + **recorded + "', but the config says '" + site + "'",
+                               "point state_dir at this site's own folder; a site cannot be renamed in place");
+  return Status::ok();
+}
+
+class Heartbeat {
+ public:
+  Heartbeat(SiteService& service, std::chrono::seconds interval) : service_(service), interval_(interval) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~Heartbeat() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      service_.heartbeat_round();
+      lock.lock();
+      cv_.wait_for(lock, interval_, [this] { return stopping_; });
+    }
+  }
+  SiteService& service_;
+  std::chrono::seconds interval_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+int run(const std::string& config_path) {
+  auto config = load_daemon_config(config_path);
+  if (!config) {
+    std::cerr << "evacd: " << config.status().message() << "\n  hint: " << config.status().hint() << "\n";
+    return 2;
+  }
+  const DaemonConfig& cfg = *config;
+  setup_logging(cfg.log_format, cfg.log_level, cfg.site);
+
+  std::error_code ec;
+  fs::create_directories(cfg.state_dir, ec);
+  if (ec) return fail(failed_precondition("cannot create state_dir " + cfg.state_dir + ": " + ec.message(),
+                                          "create it, or make its parent writable by evacd"));
+  fs::permissions(cfg.state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+
+  auto store = Store::open(cfg.state_dir + "/evac.db");
+  if (!store) return fail(store.status());
+  if (Status s = check_site_identity(**store, cfg.site); !s) return fail(s);
+  if (Status s = ensure_admin_token(**store, cfg.state_dir); !s) return fail(s);
+
+  std::string listen_host = cfg.listen_host.find(':') != std::string::npos ? "[" + cfg.listen_host + "]" : cfg.listen_host;
+  std::string url = cfg.advertise_url.empty() ? "https://" + listen_host + ":" + std::to_string(cfg.listen_port)
+                                              : cfg.advertise_url;
+  std::vector<std::string> alt_names = {"localhost", cfg.listen_host};
+  auto tls = ensure_tls_identity(cfg.tls_cert.value_or(cfg.state_dir + "/tls/cert.pem"),
+                                 cfg.tls_key.value_or(cfg.state_dir + "/tls/key.pem"), "evac site " + cfg.site, alt_names);
+  if (!tls) return fail(tls.status());
+  // The pin is public: operators hand it to `evac context add --pin`.
+  { std::ofstream(cfg.state_dir + "/pin") << tls->pin << "\n"; }
+
+  register_libvirt_provider();
+  std::map<std::string, std::unique_ptr<ComputeProvider>> providers;
+  for (const auto& pc : cfg.compute_providers) {
+    auto p = ProviderRegistry::instance().create(pc);
+    if (!p) return fail(p.status());
+    // A hypervisor that is down now must not keep the site from starting:
+    // inventory calls report it until it is back.
+    if (Status s = (*p)->ping(); !s.is_ok()) spdlog::warn("compute provider {}: {}", pc.name, s.to_string());
+    providers.emplace(pc.name, std::move(*p));
+  }
+
+  HttpsPeerTransport transport(tls->cert_path, tls->key_path, cfg.peer_timeout);
+  SiteService service(SiteIdentity{cfg.site, url, tls->pin}, **store, std::move(providers), transport);
+  ApiRouter router(service);
+  HttpsServer server(router, *tls);
+  auto bound = server.bind(cfg.listen_host, cfg.listen_port);
+  if (!bound) return fail(bound.status());
+
+  // Signals are taken by one thread with sigwait; every other thread blocks
+  // them, so SIGTERM always leads to the same orderly shutdown.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    server.stop();
+  });
+
+  spdlog::info("evacd for site {} listening on {} (pin {}), state in {}", cfg.site, url, tls->pin, cfg.state_dir);
+  {
+    Heartbeat heartbeat(service, cfg.heartbeat_interval);
+    server.serve();
+  }
+  // serve() also returns if the listener fails; make the signal thread exit.
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+  spdlog::info("evacd for site {} stopped", cfg.site);
+  return 0;
+}
+
+}  // namespace
+}  // namespace evac
+
+int main(int argc, char** argv) {
+  CLI::App app{"evacd: the evac site daemon. One per site; see docs/configuration.md."};
+  std::string config_path;
+  app.add_option("-c,--config", config_path, "YAML configuration file")->required();
+  app.set_version_flag("--version", "evacd 0.1.0");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  return evac::run(config_path);
+}

@@ -1,0 +1,43 @@
+// How one evacd reaches a paired site. The real transport is HTTPS with
+// mutual TLS and a pinned server key; unit tests plug in a fake that routes
+// calls straight into another in-process site.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+
+namespace evac {
+
+struct PeerEndpoint {
+  std::string url;  // https://host:port
+  std::string pin;  // the peer's public-key pin; the call fails if it differs
+};
+
+class PeerTransport {
+ public:
+  virtual ~PeerTransport() = default;
+  virtual Result<nlohmann::json> call(const PeerEndpoint& peer, const std::string& method, const std::string& path,
+                                      const std::optional<nlohmann::json>& body) = 0;
+};
+
+// The real one: presents this site's certificate as a TLS client
+// certificate and pins the peer's.
+class HttpsPeerTransport : public PeerTransport {
+ public:
+  HttpsPeerTransport(std::string cert_path, std::string key_path, std::chrono::milliseconds timeout)
+      : cert_path_(std::move(cert_path)), key_path_(std::move(key_path)), timeout_(timeout) {}
+  Result<nlohmann::json> call(const PeerEndpoint& peer, const std::string& method, const std::string& path,
+                              const std::optional<nlohmann::json>& body) override;
+
+ private:
+  std::string cert_path_;
+  std::string key_path_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace evac

@@ -1,0 +1,766 @@
+#include "service/site_service.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "config/daemon_config.h"
+#include "core/duration.h"
+#include "core/model_json.h"
+#include "tls/tls.h"
+
+namespace evac {
+using nlohmann::json;
+
+namespace {
+
+constexpr std::string_view kPairingTokenPrefix = "evac-pair-1.";
+
+std::int64_t system_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : sep) + i;
+  return out;
+}
+
+std::string basename_of(const std::string& path) { return std::filesystem::path(path).filename().string(); }
+
+// The peer's inventory as /peer/inventory returns it: {providers: [{name,
+// networks: [...], storage_pools: [...]}]}.
+const json* peer_provider(const json& inventory, const std::string& name) {
+  auto providers = inventory.find("providers");
+  if (providers == inventory.end() || !providers->is_array()) return nullptr;
+  for (const auto& p : *providers)
+    if (p.value("name", "") == name) return &p;
+  return nullptr;
+}
+
+const json* named_in(const json& list, const std::string& name) {
+  for (const auto& item : list)
+    if (item.value("name", "") == name) return &item;
+  return nullptr;
+}
+
+}  // namespace
+
+SiteService::SiteService(SiteIdentity identity, Store& store,
+                         std::map<std::string, std::unique_ptr<ComputeProvider>> providers, PeerTransport& transport,
+                         Clock clock)
+    : identity_(std::move(identity)),
+      store_(store),
+      providers_(std::move(providers)),
+      transport_(transport),
+      clock_(clock ? std::move(clock) : Clock(system_now)) {}
+
+// ---- inventory --------------------------------------------------------------
+
+Result<ComputeProvider*> SiteService::provider(const std::string& name) {
+  auto it = providers_.find(name);
+  if (it == providers_.end()) {
+    std::vector<std::string> names;
+    for (const auto& [n, _] : providers_) names.push_back(n);
+    return not_found("site '" + identity_.name + "' has no compute provider named '" + name + "'",
+                     names.empty() ? "add one under compute_providers in evacd's config"
+                                   : "known providers: " + join(names, ", "));
+  }
+  return it->second.get();
+}
+
+json SiteService::providers_status() {
+  json out = json::array();
+  for (const auto& [name, p] : providers_) {
+    Status s = p->ping();
+    json entry = {{"name", name}, {"kind", p->kind()}, {"uri", p->uri()}, {"reachable", s.is_ok()}};
+    if (!s.is_ok()) entry["error"] = {{"code", status_code_name(s.code())}, {"message", s.message()}, {"hint", s.hint()}};
+    out.push_back(entry);
+  }
+  return out;
+}
+
+Result<std::vector<VmInfo>> SiteService::list_vms(const std::optional<std::string>& provider_name) {
+  std::vector<VmInfo> out;
+  for (const auto& [name, p] : providers_) {
+    if (provider_name && *provider_name != name) continue;
+    auto vms = p->list_vms();
+    if (!vms) return vms.status().with_context("listing VMs of compute provider '" + name + "'");
+    for (auto& vm : *vms) out.push_back(std::move(vm));
+  }
+  if (provider_name && !providers_.count(*provider_name)) return provider(*provider_name).status();
+  return out;
+}
+
+Result<VmInfo> SiteService::find_vm(const std::string& ref) {
+  std::optional<std::string> provider_name;
+  std::string name = ref;
+  if (auto slash = ref.find('/'); slash != std::string::npos) {
+    provider_name = ref.substr(0, slash);
+    name = ref.substr(slash + 1);
+  }
+  auto vms = list_vms(provider_name);
+  if (!vms) return vms.status();
+  std::vector<VmInfo> matches;
+  for (auto& vm : *vms)
+    if (vm.name == name || vm.uuid == name) matches.push_back(std::move(vm));
+  if (matches.empty())
+    return not_found("no VM '" + ref + "' at site '" + identity_.name + "'", "list the VMs with `evac inventory vms`");
+  if (matches.size() > 1)
+    return invalid_argument("VM name '" + ref + "' is ambiguous: several compute providers have it",
+                            "name it as PROVIDER/NAME, e.g. " + matches[0].provider + "/" + name);
+  return std::move(matches[0]);
+}
+
+Result<std::vector<NetworkInfo>> SiteService::list_networks(const std::optional<std::string>& provider_name) {
+  if (provider_name) EVAC_RETURN_IF_ERROR(provider(*provider_name));
+  std::vector<NetworkInfo> out;
+  for (const auto& [name, p] : providers_) {
+    if (provider_name && *provider_name != name) continue;
+    auto nets = p->list_networks();
+    if (!nets) return nets.status().with_context("listing networks of compute provider '" + name + "'");
+    out.insert(out.end(), nets->begin(), nets->end());
+  }
+  return out;
+}
+
+Result<std::vector<StoragePoolInfo>> SiteService::list_storage_pools(const std::optional<std::string>& provider_name) {
+  if (provider_name) EVAC_RETURN_IF_ERROR(provider(*provider_name));
+  std::vector<StoragePoolInfo> out;
+  for (const auto& [name, p] : providers_) {
+    if (provider_name && *provider_name != name) continue;
+    auto pools = p->list_storage_pools();
+    if (!pools) return pools.status().with_context("listing storage pools of compute provider '" + name + "'");
+    out.insert(out.end(), pools->begin(), pools->end());
+  }
+  return out;
+}
+
+// ---- pairing ----------------------------------------------------------------
+
+Result<json> SiteService::create_pairing_token(std::chrono::seconds ttl) {
+  if (ttl.count() <= 0 || ttl > std::chrono::hours(24))
+    return invalid_argument("a pairing token must live between 1s and 24h", "for example --ttl 15m");
+  std::string secret = random_token();
+  std::int64_t expires_at = clock_() + ttl.count();
+  EVAC_RETURN_IF_ERROR(store_.add_pairing_token(sha256_hex(secret), expires_at));
+  json payload = {{"site", identity_.name}, {"url", identity_.url}, {"pin", identity_.pin}, {"secret", secret}};
+  return json{{"token", std::string(kPairingTokenPrefix) + base64url_encode(payload.dump())},
+              {"site", identity_.name},
+              {"url", identity_.url},
+              {"expires_at", expires_at}};
+}
+
+Result<PeerRecord> SiteService::pair(const std::string& token, const std::optional<std::string>& url_override) {
+  std::lock_guard lock(protection_mu_);
+  auto bad_token = [] {
+    return invalid_argument("that is not an evac pairing token",
+                            "copy the whole token printed by `evac site pairing-token` at the other site");
+  };
+  if (token.rfind(kPairingTokenPrefix, 0) != 0) return bad_token();
+  auto decoded = base64url_decode(token.substr(kPairingTokenPrefix.size()));
+  if (!decoded) return bad_token();
+  auto payload = json::parse(*decoded, nullptr, false);
+  if (!payload.is_object() || !payload["site"].is_string() || !payload["url"].is_string() || !payload["pin"].is_string() ||
+      !payload["secret"].is_string())
+    return bad_token();
+  std::string peer_site = payload["site"];
+  if (peer_site == identity_.name)
+    return invalid_argument("the token was issued by this site ('" + peer_site + "')",
+                            "create the token at the other site and redeem it here");
+  auto existing = store_.find_peer(peer_site);
+  if (!existing) return existing.status();
+  if (existing->has_value())
+    return already_exists("site '" + peer_site + "' is already paired with this site",
+                          "run `evac site unpair " + peer_site + "` first to pair it again");
+
+  PeerEndpoint endpoint{url_override.value_or(payload["url"].get<std::string>()), payload["pin"]};
+  json request = {{"secret", payload["secret"]}, {"site", identity_.name}, {"url", identity_.url}};
+  auto answer = transport_.call(endpoint, "POST", "/api/v1/peer/pair", request);
+  if (!answer) return answer.status().with_context("pairing with site '" + peer_site + "' at " + endpoint.url);
+  if (answer->value("site", "") != peer_site)
+    return failed_precondition("the site at " + endpoint.url + " calls itself '" + answer->value("site", "") +
+                                   "', but the token was issued by '" + peer_site + "'",
+                               "check that the URL reaches the site that issued the token");
+  PeerRecord record{peer_site, endpoint.url, endpoint.pin, clock_(), clock_(), std::nullopt, ""};
+  EVAC_RETURN_IF_ERROR(store_.add_peer(record));
+  return record;
+}
+
+Result<json> SiteService::handle_peer_pair(const std::string& caller_pin, const json& body) {
+  std::lock_guard lock(protection_mu_);
+  if (caller_pin.empty())
+    return unauthenticated("pairing needs the calling site's TLS client certificate", "use `evac site pair`, not a raw call");
+  if (!body.is_object() || !body.value("secret", json()).is_string() || !body.value("site", json()).is_string() ||
+      !body.value("url", json()).is_string())
+    return invalid_argument("a pairing request needs secret, site and url", "use `evac site pair`");
+  std::string site = body["site"];
+  EVAC_RETURN_IF_ERROR(validate_name("site", site));
+  if (site == identity_.name)
+    return invalid_argument("both sites are named '" + site + "'", "give each site its own name in evacd's config");
+  auto existing = store_.find_peer(site);
+  if (!existing) return existing.status();
+  if (existing->has_value())
+    return already_exists("site '" + site + "' is already paired with site '" + identity_.name + "'",
+                          "unpair it there first with `evac site unpair " + site + "`");
+  Status s = store_.transaction([&]() -> Status {
+    EVAC_RETURN_IF_ERROR(store_.consume_pairing_token(sha256_hex(body["secret"].get<std::string>()), clock_()));
+    return store_.add_peer(PeerRecord{site, body["url"], caller_pin, clock_(), clock_(), std::nullopt, ""});
+  });
+  if (!s) return s;
+  return json{{"site", identity_.name}, {"url", identity_.url}};
+}
+
+Status SiteService::unpair(const std::string& site) {
+  std::lock_guard lock(protection_mu_);
+  auto peer = resolve_peer(site);
+  if (!peer) return peer.status();
+  auto groups = store_.list_groups();
+  if (!groups) return groups.status();
+  std::vector<std::string> using_peer;
+  for (const auto& g : *groups)
+    if (g.recovery_site == site) using_peer.push_back(g.name);
+  if (!using_peer.empty())
+    return failed_precondition("protection groups still recover to site '" + site + "': " + join(using_peer, ", "),
+                               "delete those groups (`evac group delete NAME`) before unpairing");
+  auto hosted = store_.list_hosted_placeholders();
+  if (!hosted) return hosted.status();
+  for (const auto& p : *hosted)
+    if (p.source_site == site)
+      return failed_precondition("this site still holds placeholders for site '" + site + "' (e.g. " + p.name + ")",
+                                 "delete the protection groups at site '" + site + "' first");
+  // Tell the peer so it forgets us too; unpairing proceeds if it is gone,
+  // because an operator must be able to retire a site that no longer exists.
+  auto told = call_peer(*peer, "POST", "/api/v1/peer/unpair", json::object());
+  (void)told;
+  return store_.remove_peer(site);
+}
+
+Result<json> SiteService::handle_peer_unpair(const PeerRecord& caller) {
+  std::lock_guard lock(protection_mu_);
+  auto groups = store_.list_groups();
+  if (!groups) return groups.status();
+  for (const auto& g : *groups)
+    if (g.recovery_site == caller.site)
+      return failed_precondition("site '" + identity_.name + "' still protects group '" + g.name + "' to site '" +
+                                     caller.site + "'",
+                                 "delete that group first");
+  EVAC_RETURN_IF_ERROR(store_.remove_peer(caller.site));
+  return json{{"site", identity_.name}, {"unpaired", caller.site}};
+}
+
+Result<std::vector<PeerStatus>> SiteService::peer_statuses() {
+  auto peers = store_.list_peers();
+  if (!peers) return peers.status();
+  std::vector<PeerStatus> out;
+  for (auto& p : *peers) {
+    bool connected = p.last_seen_at.has_value() && !p.unreachable_since.has_value();
+    out.push_back(PeerStatus{std::move(p), connected});
+  }
+  return out;
+}
+
+Result<PeerRecord> SiteService::resolve_peer(const std::optional<std::string>& site) {
+  if (site) {
+    auto p = store_.find_peer(*site);
+    if (!p) return p.status();
+    if (!p->has_value())
+      return not_found("site '" + *site + "' is not paired with site '" + identity_.name + "'",
+                       "pair them first: `evac site pairing-token` there, `evac site pair TOKEN` here");
+    return **p;
+  }
+  auto peers = store_.list_peers();
+  if (!peers) return peers.status();
+  if (peers->empty())
+    return failed_precondition("site '" + identity_.name + "' is not paired with any site",
+                               "pair it first: `evac site pairing-token` at the recovery site, `evac site pair TOKEN` here");
+  if (peers->size() > 1)
+    return invalid_argument("site '" + identity_.name + "' is paired with several sites", "name the recovery site with --peer");
+  return peers->front();
+}
+
+Result<json> SiteService::call_peer(const PeerRecord& peer, const std::string& method, const std::string& path,
+                                    const std::optional<json>& body) {
+  auto r = transport_.call(PeerEndpoint{peer.url, peer.pin}, method, path, body);
+  if (r.is_ok()) {
+    (void)store_.record_peer_contact(peer.site, clock_());
+    return r;
+  }
+  if (r.status().code() == StatusCode::kUnavailable || r.status().code() == StatusCode::kPermissionDenied)
+    (void)store_.record_peer_failure(peer.site, clock_(), r.status().message());
+  return r.status().with_context("site '" + peer.site + "'");
+}
+
+void SiteService::heartbeat_round() {
+  auto peers = store_.list_peers();
+  if (!peers) return;
+  auto version = store_.config_version();
+  for (const auto& peer : *peers) {
+    auto answer = call_peer(peer, "POST", "/api/v1/peer/heartbeat",
+                            json{{"site", identity_.name}, {"config_version", version ? *version : 0}});
+    if (!answer) continue;
+    if (version && answer->value("copy_version", std::int64_t{-1}) != *version) push_config_copy(peer);
+  }
+}
+
+Result<json> SiteService::handle_peer_heartbeat(const PeerRecord& caller, const json&) {
+  EVAC_RETURN_IF_ERROR(store_.record_peer_contact(caller.site, clock_()));
+  auto copy = store_.find_peer_copy(caller.site);
+  if (!copy) return copy.status();
+  return json{{"site", identity_.name}, {"time", clock_()}, {"copy_version", copy->has_value() ? (*copy)->version : 0}};
+}
+
+Result<json> SiteService::protection_document() {
+  auto version = store_.config_version();
+  if (!version) return version.status();
+  auto mappings = store_.list_mappings();
+  if (!mappings) return mappings.status();
+  auto groups = store_.list_groups();
+  if (!groups) return groups.status();
+  json doc = {{"site", identity_.name}, {"version", *version}, {"mappings", json::array()}, {"groups", json::array()}};
+  for (const auto& m : *mappings) doc["mappings"].push_back(to_json(m));
+  for (const auto& g : *groups) doc["groups"].push_back(to_json(g));
+  return doc;
+}
+
+void SiteService::push_config_copy(const PeerRecord& peer) {
+  // Only what concerns that peer travels there.
+  auto doc = protection_document();
+  if (!doc) return;
+  json filtered = *doc;
+  filtered["mappings"] = json::array();
+  filtered["groups"] = json::array();
+  for (const auto& m : (*doc)["mappings"])
+    if (m["peer_site"] == peer.site) filtered["mappings"].push_back(m);
+  for (const auto& g : (*doc)["groups"])
+    if (g["recovery_site"] == peer.site) filtered["groups"].push_back(g);
+  (void)call_peer(peer, "PUT", "/api/v1/peer/config-copy", filtered);
+}
+
+Result<json> SiteService::handle_peer_config_copy(const PeerRecord& caller, const json& body) {
+  if (!body.is_object() || !body.value("version", json()).is_number_integer() || body.value("site", "") != caller.site)
+    return invalid_argument("a configuration copy needs the sending site's name and a version");
+  EVAC_RETURN_IF_ERROR(store_.put_peer_copy(PeerCopyRecord{caller.site, body["version"], body.dump(), clock_()}));
+  return json{{"site", identity_.name}, {"copy_version", body["version"]}};
+}
+
+Result<std::vector<PeerCopyRecord>> SiteService::list_peer_copies() { return store_.list_peer_copies(); }
+
+// ---- inventory mappings ---------------------------------------------------------
+
+Result<json> SiteService::handle_peer_inventory(const PeerRecord&) {
+  json providers = json::array();
+  for (const auto& [name, p] : providers_) {
+    json entry = {{"name", name}, {"kind", p->kind()}};
+    auto nets = p->list_networks();
+    auto pools = p->list_storage_pools();
+    if (!nets || !pools) {
+      entry["error"] = (!nets ? nets.status() : pools.status()).message();
+    } else {
+      entry["networks"] = *nets;
+      entry["storage_pools"] = *pools;
+    }
+    providers.push_back(entry);
+  }
+  return json{{"site", identity_.name}, {"providers", providers}};
+}
+
+Result<MappingRecord> SiteService::create_mapping(const MappingCreateRequest& req) {
+  std::lock_guard lock(protection_mu_);
+  auto peer = resolve_peer(req.peer_site);
+  if (!peer) return peer.status();
+  if (req.source.empty() || req.target.empty())
+    return invalid_argument("a mapping needs a source (here) and a target (at site '" + peer->site + "')");
+  std::string kind(mapping_kind_name(req.kind));
+  if (req.kind == MappingKind::kNetwork) {
+    if (req.test_network.empty())
+      return invalid_argument("network mapping " + req.source + " -> " + req.target + " has no test network",
+                              "pass --test-network NAME: an isolated network at site '" + peer->site +
+                                  "' where test recoveries attach, so a test never touches production");
+    if (req.test_network == req.target)
+      return invalid_argument("the test network must differ from the recovery network '" + req.target + "'",
+                              "use an isolated network at site '" + peer->site + "' for tests");
+  } else if (!req.test_network.empty()) {
+    return invalid_argument("only network mappings have a test network");
+  }
+
+  // The source must exist here.
+  bool source_found = false;
+  if (req.kind == MappingKind::kCompute) {
+    source_found = providers_.count(req.source) > 0;
+  } else {
+    for (const auto& [name, p] : providers_) {
+      if (req.kind == MappingKind::kNetwork) {
+        auto nets = p->list_networks();
+        if (!nets) return nets.status().with_context("checking network '" + req.source + "'");
+        for (const auto& n : *nets) source_found |= n.name == req.source;
+      } else {
+        auto pools = p->list_storage_pools();
+        if (!pools) return pools.status().with_context("checking storage pool '" + req.source + "'");
+        for (const auto& sp : *pools) source_found |= sp.name == req.source;
+      }
+    }
+  }
+  if (!source_found)
+    return not_found(kind + " '" + req.source + "' does not exist at site '" + identity_.name + "'",
+                     "list what exists with `evac inventory " +
+                         std::string(req.kind == MappingKind::kCompute ? "providers"
+                                     : req.kind == MappingKind::kNetwork ? "networks"
+                                                                          : "pools") +
+                         "`");
+
+  // The target (and test network) must exist at the recovery site.
+  auto inventory = call_peer(*peer, "GET", "/api/v1/peer/inventory");
+  if (!inventory)
+    return inventory.status().with_hint("the recovery site must answer to check the mapping's target; " +
+                                        inventory.status().hint());
+  auto exists_at_peer = [&](const std::string& what, const char* list_key) {
+    for (const auto& p : (*inventory)["providers"]) {
+      if (!list_key) {
+        if (p.value("name", "") == what) return true;
+        continue;
+      }
+      if (p.contains(list_key) && named_in(p[list_key], what)) return true;
+    }
+    return false;
+  };
+  const char* list_key = req.kind == MappingKind::kCompute   ? nullptr
+                         : req.kind == MappingKind::kNetwork ? "networks"
+                                                             : "storage_pools";
+  if (!exists_at_peer(req.target, list_key))
+    return not_found(kind + " '" + req.target + "' does not exist at site '" + peer->site + "'",
+                     "create it there first, or check the name with `evac inventory` against that site");
+  if (!req.test_network.empty() && !exists_at_peer(req.test_network, "networks"))
+    return not_found("test network '" + req.test_network + "' does not exist at site '" + peer->site + "'",
+                     "create an isolated network there first");
+
+  MappingRecord record{0, peer->site, req.kind, req.source, req.target, req.test_network, clock_()};
+  auto stored = store_.add_mapping(record);
+  if (stored) push_config_copy(*peer);
+  return stored;
+}
+
+Result<std::vector<MappingRecord>> SiteService::list_mappings() { return store_.list_mappings(); }
+
+Status SiteService::delete_mapping(std::int64_t id) {
+  std::lock_guard lock(protection_mu_);
+  auto all = store_.list_mappings();
+  if (!all) return all.status();
+  auto it = std::find_if(all->begin(), all->end(), [&](const MappingRecord& m) { return m.id == id; });
+  if (it == all->end()) return not_found("no mapping with id " + std::to_string(id), "list them with `evac mapping list`");
+  // A mapping in use by a protected VM's placeholder stays until that VM is unprotected.
+  auto groups = store_.list_groups();
+  if (!groups) return groups.status();
+  for (const auto& g : *groups) {
+    if (g.recovery_site != it->peer_site) continue;
+    for (const auto& gvm : g.vms) {
+      auto vm = find_vm(gvm.vm_uuid);
+      if (!vm) continue;
+      bool uses = (it->kind == MappingKind::kCompute && vm->provider == it->source);
+      for (const auto& n : vm->nics) uses |= it->kind == MappingKind::kNetwork && n.network == it->source;
+      for (const auto& d : vm->disks) uses |= it->kind == MappingKind::kStorage && d.storage_pool == it->source;
+      if (uses)
+        return failed_precondition("mapping " + std::to_string(id) + " is used by VM '" + gvm.vm_name + "' of group '" +
+                                       g.name + "'",
+                                   "remove the VM from the group first");
+    }
+  }
+  EVAC_RETURN_IF_ERROR(store_.remove_mapping(id));
+  if (auto peer = store_.find_peer(it->peer_site); peer && peer->has_value()) push_config_copy(**peer);
+  return Status::ok();
+}
+
+// ---- protection groups --------------------------------------------------------------
+
+std::optional<PlaceholderSpec> SiteService::placeholder_spec(const VmInfo& vm, const std::string& group,
+                                                             const PeerRecord& peer, const json& peer_inventory,
+                                                             std::vector<std::string>& missing) {
+  auto mapping = [&](MappingKind kind, const std::string& source) -> std::optional<MappingRecord> {
+    auto m = store_.find_mapping(peer.site, kind, source);
+    if (!m || !m->has_value()) return std::nullopt;
+    return **m;
+  };
+  std::size_t missing_before = missing.size();
+  PlaceholderSpec spec{group, identity_.name, vm.uuid, vm};
+  auto compute = mapping(MappingKind::kCompute, vm.provider);
+  const json* target_provider = nullptr;
+  if (!compute) {
+    missing.push_back(vm.name + ": compute provider '" + vm.provider + "' is not mapped to site '" + peer.site + "'");
+  } else {
+    spec.vm.provider = compute->target;
+    target_provider = peer_provider(peer_inventory, compute->target);
+    if (!target_provider)
+      missing.push_back(vm.name + ": compute provider '" + compute->target + "' no longer exists at site '" + peer.site + "'");
+  }
+  for (auto& disk : spec.vm.disks) {
+    if (disk.device == "cdrom" || disk.path.empty()) continue;
+    if (!disk.storage_pool) {
+      missing.push_back(vm.name + ": disk " + disk.target + " (" + disk.path + ") is not in any storage pool at site '" +
+                        identity_.name + "'; define a pool for its folder so it can be mapped");
+      continue;
+    }
+    auto storage = mapping(MappingKind::kStorage, *disk.storage_pool);
+    if (!storage) {
+      missing.push_back(vm.name + ": storage pool '" + *disk.storage_pool + "' (disk " + disk.target +
+                        ") is not mapped to site '" + peer.site + "'");
+      continue;
+    }
+    const json* pool = target_provider && target_provider->contains("storage_pools")
+                           ? named_in((*target_provider)["storage_pools"], storage->target)
+                           : nullptr;
+    if (target_provider && !pool) {
+      missing.push_back(vm.name + ": storage pool '" + storage->target + "' does not exist at site '" + peer.site +
+                        "' under provider '" + spec.vm.provider + "'");
+      continue;
+    }
+    disk.storage_pool = storage->target;
+    if (pool) disk.path = (std::filesystem::path(pool->value("path", "")) / basename_of(disk.path)).string();
+  }
+  for (auto& nic : spec.vm.nics) {
+    auto net = mapping(MappingKind::kNetwork, nic.network);
+    if (!net) {
+      missing.push_back(vm.name + ": network '" + nic.network + "' is not mapped to site '" + peer.site + "'");
+      continue;
+    }
+    nic.network = net->target;
+  }
+  if (missing.size() != missing_before) return std::nullopt;
+  return spec;
+}
+
+Status SiteService::check_vms_protectable(const std::vector<VmInfo>& vms) {
+  std::set<std::string> seen;
+  for (const auto& vm : vms) {
+    if (!seen.insert(vm.uuid).second) return invalid_argument("VM '" + vm.name + "' is named twice", "name each VM once");
+    if (vm.is_placeholder)
+      return failed_precondition("VM '" + vm.name + "' is an evac placeholder, not a VM to protect",
+                                 "protect the VM at the site where it runs");
+    auto owner = store_.group_of_vm(vm.uuid);
+    if (!owner) return owner.status();
+    if (owner->has_value())
+      return already_exists("VM '" + vm.name + "' already belongs to protection group '" + **owner + "'",
+                            "a VM belongs to at most one group: `evac group remove-vm " + **owner + " " + vm.name + "` first");
+  }
+  return Status::ok();
+}
+
+Result<std::vector<GroupVmRecord>> SiteService::register_placeholders(const std::vector<VmInfo>& vms,
+                                                                      const std::string& group, const PeerRecord& peer) {
+  auto inventory = call_peer(peer, "GET", "/api/v1/peer/inventory");
+  if (!inventory)
+    return inventory.status().with_hint("protecting a VM registers its placeholder at the recovery site, which must answer; " +
+                                        inventory.status().hint());
+  std::vector<std::string> missing;
+  std::vector<PlaceholderSpec> specs;
+  for (const auto& vm : vms)
+    if (auto spec = placeholder_spec(vm, group, peer, *inventory, missing)) specs.push_back(std::move(*spec));
+  if (!missing.empty())
+    return failed_precondition("cannot protect: " + join(missing, "; "),
+                               "create the missing inventory mappings with `evac mapping create ...`, then retry");
+
+  std::vector<GroupVmRecord> done;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    auto answer = call_peer(peer, "POST", "/api/v1/peer/placeholders", json(specs[i]));
+    if (!answer) {
+      Status cause = answer.status().with_context("registering the placeholder of VM '" + vms[i].name + "'");
+      Status undo = remove_placeholders(done, peer);
+      if (!undo.is_ok())
+        cause = cause.with_hint(cause.hint() + "; also failed to roll back placeholders already registered (" +
+                                undo.message() + "): remove them at site '" + peer.site + "'");
+      return cause;
+    }
+    done.push_back(GroupVmRecord{vms[i].provider, vms[i].name, vms[i].uuid, answer->value("uuid", ""),
+                                 answer->value("provider", "")});
+  }
+  return done;
+}
+
+Status SiteService::remove_placeholders(const std::vector<GroupVmRecord>& vms, const PeerRecord& peer) {
+  Status first_error;
+  for (const auto& vm : vms) {
+    auto r = call_peer(peer, "DELETE", "/api/v1/peer/placeholders/" + vm.placeholder_uuid);
+    if (!r && first_error.is_ok()) first_error = r.status().with_context("removing the placeholder of VM '" + vm.vm_name + "'");
+  }
+  return first_error;
+}
+
+Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
+  std::lock_guard lock(protection_mu_);
+  EVAC_RETURN_IF_ERROR(validate_name("protection group", req.name));
+  if (req.rpo_seconds <= 0) return invalid_argument("the RPO must be longer than 0s", "for example --rpo 15m");
+  if (req.keep_pits < 1 || req.keep_pits > 1000)
+    return invalid_argument("--keep-pits must be between 1 and 1000", "the default is 24");
+  if (req.vms.empty()) return invalid_argument("a protection group needs at least one VM", "pass --vm NAME");
+  auto existing = store_.find_group(req.name);
+  if (!existing) return existing.status();
+  if (existing->has_value()) return already_exists("protection group '" + req.name + "' already exists", "choose another name");
+  auto peer = resolve_peer(req.recovery_site);
+  if (!peer) return peer.status();
+
+  std::vector<VmInfo> vms;
+  for (const auto& ref : req.vms) {
+    auto vm = find_vm(ref);
+    if (!vm) return vm.status();
+    vms.push_back(std::move(*vm));
+  }
+  EVAC_RETURN_IF_ERROR(check_vms_protectable(vms));
+  auto placeholders = register_placeholders(vms, req.name, *peer);
+  if (!placeholders) return placeholders.status().with_context("creating protection group '" + req.name + "'");
+
+  GroupRecord g{req.name, identity_.name, peer->site, req.rpo_seconds, req.keep_pits, 1, clock_(), *placeholders};
+  if (Status s = store_.add_group(g); !s.is_ok()) {
+    (void)remove_placeholders(*placeholders, *peer);
+    return s;
+  }
+  push_config_copy(*peer);
+  return get_group(req.name);
+}
+
+Result<std::vector<GroupRecord>> SiteService::list_groups() { return store_.list_groups(); }
+
+Result<GroupRecord> SiteService::get_group(const std::string& name) {
+  auto g = store_.find_group(name);
+  if (!g) return g.status();
+  if (!g->has_value()) return not_found("no protection group named '" + name + "'", "list them with `evac group list`");
+  return **g;
+}
+
+Result<GroupRecord> SiteService::add_vm_to_group(const std::string& group, const std::string& vm_ref) {
+  std::lock_guard lock(protection_mu_);
+  auto g = get_group(group);
+  if (!g) return g.status();
+  auto vm = find_vm(vm_ref);
+  if (!vm) return vm.status();
+  EVAC_RETURN_IF_ERROR(check_vms_protectable({*vm}));
+  auto peer = resolve_peer(g->recovery_site);
+  if (!peer) return peer.status();
+  auto placeholders = register_placeholders({*vm}, group, *peer);
+  if (!placeholders) return placeholders.status().with_context("adding VM '" + vm->name + "' to group '" + group + "'");
+  if (Status s = store_.add_group_vm(group, placeholders->front()); !s.is_ok()) {
+    (void)remove_placeholders(*placeholders, *peer);
+    return s;
+  }
+  push_config_copy(*peer);
+  return get_group(group);
+}
+
+Result<GroupRecord> SiteService::remove_vm_from_group(const std::string& group, const std::string& vm_ref) {
+  std::lock_guard lock(protection_mu_);
+  auto g = get_group(group);
+  if (!g) return g.status();
+  auto it = std::find_if(g->vms.begin(), g->vms.end(), [&](const GroupVmRecord& v) {
+    return v.vm_name == vm_ref || v.vm_uuid == vm_ref || v.provider + "/" + v.vm_name == vm_ref;
+  });
+  if (it == g->vms.end())
+    return not_found("VM '" + vm_ref + "' is not in protection group '" + group + "'", "see `evac group show " + group + "`");
+  if (g->vms.size() == 1)
+    return failed_precondition("VM '" + vm_ref + "' is the last VM of group '" + group + "'",
+                               "delete the group instead: `evac group delete " + group + "`");
+  auto peer = resolve_peer(g->recovery_site);
+  if (!peer) return peer.status();
+  EVAC_RETURN_IF_ERROR(remove_placeholders({*it}, *peer));
+  EVAC_RETURN_IF_ERROR(store_.remove_group_vm(group, it->vm_uuid));
+  push_config_copy(*peer);
+  return get_group(group);
+}
+
+Status SiteService::delete_group(const std::string& name) {
+  std::lock_guard lock(protection_mu_);
+  auto g = get_group(name);
+  if (!g) return g.status();
+  auto peer = resolve_peer(g->recovery_site);
+  if (!peer) return peer.status();
+  // Placeholders go first: if the recovery site cannot be reached the group
+  // stays, so nothing is left registered there without a record here.
+  EVAC_RETURN_IF_ERROR(remove_placeholders(g->vms, *peer).with_context("deleting protection group '" + name + "'"));
+  EVAC_RETURN_IF_ERROR(store_.remove_group(name));
+  push_config_copy(*peer);
+  return Status::ok();
+}
+
+// ---- placeholders hosted here ------------------------------------------------------------
+
+Result<json> SiteService::handle_peer_define_placeholder(const PeerRecord& caller, const json& body) {
+  auto spec = decode_json<PlaceholderSpec>(body, "placeholder request");
+  if (!spec) return spec.status();
+  if (spec->source_site != caller.site)
+    return permission_denied("site '" + caller.site + "' asked for a placeholder on behalf of '" + spec->source_site + "'");
+  auto p = provider(spec->vm.provider);
+  if (!p) return p.status();
+  auto defined = (*p)->define_placeholder(*spec);
+  if (!defined) return defined.status().with_context("site '" + identity_.name + "'");
+  Status s = store_.add_hosted_placeholder(HostedPlaceholderRecord{defined->uuid, spec->vm.provider, defined->name,
+                                                                   spec->group, caller.site, spec->source_uuid, clock_()});
+  if (!s.is_ok()) {
+    (void)(*p)->remove_placeholder(defined->uuid);
+    return s;
+  }
+  PlaceholderInfo out = *defined;
+  out.provider = spec->vm.provider;
+  return json(out);
+}
+
+Result<json> SiteService::handle_peer_remove_placeholder(const PeerRecord& caller, const std::string& uuid) {
+  auto hosted = store_.list_hosted_placeholders();
+  if (!hosted) return hosted.status();
+  auto it = std::find_if(hosted->begin(), hosted->end(), [&](const auto& h) { return h.uuid == uuid; });
+  if (it == hosted->end()) return json{{"removed", false}};  // already gone: removal converges
+  if (it->source_site != caller.site)
+    return permission_denied("placeholder " + uuid + " belongs to site '" + it->source_site + "', not '" + caller.site + "'");
+  auto p = provider(it->provider);
+  if (!p) return p.status();
+  EVAC_RETURN_IF_ERROR((*p)->remove_placeholder(uuid).with_context("site '" + identity_.name + "'"));
+  EVAC_RETURN_IF_ERROR(store_.remove_hosted_placeholder(uuid));
+  return json{{"removed", true}};
+}
+
+Result<std::vector<HostedPlaceholderRecord>> SiteService::list_hosted_placeholders() {
+  return store_.list_hosted_placeholders();
+}
+
+// ---- JSON views ---------------------------------------------------------------------------
+
+json to_json(const PeerStatus& p) {
+  json j = {{"site", p.record.site},
+            {"url", p.record.url},
+            {"pin", p.record.pin},
+            {"paired_at", p.record.paired_at},
+            {"state", p.connected ? "connected" : (p.record.unreachable_since ? "unreachable" : "unknown")},
+            {"last_seen_at", p.record.last_seen_at ? json(*p.record.last_seen_at) : json(nullptr)},
+            {"unreachable_since", p.record.unreachable_since ? json(*p.record.unreachable_since) : json(nullptr)},
+            {"last_error", p.record.last_error}};
+  return j;
+}
+
+json to_json(const MappingRecord& m) {
+  return {{"id", m.id},         {"peer_site", m.peer_site},       {"kind", mapping_kind_name(m.kind)},
+          {"source", m.source}, {"target", m.target},             {"test_network", m.test_network},
+          {"created_at", m.created_at}};
+}
+
+json to_json(const GroupRecord& g) {
+  json vms = json::array();
+  for (const auto& v : g.vms)
+    vms.push_back({{"name", v.vm_name},
+                   {"uuid", v.vm_uuid},
+                   {"provider", v.provider},
+                   {"placeholder_uuid", v.placeholder_uuid},
+                   {"placeholder_provider", v.placeholder_provider}});
+  return {{"name", g.name},
+          {"protected_site", g.protected_site},
+          {"recovery_site", g.recovery_site},
+          {"rpo_seconds", g.rpo_seconds},
+          {"rpo", format_duration(std::chrono::seconds(g.rpo_seconds))},
+          {"keep_pits", g.keep_pits},
+          {"epoch", g.epoch},
+          {"created_at", g.created_at},
+          {"vms", vms}};
+}
+
+json to_json(const HostedPlaceholderRecord& p) {
+  return {{"uuid", p.uuid},     {"provider", p.provider},       {"name", p.name},
+          {"group", p.group},   {"source_site", p.source_site}, {"source_uuid", p.source_uuid},
+          {"created_at", p.created_at}};
+}
+
+}  // namespace evac

@@ -1,0 +1,148 @@
+// SiteService: what one site's evacd does, independent of HTTP.
+//
+// The REST layer (src/api) translates requests into these calls; the peer
+// side of the site-to-site protocol lands here too (the handle_peer_*
+// methods), already authenticated by the caller's pinned certificate.
+//
+// Protection always flows from this site (protected) to one paired site
+// (recovery): mappings name resources here and there, and protecting a VM
+// registers a placeholder there before anything is recorded here, so a
+// failure on either side leaves no half-protected VM behind.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/compute_provider.h"
+#include "core/status.h"
+#include "peer/peer_transport.h"
+#include "store/store.h"
+
+namespace evac {
+
+struct SiteIdentity {
+  std::string name;
+  std::string url;  // advertised https URL
+  std::string pin;  // our TLS public-key pin
+};
+
+struct GroupCreateRequest {
+  std::string name;
+  std::vector<std::string> vms;  // "name", "uuid" or "provider/name"
+  std::optional<std::string> recovery_site;  // defaults to the only paired site
+  std::int64_t rpo_seconds = 900;
+  int keep_pits = 24;
+};
+
+struct MappingCreateRequest {
+  MappingKind kind = MappingKind::kNetwork;
+  std::optional<std::string> peer_site;  // defaults to the only paired site
+  std::string source;
+  std::string target;
+  std::string test_network;  // required for network mappings
+};
+
+struct PeerStatus {
+  PeerRecord record;
+  bool connected = false;
+};
+
+class SiteService {
+ public:
+  using Clock = std::function<std::int64_t()>;  // unix seconds
+
+  SiteService(SiteIdentity identity, Store& store, std::map<std::string, std::unique_ptr<ComputeProvider>> providers,
+              PeerTransport& transport, Clock clock = nullptr);
+
+  const SiteIdentity& identity() const { return identity_; }
+  Store& store() { return store_; }
+
+  // ---- inventory ----------------------------------------------------------
+  nlohmann::json providers_status();
+  Result<std::vector<VmInfo>> list_vms(const std::optional<std::string>& provider);
+  Result<VmInfo> find_vm(const std::string& ref);  // "name", "uuid" or "provider/name"
+  Result<std::vector<NetworkInfo>> list_networks(const std::optional<std::string>& provider);
+  Result<std::vector<StoragePoolInfo>> list_storage_pools(const std::optional<std::string>& provider);
+
+  // ---- pairing --------------------------------------------------------------
+  // A one-time token for the other site's `evac site pair`. It carries our
+  // URL and key pin, so the first connection is already pinned.
+  Result<nlohmann::json> create_pairing_token(std::chrono::seconds ttl);
+  // Initiator side: redeem a token issued by the other site.
+  Result<PeerRecord> pair(const std::string& token, const std::optional<std::string>& url_override);
+  Status unpair(const std::string& site);
+  Result<std::vector<PeerStatus>> peer_statuses();
+  // One heartbeat round to every peer; pushes our configuration copy to any
+  // peer whose copy is stale. Called by evacd's heartbeat thread.
+  void heartbeat_round();
+
+  // ---- inventory mappings -----------------------------------------------------
+  Result<MappingRecord> create_mapping(const MappingCreateRequest& req);
+  Result<std::vector<MappingRecord>> list_mappings();
+  Status delete_mapping(std::int64_t id);
+
+  // ---- protection groups ------------------------------------------------------
+  Result<GroupRecord> create_group(const GroupCreateRequest& req);
+  Result<std::vector<GroupRecord>> list_groups();
+  Result<GroupRecord> get_group(const std::string& name);
+  Result<GroupRecord> add_vm_to_group(const std::string& group, const std::string& vm_ref);
+  Result<GroupRecord> remove_vm_from_group(const std::string& group, const std::string& vm_ref);
+  Status delete_group(const std::string& name);
+
+  // What this site keeps for recoveries of its peers' groups.
+  Result<std::vector<HostedPlaceholderRecord>> list_hosted_placeholders();
+  Result<std::vector<PeerCopyRecord>> list_peer_copies();
+
+  // Everything a recovery site needs about our protection: the document
+  // pushed to peers.
+  Result<nlohmann::json> protection_document();
+
+  // ---- the peer side (caller authenticated by its pinned client certificate) ----
+  Result<nlohmann::json> handle_peer_pair(const std::string& caller_pin, const nlohmann::json& body);
+  Result<nlohmann::json> handle_peer_heartbeat(const PeerRecord& caller, const nlohmann::json& body);
+  Result<nlohmann::json> handle_peer_unpair(const PeerRecord& caller);
+  Result<nlohmann::json> handle_peer_inventory(const PeerRecord& caller);
+  Result<nlohmann::json> handle_peer_define_placeholder(const PeerRecord& caller, const nlohmann::json& body);
+  Result<nlohmann::json> handle_peer_remove_placeholder(const PeerRecord& caller, const std::string& uuid);
+  Result<nlohmann::json> handle_peer_config_copy(const PeerRecord& caller, const nlohmann::json& body);
+
+ private:
+  Result<ComputeProvider*> provider(const std::string& name);
+  Result<PeerRecord> resolve_peer(const std::optional<std::string>& site);
+  Result<nlohmann::json> call_peer(const PeerRecord& peer, const std::string& method, const std::string& path,
+                                   const std::optional<nlohmann::json>& body = std::nullopt);
+  // Translates a VM through the mappings into the placeholder the recovery
+  // site must register; appends every missing mapping to `missing`.
+  std::optional<PlaceholderSpec> placeholder_spec(const VmInfo& vm, const std::string& group, const PeerRecord& peer,
+                                                  const nlohmann::json& peer_inventory, std::vector<std::string>& missing);
+  // Registers placeholders for `vms` at the peer; all or none.
+  Result<std::vector<GroupVmRecord>> register_placeholders(const std::vector<VmInfo>& vms, const std::string& group,
+                                                           const PeerRecord& peer);
+  Status remove_placeholders(const std::vector<GroupVmRecord>& vms, const PeerRecord& peer);
+  Status check_vms_protectable(const std::vector<VmInfo>& vms);
+  void push_config_copy(const PeerRecord& peer);
+
+  SiteIdentity identity_;
+  Store& store_;
+  std::map<std::string, std::unique_ptr<ComputeProvider>> providers_;
+  PeerTransport& transport_;
+  Clock clock_;
+  // Serialises changes to protection (groups, mappings, pairing) so checks
+  // and writes of one request are not interleaved with another's.
+  std::mutex protection_mu_;
+};
+
+nlohmann::json to_json(const PeerStatus& p);
+nlohmann::json to_json(const MappingRecord& m);
+nlohmann::json to_json(const GroupRecord& g);
+nlohmann::json to_json(const HostedPlaceholderRecord& p);
+
+}  // namespace evac

@@ -1,0 +1,561 @@
+#include "store/store.h"
+
+#include <array>
+
+namespace evac {
+namespace {
+
+// Each entry moves the schema from version i to i+1. Never edit a released
+// entry: add a new one, so every site's database upgrades the same way.
+constexpr std::array<const char*, 1> kMigrations = {
+    R"sql(
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE api_tokens (
+  token_sha256 TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  created_at INTEGER NOT NULL DEFAULT (unixepoch()));
+CREATE TABLE pairing_tokens (
+  secret_sha256 TEXT PRIMARY KEY,
+  created_at INTEGER NOT NULL DEFAULT (unixepoch()),
+  expires_at INTEGER NOT NULL,
+  used_at INTEGER);
+CREATE TABLE peers (
+  site TEXT PRIMARY KEY,
+  url TEXT NOT NULL,
+  pin TEXT NOT NULL UNIQUE,
+  paired_at INTEGER NOT NULL,
+  last_seen_at INTEGER,
+  unreachable_since INTEGER,
+  last_error TEXT NOT NULL DEFAULT '');
+CREATE TABLE mappings (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  peer_site TEXT NOT NULL REFERENCES peers(site),
+  kind TEXT NOT NULL CHECK (kind IN ('network', 'storage', 'compute')),
+  source TEXT NOT NULL,
+  target TEXT NOT NULL,
+  test_network TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  UNIQUE (peer_site, kind, source));
+CREATE TABLE protection_groups (
+  name TEXT PRIMARY KEY,
+  protected_site TEXT NOT NULL,
+  recovery_site TEXT NOT NULL REFERENCES peers(site),
+  rpo_seconds INTEGER NOT NULL CHECK (rpo_seconds > 0),
+  keep_pits INTEGER NOT NULL CHECK (keep_pits > 0),
+  epoch INTEGER NOT NULL DEFAULT 1,
+  created_at INTEGER NOT NULL);
+CREATE TABLE group_vms (
+  group_name TEXT NOT NULL REFERENCES protection_groups(name) ON DELETE CASCADE,
+  provider TEXT NOT NULL,
+  vm_name TEXT NOT NULL,
+  vm_uuid TEXT NOT NULL UNIQUE,
+  placeholder_uuid TEXT NOT NULL,
+  placeholder_provider TEXT NOT NULL,
+  PRIMARY KEY (group_name, vm_uuid));
+CREATE TABLE hosted_placeholders (
+  uuid TEXT PRIMARY KEY,
+  provider TEXT NOT NULL,
+  name TEXT NOT NULL,
+  group_name TEXT NOT NULL,
+  source_site TEXT NOT NULL,
+  source_uuid TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL);
+CREATE TABLE peer_copies (
+  peer_site TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  document TEXT NOT NULL,
+  received_at INTEGER NOT NULL);
+)sql",
+};
+
+}  // namespace
+
+std::string_view mapping_kind_name(MappingKind k) {
+  switch (k) {
+    case MappingKind::kNetwork: return "network";
+    case MappingKind::kStorage: return "storage";
+    case MappingKind::kCompute: return "compute";
+  }
+  return "network";
+}
+
+std::optional<MappingKind> mapping_kind_from_name(std::string_view s) {
+  if (s == "network") return MappingKind::kNetwork;
+  if (s == "storage") return MappingKind::kStorage;
+  if (s == "compute") return MappingKind::kCompute;
+  return std::nullopt;
+}
+
+int Store::schema_version_latest() { return static_cast<int>(kMigrations.size()); }
+
+Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
+  auto conn = sqlite::Connection::open(path);
+  if (!conn) return conn.status();
+  std::unique_ptr<Store> store(new Store(std::move(*conn)));
+  // WAL keeps readers (API calls) from blocking behind the writer and makes
+  // a crash mid-write lose nothing that was committed.
+  EVAC_RETURN_IF_ERROR(store->db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"));
+  EVAC_RETURN_IF_ERROR(store->migrate());
+  return store;
+}
+
+int Store::schema_version() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("PRAGMA user_version");
+  if (!st || !st->step().is_ok()) return -1;
+  return static_cast<int>(st->int64(0));
+}
+
+Status Store::migrate() {
+  int current = schema_version();
+  if (current < 0) return internal_error("cannot read the state database's schema version");
+  if (current > schema_version_latest())
+    return failed_precondition("the state database has schema version " + std::to_string(current) +
+                                   ", newer than this evacd knows (" + std::to_string(schema_version_latest()) + ")",
+                               "run the newer evacd that wrote it, or restore a backup");
+  for (int v = current; v < schema_version_latest(); ++v) {
+    EVAC_RETURN_IF_ERROR(transaction([&]() -> Status {
+      EVAC_RETURN_IF_ERROR(db_.exec(kMigrations[v]));
+      return db_.exec("PRAGMA user_version = " + std::to_string(v + 1));
+    }).with_context("migrating the state database to version " + std::to_string(v + 1)));
+  }
+  return Status::ok();
+}
+
+Status Store::transaction(const std::function<Status()>& body) {
+  std::lock_guard lock(mu_);
+  if (tx_depth_ > 0) {
+    ++tx_depth_;
+    Status s = body();
+    --tx_depth_;
+    return s;
+  }
+  EVAC_RETURN_IF_ERROR(db_.exec("BEGIN IMMEDIATE"));
+  ++tx_depth_;
+  Status s = body();
+  --tx_depth_;
+  if (!s.is_ok()) {
+    (void)db_.exec("ROLLBACK");
+    return s;
+  }
+  if (Status c = db_.exec("COMMIT"); !c.is_ok()) {
+    (void)db_.exec("ROLLBACK");
+    return c;
+  }
+  return Status::ok();
+}
+
+// ---- meta -------------------------------------------------------------
+
+Result<std::optional<std::string>> Store::get_meta(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT value FROM meta WHERE key = ?");
+  if (!st) return st.status();
+  st->bind(1, key);
+  auto row = st->step();
+  if (!row) return row.status();
+  if (!*row) return std::optional<std::string>();
+  return std::optional<std::string>(st->text(0));
+}
+
+Status Store::set_meta(const std::string& key, const std::string& value) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  if (!st) return st.status();
+  return st->bind(1, key).bind(2, value).run();
+}
+
+Result<std::int64_t> Store::config_version() {
+  auto v = get_meta("config_version");
+  if (!v) return v.status();
+  return v->has_value() ? std::stoll(**v) : 0;
+}
+
+Status Store::bump_config_version() {
+  return transaction([&]() -> Status {
+    auto v = config_version();
+    if (!v) return v.status();
+    return set_meta("config_version", std::to_string(*v + 1));
+  });
+}
+
+// ---- tokens -----------------------------------------------------------
+
+Status Store::add_api_token(const std::string& name, const std::string& token_digest) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("INSERT INTO api_tokens (token_sha256, name) VALUES (?, ?)");
+  if (!st) return st.status();
+  return st->bind(1, token_digest).bind(2, name).run();
+}
+
+Result<std::optional<std::string>> Store::api_token_name(const std::string& token_digest) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT name FROM api_tokens WHERE token_sha256 = ?");
+  if (!st) return st.status();
+  st->bind(1, token_digest);
+  auto row = st->step();
+  if (!row) return row.status();
+  if (!*row) return std::optional<std::string>();
+  return std::optional<std::string>(st->text(0));
+}
+
+Result<std::int64_t> Store::api_token_count() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT count(*) FROM api_tokens");
+  if (!st) return st.status();
+  auto row = st->step();
+  if (!row) return row.status();
+  return st->int64(0);
+}
+
+Status Store::add_pairing_token(const std::string& secret_digest, std::int64_t expires_at) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("INSERT INTO pairing_tokens (secret_sha256, expires_at) VALUES (?, ?)");
+  if (!st) return st.status();
+  return st->bind(1, secret_digest).bind(2, expires_at).run();
+}
+
+Status Store::consume_pairing_token(const std::string& secret_digest, std::int64_t now) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "UPDATE pairing_tokens SET used_at = ? WHERE secret_sha256 = ? AND used_at IS NULL AND expires_at > ?");
+  if (!st) return st.status();
+  EVAC_RETURN_IF_ERROR(st->bind(1, now).bind(2, secret_digest).bind(3, now).run());
+  if (db_.changes() != 1)
+    return unauthenticated("the pairing token is unknown, already used or expired",
+                           "create a new one at the other site with `evac site pairing-token`");
+  return Status::ok();
+}
+
+// ---- peers ------------------------------------------------------------
+
+namespace {
+constexpr const char* kPeerColumns = "site, url, pin, paired_at, last_seen_at, unreachable_since, last_error";
+PeerRecord read_peer(const sqlite::Statement& st) {
+  return PeerRecord{st.text(0), st.text(1), st.text(2), st.int64(3), st.optional_int64(4), st.optional_int64(5), st.text(6)};
+}
+}  // namespace
+
+Status Store::add_peer(const PeerRecord& p) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("INSERT INTO peers (site, url, pin, paired_at, last_seen_at) VALUES (?, ?, ?, ?, ?)");
+  if (!st) return st.status();
+  Status s = st->bind(1, p.site).bind(2, p.url).bind(3, p.pin).bind(4, p.paired_at).bind(5, p.last_seen_at).run();
+  if (s.code() == StatusCode::kAlreadyExists)
+    return already_exists("site '" + p.site + "' (or a site with the same certificate) is already paired",
+                          "unpair it first with `evac site unpair " + p.site + "`");
+  return s;
+}
+
+Result<std::vector<PeerRecord>> Store::list_peers() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(std::string("SELECT ") + kPeerColumns + " FROM peers ORDER BY site");
+  if (!st) return st.status();
+  std::vector<PeerRecord> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return row.status();
+    if (!*row) break;
+    out.push_back(read_peer(*st));
+  }
+  return out;
+}
+
+Result<std::optional<PeerRecord>> Store::find_peer(const std::string& site) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(std::string("SELECT ") + kPeerColumns + " FROM peers WHERE site = ?");
+  if (!st) return st.status();
+  st->bind(1, site);
+  auto row = st->step();
+  if (!row) return row.status();
+  if (!*row) return std::optional<PeerRecord>();
+  return std::optional<PeerRecord>(read_peer(*st));
+}
+
+Result<std::optional<PeerRecord>> Store::find_peer_by_pin(const std::string& pin) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(std::string("SELECT ") + kPeerColumns + " FROM peers WHERE pin = ?");
+  if (!st) return st.status();
+  st->bind(1, pin);
+  auto row = st->step();
+  if (!row) return row.status();
+  if (!*row) return std::optional<PeerRecord>();
+  return std::optional<PeerRecord>(read_peer(*st));
+}
+
+Status Store::record_peer_contact(const std::string& site, std::int64_t now) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("UPDATE peers SET last_seen_at = ?, unreachable_since = NULL, last_error = '' WHERE site = ?");
+  if (!st) return st.status();
+  return st->bind(1, now).bind(2, site).run();
+}
+
+Status Store::record_peer_failure(const std::string& site, std::int64_t now, const std::string& error) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "UPDATE peers SET unreachable_since = coalesce(unreachable_since, ?), last_error = ? WHERE site = ?");
+  if (!st) return st.status();
+  return st->bind(1, now).bind(2, error).bind(3, site).run();
+}
+
+Status Store::remove_peer(const std::string& site) {
+  return transaction([&]() -> Status {
+    for (const char* sql : {"DELETE FROM mappings WHERE peer_site = ?", "DELETE FROM peer_copies WHERE peer_site = ?",
+                            "DELETE FROM peers WHERE site = ?"}) {
+      auto st = db_.prepare(sql);
+      if (!st) return st.status();
+      EVAC_RETURN_IF_ERROR(st->bind(1, site).run());
+    }
+    return Status::ok();
+  });
+}
+
+// ---- mappings ---------------------------------------------------------
+
+namespace {
+constexpr const char* kMappingColumns = "id, peer_site, kind, source, target, test_network, created_at";
+MappingRecord read_mapping(const sqlite::Statement& st) {
+  return MappingRecord{st.int64(0), st.text(1), mapping_kind_from_name(st.text(2)).value_or(MappingKind::kNetwork),
+                       st.text(3),  st.text(4), st.text(5), st.int64(6)};
+}
+}  // namespace
+
+Result<MappingRecord> Store::add_mapping(const MappingRecord& m) {
+  std::lock_guard lock(mu_);
+  MappingRecord out = m;
+  Status s = transaction([&]() -> Status {
+    auto st = db_.prepare("INSERT INTO mappings (peer_site, kind, source, target, test_network, created_at) VALUES (?, ?, ?, ?, ?, ?)");
+    if (!st) return st.status();
+    Status ins = st->bind(1, m.peer_site).bind(2, mapping_kind_name(m.kind)).bind(3, m.source).bind(4, m.target)
+                     .bind(5, m.test_network).bind(6, m.created_at).run();
+    if (ins.code() == StatusCode::kAlreadyExists)
+      return already_exists(std::string(mapping_kind_name(m.kind)) + " '" + m.source + "' is already mapped for site '" +
+                                m.peer_site + "'",
+                            "delete the existing mapping first (`evac mapping list` shows its id)");
+    EVAC_RETURN_IF_ERROR(ins);
+    out.id = db_.last_insert_rowid();
+    return bump_config_version();
+  });
+  if (!s) return s;
+  return out;
+}
+
+Result<std::vector<MappingRecord>> Store::list_mappings(const std::optional<std::string>& peer_site) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(std::string("SELECT ") + kMappingColumns +
+                        " FROM mappings WHERE (?1 IS NULL OR peer_site = ?1) ORDER BY kind, source");
+  if (!st) return st.status();
+  st->bind(1, peer_site);
+  std::vector<MappingRecord> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return row.status();
+    if (!*row) break;
+    out.push_back(read_mapping(*st));
+  }
+  return out;
+}
+
+Result<std::optional<MappingRecord>> Store::find_mapping(const std::string& peer_site, MappingKind kind,
+                                                         const std::string& source) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(std::string("SELECT ") + kMappingColumns + " FROM mappings WHERE peer_site = ? AND kind = ? AND source = ?");
+  if (!st) return st.status();
+  st->bind(1, peer_site).bind(2, mapping_kind_name(kind)).bind(3, source);
+  auto row = st->step();
+  if (!row) return row.status();
+  if (!*row) return std::optional<MappingRecord>();
+  return std::optional<MappingRecord>(read_mapping(*st));
+}
+
+Status Store::remove_mapping(std::int64_t id) {
+  return transaction([&]() -> Status {
+    auto st = db_.prepare("DELETE FROM mappings WHERE id = ?");
+    if (!st) return st.status();
+    EVAC_RETURN_IF_ERROR(st->bind(1, id).run());
+    if (db_.changes() == 0) return not_found("no mapping with id " + std::to_string(id), "list them with `evac mapping list`");
+    return bump_config_version();
+  });
+}
+
+// ---- protection groups --------------------------------------------------
+
+Status Store::add_group(const GroupRecord& g) {
+  return transaction([&]() -> Status {
+    auto st = db_.prepare(
+        "INSERT INTO protection_groups (name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    if (!st) return st.status();
+    Status s = st->bind(1, g.name).bind(2, g.protected_site).bind(3, g.recovery_site).bind(4, g.rpo_seconds)
+                   .bind(5, g.keep_pits).bind(6, g.epoch).bind(7, g.created_at).run();
+    if (s.code() == StatusCode::kAlreadyExists)
+      return already_exists("protection group '" + g.name + "' already exists", "choose another name");
+    EVAC_RETURN_IF_ERROR(s);
+    for (const auto& vm : g.vms) EVAC_RETURN_IF_ERROR(add_group_vm(g.name, vm));
+    return bump_config_version();
+  });
+}
+
+Result<std::vector<GroupVmRecord>> Store::group_vms(const std::string& group) {
+  auto st = db_.prepare(
+      "SELECT provider, vm_name, vm_uuid, placeholder_uuid, placeholder_provider FROM group_vms WHERE group_name = ? "
+      "ORDER BY vm_name");
+  if (!st) return st.status();
+  st->bind(1, group);
+  std::vector<GroupVmRecord> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return row.status();
+    if (!*row) break;
+    out.push_back(GroupVmRecord{st->text(0), st->text(1), st->text(2), st->text(3), st->text(4)});
+  }
+  return out;
+}
+
+Result<std::vector<GroupRecord>> Store::list_groups() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "SELECT name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at FROM protection_groups "
+      "ORDER BY name");
+  if (!st) return st.status();
+  std::vector<GroupRecord> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return row.status();
+    if (!*row) break;
+    out.push_back(GroupRecord{st->text(0), st->text(1), st->text(2), st->int64(3), static_cast<int>(st->int64(4)),
+                              st->int64(5), st->int64(6), {}});
+  }
+  for (auto& g : out) {
+    auto vms = group_vms(g.name);
+    if (!vms) return vms.status();
+    g.vms = std::move(*vms);
+  }
+  return out;
+}
+
+Result<std::optional<GroupRecord>> Store::find_group(const std::string& name) {
+  auto all = list_groups();
+  if (!all) return all.status();
+  for (auto& g : *all)
+    if (g.name == name) return std::optional<GroupRecord>(std::move(g));
+  return std::optional<GroupRecord>();
+}
+
+Result<std::optional<std::string>> Store::group_of_vm(const std::string& vm_uuid) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT group_name FROM group_vms WHERE vm_uuid = ?");
+  if (!st) return st.status();
+  st->bind(1, vm_uuid);
+  auto row = st->step();
+  if (!row) return row.status();
+  if (!*row) return std::optional<std::string>();
+  return std::optional<std::string>(st->text(0));
+}
+
+Status Store::add_group_vm(const std::string& group, const GroupVmRecord& vm) {
+  return transaction([&]() -> Status {
+    auto st = db_.prepare(
+        "INSERT INTO group_vms (group_name, provider, vm_name, vm_uuid, placeholder_uuid, placeholder_provider) "
+        "VALUES (?, ?, ?, ?, ?, ?)");
+    if (!st) return st.status();
+    Status s = st->bind(1, group).bind(2, vm.provider).bind(3, vm.vm_name).bind(4, vm.vm_uuid).bind(5, vm.placeholder_uuid)
+                   .bind(6, vm.placeholder_provider).run();
+    if (s.code() == StatusCode::kAlreadyExists)
+      return already_exists("VM '" + vm.vm_name + "' already belongs to a protection group",
+                            "a VM belongs to at most one group: remove it from the other group first");
+    EVAC_RETURN_IF_ERROR(s);
+    return bump_config_version();
+  });
+}
+
+Status Store::remove_group_vm(const std::string& group, const std::string& vm_uuid) {
+  return transaction([&]() -> Status {
+    auto st = db_.prepare("DELETE FROM group_vms WHERE group_name = ? AND vm_uuid = ?");
+    if (!st) return st.status();
+    EVAC_RETURN_IF_ERROR(st->bind(1, group).bind(2, vm_uuid).run());
+    if (db_.changes() == 0) return not_found("the VM is not in protection group '" + group + "'", "see `evac group show " + group + "`");
+    return bump_config_version();
+  });
+}
+
+Status Store::remove_group(const std::string& name) {
+  return transaction([&]() -> Status {
+    auto st = db_.prepare("DELETE FROM protection_groups WHERE name = ?");
+    if (!st) return st.status();
+    EVAC_RETURN_IF_ERROR(st->bind(1, name).run());
+    if (db_.changes() == 0) return not_found("no protection group named '" + name + "'", "list them with `evac group list`");
+    return bump_config_version();
+  });
+}
+
+// ---- placeholders hosted here ---------------------------------------------
+
+Status Store::add_hosted_placeholder(const HostedPlaceholderRecord& p) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "INSERT INTO hosted_placeholders (uuid, provider, name, group_name, source_site, source_uuid, created_at) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source_uuid) DO UPDATE SET uuid = excluded.uuid, provider = excluded.provider, "
+      "name = excluded.name, group_name = excluded.group_name");
+  if (!st) return st.status();
+  return st->bind(1, p.uuid).bind(2, p.provider).bind(3, p.name).bind(4, p.group).bind(5, p.source_site)
+      .bind(6, p.source_uuid).bind(7, p.created_at).run();
+}
+
+Result<std::vector<HostedPlaceholderRecord>> Store::list_hosted_placeholders() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "SELECT uuid, provider, name, group_name, source_site, source_uuid, created_at FROM hosted_placeholders ORDER BY name");
+  if (!st) return st.status();
+  std::vector<HostedPlaceholderRecord> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return row.status();
+    if (!*row) break;
+    out.push_back({st->text(0), st->text(1), st->text(2), st->text(3), st->text(4), st->text(5), st->int64(6)});
+  }
+  return out;
+}
+
+Status Store::remove_hosted_placeholder(const std::string& uuid) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("DELETE FROM hosted_placeholders WHERE uuid = ?");
+  if (!st) return st.status();
+  return st->bind(1, uuid).run();
+}
+
+// ---- copies of peers' configuration ---------------------------------------
+
+Status Store::put_peer_copy(const PeerCopyRecord& c) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "INSERT INTO peer_copies (peer_site, version, document, received_at) VALUES (?, ?, ?, ?) "
+      "ON CONFLICT(peer_site) DO UPDATE SET version = excluded.version, document = excluded.document, "
+      "received_at = excluded.received_at");
+  if (!st) return st.status();
+  return st->bind(1, c.peer_site).bind(2, c.version).bind(3, c.document).bind(4, c.received_at).run();
+}
+
+Result<std::vector<PeerCopyRecord>> Store::list_peer_copies() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT peer_site, version, document, received_at FROM peer_copies ORDER BY peer_site");
+  if (!st) return st.status();
+  std::vector<PeerCopyRecord> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return row.status();
+    if (!*row) break;
+    out.push_back({st->text(0), st->int64(1), st->text(2), st->int64(3)});
+  }
+  return out;
+}
+
+Result<std::optional<PeerCopyRecord>> Store::find_peer_copy(const std::string& peer_site) {
+  auto all = list_peer_copies();
+  if (!all) return all.status();
+  for (auto& c : *all)
+    if (c.peer_site == peer_site) return std::optional<PeerCopyRecord>(std::move(c));
+  return std::optional<PeerCopyRecord>();
+}
+
+}  // namespace evac

@@ -1,0 +1,155 @@
+// evacd's durable state: one SQLite database (WAL) per site under its
+// state directory, with numbered schema migrations.
+//
+// Every public method is atomic. `transaction()` groups several calls into
+// one, so a multi-step change (a group with its VMs and placeholders) is all
+// written or none of it is.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "store/sqlite.h"
+
+namespace evac {
+
+struct PeerRecord {
+  std::string site;
+  std::string url;
+  std::string pin;  // "sha256//BASE64" of the peer's TLS public key
+  std::int64_t paired_at = 0;
+  std::optional<std::int64_t> last_seen_at;       // last successful heartbeat either way
+  std::optional<std::int64_t> unreachable_since;  // first failure after the last success
+  std::string last_error;
+};
+
+enum class MappingKind { kNetwork, kStorage, kCompute };
+std::string_view mapping_kind_name(MappingKind k);
+std::optional<MappingKind> mapping_kind_from_name(std::string_view s);
+
+struct MappingRecord {
+  std::int64_t id = 0;
+  std::string peer_site;  // the recovery site the mapping leads to
+  MappingKind kind = MappingKind::kNetwork;
+  std::string source;     // resource at this (protected) site
+  std::string target;     // resource at the peer (recovery) site
+  std::string test_network;  // network mappings only: where test recoveries attach
+  std::int64_t created_at = 0;
+};
+
+struct GroupVmRecord {
+  std::string provider;
+  std::string vm_name;
+  std::string vm_uuid;
+  std::string placeholder_uuid;  // at the recovery site
+  std::string placeholder_provider;
+};
+
+struct GroupRecord {
+  std::string name;
+  std::string protected_site;  // owner of the live copies
+  std::string recovery_site;
+  std::int64_t rpo_seconds = 900;
+  int keep_pits = 24;
+  std::int64_t epoch = 1;  // grows on every change of owner (a fencing token)
+  std::int64_t created_at = 0;
+  std::vector<GroupVmRecord> vms;
+};
+
+// A placeholder this site registered for a peer's protection group.
+struct HostedPlaceholderRecord {
+  std::string uuid;
+  std::string provider;
+  std::string name;
+  std::string group;
+  std::string source_site;
+  std::string source_uuid;
+  std::int64_t created_at = 0;
+};
+
+// What a paired site sent us of its protection configuration, kept so a
+// recovery can run here with that site gone.
+struct PeerCopyRecord {
+  std::string peer_site;
+  std::int64_t version = 0;
+  std::string document;  // JSON
+  std::int64_t received_at = 0;
+};
+
+class Store {
+ public:
+  static Result<std::unique_ptr<Store>> open(const std::string& path);
+  static int schema_version_latest();
+
+  int schema_version();
+
+  // Runs `body` in one transaction: committed if it returns ok, rolled back
+  // otherwise. Nested calls join the outer transaction.
+  Status transaction(const std::function<Status()>& body);
+
+  // Key/value settings (site identity, counters).
+  Result<std::optional<std::string>> get_meta(const std::string& key);
+  Status set_meta(const std::string& key, const std::string& value);
+
+  // API bearer tokens, stored as SHA-256 digests only.
+  Status add_api_token(const std::string& name, const std::string& token_digest);
+  Result<std::optional<std::string>> api_token_name(const std::string& token_digest);
+  Result<std::int64_t> api_token_count();
+
+  // One-time pairing tokens.
+  Status add_pairing_token(const std::string& secret_digest, std::int64_t expires_at);
+  // Marks the token used; kUnauthenticated if unknown, used or expired.
+  Status consume_pairing_token(const std::string& secret_digest, std::int64_t now);
+
+  Status add_peer(const PeerRecord& peer);
+  Result<std::vector<PeerRecord>> list_peers();
+  Result<std::optional<PeerRecord>> find_peer(const std::string& site);
+  Result<std::optional<PeerRecord>> find_peer_by_pin(const std::string& pin);
+  Status record_peer_contact(const std::string& site, std::int64_t now);
+  Status record_peer_failure(const std::string& site, std::int64_t now, const std::string& error);
+  Status remove_peer(const std::string& site);
+
+  Result<MappingRecord> add_mapping(const MappingRecord& m);
+  Result<std::vector<MappingRecord>> list_mappings(const std::optional<std::string>& peer_site = std::nullopt);
+  Result<std::optional<MappingRecord>> find_mapping(const std::string& peer_site, MappingKind kind, const std::string& source);
+  Status remove_mapping(std::int64_t id);
+
+  Status add_group(const GroupRecord& g);  // with its VMs
+  Result<std::vector<GroupRecord>> list_groups();
+  Result<std::optional<GroupRecord>> find_group(const std::string& name);
+  // The group a VM (by UUID) is protected by, if any.
+  Result<std::optional<std::string>> group_of_vm(const std::string& vm_uuid);
+  Status add_group_vm(const std::string& group, const GroupVmRecord& vm);
+  Status remove_group_vm(const std::string& group, const std::string& vm_uuid);
+  Status remove_group(const std::string& name);
+
+  Status add_hosted_placeholder(const HostedPlaceholderRecord& p);
+  Result<std::vector<HostedPlaceholderRecord>> list_hosted_placeholders();
+  Status remove_hosted_placeholder(const std::string& uuid);
+
+  Status put_peer_copy(const PeerCopyRecord& c);
+  Result<std::optional<PeerCopyRecord>> find_peer_copy(const std::string& peer_site);
+  Result<std::vector<PeerCopyRecord>> list_peer_copies();
+
+  // Protection configuration version: bumped by every change a peer's copy
+  // must follow (mappings, groups), inside the same transaction.
+  Result<std::int64_t> config_version();
+  Status bump_config_version();
+
+ private:
+  explicit Store(sqlite::Connection db) : db_(std::move(db)) {}
+  Status migrate();
+  Result<std::vector<GroupVmRecord>> group_vms(const std::string& group);
+
+  std::recursive_mutex mu_;
+  int tx_depth_ = 0;
+  sqlite::Connection db_;
+};
+
+}  // namespace evac

@@ -1,0 +1,48 @@
+// FakePeerTransport: routes site-to-site calls straight into other
+// in-process sites' ApiRouters, presenting the caller's pin as if it were a
+// TLS client certificate. Sites can be "cut off" to simulate a dead peer.
+#pragma once
+
+#include <map>
+#include <set>
+
+#include "api/router.h"
+#include "peer/peer_transport.h"
+
+namespace evac::testing {
+
+class FakePeerTransport : public PeerTransport {
+ public:
+  explicit FakePeerTransport(std::string caller_pin) : caller_pin_(std::move(caller_pin)) {}
+
+  void connect(const std::string& url, const std::string& pin, ApiRouter* router) { sites_[url] = {pin, router}; }
+  void cut(const std::string& url) { cut_.insert(url); }
+  void heal(const std::string& url) { cut_.erase(url); }
+  int calls() const { return calls_; }
+
+  Result<nlohmann::json> call(const PeerEndpoint& peer, const std::string& method, const std::string& path,
+                              const std::optional<nlohmann::json>& body) override {
+    ++calls_;
+    auto it = sites_.find(peer.url);
+    if (it == sites_.end() || cut_.count(peer.url)) return unavailable("cannot reach " + peer.url + " (fake network)");
+    if (it->second.pin != peer.pin) return permission_denied("pinned key does not match at " + peer.url);
+    ApiRequest req{method, path, {}, body ? body->dump() : "", "", caller_pin_};
+    ApiResponse resp = it->second.router->handle(req);
+    if (resp.status >= 300)
+      return Status(status_code_from_name(resp.body.value("code", "internal")).value_or(StatusCode::kInternal),
+                    resp.body.value("message", ""), resp.body.value("hint", ""));
+    return resp.body;
+  }
+
+ private:
+  struct Site {
+    std::string pin;
+    ApiRouter* router;
+  };
+  std::string caller_pin_;
+  std::map<std::string, Site> sites_;
+  std::set<std::string> cut_;
+  int calls_ = 0;
+};
+
+}  // namespace evac::testing

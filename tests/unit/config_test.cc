@@ -1,0 +1,80 @@
+#include "config/daemon_config.h"
+#include "core/duration.h"
+
+#include <gtest/gtest.h>
+
+namespace evac {
+namespace {
+
+TEST(DurationTest, ParsesOperatorSpellings) {
+  EXPECT_EQ(parse_duration("90s")->count(), 90);
+  EXPECT_EQ(parse_duration("15m")->count(), 900);
+  EXPECT_EQ(parse_duration("1h30m")->count(), 5400);
+  EXPECT_EQ(parse_duration("2d")->count(), 172800);
+  EXPECT_EQ(parse_duration("45")->count(), 45);
+  for (const char* bad : {"", "m", "15x", "-5m", "1h30", "1.5h"}) EXPECT_FALSE(parse_duration(bad).is_ok()) << bad;
+  EXPECT_EQ(format_duration(std::chrono::seconds(5400)), "1h30m");
+  EXPECT_EQ(format_duration(std::chrono::seconds(0)), "0s");
+}
+
+TEST(DaemonConfigTest, FullConfig) {
+  auto cfg = parse_daemon_config(R"(
+site: site-a
+listen: 0.0.0.0:9443
+advertise_url: https://a.example:9443
+state_dir: /var/lib/evac/a
+heartbeat_interval: 2s
+log: {format: json, level: debug}
+compute_providers:
+  - {name: local, kind: libvirt, uri: "qemu:///system"}
+  - {name: rack2, uri: "qemu+ssh://rack2/system"}
+)",
+                                 "test.yaml");
+  ASSERT_TRUE(cfg.is_ok()) << cfg.status().to_string();
+  EXPECT_EQ(cfg->site, "site-a");
+  EXPECT_EQ(cfg->listen_host, "0.0.0.0");
+  EXPECT_EQ(cfg->listen_port, 9443);
+  EXPECT_EQ(cfg->heartbeat_interval.count(), 2);
+  EXPECT_EQ(cfg->log_format, "json");
+  ASSERT_EQ(cfg->compute_providers.size(), 2u);
+  EXPECT_EQ(cfg->compute_providers[1].kind, "libvirt");  // the default kind
+}
+
+struct BadConfig {
+  const char* yaml;
+  const char* expected_in_message;
+};
+
+class DaemonConfigErrors : public ::testing::TestWithParam<BadConfig> {};
+
+TEST_P(DaemonConfigErrors, NamesTheProblem) {
+  auto cfg = parse_daemon_config(GetParam().yaml, "bad.yaml");
+  ASSERT_FALSE(cfg.is_ok());
+  EXPECT_EQ(cfg.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(cfg.status().message().find(GetParam().expected_in_message), std::string::npos) << cfg.status().to_string();
+  EXPECT_NE(cfg.status().message().find("bad.yaml"), std::string::npos);
+  EXPECT_FALSE(cfg.status().hint().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, DaemonConfigErrors,
+    ::testing::Values(BadConfig{"site: [unclosed", "not valid YAML"}, BadConfig{"state_dir: /x\n", "site"},
+                      BadConfig{"site: a\n", "state_dir"}, BadConfig{"site: a\nstate_dir: relative\n", "absolute"},
+                      BadConfig{"site: 'bad name'\nstate_dir: /x\n", "not allowed"},
+                      BadConfig{"site: a\nstate_dir: /x\nlisten: nohost\n", "HOST:PORT"},
+                      BadConfig{"site: a\nstate_dir: /x\nlisten: h:99999\n", "port"},
+                      BadConfig{"site: a\nstate_dir: /x\nsurprise: 1\n", "unknown key 'surprise'"},
+                      BadConfig{"site: a\nstate_dir: /x\nheartbeat_interval: soon\n", "heartbeat_interval"},
+                      BadConfig{"site: a\nstate_dir: /x\ncompute_providers: [{name: p, uri: u}, {name: p, uri: v}]\n",
+                                "duplicate"},
+                      BadConfig{"site: a\nstate_dir: /x\ncompute_providers: [{name: p}]\n", "uri"},
+                      BadConfig{"site: a\nstate_dir: /x\ntls: {cert: /c}\n", "both cert and key"}));
+
+TEST(DaemonConfigTest, MissingFile) {
+  auto cfg = load_daemon_config("/nonexistent/evacd.yaml");
+  ASSERT_FALSE(cfg.is_ok());
+  EXPECT_NE(cfg.status().message().find("/nonexistent/evacd.yaml"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace evac

@@ -1,0 +1,151 @@
+#include "store/store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace evac {
+namespace {
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("evac-store-test-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto s = Store::open((dir_ / "evac.db").string());
+    ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+    store_ = std::move(*s);
+    ASSERT_TRUE(store_->add_peer(PeerRecord{"site-b", "https://b", "sha256//b", 1, {}, {}, ""}).is_ok());
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  GroupRecord group(const std::string& name, const std::string& vm_uuid) {
+    return GroupRecord{name, "site-a", "site-b", 900, 24, 1, 10, {GroupVmRecord{"p", "vm-" + vm_uuid, vm_uuid, "ph", "q"}}};
+  }
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, MigratesToLatestSchemaAndReopens) {
+  EXPECT_EQ(store_->schema_version(), Store::schema_version_latest());
+  store_.reset();
+  auto again = Store::open((dir_ / "evac.db").string());
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ((*again)->schema_version(), Store::schema_version_latest());
+  auto peers = (*again)->list_peers();
+  ASSERT_TRUE(peers.is_ok());
+  EXPECT_EQ(peers->size(), 1u);  // data survived the reopen
+}
+
+TEST_F(StoreTest, RefusesNewerSchema) {
+  store_.reset();
+  {
+    auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
+    ASSERT_TRUE(conn.is_ok());
+    ASSERT_TRUE(conn->exec("PRAGMA user_version = 999").is_ok());
+  }
+  auto s = Store::open((dir_ / "evac.db").string());
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("newer"), std::string::npos);
+}
+
+TEST_F(StoreTest, UsesWriteAheadLog) {
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "evac.db-wal"));
+}
+
+TEST_F(StoreTest, TransactionRollsBackEverything) {
+  Status s = store_->transaction([&]() -> Status {
+    EVAC_RETURN_IF_ERROR(store_->add_group(group("g1", "u1")));
+    return internal_error("simulated failure after the first write");
+  });
+  EXPECT_FALSE(s.is_ok());
+  auto groups = store_->list_groups();
+  ASSERT_TRUE(groups.is_ok());
+  EXPECT_TRUE(groups->empty());
+  auto owner = store_->group_of_vm("u1");
+  ASSERT_TRUE(owner.is_ok());
+  EXPECT_FALSE(owner->has_value());
+}
+
+TEST_F(StoreTest, VmBelongsToAtMostOneGroup) {
+  ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
+  Status s = store_->add_group(group("g2", "u1"));
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
+  // The failed group left nothing behind.
+  auto g2 = store_->find_group("g2");
+  ASSERT_TRUE(g2.is_ok());
+  EXPECT_FALSE(g2->has_value());
+}
+
+TEST_F(StoreTest, DuplicateGroupName) {
+  ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
+  EXPECT_EQ(store_->add_group(group("g1", "u2")).code(), StatusCode::kAlreadyExists);
+}
+
+TEST_F(StoreTest, GroupChangesBumpConfigVersion) {
+  auto v0 = store_->config_version();
+  ASSERT_TRUE(v0.is_ok());
+  ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
+  auto v1 = store_->config_version();
+  ASSERT_TRUE(v1.is_ok());
+  EXPECT_GT(*v1, *v0);
+  ASSERT_TRUE(store_->remove_group("g1").is_ok());
+  EXPECT_GT(*store_->config_version(), *v1);
+  EXPECT_EQ(store_->remove_group("g1").code(), StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, PairingTokenIsOneTimeAndExpires) {
+  ASSERT_TRUE(store_->add_pairing_token("d1", 100).is_ok());
+  EXPECT_EQ(store_->consume_pairing_token("d1", 101).code(), StatusCode::kUnauthenticated);  // expired
+  ASSERT_TRUE(store_->add_pairing_token("d2", 100).is_ok());
+  EXPECT_TRUE(store_->consume_pairing_token("d2", 50).is_ok());
+  EXPECT_EQ(store_->consume_pairing_token("d2", 51).code(), StatusCode::kUnauthenticated);  // used
+  EXPECT_EQ(store_->consume_pairing_token("unknown", 1).code(), StatusCode::kUnauthenticated);
+}
+
+TEST_F(StoreTest, PeerHealthTracksFirstFailure) {
+  ASSERT_TRUE(store_->record_peer_failure("site-b", 100, "down").is_ok());
+  ASSERT_TRUE(store_->record_peer_failure("site-b", 200, "still down").is_ok());
+  auto p = store_->find_peer("site-b");
+  ASSERT_TRUE(p.is_ok() && p->has_value());
+  EXPECT_EQ((*p)->unreachable_since, 100);  // since the first failure, not the latest
+  EXPECT_EQ((*p)->last_error, "still down");
+  ASSERT_TRUE(store_->record_peer_contact("site-b", 300).is_ok());
+  p = store_->find_peer("site-b");
+  EXPECT_FALSE((*p)->unreachable_since.has_value());
+  EXPECT_EQ((*p)->last_seen_at, 300);
+}
+
+TEST_F(StoreTest, MappingUniquePerSourceAndKind) {
+  MappingRecord m{0, "site-b", MappingKind::kNetwork, "prod", "rprod", "test", 1};
+  auto first = store_->add_mapping(m);
+  ASSERT_TRUE(first.is_ok());
+  EXPECT_GT(first->id, 0);
+  auto dup = store_->add_mapping(m);
+  EXPECT_EQ(dup.status().code(), StatusCode::kAlreadyExists);
+  m.kind = MappingKind::kStorage;
+  EXPECT_TRUE(store_->add_mapping(m).is_ok());  // same name, other kind
+  EXPECT_EQ(store_->remove_mapping(9999).code(), StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, MappingNeedsPairedPeer) {
+  MappingRecord m{0, "nowhere", MappingKind::kNetwork, "prod", "rprod", "test", 1};
+  EXPECT_FALSE(store_->add_mapping(m).is_ok());
+}
+
+TEST_F(StoreTest, ApiTokensStoredByDigest) {
+  ASSERT_TRUE(store_->add_api_token("admin", "digest-1").is_ok());
+  auto name = store_->api_token_name("digest-1");
+  ASSERT_TRUE(name.is_ok());
+  EXPECT_EQ(name->value_or(""), "admin");
+  EXPECT_FALSE(store_->api_token_name("digest-2")->has_value());
+}
+
+}  // namespace
+}  // namespace evac
