@@ -1,0 +1,24 @@
+// Turning libvirt's thread-local "last error" into evac's Status.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace evac::libvirt {
+
+// Initialises libvirt for use from many threads and stops it from printing
+// every error to stderr: evac reports errors as Status values, and evacd's
+// log must not carry each one twice. Safe to call any number of times.
+void initialise_libvirt();
+
+// The calling thread's last libvirt error as a Status whose message starts
+// with `doing` ("listing domains: <libvirt's message>"). Call it right after
+// the failing libvirt call: the next libvirt call resets the error.
+Status last_error(std::string_view doing);
+
+// The libvirt error number behind the calling thread's last error, or 0.
+int last_error_number();
+
+}  // namespace evac::libvirt

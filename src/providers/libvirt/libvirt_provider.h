@@ -1,0 +1,52 @@
+// The libvirt compute provider: any libvirt URI (qemu:///system,
+// qemu+ssh://host/system, test:///path/node.xml, ...) as an evac site's
+// hypervisor manager.
+//
+// This header stays free of libvirt's own headers so that evacd can register
+// the provider without the rest of evac seeing libvirt.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/compute_provider.h"
+
+namespace evac {
+
+namespace libvirt {
+class Connection;
+}
+
+class LibvirtProvider : public ComputeProvider {
+ public:
+  // Does not connect: the first call does (see libvirt::Connection).
+  explicit LibvirtProvider(ProviderConfig config);
+  ~LibvirtProvider() override;
+
+  const std::string& name() const override { return config_.name; }
+  std::string kind() const override { return "libvirt"; }
+  std::string uri() const override { return config_.uri; }
+
+  Status ping() override;
+  Result<std::vector<VmInfo>> list_vms() override;
+  Result<VmInfo> get_vm(const std::string& name_or_uuid) override;
+  Result<std::vector<NetworkInfo>> list_networks() override;
+  Result<std::vector<StoragePoolInfo>> list_storage_pools() override;
+
+  Result<PlaceholderInfo> define_placeholder(const PlaceholderSpec& spec) override;
+  Status remove_placeholder(const std::string& uuid) override;
+  Result<std::vector<PlaceholderInfo>> list_placeholders() override;
+
+ private:
+  ProviderConfig config_;
+  std::unique_ptr<libvirt::Connection> connection_;
+};
+
+// Checks the config (a URI is required) and builds the provider, unconnected.
+Result<std::unique_ptr<ComputeProvider>> make_libvirt_provider(const ProviderConfig& config);
+
+// Makes kind "libvirt" available from ProviderRegistry::instance().
+void register_libvirt_provider();
+
+}  // namespace evac

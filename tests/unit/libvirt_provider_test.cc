@@ -1,0 +1,566 @@
+// The libvirt compute provider against libvirt's in-process test driver,
+// with tests/fixtures/site-a.xml as the protected site and site-b.xml as the
+// recovery site. A test:/// connection to a fixture file starts from that
+// file every time, so each test opens its own providers and starts clean.
+#include "providers/libvirt/libvirt_provider.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "providers/libvirt/domain_xml.h"
+
+namespace evac {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::UnorderedElementsAre;
+
+std::string fixture_uri(const std::string& file) {
+  return "test://" + std::string(EVAC_SOURCE_DIR) + "/tests/fixtures/" + file;
+}
+
+std::unique_ptr<ComputeProvider> open_provider(const std::string& name, const std::string& uri) {
+  auto made = make_libvirt_provider(ProviderConfig{name, "libvirt", uri});
+  EXPECT_TRUE(made.is_ok()) << made.status().to_string();
+  return std::move(made).value();
+}
+
+std::unique_ptr<ComputeProvider> protected_site() { return open_provider("site-a-kvm", fixture_uri("site-a.xml")); }
+std::unique_ptr<ComputeProvider> recovery_site() { return open_provider("site-b-kvm", fixture_uri("site-b.xml")); }
+
+VmInfo vm_at(ComputeProvider& provider, const std::string& name_or_uuid) {
+  auto vm = provider.get_vm(name_or_uuid);
+  EXPECT_TRUE(vm.is_ok()) << vm.status().to_string();
+  return vm.is_ok() ? *vm : VmInfo{};
+}
+
+const DiskInfo* disk(const VmInfo& vm, const std::string& target) {
+  for (const DiskInfo& d : vm.disks)
+    if (d.target == target) return &d;
+  return nullptr;
+}
+
+std::vector<std::string> names_of(const std::vector<VmInfo>& vms) {
+  std::vector<std::string> names;
+  for (const VmInfo& vm : vms) names.push_back(vm.name);
+  return names;
+}
+
+// What the inventory mappings would make of a site-a VM at site-b.
+PlaceholderSpec recovery_spec(const VmInfo& protected_vm, const std::string& group = "web-tier") {
+  const std::map<std::string, std::string> networks = {{"prod", "recovery-prod"}, {"backup", "recovery-backup"}};
+  const std::map<std::string, std::string> folders = {
+      {"/var/lib/evac-fixture/a/images/", "/var/lib/evac-fixture/b/replicas/"},
+      {"/var/lib/evac-fixture/a/fast/", "/var/lib/evac-fixture/b/replicas-fast/"}};
+  PlaceholderSpec spec{group, "site-a", protected_vm.uuid, protected_vm};
+  for (DiskInfo& d : spec.vm.disks) {
+    for (const auto& [from, to] : folders)
+      if (d.path.rfind(from, 0) == 0) d.path = to + d.path.substr(from.size());
+    d.storage_pool.reset();
+  }
+  for (NicInfo& n : spec.vm.nics)
+    if (networks.count(n.network)) n.network = networks.at(n.network);
+  return spec;
+}
+
+PlaceholderSpec web01_spec() { return recovery_spec(vm_at(*protected_site(), "web01")); }
+
+// ---------------------------------------------------------------- inventory
+
+TEST(LibvirtProviderInventory, ListsActiveAndInactiveVms) {
+  auto site_a = protected_site();
+  auto vms = site_a->list_vms();
+  ASSERT_TRUE(vms.is_ok()) << vms.status().to_string();
+  EXPECT_THAT(names_of(*vms), UnorderedElementsAre("db01", "app01", "web01", "legacy01", "lonely01"));
+  for (const VmInfo& vm : *vms) {
+    EXPECT_EQ(vm.provider, "site-a-kvm");
+    EXPECT_FALSE(vm.is_placeholder) << vm.name;
+    EXPECT_EQ(vm.state, vm.name == "lonely01" ? PowerState::kShutOff : PowerState::kRunning) << vm.name;
+  }
+}
+
+TEST(LibvirtProviderInventory, DescribesSizesDisksAndNicsFromTheDomainXml) {
+  auto site_a = protected_site();
+  VmInfo web01 = vm_at(*site_a, "web01");
+  EXPECT_EQ(web01.uuid, "a0000000-0000-4000-8000-000000000003");
+  EXPECT_EQ(web01.vcpus, 2u) << "the guest boots with vcpu/@current, not the hot-plug maximum";
+  EXPECT_EQ(web01.memory_kib, 2097152u);
+  EXPECT_EQ(web01.firmware, "bios");
+
+  ASSERT_EQ(web01.disks.size(), 2u);
+  const DiskInfo& vda = web01.disks[0];
+  EXPECT_EQ(vda.target, "vda");
+  EXPECT_EQ(vda.path, "/var/lib/evac-fixture/a/images/web01.qcow2");
+  EXPECT_EQ(vda.format, "qcow2");
+  EXPECT_EQ(vda.bus, "virtio");
+  EXPECT_EQ(vda.device, "disk");
+  EXPECT_EQ(vda.storage_pool, "images");
+  EXPECT_EQ(web01.disks[1].path, "/var/lib/evac-fixture/a/fast/web01-cache.qcow2");
+  EXPECT_EQ(web01.disks[1].storage_pool, "fast");
+
+  ASSERT_EQ(web01.nics.size(), 2u);
+  EXPECT_EQ(web01.nics[0].mac, "52:54:00:a0:00:03");
+  EXPECT_EQ(web01.nics[0].network, "prod");
+  EXPECT_EQ(web01.nics[0].type, "network");
+  EXPECT_EQ(web01.nics[0].model, "virtio");
+  EXPECT_EQ(web01.nics[1].mac, "52:54:00:a0:00:13");
+  EXPECT_EQ(web01.nics[1].network, "backup");
+  EXPECT_EQ(web01.nics[1].model, "e1000");
+
+  EXPECT_EQ(web01.native.provider_kind, "libvirt");
+  EXPECT_THAT(web01.native.document, HasSubstr("<name>web01</name>"));
+  EXPECT_THAT(web01.native.document, HasSubstr("a0000000-0000-4000-8000-000000000003"));
+}
+
+TEST(LibvirtProviderInventory, TellsFirmwareAndConvertsMemoryUnits) {
+  auto site_a = protected_site();
+  VmInfo db01 = vm_at(*site_a, "db01");
+  EXPECT_EQ(db01.firmware, "efi");
+  EXPECT_EQ(db01.vcpus, 4u);
+  EXPECT_EQ(db01.memory_kib, 8u * 1024 * 1024);  // fixture says 8 GiB
+  EXPECT_THAT(db01.disks, ::testing::SizeIs(2));
+  for (const DiskInfo& d : db01.disks) EXPECT_EQ(d.storage_pool, "fast") << d.target;
+
+  VmInfo app01 = vm_at(*site_a, "app01");
+  EXPECT_EQ(app01.firmware, "direct-kernel");
+  EXPECT_EQ(app01.memory_kib, 4096u * 1024);  // fixture says 4096 MiB
+}
+
+TEST(LibvirtProviderInventory, DiskOutsideEveryPoolFolderHasNoPool) {
+  auto site_a = protected_site();
+  VmInfo legacy01 = vm_at(*site_a, "legacy01");
+  ASSERT_EQ(legacy01.disks.size(), 1u);
+  const DiskInfo& sda = legacy01.disks[0];
+  EXPECT_EQ(sda.path, "/var/lib/evac-fixture/a/images-old/legacy01.img");
+  EXPECT_EQ(sda.format, "raw");
+  EXPECT_EQ(sda.bus, "sata");
+  // ".../images-old/" starts with the images pool's folder name but is not in it.
+  EXPECT_EQ(sda.storage_pool, std::nullopt);
+}
+
+TEST(LibvirtProviderInventory, BridgeNicNamesItsBridge) {
+  auto site_a = protected_site();
+  VmInfo legacy01 = vm_at(*site_a, "legacy01");
+  ASSERT_EQ(legacy01.nics.size(), 2u);
+  EXPECT_EQ(legacy01.nics[0].type, "network");
+  EXPECT_EQ(legacy01.nics[0].network, "prod");
+  EXPECT_EQ(legacy01.nics[1].type, "bridge");
+  EXPECT_EQ(legacy01.nics[1].network, "br-legacy");
+  EXPECT_EQ(legacy01.nics[1].mac, "52:54:00:a0:00:14");
+}
+
+TEST(LibvirtProviderInventory, GetsAVmByNameOrByUuid) {
+  auto site_a = protected_site();
+  VmInfo by_name = vm_at(*site_a, "lonely01");
+  VmInfo by_uuid = vm_at(*site_a, "a0000000-0000-4000-8000-000000000005");
+  EXPECT_EQ(by_name.uuid, "a0000000-0000-4000-8000-000000000005");
+  EXPECT_EQ(by_uuid.name, "lonely01");
+  EXPECT_EQ(by_uuid.state, PowerState::kShutOff);
+  ASSERT_EQ(by_uuid.nics.size(), 1u);
+  EXPECT_EQ(by_uuid.nics[0].network, "backup");
+}
+
+TEST(LibvirtProviderInventory, UnknownVmIsNotFoundWithAHint) {
+  auto site_a = protected_site();
+  for (const std::string ref : {"no-such-vm", "a0000000-0000-4000-8000-0000000000ff"}) {
+    auto vm = site_a->get_vm(ref);
+    ASSERT_FALSE(vm.is_ok()) << ref;
+    EXPECT_EQ(vm.status().code(), StatusCode::kNotFound) << vm.status().to_string();
+    EXPECT_THAT(vm.status().message(), HasSubstr(ref));
+    EXPECT_THAT(vm.status().hint(), HasSubstr("inventory"));
+  }
+}
+
+TEST(LibvirtProviderInventory, ListsNetworksWithIsolation) {
+  auto site_a = protected_site();
+  auto networks = site_a->list_networks();
+  ASSERT_TRUE(networks.is_ok()) << networks.status().to_string();
+  std::map<std::string, NetworkInfo> by_name;
+  for (const NetworkInfo& n : *networks) by_name[n.name] = n;
+  ASSERT_EQ(by_name.size(), 2u);
+  const NetworkInfo& prod = by_name.at("prod");
+  EXPECT_EQ(prod.provider, "site-a-kvm");
+  EXPECT_EQ(prod.uuid, "a0000000-0000-4000-8000-000000000101");
+  EXPECT_EQ(prod.bridge, "virbr-prod");
+  EXPECT_TRUE(prod.active);
+  EXPECT_FALSE(prod.isolated) << "prod forwards with NAT";
+  EXPECT_TRUE(by_name.at("backup").isolated) << "backup has no <forward>";
+
+  auto site_b = recovery_site();
+  auto recovery_networks = site_b->list_networks();
+  ASSERT_TRUE(recovery_networks.is_ok());
+  std::map<std::string, bool> isolated;
+  for (const NetworkInfo& n : *recovery_networks) isolated[n.name] = n.isolated;
+  EXPECT_EQ(isolated, (std::map<std::string, bool>{
+                          {"recovery-prod", false}, {"recovery-backup", true}, {"test-isolated", true}}));
+}
+
+TEST(LibvirtProviderInventory, ListsStoragePoolsWithFoldersAndSizes) {
+  auto site_a = protected_site();
+  auto pools = site_a->list_storage_pools();
+  ASSERT_TRUE(pools.is_ok()) << pools.status().to_string();
+  std::map<std::string, StoragePoolInfo> by_name;
+  for (const StoragePoolInfo& p : *pools) by_name[p.name] = p;
+  ASSERT_EQ(by_name.size(), 2u);
+  const StoragePoolInfo& images = by_name.at("images");
+  EXPECT_EQ(images.provider, "site-a-kvm");
+  EXPECT_EQ(images.uuid, "a0000000-0000-4000-8000-000000000201");
+  EXPECT_EQ(images.type, "dir");
+  EXPECT_EQ(images.path, "/var/lib/evac-fixture/a/images");
+  EXPECT_TRUE(images.active);
+  EXPECT_GT(images.capacity_bytes, 0u);
+  // The test driver counts the fixture's volumes (12 GiB allocated) as used.
+  EXPECT_EQ(images.capacity_bytes - images.available_bytes, 12ull << 30);
+  EXPECT_EQ(by_name.at("fast").path, "/var/lib/evac-fixture/a/fast");
+}
+
+TEST(LibvirtProviderInventory, AnswersFromSeveralThreadsAtOnce) {
+  auto site_a = protected_site();
+  std::vector<std::size_t> counts(4, 0);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < counts.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        auto vms = site_a->list_vms();
+        if (vms.is_ok()) counts[t] += vms->size();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (std::size_t c : counts) EXPECT_EQ(c, 20u * 5);
+}
+
+// ------------------------------------------------------------ connecting
+
+TEST(LibvirtProviderConnection, UnreachableHypervisorIsUnavailableAndNamesTheUri) {
+  for (const std::string uri : {"test:///nonexistent/file.xml", "qemu+unix:///system?socket=/nonexistent"}) {
+    auto provider = open_provider("down", uri);  // construction does not connect
+    Status ping = provider->ping();
+    EXPECT_EQ(ping.code(), StatusCode::kUnavailable) << uri << ": " << ping.to_string();
+    EXPECT_THAT(ping.hint(), HasSubstr(uri));
+    EXPECT_THAT(ping.hint(), HasSubstr("libvirtd"));
+    EXPECT_FALSE(ping.message().empty());
+
+    auto vms = provider->list_vms();
+    ASSERT_FALSE(vms.is_ok()) << uri;
+    EXPECT_EQ(vms.status().code(), StatusCode::kUnavailable) << uri;
+  }
+}
+
+TEST(LibvirtProviderConnection, FailedConnectIsRetriedOnTheNextCall) {
+  // A site whose hypervisor comes up after evacd: the fixture file appears
+  // only after the first, failed call.
+  std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                              ("evac-libvirt-test-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::filesystem::path node = dir / "site-b.xml";
+  auto provider = open_provider("late", "test://" + node.string());
+  EXPECT_EQ(provider->ping().code(), StatusCode::kUnavailable);
+
+  std::filesystem::copy_file(std::string(EVAC_SOURCE_DIR) + "/tests/fixtures/site-b.xml", node);
+  EXPECT_TRUE(provider->ping().is_ok());
+  auto vms = provider->list_vms();
+  ASSERT_TRUE(vms.is_ok()) << vms.status().to_string();
+  EXPECT_THAT(names_of(*vms), ElementsAre("b-infra01"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LibvirtProviderConnection, PingSucceedsAgainstAFixture) {
+  auto site_a = protected_site();
+  EXPECT_TRUE(site_a->ping().is_ok());
+  EXPECT_EQ(site_a->kind(), "libvirt");
+  EXPECT_EQ(site_a->uri(), fixture_uri("site-a.xml"));
+}
+
+TEST(LibvirtProviderConnection, FactoryNeedsAUriAndRegistersKindLibvirt) {
+  auto no_uri = make_libvirt_provider(ProviderConfig{"local", "libvirt", ""});
+  ASSERT_FALSE(no_uri.is_ok());
+  EXPECT_EQ(no_uri.status().code(), StatusCode::kInvalidArgument);
+
+  register_libvirt_provider();
+  auto created = ProviderRegistry::instance().create(ProviderConfig{"local", "libvirt", fixture_uri("site-b.xml")});
+  ASSERT_TRUE(created.is_ok()) << created.status().to_string();
+  EXPECT_EQ((*created)->kind(), "libvirt");
+  EXPECT_EQ((*created)->name(), "local");
+}
+
+// ----------------------------------------------------------- placeholders
+
+TEST(LibvirtProviderPlaceholders, DefinesAShutOffMarkedCopyWithRecoverySiteResources) {
+  auto site_b = recovery_site();
+  PlaceholderSpec spec = web01_spec();
+  auto defined = site_b->define_placeholder(spec);
+  ASSERT_TRUE(defined.is_ok()) << defined.status().to_string();
+  EXPECT_EQ(defined->provider, "site-b-kvm");
+  EXPECT_EQ(defined->name, "web01");
+  EXPECT_EQ(defined->group, "web-tier");
+  EXPECT_EQ(defined->source_site, "site-a");
+  EXPECT_EQ(defined->source_uuid, "a0000000-0000-4000-8000-000000000003");
+  EXPECT_FALSE(defined->uuid.empty());
+  EXPECT_NE(defined->uuid, spec.source_uuid) << "a placeholder gets its own UUID";
+
+  VmInfo placeholder = vm_at(*site_b, defined->uuid);
+  EXPECT_EQ(placeholder.name, "web01");
+  EXPECT_EQ(placeholder.state, PowerState::kShutOff);
+  EXPECT_TRUE(placeholder.is_placeholder);
+  EXPECT_EQ(placeholder.vcpus, 2u);
+  EXPECT_EQ(placeholder.memory_kib, 2097152u);
+
+  ASSERT_EQ(placeholder.disks.size(), 2u);
+  EXPECT_EQ(disk(placeholder, "vda")->path, "/var/lib/evac-fixture/b/replicas/web01.qcow2");
+  EXPECT_EQ(disk(placeholder, "vda")->storage_pool, "replicas");
+  EXPECT_EQ(disk(placeholder, "vdb")->path, "/var/lib/evac-fixture/b/replicas-fast/web01-cache.qcow2");
+  EXPECT_EQ(disk(placeholder, "vdb")->storage_pool, "replicas-fast");
+  EXPECT_EQ(disk(placeholder, "vdb")->format, "qcow2");
+
+  ASSERT_EQ(placeholder.nics.size(), 2u);
+  EXPECT_EQ(placeholder.nics[0].mac, "52:54:00:a0:00:03");
+  EXPECT_EQ(placeholder.nics[0].network, "recovery-prod");
+  EXPECT_EQ(placeholder.nics[1].mac, "52:54:00:a0:00:13");
+  EXPECT_EQ(placeholder.nics[1].network, "recovery-backup");
+
+  const std::string& xml = placeholder.native.document;
+  EXPECT_THAT(xml, HasSubstr("https://evac.dev/xmlns/placeholder/1"));
+  EXPECT_THAT(xml, HasSubstr("source-uuid=\"a0000000-0000-4000-8000-000000000003\""));
+  EXPECT_THAT(xml, HasSubstr("evac placeholder for site-a/web01 (group web-tier): started only by an evac recovery"));
+  EXPECT_THAT(xml, Not(HasSubstr("<seclabel")));
+
+  auto listed = site_b->list_placeholders();
+  ASSERT_TRUE(listed.is_ok()) << listed.status().to_string();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].uuid, defined->uuid);
+  EXPECT_EQ((*listed)[0].source_uuid, spec.source_uuid);
+  EXPECT_EQ((*listed)[0].group, "web-tier");
+  EXPECT_EQ((*listed)[0].source_site, "site-a");
+}
+
+TEST(LibvirtProviderPlaceholders, OtherVmsAreNotPlaceholders) {
+  auto site_b = recovery_site();
+  ASSERT_TRUE(site_b->define_placeholder(web01_spec()).is_ok());
+  auto vms = site_b->list_vms();
+  ASSERT_TRUE(vms.is_ok());
+  std::map<std::string, bool> placeholder_by_name;
+  for (const VmInfo& vm : *vms) placeholder_by_name[vm.name] = vm.is_placeholder;
+  EXPECT_EQ(placeholder_by_name, (std::map<std::string, bool>{{"b-infra01", false}, {"web01", true}}));
+}
+
+TEST(LibvirtProviderPlaceholders, DefiningTwiceReturnsTheSamePlaceholder) {
+  auto site_b = recovery_site();
+  PlaceholderSpec spec = web01_spec();
+  auto first = site_b->define_placeholder(spec);
+  auto second = site_b->define_placeholder(spec);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  ASSERT_TRUE(second.is_ok()) << second.status().to_string();
+  EXPECT_EQ(first->uuid, second->uuid);
+  auto listed = site_b->list_placeholders();
+  ASSERT_TRUE(listed.is_ok());
+  EXPECT_EQ(listed->size(), 1u);
+}
+
+TEST(LibvirtProviderPlaceholders, NameOfANormalVmIsRefused) {
+  auto site_b = recovery_site();
+  PlaceholderSpec spec = web01_spec();
+  spec.vm.name = "b-infra01";
+  auto defined = site_b->define_placeholder(spec);
+  ASSERT_FALSE(defined.is_ok());
+  EXPECT_EQ(defined.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_THAT(defined.status().message(), HasSubstr("not an evac placeholder"));
+  EXPECT_FALSE(defined.status().hint().empty());
+  EXPECT_FALSE(vm_at(*site_b, "b-infra01").is_placeholder) << "the existing VM is left alone";
+}
+
+TEST(LibvirtProviderPlaceholders, NameOfAnotherVmsPlaceholderIsRefused) {
+  auto site_b = recovery_site();
+  ASSERT_TRUE(site_b->define_placeholder(web01_spec()).is_ok());
+  PlaceholderSpec other = web01_spec();
+  other.source_uuid = "c0000000-0000-4000-8000-000000000003";
+  auto defined = site_b->define_placeholder(other);
+  ASSERT_FALSE(defined.is_ok());
+  EXPECT_EQ(defined.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_THAT(defined.status().message(), HasSubstr("a0000000-0000-4000-8000-000000000003"));
+}
+
+TEST(LibvirtProviderPlaceholders, RemovingIsIdempotent) {
+  auto site_b = recovery_site();
+  auto defined = site_b->define_placeholder(web01_spec());
+  ASSERT_TRUE(defined.is_ok()) << defined.status().to_string();
+
+  Status removed = site_b->remove_placeholder(defined->uuid);
+  EXPECT_TRUE(removed.is_ok()) << removed.to_string();
+  EXPECT_EQ(site_b->get_vm(defined->uuid).status().code(), StatusCode::kNotFound);
+  auto listed = site_b->list_placeholders();
+  ASSERT_TRUE(listed.is_ok());
+  EXPECT_TRUE(listed->empty());
+
+  Status again = site_b->remove_placeholder(defined->uuid);
+  EXPECT_TRUE(again.is_ok()) << again.to_string();
+}
+
+TEST(LibvirtProviderPlaceholders, RemovingANormalVmIsRefused) {
+  auto site_b = recovery_site();
+  Status removed = site_b->remove_placeholder("b0000000-0000-4000-8000-000000000001");
+  EXPECT_EQ(removed.code(), StatusCode::kFailedPrecondition) << removed.to_string();
+  EXPECT_THAT(removed.message(), HasSubstr("refusing to remove VM b-infra01: it is not an evac placeholder"));
+  EXPECT_EQ(vm_at(*site_b, "b-infra01").state, PowerState::kRunning) << "the VM is still there";
+}
+
+TEST(LibvirtProviderPlaceholders, RemovingWithAMalformedUuidIsAnInputError) {
+  auto site_b = recovery_site();
+  EXPECT_EQ(site_b->remove_placeholder("not-a-uuid").code(), StatusCode::kInvalidArgument);
+}
+
+TEST(LibvirtProviderPlaceholders, DefinesFromNeutralFieldsWithoutANativeDefinition) {
+  auto site_b = recovery_site();
+  VmInfo vm;
+  vm.name = "esx-app07";
+  vm.uuid = "d0000000-0000-4000-8000-000000000007";
+  vm.vcpus = 3;
+  vm.memory_kib = 3u * 1024 * 1024;
+  vm.firmware = "bios";
+  vm.disks = {DiskInfo{"vda", "/var/lib/evac-fixture/b/replicas/esx-app07.qcow2", "qcow2", "virtio", "disk", {}},
+              DiskInfo{"vdb", "/dev/vg0/esx-app07-data", "raw", "virtio", "disk", {}}};
+  vm.nics = {NicInfo{"52:54:00:d0:00:07", "recovery-prod", "network", "virtio"}};
+  PlaceholderSpec spec{"apps", "site-v", vm.uuid, vm};
+
+  auto defined = site_b->define_placeholder(spec);
+  ASSERT_TRUE(defined.is_ok()) << defined.status().to_string();
+  VmInfo placeholder = vm_at(*site_b, "esx-app07");
+  EXPECT_EQ(placeholder.uuid, defined->uuid);
+  EXPECT_NE(placeholder.uuid, vm.uuid);
+  EXPECT_TRUE(placeholder.is_placeholder);
+  EXPECT_EQ(placeholder.state, PowerState::kShutOff);
+  EXPECT_EQ(placeholder.vcpus, 3u);
+  EXPECT_EQ(placeholder.memory_kib, 3u * 1024 * 1024);
+  EXPECT_EQ(placeholder.firmware, "bios");
+  ASSERT_EQ(placeholder.disks.size(), 2u);
+  EXPECT_EQ(disk(placeholder, "vda")->path, "/var/lib/evac-fixture/b/replicas/esx-app07.qcow2");
+  EXPECT_EQ(disk(placeholder, "vda")->storage_pool, "replicas");
+  EXPECT_EQ(disk(placeholder, "vdb")->path, "/dev/vg0/esx-app07-data") << "a /dev path becomes a block disk";
+  EXPECT_EQ(disk(placeholder, "vdb")->format, "raw");
+  ASSERT_EQ(placeholder.nics.size(), 1u);
+  EXPECT_EQ(placeholder.nics[0].mac, "52:54:00:d0:00:07");
+  EXPECT_EQ(placeholder.nics[0].network, "recovery-prod");
+  EXPECT_THAT(placeholder.native.document, HasSubstr("<disk type='block'"));
+}
+
+TEST(LibvirtProviderPlaceholders, NeutralDirectKernelVmIsUnsupported) {
+  auto site_b = recovery_site();
+  PlaceholderSpec spec = web01_spec();
+  spec.vm.native = {};
+  spec.vm.firmware = "direct-kernel";
+  EXPECT_EQ(site_b->define_placeholder(spec).status().code(), StatusCode::kUnsupported);
+}
+
+TEST(LibvirtProviderPlaceholders, KeepsTheKernelOfADirectKernelVmWithItsNativeDefinition) {
+  auto site_b = recovery_site();
+  PlaceholderSpec spec = recovery_spec(vm_at(*protected_site(), "app01"), "apps");
+  auto defined = site_b->define_placeholder(spec);
+  ASSERT_TRUE(defined.is_ok()) << defined.status().to_string();
+  VmInfo placeholder = vm_at(*site_b, "app01");
+  EXPECT_EQ(placeholder.firmware, "direct-kernel");
+  EXPECT_EQ(placeholder.disks.at(0).path, "/var/lib/evac-fixture/b/replicas/app01.qcow2");
+}
+
+TEST(LibvirtProviderPlaceholders, SpecWithoutSourceIsRefusedBeforeTouchingTheSite) {
+  auto site_b = recovery_site();
+  PlaceholderSpec spec = web01_spec();
+  spec.source_uuid.clear();
+  EXPECT_EQ(site_b->define_placeholder(spec).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(site_b->get_vm("web01").status().code(), StatusCode::kNotFound);
+}
+
+// -------------------------------------------- placeholder XML, no libvirt
+
+const char* kProtectedDomainXml = R"(<domain type='kvm'>
+  <name>db02</name>
+  <uuid>e0000000-0000-4000-8000-000000000002</uuid>
+  <description>the database</description>
+  <metadata>
+    <evac:placeholder xmlns:evac="https://evac.dev/xmlns/placeholder/1" group="old" source-site="x" source-uuid="old"/>
+    <other:note xmlns:other="https://example.org/other/1">keep me</other:note>
+  </metadata>
+  <memory unit='KiB'>1048576</memory>
+  <vcpu>1</vcpu>
+  <os><type>hvm</type></os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/a/db02.qcow2'><seclabel model='dac' relabel='no'/></source>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <source file='/a/scratch.img'/>
+      <target dev='vdz' bus='virtio'/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <source file='/a/install.iso'/>
+      <target dev='sda' bus='sata'/>
+    </disk>
+    <interface type='network'>
+      <source network='prod'/>
+      <target dev='vnet7'/>
+    </interface>
+  </devices>
+  <seclabel type='dynamic' model='selinux'/>
+</domain>)";
+
+PlaceholderSpec db02_spec() {
+  VmInfo vm;
+  vm.name = "db02";
+  vm.native = {"libvirt", kProtectedDomainXml};
+  vm.disks = {DiskInfo{"vda", "/b/db02.qcow2", "qcow2", "virtio", "disk", {}}};
+  vm.nics = {NicInfo{"", "recovery-prod", "network", ""}};
+  return PlaceholderSpec{"db", "site-a", "e0000000-0000-4000-8000-000000000002", vm};
+}
+
+TEST(PlaceholderDomainXml, ReplacesOldMarkersAndDropsLabelsUuidAndUnreplicatedDisks) {
+  auto xml = libvirt::placeholder_domain_xml(db02_spec());
+  ASSERT_TRUE(xml.is_ok()) << xml.status().to_string();
+  auto parsed = libvirt::parse_domain_xml(*xml);
+  ASSERT_TRUE(parsed.is_ok()) << parsed.status().to_string();
+
+  EXPECT_TRUE(parsed->vm.uuid.empty()) << "libvirt must assign a new UUID";
+  ASSERT_TRUE(parsed->placeholder.has_value());
+  EXPECT_EQ(parsed->placeholder->group, "db");
+  EXPECT_EQ(parsed->placeholder->source_uuid, "e0000000-0000-4000-8000-000000000002");
+  EXPECT_THAT(*xml, Not(HasSubstr("source-uuid=\"old\"")));
+  EXPECT_THAT(*xml, HasSubstr("keep me")) << "metadata of other tools stays";
+  EXPECT_THAT(*xml, Not(HasSubstr("seclabel")));
+  EXPECT_THAT(*xml, Not(HasSubstr("the database")));
+  EXPECT_THAT(*xml, Not(HasSubstr("vnet7")));
+
+  std::vector<std::string> targets;
+  for (const DiskInfo& d : parsed->vm.disks) targets.push_back(d.target + "=" + d.path);
+  // vdz was not replicated, so it goes; the CD-ROM drive stays, ejected.
+  EXPECT_THAT(targets, ElementsAre("vda=/b/db02.qcow2", "sda="));
+  ASSERT_EQ(parsed->vm.nics.size(), 1u);
+  EXPECT_EQ(parsed->vm.nics[0].network, "recovery-prod") << "without MACs, NICs match by position";
+}
+
+TEST(PlaceholderDomainXml, ParsesTheMarkerOnlyInEvacsNamespace) {
+  const char* foreign = R"(<domain><name>x</name><metadata>
+      <evac:placeholder xmlns:evac="https://example.org/not-evac" group="g"/></metadata></domain>)";
+  auto parsed = libvirt::parse_domain_xml(foreign);
+  ASSERT_TRUE(parsed.is_ok());
+  EXPECT_FALSE(parsed->placeholder.has_value());
+  EXPECT_FALSE(parsed->vm.is_placeholder);
+}
+
+TEST(PlaceholderDomainXml, MalformedNativeDefinitionIsAnInputError) {
+  PlaceholderSpec spec = db02_spec();
+  spec.vm.native.document = "<domain><name>db02";
+  auto xml = libvirt::placeholder_domain_xml(spec);
+  ASSERT_FALSE(xml.is_ok());
+  EXPECT_EQ(xml.status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace evac
