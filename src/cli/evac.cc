@@ -226,6 +226,12 @@ void add_site_commands(CLI::App& app, Globals& g, int& rc) {
                                     time_column("LAST-SEEN", "last_seen_at"),
                                     time_column("UNREACHABLE-SINCE", "unreachable_since"), field("LAST-ERROR", "last_error")}));
   });
+  site->add_subcommand("copies", "What this site keeps of its peers' protection, for recoveries without them")->callback([&] {
+    rc = call_and_print(g, "GET", "/api/v1/peer-copies", std::nullopt,
+                        as_list(g, {field("SITE", "site"), field("VERSION", "version"), time_column("RECEIVED", "received_at"),
+                                    Column{"GROUPS", [](const json& j) { return std::to_string(j["document"]["groups"].size()); }},
+                                    Column{"MAPPINGS", [](const json& j) { return std::to_string(j["document"]["mappings"].size()); }}}));
+  });
   auto* token = site->add_subcommand("pairing-token", "Create a one-time token that lets another site pair with this one");
   static std::string ttl = "15m";
   token->add_option("--ttl", ttl, "How long the token stays valid")->capture_default_str();
@@ -416,6 +422,8 @@ void add_placeholder_commands(CLI::App& app, Globals& g, int& rc) {
 int main(int argc, char** argv) {
   CLI::App app{"evac: site recovery orchestration. Talks to an evacd over its REST API."};
   app.require_subcommand(1);
+  // Global options (-o, --context, ...) may follow the subcommand too.
+  app.fallthrough();
   app.set_version_flag("--version", "evac 0.1.0");
   Globals g;
   int rc = kOk;

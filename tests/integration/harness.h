@@ -1,0 +1,171 @@
+// Integration harness: real evacd processes on loopback, driven through the
+// real evac CLI, each site with its own state folder and libvirt inventory.
+#pragma once
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "net/https_client.h"
+
+namespace evac::testing {
+
+namespace fs = std::filesystem;
+
+inline std::string evacd_binary() { return std::string(EVAC_BINARY_DIR) + "/src/daemon/evacd"; }
+inline std::string evac_binary() { return std::string(EVAC_BINARY_DIR) + "/src/cli/evac"; }
+
+inline int free_port() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(s);
+  return ntohs(addr.sin_port);
+}
+
+inline std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+  nlohmann::json json() const { return nlohmann::json::parse(out, nullptr, false); }
+};
+
+// Runs a program with arguments (no shell), capturing stdout and stderr.
+inline CommandResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
+  fs::path tmp = fs::temp_directory_path() / ("evac-cmd-" + std::to_string(::getpid()) + "-" +
+                                              std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::string out_path = tmp.string() + ".out", err_path = tmp.string() + ".err";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  fs::remove(out_path);
+  fs::remove(err_path);
+  return r;
+}
+
+// One evacd process with its own config and state folder.
+class EvacdProcess {
+ public:
+  EvacdProcess(fs::path root, std::string site, std::vector<std::pair<std::string, std::string>> providers)
+      : root_(std::move(root)), site_(std::move(site)), port_(free_port()) {
+    fs::create_directories(root_);
+    std::ofstream cfg(config_path());
+    cfg << "site: " << site_ << "\n"
+        << "listen: 127.0.0.1:" << port_ << "\n"
+        << "state_dir: " << state_dir().string() << "\n"
+        << "heartbeat_interval: 1s\n"
+        << "peer_timeout: 2s\n"
+        << "log: {format: json, level: debug}\n"
+        << "compute_providers:\n";
+    for (const auto& [name, uri] : providers) cfg << "  - {name: " << name << ", kind: libvirt, uri: \"" << uri << "\"}\n";
+  }
+  ~EvacdProcess() { stop(SIGKILL); }
+
+  fs::path config_path() const { return root_ / (site_ + ".yaml"); }
+  fs::path state_dir() const { return root_ / (site_ + "-state"); }
+  fs::path log_path() const { return root_ / (site_ + ".log"); }
+  std::string url() const { return "https://127.0.0.1:" + std::to_string(port_); }
+  const std::string& site() const { return site_; }
+  std::string token() const { return trim(read_file(state_dir() / "admin.token")); }
+  std::string pin() const { return trim(read_file(state_dir() / "pin")); }
+  pid_t pid() const { return pid_; }
+
+  // Starts and waits until /api/v1/health answers; false if it died first.
+  bool start() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      ::dup2(log, 1);
+      ::dup2(log, 2);
+      std::string bin = evacd_binary(), flag = "--config", cfg = config_path().string();
+      char* args[] = {bin.data(), flag.data(), cfg.data(), nullptr};
+      ::execv(args[0], args);
+      ::_exit(127);
+    }
+    HttpsClientOptions options;
+    options.base_url = url();
+    options.timeout = std::chrono::milliseconds(1000);
+    HttpsClient client(options);
+    for (int i = 0; i < 200; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exit_status_ = status;
+        pid_ = -1;
+        return false;
+      }
+      auto r = client.request("GET", "/api/v1/health");
+      if (r.is_ok() && r->status == 200) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
+  // Sends `sig` and waits; returns the exit status as waitpid reports it.
+  int stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return exit_status_;
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    exit_status_ = status;
+    return status;
+  }
+
+  std::string log() const { return read_file(log_path()); }
+
+ private:
+  fs::path root_;
+  std::string site_;
+  int port_;
+  pid_t pid_ = -1;
+  int exit_status_ = 0;
+};
+
+}  // namespace evac::testing

@@ -1,0 +1,290 @@
+// Two real evacd processes on loopback, each with its own libvirt test-driver
+// inventory, driven only through the evac CLI, as an operator would.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+#include "tls/tls.h"
+
+namespace evac::testing {
+namespace {
+
+using nlohmann::json;
+
+std::string fixture_uri(const std::string& file) { return "test://" + std::string(EVAC_SOURCE_DIR) + "/tests/fixtures/" + file; }
+
+class TwoSitesCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("evac-it-" + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    a_ = std::make_unique<EvacdProcess>(root_, "site-a", std::vector<std::pair<std::string, std::string>>{{"kvm-a", fixture_uri("site-a.xml")}});
+    b_ = std::make_unique<EvacdProcess>(root_, "site-b", std::vector<std::pair<std::string, std::string>>{{"kvm-b", fixture_uri("site-b.xml")}});
+    ASSERT_TRUE(a_->start()) << a_->log();
+    ASSERT_TRUE(b_->start()) << b_->log();
+    cli_config_ = (root_ / "cli.yaml").string();
+    ASSERT_EQ(evac({"context", "add", "a", "--url", a_->url(), "--token-file", (a_->state_dir() / "admin.token").string(),
+                    "--pin-file", (a_->state_dir() / "pin").string(), "--use"})
+                  .exit_code,
+              0);
+    ASSERT_EQ(evac({"context", "add", "b", "--url", b_->url(), "--token-file", (b_->state_dir() / "admin.token").string(),
+                    "--pin-file", (b_->state_dir() / "pin").string()})
+                  .exit_code,
+              0);
+  }
+  void TearDown() override {
+    if (HasFailure()) {
+      std::cerr << "---- site-a log\n" << a_->log() << "\n---- site-b log\n" << b_->log() << "\n";
+    }
+    a_.reset();
+    b_.reset();
+    fs::remove_all(root_);
+  }
+
+  CommandResult evac(std::vector<std::string> args) {
+    args.insert(args.begin(), {evac_binary(), "--config", cli_config_});
+    return run_command(args);
+  }
+  CommandResult evac_at(const std::string& context, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--context", context});
+    return evac(std::move(args));
+  }
+
+  void pair_sites() {
+    auto token = evac_at("b", {"site", "pairing-token", "-o", "json"});
+    ASSERT_EQ(token.exit_code, 0) << token.err;
+    auto paired = evac_at("a", {"site", "pair", token.json()["token"]});
+    ASSERT_EQ(paired.exit_code, 0) << paired.err;
+    EXPECT_NE(paired.out.find("paired with site 'site-b'"), std::string::npos);
+  }
+
+  void map_sites() {
+    for (auto args : std::vector<std::vector<std::string>>{
+             {"mapping", "create", "compute", "kvm-a", "kvm-b"},
+             {"mapping", "create", "network", "prod", "recovery-prod", "--test-network", "test-isolated"},
+             {"mapping", "create", "network", "backup", "recovery-backup", "--test-network", "test-isolated"},
+             {"mapping", "create", "storage", "images", "replicas"},
+             {"mapping", "create", "storage", "fast", "replicas-fast"}}) {
+      auto r = evac_at("a", args);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+  }
+
+  fs::path root_;
+  std::string cli_config_;
+  std::unique_ptr<EvacdProcess> a_, b_;
+};
+
+TEST_F(TwoSitesCliTest, FirstStartCreatesIdentityAndPrivateToken) {
+  struct stat st {};
+  ASSERT_EQ(::stat((a_->state_dir() / "admin.token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat((a_->state_dir() / "tls/key.pem").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto pin = public_key_pin_of_file((a_->state_dir() / "tls/cert.pem").string());
+  ASSERT_TRUE(pin.is_ok());
+  EXPECT_EQ(*pin, a_->pin());
+  EXPECT_TRUE(fs::exists(a_->state_dir() / "evac.db-wal"));
+  auto show = evac_at("a", {"site", "show", "-o", "json"});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_EQ(show.json()["name"], "site-a");
+  EXPECT_EQ(show.json()["pin"], a_->pin());
+}
+
+TEST_F(TwoSitesCliTest, LogsAreJsonLines) {
+  ASSERT_EQ(evac_at("a", {"inventory", "vms"}).exit_code, 0);
+  std::istringstream lines(a_->log());
+  std::string line;
+  int parsed = 0;
+  while (std::getline(lines, line)) {
+    auto j = json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    EXPECT_TRUE(j.contains("level") && j.contains("msg") && j.contains("ts"));
+    ++parsed;
+  }
+  EXPECT_GT(parsed, 1);
+}
+
+TEST_F(TwoSitesCliTest, InventoryThroughTheCli) {
+  auto vms = evac_at("a", {"inventory", "vms", "-o", "json"});
+  ASSERT_EQ(vms.exit_code, 0) << vms.err;
+  std::set<std::string> names;
+  for (const auto& vm : vms.json()) names.insert(vm["name"]);
+  EXPECT_TRUE(names.count("web01") && names.count("db01") && names.count("app01"));
+  auto table = evac_at("a", {"inventory", "vms"});
+  EXPECT_NE(table.out.find("NAME"), std::string::npos);
+  EXPECT_NE(table.out.find("web01"), std::string::npos);
+  auto yaml = evac_at("a", {"inventory", "vm", "web01", "-o", "yaml"});
+  ASSERT_EQ(yaml.exit_code, 0) << yaml.err;
+  EXPECT_NE(yaml.out.find("name: web01"), std::string::npos);
+  auto nets = evac_at("b", {"inventory", "networks", "-o", "json"});
+  bool isolated_seen = false;
+  for (const auto& n : nets.json()) isolated_seen |= n["name"] == "test-isolated" && n["isolated"] == true;
+  EXPECT_TRUE(isolated_seen);
+  auto ghost = evac_at("a", {"inventory", "vm", "ghost"});
+  EXPECT_EQ(ghost.exit_code, 1);
+  EXPECT_NE(ghost.err.find("hint:"), std::string::npos);
+}
+
+TEST_F(TwoSitesCliTest, PairProtectAndUnprotect) {
+  pair_sites();
+  for (const char* ctx : {"a", "b"}) {
+    auto status = evac_at(ctx, {"site", "status", "-o", "json"});
+    ASSERT_EQ(status.exit_code, 0) << status.err;
+    ASSERT_EQ(status.json().size(), 1u);
+    EXPECT_EQ(status.json()[0]["state"], "connected") << ctx;
+  }
+  // Without mappings the group is refused and the error names what is missing.
+  auto refused = evac_at("a", {"group", "create", "g1", "--vm", "web01"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("network 'prod' is not mapped"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("evac mapping create"), std::string::npos);
+
+  map_sites();
+  auto created = evac_at("a", {"group", "create", "g1", "--vm", "web01", "--vm", "db01", "--rpo", "5m", "--keep-pits", "12", "-o", "json"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_EQ(created.json()["rpo"], "5m");
+  EXPECT_EQ(created.json()["keep_pits"], 12);
+  EXPECT_EQ(created.json()["vms"].size(), 2u);
+
+  // The recovery site now has powered-off placeholders on mapped resources.
+  auto b_vms = evac_at("b", {"inventory", "vms", "-o", "json"});
+  int placeholders = 0;
+  for (const auto& vm : b_vms.json()) {
+    if (!vm["is_placeholder"].get<bool>()) continue;
+    ++placeholders;
+    EXPECT_EQ(vm["state"], "shut off");
+    for (const auto& nic : vm["nics"]) EXPECT_TRUE(nic["network"] == "recovery-prod" || nic["network"] == "recovery-backup");
+  }
+  EXPECT_EQ(placeholders, 2);
+  auto web_placeholder = evac_at("b", {"inventory", "vm", "web01", "-o", "json"});
+  ASSERT_EQ(web_placeholder.exit_code, 0);
+  for (const auto& d : web_placeholder.json()["disks"])
+    EXPECT_EQ(d["path"].get<std::string>().rfind("/var/lib/evac-fixture/b/", 0), 0u) << d.dump();
+
+  auto hosted = evac_at("b", {"placeholder", "list", "-o", "json"});
+  EXPECT_EQ(hosted.json().size(), 2u);
+
+  // A VM belongs to one group only.
+  auto twice = evac_at("a", {"group", "create", "g2", "--vm", "web01"});
+  EXPECT_EQ(twice.exit_code, 1);
+  EXPECT_NE(twice.err.find("already belongs to protection group 'g1'"), std::string::npos);
+
+  auto removed = evac_at("a", {"group", "remove-vm", "g1", "db01", "-o", "json"});
+  ASSERT_EQ(removed.exit_code, 0) << removed.err;
+  EXPECT_EQ(evac_at("b", {"placeholder", "list", "-o", "json"}).json().size(), 1u);
+  auto added = evac_at("a", {"group", "add-vm", "g1", "app01", "-o", "json"});
+  ASSERT_EQ(added.exit_code, 0) << added.err;
+  EXPECT_EQ(added.json()["vms"].size(), 2u);
+
+  // The recovery site keeps a copy of the protection for a recovery without site-a.
+  auto copies = evac_at("b", {"site", "copies", "-o", "json"});
+  ASSERT_EQ(copies.exit_code, 0) << copies.err;
+  json copy_list = copies.json();
+  ASSERT_EQ(copy_list.size(), 1u);
+  EXPECT_EQ(copy_list[0]["site"], "site-a");
+  const json& doc = copy_list[0]["document"];
+  ASSERT_EQ(doc["groups"].size(), 1u);
+  EXPECT_EQ(doc["groups"][0]["vms"].size(), 2u);
+  EXPECT_EQ(doc["mappings"].size(), 5u);
+  EXPECT_EQ(evac_at("b", {"group", "list", "-o", "json"}).json().size(), 0u);  // site-b protects nothing itself
+
+  auto deleted = evac_at("a", {"group", "delete", "g1"});
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.err;
+  EXPECT_EQ(evac_at("b", {"placeholder", "list", "-o", "json"}).json().size(), 0u);
+  auto unpaired = evac_at("a", {"site", "unpair", "site-b"});
+  ASSERT_EQ(unpaired.exit_code, 0) << unpaired.err;
+  EXPECT_EQ(evac_at("b", {"site", "status", "-o", "json"}).json().size(), 0u);
+}
+
+TEST_F(TwoSitesCliTest, DeadPeerIsReportedAndBlocksProtection) {
+  pair_sites();
+  map_sites();
+  int status = b_->stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "evacd must shut down cleanly on SIGTERM";
+  // Heartbeats run every second; wait for one to notice.
+  json peer;
+  for (int i = 0; i < 50; ++i) {
+    peer = evac_at("a", {"site", "status", "-o", "json"}).json()[0];
+    if (peer["state"] == "unreachable") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(peer["state"], "unreachable");
+  EXPECT_TRUE(peer["unreachable_since"].is_number());
+  auto table = evac_at("a", {"site", "status"});
+  EXPECT_NE(table.out.find("unreachable"), std::string::npos);
+
+  auto g = evac_at("a", {"group", "create", "g1", "--vm", "web01"});
+  EXPECT_EQ(g.exit_code, 1);
+  EXPECT_NE(g.err.find("cannot reach"), std::string::npos) << g.err;
+  EXPECT_EQ(evac_at("a", {"group", "list", "-o", "json"}).json().size(), 0u);
+
+  // Back again: the pairing survived the restart and the peer is connected.
+  ASSERT_TRUE(b_->start()) << b_->log();
+  for (int i = 0; i < 50; ++i) {
+    peer = evac_at("a", {"site", "status", "-o", "json"}).json()[0];
+    if (peer["state"] == "connected") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(peer["state"], "connected");
+  auto copy_ok = evac_at("a", {"group", "create", "g1", "--vm", "web01"});
+  EXPECT_EQ(copy_ok.exit_code, 0) << copy_ok.err;
+}
+
+TEST_F(TwoSitesCliTest, WrongCredentialsAndUsage) {
+  auto wrong_token = evac({"--context", "a", "--token", "nope", "group", "list"});
+  EXPECT_EQ(wrong_token.exit_code, 1);
+  EXPECT_NE(wrong_token.err.find("not valid"), std::string::npos) << wrong_token.err;
+  auto wrong_pin = evac({"--context", "a", "--pin", b_->pin(), "group", "list"});
+  EXPECT_EQ(wrong_pin.exit_code, 1);
+  EXPECT_NE(wrong_pin.err.find("pinned"), std::string::npos) << wrong_pin.err;
+  EXPECT_EQ(evac({"group"}).exit_code, 2);
+  EXPECT_EQ(evac({"group", "create"}).exit_code, 2);
+  EXPECT_EQ(evac({"-o", "xml", "group", "list"}).exit_code, 2);
+  EXPECT_EQ(evac({"--context", "nowhere", "group", "list"}).exit_code, 2);
+  auto help = evac({"group", "create", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--keep-pits"), std::string::npos);
+  auto bad_token = evac_at("a", {"site", "pair", "garbage"});
+  EXPECT_EQ(bad_token.exit_code, 1);
+  EXPECT_NE(bad_token.err.find("pairing token"), std::string::npos);
+  auto dead = evac({"--url", "https://127.0.0.1:1", "--pin", "sha256//AAAA", "--token", "x", "group", "list"});
+  EXPECT_EQ(dead.exit_code, 1);
+  EXPECT_NE(dead.err.find("cannot reach"), std::string::npos);
+}
+
+TEST(EvacdStartup, BadConfigExitsWithClearError) {
+  fs::path dir = fs::temp_directory_path() / ("evac-badcfg-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "bad.yaml") << "site: a\nstate_dir: relative/path\n";
+  auto r = run_command({evacd_binary(), "--config", (dir / "bad.yaml").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("absolute"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("hint:"), std::string::npos);
+  auto missing = run_command({evacd_binary()});
+  EXPECT_EQ(missing.exit_code, 2);
+  fs::remove_all(dir);
+}
+
+TEST(EvacdStartup, BrokenLibvirtUriDoesNotStopTheSite) {
+  fs::path dir = fs::temp_directory_path() / ("evac-baduri-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  EvacdProcess site(dir, "site-x", {{"broken", "qemu+unix:///system?socket=/nonexistent/sock"}});
+  ASSERT_TRUE(site.start()) << site.log();
+  std::string cfg = (dir / "cli.yaml").string();
+  auto r = run_command({evac_binary(), "--config", cfg, "--url", site.url(), "--pin", site.pin(), "--token", site.token(),
+                        "inventory", "vms"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("broken"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("hint:"), std::string::npos);
+  auto providers = run_command({evac_binary(), "--config", cfg, "--url", site.url(), "--pin", site.pin(), "--token",
+                                site.token(), "-o", "json", "inventory", "providers"});
+  ASSERT_EQ(providers.exit_code, 0);
+  EXPECT_EQ(providers.json()[0]["reachable"], false);
+  EXPECT_EQ(WEXITSTATUS(site.stop(SIGTERM)), 0);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace evac::testing
