@@ -17,10 +17,15 @@ source "${lab_dir}/lib.sh"
 
 root="${EVAC_DEMO_ROOT:-/var/tmp/evac-lab/demo}"
 sites_root="${root}/sites"
+guest_dir="${EVAC_GUEST_DIR:-/var/tmp/evac-lab/guest}"
 bin="${EVAC_BUILD_DIR:-${repo_dir}/build/default}/src"
 evac_cli() { EVAC_CONFIG="${root}/cli.yaml" "${bin}/cli/evac" "$@"; }
 site_uri() { printf 'qemu+unix:///system?socket=%s/%s/run/libvirt-sock' "${sites_root}" "$1"; }
-port_of() { case "$1" in site-a) echo 8441 ;; site-b) echo 8442 ;; esac; }
+port_base="${EVAC_DEMO_PORT_BASE:-8441}"
+port_of() { case "$1" in site-a) echo "${port_base}" ;; site-b) echo $((port_base + 1)) ;; esac; }
+# Bridges live in the host's network namespace: a prefix keeps a test's lab
+# apart from a demo running at the same time.
+br="${EVAC_DEMO_BRIDGE_PREFIX:-evac}"
 
 step_no=0
 step() {
@@ -63,7 +68,7 @@ down() {
     destroy_networks "${site}"
     "${lab_dir}/site.sh" down "${site}" --root "${sites_root}" >/dev/null 2>&1 || true
   done
-  for br in evac-a-prod evac-b-prod evac-b-test; do ip link del "${br}" 2>/dev/null || true; done
+  for bridge in "${br}-a-prod" "${br}-b-prod" "${br}-b-test"; do ip link del "${bridge}" 2>/dev/null || true; done
   lab_say "demo lab is down"
 }
 
@@ -84,9 +89,13 @@ define_pool() {  # URI NAME DIR
   virsh -q -c "$1" pool-start "$2" >/dev/null
 }
 
-define_network() {  # URI NAME BRIDGE: an isolated bridge, no DHCP, no NAT
+# A libvirt network over a bridge the lab makes itself: libvirt's own
+# bridges need iptables and dnsmasq, which this machine does not have.
+define_network() {  # URI NAME BRIDGE
   local xml="${root}/$2-$3.xml"
-  printf "<network><name>%s</name><bridge name='%s' stp='off'/></network>\n" "$2" "$3" >"${xml}"
+  ip link show "$3" >/dev/null 2>&1 || ip link add "$3" type bridge
+  ip link set "$3" up
+  printf "<network><name>%s</name><forward mode='bridge'/><bridge name='%s'/></network>\n" "$2" "$3" >"${xml}"
   virsh -q -c "$1" net-define "${xml}" >/dev/null
   virsh -q -c "$1" net-start "$2" >/dev/null
 }
@@ -124,24 +133,24 @@ up() {
   t0="$(lab_now_ms)"
 
   step "Two libvirt sites on this machine, each its own libvirtd and QEMU"
-  "${lab_dir}/build-guest.sh" "${root}/../guest" >/dev/null
+  "${lab_dir}/build-guest.sh" "${guest_dir}" >/dev/null
   local uri_a uri_b
   uri_a="$("${lab_dir}/site.sh" up site-a --root "${sites_root}")"
   uri_b="$("${lab_dir}/site.sh" up site-b --root "${sites_root}")"
   echo "site-a: ${uri_a}"
   echo "site-b: ${uri_b}"
   define_pool "${uri_a}" images "${root}/site-a/images"
-  define_network "${uri_a}" prod evac-a-prod
+  define_network "${uri_a}" prod "${br}-a-prod"
   define_pool "${uri_b}" replicas "${root}/site-b/replicas"
-  define_network "${uri_b}" recovery-prod evac-b-prod
-  define_network "${uri_b}" test-isolated evac-b-test
+  define_network "${uri_b}" recovery-prod "${br}-b-prod"
+  define_network "${uri_b}" test-isolated "${br}-b-test"
 
   step "Three real QEMU VMs at the protected site: db01, app01, web01"
   local ip=10
   for vm in db01 app01 web01; do
     ip=$((ip + 1))
     "${lab_dir}/make-data-disk.sh" "${root}/site-a/images/${vm}.qcow2" 64M >/dev/null
-    "${lab_dir}/vm.sh" define "${uri_a}" "${vm}" "${root}/../guest" "${root}/site-a/images/${vm}.qcow2" \
+    "${lab_dir}/vm.sh" define "${uri_a}" "${vm}" "${guest_dir}" "${root}/site-a/images/${vm}.qcow2" \
       --network prod --ip "10.77.0.${ip}/24" >/dev/null
     virsh -q -c "${uri_a}" start "${vm}" >/dev/null
   done

@@ -1,0 +1,100 @@
+#!/bin/bash
+# End to end on real QEMU: runs the demo's story (two libvirt sites, each its
+# own libvirtd; three TCG guests; two evacd's paired over mutual TLS; one
+# protection group) in a private root, then checks what an operator relies
+# on against libvirt itself, and that tearing down leaves nothing running.
+#
+# usage: two_real_sites_test.sh BUILD_DIR   (ctest passes it)
+set -uo pipefail
+
+repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+build_dir="${1:?usage: two_real_sites_test.sh BUILD_DIR}"
+export EVAC_BUILD_DIR="${build_dir}"
+export EVAC_DEMO_ROOT="/var/tmp/evac-e2e-$$"
+export EVAC_DEMO_PORT_BASE=$((20000 + $$ % 20000))
+export EVAC_DEMO_BRIDGE_PREFIX="e2e$(( $$ % 1000 ))"
+export EVAC_CONFIG="${EVAC_DEMO_ROOT}/cli.yaml"
+evac() { "${build_dir}/src/cli/evac" "$@"; }
+export build_dir
+export -f evac  # the checks run in `bash -c`
+uri_a="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-a/run/libvirt-sock"
+uri_b="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-b/run/libvirt-sock"
+
+passed=0
+failed=0
+check() {  # DESCRIPTION COMMAND...: one assertion
+  local what="$1"
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "ok: ${what}"
+  else
+    failed=$((failed + 1))
+    echo "FAILED: ${what}"
+  fi
+}
+json_len() { python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+json_query() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+export -f json_len json_query
+
+finish() {
+  if [[ ${failed} -gt 0 ]]; then
+    echo "--- evacd logs kept in ${EVAC_DEMO_ROOT}/site-a/evacd.log and ${EVAC_DEMO_ROOT}/site-b/evacd.log"
+    tail -n 20 "${EVAC_DEMO_ROOT}/site-a/evacd.log" "${EVAC_DEMO_ROOT}/site-b/evacd.log" 2>/dev/null
+  fi
+  "${repo_dir}/lab/demo.sh" down >/dev/null 2>&1
+  [[ ${failed} -gt 0 ]] || rm -rf "${EVAC_DEMO_ROOT}"
+}
+trap finish EXIT
+
+if ! "${repo_dir}/lab/demo.sh" up; then
+  echo "FAILED: the demo story did not complete"
+  failed=$((failed + 1))
+  echo "${passed} passed, ${failed} failed"
+  exit 1
+fi
+
+# Inventory from a real libvirtd: running guests with their disks and networks.
+vm_json="$(evac --context site-a -o json inventory vm web01)"
+check "web01 is running at site-a" test "$(json_query 'd["state"]' <<<"${vm_json}")" = "running"
+check "web01's disk is a qcow2 in pool 'images'" test "$(json_query 'd["disks"][0]["format"]+"/"+str(d["disks"][0]["storage_pool"])' <<<"${vm_json}")" = "qcow2/images"
+check "web01's NIC is on network 'prod'" test "$(json_query 'd["nics"][0]["network"]' <<<"${vm_json}")" = "prod"
+check "web01 boots a direct kernel" test "$(json_query 'd["firmware"]' <<<"${vm_json}")" = "direct-kernel"
+
+# Placeholders as libvirt at site-b sees them.
+for vm in db01 app01 web01; do
+  check "placeholder ${vm} is shut off at site-b" test "$(virsh -c "${uri_b}" domstate "${vm}" 2>/dev/null | head -1)" = "shut off"
+  check "placeholder ${vm} carries evac metadata" \
+    bash -c "virsh -c '${uri_b}' metadata '${vm}' https://evac.dev/xmlns/placeholder/1 | grep -q 'source-site=\"site-a\"'"
+  check "placeholder ${vm} does not autostart" bash -c "virsh -c '${uri_b}' dominfo '${vm}' | grep -Eq 'Autostart: +disable'"
+  check "placeholder ${vm}'s disk points into site-b's replicas pool" \
+    bash -c "virsh -c '${uri_b}' domblklist '${vm}' --details | grep -q '${EVAC_DEMO_ROOT}/site-b/replicas/${vm}.qcow2'"
+  check "placeholder ${vm} is on recovery-prod" bash -c "virsh -c '${uri_b}' domiflist '${vm}' | grep -q recovery-prod"
+done
+check "site-a's own VMs are untouched and running" test "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" = "3"
+
+# Unprotecting removes the placeholder from libvirt at site-b.
+check "remove-vm app01 succeeds" bash -c "evac --context site-a group remove-vm demo app01 >/dev/null"
+check "app01's placeholder is gone from site-b's libvirtd" bash -c "! virsh -c '${uri_b}' dominfo app01 >/dev/null 2>&1"
+check "app01 itself still runs at site-a" test "$(virsh -c "${uri_a}" domstate app01 | head -1)" = "running"
+
+# A placeholder is not a VM to protect, and protection needs a live peer.
+check "protecting a placeholder is refused" bash -c "! evac --context site-b group create nope --vm web01 2>/dev/null"
+kill -STOP "$(cat "${EVAC_DEMO_ROOT}/site-b/evacd.pid")"
+out="$(evac --context site-a group add-vm demo app01 2>&1)"
+check "add-vm with site-b frozen fails with a clear error" bash -c "grep -q 'cannot reach' <<<'${out//\'/}'"
+kill -CONT "$(cat "${EVAC_DEMO_ROOT}/site-b/evacd.pid")"
+check "the failed add-vm left app01 unprotected" test "$(evac --context site-a -o json group show demo | json_query 'len(d["vms"])')" = "2"
+
+check "delete the group" bash -c "evac --context site-a group delete demo >/dev/null"
+check "no placeholders left at site-b" test "$(evac --context site-b -o json placeholder list | json_len)" = "0"
+check "no domains left at site-b" test "$(virsh -c "${uri_b}" list --all --name | grep -c .)" = "0"
+
+"${repo_dir}/lab/demo.sh" down >/dev/null 2>&1
+# "[/]" keeps pgrep from matching the shell that runs it.
+lab_processes() { pgrep -f "[/]${EVAC_DEMO_ROOT#/}" >/dev/null; }
+for _ in $(seq 50); do lab_processes || break; sleep 0.1; done
+check "nothing of the lab is left running" bash -c "! pgrep -f '[/]${EVAC_DEMO_ROOT#/}' >/dev/null"
+
+echo "${passed} passed, ${failed} failed"
+[[ ${failed} -eq 0 ]]
