@@ -1,6 +1,6 @@
 # The two commands the README promises, and their parts.
 #   make demo   install, build, and run evac's main job on its embedded default
-#   make test   install, build, and pass every test (unit, integration, e2e, and unit under ASan/UBSan)
+#   make test   install, build, and pass every test (unit, integration, e2e; unit and integration again under ASan/UBSan)
 .PHONY: deps build build-asan test test-unit test-asan demo demo-down clean
 
 deps:
@@ -16,7 +16,7 @@ build-asan: deps
 
 test: build build-asan
 	ctest --preset default --output-junit junit.xml
-	ctest --preset asan-unit
+	ctest --preset asan
 
 test-unit: build
 	ctest --preset unit

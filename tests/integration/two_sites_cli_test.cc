@@ -160,7 +160,9 @@ TEST_F(TwoSitesCliTest, PairProtectAndUnprotect) {
   EXPECT_EQ(placeholders, 2);
   auto web_placeholder = evac_at("b", {"inventory", "vm", "web01", "-o", "json"});
   ASSERT_EQ(web_placeholder.exit_code, 0);
-  for (const auto& d : web_placeholder.json()["disks"])
+  json web = web_placeholder.json();
+  ASSERT_EQ(web["disks"].size(), 2u);
+  for (const auto& d : web["disks"])
     EXPECT_EQ(d["path"].get<std::string>().rfind("/var/lib/evac-fixture/b/", 0), 0u) << d.dump();
 
   auto hosted = evac_at("b", {"placeholder", "list", "-o", "json"});
