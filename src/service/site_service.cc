@@ -80,16 +80,24 @@ json SiteService::providers_status() {
   return out;
 }
 
-Result<std::vector<VmInfo>> SiteService::list_vms(const std::optional<std::string>& provider_name) {
-  std::vector<VmInfo> out;
+// Concatenates what `list` returns for every provider (or just `only`),
+// naming the provider whose call failed.
+template <typename List>
+auto SiteService::gather(const std::optional<std::string>& only, std::string_view what, List list)
+    -> decltype(list(std::declval<ComputeProvider&>())) {
+  if (only) EVAC_RETURN_IF_ERROR(provider(*only));
+  std::remove_cvref_t<decltype(*list(std::declval<ComputeProvider&>()))> out;
   for (const auto& [name, p] : providers_) {
-    if (provider_name && *provider_name != name) continue;
-    auto vms = p->list_vms();
-    if (!vms) return vms.status().with_context("listing VMs of compute provider '" + name + "'");
-    for (auto& vm : *vms) out.push_back(std::move(vm));
+    if (only && *only != name) continue;
+    auto items = list(*p);
+    if (!items) return items.status().with_context("listing " + std::string(what) + " of compute provider '" + name + "'");
+    for (auto& item : *items) out.push_back(std::move(item));
   }
-  if (provider_name && !providers_.count(*provider_name)) return provider(*provider_name).status();
   return out;
+}
+
+Result<std::vector<VmInfo>> SiteService::list_vms(const std::optional<std::string>& provider_name) {
+  return gather(provider_name, "VMs", [](ComputeProvider& p) { return p.list_vms(); });
 }
 
 Result<VmInfo> SiteService::find_vm(const std::string& ref) {
@@ -113,27 +121,11 @@ Result<VmInfo> SiteService::find_vm(const std::string& ref) {
 }
 
 Result<std::vector<NetworkInfo>> SiteService::list_networks(const std::optional<std::string>& provider_name) {
-  if (provider_name) EVAC_RETURN_IF_ERROR(provider(*provider_name));
-  std::vector<NetworkInfo> out;
-  for (const auto& [name, p] : providers_) {
-    if (provider_name && *provider_name != name) continue;
-    auto nets = p->list_networks();
-    if (!nets) return nets.status().with_context("listing networks of compute provider '" + name + "'");
-    out.insert(out.end(), nets->begin(), nets->end());
-  }
-  return out;
+  return gather(provider_name, "networks", [](ComputeProvider& p) { return p.list_networks(); });
 }
 
 Result<std::vector<StoragePoolInfo>> SiteService::list_storage_pools(const std::optional<std::string>& provider_name) {
-  if (provider_name) EVAC_RETURN_IF_ERROR(provider(*provider_name));
-  std::vector<StoragePoolInfo> out;
-  for (const auto& [name, p] : providers_) {
-    if (provider_name && *provider_name != name) continue;
-    auto pools = p->list_storage_pools();
-    if (!pools) return pools.status().with_context("listing storage pools of compute provider '" + name + "'");
-    out.insert(out.end(), pools->begin(), pools->end());
-  }
-  return out;
+  return gather(provider_name, "storage pools", [](ComputeProvider& p) { return p.list_storage_pools(); });
 }
 
 // ---- pairing ----------------------------------------------------------------

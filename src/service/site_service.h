@@ -116,6 +116,9 @@ class SiteService {
 
  private:
   Result<ComputeProvider*> provider(const std::string& name);
+  template <typename List>
+  auto gather(const std::optional<std::string>& only, std::string_view what, List list)
+      -> decltype(list(std::declval<ComputeProvider&>()));
   Result<PeerRecord> resolve_peer(const std::optional<std::string>& site);
   Result<nlohmann::json> call_peer(const PeerRecord& peer, const std::string& method, const std::string& path,
                                    const std::optional<nlohmann::json>& body = std::nullopt);

@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/status.h"
 
@@ -35,6 +37,27 @@ class Statement {
   Result<bool> step();
   // Steps to completion, for statements that return no rows.
   Status run();
+
+  // Reads every remaining row with `read(const Statement&)`.
+  template <typename Read>
+  auto all(Read read) -> Result<std::vector<decltype(read(std::declval<const Statement&>()))>> {
+    std::vector<decltype(read(*this))> out;
+    for (;;) {
+      auto row = step();
+      if (!row) return row.status();
+      if (!*row) return out;
+      out.push_back(read(*this));
+    }
+  }
+  // Reads the first row, if there is one.
+  template <typename Read>
+  auto first(Read read) -> Result<std::optional<decltype(read(std::declval<const Statement&>()))>> {
+    using T = decltype(read(*this));
+    auto row = step();
+    if (!row) return row.status();
+    if (!*row) return std::optional<T>();
+    return std::optional<T>(read(*this));
+  }
 
   std::string text(int col) const;
   std::optional<std::string> optional_text(int col) const;

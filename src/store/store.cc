@@ -152,10 +152,7 @@ Result<std::optional<std::string>> Store::get_meta(const std::string& key) {
   auto st = db_.prepare("SELECT value FROM meta WHERE key = ?");
   if (!st) return st.status();
   st->bind(1, key);
-  auto row = st->step();
-  if (!row) return row.status();
-  if (!*row) return std::optional<std::string>();
-  return std::optional<std::string>(st->text(0));
+  return st->first([](const sqlite::Statement& s) { return s.text(0); });
 }
 
 Status Store::set_meta(const std::string& key, const std::string& value) {
@@ -193,10 +190,7 @@ Result<std::optional<std::string>> Store::api_token_name(const std::string& toke
   auto st = db_.prepare("SELECT name FROM api_tokens WHERE token_sha256 = ?");
   if (!st) return st.status();
   st->bind(1, token_digest);
-  auto row = st->step();
-  if (!row) return row.status();
-  if (!*row) return std::optional<std::string>();
-  return std::optional<std::string>(st->text(0));
+  return st->first([](const sqlite::Statement& s) { return s.text(0); });
 }
 
 Result<std::int64_t> Store::api_token_count() {
@@ -251,14 +245,7 @@ Result<std::vector<PeerRecord>> Store::list_peers() {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(std::string("SELECT ") + kPeerColumns + " FROM peers ORDER BY site");
   if (!st) return st.status();
-  std::vector<PeerRecord> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return row.status();
-    if (!*row) break;
-    out.push_back(read_peer(*st));
-  }
-  return out;
+  return st->all([](const sqlite::Statement& s) { return read_peer(s); });
 }
 
 Result<std::optional<PeerRecord>> Store::find_peer(const std::string& site) {
@@ -266,10 +253,7 @@ Result<std::optional<PeerRecord>> Store::find_peer(const std::string& site) {
   auto st = db_.prepare(std::string("SELECT ") + kPeerColumns + " FROM peers WHERE site = ?");
   if (!st) return st.status();
   st->bind(1, site);
-  auto row = st->step();
-  if (!row) return row.status();
-  if (!*row) return std::optional<PeerRecord>();
-  return std::optional<PeerRecord>(read_peer(*st));
+  return st->first([](const sqlite::Statement& s) { return read_peer(s); });
 }
 
 Result<std::optional<PeerRecord>> Store::find_peer_by_pin(const std::string& pin) {
@@ -277,10 +261,7 @@ Result<std::optional<PeerRecord>> Store::find_peer_by_pin(const std::string& pin
   auto st = db_.prepare(std::string("SELECT ") + kPeerColumns + " FROM peers WHERE pin = ?");
   if (!st) return st.status();
   st->bind(1, pin);
-  auto row = st->step();
-  if (!row) return row.status();
-  if (!*row) return std::optional<PeerRecord>();
-  return std::optional<PeerRecord>(read_peer(*st));
+  return st->first([](const sqlite::Statement& s) { return read_peer(s); });
 }
 
 Status Store::record_peer_contact(const std::string& site, std::int64_t now) {
@@ -346,14 +327,7 @@ Result<std::vector<MappingRecord>> Store::list_mappings(const std::optional<std:
                         " FROM mappings WHERE (?1 IS NULL OR peer_site = ?1) ORDER BY kind, source");
   if (!st) return st.status();
   st->bind(1, peer_site);
-  std::vector<MappingRecord> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return row.status();
-    if (!*row) break;
-    out.push_back(read_mapping(*st));
-  }
-  return out;
+  return st->all([](const sqlite::Statement& s) { return read_mapping(s); });
 }
 
 Result<std::optional<MappingRecord>> Store::find_mapping(const std::string& peer_site, MappingKind kind,
@@ -362,10 +336,7 @@ Result<std::optional<MappingRecord>> Store::find_mapping(const std::string& peer
   auto st = db_.prepare(std::string("SELECT ") + kMappingColumns + " FROM mappings WHERE peer_site = ? AND kind = ? AND source = ?");
   if (!st) return st.status();
   st->bind(1, peer_site).bind(2, mapping_kind_name(kind)).bind(3, source);
-  auto row = st->step();
-  if (!row) return row.status();
-  if (!*row) return std::optional<MappingRecord>();
-  return std::optional<MappingRecord>(read_mapping(*st));
+  return st->first([](const sqlite::Statement& s) { return read_mapping(s); });
 }
 
 Status Store::remove_mapping(std::int64_t id) {
@@ -402,14 +373,7 @@ Result<std::vector<GroupVmRecord>> Store::group_vms(const std::string& group) {
       "ORDER BY vm_name");
   if (!st) return st.status();
   st->bind(1, group);
-  std::vector<GroupVmRecord> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return row.status();
-    if (!*row) break;
-    out.push_back(GroupVmRecord{st->text(0), st->text(1), st->text(2), st->text(3), st->text(4)});
-  }
-  return out;
+  return st->all([](const sqlite::Statement& s) { return GroupVmRecord{s.text(0), s.text(1), s.text(2), s.text(3), s.text(4)}; });
 }
 
 Result<std::vector<GroupRecord>> Store::list_groups() {
@@ -418,15 +382,11 @@ Result<std::vector<GroupRecord>> Store::list_groups() {
       "SELECT name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at FROM protection_groups "
       "ORDER BY name");
   if (!st) return st.status();
-  std::vector<GroupRecord> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return row.status();
-    if (!*row) break;
-    out.push_back(GroupRecord{st->text(0), st->text(1), st->text(2), st->int64(3), static_cast<int>(st->int64(4)),
-                              st->int64(5), st->int64(6), {}});
-  }
-  for (auto& g : out) {
+  auto out = st->all([](const sqlite::Statement& s) {
+    return GroupRecord{s.text(0), s.text(1), s.text(2), s.int64(3), static_cast<int>(s.int64(4)), s.int64(5), s.int64(6), {}};
+  });
+  if (!out) return out.status();
+  for (auto& g : *out) {
     auto vms = group_vms(g.name);
     if (!vms) return vms.status();
     g.vms = std::move(*vms);
@@ -447,10 +407,7 @@ Result<std::optional<std::string>> Store::group_of_vm(const std::string& vm_uuid
   auto st = db_.prepare("SELECT group_name FROM group_vms WHERE vm_uuid = ?");
   if (!st) return st.status();
   st->bind(1, vm_uuid);
-  auto row = st->step();
-  if (!row) return row.status();
-  if (!*row) return std::optional<std::string>();
-  return std::optional<std::string>(st->text(0));
+  return st->first([](const sqlite::Statement& s) { return s.text(0); });
 }
 
 Status Store::add_group_vm(const std::string& group, const GroupVmRecord& vm) {
@@ -507,14 +464,9 @@ Result<std::vector<HostedPlaceholderRecord>> Store::list_hosted_placeholders() {
   auto st = db_.prepare(
       "SELECT uuid, provider, name, group_name, source_site, source_uuid, created_at FROM hosted_placeholders ORDER BY name");
   if (!st) return st.status();
-  std::vector<HostedPlaceholderRecord> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return row.status();
-    if (!*row) break;
-    out.push_back({st->text(0), st->text(1), st->text(2), st->text(3), st->text(4), st->text(5), st->int64(6)});
-  }
-  return out;
+  return st->all([](const sqlite::Statement& s) {
+    return HostedPlaceholderRecord{s.text(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.int64(6)};
+  });
 }
 
 Status Store::remove_hosted_placeholder(const std::string& uuid) {
@@ -540,14 +492,7 @@ Result<std::vector<PeerCopyRecord>> Store::list_peer_copies() {
   std::lock_guard lock(mu_);
   auto st = db_.prepare("SELECT peer_site, version, document, received_at FROM peer_copies ORDER BY peer_site");
   if (!st) return st.status();
-  std::vector<PeerCopyRecord> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return row.status();
-    if (!*row) break;
-    out.push_back({st->text(0), st->int64(1), st->text(2), st->int64(3)});
-  }
-  return out;
+  return st->all([](const sqlite::Statement& s) { return PeerCopyRecord{s.text(0), s.int64(1), s.text(2), s.int64(3)}; });
 }
 
 Result<std::optional<PeerCopyRecord>> Store::find_peer_copy(const std::string& peer_site) {
