@@ -343,10 +343,12 @@ void ApiRouter::add_routes() {
     if (!g) return g.status();
     return to_json(*g);
   });
-  add("DELETE", "/api/v1/groups/{name}", Access::kOperator, "Delete a protection group and its placeholders",
+  add("DELETE", "/api/v1/groups/{name}", Access::kOperator, "Delete a protection group and its placeholders (?force=true: even if the recovery site is gone)",
       [&svc](Context& c) -> Result<json> {
-        EVAC_RETURN_IF_ERROR(svc.delete_group(c.params[0]));
-        return json{{"deleted", c.params[0]}};
+        auto force = query_param(c.request, "force");
+        auto left_behind = svc.delete_group(c.params[0], force == "true");
+        if (!left_behind) return left_behind.status();
+        return json{{"deleted", c.params[0]}, {"left_behind", *left_behind}};
       });
   add("POST", "/api/v1/groups/{name}/vms", Access::kOperator, "Protect one more VM in the group",
       [&svc](Context& c) -> Result<json> {

@@ -400,10 +400,17 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
   });
   auto* del = group->add_subcommand("delete", "Delete a group; removes its placeholders at the recovery site");
   static std::string del_name;
+  static bool force = false;
   del->add_option("name", del_name, "Group name")->required();
+  del->add_flag("--force", force, "Delete even if the recovery site cannot be reached (lists placeholders left there)");
   del->callback([&] {
-    rc = call_and_print(g, "DELETE", "/api/v1/groups/" + path_part(del_name), std::nullopt,
-                        as_message(g, [](const json& j) { return "deleted protection group '" + j.value("deleted", "") + "'"; }));
+    rc = call_and_print(g, "DELETE", "/api/v1/groups/" + path_part(del_name) + (force ? "?force=true" : ""), std::nullopt,
+                        as_message(g, [](const json& j) {
+                          std::string s = "deleted protection group '" + j.value("deleted", "") + "'";
+                          for (const auto& left : j.value("left_behind", json::array()))
+                            s += "\nwarning: could not remove " + left.get<std::string>() + ": remove it there by hand";
+                          return s;
+                        }));
   });
 }
 

@@ -656,18 +656,27 @@ Result<GroupRecord> SiteService::remove_vm_from_group(const std::string& group, 
   return get_group(group);
 }
 
-Status SiteService::delete_group(const std::string& name) {
+Result<std::vector<std::string>> SiteService::delete_group(const std::string& name, bool force) {
   std::lock_guard lock(protection_mu_);
   auto g = get_group(name);
   if (!g) return g.status();
   auto peer = resolve_peer(g->recovery_site);
   if (!peer) return peer.status();
   // Placeholders go first: if the recovery site cannot be reached the group
-  // stays, so nothing is left registered there without a record here.
-  EVAC_RETURN_IF_ERROR(remove_placeholders(g->vms, *peer).with_context("deleting protection group '" + name + "'"));
+  // stays (unless forced), so nothing is left registered there without a
+  // record here that says so.
+  std::vector<std::string> left_behind;
+  Status removed = remove_placeholders(g->vms, *peer);
+  if (!removed.is_ok()) {
+    if (!force)
+      return removed.with_context("deleting protection group '" + name + "'")
+          .with_hint(removed.hint() + "; if site '" + peer->site + "' is gone for good, use --force");
+    for (const auto& vm : g->vms)
+      left_behind.push_back(peer->site + ": placeholder " + vm.vm_name + " (" + vm.placeholder_uuid + ")");
+  }
   EVAC_RETURN_IF_ERROR(store_.remove_group(name));
   push_config_copy(*peer);
-  return Status::ok();
+  return left_behind;
 }
 
 // ---- placeholders hosted here ------------------------------------------------------------

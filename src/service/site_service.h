@@ -95,7 +95,11 @@ class SiteService {
   Result<GroupRecord> get_group(const std::string& name);
   Result<GroupRecord> add_vm_to_group(const std::string& group, const std::string& vm_ref);
   Result<GroupRecord> remove_vm_from_group(const std::string& group, const std::string& vm_ref);
-  Status delete_group(const std::string& name);
+  // Removes the placeholders at the recovery site, then the group. With
+  // `force`, a recovery site that cannot be reached (a site that is gone for
+  // good) does not keep the group: the placeholders left behind there are
+  // returned so the operator can remove them by hand.
+  Result<std::vector<std::string>> delete_group(const std::string& name, bool force = false);
 
   // What this site keeps for recoveries of its peers' groups.
   Result<std::vector<HostedPlaceholderRecord>> list_hosted_placeholders();

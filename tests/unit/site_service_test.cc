@@ -322,14 +322,30 @@ TEST_F(TwoSitesTest, DeleteGroupRemovesPlaceholdersAndRefusesWhenPeerDown) {
   map_all();
   ASSERT_TRUE(a_.service->create_group({"g1", {"web01", "db01"}, std::nullopt, 900, 24}).is_ok());
   a_.transport->cut("https://b:1");
-  EXPECT_EQ(a_.service->delete_group("g1").code(), StatusCode::kUnavailable);
+  auto refused = a_.service->delete_group("g1");
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(refused.status().hint().find("--force"), std::string::npos);
   EXPECT_TRUE(a_.service->get_group("g1").is_ok());  // kept: placeholders still exist there
   a_.transport->heal("https://b:1");
   ASSERT_TRUE(a_.service->delete_group("g1").is_ok());
   EXPECT_TRUE(b_.service->list_hosted_placeholders()->empty());
   EXPECT_TRUE(b_.provider->list_placeholders()->empty());
-  EXPECT_EQ(a_.service->delete_group("g1").code(), StatusCode::kNotFound);
+  EXPECT_EQ(a_.service->delete_group("g1").status().code(), StatusCode::kNotFound);
   EXPECT_TRUE(nlohmann::json::parse((*b_.store->find_peer_copy("site-a"))->document)["groups"].empty());
+}
+
+TEST_F(TwoSitesTest, ForcedDeleteWithRecoverySiteGoneListsLeftovers) {
+  pair();
+  map_all();
+  ASSERT_TRUE(a_.service->create_group({"g1", {"web01", "db01"}, std::nullopt, 900, 24}).is_ok());
+  a_.transport->cut("https://b:1");
+  auto left = a_.service->delete_group("g1", /*force=*/true);
+  ASSERT_TRUE(left.is_ok()) << left.status().to_string();
+  ASSERT_EQ(left->size(), 2u);
+  EXPECT_NE((*left)[0].find("site-b: placeholder"), std::string::npos);
+  EXPECT_EQ(a_.service->get_group("g1").status().code(), StatusCode::kNotFound);
+  // With the group gone, the dead site can be unpaired.
+  EXPECT_TRUE(a_.service->unpair("site-b").is_ok());
 }
 
 TEST_F(TwoSitesTest, UnpairRefusedWhileGroupsUseThePeer) {
