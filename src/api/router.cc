@@ -194,7 +194,7 @@ void ApiRouter::add_routes() {
   add("GET", "/api/v1/health", Access::kPublic, "Liveness: the site's name and API version", [&svc](Context&) -> Result<json> {
     return json{{"status", "ok"}, {"site", svc.identity().name}, {"api", kApiVersion}};
   });
-  add("GET", "/api/v1/openapi.json", Access::kPublic, "This document",
+  add("GET", "/api/v1/openapi.json", Access::kOperator, "This document",
       [this](Context&) -> Result<json> { return openapi(); });
 
   // ---- site and pairing

@@ -44,7 +44,7 @@ class ApiRouter {
 
  private:
   enum class Access {
-    kPublic,    // health, OpenAPI
+    kPublic,    // health only
     kOperator,  // bearer token
     kPairing,   // any TLS client certificate; the body carries the one-time secret
     kPeer,      // client certificate pinned by a pairing

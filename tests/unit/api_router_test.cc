@@ -12,11 +12,12 @@ void expect_error_body(const ApiResponse& r, int status, const std::string& code
   EXPECT_TRUE(r.body.contains("hint"));
 }
 
-TEST_F(TwoSitesTest, HealthAndOpenApiArePublic) {
+TEST_F(TwoSitesTest, OnlyHealthIsPublic) {
   ApiResponse health = a_.router->handle({"GET", "/api/v1/health", {}, "", "", ""});
   EXPECT_EQ(health.status, 200);
   EXPECT_EQ(health.body["site"], "site-a");
-  ApiResponse doc = a_.router->handle({"GET", "/api/v1/openapi.json", {}, "", "", ""});
+  expect_error_body(a_.router->handle({"GET", "/api/v1/openapi.json", {}, "", "", ""}), 401, "unauthenticated");
+  ApiResponse doc = a_.call("GET", "/api/v1/openapi.json");
   EXPECT_EQ(doc.status, 200);
   EXPECT_EQ(doc.body["openapi"], "3.0.3");
   EXPECT_TRUE(doc.body["paths"].contains("/api/v1/groups/{name}"));
