@@ -1,0 +1,117 @@
+// The replication adapter interface: evac's door to a storage replication
+// engine (SRM calls these SRAs). The built-in host-based replicator
+// implements it first; btrfs send/receive, Ceph RBD mirroring and external
+// stdio-JSON adapters come next. No backend header is included here.
+//
+// One adapter instance runs at each site of a pairing. Operations split by
+// role: the protected site syncs (sync_now), the recovery site keeps points
+// in time and turns them into test copies or live disks, so everything a
+// recovery needs works with the protected site gone. An operation an engine
+// cannot do returns StatusCode::kUnsupported, and capabilities() says so up
+// front so the plan engine can plan around it honestly.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/model.h"
+#include "core/status.h"
+
+namespace evac {
+
+struct ReplicationCapabilities {
+  bool points_in_time = false;         // retains several consistent instances
+  bool test_copies = false;            // writable copy of a PIT without stopping replication
+  bool reverse = false;                // replicate back after a failover (reprotect)
+  bool change_tracking = false;        // ships only blocks changed since the last cycle
+  bool cross_vm_consistency = false;   // one instant across all VMs of a group
+  bool app_quiesce = false;            // freezes guest filesystems for a cycle
+};
+
+// One disk of a protected VM as the engine sees it.
+struct ReplicatedDevice {
+  std::string vm_uuid;
+  std::string vm_name;
+  std::string disk;         // guest target, e.g. "vda"
+  std::string source_path;  // at the protected site
+  std::string format;       // "qcow2" or "raw"
+  std::string replica_dir;  // folder at the recovery site (from the storage mapping)
+  std::uint64_t size_bytes = 0;
+  std::string key() const { return vm_uuid + "/" + disk; }
+};
+
+// What the engine is asked to replicate: a protection group's disks.
+struct ReplicationGroupSpec {
+  std::string group;
+  std::string protected_site;
+  std::string recovery_site;
+  std::vector<VmInfo> vms;  // with their disks at the protected site
+  std::map<std::string, std::string> replica_dirs;  // source storage pool -> folder at the recovery site
+  int keep_pits = 24;
+};
+
+struct PitDisk {
+  std::string key;   // ReplicatedDevice::key()
+  std::string path;  // readable disk image of this PIT at the recovery site
+  std::uint64_t size_bytes = 0;
+};
+
+// A retained, consistent replica instance at the recovery site. Never
+// modified once complete.
+struct PointInTime {
+  std::string id;
+  std::string group;
+  std::int64_t created_at = 0;  // the instant it captures (unix seconds)
+  std::uint64_t bytes_sent = 0;
+  std::vector<PitDisk> disks;
+};
+
+struct SyncProgress {
+  std::uint64_t bytes_total = 0;    // to read at the source
+  std::uint64_t bytes_scanned = 0;  // read and compared so far
+  std::uint64_t bytes_sent = 0;     // shipped to the recovery site (compressed)
+};
+using ProgressCallback = std::function<void(const SyncProgress&)>;
+
+struct ReplicationState {
+  std::string group;
+  std::optional<PointInTime> newest_pit;
+  bool syncing = false;
+  SyncProgress progress;
+  std::string last_error;
+};
+
+struct TestCopy {
+  std::string id;
+  std::string pit_id;
+  std::vector<PitDisk> disks;  // writable overlays on the PIT's disks
+};
+
+class ReplicationAdapter {
+ public:
+  virtual ~ReplicationAdapter() = default;
+  virtual std::string kind() const = 0;
+  virtual ReplicationCapabilities capabilities() const = 0;
+
+  // Protected site: which disks of the group this engine replicates.
+  virtual Result<std::vector<ReplicatedDevice>> discover(const ReplicationGroupSpec& spec) = 0;
+  // Protected site: one cycle now; returns the new complete PIT.
+  virtual Result<PointInTime> sync_now(const ReplicationGroupSpec& spec, const ProgressCallback& progress) = 0;
+
+  // Recovery site (works with the protected site gone).
+  virtual Result<std::vector<PointInTime>> list_pits(const std::string& group) = 0;
+  virtual Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id) = 0;
+  virtual Status drop_test_copy(const std::string& group, const std::string& test_copy_id) = 0;
+  // Protected site: stop writes reaching the replicas' source (planned migration).
+  virtual Status prepare_failover(const std::string& group) = 0;
+  // Recovery site: make a PIT the live copy; returns the disks to attach.
+  virtual Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id) = 0;
+  // New protected site after a failover: replicate back (delta resync).
+  virtual Status reverse(const std::string& group) = 0;
+};
+
+}  // namespace evac
