@@ -46,10 +46,15 @@ HttpsServer::HttpsServer(ApiRouter& router, TlsIdentity identity) : router_(rout
     for (const auto& [k, v] : req.params) api.query[k] = v;
     ApiResponse out = router_.handle(api);
     res.status = out.status;
-    res.set_content(out.body.dump(2) + "\n", "application/json");
+    if (out.body.is_binary()) {
+      const auto& bytes = out.body.get_binary();
+      res.set_content(std::string(bytes.begin(), bytes.end()), "application/octet-stream");
+    } else {
+      res.set_content(out.body.dump(2) + "\n", "application/json");
+    }
     auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
     spdlog::info("http {} {} -> {} ({} us){}", req.method, req.path, out.status, micros,
-                 out.status >= 400 ? " " + out.body.value("message", "") : "");
+                 out.status >= 400 && out.body.is_object() ? " " + out.body.value("message", "") : "");
   };
   server_->Get(R"(/.*)", handler);
   server_->Post(R"(/.*)", handler);

@@ -78,7 +78,62 @@ ApiResponse error_response(const Status& s) {
                      json{{"code", status_code_name(s.code())}, {"message", s.message()}, {"hint", s.hint()}}};
 }
 
-ApiRouter::ApiRouter(SiteService& service) : service_(service) { add_routes(); }
+ApiRouter::ApiRouter(SiteService& service, ReplicationService* replication) : service_(service), replication_(replication) {
+  add_routes();
+  add_replication_routes();
+}
+
+void ApiRouter::add_replication_routes() {
+  // Every replication route needs the service; without it the site says so.
+  auto with = [this](auto body) {
+    return [this, body](Context& c) -> Result<json> {
+      if (!replication_) return unsupported("site '" + service_.identity().name + "' runs without replication");
+      return body(*replication_, c);
+    };
+  };
+  add("POST", "/api/v1/groups/{name}/sync", Access::kOperator, "Replicate the group now: one cycle, a new point in time",
+      with([](ReplicationService& r, Context& c) -> Result<json> {
+        auto pit = r.sync_group(c.params[0]);
+        if (!pit) return pit.status();
+        return to_json(*pit);
+      }));
+  add("GET", "/api/v1/groups/{name}/pits", Access::kOperator, "The group's points in time at its recovery site",
+      with([](ReplicationService& r, Context& c) -> Result<json> {
+        auto pits = r.group_pits(c.params[0]);
+        if (!pits) return pits.status();
+        json out = json::array();
+        for (const auto& p : *pits) out.push_back(to_json(p));
+        return out;
+      }));
+  add("POST", "/api/v1/peer/replication/{group}/cycles", Access::kPeer, "Begin a replication cycle",
+      with([](ReplicationService& r, Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        return r.handle_begin(*c.peer, c.params[0], *body);
+      }),
+      201);
+  add("GET", "/api/v1/peer/replication/{group}/manifests/{vm}/{disk}", Access::kPeer,
+      "Block hashes of a disk's newest point in time (binary; empty if none)",
+      with([](ReplicationService& r, Context& c) -> Result<json> {
+        return r.handle_manifest(*c.peer, c.params[0], c.params[1] + "/" + c.params[2]);
+      }));
+  add("POST", "/api/v1/peer/replication/{group}/cycles/{cycle}/blocks", Access::kPeer,
+      "Apply a batch of changed blocks (binary)", with([](ReplicationService& r, Context& c) -> Result<json> {
+        return r.handle_batch(*c.peer, c.params[0], c.params[1], c.request.body);
+      }));
+  add("POST", "/api/v1/peer/replication/{group}/cycles/{cycle}/commit", Access::kPeer,
+      "Commit a cycle: digests must match what was applied", with([](ReplicationService& r, Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        return r.handle_commit(*c.peer, c.params[0], c.params[1], *body);
+      }));
+  add("DELETE", "/api/v1/peer/replication/{group}/cycles/{cycle}", Access::kPeer, "Abort a cycle",
+      with([](ReplicationService& r, Context& c) -> Result<json> {
+        return r.handle_abort(*c.peer, c.params[0], c.params[1]);
+      }));
+  add("GET", "/api/v1/peer/replication/{group}/pits", Access::kPeer, "Points in time held here for a group",
+      with([](ReplicationService& r, Context& c) -> Result<json> { return r.handle_pits(*c.peer, c.params[0]); }));
+}
 
 void ApiRouter::add(std::string method, std::string pattern, Access access, std::string summary, Handler handler,
                     int success_status) {

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.h"
+#include "service/replication_service.h"
 #include "service/site_service.h"
 
 namespace evac {
@@ -28,7 +29,7 @@ struct ApiRequest {
 
 struct ApiResponse {
   int status = 200;
-  nlohmann::json body;
+  nlohmann::json body;  // a JSON binary value is sent as application/octet-stream
 };
 
 // HTTP status for a Status code, and the JSON error body {code, message, hint}.
@@ -37,7 +38,9 @@ ApiResponse error_response(const Status& status);
 
 class ApiRouter {
  public:
-  explicit ApiRouter(SiteService& service);
+  // `replication` may be null where a site does not replicate (some tests):
+  // its routes then answer "unsupported".
+  explicit ApiRouter(SiteService& service, ReplicationService* replication = nullptr);
   ApiResponse handle(const ApiRequest& request);
   // OpenAPI 3 document generated from the route table, so it cannot drift.
   nlohmann::json openapi() const;
@@ -69,8 +72,10 @@ class ApiRouter {
            int success_status = 200);
   Status authorize(const Route& route, Context& ctx);
   void add_routes();
+  void add_replication_routes();
 
   SiteService& service_;
+  ReplicationService* replication_;
   std::vector<Route> routes_;
 };
 

@@ -23,6 +23,7 @@
 #include "daemon/logging.h"
 #include "peer/peer_transport.h"
 #include "providers/libvirt/libvirt_provider.h"
+#include "service/replication_service.h"
 #include "service/site_service.h"
 #include "store/store.h"
 #include "tls/tls.h"
@@ -153,7 +154,8 @@ int run(const std::string& config_path) {
 
   HttpsPeerTransport transport(tls->cert_path, tls->key_path, cfg.peer_timeout);
   SiteService service(SiteIdentity{cfg.site, url, tls->pin}, **store, std::move(providers), transport);
-  ApiRouter router(service);
+  ReplicationService replication(service, transport, cfg.state_dir);
+  ApiRouter router(service, &replication);
   HttpsServer server(router, *tls);
   auto bound = server.bind(cfg.listen_host, cfg.listen_port);
   if (!bound) return fail(bound.status());

@@ -77,11 +77,23 @@ Status status_from_error_response(long http_status, const std::string& body) {
 
 Result<HttpResponse> HttpsClient::request(const std::string& method, const std::string& path,
                                           const std::optional<nlohmann::json>& body) const {
+  if (!body) return perform(method, path, nullptr, "");
+  std::string payload = body->dump();
+  return perform(method, path, &payload, "application/json");
+}
+
+Result<HttpResponse> HttpsClient::request_bytes(const std::string& method, const std::string& path,
+                                                const std::string& body, const std::string& content_type) const {
+  return perform(method, path, &body, content_type);
+}
+
+Result<HttpResponse> HttpsClient::perform(const std::string& method, const std::string& path, const std::string* body,
+                                          const std::string& content_type) const {
   global_init_once();
   std::unique_ptr<CURL, CurlFree> curl(curl_easy_init());
   if (!curl) return internal_error("cannot initialise libcurl");
   std::string url = options_.base_url + path;
-  std::string response_body, payload;
+  std::string response_body;
   char errbuf[CURL_ERROR_SIZE] = {0};
   std::unique_ptr<curl_slist, SlistFree> headers;
   auto add_header = [&](const std::string& h) { headers.reset(curl_slist_append(headers.release(), h.c_str())); };
@@ -109,10 +121,9 @@ Result<HttpResponse> HttpsClient::request(const std::string& method, const std::
   }
   curl_easy_setopt(c, CURLOPT_CERTINFO, 1L);
   if (body) {
-    payload = body->dump();
-    add_header("Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.c_str());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
+    add_header("Content-Type: " + content_type);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
   }
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
 
@@ -136,6 +147,14 @@ Result<HttpResponse> HttpsClient::request(const std::string& method, const std::
     }
   }
   return resp;
+}
+
+Result<std::string> HttpsClient::call_bytes(const std::string& method, const std::string& path, const std::string& body,
+                                           const std::string& content_type) const {
+  auto resp = request_bytes(method, path, body, content_type);
+  if (!resp) return resp.status();
+  if (resp->status < 200 || resp->status >= 300) return status_from_error_response(resp->status, resp->body);
+  return std::move(resp->body);
 }
 
 Result<nlohmann::json> HttpsClient::call(const std::string& method, const std::string& path,

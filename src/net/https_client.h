@@ -38,14 +38,23 @@ class HttpsClient {
   Result<HttpResponse> request(const std::string& method, const std::string& path,
                                const std::optional<nlohmann::json>& body = std::nullopt) const;
 
+  // The same with a raw body (e.g. application/octet-stream).
+  Result<HttpResponse> request_bytes(const std::string& method, const std::string& path, const std::string& body,
+                                     const std::string& content_type) const;
+
   // request() + turns non-2xx responses into the Status the server's JSON
   // error body describes, and parses a JSON body.
   Result<nlohmann::json> call(const std::string& method, const std::string& path,
                               const std::optional<nlohmann::json>& body = std::nullopt) const;
+  // The same for binary bodies: sends `body` raw, returns the raw response body.
+  Result<std::string> call_bytes(const std::string& method, const std::string& path, const std::string& body,
+                                 const std::string& content_type = "application/octet-stream") const;
 
   const HttpsClientOptions& options() const { return options_; }
 
  private:
+  Result<HttpResponse> perform(const std::string& method, const std::string& path, const std::string* body,
+                               const std::string& content_type) const;
   HttpsClientOptions options_;
 };
 

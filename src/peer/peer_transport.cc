@@ -1,11 +1,8 @@
 #include "peer/peer_transport.h"
 
-#include "net/https_client.h"
-
 namespace evac {
 
-Result<nlohmann::json> HttpsPeerTransport::call(const PeerEndpoint& peer, const std::string& method,
-                                                const std::string& path, const std::optional<nlohmann::json>& body) {
+Result<HttpsClient> HttpsPeerTransport::client_for(const PeerEndpoint& peer) const {
   if (peer.pin.empty()) return internal_error("refusing to call a peer without a pinned key");
   HttpsClientOptions options;
   options.base_url = peer.url;
@@ -14,7 +11,24 @@ Result<nlohmann::json> HttpsPeerTransport::call(const PeerEndpoint& peer, const 
   options.client_key_path = key_path_;
   options.timeout = timeout_;
   options.connect_timeout = std::min(timeout_, std::chrono::milliseconds(3000));
-  return HttpsClient(options).call(method, path, body);
+  return HttpsClient(options);
+}
+
+Result<nlohmann::json> HttpsPeerTransport::call(const PeerEndpoint& peer, const std::string& method,
+                                                const std::string& path, const std::optional<nlohmann::json>& body) {
+  auto client = client_for(peer);
+  if (!client) return client.status();
+  return client->call(method, path, body);
+}
+
+Result<std::string> HttpsPeerTransport::call_bytes(const PeerEndpoint& peer, const std::string& method,
+                                                   const std::string& path, const std::string& body) {
+  auto client = client_for(peer);
+  if (!client) return client.status();
+  // Replication batches and manifests are large; a thin link needs time.
+  HttpsClientOptions options = client->options();
+  options.timeout = std::max(timeout_, std::chrono::milliseconds(300'000));
+  return HttpsClient(options).call_bytes(method, path, body);
 }
 
 }  // namespace evac

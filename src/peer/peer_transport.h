@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.h"
+#include "net/https_client.h"
 
 namespace evac {
 
@@ -23,6 +24,9 @@ class PeerTransport {
   virtual ~PeerTransport() = default;
   virtual Result<nlohmann::json> call(const PeerEndpoint& peer, const std::string& method, const std::string& path,
                                       const std::optional<nlohmann::json>& body) = 0;
+  // Binary request and response bodies (replication streams, manifests).
+  virtual Result<std::string> call_bytes(const PeerEndpoint& peer, const std::string& method, const std::string& path,
+                                         const std::string& body) = 0;
 };
 
 // The real one: presents this site's certificate as a TLS client
@@ -33,8 +37,11 @@ class HttpsPeerTransport : public PeerTransport {
       : cert_path_(std::move(cert_path)), key_path_(std::move(key_path)), timeout_(timeout) {}
   Result<nlohmann::json> call(const PeerEndpoint& peer, const std::string& method, const std::string& path,
                               const std::optional<nlohmann::json>& body) override;
+  Result<std::string> call_bytes(const PeerEndpoint& peer, const std::string& method, const std::string& path,
+                                 const std::string& body) override;
 
  private:
+  Result<HttpsClient> client_for(const PeerEndpoint& peer) const;
   std::string cert_path_;
   std::string key_path_;
   std::chrono::milliseconds timeout_;

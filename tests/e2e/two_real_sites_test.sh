@@ -73,6 +73,31 @@ for vm in db01 app01 web01; do
 done
 check "site-a's own VMs are untouched and running" test "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" = "3"
 
+# Replication (scan mode): refused while the guests run, then a point in
+# time at site-b equal, disk by disk, to what the stopped guests left.
+out="$(evac --context site-a group sync demo 2>&1)"
+check "sync of running VMs is refused with a clear error" bash -c "grep -q 'replicates stopped VMs only' <<<'${out//\'/}'"
+for vm in db01 app01 web01; do virsh -q -c "${uri_a}" shutdown "${vm}" --mode agent >/dev/null 2>&1 || true; done
+for _ in $(seq 100); do
+  [[ "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" == "0" ]] && break
+  sleep 0.2
+done
+for vm in db01 app01 web01; do virsh -q -c "${uri_a}" destroy "${vm}" >/dev/null 2>&1 || true; done
+check "first sync of the stopped group succeeds" bash -c "evac --context site-a group sync demo"
+check "a second sync succeeds too" bash -c "evac --context site-a group sync demo >/dev/null"
+pits_json="$(evac --context site-a -o json group pits demo)"
+check "site-b holds two points in time" test "$(json_len <<<"${pits_json}")" = "2"
+for vm in db01 app01 web01; do
+  uuid="$(virsh -c "${uri_a}" domuuid "${vm}")"
+  replica="$(json_query "[x['path'] for x in d[-1]['disks'] if x['key']=='${uuid}/vda'][0]" <<<"${pits_json}")"
+  check "the newest PIT of ${vm} equals its source disk" \
+    qemu-img compare -q "${EVAC_DEMO_ROOT}/site-a/images/${vm}.qcow2" "${replica}"
+  check "the PIT of ${vm} lies in site-b's replicas pool" bash -c "[[ '${replica}' == '${EVAC_DEMO_ROOT}/site-b/replicas/'* ]]"
+done
+second_bytes="$(json_query 'd[-1]["bytes_sent"]' <<<"${pits_json}")"
+check "an unchanged second cycle ships no blocks" test "${second_bytes}" = "0"
+for vm in db01 app01 web01; do virsh -q -c "${uri_a}" start "${vm}" >/dev/null; done
+
 # Unprotecting removes the placeholder from libvirt at site-b.
 check "remove-vm app01 succeeds" bash -c "evac --context site-a group remove-vm demo app01 >/dev/null"
 check "app01's placeholder is gone from site-b's libvirtd" bash -c "! virsh -c '${uri_b}' dominfo app01 >/dev/null 2>&1"

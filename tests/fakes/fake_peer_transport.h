@@ -22,11 +22,27 @@ class FakePeerTransport : public PeerTransport {
 
   Result<nlohmann::json> call(const PeerEndpoint& peer, const std::string& method, const std::string& path,
                               const std::optional<nlohmann::json>& body) override {
+    return route(peer, method, path, body ? body->dump() : "");
+  }
+
+  Result<std::string> call_bytes(const PeerEndpoint& peer, const std::string& method, const std::string& path,
+                                 const std::string& body) override {
+    bytes_sent_ += body.size();
+    auto r = route(peer, method, path, body);
+    if (!r) return r.status();
+    if (!r->is_binary()) return r->dump();
+    return std::string(r->get_binary().begin(), r->get_binary().end());
+  }
+  std::uint64_t bytes_sent() const { return bytes_sent_; }
+
+ private:
+  Result<nlohmann::json> route(const PeerEndpoint& peer, const std::string& method, const std::string& path,
+                               const std::string& body) {
     ++calls_;
     auto it = sites_.find(peer.url);
     if (it == sites_.end() || cut_.count(peer.url)) return unavailable("cannot reach " + peer.url + " (fake network)");
     if (it->second.pin != peer.pin) return permission_denied("pinned key does not match at " + peer.url);
-    ApiRequest req{method, path, {}, body ? body->dump() : "", "", caller_pin_};
+    ApiRequest req{method, path, {}, body, "", caller_pin_};
     ApiResponse resp = it->second.router->handle(req);
     if (resp.status >= 300)
       return Status(status_code_from_name(resp.body.value("code", "internal")).value_or(StatusCode::kInternal),
@@ -34,7 +50,6 @@ class FakePeerTransport : public PeerTransport {
     return resp.body;
   }
 
- private:
   struct Site {
     std::string pin;
     ApiRouter* router;
@@ -43,6 +58,7 @@ class FakePeerTransport : public PeerTransport {
   std::map<std::string, Site> sites_;
   std::set<std::string> cut_;
   int calls_ = 0;
+  std::uint64_t bytes_sent_ = 0;
 };
 
 }  // namespace evac::testing

@@ -1,0 +1,412 @@
+#include "replication/builtin/block_codec.h"
+
+#include <openssl/evp.h>
+#include <zstd.h>
+
+#include <cstring>
+#include <memory>
+#include <new>
+
+namespace evac::builtin {
+namespace {
+
+constexpr std::string_view kManifestMagic = "EVM1";
+constexpr std::string_view kBatchMagic = "EVB1";
+constexpr std::size_t kHashLen = 32;
+// offset u64, raw length u32, stored length u32, encoding u8, hash
+constexpr std::size_t kBlockHeaderLen = 8 + 4 + 4 + 1 + kHashLen;
+constexpr std::uint8_t kEncodingRaw = 0;
+constexpr std::uint8_t kEncodingZstd = 1;
+
+const char* kCorruptHint = "the cycle is discarded and retried; the last complete PIT is intact";
+
+// ---- SHA-256 through one EVP_MD fetched once and one context per thread ----
+
+const EVP_MD* sha256_md() {
+  static const EVP_MD* md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched != nullptr ? fetched : EVP_sha256();
+  }();
+  return md;
+}
+
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
+// Incremental SHA-256 on the calling thread's context. Only one Sha256 may be
+// live per thread at a time (the functions below never nest them).
+class Sha256 {
+ public:
+  Sha256() : ctx_(thread_ctx()) {
+    if (EVP_DigestInit_ex2(ctx_, sha256_md(), nullptr) != 1) throw std::bad_alloc();
+  }
+  void update(const void* data, std::size_t len) {
+    if (len != 0 && EVP_DigestUpdate(ctx_, data, len) != 1) throw std::bad_alloc();
+  }
+  BlockHash final() {
+    BlockHash out{};
+    unsigned int n = 0;
+    if (EVP_DigestFinal_ex(ctx_, out.data(), &n) != 1 || n != out.size()) throw std::bad_alloc();
+    return out;
+  }
+
+ private:
+  static EVP_MD_CTX* thread_ctx() {
+    thread_local std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+    if (!ctx) throw std::bad_alloc();
+    return ctx.get();
+  }
+  EVP_MD_CTX* ctx_;
+};
+
+// ---- little-endian fixed-width integers ----
+
+void put_u64(std::string& out, std::uint64_t v) {
+  char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out.append(b, 8);
+}
+
+void store_u32(char* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+void store_u64(char* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+std::uint64_t load_le(const char* p, int n) {
+  std::uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(p[i]);
+  return v;
+}
+
+// Bounds-checked cursor over untrusted bytes.
+class Reader {
+ public:
+  explicit Reader(std::string_view buf) : buf_(buf) {}
+  std::size_t remaining() const { return buf_.size() - pos_; }
+  std::size_t pos() const { return pos_; }
+  bool take(std::size_t n, const char** p) {
+    if (n > remaining()) return false;
+    *p = buf_.data() + pos_;
+    pos_ += n;
+    return true;
+  }
+  bool u8(std::uint8_t* v) {
+    const char* p;
+    if (!take(1, &p)) return false;
+    *v = static_cast<std::uint8_t>(*p);
+    return true;
+  }
+  bool u32(std::uint32_t* v) {
+    const char* p;
+    if (!take(4, &p)) return false;
+    *v = static_cast<std::uint32_t>(load_le(p, 4));
+    return true;
+  }
+  bool u64(std::uint64_t* v) {
+    const char* p;
+    if (!take(8, &p)) return false;
+    *v = load_le(p, 8);
+    return true;
+  }
+
+ private:
+  std::string_view buf_;
+  std::size_t pos_ = 0;
+};
+
+// ---- zstd contexts, one of each per thread, reused across calls ----
+
+struct CCtxDeleter {
+  void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
+};
+struct DCtxDeleter {
+  void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
+};
+
+ZSTD_CCtx* thread_cctx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, CCtxDeleter> ctx(ZSTD_createCCtx());
+  if (!ctx) throw std::bad_alloc();
+  return ctx.get();
+}
+ZSTD_DCtx* thread_dctx() {
+  thread_local std::unique_ptr<ZSTD_DCtx, DCtxDeleter> ctx(ZSTD_createDCtx());
+  if (!ctx) throw std::bad_alloc();
+  return ctx.get();
+}
+
+Status malformed_batch(const std::string& what) {
+  return invalid_argument("changed-block batch is malformed: " + what, kCorruptHint);
+}
+
+}  // namespace
+
+BlockHash hash_block(const void* data, std::size_t len) {
+  Sha256 h;
+  h.update(data, len);
+  return h.final();
+}
+
+const BlockHash& zero_block_hash() {
+  static const BlockHash hash = [] {
+    std::string zeros(kBlockSize, '\0');
+    return hash_block(zeros.data(), zeros.size());
+  }();
+  return hash;
+}
+
+std::string to_hex(const BlockHash& hash) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(hash.size() * 2, '\0');
+  for (std::size_t i = 0; i < hash.size(); ++i) {
+    out[2 * i] = kDigits[hash[i] >> 4];
+    out[2 * i + 1] = kDigits[hash[i] & 0x0f];
+  }
+  return out;
+}
+
+std::uint64_t block_count(std::uint64_t disk_size) {
+  return disk_size / kBlockSize + (disk_size % kBlockSize != 0 ? 1 : 0);
+}
+
+std::size_t block_length(std::uint64_t disk_size, std::uint64_t index) {
+  if (index >= block_count(disk_size)) return 0;
+  std::uint64_t start = index * kBlockSize;
+  std::uint64_t left = disk_size - start;
+  return left < kBlockSize ? static_cast<std::size_t>(left) : kBlockSize;
+}
+
+// ---- Manifest ----
+
+std::string Manifest::encode() const {
+  std::string out;
+  out.reserve(kManifestMagic.size() + 16 + hashes.size() * kHashLen + kHashLen);
+  out.append(kManifestMagic);
+  put_u64(out, disk_size);
+  put_u64(out, hashes.size());
+  for (const auto& h : hashes) out.append(reinterpret_cast<const char*>(h.data()), h.size());
+  BlockHash sum = hash_block(out.data(), out.size());
+  out.append(reinterpret_cast<const char*>(sum.data()), sum.size());
+  return out;
+}
+
+Result<Manifest> Manifest::decode(std::string_view bytes) {
+  const char* kHint = "the replica's manifest is unreadable: the next cycle rescans the replica and rewrites it";
+  constexpr std::size_t kFixed = 4 + 8 + 8 + kHashLen;
+  if (bytes.size() < kFixed) {
+    return invalid_argument("block manifest is truncated: " + std::to_string(bytes.size()) + " bytes, at least " +
+                                std::to_string(kFixed) + " expected",
+                            kHint);
+  }
+  if (bytes.substr(0, 4) != kManifestMagic) {
+    return invalid_argument("block manifest has a bad magic number (not an evac manifest)", kHint);
+  }
+  Reader r(bytes.substr(4));
+  Manifest m;
+  std::uint64_t count = 0;
+  (void)r.u64(&m.disk_size);
+  (void)r.u64(&count);
+  std::size_t body = bytes.size() - kFixed;
+  if (body % kHashLen != 0 || body / kHashLen != count) {
+    return invalid_argument("block manifest length does not match its count of " + std::to_string(count) +
+                                " hashes (" + std::to_string(bytes.size()) + " bytes)",
+                            kHint);
+  }
+  if (count != block_count(m.disk_size)) {
+    return invalid_argument("block manifest holds " + std::to_string(count) + " hashes but a disk of " +
+                                std::to_string(m.disk_size) + " bytes has " +
+                                std::to_string(block_count(m.disk_size)) + " blocks",
+                            kHint);
+  }
+  std::string_view covered = bytes.substr(0, bytes.size() - kHashLen);
+  BlockHash sum = hash_block(covered.data(), covered.size());
+  if (std::memcmp(sum.data(), bytes.data() + covered.size(), kHashLen) != 0) {
+    return invalid_argument("block manifest failed its checksum: the file is corrupted", kHint);
+  }
+  m.hashes.resize(count);
+  if (count != 0) std::memcpy(m.hashes.data(), bytes.data() + 20, count * kHashLen);
+  return m;
+}
+
+BlockHash Manifest::digest() const {
+  std::string size_le;
+  put_u64(size_le, disk_size);
+  Sha256 h;
+  h.update(size_le.data(), size_le.size());
+  if (!hashes.empty()) h.update(hashes.data(), hashes.size() * kHashLen);
+  return h.final();
+}
+
+Manifest Manifest::empty(std::uint64_t disk_size) {
+  Manifest m;
+  m.disk_size = disk_size;
+  std::uint64_t n = block_count(disk_size);
+  m.hashes.assign(n, zero_block_hash());
+  std::size_t tail = static_cast<std::size_t>(disk_size % kBlockSize);
+  if (tail != 0) {
+    std::string zeros(tail, '\0');
+    m.hashes.back() = hash_block(zeros.data(), zeros.size());
+  }
+  return m;
+}
+
+static_assert(sizeof(BlockHash) == kHashLen, "BlockHash must be a plain 32-byte array");
+
+// ---- batches ----
+
+std::string encode_batch(const std::string& disk_key, const std::vector<BlockRecord>& blocks, int zstd_level) {
+  std::size_t bound = 4 + 4 + disk_key.size() + 4 + kHashLen;
+  for (const auto& b : blocks) bound += kBlockHeaderLen + b.data.size();  // stored length never exceeds raw
+  std::string out;
+  // One allocation up front; the buffer is shrunk to what was written at the end.
+  out.resize(bound);
+  char* base = out.data();
+  std::size_t pos = 0;
+  auto put = [&](const void* p, std::size_t n) {
+    std::memcpy(base + pos, p, n);
+    pos += n;
+  };
+  put(kBatchMagic.data(), kBatchMagic.size());
+  store_u32(base + pos, static_cast<std::uint32_t>(disk_key.size()));
+  pos += 4;
+  put(disk_key.data(), disk_key.size());
+  store_u32(base + pos, static_cast<std::uint32_t>(blocks.size()));
+  pos += 4;
+
+  ZSTD_CCtx* cctx = thread_cctx();
+  for (const auto& b : blocks) {
+    char* header = base + pos;
+    pos += kBlockHeaderLen;
+    char* payload = base + pos;
+    std::size_t raw_len = b.data.size();
+    std::size_t stored = 0;
+    std::uint8_t encoding = kEncodingRaw;
+    if (raw_len > 1) {
+      // Compress straight into the output; zstd fails with dstSize_tooSmall
+      // when the result would not be smaller than the raw block.
+      std::size_t r = ZSTD_compressCCtx(cctx, payload, raw_len - 1, b.data.data(), raw_len, zstd_level);
+      if (!ZSTD_isError(r)) {
+        stored = r;
+        encoding = kEncodingZstd;
+      }
+    }
+    if (encoding == kEncodingRaw) {
+      std::memcpy(payload, b.data.data(), raw_len);
+      stored = raw_len;
+    }
+    pos += stored;
+    store_u64(header, b.offset);
+    store_u32(header + 8, static_cast<std::uint32_t>(raw_len));
+    store_u32(header + 12, static_cast<std::uint32_t>(stored));
+    header[16] = static_cast<char>(encoding);
+    std::memcpy(header + 17, b.hash.data(), kHashLen);
+  }
+  BlockHash sum = hash_block(base, pos);
+  put(sum.data(), sum.size());
+  out.resize(pos);
+  return out;
+}
+
+Result<DecodedBatch> decode_batch(std::string_view bytes) {
+  constexpr std::size_t kMinLen = 4 + 4 + 4 + kHashLen;
+  if (bytes.size() < kMinLen) {
+    return malformed_batch("truncated at " + std::to_string(bytes.size()) + " bytes, at least " +
+                           std::to_string(kMinLen) + " expected");
+  }
+  // The trailing checksum is not part of the parsed region.
+  Reader body(bytes.substr(0, bytes.size() - kHashLen));
+  const char* p = nullptr;
+  (void)body.take(4, &p);
+  if (std::string_view(p, 4) != kBatchMagic) return malformed_batch("bad magic number (not an evac block batch)");
+
+  DecodedBatch out;
+  out.wire_bytes = bytes.size();
+  std::uint32_t key_len = 0;
+  if (!body.u32(&key_len)) return malformed_batch("truncated in the disk key length");
+  if (key_len == 0 || key_len > kMaxDiskKeyLength) {
+    return malformed_batch("disk key length " + std::to_string(key_len) + " is out of range");
+  }
+  if (!body.take(key_len, &p)) {
+    return malformed_batch("disk key length " + std::to_string(key_len) + " runs past the end of the batch");
+  }
+  out.disk_key.assign(p, key_len);
+  std::uint32_t count = 0;
+  if (!body.u32(&count)) return malformed_batch("truncated in the block count of disk " + out.disk_key);
+  // Every block needs at least its header and one byte: a count that cannot
+  // fit is rejected before anything is allocated for it.
+  if (count > body.remaining() / (kBlockHeaderLen + 1)) {
+    return malformed_batch("block count " + std::to_string(count) + " of disk " + out.disk_key +
+                           " does not fit in the batch's " + std::to_string(bytes.size()) + " bytes");
+  }
+  out.blocks.reserve(count);
+
+  ZSTD_DCtx* dctx = thread_dctx();
+  for (std::uint32_t i = 0; i < count; ++i) {
+    const char* header = nullptr;
+    if (!body.take(kBlockHeaderLen, &header)) {
+      return malformed_batch("truncated in the header of block " + std::to_string(i) + " of disk " + out.disk_key);
+    }
+    BlockRecord rec;
+    rec.offset = load_le(header, 8);
+    std::uint64_t raw_len = load_le(header + 8, 4);
+    std::uint64_t stored = load_le(header + 12, 4);
+    auto encoding = static_cast<std::uint8_t>(header[16]);
+    std::memcpy(rec.hash.data(), header + 17, kHashLen);
+    std::string where = "block at offset " + std::to_string(rec.offset) + " of disk " + out.disk_key;
+    if (rec.offset % kBlockSize != 0) return malformed_batch(where + " is not aligned to the block size");
+    if (raw_len == 0 || raw_len > kBlockSize) {
+      return malformed_batch(where + " has an invalid length of " + std::to_string(raw_len) + " bytes");
+    }
+    if (rec.offset > UINT64_MAX - raw_len) return malformed_batch(where + " ends beyond the largest disk offset");
+    if (encoding == kEncodingRaw) {
+      if (stored != raw_len) {
+        return malformed_batch(where + " is stored raw but its stored length " + std::to_string(stored) +
+                               " differs from its length " + std::to_string(raw_len));
+      }
+    } else if (encoding == kEncodingZstd) {
+      if (stored == 0 || stored >= raw_len) {
+        return malformed_batch(where + " has an invalid compressed length of " + std::to_string(stored) + " bytes");
+      }
+    } else {
+      return malformed_batch(where + " has an unknown encoding " + std::to_string(encoding));
+    }
+    const char* payload = nullptr;
+    if (!body.take(stored, &payload)) {
+      return malformed_batch(where + " claims " + std::to_string(stored) + " bytes but only " +
+                             std::to_string(body.remaining()) + " remain");
+    }
+    rec.data.resize(raw_len);
+    if (encoding == kEncodingRaw) {
+      std::memcpy(rec.data.data(), payload, raw_len);
+    } else {
+      std::size_t n = ZSTD_decompressDCtx(dctx, rec.data.data(), raw_len, payload, stored);
+      if (ZSTD_isError(n)) {
+        return malformed_batch(where + " does not decompress (" + ZSTD_getErrorName(n) + ")");
+      }
+      if (n != raw_len) {
+        return malformed_batch(where + " decompressed to " + std::to_string(n) + " bytes instead of " +
+                               std::to_string(raw_len));
+      }
+    }
+    if (hash_block(rec.data.data(), rec.data.size()) != rec.hash) {
+      return invalid_argument(where + " failed its checksum: the stream was corrupted in transit", kCorruptHint);
+    }
+    out.blocks.push_back(std::move(rec));
+  }
+  if (body.remaining() != 0) {
+    return malformed_batch(std::to_string(body.remaining()) + " unexpected bytes after the last block of disk " +
+                           out.disk_key);
+  }
+  std::size_t covered = bytes.size() - kHashLen;
+  BlockHash sum = hash_block(bytes.data(), covered);
+  if (std::memcmp(sum.data(), bytes.data() + covered, kHashLen) != 0) {
+    return invalid_argument("changed-block batch of disk " + out.disk_key +
+                                " failed its checksum: the stream was corrupted in transit",
+                            kCorruptHint);
+  }
+  return out;
+}
+
+}  // namespace evac::builtin

@@ -1,0 +1,89 @@
+// Block hashes, replica manifests and the wire format of changed blocks.
+//
+// The built-in replicator compares a source disk with its replica block by
+// block: each side describes a disk as a Manifest (one SHA-256 per 64 KiB
+// block), the protected site ships only the blocks whose hashes differ, in
+// batches encoded by encode_batch(), and the recovery site checks every byte
+// of a batch (decode_batch) before it writes anything. Both sides finish a
+// cycle by comparing Manifest::digest() of the source and the new replica.
+//
+// All integers on the wire are fixed-width little-endian. Everything here is
+// pure computation: thread-safe, no I/O.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace evac::builtin {
+
+constexpr std::size_t kBlockSize = 64 * 1024;
+using BlockHash = std::array<std::uint8_t, 32>;  // SHA-256
+
+// SHA-256 of len bytes (any length; kBlockSize in the hot path).
+BlockHash hash_block(const void* data, std::size_t len);
+// Hash of kBlockSize zero bytes (a hole reads as this).
+const BlockHash& zero_block_hash();
+// Lower-case hex, 64 characters.
+std::string to_hex(const BlockHash& hash);
+
+// Number of kBlockSize blocks a disk of disk_size bytes has (the last may be short).
+std::uint64_t block_count(std::uint64_t disk_size);
+// Length of block `index` of a disk of disk_size bytes: kBlockSize, or the
+// short tail for the last block. 0 if index is past the end.
+std::size_t block_length(std::uint64_t disk_size, std::uint64_t index);
+
+// Per-block hashes of a whole disk image: what a replica holds, compared
+// against the source.
+struct Manifest {
+  std::uint64_t disk_size = 0;
+  // One per kBlockSize block; the last block may be short (hash of its real length).
+  std::vector<BlockHash> hashes;
+
+  // Compact binary: "EVM1", disk_size u64, count u64, count hashes, then a
+  // SHA-256 of everything before it.
+  std::string encode() const;
+  // Verifies magic, lengths (count must match disk_size) and the trailing checksum.
+  static Result<Manifest> decode(std::string_view bytes);
+  // SHA-256 over disk_size (u64 LE) and all hashes: the cycle checksum both sides compare.
+  BlockHash digest() const;
+  // A replica that does not exist yet: every entry is the hash of zeros of that block's length.
+  static Manifest empty(std::uint64_t disk_size);
+
+  bool operator==(const Manifest&) const = default;
+};
+
+struct BlockRecord {
+  std::uint64_t offset = 0;  // multiple of kBlockSize
+  std::string data;          // uncompressed: kBlockSize bytes, or the disk's short tail
+  BlockHash hash{};          // SHA-256 of data (the sender computed it while comparing)
+};
+
+// A batch of changed blocks of one disk, as one request body on the wire:
+//   "EVB1", key length u32, disk key, count u32, then per block
+//   offset u64, raw length u32, stored length u32, encoding u8 (0 raw, 1 zstd),
+//   hash[32], stored bytes;
+//   and a trailing SHA-256 over everything before it.
+// A block that zstd does not make smaller is stored raw.
+// Preconditions (checked by decode_batch on the receiving side, not here):
+// offsets are multiples of kBlockSize, 1 <= data.size() <= kBlockSize, hash is
+// the SHA-256 of data. The key is at most kMaxDiskKeyLength bytes.
+constexpr std::size_t kMaxDiskKeyLength = 1024;
+std::string encode_batch(const std::string& disk_key, const std::vector<BlockRecord>& blocks, int zstd_level = 1);
+
+struct DecodedBatch {
+  std::string disk_key;
+  std::vector<BlockRecord> blocks;
+  std::uint64_t wire_bytes = 0;  // size of the encoded batch
+};
+// Verifies everything and trusts no length: magic, every length against the
+// buffer, decompression, each block against its hash, the trailing checksum.
+// Any failure is kInvalidArgument; nothing of a failed batch may be applied.
+Result<DecodedBatch> decode_batch(std::string_view bytes);
+
+}  // namespace evac::builtin

@@ -1,0 +1,130 @@
+// Reading and writing disk images through NBD: a private qemu-nbd process
+// per image (NbdExport) and a libnbd connection to it (NbdClient).
+//
+// qemu-nbd understands every image format QEMU does (qcow2 allocation,
+// zero clusters, discard) and takes the same image locks a running QEMU
+// takes, so an image a VM has open read-write is refused instead of being
+// read torn. The replicator reads source disks in scan mode and writes
+// replica images through this pair.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+struct nbd_handle;
+
+namespace evac::builtin {
+
+// A qemu-nbd process exporting one image on a private unix socket, in a fresh
+// 0700 temporary folder (under $TMPDIR, else /tmp). qemu-nbd runs in the
+// foreground as our child, in its own process group, and gets SIGTERM if the
+// thread that started it exits (PR_SET_PDEATHSIG is tied to the creating
+// *thread*): start exports from a thread that outlives them.
+//
+// Images are opened with cache=none (O_DIRECT; the host page cache is left
+// alone), falling back to the page cache on filesystems that refuse O_DIRECT.
+// A read-write export also turns guest-visible zero writes and discards into
+// holes (--discard=unmap --detect-zeroes=unmap). Up to 4 clients may connect
+// at once; the export stays up until it is destroyed.
+class NbdExport {
+ public:
+  enum class Mode { kReadOnly, kReadWrite };
+
+  // format: "qcow2" or "raw". Errors: kNotFound (no such image),
+  // kFailedPrecondition (the image is locked by another process, e.g. a
+  // running VM), kInvalidArgument (bad format name, image not in that
+  // format, not a file or block device), kUnavailable (anything else
+  // qemu-nbd reported, or it did not come up within 10 s).
+  static Result<std::unique_ptr<NbdExport>> start(const std::string& image_path, const std::string& format, Mode mode);
+
+  // Stops qemu-nbd (SIGTERM, SIGKILL after 3 s), reaps it, removes the socket
+  // and the folder. Destroy every NbdClient of this export first.
+  ~NbdExport();
+  NbdExport(const NbdExport&) = delete;
+  NbdExport& operator=(const NbdExport&) = delete;
+
+  const std::string& socket_path() const { return socket_path_; }
+  const std::string& image_path() const { return image_path_; }
+  const std::string& format() const { return format_; }
+  Mode mode() const { return mode_; }
+  // qemu-nbd's process id (diagnostics and tests).
+  pid_t pid() const { return pid_; }
+
+ private:
+  NbdExport() = default;
+  void stop();
+
+  std::string image_path_;
+  std::string format_;
+  Mode mode_ = Mode::kReadOnly;
+  std::string dir_;
+  std::string socket_path_;
+  pid_t pid_ = -1;
+};
+
+// A libnbd connection to an NbdExport.
+//
+// Not thread-safe: a libnbd handle used synchronously serves one request at
+// a time, so an NbdClient must not be shared across threads without a lock.
+// Open one client per thread instead (an export accepts 4).
+//
+// Requests may be of any size and alignment: large reads and writes go out
+// as several NBD requests in flight at once (each within the server's
+// maximum, 32 MiB for qemu-nbd), and qemu handles unaligned ones. Pass big
+// buffers (4-32 MiB) for throughput. A request past the end of the image is
+// kInvalidArgument; a failed transfer is kUnavailable (kFailedPrecondition
+// for a write to a read-only export).
+class NbdClient {
+ public:
+  static Result<std::unique_ptr<NbdClient>> connect(const NbdExport& exp);
+  ~NbdClient();
+  NbdClient(const NbdClient&) = delete;
+  NbdClient& operator=(const NbdClient&) = delete;
+
+  std::uint64_t size() const { return size_; }
+  bool read_only() const { return read_only_; }
+
+  Status pread(void* buf, std::size_t len, std::uint64_t offset);
+  Status pwrite(const void* buf, std::size_t len, std::uint64_t offset);
+  // Writes zeroes; the server punches a hole where it can.
+  Status zero(std::size_t len, std::uint64_t offset);
+  // Makes every completed write durable on the image's storage.
+  Status flush();
+
+  // zero: the range reads as zeroes (a hole, a zero cluster, or zeroes the
+  // server detected). A hole that does not read as zeroes (e.g. one backed
+  // by a backing file) is reported as data.
+  struct Extent {
+    std::uint64_t offset;
+    std::uint64_t length;
+    bool zero;
+  };
+  // The "base:allocation" map of [offset, offset+length): contiguous,
+  // ascending extents covering exactly that range, neighbours of the same
+  // kind merged. A server without the context reports everything as data.
+  Result<std::vector<Extent>> allocation(std::uint64_t offset, std::uint64_t length);
+
+ private:
+  NbdClient() = default;
+  Status check_range(const char* op, std::uint64_t len, std::uint64_t offset) const;
+  Status transfer(bool write, char* buf, std::size_t len, std::uint64_t offset);
+  Status nbd_error(const char* op, std::uint64_t len, std::uint64_t offset) const;
+
+  nbd_handle* h_ = nullptr;
+  std::string image_path_;
+  std::uint64_t size_ = 0;
+  std::uint64_t max_request_ = 0;
+  bool read_only_ = false;
+  bool can_zero_ = false;
+  bool can_flush_ = false;
+  bool has_allocation_ = false;
+};
+
+}  // namespace evac::builtin

@@ -1,0 +1,1149 @@
+#include "replication/builtin/pit_store.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+namespace evac::builtin {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr std::string_view kPitsDirName = ".evac-pits";
+constexpr std::string_view kImageSuffix = ".qcow2";
+constexpr std::string_view kBlobSuffix = ".manifest";
+constexpr std::string_view kStagingSuffix = ".staging.qcow2";
+constexpr std::string_view kTmpSuffix = ".tmp";
+constexpr int kIndexFormat = 1;
+
+const char* const kBugHint = "this is a bug in evac's PIT store; report it with the daemon log";
+const char* const kOutsideHint =
+    "files under the replica folder's .evac-pits were changed outside evac; check the folder and the disk it is on";
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+// ---------------------------------------------------------------- names ---
+
+// Group names and ids become file names: letters, digits, '-', '_', '.',
+// starting with a letter or digit, so neither '/' nor '..' nor a hidden name
+// can reach a path.
+Status check_name(std::string_view kind, std::string_view name) {
+  const std::string hint =
+      "use 1-128 characters: letters, digits, '-', '_' or '.', starting with a letter or digit (no '/' or '..')";
+  if (name.empty() || name.size() > 128)
+    return invalid_argument(std::string(kind) + " '" + std::string(name) + "' has a bad length", hint);
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && (i == 0 || (c != '-' && c != '_' && c != '.')))
+      return invalid_argument(std::string(kind) + " '" + std::string(name) + "' is not allowed", hint);
+  }
+  if (name.find("..") != std::string_view::npos)
+    return invalid_argument(std::string(kind) + " '" + std::string(name) + "' is not allowed", hint);
+  return Status::ok();
+}
+
+// A disk key is "<vm-uuid>/<target>": name parts joined by single '/'.
+Status check_key(std::string_view key) {
+  const std::string hint = "a disk key is '<vm-uuid>/<target>' such as '0f8e.../vda': name parts joined by '/'";
+  if (key.empty() || key.size() > 200) return invalid_argument("disk key '" + std::string(key) + "' has a bad length", hint);
+  std::size_t start = 0;
+  while (true) {
+    std::size_t slash = key.find('/', start);
+    std::string_view part = key.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (!check_name("disk key part", part).is_ok())
+      return invalid_argument("disk key '" + std::string(key) + "' is not allowed", hint);
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return Status::ok();
+}
+
+std::string key_dir_name(const std::string& key) {
+  std::string s = key;
+  std::replace(s.begin(), s.end(), '/', '_');
+  return s;
+}
+
+std::string format_pit_id(std::uint64_t seq, std::int64_t created_at) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "pit-%08llu-%lld", static_cast<unsigned long long>(seq),
+                static_cast<long long>(created_at));
+  return buf;
+}
+
+std::string format_test_copy_id(std::uint64_t seq) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "tc-%06llu", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+// "<dir>/<x>.qcow2" -> "<dir>/<x>.manifest"
+std::string blob_path_for(const std::string& image_path) {
+  std::string base = image_path;
+  if (ends_with(base, kImageSuffix)) base.resize(base.size() - kImageSuffix.size());
+  return base + std::string(kBlobSuffix);
+}
+
+std::string parent_of(const std::string& path) { return fs::path(path).parent_path().string(); }
+
+// ---------------------------------------------------------- processes ---
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+struct ToolOutput {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+// Runs argv[0] (looked up in PATH) with fork/exec, no shell; stdin is
+// /dev/null, stdout and stderr are captured.
+Result<ToolOutput> run_tool(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+
+  int out_pipe[2], err_pipe[2], exec_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return internal_error("cannot create a pipe: " + errno_text(errno), kBugHint);
+  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return internal_error("cannot create a pipe: " + errno_text(errno), kBugHint);
+  Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) return internal_error("cannot create a pipe: " + errno_text(errno), kBugHint);
+  Fd exec_r(exec_pipe[0]), exec_w(exec_pipe[1]);
+  Fd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (devnull.get() < 0) return internal_error("cannot open /dev/null: " + errno_text(errno), kBugHint);
+
+  pid_t pid = ::fork();
+  if (pid < 0) return unavailable("cannot start " + argv[0] + ": fork failed: " + errno_text(errno), "the host is short of processes or memory; retry");
+  if (pid == 0) {
+    ::dup2(devnull.get(), 0);
+    ::dup2(out_w.get(), 1);
+    ::dup2(err_w.get(), 2);
+    ::execvp(args[0], args.data());
+    int e = errno;
+    [[maybe_unused]] auto n = ::write(exec_w.get(), &e, sizeof e);
+    ::_exit(127);
+  }
+  out_w.reset();
+  err_w.reset();
+  exec_w.reset();
+
+  ToolOutput result;
+  pollfd fds[2] = {{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open_count = 2;
+  char buf[8192];
+  while (open_count > 0) {
+    int n = ::poll(fds, 2, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+      if (got > 0) {
+        sinks[i]->append(buf, static_cast<std::size_t>(got));
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        fds[i].fd = -1;
+        --open_count;
+      }
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  int exec_errno = 0;
+  if (::read(exec_r.get(), &exec_errno, sizeof exec_errno) == static_cast<ssize_t>(sizeof exec_errno)) {
+    return unavailable("cannot run " + argv[0] + ": " + errno_text(exec_errno),
+                       "install qemu-utils (apt-get install qemu-utils) so that " + argv[0] + " is in PATH");
+  }
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+// Runs qemu-img; a non-zero exit becomes an error naming what was being done
+// and carrying qemu-img's own words.
+Result<ToolOutput> qemu_img(std::vector<std::string> args, const std::string& doing, const std::string& hint) {
+  args.insert(args.begin(), "qemu-img");
+  auto r = run_tool(args);
+  if (!r.is_ok()) return r.status().with_context(doing);
+  if (r->exit_code != 0) {
+    std::string err = trimmed(r->err.empty() ? r->out : r->err);
+    // An image lock held by another process (a VM, qemu-nbd) clears once it
+    // stops: worth retrying, unlike a broken image.
+    bool locked = err.find("Failed to get \"write\" lock") != std::string::npos ||
+                  err.find("Failed to get shared \"write\" lock") != std::string::npos;
+    return Status(locked ? StatusCode::kUnavailable : StatusCode::kInternal,
+                  doing + ": qemu-img " + args[1] + " exited with " + std::to_string(r->exit_code) +
+                      (err.empty() ? std::string() : ": " + err),
+                  hint);
+  }
+  return r;
+}
+
+// --------------------------------------------------------- durable files ---
+
+Status fsync_path(const std::string& path, bool directory) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0)));
+  if (fd.get() < 0) return internal_error("cannot open " + path + " to flush it: " + errno_text(errno), kOutsideHint);
+  if (::fsync(fd.get()) != 0) return internal_error("cannot flush " + path + ": " + errno_text(errno), "check the disk holding it for I/O errors");
+  return Status::ok();
+}
+
+bool path_exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+Status remove_file(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return internal_error("cannot remove " + path + ": " + errno_text(errno), "check the permissions of its folder");
+  return Status::ok();
+}
+
+Status rename_file(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0)
+    return internal_error("cannot rename " + from + " to " + to + ": " + errno_text(errno), "check the permissions of the folder and that it is not full");
+  return Status::ok();
+}
+
+// Creates the missing folders of `path` and flushes each new entry into its
+// parent, so a folder a committed index points into survives a power cut.
+Status make_dirs(const fs::path& path) {
+  std::vector<fs::path> missing;
+  for (fs::path cur = path; !cur.empty() && !path_exists(cur.string()); cur = cur.parent_path()) {
+    missing.push_back(cur);
+    if (cur == cur.parent_path()) break;
+  }
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (::mkdir(it->c_str(), 0755) != 0 && errno != EEXIST)
+      return internal_error("cannot create folder " + it->string() + ": " + errno_text(errno), "check the permissions of its parent folder");
+    EVAC_RETURN_IF_ERROR(fsync_path(it->parent_path().string(), true));
+  }
+  return Status::ok();
+}
+
+// Temp file + fsync + rename + fsync of the folder: readers see the old
+// bytes or the new ones, never a mix, also after a power cut.
+Status write_file_durably(const std::string& path, const std::string& bytes) {
+  std::string tmp = path + std::string(kTmpSuffix);
+  {
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+    if (fd.get() < 0) return internal_error("cannot create " + tmp + ": " + errno_text(errno), "check the permissions of the folder");
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        ::unlink(tmp.c_str());
+        return internal_error("cannot write " + tmp + ": " + errno_text(e), "check that the disk holding it is not full");
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    if (::fsync(fd.get()) != 0) {
+      int e = errno;
+      ::unlink(tmp.c_str());
+      return internal_error("cannot flush " + tmp + ": " + errno_text(e), "check the disk holding it for I/O errors");
+    }
+  }
+  if (auto st = rename_file(tmp, path); !st.is_ok()) {
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  return fsync_path(parent_of(path), true);
+}
+
+Result<std::string> read_whole_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    if (errno == ENOENT) return not_found(path + " does not exist", kOutsideHint);
+    return internal_error("cannot open " + path + ": " + errno_text(errno), "check the permissions of the file");
+  }
+  std::string out;
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return internal_error("cannot read " + path + ": " + errno_text(errno), "check the disk holding it for I/O errors");
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+// Exceptions (filesystem, JSON, allocation) stop at this interface.
+template <typename F>
+auto guarded(const std::string& what, F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    return internal_error(what + ": unexpected failure: " + e.what(), kBugHint);
+  }
+}
+
+// -------------------------------------------------------------- index ---
+
+struct IndexDisk {
+  std::string key;
+  std::string path;
+  std::uint64_t size_bytes = 0;
+  std::string backing_pit;  // the PIT whose image of this disk backs this one; empty for a standalone image
+  bool blob = false;
+};
+
+struct IndexPit {
+  std::string id;
+  std::int64_t created_at = 0;
+  std::uint64_t bytes_sent = 0;
+  std::vector<IndexDisk> disks;
+  const IndexDisk* disk(const std::string& key) const {
+    for (const auto& d : disks)
+      if (d.key == key) return &d;
+    return nullptr;
+  }
+};
+
+struct IndexTestCopy {
+  std::string id;
+  std::string pit;
+  std::vector<PitDisk> disks;
+};
+
+struct IndexStagedDisk {
+  std::string key;
+  std::string staging_path;
+  std::uint64_t size_bytes = 0;
+  std::string backing_pit;
+};
+
+struct IndexStaged {
+  std::string id;
+  std::vector<IndexStagedDisk> disks;
+};
+
+// "dropping P0 into P1": per disk, either merge P0's image with P1's data and
+// rename it over P1's path, or (P1 does not read through it) delete it.
+struct RetentionDisk {
+  std::string key;
+  bool merge = false;
+  std::string dropping_path;
+  std::string into_path;
+};
+
+struct RetentionStep {
+  std::string dropping;
+  std::string into;
+  std::vector<RetentionDisk> disks;
+};
+
+json disk_to_json(const IndexDisk& d) {
+  return {{"key", d.key}, {"path", d.path}, {"size_bytes", d.size_bytes}, {"backing_pit", d.backing_pit}, {"blob", d.blob}};
+}
+
+IndexDisk disk_from_json(const json& j) {
+  IndexDisk d;
+  d.key = j.at("key").get<std::string>();
+  d.path = j.at("path").get<std::string>();
+  d.size_bytes = j.at("size_bytes").get<std::uint64_t>();
+  d.backing_pit = j.value("backing_pit", "");
+  d.blob = j.value("blob", false);
+  return d;
+}
+
+}  // namespace
+
+struct PitStore::Index {
+  std::string group;
+  std::uint64_t next_pit_seq = 1;
+  std::uint64_t next_test_copy_seq = 1;
+  std::vector<IndexPit> pits;  // oldest first
+  std::vector<IndexTestCopy> test_copies;
+  std::vector<IndexStaged> staged;
+  std::optional<RetentionStep> retention;
+
+  // A PIT that a retention step has started to drop is gone for readers:
+  // its file may already hold its successor's data.
+  std::vector<const IndexPit*> visible() const {
+    std::vector<const IndexPit*> out;
+    for (const auto& p : pits)
+      if (!retention || retention->dropping != p.id) out.push_back(&p);
+    return out;
+  }
+  const IndexPit* visible_pit(const std::string& id) const {
+    for (const auto* p : visible())
+      if (p->id == id) return p;
+    return nullptr;
+  }
+  const IndexPit* newest() const {
+    auto v = visible();
+    return v.empty() ? nullptr : v.back();
+  }
+  IndexPit* pit(const std::string& id) {
+    for (auto& p : pits)
+      if (p.id == id) return &p;
+    return nullptr;
+  }
+
+  json to_json() const {
+    json j;
+    j["format"] = kIndexFormat;
+    j["group"] = group;
+    j["next_pit_seq"] = next_pit_seq;
+    j["next_test_copy_seq"] = next_test_copy_seq;
+    j["pits"] = json::array();
+    for (const auto& p : pits) {
+      json disks = json::array();
+      for (const auto& d : p.disks) disks.push_back(disk_to_json(d));
+      j["pits"].push_back({{"id", p.id}, {"created_at", p.created_at}, {"bytes_sent", p.bytes_sent}, {"disks", disks}});
+    }
+    j["test_copies"] = json::array();
+    for (const auto& t : test_copies) {
+      json disks = json::array();
+      for (const auto& d : t.disks) disks.push_back({{"key", d.key}, {"path", d.path}, {"size_bytes", d.size_bytes}});
+      j["test_copies"].push_back({{"id", t.id}, {"pit", t.pit}, {"disks", disks}});
+    }
+    j["staged_cycles"] = json::array();
+    for (const auto& s : staged) {
+      json disks = json::array();
+      for (const auto& d : s.disks)
+        disks.push_back({{"key", d.key}, {"staging_path", d.staging_path}, {"size_bytes", d.size_bytes}, {"backing_pit", d.backing_pit}});
+      j["staged_cycles"].push_back({{"id", s.id}, {"disks", disks}});
+    }
+    if (retention) {
+      json disks = json::array();
+      for (const auto& d : retention->disks)
+        disks.push_back({{"key", d.key}, {"action", d.merge ? "merge" : "delete"}, {"dropping_path", d.dropping_path}, {"into_path", d.into_path}});
+      j["retention_step"] = {{"dropping", retention->dropping}, {"into", retention->into}, {"disks", disks}};
+    } else {
+      j["retention_step"] = nullptr;
+    }
+    return j;
+  }
+
+  static Index from_json(const json& j) {  // throws json::exception on a bad shape
+    Index ix;
+    if (j.at("format").get<int>() != kIndexFormat) throw std::runtime_error("unknown index format " + j.at("format").dump());
+    ix.group = j.at("group").get<std::string>();
+    ix.next_pit_seq = j.at("next_pit_seq").get<std::uint64_t>();
+    ix.next_test_copy_seq = j.at("next_test_copy_seq").get<std::uint64_t>();
+    for (const auto& jp : j.at("pits")) {
+      IndexPit p;
+      p.id = jp.at("id").get<std::string>();
+      p.created_at = jp.at("created_at").get<std::int64_t>();
+      p.bytes_sent = jp.at("bytes_sent").get<std::uint64_t>();
+      for (const auto& jd : jp.at("disks")) p.disks.push_back(disk_from_json(jd));
+      ix.pits.push_back(std::move(p));
+    }
+    for (const auto& jt : j.at("test_copies")) {
+      IndexTestCopy t;
+      t.id = jt.at("id").get<std::string>();
+      t.pit = jt.at("pit").get<std::string>();
+      for (const auto& jd : jt.at("disks"))
+        t.disks.push_back({jd.at("key").get<std::string>(), jd.at("path").get<std::string>(), jd.at("size_bytes").get<std::uint64_t>()});
+      ix.test_copies.push_back(std::move(t));
+    }
+    for (const auto& js : j.at("staged_cycles")) {
+      IndexStaged s;
+      s.id = js.at("id").get<std::string>();
+      for (const auto& jd : js.at("disks"))
+        s.disks.push_back({jd.at("key").get<std::string>(), jd.at("staging_path").get<std::string>(),
+                           jd.at("size_bytes").get<std::uint64_t>(), jd.value("backing_pit", "")});
+      ix.staged.push_back(std::move(s));
+    }
+    if (j.contains("retention_step") && !j.at("retention_step").is_null()) {
+      const auto& jr = j.at("retention_step");
+      RetentionStep r;
+      r.dropping = jr.at("dropping").get<std::string>();
+      r.into = jr.at("into").get<std::string>();
+      for (const auto& jd : jr.at("disks"))
+        r.disks.push_back({jd.at("key").get<std::string>(), jd.at("action").get<std::string>() == "merge",
+                           jd.at("dropping_path").get<std::string>(), jd.at("into_path").get<std::string>()});
+      ix.retention = std::move(r);
+    }
+    return ix;
+  }
+};
+
+namespace {
+
+PointInTime to_point_in_time(const std::string& group, const IndexPit& p) {
+  PointInTime out;
+  out.id = p.id;
+  out.group = group;
+  out.created_at = p.created_at;
+  out.bytes_sent = p.bytes_sent;
+  for (const auto& d : p.disks) out.disks.push_back({d.key, d.path, d.size_bytes});
+  return out;
+}
+
+TestCopy to_test_copy(const IndexTestCopy& t) { return TestCopy{t.id, t.pit, t.disks}; }
+
+Status unknown_group(const std::string& group) {
+  return not_found("no PITs are kept for protection group '" + group + "' at this site",
+                   "check the group name; a group's PITs appear here once its first replication cycle has started");
+}
+
+Status unknown_pit(const std::string& group, const std::string& pit_id) {
+  return not_found("PIT '" + pit_id + "' of protection group '" + group + "' does not exist",
+                   "list the group's PITs and pick one of them; retention may have dropped an old one");
+}
+
+}  // namespace
+
+// ============================================================ PitStore ===
+
+PitStore::PitStore(std::string index_dir) : index_dir_(std::move(index_dir)) {}
+
+Status PitStore::crash_at(CrashPoint point) const {
+  if (crash_point_ != CrashPoint::kNone && crash_point_ == point)
+    return internal_error("simulated crash at PIT store crash point " + std::to_string(static_cast<int>(point)),
+                          "a test asked for this; run recover() next");
+  return Status::ok();
+}
+
+std::string PitStore::index_path(const std::string& group) const {
+  return (fs::path(index_dir_) / (group + ".pits.json")).string();
+}
+
+Result<std::optional<PitStore::Index>> PitStore::load_index(const std::string& group) const {
+  std::string path = index_path(group);
+  if (!path_exists(path)) return std::optional<Index>();
+  auto text = read_whole_file(path);
+  if (!text.is_ok()) return text.status();
+  const std::string corrupt_hint =
+      "restore " + path + " from a backup; without it the group's PITs cannot be found (the images are under each replica folder's .evac-pits)";
+  try {
+    Index ix = Index::from_json(json::parse(*text));
+    if (ix.group != group)
+      return internal_error("PIT index " + path + " belongs to group '" + ix.group + "', not '" + group + "'", corrupt_hint);
+    return std::optional<Index>(std::move(ix));
+  } catch (const std::exception& e) {
+    return internal_error("PIT index " + path + " is corrupt: " + e.what(), corrupt_hint);
+  }
+}
+
+Result<PitStore::Index> PitStore::load_existing_index(const std::string& group) const {
+  auto ix = load_index(group);
+  if (!ix.is_ok()) return ix.status();
+  if (!ix->has_value()) return unknown_group(group);
+  return std::move(**ix);
+}
+
+Status PitStore::save_index(const Index& index) const {
+  EVAC_RETURN_IF_ERROR(make_dirs(index_dir_).with_context("saving the PIT index of group '" + index.group + "'"));
+  return write_file_durably(index_path(index.group), index.to_json().dump(2) + "\n")
+      .with_context("saving the PIT index of group '" + index.group + "'");
+}
+
+// ---------------------------------------------------------- recovery ---
+
+// Finishes "dropping P0 into P1", whether it is fresh or was interrupted.
+// Per disk, P0's file exists until its rename: while it does, P1's file is
+// still the intact overlay on it and the merge can run (again); once it is
+// gone, P1's path holds the merged image and that disk is done.
+Status PitStore::finish_retention_step(Index& index) {
+  const RetentionStep step = *index.retention;
+  const std::string context = "dropping PIT '" + step.dropping + "' into '" + step.into + "' of group '" + index.group + "'";
+  const std::string lock_hint =
+      "another process (a running test VM or replication writer) may hold the chain open; stop it, then run retain "
+      "or recover again. PIT " + step.dropping + " stays hidden until the step finishes";
+  bool first_merge = true;
+  for (const auto& d : step.disks) {
+    if (path_exists(d.dropping_path)) {
+      if (d.merge) {
+        auto info = qemu_img({"info", "--output=json", d.into_path}, context + ": reading " + d.into_path, lock_hint);
+        if (!info.is_ok()) return info.status();
+        std::string backing;
+        try {
+          auto j = json::parse(info->out);
+          backing = j.value("full-backing-filename", j.value("backing-filename", ""));
+        } catch (const std::exception& e) {
+          return internal_error(context + ": qemu-img info printed something unexpected: " + e.what(), kBugHint);
+        }
+        if (backing != d.dropping_path)
+          return internal_error(context + ": disk " + d.key + ": " + d.into_path + " reads through '" + backing +
+                                    "', not " + d.dropping_path,
+                                kOutsideHint);
+        // -d keeps P1 as it is; P1's data lands in P0's file, which then
+        // holds P1's content (standalone when P0 was the base).
+        auto commit = qemu_img({"commit", "-q", "-d", "-f", "qcow2", d.into_path}, context + ": merging disk " + d.key, lock_hint);
+        if (!commit.is_ok()) return commit.status();
+        EVAC_RETURN_IF_ERROR(fsync_path(d.dropping_path, false).with_context(context));
+        if (first_merge) EVAC_RETURN_IF_ERROR(crash_at(CrashPoint::kRetainAfterMerge));
+        first_merge = false;
+        EVAC_RETURN_IF_ERROR(rename_file(d.dropping_path, d.into_path).with_context(context));
+      } else {
+        EVAC_RETURN_IF_ERROR(remove_file(d.dropping_path).with_context(context));
+      }
+    }
+    EVAC_RETURN_IF_ERROR(remove_file(blob_path_for(d.dropping_path)).with_context(context));
+    EVAC_RETURN_IF_ERROR(fsync_path(parent_of(d.dropping_path), true).with_context(context));
+  }
+  EVAC_RETURN_IF_ERROR(crash_at(CrashPoint::kRetainAfterRename));
+
+  Index next = index;
+  const IndexPit* dropped = next.pit(step.dropping);
+  IndexPit* into = next.pit(step.into);
+  if (dropped && into) {
+    for (const auto& d : step.disks) {
+      if (!d.merge) continue;
+      const IndexDisk* from = dropped->disk(d.key);
+      for (auto& id : into->disks)
+        if (id.key == d.key) id.backing_pit = from ? from->backing_pit : std::string();
+    }
+  }
+  next.pits.erase(std::remove_if(next.pits.begin(), next.pits.end(), [&](const IndexPit& p) { return p.id == step.dropping; }),
+                  next.pits.end());
+  next.retention.reset();
+  EVAC_RETURN_IF_ERROR(save_index(next));
+  index = std::move(next);
+  return Status::ok();
+}
+
+// Removes the staging files of every staged cycle and the files an
+// interrupted commit renamed to PIT names that the index never listed.
+Status PitStore::remove_uncommitted(Index& index) {
+  std::set<std::string> dirs;
+  std::set<std::string> referenced;
+  for (const auto& p : index.pits)
+    for (const auto& d : p.disks) {
+      dirs.insert(parent_of(d.path));
+      referenced.insert(d.path);
+      referenced.insert(blob_path_for(d.path));
+    }
+  for (const auto& s : index.staged)
+    for (const auto& d : s.disks) dirs.insert(parent_of(d.staging_path));
+
+  for (const auto& dir : dirs) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) continue;
+    std::vector<std::string> leftovers;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      std::string name = entry.path().filename().string();
+      std::string path = entry.path().string();
+      if (referenced.count(path)) continue;
+      // Only names this store makes; anything else in the folder is left alone.
+      bool ours = (starts_with(name, "pit-") && (ends_with(name, kImageSuffix) || ends_with(name, kBlobSuffix))) ||
+                  ends_with(name, kStagingSuffix) || ends_with(name, ".staging" + std::string(kBlobSuffix)) ||
+                  ends_with(name, kTmpSuffix);
+      if (ours) leftovers.push_back(path);
+    }
+    if (ec) return internal_error("cannot list " + dir + ": " + ec.message(), "check the permissions of the folder");
+    for (const auto& path : leftovers)
+      EVAC_RETURN_IF_ERROR(remove_file(path).with_context("removing uncommitted files of group '" + index.group + "'"));
+    if (!leftovers.empty()) EVAC_RETURN_IF_ERROR(fsync_path(dir, true));
+  }
+  if (!index.staged.empty()) {
+    Index next = index;
+    next.staged.clear();
+    EVAC_RETURN_IF_ERROR(save_index(next));
+    index = std::move(next);
+  }
+  return Status::ok();
+}
+
+Status PitStore::recover(const std::string& group) {
+  return guarded("recovering PITs of group '" + group + "'", [&]() -> Status {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    std::lock_guard lock(mu_);
+    auto loaded = load_index(group);
+    if (!loaded.is_ok()) return loaded.status();
+    EVAC_RETURN_IF_ERROR(remove_file(index_path(group) + std::string(kTmpSuffix)));
+    if (!loaded->has_value()) return Status::ok();
+    Index index = std::move(**loaded);
+    Status retention_status;
+    if (index.retention) retention_status = finish_retention_step(index).with_context("recovering group '" + group + "'");
+    EVAC_RETURN_IF_ERROR(remove_uncommitted(index).with_context("recovering group '" + group + "'"));
+    // A merge refused for an image lock leaves a consistent store (the PIT
+    // being dropped stays hidden) and is retried by the next retain() or
+    // recover(); replication need not wait for whoever holds the lock.
+    if (retention_status.code() == StatusCode::kUnavailable) return Status::ok();
+    return retention_status;
+  });
+}
+
+// ------------------------------------------------------------- cycles ---
+
+Result<std::vector<StagedDisk>> PitStore::begin_cycle(const std::string& group, const std::string& cycle_id,
+                                                      const std::vector<DiskToStage>& disks) {
+  return guarded("staging cycle '" + cycle_id + "' of group '" + group + "'", [&]() -> Result<std::vector<StagedDisk>> {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    EVAC_RETURN_IF_ERROR(check_name("cycle id", cycle_id));
+    if (disks.empty())
+      return invalid_argument("cycle '" + cycle_id + "' of group '" + group + "' has no disks", "pass the group's replicated disks");
+    std::set<std::string> keys;
+    for (const auto& d : disks) {
+      EVAC_RETURN_IF_ERROR(check_key(d.key));
+      if (!keys.insert(d.key).second)
+        return invalid_argument("disk " + d.key + " appears twice in cycle '" + cycle_id + "'", "pass each disk once");
+      if (d.size_bytes == 0 || d.size_bytes % 512 != 0)
+        return invalid_argument("disk " + d.key + " has size " + std::to_string(d.size_bytes) + " bytes",
+                                "a disk size is a positive multiple of 512 bytes; pass the size its source reports");
+      if (d.replica_dir.empty() || d.replica_dir[0] != '/')
+        return invalid_argument("replica folder '" + d.replica_dir + "' of disk " + d.key + " is not an absolute path",
+                                "fix the storage mapping to name an absolute folder at the recovery site");
+    }
+
+    std::lock_guard lock(mu_);
+    auto loaded = load_index(group);
+    if (!loaded.is_ok()) return loaded.status();
+    const bool index_existed = loaded->has_value();
+    Index index = index_existed ? std::move(**loaded) : Index{};
+    index.group = group;
+    for (const auto& s : index.staged) {
+      if (s.id == cycle_id)
+        return already_exists("cycle '" + cycle_id + "' of group '" + group + "' is already staged",
+                              "write into its staging files and commit it, or abort it");
+      return failed_precondition("cycle '" + s.id + "' of group '" + group + "' is still staged",
+                                 "commit or abort it first (after a restart, recover() removes it)");
+    }
+
+    // Which folder each disk's chain lives in; two keys mapping to one
+    // folder (e.g. "a_b/c" and "a/b_c") would share files.
+    std::map<std::string, std::string> dir_owner;
+    for (const auto& p : index.pits)
+      for (const auto& d : p.disks) dir_owner.emplace(parent_of(d.path), d.key);
+
+    const IndexPit* newest = index.newest();
+    IndexStaged staged{cycle_id, {}};
+    for (const auto& d : disks) {
+      fs::path replica_dir = fs::path(d.replica_dir).lexically_normal();
+      std::string replica = replica_dir.string();
+      while (replica.size() > 1 && replica.back() == '/') replica.pop_back();
+      std::error_code ec;
+      if (!fs::is_directory(replica, ec))
+        return failed_precondition("replica folder " + replica + " of disk " + d.key + " does not exist",
+                                   "create the folder at the recovery site or fix the group's storage mapping");
+      std::string dir = (fs::path(replica) / kPitsDirName / group / key_dir_name(d.key)).string();
+      auto [it, inserted] = dir_owner.emplace(dir, d.key);
+      if (!inserted && it->second != d.key)
+        return invalid_argument("disks " + it->second + " and " + d.key + " would share the PIT folder " + dir,
+                                "give the disks keys that differ in more than '/' versus '_'");
+      IndexStagedDisk sd{d.key, (fs::path(dir) / (cycle_id + std::string(kStagingSuffix))).string(), d.size_bytes, {}};
+      if (const IndexDisk* prev = newest ? newest->disk(d.key) : nullptr) {
+        if (prev->size_bytes != d.size_bytes)
+          return failed_precondition(
+              "disk " + d.key + " changed size from " + std::to_string(prev->size_bytes) + " to " +
+                  std::to_string(d.size_bytes) + " bytes since PIT " + newest->id,
+              "resize handling needs a full resync: remove the disk from the group's protection, run a cycle, then add "
+              "it again so its next cycle copies it whole");
+        if (parent_of(prev->path) != dir)
+          return failed_precondition("replica folder of disk " + d.key + " changed from " + parent_of(prev->path) + " to " + dir,
+                                     "a chain cannot span folders: restore the storage mapping, or remove the disk from "
+                                     "protection and add it again for a full resync");
+        sd.backing_pit = newest->id;
+      }
+      staged.disks.push_back(std::move(sd));
+    }
+
+    // Record first, create after: a crash in between leaves a staged cycle
+    // whose files recover() removes, never a file nobody knows about.
+    Index next = index;
+    next.staged.push_back(staged);
+    EVAC_RETURN_IF_ERROR(save_index(next));
+    EVAC_RETURN_IF_ERROR(crash_at(CrashPoint::kBeginAfterIndexWrite));
+
+    auto undo = [&](const Status& cause) -> Status {
+      for (const auto& sd : staged.disks) {
+        (void)remove_file(sd.staging_path);
+        (void)remove_file(blob_path_for(sd.staging_path));
+      }
+      Status st = index_existed ? save_index(index) : remove_file(index_path(group));
+      if (!st.is_ok()) return cause.with_context("and undoing it failed too (" + st.message() + "); run recover()");
+      return cause;
+    };
+
+    std::vector<StagedDisk> out;
+    for (const auto& sd : staged.disks) {
+      std::string dir = parent_of(sd.staging_path);
+      if (auto st = make_dirs(dir); !st.is_ok()) return undo(st);
+      // Left by an earlier attempt with this cycle id that was never recorded.
+      if (auto st = remove_file(sd.staging_path); !st.is_ok()) return undo(st);
+      if (auto st = remove_file(blob_path_for(sd.staging_path)); !st.is_ok()) return undo(st);
+      std::vector<std::string> args = {"create", "-q", "-f", "qcow2"};
+      if (!sd.backing_pit.empty()) {
+        const IndexDisk* prev = newest->disk(sd.key);
+        args.insert(args.end(), {"-b", prev->path, "-F", "qcow2", sd.staging_path});
+      } else {
+        args.insert(args.end(), {sd.staging_path, std::to_string(sd.size_bytes)});
+      }
+      auto created = qemu_img(args, "creating the staging image of disk " + sd.key,
+                              "check free space and permissions in " + dir + (sd.backing_pit.empty() ? "" : " and that PIT " + sd.backing_pit + " is intact"));
+      if (!created.is_ok()) return undo(created.status());
+      if (auto st = fsync_path(dir, true); !st.is_ok()) return undo(st);
+      out.push_back({sd.key, sd.staging_path, sd.size_bytes});
+    }
+    return out;
+  });
+}
+
+Result<PointInTime> PitStore::commit_cycle(const std::string& group, const std::string& cycle_id, std::int64_t created_at,
+                                           std::uint64_t bytes_sent) {
+  return guarded("committing cycle '" + cycle_id + "' of group '" + group + "'", [&]() -> Result<PointInTime> {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    EVAC_RETURN_IF_ERROR(check_name("cycle id", cycle_id));
+    if (created_at < 0)
+      return invalid_argument("cycle '" + cycle_id + "' has a negative creation time " + std::to_string(created_at),
+                              "pass the instant the cycle captures, in unix seconds");
+    std::lock_guard lock(mu_);
+    auto loaded = load_existing_index(group);
+    if (!loaded.is_ok()) return loaded.status();
+    Index index = std::move(*loaded);
+    auto staged_it = std::find_if(index.staged.begin(), index.staged.end(), [&](const IndexStaged& s) { return s.id == cycle_id; });
+    if (staged_it == index.staged.end())
+      return not_found("no cycle '" + cycle_id + "' is staged for group '" + group + "'",
+                       "begin the cycle first; a cycle staged before a restart was removed by recover() and must run again");
+    const IndexStaged staged = *staged_it;
+
+    const std::string pit_id = format_pit_id(index.next_pit_seq, created_at);
+    struct Move {
+      std::string from;
+      std::string to;
+    };
+    std::vector<Move> moves;
+    IndexPit pit{pit_id, created_at, bytes_sent, {}};
+    for (const auto& d : staged.disks) {
+      if (!path_exists(d.staging_path))
+        return failed_precondition("the staging image of disk " + d.key + " (" + d.staging_path + ") is missing",
+                                   "abort the cycle and run it again");
+      std::string dir = parent_of(d.staging_path);
+      std::string image = (fs::path(dir) / (pit_id + std::string(kImageSuffix))).string();
+      if (path_exists(image))
+        return failed_precondition(image + " already exists and no PIT names it",
+                                   "an earlier commit was interrupted; run recover() for the group, then run the cycle again");
+      moves.push_back({d.staging_path, image});
+      bool blob = path_exists(blob_path_for(d.staging_path));
+      if (blob) moves.push_back({blob_path_for(d.staging_path), blob_path_for(image)});
+      pit.disks.push_back({d.key, image, d.size_bytes, d.backing_pit, blob});
+    }
+
+    for (const auto& m : moves) EVAC_RETURN_IF_ERROR(fsync_path(m.from, false));
+    std::size_t done = 0;
+    auto undo_renames = [&]() {
+      for (std::size_t i = done; i-- > 0;) (void)rename_file(moves[i].to, moves[i].from);
+    };
+    for (const auto& m : moves) {
+      if (auto st = rename_file(m.from, m.to); !st.is_ok()) {
+        undo_renames();
+        return st;
+      }
+      ++done;
+      if (done == 1) EVAC_RETURN_IF_ERROR(crash_at(CrashPoint::kCommitAfterFirstRename));
+    }
+    std::set<std::string> dirs;
+    for (const auto& d : staged.disks) dirs.insert(parent_of(d.staging_path));
+    for (const auto& dir : dirs) {
+      if (auto st = fsync_path(dir, true); !st.is_ok()) {
+        undo_renames();
+        return st;
+      }
+    }
+    EVAC_RETURN_IF_ERROR(crash_at(CrashPoint::kCommitBeforeIndexWrite));
+
+    Index next = index;
+    next.staged.erase(std::remove_if(next.staged.begin(), next.staged.end(), [&](const IndexStaged& s) { return s.id == cycle_id; }),
+                      next.staged.end());
+    next.pits.push_back(pit);
+    ++next.next_pit_seq;
+    if (auto st = save_index(next); !st.is_ok()) {
+      // Unless the new index landed after all (only its folder's flush
+      // failed), the old one stands: put the files back so its cycle stays staged.
+      auto now = load_index(group);
+      bool landed = now.is_ok() && now->has_value() && (*now)->pit(pit_id) != nullptr;
+      if (!landed) undo_renames();
+      return st;
+    }
+    return to_point_in_time(group, pit);
+  });
+}
+
+Status PitStore::abort_cycle(const std::string& group, const std::string& cycle_id) {
+  return guarded("aborting cycle '" + cycle_id + "' of group '" + group + "'", [&]() -> Status {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    EVAC_RETURN_IF_ERROR(check_name("cycle id", cycle_id));
+    std::lock_guard lock(mu_);
+    auto loaded = load_existing_index(group);
+    if (!loaded.is_ok()) return loaded.status();
+    Index index = std::move(*loaded);
+    auto it = std::find_if(index.staged.begin(), index.staged.end(), [&](const IndexStaged& s) { return s.id == cycle_id; });
+    if (it == index.staged.end())
+      return not_found("no cycle '" + cycle_id + "' is staged for group '" + group + "'",
+                       "nothing to abort; it may have committed or been removed by recover()");
+    // Files first: a crash after this leaves a staged cycle with missing
+    // files, which recover() handles; the other order could leak files.
+    for (const auto& d : it->disks) {
+      EVAC_RETURN_IF_ERROR(remove_file(d.staging_path));
+      EVAC_RETURN_IF_ERROR(remove_file(blob_path_for(d.staging_path)));
+      std::string dir = parent_of(d.staging_path);
+      if (path_exists(dir)) EVAC_RETURN_IF_ERROR(fsync_path(dir, true));
+    }
+    index.staged.erase(it);
+    return save_index(index);
+  });
+}
+
+// ------------------------------------------------------------- reading ---
+
+Result<std::vector<PointInTime>> PitStore::list(const std::string& group) const {
+  return guarded("listing PITs of group '" + group + "'", [&]() -> Result<std::vector<PointInTime>> {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    std::lock_guard lock(mu_);
+    auto index = load_existing_index(group);
+    if (!index.is_ok()) return index.status();
+    std::vector<PointInTime> out;
+    for (const auto* p : index->visible()) out.push_back(to_point_in_time(group, *p));
+    return out;
+  });
+}
+
+Result<std::optional<PointInTime>> PitStore::newest(const std::string& group) const {
+  return guarded("finding the newest PIT of group '" + group + "'", [&]() -> Result<std::optional<PointInTime>> {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    std::lock_guard lock(mu_);
+    auto index = load_index(group);
+    if (!index.is_ok()) return index.status();
+    const IndexPit* newest = index->has_value() ? (*index)->newest() : nullptr;
+    if (!newest) return std::optional<PointInTime>();
+    return std::optional<PointInTime>(to_point_in_time(group, *newest));
+  });
+}
+
+// ----------------------------------------------------------- retention ---
+
+Status PitStore::retain(const std::string& group, int keep) {
+  return guarded("applying retention to group '" + group + "'", [&]() -> Status {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    if (keep < 1)
+      return invalid_argument("cannot keep " + std::to_string(keep) + " PITs of group '" + group + "'",
+                              "keep at least 1 PIT: the newest is what a recovery uses");
+    std::lock_guard lock(mu_);
+    auto loaded = load_existing_index(group);
+    if (!loaded.is_ok()) return loaded.status();
+    Index index = std::move(*loaded);
+    if (!index.staged.empty())
+      return failed_precondition("cycle '" + index.staged.front().id + "' of group '" + group + "' is staged",
+                                 "apply retention after the cycle commits or aborts; the writer holds the chain open");
+    if (index.retention) EVAC_RETURN_IF_ERROR(finish_retention_step(index));
+
+    // A test copy reads through its PIT and every older image in its chain.
+    std::set<std::string> pinned;
+    for (const auto& t : index.test_copies) {
+      pinned.insert(t.pit);
+      const IndexPit* p = index.pit(t.pit);
+      if (!p) continue;
+      for (const auto& d : p->disks) {
+        std::string back = d.backing_pit;
+        // Backing links point strictly to older PITs; the bound only guards
+        // against an index edited by hand into a loop.
+        for (std::size_t steps = 0; !back.empty() && steps < index.pits.size(); ++steps) {
+          pinned.insert(back);
+          const IndexPit* bp = index.pit(back);
+          const IndexDisk* bd = bp ? bp->disk(d.key) : nullptr;
+          back = bd ? bd->backing_pit : std::string();
+        }
+      }
+    }
+
+    const int excess = static_cast<int>(index.pits.size()) - keep;
+    std::vector<std::string> candidates;
+    for (int i = 0; i < excess; ++i) candidates.push_back(index.pits[static_cast<std::size_t>(i)].id);
+    for (const auto& id : candidates) {
+      auto pos = std::find_if(index.pits.begin(), index.pits.end(), [&](const IndexPit& p) { return p.id == id; });
+      if (pos == index.pits.end() || pos + 1 == index.pits.end()) continue;
+      const IndexPit& dropping = *pos;
+      const IndexPit& into = *(pos + 1);
+      if (pinned.count(dropping.id) || pinned.count(into.id)) continue;
+      RetentionStep step{dropping.id, into.id, {}};
+      for (const auto& d : dropping.disks) {
+        const IndexDisk* next_disk = into.disk(d.key);
+        bool merge = next_disk && next_disk->backing_pit == dropping.id;
+        step.disks.push_back({d.key, merge, d.path, merge ? next_disk->path : std::string()});
+      }
+      Index marked = index;
+      marked.retention = step;
+      EVAC_RETURN_IF_ERROR(save_index(marked));
+      index = std::move(marked);
+      EVAC_RETURN_IF_ERROR(crash_at(CrashPoint::kRetainAfterMark));
+      EVAC_RETURN_IF_ERROR(finish_retention_step(index));
+    }
+    return Status::ok();
+  });
+}
+
+// ---------------------------------------------------------- test copies ---
+
+Result<TestCopy> PitStore::create_test_copy(const std::string& group, const std::string& pit_id, const std::string& dir) {
+  return guarded("creating a test copy of PIT '" + pit_id + "' of group '" + group + "'", [&]() -> Result<TestCopy> {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    EVAC_RETURN_IF_ERROR(check_name("PIT id", pit_id));
+    if (dir.empty() || dir[0] != '/')
+      return invalid_argument("test copy folder '" + dir + "' is not an absolute path", "pass an absolute folder at the recovery site");
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec))
+      return failed_precondition("test copy folder " + dir + " does not exist", "create it, or pass an existing folder");
+    std::lock_guard lock(mu_);
+    auto loaded = load_existing_index(group);
+    if (!loaded.is_ok()) return loaded.status();
+    Index index = std::move(*loaded);
+    const IndexPit* pit = index.visible_pit(pit_id);
+    if (!pit) return unknown_pit(group, pit_id);
+
+    IndexTestCopy tc;
+    tc.id = format_test_copy_id(index.next_test_copy_seq);
+    tc.pit = pit_id;
+    fs::path tc_dir = fs::path(dir).lexically_normal() / group / tc.id;
+    for (const auto& d : pit->disks)
+      tc.disks.push_back({d.key, (tc_dir / (key_dir_name(d.key) + std::string(kImageSuffix))).string(), d.size_bytes});
+
+    // Recorded before the files exist, so the PIT is pinned from the first
+    // overlay on; drop_test_copy copes with files that never appeared.
+    Index next = index;
+    next.test_copies.push_back(tc);
+    ++next.next_test_copy_seq;
+    EVAC_RETURN_IF_ERROR(save_index(next));
+
+    auto undo = [&](const Status& cause) -> Status {
+      for (const auto& d : tc.disks) (void)remove_file(d.path);
+      ::rmdir(tc_dir.c_str());
+      ::rmdir(tc_dir.parent_path().c_str());
+      Status st = save_index(index);
+      if (!st.is_ok()) return cause.with_context("and undoing it failed too (" + st.message() + "); drop test copy " + tc.id);
+      return cause;
+    };
+    if (auto st = make_dirs(tc_dir); !st.is_ok()) return undo(st);
+    for (std::size_t i = 0; i < tc.disks.size(); ++i) {
+      const auto& overlay = tc.disks[i];
+      auto created = qemu_img({"create", "-q", "-f", "qcow2", "-b", pit->disks[i].path, "-F", "qcow2", overlay.path},
+                              "creating the test copy overlay of disk " + overlay.key,
+                              "check free space and permissions in " + tc_dir.string() + " and that PIT " + pit_id + " is intact");
+      if (!created.is_ok()) return undo(created.status());
+    }
+    if (auto st = fsync_path(tc_dir.string(), true); !st.is_ok()) return undo(st);
+    return to_test_copy(tc);
+  });
+}
+
+Status PitStore::drop_test_copy(const std::string& group, const std::string& test_copy_id) {
+  return guarded("dropping test copy '" + test_copy_id + "' of group '" + group + "'", [&]() -> Status {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    EVAC_RETURN_IF_ERROR(check_name("test copy id", test_copy_id));
+    std::lock_guard lock(mu_);
+    auto loaded = load_existing_index(group);
+    if (!loaded.is_ok()) return loaded.status();
+    Index index = std::move(*loaded);
+    auto it = std::find_if(index.test_copies.begin(), index.test_copies.end(), [&](const IndexTestCopy& t) { return t.id == test_copy_id; });
+    if (it == index.test_copies.end())
+      return not_found("test copy '" + test_copy_id + "' of group '" + group + "' does not exist",
+                       "list the group's test copies; it may have been dropped already");
+    // Files first, then the record: a crash in between leaves a record with
+    // missing files, which dropping again clears.
+    for (const auto& d : it->disks) EVAC_RETURN_IF_ERROR(remove_file(d.path));
+    if (!it->disks.empty()) {
+      fs::path tc_dir = fs::path(it->disks.front().path).parent_path();
+      ::rmdir(tc_dir.c_str());
+      ::rmdir(tc_dir.parent_path().c_str());  // the group's folder, when no other test copy is in it
+    }
+    index.test_copies.erase(it);
+    return save_index(index);
+  });
+}
+
+Result<std::vector<TestCopy>> PitStore::list_test_copies(const std::string& group) const {
+  return guarded("listing test copies of group '" + group + "'", [&]() -> Result<std::vector<TestCopy>> {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    std::lock_guard lock(mu_);
+    auto index = load_existing_index(group);
+    if (!index.is_ok()) return index.status();
+    std::vector<TestCopy> out;
+    for (const auto& t : index->test_copies) out.push_back(to_test_copy(t));
+    return out;
+  });
+}
+
+// ---------------------------------------------------------------- blobs ---
+
+Status PitStore::save_disk_blob(const std::string& group, const std::string& cycle_id, const std::string& key,
+                                const std::string& bytes) {
+  return guarded("saving the manifest of disk " + key + " in cycle '" + cycle_id + "' of group '" + group + "'", [&]() -> Status {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    EVAC_RETURN_IF_ERROR(check_name("cycle id", cycle_id));
+    EVAC_RETURN_IF_ERROR(check_key(key));
+    std::lock_guard lock(mu_);
+    auto index = load_existing_index(group);
+    if (!index.is_ok()) return index.status();
+    for (const auto& s : index->staged) {
+      if (s.id != cycle_id) continue;
+      for (const auto& d : s.disks)
+        if (d.key == key) return write_file_durably(blob_path_for(d.staging_path), bytes);
+      return not_found("disk " + key + " is not part of cycle '" + cycle_id + "' of group '" + group + "'",
+                       "save a manifest only for a disk the cycle staged");
+    }
+    return not_found("no cycle '" + cycle_id + "' is staged for group '" + group + "'",
+                     "save manifests between begin_cycle and commit_cycle");
+  });
+}
+
+Result<std::optional<std::string>> PitStore::load_newest_disk_blob(const std::string& group, const std::string& key) const {
+  return guarded("loading the manifest of disk " + key + " of group '" + group + "'", [&]() -> Result<std::optional<std::string>> {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    EVAC_RETURN_IF_ERROR(check_key(key));
+    std::lock_guard lock(mu_);
+    auto index = load_index(group);
+    if (!index.is_ok()) return index.status();
+    const IndexPit* newest = index->has_value() ? (*index)->newest() : nullptr;
+    const IndexDisk* disk = newest ? newest->disk(key) : nullptr;
+    if (!disk || !disk->blob) return std::optional<std::string>();
+    auto bytes = read_whole_file(blob_path_for(disk->path));
+    if (!bytes.is_ok())
+      return internal_error("the manifest of disk " + key + " in PIT " + newest->id + " is unreadable: " + bytes.status().message(),
+                            kOutsideHint);
+    return std::optional<std::string>(std::move(*bytes));
+  });
+}
+
+}  // namespace evac::builtin

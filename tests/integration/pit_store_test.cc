@@ -1,0 +1,846 @@
+// The PIT store against real qemu-img and qemu-io on image files in a temp
+// folder: every PIT is checked byte for byte against a reference image the
+// test builds alongside, and every chain with `qemu-img info --backing-chain`.
+#include "replication/builtin/pit_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <ostream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace evac::builtin {
+
+// Found by argument-dependent lookup when gtest prints a parameter.
+void PrintTo(PitStore::CrashPoint point, std::ostream* os) { *os << "crash point " << static_cast<int>(point); }
+
+namespace {
+
+namespace fs = std::filesystem;
+using CrashPoint = PitStore::CrashPoint;
+
+constexpr std::uint64_t kMiB = 1024 * 1024;
+
+struct Run {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// fork/exec with stdout and stderr captured through files (no shell).
+Run run(const std::vector<std::string>& argv) {
+  static std::atomic<int> counter{0};
+  fs::path base = fs::temp_directory_path() /
+                  ("evac-pit-test-run-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  std::string out_path = base.string() + ".out", err_path = base.string() + ".err";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  Run r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  std::ifstream o(out_path), e(err_path);
+  std::stringstream so, se;
+  so << o.rdbuf();
+  se << e.rdbuf();
+  r.out = so.str();
+  r.err = se.str();
+  fs::remove(out_path);
+  fs::remove(err_path);
+  return r;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string hex_byte(int v) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%02x", v);
+  return buf;
+}
+
+// Another process holding an image open as a VM would (qemu-io reading
+// commands from a pipe): qemu takes its image locks on the whole chain.
+class HeldOpen {
+ public:
+  HeldOpen(const std::string& image, bool read_only) : image_(image) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fds[0], 0);
+      int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      std::vector<std::string> argv = {"qemu-io", "-f", "qcow2"};
+      if (read_only) argv.push_back("-r");
+      argv.push_back(image);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(fds[0]);
+    stdin_ = fds[1];
+  }
+  ~HeldOpen() { release(); }
+
+  // True once qemu's locks on the image show in /proc/locks.
+  bool wait_until_locked() const {
+    struct stat st;
+    if (::stat(image_.c_str(), &st) != 0) return false;
+    const std::string suffix = ":" + std::to_string(st.st_ino);
+    for (int i = 0; i < 400; ++i) {
+      std::ifstream locks("/proc/locks");
+      std::string line;
+      while (std::getline(locks, line)) {
+        std::istringstream fields(line);
+        std::string field;
+        for (int f = 0; f < 6 && (fields >> field); ++f) {
+        }
+        if (field.size() > suffix.size() && field.compare(field.size() - suffix.size(), suffix.size(), suffix) == 0)
+          return true;
+      }
+      ::usleep(25 * 1000);
+    }
+    return false;
+  }
+
+  void release() {
+    if (stdin_ >= 0) ::close(stdin_);  // EOF: qemu-io quits
+    stdin_ = -1;
+    if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  std::string image_;
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+};
+
+// One guest write: a byte pattern (or zeroes) over [offset, offset + length).
+struct Write {
+  std::string key;
+  int pattern = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  bool zero = false;  // `write -z`: an explicit zero cluster in the overlay
+};
+
+class PitStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static std::atomic<int> counter{0};
+    root_ = fs::temp_directory_path() /
+            ("evac-pit-store-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    fs::remove_all(root_);
+    fs::create_directories(replica_dir());
+    fs::create_directories(index_dir());
+    fs::create_directories(test_dir());
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  fs::path replica_dir() const { return root_ / "replica"; }
+  fs::path index_dir() const { return root_ / "state"; }
+  fs::path test_dir() const { return root_ / "tests"; }
+  fs::path disk_dir(const std::string& group, const std::string& key_dir) const {
+    return replica_dir() / ".evac-pits" / group / key_dir;
+  }
+
+  std::vector<DiskToStage> disks(const std::vector<std::string>& keys, std::uint64_t size = kMiB) const {
+    std::vector<DiskToStage> out;
+    for (const auto& k : keys) out.push_back({k, size, replica_dir().string()});
+    return out;
+  }
+
+  // Stages a cycle, writes into its staging files with qemu-io (mirroring
+  // the writes into the reference images), optionally saves a blob per
+  // disk, and commits. Returns the PIT and remembers its expected content.
+  PointInTime cycle(PitStore& store, const std::string& group, const std::string& cycle_id,
+                    const std::vector<std::string>& keys, const std::vector<Write>& writes, std::int64_t created_at,
+                    bool save_blobs = true) {
+    auto staged = store.begin_cycle(group, cycle_id, disks(keys));
+    EXPECT_TRUE(staged.is_ok()) << staged.status().to_string();
+    if (!staged.is_ok()) return {};
+    std::map<std::string, std::string> staging;
+    for (const auto& s : *staged) {
+      staging[s.key] = s.staging_path;
+      if (!reference_.count(s.key) || !current_keys_.count(s.key)) reference_[s.key] = std::string(s.size_bytes, '\0');
+    }
+    current_keys_ = std::set<std::string>(keys.begin(), keys.end());
+    for (const auto& w : writes) write_staging(staging.at(w.key), w, reference_[w.key]);
+    if (save_blobs)
+      for (const auto& k : keys) {
+        auto st = store.save_disk_blob(group, cycle_id, k, "manifest of " + k + " in " + cycle_id);
+        EXPECT_TRUE(st.is_ok()) << st.to_string();
+      }
+    auto pit = store.commit_cycle(group, cycle_id, created_at, 1000 + created_at);
+    EXPECT_TRUE(pit.is_ok()) << pit.status().to_string();
+    if (!pit.is_ok()) return {};
+    for (const auto& k : keys) expected_[pit->id][k] = reference_[k];
+    return *pit;
+  }
+
+  void write_staging(const std::string& path, const Write& w, std::string& ref) {
+    std::string cmd = w.zero ? "write -z " : "write -P " + hex_byte(w.pattern) + " ";
+    cmd += std::to_string(w.offset) + " " + std::to_string(w.length);
+    auto r = run({"qemu-io", "-f", "qcow2", "-c", cmd, path});
+    ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+    for (std::uint64_t i = 0; i < w.length; ++i) ref[w.offset + i] = static_cast<char>(w.zero ? 0 : w.pattern);
+  }
+
+  // The image reads exactly as `content`: qemu-img compare against a raw
+  // reference file.
+  ::testing::AssertionResult reads_as(const std::string& image, const std::string& content) {
+    fs::path raw = root_ / "reference.raw";
+    {
+      std::ofstream out(raw, std::ios::binary | std::ios::trunc);
+      out.write(content.data(), static_cast<std::streamsize>(content.size()));
+    }
+    auto r = run({"qemu-img", "compare", "-q", "-f", "qcow2", "-F", "raw", image, raw.string()});
+    fs::remove(raw);
+    if (r.exit_code == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << image << " differs from its expected content (qemu-img compare exit "
+                                         << r.exit_code << ") " << r.err;
+  }
+
+  // Every disk of every listed PIT reads as it did when its cycle committed.
+  void expect_pits_unchanged(const std::vector<PointInTime>& pits) {
+    for (const auto& p : pits)
+      for (const auto& d : p.disks) {
+        ASSERT_TRUE(expected_.count(p.id) && expected_[p.id].count(d.key)) << p.id << " " << d.key;
+        EXPECT_TRUE(reads_as(d.path, expected_[p.id][d.key])) << "PIT " << p.id << " disk " << d.key;
+      }
+  }
+
+  // `qemu-img info --backing-chain`: the chain from `image` down is exactly
+  // `files` (top first), ends in a standalone image, and every file passes
+  // qemu-img check.
+  void expect_chain(const std::string& image, const std::vector<std::string>& files) {
+    auto r = run({"qemu-img", "info", "--backing-chain", "--output=json", image});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto chain = nlohmann::json::parse(r.out);
+    ASSERT_EQ(chain.size(), files.size()) << r.out;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      EXPECT_EQ(chain[i]["filename"].get<std::string>(), files[i]);
+      EXPECT_EQ(chain[i]["format"].get<std::string>(), "qcow2");
+      if (i + 1 < files.size())
+        EXPECT_EQ(chain[i].value("full-backing-filename", ""), files[i + 1]);
+      else
+        EXPECT_FALSE(chain[i].contains("backing-filename")) << files[i] << " should be standalone";
+      auto check = run({"qemu-img", "check", "-q", files[i]});
+      EXPECT_EQ(check.exit_code, 0) << files[i] << ": " << check.err << check.out;
+    }
+  }
+
+  static std::string path_of(const PointInTime& p, const std::string& key) {
+    for (const auto& d : p.disks)
+      if (d.key == key) return d.path;
+    return {};
+  }
+
+  static std::vector<std::string> ids(const std::vector<PointInTime>& pits) {
+    std::vector<std::string> out;
+    for (const auto& p : pits) out.push_back(p.id);
+    return out;
+  }
+
+  static std::set<std::string> files_in(const fs::path& dir) {
+    std::set<std::string> out;
+    if (!fs::exists(dir)) return out;
+    for (const auto& e : fs::directory_iterator(dir)) out.insert(e.path().filename().string());
+    return out;
+  }
+
+  // Every file under the test root with its bytes: "nothing changed".
+  std::map<std::string, std::string> snapshot_tree() const {
+    std::map<std::string, std::string> out;
+    for (const auto& e : fs::recursive_directory_iterator(root_))
+      out[e.path().string()] = e.is_regular_file() ? slurp(e.path()) : std::string("<dir>");
+    return out;
+  }
+
+  fs::path root_;
+  std::map<std::string, std::string> reference_;                         // key -> current content
+  std::set<std::string> current_keys_;                                   // disks of the last cycle
+  std::map<std::string, std::map<std::string, std::string>> expected_;  // PIT -> key -> content
+};
+
+void expect_error(const Status& st, StatusCode code, const std::string& what) {
+  EXPECT_EQ(st.code(), code) << what << ": " << st.to_string();
+  EXPECT_FALSE(st.message().empty()) << what;
+  EXPECT_FALSE(st.hint().empty()) << what << ": " << st.to_string();
+}
+template <typename T>
+void expect_error(const Result<T>& r, StatusCode code, const std::string& what) {
+  EXPECT_FALSE(r.is_ok()) << what;
+  expect_error(r.status(), code, what);
+}
+
+// Suite names carry "pit_store" so that `ctest -R pit_store` selects them.
+using pit_store = PitStoreTest;
+
+const std::string kVda = "0f8e2c1a-vm1/vda";
+const std::string kVdb = "0f8e2c1a-vm1/vdb";
+
+// ------------------------------------------------------------------ cycles ---
+
+TEST_F(pit_store, ThreeCyclesGiveThreePitsEachReadingAsOfItsCycle) {
+  PitStore store(index_dir().string());
+  auto p1 = cycle(store, "g1", "c1", {kVda, kVdb},
+                  {{kVda, 0x11, 0, 512 * 1024}, {kVdb, 0x21, 256 * 1024, 128 * 1024}}, 1700000000);
+  auto p2 = cycle(store, "g1", "c2", {kVda, kVdb},
+                  {{kVda, 0x12, 64 * 1024, 64 * 1024}, {kVda, 0, 128 * 1024, 64 * 1024, true}, {kVdb, 0x22, 0, 4096}},
+                  1700000600);
+  auto p3 = cycle(store, "g1", "c3", {kVda, kVdb},
+                  {{kVda, 0x13, 1000 * 1024, 24 * 1024}, {kVdb, 0x23, 300 * 1024, 8 * 1024}}, 1700001200);
+
+  auto pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok()) << pits.status().to_string();
+  ASSERT_EQ(ids(*pits), (std::vector<std::string>{p1.id, p2.id, p3.id}));
+  EXPECT_EQ(p1.id, "pit-00000001-1700000000");
+  EXPECT_LT(p1.id, p2.id);
+  EXPECT_LT(p2.id, p3.id);
+  EXPECT_EQ((*pits)[1].created_at, 1700000600);
+  EXPECT_EQ((*pits)[1].bytes_sent, 1000u + 1700000600u);
+  EXPECT_EQ((*pits)[1].group, "g1");
+  expect_pits_unchanged(*pits);
+
+  auto newest = store.newest("g1");
+  ASSERT_TRUE(newest.is_ok() && newest->has_value());
+  EXPECT_EQ((*newest)->id, p3.id);
+
+  // Layout: one folder per disk under the replica folder, the index in the state folder.
+  auto vda_dir = disk_dir("g1", "0f8e2c1a-vm1_vda");
+  EXPECT_EQ(path_of(p1, kVda), (vda_dir / (p1.id + ".qcow2")).string());
+  EXPECT_EQ(files_in(vda_dir), (std::set<std::string>{p1.id + ".qcow2", p1.id + ".manifest", p2.id + ".qcow2",
+                                                      p2.id + ".manifest", p3.id + ".qcow2", p3.id + ".manifest"}));
+  EXPECT_TRUE(fs::exists(index_dir() / "g1.pits.json"));
+  expect_chain(path_of(p3, kVda), {path_of(p3, kVda), path_of(p2, kVda), path_of(p1, kVda)});
+  expect_chain(path_of(p3, kVdb), {path_of(p3, kVdb), path_of(p2, kVdb), path_of(p1, kVdb)});
+
+  // The blob is the newest PIT's; a newest PIT without one answers nothing.
+  auto blob = store.load_newest_disk_blob("g1", kVdb);
+  ASSERT_TRUE(blob.is_ok() && blob->has_value()) << blob.status().to_string();
+  EXPECT_EQ(**blob, "manifest of " + kVdb + " in c3");
+  cycle(store, "g1", "c4", {kVda, kVdb}, {{kVda, 0x14, 0, 4096}}, 1700001800, /*save_blobs=*/false);
+  blob = store.load_newest_disk_blob("g1", kVdb);
+  ASSERT_TRUE(blob.is_ok());
+  EXPECT_FALSE(blob->has_value());
+
+  // A second store on the same folders (a restarted daemon) sees the same.
+  PitStore again(index_dir().string());
+  auto relisted = again.list("g1");
+  ASSERT_TRUE(relisted.is_ok());
+  EXPECT_EQ(relisted->size(), 4u);
+}
+
+TEST_F(pit_store, DisksJoiningAndLeavingTheGroupGetTheirOwnChains) {
+  PitStore store(index_dir().string());
+  auto p1 = cycle(store, "g1", "c1", {kVda, kVdb}, {{kVda, 0x31, 0, 8192}, {kVdb, 0x41, 0, 8192}}, 100);
+  auto p2 = cycle(store, "g1", "c2", {kVda}, {{kVda, 0x32, 4096, 4096}}, 200);  // vdb left
+  auto p3 = cycle(store, "g1", "c3", {kVda, kVdb}, {{kVdb, 0x43, 8192, 4096}}, 300);  // vdb is back: fresh image
+  EXPECT_EQ(p2.disks.size(), 1u);
+  expect_chain(path_of(p3, kVdb), {path_of(p3, kVdb)});
+  expect_chain(path_of(p3, kVda), {path_of(p3, kVda), path_of(p2, kVda), path_of(p1, kVda)});
+  auto pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  expect_pits_unchanged(*pits);
+
+  ASSERT_TRUE(store.retain("g1", 1).is_ok());
+  pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(ids(*pits), std::vector<std::string>{p3.id});
+  expect_pits_unchanged(*pits);
+  expect_chain(path_of(p3, kVda), {path_of(p3, kVda)});
+  EXPECT_EQ(files_in(disk_dir("g1", "0f8e2c1a-vm1_vdb")), (std::set<std::string>{p3.id + ".qcow2", p3.id + ".manifest"}));
+}
+
+// ----------------------------------------------------------- abort/recover ---
+
+TEST_F(pit_store, AbortedAndUncommittedCyclesDisappearAndTheNewestPitStays) {
+  std::string newest_file_bytes;
+  PointInTime p1;
+  {
+    PitStore store(index_dir().string());
+    p1 = cycle(store, "g1", "c1", {kVda}, {{kVda, 0x51, 0, 64 * 1024}}, 100);
+    newest_file_bytes = slurp(path_of(p1, kVda));
+
+    auto staged = store.begin_cycle("g1", "c2", disks({kVda}));
+    ASSERT_TRUE(staged.is_ok()) << staged.status().to_string();
+    std::string scratch(kMiB, '\0');
+    write_staging((*staged)[0].staging_path, {kVda, 0x52, 0, 4096}, scratch);
+    ASSERT_TRUE(store.save_disk_blob("g1", "c2", kVda, "c2 manifest").is_ok());
+    ASSERT_TRUE(store.abort_cycle("g1", "c2").is_ok());
+    EXPECT_FALSE(fs::exists((*staged)[0].staging_path));
+    EXPECT_EQ(store.abort_cycle("g1", "c2").code(), StatusCode::kNotFound);
+
+    // A cycle the daemon never finished: the process just goes away.
+    staged = store.begin_cycle("g1", "c3", disks({kVda}));
+    ASSERT_TRUE(staged.is_ok()) << staged.status().to_string();
+    write_staging((*staged)[0].staging_path, {kVda, 0x53, 0, 4096}, scratch);
+    ASSERT_TRUE(store.save_disk_blob("g1", "c3", kVda, "c3 manifest").is_ok());
+    EXPECT_TRUE(fs::exists((*staged)[0].staging_path));
+  }
+  PitStore restarted(index_dir().string());
+  ASSERT_TRUE(restarted.recover("g1").is_ok());
+  EXPECT_EQ(files_in(disk_dir("g1", "0f8e2c1a-vm1_vda")), (std::set<std::string>{p1.id + ".qcow2", p1.id + ".manifest"}));
+  auto pits = restarted.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(ids(*pits), std::vector<std::string>{p1.id});
+  expect_pits_unchanged(*pits);
+  EXPECT_EQ(slurp(path_of(p1, kVda)), newest_file_bytes);
+  EXPECT_EQ(restarted.commit_cycle("g1", "c3", 200, 0).status().code(), StatusCode::kNotFound);
+  auto blob = restarted.load_newest_disk_blob("g1", kVda);
+  ASSERT_TRUE(blob.is_ok() && blob->has_value());
+  EXPECT_EQ(**blob, "manifest of " + kVda + " in c1");
+
+  // Recovering twice, or a group that never ran, is harmless.
+  EXPECT_TRUE(restarted.recover("g1").is_ok());
+  EXPECT_TRUE(restarted.recover("never-ran").is_ok());
+
+  // Replication carries on from the untouched newest PIT.
+  auto p2 = cycle(restarted, "g1", "c4", {kVda}, {{kVda, 0x54, 32 * 1024, 4096}}, 300);
+  expect_chain(path_of(p2, kVda), {path_of(p2, kVda), path_of(p1, kVda)});
+  pits = restarted.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  expect_pits_unchanged(*pits);
+}
+
+std::string crash_point_name(const ::testing::TestParamInfo<CrashPoint>& info) {
+  switch (info.param) {
+    case CrashPoint::kNone: return "None";
+    case CrashPoint::kBeginAfterIndexWrite: return "BeginAfterIndexWrite";
+    case CrashPoint::kCommitAfterFirstRename: return "CommitAfterFirstRename";
+    case CrashPoint::kCommitBeforeIndexWrite: return "CommitBeforeIndexWrite";
+    case CrashPoint::kRetainAfterMark: return "RetainAfterMark";
+    case CrashPoint::kRetainAfterMerge: return "RetainAfterMerge";
+    case CrashPoint::kRetainAfterRename: return "RetainAfterRename";
+  }
+  return "Unknown";
+}
+
+class pit_store_commit_crash : public PitStoreTest, public ::testing::WithParamInterface<CrashPoint> {};
+
+TEST_P(pit_store_commit_crash, RecoverLeavesTheOldSetOfPits) {
+  PointInTime p1;
+  std::string index_before;
+  {
+    PitStore store(index_dir().string());
+    p1 = cycle(store, "g1", "c1", {kVda, kVdb}, {{kVda, 0x61, 0, 8192}, {kVdb, 0x71, 0, 8192}}, 100);
+    index_before = slurp(index_dir() / "g1.pits.json");
+    store.set_crash_point_for_testing(GetParam());
+    auto staged = store.begin_cycle("g1", "c2", disks({kVda, kVdb}));
+    if (GetParam() == CrashPoint::kBeginAfterIndexWrite) {
+      ASSERT_FALSE(staged.is_ok());
+    } else {
+      ASSERT_TRUE(staged.is_ok()) << staged.status().to_string();
+      std::string scratch(kMiB, '\0');
+      for (const auto& s : *staged) write_staging(s.staging_path, {s.key, 0x62, 0, 4096}, scratch);
+      ASSERT_TRUE(store.save_disk_blob("g1", "c2", kVda, "c2").is_ok());
+      auto pit = store.commit_cycle("g1", "c2", 200, 5);
+      ASSERT_FALSE(pit.is_ok());
+      EXPECT_NE(pit.status().message().find("simulated crash"), std::string::npos);
+      // As a crash would leave it: renamed files no index names.
+      bool renamed = false;
+      for (const auto& f : files_in(disk_dir("g1", "0f8e2c1a-vm1_vda")))
+        renamed |= f.rfind("pit-00000002-", 0) == 0;
+      EXPECT_TRUE(renamed);
+    }
+  }
+  PitStore restarted(index_dir().string());
+  auto st = restarted.recover("g1");
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  auto pits = restarted.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(ids(*pits), std::vector<std::string>{p1.id});
+  expect_pits_unchanged(*pits);
+  EXPECT_EQ(slurp(index_dir() / "g1.pits.json"), index_before);
+  for (const auto* dir : {"0f8e2c1a-vm1_vda", "0f8e2c1a-vm1_vdb"})
+    EXPECT_EQ(files_in(disk_dir("g1", dir)), (std::set<std::string>{p1.id + ".qcow2", p1.id + ".manifest"})) << dir;
+  auto blob = restarted.load_newest_disk_blob("g1", kVda);
+  ASSERT_TRUE(blob.is_ok() && blob->has_value());
+  EXPECT_EQ(**blob, "manifest of " + kVda + " in c1");
+
+  // The next cycle commits normally on top of the old newest PIT.
+  auto p2 = cycle(restarted, "g1", "c3", {kVda, kVdb}, {{kVda, 0x63, 4096, 4096}}, 300);
+  expect_chain(path_of(p2, kVda), {path_of(p2, kVda), path_of(p1, kVda)});
+  pits = restarted.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  EXPECT_EQ(pits->size(), 2u);
+  expect_pits_unchanged(*pits);
+}
+
+INSTANTIATE_TEST_SUITE_P(CrashPoints, pit_store_commit_crash,
+                         ::testing::Values(CrashPoint::kBeginAfterIndexWrite, CrashPoint::kCommitAfterFirstRename,
+                                           CrashPoint::kCommitBeforeIndexWrite),
+                         crash_point_name);
+
+// --------------------------------------------------------------- retention ---
+
+TEST_F(pit_store, RetainTwoAfterFourCyclesKeepsTheNewestTwoUnchanged) {
+  PitStore store(index_dir().string());
+  std::vector<PointInTime> made;
+  for (int i = 1; i <= 4; ++i)
+    made.push_back(cycle(store, "g1", "c" + std::to_string(i), {kVda, kVdb},
+                         {{kVda, 0x80 + i, static_cast<std::uint64_t>(i) * 96 * 1024, 160 * 1024},
+                          {kVdb, 0x90 + i, static_cast<std::uint64_t>(4 - i) * 64 * 1024, 100 * 1024},
+                          {kVda, 0, static_cast<std::uint64_t>(i - 1) * 96 * 1024 + 8192, 4096, true}},
+                         100 * i));
+  std::string newest_bytes = slurp(path_of(made[3], kVda));
+
+  auto st = store.retain("g1", 2);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  auto pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(ids(*pits), (std::vector<std::string>{made[2].id, made[3].id}));
+  expect_pits_unchanged(*pits);
+  for (const auto& key : {kVda, kVdb})
+    expect_chain(path_of(made[3], key), {path_of(made[3], key), path_of(made[2], key)});
+  // The newest PIT's file was never opened for writing; the dropped ones' files are gone.
+  EXPECT_EQ(slurp(path_of(made[3], kVda)), newest_bytes);
+  EXPECT_EQ(files_in(disk_dir("g1", "0f8e2c1a-vm1_vda")),
+            (std::set<std::string>{made[2].id + ".qcow2", made[2].id + ".manifest", made[3].id + ".qcow2",
+                                   made[3].id + ".manifest"}));
+  auto blob = store.load_newest_disk_blob("g1", kVda);
+  ASSERT_TRUE(blob.is_ok() && blob->has_value());
+  EXPECT_EQ(**blob, "manifest of " + kVda + " in c4");
+
+  // Nothing more to drop; the next cycle stacks on the newest.
+  ASSERT_TRUE(store.retain("g1", 2).is_ok());
+  auto p5 = cycle(store, "g1", "c5", {kVda, kVdb}, {{kVda, 0x95, 0, 4096}}, 500);
+  expect_chain(path_of(p5, kVda), {path_of(p5, kVda), path_of(made[3], kVda), path_of(made[2], kVda)});
+  ASSERT_TRUE(store.retain("g1", 1).is_ok());
+  pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(ids(*pits), std::vector<std::string>{p5.id});
+  expect_pits_unchanged(*pits);
+  expect_chain(path_of(p5, kVda), {path_of(p5, kVda)});
+}
+
+class pit_store_retain_crash : public PitStoreTest, public ::testing::WithParamInterface<CrashPoint> {};
+
+TEST_P(pit_store_retain_crash, RecoverFinishesTheInterruptedStep) {
+  std::vector<PointInTime> made;
+  {
+    PitStore store(index_dir().string());
+    for (int i = 1; i <= 3; ++i)
+      made.push_back(cycle(store, "g1", "c" + std::to_string(i), {kVda, kVdb},
+                           {{kVda, 0xa0 + i, static_cast<std::uint64_t>(i) * 128 * 1024, 192 * 1024},
+                            {kVdb, 0xb0 + i, 0, static_cast<std::uint64_t>(4 - i) * 64 * 1024}},
+                           100 * i));
+    store.set_crash_point_for_testing(GetParam());
+    auto st = store.retain("g1", 2);
+    ASSERT_FALSE(st.is_ok());
+    EXPECT_NE(st.message().find("simulated crash"), std::string::npos) << st.to_string();
+    // Mid-step, the PIT being dropped is already gone for readers.
+    auto pits = store.list("g1");
+    ASSERT_TRUE(pits.is_ok());
+    EXPECT_EQ(ids(*pits), (std::vector<std::string>{made[1].id, made[2].id}));
+    EXPECT_EQ(store.create_test_copy("g1", made[0].id, test_dir().string()).status().code(), StatusCode::kNotFound);
+  }
+  PitStore restarted(index_dir().string());
+  auto st = restarted.recover("g1");
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  auto pits = restarted.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(ids(*pits), (std::vector<std::string>{made[1].id, made[2].id}));
+  expect_pits_unchanged(*pits);
+  for (const auto& key : {kVda, kVdb})
+    expect_chain(path_of(made[2], key), {path_of(made[2], key), path_of(made[1], key)});
+  EXPECT_EQ(files_in(disk_dir("g1", "0f8e2c1a-vm1_vdb")),
+            (std::set<std::string>{made[1].id + ".qcow2", made[1].id + ".manifest", made[2].id + ".qcow2",
+                                   made[2].id + ".manifest"}));
+  auto index = nlohmann::json::parse(slurp(index_dir() / "g1.pits.json"));
+  EXPECT_TRUE(index["retention_step"].is_null());
+}
+
+INSTANTIATE_TEST_SUITE_P(CrashPoints, pit_store_retain_crash,
+                         ::testing::Values(CrashPoint::kRetainAfterMark, CrashPoint::kRetainAfterMerge,
+                                           CrashPoint::kRetainAfterRename),
+                         crash_point_name);
+
+TEST_F(pit_store, RetentionSkipsPitsPinnedByATestCopy) {
+  PitStore store(index_dir().string());
+  std::vector<PointInTime> made;
+  for (int i = 1; i <= 4; ++i)
+    made.push_back(cycle(store, "g1", "c" + std::to_string(i), {kVda},
+                         {{kVda, 0xc0 + i, static_cast<std::uint64_t>(i) * 100 * 1024, 150 * 1024}}, 100 * i));
+  auto tc = store.create_test_copy("g1", made[0].id, test_dir().string());
+  ASSERT_TRUE(tc.is_ok()) << tc.status().to_string();
+
+  // P1 is pinned and kept on top of the 2: P2 merges into P3 instead.
+  ASSERT_TRUE(store.retain("g1", 2).is_ok());
+  auto pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(ids(*pits), (std::vector<std::string>{made[0].id, made[2].id, made[3].id}));
+  expect_pits_unchanged(*pits);
+  expect_chain(path_of(made[3], kVda), {path_of(made[3], kVda), path_of(made[2], kVda), path_of(made[0], kVda)});
+  EXPECT_TRUE(reads_as(tc->disks[0].path, expected_[made[0].id][kVda]));
+  expect_chain(tc->disks[0].path, {tc->disks[0].path, path_of(made[0], kVda)});
+
+  // Unpinned, it goes too.
+  ASSERT_TRUE(store.drop_test_copy("g1", tc->id).is_ok());
+  ASSERT_TRUE(store.retain("g1", 2).is_ok());
+  pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(ids(*pits), (std::vector<std::string>{made[2].id, made[3].id}));
+  expect_pits_unchanged(*pits);
+  expect_chain(path_of(made[3], kVda), {path_of(made[3], kVda), path_of(made[2], kVda)});
+}
+
+TEST_F(pit_store, ATestCopyPinsItsWholeChainAndAMiddlePitMergesAround) {
+  PitStore store(index_dir().string());
+  std::vector<PointInTime> made;
+  for (int i = 1; i <= 5; ++i)
+    made.push_back(cycle(store, "g1", "c" + std::to_string(i), {kVda},
+                         {{kVda, 0xd0 + i, static_cast<std::uint64_t>(5 - i) * 120 * 1024, 200 * 1024}}, 100 * i));
+  // A test VM on P3 reads through P3, P2 and P1: none of them can change
+  // under it (qemu would refuse the merge), so nothing is dropped.
+  {
+    auto on_p3 = store.create_test_copy("g1", made[2].id, test_dir().string());
+    ASSERT_TRUE(on_p3.is_ok()) << on_p3.status().to_string();
+    HeldOpen test_vm(on_p3->disks[0].path, /*read_only=*/false);
+    ASSERT_TRUE(test_vm.wait_until_locked());
+    auto st = store.retain("g1", 2);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    auto pits = store.list("g1");
+    ASSERT_TRUE(pits.is_ok());
+    EXPECT_EQ(pits->size(), 5u);
+    test_vm.release();
+    ASSERT_TRUE(store.drop_test_copy("g1", on_p3->id).is_ok());
+  }
+
+  auto tc = store.create_test_copy("g1", made[1].id, test_dir().string());
+  ASSERT_TRUE(tc.is_ok()) << tc.status().to_string();
+
+  // The test copy reads through P2 and P1: both stay, P3 merges into P4,
+  // and that works while a test VM has the copy open.
+  HeldOpen test_vm(tc->disks[0].path, /*read_only=*/false);
+  ASSERT_TRUE(test_vm.wait_until_locked());
+  auto st = store.retain("g1", 2);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  test_vm.release();
+  auto pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(ids(*pits), (std::vector<std::string>{made[0].id, made[1].id, made[3].id, made[4].id}));
+  expect_pits_unchanged(*pits);
+  expect_chain(path_of(made[4], kVda),
+               {path_of(made[4], kVda), path_of(made[3], kVda), path_of(made[1], kVda), path_of(made[0], kVda)});
+  EXPECT_TRUE(reads_as(tc->disks[0].path, expected_[made[1].id][kVda]));
+
+  ASSERT_TRUE(store.drop_test_copy("g1", tc->id).is_ok());
+  ASSERT_TRUE(store.retain("g1", 2).is_ok());
+  pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(ids(*pits), (std::vector<std::string>{made[3].id, made[4].id}));
+  expect_pits_unchanged(*pits);
+  expect_chain(path_of(made[4], kVda), {path_of(made[4], kVda), path_of(made[3], kVda)});
+}
+
+TEST_F(pit_store, AMergeBlockedByAnotherProcessStaysHiddenUntilRetried) {
+  PitStore store(index_dir().string());
+  std::vector<PointInTime> made;
+  for (int i = 1; i <= 3; ++i)
+    made.push_back(cycle(store, "g1", "c" + std::to_string(i), {kVda},
+                         {{kVda, 0x40 + i, static_cast<std::uint64_t>(i) * 64 * 1024, 128 * 1024}}, 100 * i));
+  {
+    // Something outside the store (an operator's VM on the PIT) reads P2.
+    HeldOpen reader(path_of(made[1], kVda), /*read_only=*/true);
+    ASSERT_TRUE(reader.wait_until_locked());
+    auto st = store.retain("g1", 2);
+    expect_error(st, StatusCode::kUnavailable, "merge into a locked image");
+    EXPECT_NE(st.message().find("lock"), std::string::npos) << st.to_string();
+    auto pits = store.list("g1");
+    ASSERT_TRUE(pits.is_ok());
+    EXPECT_EQ(ids(*pits), (std::vector<std::string>{made[1].id, made[2].id}));
+    expect_pits_unchanged(*pits);
+    // A restart meanwhile: recovery does not hold replication up for it.
+    PitStore restarted(index_dir().string());
+    EXPECT_TRUE(restarted.recover("g1").is_ok());
+    EXPECT_FALSE(nlohmann::json::parse(slurp(index_dir() / "g1.pits.json"))["retention_step"].is_null());
+  }
+  auto st = store.retain("g1", 2);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  auto pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  EXPECT_EQ(ids(*pits), (std::vector<std::string>{made[1].id, made[2].id}));
+  expect_pits_unchanged(*pits);
+  expect_chain(path_of(made[2], kVda), {path_of(made[2], kVda), path_of(made[1], kVda)});
+}
+
+// -------------------------------------------------------------- test copies ---
+
+TEST_F(pit_store, TestCopyIsAWritableOverlayThatNeverTouchesThePit) {
+  constexpr std::uint64_t kFourGiB = 4ull * 1024 * kMiB;
+  PitStore store(index_dir().string());
+  auto staged = store.begin_cycle("g1", "c1", disks({kVda}, kFourGiB));
+  ASSERT_TRUE(staged.is_ok()) << staged.status().to_string();
+  const std::string staging = (*staged)[0].staging_path;
+  for (auto [pattern, offset] : {std::pair{0x11, 0ull}, std::pair{0x22, 3ull * 1024 * kMiB}}) {
+    auto r = run({"qemu-io", "-f", "qcow2", "-c", "write -P " + hex_byte(pattern) + " " + std::to_string(offset) + " 65536", staging});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  auto pit = store.commit_cycle("g1", "c1", 100, 0);
+  ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
+  const std::string pit_path = pit->disks[0].path;
+  const std::string pit_bytes = slurp(pit_path);
+
+  auto tc = store.create_test_copy("g1", pit->id, test_dir().string());
+  ASSERT_TRUE(tc.is_ok()) << tc.status().to_string();
+  EXPECT_EQ(tc->pit_id, pit->id);
+  ASSERT_EQ(tc->disks.size(), 1u);
+  const std::string overlay = tc->disks[0].path;
+  EXPECT_EQ(overlay, (test_dir() / "g1" / tc->id / "0f8e2c1a-vm1_vda.qcow2").string());
+  EXPECT_EQ(tc->disks[0].size_bytes, kFourGiB);
+  EXPECT_LT(fs::file_size(overlay), kMiB);  // an overlay, not a copy of 4 GiB
+  expect_chain(overlay, {overlay, pit_path});
+
+  // Reads show the PIT; writes land in the overlay only.
+  auto r = run({"qemu-io", "-f", "qcow2", "-c", "read -P 0x22 3221225472 65536", "-c", "write -P 0x99 0 4096", "-c",
+                "read -P 0x99 0 4096", overlay});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = run({"qemu-io", "-r", "-f", "qcow2", "-c", "read -P 0x11 0 65536", pit_path});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(slurp(pit_path), pit_bytes);
+
+  auto listed = store.list_test_copies("g1");
+  ASSERT_TRUE(listed.is_ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].id, tc->id);
+
+  // Two test copies of one PIT are independent.
+  auto second = store.create_test_copy("g1", pit->id, test_dir().string());
+  ASSERT_TRUE(second.is_ok()) << second.status().to_string();
+  EXPECT_NE(second->id, tc->id);
+
+  ASSERT_TRUE(store.drop_test_copy("g1", tc->id).is_ok());
+  EXPECT_FALSE(fs::exists(overlay));
+  EXPECT_FALSE(fs::exists(test_dir() / "g1" / tc->id));
+  EXPECT_EQ(store.drop_test_copy("g1", tc->id).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(store.drop_test_copy("g1", second->id).is_ok());
+  EXPECT_TRUE(files_in(test_dir()).empty());
+  listed = store.list_test_copies("g1");
+  ASSERT_TRUE(listed.is_ok());
+  EXPECT_TRUE(listed->empty());
+  EXPECT_EQ(slurp(pit_path), pit_bytes);
+}
+
+// ---------------------------------------------------------------- bad input ---
+
+TEST_F(pit_store, BadInputGetsClearErrorsAndChangesNothing) {
+  PitStore store(index_dir().string());
+  auto p1 = cycle(store, "g1", "c1", {kVda}, {{kVda, 0xe1, 0, 4096}}, 100);
+
+  // Refusals that need a staged cycle, checked first and cleaned up.
+  ASSERT_TRUE(store.begin_cycle("g1", "c2", disks({kVda})).is_ok());
+  expect_error(store.begin_cycle("g1", "c2", disks({kVda})), StatusCode::kAlreadyExists, "same cycle twice");
+  expect_error(store.begin_cycle("g1", "c3", disks({kVda})), StatusCode::kFailedPrecondition, "second cycle");
+  expect_error(store.retain("g1", 1), StatusCode::kFailedPrecondition, "retain while staged");
+  expect_error(store.save_disk_blob("g1", "c2", "other-vm/vda", "x"), StatusCode::kNotFound, "blob for a foreign disk");
+  ASSERT_TRUE(store.abort_cycle("g1", "c2").is_ok());
+  auto tc = store.create_test_copy("g1", p1.id, test_dir().string());
+  ASSERT_TRUE(tc.is_ok());
+
+  const auto before = snapshot_tree();
+
+  // Unknown things.
+  expect_error(store.list("nope"), StatusCode::kNotFound, "unknown group");
+  expect_error(store.retain("nope", 2), StatusCode::kNotFound, "retain unknown group");
+  expect_error(store.create_test_copy("nope", p1.id, test_dir().string()), StatusCode::kNotFound, "test copy of unknown group");
+  expect_error(store.create_test_copy("g1", "pit-00000099-100", test_dir().string()), StatusCode::kNotFound, "unknown PIT");
+  expect_error(store.drop_test_copy("g1", "tc-000099"), StatusCode::kNotFound, "unknown test copy");
+  expect_error(store.commit_cycle("g1", "c9", 200, 0), StatusCode::kNotFound, "commit of an unstaged cycle");
+  expect_error(store.abort_cycle("g1", "c9"), StatusCode::kNotFound, "abort of an unstaged cycle");
+  expect_error(store.save_disk_blob("g1", "c9", kVda, "x"), StatusCode::kNotFound, "blob for an unstaged cycle");
+  auto nothing_yet = store.newest("nope");
+  ASSERT_TRUE(nothing_yet.is_ok());
+  EXPECT_FALSE(nothing_yet->has_value());
+
+  // Names that would reach outside their folders.
+  for (const std::string bad : {"../g1", "g1/../../etc", "..", ".hidden", "", "a/b", "g1\n"}) {
+    expect_error(store.list(bad), StatusCode::kInvalidArgument, "list group '" + bad + "'");
+    expect_error(store.recover(bad), StatusCode::kInvalidArgument, "recover group '" + bad + "'");
+    expect_error(store.begin_cycle(bad, "c2", disks({kVda})), StatusCode::kInvalidArgument, "group '" + bad + "'");
+    expect_error(store.begin_cycle("g1", bad, disks({kVda})), StatusCode::kInvalidArgument, "cycle '" + bad + "'");
+    expect_error(store.create_test_copy("g1", bad, test_dir().string()), StatusCode::kInvalidArgument, "PIT '" + bad + "'");
+    expect_error(store.drop_test_copy("g1", bad), StatusCode::kInvalidArgument, "test copy '" + bad + "'");
+    expect_error(store.commit_cycle("g1", bad, 1, 0), StatusCode::kInvalidArgument, "commit '" + bad + "'");
+  }
+  for (const std::string bad_key : {"vm1/../../x", "../vda", "vm1//vda", "/vda", "vm1/vda/", ""})
+    expect_error(store.begin_cycle("g1", "c2", disks({bad_key})), StatusCode::kInvalidArgument, "key '" + bad_key + "'");
+  expect_error(store.load_newest_disk_blob("g1", "vm1/../x"), StatusCode::kInvalidArgument, "blob key");
+
+  // Inputs that cannot make a PIT.
+  expect_error(store.begin_cycle("g1", "c2", {{kVda, kMiB, "relative/dir"}}), StatusCode::kInvalidArgument, "relative replica folder");
+  expect_error(store.begin_cycle("g1", "c2", {{kVda, kMiB, (root_ / "missing").string()}}), StatusCode::kFailedPrecondition,
+               "missing replica folder");
+  expect_error(store.begin_cycle("g1", "c2", disks({kVda}, 1000)), StatusCode::kInvalidArgument, "size not a multiple of 512");
+  expect_error(store.begin_cycle("g1", "c2", {}), StatusCode::kInvalidArgument, "no disks");
+  expect_error(store.begin_cycle("g1", "c2", disks({kVda, kVda})), StatusCode::kInvalidArgument, "same disk twice");
+  expect_error(store.begin_cycle("g1", "c2", disks({kVda, "0f8e2c1a_vm1/vda", "0f8e2c1a/vm1_vda"})),
+               StatusCode::kInvalidArgument, "keys sharing a folder");
+  expect_error(store.create_test_copy("g1", p1.id, "relative"), StatusCode::kInvalidArgument, "relative test folder");
+  expect_error(store.retain("g1", 0), StatusCode::kInvalidArgument, "keep 0");
+  expect_error(store.commit_cycle("g1", "c2", -5, 0), StatusCode::kInvalidArgument, "negative time");
+
+  // A disk that changed size since the newest PIT: refused, never silently resynced.
+  auto resized = store.begin_cycle("g1", "c2", disks({kVda}, 2 * kMiB));
+  expect_error(resized, StatusCode::kFailedPrecondition, "resized disk");
+  EXPECT_NE(resized.status().message().find("changed size from 1048576 to 2097152"), std::string::npos)
+      << resized.status().to_string();
+  EXPECT_NE(resized.status().hint().find("full resync"), std::string::npos);
+
+  EXPECT_EQ(snapshot_tree(), before);
+  EXPECT_FALSE(fs::exists(root_.parent_path() / "etc"));
+  auto pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  EXPECT_EQ(ids(*pits), std::vector<std::string>{p1.id});
+  expect_pits_unchanged(*pits);
+}
+
+TEST_F(pit_store, ACorruptIndexIsReportedNotGuessed) {
+  PitStore store(index_dir().string());
+  cycle(store, "g1", "c1", {kVda}, {{kVda, 0xf1, 0, 4096}}, 100);
+  {
+    std::ofstream out(index_dir() / "g1.pits.json", std::ios::trunc);
+    out << "{ not json";
+  }
+  auto pits = store.list("g1");
+  expect_error(pits, StatusCode::kInternal, "corrupt index");
+  EXPECT_NE(pits.status().message().find("g1.pits.json"), std::string::npos);
+  expect_error(store.recover("g1"), StatusCode::kInternal, "recover with a corrupt index");
+  EXPECT_TRUE(fs::exists(disk_dir("g1", "0f8e2c1a-vm1_vda")));
+}
+
+}  // namespace
+}  // namespace evac::builtin

@@ -1,0 +1,419 @@
+#include "replication/builtin/block_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <thread>
+
+namespace evac::builtin {
+namespace {
+
+std::string random_bytes(std::size_t n, std::uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i + 8 <= n; i += 8) {
+    std::uint64_t v = rng();
+    std::memcpy(&s[i], &v, 8);
+  }
+  for (std::size_t i = n - n % 8; i < n; ++i) s[i] = static_cast<char>(rng());
+  return s;
+}
+
+// Compressible but not trivial: repeated text with a counter.
+std::string text_bytes(std::size_t n, int salt) {
+  std::string s;
+  s.reserve(n + 64);
+  for (int i = 0; s.size() < n; ++i) s += "line " + std::to_string(i * 7 + salt) + " of a guest log file\n";
+  s.resize(n);
+  return s;
+}
+
+BlockRecord record(std::uint64_t offset, std::string data) {
+  BlockRecord r;
+  r.offset = offset;
+  r.data = std::move(data);
+  r.hash = hash_block(r.data.data(), r.data.size());
+  return r;
+}
+
+BlockHash random_hash(std::mt19937& rng) {
+  BlockHash h;
+  for (auto& b : h) b = static_cast<std::uint8_t>(rng());
+  return h;
+}
+
+// Byte positions in an encoded batch, per the layout in block_codec.h.
+std::size_t first_header(const std::string& key) { return 4 + 4 + key.size() + 4; }
+constexpr std::size_t kHeader = 8 + 4 + 4 + 1 + 32;
+
+void put_le32(std::string& s, std::size_t pos, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) s[pos + i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+std::uint32_t get_le32(const std::string& s, std::size_t pos) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(s[pos + i]);
+  return v;
+}
+
+// ---------------------------------------------------------------- hashes
+
+TEST(BlockHashTest, KnownSha256Vectors) {
+  EXPECT_EQ(to_hex(hash_block("abc", 3)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(to_hex(hash_block("", 0)), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  // `head -c 65536 /dev/zero | sha256sum`
+  EXPECT_EQ(to_hex(zero_block_hash()), "de2f256064a0af797747c2b97505dc0b9f3df0de4f489eac731c23ae9ca9cc31");
+  std::string zeros(kBlockSize, '\0');
+  EXPECT_EQ(hash_block(zeros.data(), zeros.size()), zero_block_hash());
+}
+
+TEST(BlockHashTest, DifferentDataDifferentHash) {
+  std::string a = random_bytes(kBlockSize, 1);
+  std::string b = a;
+  b[kBlockSize / 2] ^= 1;
+  EXPECT_NE(hash_block(a.data(), a.size()), hash_block(b.data(), b.size()));
+  EXPECT_EQ(hash_block(a.data(), a.size()), hash_block(a.data(), a.size()));
+}
+
+TEST(BlockHashTest, SameResultFromManyThreads) {
+  std::string data = random_bytes(kBlockSize, 9);
+  BlockHash expected = hash_block(data.data(), data.size());
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        if (hash_block(data.data(), data.size()) != expected) ++mismatches[t];
+        auto batch = encode_batch("vm/vda", {record(0, data)});
+        if (!decode_batch(batch).is_ok()) ++mismatches[t];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int m : mismatches) EXPECT_EQ(m, 0);
+}
+
+TEST(BlockHashTest, BlockCountAndLength) {
+  EXPECT_EQ(block_count(0), 0u);
+  EXPECT_EQ(block_count(1), 1u);
+  EXPECT_EQ(block_count(kBlockSize), 1u);
+  EXPECT_EQ(block_count(kBlockSize + 1), 2u);
+  EXPECT_EQ(block_length(kBlockSize + 1, 0), kBlockSize);
+  EXPECT_EQ(block_length(kBlockSize + 1, 1), 1u);
+  EXPECT_EQ(block_length(kBlockSize + 1, 2), 0u);
+  EXPECT_EQ(block_length(3 * kBlockSize, 2), kBlockSize);
+}
+
+// ---------------------------------------------------------------- manifests
+
+Manifest sample_manifest() {
+  std::mt19937 rng(42);
+  Manifest m;
+  m.disk_size = 3 * kBlockSize + 1000;
+  for (int i = 0; i < 4; ++i) m.hashes.push_back(random_hash(rng));
+  return m;
+}
+
+TEST(ManifestTest, EncodeDecodeRoundTrip) {
+  Manifest m = sample_manifest();
+  std::string bytes = m.encode();
+  EXPECT_EQ(bytes.size(), 4u + 8 + 8 + 4 * 32 + 32);
+  EXPECT_EQ(bytes.substr(0, 4), "EVM1");
+  auto back = Manifest::decode(bytes);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(*back, m);
+  EXPECT_EQ(back->digest(), m.digest());
+
+  Manifest none;  // a zero-byte disk
+  auto empty_back = Manifest::decode(none.encode());
+  ASSERT_TRUE(empty_back.is_ok()) << empty_back.status().to_string();
+  EXPECT_EQ(*empty_back, none);
+}
+
+TEST(ManifestTest, EveryFlippedByteIsRejected) {
+  std::string bytes = sample_manifest().encode();
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    for (std::uint8_t bit : {0x01, 0x80}) {
+      std::string bad = bytes;
+      bad[i] = static_cast<char>(bad[i] ^ bit);
+      auto r = Manifest::decode(bad);
+      ASSERT_FALSE(r.is_ok()) << "flipping bit " << int(bit) << " of byte " << i << " went unnoticed";
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+      EXPECT_FALSE(r.status().hint().empty());
+    }
+  }
+}
+
+TEST(ManifestTest, TruncatedOrExtendedIsRejected) {
+  std::string bytes = sample_manifest().encode();
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_FALSE(Manifest::decode(std::string_view(bytes).substr(0, n)).is_ok()) << "prefix of " << n;
+  }
+  auto r = Manifest::decode(bytes + '\0');
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("length"), std::string::npos) << r.status().to_string();
+}
+
+TEST(ManifestTest, MessagesSayWhatIsWrong) {
+  std::string bytes = sample_manifest().encode();
+  std::string magic = bytes;
+  magic[0] = 'X';
+  EXPECT_NE(Manifest::decode(magic).status().message().find("magic"), std::string::npos);
+  std::string sum = bytes;
+  sum.back() ^= 1;
+  EXPECT_NE(Manifest::decode(sum).status().message().find("checksum"), std::string::npos);
+  EXPECT_NE(Manifest::decode("EVM").status().message().find("truncated"), std::string::npos);
+}
+
+TEST(ManifestTest, CountMustMatchDiskSize) {
+  Manifest m = sample_manifest();
+  m.disk_size = 10 * kBlockSize;  // 10 blocks, but only 4 hashes: a consistent encoding of an inconsistent manifest
+  auto r = Manifest::decode(m.encode());
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("10 blocks"), std::string::npos) << r.status().to_string();
+}
+
+TEST(ManifestTest, DigestCoversEveryHashAndTheSize) {
+  Manifest m = sample_manifest();
+  BlockHash d = m.digest();
+  for (std::size_t i = 0; i < m.hashes.size(); ++i) {
+    Manifest changed = m;
+    changed.hashes[i][31] ^= 1;
+    EXPECT_NE(changed.digest(), d) << "hash " << i;
+  }
+  Manifest resized = m;
+  resized.disk_size += 1;
+  EXPECT_NE(resized.digest(), d);
+  Manifest swapped = m;
+  std::swap(swapped.hashes[0], swapped.hashes[1]);
+  EXPECT_NE(swapped.digest(), d);
+  EXPECT_EQ(sample_manifest().digest(), d);
+}
+
+TEST(ManifestTest, EmptyEqualsHashingZeros) {
+  const std::uint64_t size = 2 * kBlockSize + 1000;
+  Manifest m = Manifest::empty(size);
+  EXPECT_EQ(m.disk_size, size);
+  ASSERT_EQ(m.hashes.size(), 3u);
+  std::string zeros(kBlockSize, '\0');
+  EXPECT_EQ(m.hashes[0], hash_block(zeros.data(), kBlockSize));
+  EXPECT_EQ(m.hashes[1], zero_block_hash());
+  // `head -c 1000 /dev/zero | sha256sum`
+  EXPECT_EQ(to_hex(m.hashes[2]), "541b3e9daa09b20bf85fa273e5cbd3e80185aa4ec298e765db87742b70138a53");
+
+  Manifest exact = Manifest::empty(4 * kBlockSize);
+  ASSERT_EQ(exact.hashes.size(), 4u);
+  for (const auto& h : exact.hashes) EXPECT_EQ(h, zero_block_hash());
+  EXPECT_TRUE(Manifest::empty(0).hashes.empty());
+  auto back = Manifest::decode(m.encode());
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(*back, m);
+}
+
+// ---------------------------------------------------------------- batches
+
+std::vector<BlockRecord> mixed_blocks() {
+  std::vector<BlockRecord> blocks;
+  blocks.push_back(record(0, random_bytes(kBlockSize, 7)));                  // incompressible
+  blocks.push_back(record(5 * kBlockSize, std::string(kBlockSize, '\0')));   // zeros
+  blocks.push_back(record(6 * kBlockSize, text_bytes(kBlockSize, 3)));       // compressible
+  blocks.push_back(record(9 * kBlockSize, text_bytes(1000, 5)));             // the disk's short tail
+  return blocks;
+}
+
+void expect_same(const std::vector<BlockRecord>& a, const std::vector<BlockRecord>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].offset, b[i].offset) << i;
+    EXPECT_EQ(a[i].data, b[i].data) << i;
+    EXPECT_EQ(a[i].hash, b[i].hash) << i;
+  }
+}
+
+TEST(BatchTest, RoundTripOfMixedBlocks) {
+  auto blocks = mixed_blocks();
+  std::string wire = encode_batch("1b4e28ba-2fa1-11d2-883f-0016d3cca427/vda", blocks);
+  EXPECT_EQ(wire.substr(0, 4), "EVB1");
+  auto r = decode_batch(wire);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->disk_key, "1b4e28ba-2fa1-11d2-883f-0016d3cca427/vda");
+  EXPECT_EQ(r->wire_bytes, wire.size());
+  expect_same(r->blocks, blocks);
+}
+
+TEST(BatchTest, EmptyBatchRoundTrips) {
+  std::string wire = encode_batch("vm/vdb", {});
+  auto r = decode_batch(wire);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->disk_key, "vm/vdb");
+  EXPECT_TRUE(r->blocks.empty());
+}
+
+TEST(BatchTest, IncompressibleBlockIsStoredRawAndCompressibleOnesShrink) {
+  const std::string key = "vm/vda";
+  std::string wire = encode_batch(key, {record(0, random_bytes(kBlockSize, 11))});
+  std::size_t h = first_header(key);
+  EXPECT_EQ(static_cast<std::uint8_t>(wire[h + 16]), 0) << "random data should be stored raw";
+  EXPECT_EQ(get_le32(wire, h + 12), kBlockSize);
+  EXPECT_TRUE(decode_batch(wire).is_ok());
+
+  std::vector<BlockRecord> compressible;
+  std::uint64_t raw = 0;
+  for (int i = 0; i < 16; ++i) {
+    compressible.push_back(record(std::uint64_t(i) * kBlockSize, i % 2 ? std::string(kBlockSize, '\0') : text_bytes(kBlockSize, i)));
+    raw += kBlockSize;
+  }
+  std::string small = encode_batch(key, compressible);
+  EXPECT_EQ(static_cast<std::uint8_t>(small[h + 16]), 1) << "text should be stored compressed";
+  auto r = decode_batch(small);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_LT(r->wire_bytes, raw / 4) << "compressible data must shrink on the wire";
+  expect_same(r->blocks, compressible);
+}
+
+TEST(BatchTest, EveryFlippedByteOfASmallBatchIsRejected) {
+  std::vector<BlockRecord> blocks = {record(kBlockSize, text_bytes(kBlockSize, 1)),
+                                     record(4 * kBlockSize, text_bytes(777, 2))};
+  std::string wire = encode_batch("vm/vda", blocks);
+  ASSERT_LT(wire.size(), 8000u) << "the test wants a small batch";
+  for (std::size_t i = 0; i < wire.size(); ++i) {
+    std::string bad = wire;
+    bad[i] = static_cast<char>(bad[i] ^ 0x10);
+    auto r = decode_batch(bad);
+    ASSERT_FALSE(r.is_ok()) << "flipping byte " << i << " of " << wire.size() << " went unnoticed";
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().hint().find("last complete PIT is intact"), std::string::npos) << r.status().to_string();
+  }
+  for (std::size_t n = 0; n < wire.size(); ++n) {
+    ASSERT_FALSE(decode_batch(std::string_view(wire).substr(0, n)).is_ok()) << "prefix of " << n;
+  }
+  EXPECT_FALSE(decode_batch(wire + "x").is_ok());
+}
+
+TEST(BatchTest, CorruptedCompressedByteNamesTheBlock) {
+  const std::string key = "vm/vda";
+  std::string wire = encode_batch(key, {record(3 * kBlockSize, text_bytes(kBlockSize, 4))});
+  std::size_t h = first_header(key);
+  std::uint32_t stored = get_le32(wire, h + 12);
+  ASSERT_LT(stored, kBlockSize);
+  // Try several payload bytes: each must fail, naming block and disk.
+  for (std::size_t k : {std::size_t(0), std::size_t(stored / 2), std::size_t(stored - 1)}) {
+    std::string bad = wire;
+    bad[h + kHeader + k] ^= 0x5a;
+    auto r = decode_batch(bad);
+    ASSERT_FALSE(r.is_ok()) << "payload byte " << k;
+    EXPECT_NE(r.status().message().find("block at offset 196608 of disk vm/vda"), std::string::npos)
+        << r.status().to_string();
+  }
+}
+
+TEST(BatchTest, CorruptedHashFailsTheChecksum) {
+  const std::string key = "vm/vda";
+  std::string wire = encode_batch(key, {record(2 * kBlockSize, random_bytes(kBlockSize, 3))});
+  std::string bad = wire;
+  bad[first_header(key) + 17 + 5] ^= 1;
+  auto r = decode_batch(bad);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(),
+            "block at offset 131072 of disk vm/vda failed its checksum: the stream was corrupted in transit");
+  EXPECT_EQ(r.status().hint(), "the cycle is discarded and retried; the last complete PIT is intact");
+
+  // A sender that hashed the wrong data is caught the same way.
+  BlockRecord lying = record(0, text_bytes(kBlockSize, 1));
+  lying.hash = zero_block_hash();
+  auto r2 = decode_batch(encode_batch(key, {lying}));
+  ASSERT_FALSE(r2.is_ok());
+  EXPECT_NE(r2.status().message().find("failed its checksum"), std::string::npos);
+}
+
+TEST(BatchTest, CorruptedRawByteFailsTheChecksum) {
+  const std::string key = "vm/vda";
+  std::string wire = encode_batch(key, {record(0, random_bytes(kBlockSize, 5))});
+  std::string bad = wire;
+  bad[first_header(key) + kHeader + 1234] ^= 1;
+  auto r = decode_batch(bad);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("block at offset 0 of disk vm/vda failed its checksum"), std::string::npos)
+      << r.status().to_string();
+}
+
+TEST(BatchTest, LengthsBeyondTheBufferAreRejected) {
+  const std::string key = "vm/vda";
+  std::string wire = encode_batch(key, {record(0, text_bytes(kBlockSize, 8)), record(kBlockSize, text_bytes(kBlockSize, 9))});
+  std::size_t h = first_header(key);
+
+  std::string huge_stored = wire;
+  put_le32(huge_stored, h + 12, 0xfffffff0u);
+  auto r = decode_batch(huge_stored);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("compressed length"), std::string::npos) << r.status().to_string();
+
+  std::string raw_stored = wire;  // stored raw, claiming more bytes than there are
+  raw_stored[h + 16] = 0;
+  put_le32(raw_stored, h + 8, kBlockSize);
+  put_le32(raw_stored, h + 12, kBlockSize);
+  r = decode_batch(raw_stored);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("remain"), std::string::npos) << r.status().to_string();
+
+  std::string big_raw = wire;
+  put_le32(big_raw, h + 8, kBlockSize + 1);
+  r = decode_batch(big_raw);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("invalid length"), std::string::npos) << r.status().to_string();
+
+  std::string count = wire;
+  put_le32(count, h - 4, 0x7fffffffu);
+  r = decode_batch(count);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("does not fit"), std::string::npos) << r.status().to_string();
+
+  std::string key_len = wire;
+  put_le32(key_len, 4, 0xffffffffu);
+  r = decode_batch(key_len);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("disk key length"), std::string::npos) << r.status().to_string();
+
+  std::string encoding = wire;
+  encoding[h + 16] = 7;
+  r = decode_batch(encoding);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("unknown encoding"), std::string::npos) << r.status().to_string();
+}
+
+TEST(BatchTest, TruncationMagicAndTrailerAreReported) {
+  const std::string key = "vm/vda";
+  std::string wire = encode_batch(key, {record(0, random_bytes(kBlockSize, 1)), record(kBlockSize, text_bytes(kBlockSize, 2))});
+
+  auto r = decode_batch(std::string_view(wire).substr(0, wire.size() / 2));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("malformed"), std::string::npos) << r.status().to_string();
+
+  r = decode_batch(std::string_view(wire).substr(0, 10));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("truncated"), std::string::npos) << r.status().to_string();
+
+  std::string magic = wire;
+  magic[3] = '2';
+  r = decode_batch(magic);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("magic"), std::string::npos) << r.status().to_string();
+
+  std::string trailer = wire;
+  trailer[trailer.size() - 1] ^= 1;
+  r = decode_batch(trailer);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("batch of disk vm/vda failed its checksum"), std::string::npos)
+      << r.status().to_string();
+}
+
+TEST(BatchTest, UnalignedOffsetIsRejected) {
+  auto r = decode_batch(encode_batch("vm/vda", {record(100, text_bytes(kBlockSize, 1))}));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("not aligned"), std::string::npos) << r.status().to_string();
+}
+
+}  // namespace
+}  // namespace evac::builtin
