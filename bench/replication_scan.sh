@@ -124,14 +124,20 @@ printf '%-34s %9s %9s %14s\n' "nbdcopy NBD -> local raw file" "${nbdcopy_wall}" 
 printf '%-34s %9s %9s %14s\n' "evac first sync (-> PIT at site b)" "${evac_wall}" "${evac_cpu}" "${first_bytes}"
 echo "evac throughput vs nbdcopy: $(ratio "${nbdcopy_wall}" "${evac_wall}")x (target >= 0.9)"
 
+[[ -n "${EVAC_BENCH_ONLY_A:-}" ]] && exit 0
 echo "== (c) 1% rewritten in random 64 KiB blocks, VM stopped (evac scan mode)"
 blocks=$(( size_bytes / 100 / 65536 ))
-python3 - "${size_bytes}" "${blocks}" >"${root}/writes.txt" <<'PY'
-import random, sys
-size, n = int(sys.argv[1]), int(sys.argv[2])
+# Random (incompressible) contents, as a guest's data would be: 16 source
+# files of 64 KiB that qemu-io copies in with "write -s".
+python3 - "${size_bytes}" "${blocks}" "${root}" >"${root}/writes.txt" <<'PY'
+import os, random, sys
+size, n, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+for i in range(16):
+    with open(f"{root}/rand{i}.bin", "wb") as f:
+        f.write(os.urandom(65536))
 random.seed(7)
-for off in random.sample(range(size // 65536), n):
-    print(f"write -P {random.randint(1, 255)} {off * 65536} 65536")
+for k, off in enumerate(random.sample(range(size // 65536), n)):
+    print(f"write -s {root}/rand{k % 16}.bin {off * 65536} 65536")
 PY
 # qemu-io takes many -c; feed them 200 at a time to stay under the argument limit.
 while mapfile -t -n 200 chunk && [[ ${#chunk[@]} -gt 0 ]]; do
@@ -152,7 +158,7 @@ uid = root
 gid = root
 CONF
 rport=$((port + 2))
-rsync --daemon --config="${root}/rsyncd.conf" --port="${rport}" --no-detach &
+rsync --daemon --config="${root}/rsyncd.conf" --address=127.0.0.1 --port="${rport}" --no-detach --log-file="${root}/rsyncd.log" &
 pids+=($!)
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/${rport}") 2>/dev/null && break; sleep 0.1; done
 cpu0="$(evacd_cpu)"
@@ -172,4 +178,4 @@ printf '%-34s %9s %9s %14s\n' "changed bytes" "-" "-" "${changed}"
 printf '%-34s %9s %9s %14s\n' "rsync --inplace (rsyncd, loopback)" "${rsync_wall}" "${rsync_cpu}" "${rsync_bytes}"
 printf '%-34s %9s %9s %14s\n' "evac scan cycle (-> new PIT)" "${evac_inc_wall}" "${evac_inc_cpu}" "${inc_bytes}"
 echo "evac wall vs rsync: $(ratio "${evac_inc_wall}" "${rsync_wall}")x (target <= 0.5)"
-echo "evac bytes vs changed bytes: $(ratio "${inc_bytes}" "${changed}")x (random data: incompressible; target <= 1.05)"
+echo "evac bytes vs changed bytes: $(ratio "${inc_bytes}" "${changed}")x (target <= 1.05)"

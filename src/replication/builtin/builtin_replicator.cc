@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <cstring>
 
 namespace evac::builtin {
@@ -273,15 +274,36 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
   Manifest current = Manifest::empty(device.size_bytes);
   std::vector<BlockRecord> pending;
   std::size_t pending_bytes = 0;
+  // One batch travels (compressed, sent, applied) while the next is read
+  // and hashed: a two-stage pipeline, so the disk and the link overlap.
+  std::future<Result<std::uint64_t>> in_flight;
+  auto wait_in_flight = [&]() -> Status {
+    if (!in_flight.valid()) return Status::ok();
+    auto sent = in_flight.get();
+    if (!sent) return sent.status();
+    progress.bytes_sent += *sent;
+    return Status::ok();
+  };
   auto flush = [&]() -> Status {
     if (pending.empty()) return Status::ok();
-    std::string batch = encode_batch(device.key(), pending, options_.zstd_level);
-    EVAC_RETURN_IF_ERROR(channel_.send_batch(group, cycle_id, batch));
-    progress.bytes_sent += batch.size();
+    EVAC_RETURN_IF_ERROR(wait_in_flight());
+    in_flight = std::async(std::launch::async, [this, &group, &cycle_id, key = device.key(),
+                                                blocks = std::move(pending)]() -> Result<std::uint64_t> {
+      std::string batch = encode_batch(key, blocks, options_.zstd_level);
+      EVAC_RETURN_IF_ERROR(channel_.send_batch(group, cycle_id, batch));
+      return static_cast<std::uint64_t>(batch.size());
+    });
     pending.clear();
     pending_bytes = 0;
     return Status::ok();
   };
+  // Every early return below must not leave a send running on this frame.
+  struct JoinOnExit {
+    std::future<Result<std::uint64_t>>& f;
+    ~JoinOnExit() {
+      if (f.valid()) f.wait();
+    }
+  } join_on_exit{in_flight};
 
   auto extents = source.allocation(0, device.size_bytes);
   if (!extents) return extents.status();
@@ -324,6 +346,7 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
     if (report) report(progress);
   }
   EVAC_RETURN_IF_ERROR(flush());
+  EVAC_RETURN_IF_ERROR(wait_in_flight());
   if (report) report(progress);
   return DiskDigest{device.key(), to_hex(current.digest())};
 }
