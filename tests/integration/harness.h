@@ -61,7 +61,8 @@ struct CommandResult {
   nlohmann::json json() const { return nlohmann::json::parse(out, nullptr, false); }
 };
 
-// Runs a program with arguments (no shell), capturing stdout and stderr.
+// Runs a program (looked up in PATH unless absolute) with arguments, no
+// shell, capturing stdout and stderr.
 inline CommandResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
   fs::path tmp = fs::temp_directory_path() / ("evac-cmd-" + std::to_string(::getpid()) + "-" +
                                               std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
@@ -76,7 +77,7 @@ inline CommandResult run_command(const std::vector<std::string>& argv, const std
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    ::execv(args[0], args.data());
+    ::execvp(args[0], args.data());
     ::_exit(127);
   }
   int status = 0;

@@ -20,6 +20,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "harness.h"
 #include <nlohmann/json.hpp>
 
 namespace evac::builtin {
@@ -34,44 +36,8 @@ using CrashPoint = PitStore::CrashPoint;
 
 constexpr std::uint64_t kMiB = 1024 * 1024;
 
-struct Run {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-// fork/exec with stdout and stderr captured through files (no shell).
-Run run(const std::vector<std::string>& argv) {
-  static std::atomic<int> counter{0};
-  fs::path base = fs::temp_directory_path() /
-                  ("evac-pit-test-run-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  std::string out_path = base.string() + ".out", err_path = base.string() + ".err";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  Run r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  std::ifstream o(out_path), e(err_path);
-  std::stringstream so, se;
-  so << o.rdbuf();
-  se << e.rdbuf();
-  r.out = so.str();
-  r.err = se.str();
-  fs::remove(out_path);
-  fs::remove(err_path);
-  return r;
-}
+using Run = evac::testing::CommandResult;
+Run run(const std::vector<std::string>& argv) { return evac::testing::run_command(argv); }
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
