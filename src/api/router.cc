@@ -393,11 +393,14 @@ void ApiRouter::add_routes() {
         return to_json(*g);
       },
       201);
-  add("GET", "/api/v1/groups/{name}", Access::kOperator, "One protection group", [&svc](Context& c) -> Result<json> {
-    auto g = svc.get_group(c.params[0]);
-    if (!g) return g.status();
-    return to_json(*g);
-  });
+  add("GET", "/api/v1/groups/{name}", Access::kOperator, "One protection group, with its replication status",
+      [this, &svc](Context& c) -> Result<json> {
+        auto g = svc.get_group(c.params[0]);
+        if (!g) return g.status();
+        json out = to_json(*g);
+        if (replication_) out["replication"] = replication_->group_replication_status(*g);
+        return out;
+      });
   add("DELETE", "/api/v1/groups/{name}", Access::kOperator, "Delete a protection group and its placeholders (?force=true: even if the recovery site is gone)",
       [&svc](Context& c) -> Result<json> {
         auto force = query_param(c.request, "force");

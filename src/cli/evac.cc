@@ -10,6 +10,7 @@
 
 #include "cli/cli_config.h"
 #include "cli/output.h"
+#include "core/duration.h"
 #include "net/https_client.h"
 
 namespace evac::cli {
@@ -139,7 +140,23 @@ const std::vector<Column> kGroupColumns = {field("NAME", "name"),        field("
                                            field("KEEP-PITS", "keep_pits"), field("VMS", "vms")};
 
 void print_group(const Globals& g, const json& j) {
-  print_object(std::cout, j, g.format(), kGroupColumns);
+  std::vector<Column> columns = kGroupColumns;
+  if (j.contains("replication")) {
+    columns.push_back(Column{"LAST-PIT", [](const json& x) {
+                               const json& r = x["replication"];
+                               if (r.contains("error")) return "unknown (" + r["error"].get<std::string>() + ")";
+                               if (r["newest_pit"].is_null()) return std::string("none yet: run `evac group sync`");
+                               return format_time(r["newest_pit"]["created_at"].get<std::int64_t>()) + " (" +
+                                      std::to_string(r["pits"].get<std::size_t>()) + " retained)";
+                             }});
+    columns.push_back(Column{"LAG", [](const json& x) {
+                               const json& r = x["replication"];
+                               if (r["lag_seconds"].is_null()) return std::string("-");
+                               return format_duration(std::chrono::seconds(r["lag_seconds"].get<std::int64_t>())) +
+                                      (r["rpo_met"].get<bool>() ? " (within RPO)" : " (RPO BREACHED)");
+                             }});
+  }
+  print_object(std::cout, j, g.format(), columns);
   if (g.format() != Format::kTable) return;
   std::cout << "\n";
   print_list(std::cout, j["vms"], Format::kTable,

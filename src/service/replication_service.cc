@@ -1,5 +1,6 @@
 #include "service/replication_service.h"
 
+#include <chrono>
 #include <filesystem>
 
 namespace evac {
@@ -168,6 +169,26 @@ Result<std::vector<PointInTime>> ReplicationService::group_pits(const std::strin
   if (!peer->has_value()) return failed_precondition("recovery site '" + group->recovery_site + "' is not paired");
   PeerChannel channel(transport_, **peer);
   return channel.list_pits(name);
+}
+
+json ReplicationService::group_replication_status(const GroupRecord& group) {
+  json status = {{"rpo_seconds", group.rpo_seconds}, {"pits", 0}, {"newest_pit", nullptr}, {"lag_seconds", nullptr},
+                 {"rpo_met", false}};
+  auto pits = group_pits(group.name);
+  if (!pits) {
+    status["error"] = pits.status().message();
+    return status;
+  }
+  status["pits"] = pits->size();
+  if (pits->empty()) return status;
+  const PointInTime& newest = pits->back();
+  std::int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::int64_t lag = std::max<std::int64_t>(0, now - newest.created_at);
+  status["newest_pit"] = {{"id", newest.id}, {"created_at", newest.created_at}};
+  status["lag_seconds"] = lag;
+  status["rpo_met"] = lag <= group.rpo_seconds;
+  return status;
 }
 
 // ---- recovery site ---------------------------------------------------------------------

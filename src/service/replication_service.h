@@ -25,6 +25,10 @@ class ReplicationService {
   Result<PointInTime> sync_group(const std::string& group);
   // Protected site: the group's PITs, as the recovery site holds them.
   Result<std::vector<PointInTime>> group_pits(const std::string& group);
+  // Protected site: how far behind the recovery site is — the newest PIT,
+  // its age (the data a failover now would lose) and whether that is within
+  // the group's RPO. Never fails: an unreachable recovery site is reported.
+  nlohmann::json group_replication_status(const GroupRecord& group);
 
   // Recovery site: the receiving half, called by the peer routes after the
   // router authenticated the caller; each checks the caller protects `group`

@@ -75,6 +75,8 @@ check "site-a's own VMs are untouched and running" test "$(virsh -c "${uri_a}" l
 
 # Replication (scan mode): refused while the guests run, then a point in
 # time at site-b equal, disk by disk, to what the stopped guests left.
+check "before any sync the group shows no point in time" \
+  test "$(evac --context site-a -o json group show demo | json_query 'd["replication"]["newest_pit"]')" = "None"
 out="$(evac --context site-a group sync demo 2>&1)"
 check "sync of running VMs is refused with a clear error" bash -c "grep -q 'replicates stopped VMs only' <<<'${out//\'/}'"
 for vm in db01 app01 web01; do virsh -q -c "${uri_a}" shutdown "${vm}" --mode agent >/dev/null 2>&1 || true; done
@@ -95,6 +97,10 @@ for vm in db01 app01 web01; do
   check "the PIT of ${vm} lies in site-b's replicas pool" bash -c "[[ '${replica}' == '${EVAC_DEMO_ROOT}/site-b/replicas/'* ]]"
 done
 second_bytes="$(json_query 'd[-1]["bytes_sent"]' <<<"${pits_json}")"
+show_json="$(evac --context site-a -o json group show demo)"
+check "group show reports the newest PIT within the RPO" \
+  test "$(json_query 'str(d["replication"]["pits"]) + str(d["replication"]["rpo_met"])' <<<"${show_json}")" = "2True"
+check "group show prints the lag" bash -c "evac --context site-a group show demo | grep -q 'within RPO'"
 check "an unchanged second cycle ships no blocks" test "${second_bytes}" = "0"
 for vm in db01 app01 web01; do virsh -q -c "${uri_a}" start "${vm}" >/dev/null; done
 
