@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -122,6 +123,8 @@ class EvacdProcess {
   bool start() {
     pid_ = ::fork();
     if (pid_ == 0) {
+      // If the test process dies (a crash, a sanitizer abort), its sites die too.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       int log = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
       ::dup2(log, 1);
       ::dup2(log, 2);
