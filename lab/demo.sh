@@ -191,6 +191,18 @@ up() {
   virsh -c "${uri_b}" dumpxml web01 | grep -m1 'evac:placeholder' || lab_die "web01's placeholder carries no evac metadata"
   show --context site-b site copies
 
+  step "Replicate to site-b (this build replicates stopped VMs: shut down, sync, start again)"
+  for vm in db01 app01 web01; do virsh -q -c "${uri_a}" shutdown "${vm}" --mode agent >/dev/null 2>&1 || true; done
+  for _ in $(seq 150); do
+    [[ "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" == "0" ]] && break
+    sleep 0.2
+  done
+  for vm in db01 app01 web01; do virsh -q -c "${uri_a}" destroy "${vm}" >/dev/null 2>&1 || true; done
+  show group sync demo
+  show group pits demo
+  for vm in db01 app01 web01; do virsh -q -c "${uri_a}" start "${vm}" >/dev/null; done
+  show group show demo
+
   step "Done in $(lab_secs_since "${t0}") s"
   cat <<EOF
 The lab keeps running so you can explore it:

@@ -75,8 +75,8 @@ check "site-a's own VMs are untouched and running" test "$(virsh -c "${uri_a}" l
 
 # Replication (scan mode): refused while the guests run, then a point in
 # time at site-b equal, disk by disk, to what the stopped guests left.
-check "before any sync the group shows no point in time" \
-  test "$(evac --context site-a -o json group show demo | json_query 'd["replication"]["newest_pit"]')" = "None"
+check "the demo left one point in time of the group at site-b" \
+  test "$(evac --context site-a -o json group show demo | json_query 'd["replication"]["pits"]')" = "1"
 out="$(evac --context site-a group sync demo 2>&1)"
 check "sync of running VMs is refused with a clear error" bash -c "grep -q 'replicates stopped VMs only' <<<'${out//\'/}'"
 for vm in db01 app01 web01; do virsh -q -c "${uri_a}" shutdown "${vm}" --mode agent >/dev/null 2>&1 || true; done
@@ -88,7 +88,7 @@ for vm in db01 app01 web01; do virsh -q -c "${uri_a}" destroy "${vm}" >/dev/null
 check "first sync of the stopped group succeeds" bash -c "evac --context site-a group sync demo"
 check "a second sync succeeds too" bash -c "evac --context site-a group sync demo >/dev/null"
 pits_json="$(evac --context site-a -o json group pits demo)"
-check "site-b holds two points in time" test "$(json_len <<<"${pits_json}")" = "2"
+check "site-b holds three points in time" test "$(json_len <<<"${pits_json}")" = "3"
 for vm in db01 app01 web01; do
   uuid="$(virsh -c "${uri_a}" domuuid "${vm}")"
   replica="$(json_query "[x['path'] for x in d[-1]['disks'] if x['key']=='${uuid}/vda'][0]" <<<"${pits_json}")"
@@ -99,7 +99,7 @@ done
 second_bytes="$(json_query 'd[-1]["bytes_sent"]' <<<"${pits_json}")"
 show_json="$(evac --context site-a -o json group show demo)"
 check "group show reports the newest PIT within the RPO" \
-  test "$(json_query 'str(d["replication"]["pits"]) + str(d["replication"]["rpo_met"])' <<<"${show_json}")" = "2True"
+  test "$(json_query 'str(d["replication"]["pits"]) + str(d["replication"]["rpo_met"])' <<<"${show_json}")" = "3True"
 check "group show prints the lag" bash -c "evac --context site-a group show demo | grep -q 'within RPO'"
 check "an unchanged second cycle ships no blocks" test "${second_bytes}" = "0"
 for vm in db01 app01 web01; do virsh -q -c "${uri_a}" start "${vm}" >/dev/null; done
