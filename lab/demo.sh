@@ -192,12 +192,7 @@ up() {
   show --context site-b site copies
 
   step "Replicate to site-b (this build replicates stopped VMs: shut down, sync, start again)"
-  for vm in db01 app01 web01; do virsh -q -c "${uri_a}" shutdown "${vm}" --mode agent >/dev/null 2>&1 || true; done
-  for _ in $(seq 150); do
-    [[ "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" == "0" ]] && break
-    sleep 0.2
-  done
-  for vm in db01 app01 web01; do virsh -q -c "${uri_a}" destroy "${vm}" >/dev/null 2>&1 || true; done
+  "${lab_dir}/vm.sh" stop "${uri_a}" db01 app01 web01
   show group sync demo
   show group pits demo
   for vm in db01 app01 web01; do virsh -q -c "${uri_a}" start "${vm}" >/dev/null; done

@@ -14,6 +14,9 @@
 #   lab/vm.sh exec SITE_URI NAME [--timeout S] -- PROGRAM [ARG...]
 #       runs PROGRAM in the guest through the agent (guest-exec), prints its
 #       stdout (stderr to stderr) and exits with its exit code.
+#   lab/vm.sh stop SITE_URI NAME...
+#       shuts the guests down through their agents; destroys any still
+#       running after 30 s.
 set -euo pipefail
 
 lab_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,6 +29,7 @@ usage: lab/vm.sh define SITE_URI NAME GUEST_DIR DATA_DISK [--ip ADDR/PREFIX] [--
                         [--bridge BR | --network NET] [--mem MiB]
        lab/vm.sh wait-agent SITE_URI NAME [TIMEOUT]
        lab/vm.sh exec SITE_URI NAME [--timeout S] -- PROGRAM [ARG...]
+       lab/vm.sh stop SITE_URI NAME...
 EOF
   exit 2
 }
@@ -247,6 +251,27 @@ vm_exec() {
   return "${code}"
 }
 
+# Shuts guests down through their agents (the filesystems are unmounted
+# cleanly), waits up to 30 s for all of them, then destroys what still runs.
+vm_stop() {
+  [[ $# -ge 2 ]] || usage
+  local site_uri="$1"
+  shift
+  local name
+  for name in "$@"; do virsh -q -c "${site_uri}" shutdown "${name}" --mode agent >/dev/null 2>&1 || true; done
+  local deadline=$(( $(lab_now_ms) + 30000 )) running
+  while (( $(lab_now_ms) < deadline )); do
+    running=0
+    for name in "$@"; do
+      [[ "$(virsh -q -c "${site_uri}" domstate "${name}" 2>/dev/null)" == "shut off" ]] || running=1
+    done
+    (( running )) || return 0
+    sleep 0.2
+  done
+  for name in "$@"; do virsh -q -c "${site_uri}" destroy "${name}" >/dev/null 2>&1 || true; done
+  lab_say "some of $* did not shut down within 30 s and were destroyed"
+}
+
 [[ $# -ge 1 ]] || usage
 cmd="$1"
 shift
@@ -254,5 +279,6 @@ case "${cmd}" in
   define) vm_define "$@" ;;
   wait-agent) vm_wait_agent "$@" ;;
   exec) vm_exec "$@" ;;
+  stop) vm_stop "$@" ;;
   *) usage ;;
 esac

@@ -79,12 +79,7 @@ check "the demo left one point in time of the group at site-b" \
   test "$(evac --context site-a -o json group show demo | json_query 'd["replication"]["pits"]')" = "1"
 out="$(evac --context site-a group sync demo 2>&1)"
 check "sync of running VMs is refused with a clear error" bash -c "grep -q 'replicates stopped VMs only' <<<'${out//\'/}'"
-for vm in db01 app01 web01; do virsh -q -c "${uri_a}" shutdown "${vm}" --mode agent >/dev/null 2>&1 || true; done
-for _ in $(seq 100); do
-  [[ "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" == "0" ]] && break
-  sleep 0.2
-done
-for vm in db01 app01 web01; do virsh -q -c "${uri_a}" destroy "${vm}" >/dev/null 2>&1 || true; done
+"${repo_dir}/lab/vm.sh" stop "${uri_a}" db01 app01 web01
 check "first sync of the stopped group succeeds" bash -c "evac --context site-a group sync demo"
 check "a second sync succeeds too" bash -c "evac --context site-a group sync demo >/dev/null"
 pits_json="$(evac --context site-a -o json group pits demo)"
