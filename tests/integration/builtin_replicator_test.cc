@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 
 #include "harness.h"
@@ -21,10 +22,11 @@ using evac::testing::run_command;
 class LoopbackChannel : public ReplicaChannel {
  public:
   explicit LoopbackChannel(ReplicaReceiver& receiver) : receiver_(receiver) {}
-  int batches = 0;
-  std::uint64_t wire_bytes = 0;
-  int cut_after_batches = -1;      // the link dies before batch N+1
-  int corrupt_batch = -1;          // flip one byte in batch N (0-based)
+  // Batches arrive from several sender threads at once.
+  std::atomic<int> batches{0};
+  std::atomic<std::uint64_t> wire_bytes{0};
+  std::atomic<int> cut_after_batches{-1};  // the link dies from batch N on (0-based)
+  std::atomic<int> corrupt_batch{-1};      // flip one byte in batch N (0-based)
 
   Status begin_cycle(const std::string& g, const std::string& c, const std::vector<ReplicatedDevice>& d) override {
     return receiver_.begin_cycle(g, c, d);
@@ -33,10 +35,10 @@ class LoopbackChannel : public ReplicaChannel {
     return receiver_.manifest(g, k);
   }
   Status send_batch(const std::string& g, const std::string& c, const std::string& batch) override {
-    if (cut_after_batches >= 0 && batches >= cut_after_batches) return unavailable("link cut (test)");
+    int n = batches++;
+    if (cut_after_batches >= 0 && n >= cut_after_batches) return unavailable("link cut (test)");
     std::string wire = batch;
-    if (batches == corrupt_batch) wire[wire.size() / 2] ^= 0x5a;
-    ++batches;
+    if (n == corrupt_batch) wire[wire.size() / 2] ^= 0x5a;
     wire_bytes += wire.size();
     return receiver_.apply_batch(g, c, wire);
   }
@@ -138,14 +140,14 @@ TEST_F(BuiltinReplicatorTest, FirstSyncThenOnlyChangedBlocks) {
   ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
   EXPECT_TRUE(same_content(pit2->disks[0].path, v2));
   EXPECT_TRUE(same_content(pit1->disks[0].path, v1)) << "an older PIT must never change";
-  EXPECT_LE(channel_->wire_bytes, changed * 105 / 100) << "only changed blocks travel";
-  EXPECT_GT(channel_->wire_bytes, 0u);
+  EXPECT_LE(channel_->wire_bytes.load(), changed * 105 / 100) << "only changed blocks travel";
+  EXPECT_GT(channel_->wire_bytes.load(), 0u);
 
   // Nothing changed: a cycle still makes a PIT but ships no blocks.
   channel_->wire_bytes = 0;
   auto pit3 = replicator_->sync_now(spec_, nullptr);
   ASSERT_TRUE(pit3.is_ok());
-  EXPECT_EQ(channel_->wire_bytes, 0u);
+  EXPECT_EQ(channel_->wire_bytes.load(), 0u);
   auto list = replicator_->list_pits("g1");
   ASSERT_TRUE(list.is_ok());
   EXPECT_EQ(list->size(), 3u);
@@ -156,7 +158,7 @@ TEST_F(BuiltinReplicatorTest, CorruptedBlockOnTheWireDiscardsTheCycle) {
   std::string v1 = snapshot("v1");
   ASSERT_TRUE(replicator_->sync_now(spec_, nullptr).is_ok());
   write(8 << 20, 2 << 20, 0x55);
-  channel_->corrupt_batch = channel_->batches;  // the next batch
+  channel_->corrupt_batch = channel_->batches.load();  // the next batch
   auto bad = replicator_->sync_now(spec_, nullptr);
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().message().find("corrupt"), std::string::npos) << bad.status().to_string();
@@ -176,7 +178,7 @@ TEST_F(BuiltinReplicatorTest, CutLinkLeavesTheLastPitIntact) {
   std::string v1 = snapshot("v1");
   ASSERT_TRUE(replicator_->sync_now(spec_, nullptr).is_ok());
   for (int i = 0; i < 4; ++i) write(static_cast<std::uint64_t>(i) * (12 << 20), 5 << 20, 0x77);  // > one batch
-  channel_->cut_after_batches = channel_->batches + 1;
+  channel_->cut_after_batches = channel_->batches.load() + 1;
   auto cut = replicator_->sync_now(spec_, nullptr);
   ASSERT_FALSE(cut.is_ok());
   EXPECT_EQ(cut.status().code(), StatusCode::kUnavailable);

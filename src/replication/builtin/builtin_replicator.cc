@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <future>
 #include <cstring>
@@ -274,34 +275,45 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
   Manifest current = Manifest::empty(device.size_bytes);
   std::vector<BlockRecord> pending;
   std::size_t pending_bytes = 0;
-  // One batch travels (compressed, sent, applied) while the next is read
-  // and hashed: a two-stage pipeline, so the disk and the link overlap.
-  std::future<Result<std::uint64_t>> in_flight;
-  auto wait_in_flight = [&]() -> Status {
-    if (!in_flight.valid()) return Status::ok();
-    auto sent = in_flight.get();
+  // Batches travel (compressed, sent, verified and applied) while the next
+  // ones are read and hashed; a few in flight keep the disk, both CPUs and
+  // the link busy. The receiver decodes concurrent batches in parallel and
+  // writes them one at a time.
+  std::deque<std::future<Result<std::uint64_t>>> in_flight;
+  auto wait_oldest = [&]() -> Status {
+    auto sent = in_flight.front().get();
+    in_flight.pop_front();
     if (!sent) return sent.status();
     progress.bytes_sent += *sent;
     return Status::ok();
   };
+  auto wait_all = [&]() -> Status {
+    Status first;
+    while (!in_flight.empty()) {
+      Status s = wait_oldest();
+      if (first.is_ok()) first = s;
+    }
+    return first;
+  };
   auto flush = [&]() -> Status {
     if (pending.empty()) return Status::ok();
-    EVAC_RETURN_IF_ERROR(wait_in_flight());
-    in_flight = std::async(std::launch::async, [this, &group, &cycle_id, key = device.key(),
-                                                blocks = std::move(pending)]() -> Result<std::uint64_t> {
+    while (in_flight.size() >= options_.batches_in_flight) EVAC_RETURN_IF_ERROR(wait_oldest());
+    in_flight.push_back(std::async(std::launch::async, [this, &group, &cycle_id, key = device.key(),
+                                                        blocks = std::move(pending)]() -> Result<std::uint64_t> {
       std::string batch = encode_batch(key, blocks, options_.zstd_level);
       EVAC_RETURN_IF_ERROR(channel_.send_batch(group, cycle_id, batch));
       return static_cast<std::uint64_t>(batch.size());
-    });
+    }));
     pending.clear();
     pending_bytes = 0;
     return Status::ok();
   };
   // Every early return below must not leave a send running on this frame.
   struct JoinOnExit {
-    std::future<Result<std::uint64_t>>& f;
+    std::deque<std::future<Result<std::uint64_t>>>& f;
     ~JoinOnExit() {
-      if (f.valid()) f.wait();
+      for (auto& x : f)
+        if (x.valid()) x.wait();
     }
   } join_on_exit{in_flight};
 
@@ -346,7 +358,7 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
     if (report) report(progress);
   }
   EVAC_RETURN_IF_ERROR(flush());
-  EVAC_RETURN_IF_ERROR(wait_in_flight());
+  EVAC_RETURN_IF_ERROR(wait_all());
   if (report) report(progress);
   return DiskDigest{device.key(), to_hex(current.digest())};
 }

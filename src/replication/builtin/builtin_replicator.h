@@ -96,6 +96,7 @@ class ReplicaReceiver {
 
 struct SyncOptions {
   std::size_t batch_bytes = 8 << 20;  // raw bytes of changed blocks per request
+  std::size_t batches_in_flight = 3;
   int zstd_level = 1;
 };
 
