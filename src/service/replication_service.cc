@@ -1,5 +1,6 @@
 #include "service/replication_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -215,6 +216,19 @@ Result<json> ReplicationService::handle_begin(const PeerRecord& caller, const st
                                        d.at("replica_dir"), d.at("size_bytes")});
   } catch (const json::exception& e) {
     return invalid_argument(std::string("malformed cycle request: ") + e.what());
+  }
+  // A paired site chooses where its replicas go only among this site's own
+  // storage pools: the folder is a trust boundary, not a parameter.
+  auto pools = site_.list_storage_pools(std::nullopt);
+  if (!pools) return pools.status();
+  for (const auto& d : disks) {
+    bool is_pool = std::any_of(pools->begin(), pools->end(), [&](const StoragePoolInfo& p) {
+      return !p.path.empty() && p.path == d.replica_dir;
+    });
+    if (!is_pool)
+      return permission_denied("replica folder '" + d.replica_dir + "' of disk " + d.key() +
+                                   " is not a storage pool of site '" + site_.identity().name + "'",
+                               "map the disk's storage pool to a pool of this site (`evac mapping create storage ...`)");
   }
   EVAC_RETURN_IF_ERROR(receiver_->begin_cycle(group, body.value("cycle_id", ""), disks));
   return json{{"cycle_id", body.value("cycle_id", "")}};

@@ -1,5 +1,7 @@
 #include "two_sites.h"
 
+#include "service/replication_service.h"
+
 namespace evac::testing {
 namespace {
 
@@ -371,6 +373,23 @@ TEST_F(TwoSitesTest, MappingInUseCannotBeDeleted) {
       EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << m.source;
     }
   }
+}
+
+TEST_F(TwoSitesTest, ReplicaFolderMustBeARecoverySitePool) {
+  pair();
+  map_all();
+  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ReplicationService replication(*b_.service, *b_.transport, dir_.string());
+  auto caller = b_.store->find_peer("site-a");
+  ASSERT_TRUE(caller.is_ok() && caller->has_value());
+  nlohmann::json body = {{"cycle_id", "cycle-1"},
+                         {"disks", {{{"vm_uuid", "u-web01"}, {"disk", "vda"}, {"replica_dir", "/etc"}, {"size_bytes", 1 << 20}}}}};
+  auto r = replication.handle_begin(**caller, "g1", body);
+  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(r.status().message().find("/etc"), std::string::npos);
+  // A group the caller does not protect to this site is refused before anything else.
+  body["disks"][0]["replica_dir"] = "/b/replicas";
+  EXPECT_EQ(replication.handle_begin(**caller, "not-a-group", body).status().code(), StatusCode::kPermissionDenied);
 }
 
 TEST_F(TwoSitesTest, PlaceholderRemovalOnlyByItsOwner) {
