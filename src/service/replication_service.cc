@@ -114,11 +114,11 @@ Result<ReplicationGroupSpec> ReplicationService::group_spec(const GroupRecord& g
   spec.protected_site = group.protected_site;
   spec.recovery_site = group.recovery_site;
   spec.keep_pits = group.keep_pits;
-  for (const auto& gvm : group.vms) {
-    auto vm = site_.find_vm(gvm.vm_uuid);
-    if (!vm) return vm.status().with_context("VM '" + gvm.vm_name + "' of group '" + group.name + "'");
-    spec.vms.push_back(std::move(*vm));
-  }
+  std::vector<std::string> uuids;
+  for (const auto& gvm : group.vms) uuids.push_back(gvm.vm_uuid);
+  auto vms = site_.find_vms(uuids);
+  if (!vms) return vms.status().with_context("group '" + group.name + "'");
+  spec.vms = std::move(*vms);
   // Storage mappings name pools; the recovery site says where they are.
   auto inventory = transport_.call(PeerEndpoint{peer.url, peer.pin}, "GET", "/api/v1/peer/inventory", std::nullopt);
   if (!inventory) return inventory.status().with_context("site '" + peer.site + "'");

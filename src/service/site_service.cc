@@ -101,23 +101,40 @@ Result<std::vector<VmInfo>> SiteService::list_vms(const std::optional<std::strin
 }
 
 Result<VmInfo> SiteService::find_vm(const std::string& ref) {
-  std::optional<std::string> provider_name;
-  std::string name = ref;
-  if (auto slash = ref.find('/'); slash != std::string::npos) {
-    provider_name = ref.substr(0, slash);
-    name = ref.substr(slash + 1);
-  }
-  auto vms = list_vms(provider_name);
+  auto vms = find_vms({ref});
   if (!vms) return vms.status();
-  std::vector<VmInfo> matches;
-  for (auto& vm : *vms)
-    if (vm.name == name || vm.uuid == name) matches.push_back(std::move(vm));
-  if (matches.empty())
-    return not_found("no VM '" + ref + "' at site '" + identity_.name + "'", "list the VMs with `evac inventory vms`");
-  if (matches.size() > 1)
-    return invalid_argument("VM name '" + ref + "' is ambiguous: several compute providers have it",
-                            "name it as PROVIDER/NAME, e.g. " + matches[0].provider + "/" + name);
-  return std::move(matches[0]);
+  return std::move(vms->front());
+}
+
+Result<std::vector<VmInfo>> SiteService::find_vms(const std::vector<std::string>& refs) {
+  // Listing a provider's VMs reads every domain's definition: list each
+  // provider (or all of them) once, however many VMs are named.
+  std::map<std::optional<std::string>, std::vector<VmInfo>> listings;
+  std::vector<VmInfo> out;
+  for (const auto& ref : refs) {
+    std::optional<std::string> provider_name;
+    std::string name = ref;
+    if (auto slash = ref.find('/'); slash != std::string::npos) {
+      provider_name = ref.substr(0, slash);
+      name = ref.substr(slash + 1);
+    }
+    auto listing = listings.find(provider_name);
+    if (listing == listings.end()) {
+      auto vms = list_vms(provider_name);
+      if (!vms) return vms.status();
+      listing = listings.emplace(provider_name, std::move(*vms)).first;
+    }
+    std::vector<const VmInfo*> matches;
+    for (const auto& vm : listing->second)
+      if (vm.name == name || vm.uuid == name) matches.push_back(&vm);
+    if (matches.empty())
+      return not_found("no VM '" + ref + "' at site '" + identity_.name + "'", "list the VMs with `evac inventory vms`");
+    if (matches.size() > 1)
+      return invalid_argument("VM name '" + ref + "' is ambiguous: several compute providers have it",
+                              "name it as PROVIDER/NAME, e.g. " + matches[0]->provider + "/" + name);
+    out.push_back(*matches[0]);
+  }
+  return out;
 }
 
 Result<std::vector<NetworkInfo>> SiteService::list_networks(const std::optional<std::string>& provider_name) {
@@ -443,11 +460,16 @@ Status SiteService::delete_mapping(std::int64_t id) {
   // A mapping in use by a protected VM's placeholder stays until that VM is unprotected.
   auto groups = store_.list_groups();
   if (!groups) return groups.status();
+  auto inventory = list_vms(std::nullopt);
+  std::map<std::string, const VmInfo*> by_uuid;
+  if (inventory)
+    for (const auto& vm : *inventory) by_uuid[vm.uuid] = &vm;
   for (const auto& g : *groups) {
     if (g.recovery_site != it->peer_site) continue;
     for (const auto& gvm : g.vms) {
-      auto vm = find_vm(gvm.vm_uuid);
-      if (!vm) continue;
+      auto found = by_uuid.find(gvm.vm_uuid);
+      if (found == by_uuid.end()) continue;
+      const VmInfo* vm = found->second;
       bool uses = (it->kind == MappingKind::kCompute && vm->provider == it->source);
       for (const auto& n : vm->nics) uses |= it->kind == MappingKind::kNetwork && n.network == it->source;
       for (const auto& d : vm->disks) uses |= it->kind == MappingKind::kStorage && d.storage_pool == it->source;
@@ -589,14 +611,10 @@ Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
   auto peer = resolve_peer(req.recovery_site);
   if (!peer) return peer.status();
 
-  std::vector<VmInfo> vms;
-  for (const auto& ref : req.vms) {
-    auto vm = find_vm(ref);
-    if (!vm) return vm.status();
-    vms.push_back(std::move(*vm));
-  }
-  EVAC_RETURN_IF_ERROR(check_vms_protectable(vms));
-  auto placeholders = register_placeholders(vms, req.name, *peer);
+  auto vms = find_vms(req.vms);
+  if (!vms) return vms.status();
+  EVAC_RETURN_IF_ERROR(check_vms_protectable(*vms));
+  auto placeholders = register_placeholders(*vms, req.name, *peer);
   if (!placeholders) return placeholders.status().with_context("creating protection group '" + req.name + "'");
 
   GroupRecord g{req.name, identity_.name, peer->site, req.rpo_seconds, req.keep_pits, 1, clock_(), *placeholders};

@@ -69,6 +69,8 @@ class SiteService {
   nlohmann::json providers_status();
   Result<std::vector<VmInfo>> list_vms(const std::optional<std::string>& provider);
   Result<VmInfo> find_vm(const std::string& ref);  // "name", "uuid" or "provider/name"
+  // Several at once, in order, with one inventory listing per provider.
+  Result<std::vector<VmInfo>> find_vms(const std::vector<std::string>& refs);
   Result<std::vector<NetworkInfo>> list_networks(const std::optional<std::string>& provider);
   Result<std::vector<StoragePoolInfo>> list_storage_pools(const std::optional<std::string>& provider);
 
