@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/change_tracking.h"
 #include "core/model.h"
 #include "core/status.h"
 
@@ -41,6 +42,10 @@ class ComputeProvider {
   // gone succeeds, so a retried cleanup converges.
   virtual Status remove_placeholder(const std::string& uuid) = 0;
   virtual Result<std::vector<PlaceholderInfo>> list_placeholders() = 0;
+
+  // Change tracking for replicating running VMs; nullptr where the backend
+  // has none (the built-in replicator then refuses running VMs).
+  virtual ChangeTracking* change_tracking() { return nullptr; }
 };
 
 struct ProviderConfig {

@@ -108,6 +108,13 @@ ReplicationService::ReplicationService(SiteService& site, PeerTransport& transpo
 
 ReplicationService::~ReplicationService() = default;
 
+builtin::ChangeTrackingLookup ReplicationService::change_tracking_lookup() {
+  return [this](const std::string& provider) -> ChangeTracking* {
+    auto p = site_.provider(provider);
+    return p ? (*p)->change_tracking() : nullptr;
+  };
+}
+
 Result<ReplicationGroupSpec> ReplicationService::group_spec(const GroupRecord& group, const PeerRecord& peer) {
   ReplicationGroupSpec spec;
   spec.group = group.name;
@@ -158,7 +165,7 @@ Result<PointInTime> ReplicationService::sync_group(const std::string& name) {
   auto spec = group_spec(*group, **peer);
   if (!spec) return spec.status();
   PeerChannel channel(transport_, **peer);
-  builtin::BuiltinReplicator replicator(channel, nullptr);
+  builtin::BuiltinReplicator replicator(channel, nullptr, change_tracking_lookup());
   return replicator.sync_now(*spec, nullptr);
 }
 

@@ -46,6 +46,8 @@ class ReplicationService {
   class PeerChannel;
   Result<ReplicationGroupSpec> group_spec(const GroupRecord& group, const PeerRecord& peer);
   Status check_caller_protects(const PeerRecord& caller, const std::string& group);
+  // Running VMs' change tracking, from the provider each VM runs on.
+  builtin::ChangeTrackingLookup change_tracking_lookup();
 
   SiteService& site_;
   PeerTransport& transport_;

@@ -120,8 +120,10 @@ class SiteService {
   Result<nlohmann::json> handle_peer_remove_placeholder(const PeerRecord& caller, const std::string& uuid);
   Result<nlohmann::json> handle_peer_config_copy(const PeerRecord& caller, const nlohmann::json& body);
 
- private:
+ // A configured compute provider by name (kNotFound if there is none).
   Result<ComputeProvider*> provider(const std::string& name);
+
+ private:
   template <typename List>
   auto gather(const std::optional<std::string>& only, std::string_view what, List list)
       -> decltype(list(std::declval<ComputeProvider&>()));

@@ -21,6 +21,7 @@
 // through libvirt checkpoints, which comes next: they are refused clearly.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "core/change_tracking.h"
 #include "core/replication_adapter.h"
 #include "replication/builtin/block_codec.h"
 #include "replication/builtin/nbd_image.h"
@@ -100,12 +102,19 @@ struct SyncOptions {
   int zstd_level = 1;
 };
 
+// Finds the change tracking of the compute provider a VM runs on (by the
+// provider's name, VmInfo::provider); nullptr when there is none.
+using ChangeTrackingLookup = std::function<ChangeTracking*(const std::string& provider)>;
+
 class BuiltinReplicator : public ReplicationAdapter {
  public:
   // `receiver` serves the recovery-site operations at this site (may be null
   // where this site is never a recovery site, e.g. in some tests).
-  BuiltinReplicator(ReplicaChannel& channel, ReplicaReceiver* receiver, SyncOptions options = {})
-      : channel_(channel), receiver_(receiver), options_(options) {}
+  // `tracking` reaches running VMs' change tracking (may be empty: running
+  // VMs are then refused).
+  BuiltinReplicator(ReplicaChannel& channel, ReplicaReceiver* receiver, ChangeTrackingLookup tracking = {},
+                    SyncOptions options = {})
+      : channel_(channel), receiver_(receiver), tracking_(std::move(tracking)), options_(options) {}
 
   std::string kind() const override { return "builtin"; }
   ReplicationCapabilities capabilities() const override;
@@ -125,6 +134,7 @@ class BuiltinReplicator : public ReplicationAdapter {
 
   ReplicaChannel& channel_;
   ReplicaReceiver* receiver_;
+  ChangeTrackingLookup tracking_;
   SyncOptions options_;
 };
 
