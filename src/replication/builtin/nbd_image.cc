@@ -265,20 +265,22 @@ StartAttempt spawn_and_wait(const std::string& program, const std::string& image
 // ---- libnbd ----
 
 struct StatusCollector {
-  std::vector<NbdClient::Extent> extents;
+  const char* context;  // the metadata context this request maps
+  std::uint32_t flag;   // the flag that marks an extent (zero, or dirty)
+  std::vector<NbdClient::Extent> extents;  // `zero` holds "flag set"
 };
 
 int collect_extents(void* user_data, const char* metacontext, std::uint64_t offset, std::uint32_t* entries,
                     std::size_t nr_entries, int* error) {
-  if (std::strcmp(metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0) return 0;
   auto* c = static_cast<StatusCollector*>(user_data);
+  if (std::strcmp(metacontext, c->context) != 0) return 0;
   try {
     std::uint64_t pos = offset;
     for (std::size_t i = 0; i + 1 < nr_entries; i += 2) {
       std::uint64_t len = entries[i];
-      bool zero = (entries[i + 1] & LIBNBD_STATE_ZERO) != 0;
+      bool flagged = (entries[i + 1] & c->flag) != 0;
       if (len == 0) continue;
-      c->extents.push_back({pos, len, zero});
+      c->extents.push_back({pos, len, flagged});
       pos += len;
     }
   } catch (...) {
@@ -369,11 +371,19 @@ void NbdExport::stop() {
 // ---------------------------------------------------------------- NbdClient
 
 Result<std::unique_ptr<NbdClient>> NbdClient::connect(const NbdExport& exp) {
+  return connect_socket(exp.socket_path(), "", "disk image " + exp.image_path());
+}
+
+Result<std::unique_ptr<NbdClient>> NbdClient::connect_socket(const std::string& socket_path,
+                                                             const std::string& export_name,
+                                                             const std::string& description,
+                                                             const std::string& dirty_context) {
   std::unique_ptr<NbdClient> c(new NbdClient());
-  c->image_path_ = exp.image_path();
+  c->image_path_ = description;
+  c->dirty_context_ = dirty_context;
   c->h_ = ::nbd_create();
   if (c->h_ == nullptr) {
-    return internal_error(std::string("cannot create an NBD handle for disk image ") + exp.image_path() + ": " +
+    return internal_error("cannot create an NBD handle for " + description + ": " +
                               (::nbd_get_error() ? ::nbd_get_error() : "unknown error"),
                           "the host may be out of memory");
   }
@@ -383,12 +393,14 @@ Result<std::unique_ptr<NbdClient>> NbdClient::connect(const NbdExport& exp) {
   ::nbd_set_request_block_size(c->h_, false);
   // Every read's result is checked, so libnbd need not zero buffers first.
   ::nbd_set_pread_initialize(c->h_, false);
-  if (::nbd_add_meta_context(c->h_, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
-      ::nbd_connect_unix(c->h_, exp.socket_path().c_str()) == -1) {
+  bool contexts_ok = ::nbd_add_meta_context(c->h_, LIBNBD_CONTEXT_BASE_ALLOCATION) != -1 &&
+                     (dirty_context.empty() || ::nbd_add_meta_context(c->h_, dirty_context.c_str()) != -1);
+  if (!contexts_ok || ::nbd_set_export_name(c->h_, export_name.c_str()) == -1 ||
+      ::nbd_connect_unix(c->h_, socket_path.c_str()) == -1) {
     const char* e = ::nbd_get_error();
-    return unavailable("cannot connect to the NBD export of disk image " + exp.image_path() + " at " +
-                           exp.socket_path() + ": " + (e ? e : "unknown error"),
-                       "the image's qemu-nbd may have stopped; the next cycle starts a new one");
+    return unavailable("cannot connect to the NBD export of " + description + " at " + socket_path + ": " +
+                           (e ? e : "unknown error"),
+                       "the export may have stopped; the next cycle starts a new one");
   }
   std::int64_t size = ::nbd_get_size(c->h_);
   if (size < 0) return c->nbd_error("reading the size of", 0, 0);
@@ -401,6 +413,10 @@ Result<std::unique_ptr<NbdClient>> NbdClient::connect(const NbdExport& exp) {
   c->can_zero_ = ::nbd_can_zero(c->h_) == 1;
   c->can_flush_ = ::nbd_can_flush(c->h_) == 1;
   c->has_allocation_ = ::nbd_can_meta_context(c->h_, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  if (!dirty_context.empty() && ::nbd_can_meta_context(c->h_, dirty_context.c_str()) != 1) {
+    return failed_precondition("the NBD export of " + description + " has no change map '" + dirty_context + "'",
+                               "the checkpoint it should track from may be gone; the next cycle reads the whole disk");
+  }
   return c;
 }
 
@@ -415,7 +431,7 @@ NbdClient::~NbdClient() {
 Status NbdClient::check_range(const char* op, std::uint64_t len, std::uint64_t offset) const {
   if (offset > size_ || len > size_ - offset) {
     return invalid_argument(std::string(op) + " " + std::to_string(len) + " bytes at offset " +
-                                std::to_string(offset) + " of disk image " + image_path_ + " runs past its end (" +
+                                std::to_string(offset) + " of " + image_path_ + " runs past its end (" +
                                 std::to_string(size_) + " bytes)",
                             "this is a bug in the caller: requests must stay within the disk's size");
   }
@@ -425,7 +441,7 @@ Status NbdClient::check_range(const char* op, std::uint64_t len, std::uint64_t o
 Status NbdClient::nbd_error(const char* op, std::uint64_t len, std::uint64_t offset) const {
   const char* msg = ::nbd_get_error();
   int err = ::nbd_get_errno();
-  std::string what = std::string(op) + " disk image " + image_path_;
+  std::string what = std::string(op) + " " + image_path_;
   if (len != 0) what += " (" + std::to_string(len) + " bytes at offset " + std::to_string(offset) + ")";
   what += " failed: ";
   what += msg != nullptr ? msg : std::strerror(err);
@@ -513,7 +529,7 @@ Status NbdClient::pwrite(const void* buf, std::size_t len, std::uint64_t offset)
   EVAC_RETURN_IF_ERROR(check_range("writing", len, offset));
   if (len == 0) return Status::ok();
   if (read_only_) {
-    return failed_precondition("disk image " + image_path_ + " is exported read-only and cannot be written",
+    return failed_precondition(image_path_ + " is exported read-only and cannot be written",
                                "open the export in read-write mode to change the image");
   }
   // libnbd only reads from the buffer of a write.
@@ -523,7 +539,7 @@ Status NbdClient::pwrite(const void* buf, std::size_t len, std::uint64_t offset)
 Status NbdClient::zero(std::size_t len, std::uint64_t offset) {
   EVAC_RETURN_IF_ERROR(check_range("zeroing", len, offset));
   if (read_only_ && len > 0) {
-    return failed_precondition("disk image " + image_path_ + " is exported read-only and cannot be written",
+    return failed_precondition(image_path_ + " is exported read-only and cannot be written",
                                "open the export in read-write mode to change the image");
   }
   if (!can_zero_) {
@@ -553,27 +569,45 @@ Status NbdClient::flush() {
 }
 
 Result<std::vector<NbdClient::Extent>> NbdClient::allocation(std::uint64_t offset, std::uint64_t length) {
+  if (!has_allocation_) {
+    EVAC_RETURN_IF_ERROR(check_range("mapping", length, offset));
+    return std::vector<Extent>{{offset, length, false}};
+  }
+  return block_status(LIBNBD_CONTEXT_BASE_ALLOCATION, LIBNBD_STATE_ZERO, offset, length);
+}
+
+Result<std::vector<NbdClient::Extent>> NbdClient::changed(std::uint64_t offset, std::uint64_t length) {
+  if (dirty_context_.empty())
+    return failed_precondition("the NBD export of " + image_path_ + " was opened without a change map");
+  // qemu's dirty-bitmap contexts set bit 0 on blocks written since the
+  // checkpoint.
+  auto extents = block_status(dirty_context_.c_str(), 1, offset, length);
+  if (!extents) return extents.status();
+  std::vector<Extent> out;
+  for (const auto& e : *extents)
+    if (e.zero) out.push_back({e.offset, e.length, false});
+  return out;
+}
+
+Result<std::vector<NbdClient::Extent>> NbdClient::block_status(const char* context, std::uint32_t flag,
+                                                               std::uint64_t offset, std::uint64_t length) {
   EVAC_RETURN_IF_ERROR(check_range("mapping", length, offset));
   std::vector<Extent> out;
-  auto append = [&out](std::uint64_t off, std::uint64_t len, bool zero) {
+  auto append = [&out](std::uint64_t off, std::uint64_t len, bool flagged) {
     if (len == 0) return;
-    if (!out.empty() && out.back().zero == zero && out.back().offset + out.back().length == off) {
+    if (!out.empty() && out.back().zero == flagged && out.back().offset + out.back().length == off) {
       out.back().length += len;
     } else {
-      out.push_back({off, len, zero});
+      out.push_back({off, len, flagged});
     }
   };
-  if (!has_allocation_) {
-    append(offset, length, false);
-    return out;
-  }
   const std::uint64_t end = offset + length;
   std::uint64_t pos = offset;
   while (pos < end) {
     std::uint64_t n = std::min(end - pos, kMaxStatusRequest);
-    StatusCollector collector;
+    StatusCollector collector{context, flag, {}};
     nbd_extent_callback cb{collect_extents, &collector, nullptr};
-    if (::nbd_block_status(h_, n, pos, cb, 0) == -1) return nbd_error("mapping the allocation of", n, pos);
+    if (::nbd_block_status(h_, n, pos, cb, 0) == -1) return nbd_error("mapping", n, pos);
     // Replies may stop short of the request (the server limits the number
     // of extents) or run past it; keep what lies within [pos, end).
     std::uint64_t covered = pos;
@@ -585,9 +619,9 @@ Result<std::vector<NbdClient::Extent>> NbdClient::allocation(std::uint64_t offse
       covered = t;
     }
     if (covered == pos) {
-      return unavailable("the NBD server sent no allocation information for " + std::to_string(n) +
-                             " bytes at offset " + std::to_string(pos) + " of disk image " + image_path_,
-                         "qemu-nbd misbehaved; the cycle is retried");
+      return unavailable("the NBD server sent no '" + std::string(context) + "' information for " +
+                             std::to_string(n) + " bytes at offset " + std::to_string(pos) + " of " + image_path_,
+                         "the NBD server misbehaved; the cycle is retried");
     }
     pos = covered;
   }

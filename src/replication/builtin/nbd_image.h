@@ -84,6 +84,15 @@ class NbdExport {
 class NbdClient {
  public:
   static Result<std::unique_ptr<NbdClient>> connect(const NbdExport& exp);
+  // Connects to any NBD server on a unix socket (e.g. QEMU's pull-mode
+  // backup export of a running VM's disk). `description` names the disk in
+  // errors. With `dirty_context` (e.g. "qemu:dirty-bitmap:backup-vda") the
+  // export's change map is negotiated too, for changed(); kFailedPrecondition
+  // if the server does not offer it.
+  static Result<std::unique_ptr<NbdClient>> connect_socket(const std::string& socket_path,
+                                                           const std::string& export_name,
+                                                           const std::string& description,
+                                                           const std::string& dirty_context = "");
   ~NbdClient();
   NbdClient(const NbdClient&) = delete;
   NbdClient& operator=(const NbdClient&) = delete;
@@ -110,15 +119,22 @@ class NbdClient {
   // ascending extents covering exactly that range, neighbours of the same
   // kind merged. A server without the context reports everything as data.
   Result<std::vector<Extent>> allocation(std::uint64_t offset, std::uint64_t length);
+  // The blocks of [offset, offset+length) the change map marks as written
+  // since its checkpoint: ascending, merged ranges (`zero` is always false).
+  Result<std::vector<Extent>> changed(std::uint64_t offset, std::uint64_t length);
 
  private:
   NbdClient() = default;
   Status check_range(const char* op, std::uint64_t len, std::uint64_t offset) const;
   Status transfer(bool write, char* buf, std::size_t len, std::uint64_t offset);
   Status nbd_error(const char* op, std::uint64_t len, std::uint64_t offset) const;
+  // Extents of one metadata context; Extent::zero carries "`flag` is set".
+  Result<std::vector<Extent>> block_status(const char* context, std::uint32_t flag, std::uint64_t offset,
+                                           std::uint64_t length);
 
   nbd_handle* h_ = nullptr;
-  std::string image_path_;
+  std::string image_path_;  // or what else names the disk in errors
+  std::string dirty_context_;
   std::uint64_t size_ = 0;
   std::uint64_t max_request_ = 0;
   bool read_only_ = false;
