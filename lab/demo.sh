@@ -191,11 +191,14 @@ up() {
   virsh -c "${uri_b}" dumpxml web01 | grep -m1 'evac:placeholder' || lab_die "web01's placeholder carries no evac metadata"
   show --context site-b site copies
 
-  step "Replicate to site-b (this build replicates stopped VMs: shut down, sync, start again)"
-  "${lab_dir}/vm.sh" stop "${uri_a}" db01 app01 web01
+  step "Replicate to site-b while the guests run (one checkpoint per cycle; only changed blocks travel)"
+  show group sync demo
+  printf '$ lab/vm.sh exec site-a db01 -- dd if=/dev/urandom of=/data/demo.bin bs=64k count=64 conv=fsync\n'
+  "${lab_dir}/vm.sh" exec "${uri_a}" db01 -- \
+    sh -c 'dd if=/dev/urandom of=/data/demo.bin bs=64k count=64 conv=fsync 2>/dev/null' ||
+    lab_die "db01 could not write its data disk"
   show group sync demo
   show group pits demo
-  for vm in db01 app01 web01; do virsh -q -c "${uri_a}" start "${vm}" >/dev/null; done
   show group show demo
 
   step "Done in $(lab_secs_since "${t0}") s"

@@ -68,6 +68,10 @@ struct PointInTime {
   std::int64_t created_at = 0;  // the instant it captures (unix seconds)
   std::uint64_t bytes_sent = 0;
   std::vector<PitDisk> disks;
+  // The replication cycle that made it. The built-in replicator names the
+  // change-tracking checkpoint of that instant after it, which is how the
+  // protected site knows which checkpoint a replica is current with.
+  std::string cycle_id;
 };
 
 struct SyncProgress {

@@ -10,7 +10,8 @@ using nlohmann::json;
 json to_json(const PointInTime& pit) {
   json disks = json::array();
   for (const auto& d : pit.disks) disks.push_back({{"key", d.key}, {"path", d.path}, {"size_bytes", d.size_bytes}});
-  return {{"id", pit.id}, {"group", pit.group}, {"created_at", pit.created_at}, {"bytes_sent", pit.bytes_sent}, {"disks", disks}};
+  return {{"id", pit.id}, {"group", pit.group}, {"created_at", pit.created_at}, {"bytes_sent", pit.bytes_sent}, {"disks", disks},
+          {"cycle_id", pit.cycle_id}};
 }
 
 Result<PointInTime> pit_from_json(const json& j) {
@@ -20,6 +21,7 @@ Result<PointInTime> pit_from_json(const json& j) {
     j.at("group").get_to(pit.group);
     j.at("created_at").get_to(pit.created_at);
     pit.bytes_sent = j.value("bytes_sent", std::uint64_t{0});
+    pit.cycle_id = j.value("cycle_id", std::string());
     for (const auto& d : j.at("disks")) pit.disks.push_back({d.at("key"), d.at("path"), d.value("size_bytes", std::uint64_t{0})});
     return pit;
   } catch (const json::exception& e) {
@@ -101,9 +103,14 @@ ReplicationService::ReplicationService(SiteService& site, PeerTransport& transpo
     : site_(site),
       transport_(transport),
       pits_(std::make_unique<builtin::PitStore>(state_dir + "/replication")),
-      receiver_(std::make_unique<builtin::ReplicaReceiver>(*pits_)) {
+      receiver_(std::make_unique<builtin::ReplicaReceiver>(*pits_)),
+      backup_dir_(state_dir + "/backup") {
   std::error_code ec;
   std::filesystem::create_directories(state_dir + "/replication", ec);
+  // A cycle of running VMs cut short by a crash may have left them paused:
+  // resume them now rather than at the group's next sync. A hypervisor that
+  // is down now gets the same treatment at that next sync.
+  (void)builtin::recover_interrupted_cycles(backup_dir_, "", change_tracking_lookup());
 }
 
 ReplicationService::~ReplicationService() = default;
@@ -165,7 +172,9 @@ Result<PointInTime> ReplicationService::sync_group(const std::string& name) {
   auto spec = group_spec(*group, **peer);
   if (!spec) return spec.status();
   PeerChannel channel(transport_, **peer);
-  builtin::BuiltinReplicator replicator(channel, nullptr, change_tracking_lookup());
+  builtin::SyncOptions options;
+  options.work_dir = backup_dir_;
+  builtin::BuiltinReplicator replicator(channel, nullptr, change_tracking_lookup(), options);
   return replicator.sync_now(*spec, nullptr);
 }
 

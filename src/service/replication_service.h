@@ -53,6 +53,7 @@ class ReplicationService {
   PeerTransport& transport_;
   std::unique_ptr<builtin::PitStore> pits_;
   std::unique_ptr<builtin::ReplicaReceiver> receiver_;
+  std::string backup_dir_;  // running VMs' backup exports and the journal of cycles in progress
   std::mutex syncing_mu_;
   std::set<std::string> syncing_;  // groups with a cycle in progress here
 };

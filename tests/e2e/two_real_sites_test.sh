@@ -73,17 +73,49 @@ for vm in db01 app01 web01; do
 done
 check "site-a's own VMs are untouched and running" test "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" = "3"
 
-# Replication (scan mode): refused while the guests run, then a point in
-# time at site-b equal, disk by disk, to what the stopped guests left.
-check "the demo left one point in time of the group at site-b" \
-  test "$(evac --context site-a -o json group show demo | json_query 'd["replication"]["pits"]')" = "1"
-out="$(evac --context site-a group sync demo 2>&1)"
-check "sync of running VMs is refused with a clear error" bash -c "grep -q 'replicates stopped VMs only' <<<'${out//\'/}'"
+# Replication of running guests: the demo made two points in time, the
+# second after db01 wrote 4 MiB, and only about that much travelled.
+pits_json="$(evac --context site-a -o json group pits demo)"
+check "the demo left two points in time of the group at site-b" test "$(json_len <<<"${pits_json}")" = "2"
+demo_bytes="$(json_query 'd[-1]["bytes_sent"]' <<<"${pits_json}")"
+check "the cycle after db01 wrote 4 MiB shipped 4-5 MiB, not whole disks (${demo_bytes} bytes)" \
+  test "${demo_bytes}" -ge 4194304 -a "${demo_bytes}" -le 5242880
+check "the guests still run after replicating" test "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" = "3"
+check "db01 keeps exactly one evac checkpoint" test "$(virsh -c "${uri_a}" checkpoint-list db01 --name | grep -c '^evac-')" = "1"
+check "no backup job is left on db01" bash -c "! virsh -c '${uri_a}' domjobinfo db01 | grep -q Backup"
+check "no backup exports are left at site-a" test -z "$(ls -A "${EVAC_DEMO_ROOT}/site-a/state/backup")"
+
+# The replica at each point in time equals the guest's disk at its instant:
+# the guest writes known data, holds its filesystem read-only (so its disk is
+# still) while it hashes the whole device and the cycle runs, then resumes.
+db01_uuid="$(virsh -c "${uri_a}" domuuid db01 | head -1)"
+pit_path() { json_query "[x['path'] for x in d[-1]['disks'] if x['key']=='${db01_uuid}/vda'][0]"; }
+hash_of_pit() { qemu-img convert -O raw "$1" "${EVAC_DEMO_ROOT}/pit.raw" && sha256sum "${EVAC_DEMO_ROOT}/pit.raw" | cut -d' ' -f1; }
+guest_cycle() {  # COUNT: 64 KiB blocks of random data db01 writes before the cycle
+  "${repo_dir}/lab/vm.sh" exec "${uri_a}" db01 -- sh -c \
+    "dd if=/dev/urandom of=/data/check-$1.bin bs=64k count=$1 conv=fsync 2>/dev/null && mount -o remount,ro /data && sha256sum /dev/vda" |
+    cut -d' ' -f1
+  evac --context site-a group sync demo >/dev/null || echo "sync failed"
+  "${repo_dir}/lab/vm.sh" exec "${uri_a}" db01 -- mount -o remount,rw /data
+}
+guest_hash_1="$(guest_cycle 96)"
+pit_1="$(evac --context site-a -o json group pits demo | pit_path)"
+check "PIT 1 of db01 equals db01's disk at its instant" test "$(hash_of_pit "${pit_1}")" = "${guest_hash_1}"
+guest_hash_2="$(guest_cycle 32)"
+pits_json="$(evac --context site-a -o json group pits demo)"
+pit_2="$(pit_path <<<"${pits_json}")"
+check "PIT 2 of db01 equals db01's disk at its instant" test "$(hash_of_pit "${pit_2}")" = "${guest_hash_2}"
+check "PIT 1 is unchanged by the next cycle" test "$(hash_of_pit "${pit_1}")" = "${guest_hash_1}"
+check "the cycle after 2 MiB of writes shipped under 3 MiB" test "$(json_query 'd[-1]["bytes_sent"]' <<<"${pits_json}")" -le 3145728
+rm -f "${EVAC_DEMO_ROOT}/pit.raw"
+
+# Stopped guests are read by scanning (no change tracking): a point in time
+# at site-b equal, disk by disk, to what the stopped guests left.
 "${repo_dir}/lab/vm.sh" stop "${uri_a}" db01 app01 web01
-check "first sync of the stopped group succeeds" bash -c "evac --context site-a group sync demo"
+check "a sync of the stopped group succeeds" bash -c "evac --context site-a group sync demo"
 check "a second sync succeeds too" bash -c "evac --context site-a group sync demo >/dev/null"
 pits_json="$(evac --context site-a -o json group pits demo)"
-check "site-b holds three points in time" test "$(json_len <<<"${pits_json}")" = "3"
+check "site-b holds six points in time" test "$(json_len <<<"${pits_json}")" = "6"
 for vm in db01 app01 web01; do
   uuid="$(virsh -c "${uri_a}" domuuid "${vm}")"
   replica="$(json_query "[x['path'] for x in d[-1]['disks'] if x['key']=='${uuid}/vda'][0]" <<<"${pits_json}")"
@@ -94,10 +126,15 @@ done
 second_bytes="$(json_query 'd[-1]["bytes_sent"]' <<<"${pits_json}")"
 show_json="$(evac --context site-a -o json group show demo)"
 check "group show reports the newest PIT within the RPO" \
-  test "$(json_query 'str(d["replication"]["pits"]) + str(d["replication"]["rpo_met"])' <<<"${show_json}")" = "3True"
+  test "$(json_query 'str(d["replication"]["pits"]) + str(d["replication"]["rpo_met"])' <<<"${show_json}")" = "6True"
 check "group show prints the lag" bash -c "evac --context site-a group show demo | grep -q 'within RPO'"
 check "an unchanged second cycle ships no blocks" test "${second_bytes}" = "0"
 for vm in db01 app01 web01; do virsh -q -c "${uri_a}" start "${vm}" >/dev/null; done
+"${repo_dir}/lab/vm.sh" wait-agent "${uri_a}" db01 120 >/dev/null
+check "after a restart, the next cycle of running guests reads only what changed" \
+  bash -c "evac --context site-a group sync demo >/dev/null"
+check "and ships little (guests booting write a few blocks)" \
+  test "$(evac --context site-a -o json group pits demo | json_query 'd[-1]["bytes_sent"]')" -le 2097152
 
 # Unprotecting removes the placeholder from libvirt at site-b.
 check "remove-vm app01 succeeds" bash -c "evac --context site-a group remove-vm demo app01 >/dev/null"

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "providers/libvirt/domain_xml.h"
+#include "providers/libvirt/libvirt_change_tracking.h"
 #include "providers/libvirt/libvirt_connection.h"
 #include "providers/libvirt/libvirt_errors.h"
 #include "providers/libvirt/libvirt_handles.h"
@@ -282,9 +283,13 @@ Result<PlaceholderInfo> define_domain(virConnectPtr conn, const PlaceholderSpec&
 // ------------------------------------------------------- LibvirtProvider
 
 LibvirtProvider::LibvirtProvider(ProviderConfig config)
-    : config_(std::move(config)), connection_(std::make_unique<libvirt::Connection>(config_.uri)) {}
+    : config_(std::move(config)),
+      connection_(std::make_unique<libvirt::Connection>(config_.uri)),
+      tracking_(std::make_unique<libvirt::LibvirtChangeTracking>(*connection_)) {}
 
 LibvirtProvider::~LibvirtProvider() = default;
+
+ChangeTracking* LibvirtProvider::change_tracking() { return tracking_.get(); }
 
 Status LibvirtProvider::ping() {
   return connection_->run([&](virConnectPtr conn) {

@@ -16,6 +16,7 @@ namespace evac {
 
 namespace libvirt {
 class Connection;
+class LibvirtChangeTracking;
 }
 
 class LibvirtProvider : public ComputeProvider {
@@ -38,9 +39,14 @@ class LibvirtProvider : public ComputeProvider {
   Status remove_placeholder(const std::string& uuid) override;
   Result<std::vector<PlaceholderInfo>> list_placeholders() override;
 
+  // Checkpoints and pull-mode backups (QEMU only; other drivers answer
+  // kUnsupported when asked to back up).
+  ChangeTracking* change_tracking() override;
+
  private:
   ProviderConfig config_;
   std::unique_ptr<libvirt::Connection> connection_;
+  std::unique_ptr<libvirt::LibvirtChangeTracking> tracking_;
 };
 
 // Checks the config (a URI is required) and builds the provider, unconnected.

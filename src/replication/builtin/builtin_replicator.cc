@@ -1,10 +1,17 @@
 #include "replication/builtin/builtin_replicator.h"
 
 #include <openssl/rand.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <fstream>
+#include <set>
 #include <filesystem>
 #include <future>
 #include <cstring>
@@ -34,6 +41,16 @@ bool is_replicated_disk(const DiskInfo& d) { return d.device != "cdrom" && d.dev
 // together, which a sequential scan needs to approach the disk's speed.
 constexpr std::size_t kReadChunk = 32 << 20;
 static_assert(kReadChunk % kBlockSize == 0);
+
+BlockHash zero_hash(std::size_t len) {
+  static const BlockHash full = [] {
+    std::string z(kBlockSize, '\0');
+    return hash_block(z.data(), z.size());
+  }();
+  if (len == kBlockSize) return full;
+  std::string z(len, '\0');
+  return hash_block(z.data(), len);
+}
 
 }  // namespace
 
@@ -228,7 +245,8 @@ ReplicationCapabilities BuiltinReplicator::capabilities() const {
   ReplicationCapabilities c;
   c.points_in_time = true;
   c.test_copies = true;
-  c.cross_vm_consistency = true;  // scan mode only runs on stopped VMs: trivially one instant
+  c.change_tracking = true;       // running VMs: checkpoints and pull-mode backups
+  c.cross_vm_consistency = true;  // one frozen instant per group cycle
   return c;
 }
 
@@ -256,23 +274,18 @@ Result<std::vector<ReplicatedDevice>> BuiltinReplicator::discover(const Replicat
 }
 
 Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const std::string& cycle_id,
-                                                const ReplicatedDevice& device, NbdClient& source,
+                                                const ReplicatedDevice& device, const Manifest& replica,
+                                                const std::vector<ByteRange>* changed, NbdClient& source,
                                                 SyncProgress& progress, const ProgressCallback& report) {
-  auto encoded = channel_.manifest(group, device.key());
-  if (!encoded) return encoded.status();
-  Manifest replica = Manifest::empty(device.size_bytes);
-  if (encoded->has_value()) {
-    auto decoded = Manifest::decode(**encoded);
-    if (!decoded) return decoded.status().with_context("manifest of disk " + device.key());
-    replica = std::move(*decoded);
-  }
   if (replica.disk_size != device.size_bytes)
     return failed_precondition("disk " + device.disk + " of VM '" + device.vm_name + "' changed size from " +
                                    std::to_string(replica.disk_size) + " to " + std::to_string(device.size_bytes) +
                                    " bytes since the last point in time",
                                "resizing a protected disk needs a full resync; remove the VM from the group and add it again");
 
-  Manifest current = Manifest::empty(device.size_bytes);
+  // With a change map, blocks outside it are the replica's as they are;
+  // without one every block is read and the manifest is built afresh.
+  Manifest current = changed ? replica : Manifest::empty(device.size_bytes);
   std::vector<BlockRecord> pending;
   std::size_t pending_bytes = 0;
   // Batches travel (compressed, sent, verified and applied) while the next
@@ -317,45 +330,48 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
     }
   } join_on_exit{in_flight};
 
-  auto extents = source.allocation(0, device.size_bytes);
-  if (!extents) return extents.status();
-  std::size_t next_extent = 0;
-  // True when [offset, offset+len) lies entirely in extents that read as zero.
-  auto all_zero = [&](std::uint64_t offset, std::uint64_t len) {
-    while (next_extent < extents->size() &&
-           (*extents)[next_extent].offset + (*extents)[next_extent].length <= offset)
-      ++next_extent;
-    for (std::size_t i = next_extent; i < extents->size(); ++i) {
-      const auto& e = (*extents)[i];
-      if (e.offset >= offset + len) return true;
-      if (!e.zero) return false;
-      if (e.offset + e.length >= offset + len) return true;
-    }
-    return false;
-  };
-
+  std::vector<ByteRange> whole{{0, device.size_bytes}};
+  const std::vector<ByteRange>& ranges = changed ? *changed : whole;
   std::string chunk(kReadChunk, '\0');
-  for (std::uint64_t offset = 0; offset < device.size_bytes; offset += kReadChunk) {
-    std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, device.size_bytes - offset));
-    bool zero = all_zero(offset, len);
-    if (zero) {
-      std::memset(chunk.data(), 0, len);
-    } else {
-      EVAC_RETURN_IF_ERROR(source.pread(chunk.data(), len, offset).with_context("reading " + device.source_path));
+  for (const auto& range : ranges) {
+    auto extents = source.allocation(range.offset, range.length);
+    if (!extents) return extents.status();
+    std::size_t next_extent = 0;
+    // True when [offset, offset+len) lies entirely in extents that read as zero.
+    auto all_zero = [&](std::uint64_t offset, std::uint64_t len) {
+      while (next_extent < extents->size() &&
+             (*extents)[next_extent].offset + (*extents)[next_extent].length <= offset)
+        ++next_extent;
+      for (std::size_t i = next_extent; i < extents->size(); ++i) {
+        const auto& e = (*extents)[i];
+        if (e.offset >= offset + len) return true;
+        if (!e.zero) return false;
+        if (e.offset + e.length >= offset + len) return true;
+      }
+      return false;
+    };
+    const std::uint64_t range_end = range.offset + range.length;
+    for (std::uint64_t offset = range.offset; offset < range_end; offset += kReadChunk) {
+      std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, range_end - offset));
+      bool zero = all_zero(offset, len);
+      if (zero) {
+        std::memset(chunk.data(), 0, len);
+      } else {
+        EVAC_RETURN_IF_ERROR(source.pread(chunk.data(), len, offset).with_context("reading " + device.source_path));
+      }
+      for (std::size_t at = 0; at < len; at += kBlockSize) {
+        std::size_t block_len = std::min(kBlockSize, len - at);
+        std::uint64_t index = (offset + at) / kBlockSize;
+        BlockHash hash = zero ? zero_hash(block_len) : hash_block(chunk.data() + at, block_len);
+        current.hashes[index] = hash;
+        if (hash == replica.hashes[index]) continue;
+        pending.push_back(BlockRecord{offset + at, std::string(chunk.data() + at, block_len), hash});
+        pending_bytes += block_len;
+        if (pending_bytes >= options_.batch_bytes) EVAC_RETURN_IF_ERROR(flush());
+      }
+      progress.bytes_scanned += len;
+      if (report) report(progress);
     }
-    for (std::size_t at = 0; at < len; at += kBlockSize) {
-      std::size_t block_len = std::min(kBlockSize, len - at);
-      std::uint64_t index = (offset + at) / kBlockSize;
-      // Zero blocks already have their hash in `current` (Manifest::empty).
-      BlockHash hash = zero ? current.hashes[index] : hash_block(chunk.data() + at, block_len);
-      current.hashes[index] = hash;
-      if (hash == replica.hashes[index]) continue;
-      pending.push_back(BlockRecord{offset + at, std::string(chunk.data() + at, block_len), hash});
-      pending_bytes += block_len;
-      if (pending_bytes >= options_.batch_bytes) EVAC_RETURN_IF_ERROR(flush());
-    }
-    progress.bytes_scanned += len;
-    if (report) report(progress);
   }
   EVAC_RETURN_IF_ERROR(flush());
   EVAC_RETURN_IF_ERROR(wait_all());
@@ -363,41 +379,347 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
   return DiskDigest{device.key(), to_hex(current.digest())};
 }
 
+// ---- running VMs: one frozen instant per group cycle ----------------------------------
+
+namespace {
+
+constexpr std::string_view kCheckpointPrefix = "evac-";
+std::string checkpoint_for(const std::string& cycle_id) { return std::string(kCheckpointPrefix) + cycle_id; }
+
+// Per-VM folder for QEMU's export socket and scratch files. Unix socket
+// paths are limited to 108 bytes, so the name is short.
+Result<std::string> make_vm_work_dir(const std::string& root) {
+  unsigned char random[4];
+  RAND_bytes(random, sizeof random);
+  static const char* kHex = "0123456789abcdef";
+  std::string name;
+  for (unsigned char b : random) {
+    name += kHex[b >> 4];
+    name += kHex[b & 15];
+  }
+  std::string dir = root + "/" + name;
+  if (dir.size() + sizeof("/nbd.sock") > 107)
+    return failed_precondition("the backup folder " + dir + " is too long a path for a unix socket",
+                               "give evacd a shorter state_dir");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return unavailable("cannot create " + dir + ": " + ec.message(), "is the state folder writable?");
+  // QEMU creates the export socket here; where it runs unprivileged (as
+  // libvirt-qemu) the folder must be its own. The root above only needs +x.
+  ::chmod(root.c_str(), 0711);
+  ::chmod(dir.c_str(), 0700);
+  if (const passwd* qemu = ::getpwnam("libvirt-qemu")) {
+    if (::chown(dir.c_str(), qemu->pw_uid, qemu->pw_gid) != 0)
+      return unavailable("cannot hand " + dir + " to user libvirt-qemu: " + std::strerror(errno));
+  }
+  return dir;
+}
+
+// Ranges of whole kBlockSize blocks covering the change map's extents.
+std::vector<ByteRange> block_aligned(const std::vector<NbdClient::Extent>& extents, std::uint64_t disk_size) {
+  std::vector<ByteRange> out;
+  for (const auto& e : extents) {
+    std::uint64_t start = e.offset / kBlockSize * kBlockSize;
+    std::uint64_t end = std::min(disk_size, (e.offset + e.length + kBlockSize - 1) / kBlockSize * kBlockSize);
+    if (!out.empty() && out.back().offset + out.back().length >= start) {
+      out.back().length = std::max(out.back().offset + out.back().length, end) - out.back().offset;
+    } else if (end > start) {
+      out.push_back({start, end - start});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// What a cycle did to one running VM, journalled before it is done so that a
+// crash in the middle (evacd killed between pause and resume) is undone.
+struct BuiltinReplicator::LiveVm {
+  const VmInfo* vm = nullptr;
+  ChangeTracking* tracking = nullptr;
+  std::string base_checkpoint;  // the newest committed checkpoint: changes since it are what to read
+  std::string work_dir;
+  bool pause = false;            // it was running: paused for the freeze
+  bool backup_started = false;
+  BackupExport exported;
+};
+
+std::string BuiltinReplicator::work_root() const {
+  if (!options_.work_dir.empty()) return options_.work_dir;
+  return (std::filesystem::temp_directory_path() / "evac-backup").string();
+}
+
+Status BuiltinReplicator::write_journal(const std::string& group, const std::string& cycle_id,
+                                        const std::vector<LiveVm>& live) {
+  nlohmann::json j = {{"group", group}, {"cycle", cycle_id}, {"vms", nlohmann::json::array()}};
+  for (const auto& l : live)
+    j["vms"].push_back({{"uuid", l.vm->uuid}, {"provider", l.vm->provider}, {"work_dir", l.work_dir}, {"pause", l.pause}});
+  std::string path = work_root() + "/" + cycle_id + ".cycle.json";
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump();
+    out.flush();
+    if (!out) return unavailable("cannot write " + tmp, "is the state folder full or read-only?");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    return unavailable("cannot rename " + tmp + ": " + std::strerror(errno));
+  return Status::ok();
+}
+
+Status BuiltinReplicator::recover_interrupted(const std::string& group) {
+  return recover_interrupted_cycles(work_root(), group, tracking_);
+}
+
+Status recover_interrupted_cycles(const std::string& work_root, const std::string& group,
+                                  const ChangeTrackingLookup& tracking_) {
+  std::error_code ec;
+  std::filesystem::directory_iterator it(work_root, ec), end;
+  if (ec) return Status::ok();  // nothing was ever started here
+  Status first;
+  for (; it != end; it.increment(ec)) {
+    const std::string path = it->path().string();
+    if (path.size() < 11 || path.substr(path.size() - 11) != ".cycle.json") continue;
+    std::ifstream in(path);
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded()) {
+      std::filesystem::remove(path, ec);
+      continue;
+    }
+    if (!group.empty() && j.value("group", "") != group) continue;
+    const std::string cycle = j.value("cycle", "");
+    Status undone;
+    for (const auto& v : j.value("vms", nlohmann::json::array())) {
+      ChangeTracking* tracking = tracking_ ? tracking_(v.value("provider", "")) : nullptr;
+      if (tracking == nullptr) continue;
+      const std::string uuid = v.value("uuid", "");
+      Status s;
+      if (v.value("pause", false)) {
+        auto paused = tracking->is_paused(uuid);
+        if (paused && *paused) s = tracking->resume(uuid);
+      }
+      if (s.is_ok()) s = tracking->end_backup(uuid, v.value("work_dir", ""));
+      // Its changes merge into the previous checkpoint, which still covers
+      // everything since the last committed cycle.
+      if (s.is_ok() && !cycle.empty()) s = tracking->delete_checkpoint(uuid, checkpoint_for(cycle));
+      if (s.is_ok()) std::filesystem::remove_all(v.value("work_dir", ""), ec);
+      if (undone.is_ok()) undone = s;
+    }
+    if (undone.is_ok()) std::filesystem::remove(path, ec);
+    if (first.is_ok()) first = undone;
+  }
+  return first.is_ok() ? first
+                       : first.with_context("undoing an interrupted replication cycle")
+                             .with_hint("the VM or its hypervisor may be unreachable; the next sync retries");
+}
+
+Status BuiltinReplicator::freeze(const std::string& group, const std::string& cycle_id,
+                                 const std::vector<ReplicatedDevice>& devices,
+                                 const std::map<std::string, bool>& has_replica, std::vector<LiveVm>& live) {
+  EVAC_RETURN_IF_ERROR(write_journal(group, cycle_id, live));
+  // Resumes whatever was paused on every path out of here.
+  struct ResumeOnExit {
+    std::vector<const LiveVm*> paused;
+    ~ResumeOnExit() {
+      for (const LiveVm* l : paused) (void)l->tracking->resume(l->vm->uuid);
+    }
+  } resume;
+  for (auto& l : live) {
+    if (!l.pause) continue;
+    EVAC_RETURN_IF_ERROR(l.tracking->pause(l.vm->uuid).with_context("freezing group '" + group + "'"));
+    resume.paused.push_back(&l);
+  }
+  for (auto& l : live) {
+    auto request = [&](bool incremental) {
+      BackupRequest r{l.vm->uuid, checkpoint_for(cycle_id), {}, l.work_dir};
+      for (const auto& d : devices) {
+        if (d.vm_uuid != l.vm->uuid) continue;
+        bool qcow2 = d.format == "qcow2";
+        bool since = incremental && qcow2 && !l.base_checkpoint.empty() && has_replica.at(d.key());
+        r.disks.push_back(DiskBackupRequest{d.disk, since ? l.base_checkpoint : "", qcow2});
+      }
+      return r;
+    };
+    auto exported = l.tracking->begin_backup(request(true));
+    if (!exported && !l.base_checkpoint.empty() && exported.status().code() != StatusCode::kUnavailable) {
+      // The base checkpoint may not track a disk added since; read whole.
+      exported = l.tracking->begin_backup(request(false));
+      if (exported) l.base_checkpoint.clear();
+    }
+    if (!exported) return exported.status().with_context("VM '" + l.vm->name + "' is running");
+    l.backup_started = true;
+    l.exported = std::move(*exported);
+  }
+  return Status::ok();
+}
+
+void BuiltinReplicator::thaw_and_settle(const std::string& group, const std::string& cycle_id,
+                                        std::vector<LiveVm>& live, bool committed) {
+  Status first;
+  for (auto& l : live) {
+    Status s = l.backup_started ? l.tracking->end_backup(l.vm->uuid, l.work_dir) : Status::ok();
+    if (committed) {
+      // The new checkpoint is the replica's from now on: older ones of evac
+      // only cost the guest's writes a bitmap update each.
+      auto names = l.tracking->list_checkpoints(l.vm->uuid);
+      if (names) {
+        for (const auto& n : *names)
+          if (n.rfind(kCheckpointPrefix, 0) == 0 && n != checkpoint_for(cycle_id))
+            if (Status d = l.tracking->delete_checkpoint(l.vm->uuid, n); s.is_ok()) s = d;
+      } else if (s.is_ok()) {
+        s = names.status();
+      }
+    } else if (l.backup_started) {
+      if (Status d = l.tracking->delete_checkpoint(l.vm->uuid, checkpoint_for(cycle_id)); s.is_ok()) s = d;
+    }
+    std::error_code ec;
+    if (s.is_ok()) std::filesystem::remove_all(l.work_dir, ec);
+    if (first.is_ok()) first = s;
+  }
+  // A failure here leaves the journal: the next cycle finishes the cleanup.
+  if (first.is_ok()) {
+    std::error_code ec;
+    std::filesystem::remove(work_root() + "/" + cycle_id + ".cycle.json", ec);
+  }
+  (void)group;
+}
+
 Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec, const ProgressCallback& report) {
+  std::vector<LiveVm> live;
   for (const auto& vm : spec.vms) {
-    if (vm.state != PowerState::kShutOff)
+    if (vm.state == PowerState::kShutOff) continue;
+    if (vm.state != PowerState::kRunning && vm.state != PowerState::kPaused)
+      return failed_precondition("VM '" + vm.name + "' is " + std::string(power_state_name(vm.state)),
+                                 "start it or shut it down; a cycle copies running VMs through change tracking and "
+                                 "stopped ones by scanning their disks");
+    ChangeTracking* tracking = tracking_ ? tracking_(vm.provider) : nullptr;
+    if (tracking == nullptr)
       return failed_precondition("VM '" + vm.name + "' is " + std::string(power_state_name(vm.state)) +
-                                     "; this build replicates stopped VMs only (scan mode)",
-                                 "shut the VM down to sync it; replication of running VMs through change tracking "
-                                 "is the next increment of the built-in replicator");
+                                     " and its compute provider '" + vm.provider + "' has no change tracking",
+                                 "shut the VM down to replicate it by scanning its disks");
+    LiveVm l;
+    l.vm = &vm;
+    l.tracking = tracking;
+    l.pause = vm.state == PowerState::kRunning;  // a VM someone paused stays paused
+    live.push_back(std::move(l));
   }
   auto devices = discover(spec);
   if (!devices) return devices.status();
   if (devices->empty()) return failed_precondition("group '" + spec.group + "' has no disks to replicate");
+  EVAC_RETURN_IF_ERROR(recover_interrupted(spec.group));
 
-  // Open every disk first: the cycle needs their sizes, and while qemu-nbd
-  // holds an image read-only its lock keeps QEMU from starting the VM, so
-  // the scan reads one consistent instant of the whole group.
-  std::vector<std::unique_ptr<NbdExport>> exports;
-  std::vector<std::unique_ptr<NbdClient>> clients;
+  // What the recovery site holds: each disk's manifest, and which cycles
+  // completed (so which checkpoints a replica is current with).
+  std::map<std::string, Manifest> replicas;
+  std::map<std::string, bool> has_replica;
+  for (const auto& d : *devices) {
+    auto encoded = channel_.manifest(spec.group, d.key());
+    if (!encoded) return encoded.status();
+    has_replica[d.key()] = encoded->has_value();
+    if (encoded->has_value()) {
+      auto decoded = Manifest::decode(**encoded);
+      if (!decoded) return decoded.status().with_context("manifest of disk " + d.key());
+      replicas.emplace(d.key(), std::move(*decoded));
+    }
+  }
+  std::set<std::string> committed;
+  if (!live.empty()) {
+    auto pits = channel_.list_pits(spec.group);
+    if (!pits && pits.status().code() != StatusCode::kNotFound) return pits.status();
+    if (pits)
+      for (const auto& p : *pits) committed.insert(p.cycle_id);
+  }
+  for (auto& l : live) {
+    auto names = l.tracking->list_checkpoints(l.vm->uuid);
+    if (!names) return names.status().with_context("VM '" + l.vm->name + "'");
+    for (const auto& n : *names) {
+      if (n.rfind(kCheckpointPrefix, 0) != 0) continue;
+      if (committed.count(n.substr(kCheckpointPrefix.size()))) {
+        l.base_checkpoint = n;  // topological order: the last match is the newest
+      } else {
+        // A cycle that never completed; its changes merge into its parent.
+        EVAC_RETURN_IF_ERROR(l.tracking->delete_checkpoint(l.vm->uuid, n));
+      }
+    }
+    auto dir = make_vm_work_dir(work_root());
+    if (!dir) return dir.status();
+    l.work_dir = std::move(*dir);
+  }
+
+  // Stopped VMs: while qemu-nbd holds an image read-only its lock keeps QEMU
+  // from starting the VM, so opening them all first makes the scan one
+  // instant of the whole group.
+  std::map<std::string, std::unique_ptr<NbdExport>> exports;
+  std::map<std::string, std::unique_ptr<NbdClient>> clients;
+  std::map<std::string, std::vector<ByteRange>> changed;
   SyncProgress progress;
   for (auto& d : *devices) {
+    bool is_live = std::any_of(live.begin(), live.end(), [&](const LiveVm& l) { return l.vm->uuid == d.vm_uuid; });
+    if (is_live) continue;
     auto nbd = NbdExport::start(d.source_path, d.format, NbdExport::Mode::kReadOnly);
     if (!nbd) return nbd.status().with_context("VM '" + d.vm_name + "' disk " + d.disk);
     auto client = NbdClient::connect(**nbd);
     if (!client) return client.status();
-    d.size_bytes = (*client)->size();
-    progress.bytes_total += d.size_bytes;
-    exports.push_back(std::move(*nbd));
-    clients.push_back(std::move(*client));
+    exports[d.key()] = std::move(*nbd);
+    clients[d.key()] = std::move(*client);
   }
 
   std::int64_t created_at = unix_now();
   std::string cycle_id = new_cycle_id();
+  bool committed_cycle = false;
+  struct SettleOnExit {
+    BuiltinReplicator* self;
+    const std::string& group;
+    const std::string& cycle;
+    std::vector<LiveVm>& live;
+    bool& committed;
+    std::map<std::string, std::unique_ptr<NbdClient>>& clients;
+    ~SettleOnExit() {
+      if (live.empty()) return;
+      for (auto& [key, c] : clients) c.reset();  // disconnect before the export goes away
+      self->thaw_and_settle(group, cycle, live, committed);
+    }
+  } settle{this, spec.group, cycle_id, live, committed_cycle, clients};
+
+  if (!live.empty()) {
+    created_at = unix_now();
+    EVAC_RETURN_IF_ERROR(freeze(spec.group, cycle_id, *devices, has_replica, live));
+    for (auto& l : live) {
+      for (const auto& e : l.exported.disks) {
+        auto d = std::find_if(devices->begin(), devices->end(),
+                              [&](const ReplicatedDevice& x) { return x.vm_uuid == l.vm->uuid && x.disk == e.disk; });
+        if (d == devices->end()) continue;
+        auto client = NbdClient::connect_socket(l.exported.socket_path, e.export_name,
+                                                "disk " + e.disk + " of running VM '" + l.vm->name + "'", e.dirty_context);
+        if (!client) return client.status();
+        if (!e.dirty_context.empty()) {
+          auto map = (*client)->changed(0, (*client)->size());
+          if (!map) return map.status();
+          changed[d->key()] = block_aligned(*map, (*client)->size());
+        }
+        clients[d->key()] = std::move(*client);
+      }
+    }
+  }
+  for (auto& d : *devices) {
+    auto c = clients.find(d.key());
+    if (c == clients.end()) return internal_error("no source opened for disk " + d.key());
+    d.size_bytes = c->second->size();
+    if (auto ch = changed.find(d.key()); ch != changed.end()) {
+      for (const auto& r : ch->second) progress.bytes_total += r.length;
+    } else {
+      progress.bytes_total += d.size_bytes;
+    }
+  }
+
   EVAC_RETURN_IF_ERROR(channel_.begin_cycle(spec.group, cycle_id, *devices));
   std::vector<DiskDigest> digests;
-  for (std::size_t i = 0; i < devices->size(); ++i) {
-    auto digest = sync_disk(spec.group, cycle_id, (*devices)[i], *clients[i], progress, report);
+  for (const auto& d : *devices) {
+    auto r = replicas.find(d.key());
+    Manifest replica = r != replicas.end() ? r->second : Manifest::empty(d.size_bytes);
+    auto ch = changed.find(d.key());
+    auto digest = sync_disk(spec.group, cycle_id, d, replica, ch != changed.end() ? &ch->second : nullptr,
+                            *clients[d.key()], progress, report);
     if (!digest) {
       (void)channel_.abort_cycle(spec.group, cycle_id);
       return digest.status().with_context("replicating group '" + spec.group + "'");
@@ -406,6 +728,7 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
   }
   auto pit = channel_.commit_cycle(spec.group, cycle_id, digests, created_at, progress.bytes_sent, spec.keep_pits);
   if (!pit) return pit.status().with_context("committing group '" + spec.group + "'");
+  committed_cycle = true;
   return pit;
 }
 

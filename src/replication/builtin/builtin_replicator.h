@@ -100,6 +100,15 @@ struct SyncOptions {
   std::size_t batch_bytes = 8 << 20;  // raw bytes of changed blocks per request
   std::size_t batches_in_flight = 3;
   int zstd_level = 1;
+  // Where running VMs' backup exports (socket, scratch files) and the
+  // journal of cycles in progress live; empty: $TMPDIR/evac-backup. Keep it
+  // short: it holds unix sockets (108-byte paths).
+  std::string work_dir;
+};
+
+struct ByteRange {
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
 };
 
 // Finds the change tracking of the compute provider a VM runs on (by the
@@ -127,15 +136,39 @@ class BuiltinReplicator : public ReplicationAdapter {
   Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id) override;
   Status reverse(const std::string& group) override;
 
+  // Finishes what a cycle of running VMs left when its process died: resumes
+  // the VMs it paused, ends its backup jobs, drops its checkpoint. Empty
+  // group: every group's (at evacd start). sync_now calls it for its group.
+  Status recover_interrupted(const std::string& group);
+
  private:
-  // Reads one disk, ships what differs from the replica; returns its digest.
+  struct LiveVm;
+  // Reads one disk (only `changed` ranges when given: the rest is the
+  // replica's already), ships what differs from `replica`; returns the
+  // digest of the disk's new manifest.
   Result<DiskDigest> sync_disk(const std::string& group, const std::string& cycle_id, const ReplicatedDevice& device,
-                               NbdClient& source, SyncProgress& progress, const ProgressCallback& report);
+                               const Manifest& replica, const std::vector<ByteRange>* changed, NbdClient& source,
+                               SyncProgress& progress, const ProgressCallback& report);
+  std::string work_root() const;
+  Status write_journal(const std::string& group, const std::string& cycle_id, const std::vector<LiveVm>& live);
+  // Pauses the running VMs, starts every backup (each with the cycle's new
+  // checkpoint), resumes them: one instant for the group.
+  Status freeze(const std::string& group, const std::string& cycle_id, const std::vector<ReplicatedDevice>& devices,
+                const std::map<std::string, bool>& has_replica, std::vector<LiveVm>& live);
+  // Ends the backups; keeps the new checkpoint only if the cycle committed.
+  void thaw_and_settle(const std::string& group, const std::string& cycle_id, std::vector<LiveVm>& live,
+                       bool committed);
 
   ReplicaChannel& channel_;
   ReplicaReceiver* receiver_;
   ChangeTrackingLookup tracking_;
   SyncOptions options_;
 };
+
+// What BuiltinReplicator::recover_interrupted does, for a caller without a
+// replicator at hand (evacd at start, before any sync). `work_root` is
+// SyncOptions::work_dir.
+Status recover_interrupted_cycles(const std::string& work_root, const std::string& group,
+                                  const ChangeTrackingLookup& tracking);
 
 }  // namespace evac::builtin

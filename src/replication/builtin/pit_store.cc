@@ -341,6 +341,7 @@ struct IndexPit {
   std::int64_t created_at = 0;
   std::uint64_t bytes_sent = 0;
   std::vector<IndexDisk> disks;
+  std::string cycle;  // the cycle that made it (the sender names its change-tracking checkpoints after it)
   const IndexDisk* disk(const std::string& key) const {
     for (const auto& d : disks)
       if (d.key == key) return &d;
@@ -439,7 +440,7 @@ struct PitStore::Index {
     for (const auto& p : pits) {
       json disks = json::array();
       for (const auto& d : p.disks) disks.push_back(disk_to_json(d));
-      j["pits"].push_back({{"id", p.id}, {"created_at", p.created_at}, {"bytes_sent", p.bytes_sent}, {"disks", disks}});
+      j["pits"].push_back({{"id", p.id}, {"created_at", p.created_at}, {"bytes_sent", p.bytes_sent}, {"disks", disks}, {"cycle", p.cycle}});
     }
     j["test_copies"] = json::array();
     for (const auto& t : test_copies) {
@@ -476,6 +477,7 @@ struct PitStore::Index {
       p.id = jp.at("id").get<std::string>();
       p.created_at = jp.at("created_at").get<std::int64_t>();
       p.bytes_sent = jp.at("bytes_sent").get<std::uint64_t>();
+      p.cycle = jp.value("cycle", std::string());
       for (const auto& jd : jp.at("disks")) p.disks.push_back(disk_from_json(jd));
       ix.pits.push_back(std::move(p));
     }
@@ -517,6 +519,7 @@ PointInTime to_point_in_time(const std::string& group, const IndexPit& p) {
   out.group = group;
   out.created_at = p.created_at;
   out.bytes_sent = p.bytes_sent;
+  out.cycle_id = p.cycle;
   for (const auto& d : p.disks) out.disks.push_back({d.key, d.path, d.size_bytes});
   return out;
 }
@@ -847,6 +850,7 @@ Result<PointInTime> PitStore::commit_cycle(const std::string& group, const std::
     };
     std::vector<Move> moves;
     IndexPit pit{pit_id, created_at, bytes_sent, {}};
+    pit.cycle = cycle_id;
     for (const auto& d : staged.disks) {
       if (!path_exists(d.staging_path))
         return failed_precondition("the staging image of disk " + d.key + " (" + d.staging_path + ") is missing",
