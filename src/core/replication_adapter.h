@@ -95,6 +95,26 @@ struct TestCopy {
   std::vector<PitDisk> disks;  // writable overlays on the PIT's disks
 };
 
+// What verifying a PIT found on one disk: every block of the replica image
+// hashed again and compared with the hashes of the source the cycle read.
+struct DiskVerification {
+  std::string key;
+  std::uint64_t blocks_checked = 0;
+  std::uint64_t blocks_mismatched = 0;
+  std::vector<std::uint64_t> first_mismatches;  // byte offsets, at most 16
+};
+
+struct PitVerification {
+  std::string group;
+  std::string pit_id;
+  std::vector<DiskVerification> disks;
+  bool ok() const {
+    for (const auto& d : disks)
+      if (d.blocks_mismatched != 0) return false;
+    return true;
+  }
+};
+
 class ReplicationAdapter {
  public:
   virtual ~ReplicationAdapter() = default;
@@ -116,6 +136,13 @@ class ReplicationAdapter {
   virtual Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id) = 0;
   // New protected site after a failover: replicate back (delta resync).
   virtual Status reverse(const std::string& group) = 0;
+  // Recovery site: re-reads a PIT (empty id: the newest) and compares it
+  // with the source state its cycle captured. Engines that keep no record
+  // of the source answer kUnsupported.
+  virtual Result<PitVerification> verify_pit(const std::string& group, const std::string& pit_id) {
+    return unsupported("the " + kind() + " replication engine cannot verify point in time '" + pit_id + "' of group '" +
+                       group + "'");
+  }
 };
 
 }  // namespace evac

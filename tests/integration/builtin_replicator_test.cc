@@ -268,6 +268,33 @@ TEST_F(BuiltinReplicatorTest, ProgressReachesTheWholeDisk) {
 }
 
 
+TEST_F(BuiltinReplicatorTest, VerifyFindsABlockAlteredInAReplica) {
+  write(0, 4 << 20, 0x71);
+  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit1.is_ok());
+  write(16 << 20, 1 << 20, 0x72);
+  auto pit2 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit2.is_ok());
+  for (const auto& id : {pit1->id, pit2->id}) {
+    auto v = replicator_->verify_pit("g1", id);
+    ASSERT_TRUE(v.is_ok()) << v.status().to_string();
+    EXPECT_TRUE(v->ok());
+    ASSERT_EQ(v->disks.size(), 1u);
+    EXPECT_EQ(v->disks[0].blocks_checked, (64u << 20) / kBlockSize);
+  }
+  // Bit rot (or a hand) alters the newest replica outside evac.
+  auto r = run_command({"/usr/bin/qemu-io", "-f", "qcow2", "-c", "write -P 0x99 3145728 4096", pit2->disks[0].path});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto newest = replicator_->verify_pit("g1", "");
+  ASSERT_TRUE(newest.is_ok()) << newest.status().to_string();
+  EXPECT_EQ(newest->pit_id, pit2->id);
+  EXPECT_FALSE(newest->ok());
+  EXPECT_EQ(newest->disks[0].blocks_mismatched, 1u);
+  EXPECT_EQ(newest->disks[0].first_mismatches, std::vector<std::uint64_t>{3u << 20});
+  EXPECT_TRUE(replicator_->verify_pit("g1", pit1->id)->ok()) << "the older PIT is untouched";
+  EXPECT_EQ(replicator_->verify_pit("g1", "pit-nope").status().code(), StatusCode::kNotFound);
+}
+
 // ---- running VMs --------------------------------------------------------------------------
 
 // Change tracking that serves each "running" VM's image through a read-only

@@ -239,6 +239,51 @@ Result<std::vector<PointInTime>> ReplicaReceiver::list_pits(const std::string& g
   return pits_.list(group);
 }
 
+Result<PitVerification> ReplicaReceiver::verify_pit(const std::string& group, const std::string& pit_id) {
+  auto pits = list_pits(group);
+  if (!pits) return pits.status();
+  if (pits->empty()) return not_found("group '" + group + "' has no point in time yet", "sync it first");
+  auto pit = pit_id.empty() ? pits->end() - 1
+                            : std::find_if(pits->begin(), pits->end(), [&](const PointInTime& p) { return p.id == pit_id; });
+  if (pit == pits->end())
+    return not_found("group '" + group + "' has no point in time '" + pit_id + "'", "list them with `evac group pits`");
+  PitVerification out{group, pit->id, {}};
+  std::string chunk(kReadChunk, '\0');
+  for (const auto& disk : pit->disks) {
+    auto blob = pits_.load_disk_blob(group, pit->id, disk.key);
+    if (!blob) return blob.status();
+    if (!blob->has_value())
+      return failed_precondition("PIT " + pit->id + " keeps no block hashes for disk " + disk.key,
+                                 "it was made by an older evac; verify a newer point in time");
+    auto manifest = Manifest::decode(**blob);
+    if (!manifest) return manifest.status().with_context("PIT " + pit->id + " disk " + disk.key);
+    // Read-only, and shared: a test copy's VM may be reading this image.
+    auto nbd = NbdExport::start(disk.path, "qcow2", NbdExport::Mode::kReadOnly);
+    if (!nbd) return nbd.status().with_context("PIT " + pit->id + " disk " + disk.key);
+    auto client = NbdClient::connect(**nbd);
+    if (!client) return client.status();
+    if ((*client)->size() != manifest->disk_size)
+      return failed_precondition("PIT " + pit->id + " disk " + disk.key + " is " + std::to_string((*client)->size()) +
+                                 " bytes, its manifest says " + std::to_string(manifest->disk_size),
+                                 "the replica image was altered outside evac; fail over from another point in time");
+    DiskVerification v{disk.key, 0, 0, {}};
+    for (std::uint64_t offset = 0; offset < manifest->disk_size; offset += kReadChunk) {
+      std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, manifest->disk_size - offset));
+      EVAC_RETURN_IF_ERROR((*client)->pread(chunk.data(), len, offset).with_context("PIT " + pit->id));
+      for (std::size_t at = 0; at < len; at += kBlockSize) {
+        std::size_t block_len = std::min(kBlockSize, len - at);
+        std::uint64_t index = (offset + at) / kBlockSize;
+        ++v.blocks_checked;
+        if (hash_block(chunk.data() + at, block_len) == manifest->hashes[index]) continue;
+        ++v.blocks_mismatched;
+        if (v.first_mismatches.size() < 16) v.first_mismatches.push_back(offset + at);
+      }
+    }
+    out.disks.push_back(std::move(v));
+  }
+  return out;
+}
+
 // ---- protected site ---------------------------------------------------------------
 
 ReplicationCapabilities BuiltinReplicator::capabilities() const {
@@ -766,6 +811,11 @@ Status BuiltinReplicator::prepare_failover(const std::string& group) {
 Result<std::vector<PitDisk>> BuiltinReplicator::failover(const std::string& group, const std::string&) {
   return unsupported("promoting a point in time of group '" + group + "' is not built yet",
                      "failover arrives with recovery plans (issue 8)");
+}
+
+Result<PitVerification> BuiltinReplicator::verify_pit(const std::string& group, const std::string& pit_id) {
+  if (!receiver_) return unsupported("this site holds no replicas", "verify points in time at the recovery site");
+  return receiver_->verify_pit(group, pit_id);
 }
 
 Status BuiltinReplicator::reverse(const std::string& group) {

@@ -72,6 +72,9 @@ class ReplicaReceiver {
                                    std::uint64_t bytes_sent, int keep_pits);
   Status abort_cycle(const std::string& group, const std::string& cycle_id);
   Result<std::vector<PointInTime>> list_pits(const std::string& group);
+  // Hashes every block of a PIT's images again and compares them with the
+  // manifests its cycle committed (the source's hashes). Empty id: newest.
+  Result<PitVerification> verify_pit(const std::string& group, const std::string& pit_id);
   PitStore& pits() { return pits_; }
 
  private:
@@ -135,6 +138,7 @@ class BuiltinReplicator : public ReplicationAdapter {
   Status prepare_failover(const std::string& group) override;
   Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id) override;
   Status reverse(const std::string& group) override;
+  Result<PitVerification> verify_pit(const std::string& group, const std::string& pit_id) override;
 
   // Finishes what a cycle of running VMs left when its process died: resumes
   // the VMs it paused, ends its backup jobs, drops its checkpoint. Empty

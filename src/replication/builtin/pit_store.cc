@@ -1132,6 +1132,28 @@ Status PitStore::save_disk_blob(const std::string& group, const std::string& cyc
   });
 }
 
+Result<std::optional<std::string>> PitStore::load_disk_blob(const std::string& group, const std::string& pit_id,
+                                                            const std::string& key) const {
+  return guarded("loading the manifest of disk " + key + " in PIT " + pit_id + " of group '" + group + "'",
+                 [&]() -> Result<std::optional<std::string>> {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    EVAC_RETURN_IF_ERROR(check_key(key));
+    std::lock_guard lock(mu_);
+    auto index = load_existing_index(group);
+    if (!index.is_ok()) return index.status();
+    const IndexPit* pit = index->visible_pit(pit_id);
+    if (pit == nullptr) return unknown_pit(group, pit_id);
+    const IndexDisk* disk = pit->disk(key);
+    if (!disk || !disk->blob) return std::optional<std::string>();
+    auto bytes = read_whole_file(blob_path_for(disk->path));
+    if (!bytes.is_ok())
+      return internal_error("the manifest of disk " + key + " in PIT " + pit_id + " is unreadable: " +
+                                bytes.status().message(),
+                            kOutsideHint);
+    return std::optional<std::string>(std::move(*bytes));
+  });
+}
+
 Result<std::optional<std::string>> PitStore::load_newest_disk_blob(const std::string& group, const std::string& key) const {
   return guarded("loading the manifest of disk " + key + " of group '" + group + "'", [&]() -> Result<std::optional<std::string>> {
     EVAC_RETURN_IF_ERROR(check_name("protection group", group));

@@ -116,6 +116,9 @@ class PitStore {
   Status save_disk_blob(const std::string& group, const std::string& cycle_id, const std::string& key,
                         const std::string& bytes);
   Result<std::optional<std::string>> load_newest_disk_blob(const std::string& group, const std::string& key) const;
+  // The blob saved with one PIT's disk (nothing if it has none).
+  Result<std::optional<std::string>> load_disk_blob(const std::string& group, const std::string& pit_id,
+                                                    const std::string& key) const;
 
   // Fault injection for tests: when the named point is reached, the
   // operation stops right there and returns kInternal, leaving files and
