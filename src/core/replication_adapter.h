@@ -78,6 +78,9 @@ struct SyncProgress {
   std::uint64_t bytes_total = 0;    // to read at the source
   std::uint64_t bytes_scanned = 0;  // read and compared so far
   std::uint64_t bytes_sent = 0;     // shipped to the recovery site (compressed)
+  // How long the group's running VMs stood paused for the cycle's instant
+  // (0 when none ran): the price of cross-VM consistency, paid by guests.
+  std::uint64_t paused_us = 0;
 };
 using ProgressCallback = std::function<void(const SyncProgress&)>;
 

@@ -560,15 +560,21 @@ Status recover_interrupted_cycles(const std::string& work_root, const std::strin
 
 Status BuiltinReplicator::freeze(const std::string& group, const std::string& cycle_id,
                                  const std::vector<ReplicatedDevice>& devices,
-                                 const std::map<std::string, bool>& has_replica, std::vector<LiveVm>& live) {
+                                 const std::map<std::string, bool>& has_replica, std::vector<LiveVm>& live,
+                                 std::uint64_t& paused_us) {
   EVAC_RETURN_IF_ERROR(write_journal(group, cycle_id, live));
   // Resumes whatever was paused on every path out of here.
   struct ResumeOnExit {
     std::vector<const LiveVm*> paused;
+    std::uint64_t& paused_us;
+    std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
     ~ResumeOnExit() {
       for (const LiveVm* l : paused) (void)l->tracking->resume(l->vm->uuid);
+      if (!paused.empty())
+        paused_us = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - since).count());
     }
-  } resume;
+  } resume{{}, paused_us};
   for (auto& l : live) {
     if (!l.pause) continue;
     EVAC_RETURN_IF_ERROR(l.tracking->pause(l.vm->uuid).with_context("freezing group '" + group + "'"));
@@ -728,7 +734,7 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
 
   if (!live.empty()) {
     created_at = unix_now();
-    EVAC_RETURN_IF_ERROR(freeze(spec.group, cycle_id, *devices, has_replica, live));
+    EVAC_RETURN_IF_ERROR(freeze(spec.group, cycle_id, *devices, has_replica, live, progress.paused_us));
     for (auto& l : live) {
       for (const auto& e : l.exported.disks) {
         auto d = std::find_if(devices->begin(), devices->end(),

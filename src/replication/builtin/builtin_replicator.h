@@ -158,7 +158,7 @@ class BuiltinReplicator : public ReplicationAdapter {
   // Pauses the running VMs, starts every backup (each with the cycle's new
   // checkpoint), resumes them: one instant for the group.
   Status freeze(const std::string& group, const std::string& cycle_id, const std::vector<ReplicatedDevice>& devices,
-                const std::map<std::string, bool>& has_replica, std::vector<LiveVm>& live);
+                const std::map<std::string, bool>& has_replica, std::vector<LiveVm>& live, std::uint64_t& paused_us);
   // Ends the backups; keeps the new checkpoint only if the cycle committed.
   void thaw_and_settle(const std::string& group, const std::string& cycle_id, std::vector<LiveVm>& live,
                        bool committed);
