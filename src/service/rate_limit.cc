@@ -81,9 +81,11 @@ std::chrono::nanoseconds TokenBucket::reserve(std::uint64_t bytes) {
     return std::chrono::nanoseconds(0);
   }
   refill(now);
+  // The wait pays the debt of batches already let through; this batch adds
+  // its own for the next caller.
+  double debt = std::max(0.0, -tokens_);
   tokens_ -= static_cast<double>(bytes);
-  if (tokens_ >= 0) return std::chrono::nanoseconds(0);
-  return std::chrono::nanoseconds(static_cast<std::int64_t>(-tokens_ / static_cast<double>(rate_) * 1e9));
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(debt / static_cast<double>(rate_) * 1e9));
 }
 
 bool TokenBucket::acquire(std::uint64_t bytes) {
