@@ -196,7 +196,7 @@ void print_group(const Globals& g, const json& j) {
                              }});
     if (j["replication"].contains("peer_error"))
       columns.push_back(Column{"RECOVERY-SITE", [](const json& x) {
-                                 return "unreachable: " + x["replication"]["peer_error"].get<std::string>();
+                                 return "cannot list its PITs: " + x["replication"]["peer_error"].get<std::string>();
                                }});
   }
   print_object(std::cout, j, g.format(), columns);

@@ -331,12 +331,17 @@ Result<PointInTime> ReplicationService::run_one_cycle(const std::string& name, s
     spdlog::info("replication: group {} has point in time {} ({} bytes sent in {} ms)", name, outcome->id,
                  outcome->bytes_sent, duration_ms);
   } else if (outcome.status().code() != StatusCode::kNotFound) {  // a group deleted meanwhile has nothing to record
+    auto before = site_.store().find_replication(name);
+    bool streak_had_this_error = before.is_ok() && before->has_value() && (*before)->consecutive_failures > 0 &&
+                                 (*before)->last_error == outcome.status().message();
     (void)site_.store().record_cycle_failure(name, now(), outcome.status().message());
-    auto record = site_.store().find_replication(name);
-    int streak = record.is_ok() && record->has_value() ? (*record)->consecutive_failures : 1;
-    raise_event("error", "cycle_failed", name,
-                "replication cycle of group '" + name + "' failed (" + std::to_string(streak) +
-                    " in a row): " + outcome.status().message());
+    spdlog::warn("replication: cycle of group {} failed: {}", name, outcome.status().to_string());
+    // One event when cycles start failing and one whenever the reason
+    // changes; retries failing the same way only count (a dead link would
+    // otherwise flood the list — the RPO alarm says how long it lasts).
+    if (!streak_had_this_error)
+      raise_event("error", "cycle_failed", name,
+                  "replication cycle of group '" + name + "' failed: " + outcome.status().message());
   }
   if (auto group = site_.get_group(name); group.is_ok()) check_compliance(*group);
   return outcome;
@@ -523,6 +528,8 @@ json ReplicationService::group_replication_status(const GroupRecord& group) {
   if (!status["last_success"].is_null())
     status["newest_pit"] = {{"id", status["last_success"]["pit_id"]}, {"created_at", status["last_success"]["pit_created_at"]}};
   auto pits = group_pits(group.name);
+  if (!pits && pits.status().code() == StatusCode::kNotFound)
+    pits = std::vector<PointInTime>{};  // the recovery site holds none yet
   if (!pits) {
     status["peer_error"] = pits.status().message();
     return status;

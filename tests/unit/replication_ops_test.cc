@@ -283,7 +283,16 @@ TEST_F(ReplicationOpsTest, SchedulerStartsAtHalfTheRpoAndBacksOffAfterFailures) 
   replication_->tick();
   (void)replication_->wait_cycle("g1", 4);
   EXPECT_EQ(fake_.sync_calls(), 4);
-  EXPECT_EQ(events("cycle_failed").size(), 3u);
+  // Retries failing the same way raise no more events; a new reason does.
+  EXPECT_EQ(events("cycle_failed").size(), 1u);
+  EXPECT_EQ(state()["cycles"]["failed"], 3);
+  fake_.fail_with(internal_error("disk gone"));
+  now_ += 120;
+  replication_->tick();
+  (void)replication_->wait_cycle("g1", 5);
+  auto failed = events("cycle_failed");
+  ASSERT_EQ(failed.size(), 2u);
+  EXPECT_TRUE(contains(failed[0].message, "disk gone")) << failed[0].message;
 }
 
 TEST(ReplicationSchedule, DecisionsOnSimulatedTime) {
