@@ -212,7 +212,9 @@ void print_group(const Globals& g, const json& j) {
 // (a terminal) or prints a line every few seconds (a log or a pipe).
 int follow_sync(const Globals& g, const std::string& name) {
   auto waiter = connect(g, std::chrono::hours(24 * 7));
-  if (!waiter) return report(waiter.status());
+  if (!waiter)
+    return waiter.status().code() == StatusCode::kInvalidArgument ? usage_error(waiter.status().message(), waiter.status().hint())
+                                                                   : report(waiter.status());
   auto poller = connect(g, std::chrono::seconds(30));
   if (!poller) return report(poller.status());
   std::optional<Result<json>> outcome;
