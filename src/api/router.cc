@@ -2,6 +2,7 @@
 
 #include "core/duration.h"
 #include "core/model_json.h"
+#include "service/rate_limit.h"
 #include "tls/tls.h"
 
 namespace evac {
@@ -36,6 +37,18 @@ Result<std::string> required_string(const json& body, const char* key) {
   if (!v) return v.status();
   if (!v->has_value() || (*v)->empty()) return invalid_argument(std::string("field '") + key + "' is required");
   return **v;
+}
+
+// Rates arrive as "50MiB/s" strings (or "0", "none") or as whole bytes per second.
+Result<std::optional<std::uint64_t>> rate_field(const json& body, const char* key) {
+  if (!body.contains(key) || body[key].is_null()) return std::optional<std::uint64_t>();
+  if (body[key].is_number_unsigned() || (body[key].is_number_integer() && body[key].get<std::int64_t>() >= 0))
+    return std::optional<std::uint64_t>(body[key].get<std::uint64_t>());
+  if (!body[key].is_string())
+    return invalid_argument(std::string("field '") + key + "' must be a rate like \"50MiB/s\", or 0 for unlimited");
+  auto r = parse_byte_rate(body[key].get<std::string>());
+  if (!r) return r.status().with_context(std::string("field '") + key + "'");
+  return std::optional<std::uint64_t>(*r);
 }
 
 // Durations arrive as "15m" strings or as whole seconds.
@@ -81,6 +94,46 @@ ApiResponse error_response(const Status& s) {
 ApiRouter::ApiRouter(SiteService& service, ReplicationService* replication) : service_(service), replication_(replication) {
   add_routes();
   add_replication_routes();
+  add_operations_routes();
+}
+
+void ApiRouter::add_operations_routes() {
+  add("GET", "/api/v1/events", Access::kOperator,
+      "Alarms and notable events, newest first (?group=NAME, ?limit=N up to 1000, default 100)",
+      [this](Context& c) -> Result<json> {
+        auto group = query_param(c.request, "group");
+        int limit = 100;
+        if (auto l = query_param(c.request, "limit")) {
+          try {
+            std::size_t used = 0;
+            limit = std::stoi(*l, &used);
+            if (used != l->size()) throw std::invalid_argument("trailing");
+          } catch (...) {
+            limit = -1;
+          }
+          if (limit < 1 || limit > 1000) return invalid_argument("limit '" + *l + "' must be a number from 1 to 1000");
+        }
+        auto events = service_.store().list_events(group, limit);
+        if (!events) return events.status();
+        if (group && events->empty()) {
+          // Events outlive their groups; a name that is neither is a typo.
+          auto g = service_.store().find_group(*group);
+          if (!g) return g.status();
+          if (!g->has_value())
+            return not_found("no protection group named '" + *group + "' and no events about one",
+                             "list groups with `evac group list`");
+        }
+        json out = json::array();
+        for (const auto& e : *events)
+          out.push_back({{"id", e.id}, {"at", e.at}, {"severity", e.severity}, {"kind", e.kind}, {"group", e.group},
+                         {"message", e.message}});
+        return out;
+      });
+  add("GET", "/metrics", Access::kOperator, "Prometheus metrics (text exposition format; bearer token)",
+      [this](Context&) -> Result<json> {
+        std::string text = replication_ ? replication_->prometheus_metrics() : std::string();
+        return json::binary(std::vector<std::uint8_t>(text.begin(), text.end()));
+      });
 }
 
 void ApiRouter::add_replication_routes() {
@@ -91,11 +144,31 @@ void ApiRouter::add_replication_routes() {
       return body(*replication_, c);
     };
   };
-  add("POST", "/api/v1/groups/{name}/sync", Access::kOperator, "Replicate the group now: one cycle, a new point in time",
+  add("POST", "/api/v1/groups/{name}/sync", Access::kOperator,
+      "Start a replication cycle of the group (202 with its number; a cycle already running is followed by one more). "
+      "?wait=true: return the new point in time once the cycle ends",
       with([](ReplicationService& r, Context& c) -> Result<json> {
-        auto pit = r.sync_group(c.params[0]);
-        if (!pit) return pit.status();
-        return to_json(*pit);
+        auto wait = query_param(c.request, "wait");
+        if (wait && *wait != "true" && *wait != "false")
+          return invalid_argument("wait must be true or false, not '" + *wait + "'");
+        auto cycle = r.request_sync(c.params[0], SyncTrigger::kManual);
+        if (!cycle) return cycle.status();
+        if (wait == "true") {
+          auto pit = r.wait_cycle(c.params[0], *cycle);
+          if (!pit) return pit.status();
+          c.status = 200;
+          return to_json(*pit);
+        }
+        c.status = 202;
+        return json{{"group", c.params[0]}, {"cycle", *cycle}};
+      }),
+      202);
+  add("GET", "/api/v1/groups/{name}/replication", Access::kOperator,
+      "The group's replication as this site knows it: lag, RPO compliance, last cycles, the running cycle's progress",
+      with([this](ReplicationService& r, Context& c) -> Result<json> {
+        auto g = service_.get_group(c.params[0]);
+        if (!g) return g.status();
+        return r.replication_state(*g);
       }));
   add("GET", "/api/v1/groups/{name}/pits", Access::kOperator, "The group's points in time at its recovery site",
       with([](ReplicationService& r, Context& c) -> Result<json> {
@@ -186,7 +259,7 @@ ApiResponse ApiRouter::handle(const ApiRequest& request) {
     if (!std::regex_match(request.path, m, route.regex)) continue;
     path_matched = true;
     if (route.method != request.method) continue;
-    Context ctx{request, {}, std::nullopt, ""};
+    Context ctx{request, {}, std::nullopt, "", 0};
     for (std::size_t i = 1; i < m.size(); ++i) ctx.params.push_back(m[i].str());
     if (Status s = authorize(route, ctx); !s.is_ok()) return error_response(s);
     Result<json> result = [&]() -> Result<json> {
@@ -197,7 +270,9 @@ ApiResponse ApiRouter::handle(const ApiRequest& request) {
       }
     }();
     if (!result) return error_response(result.status());
-    return ApiResponse{route.success_status, std::move(*result)};
+    ApiResponse response{ctx.status ? ctx.status : route.success_status, std::move(*result), ""};
+    if (route.pattern == "/metrics") response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return response;
   }
   if (path_matched)
     return error_response(invalid_argument("method " + request.method + " is not allowed on " + request.path,
@@ -388,6 +463,9 @@ void ApiRouter::add_routes() {
           if (!(*body)["keep_pits"].is_number_integer()) return invalid_argument("field 'keep_pits' must be a whole number");
           req.keep_pits = (*body)["keep_pits"].get<int>();
         }
+        auto max_rate = rate_field(*body, "max_rate");
+        if (!max_rate) return max_rate.status();
+        req.max_rate_bytes = max_rate->value_or(0);
         auto g = svc.create_group(req);
         if (!g) return g.status();
         return to_json(*g);
@@ -400,6 +478,21 @@ void ApiRouter::add_routes() {
         json out = to_json(*g);
         if (replication_) out["replication"] = replication_->group_replication_status(*g);
         return out;
+      });
+  add("PUT", "/api/v1/groups/{name}/settings", Access::kOperator,
+      "Change the group's operational settings: max_rate (\"50MiB/s\"; 0 or \"none\": unlimited)",
+      [this, &svc](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        for (const auto& [key, value] : body->items())
+          if (key != "max_rate") return invalid_argument("setting '" + key + "' cannot be changed here", "settable: max_rate");
+        auto max_rate = rate_field(*body, "max_rate");
+        if (!max_rate) return max_rate.status();
+        if (!max_rate->has_value()) return invalid_argument("nothing to change", "pass max_rate, e.g. {\"max_rate\": \"50MiB/s\"}");
+        auto g = svc.set_group_max_rate(c.params[0], **max_rate);
+        if (!g) return g.status();
+        if (replication_) replication_->rate_changed(g->name, g->max_rate_bytes);
+        return to_json(*g);
       });
   add("DELETE", "/api/v1/groups/{name}", Access::kOperator, "Delete a protection group and its placeholders (?force=true: even if the recovery site is gone)",
       [&svc](Context& c) -> Result<json> {

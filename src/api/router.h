@@ -30,6 +30,9 @@ struct ApiRequest {
 struct ApiResponse {
   int status = 200;
   nlohmann::json body;  // a JSON binary value is sent as application/octet-stream
+  // For a binary body: its media type when not application/octet-stream
+  // (/metrics is Prometheus text). Empty: the server's default.
+  std::string content_type;
 };
 
 // HTTP status for a Status code, and the JSON error body {code, message, hint}.
@@ -57,6 +60,7 @@ class ApiRouter {
     std::vector<std::string> params;  // path captures
     std::optional<PeerRecord> peer;   // for kPeer routes
     std::string caller;               // token name or peer site, for logs
+    int status = 0;                   // set by a handler whose success status varies (0: the route's)
   };
   using Handler = std::function<Result<nlohmann::json>(Context&)>;
   struct Route {
@@ -73,6 +77,7 @@ class ApiRouter {
   Status authorize(const Route& route, Context& ctx);
   void add_routes();
   void add_replication_routes();
+  void add_operations_routes();
 
   SiteService& service_;
   ReplicationService* replication_;

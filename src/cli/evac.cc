@@ -4,12 +4,17 @@
 // and what to do); 2 the command line itself was wrong.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include "cli/cli_config.h"
 #include "cli/output.h"
+#include "cli/progress.h"
 #include "core/duration.h"
 #include "net/https_client.h"
 
@@ -51,7 +56,7 @@ Result<std::string> read_first_line(const std::string& path) {
 }
 
 // Which site the command talks to: flags first, then the named or current context.
-Result<HttpsClient> connect(const Globals& g) {
+Result<HttpsClient> connect(const Globals& g, std::chrono::milliseconds timeout = std::chrono::hours(1)) {
   Context ctx;
   auto cfg = load_cli_config(g.config_path);
   if (!cfg) return cfg.status();
@@ -81,9 +86,9 @@ Result<HttpsClient> connect(const Globals& g) {
   options.base_url = ctx.url;
   options.server_pin = ctx.pin;
   options.bearer_token = ctx.token;
-  // A first sync of a large disk runs inside one call (until progress
-  // following arrives); a dead site is still caught by the connect timeout.
-  options.timeout = std::chrono::hours(1);
+  // A dead site is caught by the connect timeout; this bounds a call that
+  // connected (a sync waits for its cycle, which may take long).
+  options.timeout = timeout;
   return HttpsClient(options);
 }
 
@@ -139,22 +144,60 @@ const std::vector<Column> kGroupColumns = {field("NAME", "name"),        field("
                                            field("RECOVERY", "recovery_site"), field("RPO", "rpo"),
                                            field("KEEP-PITS", "keep_pits"), field("VMS", "vms")};
 
+std::string sync_outcome(const json& j) {
+  return "point in time " + j.value("id", "") + " of group '" + j.value("group", "") + "' complete: " +
+         std::to_string(j["disks"].size()) + " disks, " + std::to_string(j.value("bytes_sent", std::uint64_t{0})) +
+         " bytes sent";
+}
+
 void print_group(const Globals& g, const json& j) {
   std::vector<Column> columns = kGroupColumns;
+  columns.push_back(field("MAX-RATE", "max_rate"));
   if (j.contains("replication")) {
     columns.push_back(Column{"LAST-PIT", [](const json& x) {
                                const json& r = x["replication"];
-                               if (r.contains("error")) return "unknown (" + r["error"].get<std::string>() + ")";
                                if (r["newest_pit"].is_null()) return std::string("none yet: run `evac group sync`");
-                               return format_time(r["newest_pit"]["created_at"].get<std::int64_t>()) + " (" +
-                                      std::to_string(r["pits"].get<std::size_t>()) + " retained)";
+                               std::string held = r["pits"].is_number()
+                                                      ? std::to_string(r["pits"].get<std::size_t>()) + " retained"
+                                                      : "count unknown: recovery site unreachable";
+                               return format_time(r["newest_pit"]["created_at"].get<std::int64_t>()) + " (" + held + ")";
                              }});
     columns.push_back(Column{"LAG", [](const json& x) {
                                const json& r = x["replication"];
-                               if (r["lag_seconds"].is_null()) return std::string("-");
-                               return format_duration(std::chrono::seconds(r["lag_seconds"].get<std::int64_t>())) +
+                               if (!r["lag_seconds"].is_number()) return std::string("-");
+                               std::string since = r.value("lag_since", "") == "group_created" ? " since the group was created" : "";
+                               return format_duration(std::chrono::seconds(r["lag_seconds"].get<std::int64_t>())) + since +
                                       (r["rpo_met"].get<bool>() ? " (within RPO)" : " (RPO BREACHED)");
                              }});
+    columns.push_back(Column{"LAST-SUCCESS", [](const json& x) {
+                               const json& s = x["replication"]["last_success"];
+                               if (s.is_null()) return std::string("-");
+                               char secs[32];
+                               std::snprintf(secs, sizeof secs, "%.1fs", s["duration_seconds"].get<double>());
+                               return format_time(s["finished_at"].is_number() ? s["finished_at"].get<std::int64_t>() : 0) +
+                                      ": " + format_bytes(s["bytes_sent"].get<double>()) + " sent in " + secs;
+                             }});
+    columns.push_back(Column{"LAST-FAILURE", [](const json& x) {
+                               const json& r = x["replication"];
+                               if (r["last_failure"].is_null()) return std::string("-");
+                               std::string streak = r.value("consecutive_failures", 0) > 0
+                                                        ? " (" + std::to_string(r.value("consecutive_failures", 0)) + " in a row)"
+                                                        : " (since recovered)";
+                               return format_time(r["last_failure"]["at"].get<std::int64_t>()) + streak + ": " +
+                                      r["last_failure"].value("error", "");
+                             }});
+    columns.push_back(Column{"SYNC", [](const json& x) {
+                               const json& r = x["replication"];
+                               if (r["sync"].value("running", false)) return format_sync_progress(r["sync"]);
+                               if (!r.value("schedules", true)) return std::string("idle (schedules off: sync by hand)");
+                               if (r["next_cycle_at"].is_number())
+                                 return "idle, next cycle " + format_time(r["next_cycle_at"].get<std::int64_t>());
+                               return std::string("idle");
+                             }});
+    if (j["replication"].contains("peer_error"))
+      columns.push_back(Column{"RECOVERY-SITE", [](const json& x) {
+                                 return "cannot list its PITs: " + x["replication"]["peer_error"].get<std::string>();
+                               }});
   }
   print_object(std::cout, j, g.format(), columns);
   if (g.format() != Format::kTable) return;
@@ -162,6 +205,47 @@ void print_group(const Globals& g, const json& j) {
   print_list(std::cout, j["vms"], Format::kTable,
              {field("VM", "name"), field("UUID", "uuid"), field("PROVIDER", "provider"),
               field("PLACEHOLDER", "placeholder_uuid")});
+}
+
+// `evac group sync NAME --follow`: the blocking sync call runs on a thread
+// while this one polls the group's replication state and redraws one line
+// (a terminal) or prints a line every few seconds (a log or a pipe).
+int follow_sync(const Globals& g, const std::string& name) {
+  auto waiter = connect(g, std::chrono::hours(24 * 7));
+  if (!waiter)
+    return waiter.status().code() == StatusCode::kInvalidArgument ? usage_error(waiter.status().message(), waiter.status().hint())
+                                                                   : report(waiter.status());
+  auto poller = connect(g, std::chrono::seconds(30));
+  if (!poller) return report(poller.status());
+  std::optional<Result<json>> outcome;
+  std::atomic<bool> done{false};
+  std::thread sync([&] {
+    outcome = waiter->call("POST", "/api/v1/groups/" + path_part(name) + "/sync?wait=true", json::object());
+    done = true;
+  });
+  const bool tty = ::isatty(STDOUT_FILENO) == 1;
+  const auto period = tty ? std::chrono::seconds(1) : std::chrono::seconds(5);
+  auto next_poll = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  bool drawn = false;
+  while (!done) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (done || std::chrono::steady_clock::now() < next_poll) continue;
+    next_poll = std::chrono::steady_clock::now() + period;
+    auto state = poller->call("GET", "/api/v1/groups/" + path_part(name) + "/replication", std::nullopt);
+    if (!state || !(*state)["sync"].value("running", false)) continue;
+    std::string line = format_sync_progress((*state)["sync"]);
+    if (tty) {
+      std::cout << "\r\033[K" << line << std::flush;
+      drawn = true;
+    } else {
+      std::cout << line << std::endl;
+    }
+  }
+  sync.join();
+  if (drawn) std::cout << "\r\033[K" << std::flush;
+  if (!*outcome) return report(outcome->status());
+  as_message(g, sync_outcome)(**outcome);
+  return kOk;
 }
 
 // ---- command groups -------------------------------------------------------------
@@ -379,7 +463,7 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
   auto* group = app.add_subcommand("group", "Protection groups: VMs that replicate and recover together");
   group->require_subcommand(1);
   auto* create = group->add_subcommand("create", "Protect VMs as a group; registers their placeholders at the recovery site");
-  static std::string name, rpo = "15m", peer;
+  static std::string name, rpo = "15m", peer, max_rate;
   static std::vector<std::string> vms;
   static int keep_pits = 24;
   create->add_option("name", name, "Group name")->required();
@@ -387,9 +471,11 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
   create->add_option("--rpo", rpo, "Recovery point objective, e.g. 15m")->capture_default_str();
   create->add_option("--keep-pits", keep_pits, "Points in time to retain at the recovery site")->capture_default_str();
   create->add_option("--peer", peer, "Recovery site (default: the only paired site)");
+  create->add_option("--max-rate", max_rate, "Limit the bytes per second its cycles send, e.g. 50MiB/s (default: unlimited)");
   create->callback([&] {
     json body = {{"name", name}, {"vms", vms}, {"rpo", rpo}, {"keep_pits", keep_pits}};
     if (!peer.empty()) body["recovery_site"] = peer;
+    if (!max_rate.empty()) body["max_rate"] = max_rate;
     rc = call_and_print(g, "POST", "/api/v1/groups", body, [&](const json& j) { print_group(g, j); });
   });
   group->add_subcommand("list", "List protection groups")->callback([&] {
@@ -419,13 +505,39 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
   });
   auto* sync = group->add_subcommand("sync", "Replicate the group now: one cycle, a new point in time at the recovery site");
   static std::string sync_name;
+  static bool follow = false;
   sync->add_option("name", sync_name, "Group name")->required();
+  sync->add_flag("--follow", follow, "Show the cycle's progress (bytes, rate, ETA) while it runs");
   sync->callback([&] {
-    rc = call_and_print(g, "POST", "/api/v1/groups/" + path_part(sync_name) + "/sync", json::object(),
+    if (follow) {
+      rc = follow_sync(g, sync_name);
+      return;
+    }
+    // Waits for a cycle that started after this request (a running one is
+    // followed by one more), as a planned migration's final sync needs.
+    auto client = connect(g, std::chrono::hours(24 * 7));
+    if (!client) {
+      rc = client.status().code() == StatusCode::kInvalidArgument ? usage_error(client.status().message(), client.status().hint())
+                                                                   : report(client.status());
+      return;
+    }
+    auto result = client->call("POST", "/api/v1/groups/" + path_part(sync_name) + "/sync?wait=true", json::object());
+    if (!result) {
+      rc = report(result.status());
+      return;
+    }
+    as_message(g, sync_outcome)(*result);
+    rc = kOk;
+  });
+  auto* set = group->add_subcommand("set", "Change a group's operational settings");
+  static std::string set_name, set_max_rate;
+  set->add_option("name", set_name, "Group name")->required();
+  set->add_option("--max-rate", set_max_rate, "Bytes per second its cycles may send, e.g. 50MiB/s; 0 or none: unlimited")
+      ->required();
+  set->callback([&] {
+    rc = call_and_print(g, "PUT", "/api/v1/groups/" + path_part(set_name) + "/settings", json{{"max_rate", set_max_rate}},
                         as_message(g, [](const json& j) {
-                          return "point in time " + j.value("id", "") + " of group '" + j.value("group", "") + "' complete: " +
-                                 std::to_string(j["disks"].size()) + " disks, " +
-                                 std::to_string(j.value("bytes_sent", std::uint64_t{0})) + " bytes sent";
+                          return "group '" + j.value("name", "") + "': max rate " + j.value("max_rate", "");
                         }));
   });
   auto* pits = group->add_subcommand("pits", "List the group's points in time at its recovery site");
@@ -450,6 +562,23 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
                             s += "\nwarning: could not remove " + left.get<std::string>() + ": remove it there by hand";
                           return s;
                         }));
+  });
+}
+
+void add_event_commands(CLI::App& app, Globals& g, int& rc) {
+  auto* events = app.add_subcommand("events", "Alarms and notable events: RPO breaches and recoveries, failed cycles");
+  events->require_subcommand(1);
+  auto* list = events->add_subcommand("list", "List events, newest first");
+  static std::string group;
+  static int limit = 100;
+  list->add_option("--group", group, "Only this protection group's");
+  list->add_option("--limit", limit, "At most this many (1-1000)")->capture_default_str();
+  list->callback([&] {
+    std::string path = "/api/v1/events?limit=" + std::to_string(limit);
+    if (!group.empty()) path += "&group=" + path_part(group);
+    rc = call_and_print(g, "GET", path, std::nullopt,
+                        as_list(g, {field("ID", "id"), time_column("AT", "at"), field("SEVERITY", "severity"),
+                                    field("KIND", "kind"), field("GROUP", "group"), field("MESSAGE", "message")}));
   });
 }
 
@@ -489,6 +618,7 @@ int main(int argc, char** argv) {
   add_mapping_commands(app, g, rc);
   add_group_commands(app, g, rc);
   add_placeholder_commands(app, g, rc);
+  add_event_commands(app, g, rc);
 
   try {
     app.parse(argc, argv);

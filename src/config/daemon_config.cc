@@ -88,6 +88,30 @@ Status parse_providers(const YAML::Node& root, DaemonConfig& cfg, const std::str
   return Status::ok();
 }
 
+Status parse_replication(const YAML::Node& root, DaemonConfig& cfg, const std::string& origin) {
+  auto node = root["replication"];
+  if (!node || node.IsNull()) return Status::ok();
+  if (!node.IsMap())
+    return config_error(origin, "'replication' must be a map", "for example replication: {schedules: false}");
+  for (const auto& kv : node) {
+    auto key = kv.first.as<std::string>();
+    if (key != "schedules" && key != "check_interval")
+      return config_error(origin, "unknown key 'replication." + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
+                          "known keys: replication.schedules, replication.check_interval");
+  }
+  if (auto s = node["schedules"]) {
+    std::string v = s.IsScalar() ? s.as<std::string>() : "";
+    if (v == "true" || v == "on" || v == "yes")
+      cfg.replication_schedules = true;
+    else if (v == "false" || v == "off" || v == "no")
+      cfg.replication_schedules = false;
+    else
+      return config_error(origin, "'replication.schedules' must be true or false, not '" + v + "'",
+                          "write replication: {schedules: false} to sync only by hand");
+  }
+  return parse_duration_key(node, "check_interval", cfg.replication_check_interval, origin + " replication");
+}
+
 }  // namespace
 
 Status validate_name(std::string_view kind, std::string_view name) {
@@ -113,13 +137,14 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std
   if (!root.IsMap()) return config_error(origin, "must be a YAML map of settings", "see docs/configuration.md for an example");
 
   static const std::set<std::string> kKnown = {"site", "listen", "advertise_url", "state_dir", "tls",
-                                               "heartbeat_interval", "peer_timeout", "log", "compute_providers"};
+                                               "heartbeat_interval", "peer_timeout", "log", "compute_providers",
+                                               "replication"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!kKnown.count(key))
       return config_error(origin, "unknown key '" + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
                           "check its spelling; known keys: site, listen, advertise_url, state_dir, tls, heartbeat_interval, "
-                          "peer_timeout, log, compute_providers");
+                          "peer_timeout, log, compute_providers, replication");
   }
 
   try {
@@ -155,6 +180,7 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std
         return config_error(origin, "log.level '" + cfg.log_level + "' is unknown", "use trace, debug, info, warn or error");
     }
     EVAC_RETURN_IF_ERROR(parse_providers(root, cfg, origin));
+    EVAC_RETURN_IF_ERROR(parse_replication(root, cfg, origin));
     return cfg;
   } catch (const YAML::Exception& e) {
     return config_error(origin, std::string("bad value: ") + e.what(), "check the value's type");

@@ -8,6 +8,7 @@
 //   heartbeat_interval: 5s
 //   peer_timeout: 5s
 //   log: { format: json, level: info }
+//   replication: { schedules: true, check_interval: 5s }
 //   compute_providers:
 //     - { name: local, kind: libvirt, uri: "qemu:///system" }
 #pragma once
@@ -35,6 +36,11 @@ struct DaemonConfig {
   std::string log_format = "text";  // "text" or "json"
   std::string log_level = "info";
   std::vector<ProviderConfig> compute_providers;
+  // Start replication cycles from each group's RPO; off leaves only manual
+  // `evac group sync` (lag, alarms and metrics are kept either way).
+  bool replication_schedules = true;
+  // How often the scheduler checks lag and compliance.
+  std::chrono::seconds replication_check_interval{5};
 };
 
 // Loads and validates; every error names the file, the key and (for YAML

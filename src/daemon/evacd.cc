@@ -111,6 +111,41 @@ class Heartbeat {
   std::thread thread_;
 };
 
+// Every check_interval: RPO compliance of every group this site protects
+// (alarms) and, when schedules are on, the cycles that are due.
+class ReplicationScheduler {
+ public:
+  ReplicationScheduler(ReplicationService& replication, std::chrono::seconds interval)
+      : replication_(replication), interval_(interval) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~ReplicationScheduler() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      replication_.tick();
+      lock.lock();
+      cv_.wait_for(lock, interval_, [this] { return stopping_; });
+    }
+  }
+  ReplicationService& replication_;
+  std::chrono::seconds interval_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 int run(const std::string& config_path) {
   auto config = load_daemon_config(config_path);
   if (!config) {
@@ -154,7 +189,9 @@ int run(const std::string& config_path) {
 
   HttpsPeerTransport transport(tls->cert_path, tls->key_path, cfg.peer_timeout);
   SiteService service(SiteIdentity{cfg.site, url, tls->pin}, **store, std::move(providers), transport);
-  ReplicationService replication(service, transport, cfg.state_dir);
+  ReplicationOptions replication_options;
+  replication_options.schedules = cfg.replication_schedules;
+  ReplicationService replication(service, transport, cfg.state_dir, std::move(replication_options));
   ApiRouter router(service, &replication);
   HttpsServer server(router, *tls);
   auto bound = server.bind(cfg.listen_host, cfg.listen_port);
@@ -171,14 +208,21 @@ int run(const std::string& config_path) {
     int sig = 0;
     sigwait(&signals, &sig);
     spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    // First abort running cycles, so API calls waiting on them return and
+    // the server's workers can end.
+    replication.shutdown();
     server.stop();
   });
 
   spdlog::info("evacd for site {} listening on {} (pin {}), state in {}", cfg.site, url, tls->pin, cfg.state_dir);
   {
     Heartbeat heartbeat(service, cfg.heartbeat_interval);
+    ReplicationScheduler scheduler(replication, cfg.replication_check_interval);
+    if (!cfg.replication_schedules) spdlog::info("replication schedules are off: groups sync only by hand");
     server.serve();
   }
+  // Running cycles stop at their next batch; the recovery site drops them.
+  replication.shutdown();
   // serve() also returns if the listener fails; make the signal thread exit.
   pthread_kill(signal_thread.native_handle(), SIGTERM);
   signal_thread.join();

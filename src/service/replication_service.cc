@@ -3,6 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "core/duration.h"
+#include "service/replication_schedule.h"
 
 namespace evac {
 using nlohmann::json;
@@ -41,7 +47,9 @@ json device_json(const ReplicatedDevice& d) {
 // The ReplicaChannel to one paired site, over its mutual-TLS API.
 class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
  public:
-  PeerChannel(PeerTransport& transport, PeerRecord peer) : transport_(transport), peer_(std::move(peer)) {}
+  PeerChannel(PeerTransport& transport, PeerRecord peer, TokenBucket* limiter = nullptr,
+              const std::atomic<bool>* stopping = nullptr)
+      : transport_(transport), peer_(std::move(peer)), limiter_(limiter), stopping_(stopping) {}
 
   Status begin_cycle(const std::string& group, const std::string& cycle_id,
                      const std::vector<ReplicatedDevice>& disks) override {
@@ -50,6 +58,7 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
     return call("POST", base(group) + "/cycles", body).status();
   }
   Result<std::optional<std::string>> manifest(const std::string& group, const std::string& key) override {
+    EVAC_RETURN_IF_ERROR(check_not_stopping());
     auto slash = key.find('/');
     auto bytes = transport_.call_bytes(endpoint(), "GET",
                                        base(group) + "/manifests/" + key.substr(0, slash) + "/" + key.substr(slash + 1), "");
@@ -57,7 +66,11 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
     if (bytes->empty()) return std::optional<std::string>();
     return std::optional<std::string>(std::move(*bytes));
   }
+  // Every batch of a cycle travels here, so this is where --max-rate holds.
   Status send_batch(const std::string& group, const std::string& cycle_id, const std::string& batch) override {
+    EVAC_RETURN_IF_ERROR(check_not_stopping());
+    if (limiter_ && !limiter_->acquire(batch.size())) return check_not_stopping();
+    EVAC_RETURN_IF_ERROR(check_not_stopping());
     auto r = transport_.call_bytes(endpoint(), "POST", base(group) + "/cycles/" + cycle_id + "/blocks", batch);
     return r ? Status::ok() : with_site(r.status());
   }
@@ -95,25 +108,72 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
     return r;
   }
 
+  Status check_not_stopping() const {
+    if (stopping_ && stopping_->load())
+      return unavailable("evacd is shutting down: the cycle was aborted", "the next cycle starts over from the newest PIT");
+    return Status::ok();
+  }
+
   PeerTransport& transport_;
   PeerRecord peer_;
+  TokenBucket* limiter_;
+  const std::atomic<bool>* stopping_;
 };
 
-ReplicationService::ReplicationService(SiteService& site, PeerTransport& transport, const std::string& state_dir)
+std::unique_ptr<builtin::ReplicaChannel> make_peer_channel(PeerTransport& transport, PeerRecord peer, TokenBucket* limiter,
+                                                           const std::atomic<bool>* stopping) {
+  return std::make_unique<ReplicationService::PeerChannel>(transport, std::move(peer), limiter, stopping);
+}
+
+namespace {
+
+// The built-in replicator owning the channel it talks through, so one
+// adapter object lives for one cycle.
+struct ChannelHolder {
+  std::unique_ptr<builtin::ReplicaChannel> channel;
+};
+class ChannelledReplicator : private ChannelHolder, public builtin::BuiltinReplicator {
+ public:
+  ChannelledReplicator(std::unique_ptr<builtin::ReplicaChannel> channel, builtin::ChangeTrackingLookup tracking,
+                       builtin::SyncOptions options)
+      : ChannelHolder{std::move(channel)},
+        builtin::BuiltinReplicator(*ChannelHolder::channel, nullptr, std::move(tracking), std::move(options)) {}
+};
+
+std::int64_t system_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+ReplicationService::ReplicationService(SiteService& site, PeerTransport& transport, const std::string& state_dir,
+                                       ReplicationOptions options)
     : site_(site),
       transport_(transport),
+      options_(std::move(options)),
       pits_(std::make_unique<builtin::PitStore>(state_dir + "/replication")),
       receiver_(std::make_unique<builtin::ReplicaReceiver>(*pits_)),
       backup_dir_(state_dir + "/backup") {
   std::error_code ec;
   std::filesystem::create_directories(state_dir + "/replication", ec);
+  if (!options_.clock) options_.clock = system_now;
+  if (!options_.steady_clock) options_.steady_clock = [] { return std::chrono::steady_clock::now(); };
+  if (!options_.adapter_factory)
+    options_.adapter_factory = [this](const CycleResources& r) { return builtin_adapter(r); };
   // A cycle of running VMs cut short by a crash may have left them paused:
   // resume them now rather than at the group's next sync. A hypervisor that
   // is down now gets the same treatment at that next sync.
   (void)builtin::recover_interrupted_cycles(backup_dir_, "", change_tracking_lookup());
 }
 
-ReplicationService::~ReplicationService() = default;
+ReplicationService::~ReplicationService() { shutdown(); }
+
+std::unique_ptr<ReplicationAdapter> ReplicationService::builtin_adapter(const CycleResources& r) {
+  builtin::SyncOptions sync_options;
+  sync_options.work_dir = backup_dir_;
+  return std::make_unique<ChannelledReplicator>(make_peer_channel(transport_, r.recovery_site, r.limiter, r.stopping),
+                                                change_tracking_lookup(), std::move(sync_options));
+}
 
 builtin::ChangeTrackingLookup ReplicationService::change_tracking_lookup() {
   return [this](const std::string& provider) -> ChangeTracking* {
@@ -147,7 +207,9 @@ Result<ReplicationGroupSpec> ReplicationService::group_spec(const GroupRecord& g
   return spec;
 }
 
-Result<PointInTime> ReplicationService::sync_group(const std::string& name) {
+// ---- protected site: cycles ------------------------------------------------------------
+
+Result<GroupRecord> ReplicationService::protected_group(const std::string& name) {
   auto group = site_.get_group(name);
   if (!group) return group.status();
   if (group->protected_site != site_.identity().name)
@@ -156,26 +218,308 @@ Result<PointInTime> ReplicationService::sync_group(const std::string& name) {
   auto peer = site_.store().find_peer(group->recovery_site);
   if (!peer) return peer.status();
   if (!peer->has_value()) return failed_precondition("recovery site '" + group->recovery_site + "' is not paired");
-  {
-    std::lock_guard lock(syncing_mu_);
-    if (!syncing_.insert(name).second)
-      return failed_precondition("a sync of group '" + name + "' is already running", "wait for it to finish");
+  return group;
+}
+
+Result<std::uint64_t> ReplicationService::request_sync(const std::string& name, SyncTrigger trigger) {
+  auto group = protected_group(name);
+  if (!group) return group.status();
+  std::lock_guard lock(mu_);
+  if (stopping_) return unavailable("evacd is shutting down", "sync again once it is back");
+  GroupRun& run = runs_[name];
+  if (run.running) {
+    if (trigger == SyncTrigger::kScheduled)
+      return failed_precondition("a cycle of group '" + name + "' is already running");
+    run.follow_up = true;
+    return run.started + 1;
   }
-  struct Done {
-    ReplicationService* self;
-    std::string name;
-    ~Done() {
-      std::lock_guard lock(self->syncing_mu_);
-      self->syncing_.erase(name);
+  if (run.thread.joinable()) run.thread.join();  // the previous thread has ended its last cycle
+  run.running = true;
+  run.started += 1;
+  run.trigger = trigger == SyncTrigger::kManual ? "manual" : "scheduled";
+  run.thread = std::thread([this, name] { run_cycles(name); });
+  return run.started;
+}
+
+Result<PointInTime> ReplicationService::wait_cycle(const std::string& name, std::uint64_t cycle) {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] {
+    auto it = runs_.find(name);
+    return it == runs_.end() || it->second.finished >= cycle || (stopping_ && !it->second.running);
+  });
+  auto it = runs_.find(name);
+  if (it == runs_.end()) return not_found("no cycle " + std::to_string(cycle) + " of group '" + name + "'");
+  auto result = it->second.results.find(cycle);
+  if (result == it->second.results.end() && it->second.finished < cycle)
+    return unavailable("evacd shut down before cycle " + std::to_string(cycle) + " of group '" + name + "' ran",
+                       "sync again once it is back");
+  if (result == it->second.results.end())
+    return not_found("the outcome of cycle " + std::to_string(cycle) + " of group '" + name + "' is no longer kept",
+                     "see `evac group show " + name + "` for the last cycle");
+  return result->second;
+}
+
+Result<PointInTime> ReplicationService::sync_group(const std::string& name) {
+  auto cycle = request_sync(name, SyncTrigger::kManual);
+  if (!cycle) return cycle.status();
+  return wait_cycle(name, *cycle);
+}
+
+void ReplicationService::run_cycles(const std::string& name) {
+  for (;;) {
+    std::uint64_t number = 0;
+    {
+      std::lock_guard lock(mu_);
+      GroupRun& run = runs_[name];
+      number = run.started;
+      run.phase = "preparing";
+      run.progress = SyncProgress{};
+      run.started_at = now();
+      run.started_steady = options_.steady_clock();
     }
-  } done{this, name};
-  auto spec = group_spec(*group, **peer);
-  if (!spec) return spec.status();
-  PeerChannel channel(transport_, **peer);
-  builtin::SyncOptions options;
-  options.work_dir = backup_dir_;
-  builtin::BuiltinReplicator replicator(channel, nullptr, change_tracking_lookup(), options);
-  return replicator.sync_now(*spec, nullptr);
+    std::size_t known_pits = 0;
+    spdlog::info("replication: cycle {} of group {} started", number, name);
+    Result<PointInTime> result = run_one_cycle(name, known_pits);
+    std::lock_guard lock(mu_);
+    GroupRun& run = runs_[name];
+    run.finished = number;
+    run.results.insert_or_assign(number, result);
+    while (run.results.size() > 16) run.results.erase(run.results.begin());
+    if (result) run.known_pits = known_pits;
+    run.phase = "idle";
+    if (run.follow_up && !stopping_) {
+      run.follow_up = false;
+      run.started += 1;
+      run.trigger = "manual";
+      cv_.notify_all();
+      continue;
+    }
+    run.running = false;
+    cv_.notify_all();
+    return;
+  }
+}
+
+Result<PointInTime> ReplicationService::run_one_cycle(const std::string& name, std::size_t& known_pits) {
+  auto started = options_.steady_clock();
+  auto outcome = [&]() -> Result<PointInTime> {
+    auto group = protected_group(name);
+    if (!group) return group.status();
+    auto peer = site_.store().find_peer(group->recovery_site);
+    if (!peer) return peer.status();
+    if (!peer->has_value()) return failed_precondition("recovery site '" + group->recovery_site + "' is not paired");
+    auto spec = group_spec(*group, **peer);
+    if (!spec) return spec.status();
+    std::shared_ptr<TokenBucket> limiter;
+    {
+      std::lock_guard lock(mu_);
+      GroupRun& run = runs_[name];
+      if (!run.limiter) run.limiter = std::make_shared<TokenBucket>(group->max_rate_bytes, options_.steady_clock);
+      run.limiter->set_rate(group->max_rate_bytes);
+      limiter = run.limiter;
+      run.phase = "replicating";
+    }
+    auto adapter = options_.adapter_factory(CycleResources{**peer, limiter.get(), &stopping_});
+    auto pit = adapter->sync_now(*spec, [this, name](const SyncProgress& p) {
+      std::lock_guard lock(mu_);
+      GroupRun& run = runs_[name];
+      run.progress = p;
+      run.phase = p.bytes_total > 0 && p.bytes_scanned >= p.bytes_total ? "committing" : "replicating";
+    });
+    if (pit) {
+      // The PIT count for metrics and `group show`; best effort, the cycle succeeded either way.
+      auto all = adapter->list_pits(name);
+      if (all) known_pits = all->size();
+    }
+    return pit;
+  }();
+  auto duration_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.steady_clock() - started).count();
+  if (outcome) {
+    Status s = site_.store().record_cycle_success(name, outcome->id, outcome->created_at, outcome->bytes_sent, duration_ms,
+                                                  now());
+    if (!s.is_ok()) spdlog::warn("replication: cannot record cycle of group {}: {}", name, s.to_string());
+    spdlog::info("replication: group {} has point in time {} ({} bytes sent in {} ms)", name, outcome->id,
+                 outcome->bytes_sent, duration_ms);
+  } else if (outcome.status().code() != StatusCode::kNotFound) {  // a group deleted meanwhile has nothing to record
+    auto before = site_.store().find_replication(name);
+    bool streak_had_this_error = before.is_ok() && before->has_value() && (*before)->consecutive_failures > 0 &&
+                                 (*before)->last_error == outcome.status().message();
+    (void)site_.store().record_cycle_failure(name, now(), outcome.status().message());
+    spdlog::warn("replication: cycle of group {} failed: {}", name, outcome.status().to_string());
+    // One event when cycles start failing and one whenever the reason
+    // changes; retries failing the same way only count (a dead link would
+    // otherwise flood the list — the RPO alarm says how long it lasts).
+    if (!streak_had_this_error)
+      raise_event("error", "cycle_failed", name,
+                  "replication cycle of group '" + name + "' failed: " + outcome.status().message());
+  }
+  if (auto group = site_.get_group(name); group.is_ok()) check_compliance(*group);
+  return outcome;
+}
+
+// ---- protected site: lag, compliance, alarms --------------------------------------------
+
+void ReplicationService::raise_event(const std::string& severity, const std::string& kind, const std::string& group,
+                                     const std::string& message) {
+  auto e = site_.store().add_event(EventRecord{0, now(), severity, kind, group, message});
+  if (!e) spdlog::error("cannot record event {}: {}", kind, e.status().to_string());
+  if (severity == "error")
+    spdlog::error("event {}: {}", kind, message);
+  else if (severity == "warning")
+    spdlog::warn("event {}: {}", kind, message);
+  else
+    spdlog::info("event {}: {}", kind, message);
+}
+
+void ReplicationService::check_compliance(const GroupRecord& group) {
+  std::lock_guard lock(compliance_mu_);
+  auto record = site_.store().find_replication(group.name);
+  if (!record) return;
+  std::optional<std::int64_t> newest = record->has_value() ? (*record)->last_pit_created_at : std::nullopt;
+  std::int64_t lag = replication_lag(now(), group.created_at, newest);
+  bool breached = lag > group.rpo_seconds;
+  bool was_breached = record->has_value() && (*record)->rpo_breached;
+  if (breached == was_breached) return;
+  if (Status s = site_.store().set_rpo_breached(group.name, breached); !s.is_ok()) return;  // group gone meanwhile
+  std::string lag_text = format_duration(std::chrono::seconds(lag));
+  std::string rpo_text = format_duration(std::chrono::seconds(group.rpo_seconds));
+  if (breached)
+    raise_event("warning", "rpo_breached", group.name,
+                "group '" + group.name + "' is out of its RPO: " +
+                    (newest ? "the newest point in time is " + lag_text + " old" : "no point in time after " + lag_text) +
+                    ", RPO " + rpo_text);
+  else
+    raise_event("info", "rpo_restored", group.name,
+                "group '" + group.name + "' is within its RPO again: lag " + lag_text + ", RPO " + rpo_text);
+}
+
+void ReplicationService::tick() {
+  auto groups = site_.list_groups();
+  if (!groups) {
+    spdlog::warn("replication scheduler: {}", groups.status().to_string());
+    return;
+  }
+  for (const auto& g : *groups) {
+    if (g.protected_site != site_.identity().name) continue;
+    check_compliance(g);
+    if (!options_.schedules || stopping_) continue;
+    auto record = site_.store().find_replication(g.name);
+    if (!record) continue;
+    ScheduleInput in;
+    in.now = now();
+    in.rpo_seconds = g.rpo_seconds;
+    in.group_created_at = g.created_at;
+    if (record->has_value()) {
+      in.newest_pit_at = (*record)->last_pit_created_at;
+      in.consecutive_failures = (*record)->consecutive_failures;
+      in.last_failure_at = (*record)->last_failure_at;
+    }
+    {
+      std::lock_guard lock(mu_);
+      auto it = runs_.find(g.name);
+      in.cycle_running = it != runs_.end() && it->second.running;
+    }
+    auto decision = decide_schedule(in);
+    if (!decision.start) continue;
+    auto cycle = request_sync(g.name, SyncTrigger::kScheduled);
+    if (cycle)
+      spdlog::info("replication scheduler: group {}: cycle {} ({})", g.name, *cycle, decision.reason);
+    else
+      spdlog::debug("replication scheduler: group {}: {}", g.name, cycle.status().to_string());
+  }
+}
+
+void ReplicationService::rate_changed(const std::string& group, std::uint64_t bytes_per_second) {
+  std::lock_guard lock(mu_);
+  auto it = runs_.find(group);
+  if (it != runs_.end() && it->second.limiter) it->second.limiter->set_rate(bytes_per_second);
+}
+
+void ReplicationService::shutdown() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+    for (auto& [name, run] : runs_) {
+      if (run.limiter) run.limiter->cancel();
+      if (run.thread.joinable()) threads.push_back(std::move(run.thread));
+    }
+  }
+  for (auto& t : threads) t.join();
+}
+
+json ReplicationService::replication_state(const GroupRecord& group) {
+  std::int64_t t = now();
+  auto record = site_.store().find_replication(group.name);
+  std::optional<ReplicationRecord> r = record.is_ok() ? *record : std::nullopt;
+  std::optional<std::int64_t> newest = r ? r->last_pit_created_at : std::nullopt;
+  std::int64_t lag = replication_lag(t, group.created_at, newest);
+  json out = {{"rpo_seconds", group.rpo_seconds},
+              {"lag_seconds", lag},
+              {"lag_since", newest ? "newest_pit" : "group_created"},
+              {"rpo_met", lag <= group.rpo_seconds},
+              {"max_rate_bytes", group.max_rate_bytes},
+              {"max_rate", format_byte_rate(group.max_rate_bytes)},
+              {"schedules", options_.schedules},
+              {"last_success", nullptr},
+              {"last_failure", nullptr},
+              {"consecutive_failures", r ? r->consecutive_failures : 0},
+              {"cycles", {{"succeeded", r ? r->cycles_succeeded : 0}, {"failed", r ? r->cycles_failed : 0}}},
+              {"bytes_sent_total", r ? r->bytes_sent_total : 0}};
+  if (r && r->last_pit_created_at)
+    out["last_success"] = {{"pit_id", r->last_pit_id},
+                           {"pit_created_at", *r->last_pit_created_at},
+                           {"finished_at", r->last_success_at ? json(*r->last_success_at) : json(nullptr)},
+                           {"bytes_sent", r->last_bytes_sent},
+                           {"duration_seconds", static_cast<double>(r->last_duration_ms) / 1000.0}};
+  if (r && r->last_failure_at) out["last_failure"] = {{"at", *r->last_failure_at}, {"error", r->last_error}};
+  ScheduleInput in{t, group.rpo_seconds, group.created_at, newest, false, r ? r->consecutive_failures : 0,
+                   r ? r->last_failure_at : std::nullopt};
+  out["next_cycle_at"] = options_.schedules ? json(std::max(t, decide_schedule(in).not_before)) : json(nullptr);
+
+  std::lock_guard lock(mu_);
+  json sync = {{"running", false}, {"phase", "idle"}};
+  auto it = runs_.find(group.name);
+  if (it != runs_.end()) {
+    const GroupRun& run = it->second;
+    if (run.known_pits) out["known_pits"] = *run.known_pits;
+    if (run.running) {
+      double elapsed = std::chrono::duration<double>(options_.steady_clock() - run.started_steady).count();
+      const SyncProgress& p = run.progress;
+      double scan_rate = elapsed > 0 ? static_cast<double>(p.bytes_scanned) / elapsed : 0;
+      double send_rate = elapsed > 0 ? static_cast<double>(p.bytes_sent) / elapsed : 0;
+      sync = {{"running", true},
+              {"cycle", run.started},
+              {"trigger", run.trigger},
+              {"phase", run.phase},
+              {"started_at", run.started_at},
+              {"elapsed_seconds", elapsed},
+              {"bytes_total", p.bytes_total},
+              {"bytes_scanned", p.bytes_scanned},
+              {"bytes_sent", p.bytes_sent},
+              {"scan_rate_bytes", scan_rate},
+              {"send_rate_bytes", send_rate},
+              {"eta_seconds", nullptr},
+              {"follow_up_queued", run.follow_up}};
+      if (scan_rate > 0 && p.bytes_total >= p.bytes_scanned)
+        sync["eta_seconds"] = static_cast<double>(p.bytes_total - p.bytes_scanned) / scan_rate;
+    }
+    if (!run.results.empty()) {
+      const auto& [number, result] = *run.results.rbegin();
+      json last = {{"cycle", number}, {"ok", result.is_ok()}};
+      if (result)
+        last["pit_id"] = result->id;
+      else
+        last["error"] = {{"code", status_code_name(result.status().code())},
+                         {"message", result.status().message()},
+                         {"hint", result.status().hint()}};
+      out["last_cycle"] = last;
+    }
+  }
+  out["sync"] = sync;
+  return out;
 }
 
 Result<std::vector<PointInTime>> ReplicationService::group_pits(const std::string& name) {
@@ -189,23 +533,137 @@ Result<std::vector<PointInTime>> ReplicationService::group_pits(const std::strin
 }
 
 json ReplicationService::group_replication_status(const GroupRecord& group) {
-  json status = {{"rpo_seconds", group.rpo_seconds}, {"pits", 0}, {"newest_pit", nullptr}, {"lag_seconds", nullptr},
-                 {"rpo_met", false}};
+  json status = replication_state(group);
+  status["pits"] = nullptr;
+  status["newest_pit"] = nullptr;
+  if (!status["last_success"].is_null())
+    status["newest_pit"] = {{"id", status["last_success"]["pit_id"]}, {"created_at", status["last_success"]["pit_created_at"]}};
   auto pits = group_pits(group.name);
+  if (!pits && pits.status().code() == StatusCode::kNotFound)
+    pits = std::vector<PointInTime>{};  // the recovery site holds none yet
   if (!pits) {
-    status["error"] = pits.status().message();
+    status["peer_error"] = pits.status().message();
     return status;
   }
   status["pits"] = pits->size();
-  if (pits->empty()) return status;
-  const PointInTime& newest = pits->back();
-  std::int64_t now =
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  std::int64_t lag = std::max<std::int64_t>(0, now - newest.created_at);
-  status["newest_pit"] = {{"id", newest.id}, {"created_at", newest.created_at}};
-  status["lag_seconds"] = lag;
-  status["rpo_met"] = lag <= group.rpo_seconds;
+  {
+    std::lock_guard lock(mu_);
+    runs_[group.name].known_pits = pits->size();
+  }
+  // PITs made before this site kept its own record (an upgraded evacd) still
+  // count: the recovery site's newest is as good as ours.
+  if (!pits->empty() && (status["newest_pit"].is_null() ||
+                         pits->back().created_at > status["newest_pit"]["created_at"].get<std::int64_t>())) {
+    const PointInTime& newest = pits->back();
+    std::int64_t lag = std::max<std::int64_t>(0, now() - newest.created_at);
+    status["newest_pit"] = {{"id", newest.id}, {"created_at", newest.created_at}};
+    status["lag_seconds"] = lag;
+    status["lag_since"] = "newest_pit";
+    status["rpo_met"] = lag <= group.rpo_seconds;
+  }
   return status;
+}
+
+// ---- metrics -----------------------------------------------------------------------------
+
+namespace {
+
+std::string label_value(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+// Collects samples per metric so each family prints under one HELP/TYPE.
+class Exposition {
+ public:
+  void add(const std::string& name, const std::string& type, const std::string& help, const std::string& labels,
+           double value) {
+    auto& f = families_[name];
+    if (f.type.empty()) {
+      order_.push_back(name);
+      f.type = type;
+      f.help = help;
+    }
+    std::ostringstream line;
+    line << name << "{" << labels << "} ";
+    if (value == static_cast<double>(static_cast<std::int64_t>(value)))
+      line << static_cast<std::int64_t>(value);
+    else
+      line << value;
+    f.samples.push_back(line.str());
+  }
+  std::string text() const {
+    std::string out;
+    for (const auto& name : order_) {
+      const auto& f = families_.at(name);
+      out += "# HELP " + name + " " + f.help + "\n# TYPE " + name + " " + f.type + "\n";
+      for (const auto& s : f.samples) out += s + "\n";
+    }
+    return out;
+  }
+
+ private:
+  struct Family {
+    std::string type, help;
+    std::vector<std::string> samples;
+  };
+  std::vector<std::string> order_;
+  std::map<std::string, Family> families_;
+};
+
+}  // namespace
+
+std::string ReplicationService::prometheus_metrics() {
+  Exposition m;
+  auto groups = site_.list_groups();
+  if (groups) {
+    for (const auto& g : *groups) {
+      if (g.protected_site != site_.identity().name) continue;
+      json st = replication_state(g);
+      std::string labels = "group=\"" + label_value(g.name) + "\",recovery_site=\"" + label_value(g.recovery_site) + "\"";
+      m.add("evac_group_rpo_seconds", "gauge", "The group's recovery point objective.", labels,
+            static_cast<double>(g.rpo_seconds));
+      m.add("evac_group_lag_seconds", "gauge",
+            "Age of the newest point in time (before the first: time since the group was created).", labels,
+            st["lag_seconds"].get<double>());
+      m.add("evac_group_rpo_met", "gauge", "1 if the lag is within the RPO, else 0.", labels, st["rpo_met"].get<bool>() ? 1 : 0);
+      if (st.contains("known_pits"))
+        m.add("evac_group_points_in_time", "gauge", "Points in time at the recovery site, as last seen.", labels,
+              st["known_pits"].get<double>());
+      m.add("evac_group_cycles_total", "counter", "Replication cycles ended, by result.", labels + ",result=\"success\"",
+            st["cycles"]["succeeded"].get<double>());
+      m.add("evac_group_cycles_total", "counter", "Replication cycles ended, by result.", labels + ",result=\"failure\"",
+            st["cycles"]["failed"].get<double>());
+      m.add("evac_group_bytes_sent_total", "counter", "Bytes sent to the recovery site by completed cycles.", labels,
+            st["bytes_sent_total"].get<double>());
+      if (!st["last_success"].is_null())
+        m.add("evac_group_last_cycle_duration_seconds", "gauge", "Duration of the newest successful cycle.", labels,
+              st["last_success"]["duration_seconds"].get<double>());
+      m.add("evac_group_sync_in_progress", "gauge", "1 while a cycle of the group runs.", labels,
+            st["sync"]["running"].get<bool>() ? 1 : 0);
+      if (st["sync"]["running"].get<bool>())
+        m.add("evac_group_sync_bytes_sent", "gauge", "Bytes sent so far by the running cycle.", labels,
+              st["sync"]["bytes_sent"].get<double>());
+      m.add("evac_group_max_rate_bytes", "gauge", "The group's --max-rate in bytes per second (0: unlimited).", labels,
+            static_cast<double>(g.max_rate_bytes));
+    }
+  }
+  auto peers = site_.peer_statuses();
+  if (peers)
+    for (const auto& p : *peers)
+      m.add("evac_peer_connected", "gauge", "1 if the paired site answered the last heartbeat.",
+            "site=\"" + label_value(p.record.site) + "\"", p.connected ? 1 : 0);
+  m.add("evac_up", "gauge", "1: this evacd answers; the scrape error counts if it does not.",
+        "site=\"" + label_value(site_.identity().name) + "\"", 1);
+  return m.text();
 }
 
 // ---- recovery site ---------------------------------------------------------------------

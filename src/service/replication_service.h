@@ -1,34 +1,100 @@
-// Replication for one site: syncing the groups it protects (through the
-// built-in replicator, over the paired channel) and, as a recovery site,
-// receiving cycles into its points in time.
+// Replication for one site: syncing the groups it protects (through a
+// replication adapter — the built-in replicator over the paired channel by
+// default), keeping their lag and RPO compliance, raising alarms, and, as a
+// recovery site, receiving cycles into its points in time.
+//
+// Cycles of a group run on a background thread, one at a time per group:
+//
+//   request_sync ──► [idle] ──start──► [preparing] ──► [replicating] ──► [committing] ──► [idle]
+//                                          │  a manual request while running sets follow_up;  │
+//                                          └──────── the thread then runs one more cycle ◄────┘
+//
+// A manual request never joins a cycle already running: that cycle may have
+// read the disks before the writes the caller wants replicated (the final
+// sync of a planned migration, after the guests stopped). It waits for it and
+// runs its own; every request arriving meanwhile shares that one follow-up.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "replication/builtin/builtin_replicator.h"
+#include "service/rate_limit.h"
 #include "service/site_service.h"
 
 namespace evac {
 
+// What a cycle's adapter may use: the recovery site, the group's rate limit
+// (applied where batches travel) and the shutdown flag.
+struct CycleResources {
+  const PeerRecord& recovery_site;
+  TokenBucket* limiter;               // never null; unlimited when the group has no --max-rate
+  const std::atomic<bool>* stopping;  // true once evacd shuts down: abort the cycle
+};
+// Makes the protected site's adapter for one cycle.
+using AdapterFactory = std::function<std::unique_ptr<ReplicationAdapter>(const CycleResources&)>;
+
+struct ReplicationOptions {
+  AdapterFactory adapter_factory;  // default: the built-in replicator over the paired channel
+  std::function<std::int64_t()> clock;  // unix seconds; default: the system clock
+  TokenBucket::Clock steady_clock;      // rates and limits; default: std::chrono::steady_clock
+  bool schedules = true;                // start cycles from the RPO (evacd config replication.schedules)
+};
+
+enum class SyncTrigger { kManual, kScheduled };
+
+// The channel to a paired site's receiving half, over its mutual-TLS API;
+// every batch passes `limiter` (may be null) first. Exposed for tests.
+std::unique_ptr<builtin::ReplicaChannel> make_peer_channel(PeerTransport& transport, PeerRecord peer, TokenBucket* limiter,
+                                                           const std::atomic<bool>* stopping);
+
 class ReplicationService {
  public:
   // PITs' index lives under state_dir/replication.
-  ReplicationService(SiteService& site, PeerTransport& transport, const std::string& state_dir);
+  ReplicationService(SiteService& site, PeerTransport& transport, const std::string& state_dir,
+                     ReplicationOptions options = {});
   ~ReplicationService();
 
-  // Protected site: one cycle of a group now; returns the new PIT.
+  // Protected site: asks for a cycle of the group and returns its number,
+  // to pass to wait_cycle. A manual request while a cycle runs queues one
+  // follow-up cycle (shared by every request meanwhile); a scheduled one is
+  // refused then (kFailedPrecondition). Bad input (unknown group, a group
+  // this site does not protect) fails here and starts nothing.
+  Result<std::uint64_t> request_sync(const std::string& group, SyncTrigger trigger = SyncTrigger::kManual);
+  // Blocks until cycle `cycle` of the group ended; its PIT or its error.
+  Result<PointInTime> wait_cycle(const std::string& group, std::uint64_t cycle);
+  // Both: one cycle started after this call; returns the new PIT.
   Result<PointInTime> sync_group(const std::string& group);
+
   // Protected site: the group's PITs, as the recovery site holds them.
   Result<std::vector<PointInTime>> group_pits(const std::string& group);
-  // Protected site: how far behind the recovery site is — the newest PIT,
-  // its age (the data a failover now would lose) and whether that is within
-  // the group's RPO. Never fails: an unreachable recovery site is reported.
+  // Protected site, without asking the recovery site: lag, RPO compliance,
+  // the last success and failure, cycle counters, the running cycle's
+  // progress. Lag keeps growing while the recovery site is unreachable.
+  nlohmann::json replication_state(const GroupRecord& group);
+  // replication_state plus what the recovery site says (the PIT count).
+  // Never fails: an unreachable recovery site is reported.
   nlohmann::json group_replication_status(const GroupRecord& group);
+
+  // One round of the scheduler (evacd calls it every few seconds): checks
+  // every group this site protects for RPO compliance, raising an alarm on
+  // each change, and starts the cycles that are due if schedules are on.
+  void tick();
+  // A group's --max-rate changed: a running cycle follows at once.
+  void rate_changed(const std::string& group, std::uint64_t bytes_per_second);
+  // Prometheus text exposition of the replication metrics (and peers').
+  std::string prometheus_metrics();
+  // Aborts running cycles at their next batch and joins their threads.
+  void shutdown();
 
   // Recovery site: the receiving half, called by the peer routes after the
   // router authenticated the caller; each checks the caller protects `group`
@@ -44,18 +110,49 @@ class ReplicationService {
 
  private:
   class PeerChannel;
+  friend std::unique_ptr<builtin::ReplicaChannel> make_peer_channel(PeerTransport&, PeerRecord, TokenBucket*,
+                                                                    const std::atomic<bool>*);
+  // One group's cycles at this site (guarded by mu_).
+  struct GroupRun {
+    std::uint64_t started = 0;   // number of the newest cycle started since evacd started
+    std::uint64_t finished = 0;  // number of the newest cycle ended
+    bool running = false;
+    bool follow_up = false;  // a manual request arrived while a cycle ran
+    std::string trigger;
+    std::string phase = "idle";
+    std::int64_t started_at = 0;
+    std::chrono::steady_clock::time_point started_steady;
+    SyncProgress progress;
+    std::map<std::uint64_t, Result<PointInTime>> results;  // recent cycles' outcomes, for waiters
+    std::optional<std::size_t> known_pits;  // PITs at the recovery site after the last cycle
+    std::shared_ptr<TokenBucket> limiter;
+    std::thread thread;
+  };
   Result<ReplicationGroupSpec> group_spec(const GroupRecord& group, const PeerRecord& peer);
   Status check_caller_protects(const PeerRecord& caller, const std::string& group);
   // Running VMs' change tracking, from the provider each VM runs on.
   builtin::ChangeTrackingLookup change_tracking_lookup();
+  std::unique_ptr<ReplicationAdapter> builtin_adapter(const CycleResources& resources);
+  Result<GroupRecord> protected_group(const std::string& name);
+  void run_cycles(const std::string& group);
+  Result<PointInTime> run_one_cycle(const std::string& group, std::size_t& known_pits);
+  // Compares the group's lag with its RPO and raises an event when that changed.
+  void check_compliance(const GroupRecord& group);
+  void raise_event(const std::string& severity, const std::string& kind, const std::string& group,
+                   const std::string& message);
+  std::int64_t now() const { return options_.clock(); }
 
   SiteService& site_;
   PeerTransport& transport_;
+  ReplicationOptions options_;
   std::unique_ptr<builtin::PitStore> pits_;
   std::unique_ptr<builtin::ReplicaReceiver> receiver_;
   std::string backup_dir_;  // running VMs' backup exports and the journal of cycles in progress
-  std::mutex syncing_mu_;
-  std::set<std::string> syncing_;  // groups with a cycle in progress here
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, GroupRun> runs_;
+  std::atomic<bool> stopping_{false};
+  std::mutex compliance_mu_;  // one compliance check at a time, so a change raises one event
 };
 
 nlohmann::json to_json(const PointInTime& pit);

@@ -7,6 +7,7 @@
 #include "config/daemon_config.h"
 #include "core/duration.h"
 #include "core/model_json.h"
+#include "service/rate_limit.h"
 #include "tls/tls.h"
 
 namespace evac {
@@ -618,6 +619,7 @@ Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
   if (!placeholders) return placeholders.status().with_context("creating protection group '" + req.name + "'");
 
   GroupRecord g{req.name, identity_.name, peer->site, req.rpo_seconds, req.keep_pits, 1, clock_(), *placeholders};
+  g.max_rate_bytes = req.max_rate_bytes;
   if (Status s = store_.add_group(g); !s.is_ok()) {
     (void)remove_placeholders(*placeholders, *peer);
     return s;
@@ -627,6 +629,17 @@ Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
 }
 
 Result<std::vector<GroupRecord>> SiteService::list_groups() { return store_.list_groups(); }
+
+Result<GroupRecord> SiteService::set_group_max_rate(const std::string& name, std::uint64_t bytes_per_second) {
+  std::lock_guard lock(protection_mu_);
+  auto g = get_group(name);
+  if (!g) return g.status();
+  if (g->protected_site != identity_.name)
+    return failed_precondition("site '" + identity_.name + "' does not protect group '" + name + "'",
+                               "set it at its protected site, '" + g->protected_site + "'");
+  EVAC_RETURN_IF_ERROR(store_.set_group_max_rate(name, bytes_per_second));
+  return get_group(name);
+}
 
 Result<GroupRecord> SiteService::get_group(const std::string& name) {
   auto g = store_.find_group(name);
@@ -771,6 +784,8 @@ json to_json(const GroupRecord& g) {
           {"rpo_seconds", g.rpo_seconds},
           {"rpo", format_duration(std::chrono::seconds(g.rpo_seconds))},
           {"keep_pits", g.keep_pits},
+          {"max_rate_bytes", g.max_rate_bytes},
+          {"max_rate", format_byte_rate(g.max_rate_bytes)},
           {"epoch", g.epoch},
           {"created_at", g.created_at},
           {"vms", vms}};

@@ -40,6 +40,7 @@ struct GroupCreateRequest {
   std::optional<std::string> recovery_site;  // defaults to the only paired site
   std::int64_t rpo_seconds = 900;
   int keep_pits = 24;
+  std::uint64_t max_rate_bytes = 0;  // bytes per second its cycles may send; 0 = unlimited
 };
 
 struct MappingCreateRequest {
@@ -102,6 +103,8 @@ class SiteService {
   // good) does not keep the group: the placeholders left behind there are
   // returned so the operator can remove them by hand.
   Result<std::vector<std::string>> delete_group(const std::string& name, bool force = false);
+  // Limits the bytes per second the group's cycles send (0: unlimited).
+  Result<GroupRecord> set_group_max_rate(const std::string& name, std::uint64_t bytes_per_second);
 
   // What this site keeps for recoveries of its peers' groups.
   Result<std::vector<HostedPlaceholderRecord>> list_hosted_placeholders();

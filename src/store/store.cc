@@ -7,7 +7,7 @@ namespace {
 
 // Each entry moves the schema from version i to i+1. Never edit a released
 // entry: add a new one, so every site's database upgrades the same way.
-constexpr std::array<const char*, 1> kMigrations = {
+constexpr std::array<const char*, 2> kMigrations = {
     R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE api_tokens (
@@ -65,6 +65,33 @@ CREATE TABLE peer_copies (
   version INTEGER NOT NULL,
   document TEXT NOT NULL,
   received_at INTEGER NOT NULL);
+)sql",
+    // 2: replication operations — rate limits, the protected site's own record
+    // of each group's cycles (lag without asking the peer), and alarms.
+    R"sql(
+ALTER TABLE protection_groups ADD COLUMN max_rate_bytes INTEGER NOT NULL DEFAULT 0 CHECK (max_rate_bytes >= 0);
+CREATE TABLE replication_status (
+  group_name TEXT PRIMARY KEY REFERENCES protection_groups(name) ON DELETE CASCADE,
+  last_pit_id TEXT NOT NULL DEFAULT '',
+  last_pit_created_at INTEGER,
+  last_bytes_sent INTEGER NOT NULL DEFAULT 0,
+  last_duration_ms INTEGER NOT NULL DEFAULT 0,
+  last_success_at INTEGER,
+  last_failure_at INTEGER,
+  last_error TEXT NOT NULL DEFAULT '',
+  consecutive_failures INTEGER NOT NULL DEFAULT 0,
+  cycles_succeeded INTEGER NOT NULL DEFAULT 0,
+  cycles_failed INTEGER NOT NULL DEFAULT 0,
+  bytes_sent_total INTEGER NOT NULL DEFAULT 0,
+  rpo_breached INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  severity TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'error')),
+  kind TEXT NOT NULL,
+  group_name TEXT NOT NULL DEFAULT '',
+  message TEXT NOT NULL);
+CREATE INDEX events_by_group ON events (group_name, id);
 )sql",
 };
 
@@ -354,11 +381,12 @@ Status Store::remove_mapping(std::int64_t id) {
 Status Store::add_group(const GroupRecord& g) {
   return transaction([&]() -> Status {
     auto st = db_.prepare(
-        "INSERT INTO protection_groups (name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)");
+        "INSERT INTO protection_groups (name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at, "
+        "max_rate_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     if (!st) return st.status();
     Status s = st->bind(1, g.name).bind(2, g.protected_site).bind(3, g.recovery_site).bind(4, g.rpo_seconds)
-                   .bind(5, g.keep_pits).bind(6, g.epoch).bind(7, g.created_at).run();
+                   .bind(5, g.keep_pits).bind(6, g.epoch).bind(7, g.created_at)
+                   .bind(8, static_cast<std::int64_t>(g.max_rate_bytes)).run();
     if (s.code() == StatusCode::kAlreadyExists)
       return already_exists("protection group '" + g.name + "' already exists", "choose another name");
     EVAC_RETURN_IF_ERROR(s);
@@ -379,11 +407,12 @@ Result<std::vector<GroupVmRecord>> Store::group_vms(const std::string& group) {
 Result<std::vector<GroupRecord>> Store::list_groups() {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(
-      "SELECT name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at FROM protection_groups "
-      "ORDER BY name");
+      "SELECT name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at, max_rate_bytes "
+      "FROM protection_groups ORDER BY name");
   if (!st) return st.status();
   auto out = st->all([](const sqlite::Statement& s) {
-    return GroupRecord{s.text(0), s.text(1), s.text(2), s.int64(3), static_cast<int>(s.int64(4)), s.int64(5), s.int64(6), {}};
+    return GroupRecord{s.text(0),  s.text(1), s.text(2), s.int64(3), static_cast<int>(s.int64(4)), s.int64(5), s.int64(6),
+                       {},         static_cast<std::uint64_t>(s.int64(7))};
   });
   if (!out) return out.status();
   for (auto& g : *out) {
@@ -443,6 +472,105 @@ Status Store::remove_group(const std::string& name) {
     EVAC_RETURN_IF_ERROR(st->bind(1, name).run());
     if (db_.changes() == 0) return not_found("no protection group named '" + name + "'", "list them with `evac group list`");
     return bump_config_version();
+  });
+}
+
+Status Store::set_group_max_rate(const std::string& name, std::uint64_t bytes_per_second) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("UPDATE protection_groups SET max_rate_bytes = ? WHERE name = ?");
+  if (!st) return st.status();
+  EVAC_RETURN_IF_ERROR(st->bind(1, static_cast<std::int64_t>(bytes_per_second)).bind(2, name).run());
+  if (db_.changes() == 0) return not_found("no protection group named '" + name + "'", "list them with `evac group list`");
+  return Status::ok();
+}
+
+// ---- replication bookkeeping ----------------------------------------------
+
+namespace {
+constexpr const char* kReplicationColumns =
+    "group_name, last_pit_id, last_pit_created_at, last_bytes_sent, last_duration_ms, last_success_at, last_failure_at, "
+    "last_error, consecutive_failures, cycles_succeeded, cycles_failed, bytes_sent_total, rpo_breached";
+ReplicationRecord read_replication(const sqlite::Statement& s) {
+  ReplicationRecord r;
+  r.group = s.text(0);
+  r.last_pit_id = s.text(1);
+  r.last_pit_created_at = s.optional_int64(2);
+  r.last_bytes_sent = static_cast<std::uint64_t>(s.int64(3));
+  r.last_duration_ms = s.int64(4);
+  r.last_success_at = s.optional_int64(5);
+  r.last_failure_at = s.optional_int64(6);
+  r.last_error = s.text(7);
+  r.consecutive_failures = static_cast<int>(s.int64(8));
+  r.cycles_succeeded = s.int64(9);
+  r.cycles_failed = s.int64(10);
+  r.bytes_sent_total = static_cast<std::uint64_t>(s.int64(11));
+  r.rpo_breached = s.int64(12) != 0;
+  return r;
+}
+}  // namespace
+
+Result<std::optional<ReplicationRecord>> Store::find_replication(const std::string& group) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(std::string("SELECT ") + kReplicationColumns + " FROM replication_status WHERE group_name = ?");
+  if (!st) return st.status();
+  st->bind(1, group);
+  return st->first([](const sqlite::Statement& s) { return read_replication(s); });
+}
+
+// Rows appear on a group's first cycle; a group deleted meanwhile has no row
+// to write (the foreign key refuses it), which is what we want.
+Status Store::record_cycle_success(const std::string& group, const std::string& pit_id, std::int64_t pit_created_at,
+                                   std::uint64_t bytes_sent, std::int64_t duration_ms, std::int64_t finished_at) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "INSERT INTO replication_status (group_name, last_pit_id, last_pit_created_at, last_bytes_sent, last_duration_ms, "
+      "last_success_at, cycles_succeeded, bytes_sent_total) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?4) "
+      "ON CONFLICT(group_name) DO UPDATE SET last_pit_id = ?2, last_pit_created_at = ?3, last_bytes_sent = ?4, "
+      "last_duration_ms = ?5, last_success_at = ?6, consecutive_failures = 0, cycles_succeeded = cycles_succeeded + 1, "
+      "bytes_sent_total = bytes_sent_total + ?4");
+  if (!st) return st.status();
+  return st->bind(1, group).bind(2, pit_id).bind(3, pit_created_at).bind(4, static_cast<std::int64_t>(bytes_sent))
+      .bind(5, duration_ms).bind(6, finished_at).run();
+}
+
+Status Store::record_cycle_failure(const std::string& group, std::int64_t at, const std::string& error) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "INSERT INTO replication_status (group_name, last_failure_at, last_error, consecutive_failures, cycles_failed) "
+      "VALUES (?1, ?2, ?3, 1, 1) ON CONFLICT(group_name) DO UPDATE SET last_failure_at = ?2, last_error = ?3, "
+      "consecutive_failures = consecutive_failures + 1, cycles_failed = cycles_failed + 1");
+  if (!st) return st.status();
+  return st->bind(1, group).bind(2, at).bind(3, error).run();
+}
+
+Status Store::set_rpo_breached(const std::string& group, bool breached) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "INSERT INTO replication_status (group_name, rpo_breached) VALUES (?1, ?2) "
+      "ON CONFLICT(group_name) DO UPDATE SET rpo_breached = ?2");
+  if (!st) return st.status();
+  return st->bind(1, group).bind(2, breached ? 1 : 0).run();
+}
+
+Result<EventRecord> Store::add_event(const EventRecord& e) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("INSERT INTO events (at, severity, kind, group_name, message) VALUES (?, ?, ?, ?, ?)");
+  if (!st) return st.status();
+  EVAC_RETURN_IF_ERROR(st->bind(1, e.at).bind(2, e.severity).bind(3, e.kind).bind(4, e.group).bind(5, e.message).run());
+  EventRecord out = e;
+  out.id = db_.last_insert_rowid();
+  return out;
+}
+
+Result<std::vector<EventRecord>> Store::list_events(const std::optional<std::string>& group, int limit) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "SELECT id, at, severity, kind, group_name, message FROM events WHERE (?1 IS NULL OR group_name = ?1) "
+      "ORDER BY id DESC LIMIT ?2");
+  if (!st) return st.status();
+  st->bind(1, group).bind(2, limit);
+  return st->all([](const sqlite::Statement& s) {
+    return EventRecord{s.int64(0), s.int64(1), s.text(2), s.text(3), s.text(4), s.text(5)};
   });
 }
 

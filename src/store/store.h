@@ -60,6 +60,40 @@ struct GroupRecord {
   std::int64_t epoch = 1;  // grows on every change of owner (a fencing token)
   std::int64_t created_at = 0;
   std::vector<GroupVmRecord> vms;
+  std::uint64_t max_rate_bytes = 0;  // bytes per second sent for this group's cycles; 0 = unlimited
+};
+
+// What the protected site knows of a group's replication on its own, so lag
+// and RPO compliance stay known (and keep growing) with the recovery site
+// unreachable. One row per group protected here; absent until its first cycle.
+struct ReplicationRecord {
+  std::string group;
+  // The newest cycle that completed: the PIT it made and what it cost.
+  std::string last_pit_id;
+  std::optional<std::int64_t> last_pit_created_at;  // the instant the PIT captures
+  std::uint64_t last_bytes_sent = 0;
+  std::int64_t last_duration_ms = 0;
+  std::optional<std::int64_t> last_success_at;  // when that cycle ended
+  // The newest cycle that failed, and how many failed in a row since the last success.
+  std::optional<std::int64_t> last_failure_at;
+  std::string last_error;
+  int consecutive_failures = 0;
+  std::int64_t cycles_succeeded = 0;
+  std::int64_t cycles_failed = 0;
+  std::uint64_t bytes_sent_total = 0;
+  // The compliance state the last alarm reported, so an alarm fires once per
+  // change rather than on every check (and survives a restart).
+  bool rpo_breached = false;
+};
+
+// An alarm or notable event, kept for operators (`evac events list`).
+struct EventRecord {
+  std::int64_t id = 0;
+  std::int64_t at = 0;
+  std::string severity;  // info, warning, error
+  std::string kind;      // rpo_breached, rpo_restored, cycle_failed
+  std::string group;     // may be empty for site-wide events
+  std::string message;
 };
 
 // A placeholder this site registered for a peer's protection group.
@@ -128,6 +162,18 @@ class Store {
   Status add_group_vm(const std::string& group, const GroupVmRecord& vm);
   Status remove_group_vm(const std::string& group, const std::string& vm_uuid);
   Status remove_group(const std::string& name);
+  Status set_group_max_rate(const std::string& name, std::uint64_t bytes_per_second);
+
+  // Replication bookkeeping at the protected site.
+  Result<std::optional<ReplicationRecord>> find_replication(const std::string& group);
+  Status record_cycle_success(const std::string& group, const std::string& pit_id, std::int64_t pit_created_at,
+                              std::uint64_t bytes_sent, std::int64_t duration_ms, std::int64_t finished_at);
+  Status record_cycle_failure(const std::string& group, std::int64_t at, const std::string& error);
+  Status set_rpo_breached(const std::string& group, bool breached);
+
+  Result<EventRecord> add_event(const EventRecord& e);
+  // Newest first; `group` filters, `limit` caps the count.
+  Result<std::vector<EventRecord>> list_events(const std::optional<std::string>& group, int limit);
 
   Status add_hosted_placeholder(const HostedPlaceholderRecord& p);
   Result<std::vector<HostedPlaceholderRecord>> list_hosted_placeholders();

@@ -256,6 +256,97 @@ TEST_F(TwoSitesCliTest, WrongCredentialsAndUsage) {
   EXPECT_NE(dead.err.find("cannot reach"), std::string::npos);
 }
 
+// Replication operations through the CLI. The libvirt test driver's disks are
+// not real files, so every cycle fails here: what is checked is how a cycle's
+// outcome reaches the operator (sync, --follow, group show, events, metrics).
+TEST_F(TwoSitesCliTest, ReplicationOperationsThroughTheCli) {
+  pair_sites();
+  map_sites();
+  auto created = evac_at("a", {"group", "create", "g1", "--vm", "web01", "--rpo", "10m", "--max-rate", "50MiB/s", "-o", "json"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_EQ(created.json()["max_rate"], "50MiB/s");
+  auto bad_rate = evac_at("a", {"group", "set", "g1", "--max-rate", "fast"});
+  EXPECT_EQ(bad_rate.exit_code, 1);
+  EXPECT_NE(bad_rate.err.find("not a byte rate"), std::string::npos) << bad_rate.err;
+  EXPECT_NE(bad_rate.err.find("hint:"), std::string::npos);
+  auto set = evac_at("a", {"group", "set", "g1", "--max-rate", "none"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  EXPECT_NE(set.out.find("max rate unlimited"), std::string::npos) << set.out;
+  EXPECT_EQ(evac_at("a", {"group", "set", "ghost", "--max-rate", "1M"}).exit_code, 1);
+
+  auto sync = evac_at("a", {"group", "sync", "g1"});
+  EXPECT_EQ(sync.exit_code, 1);
+  EXPECT_NE(sync.err.find("error:"), std::string::npos) << sync.err;
+  auto follow = evac_at("a", {"group", "sync", "g1", "--follow"});
+  EXPECT_EQ(follow.exit_code, 1);
+  EXPECT_NE(follow.err.find("error:"), std::string::npos) << follow.err;
+  EXPECT_EQ(follow.out.find("\033["), std::string::npos) << "no terminal control codes into a pipe";
+  EXPECT_EQ(evac_at("a", {"group", "sync", "ghost"}).exit_code, 1);
+
+  auto show = evac_at("a", {"group", "show", "g1", "-o", "json"});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  const json r = show.json()["replication"];
+  EXPECT_EQ(r["cycles"]["failed"], 2);
+  EXPECT_EQ(r["consecutive_failures"], 2);
+  EXPECT_FALSE(r["last_failure"].is_null());
+  EXPECT_EQ(r["lag_since"], "group_created");
+  EXPECT_EQ(r["rpo_met"], true);
+  EXPECT_EQ(r["sync"]["running"], false);
+  auto table = evac_at("a", {"group", "show", "g1"});
+  EXPECT_NE(table.out.find("LAST-FAILURE"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("2 in a row"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("within RPO"), std::string::npos) << table.out;
+
+  auto events = evac_at("a", {"events", "list", "--group", "g1", "-o", "json"});
+  ASSERT_EQ(events.exit_code, 0) << events.err;
+  int failed = 0;
+  for (const auto& e : events.json()) failed += e["kind"] == "cycle_failed";
+  EXPECT_EQ(failed, 1);  // the second failed the same way: counted, not raised again
+  auto ghost = evac_at("a", {"events", "list", "--group", "ghost"});
+  EXPECT_EQ(ghost.exit_code, 1);
+  EXPECT_NE(ghost.err.find("hint:"), std::string::npos);
+
+  HttpsClientOptions options;
+  options.base_url = a_->url();
+  options.server_pin = a_->pin();
+  HttpsClient anonymous(options);
+  auto denied = anonymous.request("GET", "/metrics");
+  ASSERT_TRUE(denied.is_ok()) << denied.status().to_string();
+  EXPECT_EQ(denied->status, 401);
+  options.bearer_token = a_->token();
+  auto metrics = HttpsClient(options).request("GET", "/metrics");
+  ASSERT_TRUE(metrics.is_ok()) << metrics.status().to_string();
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->body.find("evac_group_cycles_total{group=\"g1\",recovery_site=\"site-b\",result=\"failure\"} 2\n"),
+            std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("evac_peer_connected{site=\"site-b\"} 1\n"), std::string::npos) << metrics->body;
+}
+
+// The scheduler of a real evacd: a group with a 2 s RPO is due after 1 s; its
+// cycles fail here, so an alarm for the failure and one for the breach follow.
+TEST_F(TwoSitesCliTest, SchedulerStartsCyclesAndRaisesAlarms) {
+  pair_sites();
+  map_sites();
+  ASSERT_EQ(a_->stop(SIGTERM), 0);
+  std::ofstream(a_->config_path(), std::ios::app) << "replication: {check_interval: 1s}\n";
+  ASSERT_TRUE(a_->start()) << a_->log();
+  auto created = evac_at("a", {"group", "create", "g1", "--vm", "web01", "--rpo", "2s"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  std::set<std::string> kinds;
+  for (int i = 0; i < 100 && !(kinds.count("cycle_failed") && kinds.count("rpo_breached")); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (const auto& e : evac_at("a", {"events", "list", "-o", "json"}).json()) kinds.insert(e["kind"].get<std::string>());
+  }
+  EXPECT_TRUE(kinds.count("cycle_failed"));
+  EXPECT_TRUE(kinds.count("rpo_breached"));
+  auto show = evac_at("a", {"group", "show", "g1", "-o", "json"}).json()["replication"];
+  EXPECT_EQ(show["rpo_met"], false);
+  EXPECT_GE(show["cycles"]["failed"].get<int>(), 1);
+  auto table = evac_at("a", {"events", "list"});
+  EXPECT_NE(table.out.find("rpo_breached"), std::string::npos) << table.out;
+}
+
 TEST(EvacdStartup, BadConfigExitsWithClearError) {
   fs::path dir = fs::temp_directory_path() / ("evac-badcfg-" + std::to_string(::getpid()));
   fs::create_directories(dir);

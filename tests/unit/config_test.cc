@@ -76,5 +76,23 @@ TEST(DaemonConfigTest, MissingFile) {
   EXPECT_NE(cfg.status().message().find("/nonexistent/evacd.yaml"), std::string::npos);
 }
 
+TEST(DaemonConfigTest, ReplicationSchedules) {
+  auto defaults = parse_daemon_config("site: a\nstate_dir: /s\n", "t.yaml");
+  ASSERT_TRUE(defaults.is_ok());
+  EXPECT_TRUE(defaults->replication_schedules);
+  EXPECT_EQ(defaults->replication_check_interval.count(), 5);
+  auto off = parse_daemon_config("site: a\nstate_dir: /s\nreplication: {schedules: false, check_interval: 2s}\n", "t.yaml");
+  ASSERT_TRUE(off.is_ok()) << off.status().to_string();
+  EXPECT_FALSE(off->replication_schedules);
+  EXPECT_EQ(off->replication_check_interval.count(), 2);
+  auto bad = parse_daemon_config("site: a\nstate_dir: /s\nreplication: {schedules: sometimes}\n", "t.yaml");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("replication.schedules"), std::string::npos);
+  auto typo = parse_daemon_config("site: a\nstate_dir: /s\nreplication: {schedule: false}\n", "t.yaml");
+  ASSERT_FALSE(typo.is_ok());
+  EXPECT_NE(typo.status().message().find("replication.schedule'"), std::string::npos) << typo.status().message();
+  EXPECT_FALSE(parse_daemon_config("site: a\nstate_dir: /s\nreplication: {check_interval: 0s}\n", "t.yaml").is_ok());
+}
+
 }  // namespace
 }  // namespace evac

@@ -147,5 +147,70 @@ TEST_F(StoreTest, ApiTokensStoredByDigest) {
   EXPECT_FALSE(store_->api_token_name("digest-2")->has_value());
 }
 
+TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
+  ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
+  store_.reset();
+  {
+    // Undo migration 2 by hand, as a database an older evacd wrote.
+    auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
+    ASSERT_TRUE(conn.is_ok());
+    ASSERT_TRUE(conn->exec("DROP TABLE events; DROP TABLE replication_status; "
+                           "ALTER TABLE protection_groups DROP COLUMN max_rate_bytes; PRAGMA user_version = 1")
+                    .is_ok());
+  }
+  auto s = Store::open((dir_ / "evac.db").string());
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  EXPECT_EQ((*s)->schema_version(), 2);
+  auto g = (*s)->find_group("g1");
+  ASSERT_TRUE(g.is_ok() && g->has_value());
+  EXPECT_EQ((*g)->max_rate_bytes, 0u);  // unlimited, as before
+}
+
+TEST_F(StoreTest, ReplicationRecordCountsCyclesAndGoesWithItsGroup) {
+  ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
+  EXPECT_FALSE(store_->find_replication("g1")->has_value());
+  ASSERT_TRUE(store_->record_cycle_failure("g1", 100, "link down").is_ok());
+  ASSERT_TRUE(store_->record_cycle_failure("g1", 130, "still down").is_ok());
+  ASSERT_TRUE(store_->record_cycle_success("g1", "pit-1", 200, 5000, 1500, 210).is_ok());
+  ASSERT_TRUE(store_->record_cycle_success("g1", "pit-2", 300, 700, 900, 305).is_ok());
+  auto r = store_->find_replication("g1");
+  ASSERT_TRUE(r.is_ok() && r->has_value());
+  EXPECT_EQ((*r)->last_pit_id, "pit-2");
+  EXPECT_EQ((*r)->last_pit_created_at, 300);
+  EXPECT_EQ((*r)->last_duration_ms, 900);
+  EXPECT_EQ((*r)->cycles_succeeded, 2);
+  EXPECT_EQ((*r)->cycles_failed, 2);
+  EXPECT_EQ((*r)->consecutive_failures, 0);
+  EXPECT_EQ((*r)->last_error, "still down");  // the last failure stays visible after a success
+  EXPECT_EQ((*r)->bytes_sent_total, 5700u);
+  ASSERT_TRUE(store_->set_rpo_breached("g1", true).is_ok());
+  EXPECT_TRUE((*store_->find_replication("g1"))->rpo_breached);
+  // Unknown groups get no record, and a deleted group's record goes with it.
+  EXPECT_FALSE(store_->record_cycle_failure("ghost", 1, "x").is_ok());
+  ASSERT_TRUE(store_->remove_group("g1").is_ok());
+  EXPECT_FALSE(store_->find_replication("g1")->has_value());
+}
+
+TEST_F(StoreTest, EventsNewestFirstFilteredByGroup) {
+  ASSERT_TRUE(store_->add_event(EventRecord{0, 1, "warning", "rpo_breached", "g1", "out"}).is_ok());
+  ASSERT_TRUE(store_->add_event(EventRecord{0, 2, "error", "cycle_failed", "g2", "failed"}).is_ok());
+  ASSERT_TRUE(store_->add_event(EventRecord{0, 3, "info", "rpo_restored", "g1", "back"}).is_ok());
+  auto all = store_->list_events(std::nullopt, 10);
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].kind, "rpo_restored");
+  auto g1 = store_->list_events(std::string("g1"), 10);
+  ASSERT_EQ(g1->size(), 2u);
+  EXPECT_EQ((*g1)[1].message, "out");
+  EXPECT_EQ(store_->list_events(std::nullopt, 1)->size(), 1u);
+  EXPECT_FALSE(store_->add_event(EventRecord{0, 4, "loud", "x", "", "y"}).is_ok());  // severities are fixed
+}
+
+TEST_F(StoreTest, MaxRatePerGroup) {
+  ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
+  ASSERT_TRUE(store_->set_group_max_rate("g1", 1 << 20).is_ok());
+  EXPECT_EQ((*store_->find_group("g1"))->max_rate_bytes, 1u << 20);
+  EXPECT_EQ(store_->set_group_max_rate("ghost", 1).code(), StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace evac

@@ -25,8 +25,18 @@ struct TestSite {
   std::unique_ptr<ApiRouter> router;
   std::string token;  // admin bearer token
 
+  // "?a=b&c=d" in `path` becomes the query, as the HTTPS server splits it.
   ApiResponse call(const std::string& method, const std::string& path, const nlohmann::json& body = nullptr) {
-    ApiRequest req{method, path, {}, body.is_null() ? "" : body.dump(), token, ""};
+    ApiRequest req{method, path.substr(0, path.find('?')), {}, body.is_null() ? "" : body.dump(), token, ""};
+    if (auto q = path.find('?'); q != std::string::npos) {
+      std::string rest = path.substr(q + 1);
+      while (!rest.empty()) {
+        std::string pair = rest.substr(0, rest.find('&'));
+        rest = rest.find('&') == std::string::npos ? "" : rest.substr(rest.find('&') + 1);
+        auto eq = pair.find('=');
+        req.query[pair.substr(0, eq)] = eq == std::string::npos ? "" : pair.substr(eq + 1);
+      }
+    }
     return router->handle(req);
   }
 };

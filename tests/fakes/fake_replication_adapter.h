@@ -1,0 +1,174 @@
+// FakeReplicationAdapter: a replication engine in memory for unit tests of
+// the layers above the adapter interface (scheduling, progress, lag, alarms,
+// metrics). It records every call, can be told to fail or to block a cycle
+// until released, reports the progress it is given, and keeps the PITs it
+// "made" per group.
+//
+// ReplicationService makes one adapter per cycle through its factory; every
+// adapter factory() makes forwards to this one object, which holds the state.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "core/replication_adapter.h"
+#include "service/replication_service.h"
+
+namespace evac::testing {
+
+class FakeReplicationAdapter : public ReplicationAdapter {
+ public:
+  // `clock` stamps the PITs (unix seconds): the instant a cycle captures.
+  explicit FakeReplicationAdapter(std::function<std::int64_t()> clock) : clock_(std::move(clock)) {}
+
+  AdapterFactory factory() {
+    return [this](const CycleResources& r) -> std::unique_ptr<ReplicationAdapter> {
+      std::lock_guard lock(mu_);
+      recovery_sites_.push_back(r.recovery_site.site);
+      limiter_ = r.limiter;
+      stopping_ = r.stopping;
+      return std::make_unique<Forwarder>(*this);
+    };
+  }
+
+  // ---- steering ---------------------------------------------------------
+  void fail_with(std::optional<Status> s) {
+    std::lock_guard lock(mu_);
+    failure_ = std::move(s);
+  }
+  // The progress reported, in order, before a cycle blocks or ends.
+  void report(std::vector<SyncProgress> steps) {
+    std::lock_guard lock(mu_);
+    steps_ = std::move(steps);
+  }
+  void set_bytes_sent(std::uint64_t bytes) {
+    std::lock_guard lock(mu_);
+    bytes_sent_ = bytes;
+  }
+  // Cycles started from now on wait in sync_now until release() (or shutdown).
+  void block() {
+    std::lock_guard lock(mu_);
+    blocking_ = true;
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    blocking_ = false;
+    cv_.notify_all();
+  }
+  // Waits (bounded, so a broken test fails instead of hanging) until `n`
+  // cycles have entered sync_now and the newest is blocked.
+  bool wait_until_blocked(int n = 1) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(20), [&] { return blocked_ && sync_calls_ >= n; });
+  }
+
+  // ---- what happened ----------------------------------------------------
+  int sync_calls() const {
+    std::lock_guard lock(mu_);
+    return sync_calls_;
+  }
+  std::vector<std::string> synced_groups() const {
+    std::lock_guard lock(mu_);
+    return synced_groups_;
+  }
+  // The rate limit the newest cycle was given (bytes per second, 0 = none).
+  std::uint64_t limiter_rate() const {
+    std::lock_guard lock(mu_);
+    return limiter_ ? limiter_->rate() : 0;
+  }
+  std::vector<PointInTime> pits(const std::string& group) const {
+    std::lock_guard lock(mu_);
+    auto it = pits_.find(group);
+    return it == pits_.end() ? std::vector<PointInTime>{} : it->second;
+  }
+
+  // ---- ReplicationAdapter ------------------------------------------------
+  std::string kind() const override { return "fake"; }
+  ReplicationCapabilities capabilities() const override {
+    ReplicationCapabilities c;
+    c.points_in_time = true;
+    return c;
+  }
+  Result<std::vector<ReplicatedDevice>> discover(const ReplicationGroupSpec& spec) override {
+    std::vector<ReplicatedDevice> out;
+    for (const auto& vm : spec.vms)
+      for (const auto& d : vm.disks) out.push_back(ReplicatedDevice{vm.uuid, vm.name, d.target, d.path, d.format, "", 0});
+    return out;
+  }
+  Result<PointInTime> sync_now(const ReplicationGroupSpec& spec, const ProgressCallback& progress) override {
+    std::int64_t created_at = clock_();  // the instant the cycle captures: its start
+    std::vector<SyncProgress> steps;
+    {
+      std::unique_lock lock(mu_);
+      ++sync_calls_;
+      synced_groups_.push_back(spec.group);
+      steps = steps_;
+    }
+    for (const auto& p : steps)
+      if (progress) progress(p);
+    std::unique_lock lock(mu_);
+    if (blocking_) {
+      blocked_ = true;
+      cv_.notify_all();
+      // Polls the shutdown flag too: nothing notifies this fake of it.
+      while (blocking_ && !(stopping_ && stopping_->load())) cv_.wait_for(lock, std::chrono::milliseconds(10));
+      blocked_ = false;
+      if (stopping_ && stopping_->load()) return unavailable("evacd is shutting down: the cycle was aborted");
+    }
+    if (failure_) return *failure_;
+    PointInTime pit;
+    pit.id = "pit-" + std::to_string(++pit_counter_);
+    pit.group = spec.group;
+    pit.created_at = created_at;
+    pit.bytes_sent = bytes_sent_;
+    pits_[spec.group].push_back(pit);
+    return pit;
+  }
+  Result<std::vector<PointInTime>> list_pits(const std::string& group) override { return pits(group); }
+  Result<TestCopy> create_test_copy(const std::string&, const std::string&) override { return unsupported("fake"); }
+  Status drop_test_copy(const std::string&, const std::string&) override { return unsupported("fake"); }
+  Status prepare_failover(const std::string&) override { return unsupported("fake"); }
+  Result<std::vector<PitDisk>> failover(const std::string&, const std::string&) override { return unsupported("fake"); }
+  Status reverse(const std::string&) override { return unsupported("fake"); }
+
+ private:
+  class Forwarder : public ReplicationAdapter {
+   public:
+    explicit Forwarder(FakeReplicationAdapter& f) : f_(f) {}
+    std::string kind() const override { return f_.kind(); }
+    ReplicationCapabilities capabilities() const override { return f_.capabilities(); }
+    Result<std::vector<ReplicatedDevice>> discover(const ReplicationGroupSpec& s) override { return f_.discover(s); }
+    Result<PointInTime> sync_now(const ReplicationGroupSpec& s, const ProgressCallback& p) override { return f_.sync_now(s, p); }
+    Result<std::vector<PointInTime>> list_pits(const std::string& g) override { return f_.list_pits(g); }
+    Result<TestCopy> create_test_copy(const std::string& g, const std::string& p) override { return f_.create_test_copy(g, p); }
+    Status drop_test_copy(const std::string& g, const std::string& t) override { return f_.drop_test_copy(g, t); }
+    Status prepare_failover(const std::string& g) override { return f_.prepare_failover(g); }
+    Result<std::vector<PitDisk>> failover(const std::string& g, const std::string& p) override { return f_.failover(g, p); }
+    Status reverse(const std::string& g) override { return f_.reverse(g); }
+
+   private:
+    FakeReplicationAdapter& f_;
+  };
+
+  std::function<std::int64_t()> clock_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Status> failure_;
+  std::vector<SyncProgress> steps_;
+  std::uint64_t bytes_sent_ = 4096;
+  bool blocking_ = false;
+  bool blocked_ = false;
+  int sync_calls_ = 0;
+  int pit_counter_ = 0;
+  std::vector<std::string> synced_groups_;
+  std::vector<std::string> recovery_sites_;
+  TokenBucket* limiter_ = nullptr;
+  const std::atomic<bool>* stopping_ = nullptr;
+  std::map<std::string, std::vector<PointInTime>> pits_;
+};
+
+}  // namespace evac::testing

@@ -1,0 +1,474 @@
+// Replication operations at the protected site, on the fake adapter and
+// simulated time: cycles on their thread, progress, lag and compliance kept
+// locally, alarms, schedules, rate limits, metrics and their API.
+#include <thread>
+
+#include "fakes/fake_replication_adapter.h"
+#include "service/replication_schedule.h"
+#include "two_sites.h"
+
+namespace evac::testing {
+namespace {
+
+using nlohmann::json;
+
+bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+
+class ReplicationOpsTest : public TwoSitesTest {
+ protected:
+  void SetUp() override {
+    TwoSitesTest::SetUp();
+    pair();
+    map_all();
+    ReplicationOptions options;
+    options.adapter_factory = fake_.factory();
+    options.clock = [this] { return now_; };
+    options.steady_clock = [this] { return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(steady_.load())); };
+    options.schedules = schedules_;
+    make_replication(std::move(options));
+    GroupCreateRequest req;
+    req.name = "g1";
+    req.vms = {"web01"};
+    req.rpo_seconds = 600;
+    auto g = a_.service->create_group(req);
+    ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  }
+  void TearDown() override {
+    fake_.release();
+    if (replication_) replication_->shutdown();
+    a_.router.reset();
+    replication_.reset();
+    TwoSitesTest::TearDown();
+  }
+  void make_replication(ReplicationOptions options) {
+    replication_ = std::make_unique<ReplicationService>(*a_.service, *a_.transport, (dir_ / "a-state").string(),
+                                                        std::move(options));
+    a_.router = std::make_unique<ApiRouter>(*a_.service, replication_.get());
+  }
+  json state(const std::string& group = "g1") { return replication_->replication_state(*a_.service->get_group(group)); }
+  std::vector<EventRecord> events(const std::string& kind) {
+    std::vector<EventRecord> out;
+    auto all = a_.store->list_events(std::nullopt, 1000);
+    for (auto& e : *all)
+      if (e.kind == kind) out.push_back(e);
+    return out;
+  }
+  void advance_steady(std::chrono::seconds s) { steady_ += std::chrono::duration_cast<std::chrono::steady_clock::duration>(s).count(); }
+
+  bool schedules_ = true;
+  std::atomic<std::chrono::steady_clock::rep> steady_{0};
+  FakeReplicationAdapter fake_{[this] { return now_; }};
+  std::unique_ptr<ReplicationService> replication_;
+};
+
+// ---- cycles and what the protected site records --------------------------------
+
+TEST_F(ReplicationOpsTest, SyncMakesAPitAndRecordsTheCycleLocally) {
+  now_ += 100;
+  fake_.set_bytes_sent(12345);
+  auto pit = replication_->sync_group("g1");
+  ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
+  EXPECT_EQ(pit->created_at, now_);
+  EXPECT_EQ(fake_.synced_groups(), std::vector<std::string>{"g1"});
+  now_ += 30;
+  json s = state();
+  EXPECT_EQ(s["lag_seconds"], 30);
+  EXPECT_EQ(s["lag_since"], "newest_pit");
+  EXPECT_EQ(s["rpo_met"], true);
+  EXPECT_EQ(s["last_success"]["pit_id"], pit->id);
+  EXPECT_EQ(s["last_success"]["bytes_sent"], 12345);
+  EXPECT_EQ(s["cycles"]["succeeded"], 1);
+  EXPECT_EQ(s["cycles"]["failed"], 0);
+  EXPECT_EQ(s["bytes_sent_total"], 12345);
+  EXPECT_EQ(s["known_pits"], 1);
+  EXPECT_EQ(s["last_cycle"]["ok"], true);
+  EXPECT_EQ(s["sync"]["running"], false);
+}
+
+TEST_F(ReplicationOpsTest, FailedCycleIsRecordedAndRaisesAnEvent) {
+  fake_.fail_with(unavailable("cannot reach https://b:1 (fake network)"));
+  auto pit = replication_->sync_group("g1");
+  ASSERT_FALSE(pit.is_ok());
+  EXPECT_EQ(pit.status().code(), StatusCode::kUnavailable);
+  json s = state();
+  EXPECT_EQ(s["consecutive_failures"], 1);
+  EXPECT_EQ(s["cycles"]["failed"], 1);
+  EXPECT_TRUE(contains(s["last_failure"]["error"], "cannot reach"));
+  EXPECT_EQ(s["last_cycle"]["ok"], false);
+  EXPECT_EQ(s["last_cycle"]["error"]["code"], "unavailable");
+  auto failed = events("cycle_failed");
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].group, "g1");
+  EXPECT_EQ(failed[0].severity, "error");
+
+  fake_.fail_with(std::nullopt);
+  ASSERT_TRUE(replication_->sync_group("g1").is_ok());
+  EXPECT_EQ(state()["consecutive_failures"], 0);  // a success ends the streak
+  EXPECT_EQ(state()["cycles"]["failed"], 1);
+}
+
+TEST_F(ReplicationOpsTest, BadRequestsStartNothing) {
+  auto unknown = replication_->request_sync("ghost");
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(fake_.sync_calls(), 0);
+  auto r = a_.call("POST", "/api/v1/groups/ghost/sync");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_TRUE(r.body.contains("hint"));
+  EXPECT_EQ(a_.call("POST", "/api/v1/groups/g1/sync?wait=maybe").status, 400);
+  EXPECT_EQ(fake_.sync_calls(), 0);
+}
+
+TEST_F(ReplicationOpsTest, ManualRequestDuringACycleRunsOneMoreAfterIt) {
+  fake_.block();
+  auto first = replication_->request_sync("g1", SyncTrigger::kScheduled);
+  ASSERT_TRUE(first.is_ok());
+  ASSERT_TRUE(fake_.wait_until_blocked(1));
+  // The running cycle may have read the disks before the caller's writes:
+  // manual requests get a cycle of their own, all of them the same one.
+  auto second = replication_->request_sync("g1");
+  auto third = replication_->request_sync("g1");
+  ASSERT_TRUE(second.is_ok() && third.is_ok());
+  EXPECT_EQ(*second, *first + 1);
+  EXPECT_EQ(*third, *second);
+  EXPECT_EQ(state()["sync"]["follow_up_queued"], true);
+  // A scheduled start while one runs is refused: never two cycles at once.
+  EXPECT_EQ(replication_->request_sync("g1", SyncTrigger::kScheduled).status().code(), StatusCode::kFailedPrecondition);
+  now_ += 5;  // the follow-up starts after the request
+  fake_.release();
+  auto pit = replication_->wait_cycle("g1", *second);
+  ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
+  EXPECT_EQ(pit->created_at, now_);
+  EXPECT_EQ(fake_.sync_calls(), 2);
+  auto earlier = replication_->wait_cycle("g1", *first);
+  ASSERT_TRUE(earlier.is_ok());
+  EXPECT_NE(earlier->id, pit->id);
+}
+
+TEST_F(ReplicationOpsTest, ProgressOfARunningCycle) {
+  fake_.report({SyncProgress{1000, 100, 10}, SyncProgress{1000, 250, 100}});
+  fake_.block();
+  auto r = a_.call("POST", "/api/v1/groups/g1/sync");
+  ASSERT_EQ(r.status, 202) << r.body.dump();
+  EXPECT_EQ(r.body["cycle"], 1);
+  ASSERT_TRUE(fake_.wait_until_blocked());
+  advance_steady(std::chrono::seconds(10));
+  auto got = a_.call("GET", "/api/v1/groups/g1/replication");
+  ASSERT_EQ(got.status, 200);
+  const json& sync = got.body["sync"];
+  EXPECT_EQ(sync["running"], true);
+  EXPECT_EQ(sync["phase"], "replicating");
+  EXPECT_EQ(sync["trigger"], "manual");
+  EXPECT_EQ(sync["bytes_total"], 1000);
+  EXPECT_EQ(sync["bytes_scanned"], 250);
+  EXPECT_EQ(sync["bytes_sent"], 100);
+  EXPECT_DOUBLE_EQ(sync["scan_rate_bytes"].get<double>(), 25.0);
+  EXPECT_DOUBLE_EQ(sync["send_rate_bytes"].get<double>(), 10.0);
+  EXPECT_DOUBLE_EQ(sync["eta_seconds"].get<double>(), 30.0);
+  EXPECT_EQ(sync["started_at"], now_);
+  auto metrics = a_.call("GET", "/metrics");
+  std::string text(metrics.body.get_binary().begin(), metrics.body.get_binary().end());
+  EXPECT_TRUE(contains(text, "evac_group_sync_in_progress{group=\"g1\",recovery_site=\"site-b\"} 1")) << text;
+  fake_.release();
+  ASSERT_TRUE(replication_->wait_cycle("g1", 1).is_ok());
+  EXPECT_EQ(state()["sync"]["running"], false);
+}
+
+TEST_F(ReplicationOpsTest, WaitingCallersReturnWhenEvacdShutsDown) {
+  fake_.block();
+  auto first = replication_->request_sync("g1");
+  ASSERT_TRUE(fake_.wait_until_blocked());
+  auto follow_up = replication_->request_sync("g1");
+  std::optional<Result<PointInTime>> waited;
+  std::thread waiter([&] { waited = replication_->wait_cycle("g1", *follow_up); });
+  replication_->shutdown();
+  waiter.join();
+  ASSERT_TRUE(waited.has_value());
+  EXPECT_EQ(waited->status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(fake_.sync_calls(), 1);  // the follow-up never started
+  EXPECT_EQ(replication_->request_sync("g1").status().code(), StatusCode::kUnavailable);
+  (void)first;
+}
+
+// ---- lag, compliance and alarms ---------------------------------------------------
+
+TEST_F(ReplicationOpsTest, RpoBreachRaisesOneEventAndRecoveryAnother) {
+  schedules_ = false;
+  replication_->shutdown();
+  ReplicationOptions options;
+  options.adapter_factory = fake_.factory();
+  options.clock = [this] { return now_; };
+  options.schedules = false;
+  make_replication(std::move(options));
+
+  ASSERT_TRUE(replication_->sync_group("g1").is_ok());
+  now_ += 600;  // exactly the RPO: still met
+  replication_->tick();
+  EXPECT_TRUE(events("rpo_breached").empty());
+  now_ += 1;
+  for (int i = 0; i < 5; ++i) {
+    replication_->tick();
+    now_ += 60;
+  }
+  auto breached = events("rpo_breached");
+  ASSERT_EQ(breached.size(), 1u);  // no storm: one event per change
+  EXPECT_EQ(breached[0].severity, "warning");
+  EXPECT_TRUE(contains(breached[0].message, "out of its RPO")) << breached[0].message;
+  EXPECT_EQ(state()["rpo_met"], false);
+  EXPECT_EQ(fake_.sync_calls(), 1);  // schedules off: nothing started by itself
+
+  ASSERT_TRUE(replication_->sync_group("g1").is_ok());
+  replication_->tick();
+  EXPECT_EQ(events("rpo_restored").size(), 1u);
+  EXPECT_EQ(events("rpo_breached").size(), 1u);
+  auto api = a_.call("GET", "/api/v1/events?group=g1");
+  ASSERT_EQ(api.status, 200);
+  EXPECT_EQ(api.body[0]["kind"], "rpo_restored");  // newest first
+}
+
+TEST_F(ReplicationOpsTest, LagKeepsGrowingWithTheRecoverySiteUnreachable) {
+  ASSERT_TRUE(replication_->sync_group("g1").is_ok());
+  a_.transport->cut("https://b:1");
+  now_ += 900;
+  auto show = a_.call("GET", "/api/v1/groups/g1");
+  ASSERT_EQ(show.status, 200);
+  const json& r = show.body["replication"];
+  EXPECT_EQ(r["lag_seconds"], 900);
+  EXPECT_EQ(r["rpo_met"], false);
+  EXPECT_TRUE(r["pits"].is_null());  // unknown, not zero
+  EXPECT_TRUE(contains(r["peer_error"], "cannot reach"));
+  EXPECT_FALSE(r["newest_pit"].is_null());
+}
+
+TEST_F(ReplicationOpsTest, GroupShowCountsPitsAtTheRecoverySite) {
+  // Site-b here runs no replication: the count is unknown and says why.
+  ASSERT_TRUE(replication_->sync_group("g1").is_ok());
+  auto show = a_.call("GET", "/api/v1/groups/g1");
+  EXPECT_TRUE(show.body["replication"]["pits"].is_null());
+  EXPECT_TRUE(show.body["replication"].contains("peer_error"));
+  EXPECT_EQ(show.body["replication"]["newest_pit"]["id"], "pit-1");
+  EXPECT_EQ(show.body["replication"]["rpo_met"], true);
+}
+
+// ---- schedules ----------------------------------------------------------------------
+
+TEST_F(ReplicationOpsTest, SchedulerStartsAtHalfTheRpoAndBacksOffAfterFailures) {
+  now_ += 299;  // the group was created 299 s ago; RPO 600 s
+  replication_->tick();
+  EXPECT_EQ(fake_.sync_calls(), 0);
+  now_ += 1;
+  replication_->tick();
+  ASSERT_TRUE(replication_->wait_cycle("g1", 1).is_ok());
+  EXPECT_EQ(fake_.sync_calls(), 1);
+  EXPECT_EQ(state()["last_cycle"]["cycle"], 1);
+
+  now_ += 299;
+  replication_->tick();
+  EXPECT_EQ(fake_.sync_calls(), 1);
+  fake_.fail_with(unavailable("link down"));
+  now_ += 1;
+  replication_->tick();
+  (void)replication_->wait_cycle("g1", 2);
+  EXPECT_EQ(fake_.sync_calls(), 2);
+  now_ += 29;  // first retry after 30 s
+  replication_->tick();
+  EXPECT_EQ(fake_.sync_calls(), 2);
+  now_ += 1;
+  replication_->tick();
+  (void)replication_->wait_cycle("g1", 3);
+  EXPECT_EQ(fake_.sync_calls(), 3);
+  now_ += 59;  // then 60 s
+  replication_->tick();
+  EXPECT_EQ(fake_.sync_calls(), 3);
+  now_ += 1;
+  replication_->tick();
+  (void)replication_->wait_cycle("g1", 4);
+  EXPECT_EQ(fake_.sync_calls(), 4);
+  // Retries failing the same way raise no more events; a new reason does.
+  EXPECT_EQ(events("cycle_failed").size(), 1u);
+  EXPECT_EQ(state()["cycles"]["failed"], 3);
+  fake_.fail_with(internal_error("disk gone"));
+  now_ += 120;
+  replication_->tick();
+  (void)replication_->wait_cycle("g1", 5);
+  auto failed = events("cycle_failed");
+  ASSERT_EQ(failed.size(), 2u);
+  EXPECT_TRUE(contains(failed[0].message, "disk gone")) << failed[0].message;
+}
+
+TEST(ReplicationSchedule, DecisionsOnSimulatedTime) {
+  ScheduleInput in;
+  in.rpo_seconds = 900;
+  in.group_created_at = 1000;
+  in.now = 1449;
+  EXPECT_FALSE(decide_schedule(in).start);
+  EXPECT_EQ(decide_schedule(in).not_before, 1450);
+  in.now = 1450;
+  EXPECT_TRUE(decide_schedule(in).start);
+  in.cycle_running = true;
+  EXPECT_FALSE(decide_schedule(in).start);
+  in.cycle_running = false;
+  in.newest_pit_at = 1400;
+  EXPECT_FALSE(decide_schedule(in).start);
+  in.now = 1850;
+  EXPECT_TRUE(decide_schedule(in).start);
+  in.consecutive_failures = 3;
+  in.last_failure_at = 1800;
+  EXPECT_FALSE(decide_schedule(in).start);  // 120 s after the third failure
+  EXPECT_EQ(decide_schedule(in).not_before, 1920);
+  EXPECT_EQ(retry_backoff_seconds(1, 900), 30);
+  EXPECT_EQ(retry_backoff_seconds(10, 3600), 900);  // capped at 15 min
+  EXPECT_EQ(retry_backoff_seconds(10, 120), 60);    // never beyond half the RPO
+  EXPECT_EQ(replication_lag(2000, 1000, std::nullopt), 1000);
+  EXPECT_EQ(replication_lag(2000, 1000, 1900), 100);
+  EXPECT_EQ(replication_lag(2000, 1000, 2100), 0);  // a clock step back is no negative lag
+}
+
+// ---- rate limits ----------------------------------------------------------------------
+
+TEST_F(ReplicationOpsTest, MaxRateReachesTheCyclesLimiter) {
+  auto set = a_.call("PUT", "/api/v1/groups/g1/settings", json{{"max_rate", "50MiB/s"}});
+  ASSERT_EQ(set.status, 200) << set.body.dump();
+  EXPECT_EQ(set.body["max_rate_bytes"], 50u << 20);
+  EXPECT_EQ(set.body["max_rate"], "50MiB/s");
+  ASSERT_TRUE(replication_->sync_group("g1").is_ok());
+  EXPECT_EQ(fake_.limiter_rate(), 50u << 20);
+
+  auto bad = a_.call("PUT", "/api/v1/groups/g1/settings", json{{"max_rate", "fast"}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_TRUE(contains(bad.body["message"], "not a byte rate")) << bad.body.dump();
+  EXPECT_FALSE(bad.body["hint"].get<std::string>().empty());
+  EXPECT_EQ(a_.service->get_group("g1")->max_rate_bytes, 50u << 20);  // unchanged
+  EXPECT_EQ(a_.call("PUT", "/api/v1/groups/g1/settings", json{{"rpo", "5m"}}).status, 400);
+  EXPECT_EQ(a_.call("PUT", "/api/v1/groups/ghost/settings", json{{"max_rate", "1M"}}).status, 404);
+
+  auto off = a_.call("PUT", "/api/v1/groups/g1/settings", json{{"max_rate", "none"}});
+  ASSERT_EQ(off.status, 200);
+  EXPECT_EQ(off.body["max_rate"], "unlimited");
+  EXPECT_EQ(fake_.limiter_rate(), 0u);  // a running or later cycle follows at once
+}
+
+TEST_F(ReplicationOpsTest, GroupCreateTakesAMaxRate) {
+  a_.provider->add_vm(make_vm("app01", "u-app01", {{"vda", "/a/images/app01.qcow2", "qcow2", "virtio", "disk", "images"}},
+                              {{"52:54:00:00:00:09", "prod", "network", "virtio"}}));
+  auto bad = a_.call("POST", "/api/v1/groups", json{{"name", "g2"}, {"vms", {"app01"}}, {"max_rate", "12 parsecs"}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_FALSE(a_.store->find_group("g2")->has_value());
+  auto ok = a_.call("POST", "/api/v1/groups", json{{"name", "g2"}, {"vms", {"app01"}}, {"max_rate", "10MB/s"}});
+  ASSERT_EQ(ok.status, 201) << ok.body.dump();
+  EXPECT_EQ(ok.body["max_rate_bytes"], 10'000'000);
+}
+
+TEST(RateLimit, ParsesRatesWithUnits) {
+  EXPECT_EQ(*parse_byte_rate("50MiB/s"), 50u << 20);
+  EXPECT_EQ(*parse_byte_rate("10MB/s"), 10'000'000u);
+  EXPECT_EQ(*parse_byte_rate("1.5G"), 1'500'000'000u);
+  EXPECT_EQ(*parse_byte_rate("800k"), 800'000u);
+  EXPECT_EQ(*parse_byte_rate("2 GiB/s"), 2ull << 30);
+  EXPECT_EQ(*parse_byte_rate("4096"), 4096u);
+  EXPECT_EQ(*parse_byte_rate("0"), 0u);
+  EXPECT_EQ(*parse_byte_rate("none"), 0u);
+  EXPECT_EQ(*parse_byte_rate("unlimited"), 0u);
+  for (const char* bad : {"", "fast", "MiB/s", "10 parsecs", "-5M", "1.2.3M", "0.1"}) {
+    auto r = parse_byte_rate(bad);
+    EXPECT_FALSE(r.is_ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_FALSE(r.status().hint().empty()) << bad;
+  }
+  EXPECT_EQ(format_byte_rate(50u << 20), "50MiB/s");
+  EXPECT_EQ(format_byte_rate(1536), "1.5KiB/s");
+  EXPECT_EQ(format_byte_rate(0), "unlimited");
+}
+
+TEST(RateLimit, TokenBucketHoldsTheAverageOnSimulatedTime) {
+  std::chrono::steady_clock::time_point now{};
+  TokenBucket bucket(1000, [&] { return now; });
+  using std::chrono::milliseconds;
+  EXPECT_EQ(bucket.reserve(1000).count(), 0);  // a second's burst passes at once
+  EXPECT_EQ(bucket.reserve(500).count(), 0);   // the bucket is empty, not in debt: this one passes too
+  EXPECT_EQ(std::chrono::duration_cast<milliseconds>(bucket.reserve(500)), milliseconds(500));  // pays the debt first
+  EXPECT_EQ(std::chrono::duration_cast<milliseconds>(bucket.reserve(0)), milliseconds(1000));   // queued behind it
+  now += milliseconds(1000);
+  EXPECT_EQ(std::chrono::duration_cast<milliseconds>(bucket.reserve(0)), milliseconds(0));
+  // A batch larger than the burst (8 MiB batches on a 1 MiB/s link) still
+  // passes, and its debt makes the next one wait.
+  now += std::chrono::seconds(10);
+  EXPECT_EQ(bucket.reserve(8000).count(), 0);
+  EXPECT_EQ(std::chrono::duration_cast<milliseconds>(bucket.reserve(0)), milliseconds(7000));
+  // Over a long stretch the bytes let through stay at the rate: 100 batches
+  // of 250 bytes wait 7 s of debt, then 0.25 s each.
+  std::chrono::nanoseconds waited{0};
+  for (int i = 0; i < 100; ++i) {
+    auto w = bucket.reserve(250);
+    now += w;
+    waited += w;
+  }
+  EXPECT_NEAR(std::chrono::duration<double>(waited).count(), 7.0 + 99 * 0.25, 0.01);
+  bucket.set_rate(0);
+  EXPECT_EQ(bucket.reserve(1 << 30).count(), 0);  // unlimited
+  bucket.cancel();
+  EXPECT_FALSE(bucket.acquire(1));
+}
+
+TEST_F(TwoSitesTest, PeerChannelPassesEveryBatchThroughTheLimiter) {
+  pair();
+  std::chrono::steady_clock::time_point now{};
+  TokenBucket bucket(1000, [&] { return now; });
+  std::atomic<bool> stopping{false};
+  auto channel = make_peer_channel(*a_.transport, **a_.store->find_peer("site-b"), &bucket, &stopping);
+  (void)channel->send_batch("g1", "c1", std::string(1500, 'x'));  // site-b refuses it; the bytes were counted
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(bucket.reserve(1)).count(), 500);  // 500 bytes of debt
+  stopping = true;
+  auto s = channel->send_batch("g1", "c1", "x");
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(contains(s.message(), "shutting down"));
+}
+
+// ---- events and metrics over the API ---------------------------------------------------
+
+TEST_F(ReplicationOpsTest, EventsRouteValidatesItsQuery) {
+  EXPECT_EQ(a_.call("GET", "/api/v1/events").status, 200);
+  auto unknown = a_.call("GET", "/api/v1/events?group=ghost");
+  EXPECT_EQ(unknown.status, 404);  // query parameters come through ApiRequest::query
+}
+
+TEST_F(ReplicationOpsTest, MetricsInPrometheusTextFormat) {
+  ApiRequest anonymous{"GET", "/metrics", {}, "", "", ""};
+  EXPECT_EQ(a_.router->handle(anonymous).status, 401);
+  fake_.set_bytes_sent(777);
+  now_ += 10;
+  ASSERT_TRUE(replication_->sync_group("g1").is_ok());
+  fake_.fail_with(internal_error("disk gone"));
+  (void)replication_->sync_group("g1");
+  now_ += 20;
+  a_.service->heartbeat_round();
+  auto r = a_.call("GET", "/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  ASSERT_TRUE(r.body.is_binary());
+  std::string text(r.body.get_binary().begin(), r.body.get_binary().end());
+  const std::string g = "{group=\"g1\",recovery_site=\"site-b\"";
+  for (const std::string& line : std::vector<std::string>{
+       "# TYPE evac_group_rpo_seconds gauge", "evac_group_rpo_seconds" + g + "} 600", "evac_group_lag_seconds" + g + "} 20",
+        "evac_group_rpo_met" + g + "} 1", "evac_group_points_in_time" + g + "} 1",
+        "# TYPE evac_group_cycles_total counter", "evac_group_cycles_total" + g + ",result=\"success\"} 1",
+        "evac_group_cycles_total" + g + ",result=\"failure\"} 1", "evac_group_bytes_sent_total" + g + "} 777",
+        "evac_group_last_cycle_duration_seconds" + g + "} 0", "evac_group_sync_in_progress" + g + "} 0",
+        "evac_peer_connected{site=\"site-b\"} 1"})
+    EXPECT_TRUE(contains(text, line + "\n")) << line << "\n" << text;
+  // One HELP and TYPE per family, even with several samples.
+  std::size_t first = text.find("# TYPE evac_group_cycles_total");
+  EXPECT_EQ(text.find("# TYPE evac_group_cycles_total", first + 1), std::string::npos);
+  a_.transport->cut("https://b:1");
+  a_.service->heartbeat_round();
+  auto after = a_.call("GET", "/metrics");
+  std::string cut(after.body.get_binary().begin(), after.body.get_binary().end());
+  EXPECT_TRUE(contains(cut, "evac_peer_connected{site=\"site-b\"} 0\n")) << cut;
+}
+
+TEST_F(ReplicationOpsTest, SyncWaitReturnsThePit) {
+  auto r = a_.call("POST", "/api/v1/groups/g1/sync?wait=true");
+  EXPECT_EQ(r.status, 200) << r.body.dump();
+}
+
+}  // namespace
+}  // namespace evac::testing
