@@ -178,6 +178,12 @@ void ApiRouter::add_replication_routes() {
         for (const auto& p : *pits) out.push_back(to_json(p));
         return out;
       }));
+  add("POST", "/api/v1/groups/{name}/verify", Access::kOperator,
+      "Re-read a point in time (?pit=ID, default the newest) and compare every block with the source hashes its "
+      "cycle recorded; at a recovery site this works with the protected site gone",
+      with([](ReplicationService& r, Context& c) -> Result<json> {
+        return r.verify_group(c.params[0], query_param(c.request, "pit").value_or(""));
+      }));
   add("POST", "/api/v1/peer/replication/{group}/cycles", Access::kPeer, "Begin a replication cycle",
       with([](ReplicationService& r, Context& c) -> Result<json> {
         auto body = body_object(c.request);
@@ -203,6 +209,11 @@ void ApiRouter::add_replication_routes() {
   add("DELETE", "/api/v1/peer/replication/{group}/cycles/{cycle}", Access::kPeer, "Abort a cycle",
       with([](ReplicationService& r, Context& c) -> Result<json> {
         return r.handle_abort(*c.peer, c.params[0], c.params[1]);
+      }));
+  add("POST", "/api/v1/peer/replication/{group}/verify", Access::kPeer,
+      "Verify a point in time held here (?pit=ID, default the newest)",
+      with([](ReplicationService& r, Context& c) -> Result<json> {
+        return r.handle_verify(*c.peer, c.params[0], query_param(c.request, "pit").value_or(""));
       }));
   add("GET", "/api/v1/peer/replication/{group}/pits", Access::kPeer, "Points in time held here for a group",
       with([](ReplicationService& r, Context& c) -> Result<json> { return r.handle_pits(*c.peer, c.params[0]); }));

@@ -549,6 +549,36 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
                                     Column{"DISKS", [](const json& j) { return std::to_string(j["disks"].size()); }},
                                     field("BYTES-SENT", "bytes_sent")}));
   });
+  auto* verify = group->add_subcommand(
+      "verify",
+      "Re-read a point in time and compare every block with the source hashes its cycle recorded (exit 1 on mismatch)");
+  static std::string verify_name, verify_pit;
+  verify->add_option("name", verify_name, "Group name")->required();
+  verify->add_option("--pit", verify_pit, "Point in time to verify (default: the newest)");
+  verify->callback([&] {
+    bool mismatch = false;
+    std::string path = "/api/v1/groups/" + path_part(verify_name) + "/verify";
+    if (!verify_pit.empty()) path += "?pit=" + path_part(verify_pit);
+    rc = call_and_print(g, "POST", path, json::object(), [&](const json& j) {
+      mismatch = !j.value("ok", false);
+      as_message(g, [](const json& v) {
+        std::string out = "point in time " + v.value("pit", "") + " of group '" + v.value("group", "") + "': ";
+        out += v.value("ok", false) ? "every block matches the source"
+                                    : std::to_string(v.value("blocks_mismatched", std::uint64_t{0})) +
+                                          " blocks differ from the source";
+        for (const auto& d : v.value("disks", json::array())) {
+          out += "\n  " + d.value("key", "") + ": " + std::to_string(d.value("blocks_checked", std::uint64_t{0})) +
+                 " blocks checked, " + std::to_string(d.value("blocks_mismatched", std::uint64_t{0})) + " differ";
+          for (const auto& off : d.value("first_mismatches", json::array()))
+            out += "\n    at byte " + std::to_string(off.get<std::uint64_t>());
+        }
+        if (!v.value("ok", false))
+          out += "\nhint: recover from an older point in time that verifies, and look at the recovery site's storage";
+        return out;
+      })(j);
+    });
+    if (rc == 0 && mismatch) rc = 1;
+  });
   auto* del = group->add_subcommand("delete", "Delete a group; removes its placeholders at the recovery site");
   static std::string del_name;
   static bool force = false;

@@ -20,6 +20,19 @@ json to_json(const PointInTime& pit) {
           {"cycle_id", pit.cycle_id}};
 }
 
+json to_json(const PitVerification& v) {
+  json disks = json::array();
+  std::uint64_t mismatched = 0;
+  for (const auto& d : v.disks) {
+    disks.push_back({{"key", d.key},
+                     {"blocks_checked", d.blocks_checked},
+                     {"blocks_mismatched", d.blocks_mismatched},
+                     {"first_mismatches", d.first_mismatches}});
+    mismatched += d.blocks_mismatched;
+  }
+  return {{"group", v.group}, {"pit", v.pit_id}, {"ok", v.ok()}, {"blocks_mismatched", mismatched}, {"disks", disks}};
+}
+
 Result<PointInTime> pit_from_json(const json& j) {
   try {
     PointInTime pit;
@@ -666,6 +679,34 @@ std::string ReplicationService::prometheus_metrics() {
   return m.text();
 }
 
+Result<json> ReplicationService::verify_group(const std::string& name, const std::string& pit_id) {
+  auto group = site_.get_group(name);
+  if (group && group->protected_site == site_.identity().name) {
+    auto peer = site_.store().find_peer(group->recovery_site);
+    if (!peer) return peer.status();
+    if (!peer->has_value()) return failed_precondition("recovery site '" + group->recovery_site + "' is not paired");
+    // Reading every block of a large PIT outlasts the peer timeout of
+    // ordinary calls; the byte channel waits minutes.
+    std::string path = "/api/v1/peer/replication/" + name + "/verify";
+    if (!pit_id.empty()) path += "?pit=" + pit_id;
+    auto bytes = transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, "POST", path, "");
+    if (!bytes) return bytes.status().with_context("site '" + group->recovery_site + "'");
+    auto out = json::parse(*bytes, nullptr, false);
+    if (out.is_discarded()) return unavailable("site '" + group->recovery_site + "' answered the verification with no JSON");
+    return out;
+  }
+  if (!group && group.status().code() != StatusCode::kNotFound) return group.status();
+  // Not protected here: the PITs this site holds as a recovery site.
+  auto v = receiver_->verify_pit(name, pit_id);
+  if (!v) {
+    if (v.status().code() == StatusCode::kNotFound && !group)
+      return not_found("this site neither protects a group '" + name + "' nor holds points in time of one",
+                       "list groups with `evac group list` here, or at the other site");
+    return v.status();
+  }
+  return to_json(*v);
+}
+
 // ---- recovery site ---------------------------------------------------------------------
 
 Status ReplicationService::check_caller_protects(const PeerRecord& caller, const std::string& group) {
@@ -742,6 +783,14 @@ Result<json> ReplicationService::handle_abort(const PeerRecord& caller, const st
   EVAC_RETURN_IF_ERROR(check_caller_protects(caller, group));
   EVAC_RETURN_IF_ERROR(receiver_->abort_cycle(group, cycle));
   return json{{"aborted", cycle}};
+}
+
+Result<json> ReplicationService::handle_verify(const PeerRecord& caller, const std::string& group,
+                                               const std::string& pit_id) {
+  EVAC_RETURN_IF_ERROR(check_caller_protects(caller, group));
+  auto v = receiver_->verify_pit(group, pit_id);
+  if (!v) return v.status();
+  return to_json(*v);
 }
 
 Result<json> ReplicationService::handle_pits(const PeerRecord& caller, const std::string& group) {

@@ -77,6 +77,11 @@ class ReplicationService {
 
   // Protected site: the group's PITs, as the recovery site holds them.
   Result<std::vector<PointInTime>> group_pits(const std::string& group);
+  // Re-reads a PIT (empty id: the newest) and compares every block with the
+  // source hashes its cycle recorded. At the protected site the recovery
+  // site does the reading; at the recovery site it runs here, so it works
+  // with the protected site gone (before a failover, say).
+  Result<nlohmann::json> verify_group(const std::string& group, const std::string& pit_id);
   // Protected site, without asking the recovery site: lag, RPO compliance,
   // the last success and failure, cycle counters, the running cycle's
   // progress. Lag keeps growing while the recovery site is unreachable.
@@ -107,6 +112,7 @@ class ReplicationService {
                                        const nlohmann::json& body);
   Result<nlohmann::json> handle_abort(const PeerRecord& caller, const std::string& group, const std::string& cycle);
   Result<nlohmann::json> handle_pits(const PeerRecord& caller, const std::string& group);
+  Result<nlohmann::json> handle_verify(const PeerRecord& caller, const std::string& group, const std::string& pit_id);
 
  private:
   class PeerChannel;
@@ -156,6 +162,7 @@ class ReplicationService {
 };
 
 nlohmann::json to_json(const PointInTime& pit);
+nlohmann::json to_json(const PitVerification& v);
 Result<PointInTime> pit_from_json(const nlohmann::json& j);
 
 }  // namespace evac

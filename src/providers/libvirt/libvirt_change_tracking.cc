@@ -37,7 +37,7 @@ std::string name_of(virDomainPtr dom) {
 // never part of a backup or checkpoint).
 Result<std::vector<std::string>> disk_targets(virDomainPtr dom) {
   LibvirtString xml(virDomainGetXMLDesc(dom, 0));
-  if (xml == nullptr) return last_error("reading the definition of VM " + name_of(dom));
+  if (xml == nullptr) return last_error_described([&] { return "reading the definition of VM " + name_of(dom); });
   auto described = parse_domain_xml(xml.get());
   if (!described) return described.status();
   std::vector<std::string> out;
@@ -57,8 +57,10 @@ Result<std::string> current_backup(virDomainPtr dom) {
   LibvirtString xml(virDomainBackupGetXMLDesc(dom, 0));
   if (xml != nullptr) return std::string(xml.get());
   int err = last_error_number();
-  if (err == VIR_ERR_NO_DOMAIN_BACKUP || err == VIR_ERR_OPERATION_INVALID) return std::string();
-  return last_error("reading the backup job of VM " + name_of(dom));
+  // No job, or a driver without backups (begin_backup then says so).
+  if (err == 0 || err == VIR_ERR_NO_DOMAIN_BACKUP || err == VIR_ERR_OPERATION_INVALID || err == VIR_ERR_NO_SUPPORT)
+    return std::string();
+  return last_error_described([&] { return "reading the backup job of VM " + name_of(dom); });
 }
 
 std::string backup_socket(const std::string& backup_document) {
@@ -126,7 +128,9 @@ Status LibvirtChangeTracking::pause(const std::string& vm_uuid) {
   return connection_.run([&](virConnectPtr conn) -> Status {
     auto dom = find_domain(conn, vm_uuid);
     if (!dom) return dom.status();
-    if (virDomainSuspend(dom->get()) < 0) return last_error("pausing VM " + name_of(dom->get()));
+    if (virDomainSuspend(dom->get()) < 0)
+      return last_error_described(
+          [&] { return "pausing VM " + name_of(dom->get()); });
     return Status::ok();
   });
 }
@@ -135,7 +139,9 @@ Status LibvirtChangeTracking::resume(const std::string& vm_uuid) {
   return connection_.run([&](virConnectPtr conn) -> Status {
     auto dom = find_domain(conn, vm_uuid);
     if (!dom) return dom.status();
-    if (virDomainResume(dom->get()) < 0) return last_error("resuming VM " + name_of(dom->get()));
+    if (virDomainResume(dom->get()) < 0)
+      return last_error_described(
+          [&] { return "resuming VM " + name_of(dom->get()); });
     return Status::ok();
   });
 }
@@ -146,7 +152,7 @@ Result<bool> LibvirtChangeTracking::is_paused(const std::string& vm_uuid) {
     if (!dom) return dom.status();
     int state = 0, reason = 0;
     if (virDomainGetState(dom->get(), &state, &reason, 0) < 0)
-      return last_error("reading the state of VM " + name_of(dom->get()));
+      return last_error_described([&] { return "reading the state of VM " + name_of(dom->get()); });
     return state == VIR_DOMAIN_PAUSED;
   });
 }
@@ -173,8 +179,13 @@ Result<BackupExport> LibvirtChangeTracking::begin_backup(const BackupRequest& re
   std::string backup = backup_xml(request, *targets);
   bool tracked = std::any_of(request.disks.begin(), request.disks.end(), [](const auto& d) { return d.track; });
   std::string checkpoint = tracked ? checkpoint_xml(request, *targets) : std::string();
-  if (virDomainBackupBegin(dom->get(), backup.c_str(), tracked ? checkpoint.c_str() : nullptr, 0) < 0)
-    return last_error("starting a backup of VM '" + vm + "'");
+  if (virDomainBackupBegin(dom->get(), backup.c_str(), tracked ? checkpoint.c_str() : nullptr, 0) < 0) {
+    Status s = last_error("starting a backup of VM '" + vm + "'");
+    if (s.code() == StatusCode::kUnsupported)
+      return s.with_hint("this hypervisor has no incremental backup (it needs QEMU); shut the VM down to replicate "
+                         "it by scanning its disks");
+    return s;
+  }
   BackupExport out;
   out.socket_path = request.work_dir + "/" + kSocketName;
   for (const auto& d : request.disks)
@@ -194,7 +205,7 @@ Status LibvirtChangeTracking::end_backup(const std::string& vm_uuid, const std::
     if (socket.rfind(work_dir + "/", 0) != 0) return Status::ok();
     if (virDomainAbortJob(dom->get()) < 0) {
       if (last_error_number() == VIR_ERR_OPERATION_INVALID) return Status::ok();  // it just ended
-      return last_error("ending the backup job of VM '" + name_of(dom->get()) + "'");
+      return last_error_described([&] { return "ending the backup job of VM '" + name_of(dom->get()) + "'"; });
     }
     return Status::ok();
   });
@@ -206,7 +217,9 @@ Result<std::vector<std::string>> LibvirtChangeTracking::list_checkpoints(const s
     if (!dom) return dom.status();
     virDomainCheckpointPtr* raw = nullptr;
     int n = virDomainListAllCheckpoints(dom->get(), &raw, VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL);
-    if (n < 0) return last_error("listing the checkpoints of VM '" + name_of(dom->get()) + "'");
+    if (n < 0)
+      return last_error_described(
+          [&] { return "listing the checkpoints of VM '" + name_of(dom->get()) + "'"; });
     auto owned = adopt_list<CheckpointHandle>(raw, n);
     std::vector<std::string> names;
     for (const auto& c : owned) names.emplace_back(virDomainCheckpointGetName(c.get()));
@@ -221,10 +234,12 @@ Status LibvirtChangeTracking::delete_checkpoint(const std::string& vm_uuid, cons
     CheckpointHandle cp(virDomainCheckpointLookupByName(dom->get(), name.c_str(), 0));
     if (cp == nullptr) {
       if (last_error_number() == VIR_ERR_NO_DOMAIN_CHECKPOINT) return Status::ok();
-      return last_error("looking up checkpoint " + name + " of VM '" + name_of(dom->get()) + "'");
+      return last_error_described(
+          [&] { return "looking up checkpoint " + name + " of VM '" + name_of(dom->get()) + "'"; });
     }
     if (virDomainCheckpointDelete(cp.get(), 0) < 0)
-      return last_error("deleting checkpoint " + name + " of VM '" + name_of(dom->get()) + "'");
+      return last_error_described(
+          [&] { return "deleting checkpoint " + name + " of VM '" + name_of(dom->get()) + "'"; });
     return Status::ok();
   });
 }

@@ -18,6 +18,15 @@ void initialise_libvirt();
 // the failing libvirt call: the next libvirt call resets the error.
 Status last_error(std::string_view doing);
 
+// last_error for a message that needs libvirt to build (a VM's name): every
+// libvirt call, virDomainGetName included, resets the last error, so the
+// error is taken first and `describe()` runs after.
+template <typename Describe>
+Status last_error_described(Describe describe) {
+  Status taken = last_error("");
+  return Status(taken.code(), describe() + taken.message());
+}
+
 // The libvirt error number behind the calling thread's last error, or 0.
 int last_error_number();
 

@@ -20,6 +20,7 @@ using libvirt::ConnectHandle;
 using libvirt::DomainDescription;
 using libvirt::DomainHandle;
 using libvirt::last_error;
+using libvirt::last_error_described;
 using libvirt::last_error_number;
 using libvirt::LibvirtString;
 
@@ -56,7 +57,7 @@ std::string domain_name(virDomainPtr dom) {
 // needs to reproduce the VM, and what the inventory describes.
 Result<DomainDescription> read_domain(virDomainPtr dom) {
   LibvirtString xml(virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE));
-  if (xml == nullptr) return last_error("reading the definition of VM " + domain_name(dom));
+  if (xml == nullptr) return last_error_described([&] { return "reading the definition of VM " + domain_name(dom); });
   auto described = libvirt::parse_domain_xml(xml.get());
   if (!described.is_ok()) return described.status().with_context("VM " + domain_name(dom));
   described->vm.native = NativeDefinition{"libvirt", xml.get()};
@@ -113,9 +114,11 @@ Result<DomainHandle> find_domain(virConnectPtr conn, const std::string& name_or_
 
 Status ensure_autostart_off(virDomainPtr dom) {
   int autostart = 0;
-  if (virDomainGetAutostart(dom, &autostart) < 0) return last_error("reading autostart of VM " + domain_name(dom));
+  if (virDomainGetAutostart(dom, &autostart) < 0)
+    return last_error_described(
+        [&] { return "reading autostart of VM " + domain_name(dom); });
   if (autostart != 0 && virDomainSetAutostart(dom, 0) < 0) {
-    return last_error("turning off autostart of placeholder " + domain_name(dom));
+    return last_error_described([&] { return "turning off autostart of placeholder " + domain_name(dom); });
   }
   return Status::ok();
 }
@@ -134,7 +137,9 @@ Status undefine(virDomainPtr dom) {
     int code = last_error_number();
     if (code == VIR_ERR_NO_DOMAIN) return Status::ok();  // someone else removed it meanwhile
     bool flag_refused = code == VIR_ERR_INVALID_ARG || code == VIR_ERR_NO_SUPPORT;
-    if (!flag_refused || flags == 0) return last_error("removing placeholder " + domain_name(dom));
+    if (!flag_refused || flags == 0)
+      return last_error_described(
+          [&] { return "removing placeholder " + domain_name(dom); });
   }
   return Status::ok();
 }
