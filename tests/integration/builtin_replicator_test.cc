@@ -293,6 +293,19 @@ TEST_F(BuiltinReplicatorTest, VerifyFindsABlockAlteredInAReplica) {
   EXPECT_EQ(newest->disks[0].first_mismatches, std::vector<std::uint64_t>{3u << 20});
   EXPECT_TRUE(replicator_->verify_pit("g1", pit1->id)->ok()) << "the older PIT is untouched";
   EXPECT_EQ(replicator_->verify_pit("g1", "pit-nope").status().code(), StatusCode::kNotFound);
+
+  // The next cycle sends the damaged block again although the source did
+  // not change, and its PIT verifies; the damaged PIT itself stays as it is.
+  channel_->wire_bytes = 0;
+  auto pit3 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit3.is_ok()) << pit3.status().to_string();
+  EXPECT_GT(channel_->wire_bytes.load(), 0u);
+  EXPECT_LE(channel_->wire_bytes.load(), 2 * kBlockSize);
+  EXPECT_TRUE(same_content(pit3->disks[0].path, snapshot("now")));
+  EXPECT_TRUE(replicator_->verify_pit("g1", "")->ok());
+  channel_->wire_bytes = 0;
+  ASSERT_TRUE(replicator_->sync_now(spec_, nullptr).is_ok());
+  EXPECT_EQ(channel_->wire_bytes.load(), 0u) << "once repaired, nothing is sent again";
 }
 
 // ---- running VMs --------------------------------------------------------------------------

@@ -90,6 +90,7 @@ Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string&
   if (!staged) return staged.status();
   auto cycle = std::make_shared<Cycle>();
   cycle->id = cycle_id;
+  const Damage damage = load_damage(group);
   for (const auto& s : *staged) {
     OpenDisk disk;
     disk.staged = s;
@@ -100,6 +101,12 @@ Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string&
     Status opened = manifest.status();
     if (opened.is_ok()) {
       disk.manifest = std::move(*manifest);
+      // The sender was shown these blocks as damaged and sends them again.
+      if (auto d = damage.find(s.key); d != damage.end()) {
+        for (std::uint64_t i : d->second)
+          if (i < disk.manifest.hashes.size()) disk.manifest.hashes[i] = damaged_block_hash();
+        cycle->repairing[s.key] = d->second;
+      }
       auto nbd = NbdExport::start(s.staging_path, "qcow2", NbdExport::Mode::kReadWrite);
       if (nbd) {
         auto client = NbdClient::connect(**nbd);
@@ -124,12 +131,59 @@ Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string&
   return Status::ok();
 }
 
+ReplicaReceiver::Damage ReplicaReceiver::load_damage(const std::string& group) {
+  std::lock_guard lock(damage_mu_);
+  if (state_dir_.empty()) return damage_in_memory_[group];
+  Damage out;
+  std::ifstream in(state_dir_ + "/" + group + ".damaged.json");
+  if (!in) return out;
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (!j.is_object()) return out;
+  for (const auto& [key, blocks] : j.items())
+    for (const auto& b : blocks) out[key].insert(b.get<std::uint64_t>());
+  return out;
+}
+
+Status ReplicaReceiver::save_damage(const std::string& group, const Damage& damage) {
+  std::lock_guard lock(damage_mu_);
+  if (state_dir_.empty()) {
+    damage_in_memory_[group] = damage;
+    return Status::ok();
+  }
+  std::string path = state_dir_ + "/" + group + ".damaged.json";
+  if (damage.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    return Status::ok();
+  }
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [key, blocks] : damage) j[key] = blocks;
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump();
+    out.flush();
+    if (!out) return unavailable("cannot write " + tmp, "is the state folder full?");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return unavailable("cannot rename " + tmp + ": " + std::strerror(errno));
+  return Status::ok();
+}
+
 Result<std::optional<std::string>> ReplicaReceiver::manifest(const std::string& group, const std::string& key) {
   {
     std::lock_guard lock(mu_);
     EVAC_RETURN_IF_ERROR(ensure_recovered(group));
   }
-  return pits_.load_newest_disk_blob(group, key);
+  auto blob = pits_.load_newest_disk_blob(group, key);
+  if (!blob || !blob->has_value()) return blob;
+  Damage damage = load_damage(group);
+  auto it = damage.find(key);
+  if (it == damage.end() || it->second.empty()) return blob;
+  auto manifest = Manifest::decode(**blob);
+  if (!manifest) return manifest.status();
+  for (std::uint64_t i : it->second)
+    if (i < manifest->hashes.size()) manifest->hashes[i] = damaged_block_hash();
+  return std::optional<std::string>(manifest->encode());
 }
 
 Result<std::shared_ptr<ReplicaReceiver::Cycle>> ReplicaReceiver::find_cycle(const std::string& group,
@@ -212,6 +266,15 @@ Result<PointInTime> ReplicaReceiver::commit_cycle(const std::string& group, cons
   }
   auto pit = pits_.commit_cycle(group, cycle_id, created_at, bytes_sent);
   if (!pit) return fail(pit.status());
+  if (!(*cycle)->repairing.empty()) {
+    // The new PIT holds the source's blocks again; marks made meanwhile stay.
+    Damage damage = load_damage(group);
+    for (const auto& [key, blocks] : (*cycle)->repairing) {
+      for (std::uint64_t i : blocks) damage[key].erase(i);
+      if (damage[key].empty()) damage.erase(key);
+    }
+    (void)save_damage(group, damage);
+  }
   (*cycle)->disks.clear();
   cycle_lock.unlock();
   close_cycle(group);
@@ -267,6 +330,7 @@ Result<PitVerification> ReplicaReceiver::verify_pit(const std::string& group, co
                                  " bytes, its manifest says " + std::to_string(manifest->disk_size),
                                  "the replica image was altered outside evac; fail over from another point in time");
     DiskVerification v{disk.key, 0, 0, {}};
+    std::vector<std::uint64_t> damaged;
     for (std::uint64_t offset = 0; offset < manifest->disk_size; offset += kReadChunk) {
       std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, manifest->disk_size - offset));
       EVAC_RETURN_IF_ERROR((*client)->pread(chunk.data(), len, offset).with_context("PIT " + pit->id));
@@ -276,8 +340,14 @@ Result<PitVerification> ReplicaReceiver::verify_pit(const std::string& group, co
         ++v.blocks_checked;
         if (hash_block(chunk.data() + at, block_len) == manifest->hashes[index]) continue;
         ++v.blocks_mismatched;
+        damaged.push_back(index);
         if (v.first_mismatches.size() < 16) v.first_mismatches.push_back(offset + at);
       }
+    }
+    if (pit == pits->end() - 1 && !damaged.empty()) {
+      Damage damage = load_damage(group);
+      damage[disk.key].insert(damaged.begin(), damaged.end());
+      EVAC_RETURN_IF_ERROR(save_damage(group, damage));
     }
     out.disks.push_back(std::move(v));
   }
@@ -473,6 +543,19 @@ std::vector<ByteRange> block_aligned(const std::vector<NbdClient::Extent>& exten
     }
   }
   return out;
+}
+
+// Blocks the recovery site found damaged are read again even where the
+// change map says nothing changed.
+void add_damaged(std::vector<ByteRange>& ranges, const Manifest& replica, std::uint64_t disk_size) {
+  std::vector<NbdClient::Extent> all;
+  const BlockHash damaged = damaged_block_hash();
+  for (std::size_t i = 0; i < replica.hashes.size(); ++i)
+    if (replica.hashes[i] == damaged) all.push_back({i * kBlockSize, kBlockSize, false});
+  if (all.empty()) return;
+  for (const auto& r : ranges) all.push_back({r.offset, r.length, false});
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.offset < b.offset; });
+  ranges = block_aligned(all, disk_size);
 }
 
 }  // namespace
@@ -747,6 +830,8 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
           auto map = (*client)->changed(0, (*client)->size());
           if (!map) return map.status();
           changed[d->key()] = block_aligned(*map, (*client)->size());
+          if (auto r = replicas.find(d->key()); r != replicas.end())
+            add_damaged(changed[d->key()], r->second, (*client)->size());
         }
         clients[d->key()] = std::move(*client);
       }

@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,10 +59,22 @@ class ReplicaChannel {
   virtual Result<std::vector<PointInTime>> list_pits(const std::string& group) = 0;
 };
 
+// Stands in a manifest for a block that verification found altered in the
+// newest replica: it matches no real hash, so the next cycle sends the block
+// again (and reads it even when change tracking says it did not change).
+inline BlockHash damaged_block_hash() {
+  BlockHash h;
+  h.fill(0xff);
+  return h;
+}
+
 // The recovery site's half: applies cycles into a PitStore.
 class ReplicaReceiver {
  public:
-  explicit ReplicaReceiver(PitStore& pits) : pits_(pits) {}
+  // `state_dir` keeps the blocks verification found damaged until a cycle
+  // has replaced them (empty: kept in memory only).
+  explicit ReplicaReceiver(PitStore& pits, std::string state_dir = "")
+      : pits_(pits), state_dir_(std::move(state_dir)) {}
   ~ReplicaReceiver();
 
   Status begin_cycle(const std::string& group, const std::string& cycle_id, const std::vector<ReplicatedDevice>& disks);
@@ -88,12 +101,19 @@ class ReplicaReceiver {
     std::string id;
     std::mutex mu;  // one batch at a time per cycle
     std::map<std::string, OpenDisk> disks;
+    std::map<std::string, std::set<std::uint64_t>> repairing;  // damaged blocks this cycle's base marked
   };
+  using Damage = std::map<std::string, std::set<std::uint64_t>>;  // disk key -> block indices
+  Damage load_damage(const std::string& group);
+  Status save_damage(const std::string& group, const Damage& damage);
   Status ensure_recovered(const std::string& group);
   Result<std::shared_ptr<Cycle>> find_cycle(const std::string& group, const std::string& cycle_id);
   void close_cycle(const std::string& group);
 
   PitStore& pits_;
+  std::string state_dir_;
+  std::map<std::string, Damage> damage_in_memory_;  // when there is no state_dir
+  std::mutex damage_mu_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Cycle>> cycles_;  // by group: one cycle at a time
   std::map<std::string, bool> recovered_;
