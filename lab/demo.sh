@@ -188,7 +188,8 @@ up() {
   show --context site-b placeholder list
   show --context site-b inventory vms
   printf '$ virsh -c site-b dumpxml web01 | grep placeholder\n'
-  virsh -c "${uri_b}" dumpxml web01 | grep -m1 'evac:placeholder' || lab_die "web01's placeholder carries no evac metadata"
+  # Not a pipe into grep -m1: virsh could die of SIGPIPE and pipefail fail the step.
+  grep -m1 'evac:placeholder' <<<"$(virsh -c "${uri_b}" dumpxml web01)" || lab_die "web01's placeholder carries no evac metadata"
   show --context site-b site copies
 
   step "Replicate to site-b while the guests run (one checkpoint per cycle; only changed blocks travel)"

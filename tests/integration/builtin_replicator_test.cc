@@ -308,6 +308,35 @@ TEST_F(BuiltinReplicatorTest, VerifyFindsABlockAlteredInAReplica) {
   EXPECT_EQ(channel_->wire_bytes.load(), 0u) << "once repaired, nothing is sent again";
 }
 
+TEST_F(BuiltinReplicatorTest, AFullRecoveryDiskFailsTheCycleAndKeepsTheLastPit) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a small filesystem needs root";
+  fs::path small = root_ / "small";
+  fs::create_directories(small);
+  ASSERT_EQ(run_command({"/bin/mount", "-t", "tmpfs", "-o", "size=24M", "tmpfs", small.string()}).exit_code, 0);
+  struct Unmount {
+    fs::path p;
+    ~Unmount() { run_command({"/bin/umount", "-l", p.string()}); }
+  } unmount{small};
+  spec_.replica_dirs = {{"images", small.string()}};
+
+  write(0, 8 << 20, 0x81);
+  std::string v1 = snapshot("v1");
+  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
+
+  write(8 << 20, 40 << 20, 0x82);  // more than the folder has room for
+  auto full = replicator_->sync_now(spec_, nullptr);
+  ASSERT_FALSE(full.is_ok());
+  EXPECT_NE(full.status().to_string().find("full"), std::string::npos) << full.status().to_string();
+  auto pits = replicator_->list_pits("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(pits->size(), 1u) << "the failed cycle made no PIT";
+  EXPECT_TRUE(same_content(pits->back().disks[0].path, v1)) << "the last PIT is intact";
+  EXPECT_TRUE(replicator_->verify_pit("g1", pit1->id)->ok());
+  for (const auto& e : fs::recursive_directory_iterator(small))
+    EXPECT_EQ(e.path().string().find("staging"), std::string::npos) << "left behind: " << e.path();
+}
+
 // ---- running VMs --------------------------------------------------------------------------
 
 // Change tracking that serves each "running" VM's image through a read-only
