@@ -40,6 +40,13 @@ Result<std::string> required_string(const json& body, const char* key) {
 }
 
 // Rates arrive as "50MiB/s" strings (or "0", "none") or as whole bytes per second.
+Result<std::optional<int>> int_field(const json& body, const char* key) {
+  if (!body.contains(key) || body[key].is_null()) return std::optional<int>();
+  if (!body[key].is_number_integer())
+    return invalid_argument(std::string("field '") + key + "' must be a whole number");
+  return std::optional<int>(body[key].get<int>());
+}
+
 Result<std::optional<std::uint64_t>> rate_field(const json& body, const char* key) {
   if (!body.contains(key) || body[key].is_null()) return std::optional<std::uint64_t>();
   if (body[key].is_number_unsigned() || (body[key].is_number_integer() && body[key].get<std::int64_t>() >= 0))
@@ -470,9 +477,11 @@ void ApiRouter::add_routes() {
         auto rpo = duration_field(*body, "rpo");
         if (!rpo) return rpo.status();
         req.rpo_seconds = rpo->value_or(900);
-        if (body->contains("keep_pits")) {
-          if (!(*body)["keep_pits"].is_number_integer()) return invalid_argument("field 'keep_pits' must be a whole number");
-          req.keep_pits = (*body)["keep_pits"].get<int>();
+        for (auto [key, field] : {std::pair{"keep_pits", &req.keep_pits}, std::pair{"keep_hourly", &req.keep_hourly},
+                                  std::pair{"keep_daily", &req.keep_daily}}) {
+          auto n = int_field(*body, key);
+          if (!n) return n.status();
+          if (*n) *field = **n;
         }
         auto max_rate = rate_field(*body, "max_rate");
         if (!max_rate) return max_rate.status();
@@ -491,18 +500,37 @@ void ApiRouter::add_routes() {
         return out;
       });
   add("PUT", "/api/v1/groups/{name}/settings", Access::kOperator,
-      "Change the group's operational settings: max_rate (\"50MiB/s\"; 0 or \"none\": unlimited)",
+      "Change the group's operational settings: max_rate (\"50MiB/s\"; 0 or \"none\": unlimited), keep_pits, "
+      "keep_hourly, keep_daily (retention, applied at the recovery site from the next cycle)",
       [this, &svc](Context& c) -> Result<json> {
         auto body = body_object(c.request);
         if (!body) return body.status();
+        constexpr const char* kSettable = "settable: max_rate, keep_pits, keep_hourly, keep_daily";
         for (const auto& [key, value] : body->items())
-          if (key != "max_rate") return invalid_argument("setting '" + key + "' cannot be changed here", "settable: max_rate");
+          if (key != "max_rate" && key != "keep_pits" && key != "keep_hourly" && key != "keep_daily")
+            return invalid_argument("setting '" + key + "' cannot be changed here", kSettable);
+        // Everything is parsed before anything changes.
         auto max_rate = rate_field(*body, "max_rate");
         if (!max_rate) return max_rate.status();
-        if (!max_rate->has_value()) return invalid_argument("nothing to change", "pass max_rate, e.g. {\"max_rate\": \"50MiB/s\"}");
-        auto g = svc.set_group_max_rate(c.params[0], **max_rate);
+        auto keep_pits = int_field(*body, "keep_pits");
+        if (!keep_pits) return keep_pits.status();
+        auto keep_hourly = int_field(*body, "keep_hourly");
+        if (!keep_hourly) return keep_hourly.status();
+        auto keep_daily = int_field(*body, "keep_daily");
+        if (!keep_daily) return keep_daily.status();
+        if (!max_rate->has_value() && !*keep_pits && !*keep_hourly && !*keep_daily)
+          return invalid_argument("nothing to change", std::string("pass e.g. {\"max_rate\": \"50MiB/s\"}; ") + kSettable);
+        Result<GroupRecord> g = svc.get_group(c.params[0]);
+        if (*keep_pits || *keep_hourly || *keep_daily) {
+          g = svc.set_group_retention(c.params[0], *keep_pits, *keep_hourly, *keep_daily);
+          if (!g) return g.status();
+        }
+        if (max_rate->has_value()) {
+          g = svc.set_group_max_rate(c.params[0], **max_rate);
+          if (!g) return g.status();
+          if (replication_) replication_->rate_changed(g->name, g->max_rate_bytes);
+        }
         if (!g) return g.status();
-        if (replication_) replication_->rate_changed(g->name, g->max_rate_bytes);
         return to_json(*g);
       });
   add("DELETE", "/api/v1/groups/{name}", Access::kOperator, "Delete a protection group and its placeholders (?force=true: even if the recovery site is gone)",

@@ -152,6 +152,12 @@ std::string sync_outcome(const json& j) {
 
 void print_group(const Globals& g, const json& j) {
   std::vector<Column> columns = kGroupColumns;
+  columns.push_back(Column{"THINNING", [](const json& x) {
+                             int hourly = x.value("keep_hourly", 0), daily = x.value("keep_daily", 0);
+                             if (hourly == 0 && daily == 0) return std::string("none (the newest KEEP-PITS only)");
+                             return "plus the newest of each of the last " + std::to_string(hourly) + " hours and " +
+                                    std::to_string(daily) + " days";
+                           }});
   columns.push_back(field("MAX-RATE", "max_rate"));
   if (j.contains("replication")) {
     columns.push_back(Column{"LAST-PIT", [](const json& x) {
@@ -465,15 +471,21 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
   auto* create = group->add_subcommand("create", "Protect VMs as a group; registers their placeholders at the recovery site");
   static std::string name, rpo = "15m", peer, max_rate;
   static std::vector<std::string> vms;
-  static int keep_pits = 24;
+  static int keep_pits = 24, keep_hourly = 0, keep_daily = 0;
   create->add_option("name", name, "Group name")->required();
   create->add_option("--vm", vms, "A VM to protect (name, UUID or PROVIDER/NAME); repeat for several")->required();
   create->add_option("--rpo", rpo, "Recovery point objective, e.g. 15m")->capture_default_str();
   create->add_option("--keep-pits", keep_pits, "Points in time to retain at the recovery site")->capture_default_str();
+  create->add_option("--keep-hourly", keep_hourly, "Also keep the newest point in time of each of the last N hours")
+      ->capture_default_str();
+  create->add_option("--keep-daily", keep_daily, "Also keep the newest point in time of each of the last N days")
+      ->capture_default_str();
   create->add_option("--peer", peer, "Recovery site (default: the only paired site)");
   create->add_option("--max-rate", max_rate, "Limit the bytes per second its cycles send, e.g. 50MiB/s (default: unlimited)");
   create->callback([&] {
-    json body = {{"name", name}, {"vms", vms}, {"rpo", rpo}, {"keep_pits", keep_pits}};
+    json body = {{"name", name},           {"vms", vms},
+                 {"rpo", rpo},             {"keep_pits", keep_pits},
+                 {"keep_hourly", keep_hourly}, {"keep_daily", keep_daily}};
     if (!peer.empty()) body["recovery_site"] = peer;
     if (!max_rate.empty()) body["max_rate"] = max_rate;
     rc = call_and_print(g, "POST", "/api/v1/groups", body, [&](const json& j) { print_group(g, j); });
@@ -531,13 +543,31 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
   });
   auto* set = group->add_subcommand("set", "Change a group's operational settings");
   static std::string set_name, set_max_rate;
+  static std::optional<int> set_keep_pits, set_keep_hourly, set_keep_daily;
   set->add_option("name", set_name, "Group name")->required();
-  set->add_option("--max-rate", set_max_rate, "Bytes per second its cycles may send, e.g. 50MiB/s; 0 or none: unlimited")
-      ->required();
+  set->add_option("--max-rate", set_max_rate, "Bytes per second its cycles may send, e.g. 50MiB/s; 0 or none: unlimited");
+  set->add_option("--keep-pits", set_keep_pits, "Newest points in time to retain at the recovery site");
+  set->add_option("--keep-hourly", set_keep_hourly, "Also keep the newest point in time of each of the last N hours");
+  set->add_option("--keep-daily", set_keep_daily, "Also keep the newest point in time of each of the last N days");
   set->callback([&] {
-    rc = call_and_print(g, "PUT", "/api/v1/groups/" + path_part(set_name) + "/settings", json{{"max_rate", set_max_rate}},
+    json body = json::object();
+    if (!set_max_rate.empty()) body["max_rate"] = set_max_rate;
+    if (set_keep_pits) body["keep_pits"] = *set_keep_pits;
+    if (set_keep_hourly) body["keep_hourly"] = *set_keep_hourly;
+    if (set_keep_daily) body["keep_daily"] = *set_keep_daily;
+    if (body.empty()) {
+      rc = usage_error("nothing to change", "pass --max-rate, --keep-pits, --keep-hourly or --keep-daily");
+      return;
+    }
+    rc = call_and_print(g, "PUT", "/api/v1/groups/" + path_part(set_name) + "/settings", body,
                         as_message(g, [](const json& j) {
-                          return "group '" + j.value("name", "") + "': max rate " + j.value("max_rate", "");
+                          return "group '" + j.value("name", "") + "': max rate " + j.value("max_rate", "") +
+                                 ", keeps the newest " + std::to_string(j.value("keep_pits", 0)) + " points in time" +
+                                 (j.value("keep_hourly", 0) + j.value("keep_daily", 0) > 0
+                                      ? " plus the newest of each of the last " +
+                                            std::to_string(j.value("keep_hourly", 0)) + " hours and " +
+                                            std::to_string(j.value("keep_daily", 0)) + " days"
+                                      : "");
                         }));
   });
   auto* pits = group->add_subcommand("pits", "List the group's points in time at its recovery site");

@@ -44,6 +44,16 @@ struct ReplicatedDevice {
   std::string key() const { return vm_uuid + "/" + disk; }
 };
 
+// Which PITs a recovery site keeps: the newest `keep_last`, plus the newest
+// PIT of each of the last `keep_hourly` clock hours (UTC) and of each of the
+// last `keep_daily` days that have one (restic's keep-hourly/keep-daily), so
+// a long history costs a few PITs. Everything else is merged away.
+struct RetentionPolicy {
+  int keep_last = 24;
+  int keep_hourly = 0;
+  int keep_daily = 0;
+};
+
 // What the engine is asked to replicate: a protection group's disks.
 struct ReplicationGroupSpec {
   std::string group;
@@ -51,7 +61,7 @@ struct ReplicationGroupSpec {
   std::string recovery_site;
   std::vector<VmInfo> vms;  // with their disks at the protected site
   std::map<std::string, std::string> replica_dirs;  // source storage pool -> folder at the recovery site
-  int keep_pits = 24;
+  RetentionPolicy retention;
 };
 
 struct PitDisk {

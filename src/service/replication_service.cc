@@ -89,8 +89,9 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
   }
   Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id,
                                    const std::vector<builtin::DiskDigest>& digests, std::int64_t created_at,
-                                   std::uint64_t bytes_sent, int keep_pits) override {
-    json body = {{"created_at", created_at}, {"bytes_sent", bytes_sent}, {"keep_pits", keep_pits}, {"digests", json::array()}};
+                                   std::uint64_t bytes_sent, const RetentionPolicy& retention) override {
+    json body = {{"created_at", created_at}, {"bytes_sent", bytes_sent}, {"keep_pits", retention.keep_last},
+                 {"keep_hourly", retention.keep_hourly}, {"keep_daily", retention.keep_daily}, {"digests", json::array()}};
     for (const auto& d : digests) body["digests"].push_back({{"key", d.key}, {"digest", d.digest_hex}});
     auto r = call("POST", base(group) + "/cycles/" + cycle_id + "/commit", body);
     if (!r) return r.status();
@@ -200,7 +201,7 @@ Result<ReplicationGroupSpec> ReplicationService::group_spec(const GroupRecord& g
   spec.group = group.name;
   spec.protected_site = group.protected_site;
   spec.recovery_site = group.recovery_site;
-  spec.keep_pits = group.keep_pits;
+  spec.retention = RetentionPolicy{group.keep_pits, group.keep_hourly, group.keep_daily};
   std::vector<std::string> uuids;
   for (const auto& gvm : group.vms) uuids.push_back(gvm.vm_uuid);
   auto vms = site_.find_vms(uuids);
@@ -770,8 +771,9 @@ Result<json> ReplicationService::handle_commit(const PeerRecord& caller, const s
   std::vector<builtin::DiskDigest> digests;
   try {
     for (const auto& d : body.at("digests")) digests.push_back({d.at("key"), d.at("digest")});
+    RetentionPolicy retention{body.value("keep_pits", 24), body.value("keep_hourly", 0), body.value("keep_daily", 0)};
     auto pit = receiver_->commit_cycle(group, cycle, digests, body.at("created_at"), body.value("bytes_sent", std::uint64_t{0}),
-                                       body.value("keep_pits", 24));
+                                       retention);
     if (!pit) return pit.status();
     return to_json(*pit);
   } catch (const json::exception& e) {

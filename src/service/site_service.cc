@@ -599,12 +599,20 @@ Status SiteService::remove_placeholders(const std::vector<GroupVmRecord>& vms, c
   return first_error;
 }
 
+static Status check_retention(int keep_pits, int keep_hourly, int keep_daily) {
+  if (keep_pits < 1 || keep_pits > 1000)
+    return invalid_argument("--keep-pits must be between 1 and 1000", "the default is 24");
+  if (keep_hourly < 0 || keep_hourly > 1000 || keep_daily < 0 || keep_daily > 1000)
+    return invalid_argument("--keep-hourly and --keep-daily must be between 0 and 1000",
+                            "for example --keep-hourly 24 --keep-daily 7");
+  return Status::ok();
+}
+
 Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
   std::lock_guard lock(protection_mu_);
   EVAC_RETURN_IF_ERROR(validate_name("protection group", req.name));
   if (req.rpo_seconds <= 0) return invalid_argument("the RPO must be longer than 0s", "for example --rpo 15m");
-  if (req.keep_pits < 1 || req.keep_pits > 1000)
-    return invalid_argument("--keep-pits must be between 1 and 1000", "the default is 24");
+  EVAC_RETURN_IF_ERROR(check_retention(req.keep_pits, req.keep_hourly, req.keep_daily));
   if (req.vms.empty()) return invalid_argument("a protection group needs at least one VM", "pass --vm NAME");
   auto existing = store_.find_group(req.name);
   if (!existing) return existing.status();
@@ -620,6 +628,8 @@ Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
 
   GroupRecord g{req.name, identity_.name, peer->site, req.rpo_seconds, req.keep_pits, 1, clock_(), *placeholders};
   g.max_rate_bytes = req.max_rate_bytes;
+  g.keep_hourly = req.keep_hourly;
+  g.keep_daily = req.keep_daily;
   if (Status s = store_.add_group(g); !s.is_ok()) {
     (void)remove_placeholders(*placeholders, *peer);
     return s;
@@ -638,6 +648,22 @@ Result<GroupRecord> SiteService::set_group_max_rate(const std::string& name, std
     return failed_precondition("site '" + identity_.name + "' does not protect group '" + name + "'",
                                "set it at its protected site, '" + g->protected_site + "'");
   EVAC_RETURN_IF_ERROR(store_.set_group_max_rate(name, bytes_per_second));
+  return get_group(name);
+}
+
+Result<GroupRecord> SiteService::set_group_retention(const std::string& name, std::optional<int> keep_pits,
+                                                     std::optional<int> keep_hourly, std::optional<int> keep_daily) {
+  std::lock_guard lock(protection_mu_);
+  auto g = get_group(name);
+  if (!g) return g.status();
+  if (g->protected_site != identity_.name)
+    return failed_precondition("site '" + identity_.name + "' does not protect group '" + name + "'",
+                               "set it at its protected site, '" + g->protected_site + "'");
+  int last = keep_pits.value_or(g->keep_pits), hourly = keep_hourly.value_or(g->keep_hourly),
+      daily = keep_daily.value_or(g->keep_daily);
+  EVAC_RETURN_IF_ERROR(check_retention(last, hourly, daily));
+  EVAC_RETURN_IF_ERROR(store_.set_group_retention(name, last, hourly, daily));
+  if (auto peer = store_.find_peer(g->recovery_site); peer && peer->has_value()) push_config_copy(**peer);
   return get_group(name);
 }
 
@@ -784,6 +810,8 @@ json to_json(const GroupRecord& g) {
           {"rpo_seconds", g.rpo_seconds},
           {"rpo", format_duration(std::chrono::seconds(g.rpo_seconds))},
           {"keep_pits", g.keep_pits},
+          {"keep_hourly", g.keep_hourly},
+          {"keep_daily", g.keep_daily},
           {"max_rate_bytes", g.max_rate_bytes},
           {"max_rate", format_byte_rate(g.max_rate_bytes)},
           {"epoch", g.epoch},

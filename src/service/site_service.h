@@ -40,6 +40,8 @@ struct GroupCreateRequest {
   std::optional<std::string> recovery_site;  // defaults to the only paired site
   std::int64_t rpo_seconds = 900;
   int keep_pits = 24;
+  int keep_hourly = 0;  // thinning: also the newest PIT of each of the last N hours
+  int keep_daily = 0;   // ... and of each of the last N days
   std::uint64_t max_rate_bytes = 0;  // bytes per second its cycles may send; 0 = unlimited
 };
 
@@ -105,6 +107,9 @@ class SiteService {
   Result<std::vector<std::string>> delete_group(const std::string& name, bool force = false);
   // Limits the bytes per second the group's cycles send (0: unlimited).
   Result<GroupRecord> set_group_max_rate(const std::string& name, std::uint64_t bytes_per_second);
+  // Unset fields keep their value. Applies from the group's next cycle.
+  Result<GroupRecord> set_group_retention(const std::string& name, std::optional<int> keep_pits,
+                                          std::optional<int> keep_hourly, std::optional<int> keep_daily);
 
   // What this site keeps for recoveries of its peers' groups.
   Result<std::vector<HostedPlaceholderRecord>> list_hosted_placeholders();

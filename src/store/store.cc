@@ -7,7 +7,7 @@ namespace {
 
 // Each entry moves the schema from version i to i+1. Never edit a released
 // entry: add a new one, so every site's database upgrades the same way.
-constexpr std::array<const char*, 2> kMigrations = {
+constexpr std::array<const char*, 3> kMigrations = {
     R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE api_tokens (
@@ -92,6 +92,11 @@ CREATE TABLE events (
   group_name TEXT NOT NULL DEFAULT '',
   message TEXT NOT NULL);
 CREATE INDEX events_by_group ON events (group_name, id);
+)sql",
+    // 3: thinning of retained PITs (newest per hour and per day).
+    R"sql(
+ALTER TABLE protection_groups ADD COLUMN keep_hourly INTEGER NOT NULL DEFAULT 0 CHECK (keep_hourly >= 0);
+ALTER TABLE protection_groups ADD COLUMN keep_daily INTEGER NOT NULL DEFAULT 0 CHECK (keep_daily >= 0);
 )sql",
 };
 
@@ -382,11 +387,12 @@ Status Store::add_group(const GroupRecord& g) {
   return transaction([&]() -> Status {
     auto st = db_.prepare(
         "INSERT INTO protection_groups (name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at, "
-        "max_rate_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+        "max_rate_bytes, keep_hourly, keep_daily) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!st) return st.status();
     Status s = st->bind(1, g.name).bind(2, g.protected_site).bind(3, g.recovery_site).bind(4, g.rpo_seconds)
                    .bind(5, g.keep_pits).bind(6, g.epoch).bind(7, g.created_at)
-                   .bind(8, static_cast<std::int64_t>(g.max_rate_bytes)).run();
+                   .bind(8, static_cast<std::int64_t>(g.max_rate_bytes)).bind(9, g.keep_hourly).bind(10, g.keep_daily)
+                   .run();
     if (s.code() == StatusCode::kAlreadyExists)
       return already_exists("protection group '" + g.name + "' already exists", "choose another name");
     EVAC_RETURN_IF_ERROR(s);
@@ -407,12 +413,16 @@ Result<std::vector<GroupVmRecord>> Store::group_vms(const std::string& group) {
 Result<std::vector<GroupRecord>> Store::list_groups() {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(
-      "SELECT name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at, max_rate_bytes "
+      "SELECT name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at, max_rate_bytes, "
+      "keep_hourly, keep_daily "
       "FROM protection_groups ORDER BY name");
   if (!st) return st.status();
   auto out = st->all([](const sqlite::Statement& s) {
-    return GroupRecord{s.text(0),  s.text(1), s.text(2), s.int64(3), static_cast<int>(s.int64(4)), s.int64(5), s.int64(6),
-                       {},         static_cast<std::uint64_t>(s.int64(7))};
+    GroupRecord g{s.text(0),  s.text(1), s.text(2), s.int64(3), static_cast<int>(s.int64(4)), s.int64(5), s.int64(6),
+                  {},         static_cast<std::uint64_t>(s.int64(7))};
+    g.keep_hourly = static_cast<int>(s.int64(8));
+    g.keep_daily = static_cast<int>(s.int64(9));
+    return g;
   });
   if (!out) return out.status();
   for (auto& g : *out) {
@@ -482,6 +492,17 @@ Status Store::set_group_max_rate(const std::string& name, std::uint64_t bytes_pe
   EVAC_RETURN_IF_ERROR(st->bind(1, static_cast<std::int64_t>(bytes_per_second)).bind(2, name).run());
   if (db_.changes() == 0) return not_found("no protection group named '" + name + "'", "list them with `evac group list`");
   return Status::ok();
+}
+
+Status Store::set_group_retention(const std::string& name, int keep_pits, int keep_hourly, int keep_daily) {
+  return transaction([&]() -> Status {
+    auto st = db_.prepare("UPDATE protection_groups SET keep_pits = ?, keep_hourly = ?, keep_daily = ? WHERE name = ?");
+    if (!st) return st.status();
+    EVAC_RETURN_IF_ERROR(st->bind(1, keep_pits).bind(2, keep_hourly).bind(3, keep_daily).bind(4, name).run());
+    if (db_.changes() == 0) return not_found("no protection group named '" + name + "'", "list them with `evac group list`");
+    // The recovery site applies retention: its copy of the protection follows.
+    return bump_config_version();
+  });
 }
 
 // ---- replication bookkeeping ----------------------------------------------

@@ -61,6 +61,8 @@ struct GroupRecord {
   std::int64_t created_at = 0;
   std::vector<GroupVmRecord> vms;
   std::uint64_t max_rate_bytes = 0;  // bytes per second sent for this group's cycles; 0 = unlimited
+  int keep_hourly = 0;  // also keep the newest PIT of each of the last N hours
+  int keep_daily = 0;   // ... and of each of the last N days
 };
 
 // What the protected site knows of a group's replication on its own, so lag
@@ -163,6 +165,7 @@ class Store {
   Status remove_group_vm(const std::string& group, const std::string& vm_uuid);
   Status remove_group(const std::string& name);
   Status set_group_max_rate(const std::string& name, std::uint64_t bytes_per_second);
+  Status set_group_retention(const std::string& name, int keep_pits, int keep_hourly, int keep_daily);
 
   // Replication bookkeeping at the protected site.
   Result<std::optional<ReplicationRecord>> find_replication(const std::string& group);

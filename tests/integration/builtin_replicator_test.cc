@@ -48,7 +48,7 @@ class LoopbackChannel : public ReplicaChannel {
     return receiver_.apply_batch(g, c, wire);
   }
   Result<PointInTime> commit_cycle(const std::string& g, const std::string& c, const std::vector<DiskDigest>& d,
-                                   std::int64_t at, std::uint64_t sent, int keep) override {
+                                   std::int64_t at, std::uint64_t sent, const RetentionPolicy& keep) override {
     return receiver_.commit_cycle(g, c, d, at, sent, keep);
   }
   Status abort_cycle(const std::string& g, const std::string& c) override { return receiver_.abort_cycle(g, c); }
@@ -84,7 +84,7 @@ class BuiltinReplicatorTest : public ::testing::Test {
     spec_.recovery_site = "site-b";
     spec_.vms = {vm};
     spec_.replica_dirs = {{"images", (root_ / "replicas").string()}};
-    spec_.keep_pits = 24;
+    spec_.retention = RetentionPolicy{24, 0, 0};
   }
   void TearDown() override {
     replicator_.reset();
@@ -201,7 +201,7 @@ TEST_F(BuiltinReplicatorTest, CutLinkLeavesTheLastPitIntact) {
 }
 
 TEST_F(BuiltinReplicatorTest, RetainsKeepPits) {
-  spec_.keep_pits = 2;
+  spec_.retention.keep_last = 2;
   std::vector<std::string> versions;
   for (int i = 0; i < 4; ++i) {
     write(static_cast<std::uint64_t>(i) << 20, 1 << 20, 0x10 + i);

@@ -808,5 +808,39 @@ TEST_F(pit_store, ACorruptIndexIsReportedNotGuessed) {
   EXPECT_TRUE(fs::exists(disk_dir("g1", "0f8e2c1a-vm1_vda")));
 }
 
+// Thinning: the newest two, plus the newest of each of the last three hours
+// and the last two days that have PITs; the others merge into their
+// successors, and every kept PIT still reads as it did (middle PITs merge too).
+TEST_F(pit_store, ThinningKeepsTheNewestPerHourAndPerDay) {
+  PitStore store(index_dir().string());
+  constexpr std::int64_t kHour = 3600, kDay = 86400;
+  const std::int64_t day0 = 20000 * kDay;
+  // (created_at, name): two days, several PITs an hour.
+  const std::vector<std::pair<std::int64_t, std::string>> when = {
+      {day0 + 1 * kHour + 10, "d0h1a"}, {day0 + 1 * kHour + 50, "d0h1b"}, {day0 + 5 * kHour, "d0h5"},
+      {day0 + kDay + 2 * kHour, "d1h2"}, {day0 + kDay + 3 * kHour + 1, "d1h3a"}, {day0 + kDay + 3 * kHour + 9, "d1h3b"},
+      {day0 + kDay + 4 * kHour, "d1h4a"}, {day0 + kDay + 4 * kHour + 5, "d1h4b"}};
+  std::map<std::string, std::string> id_of;
+  std::uint8_t pattern = 0x10;
+  for (const auto& [at, name] : when) {
+    auto p = cycle(store, "g1", "c-" + name, {kVda}, {{kVda, pattern++, 0, 4096}}, at);
+    id_of[name] = p.id;
+  }
+  ASSERT_TRUE(store.retain("g1", RetentionPolicy{2, 3, 2}).is_ok());
+  auto pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  // newest two: d1h4b, d1h4a; hours: d1h4b (h4), d1h3b (h3), d1h2 (h2);
+  // days: d1h4b (day 1), d0h5 (day 0).
+  EXPECT_EQ(ids(*pits), (std::vector<std::string>{id_of["d0h5"], id_of["d1h2"], id_of["d1h3b"], id_of["d1h4a"],
+                                                  id_of["d1h4b"]}));
+  expect_pits_unchanged(*pits);
+  expect_chain(path_of(pits->back(), kVda), [&] {
+    std::vector<std::string> chain;
+    for (auto it = pits->rbegin(); it != pits->rend(); ++it) chain.push_back(path_of(*it, kVda));
+    return chain;
+  }());
+  expect_error(store.retain("g1", RetentionPolicy{2, -1, 0}), StatusCode::kInvalidArgument, "negative hourly");
+}
+
 }  // namespace
 }  // namespace evac::builtin

@@ -273,6 +273,20 @@ TEST_F(TwoSitesCliTest, ReplicationOperationsThroughTheCli) {
   ASSERT_EQ(set.exit_code, 0) << set.err;
   EXPECT_NE(set.out.find("max rate unlimited"), std::string::npos) << set.out;
   EXPECT_EQ(evac_at("a", {"group", "set", "ghost", "--max-rate", "1M"}).exit_code, 1);
+  auto thin = evac_at("a", {"group", "set", "g1", "--keep-pits", "6", "--keep-hourly", "24", "--keep-daily", "7", "-o", "json"});
+  ASSERT_EQ(thin.exit_code, 0) << thin.err;
+  EXPECT_EQ(thin.json()["keep_pits"], 6);
+  EXPECT_EQ(thin.json()["keep_hourly"], 24);
+  EXPECT_EQ(thin.json()["keep_daily"], 7);
+  EXPECT_EQ(thin.json()["max_rate"], "unlimited") << "settings not named stay as they are";
+  auto bad_thin = evac_at("a", {"group", "set", "g1", "--keep-daily", "-3", "--max-rate", "1MiB/s"});
+  EXPECT_EQ(bad_thin.exit_code, 1);
+  EXPECT_NE(bad_thin.err.find("--keep-daily"), std::string::npos) << bad_thin.err;
+  EXPECT_EQ(evac_at("a", {"group", "show", "g1", "-o", "json"}).json()["max_rate"], "unlimited")
+      << "a refused change changes nothing";
+  EXPECT_EQ(evac_at("a", {"group", "set", "g1"}).exit_code, 2) << "nothing to change is a usage error";
+  auto shown = evac_at("a", {"group", "show", "g1"});
+  EXPECT_NE(shown.out.find("last 24 hours and 7 days"), std::string::npos) << shown.out;
 
   // web01 runs on libvirt's test driver, which has no backups to track
   // changes with: the cycle fails and says what to do.

@@ -151,19 +151,25 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
   ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
   store_.reset();
   {
-    // Undo migration 2 by hand, as a database an older evacd wrote.
+    // Undo migrations 3 and 2 by hand, as a database an older evacd wrote.
     auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
     ASSERT_TRUE(conn.is_ok());
-    ASSERT_TRUE(conn->exec("DROP TABLE events; DROP TABLE replication_status; "
+    ASSERT_TRUE(conn->exec("ALTER TABLE protection_groups DROP COLUMN keep_hourly; "
+                           "ALTER TABLE protection_groups DROP COLUMN keep_daily; "
+                           "DROP TABLE events; DROP TABLE replication_status; "
                            "ALTER TABLE protection_groups DROP COLUMN max_rate_bytes; PRAGMA user_version = 1")
                     .is_ok());
   }
   auto s = Store::open((dir_ / "evac.db").string());
   ASSERT_TRUE(s.is_ok()) << s.status().to_string();
-  EXPECT_EQ((*s)->schema_version(), 2);
+  EXPECT_EQ((*s)->schema_version(), 3);
   auto g = (*s)->find_group("g1");
   ASSERT_TRUE(g.is_ok() && g->has_value());
   EXPECT_EQ((*g)->max_rate_bytes, 0u);  // unlimited, as before
+  EXPECT_EQ((*g)->keep_hourly, 0);      // no thinning, as before
+  ASSERT_TRUE((*s)->set_group_retention("g1", 6, 24, 7).is_ok());
+  EXPECT_EQ((*(*s)->find_group("g1"))->keep_daily, 7);
+  EXPECT_EQ((*s)->set_group_retention("nope", 6, 0, 0).code(), StatusCode::kNotFound);
 }
 
 TEST_F(StoreTest, ReplicationRecordCountsCyclesAndGoesWithItsGroup) {

@@ -236,7 +236,7 @@ void ReplicaReceiver::close_cycle(const std::string& group) {
 
 Result<PointInTime> ReplicaReceiver::commit_cycle(const std::string& group, const std::string& cycle_id,
                                                   const std::vector<DiskDigest>& digests, std::int64_t created_at,
-                                                  std::uint64_t bytes_sent, int keep_pits) {
+                                                  std::uint64_t bytes_sent, const RetentionPolicy& retention) {
   auto cycle = find_cycle(group, cycle_id);
   if (!cycle) return cycle.status();
   std::unique_lock cycle_lock((*cycle)->mu);
@@ -279,7 +279,7 @@ Result<PointInTime> ReplicaReceiver::commit_cycle(const std::string& group, cons
   cycle_lock.unlock();
   close_cycle(group);
   // Retention failing does not undo a complete PIT; it is retried next cycle.
-  (void)pits_.retain(group, keep_pits);
+  (void)pits_.retain(group, retention);
   return pit;
 }
 
@@ -862,7 +862,7 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
     }
     digests.push_back(*digest);
   }
-  auto pit = channel_.commit_cycle(spec.group, cycle_id, digests, created_at, progress.bytes_sent, spec.keep_pits);
+  auto pit = channel_.commit_cycle(spec.group, cycle_id, digests, created_at, progress.bytes_sent, spec.retention);
   if (!pit) return pit.status().with_context("committing group '" + spec.group + "'");
   committed_cycle = true;
   return pit;

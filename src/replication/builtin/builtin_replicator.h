@@ -54,7 +54,7 @@ class ReplicaChannel {
   virtual Status send_batch(const std::string& group, const std::string& cycle_id, const std::string& batch) = 0;
   virtual Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id,
                                            const std::vector<DiskDigest>& digests, std::int64_t created_at,
-                                           std::uint64_t bytes_sent, int keep_pits) = 0;
+                                           std::uint64_t bytes_sent, const RetentionPolicy& retention) = 0;
   virtual Status abort_cycle(const std::string& group, const std::string& cycle_id) = 0;
   virtual Result<std::vector<PointInTime>> list_pits(const std::string& group) = 0;
 };
@@ -82,7 +82,7 @@ class ReplicaReceiver {
   Status apply_batch(const std::string& group, const std::string& cycle_id, std::string_view batch);
   Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id,
                                    const std::vector<DiskDigest>& digests, std::int64_t created_at,
-                                   std::uint64_t bytes_sent, int keep_pits);
+                                   std::uint64_t bytes_sent, const RetentionPolicy& retention);
   Status abort_cycle(const std::string& group, const std::string& cycle_id);
   Result<std::vector<PointInTime>> list_pits(const std::string& group);
   // Hashes every block of a PIT's images again and compares them with the

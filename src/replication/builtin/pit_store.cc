@@ -959,12 +959,44 @@ Result<std::optional<PointInTime>> PitStore::newest(const std::string& group) co
 
 // ----------------------------------------------------------- retention ---
 
-Status PitStore::retain(const std::string& group, int keep) {
+Status PitStore::retain(const std::string& group, int keep) { return retain(group, RetentionPolicy{keep, 0, 0}); }
+
+namespace {
+
+// Ids of the PITs a policy keeps (pits: oldest first).
+template <typename Pit>
+std::set<std::string> kept_by(const std::vector<Pit>& pits, const RetentionPolicy& policy) {
+  std::set<std::string> keep;
+  int last = 0;
+  for (auto it = pits.rbegin(); it != pits.rend() && last < policy.keep_last; ++it, ++last) keep.insert(it->id);
+  auto newest_per_bucket = [&](std::int64_t bucket_seconds, int buckets) {
+    std::int64_t previous = 0;
+    bool any = false;
+    for (auto it = pits.rbegin(); it != pits.rend() && buckets > 0; ++it) {
+      std::int64_t bucket = it->created_at / bucket_seconds;
+      if (any && bucket == previous) continue;  // an older PIT of a bucket already kept
+      keep.insert(it->id);
+      previous = bucket;
+      any = true;
+      --buckets;
+    }
+  };
+  newest_per_bucket(3600, policy.keep_hourly);
+  newest_per_bucket(86400, policy.keep_daily);
+  return keep;
+}
+
+}  // namespace
+
+Status PitStore::retain(const std::string& group, const RetentionPolicy& policy) {
   return guarded("applying retention to group '" + group + "'", [&]() -> Status {
     EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    const int keep = policy.keep_last;
     if (keep < 1)
       return invalid_argument("cannot keep " + std::to_string(keep) + " PITs of group '" + group + "'",
                               "keep at least 1 PIT: the newest is what a recovery uses");
+    if (policy.keep_hourly < 0 || policy.keep_daily < 0)
+      return invalid_argument("hourly and daily PITs to keep cannot be negative", "pass 0 to keep none of them");
     std::lock_guard lock(mu_);
     auto loaded = load_existing_index(group);
     if (!loaded.is_ok()) return loaded.status();
@@ -993,9 +1025,10 @@ Status PitStore::retain(const std::string& group, int keep) {
       }
     }
 
-    const int excess = static_cast<int>(index.pits.size()) - keep;
+    const std::set<std::string> kept = kept_by(index.pits, policy);
     std::vector<std::string> candidates;
-    for (int i = 0; i < excess; ++i) candidates.push_back(index.pits[static_cast<std::size_t>(i)].id);
+    for (const auto& p : index.pits)
+      if (!kept.count(p.id)) candidates.push_back(p.id);
     for (const auto& id : candidates) {
       auto pos = std::find_if(index.pits.begin(), index.pits.end(), [&](const IndexPit& p) { return p.id == id; });
       if (pos == index.pits.end() || pos + 1 == index.pits.end()) continue;

@@ -101,6 +101,11 @@ class PitStore {
   // pinned (merging would replace the pinned file). Refused while a cycle is
   // staged, since the writer holds the whole chain open.
   Status retain(const std::string& group, int keep);
+  // The same with a thinning policy: besides the newest `keep_last`, the
+  // newest PIT of each of the last `keep_hourly` hours and `keep_daily` days
+  // (UTC, counting only hours and days that have PITs) stays; any other PIT,
+  // oldest first, is merged into its successor.
+  Status retain(const std::string& group, const RetentionPolicy& policy);
 
   // A writable qcow2 overlay per disk on top of the PIT's images, under
   // `dir` (absolute); creating one takes the same time whatever the disk
