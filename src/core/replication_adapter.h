@@ -41,6 +41,10 @@ struct ReplicatedDevice {
   std::string format;       // "qcow2" or "raw"
   std::string replica_dir;  // folder at the recovery site (from the storage mapping)
   std::uint64_t size_bytes = 0;
+  // File name, in replica_dir, of a copy of the disk that may already be at
+  // the recovery site (where the placeholder expects the disk): the first
+  // cycle starts from it and ships only the blocks that differ.
+  std::string seed;
   std::string key() const { return vm_uuid + "/" + disk; }
 };
 

@@ -52,7 +52,8 @@ namespace {
 
 json device_json(const ReplicatedDevice& d) {
   return {{"vm_uuid", d.vm_uuid}, {"vm_name", d.vm_name},       {"disk", d.disk},
-          {"format", d.format},   {"replica_dir", d.replica_dir}, {"size_bytes", d.size_bytes}};
+          {"format", d.format},   {"replica_dir", d.replica_dir}, {"size_bytes", d.size_bytes},
+          {"seed", d.seed}};
 }
 
 }  // namespace
@@ -729,7 +730,7 @@ Result<json> ReplicationService::handle_begin(const PeerRecord& caller, const st
   try {
     for (const auto& d : body.at("disks"))
       disks.push_back(ReplicatedDevice{d.at("vm_uuid"), d.value("vm_name", ""), d.at("disk"), "", d.value("format", ""),
-                                       d.at("replica_dir"), d.at("size_bytes")});
+                                       d.at("replica_dir"), d.at("size_bytes"), d.value("seed", "")});
   } catch (const json::exception& e) {
     return invalid_argument(std::string("malformed cycle request: ") + e.what());
   }

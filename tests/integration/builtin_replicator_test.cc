@@ -105,10 +105,28 @@ class BuiltinReplicatorTest : public ::testing::Test {
                           source_});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
+  // Writes random (incompressible) bytes at offset, so wire sizes count data.
+  void write_random(std::uint64_t offset, std::uint64_t length) {
+    std::string file = (root_ / "random.bin").string();
+    {
+      std::ofstream out(file, std::ios::binary | std::ios::trunc);
+      std::string bytes(length, '\0');
+      for (auto& c : bytes) c = static_cast<char>(std::rand());
+      out << bytes;
+    }
+    auto r = run_command({"/usr/bin/qemu-io", "-f", "qcow2", "-c",
+                          "write -s " + file + " " + std::to_string(offset) + " " + std::to_string(length), source_});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
   // A raw copy of the source as it is now, to compare PITs against later.
   std::string snapshot(const std::string& name) {
     std::string path = (root_ / (name + ".raw")).string();
     EXPECT_EQ(qemu_img({"convert", "-O", "raw", source_, path}), 0);
+    return path;
+  }
+  std::string snapshot_of(const std::string& image, const std::string& format, const std::string& name) {
+    std::string path = (root_ / (name + ".raw")).string();
+    EXPECT_EQ(qemu_img({"convert", "-f", format, "-O", "raw", image, path}), 0);
     return path;
   }
   static bool same_content(const std::string& a, const std::string& b) {
@@ -335,6 +353,43 @@ TEST_F(BuiltinReplicatorTest, AFullRecoveryDiskFailsTheCycleAndKeepsTheLastPit) 
   EXPECT_TRUE(replicator_->verify_pit("g1", pit1->id)->ok());
   for (const auto& e : fs::recursive_directory_iterator(small))
     EXPECT_EQ(e.path().string().find("staging"), std::string::npos) << "left behind: " << e.path();
+}
+
+TEST_F(BuiltinReplicatorTest, AFirstCycleStartsFromASeedAlreadyAtTheRecoverySite) {
+  write_random(0, 16 << 20);
+  write_random(32 << 20, 8 << 20);
+  // An older copy of the disk reached the recovery site some other way (a
+  // shipped drive, a restore), where the placeholder expects it; since
+  // then the source changed 1 MiB.
+  fs::path seed = root_ / "replicas" / "web01.qcow2";
+  ASSERT_EQ(qemu_img({"convert", "-O", "raw", source_, seed.string()}), 0);
+  write_random(4 << 20, 1 << 20);
+  std::string v1 = snapshot("v1");
+  std::string seed_before = snapshot_of(seed.string(), "raw", "seed-before");
+
+  auto pit = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
+  EXPECT_TRUE(same_content(pit->disks[0].path, v1));
+  EXPECT_LE(channel_->wire_bytes.load(), (1u << 20) * 105 / 100) << "only what differs from the seed travels";
+  EXPECT_TRUE(same_content(seed.string(), seed_before)) << "the seed itself is left alone";
+  EXPECT_TRUE(replicator_->verify_pit("g1", "")->ok());
+
+  // A seed of another size is passed over: the disk is sent whole.
+  fs::remove_all(root_ / "replicas" / ".evac-pits");
+  ASSERT_TRUE(fs::remove(root_ / "index" / "g1.pits.json"));
+  auto fresh_receiver_pits = std::make_unique<PitStore>((root_ / "index").string());
+  ASSERT_EQ(qemu_img({"resize", "--shrink", "-q", "-f", "raw", seed.string(), "32M"}), 0);
+  receiver_ = std::make_unique<ReplicaReceiver>(*fresh_receiver_pits);
+  channel_ = std::make_unique<LoopbackChannel>(*receiver_);
+  replicator_ = std::make_unique<BuiltinReplicator>(*channel_, receiver_.get());
+  auto whole = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(whole.is_ok()) << whole.status().to_string();
+  EXPECT_TRUE(same_content(whole->disks[0].path, v1));
+  EXPECT_GE(channel_->wire_bytes.load(), 24u << 20) << "all 24 MiB of data travel";
+  replicator_.reset();
+  channel_.reset();
+  receiver_.reset();
+  pits_ = std::move(fresh_receiver_pits);
 }
 
 // ---- running VMs --------------------------------------------------------------------------

@@ -42,6 +42,30 @@ bool is_replicated_disk(const DiskInfo& d) { return d.device != "cdrom" && d.dev
 constexpr std::size_t kReadChunk = 32 << 20;
 static_assert(kReadChunk % kBlockSize == 0);
 
+BlockHash zero_hash(std::size_t len);
+
+// The manifest of an image as it reads now: every block hashed, extents
+// that read as zeroes without reading them.
+Result<Manifest> hash_image(NbdClient& client, std::uint64_t size) {
+  Manifest m = Manifest::empty(size);
+  auto extents = client.allocation(0, size);
+  if (!extents) return extents.status();
+  std::string chunk(kReadChunk, '\0');
+  for (const auto& e : *extents) {
+    if (e.zero) continue;  // Manifest::empty already holds the zero blocks' hashes
+    // Whole blocks covering the extent.
+    std::uint64_t start = e.offset / kBlockSize * kBlockSize;
+    std::uint64_t end = std::min(size, (e.offset + e.length + kBlockSize - 1) / kBlockSize * kBlockSize);
+    for (std::uint64_t offset = start; offset < end; offset += kReadChunk) {
+      std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, end - offset));
+      EVAC_RETURN_IF_ERROR(client.pread(chunk.data(), len, offset));
+      for (std::size_t at = 0; at < len; at += kBlockSize)
+        m.hashes[(offset + at) / kBlockSize] = hash_block(chunk.data() + at, std::min(kBlockSize, len - at));
+    }
+  }
+  return m;
+}
+
 BlockHash zero_hash(std::size_t len) {
   static const BlockHash full = [] {
     std::string z(kBlockSize, '\0');
@@ -84,7 +108,10 @@ Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string&
     if (d.replica_dir.empty() || d.replica_dir.front() != '/')
       return invalid_argument("disk " + d.key() + " has no absolute replica folder",
                               "map its storage pool to a pool with a folder at this site");
-    to_stage.push_back(DiskToStage{d.key(), d.size_bytes, d.replica_dir});
+    std::string seed;
+    if (!d.seed.empty() && d.seed.find('/') == std::string::npos && d.seed.front() != '.')
+      seed = d.replica_dir + "/" + d.seed;
+    to_stage.push_back(DiskToStage{d.key(), d.size_bytes, d.replica_dir, seed});
   }
   auto staged = pits_.begin_cycle(group, cycle_id, to_stage);
   if (!staged) return staged.status();
@@ -113,6 +140,17 @@ Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string&
         if (client) {
           disk.nbd = std::move(*nbd);
           disk.client = std::move(*client);
+          if (s.seeded) {
+            // The sender compares against what the seed holds, read here
+            // once, instead of shipping the whole disk.
+            auto hashed = hash_image(*disk.client, s.size_bytes);
+            if (hashed) {
+              disk.manifest = std::move(*hashed);
+              disk.seeded = true;
+            } else {
+              opened = hashed.status().with_context("hashing the seed of disk " + s.key);
+            }
+          }
         } else {
           opened = client.status();
         }
@@ -175,6 +213,19 @@ Result<std::optional<std::string>> ReplicaReceiver::manifest(const std::string& 
     EVAC_RETURN_IF_ERROR(ensure_recovered(group));
   }
   auto blob = pits_.load_newest_disk_blob(group, key);
+  if (blob && !blob->has_value()) {
+    // No PIT yet: a cycle that started from a seed compares against it.
+    std::shared_ptr<Cycle> cycle;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = cycles_.find(group); it != cycles_.end()) cycle = it->second;
+    }
+    if (cycle) {
+      std::lock_guard lock(cycle->mu);
+      if (auto d = cycle->disks.find(key); d != cycle->disks.end() && d->second.seeded)
+        return std::optional<std::string>(d->second.manifest.encode());
+    }
+  }
   if (!blob || !blob->has_value()) return blob;
   Damage damage = load_damage(group);
   auto it = damage.find(key);
@@ -311,7 +362,6 @@ Result<PitVerification> ReplicaReceiver::verify_pit(const std::string& group, co
   if (pit == pits->end())
     return not_found("group '" + group + "' has no point in time '" + pit_id + "'", "list them with `evac group pits`");
   PitVerification out{group, pit->id, {}};
-  std::string chunk(kReadChunk, '\0');
   for (const auto& disk : pit->disks) {
     auto blob = pits_.load_disk_blob(group, pit->id, disk.key);
     if (!blob) return blob.status();
@@ -331,18 +381,14 @@ Result<PitVerification> ReplicaReceiver::verify_pit(const std::string& group, co
                                  "the replica image was altered outside evac; fail over from another point in time");
     DiskVerification v{disk.key, 0, 0, {}};
     std::vector<std::uint64_t> damaged;
-    for (std::uint64_t offset = 0; offset < manifest->disk_size; offset += kReadChunk) {
-      std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, manifest->disk_size - offset));
-      EVAC_RETURN_IF_ERROR((*client)->pread(chunk.data(), len, offset).with_context("PIT " + pit->id));
-      for (std::size_t at = 0; at < len; at += kBlockSize) {
-        std::size_t block_len = std::min(kBlockSize, len - at);
-        std::uint64_t index = (offset + at) / kBlockSize;
-        ++v.blocks_checked;
-        if (hash_block(chunk.data() + at, block_len) == manifest->hashes[index]) continue;
-        ++v.blocks_mismatched;
-        damaged.push_back(index);
-        if (v.first_mismatches.size() < 16) v.first_mismatches.push_back(offset + at);
-      }
+    auto actual = hash_image(**client, manifest->disk_size);
+    if (!actual) return actual.status().with_context("PIT " + pit->id + " disk " + disk.key);
+    for (std::uint64_t index = 0; index < manifest->hashes.size(); ++index) {
+      ++v.blocks_checked;
+      if (actual->hashes[index] == manifest->hashes[index]) continue;
+      ++v.blocks_mismatched;
+      damaged.push_back(index);
+      if (v.first_mismatches.size() < 16) v.first_mismatches.push_back(index * kBlockSize);
     }
     if (pit == pits->end() - 1 && !damaged.empty()) {
       Damage damage = load_damage(group);
@@ -373,7 +419,8 @@ Result<std::vector<ReplicatedDevice>> BuiltinReplicator::discover(const Replicat
       if (disk.format != "qcow2" && disk.format != "raw")
         return unsupported("disk " + disk.target + " of VM '" + vm.name + "' has format '" + disk.format + "'",
                            "the built-in replicator handles qcow2 and raw images");
-      ReplicatedDevice d{vm.uuid, vm.name, disk.target, disk.path, disk.format, "", 0};
+      ReplicatedDevice d{vm.uuid, vm.name, disk.target, disk.path, disk.format, "", 0, {}};
+      d.seed = std::filesystem::path(disk.path).filename().string();
       if (disk.storage_pool) {
         auto it = spec.replica_dirs.find(*disk.storage_pool);
         if (it != spec.replica_dirs.end()) d.replica_dir = it->second;
@@ -849,6 +896,23 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
   }
 
   EVAC_RETURN_IF_ERROR(channel_.begin_cycle(spec.group, cycle_id, *devices));
+  // A disk without a PIT may have started from a seed the recovery site
+  // found: compare against it instead of an empty disk.
+  for (const auto& d : *devices) {
+    if (has_replica[d.key()]) continue;
+    auto encoded = channel_.manifest(spec.group, d.key());
+    if (!encoded) {
+      (void)channel_.abort_cycle(spec.group, cycle_id);
+      return encoded.status();
+    }
+    if (!encoded->has_value()) continue;
+    auto decoded = Manifest::decode(**encoded);
+    if (!decoded) {
+      (void)channel_.abort_cycle(spec.group, cycle_id);
+      return decoded.status().with_context("seed manifest of disk " + d.key());
+    }
+    replicas.insert_or_assign(d.key(), std::move(*decoded));
+  }
   std::vector<DiskDigest> digests;
   for (const auto& d : *devices) {
     auto r = replicas.find(d.key());

@@ -95,7 +95,8 @@ class ReplicaReceiver {
     StagedDisk staged;
     std::unique_ptr<NbdExport> nbd;
     std::unique_ptr<NbdClient> client;
-    Manifest manifest;  // the newest PIT's, updated by every applied block
+    Manifest manifest;  // the newest PIT's (or the seed's), updated by every applied block
+    bool seeded = false;  // the disk has no PIT yet and starts from a seed found here
   };
   struct Cycle {
     std::string id;

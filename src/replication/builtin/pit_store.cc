@@ -802,6 +802,9 @@ Result<std::vector<StagedDisk>> PitStore::begin_cycle(const std::string& group, 
     };
 
     std::vector<StagedDisk> out;
+    std::map<std::string, std::string> seeds;
+    for (const auto& d : disks)
+      if (!d.seed_path.empty()) seeds[d.key] = d.seed_path;
     for (const auto& sd : staged.disks) {
       std::string dir = parent_of(sd.staging_path);
       if (auto st = make_dirs(dir); !st.is_ok()) return undo(st);
@@ -815,11 +818,31 @@ Result<std::vector<StagedDisk>> PitStore::begin_cycle(const std::string& group, 
       } else {
         args.insert(args.end(), {sd.staging_path, std::to_string(sd.size_bytes)});
       }
+      bool seeded = false;
+      if (auto seed = seeds.find(sd.key); sd.backing_pit.empty() && seed != seeds.end()) {
+        // A seed is only a head start: the cycle's digest check proves the
+        // PIT equals the source whatever the seed held. One of another size
+        // or that qemu cannot read is passed over.
+        auto info = qemu_img({"info", "--output=json", seed->second}, "", "");
+        std::uint64_t seed_size = 0;
+        std::string seed_format;
+        if (info.is_ok()) {
+          auto j = json::parse(info->out, nullptr, false);
+          if (j.is_object()) {
+            seed_size = j.value("virtual-size", std::uint64_t{0});
+            seed_format = j.value("format", "");
+          }
+        }
+        if (seed_size == sd.size_bytes && (seed_format == "qcow2" || seed_format == "raw")) {
+          args = {"convert", "-q", "-f", seed_format, "-O", "qcow2", seed->second, sd.staging_path};
+          seeded = true;
+        }
+      }
       auto created = qemu_img(args, "creating the staging image of disk " + sd.key,
                               "check free space and permissions in " + dir + (sd.backing_pit.empty() ? "" : " and that PIT " + sd.backing_pit + " is intact"));
       if (!created.is_ok()) return undo(created.status());
       if (auto st = fsync_path(dir, true); !st.is_ok()) return undo(st);
-      out.push_back({sd.key, sd.staging_path, sd.size_bytes});
+      out.push_back({sd.key, sd.staging_path, sd.size_bytes, seeded});
     }
     return out;
   });

@@ -49,6 +49,10 @@ struct DiskToStage {
   std::string key;
   std::uint64_t size_bytes = 0;
   std::string replica_dir;
+  // An image already at this site to start a disk's first PIT from (a copy
+  // shipped or restored here): used when the disk has no PIT yet and the
+  // image exists with the disk's size; otherwise the chain starts empty.
+  std::string seed_path;
 };
 
 // Where the writer puts a cycle's blocks for one disk: a qcow2 overlay on
@@ -57,6 +61,7 @@ struct StagedDisk {
   std::string key;
   std::string staging_path;
   std::uint64_t size_bytes = 0;
+  bool seeded = false;  // the staging image starts as a copy of DiskToStage::seed_path
 };
 
 class PitStore {
