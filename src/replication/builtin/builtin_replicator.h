@@ -85,6 +85,7 @@ class ReplicaReceiver {
     std::string id;
     std::mutex mu;  // one batch at a time per cycle
     std::map<std::string, OpenDisk> disks;
+    std::string gather;  // under mu: a run of blocks that is not contiguous in its batch
   };
   Status ensure_recovered(const std::string& group);
   Result<std::shared_ptr<Cycle>> find_cycle(const std::string& group, const std::string& cycle_id);
