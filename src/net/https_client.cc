@@ -4,8 +4,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string_view>
 
 #include "core/model_json.h"
 #include "tls/tls.h"
@@ -26,6 +28,71 @@ size_t append_body(char* data, size_t size, size_t n, void* out) {
 struct CurlFree {
   void operator()(CURL* c) const { curl_easy_cleanup(c); }
 };
+
+// Easy handles kept between calls, so that their connections are reused: a
+// new connection costs a TCP and a full TLS handshake with client
+// certificate, which per replication batch was a large part of a sync.
+//
+// A handle only ever serves one identity: the pool key is everything that
+// decides whom a connection trusts and presents (URL, pinned key, client
+// certificate and key files), so a connection made under one pin is never
+// reused for a call made under another. Every new connection is verified
+// exactly as before (libcurl checks the pin in each handshake); a reused
+// connection is one that passed that check and has stayed open since.
+// Each handle is used by one call at a time.
+constexpr int kMaxIdleSeconds = 2;
+
+class HandlePool {
+ public:
+  struct Handle {
+    std::unique_ptr<CURL, CurlFree> curl;
+    std::string server_pin;  // pin of the certificate seen on this handle's last new connection
+  };
+
+  Handle take(const std::string& key) {
+    {
+      std::lock_guard lock(mu_);
+      auto it = idle_.find(key);
+      if (it != idle_.end()) {
+        Handle h = std::move(it->second);
+        idle_.erase(it);
+        return h;
+      }
+    }
+    return Handle{std::unique_ptr<CURL, CurlFree>(curl_easy_init()), {}};
+  }
+
+  void give(const std::string& key, Handle h) {
+    if (!h.curl) return;
+    std::lock_guard lock(mu_);
+    // A few idle handles per peer cover the batches in flight; beyond that
+    // connections are closed rather than left to the server's idle timeout.
+    if (idle_.count(key) >= kIdlePerKey || idle_.size() >= kIdleTotal) return;
+    idle_.emplace(key, std::move(h));
+  }
+
+ private:
+  static constexpr std::size_t kIdlePerKey = 4;
+  static constexpr std::size_t kIdleTotal = 16;
+  std::mutex mu_;
+  std::multimap<std::string, Handle> idle_;
+};
+
+HandlePool& handle_pool() {
+  static HandlePool* pool = new HandlePool();  // never destroyed: callers may run during exit
+  return *pool;
+}
+
+std::string pool_key(const HttpsClientOptions& o) {
+  std::string key;
+  for (const std::string* part : {&o.base_url, &o.server_pin, &o.client_cert_path, &o.client_key_path}) {
+    key += std::to_string(part->size());
+    key += ':';
+    key += *part;
+  }
+  return key;
+}
+
 struct SlistFree {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
@@ -90,8 +157,10 @@ Result<HttpResponse> HttpsClient::request_bytes(const std::string& method, const
 Result<HttpResponse> HttpsClient::perform(const std::string& method, const std::string& path, const std::string* body,
                                           const std::string& content_type) const {
   global_init_once();
-  std::unique_ptr<CURL, CurlFree> curl(curl_easy_init());
-  if (!curl) return internal_error("cannot initialise libcurl");
+  const std::string key = pool_key(options_);
+  HandlePool::Handle handle = handle_pool().take(key);
+  if (!handle.curl) return internal_error("cannot initialise libcurl");
+  const bool reused = !handle.server_pin.empty();
   std::string url = options_.base_url + path;
   std::string response_body;
   char errbuf[CURL_ERROR_SIZE] = {0};
@@ -100,7 +169,10 @@ Result<HttpResponse> HttpsClient::perform(const std::string& method, const std::
   add_header("Accept: application/json");
   if (!options_.bearer_token.empty()) add_header("Authorization: Bearer " + options_.bearer_token);
 
-  CURL* c = curl.get();
+  CURL* c = handle.curl.get();
+  // Every option is set again for each call; reset keeps only the live
+  // connection and the TLS session cache.
+  curl_easy_reset(c);
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -120,6 +192,14 @@ Result<HttpResponse> HttpsClient::perform(const std::string& method, const std::
     curl_easy_setopt(c, CURLOPT_SSLKEY, options_.client_key_path.c_str());
   }
   curl_easy_setopt(c, CURLOPT_CERTINFO, 1L);
+  // evacd closes a connection idle for 5 s; reusing one idle for less than
+  // that avoids sending a request into a connection the server is closing.
+  curl_easy_setopt(c, CURLOPT_MAXAGE_CONN, static_cast<long>(kMaxIdleSeconds));
+  // No TLS session resumption: every new connection makes a full handshake
+  // with the server's certificate checked against the pin and ours
+  // presented, as when each call had its own handle. (evacd's server does
+  // not resume sessions of clients it verifies, and fails such a handshake.)
+  curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
   if (body) {
     add_header("Content-Type: " + content_type);
     // libcurl would ask "Expect: 100-continue" before a large body and wait
@@ -128,27 +208,53 @@ Result<HttpResponse> HttpsClient::perform(const std::string& method, const std::
     add_header("Expect:");
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+    // Bodies of megabytes go out in larger pieces (fewer TLS writes).
+    if (body->size() > (256 << 10)) curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 1L << 20);
   }
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
 
   CURLcode rc = curl_easy_perform(c);
-  if (rc != CURLE_OK) return transport_error(rc, options_.base_url, errbuf);
+  if (rc == CURLE_SEND_ERROR && reused) {
+    // The server closed the kept connection as the request went out. A
+    // request that could not be sent completely was not served (evacd
+    // drops incomplete bodies), so it is sent once more on a new connection.
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+    response_body.clear();
+    errbuf[0] = '\0';
+    rc = curl_easy_perform(c);
+  }
+  if (rc != CURLE_OK) return transport_error(rc, options_.base_url, errbuf);  // the handle is dropped with its connection
   HttpResponse resp;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
   resp.body = std::move(response_body);
-  // Record the server's pin so a first contact can learn it.
+  // Record the server's pin so a first contact can learn it. The chain is
+  // reported for a call that made a new connection; a reused connection
+  // reports the pin its handshake saw.
+  long new_connections = 0;
+  curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &new_connections);
   struct curl_certinfo* certs = nullptr;
-  if (curl_easy_getinfo(c, CURLINFO_CERTINFO, &certs) == CURLE_OK && certs && certs->num_of_certs > 0) {
+  if (new_connections > 0 && curl_easy_getinfo(c, CURLINFO_CERTINFO, &certs) == CURLE_OK && certs &&
+      certs->num_of_certs > 0) {
+    handle.server_pin.clear();
     for (curl_slist* field = certs->certinfo[0]; field; field = field->next) {
       std::string_view f(field->data);
       if (f.rfind("Cert:", 0) != 0) continue;
       std::string pem(f.substr(5));
       std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
       if (X509* peer = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
-        if (auto pin = public_key_pin(peer)) resp.server_pin = *pin;
+        if (auto pin = public_key_pin(peer)) handle.server_pin = *pin;
         X509_free(peer);
       }
     }
+  }
+  resp.server_pin = handle.server_pin;
+  // Only a handle whose connection knows whom it talks to goes back: one
+  // whose handshake left no pin (it could not be read) starts afresh.
+  if (!handle.server_pin.empty()) {
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);  // `headers` dies with this call
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, nullptr);
+    handle_pool().give(key, std::move(handle));
   }
   return resp;
 }

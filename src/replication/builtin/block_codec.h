@@ -14,6 +14,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,25 +66,51 @@ struct BlockRecord {
 };
 
 // A batch of changed blocks of one disk, as one request body on the wire:
-//   "EVB1", key length u32, disk key, count u32, then per block
-//   offset u64, raw length u32, stored length u32, encoding u8 (0 raw, 1 zstd),
-//   hash[32], stored bytes;
-//   and a trailing SHA-256 over everything before it.
-// A block that zstd does not make smaller is stored raw.
+//   "EVB2", key length u32, disk key, count u32,
+//   a table of count entries: offset u64, raw length u32, stored length u32,
+//     encoding u8 (0 raw, 1 zstd), hash[32];
+//   the stored bytes of every block, in table order;
+//   a trailing SHA-256 over the header and the table (everything before the
+//   first stored byte), then over the stored bytes of the compressed blocks.
+// Why stored bytes after the table: a run of raw blocks at consecutive
+// offsets is then one contiguous piece of the request body, which the
+// receiver writes to the replica without copying it. Why the trailing
+// checksum leaves the stored bytes out: each block is already checked
+// against its own SHA-256 after decoding (that covers every stored byte: a
+// flipped one either fails decompression or changes the block), and the
+// table, covered by the trailer, pins each hash to its offset. Hashing the
+// payload a second time cost as much CPU as the per-block check itself.
+//
+// A block is stored raw when compressing it would not pay: when a 4 KiB
+// sample of it does not compress (random or already-compressed data, which
+// zstd would otherwise scan in full for nothing), or when zstd does not make
+// the whole block smaller.
 // Preconditions (checked by decode_batch on the receiving side, not here):
 // offsets are multiples of kBlockSize, 1 <= data.size() <= kBlockSize, hash is
 // the SHA-256 of data. The key is at most kMaxDiskKeyLength bytes.
 constexpr std::size_t kMaxDiskKeyLength = 1024;
 std::string encode_batch(const std::string& disk_key, const std::vector<BlockRecord>& blocks, int zstd_level = 1);
 
+// A decoded block: `data` points into the batch's bytes (a block stored raw)
+// or into DecodedBatch::decompressed.
+struct DecodedBlock {
+  std::uint64_t offset = 0;
+  std::string_view data;
+  BlockHash hash{};
+};
+
 struct DecodedBatch {
   std::string disk_key;
-  std::vector<BlockRecord> blocks;
+  std::vector<DecodedBlock> blocks;
   std::uint64_t wire_bytes = 0;  // size of the encoded batch
+  // Where compressed blocks were decompressed to (heap memory: moving the
+  // batch keeps every DecodedBlock::data valid).
+  std::unique_ptr<char[]> decompressed;
 };
 // Verifies everything and trusts no length: magic, every length against the
 // buffer, decompression, each block against its hash, the trailing checksum.
 // Any failure is kInvalidArgument; nothing of a failed batch may be applied.
+// The result's blocks point into `bytes`: keep them alive while it is used.
 Result<DecodedBatch> decode_batch(std::string_view bytes);
 
 }  // namespace evac::builtin

@@ -250,6 +250,8 @@ Result<std::shared_ptr<ReplicaReceiver::Cycle>> ReplicaReceiver::find_cycle(cons
 Status ReplicaReceiver::apply_batch(const std::string& group, const std::string& cycle_id, std::string_view bytes) {
   auto cycle = find_cycle(group, cycle_id);
   if (!cycle) return cycle.status();
+  // Decoding (decompression, every block's hash) runs outside the cycle's
+  // lock, so concurrent batches decode on several threads at once.
   auto batch = decode_batch(bytes);
   if (!batch) return batch.status();
   std::lock_guard lock((*cycle)->mu);
@@ -257,27 +259,38 @@ Status ReplicaReceiver::apply_batch(const std::string& group, const std::string&
   if (it == (*cycle)->disks.end())
     return invalid_argument("batch for disk " + batch->disk_key + ", which is not part of cycle " + cycle_id);
   OpenDisk& disk = it->second;
-  // Contiguous blocks go out as one write: each NBD request is a round trip,
-  // and a first sync is one long contiguous run.
-  std::string run;
-  std::uint64_t run_offset = 0;
-  auto write_run = [&]() -> Status {
-    if (run.empty()) return Status::ok();
-    Status s = disk.client->pwrite(run.data(), run.size(), run_offset);
-    run.clear();
-    return s;
-  };
-  for (const auto& block : batch->blocks) {
-    std::uint64_t index = block.offset / kBlockSize;
-    if (block.offset % kBlockSize != 0 || index >= disk.manifest.hashes.size() ||
+  const auto& blocks = batch->blocks;
+  for (const auto& block : blocks) {
+    if (block.offset % kBlockSize != 0 || block.offset / kBlockSize >= disk.manifest.hashes.size() ||
         block.offset + block.data.size() > disk.staged.size_bytes)
       return invalid_argument("block at offset " + std::to_string(block.offset) + " lies outside disk " + batch->disk_key);
-    if (!run.empty() && run_offset + run.size() != block.offset) EVAC_RETURN_IF_ERROR(write_run());
-    if (run.empty()) run_offset = block.offset;
-    run += block.data;
-    disk.manifest.hashes[index] = block.hash;
   }
-  return write_run();
+  // Blocks at consecutive offsets go out as one write: each NBD request is
+  // a round trip, and a first sync is one long contiguous run. Raw blocks
+  // of a run lie back to back in the request body and are written straight
+  // from it; only a run that mixes raw and decompressed blocks is gathered
+  // into one buffer first (kept for the cycle, so it is allocated once).
+  for (std::size_t i = 0; i < blocks.size();) {
+    std::size_t j = i + 1;
+    std::size_t run_len = blocks[i].data.size();
+    bool contiguous_in_memory = true;
+    while (j < blocks.size() && blocks[j].offset == blocks[i].offset + run_len) {
+      if (blocks[j].data.data() != blocks[j - 1].data.data() + blocks[j - 1].data.size()) contiguous_in_memory = false;
+      run_len += blocks[j].data.size();
+      ++j;
+    }
+    const char* data = blocks[i].data.data();
+    if (!contiguous_in_memory) {
+      std::string& gather = (*cycle)->gather;
+      gather.clear();
+      for (std::size_t k = i; k < j; ++k) gather.append(blocks[k].data);
+      data = gather.data();
+    }
+    EVAC_RETURN_IF_ERROR(disk.client->pwrite(data, run_len, blocks[i].offset));
+    for (std::size_t k = i; k < j; ++k) disk.manifest.hashes[blocks[k].offset / kBlockSize] = blocks[k].hash;
+    i = j;
+  }
+  return Status::ok();
 }
 
 void ReplicaReceiver::close_cycle(const std::string& group) {

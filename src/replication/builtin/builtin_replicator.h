@@ -103,6 +103,7 @@ class ReplicaReceiver {
     std::mutex mu;  // one batch at a time per cycle
     std::map<std::string, OpenDisk> disks;
     std::map<std::string, std::set<std::uint64_t>> repairing;  // damaged blocks this cycle's base marked
+    std::string gather;  // under mu: a run of blocks that is not contiguous in its batch
   };
   using Damage = std::map<std::string, std::set<std::uint64_t>>;  // disk key -> block indices
   Damage load_damage(const std::string& group);

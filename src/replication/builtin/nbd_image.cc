@@ -178,6 +178,27 @@ StartAttempt spawn_and_wait(const std::string& program, const std::string& image
   for (auto& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);
 
+  // qemu-nbd allocates a fresh buffer for every request; for our 4 MiB
+  // requests glibc maps new memory each time, and the kernel then faults in
+  // and zeroes every page of it (and unmaps it after). Raising malloc's
+  // mmap and trim thresholds makes it reuse its heap instead: reading a
+  // cached 4 GiB image with 8 x 4 MiB requests in flight took 1.2 CPU
+  // seconds in qemu-nbd instead of 3.3, and half the wall time.
+  std::vector<std::string> env_storage;
+  std::string tunables = "glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456";
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    if (entry.rfind("GLIBC_TUNABLES=", 0) == 0) {
+      tunables = std::string(entry.substr(15)) + ":" + tunables;  // the caller's come first; ours win on a conflict
+      continue;
+    }
+    env_storage.emplace_back(entry);
+  }
+  env_storage.push_back("GLIBC_TUNABLES=" + tunables);
+  std::vector<char*> envp;
+  for (auto& s : env_storage) envp.push_back(s.data());
+  envp.push_back(nullptr);
+
   int log_fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (log_fd < 0 || null_fd < 0) {
@@ -208,7 +229,7 @@ StartAttempt spawn_and_wait(const std::string& program, const std::string& image
     ::dup2(log_fd, STDOUT_FILENO);
     ::dup2(log_fd, STDERR_FILENO);
     ::close_range(3, ~0u, 0);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   int fork_errno = errno;
@@ -346,8 +367,11 @@ Result<std::unique_ptr<NbdExport>> NbdExport::start(const std::string& image_pat
                             "set TMPDIR to a shorter folder");
   }
 
-  // cache=none first; a filesystem without O_DIRECT gets the page cache.
-  StartAttempt a = spawn_and_wait(program, image_path, format, mode, exp->dir_, exp->socket_path_, "none");
+  // Reads of a read-only export go through the page cache (see the header);
+  // a read-write export tries cache=none first, and a filesystem without
+  // O_DIRECT gets the page cache.
+  const char* cache = mode == Mode::kReadOnly ? "writeback" : "none";
+  StartAttempt a = spawn_and_wait(program, image_path, format, mode, exp->dir_, exp->socket_path_, cache);
   if (!a.status.is_ok() && a.retry_cached) {
     a = spawn_and_wait(program, image_path, format, mode, exp->dir_, exp->socket_path_, "writeback");
   }
