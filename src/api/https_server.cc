@@ -84,7 +84,8 @@ HttpsServer::HttpsServer(ApiRouter& router, TlsIdentity identity) : router_(rout
     res.status = out.status;
     if (out.body.is_binary()) {
       const auto& bytes = out.body.get_binary();
-      res.set_content(std::string(bytes.begin(), bytes.end()), "application/octet-stream");
+      res.set_content(std::string(bytes.begin(), bytes.end()),
+                      out.content_type.empty() ? "application/octet-stream" : out.content_type);
     } else {
       res.set_content(out.body.dump(2) + "\n", "application/json");
     }

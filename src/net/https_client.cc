@@ -226,6 +226,9 @@ Result<HttpResponse> HttpsClient::perform(const std::string& method, const std::
   if (rc != CURLE_OK) return transport_error(rc, options_.base_url, errbuf);  // the handle is dropped with its connection
   HttpResponse resp;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+  char* response_type = nullptr;
+  if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &response_type) == CURLE_OK && response_type != nullptr)
+    resp.content_type = response_type;
   resp.body = std::move(response_body);
   // Record the server's pin so a first contact can learn it. The chain is
   // reported for a call that made a new connection; a reused connection

@@ -28,6 +28,7 @@ struct HttpResponse {
   long status = 0;
   std::string body;
   std::string server_pin;  // pin of the certificate the server presented
+  std::string content_type;
 };
 
 class HttpsClient {

@@ -345,6 +345,7 @@ TEST_F(TwoSitesCliTest, ReplicationOperationsThroughTheCli) {
   auto metrics = HttpsClient(options).request("GET", "/metrics");
   ASSERT_TRUE(metrics.is_ok()) << metrics.status().to_string();
   EXPECT_EQ(metrics->status, 200);
+  EXPECT_EQ(metrics->content_type.rfind("text/plain; version=0.0.4", 0), 0u) << metrics->content_type;
   EXPECT_NE(metrics->body.find("evac_group_cycles_total{group=\"g1\",recovery_site=\"site-b\",result=\"failure\"} 2\n"),
             std::string::npos)
       << metrics->body;
