@@ -33,6 +33,7 @@
 #include "core/change_tracking.h"
 #include "core/replication_adapter.h"
 #include "replication/builtin/block_codec.h"
+#include "replication/builtin/block_source.h"
 #include "replication/builtin/nbd_image.h"
 #include "replication/builtin/pit_store.h"
 
@@ -173,7 +174,7 @@ class BuiltinReplicator : public ReplicationAdapter {
   // replica's already), ships what differs from `replica`; returns the
   // digest of the disk's new manifest.
   Result<DiskDigest> sync_disk(const std::string& group, const std::string& cycle_id, const ReplicatedDevice& device,
-                               const Manifest& replica, const std::vector<ByteRange>* changed, NbdClient& source,
+                               const Manifest& replica, const std::vector<ByteRange>* changed, BlockSource& source,
                                SyncProgress& progress, const ProgressCallback& report);
   std::string work_root() const;
   Status write_journal(const std::string& group, const std::string& cycle_id, const std::vector<LiveVm>& live);
