@@ -124,7 +124,7 @@ class ReplicaReceiver {
 
 struct SyncOptions {
   std::size_t batch_bytes = 8 << 20;  // raw bytes of changed blocks per request
-  std::size_t batches_in_flight = 3;
+  std::size_t batches_in_flight = 6;
   int zstd_level = 1;
   // Where running VMs' backup exports (socket, scratch files) and the
   // journal of cycles in progress live; empty: $TMPDIR/evac-backup. Keep it
