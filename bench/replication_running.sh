@@ -16,6 +16,8 @@
 # usage: bench/replication_running.sh [SIZE_GIB]   (default 4; root, a built
 #        tree, and: apt-get install rsync virtnbdbackup)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${EVAC_BUILD_DIR:-${repo}/build/default}/src"
@@ -38,8 +40,6 @@ trap cleanup EXIT
 mkdir -p "${root}"/{a/images,b/replicas,vnb,rsync-dst}
 
 now() { date +%s.%N; }
-cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
 # timed OUT_PREFIX CMD...: runs CMD; sets ${OUT_PREFIX}_wall and ${OUT_PREFIX}_cpu (CMD and its children).
 timed() {
   local prefix="$1" t0 t1
@@ -82,34 +82,12 @@ cat >"${root}/b.xml" <<XML
   <pool type='dir'><name>replicas</name><uuid>00000000-0000-4000-8000-0000000000b1</uuid><target><path>${root}/b/replicas</path></target></pool>
 </node>
 XML
-port=$((30000 + $$ % 20000))
-for site in a b; do
-  p=$([[ ${site} == a ]] && echo "${port}" || echo $((port + 1)))
-  provider_uri=$([[ ${site} == a ]] && echo "${uri}" || echo "test://${root}/b.xml")
-  cat >"${root}/${site}.yaml" <<YAML
-site: bench-${site}
-listen: 127.0.0.1:${p}
-state_dir: ${root}/${site}/state
-log: {format: json, level: info}
-compute_providers: [{name: kvm-${site}, uri: "${provider_uri}"}]
-YAML
-  "${bin}/daemon/evacd" --config "${root}/${site}.yaml" 2>"${root}/${site}.log" &
-  pids+=($!)
-  for _ in $(seq 100); do [[ -s "${root}/${site}/state/pin" ]] && curl -sk "https://127.0.0.1:${p}/api/v1/health" >/dev/null && break; sleep 0.1; done
-  "${bin}/cli/evac" context add "${site}" --url "https://127.0.0.1:${p}" --token-file "${root}/${site}/state/admin.token" \
-    --pin-file "${root}/${site}/state/pin" >/dev/null
-done
+bench_start_sites "${uri}" "test://${root}/b.xml" evac01
 evac() { "${bin}/cli/evac" --context a "$@"; }
-token="$("${bin}/cli/evac" --context b -o json site pairing-token | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
-evac site pair "${token}" >/dev/null
-evac mapping create compute kvm-a kvm-b >/dev/null
-evac mapping create storage images replicas >/dev/null
-evac group create bench --vm evac01 --keep-pits 4 >/dev/null
 # virtnbdbackup takes any "+transport" URI for a remote one that needs a
 # password, so it runs inside the site's mount namespace, where the site's
 # libvirtd answers at the standard qemu:///system socket.
 vnb=(nsenter -t "$(cat "${root}/sites/bencha/state/holder.pid")" -m virtnbdbackup -U qemu:///system)
-evacd_cpu() { python3 -c "print(f'{$(cpu_of "${pids[0]}") + $(cpu_of "${pids[1]}"):.3f}')"; }
 last_bytes() { evac -o json group pits bench | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["bytes_sent"])'; }
 
 echo "== first cycles (not the comparison): evac's full sync, virtnbdbackup's full backup"

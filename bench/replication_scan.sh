@@ -8,12 +8,14 @@
 #       rsync --inplace --no-whole-file --ignore-times to rsyncd on 127.0.0.1.
 # evac's CPU is both evacd's own; the qemu-nbd processes they start (which
 # read the source and write the replica) are shown on a line of their own.
-# (b), change tracking on a running guest vs virtnbdbackup, needs the next
-# increment (dirty bitmaps) and is not measured here.
+# (b), change tracking on a running guest vs virtnbdbackup, is
+# bench/replication_running.sh; bench/replication.sh runs all three.
 #
 # usage: bench/replication_scan.sh [SIZE_GIB]   (default 4; needs a built tree, root,
 #        rsync and libnbd-bin: apt-get install rsync libnbd-bin)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${EVAC_BUILD_DIR:-${repo}/build/default}/src"
@@ -35,8 +37,6 @@ trap cleanup EXIT
 mkdir -p "${root}"/{a/images,b/replicas,nbdcopy,rsync-dst}
 
 now() { date +%s.%N; }
-# cpu_of PID: user+system seconds consumed so far.
-cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 # children_cpu_of PID: the same for its reaped children (evacd's qemu-nbd processes).
 children_cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($16 + $17) / hz}' "/proc/$1/stat"; }
 # wall_cpu CMD...: runs CMD, prints "WALL CPU" (CPU of CMD and its children).
@@ -49,7 +49,6 @@ wall_cpu() {
   python3 -c "import sys; u,s=open('${out}').read().split(); print(f'{float(sys.argv[2])-float(sys.argv[1]):.3f} {float(u)+float(s):.3f}')" "${t0}" "${t1}"
   rm -f "${out}"
 }
-ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
 image="${root}/a/images/bench01.qcow2"
 echo "== preparing a ${size_gib} GiB qcow2 image of random data"
@@ -85,29 +84,8 @@ cat >"${root}/b.xml" <<XML
   <pool type='dir'><name>replicas</name><uuid>00000000-0000-4000-8000-0000000000b1</uuid><target><path>${root}/b/replicas</path></target></pool>
 </node>
 XML
-port=$((30000 + $$ % 20000))
-for site in a b; do
-  p=$([[ ${site} == a ]] && echo "${port}" || echo $((port + 1)))
-  cat >"${root}/${site}.yaml" <<YAML
-site: bench-${site}
-listen: 127.0.0.1:${p}
-state_dir: ${root}/${site}/state
-log: {format: json, level: info}
-compute_providers: [{name: kvm-${site}, uri: "test://${root}/${site}.xml"}]
-YAML
-  "${bin}/daemon/evacd" --config "${root}/${site}.yaml" 2>"${root}/${site}.log" &
-  pids+=($!)
-  for _ in $(seq 100); do [[ -s "${root}/${site}/state/pin" ]] && curl -sk "https://127.0.0.1:${p}/api/v1/health" >/dev/null && break; sleep 0.1; done
-  "${bin}/cli/evac" context add "${site}" --url "https://127.0.0.1:${p}" --token-file "${root}/${site}/state/admin.token" \
-    --pin-file "${root}/${site}/state/pin" >/dev/null
-done
+bench_start_sites "test://${root}/a.xml" "test://${root}/b.xml" bench01
 evac() { "${bin}/cli/evac" --context a "$@"; }
-token="$("${bin}/cli/evac" --context b -o json site pairing-token | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
-evac site pair "${token}" >/dev/null
-evac mapping create compute kvm-a kvm-b >/dev/null
-evac mapping create storage images replicas >/dev/null
-evac group create bench --vm bench01 --keep-pits 4 >/dev/null
-evacd_cpu() { python3 -c "print(f'{$(cpu_of "${pids[0]}") + $(cpu_of "${pids[1]}"):.3f}')"; }
 qemu_nbd_cpu() { python3 -c "print(f'{$(children_cpu_of "${pids[0]}") + $(children_cpu_of "${pids[1]}"):.3f}')"; }
 
 echo "== (a) first sync of ${size_gib} GiB"

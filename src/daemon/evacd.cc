@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
+#include <functional>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -79,12 +80,15 @@ Status check_site_identity(Store& store, const std::string& site) {
   return Status::ok();
 }
 
-class Heartbeat {
+// Runs `round` now and then every `interval` on its own thread until
+// destroyed; destruction wakes the thread and waits for the round in progress.
+class PeriodicTask {
  public:
-  Heartbeat(SiteService& service, std::chrono::seconds interval) : service_(service), interval_(interval) {
+  PeriodicTask(std::function<void()> round, std::chrono::seconds interval)
+      : round_(std::move(round)), interval_(interval) {
     thread_ = std::thread([this] { loop(); });
   }
-  ~Heartbeat() {
+  ~PeriodicTask() {
     {
       std::lock_guard lock(mu_);
       stopping_ = true;
@@ -98,47 +102,12 @@ class Heartbeat {
     std::unique_lock lock(mu_);
     while (!stopping_) {
       lock.unlock();
-      service_.heartbeat_round();
+      round_();
       lock.lock();
       cv_.wait_for(lock, interval_, [this] { return stopping_; });
     }
   }
-  SiteService& service_;
-  std::chrono::seconds interval_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::thread thread_;
-};
-
-// Every check_interval: RPO compliance of every group this site protects
-// (alarms) and, when schedules are on, the cycles that are due.
-class ReplicationScheduler {
- public:
-  ReplicationScheduler(ReplicationService& replication, std::chrono::seconds interval)
-      : replication_(replication), interval_(interval) {
-    thread_ = std::thread([this] { loop(); });
-  }
-  ~ReplicationScheduler() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  void loop() {
-    std::unique_lock lock(mu_);
-    while (!stopping_) {
-      lock.unlock();
-      replication_.tick();
-      lock.lock();
-      cv_.wait_for(lock, interval_, [this] { return stopping_; });
-    }
-  }
-  ReplicationService& replication_;
+  std::function<void()> round_;
   std::chrono::seconds interval_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -216,8 +185,10 @@ int run(const std::string& config_path) {
 
   spdlog::info("evacd for site {} listening on {} (pin {}), state in {}", cfg.site, url, tls->pin, cfg.state_dir);
   {
-    Heartbeat heartbeat(service, cfg.heartbeat_interval);
-    ReplicationScheduler scheduler(replication, cfg.replication_check_interval);
+    // Heartbeats both ways; every check interval, RPO compliance of every
+    // group this site protects (alarms) and, with schedules on, due cycles.
+    PeriodicTask heartbeat([&service] { service.heartbeat_round(); }, cfg.heartbeat_interval);
+    PeriodicTask scheduler([&replication] { replication.tick(); }, cfg.replication_check_interval);
     if (!cfg.replication_schedules) spdlog::info("replication schedules are off: groups sync only by hand");
     server.serve();
   }

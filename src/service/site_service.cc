@@ -640,13 +640,19 @@ Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
 
 Result<std::vector<GroupRecord>> SiteService::list_groups() { return store_.list_groups(); }
 
-Result<GroupRecord> SiteService::set_group_max_rate(const std::string& name, std::uint64_t bytes_per_second) {
-  std::lock_guard lock(protection_mu_);
+Result<GroupRecord> SiteService::group_protected_here(const std::string& name) {
   auto g = get_group(name);
   if (!g) return g.status();
   if (g->protected_site != identity_.name)
     return failed_precondition("site '" + identity_.name + "' does not protect group '" + name + "'",
                                "set it at its protected site, '" + g->protected_site + "'");
+  return g;
+}
+
+Result<GroupRecord> SiteService::set_group_max_rate(const std::string& name, std::uint64_t bytes_per_second) {
+  std::lock_guard lock(protection_mu_);
+  auto g = group_protected_here(name);
+  if (!g) return g.status();
   EVAC_RETURN_IF_ERROR(store_.set_group_max_rate(name, bytes_per_second));
   return get_group(name);
 }
@@ -654,11 +660,8 @@ Result<GroupRecord> SiteService::set_group_max_rate(const std::string& name, std
 Result<GroupRecord> SiteService::set_group_retention(const std::string& name, std::optional<int> keep_pits,
                                                      std::optional<int> keep_hourly, std::optional<int> keep_daily) {
   std::lock_guard lock(protection_mu_);
-  auto g = get_group(name);
+  auto g = group_protected_here(name);
   if (!g) return g.status();
-  if (g->protected_site != identity_.name)
-    return failed_precondition("site '" + identity_.name + "' does not protect group '" + name + "'",
-                               "set it at its protected site, '" + g->protected_site + "'");
   int last = keep_pits.value_or(g->keep_pits), hourly = keep_hourly.value_or(g->keep_hourly),
       daily = keep_daily.value_or(g->keep_daily);
   EVAC_RETURN_IF_ERROR(check_retention(last, hourly, daily));

@@ -132,6 +132,8 @@ class SiteService {
   Result<ComputeProvider*> provider(const std::string& name);
 
  private:
+  // The group, if this site protects it (settings change only there).
+  Result<GroupRecord> group_protected_here(const std::string& name);
   template <typename List>
   auto gather(const std::optional<std::string>& only, std::string_view what, List list)
       -> decltype(list(std::declval<ComputeProvider&>()));

@@ -1,0 +1,40 @@
+# Shared by the replication benchmarks: two evacd's on loopback, paired and
+# mapped, protecting one VM as group "bench". Source it, then call
+#   bench_start_sites PROVIDER_URI_A PROVIDER_URI_B VM
+# with ${root}, ${bin} and the array ${pids} set by the caller.
+
+bench_start_sites() {
+  local uri_a="$1" uri_b="$2" vm="$3" site p provider_uri token
+  port=$((30000 + $$ % 20000))
+  for site in a b; do
+    p=$([[ ${site} == a ]] && echo "${port}" || echo $((port + 1)))
+    provider_uri=$([[ ${site} == a ]] && echo "${uri_a}" || echo "${uri_b}")
+    cat >"${root}/${site}.yaml" <<YAML
+site: bench-${site}
+listen: 127.0.0.1:${p}
+state_dir: ${root}/${site}/state
+log: {format: json, level: info}
+replication: {schedules: false}
+compute_providers: [{name: kvm-${site}, uri: "${provider_uri}"}]
+YAML
+    "${bin}/daemon/evacd" --config "${root}/${site}.yaml" 2>"${root}/${site}.log" &
+    pids+=($!)
+    for _ in $(seq 100); do
+      [[ -s "${root}/${site}/state/pin" ]] && curl -sk "https://127.0.0.1:${p}/api/v1/health" >/dev/null && break
+      sleep 0.1
+    done
+    "${bin}/cli/evac" context add "${site}" --url "https://127.0.0.1:${p}" --token-file "${root}/${site}/state/admin.token" \
+      --pin-file "${root}/${site}/state/pin" >/dev/null
+  done
+  token="$("${bin}/cli/evac" --context b -o json site pairing-token | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+  "${bin}/cli/evac" --context a site pair "${token}" >/dev/null
+  "${bin}/cli/evac" --context a mapping create compute kvm-a kvm-b >/dev/null
+  "${bin}/cli/evac" --context a mapping create storage images replicas >/dev/null
+  "${bin}/cli/evac" --context a group create bench --vm "${vm}" --keep-pits 4 >/dev/null
+}
+
+# CPU seconds (user + system) a process has used so far.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+# Both evacd's CPU seconds so far.
+evacd_cpu() { python3 -c "print(f'{$(cpu_of "${pids[0]}") + $(cpu_of "${pids[1]}"):.3f}')"; }
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
