@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "harness.h"
@@ -41,6 +42,7 @@ class BlockSourceTest : public ::testing::Test {
     ASSERT_TRUE(mapped.is_ok()) << mapped.status().to_string();
     ASSERT_EQ((*mapped)->size(), (*reference)->size());
     const std::uint64_t size = (*mapped)->size();
+    int views = 0;
     for (std::uint64_t piece : {std::uint64_t{4096 * 3 + 512}, std::uint64_t{1} << 20}) {
       std::string a(piece, '\0'), b(piece, '\0');
       for (std::uint64_t off = 0; off < size; off += piece) {
@@ -48,6 +50,10 @@ class BlockSourceTest : public ::testing::Test {
         ASSERT_TRUE((*mapped)->pread(a.data(), n, off).is_ok());
         ASSERT_TRUE((*reference)->pread(b.data(), n, off).is_ok());
         ASSERT_EQ(a.compare(0, n, b, 0, n), 0) << image << " differs at " << off;
+        if (auto v = (*mapped)->view(off, n)) {
+          ++views;
+          ASSERT_EQ(std::memcmp(v.get(), b.data(), n), 0) << image << " view differs at " << off;
+        }
       }
     }
     // Everything it calls zero reads as zeroes.
@@ -63,6 +69,7 @@ class BlockSourceTest : public ::testing::Test {
       EXPECT_EQ(z.find_first_not_of('\0'), std::string::npos) << "extent at " << e.offset << " is not zero";
     }
     EXPECT_EQ(covered, size);
+    EXPECT_GT(views, 0) << "ranges that one file holds are mapped, not copied";
   }
   fs::path root_;
 };

@@ -1,6 +1,7 @@
 #include "replication/builtin/block_source.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -124,6 +125,25 @@ Result<std::vector<NbdClient::Extent>> MappedImage::allocation(std::uint64_t off
     }
   }
   return out;
+}
+
+std::shared_ptr<const char> MappedImage::view(std::uint64_t offset, std::size_t len) {
+  if (len == 0 || offset + len > size_) return nullptr;
+  auto it = std::upper_bound(map_.begin(), map_.end(), offset, [](std::uint64_t o, const Piece& p) { return o < p.start; });
+  if (it == map_.begin()) return nullptr;
+  --it;
+  if (it->file < 0 || it->zero || offset + len > it->start + it->length) return nullptr;
+  static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::uint64_t host = it->host + (offset - it->start);
+  std::uint64_t aligned = host / page * page;
+  std::size_t span = static_cast<std::size_t>(host - aligned) + len;
+  // MAP_POPULATE faults the range in now, on the caller's thread (the
+  // sender's prefetch), rather than page by page while hashing.
+  void* m = ::mmap(nullptr, span, PROT_READ, MAP_SHARED | MAP_POPULATE, fds_[static_cast<std::size_t>(it->file)],
+                   static_cast<off_t>(aligned));
+  if (m == MAP_FAILED) return nullptr;
+  const char* start = static_cast<const char*>(m) + (host - aligned);
+  return std::shared_ptr<const char>(start, [m, span](const char*) { ::munmap(m, span); });
 }
 
 Status MappedImage::pread(void* buf, std::size_t len, std::uint64_t offset) {

@@ -30,6 +30,10 @@ class BlockSource {
   // Same contract as NbdClient::allocation.
   virtual Result<std::vector<NbdClient::Extent>> allocation(std::uint64_t offset, std::uint64_t length) = 0;
   virtual Status pread(void* buf, std::size_t len, std::uint64_t offset) = 0;
+  // The range mapped into memory, read-only, where the source can do that
+  // without copying (one file holds it contiguously); nullptr otherwise, and
+  // the caller preads. The mapping lives as long as the pointer.
+  virtual std::shared_ptr<const char> view(std::uint64_t /*offset*/, std::size_t /*len*/) { return nullptr; }
 };
 
 class NbdBlockSource : public BlockSource {
@@ -61,6 +65,7 @@ class MappedImage : public BlockSource {
   std::uint64_t size() const override { return size_; }
   Result<std::vector<NbdClient::Extent>> allocation(std::uint64_t offset, std::uint64_t length) override;
   Status pread(void* buf, std::size_t len, std::uint64_t offset) override;
+  std::shared_ptr<const char> view(std::uint64_t offset, std::size_t len) override;
 
  private:
   struct Piece {

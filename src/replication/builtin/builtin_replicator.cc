@@ -543,9 +543,13 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
   // The next piece is read while this one is hashed: the disk and the CPUs
   // work at once. Only the reader touches `source`.
   std::string buffers[2] = {std::string(kReadChunk, '\0'), std::string(kReadChunk, '\0')};
+  std::shared_ptr<const char> views[2];  // a piece mapped from the image file instead of copied
   auto read_piece = [&](std::size_t i) -> Status {
     const Piece& p = pieces[i];
+    views[i % 2].reset();
     if (p.zero) return Status::ok();
+    views[i % 2] = source.view(p.offset, p.length);
+    if (views[i % 2]) return Status::ok();
     return source.pread(buffers[i % 2].data(), p.length, p.offset).with_context("reading " + device.source_path);
   };
   std::future<Status> next_read;
@@ -561,7 +565,7 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
   for (std::size_t i = 0; i < pieces.size(); ++i) {
     if (i + 1 < pieces.size()) next_read = std::async(std::launch::async, read_piece, i + 1);
     const Piece& p = pieces[i];
-    const char* data = buffers[i % 2].data();
+    const char* data = views[i % 2] ? views[i % 2].get() : buffers[i % 2].data();
     const std::size_t blocks = (p.length + kBlockSize - 1) / kBlockSize;
     auto hash_blocks = [&](std::size_t from, std::size_t to) {
       for (std::size_t b = from; b < to; ++b) {
