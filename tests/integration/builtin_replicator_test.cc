@@ -579,6 +579,33 @@ TEST_F(RunningVmReplicationTest, ACycleCutShortByACrashIsUndoneByTheNext) {
   EXPECT_EQ(tracking_.checkpoints[web01], std::vector<std::string>{"evac-" + pit->cycle_id});
 }
 
+TEST_F(RunningVmReplicationTest, ALinkCutMidCycleLeavesTheLastPitAndTheVmRunning) {
+  std::string web01 = spec_.vms[0].uuid;
+  write_random(0, 8 << 20);
+  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
+  std::string v1 = snapshot("v1");
+
+  write_random(16 << 20, 24 << 20);
+  channel_->cut_after_batches = channel_->batches + 1;  // the second batch of the next cycle never arrives
+  auto cut = replicator_->sync_now(spec_, nullptr);
+  ASSERT_FALSE(cut.is_ok());
+  EXPECT_TRUE(tracking_.paused.empty()) << "the VM runs on";
+  EXPECT_EQ(tracking_.checkpoints[web01], std::vector<std::string>{"evac-" + pit1->cycle_id})
+      << "the cut cycle's checkpoint is gone; the committed one stays the base";
+  auto pits = replicator_->list_pits("g1");
+  ASSERT_TRUE(pits.is_ok());
+  ASSERT_EQ(pits->size(), 1u);
+  EXPECT_TRUE(same_content(pits->back().disks[0].path, v1)) << "the last complete PIT is intact";
+  EXPECT_TRUE(fs::is_empty(work_));
+
+  channel_->cut_after_batches = -1;
+  auto pit2 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
+  EXPECT_TRUE(same_content(pit2->disks[0].path, snapshot("v2")));
+  EXPECT_EQ(tracking_.count("begin " + web01 + " since=evac-" + pit1->cycle_id), 2u) << "both later cycles start from it";
+}
+
 TEST_F(RunningVmReplicationTest, ARunningVmWithoutChangeTrackingIsRefused) {
   spec_.vms[0].provider = "test-driver";
   auto r = replicator_->sync_now(spec_, nullptr);
