@@ -33,6 +33,23 @@ YAML
   "${bin}/cli/evac" --context a group create bench --vm "${vm}" --keep-pits 4 >/dev/null
 }
 
+# rsyncd on 127.0.0.1:${rport} (port + 2) serving ${root}/rsync-dst as module "dst".
+bench_start_rsyncd() {
+  cat >"${root}/rsyncd.conf" <<CONF
+use chroot = no
+[dst]
+path = ${root}/rsync-dst
+read only = no
+uid = root
+gid = root
+CONF
+  rport=$((port + 2))
+  rsync --daemon --config="${root}/rsyncd.conf" --address=127.0.0.1 --port="${rport}" --no-detach \
+    --log-file="${root}/rsyncd.log" &
+  pids+=($!)
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/${rport}") 2>/dev/null && break; sleep 0.1; done
+}
+
 # CPU seconds (user + system) a process has used so far.
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 # Both evacd's CPU seconds so far.

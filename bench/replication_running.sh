@@ -109,18 +109,7 @@ for vm in evac01 twin01; do
 done
 changed=$((blocks * 65536))
 
-cat >"${root}/rsyncd.conf" <<CONF
-use chroot = no
-[dst]
-path = ${root}/rsync-dst
-read only = no
-uid = root
-gid = root
-CONF
-rport=$((port + 2))
-rsync --daemon --config="${root}/rsyncd.conf" --address=127.0.0.1 --port="${rport}" --no-detach --log-file="${root}/rsyncd.log" &
-pids+=($!)
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/${rport}") 2>/dev/null && break; sleep 0.1; done
+bench_start_rsyncd
 
 echo "== (b) the incremental cycle after the guests' writes"
 cpu0="$(evacd_cpu)"

@@ -135,18 +135,7 @@ changed=$((blocks * 65536))
 # rsync's destination starts as the previous state of the image (what a replica holds).
 cp --sparse=always "$(evac -o json group pits bench | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["disks"][0]["path"])')" "${root}/rsync-dst/prev.qcow2"
 qemu-img convert -O qcow2 "${root}/rsync-dst/prev.qcow2" "${root}/rsync-dst/bench01.qcow2"  # standalone copy
-cat >"${root}/rsyncd.conf" <<CONF
-use chroot = no
-[dst]
-path = ${root}/rsync-dst
-read only = no
-uid = root
-gid = root
-CONF
-rport=$((port + 2))
-rsync --daemon --config="${root}/rsyncd.conf" --address=127.0.0.1 --port="${rport}" --no-detach --log-file="${root}/rsyncd.log" &
-pids+=($!)
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/${rport}") 2>/dev/null && break; sleep 0.1; done
+bench_start_rsyncd
 cpu0="$(evacd_cpu)"
 nbd0="$(qemu_nbd_cpu)"
 read -r evac_inc_wall _ < <(wall_cpu "${bin}/cli/evac" --context a group sync bench)
