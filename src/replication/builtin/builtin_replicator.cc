@@ -540,62 +540,72 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
     }
   }
 
-  // The next piece is read while this one is hashed: the disk and the CPUs
-  // work at once. Only the reader touches `source`.
-  std::string buffers[2] = {std::string(kReadChunk, '\0'), std::string(kReadChunk, '\0')};
-  std::shared_ptr<const char> views[2];  // a piece mapped from the image file instead of copied
-  auto read_piece = [&](std::size_t i) -> Status {
-    const Piece& p = pieces[i];
-    views[i % 2].reset();
-    if (p.zero) return Status::ok();
-    views[i % 2] = source.view(p.offset, p.length);
-    if (views[i % 2]) return Status::ok();
-    return source.pread(buffers[i % 2].data(), p.length, p.offset).with_context("reading " + device.source_path);
+  // Pieces are read (or mapped) and hashed on worker threads, two ahead of
+  // the one being compared, so both cores hash all the time; the comparison
+  // and the batches stay in order on this thread.
+  struct Hashed {
+    Status status;
+    std::shared_ptr<const char> view;  // mapped from the image file, or
+    std::string buffer;                // read into memory
+    std::vector<BlockHash> hashes;
+    const char* data() const { return view ? view.get() : buffer.data(); }
   };
-  std::future<Status> next_read;
-  struct WaitRead {
-    std::future<Status>& f;
-    ~WaitRead() {
-      if (f.valid()) f.wait();
-    }
-  } wait_read{next_read};
-  Status first_read = pieces.empty() ? Status::ok() : read_piece(0);
-  EVAC_RETURN_IF_ERROR(first_read);
-  std::vector<BlockHash> hashes(kReadChunk / kBlockSize);
-  for (std::size_t i = 0; i < pieces.size(); ++i) {
-    if (i + 1 < pieces.size()) next_read = std::async(std::launch::async, read_piece, i + 1);
+  std::mutex source_mu;  // pread: an NBD connection serves one thread at a time
+  auto hash_piece = [&](std::size_t i) -> Hashed {
+    Hashed h;
     const Piece& p = pieces[i];
-    const char* data = views[i % 2] ? views[i % 2].get() : buffers[i % 2].data();
     const std::size_t blocks = (p.length + kBlockSize - 1) / kBlockSize;
-    auto hash_blocks = [&](std::size_t from, std::size_t to) {
-      for (std::size_t b = from; b < to; ++b) {
-        std::size_t at = b * kBlockSize;
-        std::size_t block_len = std::min(kBlockSize, p.length - at);
-        hashes[b] = p.zero ? zero_hash(block_len) : hash_block(data + at, block_len);
-      }
-    };
-    if (p.zero || blocks < 64) {
-      hash_blocks(0, blocks);
-    } else {
-      // Two hashing threads: SHA-256 of a 32 MiB piece is ~18 ms a core.
-      auto other_half = std::async(std::launch::async, hash_blocks, blocks / 2, blocks);
-      hash_blocks(0, blocks / 2);
-      other_half.get();
+    h.hashes.resize(blocks);
+    auto block_len = [&](std::size_t b) { return std::min(kBlockSize, p.length - b * kBlockSize); };
+    if (p.zero) {
+      for (std::size_t b = 0; b < blocks; ++b) h.hashes[b] = zero_hash(block_len(b));
+      return h;
     }
-    for (std::size_t b = 0; b < blocks; ++b) {
+    h.view = source.view(p.offset, p.length);
+    if (!h.view) {
+      h.buffer.resize(p.length);
+      std::lock_guard lock(source_mu);
+      h.status = source.pread(h.buffer.data(), p.length, p.offset).with_context("reading " + device.source_path);
+      if (!h.status.is_ok()) return h;
+    }
+    for (std::size_t b = 0; b < blocks; ++b) h.hashes[b] = hash_block(h.data() + b * kBlockSize, block_len(b));
+    return h;
+  };
+  constexpr std::size_t kPiecesAhead = 2;
+  std::deque<std::future<Hashed>> ahead;
+  std::size_t next_piece = 0;
+  auto launch = [&] {
+    while (ahead.size() < kPiecesAhead && next_piece < pieces.size())
+      ahead.push_back(std::async(std::launch::async, hash_piece, next_piece++));
+  };
+  struct WaitAhead {
+    std::deque<std::future<Hashed>>& f;
+    ~WaitAhead() {
+      for (auto& x : f)
+        if (x.valid()) x.wait();
+    }
+  } wait_ahead{ahead};
+  launch();
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    Hashed h = ahead.front().get();
+    ahead.pop_front();
+    launch();
+    EVAC_RETURN_IF_ERROR(h.status);
+    const Piece& p = pieces[i];
+    const char* data = h.data();
+    for (std::size_t b = 0; b < h.hashes.size(); ++b) {
       std::size_t at = b * kBlockSize;
       std::size_t block_len = std::min(kBlockSize, p.length - at);
       std::uint64_t index = (p.offset + at) / kBlockSize;
-      current.hashes[index] = hashes[b];
-      if (hashes[b] == replica.hashes[index]) continue;
+      current.hashes[index] = h.hashes[b];
+      if (h.hashes[b] == replica.hashes[index]) continue;
       pending.push_back(BlockRecord{p.offset + at,
-                                    p.zero ? std::string(block_len, '\0') : std::string(data + at, block_len), hashes[b]});
+                                    p.zero ? std::string(block_len, '\0') : std::string(data + at, block_len), h.hashes[b]});
       pending_bytes += block_len;
       if (pending_bytes >= options_.batch_bytes) EVAC_RETURN_IF_ERROR(flush());
     }
     progress.bytes_scanned += p.length;
     if (report) report(progress);
-    if (next_read.valid()) EVAC_RETURN_IF_ERROR(next_read.get());
   }
   EVAC_RETURN_IF_ERROR(flush());
   EVAC_RETURN_IF_ERROR(wait_all());
