@@ -2,64 +2,24 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "replication/builtin/host_io.h"
+
 namespace evac::builtin {
-namespace {
-
-// Runs qemu-img with `args`; its standard output, or why it failed.
-Result<std::string> qemu_img_output(const std::vector<std::string>& args) {
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) return unavailable(std::string("pipe: ") + std::strerror(errno));
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(out[0]);
-    ::close(out[1]);
-    return unavailable(std::string("fork: ") + std::strerror(errno));
-  }
-  if (pid == 0) {
-    ::dup2(out[1], 1);
-    int devnull = ::open("/dev/null", O_WRONLY);
-    if (devnull >= 0) ::dup2(devnull, 2);
-    std::vector<char*> argv;
-    std::string tool = "qemu-img";
-    argv.push_back(tool.data());
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execvp("qemu-img", argv.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(out[0], buf, sizeof buf);
-    if (n > 0) text.append(buf, static_cast<std::size_t>(n));
-    else if (n == 0 || errno != EINTR) break;
-  }
-  ::close(out[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return unavailable("qemu-img " + args.front() + " failed on the image");
-  return text;
-}
-
-}  // namespace
 
 Result<std::unique_ptr<MappedImage>> MappedImage::open(const std::string& path, const std::string& format,
                                                        NbdClient& fallback) {
   if (format != "qcow2" && format != "raw") return unsupported("format " + format + " is not mapped");
-  auto info_text = qemu_img_output({"info", "--backing-chain", "--output=json", "-f", format, path});
-  if (!info_text) return info_text.status();
-  auto info = nlohmann::json::parse(*info_text, nullptr, false);
+  auto info_run = qemu_img({"info", "--backing-chain", "--output=json", "-f", format, path}, "mapping " + path, "");
+  if (!info_run) return info_run.status();
+  auto info = nlohmann::json::parse(info_run->out, nullptr, false);
   if (!info.is_array() || info.empty()) return unsupported("qemu-img info printed no backing chain for " + path);
   std::unique_ptr<MappedImage> image(new MappedImage(fallback));
   image->path_ = path;
@@ -76,9 +36,9 @@ Result<std::unique_ptr<MappedImage>> MappedImage::open(const std::string& path, 
     if (fd < 0) return unsupported("cannot open " + file + ": " + std::strerror(errno));
     image->fds_.push_back(fd);
   }
-  auto map_text = qemu_img_output({"map", "--output=json", "-f", format, path});
-  if (!map_text) return map_text.status();
-  auto map = nlohmann::json::parse(*map_text, nullptr, false);
+  auto map_run = qemu_img({"map", "--output=json", "-f", format, path}, "mapping " + path, "");
+  if (!map_run) return map_run.status();
+  auto map = nlohmann::json::parse(map_run->out, nullptr, false);
   if (!map.is_array()) return unsupported("qemu-img map printed no map of " + path);
   std::uint64_t expected = 0;
   for (const auto& e : map) {
@@ -108,13 +68,19 @@ MappedImage::~MappedImage() {
   for (int fd : fds_) ::close(fd);
 }
 
+std::vector<MappedImage::Piece>::const_iterator MappedImage::piece_at(std::uint64_t offset) const {
+  // The map starts at 0 and covers the disk, so a piece holds every offset.
+  auto after = std::upper_bound(map_.begin(), map_.end(), offset,
+                                [](std::uint64_t o, const Piece& p) { return o < p.start; });
+  return after == map_.begin() ? after : std::prev(after);
+}
+
 Result<std::vector<NbdClient::Extent>> MappedImage::allocation(std::uint64_t offset, std::uint64_t length) {
   if (offset + length > size_ || offset + length < offset)
     return invalid_argument("mapping past the end of " + path_);
   std::vector<NbdClient::Extent> out;
   const std::uint64_t end = offset + length;
-  auto it = std::upper_bound(map_.begin(), map_.end(), offset, [](std::uint64_t o, const Piece& p) { return o < p.start; });
-  if (it != map_.begin()) --it;
+  auto it = piece_at(offset);
   for (; it != map_.end() && it->start < end; ++it) {
     std::uint64_t s = std::max(it->start, offset), t = std::min(it->start + it->length, end);
     if (t <= s) continue;
@@ -129,16 +95,14 @@ Result<std::vector<NbdClient::Extent>> MappedImage::allocation(std::uint64_t off
 
 std::shared_ptr<const char> MappedImage::view(std::uint64_t offset, std::size_t len) {
   if (len == 0 || offset + len > size_) return nullptr;
-  auto it = std::upper_bound(map_.begin(), map_.end(), offset, [](std::uint64_t o, const Piece& p) { return o < p.start; });
-  if (it == map_.begin()) return nullptr;
-  --it;
+  auto it = piece_at(offset);
   if (it->file < 0 || it->zero || offset + len > it->start + it->length) return nullptr;
   static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   std::uint64_t host = it->host + (offset - it->start);
   std::uint64_t aligned = host / page * page;
   std::size_t span = static_cast<std::size_t>(host - aligned) + len;
-  // MAP_POPULATE faults the range in now, on the caller's thread (the
-  // sender's prefetch), rather than page by page while hashing.
+  // MAP_POPULATE faults the range in now, on the caller's thread (a hashing
+  // worker), rather than page by page while hashing.
   void* m = ::mmap(nullptr, span, PROT_READ, MAP_SHARED | MAP_POPULATE, fds_[static_cast<std::size_t>(it->file)],
                    static_cast<off_t>(aligned));
   if (m == MAP_FAILED) return nullptr;
@@ -150,8 +114,7 @@ Status MappedImage::pread(void* buf, std::size_t len, std::uint64_t offset) {
   if (offset + len > size_ || offset + len < offset) return invalid_argument("reading past the end of " + path_);
   char* dst = static_cast<char*>(buf);
   const std::uint64_t end = offset + len;
-  auto it = std::upper_bound(map_.begin(), map_.end(), offset, [](std::uint64_t o, const Piece& p) { return o < p.start; });
-  if (it != map_.begin()) --it;
+  auto it = piece_at(offset);
   for (; it != map_.end() && it->start < end; ++it) {
     std::uint64_t s = std::max(it->start, offset), t = std::min(it->start + it->length, end);
     if (t <= s) continue;

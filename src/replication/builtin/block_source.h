@@ -76,6 +76,8 @@ class MappedImage : public BlockSource {
     std::uint64_t host = 0;    // offset in that file
   };
   MappedImage(NbdClient& fallback) : fallback_(fallback) {}
+  // The piece holding `offset` (< size_).
+  std::vector<Piece>::const_iterator piece_at(std::uint64_t offset) const;
 
   NbdClient& fallback_;
   std::string path_;

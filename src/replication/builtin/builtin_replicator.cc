@@ -16,6 +16,8 @@
 #include <future>
 #include <cstring>
 
+#include "replication/builtin/host_io.h"
+
 namespace evac::builtin {
 namespace {
 
@@ -43,6 +45,12 @@ constexpr std::size_t kReadChunk = 32 << 20;
 static_assert(kReadChunk % kBlockSize == 0);
 
 BlockHash zero_hash(std::size_t len);
+
+// Blocks verification found altered in the replica: no real hash matches.
+void mark_damaged(Manifest& manifest, const std::set<std::uint64_t>& blocks) {
+  for (std::uint64_t i : blocks)
+    if (i < manifest.hashes.size()) manifest.hashes[i] = damaged_block_hash();
+}
 
 // The manifest of an image as it reads now: every block hashed, extents
 // that read as zeroes without reading them.
@@ -130,8 +138,7 @@ Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string&
       disk.manifest = std::move(*manifest);
       // The sender was shown these blocks as damaged and sends them again.
       if (auto d = damage.find(s.key); d != damage.end()) {
-        for (std::uint64_t i : d->second)
-          if (i < disk.manifest.hashes.size()) disk.manifest.hashes[i] = damaged_block_hash();
+        mark_damaged(disk.manifest, d->second);
         cycle->repairing[s.key] = d->second;
       }
       auto nbd = NbdExport::start(s.staging_path, "qcow2", NbdExport::Mode::kReadWrite);
@@ -196,15 +203,7 @@ Status ReplicaReceiver::save_damage(const std::string& group, const Damage& dama
   }
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [key, blocks] : damage) j[key] = blocks;
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump();
-    out.flush();
-    if (!out) return unavailable("cannot write " + tmp, "is the state folder full?");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return unavailable("cannot rename " + tmp + ": " + std::strerror(errno));
-  return Status::ok();
+  return write_file_durably(path, j.dump());
 }
 
 Result<std::optional<std::string>> ReplicaReceiver::manifest(const std::string& group, const std::string& key) {
@@ -232,8 +231,7 @@ Result<std::optional<std::string>> ReplicaReceiver::manifest(const std::string& 
   if (it == damage.end() || it->second.empty()) return blob;
   auto manifest = Manifest::decode(**blob);
   if (!manifest) return manifest.status();
-  for (std::uint64_t i : it->second)
-    if (i < manifest->hashes.size()) manifest->hashes[i] = damaged_block_hash();
+  mark_damaged(*manifest, it->second);
   return std::optional<std::string>(manifest->encode());
 }
 
@@ -701,17 +699,7 @@ Status BuiltinReplicator::write_journal(const std::string& group, const std::str
   nlohmann::json j = {{"group", group}, {"cycle", cycle_id}, {"vms", nlohmann::json::array()}};
   for (const auto& l : live)
     j["vms"].push_back({{"uuid", l.vm->uuid}, {"provider", l.vm->provider}, {"work_dir", l.work_dir}, {"pause", l.pause}});
-  std::string path = work_root() + "/" + cycle_id + ".cycle.json";
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump();
-    out.flush();
-    if (!out) return unavailable("cannot write " + tmp, "is the state folder full or read-only?");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return unavailable("cannot rename " + tmp + ": " + std::strerror(errno));
-  return Status::ok();
+  return write_file_durably(work_root() + "/" + cycle_id + ".cycle.json", j.dump());
 }
 
 Status BuiltinReplicator::recover_interrupted(const std::string& group) {
@@ -719,7 +707,7 @@ Status BuiltinReplicator::recover_interrupted(const std::string& group) {
 }
 
 Status recover_interrupted_cycles(const std::string& work_root, const std::string& group,
-                                  const ChangeTrackingLookup& tracking_) {
+                                  const ChangeTrackingLookup& tracking_of) {
   std::error_code ec;
   std::filesystem::directory_iterator it(work_root, ec), end;
   if (ec) return Status::ok();  // nothing was ever started here
@@ -737,7 +725,7 @@ Status recover_interrupted_cycles(const std::string& work_root, const std::strin
     const std::string cycle = j.value("cycle", "");
     Status undone;
     for (const auto& v : j.value("vms", nlohmann::json::array())) {
-      ChangeTracking* tracking = tracking_ ? tracking_(v.value("provider", "")) : nullptr;
+      ChangeTracking* tracking = tracking_of ? tracking_of(v.value("provider", "")) : nullptr;
       if (tracking == nullptr) continue;
       const std::string uuid = v.value("uuid", "");
       Status s;
@@ -806,8 +794,7 @@ Status BuiltinReplicator::freeze(const std::string& group, const std::string& cy
   return Status::ok();
 }
 
-void BuiltinReplicator::thaw_and_settle(const std::string& group, const std::string& cycle_id,
-                                        std::vector<LiveVm>& live, bool committed) {
+void BuiltinReplicator::thaw_and_settle(const std::string& cycle_id, std::vector<LiveVm>& live, bool committed) {
   Status first;
   for (auto& l : live) {
     Status s = l.backup_started ? l.tracking->end_backup(l.vm->uuid, l.work_dir) : Status::ok();
@@ -834,7 +821,6 @@ void BuiltinReplicator::thaw_and_settle(const std::string& group, const std::str
     std::error_code ec;
     std::filesystem::remove(work_root() + "/" + cycle_id + ".cycle.json", ec);
   }
-  (void)group;
 }
 
 Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec, const ProgressCallback& report) {
@@ -931,7 +917,6 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
   bool committed_cycle = false;
   struct SettleOnExit {
     BuiltinReplicator* self;
-    const std::string& group;
     const std::string& cycle;
     std::vector<LiveVm>& live;
     bool& committed;
@@ -941,9 +926,9 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
       if (live.empty()) return;
       sources.clear();
       for (auto& [key, c] : clients) c.reset();  // disconnect before the export goes away
-      self->thaw_and_settle(group, cycle, live, committed);
+      self->thaw_and_settle(cycle, live, committed);
     }
-  } settle{this, spec.group, cycle_id, live, committed_cycle, clients, sources};
+  } settle{this, cycle_id, live, committed_cycle, clients, sources};
 
   if (!live.empty()) {
     created_at = unix_now();

@@ -183,7 +183,7 @@ class BuiltinReplicator : public ReplicationAdapter {
   Status freeze(const std::string& group, const std::string& cycle_id, const std::vector<ReplicatedDevice>& devices,
                 const std::map<std::string, bool>& has_replica, std::vector<LiveVm>& live, std::uint64_t& paused_us);
   // Ends the backups; keeps the new checkpoint only if the cycle committed.
-  void thaw_and_settle(const std::string& group, const std::string& cycle_id, std::vector<LiveVm>& live,
+  void thaw_and_settle(const std::string& cycle_id, std::vector<LiveVm>& live,
                        bool committed);
 
   ReplicaChannel& channel_;

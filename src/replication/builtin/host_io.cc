@@ -1,0 +1,230 @@
+#include "replication/builtin/host_io.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace evac::builtin {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* const kBugHint = "this is a bug in evac's built-in replicator; report it with the daemon log";
+const char* const kOutsideHint = "the file was changed or removed outside evac; check the folder and the disk it is on";
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+// ---------------------------------------------------------- processes ---
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+// Runs argv[0] (looked up in PATH) with fork/exec, no shell; stdin is
+// /dev/null, stdout and stderr are captured.
+Result<ToolOutput> run_tool(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+
+  int out_pipe[2], err_pipe[2], exec_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return internal_error("cannot create a pipe: " + errno_text(errno), kBugHint);
+  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return internal_error("cannot create a pipe: " + errno_text(errno), kBugHint);
+  Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) return internal_error("cannot create a pipe: " + errno_text(errno), kBugHint);
+  Fd exec_r(exec_pipe[0]), exec_w(exec_pipe[1]);
+  Fd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (devnull.get() < 0) return internal_error("cannot open /dev/null: " + errno_text(errno), kBugHint);
+
+  pid_t pid = ::fork();
+  if (pid < 0) return unavailable("cannot start " + argv[0] + ": fork failed: " + errno_text(errno), "the host is short of processes or memory; retry");
+  if (pid == 0) {
+    ::dup2(devnull.get(), 0);
+    ::dup2(out_w.get(), 1);
+    ::dup2(err_w.get(), 2);
+    ::execvp(args[0], args.data());
+    int e = errno;
+    [[maybe_unused]] auto n = ::write(exec_w.get(), &e, sizeof e);
+    ::_exit(127);
+  }
+  out_w.reset();
+  err_w.reset();
+  exec_w.reset();
+
+  ToolOutput result;
+  pollfd fds[2] = {{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open_count = 2;
+  char buf[8192];
+  while (open_count > 0) {
+    int n = ::poll(fds, 2, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+      if (got > 0) {
+        sinks[i]->append(buf, static_cast<std::size_t>(got));
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        fds[i].fd = -1;
+        --open_count;
+      }
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  int exec_errno = 0;
+  if (::read(exec_r.get(), &exec_errno, sizeof exec_errno) == static_cast<ssize_t>(sizeof exec_errno)) {
+    return unavailable("cannot run " + argv[0] + ": " + errno_text(exec_errno),
+                       "install qemu-utils (apt-get install qemu-utils) so that " + argv[0] + " is in PATH");
+  }
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+// Runs qemu-img; a non-zero exit becomes an error naming what was being done
+// and carrying qemu-img's own words.
+Result<ToolOutput> qemu_img(std::vector<std::string> args, const std::string& doing, const std::string& hint) {
+  args.insert(args.begin(), "qemu-img");
+  auto r = run_tool(args);
+  if (!r.is_ok()) return r.status().with_context(doing);
+  if (r->exit_code != 0) {
+    std::string err = trimmed(r->err.empty() ? r->out : r->err);
+    // An image lock held by another process (a VM, qemu-nbd) clears once it
+    // stops: worth retrying, unlike a broken image.
+    bool locked = err.find("Failed to get \"write\" lock") != std::string::npos ||
+                  err.find("Failed to get shared \"write\" lock") != std::string::npos;
+    return Status(locked ? StatusCode::kUnavailable : StatusCode::kInternal,
+                  doing + ": qemu-img " + args[1] + " exited with " + std::to_string(r->exit_code) +
+                      (err.empty() ? std::string() : ": " + err),
+                  hint);
+  }
+  return r;
+}
+
+// --------------------------------------------------------- durable files ---
+
+Status fsync_path(const std::string& path, bool directory) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0)));
+  if (fd.get() < 0) return internal_error("cannot open " + path + " to flush it: " + errno_text(errno), kOutsideHint);
+  if (::fsync(fd.get()) != 0) return internal_error("cannot flush " + path + ": " + errno_text(errno), "check the disk holding it for I/O errors");
+  return Status::ok();
+}
+
+bool path_exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+Status remove_file(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return internal_error("cannot remove " + path + ": " + errno_text(errno), "check the permissions of its folder");
+  return Status::ok();
+}
+
+Status rename_file(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0)
+    return internal_error("cannot rename " + from + " to " + to + ": " + errno_text(errno), "check the permissions of the folder and that it is not full");
+  return Status::ok();
+}
+
+// Creates the missing folders of `path` and flushes each new entry into its
+// parent, so a folder a committed index points into survives a power cut.
+Status make_dirs(const fs::path& path) {
+  std::vector<fs::path> missing;
+  for (fs::path cur = path; !cur.empty() && !path_exists(cur.string()); cur = cur.parent_path()) {
+    missing.push_back(cur);
+    if (cur == cur.parent_path()) break;
+  }
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (::mkdir(it->c_str(), 0755) != 0 && errno != EEXIST)
+      return internal_error("cannot create folder " + it->string() + ": " + errno_text(errno), "check the permissions of its parent folder");
+    EVAC_RETURN_IF_ERROR(fsync_path(it->parent_path().string(), true));
+  }
+  return Status::ok();
+}
+
+// Temp file + fsync + rename + fsync of the folder: readers see the old
+// bytes or the new ones, never a mix, also after a power cut.
+Status write_file_durably(const std::string& path, const std::string& bytes) {
+  std::string tmp = path + std::string(".tmp");
+  {
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+    if (fd.get() < 0) return internal_error("cannot create " + tmp + ": " + errno_text(errno), "check the permissions of the folder");
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        ::unlink(tmp.c_str());
+        return internal_error("cannot write " + tmp + ": " + errno_text(e), "check that the disk holding it is not full");
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    if (::fsync(fd.get()) != 0) {
+      int e = errno;
+      ::unlink(tmp.c_str());
+      return internal_error("cannot flush " + tmp + ": " + errno_text(e), "check the disk holding it for I/O errors");
+    }
+  }
+  if (auto st = rename_file(tmp, path); !st.is_ok()) {
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  return fsync_path(fs::path(path).parent_path().string(), true);
+}
+
+Result<std::string> read_whole_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    if (errno == ENOENT) return not_found(path + " does not exist", kOutsideHint);
+    return internal_error("cannot open " + path + ": " + errno_text(errno), "check the permissions of the file");
+  }
+  std::string out;
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return internal_error("cannot read " + path + ": " + errno_text(errno), "check the disk holding it for I/O errors");
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+
+}  // namespace evac::builtin

@@ -1,0 +1,44 @@
+// Host tools and durable files for the built-in replicator: running
+// qemu-img (no shell) and writing files so that a power cut leaves the old
+// bytes or the new ones, never a mix. Shared by the PIT store, the direct
+// image reader and the journals of cycles in progress.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace evac::builtin {
+
+struct ToolOutput {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs argv[0] (looked up in PATH) with fork/exec, no shell; stdin is
+// /dev/null, stdout and stderr are captured. A tool that cannot start is
+// kUnavailable; its exit code is the caller's to judge.
+Result<ToolOutput> run_tool(const std::vector<std::string>& argv);
+
+// Runs qemu-img; a non-zero exit becomes an error naming what was being done
+// (`doing`), carrying qemu-img's own words and `hint`. An image lock held by
+// another process is kUnavailable (worth retrying), anything else kInternal.
+Result<ToolOutput> qemu_img(std::vector<std::string> args, const std::string& doing, const std::string& hint);
+
+Status fsync_path(const std::string& path, bool directory);
+bool path_exists(const std::string& path);
+// Removing a file that is already gone succeeds.
+Status remove_file(const std::string& path);
+Status rename_file(const std::string& from, const std::string& to);
+// Creates the missing folders of `path` and flushes each new entry into its
+// parent, so a folder a committed index points into survives a power cut.
+Status make_dirs(const std::filesystem::path& path);
+// Temp file + fsync + rename + fsync of the folder.
+Status write_file_durably(const std::string& path, const std::string& bytes);
+// kNotFound when it does not exist.
+Result<std::string> read_whole_file(const std::string& path);
+
+}  // namespace evac::builtin
