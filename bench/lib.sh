@@ -50,6 +50,19 @@ CONF
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/${rport}") 2>/dev/null && break; sleep 0.1; done
 }
 
+now() { date +%s.%N; }
+# timed PREFIX CMD...: runs CMD, its output in ${root}/PREFIX.out; sets
+# ${PREFIX}_wall and ${PREFIX}_cpu (CMD and its children), in seconds.
+timed() {
+  local prefix="$1" t0 t1
+  shift
+  t0="$(now)"
+  /usr/bin/time -f "%U %S" -o "${root}/time.out" "$@" >"${root}/${prefix}.out" 2>&1
+  t1="$(now)"
+  printf -v "${prefix}_wall" '%s' "$(python3 -c "print(f'{${t1} - ${t0}:.3f}')")"
+  printf -v "${prefix}_cpu" '%s' "$(awk '{printf "%.3f", $1 + $2}' "${root}/time.out")"
+}
+
 # CPU seconds (user + system) a process has used so far.
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 # Both evacd's CPU seconds so far.

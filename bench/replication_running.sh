@@ -39,17 +39,6 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "${root}"/{a/images,b/replicas,vnb,rsync-dst}
 
-now() { date +%s.%N; }
-# timed OUT_PREFIX CMD...: runs CMD; sets ${OUT_PREFIX}_wall and ${OUT_PREFIX}_cpu (CMD and its children).
-timed() {
-  local prefix="$1" t0 t1
-  shift
-  t0="$(now)"
-  /usr/bin/time -f "%U %S" -o "${root}/time.out" "$@" >"${root}/${prefix}.out" 2>&1
-  t1="$(now)"
-  printf -v "${prefix}_wall" '%s' "$(python3 -c "print(f'{${t1} - ${t0}:.3f}')")"
-  printf -v "${prefix}_cpu" '%s' "$(awk '{printf "%.3f", $1 + $2}' "${root}/time.out")"
-}
 
 echo "== preparing two guests, each with a ${size_gib} GiB disk of random data"
 guest_dir="${EVAC_GUEST_DIR:-/var/tmp/evac-lab/guest}"

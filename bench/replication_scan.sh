@@ -36,19 +36,8 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "${root}"/{a/images,b/replicas,nbdcopy,rsync-dst}
 
-now() { date +%s.%N; }
 # children_cpu_of PID: the same for its reaped children (evacd's qemu-nbd processes).
 children_cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($16 + $17) / hz}' "/proc/$1/stat"; }
-# wall_cpu CMD...: runs CMD, prints "WALL CPU" (CPU of CMD and its children).
-wall_cpu() {
-  local t0 t1 out
-  out="$(mktemp)"
-  t0="$(now)"
-  /usr/bin/time -f "%U %S" -o "${out}" "$@" >/dev/null 2>&1
-  t1="$(now)"
-  python3 -c "import sys; u,s=open('${out}').read().split(); print(f'{float(sys.argv[2])-float(sys.argv[1]):.3f} {float(u)+float(s):.3f}')" "${t0}" "${t1}"
-  rm -f "${out}"
-}
 
 image="${root}/a/images/bench01.qcow2"
 echo "== preparing a ${size_gib} GiB qcow2 image of random data"
@@ -89,16 +78,16 @@ evac() { "${bin}/cli/evac" --context a "$@"; }
 qemu_nbd_cpu() { python3 -c "print(f'{$(children_cpu_of "${pids[0]}") + $(children_cpu_of "${pids[1]}"):.3f}')"; }
 
 echo "== (a) first sync of ${size_gib} GiB"
-read -r dd_wall _ < <(wall_cpu dd if="${image}" of=/dev/null bs=4M iflag=direct)
+timed dd dd if="${image}" of=/dev/null bs=4M iflag=direct
 qemu-nbd -r -f qcow2 --socket="${root}/nbdcopy/sock" "${image}" &
 nbd_pid=$!
 for _ in $(seq 50); do [[ -S "${root}/nbdcopy/sock" ]] && break; sleep 0.1; done
-read -r nbdcopy_wall nbdcopy_cpu < <(wall_cpu nbdcopy "nbd+unix:///?socket=${root}/nbdcopy/sock" "${root}/nbdcopy/out.raw")
+timed nbdcopy nbdcopy "nbd+unix:///?socket=${root}/nbdcopy/sock" "${root}/nbdcopy/out.raw"
 kill "${nbd_pid}" 2>/dev/null || true; wait "${nbd_pid}" 2>/dev/null || true
 rm -f "${root}/nbdcopy/out.raw"
 cpu0="$(evacd_cpu)"
 nbd0="$(qemu_nbd_cpu)"
-read -r evac_wall evac_cli_cpu < <(wall_cpu "${bin}/cli/evac" --context a group sync bench)
+timed evac "${bin}/cli/evac" --context a group sync bench
 evac_cpu="$(python3 -c "print(f'{$(evacd_cpu) - ${cpu0}:.3f}')")"
 evac_nbd_cpu="$(python3 -c "print(f'{$(qemu_nbd_cpu) - ${nbd0}:.3f}')")"
 first_bytes="$(evac -o json group pits bench | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["bytes_sent"])')"
@@ -138,18 +127,12 @@ qemu-img convert -O qcow2 "${root}/rsync-dst/prev.qcow2" "${root}/rsync-dst/benc
 bench_start_rsyncd
 cpu0="$(evacd_cpu)"
 nbd0="$(qemu_nbd_cpu)"
-read -r evac_inc_wall _ < <(wall_cpu "${bin}/cli/evac" --context a group sync bench)
+timed evac_inc "${bin}/cli/evac" --context a group sync bench
 evac_inc_cpu="$(python3 -c "print(f'{$(evacd_cpu) - ${cpu0}:.3f}')")"
 evac_inc_nbd_cpu="$(python3 -c "print(f'{$(qemu_nbd_cpu) - ${nbd0}:.3f}')")"
 inc_bytes="$(evac -o json group pits bench | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["bytes_sent"])')"
-stats="${root}/rsync.stats"
-t0="$(now)"
-/usr/bin/time -f '%U %S' -o "${root}/rsync.time" rsync --inplace --no-whole-file --ignore-times --stats \
-  "${image}" "rsync://127.0.0.1:${rport}/dst/bench01.qcow2" >"${stats}"
-t1="$(now)"
-rsync_wall="$(python3 -c "print(f'{${t1} - ${t0}:.3f}')")"
-rsync_cpu="$(awk '{print $1 + $2}' "${root}/rsync.time")"
-rsync_bytes="$(awk -F': ' '/Total bytes sent/ {gsub(/,/, "", $2); print $2}' "${stats}")"
+timed rsync rsync --inplace --no-whole-file --ignore-times --stats "${image}" "rsync://127.0.0.1:${rport}/dst/bench01.qcow2"
+rsync_bytes="$(awk -F': ' '/Total bytes sent/ {gsub(/,/, "", $2); print $2}' "${root}/rsync.out")"
 printf '%-34s %9s %9s %14s\n' "" "wall s" "cpu s" "bytes sent"
 printf '%-34s %9s %9s %14s\n' "changed bytes" "-" "-" "${changed}"
 printf '%-34s %9s %9s %14s\n' "rsync --inplace (rsyncd, loopback)" "${rsync_wall}" "${rsync_cpu}" "${rsync_bytes}"
