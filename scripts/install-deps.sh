@@ -9,7 +9,7 @@ packages=(
   libgtest-dev libgmock-dev
   # libraries evac links
   libvirt-dev libsqlite3-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
-  libcpp-httplib-dev libssl-dev libcurl4-openssl-dev libpugixml-dev libnbd-dev libzstd-dev
+  libcpp-httplib-dev libssl-dev libcurl4-openssl-dev libpugixml-dev libnbd-dev libzstd-dev libxxhash-dev
   # real sites: libvirtd + QEMU (TCG), and the tiny guest built from Debian packages
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
   linux-image-amd64 busybox-static qemu-guest-agent e2fsprogs cpio kmod iproute2 procps util-linux

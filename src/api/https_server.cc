@@ -48,7 +48,7 @@ class BodyBuffers {
 
  private:
   static constexpr std::size_t kKeepFrom = 256 * 1024;  // small bodies come from malloc's free lists anyway
-  static constexpr std::size_t kKeep = 6;               // three batches in flight, with room to spare
+  static constexpr std::size_t kKeep = 12;              // a sender keeps up to 12 batches in flight
   std::mutex mu_;
   std::vector<std::string> free_;
 };

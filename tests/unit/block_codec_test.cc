@@ -30,9 +30,11 @@ std::string text_bytes(std::size_t n, int salt) {
 }
 
 BlockRecord record(std::uint64_t offset, std::string data) {
+  auto owned = std::make_shared<const std::string>(std::move(data));
   BlockRecord r;
   r.offset = offset;
-  r.data = std::move(data);
+  r.data = *owned;
+  r.owner = owned;
   r.hash = hash_block(r.data.data(), r.data.size());
   return r;
 }
@@ -46,7 +48,7 @@ BlockHash random_hash(std::mt19937& rng) {
 // Byte positions in an encoded batch, per the layout in block_codec.h (for
 // the first block; in a one-block batch its stored bytes follow its entry).
 std::size_t first_header(const std::string& key) { return 4 + 4 + key.size() + 4; }
-constexpr std::size_t kHeader = 8 + 4 + 4 + 1 + 32;
+constexpr std::size_t kHeader = 8 + 4 + 4 + 1 + 32 + 16;
 
 void put_le32(std::string& s, std::size_t pos, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) s[pos + i] = static_cast<char>((v >> (8 * i)) & 0xff);
@@ -235,7 +237,7 @@ void expect_same(const std::vector<Decoded>& a, const std::vector<BlockRecord>& 
 TEST(BatchTest, RoundTripOfMixedBlocks) {
   auto blocks = mixed_blocks();
   std::string wire = encode_batch("1b4e28ba-2fa1-11d2-883f-0016d3cca427/vda", blocks);
-  EXPECT_EQ(wire.substr(0, 4), "EVB2");
+  EXPECT_EQ(wire.substr(0, 4), "EVB3");
   auto r = decode_batch(wire);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(r->disk_key, "1b4e28ba-2fa1-11d2-883f-0016d3cca427/vda");
@@ -369,24 +371,39 @@ TEST(BatchTest, CorruptedCompressedByteNamesTheBlock) {
   }
 }
 
-TEST(BatchTest, CorruptedHashFailsTheChecksum) {
+TEST(BatchTest, CorruptedHashOrCheckIsRejected) {
   const std::string key = "vm/vda";
   std::string wire = encode_batch(key, {record(2 * kBlockSize, random_bytes(kBlockSize, 3))});
+
+  // The SHA-256 the recovery site records is covered by the batch checksum.
   std::string bad = wire;
   bad[first_header(key) + 17 + 5] ^= 1;
   auto r = decode_batch(bad);
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(r.status().message(),
-            "block at offset 131072 of disk vm/vda failed its checksum: the stream was corrupted in transit");
+            "changed-block batch of disk vm/vda failed its checksum: the stream was corrupted in transit");
   EXPECT_EQ(r.status().hint(), "the cycle is discarded and retried; the last complete PIT is intact");
 
-  // A sender that hashed the wrong data is caught the same way.
+  // The block's own check (after the SHA-256) names the block.
+  bad = wire;
+  bad[first_header(key) + 17 + 32 + 3] ^= 1;
+  r = decode_batch(bad);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(),
+            "block at offset 131072 of disk vm/vda failed its checksum: the stream was corrupted in transit");
+}
+
+TEST(BatchTest, TheSendersHashIsRecordedAsSent) {
+  // The receiver checks transit with XXH3-128 and keeps the sender's SHA-256
+  // as it came: a sender that hashed wrongly is caught by verification,
+  // which re-hashes the PIT, not here.
   BlockRecord lying = record(0, text_bytes(kBlockSize, 1));
   lying.hash = zero_block_hash();
-  auto r2 = decode_batch(encode_batch(key, {lying}));
-  ASSERT_FALSE(r2.is_ok());
-  EXPECT_NE(r2.status().message().find("failed its checksum"), std::string::npos);
+  auto r = decode_batch(encode_batch("vm/vda", {lying}));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->blocks[0].hash, zero_block_hash());
+  EXPECT_EQ(r->blocks[0].data, lying.data);
 }
 
 TEST(BatchTest, CorruptedRawByteFailsTheChecksum) {

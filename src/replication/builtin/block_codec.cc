@@ -1,6 +1,7 @@
 #include "replication/builtin/block_codec.h"
 
 #include <openssl/evp.h>
+#include <xxhash.h>
 #include <zstd.h>
 
 #include <cstring>
@@ -11,10 +12,11 @@ namespace evac::builtin {
 namespace {
 
 constexpr std::string_view kManifestMagic = "EVM1";
-constexpr std::string_view kBatchMagic = "EVB2";
+constexpr std::string_view kBatchMagic = "EVB3";
 constexpr std::size_t kHashLen = 32;
-// A table entry: offset u64, raw length u32, stored length u32, encoding u8, hash
-constexpr std::size_t kBlockHeaderLen = 8 + 4 + 4 + 1 + kHashLen;
+constexpr std::size_t kCheckLen = 16;
+// A table entry: offset u64, raw length u32, stored length u32, encoding u8, hash, check
+constexpr std::size_t kBlockHeaderLen = 8 + 4 + 4 + 1 + kHashLen + kCheckLen;
 constexpr std::uint8_t kEncodingRaw = 0;
 constexpr std::uint8_t kEncodingZstd = 1;
 
@@ -139,6 +141,15 @@ ZSTD_DCtx* thread_dctx() {
 
 Status malformed_batch(const std::string& what) {
   return invalid_argument("changed-block batch is malformed (corrupted in transit, or not from evac): " + what, kCorruptHint);
+}
+
+// The per-block transit check: XXH3-128 of the block's data, big-endian
+// (XXH's canonical form).
+void block_check(const void* data, std::size_t len, char* out) {
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
+  static_assert(sizeof(c.digest) == kCheckLen);
+  std::memcpy(out, c.digest, kCheckLen);
 }
 
 }  // namespace
@@ -270,7 +281,7 @@ constexpr std::size_t kSampleLen = 4096;
 // least likely to differ from the rest. A block whose sample compresses but
 // which as a whole does not is still caught afterwards (zstd is asked for
 // a result smaller than the block and fails otherwise).
-bool worth_compressing(ZSTD_CCtx* cctx, const std::string& data, int level, char* scratch) {
+bool worth_compressing(ZSTD_CCtx* cctx, std::string_view data, int level, char* scratch) {
   if (data.size() < 2 * kSampleLen) return true;  // short tails: just try
   const char* sample = data.data() + (data.size() - kSampleLen) / 2;
   std::size_t r = ZSTD_compressCCtx(cctx, scratch, kSampleLen - kSampleLen / 16, sample, kSampleLen, level);
@@ -331,7 +342,7 @@ std::string encode_batch(const std::string& disk_key, const std::vector<BlockRec
       }
     }
     if (encoding == kEncodingRaw) {
-      std::memcpy(payload, b.data.data(), raw_len);
+      std::memcpy(payload, b.data.data(), raw_len);  // from the page cache or a read buffer: the one copy
       stored = raw_len;
     } else {
       compressed.emplace_back(payload, stored);
@@ -342,6 +353,7 @@ std::string encode_batch(const std::string& disk_key, const std::vector<BlockRec
     store_u32(header + 12, static_cast<std::uint32_t>(stored));
     header[16] = static_cast<char>(encoding);
     std::memcpy(header + 17, b.hash.data(), kHashLen);
+    block_check(b.data.data(), raw_len, header + 17 + kHashLen);
     header += kBlockHeaderLen;
   }
   BlockHash sum = batch_checksum(std::string_view(base, front), compressed);
@@ -387,6 +399,7 @@ Result<DecodedBatch> decode_batch(std::string_view bytes) {
     std::uint64_t raw_len;
     std::uint64_t stored;
     std::uint8_t encoding;
+    const char* check;
   };
   std::vector<Entry> entries(count);
   out.blocks.resize(count);
@@ -406,6 +419,7 @@ Result<DecodedBatch> decode_batch(std::string_view bytes) {
     e.stored = load_le(header + 12, 4);
     e.encoding = static_cast<std::uint8_t>(header[16]);
     std::memcpy(rec.hash.data(), header + 17, kHashLen);
+    e.check = header + 17 + kHashLen;
     if (rec.offset % kBlockSize != 0) return malformed_batch(where(rec.offset) + " is not aligned to the block size");
     if (e.raw_len == 0 || e.raw_len > kBlockSize) {
       return malformed_batch(where(rec.offset) + " has an invalid length of " + std::to_string(e.raw_len) + " bytes");
@@ -456,7 +470,9 @@ Result<DecodedBatch> decode_batch(std::string_view bytes) {
       next_decompressed += e.raw_len;
       compressed.emplace_back(payload, e.stored);
     }
-    if (hash_block(rec.data.data(), rec.data.size()) != rec.hash) {
+    char check[kCheckLen];
+    block_check(rec.data.data(), rec.data.size(), check);
+    if (std::memcmp(check, e.check, kCheckLen) != 0) {
       return invalid_argument(where(rec.offset) + " failed its checksum: the stream was corrupted in transit",
                               kCorruptHint);
     }

@@ -61,33 +61,45 @@ struct Manifest {
 
 struct BlockRecord {
   std::uint64_t offset = 0;  // multiple of kBlockSize
-  std::string data;          // uncompressed: kBlockSize bytes, or the disk's short tail
-  BlockHash hash{};          // SHA-256 of data (the sender computed it while comparing)
+  // Uncompressed: kBlockSize bytes, or the disk's short tail. A view, so a
+  // block read (or mapped) once is not copied again before it is encoded;
+  // `owner` keeps the memory it points into alive (empty for static data).
+  std::string_view data;
+  std::shared_ptr<const void> owner;
+  BlockHash hash{};  // SHA-256 of data (the sender computed it while comparing)
 };
 
 // A batch of changed blocks of one disk, as one request body on the wire:
-//   "EVB2", key length u32, disk key, count u32,
+//   "EVB3", key length u32, disk key, count u32,
 //   a table of count entries: offset u64, raw length u32, stored length u32,
-//     encoding u8 (0 raw, 1 zstd), hash[32];
+//     encoding u8 (0 raw, 1 zstd), hash[32] (SHA-256), check[16] (XXH3-128);
 //   the stored bytes of every block, in table order;
 //   a trailing SHA-256 over the header and the table (everything before the
 //   first stored byte), then over the stored bytes of the compressed blocks.
+// Why two hashes per block: `hash` is the source's SHA-256, which the
+// recovery site records in its manifest (what `evac group verify` later
+// checks a PIT against); `check` is what the receiver verifies each decoded
+// block against. Re-computing SHA-256 at the receiver cost 2.4 CPU-seconds
+// per 4 GiB on this machine kind (both sites share two cores in the lab);
+// XXH3-128 catches any corruption of the bytes in transit or in memory at a
+// tenth of that. (Tampering is TLS's job, not this checksum's.) A sender
+// whose SHA-256 is wrong is not caught here but by verification, which
+// re-hashes the PIT.
 // Why stored bytes after the table: a run of raw blocks at consecutive
 // offsets is then one contiguous piece of the request body, which the
 // receiver writes to the replica without copying it. Why the trailing
 // checksum leaves the stored bytes out: each block is already checked
-// against its own SHA-256 after decoding (that covers every stored byte: a
+// against its own XXH3-128 after decoding (that covers every stored byte: a
 // flipped one either fails decompression or changes the block), and the
-// table, covered by the trailer, pins each hash to its offset. Hashing the
-// payload a second time cost as much CPU as the per-block check itself.
+// table, covered by the trailer, pins each hash to its offset.
 //
 // A block is stored raw when compressing it would not pay: when a 4 KiB
 // sample of it does not compress (random or already-compressed data, which
 // zstd would otherwise scan in full for nothing), or when zstd does not make
 // the whole block smaller.
 // Preconditions (checked by decode_batch on the receiving side, not here):
-// offsets are multiples of kBlockSize, 1 <= data.size() <= kBlockSize, hash is
-// the SHA-256 of data. The key is at most kMaxDiskKeyLength bytes.
+// offsets are multiples of kBlockSize, 1 <= data.size() <= kBlockSize. The
+// key is at most kMaxDiskKeyLength bytes.
 constexpr std::size_t kMaxDiskKeyLength = 1024;
 std::string encode_batch(const std::string& disk_key, const std::vector<BlockRecord>& blocks, int zstd_level = 1);
 
@@ -96,7 +108,7 @@ std::string encode_batch(const std::string& disk_key, const std::vector<BlockRec
 struct DecodedBlock {
   std::uint64_t offset = 0;
   std::string_view data;
-  BlockHash hash{};
+  BlockHash hash{};  // the sender's SHA-256 of data (recorded, not re-computed here)
 };
 
 struct DecodedBatch {
@@ -108,7 +120,7 @@ struct DecodedBatch {
   std::unique_ptr<char[]> decompressed;
 };
 // Verifies everything and trusts no length: magic, every length against the
-// buffer, decompression, each block against its hash, the trailing checksum.
+// buffer, decompression, each block against its XXH3-128, the trailing checksum.
 // Any failure is kInvalidArgument; nothing of a failed batch may be applied.
 // The result's blocks point into `bytes`: keep them alive while it is used.
 Result<DecodedBatch> decode_batch(std::string_view bytes);

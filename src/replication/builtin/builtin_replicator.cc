@@ -46,6 +46,15 @@ static_assert(kReadChunk % kBlockSize == 0);
 
 BlockHash zero_hash(std::size_t len);
 
+// kBlockSize zero bytes, for changed blocks that read as zeroes.
+const std::string& zero_block() {
+  static const std::string zeros(kBlockSize, '\0');
+  return zeros;
+}
+
+// The most source pieces one outgoing batch may point into (see sync_disk).
+constexpr std::size_t kMaxPiecesPerBatch = 8;
+
 // Blocks verification found altered in the replica: no real hash matches.
 void mark_damaged(Manifest& manifest, const std::set<std::uint64_t>& blocks) {
   for (std::uint64_t i : blocks)
@@ -102,6 +111,36 @@ Status ReplicaReceiver::ensure_recovered(const std::string& group) {
   return Status::ok();
 }
 
+// Opens where a staged disk's blocks go: its file itself when the image was
+// preallocated for that, otherwise a qemu-nbd export of it. A seeded disk's
+// manifest is what the seed holds, hashed here once so that the sender
+// ships only what differs.
+Status ReplicaReceiver::open_writer(OpenDisk& disk) {
+  const StagedDisk& s = disk.staged;
+  if (s.preallocated) {
+    auto direct = DirectImageWriter::open(s.staging_path);
+    if (direct) {
+      disk.direct = std::move(*direct);
+      return Status::ok();
+    }
+    // Unsupported (a qemu-img that lays the image out otherwise): through qemu-nbd.
+    if (direct.status().code() != StatusCode::kUnsupported) return direct.status();
+  }
+  auto nbd = NbdExport::start(s.staging_path, "qcow2", NbdExport::Mode::kReadWrite);
+  if (!nbd) return nbd.status();
+  auto client = NbdClient::connect(**nbd);
+  if (!client) return client.status();
+  disk.nbd = std::move(*nbd);
+  disk.client = std::move(*client);
+  if (s.seeded) {
+    auto hashed = hash_image(*disk.client, s.size_bytes);
+    if (!hashed) return hashed.status().with_context("hashing the seed of disk " + s.key);
+    disk.manifest = std::move(*hashed);
+    disk.seeded = true;
+  }
+  return Status::ok();
+}
+
 Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string& cycle_id,
                                     const std::vector<ReplicatedDevice>& disks) {
   std::lock_guard lock(mu_);
@@ -141,29 +180,7 @@ Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string&
         mark_damaged(disk.manifest, d->second);
         cycle->repairing[s.key] = d->second;
       }
-      auto nbd = NbdExport::start(s.staging_path, "qcow2", NbdExport::Mode::kReadWrite);
-      if (nbd) {
-        auto client = NbdClient::connect(**nbd);
-        if (client) {
-          disk.nbd = std::move(*nbd);
-          disk.client = std::move(*client);
-          if (s.seeded) {
-            // The sender compares against what the seed holds, read here
-            // once, instead of shipping the whole disk.
-            auto hashed = hash_image(*disk.client, s.size_bytes);
-            if (hashed) {
-              disk.manifest = std::move(*hashed);
-              disk.seeded = true;
-            } else {
-              opened = hashed.status().with_context("hashing the seed of disk " + s.key);
-            }
-          }
-        } else {
-          opened = client.status();
-        }
-      } else {
-        opened = nbd.status();
-      }
+      opened = open_writer(disk);
     }
     if (!opened.is_ok()) {
       cycle->disks.clear();
@@ -252,7 +269,7 @@ Status ReplicaReceiver::apply_batch(const std::string& group, const std::string&
   // lock, so concurrent batches decode on several threads at once.
   auto batch = decode_batch(bytes);
   if (!batch) return batch.status();
-  std::lock_guard lock((*cycle)->mu);
+  std::unique_lock lock((*cycle)->mu);
   auto it = (*cycle)->disks.find(batch->disk_key);
   if (it == (*cycle)->disks.end())
     return invalid_argument("batch for disk " + batch->disk_key + ", which is not part of cycle " + cycle_id);
@@ -267,27 +284,49 @@ Status ReplicaReceiver::apply_batch(const std::string& group, const std::string&
   // a round trip, and a first sync is one long contiguous run. Raw blocks
   // of a run lie back to back in the request body and are written straight
   // from it; only a run that mixes raw and decompressed blocks is gathered
-  // into one buffer first (kept for the cycle, so it is allocated once).
-  for (std::size_t i = 0; i < blocks.size();) {
-    std::size_t j = i + 1;
-    std::size_t run_len = blocks[i].data.size();
-    bool contiguous_in_memory = true;
-    while (j < blocks.size() && blocks[j].offset == blocks[i].offset + run_len) {
-      if (blocks[j].data.data() != blocks[j - 1].data.data() + blocks[j - 1].data.size()) contiguous_in_memory = false;
-      run_len += blocks[j].data.size();
-      ++j;
+  // into one buffer first.
+  auto write_runs = [&](std::string& gather, auto&& write) -> Status {
+    for (std::size_t i = 0; i < blocks.size();) {
+      std::size_t j = i + 1;
+      std::size_t run_len = blocks[i].data.size();
+      bool contiguous_in_memory = true;
+      while (j < blocks.size() && blocks[j].offset == blocks[i].offset + run_len) {
+        if (blocks[j].data.data() != blocks[j - 1].data.data() + blocks[j - 1].data.size()) contiguous_in_memory = false;
+        run_len += blocks[j].data.size();
+        ++j;
+      }
+      const char* data = blocks[i].data.data();
+      if (!contiguous_in_memory) {
+        gather.clear();
+        for (std::size_t k = i; k < j; ++k) gather.append(blocks[k].data);
+        data = gather.data();
+      }
+      EVAC_RETURN_IF_ERROR(write(data, run_len, blocks[i].offset));
+      i = j;
     }
-    const char* data = blocks[i].data.data();
-    if (!contiguous_in_memory) {
-      std::string& gather = (*cycle)->gather;
-      gather.clear();
-      for (std::size_t k = i; k < j; ++k) gather.append(blocks[k].data);
-      data = gather.data();
-    }
-    EVAC_RETURN_IF_ERROR(disk.client->pwrite(data, run_len, blocks[i].offset));
-    for (std::size_t k = i; k < j; ++k) disk.manifest.hashes[blocks[k].offset / kBlockSize] = blocks[k].hash;
-    i = j;
+    return Status::ok();
+  };
+  if (std::shared_ptr<DirectImageWriter> direct = disk.direct) {
+    // Straight into the file: batches write in parallel, the lock is
+    // taken again only to record their hashes. A cycle aborted meanwhile
+    // drops `disk`, but not the writer this batch holds.
+    lock.unlock();
+    std::string gather;
+    EVAC_RETURN_IF_ERROR(write_runs(gather, [&](const char* data, std::size_t len, std::uint64_t offset) {
+      return direct->pwrite(data, len, offset);
+    }));
+    lock.lock();
+    it = (*cycle)->disks.find(batch->disk_key);
+    if (it == (*cycle)->disks.end())
+      return failed_precondition("replication cycle " + cycle_id + " of group '" + group + "' was aborted",
+                                 "the sender starts a new cycle");
+  } else {
+    // One NBD connection per disk: its writes hold the cycle's lock.
+    EVAC_RETURN_IF_ERROR(write_runs((*cycle)->gather, [&](const char* data, std::size_t len, std::uint64_t offset) {
+      return disk.client->pwrite(data, len, offset);
+    }));
   }
+  for (const auto& block : blocks) it->second.manifest.hashes[block.offset / kBlockSize] = block.hash;
   return Status::ok();
 }
 
@@ -321,7 +360,8 @@ Result<PointInTime> ReplicaReceiver::commit_cycle(const std::string& group, cons
                                    ": blocks were lost or altered in transit"));
   }
   for (auto& [key, disk] : (*cycle)->disks) {
-    if (Status s = disk.client->flush(); !s.is_ok()) return fail(s);
+    if (Status s = disk.direct ? disk.direct->sync() : disk.client->flush(); !s.is_ok()) return fail(s);
+    disk.direct.reset();
     disk.client.reset();
     disk.nbd.reset();  // qemu-nbd exits: the staging file is closed before it becomes a PIT
     if (Status s = pits_.save_disk_blob(group, cycle_id, key, disk.manifest.encode()); !s.is_ok()) return fail(s);
@@ -461,6 +501,7 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
   Manifest current = changed ? replica : Manifest::empty(device.size_bytes);
   std::vector<BlockRecord> pending;
   std::size_t pending_bytes = 0;
+  std::size_t pending_pieces = 0;  // how many source pieces `pending` points into
   // Batches travel (compressed, sent, verified and applied) while the next
   // ones are read and hashed; a few in flight keep the disk, both CPUs and
   // the link busy. The receiver decodes concurrent batches in parallel and
@@ -492,6 +533,7 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
     }));
     pending.clear();
     pending_bytes = 0;
+    pending_pieces = 0;
     return Status::ok();
   };
   // Every early return below must not leave a send running on this frame.
@@ -543,10 +585,10 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
   // and the batches stay in order on this thread.
   struct Hashed {
     Status status;
-    std::shared_ptr<const char> view;  // mapped from the image file, or
-    std::string buffer;                // read into memory
+    // Mapped from the image file, or read into memory. Shared: the blocks
+    // that go out point into it until their batch is encoded.
+    std::shared_ptr<const char> data;
     std::vector<BlockHash> hashes;
-    const char* data() const { return view ? view.get() : buffer.data(); }
   };
   std::mutex source_mu;  // pread: an NBD connection serves one thread at a time
   auto hash_piece = [&](std::size_t i) -> Hashed {
@@ -559,14 +601,15 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
       for (std::size_t b = 0; b < blocks; ++b) h.hashes[b] = zero_hash(block_len(b));
       return h;
     }
-    h.view = source.view(p.offset, p.length);
-    if (!h.view) {
-      h.buffer.resize(p.length);
+    h.data = source.view(p.offset, p.length);
+    if (!h.data) {
+      std::shared_ptr<char[]> buffer(new char[p.length]);
       std::lock_guard lock(source_mu);
-      h.status = source.pread(h.buffer.data(), p.length, p.offset).with_context("reading " + device.source_path);
+      h.status = source.pread(buffer.get(), p.length, p.offset).with_context("reading " + device.source_path);
       if (!h.status.is_ok()) return h;
+      h.data = std::shared_ptr<const char>(buffer, buffer.get());
     }
-    for (std::size_t b = 0; b < blocks; ++b) h.hashes[b] = hash_block(h.data() + b * kBlockSize, block_len(b));
+    for (std::size_t b = 0; b < blocks; ++b) h.hashes[b] = hash_block(h.data.get() + b * kBlockSize, block_len(b));
     return h;
   };
   constexpr std::size_t kPiecesAhead = 2;
@@ -590,17 +633,28 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
     launch();
     EVAC_RETURN_IF_ERROR(h.status);
     const Piece& p = pieces[i];
-    const char* data = h.data();
+    bool piece_in_pending = false;
     for (std::size_t b = 0; b < h.hashes.size(); ++b) {
       std::size_t at = b * kBlockSize;
       std::size_t block_len = std::min(kBlockSize, p.length - at);
       std::uint64_t index = (p.offset + at) / kBlockSize;
       current.hashes[index] = h.hashes[b];
       if (h.hashes[b] == replica.hashes[index]) continue;
-      pending.push_back(BlockRecord{p.offset + at,
-                                    p.zero ? std::string(block_len, '\0') : std::string(data + at, block_len), h.hashes[b]});
+      if (p.zero) {
+        pending.push_back(BlockRecord{p.offset + at, std::string_view(zero_block().data(), block_len), nullptr, h.hashes[b]});
+      } else {
+        pending.push_back(BlockRecord{p.offset + at, std::string_view(h.data.get() + at, block_len), h.data, h.hashes[b]});
+        if (!piece_in_pending) ++pending_pieces;
+        piece_in_pending = true;
+      }
       pending_bytes += block_len;
-      if (pending_bytes >= options_.batch_bytes) EVAC_RETURN_IF_ERROR(flush());
+      // A batch is sent when full, or when it holds blocks of so many pieces
+      // that keeping them all mapped or in memory would cost more than
+      // sending a smaller batch (sparse changes spread over a large disk).
+      if (pending_bytes >= options_.batch_bytes || pending_pieces >= kMaxPiecesPerBatch) {
+        EVAC_RETURN_IF_ERROR(flush());
+        piece_in_pending = false;
+      }
     }
     progress.bytes_scanned += p.length;
     if (report) report(progress);

@@ -607,7 +607,10 @@ Result<std::vector<StagedDisk>> PitStore::begin_cycle(const std::string& group, 
         const IndexDisk* prev = newest->disk(sd.key);
         args.insert(args.end(), {"-b", prev->path, "-F", "qcow2", sd.staging_path});
       } else {
-        args.insert(args.end(), {sd.staging_path, std::to_string(sd.size_bytes)});
+        // Every cluster allocated up front (the file stays sparse): the
+        // writer can then put the first cycle's blocks straight into the
+        // file (DirectImageWriter) instead of through qemu-nbd.
+        args.insert(args.end(), {"-o", "preallocation=metadata", sd.staging_path, std::to_string(sd.size_bytes)});
       }
       bool seeded = false;
       if (auto seed = seeds.find(sd.key); sd.backing_pit.empty() && seed != seeds.end()) {
@@ -633,7 +636,7 @@ Result<std::vector<StagedDisk>> PitStore::begin_cycle(const std::string& group, 
                               "check free space and permissions in " + dir + (sd.backing_pit.empty() ? "" : " and that PIT " + sd.backing_pit + " is intact"));
       if (!created.is_ok()) return undo(created.status());
       if (auto st = fsync_path(dir, true); !st.is_ok()) return undo(st);
-      out.push_back({sd.key, sd.staging_path, sd.size_bytes, seeded});
+      out.push_back({sd.key, sd.staging_path, sd.size_bytes, seeded, sd.backing_pit.empty() && !seeded});
     }
     return out;
   });

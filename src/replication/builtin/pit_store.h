@@ -6,7 +6,8 @@
 // The oldest retained PIT of a disk is a standalone image, every later PIT
 // is an overlay backed by the previous one, and a replication cycle writes
 // into a staging overlay on top of the newest PIT (the writer does that
-// through qemu-nbd; this store only manages files, chains and the index).
+// through qemu-nbd, or for a disk's first image straight into the
+// preallocated file; this store only manages files, chains and the index).
 // Committing a cycle turns all of a group's staging overlays into one new
 // PIT at once. A PIT is never modified once complete: retention merges the
 // oldest PIT *into its own file* and then renames that file over the next
@@ -62,6 +63,10 @@ struct StagedDisk {
   std::string staging_path;
   std::uint64_t size_bytes = 0;
   bool seeded = false;  // the staging image starts as a copy of DiskToStage::seed_path
+  // A standalone image whose clusters all have their place in the file
+  // already (qcow2 preallocation=metadata, still sparse): guest blocks may be
+  // written straight into it (DirectImageWriter).
+  bool preallocated = false;
 };
 
 class PitStore {
