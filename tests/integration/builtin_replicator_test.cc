@@ -9,11 +9,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "harness.h"
 
@@ -432,7 +436,7 @@ class FakeChangeTracking : public ChangeTracking {
     events.push_back("begin " + r.vm_uuid + " since=" + since);
     if (fail_begin.count(r.vm_uuid)) return unavailable("backup refused (test)");
     if (!since.empty()) return invalid_argument("checkpoint " + since + " does not track disk vda (test)");
-    auto exp = NbdExport::start(images.at(r.vm_uuid), "qcow2", NbdExport::Mode::kReadOnly);
+    auto exp = start_export(images.at(r.vm_uuid));
     if (!exp) return exp.status();
     checkpoints[r.vm_uuid].push_back(r.checkpoint);
     BackupExport out{(*exp)->socket_path(), {}};
@@ -462,8 +466,50 @@ class FakeChangeTracking : public ChangeTracking {
     return std::count_if(events.begin(), events.end(), [&](const std::string& e) { return e.rfind(prefix, 0) == 0; });
   }
 
+  ~FakeChangeTracking() {
+    {
+      std::lock_guard lock(launch_mu_);
+      stop_ = true;
+    }
+    launch_cv_.notify_all();
+    launcher_.join();
+  }
+
  private:
+  // QEMU serves a real backup export itself. This fake's qemu-nbd is our
+  // child and dies with the thread that started it (PR_SET_PDEATHSIG), while
+  // the replicator may begin backups on a short-lived thread: the exports
+  // are started on one that lives as long as the fake.
+  Result<std::unique_ptr<NbdExport>> start_export(const std::string& image) {
+    std::packaged_task<Result<std::unique_ptr<NbdExport>>()> task(
+        [image] { return NbdExport::start(image, "qcow2", NbdExport::Mode::kReadOnly); });
+    auto result = task.get_future();
+    {
+      std::lock_guard lock(launch_mu_);
+      launches_.push_back(std::move(task));
+    }
+    launch_cv_.notify_all();
+    return result.get();
+  }
+  void launch_loop() {
+    std::unique_lock lock(launch_mu_);
+    while (true) {
+      launch_cv_.wait(lock, [&] { return stop_ || !launches_.empty(); });
+      if (launches_.empty()) return;
+      auto task = std::move(launches_.front());
+      launches_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+
   std::map<std::string, std::unique_ptr<NbdExport>> exports;
+  std::mutex launch_mu_;
+  std::condition_variable launch_cv_;
+  std::deque<std::packaged_task<Result<std::unique_ptr<NbdExport>>()>> launches_;
+  bool stop_ = false;
+  std::thread launcher_{[this] { launch_loop(); }};
 };
 
 class RunningVmReplicationTest : public BuiltinReplicatorTest {

@@ -52,8 +52,9 @@ const std::string& zero_block() {
   return zeros;
 }
 
-// The most source pieces one outgoing batch may point into (see sync_disk).
-constexpr std::size_t kMaxPiecesPerBatch = 8;
+// The most bytes of source pieces one outgoing batch may keep mapped or in
+// memory (see sync_disk): eight of the largest pieces.
+constexpr std::size_t kMaxPieceBytesPerBatch = 8 * kReadChunk;
 
 // Blocks verification found altered in the replica: no real hash matches.
 void mark_damaged(Manifest& manifest, const std::set<std::uint64_t>& blocks) {
@@ -501,7 +502,7 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
   Manifest current = changed ? replica : Manifest::empty(device.size_bytes);
   std::vector<BlockRecord> pending;
   std::size_t pending_bytes = 0;
-  std::size_t pending_pieces = 0;  // how many source pieces `pending` points into
+  std::size_t pending_piece_bytes = 0;  // size of the source pieces `pending` points into
   // Batches travel (compressed, sent, verified and applied) while the next
   // ones are read and hashed; a few in flight keep the disk, both CPUs and
   // the link busy. The receiver decodes concurrent batches in parallel and
@@ -533,7 +534,7 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
     }));
     pending.clear();
     pending_bytes = 0;
-    pending_pieces = 0;
+    pending_piece_bytes = 0;
     return Status::ok();
   };
   // Every early return below must not leave a send running on this frame.
@@ -644,14 +645,14 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
         pending.push_back(BlockRecord{p.offset + at, std::string_view(zero_block().data(), block_len), nullptr, h.hashes[b]});
       } else {
         pending.push_back(BlockRecord{p.offset + at, std::string_view(h.data.get() + at, block_len), h.data, h.hashes[b]});
-        if (!piece_in_pending) ++pending_pieces;
+        if (!piece_in_pending) pending_piece_bytes += p.length;
         piece_in_pending = true;
       }
       pending_bytes += block_len;
       // A batch is sent when full, or when it holds blocks of so many pieces
       // that keeping them all mapped or in memory would cost more than
       // sending a smaller batch (sparse changes spread over a large disk).
-      if (pending_bytes >= options_.batch_bytes || pending_pieces >= kMaxPiecesPerBatch) {
+      if (pending_bytes >= options_.batch_bytes || pending_piece_bytes >= kMaxPieceBytesPerBatch) {
         EVAC_RETURN_IF_ERROR(flush());
         piece_in_pending = false;
       }
@@ -984,9 +985,43 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
     }
   } settle{this, cycle_id, live, committed_cycle, clients, sources};
 
+  // The recovery site stages the cycle (creates overlays, starts its
+  // writers: ~0.1 s) while this site freezes the running VMs, when every
+  // disk's size is known beforehand: a stopped VM's from its export, a
+  // running one's from its replica (a disk that changed size fails the
+  // cycle in sync_disk either way). The freeze runs on a helper thread and
+  // the staging call on this one, which outlives the qemu-nbd processes an
+  // in-process receiver may start for it (see NbdExport).
+  bool begun = false;
+  // A staged cycle this function leaves before it reaches the blocks is
+  // dropped at the recovery site (from there on each failure aborts it).
+  struct AbortIfLeft {
+    ReplicaChannel& channel;
+    const std::string& group;
+    const std::string& cycle;
+    bool armed = false;
+    ~AbortIfLeft() {
+      if (armed) (void)channel.abort_cycle(group, cycle);
+    }
+  } abort_if_left{channel_, spec.group, cycle_id};
   if (!live.empty()) {
     created_at = unix_now();
-    EVAC_RETURN_IF_ERROR(freeze(spec.group, cycle_id, *devices, has_replica, live, progress.paused_us));
+    std::vector<ReplicatedDevice> staged = *devices;
+    bool sizes_known = true;
+    for (auto& d : staged) {
+      if (auto c = clients.find(d.key()); c != clients.end()) d.size_bytes = c->second->size();
+      else if (auto r = replicas.find(d.key()); r != replicas.end()) d.size_bytes = r->second.disk_size;
+      else sizes_known = false;
+    }
+    auto frozen = std::async(std::launch::async, [&] {
+      return freeze(spec.group, cycle_id, *devices, has_replica, live, progress.paused_us);
+    });
+    Status staging = sizes_known ? channel_.begin_cycle(spec.group, cycle_id, staged) : Status::ok();
+    Status freezing = frozen.get();
+    begun = sizes_known && staging.is_ok();
+    abort_if_left.armed = begun;
+    EVAC_RETURN_IF_ERROR(freezing);
+    EVAC_RETURN_IF_ERROR(staging);
     for (auto& l : live) {
       for (const auto& e : l.exported.disks) {
         auto d = std::find_if(devices->begin(), devices->end(),
@@ -1018,7 +1053,8 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
     }
   }
 
-  EVAC_RETURN_IF_ERROR(channel_.begin_cycle(spec.group, cycle_id, *devices));
+  if (!begun) EVAC_RETURN_IF_ERROR(channel_.begin_cycle(spec.group, cycle_id, *devices));
+  abort_if_left.armed = false;
   // A disk without a PIT may have started from a seed the recovery site
   // found: compare against it instead of an empty disk.
   for (const auto& d : *devices) {
