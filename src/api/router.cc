@@ -2,6 +2,7 @@
 
 #include "core/duration.h"
 #include "core/model_json.h"
+#include "core/plan_json.h"
 #include "service/rate_limit.h"
 #include "tls/tls.h"
 
@@ -102,6 +103,44 @@ ApiRouter::ApiRouter(SiteService& service, ReplicationService* replication) : se
   add_routes();
   add_replication_routes();
   add_operations_routes();
+  add_plan_routes();
+}
+
+void ApiRouter::add_plan_routes() {
+  auto plan_json = [](const RecoveryPlan& p) { return plan_to_json(p); };
+  add("GET", "/api/v1/plans", Access::kOperator, "Recovery plans", [this, plan_json](Context&) -> Result<json> {
+    auto plans = plans_.list_plans();
+    if (!plans) return plans.status();
+    json out = json::array();
+    for (const auto& p : *plans) out.push_back(plan_json(p));
+    return out;
+  });
+  add("POST", "/api/v1/plans", Access::kOperator, "Create a recovery plan (its JSON form; see docs/plans.md)",
+      [this, plan_json](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        auto p = plans_.create_plan(*body);
+        if (!p) return p.status();
+        return plan_json(*p);
+      },
+      201);
+  add("GET", "/api/v1/plans/{name}", Access::kOperator, "One recovery plan", [this, plan_json](Context& c) -> Result<json> {
+    auto p = plans_.get_plan(c.params[0]);
+    if (!p) return p.status();
+    return plan_json(*p);
+  });
+  add("PUT", "/api/v1/plans/{name}", Access::kOperator,
+      "Create or replace a recovery plan (declarative: `evac apply -f`)", [this, plan_json](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        auto p = plans_.apply_plan(c.params[0], *body);
+        if (!p) return p.status();
+        return plan_json(*p);
+      });
+  add("DELETE", "/api/v1/plans/{name}", Access::kOperator, "Delete a recovery plan", [this](Context& c) -> Result<json> {
+    EVAC_RETURN_IF_ERROR(plans_.delete_plan(c.params[0]));
+    return json{{"deleted", c.params[0]}};
+  });
 }
 
 void ApiRouter::add_operations_routes() {

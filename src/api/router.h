@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.h"
+#include "service/plan_service.h"
 #include "service/replication_service.h"
 #include "service/site_service.h"
 
@@ -78,9 +79,11 @@ class ApiRouter {
   void add_routes();
   void add_replication_routes();
   void add_operations_routes();
+  void add_plan_routes();
 
   SiteService& service_;
   ReplicationService* replication_;
+  PlanService plans_{service_};
   std::vector<Route> routes_;
 };
 

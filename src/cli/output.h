@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/status.h"
+
 namespace evac::cli {
 
 enum class Format { kTable, kJson, kYaml };
@@ -22,6 +24,10 @@ struct Column {
 Column field(std::string header, std::string path);
 std::string format_time(std::int64_t unix_seconds);
 std::string to_yaml(const nlohmann::json& j);
+// The documents of a YAML (or JSON, which is YAML) text, separated by
+// "---", as JSON values: quoted scalars are strings, plain ones are numbers,
+// booleans or null when they read as such. `source` names the text in errors.
+Result<std::vector<nlohmann::json>> parse_documents(const std::string& text, const std::string& source);
 
 // Lists print one row per item; a single object prints as KEY: value lines
 // (or the columns given for it).

@@ -327,9 +327,16 @@ Result<json> SiteService::protection_document() {
   if (!mappings) return mappings.status();
   auto groups = store_.list_groups();
   if (!groups) return groups.status();
-  json doc = {{"site", identity_.name}, {"version", *version}, {"mappings", json::array()}, {"groups", json::array()}};
+  auto plans = store_.list_plans();
+  if (!plans) return plans.status();
+  json doc = {{"site", identity_.name}, {"version", *version}, {"mappings", json::array()}, {"groups", json::array()},
+              {"plans", json::array()}};
   for (const auto& m : *mappings) doc["mappings"].push_back(to_json(m));
   for (const auto& g : *groups) doc["groups"].push_back(to_json(g));
+  for (const auto& p : *plans) {
+    json plan = json::parse(p.document, nullptr, false);
+    if (plan.is_object()) doc["plans"].push_back(std::move(plan));
+  }
   return doc;
 }
 
@@ -344,6 +351,24 @@ void SiteService::push_config_copy(const PeerRecord& peer) {
     if (m["peer_site"] == peer.site) filtered["mappings"].push_back(m);
   for (const auto& g : (*doc)["groups"])
     if (g["recovery_site"] == peer.site) filtered["groups"].push_back(g);
+  // Plans over groups that involve the peer either way: ours it recovers,
+  // or its own that we recover (so the plan is there for failback).
+  std::set<std::string> involved;
+  for (const auto& g : filtered["groups"]) involved.insert(g.value("name", ""));
+  if (auto copy = store_.find_peer_copy(peer.site); copy && copy->has_value()) {
+    auto theirs = json::parse((*copy)->document, nullptr, false);
+    if (theirs.is_object() && theirs.contains("groups") && theirs["groups"].is_array())
+      for (const auto& g : theirs["groups"])
+        if (g.is_object()) involved.insert(g.value("name", ""));
+  }
+  filtered["plans"] = json::array();
+  for (const auto& p : (*doc)["plans"]) {
+    bool concerns = false;
+    if (p.contains("groups") && p["groups"].is_array())
+      for (const auto& g : p["groups"])
+        if (g.is_string() && involved.count(g.get<std::string>())) concerns = true;
+    if (concerns) filtered["plans"].push_back(p);
+  }
   (void)call_peer(peer, "PUT", "/api/v1/peer/config-copy", filtered);
 }
 

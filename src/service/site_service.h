@@ -67,6 +67,7 @@ class SiteService {
 
   const SiteIdentity& identity() const { return identity_; }
   Store& store() { return store_; }
+  std::int64_t now() const { return clock_(); }  // unix seconds, from the clock tests may set
 
   // ---- inventory ----------------------------------------------------------
   nlohmann::json providers_status();

@@ -7,7 +7,7 @@ namespace {
 
 // Each entry moves the schema from version i to i+1. Never edit a released
 // entry: add a new one, so every site's database upgrades the same way.
-constexpr std::array<const char*, 3> kMigrations = {
+constexpr std::array<const char*, 4> kMigrations = {
     R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE api_tokens (
@@ -97,6 +97,15 @@ CREATE INDEX events_by_group ON events (group_name, id);
     R"sql(
 ALTER TABLE protection_groups ADD COLUMN keep_hourly INTEGER NOT NULL DEFAULT 0 CHECK (keep_hourly >= 0);
 ALTER TABLE protection_groups ADD COLUMN keep_daily INTEGER NOT NULL DEFAULT 0 CHECK (keep_daily >= 0);
+)sql",
+    // 4: recovery plans, each kept as its JSON document (core/plan_json.h).
+    R"sql(
+CREATE TABLE recovery_plans (
+  name TEXT PRIMARY KEY,
+  document TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
 )sql",
 };
 
@@ -650,6 +659,39 @@ Result<std::optional<PeerCopyRecord>> Store::find_peer_copy(const std::string& p
   for (auto& c : *all)
     if (c.peer_site == peer_site) return std::optional<PeerCopyRecord>(std::move(c));
   return std::optional<PeerCopyRecord>();
+}
+
+// ---- recovery plans ---------------------------------------------------------
+
+Status Store::put_plan(const PlanRecord& p) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "INSERT INTO recovery_plans (name, document, created_at, updated_at) VALUES (?, ?, ?, ?) "
+      "ON CONFLICT(name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at");
+  if (!st) return st.status();
+  return st->bind(1, p.name).bind(2, p.document).bind(3, p.created_at).bind(4, p.updated_at).run();
+}
+
+Result<std::vector<PlanRecord>> Store::list_plans() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT name, document, created_at, updated_at FROM recovery_plans ORDER BY name");
+  if (!st) return st.status();
+  return st->all([](const sqlite::Statement& s) { return PlanRecord{s.text(0), s.text(1), s.int64(2), s.int64(3)}; });
+}
+
+Result<std::optional<PlanRecord>> Store::find_plan(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT name, document, created_at, updated_at FROM recovery_plans WHERE name = ?");
+  if (!st) return st.status();
+  st->bind(1, name);
+  return st->first([](const sqlite::Statement& s) { return PlanRecord{s.text(0), s.text(1), s.int64(2), s.int64(3)}; });
+}
+
+Status Store::remove_plan(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("DELETE FROM recovery_plans WHERE name = ?");
+  if (!st) return st.status();
+  return st->bind(1, name).run();
 }
 
 }  // namespace evac

@@ -118,6 +118,15 @@ struct PeerCopyRecord {
   std::int64_t received_at = 0;
 };
 
+// A recovery plan as its JSON document (core/plan_json.h): the store does
+// not interpret it, so the plan's shape can grow without a migration.
+struct PlanRecord {
+  std::string name;
+  std::string document;
+  std::int64_t created_at = 0;
+  std::int64_t updated_at = 0;
+};
+
 class Store {
  public:
   static Result<std::unique_ptr<Store>> open(const std::string& path);
@@ -185,6 +194,12 @@ class Store {
   Status put_peer_copy(const PeerCopyRecord& c);
   Result<std::optional<PeerCopyRecord>> find_peer_copy(const std::string& peer_site);
   Result<std::vector<PeerCopyRecord>> list_peer_copies();
+
+  // Recovery plans. put_plan creates or replaces one (keeping its created_at).
+  Status put_plan(const PlanRecord& p);
+  Result<std::vector<PlanRecord>> list_plans();
+  Result<std::optional<PlanRecord>> find_plan(const std::string& name);
+  Status remove_plan(const std::string& name);
 
   // Protection configuration version: bumped by every change a peer's copy
   // must follow (mappings, groups), inside the same transaction.

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <fstream>
+
 #include "harness.h"
 #include "tls/tls.h"
 
@@ -198,6 +200,90 @@ TEST_F(TwoSitesCliTest, PairProtectAndUnprotect) {
   auto unpaired = evac_at("a", {"site", "unpair", "site-b"});
   ASSERT_EQ(unpaired.exit_code, 0) << unpaired.err;
   EXPECT_EQ(evac_at("b", {"site", "status", "-o", "json"}).json().size(), 0u);
+}
+
+TEST_F(TwoSitesCliTest, PlansAreAppliedFromYamlAndRoundTrip) {
+  pair_sites();
+  map_sites();
+  ASSERT_EQ(evac_at("a", {"group", "create", "shop", "--vm", "web01", "--vm", "db01"}).exit_code, 0);
+
+  // Written at the recovery site, where it will run.
+  const fs::path file = root_ / "shop-dr.yaml";
+  {
+    std::ofstream out(file);
+    out << R"(kind: RecoveryPlan
+name: shop-dr
+description: database first
+groups: [shop]
+ordering: strict-tiers
+vms:
+  - vm: db01
+    priority: 1
+    wait_for_guest: 2m
+    checks:
+      - tcp: {port: 5432}
+    before_power_on:
+      - prompt: Is the licence server up?
+  - vm: web01
+    priority: 2
+    depends_on: [db01]
+    checks:
+      - http: {port: 80, path: /health}
+ip_rules:
+  - {network: prod, from: 10.0.0.0/24, to: 10.1.0.0/24, gateway: 10.1.0.1}
+)";
+  }
+  auto applied = evac_at("b", {"apply", "-f", file.string()});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  EXPECT_NE(applied.out.find("recovery plan 'shop-dr' applied"), std::string::npos) << applied.out;
+
+  auto shown = evac_at("b", {"plan", "show", "shop-dr"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("strict-tiers"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("db01"), std::string::npos) << shown.out;
+
+  // get -o yaml, apply that file again: the same plan.
+  auto got = evac_at("b", {"get", "plan", "shop-dr", "-o", "yaml"});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_NE(got.out.find("kind: RecoveryPlan"), std::string::npos) << got.out;
+  const fs::path round = root_ / "round.yaml";
+  {
+    std::ofstream out(round);
+    out << got.out;
+  }
+  ASSERT_EQ(evac_at("b", {"apply", "-f", round.string()}).exit_code, 0);
+  auto again = evac_at("b", {"get", "plan", "shop-dr", "-o", "json"});
+  ASSERT_EQ(again.exit_code, 0);
+  auto first_json = evac_at("b", {"plan", "show", "shop-dr", "-o", "json"}).json();
+  nlohmann::json a = again.json(), b = first_json;
+  for (auto* j : {&a, &b}) {
+    j->erase("updated_at");
+    j->erase("kind");
+  }
+  EXPECT_EQ(a, b);
+
+  // A plan with a cycle is refused, names it, and changes nothing.
+  {
+    std::ofstream out(file);
+    out << "kind: RecoveryPlan\nname: shop-dr\ngroups: [shop]\nordering: dependencies\nvms:\n"
+           "  - {vm: db01, depends_on: [web01]}\n  - {vm: web01, depends_on: [db01]}\n";
+  }
+  auto cyclic = evac_at("b", {"apply", "-f", file.string()});
+  EXPECT_EQ(cyclic.exit_code, 1);
+  EXPECT_NE(cyclic.err.find("dependency cycle: "), std::string::npos) << cyclic.err;
+  EXPECT_EQ(evac_at("b", {"get", "plan", "shop-dr", "-o", "json"}).json()["ordering"], "strict-tiers");
+
+  // Not YAML, or not a plan: usage errors before anything is sent.
+  {
+    std::ofstream out(file);
+    out << "kind: Pizza\nname: x\n";
+  }
+  EXPECT_EQ(evac_at("b", {"apply", "-f", file.string()}).exit_code, 2);
+
+  auto listed = evac_at("b", {"plan", "list"});
+  EXPECT_NE(listed.out.find("shop-dr"), std::string::npos) << listed.out;
+  ASSERT_EQ(evac_at("b", {"plan", "delete", "shop-dr"}).exit_code, 0);
+  EXPECT_EQ(evac_at("b", {"plan", "show", "shop-dr"}).exit_code, 1);
 }
 
 TEST_F(TwoSitesCliTest, DeadPeerIsReportedAndBlocksProtection) {

@@ -151,10 +151,11 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
   ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
   store_.reset();
   {
-    // Undo migrations 3 and 2 by hand, as a database an older evacd wrote.
+    // Undo migrations 4, 3 and 2 by hand, as a database an older evacd wrote.
     auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
     ASSERT_TRUE(conn.is_ok());
-    ASSERT_TRUE(conn->exec("ALTER TABLE protection_groups DROP COLUMN keep_hourly; "
+    ASSERT_TRUE(conn->exec("DROP TABLE recovery_plans; "
+                           "ALTER TABLE protection_groups DROP COLUMN keep_hourly; "
                            "ALTER TABLE protection_groups DROP COLUMN keep_daily; "
                            "DROP TABLE events; DROP TABLE replication_status; "
                            "ALTER TABLE protection_groups DROP COLUMN max_rate_bytes; PRAGMA user_version = 1")
@@ -162,7 +163,8 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
   }
   auto s = Store::open((dir_ / "evac.db").string());
   ASSERT_TRUE(s.is_ok()) << s.status().to_string();
-  EXPECT_EQ((*s)->schema_version(), 3);
+  EXPECT_EQ((*s)->schema_version(), Store::schema_version_latest());
+  EXPECT_TRUE((*s)->list_plans()->empty());
   auto g = (*s)->find_group("g1");
   ASSERT_TRUE(g.is_ok() && g->has_value());
   EXPECT_EQ((*g)->max_rate_bytes, 0u);  // unlimited, as before
@@ -170,6 +172,22 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
   ASSERT_TRUE((*s)->set_group_retention("g1", 6, 24, 7).is_ok());
   EXPECT_EQ((*(*s)->find_group("g1"))->keep_daily, 7);
   EXPECT_EQ((*s)->set_group_retention("nope", 6, 0, 0).code(), StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, PlansAreReplacedKeepingWhenTheyWereCreated) {
+  ASSERT_TRUE(store_->put_plan({"shop-dr", R"({"name":"shop-dr"})", 100, 100}).is_ok());
+  ASSERT_TRUE(store_->put_plan({"crm-dr", R"({"name":"crm-dr"})", 150, 150}).is_ok());
+  ASSERT_TRUE(store_->put_plan({"shop-dr", R"({"name":"shop-dr","ordering":"dependencies"})", 200, 200}).is_ok());
+  auto p = store_->find_plan("shop-dr");
+  ASSERT_TRUE(p.is_ok() && p->has_value());
+  EXPECT_EQ((*p)->created_at, 100);
+  EXPECT_EQ((*p)->updated_at, 200);
+  EXPECT_NE((*p)->document.find("dependencies"), std::string::npos);
+  auto all = store_->list_plans();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].name, "crm-dr");  // by name
+  ASSERT_TRUE(store_->remove_plan("shop-dr").is_ok());
+  EXPECT_FALSE(store_->find_plan("shop-dr")->has_value());
 }
 
 TEST_F(StoreTest, ReplicationRecordCountsCyclesAndGoesWithItsGroup) {

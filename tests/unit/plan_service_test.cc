@@ -1,0 +1,139 @@
+// Recovery plans through the REST API of two in-process sites: stored,
+// validated against the groups each site knows, and copied to the peer.
+#include <gtest/gtest.h>
+
+#include "two_sites.h"
+
+namespace evac::testing {
+namespace {
+
+using nlohmann::json;
+
+class PlanApiTest : public TwoSitesTest {
+ protected:
+  void SetUp() override {
+    TwoSitesTest::SetUp();
+    pair();
+    map_all();
+    auto g = a_.service->create_group({"shop", {"web01", "db01"}, std::nullopt, 900, 24});
+    ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  }
+  static json shop_plan() {
+    return {{"name", "shop-dr"},
+            {"groups", {"shop"}},
+            {"ordering", "strict-tiers"},
+            {"vms",
+             {{{"vm", "db01"}, {"priority", 1}, {"checks", {{{"tcp", {{"port", 5432}}}}}}},
+              {{"vm", "web01"}, {"priority", 2}, {"depends_on", {"db01"}}}}}};
+  }
+};
+
+TEST_F(PlanApiTest, CreateGetListDelete) {
+  auto created = a_.call("POST", "/api/v1/plans", shop_plan());
+  ASSERT_EQ(created.status, 201) << created.body.dump();
+  EXPECT_EQ(created.body["name"], "shop-dr");
+  EXPECT_EQ(created.body["created_at"], now_);
+
+  auto again = a_.call("POST", "/api/v1/plans", shop_plan());
+  EXPECT_EQ(again.status, 409) << again.body.dump();
+
+  auto got = a_.call("GET", "/api/v1/plans/shop-dr");
+  ASSERT_EQ(got.status, 200);
+  EXPECT_EQ(got.body["vms"][1]["depends_on"], json::array({"db01"}));
+  EXPECT_EQ(got.body["vms"][0]["checks"][0]["tcp"]["port"], 5432);
+
+  auto list = a_.call("GET", "/api/v1/plans");
+  ASSERT_EQ(list.status, 200);
+  ASSERT_EQ(list.body.size(), 1u);
+
+  EXPECT_EQ(a_.call("DELETE", "/api/v1/plans/shop-dr").status, 200);
+  EXPECT_EQ(a_.call("GET", "/api/v1/plans/shop-dr").status, 404);
+  EXPECT_EQ(a_.call("DELETE", "/api/v1/plans/shop-dr").status, 404);
+}
+
+TEST_F(PlanApiTest, ApplyCreatesThenReplacesKeepingCreatedAt) {
+  json plan = shop_plan();
+  plan["kind"] = "RecoveryPlan";
+  auto first = a_.call("PUT", "/api/v1/plans/shop-dr", plan);
+  ASSERT_EQ(first.status, 200) << first.body.dump();
+  now_ += 60;
+  plan["ordering"] = "dependencies";
+  plan["vms"][1]["priority"] = 1;
+  auto second = a_.call("PUT", "/api/v1/plans/shop-dr", plan);
+  ASSERT_EQ(second.status, 200) << second.body.dump();
+  EXPECT_EQ(second.body["ordering"], "dependencies");
+  EXPECT_EQ(second.body["created_at"], now_ - 60);
+  EXPECT_EQ(second.body["updated_at"], now_);
+
+  // What GET returns is accepted back unchanged.
+  auto got = a_.call("GET", "/api/v1/plans/shop-dr");
+  auto third = a_.call("PUT", "/api/v1/plans/shop-dr", got.body);
+  ASSERT_EQ(third.status, 200) << third.body.dump();
+  json a = got.body, b = third.body;
+  a.erase("updated_at");
+  b.erase("updated_at");
+  EXPECT_EQ(a, b);
+
+  auto renamed = a_.call("PUT", "/api/v1/plans/other", shop_plan());
+  EXPECT_EQ(renamed.status, 400);
+  EXPECT_NE(renamed.body["message"].get<std::string>().find("named 'shop-dr' but was sent to 'other'"), std::string::npos);
+}
+
+TEST_F(PlanApiTest, BadPlansChangeNothingAndSayWhy) {
+  json unknown_group = shop_plan();
+  unknown_group["groups"] = {"shop", "crm"};
+  auto r = a_.call("POST", "/api/v1/plans", unknown_group);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body["message"].get<std::string>().find("group 'crm' is not known at this site"), std::string::npos)
+      << r.body.dump();
+
+  json stranger = shop_plan();
+  stranger["vms"].push_back({{"vm", "lonely01"}});
+  r = a_.call("POST", "/api/v1/plans", stranger);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body["message"].get<std::string>().find("VM 'lonely01' is not in the plan's groups"), std::string::npos);
+
+  json cycle = shop_plan();
+  cycle["ordering"] = "dependencies";
+  cycle["vms"][0]["depends_on"] = {"web01"};
+  r = a_.call("POST", "/api/v1/plans", cycle);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body["message"].get<std::string>().find("dependency cycle: "), std::string::npos) << r.body.dump();
+
+  json typo = shop_plan();
+  typo["vms"][0]["prority"] = 1;
+  r = a_.call("POST", "/api/v1/plans", typo);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body["message"].get<std::string>().find("unknown key 'prority'"), std::string::npos) << r.body.dump();
+
+  EXPECT_EQ(a_.call("GET", "/api/v1/plans").body.size(), 0u) << "nothing was stored";
+}
+
+TEST_F(PlanApiTest, RecoverySiteCanHoldThePlanAndGetsCopiesOfTheProtectedSites) {
+  // Written where it runs: site-b knows "shop" from site-a's configuration copy.
+  auto at_b = b_.call("POST", "/api/v1/plans", shop_plan());
+  ASSERT_EQ(at_b.status, 201) << at_b.body.dump();
+
+  // One written at the protected site travels to the recovery site with the
+  // next heartbeat, so a recovery there has it with site-a gone.
+  json mine = shop_plan();
+  mine["name"] = "shop-from-a";
+  ASSERT_EQ(a_.call("POST", "/api/v1/plans", mine).status, 201);
+  a_.service->heartbeat_round();
+  auto copy = b_.store->find_peer_copy("site-a");
+  ASSERT_TRUE(copy.is_ok() && copy->has_value());
+  auto doc = json::parse((*copy)->document);
+  ASSERT_EQ(doc["plans"].size(), 1u) << doc.dump();
+  EXPECT_EQ(doc["plans"][0]["name"], "shop-from-a");
+
+  // And site-b's own plan over site-a's group goes back to site-a (failback).
+  b_.service->heartbeat_round();
+  auto back = a_.store->find_peer_copy("site-b");
+  ASSERT_TRUE(back.is_ok() && back->has_value());
+  auto back_doc = json::parse((*back)->document);
+  ASSERT_EQ(back_doc["plans"].size(), 1u) << back_doc.dump();
+  EXPECT_EQ(back_doc["plans"][0]["name"], "shop-dr");
+}
+
+}  // namespace
+}  // namespace evac::testing
