@@ -52,6 +52,12 @@ Result<bool> Statement::step() {
   return status_from_sqlite(db_, extended, "state database");
 }
 
+void Statement::reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  bind_status_ = Status::ok();
+}
+
 Status Statement::run() {
   for (;;) {
     auto r = step();

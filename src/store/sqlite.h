@@ -33,6 +33,9 @@ class Statement {
   Statement& bind(int pos, const std::optional<std::int64_t>& v);
   Statement& bind_null(int pos);
 
+  // Ready to bind and run again (a statement reused in a loop).
+  void reset();
+
   // Steps once: a row (true), done (false) or an error.
   Result<bool> step();
   // Steps to completion, for statements that return no rows.

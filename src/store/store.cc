@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <algorithm>
 #include <array>
 
 namespace evac {
@@ -7,7 +8,7 @@ namespace {
 
 // Each entry moves the schema from version i to i+1. Never edit a released
 // entry: add a new one, so every site's database upgrades the same way.
-constexpr std::array<const char*, 4> kMigrations = {
+constexpr std::array<const char*, 5> kMigrations = {
     R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE api_tokens (
@@ -105,6 +106,37 @@ CREATE TABLE recovery_plans (
   document TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
+);
+)sql",
+    // 5: runs of plans and their steps, written before and after each side
+    // effect so a restarted evacd resumes them.
+    R"sql(
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  plan TEXT NOT NULL,
+  operation TEXT NOT NULL,
+  state TEXT NOT NULL,
+  started_by TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  ended_at INTEGER,
+  plan_document TEXT NOT NULL,
+  groups TEXT NOT NULL,
+  error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX runs_by_plan ON runs (plan, created_at);
+CREATE TABLE run_steps (
+  run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  spec TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  started_at_ms INTEGER,
+  ended_at_ms INTEGER,
+  error TEXT NOT NULL DEFAULT '',
+  result TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (run_id, idx)
 );
 )sql",
 };
@@ -692,6 +724,133 @@ Status Store::remove_plan(const std::string& name) {
   auto st = db_.prepare("DELETE FROM recovery_plans WHERE name = ?");
   if (!st) return st.status();
   return st->bind(1, name).run();
+}
+
+// ---- runs ------------------------------------------------------------------------
+
+namespace {
+
+RunRow read_run(const sqlite::Statement& s) {
+  return RunRow{s.text(0), s.text(1), s.text(2), s.text(3), s.text(4), s.int64(5), s.optional_int64(6), s.text(7),
+                s.text(8), s.text(9)};
+}
+constexpr const char* kRunColumns =
+    "id, plan, operation, state, started_by, created_at, ended_at, plan_document, groups, error";
+
+StepRow read_step(const sqlite::Statement& s) {
+  return StepRow{s.text(0),  static_cast<int>(s.int64(1)), s.text(2), s.text(3), s.text(4),
+                 s.text(5),  static_cast<int>(s.int64(6)), s.optional_int64(7), s.optional_int64(8), s.text(9),
+                 s.text(10)};
+}
+constexpr const char* kStepColumns =
+    "run_id, idx, name, kind, spec, state, attempts, started_at_ms, ended_at_ms, error, result";
+
+}  // namespace
+
+Status Store::add_run(const RunRow& run, const std::vector<StepRow>& steps) {
+  return transaction([&]() -> Status {
+    std::lock_guard lock(mu_);
+    auto st = db_.prepare(std::string("INSERT INTO runs (") + kRunColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    if (!st) return st.status();
+    EVAC_RETURN_IF_ERROR(st->bind(1, run.id)
+                             .bind(2, run.plan)
+                             .bind(3, run.operation)
+                             .bind(4, run.state)
+                             .bind(5, run.started_by)
+                             .bind(6, run.created_at)
+                             .bind(7, run.ended_at)
+                             .bind(8, run.plan_document)
+                             .bind(9, run.groups)
+                             .bind(10, run.error)
+                             .run());
+    auto ins = db_.prepare(std::string("INSERT INTO run_steps (") + kStepColumns +
+                           ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    if (!ins) return ins.status();
+    for (const auto& s : steps) {
+      ins->reset();
+      EVAC_RETURN_IF_ERROR(ins->bind(1, run.id)
+                               .bind(2, s.idx)
+                               .bind(3, s.name)
+                               .bind(4, s.kind)
+                               .bind(5, s.spec)
+                               .bind(6, s.state)
+                               .bind(7, s.attempts)
+                               .bind(8, s.started_at_ms)
+                               .bind(9, s.ended_at_ms)
+                               .bind(10, s.error)
+                               .bind(11, s.result)
+                               .run());
+    }
+    return Status::ok();
+  });
+}
+
+Status Store::update_step(const StepRow& s) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "UPDATE run_steps SET state = ?, attempts = ?, started_at_ms = ?, ended_at_ms = ?, error = ?, result = ? "
+      "WHERE run_id = ? AND idx = ?");
+  if (!st) return st.status();
+  EVAC_RETURN_IF_ERROR(st->bind(1, s.state)
+                           .bind(2, s.attempts)
+                           .bind(3, s.started_at_ms)
+                           .bind(4, s.ended_at_ms)
+                           .bind(5, s.error)
+                           .bind(6, s.result)
+                           .bind(7, s.run_id)
+                           .bind(8, s.idx)
+                           .run());
+  if (db_.changes() != 1) return not_found("run " + s.run_id + " has no step " + std::to_string(s.idx));
+  return Status::ok();
+}
+
+Status Store::update_run(const std::string& id, const std::string& state, const std::optional<std::int64_t>& ended_at,
+                         const std::string& error) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("UPDATE runs SET state = ?, ended_at = ?, error = ? WHERE id = ?");
+  if (!st) return st.status();
+  EVAC_RETURN_IF_ERROR(st->bind(1, state).bind(2, ended_at).bind(3, error).bind(4, id).run());
+  if (db_.changes() != 1) return not_found("no run " + id);
+  return Status::ok();
+}
+
+Result<std::vector<RunRow>> Store::list_runs(const std::optional<std::string>& plan, int limit) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(std::string("SELECT ") + kRunColumns + " FROM runs" + (plan ? " WHERE plan = ?" : "") +
+                        " ORDER BY created_at DESC, id DESC LIMIT ?");
+  if (!st) return st.status();
+  int at = 1;
+  if (plan) st->bind(at++, *plan);
+  st->bind(at, limit);
+  return st->all(read_run);
+}
+
+Result<std::optional<RunRow>> Store::find_run(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?");
+  if (!st) return st.status();
+  st->bind(1, id);
+  return st->first(read_run);
+}
+
+Result<std::vector<StepRow>> Store::run_steps(const std::string& run_id) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(std::string("SELECT ") + kStepColumns + " FROM run_steps WHERE run_id = ? ORDER BY idx");
+  if (!st) return st.status();
+  st->bind(1, run_id);
+  return st->all(read_step);
+}
+
+Result<std::vector<RunRow>> Store::runs_in_state(const std::vector<std::string>& states) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(std::string("SELECT ") + kRunColumns + " FROM runs ORDER BY created_at, id");
+  if (!st) return st.status();
+  auto all = st->all(read_run);
+  if (!all) return all.status();
+  std::vector<RunRow> out;
+  for (auto& r : *all)
+    if (std::find(states.begin(), states.end(), r.state) != states.end()) out.push_back(std::move(r));
+  return out;
 }
 
 }  // namespace evac

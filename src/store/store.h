@@ -127,6 +127,35 @@ struct PlanRecord {
   std::int64_t updated_at = 0;
 };
 
+// A run of a plan as stored: the engine (src/engine) owns the meaning of
+// its strings (operation, state) and JSON documents.
+struct RunRow {
+  std::string id;
+  std::string plan;
+  std::string operation;  // test, cleanup, migrate, failover, reprotect, failback
+  std::string state;      // running, waiting, failed, succeeded, cancelled
+  std::string started_by;
+  std::int64_t created_at = 0;
+  std::optional<std::int64_t> ended_at;
+  std::string plan_document;  // the plan as it was when the run started
+  std::string groups;         // JSON: what the run needs of its groups, resolved at its start
+  std::string error;
+};
+
+struct StepRow {
+  std::string run_id;
+  int idx = 0;
+  std::string name;  // "Power on test VM: web01"
+  std::string kind;
+  std::string spec;   // JSON: its parameters and the steps it waits for
+  std::string state;  // pending, running, waiting, succeeded, failed, skipped
+  int attempts = 0;
+  std::optional<std::int64_t> started_at_ms;
+  std::optional<std::int64_t> ended_at_ms;
+  std::string error;
+  std::string result;  // JSON: what the step made (ids to undo it by), empty before it ends
+};
+
 class Store {
  public:
   static Result<std::unique_ptr<Store>> open(const std::string& path);
@@ -200,6 +229,19 @@ class Store {
   Result<std::vector<PlanRecord>> list_plans();
   Result<std::optional<PlanRecord>> find_plan(const std::string& name);
   Status remove_plan(const std::string& name);
+
+  // Runs. add_run writes a run with all its steps at once; each step's
+  // state is then updated on its own (before and after its side effect).
+  Status add_run(const RunRow& run, const std::vector<StepRow>& steps);
+  Status update_step(const StepRow& step);
+  Status update_run(const std::string& id, const std::string& state, const std::optional<std::int64_t>& ended_at,
+                    const std::string& error);
+  // Newest first.
+  Result<std::vector<RunRow>> list_runs(const std::optional<std::string>& plan, int limit);
+  Result<std::optional<RunRow>> find_run(const std::string& id);
+  Result<std::vector<StepRow>> run_steps(const std::string& run_id);
+  // Oldest first: what a restarted evacd picks up again.
+  Result<std::vector<RunRow>> runs_in_state(const std::vector<std::string>& states);
 
   // Protection configuration version: bumped by every change a peer's copy
   // must follow (mappings, groups), inside the same transaction.

@@ -151,10 +151,10 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
   ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
   store_.reset();
   {
-    // Undo migrations 4, 3 and 2 by hand, as a database an older evacd wrote.
+    // Undo migrations 5 to 2 by hand, as a database an older evacd wrote.
     auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
     ASSERT_TRUE(conn.is_ok());
-    ASSERT_TRUE(conn->exec("DROP TABLE recovery_plans; "
+    ASSERT_TRUE(conn->exec("DROP TABLE run_steps; DROP TABLE runs; DROP TABLE recovery_plans; "
                            "ALTER TABLE protection_groups DROP COLUMN keep_hourly; "
                            "ALTER TABLE protection_groups DROP COLUMN keep_daily; "
                            "DROP TABLE events; DROP TABLE replication_status; "

@@ -1,0 +1,447 @@
+#include "engine/run_engine.h"
+
+#include <algorithm>
+#include <set>
+
+namespace evac::engine {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::pair<StepState, std::string_view> kStepStates[] = {
+    {StepState::kPending, "pending"},     {StepState::kRunning, "running"}, {StepState::kWaiting, "waiting"},
+    {StepState::kSucceeded, "succeeded"}, {StepState::kFailed, "failed"},   {StepState::kSkipped, "skipped"}};
+constexpr std::pair<RunState, std::string_view> kRunStates[] = {{RunState::kRunning, "running"},
+                                                                {RunState::kWaiting, "waiting"},
+                                                                {RunState::kFailed, "failed"},
+                                                                {RunState::kSucceeded, "succeeded"},
+                                                                {RunState::kCancelled, "cancelled"}};
+
+std::int64_t system_millis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool done(StepState s) { return s == StepState::kSucceeded || s == StepState::kSkipped; }
+
+}  // namespace
+
+std::string_view step_state_name(StepState s) {
+  for (auto [v, n] : kStepStates)
+    if (v == s) return n;
+  return "pending";
+}
+std::optional<StepState> step_state_from_name(std::string_view s) {
+  for (auto [v, n] : kStepStates)
+    if (n == s) return v;
+  return std::nullopt;
+}
+std::string_view run_state_name(RunState s) {
+  for (auto [v, n] : kRunStates)
+    if (v == s) return n;
+  return "running";
+}
+std::optional<RunState> run_state_from_name(std::string_view s) {
+  for (auto [v, n] : kRunStates)
+    if (n == s) return v;
+  return std::nullopt;
+}
+
+StepRow to_row(const std::string& run_id, const Step& s) {
+  json spec = {{"after", s.spec.after}, {"tier", s.spec.tier}, {"params", s.spec.params}};
+  return StepRow{run_id,
+                 s.idx,
+                 s.spec.name,
+                 s.spec.kind,
+                 spec.dump(),
+                 std::string(step_state_name(s.state)),
+                 s.attempts,
+                 s.started_at_ms,
+                 s.ended_at_ms,
+                 s.error,
+                 s.result.is_null() ? std::string() : s.result.dump()};
+}
+
+Result<Step> from_row(const StepRow& r) {
+  Step s;
+  s.idx = r.idx;
+  s.spec.name = r.name;
+  s.spec.kind = r.kind;
+  auto spec = json::parse(r.spec, nullptr, false);
+  auto state = step_state_from_name(r.state);
+  if (!spec.is_object() || !state)
+    return internal_error("step " + std::to_string(r.idx) + " of run " + r.run_id + " is unreadable in the store");
+  s.spec.after = spec.value("after", std::vector<int>{});
+  s.spec.tier = spec.value("tier", 0);
+  s.spec.params = spec.value("params", json::object());
+  s.state = *state;
+  s.attempts = r.attempts;
+  s.started_at_ms = r.started_at_ms;
+  s.ended_at_ms = r.ended_at_ms;
+  s.error = r.error;
+  if (!r.result.empty()) s.result = json::parse(r.result, nullptr, false);
+  return s;
+}
+
+// One run being executed: its steps, what is ready, and its worker threads.
+struct RunEngine::Active {
+  RunRow run;
+  std::vector<Step> steps;
+  std::vector<std::vector<int>> dependents;  // idx -> steps that come after it
+  std::vector<int> waiting_on;               // idx -> how many of its `after` are not done
+  // Ready pending steps, best first: (tier, idx).
+  std::set<std::pair<int, int>> ready;
+  int in_flight = 0;
+  bool failed = false;     // a step failed: start nothing new
+  bool cancelled = false;  // the operator cancelled
+  bool stopping = false;   // the engine shuts down
+  bool finished = false;   // no longer running (succeeded, failed, cancelled, waiting)
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::thread> workers;
+};
+
+RunEngine::RunEngine(Store& store, StepRunner& runner, EngineOptions options, MillisClock clock)
+    : store_(store), runner_(runner), options_(options), clock_(clock ? std::move(clock) : MillisClock(system_millis)) {
+  options_.max_parallel = std::max(1, options_.max_parallel);
+  options_.max_attempts = std::max(1, options_.max_attempts);
+}
+
+RunEngine::~RunEngine() {
+  std::map<std::string, std::shared_ptr<Active>> active;
+  {
+    std::lock_guard lock(mu_);
+    active.swap(active_);
+  }
+  for (auto& [id, a] : active) {
+    {
+      std::lock_guard lock(a->mu);
+      a->stopping = true;
+    }
+    a->cv.notify_all();
+    for (auto& t : a->workers) t.join();
+  }
+}
+
+Status RunEngine::persist(const std::string& run_id, const Step& s) { return store_.update_step(to_row(run_id, s)); }
+
+Status RunEngine::start(RunRow run, const std::vector<StepSpec>& specs) {
+  std::vector<Step> steps;
+  std::vector<StepRow> rows;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    for (int a : specs[i].after)
+      if (a < 0 || a >= static_cast<int>(i))
+        return internal_error("step " + std::to_string(i) + " (" + specs[i].name + ") comes after step " +
+                              std::to_string(a) + ", which is not an earlier step");
+    Step s;
+    s.idx = static_cast<int>(i);
+    s.spec = specs[i];
+    rows.push_back(to_row(run.id, s));
+    steps.push_back(std::move(s));
+  }
+  run.state = std::string(run_state_name(RunState::kRunning));
+  run.ended_at.reset();
+  EVAC_RETURN_IF_ERROR(store_.add_run(run, rows));
+  return launch(run, std::move(steps));
+}
+
+Status RunEngine::resume_interrupted() {
+  auto runs = store_.runs_in_state({"running", "waiting"});
+  if (!runs) return runs.status();
+  for (const auto& run : *runs) {
+    auto rows = store_.run_steps(run.id);
+    if (!rows) return rows.status();
+    std::vector<Step> steps;
+    for (const auto& r : *rows) {
+      auto s = from_row(r);
+      if (!s) return s.status();
+      // It ran when the process died: run it again (runners are idempotent).
+      if (s->state == StepState::kRunning) s->state = StepState::kPending;
+      steps.push_back(std::move(*s));
+    }
+    EVAC_RETURN_IF_ERROR(launch(run, std::move(steps)));
+  }
+  return Status::ok();
+}
+
+Status RunEngine::resume(const std::string& run_id) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = active_.find(run_id); it != active_.end()) {
+      std::lock_guard run_lock(it->second->mu);
+      if (!it->second->finished) return failed_precondition("run " + run_id + " is still going", "follow it with `evac run show " + run_id + " --follow`");
+    }
+  }
+  auto run = store_.find_run(run_id);
+  if (!run) return run.status();
+  if (!run->has_value()) return not_found("no run " + run_id, "list runs with `evac run list`");
+  if ((*run)->state != "failed")
+    return failed_precondition("run " + run_id + " is " + (*run)->state + "; only a failed run can be resumed");
+  auto rows = store_.run_steps(run_id);
+  if (!rows) return rows.status();
+  std::vector<Step> steps;
+  for (const auto& r : *rows) {
+    auto s = from_row(r);
+    if (!s) return s.status();
+    if (s->state == StepState::kFailed || s->state == StepState::kRunning) {
+      s->state = StepState::kPending;
+      s->error.clear();
+      EVAC_RETURN_IF_ERROR(persist(run_id, *s));
+    }
+    steps.push_back(std::move(*s));
+  }
+  RunRow r = **run;
+  r.state = "running";
+  r.ended_at.reset();
+  r.error.clear();
+  EVAC_RETURN_IF_ERROR(store_.update_run(run_id, r.state, std::nullopt, ""));
+  return launch(r, std::move(steps));
+}
+
+Status RunEngine::launch(const RunRow& run, std::vector<Step> steps) {
+  auto a = std::make_shared<Active>();
+  a->run = run;
+  a->steps = std::move(steps);
+  const std::size_t n = a->steps.size();
+  a->dependents.assign(n, {});
+  a->waiting_on.assign(n, 0);
+  for (const auto& s : a->steps) {
+    for (int d : s.spec.after) {
+      if (d < 0 || static_cast<std::size_t>(d) >= n) return internal_error("run " + run.id + " has a step after a missing one");
+      a->dependents[static_cast<std::size_t>(d)].push_back(s.idx);
+      if (!done(a->steps[static_cast<std::size_t>(d)].state)) ++a->waiting_on[static_cast<std::size_t>(s.idx)];
+    }
+  }
+  for (const auto& s : a->steps)
+    if (s.state == StepState::kPending && a->waiting_on[static_cast<std::size_t>(s.idx)] == 0)
+      a->ready.insert({s.spec.tier, s.idx});
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = active_.find(run.id); it != active_.end()) {
+      // A finished earlier execution of this run (resumed): retire its threads.
+      auto old = it->second;
+      {
+        std::lock_guard run_lock(old->mu);
+        old->stopping = true;
+      }
+      old->cv.notify_all();
+      for (auto& t : old->workers) t.join();
+    }
+    active_[run.id] = a;
+  }
+  {
+    std::lock_guard lock(a->mu);
+    finish_if_done(*a);  // nothing to do (every step done, or only prompts waiting)
+    if (a->finished) return Status::ok();
+    for (int i = 0; i < options_.max_parallel; ++i) a->workers.emplace_back([this, a] { worker(a); });
+  }
+  return Status::ok();
+}
+
+// Decides, with a.mu held, whether the run has stopped moving and records
+// how: every step done (succeeded), a failure (failed), a cancel
+// (cancelled), or only prompts left to acknowledge (waiting).
+void RunEngine::finish_if_done(Active& a) {
+  if (a.in_flight > 0 || a.finished) return;
+  bool any_waiting = false, all_done = true;
+  for (const auto& s : a.steps) {
+    if (s.state == StepState::kWaiting) any_waiting = true;
+    if (!done(s.state)) all_done = false;
+  }
+  RunState state;
+  if (all_done) state = RunState::kSucceeded;
+  else if (a.cancelled) state = RunState::kCancelled;
+  else if (a.failed) state = RunState::kFailed;
+  else if (a.ready.empty() && any_waiting) state = RunState::kWaiting;
+  else if (a.ready.empty()) state = RunState::kFailed;  // nothing can start: a dependency can never be met
+  else return;
+  if (a.cancelled) {
+    for (auto& s : a.steps) {
+      if (s.state == StepState::kPending || s.state == StepState::kWaiting) {
+        s.state = StepState::kSkipped;
+        (void)persist(a.run.id, s);
+      }
+    }
+  }
+  std::string error;
+  for (const auto& s : a.steps)
+    if (s.state == StepState::kFailed && error.empty()) error = "step " + std::to_string(s.idx) + " (" + s.spec.name + ") failed: " + s.error;
+  a.run.state = std::string(run_state_name(state));
+  std::optional<std::int64_t> ended;
+  if (state != RunState::kWaiting) ended = clock_() / 1000;
+  a.run.ended_at = ended;
+  a.run.error = error;
+  (void)store_.update_run(a.run.id, a.run.state, ended, error);
+  a.finished = true;
+  a.cv.notify_all();
+}
+
+void RunEngine::worker(std::shared_ptr<Active> a) {
+  std::unique_lock lock(a->mu);
+  while (true) {
+    a->cv.wait(lock, [&] {
+      return a->stopping || a->finished || (!a->ready.empty() && !a->failed && !a->cancelled) ||
+             ((a->failed || a->cancelled) && a->in_flight == 0);
+    });
+    if (a->stopping || a->finished) return;
+    if (a->failed || a->cancelled) {
+      finish_if_done(*a);
+      return;
+    }
+    auto next = *a->ready.begin();
+    a->ready.erase(a->ready.begin());
+    Step& step = a->steps[static_cast<std::size_t>(next.second)];
+
+    if (step.spec.kind == "prompt") {
+      step.state = StepState::kWaiting;
+      step.started_at_ms = clock_();
+      (void)persist(a->run.id, step);
+      finish_if_done(*a);
+      continue;
+    }
+
+    step.state = StepState::kRunning;
+    step.started_at_ms = clock_();
+    step.ended_at_ms.reset();
+    ++a->in_flight;
+    Step snapshot;
+    Result<json> result = json();
+    // Recorded before the side effect: a crash from here on finds it running.
+    Status written = persist(a->run.id, step);
+    for (int attempt = 0;; ++attempt) {
+      if (!written.is_ok()) {
+        result = written.with_context("recording the step's start");
+        break;
+      }
+      ++step.attempts;
+      snapshot = step;
+      lock.unlock();
+      result = runner_.run(a->run, snapshot);
+      lock.lock();
+      if (result.is_ok() || result.status().code() != StatusCode::kUnavailable || attempt + 1 >= options_.max_attempts ||
+          a->stopping || a->cancelled)
+        break;
+      // Transient (a provider or peer that did not answer): wait, then again.
+      auto delay = options_.backoff * (1 << std::min(attempt, 10));
+      a->cv.wait_for(lock, delay, [&] { return a->stopping || a->cancelled; });
+      if (a->stopping || a->cancelled) break;
+      written = persist(a->run.id, step);  // the attempt count
+    }
+    --a->in_flight;
+    if (a->stopping && !result.is_ok()) return;  // shutting down: the step stays "running", resumed later
+    step.ended_at_ms = clock_();
+    if (result.is_ok()) {
+      step.state = StepState::kSucceeded;
+      step.result = std::move(*result);
+      step.error.clear();
+    } else {
+      step.state = StepState::kFailed;
+      step.error = result.status().message() + (result.status().hint().empty() ? "" : " (hint: " + result.status().hint() + ")");
+      a->failed = true;
+    }
+    if (Status s = persist(a->run.id, step); !s.is_ok()) {
+      // The outcome could not be recorded: stop here rather than go on from
+      // a state the store does not know (a restart re-runs the step).
+      a->failed = true;
+    }
+    if (step.state == StepState::kSucceeded) {
+      for (int d : a->dependents[static_cast<std::size_t>(step.idx)]) {
+        auto& n = a->waiting_on[static_cast<std::size_t>(d)];
+        if (--n == 0 && a->steps[static_cast<std::size_t>(d)].state == StepState::kPending)
+          a->ready.insert({a->steps[static_cast<std::size_t>(d)].spec.tier, d});
+      }
+    }
+    finish_if_done(*a);
+    a->cv.notify_all();
+  }
+}
+
+Status RunEngine::ack(const std::string& run_id, int idx) {
+  std::shared_ptr<Active> a;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = active_.find(run_id); it != active_.end()) a = it->second;
+  }
+  if (!a) return failed_precondition("run " + run_id + " is not waiting for anyone", "see it with `evac run show " + run_id + "`");
+  std::unique_lock lock(a->mu);
+  Step* prompt = nullptr;
+  for (auto& s : a->steps)
+    if (s.state == StepState::kWaiting && (idx < 0 || s.idx == idx)) {
+      prompt = &s;
+      break;
+    }
+  if (!prompt) return failed_precondition("run " + run_id + " has no prompt waiting" + (idx >= 0 ? " at step " + std::to_string(idx) : ""));
+  prompt->state = StepState::kSucceeded;
+  prompt->ended_at_ms = clock_();
+  EVAC_RETURN_IF_ERROR(persist(run_id, *prompt));
+  for (int d : a->dependents[static_cast<std::size_t>(prompt->idx)]) {
+    auto& n = a->waiting_on[static_cast<std::size_t>(d)];
+    if (--n == 0 && a->steps[static_cast<std::size_t>(d)].state == StepState::kPending)
+      a->ready.insert({a->steps[static_cast<std::size_t>(d)].spec.tier, d});
+  }
+  if (a->finished) {
+    // It was waiting, its workers gone (or leaving): it moves again on fresh ones.
+    std::vector<std::thread> old;
+    old.swap(a->workers);
+    lock.unlock();
+    for (auto& t : old) t.join();
+    lock.lock();
+    a->finished = false;
+    a->run.state = "running";
+    EVAC_RETURN_IF_ERROR(store_.update_run(run_id, "running", std::nullopt, ""));
+    finish_if_done(*a);
+    if (!a->finished)
+      for (int i = 0; i < options_.max_parallel; ++i) a->workers.emplace_back([this, a] { worker(a); });
+  }
+  a->cv.notify_all();
+  return Status::ok();
+}
+
+Status RunEngine::cancel(const std::string& run_id) {
+  std::shared_ptr<Active> a;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = active_.find(run_id); it != active_.end()) a = it->second;
+  }
+  if (!a) {
+    auto run = store_.find_run(run_id);
+    if (!run) return run.status();
+    if (!run->has_value()) return not_found("no run " + run_id, "list runs with `evac run list`");
+    if ((*run)->state != "failed") return failed_precondition("run " + run_id + " is " + (*run)->state + " and cannot be cancelled");
+    return store_.update_run(run_id, "cancelled", (*run)->ended_at, (*run)->error);
+  }
+  std::lock_guard lock(a->mu);
+  if (a->finished && a->run.state != "waiting" && a->run.state != "failed")
+    return failed_precondition("run " + run_id + " is " + a->run.state + " and cannot be cancelled");
+  a->cancelled = true;
+  a->finished = false;
+  finish_if_done(*a);
+  a->cv.notify_all();
+  return Status::ok();
+}
+
+void RunEngine::wait_idle(const std::string& run_id) {
+  std::shared_ptr<Active> a;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = active_.find(run_id); it != active_.end()) a = it->second;
+  }
+  if (!a) return;
+  std::unique_lock lock(a->mu);
+  a->cv.wait(lock, [&] { return a->finished || a->stopping; });
+}
+
+Result<std::vector<Step>> RunEngine::steps(const std::string& run_id) {
+  auto rows = store_.run_steps(run_id);
+  if (!rows) return rows.status();
+  std::vector<Step> out;
+  for (const auto& r : *rows) {
+    auto s = from_row(r);
+    if (!s) return s.status();
+    out.push_back(std::move(*s));
+  }
+  return out;
+}
+
+}  // namespace evac::engine

@@ -1,0 +1,135 @@
+// The run engine: executes a run's steps as a DAG, durably.
+//
+//   pending ──► running ──► succeeded
+//      │           │  └───► failed ──(resume)──► pending
+//      │           └─(retryable error, attempts left: backoff)──► running
+//      └─(prompt)──► waiting ──(ack)──► succeeded
+//   any not yet started ──(cancel)──► skipped
+//
+// A step starts once every step it comes after has succeeded (or was
+// skipped as not needed); among ready steps the lower tier, then the lower
+// index, goes first, with at most `max_parallel` at once. Each step's state
+// is written to SQLite before its side effect starts and after it ends, so
+// a restarted evacd (`resume_interrupted`) continues every run that was
+// going: a step found "running" ran when the process died and is run
+// again, which is why every StepRunner must be idempotent (detect what is
+// already done and converge instead of doing it twice).
+//
+// A failed step stops the run from starting new steps; those in flight
+// finish, then the run is "failed" and can be resumed (the failed steps are
+// retried) or cancelled. Prompts are the engine's own: a "prompt" step waits
+// for `ack` with the run "waiting".
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+#include "store/store.h"
+
+namespace evac::engine {
+
+enum class StepState { kPending, kRunning, kWaiting, kSucceeded, kFailed, kSkipped };
+std::string_view step_state_name(StepState s);
+std::optional<StepState> step_state_from_name(std::string_view s);
+
+enum class RunState { kRunning, kWaiting, kFailed, kSucceeded, kCancelled };
+std::string_view run_state_name(RunState s);
+std::optional<RunState> run_state_from_name(std::string_view s);
+
+// What a plan compiles to: one durable unit shown to the operator.
+struct StepSpec {
+  std::string name;  // "Power on priority 1 VMs: db01"
+  std::string kind;  // what the StepRunner does; "prompt" is the engine's own
+  std::vector<int> after;  // indices of steps that must be done first
+  int tier = 0;            // priority among ready steps (lower first)
+  nlohmann::json params = nlohmann::json::object();
+};
+
+struct Step {
+  int idx = 0;
+  StepSpec spec;
+  StepState state = StepState::kPending;
+  int attempts = 0;
+  std::optional<std::int64_t> started_at_ms, ended_at_ms;
+  std::string error;
+  nlohmann::json result;  // null until it ends
+};
+
+// Does the work of one step kind. Called on the engine's worker threads.
+class StepRunner {
+ public:
+  virtual ~StepRunner() = default;
+  // The step's result (kept with it: what it made, so cleanup can undo it).
+  // kUnavailable is retried with backoff; any other error fails the step.
+  // Must be idempotent: it may be called again for a step that was running
+  // when evacd died.
+  virtual Result<nlohmann::json> run(const RunRow& run, const Step& step) = 0;
+};
+
+struct EngineOptions {
+  int max_parallel = 8;
+  int max_attempts = 3;  // for retryable (kUnavailable) errors
+  std::chrono::milliseconds backoff{1000};  // doubled after each retry
+};
+
+class RunEngine {
+ public:
+  using MillisClock = std::function<std::int64_t()>;  // unix milliseconds
+  RunEngine(Store& store, StepRunner& runner, EngineOptions options = {}, MillisClock clock = nullptr);
+  // Stops every run's threads where they are (steps in flight finish first);
+  // the runs stay "running" in the store, as after a crash.
+  ~RunEngine();
+  RunEngine(const RunEngine&) = delete;
+  RunEngine& operator=(const RunEngine&) = delete;
+
+  // Writes the run and its steps, then executes it in the background.
+  // `run.state` and timestamps are set here. Steps' `after` must point at
+  // earlier indices (the compiler emits them in a topological order).
+  Status start(RunRow run, const std::vector<StepSpec>& steps);
+  // At evacd start: picks up every run left running or waiting.
+  Status resume_interrupted();
+  // A failed run: its failed steps go back to pending and it goes on.
+  Status resume(const std::string& run_id);
+  // Acknowledges the prompt the run waits at (idx < 0: whichever it is).
+  Status ack(const std::string& run_id, int idx = -1);
+  // Starts no more steps; those in flight finish. The rest are skipped.
+  Status cancel(const std::string& run_id);
+
+  // For tests and synchronous callers: blocks until the run is no longer
+  // running (succeeded, failed, cancelled, or waiting at a prompt).
+  void wait_idle(const std::string& run_id);
+
+  // The run's steps as stored.
+  Result<std::vector<Step>> steps(const std::string& run_id);
+
+ private:
+  struct Active;
+  Status launch(const RunRow& run, std::vector<Step> steps);
+  void worker(std::shared_ptr<Active> a);
+  void finish_if_done(Active& a);  // with a.mu held
+  Status persist(const std::string& run_id, const Step& s);
+
+  Store& store_;
+  StepRunner& runner_;
+  EngineOptions options_;
+  MillisClock clock_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Active>> active_;
+};
+
+// Conversions between the engine's steps and the store's rows.
+StepRow to_row(const std::string& run_id, const Step& s);
+Result<Step> from_row(const StepRow& r);
+
+}  // namespace evac::engine

@@ -1,0 +1,259 @@
+// The run engine with a fake step runner and a real SQLite store: order,
+// parallelism, failures and resume, retries, prompts, cancel, and a crash
+// in the middle of a step followed by a restart.
+#include "engine/run_engine.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+
+namespace evac::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Records what ran, in order; each step's side effect is a set entry, so a
+// step run twice shows whether it repeated its effect (it must not).
+class FakeRunner : public StepRunner {
+ public:
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> order;
+  std::map<std::string, int> effects;          // step name -> times its effect was applied
+  std::map<std::string, int> calls;            // step name -> times run
+  std::map<std::string, Status> fail;          // step name -> error to answer (once per entry in fail_times)
+  std::map<std::string, int> fail_times;
+  std::string block_on;                        // this step waits for release()
+  bool released = false;
+  Status release_with;
+  int running = 0, max_running = 0;
+
+  Result<json> run(const RunRow&, const Step& step) override {
+    std::unique_lock lock(mu);
+    ++calls[step.spec.name];
+    ++running;
+    max_running = std::max(max_running, running);
+    order.push_back(step.spec.name);
+    if (step.spec.name == block_on) {
+      cv.notify_all();
+      cv.wait(lock, [&] { return released; });
+      --running;
+      if (!release_with.is_ok()) return release_with;
+    } else {
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      lock.lock();
+      --running;
+    }
+    if (auto f = fail_times.find(step.spec.name); f != fail_times.end() && f->second > 0) {
+      --f->second;
+      return fail[step.spec.name];
+    }
+    // Idempotent: the effect is applied once however often the step runs.
+    if (effects[step.spec.name] == 0) effects[step.spec.name] = 1;
+    return json{{"did", step.spec.name}};
+  }
+  void wait_blocked() {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return calls[block_on] > 0; });
+  }
+  void release(Status with) {
+    std::lock_guard lock(mu);
+    released = true;
+    release_with = std::move(with);
+    cv.notify_all();
+  }
+};
+
+class RunEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("evac-engine-" + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    auto s = Store::open((dir_ / "evac.db").string());
+    ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+    store_ = std::move(*s);
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+  std::unique_ptr<RunEngine> engine(int parallel = 4) {
+    return std::make_unique<RunEngine>(*store_, runner_, EngineOptions{parallel, 3, std::chrono::milliseconds(1)});
+  }
+  static RunRow run(const std::string& id) {
+    RunRow r;
+    r.id = id;
+    r.plan = "shop-dr";
+    r.operation = "test";
+    r.started_by = "admin";
+    r.created_at = 1000;
+    r.plan_document = "{}";
+    r.groups = "[]";
+    return r;
+  }
+  // db (tier 1) -> app, cache (tier 2) -> web (tier 3), as strict tiers compile.
+  static std::vector<StepSpec> tiers() {
+    return {{"power on db", "power_on", {}, 1},
+            {"power on app", "power_on", {0}, 2},
+            {"power on cache", "power_on", {0}, 2},
+            {"power on web", "power_on", {1, 2}, 3}};
+  }
+  std::string state_of(const std::string& id) { return (*store_->find_run(id))->state; }
+  std::map<std::string, std::string> step_states(RunEngine& e, const std::string& id) {
+    std::map<std::string, std::string> out;
+    auto steps = e.steps(id);  // kept: a range-for over *e.steps(id) would outlive the Result
+    for (const auto& s : *steps) out[s.spec.name] = std::string(step_state_name(s.state));
+    return out;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<Store> store_;
+  FakeRunner runner_;
+};
+
+TEST_F(RunEngineTest, StepsRunAfterWhatTheyDependOnAndTheRunSucceeds) {
+  auto e = engine();
+  ASSERT_TRUE(e->start(run("r1"), tiers()).is_ok());
+  e->wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "succeeded");
+  ASSERT_EQ(runner_.order.size(), 4u);
+  EXPECT_EQ(runner_.order.front(), "power on db");
+  EXPECT_EQ(runner_.order.back(), "power on web");
+  auto steps = e->steps("r1");
+  ASSERT_TRUE(steps.is_ok());
+  for (const auto& s : *steps) {
+    EXPECT_EQ(s.state, StepState::kSucceeded) << s.spec.name;
+    EXPECT_EQ(s.attempts, 1);
+    ASSERT_TRUE(s.started_at_ms && s.ended_at_ms);
+    EXPECT_EQ(s.result["did"], s.spec.name);
+  }
+  EXPECT_TRUE((*store_->find_run("r1"))->ended_at.has_value());
+}
+
+TEST_F(RunEngineTest, ParallelismIsBoundedAndLowerTiersGoFirst) {
+  std::vector<StepSpec> wide;
+  for (int i = 0; i < 12; ++i) wide.push_back({"vm" + std::to_string(i), "power_on", {}, i % 2 == 0 ? 2 : 1});
+  auto e = engine(3);
+  ASSERT_TRUE(e->start(run("r1"), wide).is_ok());
+  e->wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "succeeded");
+  EXPECT_LE(runner_.max_running, 3);
+  EXPECT_GE(runner_.max_running, 2) << "ready steps run side by side";
+  // The first three started are tier-1 steps (odd numbers).
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(std::stoi(runner_.order[i].substr(2)) % 2, 1) << runner_.order[i];
+}
+
+TEST_F(RunEngineTest, AFailureStopsTheRunAndResumeRetriesOnlyWhatFailed) {
+  runner_.fail["power on app"] = failed_precondition("no placeholder for app");
+  runner_.fail_times["power on app"] = 1;
+  auto e = engine(1);
+  ASSERT_TRUE(e->start(run("r1"), tiers()).is_ok());
+  e->wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "failed");
+  auto states = step_states(*e, "r1");
+  EXPECT_EQ(states["power on db"], "succeeded");
+  EXPECT_EQ(states["power on app"], "failed");
+  EXPECT_EQ(states["power on web"], "pending") << "nothing after a failure starts";
+  EXPECT_NE((*store_->find_run("r1"))->error.find("no placeholder for app"), std::string::npos);
+
+  ASSERT_TRUE(e->resume("r1").is_ok());
+  e->wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "succeeded");
+  EXPECT_EQ(runner_.calls["power on db"], 1) << "done steps are not run again";
+  EXPECT_EQ(runner_.calls["power on app"], 2);
+  EXPECT_EQ(e->resume("r1").code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RunEngineTest, TransientErrorsAreRetriedWithBackoff) {
+  runner_.fail["power on db"] = unavailable("libvirtd did not answer");
+  runner_.fail_times["power on db"] = 2;
+  auto e = engine();
+  ASSERT_TRUE(e->start(run("r1"), tiers()).is_ok());
+  e->wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "succeeded");
+  EXPECT_EQ((*e->steps("r1"))[0].attempts, 3);
+
+  runner_.fail_times["power on db"] = 3;  // more than max_attempts
+  ASSERT_TRUE(e->start(run("r2"), tiers()).is_ok());
+  e->wait_idle("r2");
+  EXPECT_EQ(state_of("r2"), "failed");
+}
+
+TEST_F(RunEngineTest, APromptWaitsForItsAcknowledgement) {
+  std::vector<StepSpec> steps = {{"power on db", "power_on", {}, 1},
+                                 {"Is the licence server up?", "prompt", {0}, 2},
+                                 {"power on app", "power_on", {1}, 2}};
+  auto e = engine();
+  ASSERT_TRUE(e->start(run("r1"), steps).is_ok());
+  e->wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "waiting");
+  EXPECT_EQ(runner_.calls.count("power on app"), 0u);
+  EXPECT_EQ(step_states(*e, "r1")["Is the licence server up?"], "waiting");
+  EXPECT_EQ(e->ack("r1", 2).code(), StatusCode::kFailedPrecondition) << "step 2 is not the prompt";
+  ASSERT_TRUE(e->ack("r1").is_ok());
+  e->wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "succeeded");
+  EXPECT_EQ(runner_.calls["power on app"], 1);
+}
+
+TEST_F(RunEngineTest, CancelSkipsWhatHasNotStarted) {
+  runner_.block_on = "power on db";
+  auto e = engine();
+  ASSERT_TRUE(e->start(run("r1"), tiers()).is_ok());
+  runner_.wait_blocked();
+  ASSERT_TRUE(e->cancel("r1").is_ok());
+  runner_.release(Status::ok());
+  e->wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "cancelled");
+  auto states = step_states(*e, "r1");
+  EXPECT_EQ(states["power on db"], "succeeded") << "the step in flight finishes";
+  EXPECT_EQ(states["power on app"], "skipped");
+  EXPECT_EQ(states["power on web"], "skipped");
+}
+
+TEST_F(RunEngineTest, ACrashMidStepIsResumedWithoutRepeatingAnyEffect) {
+  runner_.block_on = "power on app";
+  {
+    auto e = engine(1);
+    ASSERT_TRUE(e->start(run("r1"), tiers()).is_ok());
+    runner_.wait_blocked();
+    // The process dies while "power on app" is in its side effect: the
+    // engine goes away and the step never reports back.
+    std::thread stopper([&] { e.reset(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    runner_.release(unavailable("killed"));
+    stopper.join();
+  }
+  EXPECT_EQ(state_of("r1"), "running");
+  EXPECT_EQ((*store_->run_steps("r1"))[1].state, "running") << "recorded as started before its effect";
+
+  runner_.block_on.clear();
+  auto restarted = engine(1);
+  ASSERT_TRUE(restarted->resume_interrupted().is_ok());
+  restarted->wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "succeeded");
+  EXPECT_EQ(runner_.calls["power on db"], 1);
+  EXPECT_EQ(runner_.calls["power on app"], 2) << "the interrupted step runs again";
+  for (const auto& [name, times] : runner_.effects) EXPECT_EQ(times, 1) << name << " applied twice";
+  EXPECT_EQ(runner_.effects.size(), 4u);
+}
+
+TEST_F(RunEngineTest, StepsMustComeAfterEarlierSteps) {
+  auto e = engine();
+  Status s = e->start(run("r1"), {{"a", "power_on", {1}, 1}, {"b", "power_on", {}, 1}});
+  EXPECT_EQ(s.code(), StatusCode::kInternal);
+  EXPECT_FALSE(store_->find_run("r1")->has_value()) << "nothing stored";
+}
+
+}  // namespace
+}  // namespace evac::engine
