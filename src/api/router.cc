@@ -108,13 +108,34 @@ ApiRouter::ApiRouter(SiteService& service, ReplicationService* replication) : se
 
 void ApiRouter::add_plan_routes() {
   auto plan_json = [](const RecoveryPlan& p) { return plan_to_json(p); };
-  add("GET", "/api/v1/plans", Access::kOperator, "Recovery plans", [this, plan_json](Context&) -> Result<json> {
-    auto plans = plans_.list_plans();
-    if (!plans) return plans.status();
-    json out = json::array();
-    for (const auto& p : *plans) out.push_back(plan_json(p));
-    return out;
-  });
+  auto readiness_json = [](const PlanReadiness& r) {
+    json findings = json::array();
+    for (const auto& f : r.findings)
+      findings.push_back({{"severity", f.severity}, {"check", f.check}, {"message", f.message}, {"hint", f.hint}});
+    return json{{"ready", r.ready}, {"findings", findings}};
+  };
+  add("GET", "/api/v1/plans", Access::kOperator, "Recovery plans, each with whether it is ready to run here",
+      [this, plan_json](Context&) -> Result<json> {
+        auto plans = plans_.list_plans();
+        if (!plans) return plans.status();
+        json out = json::array();
+        for (const auto& p : *plans) {
+          json j = plan_json(p);
+          auto r = plans_.check_plan(p.name);
+          j["ready"] = r ? json(r->ready) : json(nullptr);
+          out.push_back(std::move(j));
+        }
+        return out;
+      });
+  add("GET", "/api/v1/plans/{name}/readiness", Access::kOperator,
+      "Check, without side effects, everything a run of the plan at this site needs",
+      [this, readiness_json](Context& c) -> Result<json> {
+        auto r = plans_.check_plan(c.params[0]);
+        if (!r) return r.status();
+        json out = readiness_json(*r);
+        out["plan"] = c.params[0];
+        return out;
+      });
   add("POST", "/api/v1/plans", Access::kOperator, "Create a recovery plan (its JSON form; see docs/plans.md)",
       [this, plan_json](Context& c) -> Result<json> {
         auto body = body_object(c.request);

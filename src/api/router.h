@@ -83,7 +83,7 @@ class ApiRouter {
 
   SiteService& service_;
   ReplicationService* replication_;
-  PlanService plans_{service_};
+  PlanService plans_{service_, replication_};
   std::vector<Route> routes_;
 };
 

@@ -697,6 +697,11 @@ void add_plan_commands(CLI::App& app, Globals& g, int& rc) {
   plan->add_subcommand("list", "List recovery plans")->callback([&] {
     rc = call_and_print(g, "GET", "/api/v1/plans", std::nullopt,
                         as_list(g, {field("NAME", "name"), field("GROUPS", "groups"), field("ORDERING", "ordering"),
+                                    Column{"STATE", [](const json& p) {
+                                             return !p.contains("ready") || p["ready"].is_null() ? std::string("unknown")
+                                                    : p["ready"].get<bool>()                      ? std::string("ready")
+                                                                                                  : std::string("not ready");
+                                           }},
                                     Column{"VM-ENTRIES", [](const json& p) { return std::to_string(p.value("vms", json::array()).size()); }},
                                     time_column("UPDATED", "updated_at")}));
   });
@@ -705,6 +710,27 @@ void add_plan_commands(CLI::App& app, Globals& g, int& rc) {
   show->add_option("name", show_name, "Plan name")->required();
   show->callback([&] {
     rc = call_and_print(g, "GET", "/api/v1/plans/" + path_part(show_name), std::nullopt, [&](const json& j) { print_plan(g, j); });
+  });
+  auto* check = plan->add_subcommand("check", "Check, without side effects, everything a run of the plan here needs");
+  static std::string check_name;
+  check->add_option("name", check_name, "Plan name")->required();
+  check->callback([&] {
+    bool ready = false;
+    rc = call_and_print(g, "GET", "/api/v1/plans/" + path_part(check_name) + "/readiness", std::nullopt, [&](const json& j) {
+      ready = j.value("ready", false);
+      if (g.format() != Format::kTable) {
+        print_object(std::cout, j, g.format());
+        return;
+      }
+      for (const auto& f : j.value("findings", json::array())) {
+        std::string sev = f.value("severity", "");
+        std::cout << (sev == "ok" ? "ok      " : sev == "warning" ? "WARNING " : "ERROR   ") << f.value("check", "") << ": "
+                  << f.value("message", "") << "\n";
+        if (!f.value("hint", "").empty() && sev != "ok") std::cout << "        hint: " << f.value("hint", "") << "\n";
+      }
+      std::cout << "plan '" << check_name << "' is " << (ready ? "ready" : "not ready") << "\n";
+    });
+    if (rc == kOk && !ready) rc = kFailed;
   });
   auto* del = plan->add_subcommand("delete", "Delete a plan (its groups stay protected)");
   static std::string del_name;

@@ -1,8 +1,15 @@
 #include "service/plan_service.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <map>
+#include <set>
+#include <sstream>
 
 #include "core/model_json.h"
+#include "core/duration.h"
 #include "core/plan_json.h"
 
 namespace evac {
@@ -137,6 +144,208 @@ Status PlanService::delete_plan(const std::string& name) {
     EVAC_RETURN_IF_ERROR(site_.store().remove_plan(name));
     return site_.store().bump_config_version();
   });
+}
+
+// ---- readiness --------------------------------------------------------------------
+
+namespace {
+
+// Whether argv[0] of a host command can be run: an executable path, or a
+// name found on PATH.
+bool command_available(const std::string& program) {
+  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':'))
+    if (!dir.empty() && ::access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+  return false;
+}
+
+std::string age_text(std::int64_t seconds) { return format_duration(std::chrono::seconds(std::max<std::int64_t>(0, seconds))); }
+
+}  // namespace
+
+Result<PlanReadiness> PlanService::check_plan(const std::string& name) {
+  auto plan = get_plan(name);
+  if (!plan) return plan.status();
+  PlanReadiness out;
+  auto add = [&](std::string severity, std::string check, std::string message, std::string hint = {}) {
+    out.findings.push_back({std::move(severity), std::move(check), std::move(message), std::move(hint)});
+  };
+  const std::string here = site_.identity().name;
+  const std::int64_t now = site_.now();
+
+  auto peers = site_.peer_statuses();
+  if (!peers) return peers.status();
+  auto peer_state = [&](const std::string& site) -> const PeerStatus* {
+    for (const auto& p : *peers)
+      if (p.record.site == site) return &p;
+    return nullptr;
+  };
+  auto copies = site_.store().list_peer_copies();
+  if (!copies) return copies.status();
+  auto vms = site_.list_vms(std::nullopt);
+  auto networks = site_.list_networks(std::nullopt);
+  auto pools = site_.list_storage_pools(std::nullopt);
+  auto hosted = site_.store().list_hosted_placeholders();
+  if (!hosted) return hosted.status();
+
+  for (const auto& group : plan->groups) {
+    auto own = site_.store().find_group(group);
+    if (!own) return own.status();
+    if (own->has_value()) {
+      // Protected here: the plan runs at the recovery site, which holds
+      // the copies; from here, what this site knows of them.
+      const GroupRecord& g = **own;
+      const PeerStatus* peer = peer_state(g.recovery_site);
+      if (peer && peer->connected)
+        add("ok", "peer", "recovery site '" + g.recovery_site + "' of group '" + group + "' answers");
+      else
+        add("warning", "peer", "recovery site '" + g.recovery_site + "' of group '" + group + "' does not answer",
+            "a run executes there: check that site and the link; `evac site status`");
+      auto rep = site_.store().find_replication(group);
+      if (!rep) return rep.status();
+      if (!rep->has_value() || !(*rep)->last_pit_created_at)
+        add("error", "points-in-time", "group '" + group + "' has no point in time at its recovery site",
+            "replicate it: `evac group sync " + group + "`");
+      else if (now - *(*rep)->last_pit_created_at > g.rpo_seconds)
+        add("warning", "points-in-time",
+            "group '" + group + "''s newest point in time is " + age_text(now - *(*rep)->last_pit_created_at) +
+                " old, past its RPO of " + age_text(g.rpo_seconds),
+            "see why cycles fail: `evac group show " + group + "`, `evac events list --group " + group + "`");
+      else
+        add("ok", "points-in-time", "group '" + group + "''s newest point in time is " + age_text(now - *(*rep)->last_pit_created_at) + " old");
+      continue;
+    }
+
+    // Recovered here: everything a run needs must be at this site.
+    const PeerCopyRecord* copy = nullptr;
+    nlohmann::json group_doc, doc;
+    for (const auto& c : *copies) {
+      auto d = json::parse(c.document, nullptr, false);
+      if (!d.is_object() || !d.contains("groups")) continue;
+      for (const auto& g : d["groups"])
+        if (g.is_object() && g.value("name", "") == group) {
+          copy = &c;
+          group_doc = g;
+          doc = d;
+        }
+    }
+    if (!copy) {
+      add("error", "groups", "group '" + group + "' is neither protected nor recovered here", "check the plan's groups");
+      continue;
+    }
+    const std::string& protected_site = copy->peer_site;
+    const PeerStatus* peer = peer_state(protected_site);
+    if (peer && peer->connected)
+      add("ok", "peer", "protected site '" + protected_site + "' answers");
+    else
+      add("warning", "peer", "protected site '" + protected_site + "' does not answer",
+          "test and failover can run without it; a planned migration cannot");
+
+    // Placeholders: each protected VM has one registered here, still defined.
+    std::set<std::string> defined;
+    if (vms)
+      for (const auto& v : *vms)
+        if (v.is_placeholder) defined.insert(v.uuid);
+    int missing = 0;
+    for (const auto& v : group_doc.value("vms", json::array())) {
+      std::string vm_name = v.value("name", ""), vm_uuid = v.value("uuid", "");
+      const HostedPlaceholderRecord* ph = nullptr;
+      for (const auto& h : *hosted)
+        if (h.group == group && h.source_uuid == vm_uuid) ph = &h;
+      if (!ph) {
+        ++missing;
+        add("error", "placeholders", "VM '" + vm_name + "' of group '" + group + "' has no placeholder here",
+            "protect it again at '" + protected_site + "': `evac group remove-vm " + group + " " + vm_name +
+                "` then `evac group add-vm " + group + " " + vm_name + "`");
+      } else if (vms && !defined.count(ph->uuid)) {
+        ++missing;
+        add("error", "placeholders",
+            "the placeholder of VM '" + vm_name + "' (" + ph->uuid + ") is no longer defined in compute provider '" +
+                ph->provider + "'",
+            "someone removed it by hand: protect the VM again at '" + protected_site + "'");
+      }
+    }
+    if (!vms) add("error", "placeholders", "this site's inventory cannot be read: " + vms.status().message(), vms.status().hint());
+    else if (missing == 0) add("ok", "placeholders", "every VM of group '" + group + "' has its placeholder here");
+
+    // Mapped networks and storage of the group's protected site.
+    for (const auto& m : doc.value("mappings", json::array())) {
+      if (m.value("peer_site", "") != here) continue;
+      const std::string kind = m.value("kind", ""), target = m.value("target", "");
+      if (kind == "network" && networks) {
+        auto find = [&](const std::string& n) -> const NetworkInfo* {
+          for (const auto& x : *networks)
+            if (x.name == n) return &x;
+          return nullptr;
+        };
+        const NetworkInfo* net = find(target);
+        if (!net || !net->active)
+          add("error", "networks", "network '" + target + "' (for '" + m.value("source", "") + "') is " + (net ? "not active" : "missing") + " here",
+              "create or start it, or change the mapping at '" + protected_site + "'");
+        const std::string test = m.value("test_network", "");
+        const NetworkInfo* tnet = find(test);
+        if (!tnet || !tnet->active)
+          add("error", "networks", "test network '" + test + "' is " + (tnet ? "not active" : "missing") + " here",
+              "create it (an isolated network, no forwarding) or change the mapping");
+        else if (!tnet->isolated)
+          add("warning", "networks", "test network '" + test + "' can reach other networks: test copies could meet production addresses",
+              "use a network without forwarding for tests");
+        else if (net && net->active)
+          add("ok", "networks", "networks '" + target + "' and isolated test network '" + test + "' are ready");
+      } else if (kind == "storage" && pools) {
+        bool found = false;
+        for (const auto& p : *pools)
+          if (p.name == target && p.active) found = true;
+        if (!found)
+          add("error", "storage", "storage pool '" + target + "' is missing or inactive here",
+              "start it or change the mapping at '" + protected_site + "'");
+      }
+    }
+    if (!networks) add("error", "networks", "this site's networks cannot be listed: " + networks.status().message(), networks.status().hint());
+    if (!pools) add("error", "storage", "this site's storage pools cannot be listed: " + pools.status().message(), pools.status().hint());
+
+    // The newest point in time against the group's RPO.
+    if (!replication_) {
+      add("warning", "points-in-time", "this site does not replicate: points in time not checked");
+    } else {
+      auto pits = replication_->pits_held_here(group);
+      std::int64_t rpo = group_doc.value("rpo_seconds", std::int64_t{900});
+      if (!pits && pits.status().code() != StatusCode::kNotFound) {
+        add("error", "points-in-time", "the points in time of group '" + group + "' cannot be listed: " + pits.status().message(),
+            pits.status().hint());
+      } else if (!pits || pits->empty()) {
+        add("error", "points-in-time", "group '" + group + "' has no point in time here yet",
+            "replicate it at '" + protected_site + "': `evac group sync " + group + "`");
+      } else {
+        std::int64_t age = now - pits->back().created_at;
+        if (age > rpo)
+          add("warning", "points-in-time",
+              "group '" + group + "''s newest point in time (" + pits->back().id + ") is " + age_text(age) +
+                  " old, past its RPO of " + age_text(rpo),
+              "a recovery would lose more than the RPO allows; see `evac group show " + group + "` at '" + protected_site + "'");
+        else
+          add("ok", "points-in-time", "group '" + group + "''s newest point in time (" + pits->back().id + ") is " + age_text(age) + " old");
+      }
+    }
+  }
+
+  // Host commands of callouts: present and executable on this host.
+  for (const auto& v : plan->vms)
+    for (const auto* list : {&v.before_power_on, &v.after_power_on})
+      for (const auto& a : *list)
+        if (a.kind == PlanAction::Kind::kHostCommand && !a.command.empty()) {
+          if (command_available(a.command.front()))
+            add("ok", "callouts", "VM '" + v.vm + "': '" + a.command.front() + "' is installed");
+          else
+            add("error", "callouts", "VM '" + v.vm + "': command '" + a.command.front() + "' is not found or not executable here",
+                "install it on this evacd host, or change the plan");
+        }
+
+  out.ready = std::none_of(out.findings.begin(), out.findings.end(), [](const auto& f) { return f.severity == "error"; });
+  return out;
 }
 
 }  // namespace evac

@@ -16,13 +16,30 @@
 
 #include "core/plan.h"
 #include "core/status.h"
+#include "service/replication_service.h"
 #include "service/site_service.h"
 
 namespace evac {
 
+// One finding of a readiness check: what was checked, how it stands, and
+// what to do about it.
+struct ReadinessFinding {
+  std::string severity;  // ok, warning (a run can go, with a caveat), error (a run would fail)
+  std::string check;     // peer, placeholders, networks, storage, points-in-time, callouts
+  std::string message;
+  std::string hint;
+};
+
+struct PlanReadiness {
+  bool ready = false;  // no errors
+  std::vector<ReadinessFinding> findings;
+};
+
 class PlanService {
  public:
-  explicit PlanService(SiteService& site) : site_(site) {}
+  // `replication` (may be null in tests) lists the points in time held here.
+  explicit PlanService(SiteService& site, ReplicationService* replication = nullptr)
+      : site_(site), replication_(replication) {}
 
   // Creates a plan from its JSON form; kAlreadyExists if the name is taken.
   Result<RecoveryPlan> create_plan(const nlohmann::json& body);
@@ -37,10 +54,17 @@ class PlanService {
   // groups, and its peers' groups it is the recovery site for).
   Result<std::vector<std::string>> group_vm_names(const std::string& group);
 
+  // Everything a run of the plan at this site would need, checked without
+  // side effects: the peer, every VM's placeholder, the mapped networks
+  // (and isolated test networks) and storage, each group's newest point in
+  // time against its RPO, the host commands of callouts.
+  Result<PlanReadiness> check_plan(const std::string& name);
+
  private:
   Result<RecoveryPlan> save(RecoveryPlan plan, bool must_be_new);
 
   SiteService& site_;
+  ReplicationService* replication_;
 };
 
 }  // namespace evac

@@ -547,6 +547,10 @@ Result<std::vector<PointInTime>> ReplicationService::group_pits(const std::strin
   return channel.list_pits(name);
 }
 
+Result<std::vector<PointInTime>> ReplicationService::pits_held_here(const std::string& group) {
+  return receiver_->list_pits(group);
+}
+
 json ReplicationService::group_replication_status(const GroupRecord& group) {
   json status = replication_state(group);
   status["pits"] = nullptr;

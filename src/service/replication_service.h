@@ -77,6 +77,8 @@ class ReplicationService {
 
   // Protected site: the group's PITs, as the recovery site holds them.
   Result<std::vector<PointInTime>> group_pits(const std::string& group);
+  // The points in time this site holds as the recovery site of a peer's group.
+  Result<std::vector<PointInTime>> pits_held_here(const std::string& group);
   // Re-reads a PIT (empty id: the newest) and compares every block with the
   // source hashes its cycle recorded. At the protected site the recovery
   // site does the reading; at the recovery site it runs here, so it works

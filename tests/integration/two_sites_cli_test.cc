@@ -280,8 +280,19 @@ ip_rules:
   }
   EXPECT_EQ(evac_at("b", {"apply", "-f", file.string()}).exit_code, 2);
 
+  // Readiness at the recovery site: nothing replicated yet, so not ready,
+  // saying what to do; the list shows the same.
+  auto check = evac_at("b", {"plan", "check", "shop-dr"});
+  EXPECT_EQ(check.exit_code, 1) << check.out << check.err;
+  EXPECT_NE(check.out.find("ERROR   points-in-time: group 'shop' has no point in time here yet"), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("evac group sync shop"), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("ok      placeholders: every VM of group 'shop' has its placeholder here"), std::string::npos)
+      << check.out;
+  EXPECT_NE(check.out.find("plan 'shop-dr' is not ready"), std::string::npos) << check.out;
+
   auto listed = evac_at("b", {"plan", "list"});
   EXPECT_NE(listed.out.find("shop-dr"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("not ready"), std::string::npos) << listed.out;
   ASSERT_EQ(evac_at("b", {"plan", "delete", "shop-dr"}).exit_code, 0);
   EXPECT_EQ(evac_at("b", {"plan", "show", "shop-dr"}).exit_code, 1);
 }

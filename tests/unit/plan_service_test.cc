@@ -135,5 +135,50 @@ TEST_F(PlanApiTest, RecoverySiteCanHoldThePlanAndGetsCopiesOfTheProtectedSites) 
   EXPECT_EQ(back_doc["plans"][0]["name"], "shop-dr");
 }
 
+TEST_F(PlanApiTest, ReadinessAtTheRecoverySiteNamesWhatIsMissingAndWhatToDo) {
+  json plan = shop_plan();
+  ASSERT_EQ(b_.call("POST", "/api/v1/plans", plan).status, 201);
+  auto r = b_.call("GET", "/api/v1/plans/shop-dr/readiness");
+  ASSERT_EQ(r.status, 200) << r.body.dump();
+  auto has = [](const json& body, const std::string& severity, const std::string& check, const std::string& text) {
+    for (const auto& f : body["findings"])
+      if (f["severity"] == severity && f["check"] == check && f["message"].get<std::string>().find(text) != std::string::npos)
+        return true;
+    return false;
+  };
+  EXPECT_TRUE(has(r.body, "ok", "placeholders", "every VM of group 'shop' has its placeholder here")) << r.body.dump(2);
+  EXPECT_TRUE(has(r.body, "ok", "networks", "isolated test network 'test-isolated'")) << r.body.dump(2);
+  EXPECT_TRUE(r.body["ready"].get<bool>()) << r.body.dump(2);
+
+  // A placeholder removed by hand, a callout whose command is not here.
+  auto hosted = b_.service->list_hosted_placeholders();
+  ASSERT_TRUE(hosted.is_ok() && !hosted->empty());
+  const auto gone = hosted->front();
+  ASSERT_TRUE(b_.provider->remove_placeholder(gone.uuid).is_ok());
+  plan["vms"][0]["before_power_on"] = {{{"host", {"/nonexistent/notify-dba"}}}};
+  ASSERT_EQ(b_.call("PUT", "/api/v1/plans/shop-dr", plan).status, 200);
+  r = b_.call("GET", "/api/v1/plans/shop-dr/readiness");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_FALSE(r.body["ready"].get<bool>());
+  EXPECT_TRUE(has(r.body, "error", "placeholders", "placeholder of VM '" + gone.name + "'")) << r.body.dump(2);
+  EXPECT_TRUE(has(r.body, "error", "callouts", "'/nonexistent/notify-dba' is not found")) << r.body.dump(2);
+  // The list shows the plan's state.
+  auto list = b_.call("GET", "/api/v1/plans");
+  EXPECT_EQ(list.body[0]["ready"], false);
+}
+
+TEST_F(PlanApiTest, ReadinessAtTheProtectedSiteWantsAPointInTime) {
+  ASSERT_EQ(a_.call("POST", "/api/v1/plans", shop_plan()).status, 201);
+  auto r = a_.call("GET", "/api/v1/plans/shop-dr/readiness");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_FALSE(r.body["ready"].get<bool>());
+  bool named = false;
+  for (const auto& f : r.body["findings"])
+    if (f["severity"] == "error" && f["check"] == "points-in-time")
+      named = f["hint"].get<std::string>().find("evac group sync shop") != std::string::npos;
+  EXPECT_TRUE(named) << r.body.dump(2);
+  EXPECT_EQ(a_.call("GET", "/api/v1/plans/nope/readiness").status, 404);
+}
+
 }  // namespace
 }  // namespace evac::testing
