@@ -25,28 +25,25 @@ std::int64_t system_millis() {
 
 bool done(StepState s) { return s == StepState::kSucceeded || s == StepState::kSkipped; }
 
+template <typename E, std::size_t N>
+std::string_view name_in(const std::pair<E, std::string_view> (&table)[N], E value) {
+  for (auto [v, n] : table)
+    if (v == value) return n;
+  return table[0].second;
+}
+template <typename E, std::size_t N>
+std::optional<E> value_in(const std::pair<E, std::string_view> (&table)[N], std::string_view name) {
+  for (auto [v, n] : table)
+    if (n == name) return v;
+  return std::nullopt;
+}
+
 }  // namespace
 
-std::string_view step_state_name(StepState s) {
-  for (auto [v, n] : kStepStates)
-    if (v == s) return n;
-  return "pending";
-}
-std::optional<StepState> step_state_from_name(std::string_view s) {
-  for (auto [v, n] : kStepStates)
-    if (n == s) return v;
-  return std::nullopt;
-}
-std::string_view run_state_name(RunState s) {
-  for (auto [v, n] : kRunStates)
-    if (v == s) return n;
-  return "running";
-}
-std::optional<RunState> run_state_from_name(std::string_view s) {
-  for (auto [v, n] : kRunStates)
-    if (n == s) return v;
-  return std::nullopt;
-}
+std::string_view step_state_name(StepState s) { return name_in(kStepStates, s); }
+std::optional<StepState> step_state_from_name(std::string_view s) { return value_in(kStepStates, s); }
+std::string_view run_state_name(RunState s) { return name_in(kRunStates, s); }
+std::optional<RunState> run_state_from_name(std::string_view s) { return value_in(kRunStates, s); }
 
 StepRow to_row(const std::string& run_id, const Step& s) {
   json spec = {{"after", s.spec.after}, {"tier", s.spec.tier}, {"params", s.spec.params}};
@@ -126,6 +123,12 @@ RunEngine::~RunEngine() {
 
 Status RunEngine::persist(const std::string& run_id, const Step& s) { return store_.update_step(to_row(run_id, s)); }
 
+std::shared_ptr<RunEngine::Active> RunEngine::find_active(const std::string& run_id) {
+  std::lock_guard lock(mu_);
+  auto it = active_.find(run_id);
+  return it == active_.end() ? nullptr : it->second;
+}
+
 Status RunEngine::start(RunRow run, const std::vector<StepSpec>& specs) {
   std::vector<Step> steps;
   std::vector<StepRow> rows;
@@ -150,17 +153,12 @@ Status RunEngine::resume_interrupted() {
   auto runs = store_.runs_in_state({"running", "waiting"});
   if (!runs) return runs.status();
   for (const auto& run : *runs) {
-    auto rows = store_.run_steps(run.id);
-    if (!rows) return rows.status();
-    std::vector<Step> steps;
-    for (const auto& r : *rows) {
-      auto s = from_row(r);
-      if (!s) return s.status();
-      // It ran when the process died: run it again (runners are idempotent).
-      if (s->state == StepState::kRunning) s->state = StepState::kPending;
-      steps.push_back(std::move(*s));
-    }
-    EVAC_RETURN_IF_ERROR(launch(run, std::move(steps)));
+    auto loaded = steps(run.id);
+    if (!loaded) return loaded.status();
+    // A step that ran when the process died runs again (runners are idempotent).
+    for (auto& s : *loaded)
+      if (s.state == StepState::kRunning) s.state = StepState::kPending;
+    EVAC_RETURN_IF_ERROR(launch(run, std::move(*loaded)));
   }
   return Status::ok();
 }
@@ -178,25 +176,21 @@ Status RunEngine::resume(const std::string& run_id) {
   if (!run->has_value()) return not_found("no run " + run_id, "list runs with `evac run list`");
   if ((*run)->state != "failed")
     return failed_precondition("run " + run_id + " is " + (*run)->state + "; only a failed run can be resumed");
-  auto rows = store_.run_steps(run_id);
-  if (!rows) return rows.status();
-  std::vector<Step> steps;
-  for (const auto& r : *rows) {
-    auto s = from_row(r);
-    if (!s) return s.status();
-    if (s->state == StepState::kFailed || s->state == StepState::kRunning) {
-      s->state = StepState::kPending;
-      s->error.clear();
-      EVAC_RETURN_IF_ERROR(persist(run_id, *s));
+  auto loaded = steps(run_id);
+  if (!loaded) return loaded.status();
+  for (auto& s : *loaded) {
+    if (s.state == StepState::kFailed || s.state == StepState::kRunning) {
+      s.state = StepState::kPending;
+      s.error.clear();
+      EVAC_RETURN_IF_ERROR(persist(run_id, s));
     }
-    steps.push_back(std::move(*s));
   }
   RunRow r = **run;
   r.state = "running";
   r.ended_at.reset();
   r.error.clear();
   EVAC_RETURN_IF_ERROR(store_.update_run(run_id, r.state, std::nullopt, ""));
-  return launch(r, std::move(steps));
+  return launch(r, std::move(*loaded));
 }
 
 Status RunEngine::launch(const RunRow& run, std::vector<Step> steps) {
@@ -358,11 +352,7 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
 }
 
 Status RunEngine::ack(const std::string& run_id, int idx) {
-  std::shared_ptr<Active> a;
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = active_.find(run_id); it != active_.end()) a = it->second;
-  }
+  std::shared_ptr<Active> a = find_active(run_id);
   if (!a) return failed_precondition("run " + run_id + " is not waiting for anyone", "see it with `evac run show " + run_id + "`");
   std::unique_lock lock(a->mu);
   Step* prompt = nullptr;
@@ -399,11 +389,7 @@ Status RunEngine::ack(const std::string& run_id, int idx) {
 }
 
 Status RunEngine::cancel(const std::string& run_id) {
-  std::shared_ptr<Active> a;
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = active_.find(run_id); it != active_.end()) a = it->second;
-  }
+  std::shared_ptr<Active> a = find_active(run_id);
   if (!a) {
     auto run = store_.find_run(run_id);
     if (!run) return run.status();
@@ -422,11 +408,7 @@ Status RunEngine::cancel(const std::string& run_id) {
 }
 
 void RunEngine::wait_idle(const std::string& run_id) {
-  std::shared_ptr<Active> a;
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = active_.find(run_id); it != active_.end()) a = it->second;
-  }
+  std::shared_ptr<Active> a = find_active(run_id);
   if (!a) return;
   std::unique_lock lock(a->mu);
   a->cv.wait(lock, [&] { return a->finished || a->stopping; });

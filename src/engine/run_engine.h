@@ -119,6 +119,7 @@ class RunEngine {
   void worker(std::shared_ptr<Active> a);
   void finish_if_done(Active& a);  // with a.mu held
   Status persist(const std::string& run_id, const Step& s);
+  std::shared_ptr<Active> find_active(const std::string& run_id);
 
   Store& store_;
   StepRunner& runner_;

@@ -36,31 +36,22 @@ Result<std::unique_ptr<MappedImage>> MappedImage::open(const std::string& path, 
     if (fd < 0) return unsupported("cannot open " + file + ": " + std::strerror(errno));
     image->fds_.push_back(fd);
   }
-  auto map_run = qemu_img({"map", "--output=json", "-f", format, path}, "mapping " + path, "");
-  if (!map_run) return map_run.status();
-  auto map = nlohmann::json::parse(map_run->out, nullptr, false);
-  if (!map.is_array()) return unsupported("qemu-img map printed no map of " + path);
-  std::uint64_t expected = 0;
-  for (const auto& e : map) {
+  auto map = map_image(path, format, image->size_);
+  if (!map) return map.status();
+  for (const auto& e : *map) {
     Piece p;
-    p.start = e.value("start", std::uint64_t{0});
-    p.length = e.value("length", std::uint64_t{0});
-    p.zero = e.value("zero", false);
-    const bool data = e.value("data", false);
-    const int depth = e.value("depth", 0);
-    if (p.start != expected) return unsupported("the map of " + path + " has a gap");
-    expected = p.start + p.length;
+    p.start = e.start;
+    p.length = e.length;
+    p.zero = e.zero || !e.data;  // unallocated all the way down: reads as zeroes
     // Data with a place in one of the chain's files is read from there;
     // data without one (compressed clusters) through NBD.
-    if (data && !p.zero && e.contains("offset") && !e.value("compressed", false) && depth >= 0 &&
-        static_cast<std::size_t>(depth) < image->fds_.size()) {
-      p.file = depth;
-      p.host = e["offset"].get<std::uint64_t>();
+    if (e.data && !e.zero && e.offset && !e.compressed && e.depth >= 0 &&
+        static_cast<std::size_t>(e.depth) < image->fds_.size()) {
+      p.file = e.depth;
+      p.host = *e.offset;
     }
-    if (!data && !p.zero) p.zero = true;  // unallocated all the way down: reads as zeroes
     image->map_.push_back(p);
   }
-  if (expected != image->size_) return unsupported("the map of " + path + " does not cover the disk");
   return image;
 }
 

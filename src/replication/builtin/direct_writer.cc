@@ -29,27 +29,17 @@ Result<std::unique_ptr<DirectImageWriter>> DirectImageWriter::open(const std::st
   std::unique_ptr<DirectImageWriter> w(new DirectImageWriter());
   w->path_ = path;
   w->size_ = info.value("virtual-size", std::uint64_t{0});
-  auto map_run = qemu_img({"map", "--output=json", "-f", "qcow2", path}, "mapping " + path, "");
-  if (!map_run) return map_run.status();
-  auto map = nlohmann::json::parse(map_run->out, nullptr, false);
-  if (!map.is_array()) return unsupported("qemu-img map printed no map of " + path);
-  std::uint64_t expected = 0;
-  for (const auto& e : map) {
-    Piece p;
-    p.start = e.value("start", std::uint64_t{0});
-    p.length = e.value("length", std::uint64_t{0});
-    if (p.start != expected) return unsupported("the map of " + path + " has a gap");
-    expected = p.start + p.length;
+  auto map = map_image(path, "qcow2", w->size_);
+  if (!map) return map.status();
+  for (const auto& e : *map) {
     // Every cluster must already have its place in this very file: a
     // cluster without one would need qcow2 metadata written, which only
     // QEMU may do.
-    if (!e.value("data", false) || !e.contains("offset") || e.value("depth", 0) != 0 || e.value("compressed", false))
-      return unsupported("guest bytes " + std::to_string(p.start) + "+" + std::to_string(p.length) + " of " + path +
+    if (!e.data || !e.offset || e.depth != 0 || e.compressed)
+      return unsupported("guest bytes " + std::to_string(e.start) + "+" + std::to_string(e.length) + " of " + path +
                          " have no place in the file yet");
-    p.host = e["offset"].get<std::uint64_t>();
-    w->map_.push_back(p);
+    w->map_.push_back(Piece{e.start, e.length, *e.offset});
   }
-  if (expected != w->size_) return unsupported("the map of " + path + " does not cover the disk");
   w->fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (w->fd_ < 0) return unavailable("cannot open " + path + " for writing: " + std::strerror(errno));
   // Past the page cache, as qemu-nbd's cache=none wrote: copying a whole

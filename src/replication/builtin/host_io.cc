@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 namespace evac::builtin {
 
@@ -226,5 +227,29 @@ Result<std::string> read_whole_file(const std::string& path) {
   return out;
 }
 
+
+Result<std::vector<ImageExtent>> map_image(const std::string& path, const std::string& format, std::uint64_t disk_size) {
+  auto run = qemu_img({"map", "--output=json", "-f", format, path}, "mapping " + path, "");
+  if (!run) return run.status();
+  auto map = nlohmann::json::parse(run->out, nullptr, false);
+  if (!map.is_array()) return unsupported("qemu-img map printed no map of " + path);
+  std::vector<ImageExtent> out;
+  std::uint64_t expected = 0;
+  for (const auto& e : map) {
+    ImageExtent x;
+    x.start = e.value("start", std::uint64_t{0});
+    x.length = e.value("length", std::uint64_t{0});
+    x.data = e.value("data", false);
+    x.zero = e.value("zero", false);
+    x.compressed = e.value("compressed", false);
+    x.depth = e.value("depth", 0);
+    if (e.contains("offset") && e["offset"].is_number_unsigned()) x.offset = e["offset"].get<std::uint64_t>();
+    if (x.start != expected) return unsupported("the map of " + path + " has a gap");
+    expected = x.start + x.length;
+    out.push_back(x);
+  }
+  if (expected != disk_size) return unsupported("the map of " + path + " does not cover the disk");
+  return out;
+}
 
 }  // namespace evac::builtin

@@ -4,7 +4,9 @@
 // image reader and the journals of cycles in progress.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,22 @@ Result<ToolOutput> run_tool(const std::vector<std::string>& argv);
 // (`doing`), carrying qemu-img's own words and `hint`. An image lock held by
 // another process is kUnavailable (worth retrying), anything else kInternal.
 Result<ToolOutput> qemu_img(std::vector<std::string> args, const std::string& doing, const std::string& hint);
+
+// One extent of `qemu-img map --output=json`: where guest bytes
+// [start, start + length) of an image live.
+struct ImageExtent {
+  std::uint64_t start = 0;
+  std::uint64_t length = 0;
+  bool data = false;        // allocated somewhere in the chain
+  bool zero = false;        // reads as zeroes
+  bool compressed = false;
+  int depth = 0;            // which file of the chain: 0 the image itself
+  std::optional<std::uint64_t> offset;  // its place in that file, when it has one
+};
+// The map of an image, checked to start at 0 and run without gaps up to
+// `disk_size` (kUnsupported otherwise: the caller reads or writes it
+// another way).
+Result<std::vector<ImageExtent>> map_image(const std::string& path, const std::string& format, std::uint64_t disk_size);
 
 Status fsync_path(const std::string& path, bool directory);
 bool path_exists(const std::string& path);
