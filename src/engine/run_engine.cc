@@ -97,6 +97,15 @@ struct RunEngine::Active {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<std::thread> workers;
+
+  // Step `idx` is done: what waited only for it becomes ready. With mu held.
+  void release_dependents(int idx) {
+    for (int d : dependents[static_cast<std::size_t>(idx)]) {
+      auto& n = waiting_on[static_cast<std::size_t>(d)];
+      if (--n == 0 && steps[static_cast<std::size_t>(d)].state == StepState::kPending)
+        ready.insert({steps[static_cast<std::size_t>(d)].spec.tier, d});
+    }
+  }
 };
 
 RunEngine::RunEngine(Store& store, StepRunner& runner, EngineOptions options, MillisClock clock)
@@ -287,6 +296,16 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
     a->ready.erase(a->ready.begin());
     Step& step = a->steps[static_cast<std::size_t>(next.second)];
 
+    if (step.spec.kind == "barrier") {
+      // A point in the graph ("Priority 1 VMs are up"), nothing to do.
+      step.state = StepState::kSucceeded;
+      step.started_at_ms = step.ended_at_ms = clock_();
+      (void)persist(a->run.id, step);
+      a->release_dependents(step.idx);
+      finish_if_done(*a);
+      a->cv.notify_all();
+      continue;
+    }
     if (step.spec.kind == "prompt") {
       step.state = StepState::kWaiting;
       step.started_at_ms = clock_();
@@ -339,13 +358,7 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
       // a state the store does not know (a restart re-runs the step).
       a->failed = true;
     }
-    if (step.state == StepState::kSucceeded) {
-      for (int d : a->dependents[static_cast<std::size_t>(step.idx)]) {
-        auto& n = a->waiting_on[static_cast<std::size_t>(d)];
-        if (--n == 0 && a->steps[static_cast<std::size_t>(d)].state == StepState::kPending)
-          a->ready.insert({a->steps[static_cast<std::size_t>(d)].spec.tier, d});
-      }
-    }
+    if (step.state == StepState::kSucceeded) a->release_dependents(step.idx);
     finish_if_done(*a);
     a->cv.notify_all();
   }
@@ -365,11 +378,7 @@ Status RunEngine::ack(const std::string& run_id, int idx) {
   prompt->state = StepState::kSucceeded;
   prompt->ended_at_ms = clock_();
   EVAC_RETURN_IF_ERROR(persist(run_id, *prompt));
-  for (int d : a->dependents[static_cast<std::size_t>(prompt->idx)]) {
-    auto& n = a->waiting_on[static_cast<std::size_t>(d)];
-    if (--n == 0 && a->steps[static_cast<std::size_t>(d)].state == StepState::kPending)
-      a->ready.insert({a->steps[static_cast<std::size_t>(d)].spec.tier, d});
-  }
+  a->release_dependents(prompt->idx);
   if (a->finished) {
     // It was waiting, its workers gone (or leaving): it moves again on fresh ones.
     std::vector<std::thread> old;

@@ -50,7 +50,9 @@ std::optional<RunState> run_state_from_name(std::string_view s);
 // What a plan compiles to: one durable unit shown to the operator.
 struct StepSpec {
   std::string name;  // "Power on priority 1 VMs: db01"
-  std::string kind;  // what the StepRunner does; "prompt" is the engine's own
+  // What the StepRunner does; "prompt" (wait for ack) and "barrier" (a
+  // point in the graph, such as "Priority 1 VMs are up") are the engine's own.
+  std::string kind;
   std::vector<int> after;  // indices of steps that must be done first
   int tier = 0;            // priority among ready steps (lower first)
   nlohmann::json params = nlohmann::json::object();

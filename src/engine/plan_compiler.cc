@@ -1,0 +1,162 @@
+#include "engine/plan_compiler.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace evac::engine {
+
+using nlohmann::json;
+
+namespace {
+
+std::string check_label(const AppCheck& c) {
+  switch (c.kind) {
+    case AppCheck::Kind::kTcp: return "TCP port " + std::to_string(c.port);
+    case AppCheck::Kind::kHttp: return "HTTP " + std::to_string(c.expect_status) + " on port " + std::to_string(c.port) + c.path;
+    case AppCheck::Kind::kCommand: return "command " + (c.command.empty() ? std::string() : c.command.front());
+  }
+  return "check";
+}
+
+// Appends steps; chain() appends one VM's steps, the first after `start`.
+class Emitter {
+ public:
+  explicit Emitter(std::vector<StepSpec>& out) : out_(out) {}
+
+  int add(StepSpec s) {
+    out_.push_back(std::move(s));
+    return static_cast<int>(out_.size()) - 1;
+  }
+
+  // The steps of one VM, each after the one before; the first after `start`.
+  // Returns what its last step is (`start` itself when it adds none).
+  std::vector<int> chain(const PlanVm& vm, const std::string& group, std::vector<int> start) {
+    std::vector<int> last = std::move(start);
+    auto step = [&](std::string name, std::string kind, json params) {
+      params["vm"] = vm.vm;
+      params["group"] = group;
+      last = {add(StepSpec{std::move(name), std::move(kind), last, vm.priority, std::move(params)})};
+    };
+    auto actions = [&](const std::vector<PlanAction>& list, const char* when) {
+      for (std::size_t i = 0; i < list.size(); ++i) {
+        const auto& a = list[i];
+        json p = {{"when", when}, {"action", i}};
+        switch (a.kind) {
+          case PlanAction::Kind::kPrompt:
+            step("Prompt (" + vm.vm + "): " + a.message, "prompt", p);
+            break;
+          case PlanAction::Kind::kHostCommand:
+            step("Run on the evacd host (" + vm.vm + "): " + a.command.front(), "host_command", p);
+            break;
+          case PlanAction::Kind::kGuestCommand:
+            step("Run in the guest (" + vm.vm + "): " + a.command.front(), "guest_command", p);
+            break;
+        }
+      }
+    };
+    if (vm.startup == StartupAction::kLeaveOff) return last;
+    actions(vm.before_power_on, "before_power_on");
+    step("Power on priority " + std::to_string(vm.priority) + " VM: " + vm.vm, "power_on", json::object());
+    if (vm.wait_for_guest) step("Wait for guest heartbeat: " + vm.vm, "wait_for_guest", {{"timeout_s", vm.wait_for_guest->count()}});
+    for (std::size_t i = 0; i < vm.checks.size(); ++i)
+      step("Check " + check_label(vm.checks[i]) + ": " + vm.vm, "check", {{"check", i}});
+    actions(vm.after_power_on, "after_power_on");
+    return last;
+  }
+
+ private:
+  std::vector<StepSpec>& out_;
+};
+
+}  // namespace
+
+Result<std::vector<StepSpec>> compile_power_on(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms,
+                                               std::vector<StepSpec> first) {
+  std::vector<std::string> names;
+  std::map<std::string, std::string> group_of;
+  for (const auto& v : vms) {
+    names.push_back(v.name);
+    if (!group_of.emplace(v.name, v.group).second)
+      return invalid_argument("VM name '" + v.name + "' appears twice in the plan's groups");
+  }
+  EVAC_RETURN_IF_ERROR(validate_plan(plan, names));
+
+  std::vector<StepSpec> out = std::move(first);
+  Emitter emit(out);
+  const std::vector<int> after_first = out.empty() ? std::vector<int>{} : std::vector<int>{static_cast<int>(out.size()) - 1};
+  std::map<std::string, PlanVm> entry;
+  for (const auto& n : names) entry[n] = plan_vm_or_default(plan, n);
+  std::map<std::string, int> done_at;  // VM -> index of its chain's last step
+
+  // VMs in a deterministic order: tier, then name.
+  std::vector<std::string> order = names;
+  std::sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) {
+    return std::make_pair(entry[a].priority, a) < std::make_pair(entry[b].priority, b);
+  });
+
+  if (plan.ordering == PlanOrdering::kStrictTiers) {
+    std::vector<int> barrier = after_first;
+    for (int tier = 1; tier <= 5; ++tier) {
+      std::vector<std::string> in_tier;
+      for (const auto& n : order)
+        if (entry[n].priority == tier) in_tier.push_back(n);
+      if (in_tier.empty()) continue;
+      // Within a tier, dependencies between its VMs still hold: emit them
+      // in dependency order (validation refused cycles).
+      std::set<std::string> emitted;
+      std::vector<int> ends;
+      while (emitted.size() < in_tier.size()) {
+        for (const auto& n : in_tier) {
+          if (emitted.count(n)) continue;
+          bool ready = std::all_of(entry[n].depends_on.begin(), entry[n].depends_on.end(), [&](const std::string& d) {
+            return entry[d].priority < tier || emitted.count(d);
+          });
+          if (!ready) continue;
+          std::vector<int> start = barrier;
+          for (const auto& d : entry[n].depends_on)
+            if (entry[d].priority == tier && done_at[d] >= 0) start.push_back(done_at[d]);
+          const std::size_t before = out.size();
+          emit.chain(entry[n], group_of[n], start);
+          done_at[n] = out.size() > before ? static_cast<int>(out.size()) - 1 : -1;  // -1: left off, nothing to wait for
+          if (done_at[n] >= 0) ends.push_back(done_at[n]);
+          emitted.insert(n);
+        }
+      }
+      std::sort(ends.begin(), ends.end());
+      ends.erase(std::unique(ends.begin(), ends.end()), ends.end());
+      if (ends.empty()) continue;
+      barrier = {emit.add(StepSpec{"Priority " + std::to_string(tier) + " VMs are up", "barrier", ends, tier,
+                                   json{{"tier", tier}}})};
+    }
+    return out;
+  }
+
+  // Dependency-driven: Kahn's order, lower tier first among the ready.
+  std::map<std::string, int> waiting;
+  std::map<std::string, std::vector<std::string>> dependents;
+  for (const auto& n : names) {
+    waiting[n] = static_cast<int>(entry[n].depends_on.size());
+    for (const auto& d : entry[n].depends_on) dependents[d].push_back(n);
+  }
+  std::set<std::pair<int, std::string>> ready;
+  for (const auto& n : names)
+    if (waiting[n] == 0) ready.insert({entry[n].priority, n});
+  while (!ready.empty()) {
+    std::string n = ready.begin()->second;
+    ready.erase(ready.begin());
+    std::vector<int> start = after_first;
+    for (const auto& d : entry[n].depends_on)
+      if (done_at[d] >= 0) start.push_back(done_at[d]);
+    std::sort(start.begin(), start.end());
+    start.erase(std::unique(start.begin(), start.end()), start.end());
+    const std::size_t before = out.size();
+    emit.chain(entry[n], group_of[n], start);
+    done_at[n] = out.size() > before ? static_cast<int>(out.size()) - 1 : -1;
+    for (const auto& m : dependents[n])
+      if (--waiting[m] == 0) ready.insert({entry[m].priority, m});
+  }
+  return out;
+}
+
+}  // namespace evac::engine

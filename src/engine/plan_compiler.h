@@ -1,0 +1,39 @@
+// Compiles a recovery plan into the steps of a run's power-on phase.
+//
+// Each VM becomes a chain, in this order:
+//   before_power_on actions → "Power on VM" → "Wait for guest heartbeat"
+//   → checks → after_power_on actions
+// (a VM left off gets none of it). How chains are ordered is the plan's
+// ordering:
+//   strict-tiers:  tier N's chains start after "Priority N-1 VMs are up", a
+//                  barrier step after every chain of tier N-1 (so a tier
+//                  starts once the whole tier before it is up and checked);
+//   dependencies:  a VM's chain starts once the chains of the VMs it depends
+//                  on are done; tiers only order VMs ready at the same time
+//                  (each step carries its VM's tier for the engine).
+// Dependencies hold in both modes. Steps are emitted in an order where every
+// step comes after the steps it waits for, which the engine requires.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/plan.h"
+#include "core/status.h"
+#include "engine/run_engine.h"
+
+namespace evac::engine {
+
+// A VM the run recovers: its name at the protected site and its group.
+struct RecoveryVm {
+  std::string name;
+  std::string group;
+};
+
+// `first`: steps that come before the power-on phase (e.g. preparing
+// storage); every VM chain comes after the last of them. Their `after`
+// indices are kept as given.
+Result<std::vector<StepSpec>> compile_power_on(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms,
+                                               std::vector<StepSpec> first = {});
+
+}  // namespace evac::engine

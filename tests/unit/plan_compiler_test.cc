@@ -1,0 +1,107 @@
+// Plans compiled into power-on steps: chains per VM, strict tiers behind
+// barriers, dependency-driven chains after exactly what they depend on.
+#include "engine/plan_compiler.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace evac::engine {
+namespace {
+
+RecoveryPlan shop(PlanOrdering ordering) {
+  RecoveryPlan p;
+  p.name = "shop-dr";
+  p.groups = {"shop"};
+  p.ordering = ordering;
+  PlanVm db{.vm = "db01", .priority = 1};
+  db.checks = {AppCheck{.kind = AppCheck::Kind::kTcp, .port = 5432}};
+  db.before_power_on = {PlanAction{.kind = PlanAction::Kind::kPrompt, .message = "Licence server up?"}};
+  PlanVm app{.vm = "app01", .priority = 2, .depends_on = {"db01"}};
+  app.wait_for_guest.reset();
+  PlanVm web{.vm = "web01", .priority = 3, .depends_on = {"app01"}};
+  PlanVm batch{.vm = "batch01", .priority = 2, .startup = StartupAction::kLeaveOff};
+  p.vms = {db, app, web, batch};
+  return p;
+}
+
+const std::vector<RecoveryVm> kVms = {{"db01", "shop"}, {"app01", "shop"}, {"web01", "shop"}, {"batch01", "shop"},
+                                      {"cache01", "shop"}};
+
+int index_of(const std::vector<StepSpec>& steps, const std::string& name) {
+  for (std::size_t i = 0; i < steps.size(); ++i)
+    if (steps[i].name == name) return static_cast<int>(i);
+  ADD_FAILURE() << "no step named " << name;
+  return -1;
+}
+
+// Whether `later` waits (directly or not) for `earlier`.
+bool waits_for(const std::vector<StepSpec>& steps, int later, int earlier) {
+  if (later == earlier) return true;
+  for (int a : steps[static_cast<std::size_t>(later)].after)
+    if (waits_for(steps, a, earlier)) return true;
+  return false;
+}
+
+void expect_topological(const std::vector<StepSpec>& steps) {
+  for (std::size_t i = 0; i < steps.size(); ++i)
+    for (int a : steps[i].after) EXPECT_LT(a, static_cast<int>(i)) << steps[i].name;
+}
+
+TEST(PlanCompilerTest, StrictTiersChainEachVmAndWaitForTheWholeTierBefore) {
+  std::vector<StepSpec> first = {{"Create writable copies of the newest PIT: shop", "create_test_copies", {}, 0}};
+  auto steps = compile_power_on(shop(PlanOrdering::kStrictTiers), kVms, first);
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  expect_topological(*steps);
+  const auto& s = *steps;
+  int prompt = index_of(s, "Prompt (db01): Licence server up?");
+  int db_on = index_of(s, "Power on priority 1 VM: db01");
+  int db_wait = index_of(s, "Wait for guest heartbeat: db01");
+  int db_check = index_of(s, "Check TCP port 5432: db01");
+  int tier1 = index_of(s, "Priority 1 VMs are up");
+  int app_on = index_of(s, "Power on priority 2 VM: app01");
+  int cache_on = index_of(s, "Power on priority 3 VM: cache01");  // no entry: tier 3 defaults
+  int tier2 = index_of(s, "Priority 2 VMs are up");
+  int web_on = index_of(s, "Power on priority 3 VM: web01");
+  EXPECT_TRUE(waits_for(s, prompt, 0)) << "after the storage step";
+  EXPECT_EQ(s[static_cast<std::size_t>(db_on)].after, std::vector<int>{prompt});
+  EXPECT_TRUE(waits_for(s, db_check, db_wait));
+  EXPECT_TRUE(waits_for(s, tier1, db_check)) << "a tier is up when its checks passed";
+  EXPECT_TRUE(waits_for(s, app_on, tier1));
+  EXPECT_TRUE(waits_for(s, cache_on, tier2)) << "strict: tier 3 waits for tier 2 even without a dependency";
+  EXPECT_TRUE(waits_for(s, web_on, tier2));
+  EXPECT_EQ(std::count_if(s.begin(), s.end(), [](const StepSpec& x) { return x.name.find("app01") != std::string::npos && x.kind == "wait_for_guest"; }), 0)
+      << "app01 is not waited for";
+  EXPECT_EQ(std::count_if(s.begin(), s.end(), [](const StepSpec& x) { return x.name.find("batch01") != std::string::npos; }), 0)
+      << "a VM left off has no steps";
+  EXPECT_EQ(s[static_cast<std::size_t>(db_on)].params["vm"], "db01");
+  EXPECT_EQ(s[static_cast<std::size_t>(db_on)].params["group"], "shop");
+}
+
+TEST(PlanCompilerTest, DependencyOrderingStartsEachVmAfterExactlyWhatItNeeds) {
+  auto steps = compile_power_on(shop(PlanOrdering::kDependencies), kVms);
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  expect_topological(*steps);
+  const auto& s = *steps;
+  EXPECT_EQ(std::count_if(s.begin(), s.end(), [](const StepSpec& x) { return x.kind == "barrier"; }), 0);
+  int cache_on = index_of(s, "Power on priority 3 VM: cache01");
+  int db_check = index_of(s, "Check TCP port 5432: db01");
+  int app_on = index_of(s, "Power on priority 2 VM: app01");
+  int web_on = index_of(s, "Power on priority 3 VM: web01");
+  EXPECT_TRUE(s[static_cast<std::size_t>(cache_on)].after.empty()) << "nothing to wait for: it starts at once";
+  EXPECT_EQ(s[static_cast<std::size_t>(app_on)].after, std::vector<int>{db_check});
+  EXPECT_TRUE(waits_for(s, web_on, app_on));
+  EXPECT_FALSE(waits_for(s, web_on, cache_on));
+  EXPECT_EQ(s[static_cast<std::size_t>(cache_on)].tier, 3) << "tiers still set priority";
+}
+
+TEST(PlanCompilerTest, AnInvalidPlanCompilesToNothing) {
+  RecoveryPlan p = shop(PlanOrdering::kDependencies);
+  p.vms[0].depends_on = {"web01"};
+  auto steps = compile_power_on(p, kVms);
+  ASSERT_FALSE(steps.is_ok());
+  EXPECT_NE(steps.status().message().find("dependency cycle"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace evac::engine
