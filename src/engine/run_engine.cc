@@ -98,12 +98,19 @@ struct RunEngine::Active {
   std::condition_variable cv;
   std::vector<std::thread> workers;
 
-  // Step `idx` is done: what waited only for it becomes ready. With mu held.
+  // Step `idx` is done: what waited only for it becomes ready, and as many
+  // idle workers as there are new ready steps beyond one (the caller, a
+  // worker about to look for its next step, takes one) are woken: waking
+  // them all for every step made hundreds of workers fight for one lock.
+  // With mu held.
   void release_dependents(int idx) {
+    int woken = 0;
     for (int d : dependents[static_cast<std::size_t>(idx)]) {
       auto& n = waiting_on[static_cast<std::size_t>(d)];
-      if (--n == 0 && steps[static_cast<std::size_t>(d)].state == StepState::kPending)
+      if (--n == 0 && steps[static_cast<std::size_t>(d)].state == StepState::kPending) {
         ready.insert({steps[static_cast<std::size_t>(d)].spec.tier, d});
+        if (woken++ > 0) cv.notify_one();
+      }
     }
   }
 };
@@ -130,7 +137,13 @@ RunEngine::~RunEngine() {
   }
 }
 
-Status RunEngine::persist(const std::string& run_id, const Step& s) { return store_.update_step(to_row(run_id, s)); }
+Status RunEngine::persist(const std::string& run_id, const Step& s) {
+  // Only the state columns change after a step is written: its spec is not
+  // serialized again.
+  return store_.update_step(StepRow{run_id, s.idx, {}, {}, {}, std::string(step_state_name(s.state)), s.attempts,
+                                    s.started_at_ms, s.ended_at_ms, s.error,
+                                    s.result.is_null() ? std::string() : s.result.dump()});
+}
 
 std::shared_ptr<RunEngine::Active> RunEngine::find_active(const std::string& run_id) {
   std::lock_guard lock(mu_);
@@ -303,7 +316,6 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
       (void)persist(a->run.id, step);
       a->release_dependents(step.idx);
       finish_if_done(*a);
-      a->cv.notify_all();
       continue;
     }
     if (step.spec.kind == "prompt") {
@@ -359,8 +371,8 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
       a->failed = true;
     }
     if (step.state == StepState::kSucceeded) a->release_dependents(step.idx);
+    else a->cv.notify_all();  // every worker must see the failure
     finish_if_done(*a);
-    a->cv.notify_all();
   }
 }
 

@@ -233,7 +233,7 @@ class Store {
   // Runs. add_run writes a run with all its steps at once; each step's
   // state is then updated on its own (before and after its side effect).
   Status add_run(const RunRow& run, const std::vector<StepRow>& steps);
-  Status update_step(const StepRow& step);
+  Status update_step(const StepRow& step);  // its state columns; name, kind and spec are kept
   Status update_run(const std::string& id, const std::string& state, const std::optional<std::int64_t>& ended_at,
                     const std::string& error);
   // Newest first.
