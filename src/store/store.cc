@@ -787,10 +787,15 @@ Status Store::add_run(const RunRow& run, const std::vector<StepRow>& steps) {
 
 Status Store::update_step(const StepRow& s) {
   std::lock_guard lock(mu_);
-  auto st = db_.prepare(
-      "UPDATE run_steps SET state = ?, attempts = ?, started_at_ms = ?, ended_at_ms = ?, error = ?, result = ? "
-      "WHERE run_id = ? AND idx = ?");
-  if (!st) return st.status();
+  if (!update_step_) {
+    auto st = db_.prepare(
+        "UPDATE run_steps SET state = ?, attempts = ?, started_at_ms = ?, ended_at_ms = ?, error = ?, result = ? "
+        "WHERE run_id = ? AND idx = ?");
+    if (!st) return st.status();
+    update_step_.emplace(std::move(*st));
+  }
+  sqlite::Statement* st = &*update_step_;
+  st->reset();
   EVAC_RETURN_IF_ERROR(st->bind(1, s.state)
                            .bind(2, s.attempts)
                            .bind(3, s.started_at_ms)

@@ -256,6 +256,8 @@ class Store {
   std::recursive_mutex mu_;
   int tx_depth_ = 0;
   sqlite::Connection db_;
+  // Prepared once: a run updates a step twice per step (the engine's hot path).
+  std::optional<sqlite::Statement> update_step_;
 };
 
 }  // namespace evac
