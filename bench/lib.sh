@@ -54,11 +54,18 @@ now() { date +%s.%N; }
 # timed PREFIX CMD...: runs CMD, its output in ${root}/PREFIX.out; sets
 # ${PREFIX}_wall and ${PREFIX}_cpu (CMD and its children), in seconds.
 timed() {
-  local prefix="$1" t0 t1
+  local prefix="$1" t0 t1 rc=0
   shift
   t0="$(now)"
-  /usr/bin/time -f "%U %S" -o "${root}/time.out" "$@" >"${root}/${prefix}.out" 2>&1
+  /usr/bin/time -f "%U %S" -o "${root}/time.out" "$@" >"${root}/${prefix}.out" 2>&1 || rc=$?
   t1="$(now)"
+  if [[ ${rc} -ne 0 ]]; then
+    # Say what failed before the caller's `set -e` ends the run (its output
+    # file goes with ${root} when the benchmark cleans up).
+    echo "bench: '$*' failed (exit ${rc}); its output:" >&2
+    grep -v '^Command exited with non-zero status' "${root}/${prefix}.out" >&2 || true
+    return "${rc}"
+  fi
   printf -v "${prefix}_wall" '%s' "$(python3 -c "print(f'{${t1} - ${t0}:.3f}')")"
   printf -v "${prefix}_cpu" '%s' "$(awk '{printf "%.3f", $1 + $2}' "${root}/time.out")"
 }
