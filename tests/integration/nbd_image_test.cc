@@ -248,6 +248,31 @@ TEST_F(NbdImageTest, RequestsOutsideTheImageOrWritesToReadOnlyAreRefused) {
   EXPECT_TRUE(c->pread(buf.data(), 0, 4 * kMiB).is_ok()) << "an empty read at the end is fine";
 }
 
+TEST_F(NbdImageTest, ManyScatteredReadsAtOnceReadWhatSingleReadsDo) {
+  const std::string path = make_image("m.qcow2", "qcow2", 16 * kMiB);
+  auto exp = start(path, "qcow2", Mode::kReadWrite);
+  ASSERT_TRUE(exp);
+  auto c = connect(*exp);
+  ASSERT_TRUE(c);
+  std::string data(16 * kMiB, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 131) >> 9);
+  ASSERT_TRUE(c->pwrite(data.data(), data.size(), 0).is_ok());
+  // Small scattered ranges, one larger than a request piece (4 MiB), one at the end.
+  const std::vector<std::pair<std::uint64_t, std::size_t>> ranges = {
+      {65536 * 7, 65536}, {65536 * 3, 65536}, {kMiB + 512, 4096}, {2 * kMiB, 6 * kMiB}, {16 * kMiB - 65536, 65536}};
+  std::vector<std::string> bufs;
+  for (const auto& r : ranges) bufs.emplace_back(r.second, 'x');
+  std::vector<NbdClient::ReadRequest> reads;
+  for (std::size_t i = 0; i < ranges.size(); ++i) reads.push_back({bufs[i].data(), ranges[i].second, ranges[i].first});
+  ASSERT_TRUE(c->pread_many(reads).is_ok());
+  for (std::size_t i = 0; i < ranges.size(); ++i)
+    EXPECT_EQ(bufs[i], data.substr(ranges[i].first, ranges[i].second)) << "range " << i;
+
+  reads.push_back({bufs[0].data(), 65536, 16 * kMiB - 4096});  // past the end: nothing is read
+  Status past = c->pread_many(reads);
+  EXPECT_EQ(past.code(), StatusCode::kInvalidArgument) << past.to_string();
+}
+
 TEST_F(NbdImageTest, MissingImageIsNotFound) {
   const std::string path = dir_ + "/no-such-disk.qcow2";
   auto r = NbdExport::start(path, "qcow2", Mode::kReadOnly);

@@ -30,6 +30,11 @@ class BlockSource {
   // Same contract as NbdClient::allocation.
   virtual Result<std::vector<NbdClient::Extent>> allocation(std::uint64_t offset, std::uint64_t length) = 0;
   virtual Status pread(void* buf, std::size_t len, std::uint64_t offset) = 0;
+  // Several reads; a source that can pipeline them does (NBD).
+  virtual Status pread_many(const std::vector<NbdClient::ReadRequest>& reads) {
+    for (const auto& r : reads) EVAC_RETURN_IF_ERROR(pread(r.buf, r.len, r.offset));
+    return Status::ok();
+  }
   // The range mapped into memory, read-only, where the source can do that
   // without copying (one file holds it contiguously); nullptr otherwise, and
   // the caller preads. The mapping lives as long as the pointer.
@@ -44,6 +49,7 @@ class NbdBlockSource : public BlockSource {
     return client_.allocation(offset, length);
   }
   Status pread(void* buf, std::size_t len, std::uint64_t offset) override { return client_.pread(buf, len, offset); }
+  Status pread_many(const std::vector<NbdClient::ReadRequest>& reads) override { return client_.pread_many(reads); }
 
  private:
   NbdClient& client_;

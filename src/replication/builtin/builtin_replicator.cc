@@ -581,58 +581,95 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
     }
   }
 
-  // Pieces are read (or mapped) and hashed on worker threads, two ahead of
-  // the one being compared, so both cores hash all the time; the comparison
-  // and the batches stay in order on this thread.
+  // Pieces are read (or mapped) and hashed on worker threads, two groups
+  // ahead of the one being compared, so both cores hash all the time; the
+  // comparison and the batches stay in order on this thread. A group is one
+  // large piece, or consecutive small ones (a running VM's scattered dirty
+  // ranges) up to the same size, whose reads go out together, pipelined on
+  // the NBD connection instead of one round trip each.
   struct Hashed {
     Status status;
-    // Mapped from the image file, or read into memory. Shared: the blocks
-    // that go out point into it until their batch is encoded.
+    // Mapped from the image file, or read into memory (the group's buffer).
+    // Shared: the blocks that go out point into it until their batch is encoded.
     std::shared_ptr<const char> data;
     std::vector<BlockHash> hashes;
   };
-  std::mutex source_mu;  // pread: an NBD connection serves one thread at a time
-  auto hash_piece = [&](std::size_t i) -> Hashed {
-    Hashed h;
-    const Piece& p = pieces[i];
-    const std::size_t blocks = (p.length + kBlockSize - 1) / kBlockSize;
-    h.hashes.resize(blocks);
-    auto block_len = [&](std::size_t b) { return std::min(kBlockSize, p.length - b * kBlockSize); };
-    if (p.zero) {
-      for (std::size_t b = 0; b < blocks; ++b) h.hashes[b] = zero_hash(block_len(b));
-      return h;
-    }
-    h.data = source.view(p.offset, p.length);
-    if (!h.data) {
-      std::shared_ptr<char[]> buffer(new char[p.length]);
-      std::lock_guard lock(source_mu);
-      h.status = source.pread(buffer.get(), p.length, p.offset).with_context("reading " + device.source_path);
-      if (!h.status.is_ok()) return h;
-      h.data = std::shared_ptr<const char>(buffer, buffer.get());
-    }
-    for (std::size_t b = 0; b < blocks; ++b) h.hashes[b] = hash_block(h.data.get() + b * kBlockSize, block_len(b));
-    return h;
+  struct Group {
+    std::size_t first = 0, last = 0;  // pieces [first, last)
   };
-  constexpr std::size_t kPiecesAhead = 2;
-  std::deque<std::future<Hashed>> ahead;
-  std::size_t next_piece = 0;
+  std::vector<Group> groups;
+  for (std::size_t i = 0; i < pieces.size();) {
+    std::size_t j = i + 1, bytes = pieces[i].length;
+    while (j < pieces.size() && bytes + pieces[j].length <= kReadChunk) bytes += pieces[j++].length;
+    groups.push_back({i, j});
+    i = j;
+  }
+  std::mutex source_mu;  // reads: an NBD connection serves one thread at a time
+  auto hash_group = [&](std::size_t gi) -> std::vector<Hashed> {
+    const Group& g = groups[gi];
+    std::vector<Hashed> out(g.last - g.first);
+    std::size_t to_read = 0;
+    for (std::size_t k = 0; k < out.size(); ++k) {
+      const Piece& p = pieces[g.first + k];
+      if (p.zero) continue;
+      out[k].data = source.view(p.offset, p.length);
+      if (!out[k].data) to_read += p.length;
+    }
+    if (to_read > 0) {
+      std::shared_ptr<char[]> buffer(new char[to_read]);
+      std::vector<NbdClient::ReadRequest> reads;
+      std::size_t at = 0;
+      for (std::size_t k = 0; k < out.size(); ++k) {
+        const Piece& p = pieces[g.first + k];
+        if (p.zero || out[k].data) continue;
+        reads.push_back({buffer.get() + at, p.length, p.offset});
+        out[k].data = std::shared_ptr<const char>(buffer, buffer.get() + at);
+        at += p.length;
+      }
+      std::lock_guard lock(source_mu);
+      Status read = source.pread_many(reads);
+      if (!read.is_ok()) {
+        out[0].status = read.with_context("reading " + device.source_path);
+        return out;
+      }
+    }
+    for (std::size_t k = 0; k < out.size(); ++k) {
+      const Piece& p = pieces[g.first + k];
+      const std::size_t blocks = (p.length + kBlockSize - 1) / kBlockSize;
+      out[k].hashes.resize(blocks);
+      for (std::size_t b = 0; b < blocks; ++b) {
+        std::size_t len = std::min(kBlockSize, p.length - b * kBlockSize);
+        out[k].hashes[b] = p.zero ? zero_hash(len) : hash_block(out[k].data.get() + b * kBlockSize, len);
+      }
+    }
+    return out;
+  };
+  constexpr std::size_t kGroupsAhead = 2;
+  std::deque<std::future<std::vector<Hashed>>> ahead;
+  std::size_t next_group = 0;
   auto launch = [&] {
-    while (ahead.size() < kPiecesAhead && next_piece < pieces.size())
-      ahead.push_back(std::async(std::launch::async, hash_piece, next_piece++));
+    while (ahead.size() < kGroupsAhead && next_group < groups.size())
+      ahead.push_back(std::async(std::launch::async, hash_group, next_group++));
   };
   struct WaitAhead {
-    std::deque<std::future<Hashed>>& f;
+    std::deque<std::future<std::vector<Hashed>>>& f;
     ~WaitAhead() {
       for (auto& x : f)
         if (x.valid()) x.wait();
     }
   } wait_ahead{ahead};
   launch();
+  std::vector<Hashed> hashed;  // the group piece i belongs to
+  std::size_t hashed_first = 0;
   for (std::size_t i = 0; i < pieces.size(); ++i) {
-    Hashed h = ahead.front().get();
-    ahead.pop_front();
-    launch();
-    EVAC_RETURN_IF_ERROR(h.status);
+    if (i == 0 || i - hashed_first >= hashed.size()) {
+      hashed = ahead.front().get();
+      ahead.pop_front();
+      launch();
+      hashed_first = i;
+      EVAC_RETURN_IF_ERROR(hashed.front().status);
+    }
+    Hashed& h = hashed[i - hashed_first];
     const Piece& p = pieces[i];
     bool piece_in_pending = false;
     for (std::size_t b = 0; b < h.hashes.size(); ++b) {

@@ -491,7 +491,7 @@ Status NbdClient::nbd_error(const char* op, std::uint64_t len, std::uint64_t off
   }
 }
 
-Status NbdClient::transfer(bool write, char* buf, std::size_t len, std::uint64_t offset) {
+Status NbdClient::transfer(bool write, const std::vector<Segment>& segments) {
   const char* op = write ? "writing" : "reading";
   const std::uint64_t piece = std::min(max_request_, kPieceSize);
   struct Pending {
@@ -522,31 +522,48 @@ Status NbdClient::transfer(bool write, char* buf, std::size_t len, std::uint64_t
       }
     }
   };
-  std::size_t done = 0;
-  while (done < len && first_error.is_ok()) {
-    if (pending.size() >= kMaxInFlight && !retire_oldest()) break;
-    if (!first_error.is_ok()) break;
-    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len - done, piece));
-    std::int64_t cookie = write ? ::nbd_aio_pwrite(h_, buf + done, n, offset + done, NBD_NULL_COMPLETION, 0)
-                                : ::nbd_aio_pread(h_, buf + done, n, offset + done, NBD_NULL_COMPLETION, 0);
-    if (cookie == -1) {
-      fail(n, offset + done);
-      break;
+  bool connection_lost = false;
+  for (const auto& seg : segments) {
+    std::size_t done = 0;
+    while (done < seg.len && first_error.is_ok()) {
+      if (pending.size() >= kMaxInFlight && !retire_oldest()) {
+        connection_lost = true;
+        break;
+      }
+      if (!first_error.is_ok()) break;
+      std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(seg.len - done, piece));
+      std::int64_t cookie = write ? ::nbd_aio_pwrite(h_, seg.buf + done, n, seg.offset + done, NBD_NULL_COMPLETION, 0)
+                                  : ::nbd_aio_pread(h_, seg.buf + done, n, seg.offset + done, NBD_NULL_COMPLETION, 0);
+      if (cookie == -1) {
+        fail(n, seg.offset + done);
+        break;
+      }
+      pending.push_back({cookie, seg.offset + done, n});
+      done += n;
     }
-    pending.push_back({cookie, offset + done, n});
-    done += n;
+    if (connection_lost || !first_error.is_ok()) break;
   }
-  // The buffer belongs to the caller: never return while a request may still touch it.
+  // The buffers belong to the caller: never return while a request may still touch them.
   while (!pending.empty()) {
     if (!retire_oldest()) break;
   }
   return first_error;
 }
 
+Status NbdClient::pread_many(const std::vector<ReadRequest>& reads) {
+  std::vector<Segment> segments;
+  segments.reserve(reads.size());
+  for (const auto& r : reads) {
+    EVAC_RETURN_IF_ERROR(check_range("reading", r.len, r.offset));
+    if (r.len != 0) segments.push_back({static_cast<char*>(r.buf), r.len, r.offset});
+  }
+  return transfer(false, segments);
+}
+
 Status NbdClient::pread(void* buf, std::size_t len, std::uint64_t offset) {
   EVAC_RETURN_IF_ERROR(check_range("reading", len, offset));
   if (len == 0) return Status::ok();
-  return transfer(false, static_cast<char*>(buf), len, offset);
+  return transfer(false, {{static_cast<char*>(buf), len, offset}});
 }
 
 Status NbdClient::pwrite(const void* buf, std::size_t len, std::uint64_t offset) {
@@ -557,7 +574,7 @@ Status NbdClient::pwrite(const void* buf, std::size_t len, std::uint64_t offset)
                                "open the export in read-write mode to change the image");
   }
   // libnbd only reads from the buffer of a write.
-  return transfer(true, const_cast<char*>(static_cast<const char*>(buf)), len, offset);
+  return transfer(true, {{const_cast<char*>(static_cast<const char*>(buf)), len, offset}});
 }
 
 Status NbdClient::zero(std::size_t len, std::uint64_t offset) {

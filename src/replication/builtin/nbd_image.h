@@ -110,6 +110,15 @@ class NbdClient {
   bool read_only() const { return read_only_; }
 
   Status pread(void* buf, std::size_t len, std::uint64_t offset);
+  // Several reads at once, pipelined on the connection: scattered small
+  // ranges (a running VM's dirty blocks) cost one round trip per window of
+  // requests in flight instead of one each.
+  struct ReadRequest {
+    void* buf;
+    std::size_t len;
+    std::uint64_t offset;
+  };
+  Status pread_many(const std::vector<ReadRequest>& reads);
   Status pwrite(const void* buf, std::size_t len, std::uint64_t offset);
   // Writes zeroes; the server punches a hole where it can.
   Status zero(std::size_t len, std::uint64_t offset);
@@ -135,7 +144,12 @@ class NbdClient {
  private:
   NbdClient() = default;
   Status check_range(const char* op, std::uint64_t len, std::uint64_t offset) const;
-  Status transfer(bool write, char* buf, std::size_t len, std::uint64_t offset);
+  struct Segment {
+    char* buf;
+    std::size_t len;
+    std::uint64_t offset;
+  };
+  Status transfer(bool write, const std::vector<Segment>& segments);
   Status nbd_error(const char* op, std::uint64_t len, std::uint64_t offset) const;
   // Extents of one metadata context; Extent::zero carries "`flag` is set".
   Result<std::vector<Extent>> block_status(const char* context, std::uint32_t flag, std::uint64_t offset,
