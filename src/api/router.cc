@@ -107,7 +107,6 @@ ApiRouter::ApiRouter(SiteService& service, ReplicationService* replication) : se
 }
 
 void ApiRouter::add_plan_routes() {
-  auto plan_json = [](const RecoveryPlan& p) { return plan_to_json(p); };
   auto readiness_json = [](const PlanReadiness& r) {
     json findings = json::array();
     for (const auto& f : r.findings)
@@ -115,12 +114,12 @@ void ApiRouter::add_plan_routes() {
     return json{{"ready", r.ready}, {"findings", findings}};
   };
   add("GET", "/api/v1/plans", Access::kOperator, "Recovery plans, each with whether it is ready to run here",
-      [this, plan_json](Context&) -> Result<json> {
+      [this](Context&) -> Result<json> {
         auto plans = plans_.list_plans();
         if (!plans) return plans.status();
         json out = json::array();
         for (const auto& p : *plans) {
-          json j = plan_json(p);
+          json j = plan_to_json(p);
           auto r = plans_.check_plan(p.name);
           j["ready"] = r ? json(r->ready) : json(nullptr);
           out.push_back(std::move(j));
@@ -137,26 +136,26 @@ void ApiRouter::add_plan_routes() {
         return out;
       });
   add("POST", "/api/v1/plans", Access::kOperator, "Create a recovery plan (its JSON form; see docs/plans.md)",
-      [this, plan_json](Context& c) -> Result<json> {
+      [this](Context& c) -> Result<json> {
         auto body = body_object(c.request);
         if (!body) return body.status();
         auto p = plans_.create_plan(*body);
         if (!p) return p.status();
-        return plan_json(*p);
+        return plan_to_json(*p);
       },
       201);
-  add("GET", "/api/v1/plans/{name}", Access::kOperator, "One recovery plan", [this, plan_json](Context& c) -> Result<json> {
+  add("GET", "/api/v1/plans/{name}", Access::kOperator, "One recovery plan", [this](Context& c) -> Result<json> {
     auto p = plans_.get_plan(c.params[0]);
     if (!p) return p.status();
-    return plan_json(*p);
+    return plan_to_json(*p);
   });
   add("PUT", "/api/v1/plans/{name}", Access::kOperator,
-      "Create or replace a recovery plan (declarative: `evac apply -f`)", [this, plan_json](Context& c) -> Result<json> {
+      "Create or replace a recovery plan (declarative: `evac apply -f`)", [this](Context& c) -> Result<json> {
         auto body = body_object(c.request);
         if (!body) return body.status();
         auto p = plans_.apply_plan(c.params[0], *body);
         if (!p) return p.status();
-        return plan_json(*p);
+        return plan_to_json(*p);
       });
   add("DELETE", "/api/v1/plans/{name}", Access::kOperator, "Delete a recovery plan", [this](Context& c) -> Result<json> {
     EVAC_RETURN_IF_ERROR(plans_.delete_plan(c.params[0]));

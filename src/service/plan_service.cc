@@ -16,6 +16,12 @@ namespace evac {
 
 using nlohmann::json;
 
+// A peer's configuration copy, parsed once per call that needs it.
+struct PeerDocument {
+  std::string peer_site;
+  json document;
+};
+
 namespace {
 
 Result<RecoveryPlan> plan_from_record(const PlanRecord& r) {
@@ -28,9 +34,38 @@ Result<RecoveryPlan> plan_from_record(const PlanRecord& r) {
   return p;
 }
 
+std::vector<PeerDocument> parse_copies(const std::vector<PeerCopyRecord>& copies) {
+  std::vector<PeerDocument> out;
+  for (const auto& c : copies) {
+    auto doc = json::parse(c.document, nullptr, false);
+    if (doc.is_object() && doc.contains("groups") && doc["groups"].is_array()) out.push_back({c.peer_site, std::move(doc)});
+  }
+  return out;
+}
+
+// A peer's group, as its copy here describes it: which peer, the group's
+// entry and the whole document (its mappings).
+struct PeerGroup {
+  const PeerDocument* peer = nullptr;
+  const json* group = nullptr;
+};
+PeerGroup find_peer_group(const std::vector<PeerDocument>& docs, const std::string& group) {
+  for (const auto& d : docs)
+    for (const auto& g : d.document["groups"])
+      if (g.is_object() && g.value("name", "") == group) return {&d, &g};
+  return {};
+}
+
 }  // namespace
 
 Result<std::vector<std::string>> PlanService::group_vm_names(const std::string& group) {
+  auto copies = site_.store().list_peer_copies();
+  if (!copies) return copies.status();
+  return group_vm_names(group, parse_copies(*copies));
+}
+
+Result<std::vector<std::string>> PlanService::group_vm_names(const std::string& group,
+                                                             const std::vector<PeerDocument>& peer_docs) {
   auto own = site_.store().find_group(group);
   if (!own) return own.status();
   std::vector<std::string> names;
@@ -38,18 +73,12 @@ Result<std::vector<std::string>> PlanService::group_vm_names(const std::string& 
     for (const auto& v : (*own)->vms) names.push_back(v.vm_name);
     return names;
   }
-  auto copies = site_.store().list_peer_copies();
-  if (!copies) return copies.status();
-  for (const auto& c : *copies) {
-    auto doc = json::parse(c.document, nullptr, false);
-    if (!doc.is_object() || !doc.contains("groups") || !doc["groups"].is_array()) continue;
-    for (const auto& g : doc["groups"]) {
-      if (!g.is_object() || g.value("name", "") != group) continue;
-      if (g.contains("vms") && g["vms"].is_array())
-        for (const auto& v : g["vms"])
-          if (v.is_object() && v.contains("name") && v["name"].is_string()) names.push_back(v["name"]);
-      return names;
-    }
+  if (PeerGroup found = find_peer_group(peer_docs, group); found.group) {
+    const json& g = *found.group;
+    if (g.contains("vms") && g["vms"].is_array())
+      for (const auto& v : g["vms"])
+        if (v.is_object() && v.contains("name") && v["name"].is_string()) names.push_back(v["name"]);
+    return names;
   }
   return not_found("no protection group named '" + group + "' is protected here or recovered here",
                    "list groups with `evac group list` at either site; a peer's groups appear here once it is paired "
@@ -57,10 +86,13 @@ Result<std::vector<std::string>> PlanService::group_vm_names(const std::string& 
 }
 
 Result<RecoveryPlan> PlanService::save(RecoveryPlan plan, bool must_be_new) {
+  auto copies = site_.store().list_peer_copies();
+  if (!copies) return copies.status();
+  const std::vector<PeerDocument> peer_docs = parse_copies(*copies);
   std::vector<std::string> vms;
   std::vector<std::string> problems;
   for (const auto& g : plan.groups) {
-    auto names = group_vm_names(g);
+    auto names = group_vm_names(g, peer_docs);
     if (!names) {
       if (names.status().code() != StatusCode::kNotFound) return names.status();
       problems.push_back("group '" + g + "' is not known at this site");
@@ -185,11 +217,16 @@ Result<PlanReadiness> PlanService::check_plan(const std::string& name) {
   };
   auto copies = site_.store().list_peer_copies();
   if (!copies) return copies.status();
+  const std::vector<PeerDocument> peer_docs = parse_copies(*copies);
   auto vms = site_.list_vms(std::nullopt);
   auto networks = site_.list_networks(std::nullopt);
   auto pools = site_.list_storage_pools(std::nullopt);
   auto hosted = site_.store().list_hosted_placeholders();
   if (!hosted) return hosted.status();
+  std::set<std::string> defined;  // placeholders still defined in this site's providers
+  if (vms)
+    for (const auto& v : *vms)
+      if (v.is_placeholder) defined.insert(v.uuid);
 
   for (const auto& group : plan->groups) {
     auto own = site_.store().find_group(group);
@@ -220,23 +257,14 @@ Result<PlanReadiness> PlanService::check_plan(const std::string& name) {
     }
 
     // Recovered here: everything a run needs must be at this site.
-    const PeerCopyRecord* copy = nullptr;
-    nlohmann::json group_doc, doc;
-    for (const auto& c : *copies) {
-      auto d = json::parse(c.document, nullptr, false);
-      if (!d.is_object() || !d.contains("groups")) continue;
-      for (const auto& g : d["groups"])
-        if (g.is_object() && g.value("name", "") == group) {
-          copy = &c;
-          group_doc = g;
-          doc = d;
-        }
-    }
-    if (!copy) {
+    const PeerGroup found = find_peer_group(peer_docs, group);
+    if (!found.group) {
       add("error", "groups", "group '" + group + "' is neither protected nor recovered here", "check the plan's groups");
       continue;
     }
-    const std::string& protected_site = copy->peer_site;
+    const json& group_doc = *found.group;
+    const json& doc = found.peer->document;
+    const std::string& protected_site = found.peer->peer_site;
     const PeerStatus* peer = peer_state(protected_site);
     if (peer && peer->connected)
       add("ok", "peer", "protected site '" + protected_site + "' answers");
@@ -245,10 +273,6 @@ Result<PlanReadiness> PlanService::check_plan(const std::string& name) {
           "test and failover can run without it; a planned migration cannot");
 
     // Placeholders: each protected VM has one registered here, still defined.
-    std::set<std::string> defined;
-    if (vms)
-      for (const auto& v : *vms)
-        if (v.is_placeholder) defined.insert(v.uuid);
     int missing = 0;
     for (const auto& v : group_doc.value("vms", json::array())) {
       std::string vm_name = v.value("name", ""), vm_uuid = v.value("uuid", "");

@@ -35,6 +35,8 @@ struct PlanReadiness {
   std::vector<ReadinessFinding> findings;
 };
 
+struct PeerDocument;  // a peer's configuration copy, parsed (plan_service.cc)
+
 class PlanService {
  public:
   // `replication` (may be null in tests) lists the points in time held here.
@@ -62,6 +64,7 @@ class PlanService {
 
  private:
   Result<RecoveryPlan> save(RecoveryPlan plan, bool must_be_new);
+  Result<std::vector<std::string>> group_vm_names(const std::string& group, const std::vector<PeerDocument>& peer_docs);
 
   SiteService& site_;
   ReplicationService* replication_;
