@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <cstring>
 #include <iterator>
-#include <nlohmann/json.hpp>
 
 #include "replication/builtin/host_io.h"
 
@@ -17,23 +16,16 @@ namespace evac::builtin {
 Result<std::unique_ptr<MappedImage>> MappedImage::open(const std::string& path, const std::string& format,
                                                        NbdClient& fallback) {
   if (format != "qcow2" && format != "raw") return unsupported("format " + format + " is not mapped");
-  auto info_run = qemu_img({"info", "--backing-chain", "--output=json", "-f", format, path}, "mapping " + path, "");
-  if (!info_run) return info_run.status();
-  auto info = nlohmann::json::parse(info_run->out, nullptr, false);
-  if (!info.is_array() || info.empty()) return unsupported("qemu-img info printed no backing chain for " + path);
+  auto chain = image_chain(path, format);
+  if (!chain) return chain.status();
   std::unique_ptr<MappedImage> image(new MappedImage(fallback));
   image->path_ = path;
-  image->size_ = info.front().value("virtual-size", std::uint64_t{0});
-  for (const auto& layer : info) {
-    const std::string layer_format = layer.value("format", "");
-    if (layer_format != "qcow2" && layer_format != "raw") return unsupported("a layer of " + path + " is " + layer_format);
-    if (layer.value("encrypted", false)) return unsupported(path + " is encrypted");
-    if (layer.contains("format-specific") && layer["format-specific"].contains("data") &&
-        layer["format-specific"]["data"].contains("data-file"))
-      return unsupported(path + " keeps its data in an external file");
-    const std::string file = layer.value("filename", "");
-    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return unsupported("cannot open " + file + ": " + std::strerror(errno));
+  image->size_ = chain->front().virtual_size;
+  for (const auto& layer : *chain) {
+    if (layer.format != "qcow2" && layer.format != "raw") return unsupported("a layer of " + path + " is " + layer.format);
+    EVAC_RETURN_IF_ERROR(check_plain_layer(layer, path));
+    int fd = ::open(layer.filename.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return unsupported("cannot open " + layer.filename + ": " + std::strerror(errno));
     image->fds_.push_back(fd);
   }
   auto map = map_image(path, format, image->size_);

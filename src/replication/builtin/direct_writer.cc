@@ -9,26 +9,20 @@
 #include <cstdlib>
 #include <iterator>
 #include <new>
-#include <nlohmann/json.hpp>
 
 #include "replication/builtin/host_io.h"
 
 namespace evac::builtin {
 
 Result<std::unique_ptr<DirectImageWriter>> DirectImageWriter::open(const std::string& path) {
-  auto info_run = qemu_img({"info", "--output=json", "-f", "qcow2", path}, "mapping " + path, "");
-  if (!info_run) return info_run.status();
-  auto info = nlohmann::json::parse(info_run->out, nullptr, false);
-  if (!info.is_object()) return unsupported("qemu-img info printed nothing usable for " + path);
-  if (info.contains("backing-filename")) return unsupported(path + " has a backing file");
-  if (info.value("encrypted", false)) return unsupported(path + " is encrypted");
-  if (info.contains("format-specific") && info["format-specific"].contains("data") &&
-      info["format-specific"]["data"].contains("data-file"))
-    return unsupported(path + " keeps its data in an external file");
+  auto chain = image_chain(path, "qcow2");
+  if (!chain) return chain.status();
+  if (chain->size() > 1) return unsupported(path + " has a backing file");
+  EVAC_RETURN_IF_ERROR(check_plain_layer(chain->front(), path));
 
   std::unique_ptr<DirectImageWriter> w(new DirectImageWriter());
   w->path_ = path;
-  w->size_ = info.value("virtual-size", std::uint64_t{0});
+  w->size_ = chain->front().virtual_size;
   auto map = map_image(path, "qcow2", w->size_);
   if (!map) return map.status();
   for (const auto& e : *map) {

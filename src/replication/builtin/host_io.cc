@@ -228,6 +228,31 @@ Result<std::string> read_whole_file(const std::string& path) {
 }
 
 
+Result<std::vector<ImageLayer>> image_chain(const std::string& path, const std::string& format) {
+  auto run = qemu_img({"info", "--backing-chain", "--output=json", "-f", format, path}, "mapping " + path, "");
+  if (!run) return run.status();
+  auto info = nlohmann::json::parse(run->out, nullptr, false);
+  if (!info.is_array() || info.empty()) return unsupported("qemu-img info printed no backing chain for " + path);
+  std::vector<ImageLayer> out;
+  for (const auto& layer : info) {
+    ImageLayer l;
+    l.filename = layer.value("filename", "");
+    l.format = layer.value("format", "");
+    l.virtual_size = layer.value("virtual-size", std::uint64_t{0});
+    l.encrypted = layer.value("encrypted", false);
+    l.external_data = layer.contains("format-specific") && layer["format-specific"].contains("data") &&
+                      layer["format-specific"]["data"].contains("data-file");
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+Status check_plain_layer(const ImageLayer& layer, const std::string& path) {
+  if (layer.encrypted) return unsupported(path + " is encrypted");
+  if (layer.external_data) return unsupported(path + " keeps its data in an external file");
+  return Status::ok();
+}
+
 Result<std::vector<ImageExtent>> map_image(const std::string& path, const std::string& format, std::uint64_t disk_size) {
   auto run = qemu_img({"map", "--output=json", "-f", format, path}, "mapping " + path, "");
   if (!run) return run.status();

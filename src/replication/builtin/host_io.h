@@ -30,6 +30,22 @@ Result<ToolOutput> run_tool(const std::vector<std::string>& argv);
 // another process is kUnavailable (worth retrying), anything else kInternal.
 Result<ToolOutput> qemu_img(std::vector<std::string> args, const std::string& doing, const std::string& hint);
 
+// One image of a chain as `qemu-img info --backing-chain` describes it,
+// the image asked for first, then its backing files.
+struct ImageLayer {
+  std::string filename;
+  std::string format;
+  std::uint64_t virtual_size = 0;
+  bool encrypted = false;
+  bool external_data = false;  // its data lives in a separate data file
+};
+// kUnsupported when qemu-img prints no chain (the caller reads or writes the
+// image another way).
+Result<std::vector<ImageLayer>> image_chain(const std::string& path, const std::string& format);
+// kUnsupported, naming `path`, for a layer evac cannot read or write
+// directly: encrypted, or with its data in an external file.
+Status check_plain_layer(const ImageLayer& layer, const std::string& path);
+
 // One extent of `qemu-img map --output=json`: where guest bytes
 // [start, start + length) of an image live.
 struct ImageExtent {
