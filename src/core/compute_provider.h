@@ -6,6 +6,7 @@
 // StatusCode::kUnsupported rather than pretending.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -42,6 +43,33 @@ class ComputeProvider {
   // gone succeeds, so a retried cleanup converges.
   virtual Status remove_placeholder(const std::string& uuid) = 0;
   virtual Result<std::vector<PlaceholderInfo>> list_placeholders() = 0;
+
+  // ---- recoveries: VMs that runs start and stop ----------------------------
+  // Defaults answer kUnsupported, so a backend grows into these one by one.
+
+  // Registers a test VM (powered off). Defining the same run's test VM of
+  // the same source again returns it; any other VM holding the name is a
+  // conflict (kAlreadyExists).
+  virtual Result<TestVmInfo> define_test_vm(const TestVmSpec& spec);
+  virtual Result<std::vector<TestVmInfo>> list_test_vms();
+  // Powers a test VM off (it is a disposable copy) and removes it; refuses a
+  // VM that is not one of evac's test VMs. Gone already: succeeds.
+  virtual Status remove_test_vm(const std::string& uuid);
+  // Starts a VM; one already running succeeds.
+  virtual Status power_on(const std::string& uuid);
+  // Stops a VM: with `graceful`, asks the guest (ACPI) and waits up to
+  // `timeout` (kUnavailable if it is still up then); else pulls the plug.
+  // One already off succeeds.
+  virtual Status power_off(const std::string& uuid, bool graceful, std::chrono::seconds timeout);
+  // One round trip to the guest agent: ok when it answers, kUnavailable
+  // while it does not (yet).
+  virtual Status guest_ping(const std::string& uuid);
+  // Runs argv in the guest through its agent, waiting up to `timeout`.
+  virtual Result<GuestCommandResult> guest_exec(const std::string& uuid, const std::vector<std::string>& argv,
+                                                std::chrono::seconds timeout);
+  // The guest's IPv4 addresses, as its agent (or else the network's DHCP
+  // leases) reports them; empty while it has none.
+  virtual Result<std::vector<std::string>> guest_addresses(const std::string& uuid);
 
   // Change tracking for replicating running VMs; nullptr where the backend
   // has none (the built-in replicator then refuses running VMs).

@@ -14,6 +14,31 @@ std::string_view power_state_name(PowerState s) {
   return "other";
 }
 
+namespace {
+Status not_supported_by(const ComputeProvider& p, const std::string& what) {
+  return unsupported("compute provider '" + p.name() + "' (" + p.kind() + ") cannot " + what,
+                     "recover onto a provider that can, e.g. libvirt");
+}
+}  // namespace
+
+Result<TestVmInfo> ComputeProvider::define_test_vm(const TestVmSpec& spec) {
+  return not_supported_by(*this, "register test VM " + spec.name);
+}
+Result<std::vector<TestVmInfo>> ComputeProvider::list_test_vms() { return not_supported_by(*this, "list test VMs"); }
+Status ComputeProvider::remove_test_vm(const std::string& uuid) { return not_supported_by(*this, "remove test VM " + uuid); }
+Status ComputeProvider::power_on(const std::string& uuid) { return not_supported_by(*this, "power on VM " + uuid); }
+Status ComputeProvider::power_off(const std::string& uuid, bool, std::chrono::seconds) {
+  return not_supported_by(*this, "power off VM " + uuid);
+}
+Status ComputeProvider::guest_ping(const std::string& uuid) { return not_supported_by(*this, "reach the guest agent of VM " + uuid); }
+Result<GuestCommandResult> ComputeProvider::guest_exec(const std::string& uuid, const std::vector<std::string>&,
+                                                       std::chrono::seconds) {
+  return not_supported_by(*this, "run commands in the guest of VM " + uuid);
+}
+Result<std::vector<std::string>> ComputeProvider::guest_addresses(const std::string& uuid) {
+  return not_supported_by(*this, "read the addresses of VM " + uuid);
+}
+
 ProviderRegistry& ProviderRegistry::instance() {
   static ProviderRegistry registry;
   return registry;

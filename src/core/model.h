@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -89,6 +90,42 @@ struct PlaceholderInfo {
   std::string group;
   std::string source_site;
   std::string source_uuid;
+};
+
+// A test recovery's copy of a protected VM at the recovery site: its
+// placeholder's definition, renamed, on writable test copies of a point in
+// time and attached only to test networks, marked as evac's test VM so that
+// cleanup finds (and only ever removes) it.
+struct TestVmSpec {
+  std::string name;              // the test VM's own name, e.g. "web01-test"
+  std::string placeholder_uuid;  // the placeholder whose definition it copies (same provider)
+  std::string run;               // id of the test run that makes it
+  std::string group;
+  std::string source_site;
+  std::string source_uuid;
+  std::map<std::string, std::string> disks;     // guest target ("vda") -> writable qcow2 test copy
+  // Every network a placeholder NIC is on -> the test network it gets
+  // instead. A NIC on a network missing here is refused, never left on a
+  // production network.
+  std::map<std::string, std::string> networks;
+};
+
+struct TestVmInfo {
+  std::string provider;
+  std::string name;
+  std::string uuid;
+  PowerState state = PowerState::kOther;
+  std::string run;
+  std::string group;
+  std::string source_site;
+  std::string source_uuid;
+};
+
+// What a command run in a guest by its agent did.
+struct GuestCommandResult {
+  int exit_code = 0;
+  std::string out;  // stdout, as the agent returned it (may be truncated by the agent)
+  std::string err;
 };
 
 }  // namespace evac

@@ -564,3 +564,118 @@ TEST(PlaceholderDomainXml, MalformedNativeDefinitionIsAnInputError) {
 
 }  // namespace
 }  // namespace evac
+
+// ---------------------------------------------------------------- test VMs
+
+namespace evac {
+namespace {
+
+// web01's test VM at site-b: its placeholder's definition on test copies and
+// the isolated test network.
+TestVmSpec web01_test_spec(const PlaceholderInfo& placeholder, const std::string& run = "run-1") {
+  TestVmSpec spec;
+  spec.name = "web01-test";
+  spec.placeholder_uuid = placeholder.uuid;
+  spec.run = run;
+  spec.group = placeholder.group;
+  spec.source_site = placeholder.source_site;
+  spec.source_uuid = placeholder.source_uuid;
+  spec.disks = {{"vda", "/var/lib/evac-fixture/b/test/vda.qcow2"}, {"vdb", "/var/lib/evac-fixture/b/test/vdb.qcow2"}};
+  spec.networks = {{"recovery-prod", "test-isolated"}, {"recovery-backup", "test-isolated"}};
+  return spec;
+}
+
+TEST(LibvirtProviderTestVms, DefinesAMarkedCopyOnTestCopiesAndTestNetworks) {
+  auto site_b = recovery_site();
+  auto placeholder = site_b->define_placeholder(web01_spec());
+  ASSERT_TRUE(placeholder.is_ok()) << placeholder.status().to_string();
+  auto made = site_b->define_test_vm(web01_test_spec(*placeholder));
+  ASSERT_TRUE(made.is_ok()) << made.status().to_string();
+  EXPECT_EQ(made->name, "web01-test");
+  EXPECT_EQ(made->run, "run-1");
+  EXPECT_EQ(made->source_uuid, placeholder->source_uuid);
+  EXPECT_EQ(made->state, PowerState::kShutOff);
+  EXPECT_NE(made->uuid, placeholder->uuid);
+
+  VmInfo test_vm = vm_at(*site_b, made->uuid);
+  EXPECT_FALSE(test_vm.is_placeholder) << "a test VM is not a placeholder";
+  EXPECT_EQ(disk(test_vm, "vda")->path, "/var/lib/evac-fixture/b/test/vda.qcow2");
+  EXPECT_EQ(disk(test_vm, "vdb")->format, "qcow2");
+  ASSERT_EQ(test_vm.nics.size(), 2u);
+  for (const auto& nic : test_vm.nics) EXPECT_EQ(nic.network, "test-isolated");
+  EXPECT_EQ(test_vm.nics[0].mac, "52:54:00:a0:00:03") << "the guest keeps its MACs";
+  EXPECT_THAT(test_vm.native.document, HasSubstr("https://evac.dev/xmlns/test-vm/1"));
+  EXPECT_THAT(test_vm.native.document, Not(HasSubstr("xmlns/placeholder/1")));
+
+  // The placeholder itself is untouched.
+  VmInfo still = vm_at(*site_b, placeholder->uuid);
+  EXPECT_TRUE(still.is_placeholder);
+  EXPECT_EQ(still.nics[0].network, "recovery-prod");
+
+  auto again = site_b->define_test_vm(web01_test_spec(*placeholder));
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_EQ(again->uuid, made->uuid) << "defining the same run's test VM again converges";
+  auto other_run = site_b->define_test_vm(web01_test_spec(*placeholder, "run-2"));
+  EXPECT_EQ(other_run.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_THAT(other_run.status().hint(), HasSubstr("cleanup"));
+
+  auto listed = site_b->list_test_vms();
+  ASSERT_TRUE(listed.is_ok()) << listed.status().to_string();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].uuid, made->uuid);
+  auto placeholders = site_b->list_placeholders();
+  ASSERT_TRUE(placeholders.is_ok());
+  EXPECT_EQ(placeholders->size(), 1u) << "the test VM is not listed as a placeholder";
+}
+
+TEST(LibvirtProviderTestVms, ANicWithoutTestNetworkIsRefused) {
+  auto site_b = recovery_site();
+  auto placeholder = site_b->define_placeholder(web01_spec());
+  ASSERT_TRUE(placeholder.is_ok());
+  TestVmSpec spec = web01_test_spec(*placeholder);
+  spec.networks.erase("recovery-backup");
+  auto made = site_b->define_test_vm(spec);
+  EXPECT_EQ(made.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(made.status().message(), HasSubstr("recovery-backup"));
+  auto listed = site_b->list_test_vms();
+  ASSERT_TRUE(listed.is_ok());
+  EXPECT_TRUE(listed->empty()) << "nothing is defined when a NIC would stay on production";
+  spec = web01_test_spec(*placeholder);
+  spec.disks.erase("vdb");
+  EXPECT_EQ(site_b->define_test_vm(spec).status().code(), StatusCode::kFailedPrecondition) << "a disk without a test copy";
+}
+
+TEST(LibvirtProviderTestVms, PowerOnOffAndRemoveConverge) {
+  auto site_b = recovery_site();
+  auto placeholder = site_b->define_placeholder(web01_spec());
+  ASSERT_TRUE(placeholder.is_ok());
+  auto made = site_b->define_test_vm(web01_test_spec(*placeholder));
+  ASSERT_TRUE(made.is_ok());
+  ASSERT_TRUE(site_b->power_on(made->name).is_ok());
+  EXPECT_EQ(vm_at(*site_b, made->uuid).state, PowerState::kRunning);
+  EXPECT_TRUE(site_b->power_on(made->uuid).is_ok()) << "running already";
+  EXPECT_TRUE(site_b->power_off(made->uuid, false, std::chrono::seconds(5)).is_ok());
+  EXPECT_EQ(vm_at(*site_b, made->uuid).state, PowerState::kShutOff);
+  EXPECT_TRUE(site_b->power_off(made->uuid, true, std::chrono::seconds(5)).is_ok()) << "off already";
+  ASSERT_TRUE(site_b->power_on(made->uuid).is_ok());
+
+  EXPECT_EQ(site_b->remove_test_vm(placeholder->uuid).code(), StatusCode::kFailedPrecondition)
+      << "a placeholder is never removed as a test VM";
+  ASSERT_TRUE(site_b->remove_test_vm(made->uuid).is_ok()) << "a running test VM is powered off and removed";
+  EXPECT_EQ(site_b->get_vm(made->uuid).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(site_b->remove_test_vm(made->uuid).is_ok()) << "gone already";
+  EXPECT_EQ(site_b->power_on("ghost").code(), StatusCode::kNotFound);
+}
+
+TEST(LibvirtProviderTestVms, GuestAgentNeedsQemu) {
+  auto site_b = recovery_site();
+  auto placeholder = site_b->define_placeholder(web01_spec());
+  ASSERT_TRUE(placeholder.is_ok());
+  ASSERT_TRUE(site_b->power_on(placeholder->uuid).is_ok());
+  Status ping = site_b->guest_ping(placeholder->uuid);
+  EXPECT_FALSE(ping.is_ok());
+  EXPECT_NE(ping.code(), StatusCode::kUnavailable) << "the test driver has no agent: waiting would never end";
+}
+
+}  // namespace
+}  // namespace evac

@@ -57,6 +57,10 @@ bool is_placeholder_element(pugi::xml_node node) {
          namespace_of(node) == kPlaceholderNamespace;
 }
 
+bool is_test_vm_element(pugi::xml_node node) {
+  return node.type() == pugi::node_element && local_name(node) == "test-vm" && namespace_of(node) == kTestVmNamespace;
+}
+
 // Children are collected first because removing while iterating skips nodes.
 std::vector<pugi::xml_node> children_named(pugi::xml_node parent, const char* name) {
   std::vector<pugi::xml_node> out;
@@ -165,6 +169,15 @@ std::optional<PlaceholderMarker> parse_marker(pugi::xml_node domain) {
     if (!is_placeholder_element(n)) continue;
     return PlaceholderMarker{n.attribute("group").as_string(), n.attribute("source-site").as_string(),
                              n.attribute("source-uuid").as_string()};
+  }
+  return std::nullopt;
+}
+
+std::optional<TestVmMarker> parse_test_marker(pugi::xml_node domain) {
+  for (pugi::xml_node n : domain.child("metadata").children()) {
+    if (!is_test_vm_element(n)) continue;
+    return TestVmMarker{n.attribute("run").as_string(), n.attribute("group").as_string(),
+                        n.attribute("source-site").as_string(), n.attribute("source-uuid").as_string()};
   }
   return std::nullopt;
 }
@@ -382,6 +395,7 @@ Result<DomainDescription> parse_domain_xml(std::string_view xml) {
   for (pugi::xml_node iface : devices.children("interface")) vm.nics.push_back(parse_interface(iface));
 
   out.placeholder = parse_marker(domain);
+  out.test_vm = parse_test_marker(domain);
   vm.is_placeholder = out.placeholder.has_value();
   return out;
 }
@@ -432,6 +446,67 @@ Result<std::string> placeholder_domain_xml(const PlaceholderSpec& spec) {
   remove_descendants(domain, "seclabel");
   mark_as_placeholder(domain, spec);
   set_child_text(domain, "description", describe_placeholder(spec));
+  return serialize(doc);
+}
+
+Result<std::string> test_vm_domain_xml(std::string_view placeholder_xml, const TestVmSpec& spec) {
+  if (spec.name.empty() || spec.run.empty() || spec.group.empty() || spec.source_uuid.empty())
+    return invalid_argument("a test VM needs its name, run, group and source VM");
+  pugi::xml_document doc;
+  auto root = load_root(doc, placeholder_xml, "domain", "the placeholder definition for test VM " + spec.name);
+  if (!root.is_ok()) return root.status();
+  pugi::xml_node domain = *root;
+  set_child_text(domain, "name", spec.name);
+  remove_all(domain, "uuid");
+  domain.remove_attribute("id");
+  pugi::xml_node devices = child_or_new(domain, "devices");
+
+  std::set<std::string> placed;
+  for (pugi::xml_node disk : children_named(devices, "disk")) {
+    if (is_removable_media(disk)) {
+      remove_all(disk, "source");
+      continue;
+    }
+    std::string target = disk.child("target").attribute("dev").as_string();
+    auto it = spec.disks.find(target);
+    if (it == spec.disks.end())
+      return failed_precondition("disk " + target + " of " + spec.name + " has no test copy",
+                                 "the point in time must hold every disk of the VM; sync the group again");
+    point_disk_at(disk, DiskInfo{target, it->second, "qcow2", "", "disk", std::nullopt});
+    placed.insert(target);
+  }
+  for (const auto& [target, _] : spec.disks)
+    if (!placed.count(target))
+      return failed_precondition("the test copy has disk " + target + ", which placeholder of " + spec.name + " lacks",
+                                 "protect the VM again so its placeholder matches its disks");
+
+  for (pugi::xml_node iface : children_named(devices, "interface")) {
+    std::string network = iface.child("source").attribute("network").as_string();
+    if (network.empty()) network = iface.child("source").attribute("bridge").as_string();
+    auto it = spec.networks.find(network);
+    if (it == spec.networks.end())
+      return failed_precondition("NIC " + std::string(iface.child("mac").attribute("address").as_string()) + " of " +
+                                     spec.name + " is on '" + network + "', which has no test network",
+                                 "map that network with --test-network at the protected site");
+    connect_interface(iface, NicInfo{"", it->second, "network", ""});
+  }
+
+  remove_descendants(domain, "seclabel");
+  pugi::xml_node metadata = child_or_new(domain, "metadata");
+  std::vector<pugi::xml_node> stale;
+  for (pugi::xml_node n : metadata.children())
+    if (is_placeholder_element(n) || is_test_vm_element(n)) stale.push_back(n);
+  for (pugi::xml_node n : stale) metadata.remove_child(n);
+  std::string prefix(kPlaceholderPrefix);
+  pugi::xml_node marker = metadata.append_child((prefix + ":test-vm").c_str());
+  set_attribute(marker, ("xmlns:" + prefix).c_str(), kTestVmNamespace);
+  set_attribute(marker, "run", spec.run);
+  set_attribute(marker, "group", spec.group);
+  set_attribute(marker, "source-site", spec.source_site);
+  set_attribute(marker, "source-uuid", spec.source_uuid);
+  set_child_text(domain, "description",
+                 "evac test VM of " + spec.source_site + "/" + spec.source_uuid + " (group " + spec.group + ", run " +
+                     spec.run + "): removed by `evac plan cleanup`");
   return serialize(doc);
 }
 

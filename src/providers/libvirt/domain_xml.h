@@ -26,6 +26,19 @@ struct PlaceholderMarker {
   std::string source_uuid;
 };
 
+// ... and its test VMs with another element, so a test VM is never taken
+// for a placeholder (or a placeholder removed as a test VM):
+//   <evac:test-vm xmlns:evac="https://evac.dev/xmlns/test-vm/1" run="..."
+//       group="..." source-site="..." source-uuid="..."/>
+inline constexpr std::string_view kTestVmNamespace = "https://evac.dev/xmlns/test-vm/1";
+
+struct TestVmMarker {
+  std::string run;
+  std::string group;
+  std::string source_site;
+  std::string source_uuid;
+};
+
 // A disk whose source is a storage volume (<disk type='volume'>): its path
 // is only known to the pool, so the provider resolves it.
 struct VolumeSource {
@@ -40,6 +53,7 @@ struct DomainDescription {
   // caller's to fill: they are not in the XML.
   VmInfo vm;
   std::optional<PlaceholderMarker> placeholder;
+  std::optional<TestVmMarker> test_vm;
   std::vector<VolumeSource> volume_sources;
 };
 
@@ -57,5 +71,13 @@ Result<StoragePoolInfo> parse_storage_pool_xml(std::string_view xml);
 // the recovery site's disk paths and networks from the spec, without
 // security labels, and marked with evac's placeholder metadata.
 Result<std::string> placeholder_domain_xml(const PlaceholderSpec& spec);
+
+// The domain XML of a test VM: `placeholder_xml` (the placeholder's
+// definition at this site) renamed to spec.name, without UUID, its disks on
+// the spec's test copies (qcow2), every NIC moved to its test network, and
+// marked as evac's test VM instead of a placeholder. A disk or NIC the spec
+// does not place is refused: a test copy must neither write to a replica nor
+// reach a production network.
+Result<std::string> test_vm_domain_xml(std::string_view placeholder_xml, const TestVmSpec& spec);
 
 }  // namespace evac::libvirt

@@ -1,11 +1,17 @@
 #include "providers/libvirt/libvirt_provider.h"
 
+#include <libvirt/libvirt-qemu.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <openssl/evp.h>
 
 #include <cctype>
+#include <chrono>
 #include <optional>
 #include <string_view>
+#include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "providers/libvirt/domain_xml.h"
 #include "providers/libvirt/libvirt_change_tracking.h"
@@ -283,6 +289,74 @@ Result<PlaceholderInfo> define_domain(virConnectPtr conn, const PlaceholderSpec&
   return placeholder_info(provider, *described);
 }
 
+// ------------------------------------------------------------ test VMs
+
+TestVmInfo test_vm_info(const std::string& provider, const DomainDescription& described, PowerState state) {
+  const libvirt::TestVmMarker& m = *described.test_vm;
+  return TestVmInfo{provider, described.vm.name, described.vm.uuid, state, m.run, m.group, m.source_site, m.source_uuid};
+}
+
+// Which test VM holds `name`: none, the one `spec` asks for (defining again
+// converges), or a conflict.
+Result<std::optional<TestVmInfo>> existing_test_vm(virConnectPtr conn, const TestVmSpec& spec, const std::string& provider) {
+  auto found = domain_by_name(conn, spec.name);
+  if (!found.is_ok()) return found.status();
+  if (!found->has_value()) return std::optional<TestVmInfo>();
+  auto described = read_domain((*found)->get());
+  if (!described.is_ok()) return described.status();
+  const auto& m = described->test_vm;
+  if (!m || m->run != spec.run || m->source_uuid != spec.source_uuid)
+    return already_exists("compute provider " + provider + " already has a VM named " + spec.name +
+                              (m ? " (a test VM of run " + m->run + ")" : ", and it is not this test's VM"),
+                          m ? "clean up the earlier test first: `evac plan cleanup`"
+                            : "rename or remove that VM at the recovery site, then run the test again");
+  return std::optional<TestVmInfo>(test_vm_info(provider, *described, power_state_of((*found)->get())));
+}
+
+// Waits for a domain to stop after a shutdown request.
+bool wait_shut_off(virDomainPtr dom, std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (virDomainIsActive(dom) == 1) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return true;
+}
+
+// ------------------------------------------------------------ guest agent
+
+Result<std::string> base64_decode(const std::string& text) {
+  if (text.empty()) return std::string();
+  std::string out(text.size() / 4 * 3 + 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(text.data()),
+                          static_cast<int>(text.size()));
+  if (n < 0) return internal_error("the guest agent returned output that is not base64");
+  std::size_t pad = 0;
+  for (auto it = text.rbegin(); it != text.rend() && *it == '='; ++it) ++pad;
+  out.resize(static_cast<std::size_t>(n) - std::min<std::size_t>(pad, static_cast<std::size_t>(n)));
+  return out;
+}
+
+// One agent command; kUnavailable while the agent does not answer (booting,
+// not installed yet), kUnsupported where the driver has no agent channel.
+Result<nlohmann::json> agent_command(virDomainPtr dom, const nlohmann::json& command, int timeout_s) {
+  LibvirtString reply(virDomainQemuAgentCommand(dom, command.dump().c_str(), timeout_s, 0));
+  if (reply == nullptr) {
+    int code = last_error_number();
+    Status st = last_error("asking the guest agent of VM " + domain_name(dom) + " to " + command.value("execute", "?"));
+    if (code == VIR_ERR_NO_SUPPORT) return unsupported(st.message(), "guest agent commands need QEMU under libvirtd");
+    if (code == VIR_ERR_NO_DOMAIN) return st;
+    return unavailable(st.message(), "the guest may still be booting, or lack qemu-guest-agent and its channel");
+  }
+  auto j = nlohmann::json::parse(reply.get(), nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return internal_error("the guest agent of VM " + domain_name(dom) + " answered with no JSON object");
+  if (j.contains("error"))
+    return failed_precondition("the guest agent of VM " + domain_name(dom) + " refused " + command.value("execute", "?") +
+                               ": " + j["error"].value("desc", j["error"].dump()));
+  return j.value("return", nlohmann::json());
+}
+
 }  // namespace
 
 // ------------------------------------------------------- LibvirtProvider
@@ -407,6 +481,171 @@ Result<std::vector<PlaceholderInfo>> LibvirtProvider::list_placeholders() {
       if (described->placeholder) placeholders.push_back(placeholder_info(config_.name, *described));
     }
     return placeholders;
+  });
+}
+
+// ------------------------------------------------------- recoveries
+
+Result<TestVmInfo> LibvirtProvider::define_test_vm(const TestVmSpec& spec) {
+  return connection_->run([&](virConnectPtr conn) -> Result<TestVmInfo> {
+    auto existing = existing_test_vm(conn, spec, config_.name);
+    if (!existing.is_ok()) return existing.status();
+    if (existing->has_value()) return std::move(**existing);
+    auto placeholder = domain_by_uuid(conn, spec.placeholder_uuid);
+    if (!placeholder.is_ok()) return placeholder.status();
+    if (!placeholder->has_value())
+      return not_found("the placeholder " + spec.placeholder_uuid + " of test VM " + spec.name + " is not defined in " +
+                           config_.name,
+                       "protect the VM again at its protected site");
+    LibvirtString xml(virDomainGetXMLDesc((*placeholder)->get(), VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE));
+    if (xml == nullptr) return last_error("reading placeholder " + spec.placeholder_uuid);
+    auto test_xml = libvirt::test_vm_domain_xml(xml.get(), spec);
+    if (!test_xml.is_ok()) return test_xml.status();
+    DomainHandle dom(virDomainDefineXML(conn, test_xml->c_str()));
+    if (dom == nullptr) return last_error("defining test VM " + spec.name + " at compute provider " + config_.name);
+    EVAC_RETURN_IF_ERROR(ensure_autostart_off(dom.get()));
+    auto described = read_domain(dom.get());
+    if (!described.is_ok()) return described.status();
+    if (!described->test_vm)
+      return internal_error("test VM " + spec.name + " was defined but lost evac's metadata",
+                            "check that the hypervisor driver keeps domain <metadata>");
+    return test_vm_info(config_.name, *described, power_state_of(dom.get()));
+  });
+}
+
+Result<std::vector<TestVmInfo>> LibvirtProvider::list_test_vms() {
+  return connection_->run([&](virConnectPtr conn) -> Result<std::vector<TestVmInfo>> {
+    auto domains = all_domains(conn);
+    if (!domains.is_ok()) return domains.status();
+    std::vector<TestVmInfo> out;
+    for (const DomainHandle& dom : *domains) {
+      auto described = read_domain(dom.get());
+      if (!described.is_ok()) {
+        if (described.status().code() == StatusCode::kNotFound) continue;
+        return described.status();
+      }
+      if (described->test_vm) out.push_back(test_vm_info(config_.name, *described, power_state_of(dom.get())));
+    }
+    return out;
+  });
+}
+
+Status LibvirtProvider::remove_test_vm(const std::string& uuid) {
+  return connection_->run([&](virConnectPtr conn) -> Status {
+    auto found = domain_by_uuid(conn, uuid);
+    if (!found.is_ok()) return found.status();
+    if (!found->has_value()) return Status::ok();
+    virDomainPtr dom = (*found)->get();
+    auto described = read_domain(dom);
+    if (!described.is_ok()) return described.status();
+    if (!described->test_vm)
+      return failed_precondition("refusing to remove VM " + described->vm.name + ": it is not an evac test VM",
+                                 "evac only removes the test VMs it made");
+    // A test VM is a disposable copy on an overlay: pulling its plug loses
+    // nothing anyone keeps.
+    if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0 && virDomainIsActive(dom) == 1)
+      return last_error("powering off test VM " + described->vm.name);
+    return undefine(dom);
+  });
+}
+
+Status LibvirtProvider::power_on(const std::string& uuid) {
+  return connection_->run([&](virConnectPtr conn) -> Status {
+    auto dom = find_domain(conn, uuid, config_.name);
+    if (!dom.is_ok()) return dom.status();
+    if (virDomainIsActive(dom->get()) == 1) return Status::ok();
+    if (virDomainCreate(dom->get()) < 0) {
+      if (virDomainIsActive(dom->get()) == 1) return Status::ok();  // started meanwhile
+      return last_error("powering on VM " + domain_name(dom->get()) + " at compute provider " + config_.name);
+    }
+    return Status::ok();
+  });
+}
+
+Status LibvirtProvider::power_off(const std::string& uuid, bool graceful, std::chrono::seconds timeout) {
+  return connection_->run([&](virConnectPtr conn) -> Status {
+    auto dom = find_domain(conn, uuid, config_.name);
+    if (!dom.is_ok()) return dom.status();
+    virDomainPtr d = dom->get();
+    if (virDomainIsActive(d) != 1) return Status::ok();
+    if (!graceful) {
+      if (virDomainDestroy(d) < 0 && virDomainIsActive(d) == 1) return last_error("powering off VM " + domain_name(d));
+      return Status::ok();
+    }
+    if (virDomainShutdown(d) < 0 && virDomainIsActive(d) == 1)
+      return last_error("asking VM " + domain_name(d) + " to shut down");
+    if (!wait_shut_off(d, timeout))
+      return unavailable("VM " + domain_name(d) + " did not shut down within " + std::to_string(timeout.count()) + " s",
+                         "check the guest handles ACPI power buttons (acpid, systemd-logind), or give it longer");
+    return Status::ok();
+  });
+}
+
+Status LibvirtProvider::guest_ping(const std::string& uuid) {
+  return connection_->run([&](virConnectPtr conn) -> Status {
+    auto dom = find_domain(conn, uuid, config_.name);
+    if (!dom.is_ok()) return dom.status();
+    if (virDomainIsActive(dom->get()) != 1)
+      return failed_precondition("VM " + domain_name(dom->get()) + " is not running", "power it on first");
+    auto r = agent_command(dom->get(), {{"execute", "guest-ping"}}, 5);
+    return r.is_ok() ? Status::ok() : r.status();
+  });
+}
+
+Result<GuestCommandResult> LibvirtProvider::guest_exec(const std::string& uuid, const std::vector<std::string>& argv,
+                                                       std::chrono::seconds timeout) {
+  if (argv.empty()) return invalid_argument("a guest command needs a program");
+  auto dom = connection_->run([&](virConnectPtr conn) { return find_domain(conn, uuid, config_.name); });
+  if (!dom.is_ok()) return dom.status();
+  nlohmann::json args = {{"path", argv.front()}, {"arg", std::vector<std::string>(argv.begin() + 1, argv.end())},
+                         {"capture-output", true}};
+  auto started = agent_command(dom->get(), {{"execute", "guest-exec"}, {"arguments", args}}, 10);
+  if (!started.is_ok()) return started.status();
+  const long pid = started->value("pid", -1L);
+  if (pid < 0) return internal_error("the guest agent started '" + argv.front() + "' but named no process");
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto status = agent_command(dom->get(), {{"execute", "guest-exec-status"}, {"arguments", {{"pid", pid}}}}, 10);
+    if (!status.is_ok()) return status.status();
+    if (status->value("exited", false)) {
+      GuestCommandResult out;
+      out.exit_code = status->value("exitcode", status->contains("signal") ? 128 + status->value("signal", 0) : -1);
+      auto o = base64_decode(status->value("out-data", ""));
+      auto e = base64_decode(status->value("err-data", ""));
+      if (o.is_ok()) out.out = std::move(*o);
+      if (e.is_ok()) out.err = std::move(*e);
+      return out;
+    }
+    if (std::chrono::steady_clock::now() >= deadline)
+      return unavailable("'" + argv.front() + "' in VM " + domain_name(dom->get()) + " did not finish within " +
+                         std::to_string(timeout.count()) + " s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+Result<std::vector<std::string>> LibvirtProvider::guest_addresses(const std::string& uuid) {
+  return connection_->run([&](virConnectPtr conn) -> Result<std::vector<std::string>> {
+    auto dom = find_domain(conn, uuid, config_.name);
+    if (!dom.is_ok()) return dom.status();
+    std::vector<std::string> out;
+    // The agent knows static addresses too; DHCP leases are the fallback
+    // for guests without one.
+    for (unsigned source : {VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE}) {
+      virDomainInterfacePtr* ifaces = nullptr;
+      int n = virDomainInterfaceAddresses(dom->get(), &ifaces, source, 0);
+      if (n < 0) continue;
+      for (int i = 0; i < n; ++i) {
+        for (unsigned a = 0; a < ifaces[i]->naddrs; ++a) {
+          const auto& addr = ifaces[i]->addrs[a];
+          std::string ip = addr.addr ? addr.addr : "";
+          if (addr.type == VIR_IP_ADDR_TYPE_IPV4 && ip.rfind("127.", 0) != 0) out.push_back(ip);
+        }
+        virDomainInterfaceFree(ifaces[i]);
+      }
+      std::free(ifaces);
+      if (!out.empty()) break;
+    }
+    return out;
   });
 }
 

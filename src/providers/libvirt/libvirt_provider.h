@@ -39,6 +39,18 @@ class LibvirtProvider : public ComputeProvider {
   Status remove_placeholder(const std::string& uuid) override;
   Result<std::vector<PlaceholderInfo>> list_placeholders() override;
 
+  Result<TestVmInfo> define_test_vm(const TestVmSpec& spec) override;
+  Result<std::vector<TestVmInfo>> list_test_vms() override;
+  Status remove_test_vm(const std::string& uuid) override;
+  Status power_on(const std::string& uuid) override;
+  Status power_off(const std::string& uuid, bool graceful, std::chrono::seconds timeout) override;
+  // Through the QEMU guest agent (libvirt-qemu); other drivers answer
+  // kUnsupported.
+  Status guest_ping(const std::string& uuid) override;
+  Result<GuestCommandResult> guest_exec(const std::string& uuid, const std::vector<std::string>& argv,
+                                        std::chrono::seconds timeout) override;
+  Result<std::vector<std::string>> guest_addresses(const std::string& uuid) override;
+
   // Checkpoints and pull-mode backups (QEMU only; other drivers answer
   // kUnsupported when asked to back up).
   ChangeTracking* change_tracking() override;
