@@ -110,6 +110,7 @@ struct TestCopy {
   std::string id;
   std::string pit_id;
   std::vector<PitDisk> disks;  // writable overlays on the PIT's disks
+  std::string owner;           // who asked for it (a test run's id), if anyone said
 };
 
 // What verifying a PIT found on one disk: every block of the replica image
@@ -145,7 +146,10 @@ class ReplicationAdapter {
 
   // Recovery site (works with the protected site gone).
   virtual Result<std::vector<PointInTime>> list_pits(const std::string& group) = 0;
-  virtual Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id) = 0;
+  // With an `owner` (a test run's id), asking again returns that owner's
+  // copy rather than making a second: a test step run again converges.
+  virtual Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id,
+                                            const std::string& owner = "") = 0;
   virtual Status drop_test_copy(const std::string& group, const std::string& test_copy_id) = 0;
   // Protected site: stop writes reaching the replicas' source (planned migration).
   virtual Status prepare_failover(const std::string& group) = 0;

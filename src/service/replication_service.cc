@@ -551,6 +551,19 @@ Result<std::vector<PointInTime>> ReplicationService::pits_held_here(const std::s
   return receiver_->list_pits(group);
 }
 
+Result<TestCopy> ReplicationService::create_test_copy(const std::string& group, const std::string& pit_id,
+                                                     const std::string& owner) {
+  return receiver_->create_test_copy(group, pit_id, owner);
+}
+
+Status ReplicationService::drop_test_copy(const std::string& group, const std::string& test_copy_id) {
+  return pits_->drop_test_copy(group, test_copy_id);
+}
+
+Result<std::vector<TestCopy>> ReplicationService::test_copies_held_here(const std::string& group) {
+  return pits_->list_test_copies(group);
+}
+
 json ReplicationService::group_replication_status(const GroupRecord& group) {
   json status = replication_state(group);
   status["pits"] = nullptr;

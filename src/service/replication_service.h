@@ -79,6 +79,12 @@ class ReplicationService {
   Result<std::vector<PointInTime>> group_pits(const std::string& group);
   // The points in time this site holds as the recovery site of a peer's group.
   Result<std::vector<PointInTime>> pits_held_here(const std::string& group);
+  // Recovery site: writable copies of a PIT held here for test recoveries
+  // (owner: the test run, so a step run again finds its copy), and their
+  // removal; they work with the protected site gone.
+  Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id, const std::string& owner);
+  Status drop_test_copy(const std::string& group, const std::string& test_copy_id);
+  Result<std::vector<TestCopy>> test_copies_held_here(const std::string& group);
   // Re-reads a PIT (empty id: the newest) and compares every block with the
   // source hashes its cycle recorded. At the protected site the recovery
   // site does the reading; at the recovery site it runs here, so it works

@@ -129,7 +129,9 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     return pit;
   }
   Result<std::vector<PointInTime>> list_pits(const std::string& group) override { return pits(group); }
-  Result<TestCopy> create_test_copy(const std::string&, const std::string&) override { return unsupported("fake"); }
+  Result<TestCopy> create_test_copy(const std::string&, const std::string&, const std::string&) override {
+    return unsupported("fake");
+  }
   Status drop_test_copy(const std::string&, const std::string&) override { return unsupported("fake"); }
   Status prepare_failover(const std::string&) override { return unsupported("fake"); }
   Result<std::vector<PitDisk>> failover(const std::string&, const std::string&) override { return unsupported("fake"); }
@@ -144,7 +146,9 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     Result<std::vector<ReplicatedDevice>> discover(const ReplicationGroupSpec& s) override { return f_.discover(s); }
     Result<PointInTime> sync_now(const ReplicationGroupSpec& s, const ProgressCallback& p) override { return f_.sync_now(s, p); }
     Result<std::vector<PointInTime>> list_pits(const std::string& g) override { return f_.list_pits(g); }
-    Result<TestCopy> create_test_copy(const std::string& g, const std::string& p) override { return f_.create_test_copy(g, p); }
+    Result<TestCopy> create_test_copy(const std::string& g, const std::string& p, const std::string& o) override {
+      return f_.create_test_copy(g, p, o);
+    }
     Status drop_test_copy(const std::string& g, const std::string& t) override { return f_.drop_test_copy(g, t); }
     Status prepare_failover(const std::string& g) override { return f_.prepare_failover(g); }
     Result<std::vector<PitDisk>> failover(const std::string& g, const std::string& p) override { return f_.failover(g, p); }

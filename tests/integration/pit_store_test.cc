@@ -709,6 +709,25 @@ TEST_F(pit_store, TestCopyIsAWritableOverlayThatNeverTouchesThePit) {
   ASSERT_TRUE(second.is_ok()) << second.status().to_string();
   EXPECT_NE(second->id, tc->id);
 
+  // A copy with an owner (a test run) is made once: a step run again after
+  // a crash gets the same copy, and a half-made one (its overlay lost) is
+  // made again under a new id.
+  auto owned = store.create_test_copy("g1", pit->id, test_dir().string(), "run-7");
+  ASSERT_TRUE(owned.is_ok()) << owned.status().to_string();
+  EXPECT_EQ(owned->owner, "run-7");
+  auto owned_again = store.create_test_copy("g1", pit->id, test_dir().string(), "run-7");
+  ASSERT_TRUE(owned_again.is_ok());
+  EXPECT_EQ(owned_again->id, owned->id);
+  fs::remove(owned->disks[0].path);
+  auto remade = store.create_test_copy("g1", pit->id, test_dir().string(), "run-7");
+  ASSERT_TRUE(remade.is_ok()) << remade.status().to_string();
+  EXPECT_NE(remade->id, owned->id);
+  EXPECT_TRUE(fs::exists(remade->disks[0].path));
+  listed = store.list_test_copies("g1");
+  ASSERT_TRUE(listed.is_ok());
+  EXPECT_EQ(listed->size(), 3u) << "the half-made copy is forgotten, not kept beside the new one";
+  ASSERT_TRUE(store.drop_test_copy("g1", remade->id).is_ok());
+
   ASSERT_TRUE(store.drop_test_copy("g1", tc->id).is_ok());
   EXPECT_FALSE(fs::exists(overlay));
   EXPECT_FALSE(fs::exists(test_dir() / "g1" / tc->id));

@@ -1133,9 +1133,15 @@ Result<std::vector<PointInTime>> BuiltinReplicator::list_pits(const std::string&
   return channel_.list_pits(group);
 }
 
-Result<TestCopy> BuiltinReplicator::create_test_copy(const std::string& group, const std::string& pit_id) {
+Result<TestCopy> BuiltinReplicator::create_test_copy(const std::string& group, const std::string& pit_id,
+                                                    const std::string& owner) {
   if (!receiver_) return unsupported("this site holds no replicas", "create test copies at the recovery site");
-  auto pits = receiver_->list_pits(group);
+  return receiver_->create_test_copy(group, pit_id, owner);
+}
+
+Result<TestCopy> ReplicaReceiver::create_test_copy(const std::string& group, const std::string& pit_id,
+                                                   const std::string& owner) {
+  auto pits = list_pits(group);
   if (!pits) return pits.status();
   auto pit = std::find_if(pits->begin(), pits->end(), [&](const PointInTime& p) { return p.id == pit_id; });
   if (pit == pits->end() || pit->disks.empty())
@@ -1146,7 +1152,7 @@ Result<TestCopy> BuiltinReplicator::create_test_copy(const std::string& group, c
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return failed_precondition("cannot create " + dir.string() + ": " + ec.message(), "is the replica folder writable?");
-  return receiver_->pits().create_test_copy(group, pit_id, dir.string());
+  return pits_.create_test_copy(group, pit_id, dir.string(), owner);
 }
 
 Status BuiltinReplicator::drop_test_copy(const std::string& group, const std::string& test_copy_id) {

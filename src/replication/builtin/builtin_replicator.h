@@ -91,6 +91,9 @@ class ReplicaReceiver {
   // manifests its cycle committed (the source's hashes). Empty id: newest.
   Result<PitVerification> verify_pit(const std::string& group, const std::string& pit_id);
   PitStore& pits() { return pits_; }
+  // A test copy of one of the group's PITs, next to its replicas (see
+  // PitStore::create_test_copy for `owner`).
+  Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id, const std::string& owner);
 
  private:
   struct OpenDisk {
@@ -163,7 +166,8 @@ class BuiltinReplicator : public ReplicationAdapter {
   Result<std::vector<ReplicatedDevice>> discover(const ReplicationGroupSpec& spec) override;
   Result<PointInTime> sync_now(const ReplicationGroupSpec& spec, const ProgressCallback& progress) override;
   Result<std::vector<PointInTime>> list_pits(const std::string& group) override;
-  Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id) override;
+  Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id,
+                                    const std::string& owner = "") override;
   Status drop_test_copy(const std::string& group, const std::string& test_copy_id) override;
   Status prepare_failover(const std::string& group) override;
   Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id) override;

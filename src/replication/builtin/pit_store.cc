@@ -143,6 +143,7 @@ struct IndexPit {
 struct IndexTestCopy {
   std::string id;
   std::string pit;
+  std::string owner;  // who asked for it (a test run), so asking again finds it
   std::vector<PitDisk> disks;
 };
 
@@ -237,7 +238,7 @@ struct PitStore::Index {
     for (const auto& t : test_copies) {
       json disks = json::array();
       for (const auto& d : t.disks) disks.push_back({{"key", d.key}, {"path", d.path}, {"size_bytes", d.size_bytes}});
-      j["test_copies"].push_back({{"id", t.id}, {"pit", t.pit}, {"disks", disks}});
+      j["test_copies"].push_back({{"id", t.id}, {"pit", t.pit}, {"owner", t.owner}, {"disks", disks}});
     }
     j["staged_cycles"] = json::array();
     for (const auto& s : staged) {
@@ -276,6 +277,7 @@ struct PitStore::Index {
       IndexTestCopy t;
       t.id = jt.at("id").get<std::string>();
       t.pit = jt.at("pit").get<std::string>();
+      t.owner = jt.value("owner", "");  // indexes written before owners existed have none
       for (const auto& jd : jt.at("disks"))
         t.disks.push_back({jd.at("key").get<std::string>(), jd.at("path").get<std::string>(), jd.at("size_bytes").get<std::uint64_t>()});
       ix.test_copies.push_back(std::move(t));
@@ -315,7 +317,7 @@ PointInTime to_point_in_time(const std::string& group, const IndexPit& p) {
   return out;
 }
 
-TestCopy to_test_copy(const IndexTestCopy& t) { return TestCopy{t.id, t.pit, t.disks}; }
+TestCopy to_test_copy(const IndexTestCopy& t) { return TestCopy{t.id, t.pit, t.disks, t.owner}; }
 
 Status unknown_group(const std::string& group) {
   return not_found("no PITs are kept for protection group '" + group + "' at this site",
@@ -871,7 +873,8 @@ Status PitStore::retain(const std::string& group, const RetentionPolicy& policy)
 
 // ---------------------------------------------------------- test copies ---
 
-Result<TestCopy> PitStore::create_test_copy(const std::string& group, const std::string& pit_id, const std::string& dir) {
+Result<TestCopy> PitStore::create_test_copy(const std::string& group, const std::string& pit_id, const std::string& dir,
+                                            const std::string& owner) {
   return guarded("creating a test copy of PIT '" + pit_id + "' of group '" + group + "'", [&]() -> Result<TestCopy> {
     EVAC_RETURN_IF_ERROR(check_name("protection group", group));
     EVAC_RETURN_IF_ERROR(check_name("PIT id", pit_id));
@@ -886,10 +889,32 @@ Result<TestCopy> PitStore::create_test_copy(const std::string& group, const std:
     Index index = std::move(*loaded);
     const IndexPit* pit = index.visible_pit(pit_id);
     if (!pit) return unknown_pit(group, pit_id);
+    if (!owner.empty()) {
+      for (auto it = index.test_copies.begin(); it != index.test_copies.end(); ++it) {
+        const IndexTestCopy& t = *it;
+        if (t.owner != owner) continue;
+        if (t.pit != pit_id)
+          return already_exists("test copy " + t.id + " of group '" + group + "' for " + owner + " is of PIT " + t.pit +
+                                    ", not " + pit_id,
+                                "drop it first, or ask for PIT " + t.pit);
+        // Asked again (a step run again after a crash): the overlays exist
+        // unless the crash came between recording and creating them.
+        bool complete = true;
+        for (const auto& d : t.disks) complete = complete && fs::exists(d.path);
+        if (complete) return to_test_copy(t);
+        // Half made: forget it, with whatever of it appeared, and make it
+        // again below.
+        for (const auto& d : t.disks) (void)remove_file(d.path);
+        if (!t.disks.empty()) ::rmdir(fs::path(t.disks.front().path).parent_path().c_str());
+        index.test_copies.erase(it);
+        break;
+      }
+    }
 
     IndexTestCopy tc;
     tc.id = format_test_copy_id(index.next_test_copy_seq);
     tc.pit = pit_id;
+    tc.owner = owner;
     fs::path tc_dir = fs::path(dir).lexically_normal() / group / tc.id;
     for (const auto& d : pit->disks)
       tc.disks.push_back({d.key, (tc_dir / (key_dir_name(d.key) + std::string(kImageSuffix))).string(), d.size_bytes});

@@ -119,8 +119,10 @@ class PitStore {
 
   // A writable qcow2 overlay per disk on top of the PIT's images, under
   // `dir` (absolute); creating one takes the same time whatever the disk
-  // size. Writes to it never reach the PIT.
-  Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id, const std::string& dir);
+  // size. Writes to it never reach the PIT. With an `owner` (a test run's
+  // id), asking again returns the owner's test copy instead of a second one.
+  Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id, const std::string& dir,
+                                    const std::string& owner = "");
   Status drop_test_copy(const std::string& group, const std::string& test_copy_id);
   Result<std::vector<TestCopy>> list_test_copies(const std::string& group) const;
 
