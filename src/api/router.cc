@@ -99,11 +99,109 @@ ApiResponse error_response(const Status& s) {
                      json{{"code", status_code_name(s.code())}, {"message", s.message()}, {"hint", s.hint()}}};
 }
 
-ApiRouter::ApiRouter(SiteService& service, ReplicationService* replication) : service_(service), replication_(replication) {
+ApiRouter::ApiRouter(SiteService& service, ReplicationService* replication, RunService* runs)
+    : service_(service), replication_(replication), runs_(runs) {
   add_routes();
   add_replication_routes();
   add_operations_routes();
   add_plan_routes();
+  add_run_routes();
+}
+
+void ApiRouter::add_run_routes() {
+  auto runs = [this]() -> Result<RunService*> {
+    if (!runs_) return unsupported("this evacd runs no recovery plans");
+    return runs_;
+  };
+  auto with_steps = [](const RunRow& run, const std::vector<engine::Step>& steps) {
+    json j = to_json(run);
+    j["steps"] = json::array();
+    for (const auto& s : steps) j["steps"].push_back(to_json(s));
+    return j;
+  };
+  add("POST", "/api/v1/plans/{name}/runs", Access::kOperator,
+      "Start a run of the plan: {operation: test|cleanup|migrate|failover|reprotect|failback, confirm, pit}",
+      [runs, with_steps](Context& c) -> Result<json> {
+        auto r = runs();
+        if (!r) return r.status();
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        RunRequest req;
+        req.plan = c.params[0];
+        req.started_by = c.caller;
+        for (const auto& [key, value] : body->items()) {
+          if (key != "operation" && key != "confirm" && key != "pit")
+            return invalid_argument("unknown key '" + key + "' in a run request", "send operation, confirm and pit only");
+          if (!value.is_string()) return invalid_argument("'" + key + "' must be a string");
+        }
+        req.operation = body->value("operation", "");
+        req.confirm = body->value("confirm", "");
+        req.pit = body->value("pit", "");
+        auto run = (*r)->start(req);
+        if (!run) return run.status();
+        auto steps = (*r)->steps(run->id);
+        if (!steps) return steps.status();
+        return with_steps(*run, *steps);
+      },
+      202);
+  add("GET", "/api/v1/runs", Access::kOperator, "Runs, newest first (?plan=NAME, ?limit=N up to 1000, default 50)",
+      [runs](Context& c) -> Result<json> {
+        auto r = runs();
+        if (!r) return r.status();
+        int limit = 50;
+        if (auto l = query_param(c.request, "limit")) {
+          char* end = nullptr;
+          long v = std::strtol(l->c_str(), &end, 10);
+          if (l->empty() || *end != '\0' || v < 1 || v > 1000)
+            return invalid_argument("limit '" + *l + "' must be a number from 1 to 1000");
+          limit = static_cast<int>(v);
+        }
+        auto list = (*r)->list_runs(query_param(c.request, "plan"), limit);
+        if (!list) return list.status();
+        json out = json::array();
+        for (const auto& run : *list) out.push_back(to_json(run));
+        return out;
+      });
+  add("GET", "/api/v1/runs/{id}", Access::kOperator, "One run with its steps, their states, times and errors",
+      [runs, with_steps](Context& c) -> Result<json> {
+        auto r = runs();
+        if (!r) return r.status();
+        auto run = (*r)->get_run(c.params[0]);
+        if (!run) return run.status();
+        auto steps = (*r)->steps(run->id);
+        if (!steps) return steps.status();
+        return with_steps(*run, *steps);
+      });
+  add("POST", "/api/v1/runs/{id}/ack", Access::kOperator, "Acknowledge the prompt a run waits at ({step: N} optional)",
+      [runs](Context& c) -> Result<json> {
+        auto r = runs();
+        if (!r) return r.status();
+        int step = -1;
+        if (!c.request.body.empty()) {
+          auto body = body_object(c.request);
+          if (!body) return body.status();
+          if (body->contains("step")) {
+            if (!(*body)["step"].is_number_integer()) return invalid_argument("'step' must be a step number");
+            step = (*body)["step"].get<int>();
+          }
+        }
+        EVAC_RETURN_IF_ERROR((*r)->ack(c.params[0], step));
+        return json{{"acknowledged", c.params[0]}};
+      });
+  add("POST", "/api/v1/runs/{id}/cancel", Access::kOperator, "Start no more steps of a run; the rest are skipped",
+      [runs](Context& c) -> Result<json> {
+        auto r = runs();
+        if (!r) return r.status();
+        EVAC_RETURN_IF_ERROR((*r)->cancel(c.params[0]));
+        return json{{"cancelled", c.params[0]}};
+      });
+  add("POST", "/api/v1/runs/{id}/resume", Access::kOperator, "Retry a failed run's failed steps and go on",
+      [runs](Context& c) -> Result<json> {
+        auto r = runs();
+        if (!r) return r.status();
+        EVAC_RETURN_IF_ERROR((*r)->resume(c.params[0]));
+        return json{{"resumed", c.params[0]}};
+      });
 }
 
 void ApiRouter::add_plan_routes() {

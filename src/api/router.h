@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "service/plan_service.h"
 #include "service/replication_service.h"
+#include "service/run_service.h"
 #include "service/site_service.h"
 
 namespace evac {
@@ -44,7 +45,8 @@ class ApiRouter {
  public:
   // `replication` may be null where a site does not replicate (some tests):
   // its routes then answer "unsupported".
-  explicit ApiRouter(SiteService& service, ReplicationService* replication = nullptr);
+  // `runs` may be null too: the run routes then answer "unsupported".
+  explicit ApiRouter(SiteService& service, ReplicationService* replication = nullptr, RunService* runs = nullptr);
   ApiResponse handle(const ApiRequest& request);
   // OpenAPI 3 document generated from the route table, so it cannot drift.
   nlohmann::json openapi() const;
@@ -80,9 +82,11 @@ class ApiRouter {
   void add_replication_routes();
   void add_operations_routes();
   void add_plan_routes();
+  void add_run_routes();
 
   SiteService& service_;
   ReplicationService* replication_;
+  RunService* runs_;
   PlanService plans_{service_, replication_};
   std::vector<Route> routes_;
 };

@@ -161,7 +161,11 @@ int run(const std::string& config_path) {
   ReplicationOptions replication_options;
   replication_options.schedules = cfg.replication_schedules;
   ReplicationService replication(service, transport, cfg.state_dir, std::move(replication_options));
-  ApiRouter router(service, &replication);
+  RunService runs(service, &replication);
+  // Runs a previous evacd left going (a crash, a kill -9) go on where they
+  // were: steps are idempotent, so one cut mid-way runs again safely.
+  if (Status s = runs.resume_interrupted(); !s.is_ok()) spdlog::error("resuming interrupted runs: {}", s.to_string());
+  ApiRouter router(service, &replication, &runs);
   HttpsServer server(router, *tls);
   auto bound = server.bind(cfg.listen_host, cfg.listen_port);
   if (!bound) return fail(bound.status());

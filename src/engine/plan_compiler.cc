@@ -159,4 +159,51 @@ Result<std::vector<StepSpec>> compile_power_on(const RecoveryPlan& plan, const s
   return out;
 }
 
+namespace {
+
+// The plan's groups in plan order, each with its VMs.
+std::vector<std::pair<std::string, std::vector<std::string>>> by_group(const RecoveryPlan& plan,
+                                                                       const std::vector<RecoveryVm>& vms) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  for (const auto& g : plan.groups) {
+    out.push_back({g, {}});
+    for (const auto& v : vms)
+      if (v.group == g) out.back().second.push_back(v.name);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<StepSpec>> compile_test(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms) {
+  std::vector<StepSpec> first;
+  first.push_back(StepSpec{"Check readiness", "readiness", {}, 0, json::object()});
+  std::vector<int> registered;
+  for (const auto& [group, names] : by_group(plan, vms)) {
+    first.push_back(StepSpec{"Create test copy: " + group, "create_test_copy", {0}, 0, json{{"group", group}}});
+    const int copy = static_cast<int>(first.size()) - 1;
+    for (const auto& vm : names) {
+      first.push_back(StepSpec{"Register test VM: " + vm, "register_test_vm", {copy}, plan_vm_or_default(plan, vm).priority,
+                               json{{"vm", vm}, {"group", group}}});
+      registered.push_back(static_cast<int>(first.size()) - 1);
+    }
+  }
+  if (registered.empty()) registered.push_back(static_cast<int>(first.size()) - 1);
+  first.push_back(StepSpec{"Test VMs are registered", "barrier", registered, 0, json::object()});
+  return compile_power_on(plan, vms, std::move(first));
+}
+
+Result<std::vector<StepSpec>> compile_cleanup(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms) {
+  std::vector<StepSpec> out;
+  for (const auto& [group, names] : by_group(plan, vms)) {
+    std::vector<int> removed;
+    for (const auto& vm : names) {
+      out.push_back(StepSpec{"Remove test VM: " + vm, "remove_test_vm", {}, 0, json{{"vm", vm}, {"group", group}}});
+      removed.push_back(static_cast<int>(out.size()) - 1);
+    }
+    out.push_back(StepSpec{"Discard test copies: " + group, "drop_test_copies", removed, 0, json{{"group", group}}});
+  }
+  return out;
+}
+
 }  // namespace evac::engine

@@ -36,4 +36,17 @@ struct RecoveryVm {
 Result<std::vector<StepSpec>> compile_power_on(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms,
                                                std::vector<StepSpec> first = {});
 
+// The operations, each starting with "Check readiness" (kind "readiness").
+//
+// test:    readiness → "Create test copy: <group>" per group (kind
+//          create_test_copy) → "Register test VM: <vm>" per VM, after its
+//          group's copy (register_test_vm) → "Test VMs are registered"
+//          (barrier) → the power-on phase.
+// cleanup: "Remove test VM: <vm>" per VM (remove_test_vm) → "Discard test
+//          copies: <group>" per group, after its VMs (drop_test_copies).
+//          Cleanup checks nothing first: it must work on whatever a failed
+//          or interrupted test left.
+Result<std::vector<StepSpec>> compile_test(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
+Result<std::vector<StepSpec>> compile_cleanup(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
+
 }  // namespace evac::engine

@@ -85,6 +85,37 @@ Result<std::vector<std::string>> PlanService::group_vm_names(const std::string& 
                    "and has sent its configuration");
 }
 
+Result<std::vector<RecoveredGroup>> PlanService::recovered_groups(const RecoveryPlan& plan) {
+  auto copies = site_.store().list_peer_copies();
+  if (!copies) return copies.status();
+  const std::vector<PeerDocument> docs = parse_copies(*copies);
+  const std::string here = site_.identity().name;
+  std::vector<RecoveredGroup> out;
+  for (const auto& name : plan.groups) {
+    auto own = site_.store().find_group(name);
+    if (!own) return own.status();
+    if (own->has_value())
+      return failed_precondition("site '" + here + "' protects group '" + name + "': plan '" + plan.name +
+                                     "' runs at its recovery site, '" + (*own)->recovery_site + "'",
+                                 "run it there: `evac --context <that site> plan ...`");
+    PeerGroup found = find_peer_group(docs, name);
+    if (!found.group)
+      return not_found("group '" + name + "' of plan '" + plan.name + "' is neither protected nor recovered here",
+                       "check the plan's groups against `evac group list`");
+    RecoveredGroup g;
+    g.name = name;
+    g.protected_site = found.peer->peer_site;
+    g.rpo_seconds = found.group->value("rpo_seconds", std::int64_t{900});
+    for (const auto& v : found.group->value("vms", json::array()))
+      if (v.is_object()) g.vms.push_back({v.value("name", ""), v.value("uuid", "")});
+    for (const auto& m : found.peer->document.value("mappings", json::array()))
+      if (m.value("peer_site", "") == here && m.value("kind", "") == "network")
+        g.test_networks[m.value("target", "")] = m.value("test_network", "");
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
 Result<RecoveryPlan> PlanService::save(RecoveryPlan plan, bool must_be_new) {
   auto copies = site_.store().list_peer_copies();
   if (!copies) return copies.status();
@@ -201,6 +232,11 @@ std::string age_text(std::int64_t seconds) { return format_duration(std::chrono:
 Result<PlanReadiness> PlanService::check_plan(const std::string& name) {
   auto plan = get_plan(name);
   if (!plan) return plan.status();
+  return check_plan(*plan);
+}
+
+Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
+  const RecoveryPlan* plan = &the_plan;
   PlanReadiness out;
   auto add = [&](std::string severity, std::string check, std::string message, std::string hint = {}) {
     out.findings.push_back({std::move(severity), std::move(check), std::move(message), std::move(hint)});

@@ -9,6 +9,8 @@
 // configuration (and are there for failback).
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -37,6 +39,21 @@ struct PlanReadiness {
 
 struct PeerDocument;  // a peer's configuration copy, parsed (plan_service.cc)
 
+// A peer's protection group as this site, its recovery site, knows it from
+// the peer's configuration copy: what a run here works from.
+struct RecoveredGroup {
+  std::string name;
+  std::string protected_site;
+  std::int64_t rpo_seconds = 900;
+  struct Vm {
+    std::string name;
+    std::string uuid;  // at the protected site
+  };
+  std::vector<Vm> vms;
+  // Network at this site (a mapping's target) -> its test network.
+  std::map<std::string, std::string> test_networks;
+};
+
 class PlanService {
  public:
   // `replication` (may be null in tests) lists the points in time held here.
@@ -56,11 +73,17 @@ class PlanService {
   // groups, and its peers' groups it is the recovery site for).
   Result<std::vector<std::string>> group_vm_names(const std::string& group);
 
+  // The plan's groups as recovered here, in plan order. A group this site
+  // protects is kFailedPrecondition: runs execute at the recovery site.
+  Result<std::vector<RecoveredGroup>> recovered_groups(const RecoveryPlan& plan);
+
   // Everything a run of the plan at this site would need, checked without
   // side effects: the peer, every VM's placeholder, the mapped networks
   // (and isolated test networks) and storage, each group's newest point in
   // time against its RPO, the host commands of callouts.
   Result<PlanReadiness> check_plan(const std::string& name);
+  // The same for a plan as given (a run checks the plan as it started with).
+  Result<PlanReadiness> check_plan(const RecoveryPlan& plan);
 
  private:
   Result<RecoveryPlan> save(RecoveryPlan plan, bool must_be_new);

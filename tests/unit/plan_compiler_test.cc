@@ -103,5 +103,47 @@ TEST(PlanCompilerTest, AnInvalidPlanCompilesToNothing) {
   EXPECT_NE(steps.status().message().find("dependency cycle"), std::string::npos);
 }
 
+TEST(PlanCompilerTest, TestChecksThenCopiesThenRegistersBeforeAnyPowerOn) {
+  RecoveryPlan plan = shop(PlanOrdering::kDependencies);
+  plan.groups = {"shop", "ops"};
+  std::vector<RecoveryVm> vms = kVms;
+  vms.push_back({"mon01", "ops"});
+  auto steps = compile_test(plan, vms);
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  expect_topological(*steps);
+  const auto& s = *steps;
+  EXPECT_EQ(s[0].kind, "readiness");
+  EXPECT_EQ(s[0].name, "Check readiness");
+  int shop_copy = index_of(s, "Create test copy: shop");
+  int ops_copy = index_of(s, "Create test copy: ops");
+  int db_reg = index_of(s, "Register test VM: db01");
+  int mon_reg = index_of(s, "Register test VM: mon01");
+  int batch_reg = index_of(s, "Register test VM: batch01");
+  int registered = index_of(s, "Test VMs are registered");
+  EXPECT_TRUE(waits_for(s, shop_copy, 0));
+  EXPECT_TRUE(waits_for(s, db_reg, shop_copy));
+  EXPECT_FALSE(waits_for(s, mon_reg, shop_copy)) << "a group's VMs wait for their own group's copy only";
+  EXPECT_TRUE(waits_for(s, mon_reg, ops_copy));
+  EXPECT_TRUE(waits_for(s, registered, batch_reg)) << "a VM left off is still registered for the test";
+  for (const auto& name : {"Power on priority 1 VM: db01", "Power on priority 3 VM: mon01"})
+    EXPECT_TRUE(waits_for(s, index_of(s, name), registered)) << name;
+  EXPECT_EQ(s[static_cast<std::size_t>(mon_reg)].params["group"], "ops");
+}
+
+TEST(PlanCompilerTest, CleanupRemovesEveryVmThenDiscardsEachGroupsCopies) {
+  auto steps = compile_cleanup(shop(PlanOrdering::kStrictTiers), kVms);
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  expect_topological(*steps);
+  const auto& s = *steps;
+  ASSERT_EQ(s.size(), kVms.size() + 1);
+  int drop = index_of(s, "Discard test copies: shop");
+  for (const auto& vm : kVms) {
+    int removed = index_of(s, "Remove test VM: " + vm.name);
+    EXPECT_EQ(s[static_cast<std::size_t>(removed)].kind, "remove_test_vm");
+    EXPECT_TRUE(s[static_cast<std::size_t>(removed)].after.empty()) << "removals run side by side";
+    EXPECT_TRUE(waits_for(s, drop, removed)) << vm.name;
+  }
+}
+
 }  // namespace
 }  // namespace evac::engine

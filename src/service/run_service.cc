@@ -1,0 +1,593 @@
+#include "service/run_service.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "core/plan_json.h"
+#include "engine/plan_compiler.h"
+#include "service/host_command.h"
+
+namespace evac {
+
+using engine::Step;
+using engine::StepSpec;
+using nlohmann::json;
+
+std::string test_vm_name(const std::string& vm) { return vm + "-test"; }
+
+namespace {
+
+constexpr std::string_view kOperations[] = {"test", "cleanup", "migrate", "failover", "reprotect", "failback"};
+
+std::string new_run_id() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char suffix[8];
+  std::snprintf(suffix, sizeof suffix, "%04x", static_cast<unsigned>(rng() & 0xffff));
+  return std::string(stamp) + "-" + suffix;
+}
+
+std::vector<std::string> run_group_names(const RunRow& run) {
+  std::vector<std::string> out;
+  auto j = json::parse(run.groups, nullptr, false);
+  if (j.is_array())
+    for (const auto& g : j)
+      if (g.is_object()) out.push_back(g.value("name", ""));
+  return out;
+}
+
+// Waits for `attempt` to succeed: kUnavailable means "not yet", anything
+// else ends the wait. Past `timeout`, the last "not yet" is the answer.
+template <typename Attempt>
+Status poll_until(std::chrono::seconds timeout, std::chrono::milliseconds interval, Attempt attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    Status st = attempt();
+    if (st.is_ok() || st.code() != StatusCode::kUnavailable) return st;
+    if (std::chrono::steady_clock::now() + interval > deadline)
+      return failed_precondition(st.message() + " (gave up after " + std::to_string(timeout.count()) + " s)", st.hint());
+    std::this_thread::sleep_for(interval);
+  }
+}
+
+Status tcp_connect(const std::string& ip, int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  if (::inet_pton(AF_INET, ip.c_str(), &addr.sin_addr) != 1) return invalid_argument("'" + ip + "' is not an IPv4 address");
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return internal_error("cannot create a socket");
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  bool ok = rc == 0;
+  if (!ok && errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, 2000) == 1) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      ok = err == 0;
+    }
+  }
+  ::close(fd);
+  return ok ? Status::ok() : unavailable("nothing answers on " + ip + ":" + std::to_string(port) + " yet");
+}
+
+Result<long> http_status(const std::string& url) {
+  CURL* curl = curl_easy_init();
+  if (!curl) return internal_error("cannot start libcurl");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 5L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char*, size_t size, size_t n, void*) -> size_t { return size * n; });
+  CURLcode rc = curl_easy_perform(curl);
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK) return unavailable(url + " does not answer yet: " + curl_easy_strerror(rc));
+  return status;
+}
+
+}  // namespace
+
+// ---- the step runner ---------------------------------------------------------
+
+class RunService::Steps : public engine::StepRunner {
+ public:
+  Steps(SiteService& site, PlanService& plans, ReplicationService* replication)
+      : site_(site), plans_(plans), replication_(replication) {}
+
+  Result<json> run(const RunRow& run, const Step& step) override {
+    auto ctx = context(run);
+    if (!ctx) return ctx.status();
+    const std::string& kind = step.spec.kind;
+    const json& p = step.spec.params;
+    if (kind == "readiness") return readiness(**ctx);
+    if (kind == "create_test_copy") return create_test_copy(run, **ctx, p.value("group", ""));
+    if (kind == "drop_test_copies") return drop_test_copies(p.value("group", ""));
+    // The rest act on one VM of the plan.
+    auto vm = (*ctx)->vm(p.value("vm", ""));
+    if (!vm) return vm.status();
+    if (kind == "register_test_vm") return register_test_vm(run, **ctx, **vm);
+    if (kind == "remove_test_vm") return remove_test_vm(**vm);
+    auto target = target_of(**ctx, **vm);
+    if (!target) return target.status();
+    const PlanVm entry = plan_vm_or_default((*ctx)->plan, (*vm)->name);
+    if (kind == "power_on") {
+      EVAC_RETURN_IF_ERROR(target->provider->power_on(target->id));
+      return json{{"vm", target->id}};
+    }
+    if (kind == "wait_for_guest") return wait_for_guest(*target, std::chrono::seconds(p.value("timeout_s", 300)));
+    if (kind == "check") {
+      std::size_t i = p.value("check", std::size_t{0});
+      if (i >= entry.checks.size()) return internal_error("step " + step.spec.name + " names a check the plan lacks");
+      return check(*target, entry.checks[i]);
+    }
+    if (kind == "host_command" || kind == "guest_command") {
+      const auto& list = p.value("when", "") == "before_power_on" ? entry.before_power_on : entry.after_power_on;
+      std::size_t i = p.value("action", std::size_t{0});
+      if (i >= list.size()) return internal_error("step " + step.spec.name + " names an action the plan lacks");
+      if (kind == "host_command") return host_command(run, **ctx, **vm, list[i]);
+      return guest_command(*target, list[i]);
+    }
+    return internal_error("no step runner for step kind '" + kind + "'", "this evacd is older than the run's steps");
+  }
+
+ private:
+  struct VmCtx {
+    std::string name, group, source_uuid, placeholder_uuid, provider;
+  };
+  struct GroupCtx {
+    std::string name, protected_site, pit;
+    std::map<std::string, std::string> networks;
+  };
+  struct Context {
+    std::string operation;
+    std::string site;
+    RecoveryPlan plan;
+    std::map<std::string, VmCtx> vms;
+    std::map<std::string, GroupCtx> groups;
+    Result<const VmCtx*> vm(const std::string& name) const {
+      auto it = vms.find(name);
+      if (it == vms.end()) return internal_error("the run has no VM '" + name + "' in its context");
+      return &it->second;
+    }
+  };
+  // The VM a step acts on: a test run's test VM, for now.
+  struct Target {
+    ComputeProvider* provider = nullptr;
+    std::string id;  // name or UUID the provider knows it by
+    std::string name;
+  };
+
+  // The run's plan and context, parsed once per run (and again after a
+  // restart): steps of a 10,000-VM run must not parse it 50,000 times.
+  Result<std::shared_ptr<const Context>> context(const RunRow& run) {
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = contexts_.find(run.id); it != contexts_.end()) return it->second;
+    }
+    auto c = std::make_shared<Context>();
+    c->operation = run.operation;
+    c->site = site_.identity().name;
+    auto plan_doc = json::parse(run.plan_document, nullptr, false);
+    auto plan = plan_from_json(plan_doc);
+    if (!plan) return plan.status().with_context("the plan run " + run.id + " started with");
+    c->plan = std::move(*plan);
+    auto groups = json::parse(run.groups, nullptr, false);
+    if (!groups.is_array()) return internal_error("run " + run.id + "'s context is unreadable in the store");
+    for (const auto& g : groups) {
+      GroupCtx gc{g.value("name", ""), g.value("protected_site", ""), g.value("pit", ""),
+                  g.value("networks", std::map<std::string, std::string>{})};
+      for (const auto& v : g.value("vms", json::array()))
+        c->vms[v.value("name", "")] = VmCtx{v.value("name", ""), gc.name, v.value("source_uuid", ""),
+                                            v.value("placeholder_uuid", ""), v.value("provider", "")};
+      c->groups[gc.name] = std::move(gc);
+    }
+    std::lock_guard lock(mu_);
+    return contexts_.emplace(run.id, std::move(c)).first->second;
+  }
+
+  Result<const GroupCtx*> group(const Context& ctx, const std::string& name) {
+    auto it = ctx.groups.find(name);
+    if (it == ctx.groups.end()) return internal_error("the run has no group '" + name + "' in its context");
+    return &it->second;
+  }
+
+  Result<Target> target_of(const Context& ctx, const VmCtx& vm) {
+    if (vm.provider.empty())
+      return failed_precondition("VM '" + vm.name + "' has no placeholder here", "protect it again at its protected site");
+    auto provider = site_.provider(vm.provider);
+    if (!provider) return provider.status();
+    if (ctx.operation == "test") return Target{*provider, test_vm_name(vm.name), test_vm_name(vm.name)};
+    return unsupported("operation '" + ctx.operation + "' has no VMs to act on yet");
+  }
+
+  Result<json> readiness(const Context& ctx) {
+    auto r = plans_.check_plan(ctx.plan);
+    if (!r) return r.status();
+    json warnings = json::array();
+    std::string errors;
+    int ok = 0;
+    for (const auto& f : r->findings) {
+      if (f.severity == "ok") ++ok;
+      if (f.severity == "warning") warnings.push_back(f.message);
+      if (f.severity == "error")
+        errors += (errors.empty() ? "" : "; ") + f.message + (f.hint.empty() ? "" : " (" + f.hint + ")");
+    }
+    if (!errors.empty())
+      return failed_precondition("plan '" + ctx.plan.name + "' is not ready: " + errors,
+                                 "fix what `evac plan check " + ctx.plan.name + "` lists, then `evac run resume`");
+    return json{{"ok", ok}, {"warnings", warnings}};
+  }
+
+  Result<json> create_test_copy(const RunRow& run, const Context& ctx, const std::string& group_name) {
+    if (!replication_) return unsupported("this site does not replicate: no points in time to test");
+    auto g = group(ctx, group_name);
+    if (!g) return g.status();
+    if ((*g)->pit.empty())
+      return failed_precondition("group '" + group_name + "' had no point in time here when the run started",
+                                 "replicate it at '" + (*g)->protected_site + "', then start a new test");
+    auto copy = replication_->create_test_copy(group_name, (*g)->pit, run.id);
+    if (!copy) return copy.status();
+    return json{{"test_copy", copy->id}, {"pit", copy->pit_id}, {"disks", copy->disks.size()}};
+  }
+
+  Result<json> register_test_vm(const RunRow& run, const Context& ctx, const VmCtx& vm) {
+    if (!replication_) return unsupported("this site does not replicate: no points in time to test");
+    auto g = group(ctx, vm.group);
+    if (!g) return g.status();
+    if (vm.placeholder_uuid.empty())
+      return failed_precondition("VM '" + vm.name + "' has no placeholder here", "protect it again at '" + (*g)->protected_site + "'");
+    // Asking again returns the run's own copy (made by the step before).
+    auto copy = replication_->create_test_copy(vm.group, (*g)->pit, run.id);
+    if (!copy) return copy.status();
+    TestVmSpec spec;
+    spec.name = test_vm_name(vm.name);
+    spec.placeholder_uuid = vm.placeholder_uuid;
+    spec.run = run.id;
+    spec.group = vm.group;
+    spec.source_site = (*g)->protected_site;
+    spec.source_uuid = vm.source_uuid;
+    spec.networks = (*g)->networks;
+    const std::string prefix = vm.source_uuid + "/";
+    for (const auto& d : copy->disks)
+      if (d.key.rfind(prefix, 0) == 0) spec.disks[d.key.substr(prefix.size())] = d.path;
+    auto provider = site_.provider(vm.provider);
+    if (!provider) return provider.status();
+    auto made = (*provider)->define_test_vm(spec);
+    if (!made) return made.status();
+    return json{{"test_vm", made->name}, {"uuid", made->uuid}, {"provider", made->provider}, {"disks", spec.disks}};
+  }
+
+  Result<json> remove_test_vm(const VmCtx& vm) {
+    auto provider = site_.provider(vm.provider);
+    if (!provider) return provider.status();
+    auto test_vms = (*provider)->list_test_vms();
+    if (!test_vms) return test_vms.status();
+    json removed = json::array();
+    for (const auto& t : *test_vms) {
+      if (t.group != vm.group || t.source_uuid != vm.source_uuid) continue;
+      EVAC_RETURN_IF_ERROR((*provider)->remove_test_vm(t.uuid));
+      removed.push_back(json{{"name", t.name}, {"uuid", t.uuid}, {"run", t.run}});
+    }
+    return json{{"removed", removed}};
+  }
+
+  Result<json> drop_test_copies(const std::string& group_name) {
+    if (!replication_) return json{{"dropped", json::array()}};
+    auto copies = replication_->test_copies_held_here(group_name);
+    if (!copies) {
+      if (copies.status().code() == StatusCode::kNotFound) return json{{"dropped", json::array()}};  // no PITs at all
+      return copies.status();
+    }
+    json dropped = json::array();
+    for (const auto& c : *copies) {
+      EVAC_RETURN_IF_ERROR(replication_->drop_test_copy(group_name, c.id));
+      dropped.push_back(c.id);
+    }
+    return json{{"dropped", dropped}};
+  }
+
+  Result<json> wait_for_guest(const Target& t, std::chrono::seconds timeout) {
+    const auto started = std::chrono::steady_clock::now();
+    Status st = poll_until(timeout, std::chrono::milliseconds(1000), [&] { return t.provider->guest_ping(t.id); });
+    if (!st.is_ok()) {
+      if (st.code() == StatusCode::kUnsupported)
+        return st.with_hint("set wait_for_guest: none for this VM in the plan, or recover onto QEMU with a guest agent");
+      return st;
+    }
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+    return json{{"answered_after_ms", ms}};
+  }
+
+  Result<json> check(const Target& t, const AppCheck& c) {
+    json out;
+    Status st = poll_until(c.timeout, std::chrono::duration_cast<std::chrono::milliseconds>(c.interval), [&]() -> Status {
+      if (c.kind == AppCheck::Kind::kCommand) {
+        auto r = t.provider->guest_exec(t.id, c.command, c.timeout);
+        if (!r) return r.status();
+        if (r->exit_code != 0)
+          return unavailable("'" + c.command.front() + "' in " + t.name + " exited with " + std::to_string(r->exit_code));
+        out = json{{"exit_code", 0}};
+        return Status::ok();
+      }
+      auto addresses = t.provider->guest_addresses(t.id);
+      if (!addresses) return addresses.status();
+      if (addresses->empty()) return unavailable(t.name + " has no IPv4 address yet");
+      std::string last;
+      for (const auto& ip : *addresses) {
+        if (c.kind == AppCheck::Kind::kTcp) {
+          Status connected = tcp_connect(ip, c.port);
+          if (connected.is_ok()) {
+            out = json{{"address", ip}, {"port", c.port}};
+            return Status::ok();
+          }
+          last = connected.message();
+        } else {
+          std::string url = "http://" + ip + ":" + std::to_string(c.port) + c.path;
+          auto status = http_status(url);
+          if (status && *status == c.expect_status) {
+            out = json{{"url", url}, {"status", *status}};
+            return Status::ok();
+          }
+          last = status ? url + " answered " + std::to_string(*status) + ", not " + std::to_string(c.expect_status)
+                        : status.status().message();
+        }
+      }
+      return unavailable(last);
+    });
+    if (!st.is_ok()) return st;
+    return out;
+  }
+
+  Result<json> host_command(const RunRow& run, const Context& ctx, const VmCtx& vm, const PlanAction& a) {
+    std::vector<std::string> env = {"EVAC_RUN=" + run.id,     "EVAC_PLAN=" + ctx.plan.name, "EVAC_OPERATION=" + ctx.operation,
+                                    "EVAC_VM=" + vm.name,     "EVAC_GROUP=" + vm.group,     "EVAC_SITE=" + ctx.site,
+                                    "EVAC_TEST_VM=" + (ctx.operation == "test" ? test_vm_name(vm.name) : "")};
+    auto r = run_host_command(a.command, env, a.timeout);
+    if (!r) return r.status();
+    if (r->exit_code != 0)
+      return failed_precondition("'" + a.command.front() + "' exited with " + std::to_string(r->exit_code) +
+                                     (r->output.empty() ? "" : ": " + r->output.substr(r->output.size() > 400 ? r->output.size() - 400 : 0)),
+                                 "fix the callout or what it checks, then `evac run resume " + run.id + "`");
+    return json{{"exit_code", 0}, {"output", r->output}};
+  }
+
+  Result<json> guest_command(const Target& t, const PlanAction& a) {
+    auto r = t.provider->guest_exec(t.id, a.command, a.timeout);
+    if (!r) return r.status();
+    if (r->exit_code != 0)
+      return failed_precondition("'" + a.command.front() + "' in " + t.name + " exited with " + std::to_string(r->exit_code) +
+                                 (r->err.empty() ? "" : ": " + r->err.substr(0, 400)));
+    return json{{"exit_code", 0}, {"output", r->out.substr(0, 4096)}};
+  }
+
+  SiteService& site_;
+  PlanService& plans_;
+  ReplicationService* replication_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const Context>> contexts_;
+};
+
+// ---- the service -------------------------------------------------------------------
+
+RunService::RunService(SiteService& site, ReplicationService* replication, engine::EngineOptions options)
+    : site_(site),
+      replication_(replication),
+      plans_(site, replication),
+      steps_(std::make_unique<Steps>(site, plans_, replication)),
+      engine_(std::make_unique<engine::RunEngine>(site.store(), *steps_, options)) {}
+
+RunService::~RunService() {
+  engine_.reset();  // joins the runs' workers before the runner goes
+}
+
+Status RunService::resume_interrupted() { return engine_->resume_interrupted(); }
+
+Status RunService::check_no_conflicting_run(const std::string& plan, const std::string& operation,
+                                            const std::vector<std::string>& groups) {
+  auto open = site_.store().runs_in_state({"running", "waiting", "failed"});
+  if (!open) return open.status();
+  for (const auto& other : *open) {
+    for (const auto& g : run_group_names(other)) {
+      if (std::find(groups.begin(), groups.end(), g) == groups.end()) continue;
+      // A failed test is what cleanup is for: cleanup closes it.
+      if (operation == "cleanup" && other.operation == "test" && other.state == "failed") {
+        EVAC_RETURN_IF_ERROR(engine_->cancel(other.id));
+        break;
+      }
+      return failed_precondition("run " + other.id + " (" + other.operation + " of plan '" + other.plan + "') over group '" +
+                                     g + "' is " + other.state + "; plan '" + plan + "' cannot " + operation + " it meanwhile",
+                                 other.state == "failed" ? "resume it (`evac run resume " + other.id + "`) or cancel it (`evac run cancel " +
+                                                               other.id + "`)"
+                                                         : "wait for it (`evac run show " + other.id + " --follow`) or cancel it");
+    }
+  }
+  return Status::ok();
+}
+
+Status RunService::check_no_test_left(const std::vector<RecoveredGroup>& groups) {
+  std::set<std::string> names;
+  for (const auto& g : groups) names.insert(g.name);
+  std::vector<std::string> left;
+  if (replication_)
+    for (const auto& g : groups) {
+      auto copies = replication_->test_copies_held_here(g.name);
+      if (copies)
+        for (const auto& c : *copies) left.push_back("test copy " + c.id + " of group '" + g.name + "'");
+    }
+  auto placeholders = site_.store().list_hosted_placeholders();
+  if (!placeholders) return placeholders.status();
+  std::set<std::string> providers;
+  for (const auto& p : *placeholders)
+    if (names.count(p.group)) providers.insert(p.provider);
+  for (const auto& name : providers) {
+    auto provider = site_.provider(name);
+    if (!provider) continue;
+    auto vms = (*provider)->list_test_vms();
+    if (!vms) continue;  // a provider that cannot list them has none of ours
+    for (const auto& t : *vms)
+      if (names.count(t.group)) left.push_back("test VM " + t.name + " (run " + t.run + ")");
+  }
+  if (left.empty()) return Status::ok();
+  std::string what;
+  for (std::size_t i = 0; i < left.size() && i < 5; ++i) what += (i ? ", " : "") + left[i];
+  if (left.size() > 5) what += ", and " + std::to_string(left.size() - 5) + " more";
+  return failed_precondition("an earlier test is still set up: " + what, "clean it up first: `evac plan cleanup <plan>`");
+}
+
+Result<RunRow> RunService::start(const RunRequest& request) {
+  const std::string& op = request.operation;
+  if (std::find(std::begin(kOperations), std::end(kOperations), op) == std::end(kOperations))
+    return invalid_argument("unknown operation '" + op + "'", "use test, cleanup, migrate, failover, reprotect or failback");
+  if ((op == "migrate" || op == "failover") && request.confirm != request.plan)
+    return invalid_argument(op + " changes which site runs the VMs of plan '" + request.plan + "': confirm it by naming the plan",
+                            "add --confirm " + request.plan);
+  if (op != "test" && op != "cleanup")
+    return unsupported("the " + op + " operation is not built yet", "test and cleanup run today; the rest arrive with issue 8");
+  auto plan = plans_.get_plan(request.plan);
+  if (!plan) return plan.status();
+  auto groups = plans_.recovered_groups(*plan);
+  if (!groups) return groups.status();
+  if (!request.pit.empty() && op != "test") return invalid_argument("--pit applies to test (and failover) runs only");
+
+  // The run's context: each group's PIT and test networks, each VM's placeholder.
+  auto hosted = site_.store().list_hosted_placeholders();
+  if (!hosted) return hosted.status();
+  json ctx = json::array();
+  std::vector<engine::RecoveryVm> vms;
+  std::vector<std::string> group_names;
+  for (const auto& g : *groups) {
+    json jg = {{"name", g.name}, {"protected_site", g.protected_site}, {"networks", g.test_networks}, {"pit", ""}};
+    if (op == "test" && replication_) {
+      auto pits = replication_->pits_held_here(g.name);
+      if (pits && !pits->empty()) {
+        const PointInTime* chosen = &pits->back();
+        if (!request.pit.empty()) {
+          chosen = nullptr;
+          for (const auto& p : *pits)
+            if (p.id == request.pit) chosen = &p;
+          if (!chosen)
+            return not_found("group '" + g.name + "' has no point in time '" + request.pit + "' here",
+                             "list them with `evac group pits " + g.name + "`");
+        }
+        jg["pit"] = chosen->id;
+        jg["pit_created_at"] = chosen->created_at;
+      }
+    }
+    json jvms = json::array();
+    for (const auto& v : g.vms) {
+      json jv = {{"name", v.name}, {"source_uuid", v.uuid}, {"placeholder_uuid", ""}, {"provider", ""}};
+      for (const auto& h : *hosted)
+        if (h.group == g.name && h.source_uuid == v.uuid) {
+          jv["placeholder_uuid"] = h.uuid;
+          jv["provider"] = h.provider;
+        }
+      jvms.push_back(jv);
+      vms.push_back({v.name, g.name});
+    }
+    jg["vms"] = jvms;
+    ctx.push_back(jg);
+    group_names.push_back(g.name);
+  }
+
+  auto steps = op == "test" ? engine::compile_test(*plan, vms) : engine::compile_cleanup(*plan, vms);
+  if (!steps) return steps.status();
+
+  std::lock_guard lock(start_mu_);
+  EVAC_RETURN_IF_ERROR(check_no_conflicting_run(plan->name, op, group_names));
+  if (op == "test") EVAC_RETURN_IF_ERROR(check_no_test_left(*groups));
+  RunRow run;
+  run.id = new_run_id();
+  run.plan = plan->name;
+  run.operation = op;
+  run.started_by = request.started_by;
+  run.created_at = site_.now();
+  json doc = plan_to_json(*plan);
+  run.plan_document = doc.dump();
+  run.groups = ctx.dump();
+  EVAC_RETURN_IF_ERROR(engine_->start(run, *steps));
+  auto stored = site_.store().find_run(run.id);
+  if (!stored) return stored.status();
+  if (!stored->has_value()) return internal_error("run " + run.id + " was started but is not in the store");
+  return **stored;
+}
+
+Result<std::vector<RunRow>> RunService::list_runs(const std::optional<std::string>& plan, int limit) {
+  return site_.store().list_runs(plan, limit);
+}
+
+Result<RunRow> RunService::get_run(const std::string& id) {
+  auto r = site_.store().find_run(id);
+  if (!r) return r.status();
+  if (!r->has_value()) return not_found("no run " + id, "list runs with `evac run list`");
+  return **r;
+}
+
+Result<std::vector<Step>> RunService::steps(const std::string& id) {
+  auto run = get_run(id);
+  if (!run) return run.status();
+  return engine_->steps(id);
+}
+
+Status RunService::resume(const std::string& id) {
+  auto run = get_run(id);
+  if (!run) return run.status();
+  // Under start_mu_: a failed run being resumed must not race a new run
+  // over its groups.
+  std::lock_guard lock(start_mu_);
+  return engine_->resume(id);
+}
+
+Status RunService::ack(const std::string& id, int step) { return engine_->ack(id, step); }
+Status RunService::cancel(const std::string& id) { return engine_->cancel(id); }
+void RunService::wait_idle(const std::string& id) { engine_->wait_idle(id); }
+
+json to_json(const RunRow& run) {
+  json j = {{"id", run.id},
+            {"plan", run.plan},
+            {"operation", run.operation},
+            {"state", run.state},
+            {"started_by", run.started_by},
+            {"created_at", run.created_at},
+            {"ended_at", run.ended_at ? json(*run.ended_at) : json()},
+            {"error", run.error}};
+  auto groups = json::parse(run.groups, nullptr, false);
+  j["groups"] = json::array();
+  if (groups.is_array())
+    for (const auto& g : groups)
+      j["groups"].push_back({{"name", g.value("name", "")}, {"pit", g.value("pit", "")},
+                             {"pit_created_at", g.value("pit_created_at", json())}});
+  return j;
+}
+
+json to_json(const Step& s) {
+  return json{{"idx", s.idx},
+              {"name", s.spec.name},
+              {"kind", s.spec.kind},
+              {"state", engine::step_state_name(s.state)},
+              {"after", s.spec.after},
+              {"attempts", s.attempts},
+              {"started_at_ms", s.started_at_ms ? json(*s.started_at_ms) : json()},
+              {"ended_at_ms", s.ended_at_ms ? json(*s.ended_at_ms) : json()},
+              {"error", s.error},
+              {"result", s.result}};
+}
+
+}  // namespace evac

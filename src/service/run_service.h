@@ -1,0 +1,95 @@
+// RunService: runs of recovery plans at this site (the recovery site of
+// their groups) — starting them, refusing what must not run, and doing
+// their steps.
+//
+// A run is started here by resolving what it works on once — every VM's
+// placeholder, the point in time to recover, the test networks — into the
+// run's context (RunRow.groups), so a run resumed after a crash recovers
+// the same PIT onto the same placeholders whatever changed meanwhile. The
+// plan is compiled into steps (engine/plan_compiler.h) that the RunEngine
+// executes durably; this service's step runner does each step's side
+// effect, idempotently:
+//
+//   readiness          the plan's readiness check; errors fail the run
+//   create_test_copy   a writable copy of the PIT, owned by the run
+//   register_test_vm   "<vm>-test" on the copy and the test networks
+//   power_on, wait_for_guest, check, host_command, guest_command
+//   remove_test_vm     every test VM of the VM, whichever run made it
+//   drop_test_copies   every test copy of the group
+//
+// Operations so far: test and cleanup. migrate, failover, reprotect and
+// failback are refused with kUnsupported until they are built.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/run_engine.h"
+#include "service/plan_service.h"
+#include "service/replication_service.h"
+#include "service/site_service.h"
+
+namespace evac {
+
+struct RunRequest {
+  std::string plan;
+  std::string operation;   // test, cleanup
+  std::string started_by;  // the API token's name
+  std::string confirm;     // destructive operations: must name the plan
+  std::string pit;         // test: this PIT of every group instead of the newest
+};
+
+class RunService {
+ public:
+  // `replication` may be null (unit tests without replication): runs that
+  // need points in time then fail at their first step, saying why.
+  RunService(SiteService& site, ReplicationService* replication, engine::EngineOptions options = {});
+  ~RunService();
+  RunService(const RunService&) = delete;
+  RunService& operator=(const RunService&) = delete;
+
+  // evacd start: every run left running or waiting goes on.
+  Status resume_interrupted();
+
+  // Checks the request, resolves the run's context, refuses a run over a
+  // group another run holds, then starts it in the background.
+  Result<RunRow> start(const RunRequest& request);
+
+  Result<std::vector<RunRow>> list_runs(const std::optional<std::string>& plan, int limit);
+  Result<RunRow> get_run(const std::string& id);
+  Result<std::vector<engine::Step>> steps(const std::string& id);
+  Status resume(const std::string& id);
+  Status ack(const std::string& id, int step = -1);
+  Status cancel(const std::string& id);
+  // Blocks until the run stops running (tests, synchronous callers).
+  void wait_idle(const std::string& id);
+
+ private:
+  class Steps;
+  // The groups another unfinished run holds that `groups` names.
+  Status check_no_conflicting_run(const std::string& plan, const std::string& operation,
+                                  const std::vector<std::string>& groups);
+  // A test leaves test VMs and copies until cleanup; a new test must not
+  // stack onto them.
+  Status check_no_test_left(const std::vector<RecoveredGroup>& groups);
+
+  SiteService& site_;
+  ReplicationService* replication_;
+  PlanService plans_;
+  std::unique_ptr<Steps> steps_;
+  std::unique_ptr<engine::RunEngine> engine_;
+  std::mutex start_mu_;  // one start at a time: the conflict check and the insert are one decision
+};
+
+// The test VM a test run makes of `vm`.
+std::string test_vm_name(const std::string& vm);
+
+nlohmann::json to_json(const RunRow& run);
+nlohmann::json to_json(const engine::Step& step);
+
+}  // namespace evac

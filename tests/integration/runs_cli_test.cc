@@ -1,0 +1,236 @@
+// Runs of recovery plans between two real evacd processes, through the evac
+// CLI: real replication of real qcow2 images (the built-in replicator, scan
+// mode: the VMs are shut off) into points in time at the recovery site, then
+// a test recovery on libvirt's test driver and its cleanup.
+//
+// The sites' test-driver inventories are written per test, with disks that
+// are real files under the test's folder, so replication has something to
+// read and the test copies real overlays.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include "harness.h"
+
+namespace evac::testing {
+namespace {
+
+using nlohmann::json;
+
+// A protected site with db01 and web01 shut off (one qcow2 disk each, on
+// network prod, in pool images), and a recovery site with recovery-prod, an
+// isolated test network and a replicas pool.
+void write_sites(const fs::path& root) {
+  fs::create_directories(root / "a/images");
+  fs::create_directories(root / "b/replicas");
+  const char* vms[][3] = {{"db01", "c0000000-0000-4000-8000-000000000001", "52:54:00:c0:00:01"},
+                          {"web01", "c0000000-0000-4000-8000-000000000002", "52:54:00:c0:00:02"}};
+  std::ofstream a(root / "site-a.xml");
+  a << "<node>\n"
+       "  <network><name>prod</name><uuid>c0000000-0000-4000-8000-000000000101</uuid><forward mode='nat'/>"
+       "<bridge name='virbr-rp'/><ip address='10.30.0.1' netmask='255.255.255.0'/></network>\n"
+       "  <pool type='dir'><name>images</name><uuid>c0000000-0000-4000-8000-000000000201</uuid><source/>"
+       "<target><path>"
+    << (root / "a/images").string() << "</path></target></pool>\n";
+  for (const auto& vm : vms) {
+    const std::string disk = (root / "a/images" / (std::string(vm[0]) + ".qcow2")).string();
+    auto made = run_command({"qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"});
+    EXPECT_EQ(made.exit_code, 0) << made.err;
+    a << "  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>\n"
+         "    <name>" << vm[0] << "</name><uuid>" << vm[1] << "</uuid>\n"
+         "    <memory unit='MiB'>256</memory><vcpu>1</vcpu><os><type>hvm</type></os>\n"
+         "    <devices>\n"
+         "      <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" << disk << "'/>"
+         "<target dev='vda' bus='virtio'/></disk>\n"
+         "      <interface type='network'><mac address='" << vm[2] << "'/><source network='prod'/><model type='virtio'/></interface>\n"
+         "    </devices>\n"
+         "    <test:runstate>5</test:runstate>\n"
+         "  </domain>\n";
+  }
+  a << "</node>\n";
+  std::ofstream b(root / "site-b.xml");
+  b << "<node>\n"
+       "  <network><name>recovery-prod</name><uuid>c0000000-0000-4000-8000-000000000301</uuid><forward mode='nat'/>"
+       "<bridge name='virbr-rrp'/><ip address='10.31.0.1' netmask='255.255.255.0'/></network>\n"
+       "  <network><name>test-isolated</name><uuid>c0000000-0000-4000-8000-000000000302</uuid>"
+       "<bridge name='virbr-rti'/><ip address='10.99.0.1' netmask='255.255.255.0'/></network>\n"
+       "  <pool type='dir'><name>replicas</name><uuid>c0000000-0000-4000-8000-000000000401</uuid><source/>"
+       "<target><path>"
+    << (root / "b/replicas").string() << "</path></target></pool>\n"
+    << "</node>\n";
+}
+
+class RunsCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("evac-runs-" + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    write_sites(root_);
+    a_ = std::make_unique<EvacdProcess>(root_, "site-a", std::vector<std::pair<std::string, std::string>>{
+                                                             {"kvm-a", "test://" + (root_ / "site-a.xml").string()}});
+    b_ = std::make_unique<EvacdProcess>(root_, "site-b", std::vector<std::pair<std::string, std::string>>{
+                                                             {"kvm-b", "test://" + (root_ / "site-b.xml").string()}});
+    ASSERT_TRUE(a_->start()) << a_->log();
+    ASSERT_TRUE(b_->start()) << b_->log();
+    cli_config_ = (root_ / "cli.yaml").string();
+    for (auto* site : {a_.get(), b_.get()}) {
+      auto added = evac({"context", "add", site->site() == "site-a" ? "a" : "b", "--url", site->url(), "--token-file",
+                         (site->state_dir() / "admin.token").string(), "--pin-file", (site->state_dir() / "pin").string()});
+      ASSERT_EQ(added.exit_code, 0) << added.err;
+    }
+    auto token = evac_at("b", {"site", "pairing-token", "-o", "json"});
+    ASSERT_EQ(token.exit_code, 0) << token.err;
+    ASSERT_EQ(evac_at("a", {"site", "pair", token.json()["token"]}).exit_code, 0);
+    for (auto args : std::vector<std::vector<std::string>>{
+             {"mapping", "create", "compute", "kvm-a", "kvm-b"},
+             {"mapping", "create", "network", "prod", "recovery-prod", "--test-network", "test-isolated"},
+             {"mapping", "create", "storage", "images", "replicas"},
+             {"group", "create", "shop", "--vm", "db01", "--vm", "web01"},
+             {"group", "sync", "shop"}}) {
+      auto r = evac_at("a", args);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+    // The plan, written where it runs; the recovery site needs the
+    // protected site's configuration copy (with the group) first.
+    std::ofstream(root_ / "plan.yaml") << "kind: RecoveryPlan\nname: shop-dr\ngroups: [shop]\nvms:\n"
+                                          "  - {vm: db01, priority: 1, wait_for_guest: false}\n"
+                                          "  - vm: web01\n    priority: 2\n    depends_on: [db01]\n    wait_for_guest: false\n"
+                                          "    after_power_on:\n      - host: [sh, -c, 'echo \"$EVAC_OPERATION $EVAC_VM $EVAC_TEST_VM\" >> "
+                                       << (root_ / "callouts.log").string() << "']\n";
+    for (int i = 0; i < 100; ++i) {
+      auto applied = evac_at("b", {"apply", "-f", (root_ / "plan.yaml").string()});
+      if (applied.exit_code == 0) break;
+      ASSERT_TRUE(i < 99 && applied.err.find("not known at this site") != std::string::npos) << applied.err;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "---- site-a log\n" << a_->log() << "\n---- site-b log\n" << b_->log() << "\n";
+    a_.reset();
+    b_.reset();
+    fs::remove_all(root_);
+  }
+
+  CommandResult evac(std::vector<std::string> args) {
+    args.insert(args.begin(), {evac_binary(), "--config", cli_config_});
+    return run_command(args);
+  }
+  CommandResult evac_at(const std::string& context, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--context", context});
+    return evac(std::move(args));
+  }
+  std::map<std::string, json> vms_at(const std::string& context) {
+    std::map<std::string, json> out;
+    for (const auto& vm : evac_at(context, {"inventory", "vms", "-o", "json"}).json()) out[vm["name"]] = vm;
+    return out;
+  }
+
+  fs::path root_;
+  std::string cli_config_;
+  std::unique_ptr<EvacdProcess> a_, b_;
+};
+
+TEST_F(RunsCliTest, TestRecoveryThenCleanupLeavesNothingBehind) {
+  auto check = evac_at("b", {"plan", "check", "shop-dr"});
+  ASSERT_EQ(check.exit_code, 0) << check.out << check.err;
+
+  auto test = evac_at("b", {"plan", "test", "shop-dr", "--follow"});
+  ASSERT_EQ(test.exit_code, 0) << test.out << test.err;
+  for (const char* step : {"Check readiness", "Create test copy: shop", "Register test VM: db01", "Power on priority 1 VM: db01",
+                           "Priority 1 VMs are up", "Power on priority 2 VM: web01", "Run on the evacd host (web01): sh"})
+    EXPECT_NE(test.out.find(step), std::string::npos) << step << "\n" << test.out;
+  EXPECT_NE(test.out.find("succeeded"), std::string::npos) << test.out;
+
+  // The test VMs run on the isolated network, on overlays of the PIT; the
+  // placeholders stay shut off and on the recovery network.
+  auto vms = vms_at("b");
+  for (const char* name : {"db01-test", "web01-test"}) {
+    ASSERT_TRUE(vms.count(name)) << name;
+    EXPECT_EQ(vms[name]["state"], "running") << name;
+    EXPECT_EQ(vms[name]["nics"][0]["network"], "test-isolated") << name;
+    const std::string disk = vms[name]["disks"][0]["path"];
+    EXPECT_NE(disk.find("test-copies"), std::string::npos) << disk;
+    EXPECT_TRUE(fs::exists(disk)) << disk;
+    auto info = run_command({"qemu-img", "info", "--output=json", disk});
+    EXPECT_NE(info.out.find(".evac-pits"), std::string::npos) << "a test copy is an overlay on the PIT: " << info.out;
+  }
+  for (const char* name : {"db01", "web01"}) {
+    EXPECT_EQ(vms[name]["state"], "shut off") << name;
+    EXPECT_EQ(vms[name]["nics"][0]["network"], "recovery-prod") << name;
+  }
+  EXPECT_EQ(trim(read_file(root_ / "callouts.log")), "test web01 web01-test");
+  // Production is untouched.
+  for (const auto& [name, vm] : vms_at("a")) EXPECT_EQ(vm["state"], "shut off") << name;
+
+  auto runs = evac_at("b", {"run", "list", "-o", "json"});
+  ASSERT_EQ(runs.exit_code, 0) << runs.err;
+  ASSERT_EQ(runs.json().size(), 1u);
+  const std::string id = runs.json()[0]["id"];
+  EXPECT_EQ(runs.json()[0]["state"], "succeeded");
+  EXPECT_EQ(runs.json()[0]["started_by"], "admin");
+  auto shown = evac_at("b", {"run", "show", id, "-o", "json"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_FALSE(shown.json()["groups"][0]["pit"].get<std::string>().empty());
+  for (const auto& s : shown.json()["steps"]) {
+    EXPECT_EQ(s["state"], "succeeded") << s.dump();
+    EXPECT_TRUE(s["started_at_ms"].is_number() && s["ended_at_ms"].is_number()) << s.dump();
+  }
+  auto table = evac_at("b", {"run", "show", id});
+  EXPECT_NE(table.out.find("Register test VM: web01"), std::string::npos) << table.out;
+
+  // A second test while this one is set up is refused, naming what is left.
+  auto again = evac_at("b", {"plan", "test", "shop-dr"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("still set up"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("evac plan cleanup"), std::string::npos) << again.err;
+  // Runs execute at the recovery site: a plan written at the protected
+  // site is refused there, saying where to run it.
+  ASSERT_EQ(evac_at("a", {"plan", "create", "shop-local", "--group", "shop"}).exit_code, 0);
+  auto at_a = evac_at("a", {"plan", "test", "shop-local"});
+  EXPECT_EQ(at_a.exit_code, 1);
+  EXPECT_NE(at_a.err.find("recovery site"), std::string::npos) << at_a.err;
+
+  auto cleanup = evac_at("b", {"plan", "cleanup", "shop-dr", "--follow"});
+  ASSERT_EQ(cleanup.exit_code, 0) << cleanup.out << cleanup.err;
+  EXPECT_NE(cleanup.out.find("Discard test copies: shop"), std::string::npos) << cleanup.out;
+  vms = vms_at("b");
+  EXPECT_FALSE(vms.count("db01-test") || vms.count("web01-test"));
+  EXPECT_TRUE(vms.count("db01") && vms.count("web01")) << "placeholders stay";
+  for (const auto& entry : fs::recursive_directory_iterator(root_ / "b/replicas"))
+    EXPECT_EQ(entry.path().string().find("test-copies/shop"), std::string::npos) << entry.path();
+
+  // Cleaned up, a new test may start.
+  auto second = evac_at("b", {"plan", "test", "shop-dr", "--follow"});
+  EXPECT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_EQ(evac_at("b", {"plan", "cleanup", "shop-dr", "--follow"}).exit_code, 0);
+}
+
+TEST_F(RunsCliTest, RefusalsSayWhatToDo) {
+  // Destructive operations need the plan named again.
+  auto unconfirmed = evac_at("b", {"plan", "migrate", "shop-dr"});
+  EXPECT_EQ(unconfirmed.exit_code, 2) << unconfirmed.err;
+  auto wrong = evac_at("b", {"plan", "failover", "shop-dr", "--confirm", "other"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("--confirm shop-dr"), std::string::npos) << wrong.err;
+  auto ghost = evac_at("b", {"plan", "test", "ghost"});
+  EXPECT_EQ(ghost.exit_code, 1);
+  EXPECT_NE(ghost.err.find("hint:"), std::string::npos) << ghost.err;
+  auto bad_pit = evac_at("b", {"plan", "test", "shop-dr", "--pit", "pit-00000099-1"});
+  EXPECT_EQ(bad_pit.exit_code, 1);
+  EXPECT_NE(bad_pit.err.find("evac group pits"), std::string::npos) << bad_pit.err;
+  EXPECT_EQ(evac_at("b", {"run", "show", "no-such-run"}).exit_code, 1);
+  EXPECT_EQ(evac_at("b", {"run", "list", "-o", "json"}).json().size(), 0u) << "refused runs leave no trace";
+
+  // A test whose replicas vanished fails at the step that needs them, and
+  // stops there saying why.
+  fs::remove_all(root_ / "b/replicas/.evac-pits");
+  auto failed = evac_at("b", {"plan", "test", "shop-dr", "--follow"});
+  EXPECT_EQ(failed.exit_code, 1) << failed.out;
+  EXPECT_NE(failed.out.find("failed"), std::string::npos) << failed.out;
+  EXPECT_NE(failed.err.find("evac run resume"), std::string::npos) << failed.err;
+}
+
+}  // namespace
+}  // namespace evac::testing
