@@ -381,6 +381,9 @@ void ApiRouter::add_replication_routes() {
       }));
   add("GET", "/api/v1/peer/replication/{group}/pits", Access::kPeer, "Points in time held here for a group",
       with([](ReplicationService& r, Context& c) -> Result<json> { return r.handle_pits(*c.peer, c.params[0]); }));
+  add("POST", "/api/v1/peer/groups/{group}/sync", Access::kPeer,
+      "Run one cycle of a group now and wait for its PIT (the group's recovery site, migrating)",
+      with([](ReplicationService& r, Context& c) -> Result<json> { return r.handle_peer_sync(*c.peer, c.params[0]); }));
 }
 
 void ApiRouter::add(std::string method, std::string pattern, Access access, std::string summary, Handler handler,
@@ -759,6 +762,20 @@ void ApiRouter::add_routes() {
       201);
   add("DELETE", "/api/v1/peer/placeholders/{uuid}", Access::kPeer, "Remove a placeholder VM",
       [&svc](Context& c) -> Result<json> { return svc.handle_peer_remove_placeholder(*c.peer, c.params[0]); });
+  add("POST", "/api/v1/peer/groups/{group}/shutdown", Access::kPeer,
+      "Stop a group's VMs here ({graceful, timeout_s}; the group's recovery site, recovering)",
+      [&svc](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        return svc.handle_peer_shutdown_group(*c.peer, c.params[0], *body);
+      });
+  add("POST", "/api/v1/peer/groups/{group}/handover", Access::kPeer,
+      "The group's recovery site took the live copy over ({owner, epoch, run}): fence the copy here",
+      [&svc](Context& c) -> Result<json> {
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        return svc.handle_peer_handover(*c.peer, c.params[0], *body);
+      });
   add("PUT", "/api/v1/peer/config-copy", Access::kPeer, "Store the paired site's protection configuration",
       [&svc](Context& c) -> Result<json> {
         auto body = body_object(c.request);

@@ -55,6 +55,12 @@ class ComputeProvider {
   // Powers a test VM off (it is a disposable copy) and removes it; refuses a
   // VM that is not one of evac's test VMs. Gone already: succeeds.
   virtual Status remove_test_vm(const std::string& uuid);
+  // Turns a placeholder into the recovered VM (a failover or migration):
+  // same name and UUID, its disks on `disks` (guest target -> image), no
+  // longer marked as a placeholder but as recovered by `run`. Never starts
+  // it. Done already by the same run: returns the VM.
+  virtual Result<VmInfo> recover_placeholder(const std::string& uuid, const std::map<std::string, std::string>& disks,
+                                             const std::string& run);
   // Starts a VM; one already running succeeds.
   virtual Status power_on(const std::string& uuid);
   // Stops a VM: with `graceful`, asks the guest (ACPI) and waits up to

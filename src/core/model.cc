@@ -26,6 +26,10 @@ Result<TestVmInfo> ComputeProvider::define_test_vm(const TestVmSpec& spec) {
 }
 Result<std::vector<TestVmInfo>> ComputeProvider::list_test_vms() { return not_supported_by(*this, "list test VMs"); }
 Status ComputeProvider::remove_test_vm(const std::string& uuid) { return not_supported_by(*this, "remove test VM " + uuid); }
+Result<VmInfo> ComputeProvider::recover_placeholder(const std::string& uuid, const std::map<std::string, std::string>&,
+                                                   const std::string&) {
+  return not_supported_by(*this, "recover onto placeholder " + uuid);
+}
 Status ComputeProvider::power_on(const std::string& uuid) { return not_supported_by(*this, "power on VM " + uuid); }
 Status ComputeProvider::power_off(const std::string& uuid, bool, std::chrono::seconds) {
   return not_supported_by(*this, "power off VM " + uuid);

@@ -111,6 +111,9 @@ struct TestCopy {
   std::string pit_id;
   std::vector<PitDisk> disks;  // writable overlays on the PIT's disks
   std::string owner;           // who asked for it (a test run's id), if anyone said
+  // The live disks of a recovered VM (a failover promoted the PIT), not a
+  // test's: test cleanup never drops it.
+  bool live = false;
 };
 
 // What verifying a PIT found on one disk: every block of the replica image
@@ -154,7 +157,9 @@ class ReplicationAdapter {
   // Protected site: stop writes reaching the replicas' source (planned migration).
   virtual Status prepare_failover(const std::string& group) = 0;
   // Recovery site: make a PIT the live copy; returns the disks to attach.
-  virtual Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id) = 0;
+  // With an `owner` (the run), asking again returns the same disks.
+  virtual Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id,
+                                                const std::string& owner = "") = 0;
   // New protected site after a failover: replicate back (delta resync).
   virtual Status reverse(const std::string& group) = 0;
   // Recovery site: re-reads a PIT (empty id: the newest) and compares it

@@ -193,6 +193,52 @@ Result<std::vector<StepSpec>> compile_test(const RecoveryPlan& plan, const std::
   return compile_power_on(plan, vms, std::move(first));
 }
 
+namespace {
+
+Result<std::vector<StepSpec>> compile_recovery(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms, bool planned) {
+  std::vector<StepSpec> first;
+  first.push_back(StepSpec{"Check readiness", "readiness", {}, 0, json::object()});
+  std::vector<int> recovered;
+  for (const auto& [group, names] : by_group(plan, vms)) {
+    // Each group's chain starts after readiness, not after another group's.
+    int start = 0;
+    auto chain = [&](std::string name, std::string kind, json params = json::object()) {
+      params["group"] = group;
+      first.push_back(StepSpec{std::move(name), std::move(kind), {start}, 0, std::move(params)});
+      start = static_cast<int>(first.size()) - 1;
+    };
+    if (planned) {
+      chain("Synchronize storage: " + group, "sync_protected", {{"final", false}});
+      chain("Shut down VMs at protected site: " + group, "shutdown_protected", {{"best_effort", false}});
+      chain("Synchronize storage after shutdown: " + group, "sync_protected", {{"final", true}});
+      chain("Hand over at protected site: " + group, "handover");
+    } else {
+      chain("Shut down VMs at protected site: " + group, "shutdown_protected", {{"best_effort", true}});
+    }
+    chain("Promote replicas: " + group, "promote");
+    chain("Take ownership: " + group, "take_ownership");
+    const int owned = start;
+    for (const auto& vm : names) {
+      first.push_back(StepSpec{"Recover VM: " + vm, "recover_vm", {owned}, plan_vm_or_default(plan, vm).priority,
+                               json{{"vm", vm}, {"group", group}}});
+      recovered.push_back(static_cast<int>(first.size()) - 1);
+    }
+  }
+  if (recovered.empty()) recovered.push_back(static_cast<int>(first.size()) - 1);
+  first.push_back(StepSpec{"Recovered VMs are registered", "barrier", recovered, 0, json::object()});
+  return compile_power_on(plan, vms, std::move(first));
+}
+
+}  // namespace
+
+Result<std::vector<StepSpec>> compile_failover(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms) {
+  return compile_recovery(plan, vms, false);
+}
+
+Result<std::vector<StepSpec>> compile_migrate(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms) {
+  return compile_recovery(plan, vms, true);
+}
+
 Result<std::vector<StepSpec>> compile_cleanup(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms) {
   std::vector<StepSpec> out;
   for (const auto& [group, names] : by_group(plan, vms)) {

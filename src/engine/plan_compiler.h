@@ -47,6 +47,20 @@ Result<std::vector<StepSpec>> compile_power_on(const RecoveryPlan& plan, const s
 //          Cleanup checks nothing first: it must work on whatever a failed
 //          or interrupted test left.
 Result<std::vector<StepSpec>> compile_test(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
+
+// failover: readiness → per group "Shut down VMs at protected site: <g>"
+//           (shutdown_protected, best effort: the site may be gone) →
+//           "Promote replicas: <g>" (promote) → "Take ownership: <g>"
+//           (take_ownership) → "Recover VM: <vm>" per VM (recover_vm) →
+//           "Recovered VMs are registered" → the power-on phase.
+// migrate:  the same, but before promoting, per group: "Synchronize
+//           storage: <g>" (sync_protected) → "Shut down VMs at protected
+//           site: <g>" (graceful, must succeed) → "Synchronize storage
+//           after shutdown: <g>" (the final sync: nothing written after it)
+//           → "Hand over at protected site: <g>" (handover: the old copy is
+//           fenced before the new one can start).
+Result<std::vector<StepSpec>> compile_failover(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
+Result<std::vector<StepSpec>> compile_migrate(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
 Result<std::vector<StepSpec>> compile_cleanup(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
 
 }  // namespace evac::engine

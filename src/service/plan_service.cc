@@ -106,6 +106,7 @@ Result<std::vector<RecoveredGroup>> PlanService::recovered_groups(const Recovery
     g.name = name;
     g.protected_site = found.peer->peer_site;
     g.rpo_seconds = found.group->value("rpo_seconds", std::int64_t{900});
+    g.epoch = found.group->value("epoch", std::int64_t{1});
     for (const auto& v : found.group->value("vms", json::array()))
       if (v.is_object()) g.vms.push_back({v.value("name", ""), v.value("uuid", "")});
     for (const auto& m : found.peer->document.value("mappings", json::array()))

@@ -45,6 +45,7 @@ struct RecoveredGroup {
   std::string name;
   std::string protected_site;
   std::int64_t rpo_seconds = 900;
+  std::int64_t epoch = 1;  // the protected site's ownership epoch
   struct Vm {
     std::string name;
     std::string uuid;  // at the protected site

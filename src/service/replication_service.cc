@@ -239,6 +239,8 @@ Result<GroupRecord> ReplicationService::protected_group(const std::string& name)
 Result<std::uint64_t> ReplicationService::request_sync(const std::string& name, SyncTrigger trigger) {
   auto group = protected_group(name);
   if (!group) return group.status();
+  // A fenced copy is stale: replicating it would overwrite the live one's past.
+  EVAC_RETURN_IF_ERROR(site_.check_not_fenced(*group));
   std::lock_guard lock(mu_);
   if (stopping_) return unavailable("evacd is shutting down", "sync again once it is back");
   GroupRun& run = runs_[name];
@@ -554,6 +556,20 @@ Result<std::vector<PointInTime>> ReplicationService::pits_held_here(const std::s
 Result<TestCopy> ReplicationService::create_test_copy(const std::string& group, const std::string& pit_id,
                                                      const std::string& owner) {
   return receiver_->create_test_copy(group, pit_id, owner);
+}
+
+Result<json> ReplicationService::handle_peer_sync(const PeerRecord& caller, const std::string& group) {
+  auto g = site_.get_group(group);
+  if (!g) return g.status();
+  if (g->recovery_site != caller.site)
+    return permission_denied("group '" + group + "' recovers to '" + g->recovery_site + "', not '" + caller.site + "'");
+  auto pit = sync_group(group);
+  if (!pit) return pit.status();
+  return to_json(*pit);
+}
+
+Result<TestCopy> ReplicationService::promote(const std::string& group, const std::string& pit_id, const std::string& owner) {
+  return receiver_->promote(group, pit_id, owner);
 }
 
 Status ReplicationService::drop_test_copy(const std::string& group, const std::string& test_copy_id) {

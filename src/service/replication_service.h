@@ -85,6 +85,9 @@ class ReplicationService {
   Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id, const std::string& owner);
   Status drop_test_copy(const std::string& group, const std::string& test_copy_id);
   Result<std::vector<TestCopy>> test_copies_held_here(const std::string& group);
+  // Recovery site: a PIT made the live disks of the group's recovered VMs
+  // (owner: the run; asking again returns the same disks).
+  Result<TestCopy> promote(const std::string& group, const std::string& pit_id, const std::string& owner);
   // Re-reads a PIT (empty id: the newest) and compares every block with the
   // source hashes its cycle recorded. At the protected site the recovery
   // site does the reading; at the recovery site it runs here, so it works
@@ -120,6 +123,9 @@ class ReplicationService {
                                        const nlohmann::json& body);
   Result<nlohmann::json> handle_abort(const PeerRecord& caller, const std::string& group, const std::string& cycle);
   Result<nlohmann::json> handle_pits(const PeerRecord& caller, const std::string& group);
+  // Protected site, for its group's recovery site (a planned migration):
+  // one cycle started now, waited for; its PIT.
+  Result<nlohmann::json> handle_peer_sync(const PeerRecord& caller, const std::string& group);
   Result<nlohmann::json> handle_verify(const PeerRecord& caller, const std::string& group, const std::string& pit_id);
 
  private:

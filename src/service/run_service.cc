@@ -120,10 +120,21 @@ class RunService::Steps : public engine::StepRunner {
     if (kind == "readiness") return readiness(**ctx);
     if (kind == "create_test_copy") return create_test_copy(run, **ctx, p.value("group", ""));
     if (kind == "drop_test_copies") return drop_test_copies(p.value("group", ""));
+    if (kind == "sync_protected" || kind == "shutdown_protected" || kind == "handover" || kind == "promote" ||
+        kind == "take_ownership") {
+      auto g = group(**ctx, p.value("group", ""));
+      if (!g) return g.status();
+      if (kind == "sync_protected") return sync_protected(**g);
+      if (kind == "shutdown_protected") return shutdown_protected(**g, p.value("best_effort", false));
+      if (kind == "handover") return handover(run, **ctx, **g, false);
+      if (kind == "promote") return promote(run, **g);
+      return take_ownership(run, **ctx, **g);
+    }
     // The rest act on one VM of the plan.
     auto vm = (*ctx)->vm(p.value("vm", ""));
     if (!vm) return vm.status();
     if (kind == "register_test_vm") return register_test_vm(run, **ctx, **vm);
+    if (kind == "recover_vm") return recover_vm(run, **ctx, **vm);
     if (kind == "remove_test_vm") return remove_test_vm(**vm);
     auto target = target_of(**ctx, **vm);
     if (!target) return target.status();
@@ -153,8 +164,9 @@ class RunService::Steps : public engine::StepRunner {
     std::string name, group, source_uuid, placeholder_uuid, provider;
   };
   struct GroupCtx {
-    std::string name, protected_site, pit;
+    std::string name, protected_site, pit;  // pit empty: the newest when the step runs (migrate)
     std::map<std::string, std::string> networks;
+    std::int64_t epoch = 0;  // the ownership epoch a recovery takes the group over with
   };
   struct Context {
     std::string operation;
@@ -193,7 +205,7 @@ class RunService::Steps : public engine::StepRunner {
     if (!groups.is_array()) return internal_error("run " + run.id + "'s context is unreadable in the store");
     for (const auto& g : groups) {
       GroupCtx gc{g.value("name", ""), g.value("protected_site", ""), g.value("pit", ""),
-                  g.value("networks", std::map<std::string, std::string>{})};
+                  g.value("networks", std::map<std::string, std::string>{}), g.value("epoch", std::int64_t{0})};
       for (const auto& v : g.value("vms", json::array()))
         c->vms[v.value("name", "")] = VmCtx{v.value("name", ""), gc.name, v.value("source_uuid", ""),
                                             v.value("placeholder_uuid", ""), v.value("provider", "")};
@@ -215,7 +227,8 @@ class RunService::Steps : public engine::StepRunner {
     auto provider = site_.provider(vm.provider);
     if (!provider) return provider.status();
     if (ctx.operation == "test") return Target{*provider, test_vm_name(vm.name), test_vm_name(vm.name)};
-    return unsupported("operation '" + ctx.operation + "' has no VMs to act on yet");
+    // A recovery starts the placeholder it turned into the recovered VM.
+    return Target{*provider, vm.placeholder_uuid, vm.name};
   }
 
   Result<json> readiness(const Context& ctx) {
@@ -224,7 +237,12 @@ class RunService::Steps : public engine::StepRunner {
     json warnings = json::array();
     std::string errors;
     int ok = 0;
-    for (const auto& f : r->findings) {
+    for (auto f : r->findings) {
+      // A planned migration needs the protected site; the others run without it.
+      if (ctx.operation == "migrate" && f.check == "peer" && f.severity == "warning") {
+        f.severity = "error";
+        f.hint = "a migration shuts the VMs down there first; with that site lost, run failover instead";
+      }
       if (f.severity == "ok") ++ok;
       if (f.severity == "warning") warnings.push_back(f.message);
       if (f.severity == "error")
@@ -275,6 +293,99 @@ class RunService::Steps : public engine::StepRunner {
     return json{{"test_vm", made->name}, {"uuid", made->uuid}, {"provider", made->provider}, {"disks", spec.disks}};
   }
 
+  // ---- recoveries: the protected site's half, then ours ----
+
+  Result<json> sync_protected(const GroupCtx& g) {
+    auto pit = site_.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/sync", json::object(), true);
+    if (!pit) return pit.status();
+    return json{{"pit", pit->value("id", "")}, {"created_at", pit->value("created_at", json())}};
+  }
+
+  Result<json> shutdown_protected(const GroupCtx& g, bool best_effort) {
+    // A disaster: the site is probably gone, so a short, hard try whose
+    // outcome is recorded. A migration: a graceful shutdown that must work.
+    json body = best_effort ? json{{"graceful", false}, {"timeout_s", 0}} : json{{"graceful", true}, {"timeout_s", 300}};
+    auto r = site_.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/shutdown", body, !best_effort);
+    if (r) return json{{"reached", true}, {"stopped", (*r)["stopped"]}};
+    if (!best_effort) return r.status();
+    return json{{"reached", false}, {"error", r.status().message()}};
+  }
+
+  Result<json> handover(const RunRow& run, const Context& ctx, const GroupCtx& g, bool best_effort) {
+    auto r = site_.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/handover",
+                                    json{{"owner", ctx.site}, {"epoch", g.epoch}, {"run", run.id}});
+    if (r) return json{{"reached", true}, {"fenced", true}};
+    if (!best_effort) return r.status();
+    return json{{"reached", false}, {"error", r.status().message()}};
+  }
+
+  Result<std::string> pit_to_recover(const GroupCtx& g) {
+    if (!g.pit.empty()) return g.pit;
+    if (!replication_) return unsupported("this site does not replicate: no points in time to recover");
+    auto pits = replication_->pits_held_here(g.name);
+    if (!pits) return pits.status();
+    if (pits->empty()) return failed_precondition("group '" + g.name + "' has no point in time here");
+    return pits->back().id;
+  }
+
+  Result<json> promote(const RunRow& run, const GroupCtx& g) {
+    if (!replication_) return unsupported("this site does not replicate: no points in time to recover");
+    // Asked again (a crash after it), the run's live copy is found, even if
+    // a newer PIT arrived meanwhile: it is the copy the VMs will use.
+    auto live = live_copy(run, g);
+    if (live) return json{{"pit", live->pit_id}, {"disks", live->disks.size()}};
+    if (live.status().code() != StatusCode::kNotFound) return live.status();
+    auto pit = pit_to_recover(g);
+    if (!pit) return pit.status();
+    auto copy = replication_->promote(g.name, *pit, run.id);
+    if (!copy) return copy.status();
+    return json{{"pit", copy->pit_id}, {"disks", copy->disks.size()}};
+  }
+
+  // The run's promoted copy of the group (kNotFound before promote ran).
+  Result<TestCopy> live_copy(const RunRow& run, const GroupCtx& g) {
+    auto copies = replication_->test_copies_held_here(g.name);
+    if (!copies) return copies.status();
+    for (const auto& c : *copies)
+      if (c.live && c.owner == run.id) return c;
+    return not_found("run " + run.id + " has not promoted group '" + g.name + "' yet");
+  }
+
+  Result<json> take_ownership(const RunRow& run, const Context& ctx, const GroupCtx& g) {
+    Status st = site_.store().transaction([&]() -> Status {
+      EVAC_RETURN_IF_ERROR(site_.store().put_ownership(OwnershipRecord{g.name, ctx.site, g.epoch, site_.now(), run.id}));
+      return site_.store().bump_config_version();  // so the protected site learns it when it comes back
+    });
+    if (!st.is_ok()) return st;
+    json out = {{"owner", ctx.site}, {"epoch", g.epoch}};
+    // A migration handed over already; a failover tells the old site if it
+    // answers, else it learns from our configuration when it is back.
+    if (ctx.operation == "failover") {
+      auto told = handover(run, ctx, g, true);
+      if (told) out["protected_site"] = *told;
+    }
+    return out;
+  }
+
+  Result<json> recover_vm(const RunRow& run, const Context& ctx, const VmCtx& vm) {
+    if (!replication_) return unsupported("this site does not replicate: no points in time to recover");
+    auto g = group(ctx, vm.group);
+    if (!g) return g.status();
+    if (vm.placeholder_uuid.empty())
+      return failed_precondition("VM '" + vm.name + "' has no placeholder here", "protect it again at '" + (*g)->protected_site + "'");
+    auto live = live_copy(run, **g);
+    if (!live) return live.status();
+    std::map<std::string, std::string> disks;
+    const std::string prefix = vm.source_uuid + "/";
+    for (const auto& d : live->disks)
+      if (d.key.rfind(prefix, 0) == 0) disks[d.key.substr(prefix.size())] = d.path;
+    auto provider = site_.provider(vm.provider);
+    if (!provider) return provider.status();
+    auto recovered = (*provider)->recover_placeholder(vm.placeholder_uuid, disks, run.id);
+    if (!recovered) return recovered.status();
+    return json{{"vm", recovered->name}, {"uuid", recovered->uuid}, {"pit", live->pit_id}, {"disks", disks}};
+  }
+
   Result<json> remove_test_vm(const VmCtx& vm) {
     auto provider = site_.provider(vm.provider);
     if (!provider) return provider.status();
@@ -298,6 +409,7 @@ class RunService::Steps : public engine::StepRunner {
     }
     json dropped = json::array();
     for (const auto& c : *copies) {
+      if (c.live) continue;  // a recovered VM's disks, not a test's
       EVAC_RETURN_IF_ERROR(replication_->drop_test_copy(group_name, c.id));
       dropped.push_back(c.id);
     }
@@ -430,7 +542,8 @@ Status RunService::check_no_test_left(const std::vector<RecoveredGroup>& groups)
     for (const auto& g : groups) {
       auto copies = replication_->test_copies_held_here(g.name);
       if (copies)
-        for (const auto& c : *copies) left.push_back("test copy " + c.id + " of group '" + g.name + "'");
+        for (const auto& c : *copies)
+          if (!c.live) left.push_back("test copy " + c.id + " of group '" + g.name + "'");
     }
   auto placeholders = site_.store().list_hosted_placeholders();
   if (!placeholders) return placeholders.status();
@@ -459,13 +572,14 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   if ((op == "migrate" || op == "failover") && request.confirm != request.plan)
     return invalid_argument(op + " changes which site runs the VMs of plan '" + request.plan + "': confirm it by naming the plan",
                             "add --confirm " + request.plan);
-  if (op != "test" && op != "cleanup")
-    return unsupported("the " + op + " operation is not built yet", "test and cleanup run today; the rest arrive with issue 8");
+  if (op == "reprotect" || op == "failback")
+    return unsupported("the " + op + " operation is not built yet", "test, cleanup, migrate and failover run today");
   auto plan = plans_.get_plan(request.plan);
   if (!plan) return plan.status();
   auto groups = plans_.recovered_groups(*plan);
   if (!groups) return groups.status();
-  if (!request.pit.empty() && op != "test") return invalid_argument("--pit applies to test (and failover) runs only");
+  if (!request.pit.empty() && op != "test" && op != "failover")
+    return invalid_argument("--pit applies to test and failover runs only", "a migration recovers the final sync's PIT");
 
   // The run's context: each group's PIT and test networks, each VM's placeholder.
   auto hosted = site_.store().list_hosted_placeholders();
@@ -475,7 +589,15 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   std::vector<std::string> group_names;
   for (const auto& g : *groups) {
     json jg = {{"name", g.name}, {"protected_site", g.protected_site}, {"networks", g.test_networks}, {"pit", ""}};
-    if (op == "test" && replication_) {
+    // Every operation checks first who owns the group's live copy.
+    auto owner = site_.ownership(g.name, g.protected_site, g.epoch);
+    if (!owner) return owner.status();
+    if (owner->owner == site_.identity().name && op != "cleanup")
+      return failed_precondition("group '" + g.name + "' is already live here, recovered by run " + owner->run + " (epoch " +
+                                     std::to_string(owner->epoch) + ")",
+                                 "reprotect it to replicate back to '" + g.protected_site + "'");
+    jg["epoch"] = owner->epoch + 1;
+    if ((op == "test" || op == "failover") && replication_) {
       auto pits = replication_->pits_held_here(g.name);
       if (pits && !pits->empty()) {
         const PointInTime* chosen = &pits->back();
@@ -507,7 +629,10 @@ Result<RunRow> RunService::start(const RunRequest& request) {
     group_names.push_back(g.name);
   }
 
-  auto steps = op == "test" ? engine::compile_test(*plan, vms) : engine::compile_cleanup(*plan, vms);
+  auto steps = op == "test"       ? engine::compile_test(*plan, vms)
+               : op == "failover" ? engine::compile_failover(*plan, vms)
+               : op == "migrate"  ? engine::compile_migrate(*plan, vms)
+                                  : engine::compile_cleanup(*plan, vms);
   if (!steps) return steps.status();
 
   std::lock_guard lock(start_mu_);

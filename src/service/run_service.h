@@ -16,8 +16,17 @@
 //   power_on, wait_for_guest, check, host_command, guest_command
 //   remove_test_vm     every test VM of the VM, whichever run made it
 //   drop_test_copies   every test copy of the group
+//   sync_protected     a cycle at the protected site, waited for (migrate)
+//   shutdown_protected the group's VMs stopped there (best effort in a failover)
+//   handover           the protected site fences its copy (migrate)
+//   promote            the PIT made the live disks (overlays owned by the run)
+//   take_ownership     this site owns the group at a new epoch; a failover
+//                      tells the old site if it answers
+//   recover_vm         the placeholder redefined on the live disks
 //
-// Operations so far: test and cleanup. migrate, failover, reprotect and
+// Every operation checks first who owns the group's live copy: a group
+// already live here is not tested or recovered again.
+// Operations so far: test, cleanup, failover, migrate. reprotect and
 // failback are refused with kUnsupported until they are built.
 #pragma once
 

@@ -1,5 +1,7 @@
 #include "service/site_service.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <set>
@@ -301,6 +303,20 @@ Result<json> SiteService::call_peer(const PeerRecord& peer, const std::string& m
   return r.status().with_context("site '" + peer.site + "'");
 }
 
+Result<json> SiteService::call_paired_site(const std::string& site, const std::string& method, const std::string& path,
+                                           const json& body, bool long_wait) {
+  auto peer = store_.find_peer(site);
+  if (!peer) return peer.status();
+  if (!peer->has_value()) return not_found("site '" + site + "' is not paired with this site", "pair them: `evac site pair`");
+  if (!long_wait) return call_peer(**peer, method, path, body);
+  auto bytes = transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, method, path, body.dump());
+  if (!bytes) return bytes.status().with_context("site '" + site + "'");
+  (void)store_.record_peer_contact(site, clock_());
+  auto out = json::parse(*bytes, nullptr, false);
+  if (out.is_discarded()) return unavailable("site '" + site + "' answered " + path + " with no JSON");
+  return out;
+}
+
 void SiteService::heartbeat_round() {
   auto peers = store_.list_peers();
   if (!peers) return;
@@ -337,6 +353,14 @@ Result<json> SiteService::protection_document() {
     json plan = json::parse(p.document, nullptr, false);
     if (plan.is_object()) doc["plans"].push_back(std::move(plan));
   }
+  // Groups this site took over: a protected site that comes back learns
+  // from this that its copy is fenced.
+  auto owned = store_.list_ownership();
+  if (!owned) return owned.status();
+  doc["ownership"] = json::array();
+  for (const auto& o : *owned)
+    if (o.owner_site == identity_.name)
+      doc["ownership"].push_back({{"group", o.group}, {"owner", o.owner_site}, {"epoch", o.epoch}, {"run", o.run_id}});
   return doc;
 }
 
@@ -376,7 +400,99 @@ Result<json> SiteService::handle_peer_config_copy(const PeerRecord& caller, cons
   if (!body.is_object() || !body.value("version", json()).is_number_integer() || body.value("site", "") != caller.site)
     return invalid_argument("a configuration copy needs the sending site's name and a version");
   EVAC_RETURN_IF_ERROR(store_.put_peer_copy(PeerCopyRecord{caller.site, body["version"], body.dump(), clock_()}));
+  // A claim on one of our groups with a newer epoch: the caller recovered
+  // it while we were away. Our copy is stale and must not run.
+  for (const auto& claim : body.value("ownership", json::array())) {
+    if (!claim.is_object() || claim.value("owner", "") != caller.site) continue;
+    auto g = store_.find_group(claim.value("group", ""));
+    if (!g || !g->has_value() || (*g)->protected_site != identity_.name || (*g)->recovery_site != caller.site) continue;
+    auto current = ownership((*g)->name, (*g)->protected_site, (*g)->epoch);
+    if (!current || claim.value("epoch", std::int64_t{0}) <= current->epoch) continue;
+    Status fenced = fence(**g, OwnershipRecord{(*g)->name, caller.site, claim.value("epoch", std::int64_t{0}), clock_(),
+                                               claim.value("run", "")});
+    if (!fenced.is_ok()) spdlog::error("fencing group {}: {}", (*g)->name, fenced.to_string());
+  }
   return json{{"site", identity_.name}, {"copy_version", body["version"]}};
+}
+
+// ---- ownership and the protected site's half of a recovery ----------------------------
+
+Result<SiteService::Ownership> SiteService::ownership(const std::string& group, const std::string& protected_site,
+                                                     std::int64_t epoch) {
+  auto rec = store_.find_ownership(group);
+  if (!rec) return rec.status();
+  if (rec->has_value() && (*rec)->epoch >= epoch) return Ownership{(*rec)->owner_site, (*rec)->epoch, (*rec)->run_id};
+  return Ownership{protected_site, epoch, ""};
+}
+
+Status SiteService::check_not_fenced(const GroupRecord& group) {
+  auto o = ownership(group.name, group.protected_site, group.epoch);
+  if (!o) return o.status();
+  if (o->owner == identity_.name) return Status::ok();
+  return failed_precondition("group '" + group.name + "' is live at site '" + o->owner + "' since run " +
+                                 (o->run.empty() ? "?" : o->run) + " (epoch " + std::to_string(o->epoch) +
+                                 "): its copy here is fenced",
+                             "reprotect the group from '" + o->owner + "' to bring this site's copy up to date");
+}
+
+Status SiteService::fence(const GroupRecord& group, const OwnershipRecord& record) {
+  EVAC_RETURN_IF_ERROR(store_.put_ownership(record));
+  std::string stopped, failed;
+  for (const auto& vm : group.vms) {
+    auto p = provider(vm.provider);
+    Status st = p ? (*p)->power_off(vm.vm_uuid, false, std::chrono::seconds(0)) : p.status();
+    if (st.is_ok())
+      stopped += (stopped.empty() ? "" : ", ") + vm.vm_name;
+    else
+      failed += (failed.empty() ? "" : "; ") + vm.vm_name + ": " + st.message();
+  }
+  std::string message = "group '" + group.name + "' is live at site '" + record.owner_site + "' (run " + record.run_id +
+                        ", epoch " + std::to_string(record.epoch) + "): its copy here is fenced";
+  if (!stopped.empty()) message += "; powered off " + stopped;
+  if (!failed.empty()) message += "; could not power off " + failed + " — do it by hand";
+  (void)store_.add_event(EventRecord{0, clock_(), failed.empty() ? "warning" : "error", "fenced", group.name, message});
+  spdlog::warn("{}", message);
+  return Status::ok();
+}
+
+Result<GroupRecord> SiteService::group_recovered_by(const PeerRecord& caller, const std::string& group) {
+  auto g = store_.find_group(group);
+  if (!g) return g.status();
+  if (!g->has_value() || (*g)->protected_site != identity_.name)
+    return not_found("site '" + identity_.name + "' protects no group '" + group + "'");
+  if ((*g)->recovery_site != caller.site)
+    return permission_denied("group '" + group + "' recovers to '" + (*g)->recovery_site + "', not '" + caller.site + "'");
+  return **g;
+}
+
+Result<json> SiteService::handle_peer_shutdown_group(const PeerRecord& caller, const std::string& group, const json& body) {
+  auto g = group_recovered_by(caller, group);
+  if (!g) return g.status();
+  const bool graceful = body.value("graceful", true);
+  const auto timeout = std::chrono::seconds(body.value("timeout_s", 300));
+  json vms = json::array();
+  for (const auto& vm : g->vms) {
+    auto p = provider(vm.provider);
+    if (!p) return p.status();
+    EVAC_RETURN_IF_ERROR((*p)->power_off(vm.vm_uuid, graceful, timeout).with_context("site '" + identity_.name + "'"));
+    vms.push_back(vm.vm_name);
+  }
+  return json{{"stopped", vms}, {"graceful", graceful}};
+}
+
+Result<json> SiteService::handle_peer_handover(const PeerRecord& caller, const std::string& group, const json& body) {
+  auto g = group_recovered_by(caller, group);
+  if (!g) return g.status();
+  if (body.value("owner", "") != caller.site || !body.value("epoch", json()).is_number_integer())
+    return invalid_argument("a handover names the new owner (the caller) and its epoch");
+  const std::int64_t epoch = body["epoch"];
+  auto current = ownership(g->name, g->protected_site, g->epoch);
+  if (!current) return current.status();
+  if (epoch <= current->epoch && current->owner != caller.site)
+    return failed_precondition("handover of group '" + group + "' at epoch " + std::to_string(epoch) +
+                               " is not newer than epoch " + std::to_string(current->epoch));
+  EVAC_RETURN_IF_ERROR(fence(*g, OwnershipRecord{g->name, caller.site, epoch, clock_(), body.value("run", "")}));
+  return json{{"fenced", group}, {"owner", caller.site}, {"epoch", epoch}};
 }
 
 Result<std::vector<PeerCopyRecord>> SiteService::list_peer_copies() { return store_.list_peer_copies(); }

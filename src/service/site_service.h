@@ -129,6 +129,32 @@ class SiteService {
   Result<nlohmann::json> handle_peer_remove_placeholder(const PeerRecord& caller, const std::string& uuid);
   Result<nlohmann::json> handle_peer_config_copy(const PeerRecord& caller, const nlohmann::json& body);
 
+  // ---- the protected site's half of a recovery (the caller is the group's recovery site) ----
+  // Stops the group's VMs here: body {graceful: bool, timeout_s: N}. A
+  // graceful stop that outlasts the timeout is kUnavailable.
+  Result<nlohmann::json> handle_peer_shutdown_group(const PeerRecord& caller, const std::string& group,
+                                                    const nlohmann::json& body);
+  // The recovery site now owns the group's live copy: body {owner, epoch,
+  // run}. This site's copy is fenced: its VMs powered off, no more cycles.
+  Result<nlohmann::json> handle_peer_handover(const PeerRecord& caller, const std::string& group, const nlohmann::json& body);
+
+  // Calls a paired site's peer API. `long_wait`: the call may take minutes
+  // (a sync), else the peer timeout bounds it.
+  Result<nlohmann::json> call_paired_site(const std::string& site, const std::string& method, const std::string& path,
+                                          const nlohmann::json& body, bool long_wait = false);
+
+  // ---- ownership ----------------------------------------------------------------------
+  // Who owns the live copy of a group this site knows: the newest recorded
+  // ownership, else the group's protected site at its epoch.
+  struct Ownership {
+    std::string owner;
+    std::int64_t epoch = 1;
+    std::string run;
+  };
+  Result<Ownership> ownership(const std::string& group, const std::string& protected_site, std::int64_t epoch);
+  // kFailedPrecondition when another site took the group over (a fenced copy).
+  Status check_not_fenced(const GroupRecord& group);
+
  // A configured compute provider by name (kNotFound if there is none).
   Result<ComputeProvider*> provider(const std::string& name);
 
@@ -151,6 +177,10 @@ class SiteService {
   Status remove_placeholders(const std::vector<GroupVmRecord>& vms, const PeerRecord& peer);
   Status check_vms_protectable(const std::vector<VmInfo>& vms);
   void push_config_copy(const PeerRecord& peer);
+  // Records that `owner` took the group over and powers this site's copies
+  // of its VMs off (hard: they are stale), raising an event.
+  Status fence(const GroupRecord& group, const OwnershipRecord& record);
+  Result<GroupRecord> group_recovered_by(const PeerRecord& caller, const std::string& group);
 
   SiteIdentity identity_;
   Store& store_;

@@ -8,7 +8,7 @@ namespace {
 
 // Each entry moves the schema from version i to i+1. Never edit a released
 // entry: add a new one, so every site's database upgrades the same way.
-constexpr std::array<const char*, 5> kMigrations = {
+constexpr std::array<const char*, 6> kMigrations = {
     R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE api_tokens (
@@ -137,6 +137,17 @@ CREATE TABLE run_steps (
   error TEXT NOT NULL DEFAULT '',
   result TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (run_id, idx)
+);
+)sql",
+    // 6: which site owns the live copy of a group, as this site last
+    // learned it (a failover or migration moves it; the epoch fences).
+    R"sql(
+CREATE TABLE ownership (
+  grp TEXT PRIMARY KEY,
+  owner_site TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  changed_at INTEGER NOT NULL,
+  run_id TEXT NOT NULL DEFAULT ''
 );
 )sql",
 };
@@ -694,6 +705,35 @@ Result<std::optional<PeerCopyRecord>> Store::find_peer_copy(const std::string& p
 }
 
 // ---- recovery plans ---------------------------------------------------------
+
+Status Store::put_ownership(const OwnershipRecord& o) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(
+      "INSERT INTO ownership (grp, owner_site, epoch, changed_at, run_id) VALUES (?, ?, ?, ?, ?) "
+      "ON CONFLICT(grp) DO UPDATE SET owner_site = excluded.owner_site, epoch = excluded.epoch, "
+      "changed_at = excluded.changed_at, run_id = excluded.run_id WHERE excluded.epoch >= ownership.epoch");
+  if (!st) return st.status();
+  return st->bind(1, o.group).bind(2, o.owner_site).bind(3, o.epoch).bind(4, o.changed_at).bind(5, o.run_id).run();
+}
+
+Result<std::optional<OwnershipRecord>> Store::find_ownership(const std::string& group) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT grp, owner_site, epoch, changed_at, run_id FROM ownership WHERE grp = ?");
+  if (!st) return st.status();
+  st->bind(1, group);
+  return st->first([](const sqlite::Statement& s) {
+    return OwnershipRecord{s.text(0), s.text(1), s.int64(2), s.int64(3), s.text(4)};
+  });
+}
+
+Result<std::vector<OwnershipRecord>> Store::list_ownership() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT grp, owner_site, epoch, changed_at, run_id FROM ownership ORDER BY grp");
+  if (!st) return st.status();
+  return st->all([](const sqlite::Statement& s) {
+    return OwnershipRecord{s.text(0), s.text(1), s.int64(2), s.int64(3), s.text(4)};
+  });
+}
 
 Status Store::put_plan(const PlanRecord& p) {
   std::lock_guard lock(mu_);

@@ -118,6 +118,18 @@ struct PeerCopyRecord {
   std::int64_t received_at = 0;
 };
 
+// Who owns the live copy of a group, when a recovery moved it: the site
+// whose copy runs, and the epoch of that change (it only grows, so an older
+// claim never overwrites a newer one and a returning site knows it was
+// fenced). No row: the group's protected site owns it, at epoch 1.
+struct OwnershipRecord {
+  std::string group;
+  std::string owner_site;
+  std::int64_t epoch = 1;
+  std::int64_t changed_at = 0;
+  std::string run_id;  // the run that moved it
+};
+
 // A recovery plan as its JSON document (core/plan_json.h): the store does
 // not interpret it, so the plan's shape can grow without a migration.
 struct PlanRecord {
@@ -225,6 +237,11 @@ class Store {
   Result<std::vector<PeerCopyRecord>> list_peer_copies();
 
   // Recovery plans. put_plan creates or replaces one (keeping its created_at).
+  // Keeps the record with the higher epoch: a stale claim changes nothing.
+  Status put_ownership(const OwnershipRecord& o);
+  Result<std::optional<OwnershipRecord>> find_ownership(const std::string& group);
+  Result<std::vector<OwnershipRecord>> list_ownership();
+
   Status put_plan(const PlanRecord& p);
   Result<std::vector<PlanRecord>> list_plans();
   Result<std::optional<PlanRecord>> find_plan(const std::string& name);

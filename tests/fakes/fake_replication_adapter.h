@@ -134,7 +134,9 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   }
   Status drop_test_copy(const std::string&, const std::string&) override { return unsupported("fake"); }
   Status prepare_failover(const std::string&) override { return unsupported("fake"); }
-  Result<std::vector<PitDisk>> failover(const std::string&, const std::string&) override { return unsupported("fake"); }
+  Result<std::vector<PitDisk>> failover(const std::string&, const std::string&, const std::string&) override {
+    return unsupported("fake");
+  }
   Status reverse(const std::string&) override { return unsupported("fake"); }
 
  private:
@@ -151,7 +153,9 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     }
     Status drop_test_copy(const std::string& g, const std::string& t) override { return f_.drop_test_copy(g, t); }
     Status prepare_failover(const std::string& g) override { return f_.prepare_failover(g); }
-    Result<std::vector<PitDisk>> failover(const std::string& g, const std::string& p) override { return f_.failover(g, p); }
+    Result<std::vector<PitDisk>> failover(const std::string& g, const std::string& p, const std::string& o) override {
+      return f_.failover(g, p, o);
+    }
     Status reverse(const std::string& g) override { return f_.reverse(g); }
 
    private:

@@ -232,5 +232,88 @@ TEST_F(RunsCliTest, RefusalsSayWhatToDo) {
   EXPECT_NE(failed.err.find("evac run resume"), std::string::npos) << failed.err;
 }
 
+// A planned migration: the protected site syncs, shuts the VMs down, syncs
+// again and fences its copy before the recovery site promotes the final PIT
+// and starts the VMs. Data written at the protected site before the
+// migration is in the recovered disks: nothing is lost.
+TEST_F(RunsCliTest, MigrationRecoversTheFinalSyncAndFencesTheOldCopy) {
+  // Written after the setup's sync: only the migration's syncs carry it.
+  const std::string source = (root_ / "a/images/db01.qcow2").string();
+  auto wrote = run_command({"qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1048576 65536", source});
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
+
+  auto migrate = evac_at("b", {"plan", "migrate", "shop-dr", "--confirm", "shop-dr", "--follow"});
+  ASSERT_EQ(migrate.exit_code, 0) << migrate.out << migrate.err;
+  for (const char* step : {"Synchronize storage: shop", "Shut down VMs at protected site: shop",
+                           "Synchronize storage after shutdown: shop", "Hand over at protected site: shop",
+                           "Promote replicas: shop", "Take ownership: shop", "Recover VM: db01", "Power on priority 2 VM: web01"})
+    EXPECT_NE(migrate.out.find(step), std::string::npos) << step << "\n" << migrate.out;
+
+  auto vms = vms_at("b");
+  for (const char* name : {"db01", "web01"}) {
+    EXPECT_EQ(vms[name]["state"], "running") << name;
+    EXPECT_EQ(vms[name]["is_placeholder"], false) << name;
+    EXPECT_EQ(vms[name]["nics"][0]["network"], "recovery-prod") << "a recovery runs on the production mapping: " << name;
+  }
+  const std::string disk = vms["db01"]["disks"][0]["path"];
+  EXPECT_NE(disk.find("recovered"), std::string::npos) << disk;
+  auto read = run_command({"qemu-io", "-r", "-f", "qcow2", "-c", "read -P 0x5a 1048576 65536", disk});
+  EXPECT_EQ(read.exit_code, 0) << "the write made before the migration is in the recovered disk: " << read.out << read.err;
+  EXPECT_EQ(read.out.find("Pattern verification failed"), std::string::npos) << read.out;
+  EXPECT_EQ(trim(read_file(root_ / "callouts.log")), "migrate web01");
+
+  // The old copy is fenced: its VMs are off and it replicates no more.
+  for (const auto& [name, vm] : vms_at("a")) EXPECT_EQ(vm["state"], "shut off") << name;
+  auto sync = evac_at("a", {"group", "sync", "shop"});
+  EXPECT_EQ(sync.exit_code, 1);
+  EXPECT_NE(sync.err.find("live at site 'site-b'"), std::string::npos) << sync.err;
+  EXPECT_NE(sync.err.find("reprotect"), std::string::npos) << sync.err;
+  bool fenced_event = false;
+  for (const auto& e : evac_at("a", {"events", "list", "-o", "json"}).json()) fenced_event |= e["kind"] == "fenced";
+  EXPECT_TRUE(fenced_event);
+
+  // Recovered once; again, or a test of it, is refused.
+  auto again = evac_at("b", {"plan", "migrate", "shop-dr", "--confirm", "shop-dr"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("already live here"), std::string::npos) << again.err;
+  EXPECT_EQ(evac_at("b", {"plan", "test", "shop-dr"}).exit_code, 1);
+}
+
+// A disaster: the protected site is gone. Failover records that it could
+// not reach it, recovers the newest PIT, and the old site, when it comes
+// back, learns it was taken over and fences its copy.
+TEST_F(RunsCliTest, FailoverRunsWithoutTheProtectedSiteWhichComesBackFenced) {
+  a_->stop(SIGKILL);
+  auto failover = evac_at("b", {"plan", "failover", "shop-dr", "--confirm", "shop-dr", "--follow"});
+  ASSERT_EQ(failover.exit_code, 0) << failover.out << failover.err;
+  auto runs = evac_at("b", {"run", "list", "-o", "json"}).json();
+  ASSERT_EQ(runs.size(), 1u);
+  auto run = evac_at("b", {"run", "show", runs[0]["id"], "-o", "json"}).json();
+  EXPECT_FALSE(run["groups"][0]["pit"].get<std::string>().empty()) << "a failover recovers the PIT chosen at its start";
+  bool shutdown_recorded = false;
+  for (const auto& s : run["steps"])
+    if (s["kind"] == "shutdown_protected") {
+      EXPECT_EQ(s["state"], "succeeded");
+      EXPECT_EQ(s["result"]["reached"], false) << s.dump();
+      EXPECT_FALSE(s["result"]["error"].get<std::string>().empty());
+      shutdown_recorded = true;
+    }
+  EXPECT_TRUE(shutdown_recorded);
+  auto vms = vms_at("b");
+  for (const char* name : {"db01", "web01"}) EXPECT_EQ(vms[name]["state"], "running") << name;
+
+  // The old site returns; the recovery site's configuration tells it.
+  ASSERT_TRUE(a_->start()) << a_->log();
+  bool fenced = false;
+  for (int i = 0; i < 100 && !fenced; ++i) {
+    for (const auto& e : evac_at("a", {"events", "list", "-o", "json"}).json()) fenced |= e["kind"] == "fenced";
+    if (!fenced) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(fenced) << a_->log();
+  auto sync = evac_at("a", {"group", "sync", "shop"});
+  EXPECT_EQ(sync.exit_code, 1);
+  EXPECT_NE(sync.err.find("fenced"), std::string::npos) << sync.err;
+}
+
 }  // namespace
 }  // namespace evac::testing

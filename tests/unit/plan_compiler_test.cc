@@ -145,5 +145,44 @@ TEST(PlanCompilerTest, CleanupRemovesEveryVmThenDiscardsEachGroupsCopies) {
   }
 }
 
+TEST(PlanCompilerTest, MigrationFencesTheOldCopyBeforeAnyVmIsRecovered) {
+  auto steps = compile_migrate(shop(PlanOrdering::kStrictTiers), kVms);
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  expect_topological(*steps);
+  const auto& s = *steps;
+  int sync = index_of(s, "Synchronize storage: shop");
+  int shutdown = index_of(s, "Shut down VMs at protected site: shop");
+  int final_sync = index_of(s, "Synchronize storage after shutdown: shop");
+  int handover = index_of(s, "Hand over at protected site: shop");
+  int promote = index_of(s, "Promote replicas: shop");
+  int own = index_of(s, "Take ownership: shop");
+  EXPECT_TRUE(waits_for(s, shutdown, sync));
+  EXPECT_TRUE(waits_for(s, final_sync, shutdown)) << "the final sync reads disks nothing writes any more";
+  EXPECT_TRUE(waits_for(s, promote, handover)) << "the old copy is fenced before the new one exists";
+  EXPECT_FALSE(s[static_cast<std::size_t>(shutdown)].params.value("best_effort", true));
+  for (const auto& vm : {"db01", "web01", "batch01"})
+    EXPECT_TRUE(waits_for(s, index_of(s, std::string("Recover VM: ") + vm), own)) << vm;
+  EXPECT_TRUE(waits_for(s, index_of(s, "Power on priority 1 VM: db01"), index_of(s, "Recovered VMs are registered")));
+}
+
+TEST(PlanCompilerTest, FailoverTriesTheProtectedSiteOnlyAsBestEffort) {
+  RecoveryPlan plan = shop(PlanOrdering::kDependencies);
+  plan.groups = {"shop", "ops"};
+  std::vector<RecoveryVm> vms = kVms;
+  vms.push_back({"mon01", "ops"});
+  auto steps = compile_failover(plan, vms);
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  expect_topological(*steps);
+  const auto& s = *steps;
+  for (const auto& st : s) {
+    EXPECT_NE(st.kind, "sync_protected") << "nothing waits for the lost site";
+    EXPECT_NE(st.kind, "handover");
+    if (st.kind == "shutdown_protected") EXPECT_TRUE(st.params.value("best_effort", false));
+  }
+  EXPECT_FALSE(waits_for(s, index_of(s, "Promote replicas: ops"), index_of(s, "Promote replicas: shop")))
+      << "groups recover side by side";
+  EXPECT_TRUE(waits_for(s, index_of(s, "Recover VM: mon01"), index_of(s, "Take ownership: ops")));
+}
+
 }  // namespace
 }  // namespace evac::engine

@@ -61,6 +61,10 @@ bool is_test_vm_element(pugi::xml_node node) {
   return node.type() == pugi::node_element && local_name(node) == "test-vm" && namespace_of(node) == kTestVmNamespace;
 }
 
+bool is_recovered_element(pugi::xml_node node) {
+  return node.type() == pugi::node_element && local_name(node) == "recovered" && namespace_of(node) == kRecoveredNamespace;
+}
+
 // Children are collected first because removing while iterating skips nodes.
 std::vector<pugi::xml_node> children_named(pugi::xml_node parent, const char* name) {
   std::vector<pugi::xml_node> out;
@@ -173,9 +177,9 @@ std::optional<PlaceholderMarker> parse_marker(pugi::xml_node domain) {
   return std::nullopt;
 }
 
-std::optional<TestVmMarker> parse_test_marker(pugi::xml_node domain) {
+std::optional<TestVmMarker> parse_test_marker(pugi::xml_node domain, bool (*is_marker)(pugi::xml_node)) {
   for (pugi::xml_node n : domain.child("metadata").children()) {
-    if (!is_test_vm_element(n)) continue;
+    if (!is_marker(n)) continue;
     return TestVmMarker{n.attribute("run").as_string(), n.attribute("group").as_string(),
                         n.attribute("source-site").as_string(), n.attribute("source-uuid").as_string()};
   }
@@ -395,7 +399,8 @@ Result<DomainDescription> parse_domain_xml(std::string_view xml) {
   for (pugi::xml_node iface : devices.children("interface")) vm.nics.push_back(parse_interface(iface));
 
   out.placeholder = parse_marker(domain);
-  out.test_vm = parse_test_marker(domain);
+  out.test_vm = parse_test_marker(domain, is_test_vm_element);
+  out.recovered = parse_test_marker(domain, is_recovered_element);
   vm.is_placeholder = out.placeholder.has_value();
   return out;
 }
@@ -449,6 +454,65 @@ Result<std::string> placeholder_domain_xml(const PlaceholderSpec& spec) {
   return serialize(doc);
 }
 
+namespace {
+
+// Points every disk of a placeholder at its copy (qcow2); a disk without
+// one, or a copy without a disk, is an error: the VM would otherwise write
+// to a replica, or miss a disk.
+Status place_disks_on_copies(pugi::xml_node devices, const std::map<std::string, std::string>& copies, const std::string& vm) {
+  std::set<std::string> placed;
+  for (pugi::xml_node disk : children_named(devices, "disk")) {
+    if (is_removable_media(disk)) {
+      remove_all(disk, "source");
+      continue;
+    }
+    std::string target = disk.child("target").attribute("dev").as_string();
+    auto it = copies.find(target);
+    if (it == copies.end())
+      return failed_precondition("disk " + target + " of " + vm + " is not in the point in time",
+                                 "the point in time must hold every disk of the VM; sync the group again");
+    point_disk_at(disk, DiskInfo{target, it->second, "qcow2", "", "disk", std::nullopt});
+    placed.insert(target);
+  }
+  for (const auto& [target, _] : copies)
+    if (!placed.count(target))
+      return failed_precondition("the point in time has disk " + target + ", which the placeholder of " + vm + " lacks",
+                                 "protect the VM again so its placeholder matches its disks");
+  return Status::ok();
+}
+
+void replace_markers(pugi::xml_node domain, const char* element, std::string_view ns, const TestVmMarker& m) {
+  pugi::xml_node metadata = child_or_new(domain, "metadata");
+  std::vector<pugi::xml_node> stale;
+  for (pugi::xml_node n : metadata.children())
+    if (is_placeholder_element(n) || is_test_vm_element(n) || is_recovered_element(n)) stale.push_back(n);
+  for (pugi::xml_node n : stale) metadata.remove_child(n);
+  std::string prefix(kPlaceholderPrefix);
+  pugi::xml_node marker = metadata.append_child((prefix + ":" + element).c_str());
+  set_attribute(marker, ("xmlns:" + prefix).c_str(), ns);
+  set_attribute(marker, "run", m.run);
+  set_attribute(marker, "group", m.group);
+  set_attribute(marker, "source-site", m.source_site);
+  set_attribute(marker, "source-uuid", m.source_uuid);
+}
+
+}  // namespace
+
+Result<std::string> recovered_domain_xml(std::string_view placeholder_xml, const std::map<std::string, std::string>& disks,
+                                         const std::string& run) {
+  pugi::xml_document doc;
+  auto root = load_root(doc, placeholder_xml, "domain", "a placeholder definition");
+  if (!root.is_ok()) return root.status();
+  pugi::xml_node domain = *root;
+  auto marker = parse_marker(domain);
+  if (!marker) return failed_precondition("VM " + text_of(domain, "name") + " is not an evac placeholder", "only placeholders are recovered onto");
+  EVAC_RETURN_IF_ERROR(place_disks_on_copies(child_or_new(domain, "devices"), disks, text_of(domain, "name")));
+  replace_markers(domain, "recovered", kRecoveredNamespace, TestVmMarker{run, marker->group, marker->source_site, marker->source_uuid});
+  set_child_text(domain, "description",
+                 "recovered by evac from " + marker->source_site + " (group " + marker->group + ", run " + run + ")");
+  return serialize(doc);
+}
+
 Result<std::string> test_vm_domain_xml(std::string_view placeholder_xml, const TestVmSpec& spec) {
   if (spec.name.empty() || spec.run.empty() || spec.group.empty() || spec.source_uuid.empty())
     return invalid_argument("a test VM needs its name, run, group and source VM");
@@ -460,25 +524,7 @@ Result<std::string> test_vm_domain_xml(std::string_view placeholder_xml, const T
   remove_all(domain, "uuid");
   domain.remove_attribute("id");
   pugi::xml_node devices = child_or_new(domain, "devices");
-
-  std::set<std::string> placed;
-  for (pugi::xml_node disk : children_named(devices, "disk")) {
-    if (is_removable_media(disk)) {
-      remove_all(disk, "source");
-      continue;
-    }
-    std::string target = disk.child("target").attribute("dev").as_string();
-    auto it = spec.disks.find(target);
-    if (it == spec.disks.end())
-      return failed_precondition("disk " + target + " of " + spec.name + " has no test copy",
-                                 "the point in time must hold every disk of the VM; sync the group again");
-    point_disk_at(disk, DiskInfo{target, it->second, "qcow2", "", "disk", std::nullopt});
-    placed.insert(target);
-  }
-  for (const auto& [target, _] : spec.disks)
-    if (!placed.count(target))
-      return failed_precondition("the test copy has disk " + target + ", which placeholder of " + spec.name + " lacks",
-                                 "protect the VM again so its placeholder matches its disks");
+  EVAC_RETURN_IF_ERROR(place_disks_on_copies(devices, spec.disks, spec.name));
 
   for (pugi::xml_node iface : children_named(devices, "interface")) {
     std::string network = iface.child("source").attribute("network").as_string();
@@ -492,18 +538,7 @@ Result<std::string> test_vm_domain_xml(std::string_view placeholder_xml, const T
   }
 
   remove_descendants(domain, "seclabel");
-  pugi::xml_node metadata = child_or_new(domain, "metadata");
-  std::vector<pugi::xml_node> stale;
-  for (pugi::xml_node n : metadata.children())
-    if (is_placeholder_element(n) || is_test_vm_element(n)) stale.push_back(n);
-  for (pugi::xml_node n : stale) metadata.remove_child(n);
-  std::string prefix(kPlaceholderPrefix);
-  pugi::xml_node marker = metadata.append_child((prefix + ":test-vm").c_str());
-  set_attribute(marker, ("xmlns:" + prefix).c_str(), kTestVmNamespace);
-  set_attribute(marker, "run", spec.run);
-  set_attribute(marker, "group", spec.group);
-  set_attribute(marker, "source-site", spec.source_site);
-  set_attribute(marker, "source-uuid", spec.source_uuid);
+  replace_markers(domain, "test-vm", kTestVmNamespace, TestVmMarker{spec.run, spec.group, spec.source_site, spec.source_uuid});
   set_child_text(domain, "description",
                  "evac test VM of " + spec.source_site + "/" + spec.source_uuid + " (group " + spec.group + ", run " +
                      spec.run + "): removed by `evac plan cleanup`");

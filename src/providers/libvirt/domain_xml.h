@@ -4,6 +4,7 @@
 // rules can be read (and tested) in one place.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -39,6 +40,11 @@ struct TestVmMarker {
   std::string source_uuid;
 };
 
+// ... and a placeholder a recovery turned into the live VM with:
+//   <evac:recovered xmlns:evac="https://evac.dev/xmlns/recovered/1" run="..."
+//       group="..." source-site="..." source-uuid="..."/>
+inline constexpr std::string_view kRecoveredNamespace = "https://evac.dev/xmlns/recovered/1";
+
 // A disk whose source is a storage volume (<disk type='volume'>): its path
 // is only known to the pool, so the provider resolves it.
 struct VolumeSource {
@@ -54,6 +60,7 @@ struct DomainDescription {
   VmInfo vm;
   std::optional<PlaceholderMarker> placeholder;
   std::optional<TestVmMarker> test_vm;
+  std::optional<TestVmMarker> recovered;  // same fields: the run that recovered it
   std::vector<VolumeSource> volume_sources;
 };
 
@@ -79,5 +86,11 @@ Result<std::string> placeholder_domain_xml(const PlaceholderSpec& spec);
 // does not place is refused: a test copy must neither write to a replica nor
 // reach a production network.
 Result<std::string> test_vm_domain_xml(std::string_view placeholder_xml, const TestVmSpec& spec);
+
+// The placeholder's definition made the recovered VM: same name and UUID,
+// its disks on `disks` (guest target -> qcow2 image; every disk must have
+// one), marked as recovered by `run` instead of as a placeholder.
+Result<std::string> recovered_domain_xml(std::string_view placeholder_xml, const std::map<std::string, std::string>& disks,
+                                         const std::string& run);
 
 }  // namespace evac::libvirt

@@ -549,6 +549,36 @@ Status LibvirtProvider::remove_test_vm(const std::string& uuid) {
   });
 }
 
+Result<VmInfo> LibvirtProvider::recover_placeholder(const std::string& uuid, const std::map<std::string, std::string>& disks,
+                                                   const std::string& run) {
+  return connection_->run([&](virConnectPtr conn) -> Result<VmInfo> {
+    auto found = domain_by_uuid(conn, uuid);
+    if (!found.is_ok()) return found.status();
+    if (!found->has_value())
+      return not_found("placeholder " + uuid + " is not defined in compute provider " + config_.name,
+                       "protect the VM again at its protected site");
+    virDomainPtr dom = (*found)->get();
+    auto described = read_domain(dom);
+    if (!described.is_ok()) return described.status();
+    auto pools = pools_for_placing_disks(conn, config_.name);
+    if (!pools.is_ok()) return pools.status();
+    if (described->recovered) {
+      if (described->recovered->run != run)
+        return failed_precondition("VM " + described->vm.name + " was already recovered by run " + described->recovered->run,
+                                   "it is live here: reprotect the group rather than recovering it again");
+      return describe_vm(conn, dom, *pools, config_.name);
+    }
+    LibvirtString xml(virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE));
+    if (xml == nullptr) return last_error("reading placeholder " + described->vm.name);
+    auto recovered = libvirt::recovered_domain_xml(xml.get(), disks, run);
+    if (!recovered.is_ok()) return recovered.status().with_context("recovering onto placeholder " + described->vm.name);
+    // Defining a domain of the same name and UUID replaces its definition.
+    DomainHandle redefined(virDomainDefineXML(conn, recovered->c_str()));
+    if (redefined == nullptr) return last_error("redefining placeholder " + described->vm.name + " as the recovered VM");
+    return describe_vm(conn, redefined.get(), *pools, config_.name);
+  });
+}
+
 Status LibvirtProvider::power_on(const std::string& uuid) {
   return connection_->run([&](virConnectPtr conn) -> Status {
     auto dom = find_domain(conn, uuid, config_.name);

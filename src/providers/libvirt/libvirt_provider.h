@@ -42,6 +42,8 @@ class LibvirtProvider : public ComputeProvider {
   Result<TestVmInfo> define_test_vm(const TestVmSpec& spec) override;
   Result<std::vector<TestVmInfo>> list_test_vms() override;
   Status remove_test_vm(const std::string& uuid) override;
+  Result<VmInfo> recover_placeholder(const std::string& uuid, const std::map<std::string, std::string>& disks,
+                                     const std::string& run) override;
   Status power_on(const std::string& uuid) override;
   Status power_off(const std::string& uuid, bool graceful, std::chrono::seconds timeout) override;
   // Through the QEMU guest agent (libvirt-qemu); other drivers answer

@@ -1141,6 +1141,15 @@ Result<TestCopy> BuiltinReplicator::create_test_copy(const std::string& group, c
 
 Result<TestCopy> ReplicaReceiver::create_test_copy(const std::string& group, const std::string& pit_id,
                                                    const std::string& owner) {
+  return copy_of_pit(group, pit_id, owner, false);
+}
+
+Result<TestCopy> ReplicaReceiver::promote(const std::string& group, const std::string& pit_id, const std::string& owner) {
+  return copy_of_pit(group, pit_id, owner, true);
+}
+
+Result<TestCopy> ReplicaReceiver::copy_of_pit(const std::string& group, const std::string& pit_id, const std::string& owner,
+                                              bool live) {
   auto pits = list_pits(group);
   if (!pits) return pits.status();
   auto pit = std::find_if(pits->begin(), pits->end(), [&](const PointInTime& p) { return p.id == pit_id; });
@@ -1148,11 +1157,11 @@ Result<TestCopy> ReplicaReceiver::create_test_copy(const std::string& group, con
     return not_found("group '" + group + "' has no point in time '" + pit_id + "'", "list them with `evac group pits`");
   // Next to the replicas (<replica_dir>/.evac-pits/<group>/<disk>/<pit>):
   // the same filesystem, and the store adds <group>/<copy id> below it.
-  auto dir = std::filesystem::path(pit->disks.front().path).parent_path().parent_path().parent_path() / "test-copies";
+  auto dir = std::filesystem::path(pit->disks.front().path).parent_path().parent_path().parent_path() / (live ? "recovered" : "test-copies");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return failed_precondition("cannot create " + dir.string() + ": " + ec.message(), "is the replica folder writable?");
-  return pits_.create_test_copy(group, pit_id, dir.string(), owner);
+  return pits_.create_test_copy(group, pit_id, dir.string(), owner, live);
 }
 
 Status BuiltinReplicator::drop_test_copy(const std::string& group, const std::string& test_copy_id) {
@@ -1165,9 +1174,12 @@ Status BuiltinReplicator::prepare_failover(const std::string& group) {
                      "planned migration arrives with recovery plans (issue 8)");
 }
 
-Result<std::vector<PitDisk>> BuiltinReplicator::failover(const std::string& group, const std::string&) {
-  return unsupported("promoting a point in time of group '" + group + "' is not built yet",
-                     "failover arrives with recovery plans (issue 8)");
+Result<std::vector<PitDisk>> BuiltinReplicator::failover(const std::string& group, const std::string& pit_id,
+                                                         const std::string& owner) {
+  if (!receiver_) return unsupported("this site holds no replicas", "fail over at the recovery site");
+  auto copy = receiver_->promote(group, pit_id, owner);
+  if (!copy) return copy.status();
+  return copy->disks;
 }
 
 Result<PitVerification> BuiltinReplicator::verify_pit(const std::string& group, const std::string& pit_id) {

@@ -94,6 +94,9 @@ class ReplicaReceiver {
   // A test copy of one of the group's PITs, next to its replicas (see
   // PitStore::create_test_copy for `owner`).
   Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id, const std::string& owner);
+  // Promotes a PIT to the live disks of recovered VMs: overlays on it
+  // (instant whatever the disk size) that pin it against retention.
+  Result<TestCopy> promote(const std::string& group, const std::string& pit_id, const std::string& owner);
 
  private:
   struct OpenDisk {
@@ -115,6 +118,7 @@ class ReplicaReceiver {
   using Damage = std::map<std::string, std::set<std::uint64_t>>;  // disk key -> block indices
   Damage load_damage(const std::string& group);
   Status save_damage(const std::string& group, const Damage& damage);
+  Result<TestCopy> copy_of_pit(const std::string& group, const std::string& pit_id, const std::string& owner, bool live);
   Status ensure_recovered(const std::string& group);
   Status open_writer(OpenDisk& disk);
   Result<std::shared_ptr<Cycle>> find_cycle(const std::string& group, const std::string& cycle_id);
@@ -170,7 +174,8 @@ class BuiltinReplicator : public ReplicationAdapter {
                                     const std::string& owner = "") override;
   Status drop_test_copy(const std::string& group, const std::string& test_copy_id) override;
   Status prepare_failover(const std::string& group) override;
-  Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id) override;
+  Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id,
+                                        const std::string& owner = "") override;
   Status reverse(const std::string& group) override;
   Result<PitVerification> verify_pit(const std::string& group, const std::string& pit_id) override;
 

@@ -144,6 +144,7 @@ struct IndexTestCopy {
   std::string id;
   std::string pit;
   std::string owner;  // who asked for it (a test run), so asking again finds it
+  bool live = false;  // the disks of a recovered VM (a failover), not a test's
   std::vector<PitDisk> disks;
 };
 
@@ -238,7 +239,7 @@ struct PitStore::Index {
     for (const auto& t : test_copies) {
       json disks = json::array();
       for (const auto& d : t.disks) disks.push_back({{"key", d.key}, {"path", d.path}, {"size_bytes", d.size_bytes}});
-      j["test_copies"].push_back({{"id", t.id}, {"pit", t.pit}, {"owner", t.owner}, {"disks", disks}});
+      j["test_copies"].push_back({{"id", t.id}, {"pit", t.pit}, {"owner", t.owner}, {"live", t.live}, {"disks", disks}});
     }
     j["staged_cycles"] = json::array();
     for (const auto& s : staged) {
@@ -278,6 +279,7 @@ struct PitStore::Index {
       t.id = jt.at("id").get<std::string>();
       t.pit = jt.at("pit").get<std::string>();
       t.owner = jt.value("owner", "");  // indexes written before owners existed have none
+      t.live = jt.value("live", false);
       for (const auto& jd : jt.at("disks"))
         t.disks.push_back({jd.at("key").get<std::string>(), jd.at("path").get<std::string>(), jd.at("size_bytes").get<std::uint64_t>()});
       ix.test_copies.push_back(std::move(t));
@@ -317,7 +319,7 @@ PointInTime to_point_in_time(const std::string& group, const IndexPit& p) {
   return out;
 }
 
-TestCopy to_test_copy(const IndexTestCopy& t) { return TestCopy{t.id, t.pit, t.disks, t.owner}; }
+TestCopy to_test_copy(const IndexTestCopy& t) { return TestCopy{t.id, t.pit, t.disks, t.owner, t.live}; }
 
 Status unknown_group(const std::string& group) {
   return not_found("no PITs are kept for protection group '" + group + "' at this site",
@@ -874,7 +876,7 @@ Status PitStore::retain(const std::string& group, const RetentionPolicy& policy)
 // ---------------------------------------------------------- test copies ---
 
 Result<TestCopy> PitStore::create_test_copy(const std::string& group, const std::string& pit_id, const std::string& dir,
-                                            const std::string& owner) {
+                                            const std::string& owner, bool live) {
   return guarded("creating a test copy of PIT '" + pit_id + "' of group '" + group + "'", [&]() -> Result<TestCopy> {
     EVAC_RETURN_IF_ERROR(check_name("protection group", group));
     EVAC_RETURN_IF_ERROR(check_name("PIT id", pit_id));
@@ -892,7 +894,7 @@ Result<TestCopy> PitStore::create_test_copy(const std::string& group, const std:
     if (!owner.empty()) {
       for (auto it = index.test_copies.begin(); it != index.test_copies.end(); ++it) {
         const IndexTestCopy& t = *it;
-        if (t.owner != owner) continue;
+        if (t.owner != owner || t.live != live) continue;
         if (t.pit != pit_id)
           return already_exists("test copy " + t.id + " of group '" + group + "' for " + owner + " is of PIT " + t.pit +
                                     ", not " + pit_id,
@@ -915,6 +917,7 @@ Result<TestCopy> PitStore::create_test_copy(const std::string& group, const std:
     tc.id = format_test_copy_id(index.next_test_copy_seq);
     tc.pit = pit_id;
     tc.owner = owner;
+    tc.live = live;
     fs::path tc_dir = fs::path(dir).lexically_normal() / group / tc.id;
     for (const auto& d : pit->disks)
       tc.disks.push_back({d.key, (tc_dir / (key_dir_name(d.key) + std::string(kImageSuffix))).string(), d.size_bytes});

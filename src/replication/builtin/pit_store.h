@@ -121,8 +121,10 @@ class PitStore {
   // `dir` (absolute); creating one takes the same time whatever the disk
   // size. Writes to it never reach the PIT. With an `owner` (a test run's
   // id), asking again returns the owner's test copy instead of a second one.
+  // A `live` copy holds a recovered VM's disks (a failover): kept apart
+  // from the tests' so cleaning up tests never touches it.
   Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id, const std::string& dir,
-                                    const std::string& owner = "");
+                                    const std::string& owner = "", bool live = false);
   Status drop_test_copy(const std::string& group, const std::string& test_copy_id);
   Result<std::vector<TestCopy>> list_test_copies(const std::string& group) const;
 
