@@ -147,14 +147,27 @@ TEST_F(StoreTest, ApiTokensStoredByDigest) {
   EXPECT_FALSE(store_->api_token_name("digest-2")->has_value());
 }
 
+TEST_F(StoreTest, OwnershipOnlyMovesToANewerEpoch) {
+  EXPECT_FALSE(store_->find_ownership("g1")->has_value());
+  ASSERT_TRUE(store_->put_ownership(OwnershipRecord{"g1", "site-b", 2, 100, "run-1"}).is_ok());
+  ASSERT_TRUE(store_->put_ownership(OwnershipRecord{"g1", "site-a", 1, 200, "stale"}).is_ok());
+  auto o = store_->find_ownership("g1");
+  ASSERT_TRUE(o.is_ok() && o->has_value());
+  EXPECT_EQ((*o)->owner_site, "site-b") << "an older claim changes nothing";
+  EXPECT_EQ((*o)->run_id, "run-1");
+  ASSERT_TRUE(store_->put_ownership(OwnershipRecord{"g1", "site-a", 3, 300, "run-2"}).is_ok());
+  EXPECT_EQ((*store_->find_ownership("g1"))->owner_site, "site-a");
+  EXPECT_EQ(store_->list_ownership()->size(), 1u);
+}
+
 TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
   ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
   store_.reset();
   {
-    // Undo migrations 5 to 2 by hand, as a database an older evacd wrote.
+    // Undo migrations 6 to 2 by hand, as a database an older evacd wrote.
     auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
     ASSERT_TRUE(conn.is_ok());
-    ASSERT_TRUE(conn->exec("DROP TABLE run_steps; DROP TABLE runs; DROP TABLE recovery_plans; "
+    ASSERT_TRUE(conn->exec("DROP TABLE ownership; DROP TABLE run_steps; DROP TABLE runs; DROP TABLE recovery_plans; "
                            "ALTER TABLE protection_groups DROP COLUMN keep_hourly; "
                            "ALTER TABLE protection_groups DROP COLUMN keep_daily; "
                            "DROP TABLE events; DROP TABLE replication_status; "
