@@ -4,6 +4,7 @@
 #include "core/model_json.h"
 #include "core/plan_json.h"
 #include "service/rate_limit.h"
+#include "service/run_report.h"
 #include "tls/tls.h"
 
 namespace evac {
@@ -171,6 +172,24 @@ void ApiRouter::add_run_routes() {
         auto steps = (*r)->steps(run->id);
         if (!steps) return steps.status();
         return with_steps(*run, *steps);
+      });
+  add("GET", "/api/v1/runs/{id}/report", Access::kOperator,
+      "The run's report (?format=json|csv|html): every step with times, achieved RTO and RPO, who ran it, the plan",
+      [runs](Context& c) -> Result<json> {
+        auto r = runs();
+        if (!r) return r.status();
+        const std::string format = query_param(c.request, "format").value_or("json");
+        if (format != "json" && format != "csv" && format != "html")
+          return invalid_argument("report format '" + format + "' is not json, csv or html");
+        auto run = (*r)->get_run(c.params[0]);
+        if (!run) return run.status();
+        auto steps = (*r)->steps(run->id);
+        if (!steps) return steps.status();
+        json report = run_report(*run, *steps);
+        if (format == "json") return report;
+        std::string text = format == "csv" ? report_csv(report) : report_html(report);
+        c.content_type = format == "csv" ? "text/csv; charset=utf-8" : "text/html; charset=utf-8";
+        return json::binary(std::vector<std::uint8_t>(text.begin(), text.end()));
       });
   add("POST", "/api/v1/runs/{id}/ack", Access::kOperator, "Acknowledge the prompt a run waits at ({step: N} optional)",
       [runs](Context& c) -> Result<json> {
@@ -437,7 +456,7 @@ ApiResponse ApiRouter::handle(const ApiRequest& request) {
     if (!std::regex_match(request.path, m, route.regex)) continue;
     path_matched = true;
     if (route.method != request.method) continue;
-    Context ctx{request, {}, std::nullopt, "", 0};
+    Context ctx{request, {}, std::nullopt, "", 0, ""};
     for (std::size_t i = 1; i < m.size(); ++i) ctx.params.push_back(m[i].str());
     if (Status s = authorize(route, ctx); !s.is_ok()) return error_response(s);
     Result<json> result = [&]() -> Result<json> {
@@ -450,6 +469,7 @@ ApiResponse ApiRouter::handle(const ApiRequest& request) {
     if (!result) return error_response(result.status());
     ApiResponse response{ctx.status ? ctx.status : route.success_status, std::move(*result), ""};
     if (route.pattern == "/metrics") response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    if (!ctx.content_type.empty()) response.content_type = ctx.content_type;
     return response;
   }
   if (path_matched)

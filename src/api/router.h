@@ -64,6 +64,7 @@ class ApiRouter {
     std::optional<PeerRecord> peer;   // for kPeer routes
     std::string caller;               // token name or peer site, for logs
     int status = 0;                   // set by a handler whose success status varies (0: the route's)
+    std::string content_type;         // set by a handler returning a binary body that is not octets
   };
   using Handler = std::function<Result<nlohmann::json>(Context&)>;
   struct Route {

@@ -92,6 +92,10 @@ Result<HttpsClient> connect(const Globals& g, std::chrono::milliseconds timeout 
   return HttpsClient(options);
 }
 
+int report_error_or_usage(const Status& s) {
+  return s.code() == StatusCode::kInvalidArgument ? usage_error(s.message(), s.hint()) : report(s);
+}
+
 // Runs one API call and renders its result; the common body of most commands.
 int call_and_print(const Globals& g, const std::string& method, const std::string& path,
                    const std::optional<json>& body, const std::function<void(const json&)>& render) {
@@ -908,6 +912,39 @@ void add_run_commands(CLI::App& app, Globals& g, int& rc, CLI::App* plan) {
     if (ack_step >= 0) body["step"] = ack_step;
     rc = call_and_print(g, "POST", "/api/v1/runs/" + path_part(act_id) + "/ack", body,
                         as_message(g, [](const json& j) { return "acknowledged; run " + j.value("acknowledged", "") + " goes on"; }));
+  });
+  static std::string report_id, report_format = "html", report_out;
+  auto* report = run->add_subcommand("report", "A run's report: every step, achieved RTO and RPO, who ran it, the plan");
+  report->add_option("id", report_id, "Run id")->required();
+  report->add_option("--format", report_format, "html (a page an auditor reads), json or csv")
+      ->check(CLI::IsMember({"html", "json", "csv"}))
+      ->capture_default_str();
+  report->add_option("--out", report_out, "Write it to this file instead of standard output");
+  report->callback([&] {
+    auto client = connect(g);
+    if (!client) {
+      rc = report_error_or_usage(client.status());
+      return;
+    }
+    auto body = client->call_bytes("GET", "/api/v1/runs/" + path_part(report_id) + "/report?format=" + report_format, "");
+    if (!body) {
+      rc = evac::cli::report(body.status());
+      return;
+    }
+    std::string text = *body;
+    if (report_format == "json") text = json::parse(text, nullptr, false).dump(2) + "\n";
+    if (report_out.empty()) {
+      std::cout << text;
+    } else {
+      std::ofstream out(report_out, std::ios::binary | std::ios::trunc);
+      out << text;
+      if (!out) {
+        rc = evac::cli::report(invalid_argument("cannot write " + report_out, "check the folder exists and is writable"));
+        return;
+      }
+      std::cout << "wrote the " << report_format << " report of run " << report_id << " to " << report_out << "\n";
+    }
+    rc = kOk;
   });
   for (const char* verb : {"cancel", "resume"}) {
     auto* sub = run->add_subcommand(verb, std::string(verb) == "cancel" ? "Start no more steps of a run (those running finish)"

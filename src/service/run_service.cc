@@ -333,13 +333,19 @@ class RunService::Steps : public engine::StepRunner {
     // Asked again (a crash after it), the run's live copy is found, even if
     // a newer PIT arrived meanwhile: it is the copy the VMs will use.
     auto live = live_copy(run, g);
-    if (live) return json{{"pit", live->pit_id}, {"disks", live->disks.size()}};
-    if (live.status().code() != StatusCode::kNotFound) return live.status();
-    auto pit = pit_to_recover(g);
-    if (!pit) return pit.status();
-    auto copy = replication_->promote(g.name, *pit, run.id);
-    if (!copy) return copy.status();
-    return json{{"pit", copy->pit_id}, {"disks", copy->disks.size()}};
+    if (!live && live.status().code() != StatusCode::kNotFound) return live.status();
+    if (!live) {
+      auto pit = pit_to_recover(g);
+      if (!pit) return pit.status();
+      live = replication_->promote(g.name, *pit, run.id);
+      if (!live) return live.status();
+    }
+    json out = {{"pit", live->pit_id}, {"disks", live->disks.size()}};
+    // The PIT's instant, for the run report's RPO.
+    if (auto pits = replication_->pits_held_here(g.name))
+      for (const auto& p : *pits)
+        if (p.id == live->pit_id) out["pit_created_at"] = p.created_at;
+    return out;
   }
 
   // The run's promoted copy of the group (kNotFound before promote ran).

@@ -302,6 +302,23 @@ TEST_F(RunsCliTest, FailoverRunsWithoutTheProtectedSiteWhichComesBackFenced) {
   auto vms = vms_at("b");
   for (const char* name : {"db01", "web01"}) EXPECT_EQ(vms[name]["state"], "running") << name;
 
+  // The report an auditor reads, and the same facts as JSON and CSV.
+  const std::string id = runs[0]["id"];
+  const fs::path page = root_ / "report.html";
+  auto html = evac_at("b", {"run", "report", id, "--out", page.string()});
+  ASSERT_EQ(html.exit_code, 0) << html.err;
+  const std::string text = read_file(page);
+  EXPECT_NE(text.find("<!DOCTYPE html>"), std::string::npos);
+  EXPECT_NE(text.find("Achieved RTO"), std::string::npos);
+  EXPECT_NE(text.find("Promote replicas: shop"), std::string::npos);
+  auto report = evac_at("b", {"run", "report", id, "--format", "json"});
+  ASSERT_EQ(report.exit_code, 0) << report.err;
+  EXPECT_TRUE(report.json()["rto"]["seconds"].is_number()) << report.out;
+  EXPECT_TRUE(report.json()["rpo"][0]["seconds"].is_number()) << report.out;
+  EXPECT_EQ(report.json()["run"]["started_by"], "admin");
+  auto csv = evac_at("b", {"run", "report", id, "--format", "csv"});
+  EXPECT_EQ(csv.out.rfind("run,plan,operation", 0), 0u) << csv.out;
+
   // The old site returns; the recovery site's configuration tells it.
   ASSERT_TRUE(a_->start()) << a_->log();
   bool fenced = false;

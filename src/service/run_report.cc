@@ -1,0 +1,194 @@
+#include "service/run_report.h"
+
+#include <algorithm>
+#include <ctime>
+#include <sstream>
+
+namespace evac {
+
+using nlohmann::json;
+
+namespace {
+
+std::string iso_time_ms(std::int64_t ms) {
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
+  return out;
+}
+
+json time_or_null(const std::optional<std::int64_t>& ms) { return ms ? json(iso_time_ms(*ms)) : json(); }
+
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", s);
+  return buf;
+}
+
+// Steps whose end means a VM is back: the RTO ends with the last of them.
+bool recovery_milestone(const std::string& kind) {
+  return kind == "power_on" || kind == "wait_for_guest" || kind == "check";
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string text_of(const json& j) {
+  if (j.is_null()) return "";
+  if (j.is_string()) return j.get<std::string>();
+  return j.dump();
+}
+
+}  // namespace
+
+json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
+  json report;
+  report["run"] = {{"id", run.id},
+                   {"plan", run.plan},
+                   {"operation", run.operation},
+                   {"state", run.state},
+                   {"started_by", run.started_by},
+                   {"started_at", iso_time_ms(run.created_at * 1000)},
+                   {"ended_at", run.ended_at ? json(iso_time_ms(*run.ended_at * 1000)) : json()},
+                   {"error", run.error}};
+
+  std::optional<std::int64_t> first, last_milestone;
+  for (const auto& s : steps) {
+    if (s.started_at_ms) first = first ? std::min(*first, *s.started_at_ms) : *s.started_at_ms;
+    if (s.state == engine::StepState::kSucceeded && recovery_milestone(s.spec.kind) && s.ended_at_ms)
+      last_milestone = last_milestone ? std::max(*last_milestone, *s.ended_at_ms) : *s.ended_at_ms;
+  }
+  const bool finished = run.state == "succeeded";
+  if (first && last_milestone && finished) {
+    double secs = static_cast<double>(*last_milestone - *first) / 1000.0;
+    report["rto"] = {{"seconds", secs}, {"text", seconds_text(secs)}, {"from", iso_time_ms(*first)},
+                     {"to", iso_time_ms(*last_milestone)}};
+  } else {
+    report["rto"] = {{"seconds", nullptr},
+                     {"text", finished ? "no VM was powered on" : "not achieved: the run " + run.state}};
+  }
+
+  // The recovered PIT of each group: chosen at the start (test, failover)
+  // or by the promote step (migrate).
+  json rpo = json::array();
+  auto groups = json::parse(run.groups, nullptr, false);
+  const std::int64_t start_s = first ? *first / 1000 : run.created_at;
+  if (groups.is_array()) {
+    for (const auto& g : groups) {
+      std::string name = g.value("name", "");
+      json entry = {{"group", name}, {"pit", g.value("pit", "")}, {"pit_created_at", g.value("pit_created_at", json())}};
+      for (const auto& s : steps)
+        if (s.spec.kind == "promote" && s.spec.params.value("group", "") == name && s.result.is_object()) {
+          entry["pit"] = s.result.value("pit", entry["pit"].get<std::string>());
+          if (s.result.contains("pit_created_at")) entry["pit_created_at"] = s.result["pit_created_at"];
+        }
+      if (run.operation == "migrate") {
+        entry["seconds"] = 0;
+        entry["text"] = "0 s: the final sync ran after the VMs were shut down";
+      } else if (entry["pit_created_at"].is_number()) {
+        double age = static_cast<double>(start_s - entry["pit_created_at"].get<std::int64_t>());
+        entry["seconds"] = age;
+        entry["text"] = seconds_text(age) + " (the PIT's age when the run started)";
+      } else {
+        entry["seconds"] = nullptr;
+        entry["text"] = run.operation == "cleanup" ? "not applicable" : "unknown: no PIT was recovered";
+      }
+      rpo.push_back(entry);
+    }
+  }
+  report["rpo"] = rpo;
+
+  report["steps"] = json::array();
+  for (const auto& s : steps) {
+    json j = {{"idx", s.idx},
+              {"name", s.spec.name},
+              {"kind", s.spec.kind},
+              {"state", engine::step_state_name(s.state)},
+              {"attempts", s.attempts},
+              {"started_at", time_or_null(s.started_at_ms)},
+              {"ended_at", time_or_null(s.ended_at_ms)},
+              {"seconds", s.started_at_ms && s.ended_at_ms ? json(static_cast<double>(*s.ended_at_ms - *s.started_at_ms) / 1000.0)
+                                                          : json()},
+              {"error", s.error},
+              {"result", s.result}};
+    report["steps"].push_back(std::move(j));
+  }
+  auto plan = json::parse(run.plan_document, nullptr, false);
+  report["plan"] = plan.is_discarded() ? json() : plan;
+  return report;
+}
+
+std::string report_csv(const json& r) {
+  std::ostringstream out;
+  out << "run,plan,operation,run_state,started_by,rto_seconds,step,name,kind,state,attempts,started_at,ended_at,seconds,error\n";
+  const json& run = r["run"];
+  for (const auto& s : r["steps"]) {
+    out << csv_field(run.value("id", "")) << ',' << csv_field(run.value("plan", "")) << ','
+        << csv_field(run.value("operation", "")) << ',' << csv_field(run.value("state", "")) << ','
+        << csv_field(run.value("started_by", "")) << ',' << text_of(r["rto"]["seconds"]) << ',' << s["idx"].get<int>() << ','
+        << csv_field(s.value("name", "")) << ',' << csv_field(s.value("kind", "")) << ',' << csv_field(s.value("state", ""))
+        << ',' << s["attempts"].get<int>() << ',' << text_of(s["started_at"]) << ',' << text_of(s["ended_at"]) << ','
+        << text_of(s["seconds"]) << ',' << csv_field(s.value("error", "")) << '\n';
+  }
+  return out.str();
+}
+
+std::string report_html(const json& r) {
+  const json& run = r["run"];
+  std::ostringstream o;
+  auto e = [](const json& j) { return html_escape(text_of(j)); };
+  o << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>evac run " << e(run["id"]) << ": "
+    << e(run["operation"]) << " of " << e(run["plan"]) << "</title>\n"
+    << "<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+       "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
+       "th{background:#f3f3f3}.succeeded{color:#176b17}.failed{color:#b00020;font-weight:bold}.skipped{color:#777}"
+       "pre{background:#f7f7f7;padding:1em;overflow:auto}.big{font-size:1.4em}</style></head><body>\n";
+  o << "<h1>" << e(run["operation"]) << " of plan " << e(run["plan"]) << "</h1>\n";
+  o << "<table>\n<tr><th>Run</th><td>" << e(run["id"]) << "</td></tr>\n"
+    << "<tr><th>Outcome</th><td class=\"" << e(run["state"]) << "\">" << e(run["state"]) << "</td></tr>\n"
+    << "<tr><th>Started by</th><td>" << e(run["started_by"]) << "</td></tr>\n"
+    << "<tr><th>Started</th><td>" << e(run["started_at"]) << "</td></tr>\n"
+    << "<tr><th>Ended</th><td>" << e(run["ended_at"]) << "</td></tr>\n";
+  if (!text_of(run["error"]).empty()) o << "<tr><th>Error</th><td class=\"failed\">" << e(run["error"]) << "</td></tr>\n";
+  o << "<tr><th>Achieved RTO</th><td class=\"big\">" << e(r["rto"]["text"]) << "</td></tr>\n";
+  for (const auto& g : r["rpo"])
+    o << "<tr><th>RPO, group " << e(g["group"]) << "</th><td class=\"big\">" << e(g["text"]) << "</td></tr>\n";
+  o << "</table>\n<h2>Points in time recovered</h2>\n<table><tr><th>Group</th><th>PIT</th><th>Captured (unix s)</th></tr>\n";
+  for (const auto& g : r["rpo"])
+    o << "<tr><td>" << e(g["group"]) << "</td><td>" << e(g["pit"]) << "</td><td>" << e(g["pit_created_at"]) << "</td></tr>\n";
+  o << "</table>\n<h2>Steps</h2>\n<table><tr><th>#</th><th>Step</th><th>State</th><th>Attempts</th><th>Started</th>"
+       "<th>Ended</th><th>Took (s)</th><th>Result or error</th></tr>\n";
+  for (const auto& s : r["steps"]) {
+    std::string detail = text_of(s["error"]).empty() ? text_of(s["result"]) : text_of(s["error"]);
+    o << "<tr><td>" << e(s["idx"]) << "</td><td>" << e(s["name"]) << "</td><td class=\"" << e(s["state"]) << "\">"
+      << e(s["state"]) << "</td><td>" << e(s["attempts"]) << "</td><td>" << e(s["started_at"]) << "</td><td>"
+      << e(s["ended_at"]) << "</td><td>" << e(s["seconds"]) << "</td><td>" << html_escape(detail) << "</td></tr>\n";
+  }
+  o << "</table>\n<h2>The plan as it was when the run started</h2>\n<pre>" << html_escape(r["plan"].dump(2)) << "</pre>\n"
+    << "<p>Generated by evac from the run's durable record.</p>\n</body></html>\n";
+  return o.str();
+}
+
+}  // namespace evac

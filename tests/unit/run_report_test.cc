@@ -1,0 +1,95 @@
+// Run reports: RTO from the first step to the last VM milestone, RPO from
+// the recovered PIT, and renderings that escape what the run recorded.
+#include "service/run_report.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace evac {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using nlohmann::json;
+
+engine::Step step(int idx, std::string name, std::string kind, std::int64_t start_ms, std::int64_t end_ms,
+                  engine::StepState state = engine::StepState::kSucceeded) {
+  engine::Step s;
+  s.idx = idx;
+  s.spec.name = std::move(name);
+  s.spec.kind = std::move(kind);
+  s.state = state;
+  s.attempts = 1;
+  s.started_at_ms = start_ms;
+  s.ended_at_ms = end_ms;
+  return s;
+}
+
+RunRow failover_run() {
+  RunRow r;
+  r.id = "20261126-0700-abcd";
+  r.plan = "shop-dr";
+  r.operation = "failover";
+  r.state = "succeeded";
+  r.started_by = "admin";
+  r.created_at = 1000;
+  r.ended_at = 1040;
+  r.plan_document = R"({"name":"shop-dr","groups":["shop"]})";
+  r.groups = R"([{"name":"shop","pit":"pit-7","pit_created_at":880}])";
+  return r;
+}
+
+TEST(RunReport, RtoRunsFromTheFirstStepToTheLastVmMilestone) {
+  std::vector<engine::Step> steps = {step(0, "Check readiness", "readiness", 1'000'000, 1'000'500),
+                                     step(1, "Power on priority 1 VM: db01", "power_on", 1'001'000, 1'002'000),
+                                     step(2, "Wait for guest heartbeat: db01", "wait_for_guest", 1'002'000, 1'020'000),
+                                     step(3, "Check TCP port 5432: db01", "check", 1'020'000, 1'031'250),
+                                     step(4, "Priority 1 VMs are up", "barrier", 1'031'250, 1'031'300)};
+  json r = run_report(failover_run(), steps);
+  EXPECT_DOUBLE_EQ(r["rto"]["seconds"].get<double>(), 31.25);
+  EXPECT_EQ(r["rto"]["text"], "31.2 s");
+  ASSERT_EQ(r["rpo"].size(), 1u);
+  EXPECT_EQ(r["rpo"][0]["pit"], "pit-7");
+  EXPECT_DOUBLE_EQ(r["rpo"][0]["seconds"].get<double>(), 120.0) << "the PIT was 120 s old when the run started";
+  EXPECT_EQ(r["steps"].size(), 5u);
+  EXPECT_EQ(r["plan"]["name"], "shop-dr");
+  EXPECT_EQ(r["run"]["started_by"], "admin");
+}
+
+TEST(RunReport, AFailedRunAchievedNoRto) {
+  RunRow run = failover_run();
+  run.state = "failed";
+  json r = run_report(run, {step(0, "Power on priority 1 VM: db01", "power_on", 1'000'000, 1'001'000),
+                            step(1, "Check TCP port 5432: db01", "check", 1'001'000, 1'300'000, engine::StepState::kFailed)});
+  EXPECT_TRUE(r["rto"]["seconds"].is_null());
+  EXPECT_THAT(r["rto"]["text"].get<std::string>(), HasSubstr("failed"));
+}
+
+TEST(RunReport, AMigrationLosesNothingByConstruction) {
+  RunRow run = failover_run();
+  run.operation = "migrate";
+  run.groups = R"([{"name":"shop","pit":""}])";
+  engine::Step promote = step(0, "Promote replicas: shop", "promote", 1'000'000, 1'000'100);
+  promote.spec.params = {{"group", "shop"}};
+  promote.result = {{"pit", "pit-9"}, {"pit_created_at", 999}};
+  json r = run_report(run, {promote});
+  EXPECT_EQ(r["rpo"][0]["pit"], "pit-9") << "a migration's PIT is the one its promote step chose";
+  EXPECT_EQ(r["rpo"][0]["seconds"], 0);
+}
+
+TEST(RunReport, CsvAndHtmlEscapeWhatTheRunRecorded) {
+  engine::Step bad = step(0, "Run on the evacd host (web01): notify", "host_command", 1'000'000, 1'000'100, engine::StepState::kFailed);
+  bad.error = "exited with 1: \"<script>alert(1)</script>\", and more";
+  json r = run_report(failover_run(), {bad});
+  std::string csv = report_csv(r);
+  EXPECT_THAT(csv, HasSubstr("\"exited with 1: \"\"<script>alert(1)</script>\"\", and more\""));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 2) << "a header and one row";
+  std::string html = report_html(r);
+  EXPECT_THAT(html, Not(HasSubstr("<script>")));
+  EXPECT_THAT(html, HasSubstr("&lt;script&gt;"));
+  EXPECT_THAT(html, HasSubstr("Achieved RTO"));
+  EXPECT_THAT(html, HasSubstr("The plan as it was when the run started"));
+}
+
+}  // namespace
+}  // namespace evac
