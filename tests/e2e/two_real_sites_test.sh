@@ -165,6 +165,67 @@ check "delete the group" bash -c "evac --context site-a group delete demo >/dev/
 check "no placeholders left at site-b" test "$(evac --context site-b -o json placeholder list | json_len)" = "0"
 check "no domains left at site-b" test "$(virsh -c "${uri_b}" list --all --name | grep -c .)" = "0"
 
+# Recovery plans on real guests. A group again (the last one is gone), a
+# plan at the recovery site; a test brings up copies on the test network
+# while production runs, with the guest agent and an in-guest check.
+check "protect the three VMs again" bash -c "evac --context site-a group create shop --vm db01 --vm app01 --vm web01 >/dev/null"
+check "replicate them" bash -c "evac --context site-a group sync shop >/dev/null"
+cat >"${EVAC_DEMO_ROOT}/plan.yaml" <<'YAML'
+kind: RecoveryPlan
+name: shop-dr
+groups: [shop]
+vms:
+  - vm: db01
+    priority: 1
+    wait_for_guest: 2m
+    checks:
+      - command: [/bin/sh, -c, "wget -q -O /dev/null http://127.0.0.1/"]
+  - {vm: app01, priority: 2, depends_on: [db01], wait_for_guest: 2m}
+  - {vm: web01, priority: 3, depends_on: [app01], wait_for_guest: 2m}
+YAML
+applied=1
+for _ in $(seq 50); do evac --context site-b apply -f "${EVAC_DEMO_ROOT}/plan.yaml" >/dev/null 2>&1 && { applied=0; break; }; sleep 0.2; done
+check "the plan is applied at site-b" test "${applied}" = 0
+t0=$(date +%s%N)
+check "a test recovery succeeds (guest agents answer, db01's web server answers inside it)" \
+  bash -c "evac --context site-b plan test shop-dr --follow > '${EVAC_DEMO_ROOT}/test-run.out' 2>&1"
+echo "test recovery of 3 guests in 3 tiers: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+for vm in db01 app01 web01; do
+  check "test copy ${vm}-test runs at site-b" test "$(virsh -c "${uri_b}" domstate "${vm}-test" 2>/dev/null | head -1)" = "running"
+  check "${vm}-test is on the test network only" bash -c "virsh -c '${uri_b}' domiflist '${vm}-test' | grep -q test-isolated && ! virsh -c '${uri_b}' domiflist '${vm}-test' | grep -q recovery-prod"
+done
+check "production keeps running at site-a during the test" test "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" = "3"
+check "the placeholders stay shut off" test "$(virsh -c "${uri_b}" domstate db01 | head -1)" = "shut off"
+check "cleanup succeeds" bash -c "evac --context site-b plan cleanup shop-dr --follow >/dev/null"
+check "no test VM is left at site-b" test "$(virsh -c "${uri_b}" list --all --name | grep -c -- '-test$')" = "0"
+
+# A planned migration, with site-b's evacd killed (-9) in the middle and
+# restarted: the run resumes and finishes, every VM live at site-b only, and
+# data written at site-a just before is in the recovered guest.
+"${repo_dir}/lab/vm.sh" exec "${uri_a}" db01 -- sh -c 'echo written-before-migration > /data/marker && sync' >/dev/null
+run_id="$(evac --context site-b -o json plan migrate shop-dr --confirm shop-dr | json_query 'd["id"]')"
+check "the migration starts" test -n "${run_id}"
+sleep "${EVAC_E2E_KILL_AFTER:-$(( 2 + RANDOM % 8 ))}"
+running_steps="$(evac --context site-b -o json run show "${run_id}" | json_query '"; ".join(s["name"] for s in d["steps"] if s["state"]=="running")')"
+kill -KILL "$(cat "${EVAC_DEMO_ROOT}/site-b/evacd.pid")"
+echo "killed site-b's evacd (-9) while running: ${running_steps:-no step}"
+"${build_dir}/src/daemon/evacd" --config "${EVAC_DEMO_ROOT}/site-b/evacd.yaml" >>"${EVAC_DEMO_ROOT}/site-b/evacd.log" 2>&1 &
+echo $! >"${EVAC_DEMO_ROOT}/site-b/evacd.pid"
+for _ in $(seq 100); do curl -sk --max-time 1 "https://127.0.0.1:$((EVAC_DEMO_PORT_BASE + 1))/api/v1/health" >/dev/null && break; sleep 0.1; done
+check "after the restart the migration resumes and succeeds" \
+  bash -c "evac --context site-b run show '${run_id}' --follow > '${EVAC_DEMO_ROOT}/migrate-run.out' 2>&1"
+for vm in db01 app01 web01; do
+  check "${vm} runs at site-b" test "$(virsh -c "${uri_b}" domstate "${vm}" | head -1)" = "running"
+  check "${vm} is shut off at site-a" test "$(virsh -c "${uri_a}" domstate "${vm}" | head -1)" = "shut off"
+done
+check "exactly three VMs run at site-b" test "$(virsh -c "${uri_b}" list --name --state-running | grep -c .)" = "3"
+check "the write made at site-a before the migration is in the recovered db01" \
+  test "$("${repo_dir}/lab/vm.sh" exec "${uri_b}" db01 -- cat /data/marker 2>/dev/null)" = "written-before-migration"
+check "site-a's copy is fenced: it replicates no more" bash -c "! evac --context site-a group sync shop 2>/dev/null"
+check "the run report says who, what and how long" \
+  bash -c "evac --context site-b run report '${run_id}' --out '${EVAC_DEMO_ROOT}/migrate-report.html' >/dev/null && grep -q 'Achieved RTO' '${EVAC_DEMO_ROOT}/migrate-report.html'"
+evac --context site-b -o json run report "${run_id}" --format json | json_query '"migration RTO: " + d["rto"]["text"]'
+
 "${repo_dir}/lab/demo.sh" down >/dev/null 2>&1
 # "[/]" keeps pgrep from matching the shell that runs it.
 lab_processes() { pgrep -f "[/]${EVAC_DEMO_ROOT#/}" >/dev/null; }

@@ -602,7 +602,10 @@ Status LibvirtProvider::power_off(const std::string& uuid, bool graceful, std::c
       if (virDomainDestroy(d) < 0 && virDomainIsActive(d) == 1) return last_error("powering off VM " + domain_name(d));
       return Status::ok();
     }
-    if (virDomainShutdown(d) < 0 && virDomainIsActive(d) == 1)
+    // The guest agent when the guest has one (it works without acpid),
+    // else the ACPI power button; drivers that know neither flag choose.
+    if (virDomainShutdownFlags(d, VIR_DOMAIN_SHUTDOWN_GUEST_AGENT | VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) < 0 &&
+        virDomainShutdown(d) < 0 && virDomainIsActive(d) == 1)
       return last_error("asking VM " + domain_name(d) + " to shut down");
     if (!wait_shut_off(d, timeout))
       return unavailable("VM " + domain_name(d) + " did not shut down within " + std::to_string(timeout.count()) + " s",
