@@ -47,6 +47,7 @@ std::optional<RunState> run_state_from_name(std::string_view s) { return value_i
 
 StepRow to_row(const std::string& run_id, const Step& s) {
   json spec = {{"after", s.spec.after}, {"tier", s.spec.tier}, {"params", s.spec.params}};
+  if (!s.spec.resource.empty()) spec["resource"] = s.spec.resource;
   return StepRow{run_id,
                  s.idx,
                  s.spec.name,
@@ -72,6 +73,7 @@ Result<Step> from_row(const StepRow& r) {
   s.spec.after = spec.value("after", std::vector<int>{});
   s.spec.tier = spec.value("tier", 0);
   s.spec.params = spec.value("params", json::object());
+  s.spec.resource = spec.value("resource", "");
   s.state = *state;
   s.attempts = r.attempts;
   s.started_at_ms = r.started_at_ms;
@@ -81,14 +83,52 @@ Result<Step> from_row(const StepRow& r) {
   return s;
 }
 
+namespace {
+
+// Ready pending steps, kept per resource, each best first (tier, idx), so
+// picking the best step whose resource has a free slot looks at one head
+// per resource rather than at every ready step.
+class ReadyQueue {
+ public:
+  using Key = std::pair<int, int>;  // (tier, idx)
+  bool empty() const { return size_ == 0; }
+  void insert(const std::string& resource, Key key) {
+    if (by_resource_[resource].insert(key).second) ++size_;
+  }
+  // The best ready step whose resource is below `limit` in `busy` (limit 0:
+  // no limit), with its resource.
+  std::optional<std::pair<std::string, Key>> pick(const std::map<std::string, int>& busy, int limit) const {
+    std::optional<std::pair<std::string, Key>> best;
+    for (const auto& [resource, keys] : by_resource_) {
+      if (keys.empty()) continue;
+      if (limit > 0 && !resource.empty()) {
+        auto b = busy.find(resource);
+        if (b != busy.end() && b->second >= limit) continue;
+      }
+      if (!best || *keys.begin() < best->second) best = std::make_pair(resource, *keys.begin());
+    }
+    return best;
+  }
+  void erase(const std::string& resource, Key key) {
+    auto it = by_resource_.find(resource);
+    if (it != by_resource_.end() && it->second.erase(key)) --size_;
+  }
+
+ private:
+  std::map<std::string, std::set<Key>> by_resource_;
+  std::size_t size_ = 0;
+};
+
+}  // namespace
+
 // One run being executed: its steps, what is ready, and its worker threads.
 struct RunEngine::Active {
   RunRow run;
   std::vector<Step> steps;
   std::vector<std::vector<int>> dependents;  // idx -> steps that come after it
   std::vector<int> waiting_on;               // idx -> how many of its `after` are not done
-  // Ready pending steps, best first: (tier, idx).
-  std::set<std::pair<int, int>> ready;
+  ReadyQueue ready;
+  std::map<std::string, int> busy;  // resource -> its steps in flight
   int in_flight = 0;
   bool failed = false;     // a step failed: start nothing new
   bool cancelled = false;  // the operator cancelled
@@ -108,7 +148,8 @@ struct RunEngine::Active {
     for (int d : dependents[static_cast<std::size_t>(idx)]) {
       auto& n = waiting_on[static_cast<std::size_t>(d)];
       if (--n == 0 && steps[static_cast<std::size_t>(d)].state == StepState::kPending) {
-        ready.insert({steps[static_cast<std::size_t>(d)].spec.tier, d});
+        const auto& spec = steps[static_cast<std::size_t>(d)].spec;
+        ready.insert(spec.resource, {spec.tier, d});
         if (woken++ > 0) cv.notify_one();
       }
     }
@@ -231,7 +272,7 @@ Status RunEngine::launch(const RunRow& run, std::vector<Step> steps) {
   }
   for (const auto& s : a->steps)
     if (s.state == StepState::kPending && a->waiting_on[static_cast<std::size_t>(s.idx)] == 0)
-      a->ready.insert({s.spec.tier, s.idx});
+      a->ready.insert(s.spec.resource, {s.spec.tier, s.idx});
   {
     std::lock_guard lock(mu_);
     if (auto it = active_.find(run.id); it != active_.end()) {
@@ -297,7 +338,8 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
   std::unique_lock lock(a->mu);
   while (true) {
     a->cv.wait(lock, [&] {
-      return a->stopping || a->finished || (!a->ready.empty() && !a->failed && !a->cancelled) ||
+      return a->stopping || a->finished ||
+             (!a->failed && !a->cancelled && a->ready.pick(a->busy, options_.per_resource_limit)) ||
              ((a->failed || a->cancelled) && a->in_flight == 0);
     });
     if (a->stopping || a->finished) return;
@@ -305,8 +347,8 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
       finish_if_done(*a);
       return;
     }
-    auto next = *a->ready.begin();
-    a->ready.erase(a->ready.begin());
+    const auto [resource, next] = *a->ready.pick(a->busy, options_.per_resource_limit);
+    a->ready.erase(resource, next);
     Step& step = a->steps[static_cast<std::size_t>(next.second)];
 
     if (step.spec.kind == "barrier") {
@@ -330,6 +372,7 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
     step.started_at_ms = clock_();
     step.ended_at_ms.reset();
     ++a->in_flight;
+    if (!resource.empty()) ++a->busy[resource];
     Step snapshot;
     Result<json> result = json();
     // Recorded before the side effect: a crash from here on finds it running.
@@ -354,6 +397,7 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
       written = persist(a->run.id, step);  // the attempt count
     }
     --a->in_flight;
+    if (!resource.empty()) --a->busy[resource];
     if (a->stopping && !result.is_ok()) return;  // shutting down: the step stays "running", resumed later
     step.ended_at_ms = clock_();
     if (result.is_ok()) {

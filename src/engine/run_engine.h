@@ -8,7 +8,8 @@
 //
 // A step starts once every step it comes after has succeeded (or was
 // skipped as not needed); among ready steps the lower tier, then the lower
-// index, goes first, with at most `max_parallel` at once. Each step's state
+// index, goes first, with at most `max_parallel` at once and at most
+// `per_resource_limit` of one resource (a compute provider) at once. Each step's state
 // is written to SQLite before its side effect starts and after it ends, so
 // a restarted evacd (`resume_interrupted`) continues every run that was
 // going: a step found "running" ran when the process died and is run
@@ -56,6 +57,10 @@ struct StepSpec {
   std::vector<int> after;  // indices of steps that must be done first
   int tier = 0;            // priority among ready steps (lower first)
   nlohmann::json params = nlohmann::json::object();
+  // What the step holds while it runs (e.g. "provider:kvm-b"): at most
+  // EngineOptions::per_resource_limit steps of one resource run at once.
+  // Empty: only max_parallel bounds it.
+  std::string resource;
 };
 
 struct Step {
@@ -83,6 +88,7 @@ struct EngineOptions {
   int max_parallel = 8;
   int max_attempts = 3;  // for retryable (kUnavailable) errors
   std::chrono::milliseconds backoff{1000};  // doubled after each retry
+  int per_resource_limit = 0;  // steps of one resource at once (a provider's concurrency limit); 0: no limit
 };
 
 class RunEngine {

@@ -640,6 +640,18 @@ Result<RunRow> RunService::start(const RunRequest& request) {
                : op == "migrate"  ? engine::compile_migrate(*plan, vms)
                                   : engine::compile_cleanup(*plan, vms);
   if (!steps) return steps.status();
+  // Steps that call a VM's compute provider hold it: the engine runs at most
+  // per_resource_limit of them at once per provider.
+  std::map<std::string, std::string> provider_of;
+  for (const auto& g : ctx)
+    for (const auto& v : g["vms"]) provider_of[v["name"].get<std::string>()] = v["provider"].get<std::string>();
+  for (auto& s : *steps) {
+    static const std::set<std::string> kProviderKinds = {"register_test_vm", "remove_test_vm", "recover_vm", "power_on",
+                                                         "wait_for_guest",   "check",          "guest_command"};
+    if (!kProviderKinds.count(s.kind)) continue;
+    auto it = provider_of.find(s.params.value("vm", ""));
+    if (it != provider_of.end() && !it->second.empty()) s.resource = "provider:" + it->second;
+  }
 
   std::lock_guard lock(start_mu_);
   EVAC_RETURN_IF_ERROR(check_no_conflicting_run(plan->name, op, group_names));
@@ -714,6 +726,7 @@ json to_json(const Step& s) {
               {"kind", s.spec.kind},
               {"state", engine::step_state_name(s.state)},
               {"after", s.spec.after},
+              {"resource", s.spec.resource},
               {"attempts", s.attempts},
               {"started_at_ms", s.started_at_ms ? json(*s.started_at_ms) : json()},
               {"ended_at_ms", s.ended_at_ms ? json(*s.ended_at_ms) : json()},

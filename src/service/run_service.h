@@ -57,7 +57,10 @@ class RunService {
  public:
   // `replication` may be null (unit tests without replication): runs that
   // need points in time then fail at their first step, saying why.
-  RunService(SiteService& site, ReplicationService* replication, engine::EngineOptions options = {});
+  RunService(SiteService& site, ReplicationService* replication, engine::EngineOptions options = default_options());
+  // 16 steps at once, 8 of them on one compute provider; transient errors
+  // retried 3 times from 1 s.
+  static engine::EngineOptions default_options() { return engine::EngineOptions{16, 3, std::chrono::seconds(1), 8}; }
   ~RunService();
   RunService(const RunService&) = delete;
   RunService& operator=(const RunService&) = delete;

@@ -175,6 +175,8 @@ TEST_F(RunsCliTest, TestRecoveryThenCleanupLeavesNothingBehind) {
   EXPECT_FALSE(shown.json()["groups"][0]["pit"].get<std::string>().empty());
   for (const auto& s : shown.json()["steps"]) {
     EXPECT_EQ(s["state"], "succeeded") << s.dump();
+    if (s["kind"] == "power_on" || s["kind"] == "register_test_vm")
+      EXPECT_EQ(s["resource"], "provider:kvm-b") << "provider calls hold their provider: " << s.dump();
     EXPECT_TRUE(s["started_at_ms"].is_number() && s["ended_at_ms"].is_number()) << s.dump();
   }
   auto table = evac_at("b", {"run", "show", id});

@@ -153,6 +153,41 @@ TEST_F(RunEngineTest, ParallelismIsBoundedAndLowerTiersGoFirst) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(std::stoi(runner_.order[i].substr(2)) % 2, 1) << runner_.order[i];
 }
 
+TEST_F(RunEngineTest, AResourceLimitBoundsItsStepsButNotTheOthers) {
+  // 8 power-ons on one provider limited to 2 at once, 4 host commands free.
+  std::vector<StepSpec> steps;
+  for (int i = 0; i < 8; ++i) {
+    StepSpec s{"on" + std::to_string(i), "power_on", {}, 1};
+    s.resource = "provider:kvm-b";
+    steps.push_back(s);
+  }
+  for (int i = 0; i < 4; ++i) steps.push_back({"cmd" + std::to_string(i), "host_command", {}, 2});
+  struct Counting : FakeRunner {
+    int provider_running = 0, provider_max = 0;
+    Result<json> run(const RunRow& r, const Step& step) override {
+      const bool on_provider = !step.spec.resource.empty();
+      {
+        std::lock_guard lock(mu);
+        if (on_provider) provider_max = std::max(provider_max, ++provider_running);
+      }
+      auto out = FakeRunner::run(r, step);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      std::lock_guard lock(mu);
+      if (on_provider) --provider_running;
+      return out;
+    }
+  } counting;
+  RunEngine e(*store_, counting, EngineOptions{6, 3, std::chrono::milliseconds(1), 2});
+  ASSERT_TRUE(e.start(run("r1"), steps).is_ok());
+  e.wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "succeeded");
+  EXPECT_LE(counting.provider_max, 2);
+  EXPECT_EQ(counting.provider_max, 2) << "the limit is used, not just respected";
+  EXPECT_GE(counting.max_running, 3) << "steps of no resource run beside the limited ones";
+  // The resource is kept with the step: a resumed run is limited the same.
+  EXPECT_EQ((*e.steps("r1"))[0].spec.resource, "provider:kvm-b");
+}
+
 TEST_F(RunEngineTest, AFailureStopsTheRunAndResumeRetriesOnlyWhatFailed) {
   runner_.fail["power on app"] = failed_precondition("no placeholder for app");
   runner_.fail_times["power on app"] = 1;
