@@ -73,6 +73,8 @@ class ComputeProvider {
   // Runs argv in the guest through its agent, waiting up to `timeout`.
   virtual Result<GuestCommandResult> guest_exec(const std::string& uuid, const std::vector<std::string>& argv,
                                                 std::chrono::seconds timeout);
+  // The guest's interfaces with their MACs and IPv4 addresses (its agent).
+  virtual Result<std::vector<GuestInterface>> guest_interfaces(const std::string& uuid);
   // The guest's IPv4 addresses, as its agent (or else the network's DHCP
   // leases) reports them; empty while it has none.
   virtual Result<std::vector<std::string>> guest_addresses(const std::string& uuid);

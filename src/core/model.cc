@@ -39,6 +39,9 @@ Result<GuestCommandResult> ComputeProvider::guest_exec(const std::string& uuid, 
                                                        std::chrono::seconds) {
   return not_supported_by(*this, "run commands in the guest of VM " + uuid);
 }
+Result<std::vector<GuestInterface>> ComputeProvider::guest_interfaces(const std::string& uuid) {
+  return not_supported_by(*this, "read the network interfaces in the guest of VM " + uuid);
+}
 Result<std::vector<std::string>> ComputeProvider::guest_addresses(const std::string& uuid) {
   return not_supported_by(*this, "read the addresses of VM " + uuid);
 }

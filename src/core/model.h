@@ -121,6 +121,13 @@ struct TestVmInfo {
   std::string source_uuid;
 };
 
+// A network interface as the guest's agent reports it.
+struct GuestInterface {
+  std::string name;               // "eth0"
+  std::string mac;                // lower case
+  std::vector<std::string> ipv4;  // "10.0.0.7/24"
+};
+
 // What a command run in a guest by its agent did.
 struct GuestCommandResult {
   int exit_code = 0;

@@ -223,4 +223,29 @@ Status validate_plan(const RecoveryPlan& plan, const std::vector<std::string>& g
   return invalid_argument(message, "fix the plan and submit it again; nothing was changed");
 }
 
+std::optional<std::string> map_address(const IpRule& rule, const std::string& ipv4) {
+  auto parse = [](const std::string& cidr, std::uint32_t* net, int* prefix) {
+    int family = 0;
+    *prefix = cidr_prefix(cidr, &family);
+    if (*prefix < 0 || family != AF_INET) return false;
+    in_addr a{};
+    ::inet_pton(AF_INET, cidr.substr(0, cidr.find('/')).c_str(), &a);
+    *net = ntohl(a.s_addr);
+    return true;
+  };
+  std::uint32_t from = 0, to = 0;
+  int from_len = 0, to_len = 0;
+  if (!parse(rule.from, &from, &from_len) || !parse(rule.to, &to, &to_len) || from_len != to_len) return std::nullopt;
+  in_addr a{};
+  if (::inet_pton(AF_INET, ipv4.substr(0, ipv4.find('/')).c_str(), &a) != 1) return std::nullopt;
+  const std::uint32_t addr = ntohl(a.s_addr);
+  const std::uint32_t mask = from_len == 0 ? 0 : ~std::uint32_t{0} << (32 - from_len);
+  if ((addr & mask) != from) return std::nullopt;
+  in_addr out{};
+  out.s_addr = htonl(to | (addr & ~mask));
+  char text[INET_ADDRSTRLEN];
+  ::inet_ntop(AF_INET, &out, text, sizeof text);
+  return std::string(text) + "/" + std::to_string(to_len);
+}
+
 }  // namespace evac

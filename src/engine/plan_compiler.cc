@@ -22,7 +22,9 @@ std::string check_label(const AppCheck& c) {
 // Appends steps; chain() appends one VM's steps, the first after `start`.
 class Emitter {
  public:
-  explicit Emitter(std::vector<StepSpec>& out) : out_(out) {}
+  // `customize_ip`: the plan has IP rules, applied in each guest once its
+  // agent answers.
+  Emitter(std::vector<StepSpec>& out, bool customize_ip) : out_(out), customize_ip_(customize_ip) {}
 
   int add(StepSpec s) {
     out_.push_back(std::move(s));
@@ -59,6 +61,7 @@ class Emitter {
     actions(vm.before_power_on, "before_power_on");
     step("Power on priority " + std::to_string(vm.priority) + " VM: " + vm.vm, "power_on", json::object());
     if (vm.wait_for_guest) step("Wait for guest heartbeat: " + vm.vm, "wait_for_guest", {{"timeout_s", vm.wait_for_guest->count()}});
+    if (vm.wait_for_guest && customize_ip_) step("Customize IP: " + vm.vm, "customize_ip", json::object());
     for (std::size_t i = 0; i < vm.checks.size(); ++i)
       step("Check " + check_label(vm.checks[i]) + ": " + vm.vm, "check", {{"check", i}});
     actions(vm.after_power_on, "after_power_on");
@@ -67,6 +70,7 @@ class Emitter {
 
  private:
   std::vector<StepSpec>& out_;
+  bool customize_ip_;
 };
 
 }  // namespace
@@ -83,7 +87,7 @@ Result<std::vector<StepSpec>> compile_power_on(const RecoveryPlan& plan, const s
   EVAC_RETURN_IF_ERROR(validate_plan(plan, names));
 
   std::vector<StepSpec> out = std::move(first);
-  Emitter emit(out);
+  Emitter emit(out, !plan.ip_rules.empty());
   const std::vector<int> after_first = out.empty() ? std::vector<int>{} : std::vector<int>{static_cast<int>(out.size()) - 1};
   std::map<std::string, PlanVm> entry;
   for (const auto& n : names) entry[n] = plan_vm_or_default(plan, n);

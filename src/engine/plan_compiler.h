@@ -2,7 +2,8 @@
 //
 // Each VM becomes a chain, in this order:
 //   before_power_on actions → "Power on VM" → "Wait for guest heartbeat"
-//   → checks → after_power_on actions
+//   → "Customize IP" (when the plan has IP rules; it needs the agent, so
+//   only for VMs waited for) → checks → after_power_on actions
 // (a VM left off gets none of it). How chains are ordered is the plan's
 // ordering:
 //   strict-tiers:  tier N's chains start after "Priority N-1 VMs are up", a

@@ -110,8 +110,10 @@ Result<std::vector<RecoveredGroup>> PlanService::recovered_groups(const Recovery
     for (const auto& v : found.group->value("vms", json::array()))
       if (v.is_object()) g.vms.push_back({v.value("name", ""), v.value("uuid", "")});
     for (const auto& m : found.peer->document.value("mappings", json::array()))
-      if (m.value("peer_site", "") == here && m.value("kind", "") == "network")
+      if (m.value("peer_site", "") == here && m.value("kind", "") == "network") {
         g.test_networks[m.value("target", "")] = m.value("test_network", "");
+        g.source_networks[m.value("target", "")] = m.value("source", "");
+      }
     out.push_back(std::move(g));
   }
   return out;

@@ -51,8 +51,10 @@ struct RecoveredGroup {
     std::string uuid;  // at the protected site
   };
   std::vector<Vm> vms;
-  // Network at this site (a mapping's target) -> its test network.
+  // Network at this site (a mapping's target) -> its test network, and ->
+  // the protected site's network it stands for (IP rules name those).
   std::map<std::string, std::string> test_networks;
+  std::map<std::string, std::string> source_networks;
 };
 
 class PlanService {

@@ -144,6 +144,7 @@ class RunService::Steps : public engine::StepRunner {
       return json{{"vm", target->id}};
     }
     if (kind == "wait_for_guest") return wait_for_guest(*target, std::chrono::seconds(p.value("timeout_s", 300)));
+    if (kind == "customize_ip") return customize_ip(**ctx, **vm, *target);
     if (kind == "check") {
       std::size_t i = p.value("check", std::size_t{0});
       if (i >= entry.checks.size()) return internal_error("step " + step.spec.name + " names a check the plan lacks");
@@ -167,6 +168,7 @@ class RunService::Steps : public engine::StepRunner {
     std::string name, protected_site, pit;  // pit empty: the newest when the step runs (migrate)
     std::map<std::string, std::string> networks;
     std::int64_t epoch = 0;  // the ownership epoch a recovery takes the group over with
+    std::map<std::string, std::string> source_networks;  // network here -> the protected site's (IP rules' names)
   };
   struct Context {
     std::string operation;
@@ -205,7 +207,8 @@ class RunService::Steps : public engine::StepRunner {
     if (!groups.is_array()) return internal_error("run " + run.id + "'s context is unreadable in the store");
     for (const auto& g : groups) {
       GroupCtx gc{g.value("name", ""), g.value("protected_site", ""), g.value("pit", ""),
-                  g.value("networks", std::map<std::string, std::string>{}), g.value("epoch", std::int64_t{0})};
+                  g.value("networks", std::map<std::string, std::string>{}), g.value("epoch", std::int64_t{0}),
+                  g.value("source_networks", std::map<std::string, std::string>{})};
       for (const auto& v : g.value("vms", json::array()))
         c->vms[v.value("name", "")] = VmCtx{v.value("name", ""), gc.name, v.value("source_uuid", ""),
                                             v.value("placeholder_uuid", ""), v.value("provider", "")};
@@ -434,6 +437,56 @@ class RunService::Steps : public engine::StepRunner {
     return json{{"answered_after_ms", ms}};
   }
 
+  // The plan's IP rules applied in the guest: each NIC (found by its MAC)
+  // on a network a rule names gets its address's host part in the rule's
+  // subnet, and the rule's gateway and DNS. Idempotent: an address already
+  // moved matches no rule's `from` any more.
+  Result<json> customize_ip(const Context& ctx, const VmCtx& vm, const Target& t) {
+    auto g = group(ctx, vm.group);
+    if (!g) return g.status();
+    auto provider = site_.provider(vm.provider);
+    if (!provider) return provider.status();
+    auto placeholder = (*provider)->get_vm(vm.placeholder_uuid);
+    if (!placeholder) return placeholder.status();
+    auto interfaces = t.provider->guest_interfaces(t.id);
+    if (!interfaces) return interfaces.status();
+    std::string script;
+    json changed = json::array();
+    for (const auto& nic : placeholder->nics) {
+      auto src = (*g)->source_networks.find(nic.network);
+      const std::string network = src == (*g)->source_networks.end() ? nic.network : src->second;
+      std::string mac = nic.mac;
+      std::transform(mac.begin(), mac.end(), mac.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      auto iface = std::find_if(interfaces->begin(), interfaces->end(), [&](const GuestInterface& i) { return i.mac == mac; });
+      for (const auto& rule : ctx.plan.ip_rules) {
+        if (rule.network != network) continue;
+        if (iface == interfaces->end())
+          return failed_precondition("the guest of " + t.name + " shows no interface with MAC " + mac + " (network '" + network + "')",
+                                     "check the guest's network drivers, or drop the rule");
+        for (const auto& address : iface->ipv4) {
+          auto moved = map_address(rule, address);
+          if (!moved) continue;
+          script += "ip addr del " + address + " dev " + iface->name + " && ip addr add " + *moved + " dev " + iface->name + " && ";
+          if (!rule.gateway.empty()) script += "ip route replace default via " + rule.gateway + " && ";
+          if (!rule.dns.empty()) {
+            script += "{ ";
+            for (const auto& d : rule.dns) script += "echo nameserver " + d + "; ";
+            script += "} > /etc/resolv.conf && ";
+          }
+          changed.push_back(json{{"interface", iface->name}, {"mac", mac}, {"from", address}, {"to", *moved}});
+        }
+      }
+    }
+    if (script.empty()) return json{{"changed", changed}};
+    script += "true";
+    auto r = t.provider->guest_exec(t.id, {"/bin/sh", "-c", script}, std::chrono::seconds(60));
+    if (!r) return r.status();
+    if (r->exit_code != 0)
+      return failed_precondition("re-addressing " + t.name + " failed (exit " + std::to_string(r->exit_code) + "): " + r->err,
+                                 "the guest needs iproute2 or busybox ip; check the rule's subnets");
+    return json{{"changed", changed}};
+  }
+
   Result<json> check(const Target& t, const AppCheck& c) {
     json out;
     Status st = poll_until(c.timeout, std::chrono::duration_cast<std::chrono::milliseconds>(c.interval), [&]() -> Status {
@@ -594,7 +647,8 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   std::vector<engine::RecoveryVm> vms;
   std::vector<std::string> group_names;
   for (const auto& g : *groups) {
-    json jg = {{"name", g.name}, {"protected_site", g.protected_site}, {"networks", g.test_networks}, {"pit", ""}};
+    json jg = {{"name", g.name},        {"protected_site", g.protected_site}, {"networks", g.test_networks},
+               {"source_networks", g.source_networks}, {"pit", ""}};
     // Every operation checks first who owns the group's live copy.
     auto owner = site_.ownership(g.name, g.protected_site, g.epoch);
     if (!owner) return owner.status();
@@ -646,8 +700,9 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   for (const auto& g : ctx)
     for (const auto& v : g["vms"]) provider_of[v["name"].get<std::string>()] = v["provider"].get<std::string>();
   for (auto& s : *steps) {
-    static const std::set<std::string> kProviderKinds = {"register_test_vm", "remove_test_vm", "recover_vm", "power_on",
-                                                         "wait_for_guest",   "check",          "guest_command"};
+    static const std::set<std::string> kProviderKinds = {"register_test_vm", "remove_test_vm", "recover_vm",
+                                                         "power_on",         "wait_for_guest", "customize_ip",
+                                                         "check",            "guest_command"};
     if (!kProviderKinds.count(s.kind)) continue;
     auto it = provider_of.find(s.params.value("vm", ""));
     if (it != provider_of.end() && !it->second.empty()) s.resource = "provider:" + it->second;

@@ -182,6 +182,8 @@ vms:
       - command: [/bin/sh, -c, "wget -q -O /dev/null http://127.0.0.1/"]
   - {vm: app01, priority: 2, depends_on: [db01], wait_for_guest: 2m}
   - {vm: web01, priority: 3, depends_on: [app01], wait_for_guest: 2m}
+ip_rules:
+  - {network: prod, from: 10.77.0.0/24, to: 10.78.0.0/24}
 YAML
 applied=1
 for _ in $(seq 50); do evac --context site-b apply -f "${EVAC_DEMO_ROOT}/plan.yaml" >/dev/null 2>&1 && { applied=0; break; }; sleep 0.2; done
@@ -194,6 +196,10 @@ for vm in db01 app01 web01; do
   check "test copy ${vm}-test runs at site-b" test "$(virsh -c "${uri_b}" domstate "${vm}-test" 2>/dev/null | head -1)" = "running"
   check "${vm}-test is on the test network only" bash -c "virsh -c '${uri_b}' domiflist '${vm}-test' | grep -q test-isolated && ! virsh -c '${uri_b}' domiflist '${vm}-test' | grep -q recovery-prod"
 done
+check "the test copy of db01 was re-addressed in the guest (10.77.0.11 -> 10.78.0.11)" \
+  bash -c "'${repo_dir}/lab/vm.sh' exec '${uri_b}' db01-test -- ip -4 -o addr show dev eth0 | grep -q 'inet 10.78.0.11/24'"
+check "production keeps its address" \
+  bash -c "'${repo_dir}/lab/vm.sh' exec '${uri_a}' db01 -- ip -4 -o addr show dev eth0 | grep -q 'inet 10.77.0.11/24'"
 check "production keeps running at site-a during the test" test "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" = "3"
 check "the placeholders stay shut off" test "$(virsh -c "${uri_b}" domstate db01 | head -1)" = "shut off"
 check "cleanup succeeds" bash -c "evac --context site-b plan cleanup shop-dr --follow >/dev/null"
@@ -221,6 +227,8 @@ done
 check "exactly three VMs run at site-b" test "$(virsh -c "${uri_b}" list --name --state-running | grep -c .)" = "3"
 check "the write made at site-a before the migration is in the recovered db01" \
   test "$("${repo_dir}/lab/vm.sh" exec "${uri_b}" db01 -- cat /data/marker 2>/dev/null)" = "written-before-migration"
+check "the recovered web01 has its site-b address (10.78.0.13)" \
+  bash -c "'${repo_dir}/lab/vm.sh' exec '${uri_b}' web01 -- ip -4 -o addr show dev eth0 | grep -q 'inet 10.78.0.13/24'"
 check "site-a's copy is fenced: it replicates no more" bash -c "! evac --context site-a group sync shop 2>/dev/null"
 check "the run report says who, what and how long" \
   bash -c "evac --context site-b run report '${run_id}' --out '${EVAC_DEMO_ROOT}/migrate-report.html' >/dev/null && grep -q 'Achieved RTO' '${EVAC_DEMO_ROOT}/migrate-report.html'"

@@ -184,5 +184,21 @@ TEST(PlanCompilerTest, FailoverTriesTheProtectedSiteOnlyAsBestEffort) {
   EXPECT_TRUE(waits_for(s, index_of(s, "Recover VM: mon01"), index_of(s, "Take ownership: ops")));
 }
 
+TEST(PlanCompilerTest, IpRulesAddACustomizeStepAfterTheHeartbeat) {
+  RecoveryPlan plan = shop(PlanOrdering::kStrictTiers);
+  auto without = compile_power_on(plan, kVms);
+  ASSERT_TRUE(without.is_ok());
+  for (const auto& s : *without) EXPECT_NE(s.kind, "customize_ip");
+  plan.ip_rules = {IpRule{"prod", "10.0.0.0/24", "10.1.0.0/24", "", {}}};
+  auto steps = compile_power_on(plan, kVms);
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  const auto& s = *steps;
+  int wait = index_of(s, "Wait for guest heartbeat: db01");
+  int ip = index_of(s, "Customize IP: db01");
+  EXPECT_TRUE(waits_for(s, ip, wait));
+  EXPECT_TRUE(waits_for(s, index_of(s, "Check TCP port 5432: db01"), ip)) << "checks see the new address";
+  for (const auto& st : s) EXPECT_NE(st.name, "Customize IP: app01") << "app01 is not waited for: no agent to re-address it with";
+}
+
 }  // namespace
 }  // namespace evac::engine

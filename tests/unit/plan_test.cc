@@ -173,3 +173,22 @@ TEST(PlanValidationTest, NoGroupsAndDuplicateEntriesAreRefused) {
 
 }  // namespace
 }  // namespace evac
+
+namespace evac {
+namespace {
+
+TEST(PlanIpRules, AnAddressKeepsItsHostPartInTheNewSubnet) {
+  IpRule r{"prod", "10.77.0.0/24", "10.78.0.0/24", "", {}};
+  EXPECT_EQ(map_address(r, "10.77.0.11/24"), "10.78.0.11/24");
+  EXPECT_EQ(map_address(r, "10.77.0.11"), "10.78.0.11/24");
+  EXPECT_EQ(map_address(r, "10.78.0.11/24"), std::nullopt) << "moved already: applying twice changes nothing";
+  EXPECT_EQ(map_address(r, "192.168.1.5/24"), std::nullopt);
+  IpRule wide{"prod", "172.16.0.0/12", "10.16.0.0/12", "", {}};
+  EXPECT_EQ(map_address(wide, "172.20.3.4/16"), "10.20.3.4/12");
+  EXPECT_EQ(map_address(IpRule{"prod", "10.0.0.0/24", "10.1.0.0/16", "", {}}, "10.0.0.5"), std::nullopt)
+      << "prefixes differ: no mapping";
+  EXPECT_EQ(map_address(r, "fe80::1/64"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace evac

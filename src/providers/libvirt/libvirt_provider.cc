@@ -5,6 +5,7 @@
 #include <libvirt/virterror.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <optional>
@@ -654,6 +655,26 @@ Result<GuestCommandResult> LibvirtProvider::guest_exec(const std::string& uuid, 
                          std::to_string(timeout.count()) + " s");
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
+}
+
+Result<std::vector<GuestInterface>> LibvirtProvider::guest_interfaces(const std::string& uuid) {
+  auto dom = connection_->run([&](virConnectPtr conn) { return find_domain(conn, uuid, config_.name); });
+  if (!dom.is_ok()) return dom.status();
+  auto r = agent_command(dom->get(), {{"execute", "guest-network-get-interfaces"}}, 10);
+  if (!r.is_ok()) return r.status();
+  std::vector<GuestInterface> out;
+  if (!r->is_array()) return out;
+  for (const auto& i : *r) {
+    GuestInterface g;
+    g.name = i.value("name", "");
+    g.mac = i.value("hardware-address", "");
+    std::transform(g.mac.begin(), g.mac.end(), g.mac.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (const auto& a : i.value("ip-addresses", nlohmann::json::array()))
+      if (a.value("ip-address-type", "") == "ipv4")
+        g.ipv4.push_back(a.value("ip-address", "") + "/" + std::to_string(a.value("prefix", 32)));
+    out.push_back(std::move(g));
+  }
+  return out;
 }
 
 Result<std::vector<std::string>> LibvirtProvider::guest_addresses(const std::string& uuid) {

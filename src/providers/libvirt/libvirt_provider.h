@@ -51,6 +51,7 @@ class LibvirtProvider : public ComputeProvider {
   Status guest_ping(const std::string& uuid) override;
   Result<GuestCommandResult> guest_exec(const std::string& uuid, const std::vector<std::string>& argv,
                                         std::chrono::seconds timeout) override;
+  Result<std::vector<GuestInterface>> guest_interfaces(const std::string& uuid) override;
   Result<std::vector<std::string>> guest_addresses(const std::string& uuid) override;
 
   // Checkpoints and pull-mode backups (QEMU only; other drivers answer
