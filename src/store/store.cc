@@ -704,7 +704,13 @@ Result<std::optional<PeerCopyRecord>> Store::find_peer_copy(const std::string& p
   return std::optional<PeerCopyRecord>();
 }
 
-// ---- recovery plans ---------------------------------------------------------
+// ---- ownership ------------------------------------------------------------------
+
+namespace {
+OwnershipRecord ownership_from_row(const sqlite::Statement& s) {
+  return OwnershipRecord{s.text(0), s.text(1), s.int64(2), s.int64(3), s.text(4)};
+}
+}  // namespace
 
 Status Store::put_ownership(const OwnershipRecord& o) {
   std::lock_guard lock(mu_);
@@ -721,19 +727,17 @@ Result<std::optional<OwnershipRecord>> Store::find_ownership(const std::string& 
   auto st = db_.prepare("SELECT grp, owner_site, epoch, changed_at, run_id FROM ownership WHERE grp = ?");
   if (!st) return st.status();
   st->bind(1, group);
-  return st->first([](const sqlite::Statement& s) {
-    return OwnershipRecord{s.text(0), s.text(1), s.int64(2), s.int64(3), s.text(4)};
-  });
+  return st->first(ownership_from_row);
 }
 
 Result<std::vector<OwnershipRecord>> Store::list_ownership() {
   std::lock_guard lock(mu_);
   auto st = db_.prepare("SELECT grp, owner_site, epoch, changed_at, run_id FROM ownership ORDER BY grp");
   if (!st) return st.status();
-  return st->all([](const sqlite::Statement& s) {
-    return OwnershipRecord{s.text(0), s.text(1), s.int64(2), s.int64(3), s.text(4)};
-  });
+  return st->all(ownership_from_row);
 }
+
+// ---- recovery plans ---------------------------------------------------------
 
 Status Store::put_plan(const PlanRecord& p) {
   std::lock_guard lock(mu_);

@@ -15,11 +15,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "net/https_client.h"
@@ -170,6 +172,58 @@ class EvacdProcess {
   int port_;
   pid_t pid_ = -1;
   int exit_status_ = 0;
+};
+
+// Two evacd's (site-a, site-b) and the evac CLI with a context for each
+// ("a", "b"); a fixture's SetUp calls make_root, make_sites, start_sites.
+class TwoEvacdTest : public ::testing::Test {
+ protected:
+  // A fresh folder for this test under the temp directory.
+  void make_root(const std::string& prefix) {
+    root_ = fs::temp_directory_path() /
+            (prefix + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  // The two sites' evacd processes in root_, one libvirt provider each.
+  void make_sites(const std::string& uri_a, const std::string& uri_b) {
+    a_ = std::make_unique<EvacdProcess>(root_, "site-a", std::vector<std::pair<std::string, std::string>>{{"kvm-a", uri_a}});
+    b_ = std::make_unique<EvacdProcess>(root_, "site-b", std::vector<std::pair<std::string, std::string>>{{"kvm-b", uri_b}});
+    cli_config_ = (root_ / "cli.yaml").string();
+  }
+  // Starts both and adds the CLI contexts "a" (current) and "b".
+  void start_sites() {
+    ASSERT_TRUE(a_->start()) << a_->log();
+    ASSERT_TRUE(b_->start()) << b_->log();
+    for (auto [ctx, site] : {std::pair{"a", a_.get()}, std::pair{"b", b_.get()}}) {
+      std::vector<std::string> args = {"context", "add", ctx, "--url", site->url(), "--token-file",
+                                       (site->state_dir() / "admin.token").string(), "--pin-file",
+                                       (site->state_dir() / "pin").string()};
+      if (std::string(ctx) == "a") args.push_back("--use");
+      auto added = evac(args);
+      ASSERT_EQ(added.exit_code, 0) << added.err;
+    }
+  }
+  void TearDown() override {
+    if (HasFailure() && a_ && b_)
+      std::cerr << "---- site-a log\n" << a_->log() << "\n---- site-b log\n" << b_->log() << "\n";
+    a_.reset();
+    b_.reset();
+    fs::remove_all(root_);
+  }
+
+  CommandResult evac(std::vector<std::string> args) {
+    args.insert(args.begin(), {evac_binary(), "--config", cli_config_});
+    return run_command(args);
+  }
+  CommandResult evac_at(const std::string& context, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--context", context});
+    return evac(std::move(args));
+  }
+
+  fs::path root_;
+  std::string cli_config_;
+  std::unique_ptr<EvacdProcess> a_, b_;
 };
 
 }  // namespace evac::testing

@@ -61,25 +61,13 @@ void write_sites(const fs::path& root) {
     << "</node>\n";
 }
 
-class RunsCliTest : public ::testing::Test {
+class RunsCliTest : public TwoEvacdTest {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("evac-runs-" + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
+    make_root("evac-runs-");
     write_sites(root_);
-    a_ = std::make_unique<EvacdProcess>(root_, "site-a", std::vector<std::pair<std::string, std::string>>{
-                                                             {"kvm-a", "test://" + (root_ / "site-a.xml").string()}});
-    b_ = std::make_unique<EvacdProcess>(root_, "site-b", std::vector<std::pair<std::string, std::string>>{
-                                                             {"kvm-b", "test://" + (root_ / "site-b.xml").string()}});
-    ASSERT_TRUE(a_->start()) << a_->log();
-    ASSERT_TRUE(b_->start()) << b_->log();
-    cli_config_ = (root_ / "cli.yaml").string();
-    for (auto* site : {a_.get(), b_.get()}) {
-      auto added = evac({"context", "add", site->site() == "site-a" ? "a" : "b", "--url", site->url(), "--token-file",
-                         (site->state_dir() / "admin.token").string(), "--pin-file", (site->state_dir() / "pin").string()});
-      ASSERT_EQ(added.exit_code, 0) << added.err;
-    }
+    make_sites("test://" + (root_ / "site-a.xml").string(), "test://" + (root_ / "site-b.xml").string());
+    start_sites();
     auto token = evac_at("b", {"site", "pairing-token", "-o", "json"});
     ASSERT_EQ(token.exit_code, 0) << token.err;
     ASSERT_EQ(evac_at("a", {"site", "pair", token.json()["token"]}).exit_code, 0);
@@ -106,30 +94,11 @@ class RunsCliTest : public ::testing::Test {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
-  void TearDown() override {
-    if (HasFailure()) std::cerr << "---- site-a log\n" << a_->log() << "\n---- site-b log\n" << b_->log() << "\n";
-    a_.reset();
-    b_.reset();
-    fs::remove_all(root_);
-  }
-
-  CommandResult evac(std::vector<std::string> args) {
-    args.insert(args.begin(), {evac_binary(), "--config", cli_config_});
-    return run_command(args);
-  }
-  CommandResult evac_at(const std::string& context, std::vector<std::string> args) {
-    args.insert(args.begin(), {"--context", context});
-    return evac(std::move(args));
-  }
   std::map<std::string, json> vms_at(const std::string& context) {
     std::map<std::string, json> out;
     for (const auto& vm : evac_at(context, {"inventory", "vms", "-o", "json"}).json()) out[vm["name"]] = vm;
     return out;
   }
-
-  fs::path root_;
-  std::string cli_config_;
-  std::unique_ptr<EvacdProcess> a_, b_;
 };
 
 TEST_F(RunsCliTest, TestRecoveryThenCleanupLeavesNothingBehind) {

@@ -15,42 +15,12 @@ using nlohmann::json;
 
 std::string fixture_uri(const std::string& file) { return "test://" + std::string(EVAC_SOURCE_DIR) + "/tests/fixtures/" + file; }
 
-class TwoSitesCliTest : public ::testing::Test {
+class TwoSitesCliTest : public TwoEvacdTest {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("evac-it-" + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    a_ = std::make_unique<EvacdProcess>(root_, "site-a", std::vector<std::pair<std::string, std::string>>{{"kvm-a", fixture_uri("site-a.xml")}});
-    b_ = std::make_unique<EvacdProcess>(root_, "site-b", std::vector<std::pair<std::string, std::string>>{{"kvm-b", fixture_uri("site-b.xml")}});
-    ASSERT_TRUE(a_->start()) << a_->log();
-    ASSERT_TRUE(b_->start()) << b_->log();
-    cli_config_ = (root_ / "cli.yaml").string();
-    ASSERT_EQ(evac({"context", "add", "a", "--url", a_->url(), "--token-file", (a_->state_dir() / "admin.token").string(),
-                    "--pin-file", (a_->state_dir() / "pin").string(), "--use"})
-                  .exit_code,
-              0);
-    ASSERT_EQ(evac({"context", "add", "b", "--url", b_->url(), "--token-file", (b_->state_dir() / "admin.token").string(),
-                    "--pin-file", (b_->state_dir() / "pin").string()})
-                  .exit_code,
-              0);
-  }
-  void TearDown() override {
-    if (HasFailure()) {
-      std::cerr << "---- site-a log\n" << a_->log() << "\n---- site-b log\n" << b_->log() << "\n";
-    }
-    a_.reset();
-    b_.reset();
-    fs::remove_all(root_);
-  }
-
-  CommandResult evac(std::vector<std::string> args) {
-    args.insert(args.begin(), {evac_binary(), "--config", cli_config_});
-    return run_command(args);
-  }
-  CommandResult evac_at(const std::string& context, std::vector<std::string> args) {
-    args.insert(args.begin(), {"--context", context});
-    return evac(std::move(args));
+    make_root("evac-it-");
+    make_sites(fixture_uri("site-a.xml"), fixture_uri("site-b.xml"));
+    start_sites();
   }
 
   void pair_sites() {
@@ -73,9 +43,6 @@ class TwoSitesCliTest : public ::testing::Test {
     }
   }
 
-  fs::path root_;
-  std::string cli_config_;
-  std::unique_ptr<EvacdProcess> a_, b_;
 };
 
 TEST_F(TwoSitesCliTest, FirstStartCreatesIdentityAndPrivateToken) {
