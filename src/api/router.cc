@@ -789,6 +789,9 @@ void ApiRouter::add_routes() {
         if (!body) return body.status();
         return svc.handle_peer_shutdown_group(*c.peer, c.params[0], *body);
       });
+  add("GET", "/api/v1/peer/groups/{group}/guest-agents", Access::kPeer,
+      "Whether each running VM of a group answers its guest agent (the group's recovery site, checking readiness)",
+      [&svc](Context& c) -> Result<json> { return svc.handle_peer_guest_agents(*c.peer, c.params[0]); });
   add("POST", "/api/v1/peer/groups/{group}/handover", Access::kPeer,
       "The group's recovery site took the live copy over ({owner, epoch, run}): fence the copy here",
       [&svc](Context& c) -> Result<json> {

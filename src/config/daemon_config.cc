@@ -112,6 +112,24 @@ Status parse_replication(const YAML::Node& root, DaemonConfig& cfg, const std::s
   return parse_duration_key(node, "check_interval", cfg.replication_check_interval, origin + " replication");
 }
 
+Status parse_runs(const YAML::Node& root, DaemonConfig& cfg, const std::string& origin) {
+  auto node = root["runs"];
+  if (!node || node.IsNull()) return Status::ok();
+  if (!node.IsMap()) return config_error(origin, "'runs' must be a map", "for example runs: {max_parallel: 16, per_provider_limit: 8}");
+  for (const auto& kv : node) {
+    auto key = kv.first.as<std::string>();
+    int* target = key == "max_parallel" ? &cfg.runs_max_parallel : key == "per_provider_limit" ? &cfg.runs_per_provider_limit : nullptr;
+    if (!target)
+      return config_error(origin, "unknown key 'runs." + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
+                          "known keys: runs.max_parallel, runs.per_provider_limit");
+    int v = 0;
+    if (!YAML::convert<int>::decode(kv.second, v) || v < 1 || v > 1024)
+      return config_error(origin, "'runs." + key + "' must be a whole number from 1 to 1024", "for example runs: {" + key + ": 8}");
+    *target = v;
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Status validate_name(std::string_view kind, std::string_view name) {
@@ -138,13 +156,13 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std
 
   static const std::set<std::string> kKnown = {"site", "listen", "advertise_url", "state_dir", "tls",
                                                "heartbeat_interval", "peer_timeout", "log", "compute_providers",
-                                               "replication"};
+                                               "replication", "runs"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!kKnown.count(key))
       return config_error(origin, "unknown key '" + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
                           "check its spelling; known keys: site, listen, advertise_url, state_dir, tls, heartbeat_interval, "
-                          "peer_timeout, log, compute_providers, replication");
+                          "peer_timeout, log, compute_providers, replication, runs");
   }
 
   try {
@@ -181,6 +199,7 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std
     }
     EVAC_RETURN_IF_ERROR(parse_providers(root, cfg, origin));
     EVAC_RETURN_IF_ERROR(parse_replication(root, cfg, origin));
+    EVAC_RETURN_IF_ERROR(parse_runs(root, cfg, origin));
     return cfg;
   } catch (const YAML::Exception& e) {
     return config_error(origin, std::string("bad value: ") + e.what(), "check the value's type");

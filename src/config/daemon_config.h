@@ -9,6 +9,7 @@
 //   peer_timeout: 5s
 //   log: { format: json, level: info }
 //   replication: { schedules: true, check_interval: 5s }
+//   runs: { max_parallel: 16, per_provider_limit: 8 }
 //   compute_providers:
 //     - { name: local, kind: libvirt, uri: "qemu:///system" }
 #pragma once
@@ -41,6 +42,10 @@ struct DaemonConfig {
   bool replication_schedules = true;
   // How often the scheduler checks lag and compliance.
   std::chrono::seconds replication_check_interval{5};
+  // Steps of one run at once, and of those, steps calling one compute
+  // provider at once (so a recovery does not flood a hypervisor manager).
+  int runs_max_parallel = 16;
+  int runs_per_provider_limit = 8;
 };
 
 // Loads and validates; every error names the file, the key and (for YAML

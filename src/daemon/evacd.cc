@@ -161,7 +161,10 @@ int run(const std::string& config_path) {
   ReplicationOptions replication_options;
   replication_options.schedules = cfg.replication_schedules;
   ReplicationService replication(service, transport, cfg.state_dir, std::move(replication_options));
-  RunService runs(service, &replication);
+  engine::EngineOptions run_options = RunService::default_options();
+  run_options.max_parallel = cfg.runs_max_parallel;
+  run_options.per_resource_limit = cfg.runs_per_provider_limit;
+  RunService runs(service, &replication, run_options);
   // Runs a previous evacd left going (a crash, a kill -9) go on where they
   // were: steps are idempotent, so one cut mid-way runs again safely.
   if (Status s = runs.resume_interrupted(); !s.is_ok()) spdlog::error("resuming interrupted runs: {}", s.to_string());

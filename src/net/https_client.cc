@@ -200,7 +200,10 @@ Result<HttpResponse> HttpsClient::perform(const std::string& method, const std::
   // presented, as when each call had its own handle. (evacd's server does
   // not resume sessions of clients it verifies, and fails such a handshake.)
   curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
-  if (body) {
+  // A GET never carries a body: evacd's server does not read one, and its
+  // bytes would be taken for the start of the next request on the
+  // connection (the peer answered that request 400).
+  if (body && method != "GET" && method != "HEAD") {
     add_header("Content-Type: " + content_type);
     // libcurl would ask "Expect: 100-continue" before a large body and wait
     // for the answer: a round trip per replication batch for nothing, since

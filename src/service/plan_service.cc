@@ -311,6 +311,29 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
       add("warning", "peer", "protected site '" + protected_site + "' does not answer",
           "test and failover can run without it; a planned migration cannot");
 
+    // The protected VMs' guest agents, where the plan waits for them: a
+    // guest without one never sends the heartbeat a run waits for.
+    if (peer && peer->connected) {
+      auto agents = site_.call_paired_site(protected_site, "GET", "/api/v1/peer/groups/" + group + "/guest-agents", std::nullopt);
+      if (agents && agents->is_array()) {
+        int answering = 0, waited = 0;
+        for (const auto& a : *agents) {
+          const std::string vm = a.value("vm", "");
+          if (!plan_vm_or_default(*plan, vm).wait_for_guest || a.value("state", "") != "running") continue;
+          ++waited;
+          if (a.value("agent", false)) {
+            ++answering;
+          } else {
+            add("warning", "guest-agents",
+                "VM '" + vm + "' at '" + protected_site + "' does not answer its guest agent: " + a.value("error", ""),
+                "install and start qemu-guest-agent in it, or set wait_for_guest: false for it in the plan");
+          }
+        }
+        if (waited > 0 && answering == waited)
+          add("ok", "guest-agents", "the guest agents of group '" + group + "''s running VMs answer at '" + protected_site + "'");
+      }
+    }
+
     // Placeholders: each protected VM has one registered here, still defined.
     int missing = 0;
     for (const auto& v : group_doc.value("vms", json::array())) {

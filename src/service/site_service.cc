@@ -304,12 +304,12 @@ Result<json> SiteService::call_peer(const PeerRecord& peer, const std::string& m
 }
 
 Result<json> SiteService::call_paired_site(const std::string& site, const std::string& method, const std::string& path,
-                                           const json& body, bool long_wait) {
+                                           const std::optional<json>& body, bool long_wait) {
   auto peer = store_.find_peer(site);
   if (!peer) return peer.status();
   if (!peer->has_value()) return not_found("site '" + site + "' is not paired with this site", "pair them: `evac site pair`");
   if (!long_wait) return call_peer(**peer, method, path, body);
-  auto bytes = transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, method, path, body.dump());
+  auto bytes = transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, method, path, body ? body->dump() : "");
   if (!bytes) return bytes.status().with_context("site '" + site + "'");
   (void)store_.record_peer_contact(site, clock_());
   auto out = json::parse(*bytes, nullptr, false);
@@ -478,6 +478,29 @@ Result<json> SiteService::handle_peer_shutdown_group(const PeerRecord& caller, c
     vms.push_back(vm.vm_name);
   }
   return json{{"stopped", vms}, {"graceful", graceful}};
+}
+
+Result<json> SiteService::handle_peer_guest_agents(const PeerRecord& caller, const std::string& group) {
+  auto g = group_recovered_by(caller, group);
+  if (!g) return g.status();
+  json out = json::array();
+  for (const auto& vm : g->vms) {
+    json entry = {{"vm", vm.vm_name}, {"state", "unknown"}, {"agent", false}, {"error", ""}};
+    auto p = provider(vm.provider);
+    auto info = p ? (*p)->get_vm(vm.vm_uuid) : Result<VmInfo>(p.status());
+    if (!info) {
+      entry["error"] = info.status().message();
+    } else {
+      entry["state"] = power_state_name(info->state);
+      if (info->state == PowerState::kRunning) {
+        Status ping = (*p)->guest_ping(vm.vm_uuid);
+        entry["agent"] = ping.is_ok();
+        if (!ping.is_ok()) entry["error"] = ping.message();
+      }
+    }
+    out.push_back(entry);
+  }
+  return out;
 }
 
 Result<json> SiteService::handle_peer_handover(const PeerRecord& caller, const std::string& group, const json& body) {

@@ -134,14 +134,18 @@ class SiteService {
   // graceful stop that outlasts the timeout is kUnavailable.
   Result<nlohmann::json> handle_peer_shutdown_group(const PeerRecord& caller, const std::string& group,
                                                     const nlohmann::json& body);
+  // Whether each running VM of the group answers its guest agent here, for
+  // the recovery site's readiness check: [{vm, state, agent, error}].
+  Result<nlohmann::json> handle_peer_guest_agents(const PeerRecord& caller, const std::string& group);
   // The recovery site now owns the group's live copy: body {owner, epoch,
   // run}. This site's copy is fenced: its VMs powered off, no more cycles.
   Result<nlohmann::json> handle_peer_handover(const PeerRecord& caller, const std::string& group, const nlohmann::json& body);
 
   // Calls a paired site's peer API. `long_wait`: the call may take minutes
   // (a sync), else the peer timeout bounds it.
+  // A GET sends no body (`body` nullopt).
   Result<nlohmann::json> call_paired_site(const std::string& site, const std::string& method, const std::string& path,
-                                          const nlohmann::json& body, bool long_wait = false);
+                                          const std::optional<nlohmann::json>& body, bool long_wait = false);
 
   // ---- ownership ----------------------------------------------------------------------
   // Who owns the live copy of a group this site knows: the newest recorded

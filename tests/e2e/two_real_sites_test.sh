@@ -168,8 +168,14 @@ check "no domains left at site-b" test "$(virsh -c "${uri_b}" list --all --name 
 # Recovery plans on real guests. A group again (the last one is gone), a
 # plan at the recovery site; a test brings up copies on the test network
 # while production runs, with the guest agent and an in-guest check.
+# The guests are restarted first: once in CI a backup job of the last
+# cycle outlived it and refused the new group's first cycle ("already has a
+# backup job"); a guest's shutdown ends any job. (A replication bug, noted.)
+"${repo_dir}/lab/vm.sh" stop "${uri_a}" db01 app01 web01
+for vm in db01 app01 web01; do virsh -q -c "${uri_a}" start "${vm}" >/dev/null; done
+for vm in db01 app01 web01; do "${repo_dir}/lab/vm.sh" wait-agent "${uri_a}" "${vm}" 120 >/dev/null; done
 check "protect the three VMs again" bash -c "evac --context site-a group create shop --vm db01 --vm app01 --vm web01 >/dev/null"
-check "replicate them" bash -c "evac --context site-a group sync shop >/dev/null"
+check "replicate them (running)" bash -c "evac --context site-a group sync shop"
 cat >"${EVAC_DEMO_ROOT}/plan.yaml" <<'YAML'
 kind: RecoveryPlan
 name: shop-dr

@@ -144,8 +144,9 @@ TEST_F(RunsCliTest, TestRecoveryThenCleanupLeavesNothingBehind) {
   EXPECT_FALSE(shown.json()["groups"][0]["pit"].get<std::string>().empty());
   for (const auto& s : shown.json()["steps"]) {
     EXPECT_EQ(s["state"], "succeeded") << s.dump();
-    if (s["kind"] == "power_on" || s["kind"] == "register_test_vm")
+    if (s["kind"] == "power_on" || s["kind"] == "register_test_vm") {
       EXPECT_EQ(s["resource"], "provider:kvm-b") << "provider calls hold their provider: " << s.dump();
+    }
     EXPECT_TRUE(s["started_at_ms"].is_number() && s["ended_at_ms"].is_number()) << s.dump();
   }
   auto table = evac_at("b", {"run", "show", id});
@@ -301,6 +302,54 @@ TEST_F(RunsCliTest, FailoverRunsWithoutTheProtectedSiteWhichComesBackFenced) {
   auto sync = evac_at("a", {"group", "sync", "shop"});
   EXPECT_EQ(sync.exit_code, 1);
   EXPECT_NE(sync.err.find("fenced"), std::string::npos) << sync.err;
+}
+
+// A prompt holds the run until an operator acknowledges it; meanwhile no
+// other run may take the group. A cancelled run starts nothing more.
+TEST_F(RunsCliTest, PromptsWaitForAckAndHoldTheGroup) {
+  std::ofstream(root_ / "prompt.yaml") << "kind: RecoveryPlan\nname: shop-dr\ngroups: [shop]\nvms:\n"
+                                          "  - vm: db01\n    priority: 1\n    wait_for_guest: false\n"
+                                          "    before_power_on:\n      - prompt: Is the licence server up?\n"
+                                          "  - {vm: web01, priority: 2, wait_for_guest: false}\n";
+  ASSERT_EQ(evac_at("b", {"apply", "-f", (root_ / "prompt.yaml").string()}).exit_code, 0);
+  auto started = evac_at("b", {"plan", "test", "shop-dr", "-o", "json"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  const std::string id = started.json()["id"];
+  std::string state;
+  for (int i = 0; i < 100 && state != "waiting"; ++i) {
+    state = evac_at("b", {"run", "show", id, "-o", "json"}).json()["state"];
+    if (state != "waiting") std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(state, "waiting");
+  EXPECT_EQ(vms_at("b").count("web01-test") ? vms_at("b")["web01-test"]["state"] : json("none"), "shut off")
+      << "nothing after the prompt has started";
+
+  auto other = evac_at("b", {"plan", "cleanup", "shop-dr"});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.err.find("is waiting"), std::string::npos) << other.err;
+  EXPECT_NE(other.err.find(id), std::string::npos) << "the refusal names the run holding the group: " << other.err;
+
+  auto ack = evac_at("b", {"run", "ack", id});
+  ASSERT_EQ(ack.exit_code, 0) << ack.err;
+  auto follow = evac_at("b", {"run", "show", id, "--follow"});
+  EXPECT_EQ(follow.exit_code, 0) << follow.out << follow.err;
+  EXPECT_EQ(vms_at("b")["web01-test"]["state"], "running");
+  EXPECT_EQ(evac_at("b", {"run", "ack", id}).exit_code, 1) << "nothing waits any more";
+
+  // Cleanup, then a test cancelled at its prompt: skipped steps, no VM started.
+  ASSERT_EQ(evac_at("b", {"plan", "cleanup", "shop-dr", "--follow"}).exit_code, 0);
+  auto second = evac_at("b", {"plan", "test", "shop-dr", "-o", "json"});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  const std::string id2 = second.json()["id"];
+  for (int i = 0; i < 100 && evac_at("b", {"run", "show", id2, "-o", "json"}).json()["state"] != "waiting"; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(evac_at("b", {"run", "cancel", id2}).exit_code, 0);
+  auto cancelled = evac_at("b", {"run", "show", id2, "-o", "json"}).json();
+  EXPECT_EQ(cancelled["state"], "cancelled");
+  int skipped = 0;
+  for (const auto& s : cancelled["steps"]) skipped += s["state"] == "skipped";
+  EXPECT_GT(skipped, 0);
+  EXPECT_NE(vms_at("b")["db01-test"]["state"], "running") << "the prompt guarded db01's power-on";
 }
 
 }  // namespace

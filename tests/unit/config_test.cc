@@ -25,6 +25,7 @@ advertise_url: https://a.example:9443
 state_dir: /var/lib/evac/a
 heartbeat_interval: 2s
 log: {format: json, level: debug}
+runs: {max_parallel: 32, per_provider_limit: 4}
 compute_providers:
   - {name: local, kind: libvirt, uri: "qemu:///system"}
   - {name: rack2, uri: "qemu+ssh://rack2/system"}
@@ -38,6 +39,8 @@ compute_providers:
   EXPECT_EQ(cfg->log_format, "json");
   ASSERT_EQ(cfg->compute_providers.size(), 2u);
   EXPECT_EQ(cfg->compute_providers[1].kind, "libvirt");  // the default kind
+  EXPECT_EQ(cfg->runs_max_parallel, 32);
+  EXPECT_EQ(cfg->runs_per_provider_limit, 4);
 }
 
 struct BadConfig {
@@ -68,7 +71,9 @@ INSTANTIATE_TEST_SUITE_P(
                       BadConfig{"site: a\nstate_dir: /x\ncompute_providers: [{name: p, uri: u}, {name: p, uri: v}]\n",
                                 "duplicate"},
                       BadConfig{"site: a\nstate_dir: /x\ncompute_providers: [{name: p}]\n", "uri"},
-                      BadConfig{"site: a\nstate_dir: /x\ntls: {cert: /c}\n", "both cert and key"}));
+                      BadConfig{"site: a\nstate_dir: /x\ntls: {cert: /c}\n", "both cert and key"},
+                      BadConfig{"site: a\nstate_dir: /x\nruns: {per_provider_limit: 0}\n", "runs.per_provider_limit"},
+                      BadConfig{"site: a\nstate_dir: /x\nruns: {parallel: 4}\n", "unknown key 'runs.parallel'"}));
 
 TEST(DaemonConfigTest, MissingFile) {
   auto cfg = load_daemon_config("/nonexistent/evacd.yaml");
