@@ -142,7 +142,8 @@ TEST_F(RunsCliTest, TestRecoveryThenCleanupLeavesNothingBehind) {
   auto shown = evac_at("b", {"run", "show", id, "-o", "json"});
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
   EXPECT_FALSE(shown.json()["groups"][0]["pit"].get<std::string>().empty());
-  for (const auto& s : shown.json()["steps"]) {
+  const json shown_run = shown.json();  // kept: a range-for over shown.json()["steps"] would outlive the document
+  for (const auto& s : shown_run["steps"]) {
     EXPECT_EQ(s["state"], "succeeded") << s.dump();
     if (s["kind"] == "power_on" || s["kind"] == "register_test_vm") {
       EXPECT_EQ(s["resource"], "provider:kvm-b") << "provider calls hold their provider: " << s.dump();
