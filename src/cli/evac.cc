@@ -92,6 +92,8 @@ Result<HttpsClient> connect(const Globals& g, std::chrono::milliseconds timeout 
   return HttpsClient(options);
 }
 
+// A failed connect: a missing context or pin is the command line's fault
+// (exit 2), an unreachable site is not (exit 1).
 int report_error_or_usage(const Status& s) {
   return s.code() == StatusCode::kInvalidArgument ? usage_error(s.message(), s.hint()) : report(s);
 }
@@ -100,8 +102,7 @@ int report_error_or_usage(const Status& s) {
 int call_and_print(const Globals& g, const std::string& method, const std::string& path,
                    const std::optional<json>& body, const std::function<void(const json&)>& render) {
   auto client = connect(g);
-  if (!client) return client.status().code() == StatusCode::kInvalidArgument ? usage_error(client.status().message(), client.status().hint())
-                                                                             : report(client.status());
+  if (!client) return report_error_or_usage(client.status());
   auto result = client->call(method, path, body);
   if (!result) return report(result.status());
   render(*result);
@@ -223,8 +224,7 @@ void print_group(const Globals& g, const json& j) {
 int follow_sync(const Globals& g, const std::string& name) {
   auto waiter = connect(g, std::chrono::hours(24 * 7));
   if (!waiter)
-    return waiter.status().code() == StatusCode::kInvalidArgument ? usage_error(waiter.status().message(), waiter.status().hint())
-                                                                   : report(waiter.status());
+    return report_error_or_usage(waiter.status());
   auto poller = connect(g, std::chrono::seconds(30));
   if (!poller) return report(poller.status());
   std::optional<Result<json>> outcome;
@@ -533,8 +533,7 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
     // followed by one more), as a planned migration's final sync needs.
     auto client = connect(g, std::chrono::hours(24 * 7));
     if (!client) {
-      rc = client.status().code() == StatusCode::kInvalidArgument ? usage_error(client.status().message(), client.status().hint())
-                                                                   : report(client.status());
+      rc = report_error_or_usage(client.status());
       return;
     }
     auto result = client->call("POST", "/api/v1/groups/" + path_part(sync_name) + "/sync?wait=true", json::object());
@@ -786,8 +785,7 @@ void print_run(const Globals& g, const json& j) {
 int follow_run(const Globals& g, const std::string& id) {
   auto client = connect(g, std::chrono::seconds(30));
   if (!client)
-    return client.status().code() == StatusCode::kInvalidArgument ? usage_error(client.status().message(), client.status().hint())
-                                                                   : report(client.status());
+    return report_error_or_usage(client.status());
   std::map<int, std::string> seen;  // step -> state last printed
   int failures = 0;
   bool told_waiting = false;
