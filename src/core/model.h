@@ -29,7 +29,7 @@ struct DiskInfo {
 };
 
 struct NicInfo {
-  std::string mac;
+  std::string mac;      // lower case, as guests' agents report them too
   std::string network;  // libvirt network name, or bridge name when type is "bridge"
   std::string type;     // "network" or "bridge"
   std::string model;    // "virtio", ...

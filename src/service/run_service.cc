@@ -224,6 +224,16 @@ class RunService::Steps : public engine::StepRunner {
     return &it->second;
   }
 
+  // A VM's disks in a copy of its group's PIT: guest target -> image (the
+  // copy's disks are keyed "<source VM uuid>/<target>").
+  static std::map<std::string, std::string> disks_of(const VmCtx& vm, const TestCopy& copy) {
+    std::map<std::string, std::string> out;
+    const std::string prefix = vm.source_uuid + "/";
+    for (const auto& d : copy.disks)
+      if (d.key.rfind(prefix, 0) == 0) out[d.key.substr(prefix.size())] = d.path;
+    return out;
+  }
+
   Result<Target> target_of(const Context& ctx, const VmCtx& vm) {
     if (vm.provider.empty())
       return failed_precondition("VM '" + vm.name + "' has no placeholder here", "protect it again at its protected site");
@@ -286,9 +296,7 @@ class RunService::Steps : public engine::StepRunner {
     spec.source_site = (*g)->protected_site;
     spec.source_uuid = vm.source_uuid;
     spec.networks = (*g)->networks;
-    const std::string prefix = vm.source_uuid + "/";
-    for (const auto& d : copy->disks)
-      if (d.key.rfind(prefix, 0) == 0) spec.disks[d.key.substr(prefix.size())] = d.path;
+    spec.disks = disks_of(vm, *copy);
     auto provider = site_.provider(vm.provider);
     if (!provider) return provider.status();
     auto made = (*provider)->define_test_vm(spec);
@@ -384,10 +392,7 @@ class RunService::Steps : public engine::StepRunner {
       return failed_precondition("VM '" + vm.name + "' has no placeholder here", "protect it again at '" + (*g)->protected_site + "'");
     auto live = live_copy(run, **g);
     if (!live) return live.status();
-    std::map<std::string, std::string> disks;
-    const std::string prefix = vm.source_uuid + "/";
-    for (const auto& d : live->disks)
-      if (d.key.rfind(prefix, 0) == 0) disks[d.key.substr(prefix.size())] = d.path;
+    const std::map<std::string, std::string> disks = disks_of(vm, *live);
     auto provider = site_.provider(vm.provider);
     if (!provider) return provider.status();
     auto recovered = (*provider)->recover_placeholder(vm.placeholder_uuid, disks, run.id);
@@ -455,8 +460,7 @@ class RunService::Steps : public engine::StepRunner {
     for (const auto& nic : placeholder->nics) {
       auto src = (*g)->source_networks.find(nic.network);
       const std::string network = src == (*g)->source_networks.end() ? nic.network : src->second;
-      std::string mac = nic.mac;
-      std::transform(mac.begin(), mac.end(), mac.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      const std::string& mac = nic.mac;  // lower case, like GuestInterface::mac
       auto iface = std::find_if(interfaces->begin(), interfaces->end(), [&](const GuestInterface& i) { return i.mac == mac; });
       for (const auto& rule : ctx.plan.ip_rules) {
         if (rule.network != network) continue;
@@ -571,16 +575,17 @@ RunService::~RunService() {
 
 Status RunService::resume_interrupted() { return engine_->resume_interrupted(); }
 
-Status RunService::check_no_conflicting_run(const std::string& plan, const std::string& operation,
-                                            const std::vector<std::string>& groups) {
+Result<std::vector<std::string>> RunService::check_no_conflicting_run(const std::string& plan, const std::string& operation,
+                                                                      const std::vector<std::string>& groups) {
   auto open = site_.store().runs_in_state({"running", "waiting", "failed"});
   if (!open) return open.status();
+  std::vector<std::string> failed_tests;
   for (const auto& other : *open) {
     for (const auto& g : run_group_names(other)) {
       if (std::find(groups.begin(), groups.end(), g) == groups.end()) continue;
       // A failed test is what cleanup is for: cleanup closes it.
       if (operation == "cleanup" && other.operation == "test" && other.state == "failed") {
-        EVAC_RETURN_IF_ERROR(engine_->cancel(other.id));
+        failed_tests.push_back(other.id);
         break;
       }
       return failed_precondition("run " + other.id + " (" + other.operation + " of plan '" + other.plan + "') over group '" +
@@ -590,7 +595,7 @@ Status RunService::check_no_conflicting_run(const std::string& plan, const std::
                                                          : "wait for it (`evac run show " + other.id + " --follow`) or cancel it");
     }
   }
-  return Status::ok();
+  return failed_tests;
 }
 
 Status RunService::check_no_test_left(const std::vector<RecoveredGroup>& groups) {
@@ -709,7 +714,8 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   }
 
   std::lock_guard lock(start_mu_);
-  EVAC_RETURN_IF_ERROR(check_no_conflicting_run(plan->name, op, group_names));
+  auto closed_by_cleanup = check_no_conflicting_run(plan->name, op, group_names);
+  if (!closed_by_cleanup) return closed_by_cleanup.status();
   if (op == "test") EVAC_RETURN_IF_ERROR(check_no_test_left(*groups));
   RunRow run;
   run.id = new_run_id();
@@ -721,6 +727,7 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   run.plan_document = doc.dump();
   run.groups = ctx.dump();
   EVAC_RETURN_IF_ERROR(engine_->start(run, *steps));
+  for (const auto& id : *closed_by_cleanup) EVAC_RETURN_IF_ERROR(engine_->cancel(id));
   auto stored = site_.store().find_run(run.id);
   if (!stored) return stored.status();
   if (!stored->has_value()) return internal_error("run " + run.id + " was started but is not in the store");

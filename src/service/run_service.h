@@ -83,9 +83,11 @@ class RunService {
 
  private:
   class Steps;
-  // The groups another unfinished run holds that `groups` names.
-  Status check_no_conflicting_run(const std::string& plan, const std::string& operation,
-                                  const std::vector<std::string>& groups);
+  // Refuses a run over a group another unfinished run holds. A cleanup
+  // may follow a failed test: those tests are returned, for the caller to
+  // close once the cleanup has started (a refused request changes nothing).
+  Result<std::vector<std::string>> check_no_conflicting_run(const std::string& plan, const std::string& operation,
+                                                            const std::vector<std::string>& groups);
   // A test leaves test VMs and copies until cleanup; a new test must not
   // stack onto them.
   Status check_no_test_left(const std::vector<RecoveredGroup>& groups);

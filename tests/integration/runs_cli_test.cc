@@ -203,6 +203,14 @@ TEST_F(RunsCliTest, RefusalsSayWhatToDo) {
   EXPECT_EQ(failed.exit_code, 1) << failed.out;
   EXPECT_NE(failed.out.find("failed"), std::string::npos) << failed.out;
   EXPECT_NE(failed.err.find("evac run resume"), std::string::npos) << failed.err;
+
+  // Cleanup is what follows a failed test: it starts over the failed run's
+  // group, and closes that run.
+  const std::string failed_id = evac_at("b", {"run", "list", "-o", "json"}).json()[0]["id"];
+  EXPECT_EQ(evac_at("b", {"run", "show", failed_id, "-o", "json"}).json()["state"], "failed");
+  auto cleanup = evac_at("b", {"plan", "cleanup", "shop-dr", "--follow"});
+  EXPECT_EQ(cleanup.exit_code, 0) << cleanup.out << cleanup.err;
+  EXPECT_EQ(evac_at("b", {"run", "show", failed_id, "-o", "json"}).json()["state"], "cancelled");
 }
 
 // A planned migration: the protected site syncs, shuts the VMs down, syncs

@@ -554,6 +554,17 @@ TEST(PlaceholderDomainXml, ParsesTheMarkerOnlyInEvacsNamespace) {
   EXPECT_FALSE(parsed->vm.is_placeholder);
 }
 
+TEST(PlaceholderDomainXml, MacsAreLowerCaseInTheModel) {
+  // Guest agents report MACs in lower case; IP customization matches a
+  // guest's interface to its NIC by comparing the two.
+  auto parsed = libvirt::parse_domain_xml(
+      "<domain><name>x</name><devices><interface type='network'><mac address='52:54:00:AB:CD:EF'/>"
+      "<source network='prod'/></interface></devices></domain>");
+  ASSERT_TRUE(parsed.is_ok());
+  ASSERT_EQ(parsed->vm.nics.size(), 1u);
+  EXPECT_EQ(parsed->vm.nics[0].mac, "52:54:00:ab:cd:ef");
+}
+
 TEST(PlaceholderDomainXml, MalformedNativeDefinitionIsAnInputError) {
   PlaceholderSpec spec = db02_spec();
   spec.vm.native.document = "<domain><name>db02";

@@ -155,7 +155,7 @@ DiskInfo parse_disk(pugi::xml_node disk) {
 NicInfo parse_interface(pugi::xml_node iface) {
   NicInfo nic;
   nic.type = iface.attribute("type").as_string();
-  nic.mac = iface.child("mac").attribute("address").as_string();
+  nic.mac = lower(iface.child("mac").attribute("address").as_string());
   nic.model = iface.child("model").attribute("type").as_string();
   pugi::xml_node source = iface.child("source");
   if (nic.type == "network") {
