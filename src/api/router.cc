@@ -214,6 +214,16 @@ void ApiRouter::add_run_routes() {
         EVAC_RETURN_IF_ERROR((*r)->cancel(c.params[0]));
         return json{{"cancelled", c.params[0]}};
       });
+  add("POST", "/api/v1/peer/groups/{group}/reprotect", Access::kPeer,
+      "The caller owns the group's live copy and reprotects it ({epoch, run, vms}): this site's copies become its "
+      "placeholders and seeds, and this site stops protecting the group",
+      [runs](Context& c) -> Result<json> {
+        auto r = runs();
+        if (!r) return r.status();
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        return (*r)->handle_peer_reprotect(*c.peer, c.params[0], *body);
+      });
   add("POST", "/api/v1/runs/{id}/resume", Access::kOperator, "Retry a failed run's failed steps and go on",
       [runs](Context& c) -> Result<json> {
         auto r = runs();

@@ -843,8 +843,8 @@ void add_run_commands(CLI::App& app, Globals& g, int& rc, CLI::App* plan) {
       {"cleanup", "Remove everything a test left: test VMs and test copies", false},
       {"migrate", "Planned migration: sync, shut down at the protected site, final sync, recover here (no data loss)", true},
       {"failover", "Disaster recovery with the protected site gone: recover the newest (or --pit) point in time", true},
-      {"reprotect", "After a recovery: replicate back to the former protected site", false},
-      {"failback", "Migrate back to the original site, then reprotect", false},
+      {"reprotect", "After a recovery, here: the former protected site's copies become placeholders, replication runs back to it (only changed blocks)", false},
+      {"failback", "At the original site, after a reprotect: migrate back (no data loss), then reprotect", true},
   };
   static std::string op_plan, op_confirm, op_pit;
   static bool op_follow = false;

@@ -61,6 +61,14 @@ class ComputeProvider {
   // it. Done already by the same run: returns the VM.
   virtual Result<VmInfo> recover_placeholder(const std::string& uuid, const std::map<std::string, std::string>& disks,
                                              const std::string& run);
+  // Reprotect: turns a VM here that a recovery at `marker.source_site` made
+  // stale (fenced, off) into the placeholder of the VM now live there. Its
+  // definition and disks stay as they are (the disks seed the reverse
+  // replication); it is marked as that VM's placeholder instead of as
+  // recovered, autostart goes off, and evac's change-tracking checkpoints on
+  // it are dropped: they describe a replication from here that has ended.
+  // A running VM is refused. Done already: returns the placeholder.
+  virtual Result<PlaceholderInfo> adopt_as_placeholder(const std::string& uuid, const PlaceholderInfo& marker);
   // Starts a VM; one already running succeeds.
   virtual Status power_on(const std::string& uuid);
   // Stops a VM: with `graceful`, asks the guest (ACPI) and waits up to

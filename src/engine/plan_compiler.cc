@@ -256,4 +256,44 @@ Result<std::vector<StepSpec>> compile_cleanup(const RecoveryPlan& plan, const st
   return out;
 }
 
+namespace {
+
+// The reprotect steps of each group, after `after`.
+void append_reprotect(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms, const std::vector<int>& after,
+                      std::vector<StepSpec>& out) {
+  for (const auto& [group, names] : by_group(plan, vms)) {
+    std::vector<int> start = after;
+    auto chain = [&](std::string name, std::string kind) {
+      out.push_back(StepSpec{std::move(name), std::move(kind), start, 0, json{{"group", group}}});
+      start = {static_cast<int>(out.size()) - 1};
+    };
+    chain("Make placeholders at former protected site: " + group, "reprotect_peer");
+    chain("Protect from this site: " + group, "protect_here");
+    chain("Synchronize storage back (delta resync): " + group, "sync_reverse");
+  }
+}
+
+}  // namespace
+
+Result<std::vector<StepSpec>> compile_reprotect(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms) {
+  std::vector<StepSpec> out;
+  out.push_back(StepSpec{"Check readiness", "readiness", {}, 0, json::object()});
+  append_reprotect(plan, vms, {0}, out);
+  return out;
+}
+
+Result<std::vector<StepSpec>> compile_failback(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms) {
+  auto out = compile_migrate(plan, vms);
+  if (!out) return out;
+  // After the whole migration: every step no other step waits for.
+  std::vector<bool> awaited(out->size(), false);
+  for (const auto& s : *out)
+    for (int a : s.after) awaited[static_cast<std::size_t>(a)] = true;
+  std::vector<int> ends;
+  for (std::size_t i = 0; i < out->size(); ++i)
+    if (!awaited[i]) ends.push_back(static_cast<int>(i));
+  append_reprotect(plan, vms, ends, *out);
+  return out;
+}
+
 }  // namespace evac::engine

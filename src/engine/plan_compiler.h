@@ -64,4 +64,15 @@ Result<std::vector<StepSpec>> compile_failover(const RecoveryPlan& plan, const s
 Result<std::vector<StepSpec>> compile_migrate(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
 Result<std::vector<StepSpec>> compile_cleanup(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
 
+// reprotect (at the site that owns the group's live copy after a
+//           recovery): readiness → per group "Make placeholders at former
+//           protected site: <g>" (reprotect_peer: its stale copies become
+//           placeholders and seeds, it stops protecting the group) →
+//           "Protect from this site: <g>" (protect_here) → "Synchronize
+//           storage back (delta resync): <g>" (sync_reverse).
+// failback: migrate, then the reprotect steps once every step of the
+//           migration is done.
+Result<std::vector<StepSpec>> compile_reprotect(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
+Result<std::vector<StepSpec>> compile_failback(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
+
 }  // namespace evac::engine

@@ -107,12 +107,18 @@ Result<std::vector<RecoveredGroup>> PlanService::recovered_groups(const Recovery
     g.protected_site = found.peer->peer_site;
     g.rpo_seconds = found.group->value("rpo_seconds", std::int64_t{900});
     g.epoch = found.group->value("epoch", std::int64_t{1});
+    g.keep_pits = found.group->value("keep_pits", 24);
+    g.keep_hourly = found.group->value("keep_hourly", 0);
+    g.keep_daily = found.group->value("keep_daily", 0);
+    g.max_rate_bytes = found.group->value("max_rate_bytes", std::uint64_t{0});
     for (const auto& v : found.group->value("vms", json::array()))
-      if (v.is_object()) g.vms.push_back({v.value("name", ""), v.value("uuid", "")});
+      if (v.is_object()) g.vms.push_back({v.value("name", ""), v.value("uuid", ""), v.value("provider", "")});
     for (const auto& m : found.peer->document.value("mappings", json::array()))
       if (m.value("peer_site", "") == here && m.value("kind", "") == "network") {
         g.test_networks[m.value("target", "")] = m.value("test_network", "");
         g.source_networks[m.value("target", "")] = m.value("source", "");
+      } else if (m.value("peer_site", "") == here && m.value("kind", "") == "storage") {
+        g.source_pools[m.value("target", "")] = m.value("source", "");
       }
     out.push_back(std::move(g));
   }
@@ -200,6 +206,26 @@ Result<RecoveryPlan> PlanService::get_plan(const std::string& name) {
   if (!r->has_value())
     return not_found("no recovery plan named '" + name + "'", "list plans with `evac plan list`");
   return plan_from_record(**r);
+}
+
+Result<RecoveryPlan> PlanService::runnable_plan(const std::string& name) {
+  auto own = site_.store().find_plan(name);
+  if (!own) return own.status();
+  if (own->has_value()) return plan_from_record(**own);
+  auto copies = site_.store().list_peer_copies();
+  if (!copies) return copies.status();
+  for (const auto& c : *copies) {
+    auto doc = json::parse(c.document, nullptr, false);
+    if (!doc.is_object()) continue;
+    for (const auto& p : doc.value("plans", json::array())) {
+      if (!p.is_object() || p.value("name", "") != name) continue;
+      auto plan = plan_from_json(p);
+      if (!plan) return plan.status().with_context("plan '" + name + "' in the configuration copy of site '" + c.peer_site + "'");
+      return plan;
+    }
+  }
+  return not_found("no recovery plan named '" + name + "' here or in a paired site's configuration",
+                   "list plans with `evac plan list` at either site");
 }
 
 Status PlanService::delete_plan(const std::string& name) {

@@ -46,15 +46,23 @@ struct RecoveredGroup {
   std::string protected_site;
   std::int64_t rpo_seconds = 900;
   std::int64_t epoch = 1;  // the protected site's ownership epoch
+  // Its replication settings, which a reprotect carries over.
+  int keep_pits = 24;
+  int keep_hourly = 0;
+  int keep_daily = 0;
+  std::uint64_t max_rate_bytes = 0;
   struct Vm {
     std::string name;
-    std::string uuid;  // at the protected site
+    std::string uuid;      // at the protected site
+    std::string provider;  // ... and its compute provider there
   };
   std::vector<Vm> vms;
   // Network at this site (a mapping's target) -> its test network, and ->
   // the protected site's network it stands for (IP rules name those).
   std::map<std::string, std::string> test_networks;
   std::map<std::string, std::string> source_networks;
+  // Storage pool here (a mapping's target) -> the protected site's pool.
+  std::map<std::string, std::string> source_pools;
 };
 
 class PlanService {
@@ -70,6 +78,10 @@ class PlanService {
   Result<RecoveryPlan> apply_plan(const std::string& name, const nlohmann::json& body);
   Result<std::vector<RecoveryPlan>> list_plans();
   Result<RecoveryPlan> get_plan(const std::string& name);
+  // The plan to run here: this site's own, else one a paired site's
+  // configuration copy carries (after a reprotect, the plan written at the
+  // other site is what a failback from here runs).
+  Result<RecoveryPlan> runnable_plan(const std::string& name);
   Status delete_plan(const std::string& name);
 
   // The VM names of a protection group as this site knows it (its own

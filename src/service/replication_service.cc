@@ -572,6 +572,10 @@ Result<TestCopy> ReplicationService::promote(const std::string& group, const std
   return receiver_->promote(group, pit_id, owner);
 }
 
+Status ReplicationService::set_seeds(const std::string& group, const std::map<std::string, std::string>& seeds) {
+  return receiver_->set_seeds(group, seeds);
+}
+
 Status ReplicationService::drop_test_copy(const std::string& group, const std::string& test_copy_id) {
   return pits_->drop_test_copy(group, test_copy_id);
 }

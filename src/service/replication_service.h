@@ -88,6 +88,10 @@ class ReplicationService {
   // Recovery site: a PIT made the live disks of the group's recovered VMs
   // (owner: the run; asking again returns the same disks).
   Result<TestCopy> promote(const std::string& group, const std::string& pit_id, const std::string& owner);
+  // Future recovery site (reprotect): images here that hold an older state
+  // of the group's disks (by disk key), to start their first PITs from so
+  // that only differing blocks travel.
+  Status set_seeds(const std::string& group, const std::map<std::string, std::string>& seeds);
   // Re-reads a PIT (empty id: the newest) and compares every block with the
   // source hashes its cycle recorded. At the protected site the recovery
   // site does the reading; at the recovery site it runs here, so it works

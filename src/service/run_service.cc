@@ -15,6 +15,8 @@
 #include <set>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "core/plan_json.h"
 #include "engine/plan_compiler.h"
 #include "service/host_command.h"
@@ -121,9 +123,12 @@ class RunService::Steps : public engine::StepRunner {
     if (kind == "create_test_copy") return create_test_copy(run, **ctx, p.value("group", ""));
     if (kind == "drop_test_copies") return drop_test_copies(p.value("group", ""));
     if (kind == "sync_protected" || kind == "shutdown_protected" || kind == "handover" || kind == "promote" ||
-        kind == "take_ownership") {
+        kind == "take_ownership" || kind == "reprotect_peer" || kind == "protect_here" || kind == "sync_reverse") {
       auto g = group(**ctx, p.value("group", ""));
       if (!g) return g.status();
+      if (kind == "reprotect_peer") return reprotect_peer(run, **ctx, **g);
+      if (kind == "protect_here") return protect_here(**ctx, **g);
+      if (kind == "sync_reverse") return sync_reverse(**g);
       if (kind == "sync_protected") return sync_protected(**g);
       if (kind == "shutdown_protected") return shutdown_protected(**g, p.value("best_effort", false));
       if (kind == "handover") return handover(run, **ctx, **g, false);
@@ -163,12 +168,15 @@ class RunService::Steps : public engine::StepRunner {
  private:
   struct VmCtx {
     std::string name, group, source_uuid, placeholder_uuid, provider;
+    std::string source_provider;  // its compute provider at the protected site
   };
   struct GroupCtx {
     std::string name, protected_site, pit;  // pit empty: the newest when the step runs (migrate)
     std::map<std::string, std::string> networks;
-    std::int64_t epoch = 0;  // the ownership epoch a recovery takes the group over with
+    std::int64_t epoch = 0;  // the ownership epoch a recovery takes the group over with (a reprotect: holds)
     std::map<std::string, std::string> source_networks;  // network here -> the protected site's (IP rules' names)
+    std::map<std::string, std::string> source_pools;     // storage pool here -> the protected site's
+    json settings;  // rpo_seconds, keep_*, max_rate_bytes: what a reprotect carries over
   };
   struct Context {
     std::string operation;
@@ -206,12 +214,18 @@ class RunService::Steps : public engine::StepRunner {
     auto groups = json::parse(run.groups, nullptr, false);
     if (!groups.is_array()) return internal_error("run " + run.id + "'s context is unreadable in the store");
     for (const auto& g : groups) {
-      GroupCtx gc{g.value("name", ""), g.value("protected_site", ""), g.value("pit", ""),
-                  g.value("networks", std::map<std::string, std::string>{}), g.value("epoch", std::int64_t{0}),
-                  g.value("source_networks", std::map<std::string, std::string>{})};
+      GroupCtx gc{g.value("name", ""),
+                  g.value("protected_site", ""),
+                  g.value("pit", ""),
+                  g.value("networks", std::map<std::string, std::string>{}),
+                  g.value("epoch", std::int64_t{0}),
+                  g.value("source_networks", std::map<std::string, std::string>{}),
+                  g.value("source_pools", std::map<std::string, std::string>{}),
+                  g.value("settings", json::object())};
       for (const auto& v : g.value("vms", json::array()))
-        c->vms[v.value("name", "")] = VmCtx{v.value("name", ""), gc.name, v.value("source_uuid", ""),
-                                            v.value("placeholder_uuid", ""), v.value("provider", "")};
+        c->vms[v.value("name", "")] = VmCtx{v.value("name", ""),         gc.name,
+                                            v.value("source_uuid", ""),  v.value("placeholder_uuid", ""),
+                                            v.value("provider", ""),     v.value("source_provider", "")};
       c->groups[gc.name] = std::move(gc);
     }
     std::lock_guard lock(mu_);
@@ -245,14 +259,23 @@ class RunService::Steps : public engine::StepRunner {
   }
 
   Result<json> readiness(const Context& ctx) {
-    auto r = plans_.check_plan(ctx.plan);
-    if (!r) return r.status();
+    PlanReadiness r;
+    if (ctx.operation != "reprotect") {
+      auto checked = plans_.check_plan(ctx.plan);
+      if (!checked) return checked.status();
+      r = std::move(*checked);
+    }
+    if (ctx.operation == "reprotect" || ctx.operation == "failback") {
+      auto reverse = reprotect_findings(ctx);
+      if (!reverse) return reverse.status();
+      r.findings.insert(r.findings.end(), reverse->begin(), reverse->end());
+    }
     json warnings = json::array();
     std::string errors;
     int ok = 0;
-    for (auto f : r->findings) {
+    for (auto f : r.findings) {
       // A planned migration needs the protected site; the others run without it.
-      if (ctx.operation == "migrate" && f.check == "peer" && f.severity == "warning") {
+      if ((ctx.operation == "migrate" || ctx.operation == "failback") && f.check == "peer" && f.severity == "warning") {
         f.severity = "error";
         f.hint = "a migration shuts the VMs down there first; with that site lost, run failover instead";
       }
@@ -398,6 +421,140 @@ class RunService::Steps : public engine::StepRunner {
     auto recovered = (*provider)->recover_placeholder(vm.placeholder_uuid, disks, run.id);
     if (!recovered) return recovered.status();
     return json{{"vm", recovered->name}, {"uuid", recovered->uuid}, {"pit", live->pit_id}, {"disks", disks}};
+  }
+
+  // ---- reprotect: replication back to the former protected site ----
+
+  // What a reprotect needs beyond a recovery's checks: the former protected
+  // site answering (its copies become the placeholders), and mappings from
+  // here back to it for every network and storage pool the VMs use here.
+  Result<std::vector<ReadinessFinding>> reprotect_findings(const Context& ctx) {
+    std::vector<ReadinessFinding> out;
+    std::set<std::string> asked;
+    for (const auto& [name, g] : ctx.groups) {
+      if (ctx.operation == "reprotect") {
+        auto owner = site_.ownership(g.name, g.protected_site, g.epoch);
+        if (!owner) return owner.status();
+        if (owner->owner != ctx.site)
+          out.push_back({"error", "ownership", "group '" + g.name + "' is not live here (owner: '" + owner->owner + "')",
+                         "reprotect follows a migration or failover to this site"});
+        if (!asked.count(g.protected_site)) {
+          asked.insert(g.protected_site);
+          auto reached = site_.call_paired_site(g.protected_site, "GET", "/api/v1/peer/inventory", std::nullopt);
+          if (reached)
+            out.push_back({"ok", "peer", "site '" + g.protected_site + "' answers", ""});
+          else
+            out.push_back({"error", "peer", "site '" + g.protected_site + "' does not answer: " + reached.status().message(),
+                           "reprotect makes placeholders there; bring it back (it stays fenced) and run reprotect again"});
+        }
+      }
+      auto mappings = site_.store().list_mappings(g.protected_site);
+      if (!mappings) return mappings.status();
+      auto mapped = [&](MappingKind kind, const std::string& source) {
+        return std::any_of(mappings->begin(), mappings->end(),
+                           [&](const MappingRecord& m) { return m.kind == kind && m.source == source; });
+      };
+      std::set<std::string> missing;
+      for (const auto& [vm_name, vm] : ctx.vms) {
+        if (vm.group != g.name) continue;
+        auto provider = site_.provider(vm.provider);
+        if (!provider || vm.placeholder_uuid.empty()) {
+          out.push_back({"error", "placeholders", "VM '" + vm_name + "' has no placeholder here", "protect it again"});
+          continue;
+        }
+        auto info = (*provider)->get_vm(vm.placeholder_uuid);
+        if (!info) {
+          out.push_back({"error", "placeholders", "VM '" + vm_name + "': " + info.status().message(), info.status().hint()});
+          continue;
+        }
+        for (const auto& nic : info->nics) {
+          if (nic.network.empty() || mapped(MappingKind::kNetwork, nic.network)) continue;
+          auto src = g.source_networks.find(nic.network);
+          missing.insert("evac mapping create network " + nic.network + " " +
+                         (src == g.source_networks.end() ? std::string("<network there>") : src->second) +
+                         " --test-network <isolated network there>");
+        }
+        for (const auto& disk : info->disks) {
+          if (!disk.storage_pool || mapped(MappingKind::kStorage, *disk.storage_pool)) continue;
+          auto src = g.source_pools.find(*disk.storage_pool);
+          missing.insert("evac mapping create storage " + *disk.storage_pool + " " +
+                         (src == g.source_pools.end() ? std::string("<pool there>") : src->second));
+        }
+      }
+      if (missing.empty()) {
+        out.push_back({"ok", "mappings", "group '" + g.name + "' has mappings back to '" + g.protected_site + "'", ""});
+      } else {
+        std::string cmds;
+        for (const auto& m : missing) cmds += (cmds.empty() ? "" : "; ") + m;
+        out.push_back({"error", "mappings",
+                       "group '" + g.name + "' lacks mappings from '" + ctx.site + "' back to '" + g.protected_site + "'",
+                       "at site '" + ctx.site + "': " + cmds});
+      }
+    }
+    return out;
+  }
+
+  // The former protected site makes its stale copies the placeholders of
+  // the VMs live here, keeps their disks as seeds and stops protecting the
+  // group. It answers the same when asked again.
+  Result<json> reprotect_peer(const RunRow& run, const Context& ctx, const GroupCtx& g) {
+    json vms = json::array();
+    for (const auto& [name, vm] : ctx.vms)
+      if (vm.group == g.name) vms.push_back({{"name", name}, {"uuid", vm.placeholder_uuid}, {"source_uuid", vm.source_uuid}});
+    auto r = site_.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/reprotect",
+                                    json{{"epoch", g.epoch}, {"run", run.id}, {"vms", vms}}, true);
+    if (!r) return r.status();
+    return *r;
+  }
+
+  // This site protects the group from now on, toward the former protected
+  // site, with the group's settings; the VMs' placeholders there are their
+  // old copies (same UUIDs as the VMs had there).
+  Result<json> protect_here(const Context& ctx, const GroupCtx& g) {
+    auto existing = site_.store().find_group(g.name);
+    if (!existing) return existing.status();
+    if (existing->has_value()) {
+      if ((*existing)->protected_site == ctx.site && (*existing)->recovery_site == g.protected_site)
+        return json{{"group", g.name}, {"recovery_site", g.protected_site}, {"epoch", (*existing)->epoch}};
+      return failed_precondition("site '" + ctx.site + "' already has a group '" + g.name + "' toward '" +
+                                 (*existing)->recovery_site + "'");
+    }
+    GroupRecord rec;
+    rec.name = g.name;
+    rec.protected_site = ctx.site;
+    rec.recovery_site = g.protected_site;
+    rec.rpo_seconds = g.settings.value("rpo_seconds", std::int64_t{900});
+    rec.keep_pits = g.settings.value("keep_pits", 24);
+    rec.keep_hourly = g.settings.value("keep_hourly", 0);
+    rec.keep_daily = g.settings.value("keep_daily", 0);
+    rec.max_rate_bytes = g.settings.value("max_rate_bytes", std::uint64_t{0});
+    rec.epoch = g.epoch;
+    rec.created_at = site_.now();
+    for (const auto& [name, vm] : ctx.vms)
+      if (vm.group == g.name)
+        rec.vms.push_back(GroupVmRecord{vm.provider, name, vm.placeholder_uuid, vm.source_uuid, vm.source_provider});
+    Status st = site_.store().transaction([&]() -> Status {
+      EVAC_RETURN_IF_ERROR(site_.store().add_group(rec));
+      // They are protected VMs now, no longer placeholders kept for the peer.
+      for (const auto& v : rec.vms) EVAC_RETURN_IF_ERROR(site_.store().remove_hosted_placeholder(v.vm_uuid));
+      return site_.store().bump_config_version();
+    });
+    if (!st.is_ok()) return st;
+    return json{{"group", g.name}, {"recovery_site", g.protected_site}, {"epoch", g.epoch}, {"vms", rec.vms.size()}};
+  }
+
+  // The first cycle back: the former protected site starts each disk from
+  // its seed, so only blocks written since (here, or lost there) travel.
+  Result<json> sync_reverse(const GroupCtx& g) {
+    if (!replication_) return unsupported("this site does not replicate");
+    // The peer accepts cycles of groups its copy of our configuration
+    // names: make sure it has the one with this group.
+    EVAC_RETURN_IF_ERROR(site_.push_config_to(g.protected_site));
+    auto pit = replication_->sync_group(g.name);
+    if (!pit) return pit.status();
+    std::uint64_t size = 0;
+    for (const auto& d : pit->disks) size += d.size_bytes;
+    return json{{"pit", pit->id}, {"bytes_sent", pit->bytes_sent}, {"disk_bytes", size}};
   }
 
   Result<json> remove_test_vm(const VmCtx& vm) {
@@ -633,13 +790,21 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   const std::string& op = request.operation;
   if (std::find(std::begin(kOperations), std::end(kOperations), op) == std::end(kOperations))
     return invalid_argument("unknown operation '" + op + "'", "use test, cleanup, migrate, failover, reprotect or failback");
-  if ((op == "migrate" || op == "failover") && request.confirm != request.plan)
+  if ((op == "migrate" || op == "failover" || op == "failback") && request.confirm != request.plan)
     return invalid_argument(op + " changes which site runs the VMs of plan '" + request.plan + "': confirm it by naming the plan",
                             "add --confirm " + request.plan);
-  if (op == "reprotect" || op == "failback")
-    return unsupported("the " + op + " operation is not built yet", "test, cleanup, migrate and failover run today");
-  auto plan = plans_.get_plan(request.plan);
+  auto plan = plans_.runnable_plan(request.plan);
   if (!plan) return plan.status();
+  if (op == "reprotect")
+    for (const auto& name : plan->groups) {
+      auto own = site_.store().find_group(name);
+      if (!own) return own.status();
+      if (own->has_value())
+        return failed_precondition("group '" + name + "' is protected from here to '" + (*own)->recovery_site +
+                                       "' already: there is nothing to reprotect",
+                                   "to bring its VMs back, run `evac plan failback " + plan->name + "` at '" +
+                                       (*own)->recovery_site + "'");
+    }
   auto groups = plans_.recovered_groups(*plan);
   if (!groups) return groups.status();
   if (!request.pit.empty() && op != "test" && op != "failover")
@@ -652,16 +817,34 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   std::vector<engine::RecoveryVm> vms;
   std::vector<std::string> group_names;
   for (const auto& g : *groups) {
-    json jg = {{"name", g.name},        {"protected_site", g.protected_site}, {"networks", g.test_networks},
-               {"source_networks", g.source_networks}, {"pit", ""}};
+    json jg = {{"name", g.name},
+               {"protected_site", g.protected_site},
+               {"networks", g.test_networks},
+               {"source_networks", g.source_networks},
+               {"source_pools", g.source_pools},
+               {"settings",
+                {{"rpo_seconds", g.rpo_seconds},
+                 {"keep_pits", g.keep_pits},
+                 {"keep_hourly", g.keep_hourly},
+                 {"keep_daily", g.keep_daily},
+                 {"max_rate_bytes", g.max_rate_bytes}}},
+               {"pit", ""}};
     // Every operation checks first who owns the group's live copy.
     auto owner = site_.ownership(g.name, g.protected_site, g.epoch);
     if (!owner) return owner.status();
-    if (owner->owner == site_.identity().name && op != "cleanup")
-      return failed_precondition("group '" + g.name + "' is already live here, recovered by run " + owner->run + " (epoch " +
-                                     std::to_string(owner->epoch) + ")",
-                                 "reprotect it to replicate back to '" + g.protected_site + "'");
-    jg["epoch"] = owner->epoch + 1;
+    const bool live_here = owner->owner == site_.identity().name;
+    if (op == "reprotect") {
+      if (!live_here)
+        return failed_precondition("group '" + g.name + "' is not live here: its VMs run at '" + owner->owner + "'",
+                                   "reprotect follows a migration or failover to this site: `evac plan migrate` or `failover`");
+      jg["epoch"] = owner->epoch;  // reprotect keeps the owner and its epoch
+    } else {
+      if (live_here && op != "cleanup")
+        return failed_precondition("group '" + g.name + "' is already live here, recovered by run " + owner->run +
+                                       " (epoch " + std::to_string(owner->epoch) + ")",
+                                   "reprotect it to replicate back to '" + g.protected_site + "'");
+      jg["epoch"] = owner->epoch + 1;
+    }
     if ((op == "test" || op == "failover") && replication_) {
       auto pits = replication_->pits_held_here(g.name);
       if (pits && !pits->empty()) {
@@ -680,7 +863,8 @@ Result<RunRow> RunService::start(const RunRequest& request) {
     }
     json jvms = json::array();
     for (const auto& v : g.vms) {
-      json jv = {{"name", v.name}, {"source_uuid", v.uuid}, {"placeholder_uuid", ""}, {"provider", ""}};
+      json jv = {{"name", v.name}, {"source_uuid", v.uuid}, {"source_provider", v.provider}, {"placeholder_uuid", ""},
+                 {"provider", ""}};
       for (const auto& h : *hosted)
         if (h.group == g.name && h.source_uuid == v.uuid) {
           jv["placeholder_uuid"] = h.uuid;
@@ -694,10 +878,12 @@ Result<RunRow> RunService::start(const RunRequest& request) {
     group_names.push_back(g.name);
   }
 
-  auto steps = op == "test"       ? engine::compile_test(*plan, vms)
-               : op == "failover" ? engine::compile_failover(*plan, vms)
-               : op == "migrate"  ? engine::compile_migrate(*plan, vms)
-                                  : engine::compile_cleanup(*plan, vms);
+  auto steps = op == "test"        ? engine::compile_test(*plan, vms)
+               : op == "failover"  ? engine::compile_failover(*plan, vms)
+               : op == "migrate"   ? engine::compile_migrate(*plan, vms)
+               : op == "reprotect" ? engine::compile_reprotect(*plan, vms)
+               : op == "failback"  ? engine::compile_failback(*plan, vms)
+                                   : engine::compile_cleanup(*plan, vms);
   if (!steps) return steps.status();
   // Steps that call a VM's compute provider hold it: the engine runs at most
   // per_resource_limit of them at once per provider.
@@ -758,6 +944,78 @@ Status RunService::resume(const std::string& id) {
   // over its groups.
   std::lock_guard lock(start_mu_);
   return engine_->resume(id);
+}
+
+Result<json> RunService::handle_peer_reprotect(const PeerRecord& caller, const std::string& group, const json& body) {
+  if (!body.value("epoch", json()).is_number_integer() || !body.value("vms", json()).is_array())
+    return invalid_argument("a reprotect names the caller's ownership epoch and the group's VMs");
+  const std::int64_t epoch = body["epoch"];
+  std::lock_guard lock(start_mu_);  // not while a run here starts over the same group
+  auto g = site_.store().find_group(group);
+  if (!g) return g.status();
+  auto hosted = site_.store().list_hosted_placeholders();
+  if (!hosted) return hosted.status();
+  auto answer = [&](const std::vector<HostedPlaceholderRecord>& records) {
+    json out = json::array();
+    for (const auto& h : records)
+      if (h.group == group && h.source_site == caller.site)
+        out.push_back({{"uuid", h.uuid}, {"provider", h.provider}, {"name", h.name}, {"source_uuid", h.source_uuid}});
+    return json{{"group", group}, {"placeholders", out}};
+  };
+  if (!g->has_value()) {
+    // Done before (a step run again): the placeholders are recorded.
+    json done = answer(*hosted);
+    if (!done["placeholders"].empty()) return done;
+    return not_found("site '" + site_.identity().name + "' has no group '" + group + "' to reprotect");
+  }
+  const GroupRecord& rec = **g;
+  if (rec.protected_site != site_.identity().name || rec.recovery_site != caller.site)
+    return permission_denied("group '" + group + "' is not protected from here to '" + caller.site + "'");
+  auto owner = site_.ownership(rec.name, rec.protected_site, rec.epoch);
+  if (!owner) return owner.status();
+  if (owner->owner != caller.site || owner->epoch != epoch)
+    return failed_precondition("group '" + group + "' is not fenced here for site '" + caller.site + "' at epoch " +
+                                   std::to_string(epoch) + " (owner here: '" + owner->owner + "', epoch " +
+                                   std::to_string(owner->epoch) + ")",
+                               "reprotect follows a migration or failover to '" + caller.site + "'");
+  // Every VM of the group, matched with the caller's live VM.
+  std::map<std::string, json> theirs;  // our VM uuid -> theirs
+  for (const auto& v : body["vms"])
+    if (v.is_object()) theirs[v.value("source_uuid", "")] = v;
+  std::vector<HostedPlaceholderRecord> records;
+  std::map<std::string, std::string> seeds;
+  for (const auto& vm : rec.vms) {
+    auto it = theirs.find(vm.vm_uuid);
+    if (it == theirs.end() || it->second.value("uuid", "").empty())
+      return invalid_argument("the reprotect of group '" + group + "' does not name VM '" + vm.vm_name + "'",
+                              "both sites must agree on the group's VMs; check `evac group show " + group + "`");
+    const std::string live_uuid = it->second.value("uuid", "");
+    auto provider = site_.provider(vm.provider);
+    if (!provider) return provider.status();
+    // Fenced already; off again in case someone started it by hand.
+    EVAC_RETURN_IF_ERROR((*provider)->power_off(vm.vm_uuid, false, std::chrono::seconds(0)));
+    auto adopted = (*provider)->adopt_as_placeholder(vm.vm_uuid, PlaceholderInfo{vm.provider, vm.vm_name, vm.vm_uuid, group,
+                                                                                 caller.site, live_uuid});
+    if (!adopted) return adopted.status();
+    auto info = (*provider)->get_vm(vm.vm_uuid);
+    if (!info) return info.status();
+    for (const auto& d : info->disks)
+      if (!d.path.empty()) seeds[live_uuid + "/" + d.target] = d.path;
+    records.push_back(HostedPlaceholderRecord{vm.vm_uuid, vm.provider, adopted->name, group, caller.site, live_uuid,
+                                              site_.now()});
+  }
+  if (replication_) EVAC_RETURN_IF_ERROR(replication_->set_seeds(group, seeds));
+  EVAC_RETURN_IF_ERROR(site_.store().transaction([&]() -> Status {
+    for (const auto& r : records) EVAC_RETURN_IF_ERROR(site_.store().add_hosted_placeholder(r));
+    return site_.store().remove_group(group);  // bumps the configuration version
+  }));
+  spdlog::info("reprotect: group {} now protected by site {}; its VMs here are placeholders", group, caller.site);
+  EVAC_RETURN_IF_ERROR(site_.store().add_event(EventRecord{0, site_.now(), "info", "reprotected", group,
+                                                           "site '" + caller.site + "' protects group '" + group +
+                                                               "' now; this site's copies are its placeholders (run " +
+                                                               body.value("run", "") + ")"})
+                           .status());
+  return answer(records);
 }
 
 Status RunService::ack(const std::string& id, int step) { return engine_->ack(id, step); }

@@ -23,11 +23,16 @@
 //   take_ownership     this site owns the group at a new epoch; a failover
 //                      tells the old site if it answers
 //   recover_vm         the placeholder redefined on the live disks
+//   reprotect_peer     the former protected site's copies made placeholders
+//                      and seeds; it stops protecting the group
+//   protect_here       the group protected from here toward that site
+//   sync_reverse       its first cycle back (only differing blocks travel)
 //
 // Every operation checks first who owns the group's live copy: a group
 // already live here is not tested or recovered again.
-// Operations so far: test, cleanup, failover, migrate. reprotect and
-// failback are refused with kUnsupported until they are built.
+// Operations: test, cleanup, failover, migrate, reprotect (here, after a
+// recovery here) and failback (at the original site after a reprotect:
+// a migration back, then a reprotect).
 #pragma once
 
 #include <memory>
@@ -47,7 +52,7 @@ namespace evac {
 
 struct RunRequest {
   std::string plan;
-  std::string operation;   // test, cleanup
+  std::string operation;   // test, cleanup, migrate, failover, reprotect, failback
   std::string started_by;  // the API token's name
   std::string confirm;     // destructive operations: must name the plan
   std::string pit;         // test: this PIT of every group instead of the newest
@@ -80,6 +85,15 @@ class RunService {
   Status cancel(const std::string& id);
   // Blocks until the run stops running (tests, synchronous callers).
   void wait_idle(const std::string& id);
+
+  // The former protected site's half of a reprotect (the caller owns the
+  // group's live copy now): body {epoch, run, vms: [{name, uuid (live at
+  // the caller), source_uuid (the VM here)}]}. Each VM here, fenced, becomes
+  // the placeholder of the caller's; its disks become the seeds of the
+  // reverse replication; this site stops protecting the group. Asked again,
+  // it answers the same: {placeholders: [{uuid, provider, name, source_uuid}]}.
+  Result<nlohmann::json> handle_peer_reprotect(const PeerRecord& caller, const std::string& group,
+                                               const nlohmann::json& body);
 
  private:
   class Steps;

@@ -325,7 +325,7 @@ void SiteService::heartbeat_round() {
     auto answer = call_peer(peer, "POST", "/api/v1/peer/heartbeat",
                             json{{"site", identity_.name}, {"config_version", version ? *version : 0}});
     if (!answer) continue;
-    if (version && answer->value("copy_version", std::int64_t{-1}) != *version) push_config_copy(peer);
+    if (version && answer->value("copy_version", std::int64_t{-1}) != *version) (void)push_config_copy(peer);
   }
 }
 
@@ -364,10 +364,17 @@ Result<json> SiteService::protection_document() {
   return doc;
 }
 
-void SiteService::push_config_copy(const PeerRecord& peer) {
+Status SiteService::push_config_to(const std::string& site) {
+  auto peer = store_.find_peer(site);
+  if (!peer) return peer.status();
+  if (!peer->has_value()) return failed_precondition("site '" + site + "' is not paired");
+  return push_config_copy(**peer);
+}
+
+Status SiteService::push_config_copy(const PeerRecord& peer) {
   // Only what concerns that peer travels there.
   auto doc = protection_document();
-  if (!doc) return;
+  if (!doc) return doc.status();
   json filtered = *doc;
   filtered["mappings"] = json::array();
   filtered["groups"] = json::array();
@@ -393,7 +400,7 @@ void SiteService::push_config_copy(const PeerRecord& peer) {
         if (g.is_string() && involved.count(g.get<std::string>())) concerns = true;
     if (concerns) filtered["plans"].push_back(p);
   }
-  (void)call_peer(peer, "PUT", "/api/v1/peer/config-copy", filtered);
+  return call_peer(peer, "PUT", "/api/v1/peer/config-copy", filtered).status();
 }
 
 Result<json> SiteService::handle_peer_config_copy(const PeerRecord& caller, const json& body) {
@@ -610,7 +617,7 @@ Result<MappingRecord> SiteService::create_mapping(const MappingCreateRequest& re
 
   MappingRecord record{0, peer->site, req.kind, req.source, req.target, req.test_network, clock_()};
   auto stored = store_.add_mapping(record);
-  if (stored) push_config_copy(*peer);
+  if (stored) (void)push_config_copy(*peer);
   return stored;
 }
 
@@ -645,7 +652,7 @@ Status SiteService::delete_mapping(std::int64_t id) {
     }
   }
   EVAC_RETURN_IF_ERROR(store_.remove_mapping(id));
-  if (auto peer = store_.find_peer(it->peer_site); peer && peer->has_value()) push_config_copy(**peer);
+  if (auto peer = store_.find_peer(it->peer_site); peer && peer->has_value()) (void)push_config_copy(**peer);
   return Status::ok();
 }
 
@@ -798,7 +805,7 @@ Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
     (void)remove_placeholders(*placeholders, *peer);
     return s;
   }
-  push_config_copy(*peer);
+  (void)push_config_copy(*peer);
   return get_group(req.name);
 }
 
@@ -830,7 +837,7 @@ Result<GroupRecord> SiteService::set_group_retention(const std::string& name, st
       daily = keep_daily.value_or(g->keep_daily);
   EVAC_RETURN_IF_ERROR(check_retention(last, hourly, daily));
   EVAC_RETURN_IF_ERROR(store_.set_group_retention(name, last, hourly, daily));
-  if (auto peer = store_.find_peer(g->recovery_site); peer && peer->has_value()) push_config_copy(**peer);
+  if (auto peer = store_.find_peer(g->recovery_site); peer && peer->has_value()) (void)push_config_copy(**peer);
   return get_group(name);
 }
 
@@ -856,7 +863,7 @@ Result<GroupRecord> SiteService::add_vm_to_group(const std::string& group, const
     (void)remove_placeholders(*placeholders, *peer);
     return s;
   }
-  push_config_copy(*peer);
+  (void)push_config_copy(*peer);
   return get_group(group);
 }
 
@@ -876,7 +883,7 @@ Result<GroupRecord> SiteService::remove_vm_from_group(const std::string& group, 
   if (!peer) return peer.status();
   EVAC_RETURN_IF_ERROR(remove_placeholders({*it}, *peer));
   EVAC_RETURN_IF_ERROR(store_.remove_group_vm(group, it->vm_uuid));
-  push_config_copy(*peer);
+  (void)push_config_copy(*peer);
   return get_group(group);
 }
 
@@ -899,7 +906,7 @@ Result<std::vector<std::string>> SiteService::delete_group(const std::string& na
       left_behind.push_back(peer->site + ": placeholder " + vm.vm_name + " (" + vm.placeholder_uuid + ")");
   }
   EVAC_RETURN_IF_ERROR(store_.remove_group(name));
-  push_config_copy(*peer);
+  (void)push_config_copy(*peer);
   return left_behind;
 }
 

@@ -141,6 +141,10 @@ class SiteService {
   // run}. This site's copy is fenced: its VMs powered off, no more cycles.
   Result<nlohmann::json> handle_peer_handover(const PeerRecord& caller, const std::string& group, const nlohmann::json& body);
 
+  // Sends a paired site our configuration copy now (it also follows every
+  // change, and every heartbeat re-sends a stale one).
+  Status push_config_to(const std::string& site);
+
   // Calls a paired site's peer API. `long_wait`: the call may take minutes
   // (a sync), else the peer timeout bounds it.
   // A GET sends no body (`body` nullopt).
@@ -180,7 +184,7 @@ class SiteService {
                                                            const PeerRecord& peer);
   Status remove_placeholders(const std::vector<GroupVmRecord>& vms, const PeerRecord& peer);
   Status check_vms_protectable(const std::vector<VmInfo>& vms);
-  void push_config_copy(const PeerRecord& peer);
+  Status push_config_copy(const PeerRecord& peer);
   // Records that `owner` took the group over and powers this site's copies
   // of its VMs off (hard: they are stale), raising an event.
   Status fence(const GroupRecord& group, const OwnershipRecord& record);

@@ -19,7 +19,8 @@ namespace {
 using nlohmann::json;
 
 // A protected site with db01 and web01 shut off (one qcow2 disk each, on
-// network prod, in pool images), and a recovery site with recovery-prod, an
+// network prod, in pool images; an isolated test network for when it is
+// the recovery site after a reprotect), and a recovery site with recovery-prod, an
 // isolated test network and a replicas pool.
 void write_sites(const fs::path& root) {
   fs::create_directories(root / "a/images");
@@ -30,6 +31,8 @@ void write_sites(const fs::path& root) {
   a << "<node>\n"
        "  <network><name>prod</name><uuid>c0000000-0000-4000-8000-000000000101</uuid><forward mode='nat'/>"
        "<bridge name='virbr-rp'/><ip address='10.30.0.1' netmask='255.255.255.0'/></network>\n"
+       "  <network><name>test-isolated-a</name><uuid>c0000000-0000-4000-8000-000000000102</uuid>"
+       "<bridge name='virbr-rta'/><ip address='10.98.0.1' netmask='255.255.255.0'/></network>\n"
        "  <pool type='dir'><name>images</name><uuid>c0000000-0000-4000-8000-000000000201</uuid><source/>"
        "<target><path>"
     << (root / "a/images").string() << "</path></target></pool>\n";
@@ -311,6 +314,112 @@ TEST_F(RunsCliTest, FailoverRunsWithoutTheProtectedSiteWhichComesBackFenced) {
   auto sync = evac_at("a", {"group", "sync", "shop"});
   EXPECT_EQ(sync.exit_code, 1);
   EXPECT_NE(sync.err.find("fenced"), std::string::npos) << sync.err;
+}
+
+// The way home: migrate to site-b, reprotect (site-a's copies become the
+// placeholders and seed the reverse replication, so only what changed at
+// site-b travels back), then fail back from site-a, which migrates home and
+// reprotects again. Every step keeps one live copy.
+TEST_F(RunsCliTest, ReprotectThenFailbackBringsTheVmsHome) {
+  // The test driver cannot back up a running VM, so its recovered VMs stay
+  // off and replicate by scanning (tests/e2e runs the same on real guests).
+  std::ofstream(root_ / "off.yaml") << "kind: RecoveryPlan\nname: shop-dr\ngroups: [shop]\nvms:\n"
+                                       "  - {vm: db01, priority: 1, startup: leave-off}\n"
+                                       "  - {vm: web01, priority: 2, startup: leave-off}\n";
+  ASSERT_EQ(evac_at("b", {"apply", "-f", (root_ / "off.yaml").string()}).exit_code, 0);
+  // 4 MiB of random data in db01, written before the migration: without a
+  // seed, the reverse replication would send all of it again.
+  const fs::path random = root_ / "random.raw";
+  ASSERT_EQ(run_command({"dd", "if=/dev/urandom", "of=" + random.string(), "bs=1M", "count=4", "status=none"}).exit_code, 0);
+  const std::string source = (root_ / "a/images/db01.qcow2").string();
+  auto wrote = run_command({"qemu-io", "-f", "qcow2", "-c", "write -s " + random.string() + " 4194304 4194304", "-c",
+                            "write -P 0x5a 1048576 65536", source});
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
+  auto migrate = evac_at("b", {"plan", "migrate", "shop-dr", "--confirm", "shop-dr", "--follow"});
+  ASSERT_EQ(migrate.exit_code, 0) << migrate.out << migrate.err;
+
+  // Site-b writes while it runs the VMs.
+  const std::string live = vms_at("b")["db01"]["disks"][0]["path"];
+  ASSERT_EQ(run_command({"qemu-io", "-f", "qcow2", "-c", "write -P 0x6b 2097152 65536", live}).exit_code, 0);
+
+  // No way back yet: the readiness check names the mappings to create.
+  auto started = evac_at("b", {"plan", "reprotect", "shop-dr", "-o", "json"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  const std::string id = started.json()["id"];
+  auto failed = evac_at("b", {"run", "show", id, "--follow"});
+  EXPECT_EQ(failed.exit_code, 1) << failed.out;
+  const std::string error = evac_at("b", {"run", "show", id, "-o", "json"}).json()["error"];
+  EXPECT_NE(error.find("evac mapping create network recovery-prod prod --test-network"), std::string::npos) << error;
+  EXPECT_NE(error.find("evac mapping create storage replicas images"), std::string::npos) << error;
+  EXPECT_EQ(vms_at("a")["db01"]["is_placeholder"], false) << "a failed readiness check changes nothing";
+
+  for (auto args : std::vector<std::vector<std::string>>{
+           {"mapping", "create", "network", "recovery-prod", "prod", "--test-network", "test-isolated-a"},
+           {"mapping", "create", "storage", "replicas", "images"}})
+    ASSERT_EQ(evac_at("b", args).exit_code, 0);
+  ASSERT_EQ(evac_at("b", {"run", "resume", id}).exit_code, 0);
+  auto reprotect = evac_at("b", {"run", "show", id, "--follow"});
+  ASSERT_EQ(reprotect.exit_code, 0) << reprotect.out << reprotect.err;
+  for (const char* step : {"Make placeholders at former protected site: shop", "Protect from this site: shop",
+                           "Synchronize storage back (delta resync): shop"})
+    EXPECT_NE(reprotect.out.find(step), std::string::npos) << step << "\n" << reprotect.out;
+
+  // Site-b protects the group now; site-a's copies are its placeholders.
+  auto group = evac_at("b", {"group", "show", "shop", "-o", "json"});
+  ASSERT_EQ(group.exit_code, 0) << group.err;
+  EXPECT_EQ(group.json()["protected_site"], "site-b");
+  EXPECT_EQ(group.json()["recovery_site"], "site-a");
+  EXPECT_EQ(evac_at("a", {"group", "show", "shop"}).exit_code, 1) << "site-a protects nothing any more";
+  for (const auto& [name, vm] : vms_at("a")) {
+    EXPECT_EQ(vm["is_placeholder"], true) << name;
+    EXPECT_EQ(vm["state"], "shut off") << name;
+  }
+  auto steps = evac_at("b", {"run", "show", id, "-o", "json"}).json()["steps"];
+  for (const auto& s : steps)
+    if (s["kind"] == "sync_reverse")
+      EXPECT_LT(s["result"]["bytes_sent"].get<std::uint64_t>(), 1u << 20)
+          << "only the blocks site-b wrote travel back, not the 4 MiB site-a still has: " << s.dump();
+  EXPECT_EQ(evac_at("b", {"group", "verify", "shop"}).exit_code, 0);
+  auto reprotect_again = evac_at("b", {"plan", "reprotect", "shop-dr"});
+  EXPECT_EQ(reprotect_again.exit_code, 1);
+  EXPECT_NE(reprotect_again.err.find("nothing to reprotect"), std::string::npos) << reprotect_again.err;
+
+  // Failback runs at site-a, from the plan site-b's configuration carries.
+  auto unconfirmed = evac_at("a", {"plan", "failback", "shop-dr"});
+  EXPECT_EQ(unconfirmed.exit_code, 2) << unconfirmed.err;
+  auto failback = evac_at("a", {"plan", "failback", "shop-dr", "--confirm", "shop-dr", "--follow"});
+  ASSERT_EQ(failback.exit_code, 0) << failback.out << failback.err;
+  for (const char* step : {"Hand over at protected site: shop", "Recover VM: db01", "Protect from this site: shop",
+                           "Synchronize storage back (delta resync): shop"})
+    EXPECT_NE(failback.out.find(step), std::string::npos) << step << "\n" << failback.out;
+
+  // Home: site-a runs the VMs on what site-b wrote; site-b keeps placeholders.
+  auto home = vms_at("a");
+  for (const char* name : {"db01", "web01"}) {
+    EXPECT_EQ(home[name]["is_placeholder"], false) << name;
+    EXPECT_EQ(home[name]["nics"][0]["network"], "prod") << name;
+  }
+  const std::string back = home["db01"]["disks"][0]["path"];
+  for (const char* check : {"read -P 0x5a 1048576 65536", "read -P 0x6b 2097152 65536"}) {
+    auto read = run_command({"qemu-io", "-r", "-f", "qcow2", "-c", check, back});
+    EXPECT_EQ(read.exit_code, 0) << read.err;
+    EXPECT_EQ(read.out.find("Pattern verification failed"), std::string::npos) << check << ": " << read.out;
+  }
+  for (const auto& [name, vm] : vms_at("b")) {
+    EXPECT_EQ(vm["is_placeholder"], true) << name;
+    EXPECT_EQ(vm["state"], "shut off") << name;
+  }
+  group = evac_at("a", {"group", "show", "shop", "-o", "json"});
+  ASSERT_EQ(group.exit_code, 0) << group.err;
+  EXPECT_EQ(group.json()["protected_site"], "site-a");
+  EXPECT_EQ(evac_at("a", {"group", "sync", "shop"}).exit_code, 0) << "replication to site-b goes on";
+
+  // And the plan works as on day one: a test at site-b, then its cleanup.
+  auto test = evac_at("b", {"plan", "test", "shop-dr", "--follow"});
+  EXPECT_EQ(test.exit_code, 0) << test.out << test.err;
+  EXPECT_EQ(vms_at("b").count("db01-test"), 1u);
+  EXPECT_EQ(evac_at("b", {"plan", "cleanup", "shop-dr", "--follow"}).exit_code, 0);
+  EXPECT_EQ(vms_at("b").count("db01-test"), 0u);
 }
 
 // A prompt holds the run until an operator acknowledges it; meanwhile no

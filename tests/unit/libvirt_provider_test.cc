@@ -678,6 +678,58 @@ TEST(LibvirtProviderTestVms, PowerOnOffAndRemoveConverge) {
   EXPECT_EQ(site_b->power_on("ghost").code(), StatusCode::kNotFound);
 }
 
+// Reprotect: the recovered VM at site-b made a placeholder again (standing
+// in for the copy now live at site-a), keeping its disks as they are.
+TEST(LibvirtProviderReprotect, AdoptsAStoppedVmAsAPlaceholderKeepingItsDisks) {
+  auto site_b = recovery_site();
+  auto placeholder = site_b->define_placeholder(web01_spec());
+  ASSERT_TRUE(placeholder.is_ok());
+  auto recovered = site_b->recover_placeholder(
+      placeholder->uuid, {{"vda", "/var/lib/evac-fixture/b/live/vda.qcow2"}, {"vdb", "/var/lib/evac-fixture/b/live/vdb.qcow2"}},
+      "run-1");
+  ASSERT_TRUE(recovered.is_ok()) << recovered.status().to_string();
+  ASSERT_TRUE(site_b->power_on(placeholder->uuid).is_ok());
+  const PlaceholderInfo marker{"kvm-b", "web01", placeholder->uuid, "shop", "site-a", "a1a1a1a1-0000-4000-8000-000000000001"};
+
+  auto running = site_b->adopt_as_placeholder(placeholder->uuid, marker);
+  EXPECT_EQ(running.status().code(), StatusCode::kFailedPrecondition) << "a running VM is never made a placeholder";
+  EXPECT_FALSE(vm_at(*site_b, placeholder->uuid).is_placeholder);
+
+  ASSERT_TRUE(site_b->power_off(placeholder->uuid, false, std::chrono::seconds(5)).is_ok());
+  auto adopted = site_b->adopt_as_placeholder(placeholder->uuid, marker);
+  ASSERT_TRUE(adopted.is_ok()) << adopted.status().to_string();
+  EXPECT_EQ(adopted->uuid, placeholder->uuid);
+  EXPECT_EQ(adopted->source_site, "site-a");
+  EXPECT_EQ(adopted->source_uuid, marker.source_uuid);
+  VmInfo vm = vm_at(*site_b, placeholder->uuid);
+  EXPECT_TRUE(vm.is_placeholder);
+  EXPECT_EQ(disk(vm, "vda")->path, "/var/lib/evac-fixture/b/live/vda.qcow2") << "its disks seed the reverse replication";
+  EXPECT_THAT(vm.native.document, Not(HasSubstr("xmlns/recovered/1")));
+  EXPECT_EQ(vm.nics[0].network, "recovery-prod");
+
+  auto again = site_b->adopt_as_placeholder(placeholder->uuid, marker);
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  PlaceholderInfo other = marker;
+  other.source_uuid = "b2b2b2b2-0000-4000-8000-000000000002";
+  EXPECT_EQ(site_b->adopt_as_placeholder(placeholder->uuid, other).status().code(), StatusCode::kFailedPrecondition)
+      << "already another VM's placeholder";
+
+  // A later failback recovers onto it like onto any placeholder.
+  auto back = site_b->recover_placeholder(placeholder->uuid, {{"vda", "/x/vda.qcow2"}, {"vdb", "/x/vdb.qcow2"}}, "run-2");
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(disk(*back, "vda")->path, "/x/vda.qcow2");
+}
+
+TEST(LibvirtProviderReprotect, TestVmsAreNeverAdopted) {
+  auto site_b = recovery_site();
+  auto placeholder = site_b->define_placeholder(web01_spec());
+  ASSERT_TRUE(placeholder.is_ok());
+  auto made = site_b->define_test_vm(web01_test_spec(*placeholder));
+  ASSERT_TRUE(made.is_ok());
+  auto adopted = site_b->adopt_as_placeholder(made->uuid, PlaceholderInfo{"kvm-b", "x", made->uuid, "shop", "site-a", "u"});
+  EXPECT_EQ(adopted.status().code(), StatusCode::kFailedPrecondition);
+}
+
 TEST(LibvirtProviderTestVms, GuestAgentNeedsQemu) {
   auto site_b = recovery_site();
   auto placeholder = site_b->define_placeholder(web01_spec());

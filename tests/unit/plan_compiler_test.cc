@@ -177,11 +177,52 @@ TEST(PlanCompilerTest, FailoverTriesTheProtectedSiteOnlyAsBestEffort) {
   for (const auto& st : s) {
     EXPECT_NE(st.kind, "sync_protected") << "nothing waits for the lost site";
     EXPECT_NE(st.kind, "handover");
-    if (st.kind == "shutdown_protected") EXPECT_TRUE(st.params.value("best_effort", false));
+    if (st.kind == "shutdown_protected") {
+      EXPECT_TRUE(st.params.value("best_effort", false));
+    }
   }
   EXPECT_FALSE(waits_for(s, index_of(s, "Promote replicas: ops"), index_of(s, "Promote replicas: shop")))
       << "groups recover side by side";
   EXPECT_TRUE(waits_for(s, index_of(s, "Recover VM: mon01"), index_of(s, "Take ownership: ops")));
+}
+
+TEST(PlanCompilerTest, ReprotectMakesPlaceholdersThereBeforeProtectingHereThenSyncsBack) {
+  RecoveryPlan plan = shop(PlanOrdering::kStrictTiers);
+  plan.groups = {"shop", "ops"};
+  std::vector<RecoveryVm> vms = kVms;
+  vms.push_back({"mon01", "ops"});
+  auto steps = compile_reprotect(plan, vms);
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  expect_topological(*steps);
+  const auto& s = *steps;
+  EXPECT_EQ(s[0].kind, "readiness");
+  for (const auto& st : s) {
+    EXPECT_NE(st.kind, "power_on") << "a reprotect starts no VM";
+    EXPECT_NE(st.kind, "promote");
+  }
+  for (const std::string g : {"shop", "ops"}) {
+    const int peer = index_of(s, "Make placeholders at former protected site: " + g);
+    const int here = index_of(s, "Protect from this site: " + g);
+    const int sync = index_of(s, "Synchronize storage back (delta resync): " + g);
+    EXPECT_TRUE(waits_for(s, peer, 0));
+    EXPECT_TRUE(waits_for(s, here, peer)) << "the old site stops protecting before this one starts";
+    EXPECT_TRUE(waits_for(s, sync, here));
+  }
+  EXPECT_FALSE(waits_for(s, index_of(s, "Protect from this site: ops"), index_of(s, "Protect from this site: shop")));
+}
+
+TEST(PlanCompilerTest, FailbackIsAMigrationThenAReprotect) {
+  RecoveryPlan plan = shop(PlanOrdering::kDependencies);
+  auto steps = compile_failback(plan, kVms);
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  expect_topological(*steps);
+  const auto& s = *steps;
+  const int peer = index_of(s, "Make placeholders at former protected site: shop");
+  EXPECT_TRUE(waits_for(s, peer, index_of(s, "Hand over at protected site: shop")));
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i].kind == "reprotect_peer" || s[i].kind == "protect_here" || s[i].kind == "sync_reverse") continue;
+    EXPECT_TRUE(waits_for(s, peer, static_cast<int>(i))) << "the reprotect waits for the whole migration: " << s[i].name;
+  }
 }
 
 TEST(PlanCompilerTest, IpRulesAddACustomizeStepAfterTheHeartbeat) {

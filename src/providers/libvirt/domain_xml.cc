@@ -513,6 +513,33 @@ Result<std::string> recovered_domain_xml(std::string_view placeholder_xml, const
   return serialize(doc);
 }
 
+Result<std::string> adopted_placeholder_xml(std::string_view domain_xml, const PlaceholderMarker& marker) {
+  if (marker.group.empty() || marker.source_site.empty() || marker.source_uuid.empty())
+    return invalid_argument("a placeholder needs its group, source site and source VM");
+  pugi::xml_document doc;
+  auto root = load_root(doc, domain_xml, "domain", "the definition of the VM to make a placeholder");
+  if (!root.is_ok()) return root.status();
+  pugi::xml_node domain = *root;
+  if (auto test = parse_test_marker(domain, is_test_vm_element))
+    return failed_precondition("VM " + text_of(domain, "name") + " is a test VM of run " + test->run,
+                               "test VMs are removed by cleanup, never made placeholders");
+  pugi::xml_node metadata = child_or_new(domain, "metadata");
+  std::vector<pugi::xml_node> stale;
+  for (pugi::xml_node n : metadata.children())
+    if (is_placeholder_element(n) || is_recovered_element(n)) stale.push_back(n);
+  for (pugi::xml_node n : stale) metadata.remove_child(n);
+  std::string prefix(kPlaceholderPrefix);
+  pugi::xml_node element = metadata.append_child((prefix + ":placeholder").c_str());
+  set_attribute(element, ("xmlns:" + prefix).c_str(), kPlaceholderNamespace);
+  set_attribute(element, "group", marker.group);
+  set_attribute(element, "source-site", marker.source_site);
+  set_attribute(element, "source-uuid", marker.source_uuid);
+  set_child_text(domain, "description",
+                 "evac placeholder of " + marker.source_site + "/" + marker.source_uuid + " (group " + marker.group +
+                     "), kept from this site's own copy at reprotect: never start it by hand");
+  return serialize(doc);
+}
+
 Result<std::string> test_vm_domain_xml(std::string_view placeholder_xml, const TestVmSpec& spec) {
   if (spec.name.empty() || spec.run.empty() || spec.group.empty() || spec.source_uuid.empty())
     return invalid_argument("a test VM needs its name, run, group and source VM");

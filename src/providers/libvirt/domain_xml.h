@@ -93,4 +93,9 @@ Result<std::string> test_vm_domain_xml(std::string_view placeholder_xml, const T
 Result<std::string> recovered_domain_xml(std::string_view placeholder_xml, const std::map<std::string, std::string>& disks,
                                          const std::string& run);
 
+// A VM's own definition made the placeholder of the VM now live elsewhere
+// (reprotect): unchanged but for its markers (any placeholder, test-VM or
+// recovered marker replaced by `marker`) and its description.
+Result<std::string> adopted_placeholder_xml(std::string_view domain_xml, const PlaceholderMarker& marker);
+
 }  // namespace evac::libvirt

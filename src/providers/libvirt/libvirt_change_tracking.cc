@@ -237,9 +237,15 @@ Status LibvirtChangeTracking::delete_checkpoint(const std::string& vm_uuid, cons
       return last_error_described(
           [&] { return "looking up checkpoint " + name + " of VM '" + name_of(dom->get()) + "'"; });
     }
-    if (virDomainCheckpointDelete(cp.get(), 0) < 0)
+    if (virDomainCheckpointDelete(cp.get(), 0) < 0) {
+      // A VM that is off may have lost the image holding the bitmap (a
+      // reprotected VM's old disk); the checkpoint's record goes anyway.
+      if (virDomainIsActive(dom->get()) == 0 &&
+          virDomainCheckpointDelete(cp.get(), VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) == 0)
+        return Status::ok();
       return last_error_described(
           [&] { return "deleting checkpoint " + name + " of VM '" + name_of(dom->get()) + "'"; });
+    }
     return Status::ok();
   });
 }

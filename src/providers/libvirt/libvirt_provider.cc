@@ -580,6 +580,58 @@ Result<VmInfo> LibvirtProvider::recover_placeholder(const std::string& uuid, con
   });
 }
 
+Result<PlaceholderInfo> LibvirtProvider::adopt_as_placeholder(const std::string& uuid, const PlaceholderInfo& marker) {
+  auto adopted = connection_->run([&](virConnectPtr conn) -> Result<PlaceholderInfo> {
+    auto dom = find_domain(conn, uuid, config_.name);
+    if (!dom.is_ok()) return dom.status();
+    auto described = read_domain(dom->get());
+    if (!described.is_ok()) return described.status();
+    const std::string& name = described->vm.name;
+    if (described->placeholder) {
+      const libvirt::PlaceholderMarker& m = *described->placeholder;
+      if (m.source_site == marker.source_site && m.source_uuid == marker.source_uuid && m.group == marker.group) {
+        EVAC_RETURN_IF_ERROR(ensure_autostart_off(dom->get()));
+        return placeholder_info(config_.name, *described);
+      }
+      return failed_precondition("VM " + name + " is already the placeholder of " + m.source_site + "/" + m.source_uuid,
+                                 "reprotect only VMs a recovery at the other site made stale");
+    }
+    if (virDomainIsActive(dom->get()) == 1)
+      return failed_precondition("VM " + name + " is running: a placeholder never runs",
+                                 "it should have been fenced (powered off) when the other site took it over; power it off");
+    LibvirtString xml(virDomainGetXMLDesc(dom->get(), VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE));
+    if (xml == nullptr) return last_error("reading VM " + name);
+    auto redefined_xml = libvirt::adopted_placeholder_xml(
+        xml.get(), libvirt::PlaceholderMarker{marker.group, marker.source_site, marker.source_uuid});
+    if (!redefined_xml.is_ok()) return redefined_xml.status();
+    DomainHandle redefined(virDomainDefineXML(conn, redefined_xml->c_str()));
+    if (redefined == nullptr) return last_error("redefining VM " + name + " as a placeholder");
+    EVAC_RETURN_IF_ERROR(ensure_autostart_off(redefined.get()));
+    auto again = read_domain(redefined.get());
+    if (!again.is_ok()) return again.status();
+    if (!again->placeholder)
+      return internal_error("VM " + name + " was redefined but lost evac's metadata",
+                            "check that the hypervisor driver keeps domain <metadata>");
+    return placeholder_info(config_.name, *again);
+  });
+  if (!adopted.is_ok()) return adopted;
+  // Checkpoints of the replication from here: a later protection of this
+  // VM starts afresh rather than trusting bitmaps of disks it no longer has.
+  if (tracking_) {
+    auto names = tracking_->list_checkpoints(adopted->uuid);
+    if (names.is_ok()) {
+      for (const auto& n : *names)
+        if (n.rfind("evac-", 0) == 0) {
+          Status st = tracking_->delete_checkpoint(adopted->uuid, n);
+          if (!st.is_ok()) return st.with_context("dropping checkpoint " + n + " of placeholder " + adopted->name);
+        }
+    } else if (names.status().code() != StatusCode::kUnsupported) {
+      return names.status().with_context("listing checkpoints of placeholder " + adopted->name);
+    }
+  }
+  return adopted;
+}
+
 Status LibvirtProvider::power_on(const std::string& uuid) {
   return connection_->run([&](virConnectPtr conn) -> Status {
     auto dom = find_domain(conn, uuid, config_.name);

@@ -152,12 +152,15 @@ Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string&
   }
   EVAC_RETURN_IF_ERROR(ensure_recovered(group));
   std::vector<DiskToStage> to_stage;
+  const std::map<std::string, std::string> registered = seeds(group);
   for (const auto& d : disks) {
     if (d.replica_dir.empty() || d.replica_dir.front() != '/')
       return invalid_argument("disk " + d.key() + " has no absolute replica folder",
                               "map its storage pool to a pool with a folder at this site");
     std::string seed;
-    if (!d.seed.empty() && d.seed.find('/') == std::string::npos && d.seed.front() != '.')
+    if (auto known = registered.find(d.key()); known != registered.end())
+      seed = known->second;
+    else if (!d.seed.empty() && d.seed.find('/') == std::string::npos && d.seed.front() != '.')
       seed = d.replica_dir + "/" + d.seed;
     to_stage.push_back(DiskToStage{d.key(), d.size_bytes, d.replica_dir, seed});
   }
@@ -222,6 +225,31 @@ Status ReplicaReceiver::save_damage(const std::string& group, const Damage& dama
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [key, blocks] : damage) j[key] = blocks;
   return write_file_durably(path, j.dump());
+}
+
+Status ReplicaReceiver::set_seeds(const std::string& group, const std::map<std::string, std::string>& seeds) {
+  for (const auto& [key, path] : seeds)
+    if (path.empty() || path.front() != '/')
+      return invalid_argument("seed '" + path + "' of disk " + key + " is not an absolute path");
+  std::lock_guard lock(damage_mu_);
+  if (state_dir_.empty()) {
+    seeds_in_memory_[group] = seeds;
+    return Status::ok();
+  }
+  return write_file_durably(state_dir_ + "/" + group + ".seeds.json", nlohmann::json(seeds).dump());
+}
+
+std::map<std::string, std::string> ReplicaReceiver::seeds(const std::string& group) {
+  std::lock_guard lock(damage_mu_);
+  if (state_dir_.empty()) return seeds_in_memory_[group];
+  std::ifstream in(state_dir_ + "/" + group + ".seeds.json");
+  if (!in) return {};
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (!j.is_object()) return {};
+  std::map<std::string, std::string> out;
+  for (const auto& [key, path] : j.items())
+    if (path.is_string()) out[key] = path.get<std::string>();
+  return out;
 }
 
 Result<std::optional<std::string>> ReplicaReceiver::manifest(const std::string& group, const std::string& key) {

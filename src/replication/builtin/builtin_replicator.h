@@ -94,6 +94,13 @@ class ReplicaReceiver {
   // A test copy of one of the group's PITs, next to its replicas (see
   // PitStore::create_test_copy for `owner`).
   Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id, const std::string& owner);
+  // Images already at this site that hold an older state of a group's disks
+  // (reprotect: the disks of this site's own, now stale, copies of the VMs),
+  // by disk key. A disk that has no PIT here starts its first PIT from its
+  // seed, so only the blocks that differ travel; a seed is read, never
+  // written. Replaces the group's earlier seeds; kept in `state_dir`.
+  Status set_seeds(const std::string& group, const std::map<std::string, std::string>& seeds);
+  std::map<std::string, std::string> seeds(const std::string& group);
   // Promotes a PIT to the live disks of recovered VMs: overlays on it
   // (instant whatever the disk size) that pin it against retention.
   Result<TestCopy> promote(const std::string& group, const std::string& pit_id, const std::string& owner);
@@ -127,7 +134,8 @@ class ReplicaReceiver {
   PitStore& pits_;
   std::string state_dir_;
   std::map<std::string, Damage> damage_in_memory_;  // when there is no state_dir
-  std::mutex damage_mu_;
+  std::map<std::string, std::map<std::string, std::string>> seeds_in_memory_;  // likewise
+  std::mutex damage_mu_;  // the damage and seed files
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Cycle>> cycles_;  // by group: one cycle at a time
   std::map<std::string, bool> recovered_;
