@@ -68,7 +68,7 @@ down() {
     destroy_networks "${site}"
     "${lab_dir}/site.sh" down "${site}" --root "${sites_root}" >/dev/null 2>&1 || true
   done
-  for bridge in "${br}-a-prod" "${br}-b-prod" "${br}-b-test"; do ip link del "${bridge}" 2>/dev/null || true; done
+  for bridge in "${br}-a-prod" "${br}-a-test" "${br}-b-prod" "${br}-b-test"; do ip link del "${bridge}" 2>/dev/null || true; done
   lab_say "demo lab is down"
 }
 
@@ -141,6 +141,7 @@ up() {
   echo "site-b: ${uri_b}"
   define_pool "${uri_a}" images "${root}/site-a/images"
   define_network "${uri_a}" prod "${br}-a-prod"
+  define_network "${uri_a}" test-isolated "${br}-a-test"  # for tests of the way back, after a reprotect
   define_pool "${uri_b}" replicas "${root}/site-b/replicas"
   define_network "${uri_b}" recovery-prod "${br}-b-prod"
   define_network "${uri_b}" test-isolated "${br}-b-test"

@@ -190,6 +190,8 @@ vms:
   - {vm: web01, priority: 3, depends_on: [app01], wait_for_guest: 2m}
 ip_rules:
   - {network: prod, from: 10.77.0.0/24, to: 10.78.0.0/24}
+  # The way back (failback): a rule names the network at the site the VMs leave.
+  - {network: recovery-prod, from: 10.78.0.0/24, to: 10.77.0.0/24}
 YAML
 applied=1
 for _ in $(seq 50); do evac --context site-b apply -f "${EVAC_DEMO_ROOT}/plan.yaml" >/dev/null 2>&1 && { applied=0; break; }; sleep 0.2; done
@@ -239,6 +241,48 @@ check "site-a's copy is fenced: it replicates no more" bash -c "! evac --context
 check "the run report says who, what and how long" \
   bash -c "evac --context site-b run report '${run_id}' --out '${EVAC_DEMO_ROOT}/migrate-report.html' >/dev/null && grep -q 'Achieved RTO' '${EVAC_DEMO_ROOT}/migrate-report.html'"
 evac --context site-b -o json run report "${run_id}" --format json | json_query '"migration RTO: " + d["rto"]["text"]'
+
+# Reprotect at site-b: site-a's fenced copies become the placeholders and
+# seed the replication back, so only what changed since travels; then
+# failback from site-a brings the VMs home with what site-b wrote.
+"${repo_dir}/lab/vm.sh" exec "${uri_b}" db01 -- sh -c 'echo written-at-site-b > /data/marker-b && sync' >/dev/null
+check "reverse mappings at site-b" bash -c "evac --context site-b mapping create network recovery-prod prod --test-network test-isolated >/dev/null &&
+  evac --context site-b mapping create storage replicas images >/dev/null"
+t0=$(date +%s%N)
+check "reprotect succeeds at site-b" \
+  bash -c "evac --context site-b plan reprotect shop-dr --follow > '${EVAC_DEMO_ROOT}/reprotect-run.out' 2>&1"
+echo "reprotect of 3 running guests: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+reprotect_id="$(evac --context site-b -o json run list | json_query 'd[0]["id"]')"
+reverse_bytes="$(evac --context site-b -o json run show "${reprotect_id}" | json_query '[s["result"]["bytes_sent"] for s in d["steps"] if s["kind"]=="sync_reverse"][0]')"
+echo "the first cycle back sent ${reverse_bytes} bytes of 3 x 64 MiB disks"
+check "the first cycle back sent under 16 MiB of the 192 MiB (seeded from site-a's copies)" test "${reverse_bytes}" -lt 16777216
+check "site-b protects the group now" test "$(evac --context site-b -o json group show shop | json_query 'd["recovery_site"]')" = "site-a"
+for vm in db01 app01 web01; do
+  check "${vm} at site-a is a placeholder of site-b's" \
+    bash -c "virsh -c '${uri_a}' metadata '${vm}' https://evac.dev/xmlns/placeholder/1 | grep -q 'source-site=\"site-b\"'"
+  check "${vm} still runs at site-b only" test "$(virsh -c "${uri_b}" domstate "${vm}" | head -1)/$(virsh -c "${uri_a}" domstate "${vm}" | head -1)" = "running/shut off"
+done
+check "site-a's placeholders have no evac checkpoints left" test "$(virsh -c "${uri_a}" checkpoint-list db01 --name 2>/dev/null | grep -c '^evac-')" = "0"
+check "replication from site-b goes on (running guests, change tracking)" bash -c "evac --context site-b group sync shop >/dev/null"
+
+t0=$(date +%s%N)
+check "failback succeeds at site-a" \
+  bash -c "evac --context site-a plan failback shop-dr --confirm shop-dr --follow > '${EVAC_DEMO_ROOT}/failback-run.out' 2>&1"
+echo "failback (migration home, then reprotect) of 3 guests in 3 tiers: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+for vm in db01 app01 web01; do
+  check "${vm} runs at site-a only" test "$(virsh -c "${uri_a}" domstate "${vm}" | head -1)/$(virsh -c "${uri_b}" domstate "${vm}" | head -1)" = "running/shut off"
+  check "${vm} at site-b is a placeholder again" \
+    bash -c "virsh -c '${uri_b}' metadata '${vm}' https://evac.dev/xmlns/placeholder/1 | grep -q 'source-site=\"site-a\"'"
+done
+check "what site-b wrote came home" test "$("${repo_dir}/lab/vm.sh" exec "${uri_a}" db01 -- cat /data/marker-b 2>/dev/null)" = "written-at-site-b"
+check "and what site-a wrote before the migration is still there" \
+  test "$("${repo_dir}/lab/vm.sh" exec "${uri_a}" db01 -- cat /data/marker 2>/dev/null)" = "written-before-migration"
+check "db01 has its site-a address again (10.77.0.11)" \
+  bash -c "'${repo_dir}/lab/vm.sh' exec '${uri_a}' db01 -- ip -4 -o addr show dev eth0 | grep -q 'inet 10.77.0.11/24'"
+check "site-a protects the group again" test "$(evac --context site-a -o json group show shop | json_query 'd["recovery_site"]')" = "site-b"
+check "replication to site-b goes on after the failback" bash -c "evac --context site-a group sync shop >/dev/null"
+failback_id="$(evac --context site-a -o json run list | json_query 'd[0]["id"]')"
+evac --context site-a -o json run report "${failback_id}" --format json | json_query '"failback RTO: " + d["rto"]["text"]'
 
 "${repo_dir}/lab/demo.sh" down >/dev/null 2>&1
 # "[/]" keeps pgrep from matching the shell that runs it.
