@@ -249,6 +249,18 @@ void ApiRouter::add_plan_routes() {
           json j = plan_to_json(p);
           auto r = plans_.check_plan(p.name);
           j["ready"] = r ? json(r->ready) : json(nullptr);
+          j["stored_at"] = service_.identity().name;
+          out.push_back(std::move(j));
+        }
+        // A paired site's plans too (after a reprotect, a failback runs
+        // here from the plan the other site stores).
+        auto theirs = plans_.peer_plans();
+        if (!theirs) return theirs.status();
+        for (const auto& [site, p] : *theirs) {
+          json j = plan_to_json(p);
+          auto r = plans_.check_plan(p);
+          j["ready"] = r ? json(r->ready) : json(nullptr);
+          j["stored_at"] = site;
           out.push_back(std::move(j));
         }
         return out;
@@ -271,8 +283,9 @@ void ApiRouter::add_plan_routes() {
         return plan_to_json(*p);
       },
       201);
-  add("GET", "/api/v1/plans/{name}", Access::kOperator, "One recovery plan", [this](Context& c) -> Result<json> {
-    auto p = plans_.get_plan(c.params[0]);
+  add("GET", "/api/v1/plans/{name}", Access::kOperator, "One recovery plan (this site's, else a paired site's)",
+      [this](Context& c) -> Result<json> {
+    auto p = plans_.runnable_plan(c.params[0]);
     if (!p) return p.status();
     return plan_to_json(*p);
   });

@@ -706,7 +706,7 @@ void add_plan_commands(CLI::App& app, Globals& g, int& rc) {
                                                                                                   : std::string("not ready");
                                            }},
                                     Column{"VM-ENTRIES", [](const json& p) { return std::to_string(p.value("vms", json::array()).size()); }},
-                                    time_column("UPDATED", "updated_at")}));
+                                    field("STORED-AT", "stored_at"), time_column("UPDATED", "updated_at")}));
   });
   auto* show = plan->add_subcommand("show", "Show a plan");
   static std::string show_name;

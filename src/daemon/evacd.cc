@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <functional>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -164,6 +165,11 @@ int run(const std::string& config_path) {
   engine::EngineOptions run_options = RunService::default_options();
   run_options.max_parallel = cfg.runs_max_parallel;
   run_options.per_resource_limit = cfg.runs_per_provider_limit;
+  // Crash tests only (tests/e2e): die right after the Nth step's side effect.
+  if (const char* n = std::getenv("EVAC_FAULT_EXIT_AFTER_STEPS"); n && std::atoi(n) > 0) {
+    run_options.exit_after_steps = std::atoi(n);
+    spdlog::warn("fault injection on: evacd exits after {} steps of runs", run_options.exit_after_steps);
+  }
   RunService runs(service, &replication, run_options);
   // Runs a previous evacd left going (a crash, a kill -9) go on where they
   // were: steps are idempotent, so one cut mid-way runs again safely.

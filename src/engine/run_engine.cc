@@ -1,6 +1,9 @@
 #include "engine/run_engine.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <set>
 
 namespace evac::engine {
@@ -386,6 +389,12 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
       snapshot = step;
       lock.unlock();
       result = runner_.run(a->run, snapshot);
+      if (options_.exit_after_steps > 0 && result.is_ok() && ++steps_done_ >= options_.exit_after_steps) {
+        std::fprintf(stderr, "fault injection: exiting after step %d (%s) of run %s, before recording it\n", snapshot.idx,
+                     snapshot.spec.name.c_str(), a->run.id.c_str());
+        std::fflush(stderr);
+        std::_Exit(137);
+      }
       lock.lock();
       if (result.is_ok() || result.status().code() != StatusCode::kUnavailable || attempt + 1 >= options_.max_attempts ||
           a->stopping || a->cancelled)

@@ -22,6 +22,7 @@
 // for `ack` with the run "waiting".
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -89,6 +90,11 @@ struct EngineOptions {
   int max_attempts = 3;  // for retryable (kUnavailable) errors
   std::chrono::milliseconds backoff{1000};  // doubled after each retry
   int per_resource_limit = 0;  // steps of one resource at once (a provider's concurrency limit); 0: no limit
+  // Fault injection for crash tests (evacd: EVAC_FAULT_EXIT_AFTER_STEPS):
+  // once this many steps' side effects are done, the process ends at once
+  // (_exit, as if killed) before the last one's outcome is recorded, so the
+  // restarted process must run that step again. 0: never.
+  int exit_after_steps = 0;
 };
 
 class RunEngine {
@@ -133,6 +139,7 @@ class RunEngine {
   StepRunner& runner_;
   EngineOptions options_;
   MillisClock clock_;
+  std::atomic<int> steps_done_{0};  // for EngineOptions::exit_after_steps
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Active>> active_;
 };

@@ -208,22 +208,33 @@ Result<RecoveryPlan> PlanService::get_plan(const std::string& name) {
   return plan_from_record(**r);
 }
 
-Result<RecoveryPlan> PlanService::runnable_plan(const std::string& name) {
-  auto own = site_.store().find_plan(name);
-  if (!own) return own.status();
-  if (own->has_value()) return plan_from_record(**own);
+Result<std::vector<std::pair<std::string, RecoveryPlan>>> PlanService::peer_plans() {
   auto copies = site_.store().list_peer_copies();
   if (!copies) return copies.status();
+  std::vector<std::pair<std::string, RecoveryPlan>> out;
   for (const auto& c : *copies) {
     auto doc = json::parse(c.document, nullptr, false);
     if (!doc.is_object()) continue;
     for (const auto& p : doc.value("plans", json::array())) {
-      if (!p.is_object() || p.value("name", "") != name) continue;
+      if (!p.is_object()) continue;
       auto plan = plan_from_json(p);
-      if (!plan) return plan.status().with_context("plan '" + name + "' in the configuration copy of site '" + c.peer_site + "'");
-      return plan;
+      if (!plan) return plan.status().with_context("a plan in the configuration copy of site '" + c.peer_site + "'");
+      auto own = site_.store().find_plan(plan->name);
+      if (!own) return own.status();
+      if (!own->has_value()) out.emplace_back(c.peer_site, std::move(*plan));
     }
   }
+  return out;
+}
+
+Result<RecoveryPlan> PlanService::runnable_plan(const std::string& name) {
+  auto own = site_.store().find_plan(name);
+  if (!own) return own.status();
+  if (own->has_value()) return plan_from_record(**own);
+  auto theirs = peer_plans();
+  if (!theirs) return theirs.status();
+  for (auto& [site, plan] : *theirs)
+    if (plan.name == name) return std::move(plan);
   return not_found("no recovery plan named '" + name + "' here or in a paired site's configuration",
                    "list plans with `evac plan list` at either site");
 }
@@ -259,7 +270,7 @@ std::string age_text(std::int64_t seconds) { return format_duration(std::chrono:
 }  // namespace
 
 Result<PlanReadiness> PlanService::check_plan(const std::string& name) {
-  auto plan = get_plan(name);
+  auto plan = runnable_plan(name);
   if (!plan) return plan.status();
   return check_plan(*plan);
 }

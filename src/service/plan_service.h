@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -78,6 +79,10 @@ class PlanService {
   Result<RecoveryPlan> apply_plan(const std::string& name, const nlohmann::json& body);
   Result<std::vector<RecoveryPlan>> list_plans();
   Result<RecoveryPlan> get_plan(const std::string& name);
+  // Plans a paired site's configuration copy carries that this site does
+  // not store itself (by the site that stores each): after a reprotect, the
+  // plan a failback from here runs.
+  Result<std::vector<std::pair<std::string, RecoveryPlan>>> peer_plans();
   // The plan to run here: this site's own, else one a paired site's
   // configuration copy carries (after a reprotect, the plan written at the
   // other site is what a failback from here runs).

@@ -37,6 +37,59 @@ json_len() { python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 json_query() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 export -f json_len json_query
 
+# (Re)starts a site's evacd; with FAULT > 0 it exits on its own right after
+# the FAULT-th step's side effect of a run, before recording it.
+start_evacd() {  # SITE [FAULT]
+  local site="$1" port=$((EVAC_DEMO_PORT_BASE + $([[ $1 == site-a ]] && echo 0 || echo 1)))
+  EVAC_FAULT_EXIT_AFTER_STEPS="${2:-0}" "${build_dir}/src/daemon/evacd" --config "${EVAC_DEMO_ROOT}/${site}/evacd.yaml" \
+    >>"${EVAC_DEMO_ROOT}/${site}/evacd.log" 2>&1 &
+  local pid=$!
+  echo "${pid}" >"${EVAC_DEMO_ROOT}/${site}/evacd.pid"
+  for _ in $(seq 300); do
+    curl -sk --max-time 1 "https://127.0.0.1:${port}/api/v1/health" >/dev/null && return 0
+    # With a fault injected it may have resumed a run and died already: the caller sees it.
+    [[ "${2:-0}" != 0 ]] && ! kill -0 "${pid}" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+stop_evacd() {  # SITE
+  local pid
+  pid="$(cat "${EVAC_DEMO_ROOT}/$1/evacd.pid")"
+  kill -TERM "${pid}" 2>/dev/null
+  for _ in $(seq 100); do kill -0 "${pid}" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "${pid}" 2>/dev/null
+}
+# Runs an operation of shop-dr at SITE with its evacd dying after every
+# step's side effect (exit after the 2nd step of each process: the step the
+# restart runs again, then the next one), restarting it each time until the
+# run ends. Leaves the run's id, end state and the number of crashes in
+# crash_run, crash_state and crash_count.
+crash_run="" crash_state="" crash_count=0
+crashing_run() {  # SITE OPERATION [ARGS...]
+  local site="$1" op="$2" pid
+  shift 2
+  crash_run="" crash_state="" crash_count=0
+  stop_evacd "${site}"
+  start_evacd "${site}" 2 || { crash_state="evacd-did-not-start"; return 1; }
+  crash_run="$(evac --context "${site}" -o json plan "${op}" shop-dr "$@" | json_query 'd["id"]')"
+  [[ -n "${crash_run}" ]] || crash_state="not-started"
+  for _ in $(seq 1200); do
+    [[ -n "${crash_run}" ]] || break
+    pid="$(cat "${EVAC_DEMO_ROOT}/${site}/evacd.pid")"
+    if ! kill -0 "${pid}" 2>/dev/null; then
+      crash_count=$((crash_count + 1))
+      start_evacd "${site}" 2 || { crash_state="evacd-did-not-start"; break; }
+      continue
+    fi
+    crash_state="$(evac --context "${site}" -o json run show "${crash_run}" 2>/dev/null | json_query 'd["state"]' 2>/dev/null)"
+    case "${crash_state}" in succeeded | failed | cancelled) break ;; esac
+    sleep 0.3
+  done
+  stop_evacd "${site}"
+  start_evacd "${site}" 0
+}
+
 finish() {
   if [[ ${failed} -gt 0 ]]; then
     echo "--- evacd logs kept in ${EVAC_DEMO_ROOT}/site-a/evacd.log and ${EVAC_DEMO_ROOT}/site-b/evacd.log"
@@ -196,10 +249,15 @@ YAML
 applied=1
 for _ in $(seq 50); do evac --context site-b apply -f "${EVAC_DEMO_ROOT}/plan.yaml" >/dev/null 2>&1 && { applied=0; break; }; sleep 0.2; done
 check "the plan is applied at site-b" test "${applied}" = 0
+# Site-b's evacd dies after every step of the test (and of the cleanup,
+# the reprotect and the failback below) and is restarted each time.
 t0=$(date +%s%N)
-check "a test recovery succeeds (guest agents answer, db01's web server answers inside it)" \
-  bash -c "evac --context site-b plan test shop-dr --follow > '${EVAC_DEMO_ROOT}/test-run.out' 2>&1"
-echo "test recovery of 3 guests in 3 tiers: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+crashing_run site-b test
+echo "test recovery of 3 guests in 3 tiers, evacd killed after each of ${crash_count} steps: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+check "a test recovery succeeds through ${crash_count} crashes (guest agents answer, db01's web server answers inside it)" \
+  test "${crash_state}" = "succeeded" -a "${crash_count}" -ge 5
+check "each VM has exactly one test VM and the group one test copy" \
+  test "$(virsh -c "${uri_b}" list --all --name | grep -c -- '-test$')/$(ls "${EVAC_DEMO_ROOT}/site-b/replicas/.evac-pits/test-copies/shop" | wc -l)" = "3/1"
 for vm in db01 app01 web01; do
   check "test copy ${vm}-test runs at site-b" test "$(virsh -c "${uri_b}" domstate "${vm}-test" 2>/dev/null | head -1)" = "running"
   check "${vm}-test is on the test network only" bash -c "virsh -c '${uri_b}' domiflist '${vm}-test' | grep -q test-isolated && ! virsh -c '${uri_b}' domiflist '${vm}-test' | grep -q recovery-prod"
@@ -210,7 +268,8 @@ check "production keeps its address" \
   bash -c "'${repo_dir}/lab/vm.sh' exec '${uri_a}' db01 -- ip -4 -o addr show dev eth0 | grep -q 'inet 10.77.0.11/24'"
 check "production keeps running at site-a during the test" test "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" = "3"
 check "the placeholders stay shut off" test "$(virsh -c "${uri_b}" domstate db01 | head -1)" = "shut off"
-check "cleanup succeeds" bash -c "evac --context site-b plan cleanup shop-dr --follow >/dev/null"
+crashing_run site-b cleanup
+check "cleanup succeeds through ${crash_count} crashes" test "${crash_state}" = "succeeded"
 check "no test VM is left at site-b" test "$(virsh -c "${uri_b}" list --all --name | grep -c -- '-test$')" = "0"
 
 # A planned migration, with site-b's evacd killed (-9) in the middle and
@@ -223,9 +282,7 @@ sleep "${EVAC_E2E_KILL_AFTER:-$(( 2 + RANDOM % 8 ))}"
 running_steps="$(evac --context site-b -o json run show "${run_id}" | json_query '"; ".join(s["name"] for s in d["steps"] if s["state"]=="running")')"
 kill -KILL "$(cat "${EVAC_DEMO_ROOT}/site-b/evacd.pid")"
 echo "killed site-b's evacd (-9) while running: ${running_steps:-no step}"
-"${build_dir}/src/daemon/evacd" --config "${EVAC_DEMO_ROOT}/site-b/evacd.yaml" >>"${EVAC_DEMO_ROOT}/site-b/evacd.log" 2>&1 &
-echo $! >"${EVAC_DEMO_ROOT}/site-b/evacd.pid"
-for _ in $(seq 100); do curl -sk --max-time 1 "https://127.0.0.1:$((EVAC_DEMO_PORT_BASE + 1))/api/v1/health" >/dev/null && break; sleep 0.1; done
+start_evacd site-b
 check "after the restart the migration resumes and succeeds" \
   bash -c "evac --context site-b run show '${run_id}' --follow > '${EVAC_DEMO_ROOT}/migrate-run.out' 2>&1"
 for vm in db01 app01 web01; do
@@ -249,10 +306,10 @@ evac --context site-b -o json run report "${run_id}" --format json | json_query 
 check "reverse mappings at site-b" bash -c "evac --context site-b mapping create network recovery-prod prod --test-network test-isolated >/dev/null &&
   evac --context site-b mapping create storage replicas images >/dev/null"
 t0=$(date +%s%N)
-check "reprotect succeeds at site-b" \
-  bash -c "evac --context site-b plan reprotect shop-dr --follow > '${EVAC_DEMO_ROOT}/reprotect-run.out' 2>&1"
-echo "reprotect of 3 running guests: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
-reprotect_id="$(evac --context site-b -o json run list | json_query 'd[0]["id"]')"
+crashing_run site-b reprotect
+echo "reprotect of 3 running guests, evacd killed after each of ${crash_count} steps: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+check "reprotect succeeds at site-b through ${crash_count} crashes" test "${crash_state}" = "succeeded" -a "${crash_count}" -ge 2
+reprotect_id="${crash_run}"
 reverse_bytes="$(evac --context site-b -o json run show "${reprotect_id}" | json_query '[s["result"]["bytes_sent"] for s in d["steps"] if s["kind"]=="sync_reverse"][0]')"
 echo "the first cycle back sent ${reverse_bytes} bytes of 3 x 64 MiB disks"
 check "the first cycle back sent under 16 MiB of the 192 MiB (seeded from site-a's copies)" test "${reverse_bytes}" -lt 16777216
@@ -266,9 +323,11 @@ check "site-a's placeholders have no evac checkpoints left" test "$(virsh -c "${
 check "replication from site-b goes on (running guests, change tracking)" bash -c "evac --context site-b group sync shop >/dev/null"
 
 t0=$(date +%s%N)
-check "failback succeeds at site-a" \
-  bash -c "evac --context site-a plan failback shop-dr --confirm shop-dr --follow > '${EVAC_DEMO_ROOT}/failback-run.out' 2>&1"
-echo "failback (migration home, then reprotect) of 3 guests in 3 tiers: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+crashing_run site-a failback --confirm shop-dr
+echo "failback (migration home, then reprotect) of 3 guests in 3 tiers, site-a's evacd killed after each of ${crash_count} steps: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+check "failback succeeds at site-a through ${crash_count} crashes" test "${crash_state}" = "succeeded" -a "${crash_count}" -ge 5
+check "ownership moved exactly twice (epoch 3: migration, failback)" \
+  test "$(evac --context site-a -o json group show shop | json_query 'd["epoch"]')" = "3"
 for vm in db01 app01 web01; do
   check "${vm} runs at site-a only" test "$(virsh -c "${uri_a}" domstate "${vm}" | head -1)/$(virsh -c "${uri_b}" domstate "${vm}" | head -1)" = "running/shut off"
   check "${vm} at site-b is a placeholder again" \
@@ -281,7 +340,7 @@ check "db01 has its site-a address again (10.77.0.11)" \
   bash -c "'${repo_dir}/lab/vm.sh' exec '${uri_a}' db01 -- ip -4 -o addr show dev eth0 | grep -q 'inet 10.77.0.11/24'"
 check "site-a protects the group again" test "$(evac --context site-a -o json group show shop | json_query 'd["recovery_site"]')" = "site-b"
 check "replication to site-b goes on after the failback" bash -c "evac --context site-a group sync shop >/dev/null"
-failback_id="$(evac --context site-a -o json run list | json_query 'd[0]["id"]')"
+failback_id="${crash_run}"
 evac --context site-a -o json run report "${failback_id}" --format json | json_query '"failback RTO: " + d["rto"]["text"]'
 
 "${repo_dir}/lab/demo.sh" down >/dev/null 2>&1

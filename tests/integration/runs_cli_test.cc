@@ -375,16 +375,24 @@ TEST_F(RunsCliTest, ReprotectThenFailbackBringsTheVmsHome) {
     EXPECT_EQ(vm["state"], "shut off") << name;
   }
   auto steps = evac_at("b", {"run", "show", id, "-o", "json"}).json()["steps"];
-  for (const auto& s : steps)
-    if (s["kind"] == "sync_reverse")
-      EXPECT_LT(s["result"]["bytes_sent"].get<std::uint64_t>(), 1u << 20)
-          << "only the blocks site-b wrote travel back, not the 4 MiB site-a still has: " << s.dump();
+  for (const auto& s : steps) {
+    if (s["kind"] != "sync_reverse") continue;
+    EXPECT_LT(s["result"]["bytes_sent"].get<std::uint64_t>(), 1u << 20)
+        << "only the blocks site-b wrote travel back, not the 4 MiB site-a still has: " << s.dump();
+  }
   EXPECT_EQ(evac_at("b", {"group", "verify", "shop"}).exit_code, 0);
   auto reprotect_again = evac_at("b", {"plan", "reprotect", "shop-dr"});
   EXPECT_EQ(reprotect_again.exit_code, 1);
   EXPECT_NE(reprotect_again.err.find("nothing to reprotect"), std::string::npos) << reprotect_again.err;
 
   // Failback runs at site-a, from the plan site-b's configuration carries.
+  bool listed = false;
+  for (int i = 0; i < 100 && !listed; ++i) {
+    for (const auto& p : evac_at("a", {"plan", "list", "-o", "json"}).json())
+      listed |= p["name"] == "shop-dr" && p["stored_at"] == "site-b" && p["ready"] == true;
+    if (!listed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(listed) << evac_at("a", {"plan", "list", "-o", "json"}).out;
   auto unconfirmed = evac_at("a", {"plan", "failback", "shop-dr"});
   EXPECT_EQ(unconfirmed.exit_code, 2) << unconfirmed.err;
   auto failback = evac_at("a", {"plan", "failback", "shop-dr", "--confirm", "shop-dr", "--follow"});

@@ -4,6 +4,8 @@
 #include <libvirt/virterror.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <pugixml.hpp>
 #include <sstream>
 
@@ -203,11 +205,18 @@ Status LibvirtChangeTracking::end_backup(const std::string& vm_uuid, const std::
     // Only our own job: its export socket lies in the folder we gave it.
     std::string socket = backup_socket(*running);
     if (socket.rfind(work_dir + "/", 0) != 0) return Status::ok();
-    if (virDomainAbortJob(dom->get()) < 0) {
-      if (last_error_number() == VIR_ERR_OPERATION_INVALID) return Status::ok();  // it just ended
+    if (virDomainAbortJob(dom->get()) < 0 && last_error_number() != VIR_ERR_OPERATION_INVALID)  // INVALID: it just ended
       return last_error_described([&] { return "ending the backup job of VM '" + name_of(dom->get()) + "'"; });
+    // The abort is asynchronous: wait until the job is gone, so that the
+    // next cycle's backup is not refused as "already has a backup job".
+    for (int i = 0; i < 200; ++i) {
+      auto still = current_backup(dom->get());
+      if (!still) return still.status();
+      if (still->empty()) return Status::ok();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    return Status::ok();
+    return unavailable("the backup job of VM '" + name_of(dom->get()) + "' did not end within 10 s of its abort",
+                       "the next sync ends it again; check the VM with `virsh domjobinfo`");
   });
 }
 

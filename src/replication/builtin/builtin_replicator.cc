@@ -989,6 +989,11 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
       for (const auto& p : *pits) committed.insert(p.cycle_id);
   }
   for (auto& l : live) {
+    // A backup job an earlier cycle started and that outlived it would
+    // refuse this cycle's, and hold its checkpoint: end any job of ours (its
+    // socket under our work folder) first. A VM is in one group, and a group
+    // runs one cycle at once.
+    EVAC_RETURN_IF_ERROR(l.tracking->end_backup(l.vm->uuid, work_root()).with_context("VM '" + l.vm->name + "'"));
     auto names = l.tracking->list_checkpoints(l.vm->uuid);
     if (!names) return names.status().with_context("VM '" + l.vm->name + "'");
     for (const auto& n : *names) {
