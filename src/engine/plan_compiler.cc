@@ -275,6 +275,18 @@ void append_reprotect(const RecoveryPlan& plan, const std::vector<RecoveryVm>& v
 
 }  // namespace
 
+int default_step_timeout_s(const StepSpec& step) {
+  const std::string& k = step.kind;
+  if (k == "readiness") return 300;
+  if (k == "shutdown_protected") return 900;  // a graceful shutdown waits up to 300 s within it
+  if (k == "wait_for_guest") return step.params.value("timeout_s", 300) + 60;
+  if (k == "customize_ip") return 120;
+  if (k == "sync_protected" || k == "sync_reverse" || k == "check" || k == "host_command" || k == "guest_command" ||
+      k == "prompt" || k == "barrier")
+    return 0;
+  return 600;  // a provider or peer call: copies, VMs, power, ownership
+}
+
 Result<std::vector<StepSpec>> compile_reprotect(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms) {
   std::vector<StepSpec> out;
   out.push_back(StepSpec{"Check readiness", "readiness", {}, 0, json::object()});

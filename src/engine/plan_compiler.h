@@ -72,6 +72,12 @@ Result<std::vector<StepSpec>> compile_cleanup(const RecoveryPlan& plan, const st
 //           storage back (delta resync): <g>" (sync_reverse).
 // failback: migrate, then the reprotect steps once every step of the
 //           migration is done.
+// The time a step of this kind gets (StepSpec::timeout_s), generous: it is
+// what stops a run that hangs, not a performance target. 0 for steps bound
+// by the plan's own timeouts (checks, actions) and for storage syncs (a
+// first sync of a large group takes hours; a cycle fails on its own).
+int default_step_timeout_s(const StepSpec& step);
+
 Result<std::vector<StepSpec>> compile_reprotect(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
 Result<std::vector<StepSpec>> compile_failback(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms);
 

@@ -43,6 +43,11 @@ std::optional<E> value_in(const std::pair<E, std::string_view> (&table)[N], std:
 
 }  // namespace
 
+std::chrono::milliseconds time_left(const Step& step, std::chrono::milliseconds own, std::int64_t now_ms) {
+  if (step.deadline_ms <= 0) return own;
+  return std::max(std::chrono::milliseconds(0), std::min(own, std::chrono::milliseconds(step.deadline_ms - now_ms)));
+}
+
 std::string_view step_state_name(StepState s) { return name_in(kStepStates, s); }
 std::optional<StepState> step_state_from_name(std::string_view s) { return value_in(kStepStates, s); }
 std::string_view run_state_name(RunState s) { return name_in(kRunStates, s); }
@@ -51,6 +56,7 @@ std::optional<RunState> run_state_from_name(std::string_view s) { return value_i
 StepRow to_row(const std::string& run_id, const Step& s) {
   json spec = {{"after", s.spec.after}, {"tier", s.spec.tier}, {"params", s.spec.params}};
   if (!s.spec.resource.empty()) spec["resource"] = s.spec.resource;
+  if (s.spec.timeout_s > 0) spec["timeout_s"] = s.spec.timeout_s;
   return StepRow{run_id,
                  s.idx,
                  s.spec.name,
@@ -77,6 +83,7 @@ Result<Step> from_row(const StepRow& r) {
   s.spec.tier = spec.value("tier", 0);
   s.spec.params = spec.value("params", json::object());
   s.spec.resource = spec.value("resource", "");
+  s.spec.timeout_s = spec.value("timeout_s", 0);
   s.state = *state;
   s.attempts = r.attempts;
   s.started_at_ms = r.started_at_ms;
@@ -374,6 +381,7 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
     step.state = StepState::kRunning;
     step.started_at_ms = clock_();
     step.ended_at_ms.reset();
+    step.deadline_ms = step.spec.timeout_s > 0 ? *step.started_at_ms + std::int64_t{step.spec.timeout_s} * 1000 : 0;
     ++a->in_flight;
     if (!resource.empty()) ++a->busy[resource];
     Step snapshot;
@@ -396,11 +404,18 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
         std::_Exit(137);
       }
       lock.lock();
+      const bool out_of_time = step.deadline_ms > 0 && clock_() >= step.deadline_ms;
+      if (!result.is_ok() && out_of_time)
+        result = Status(result.status().code() == StatusCode::kUnavailable ? StatusCode::kFailedPrecondition
+                                                                           : result.status().code(),
+                        "timed out after " + std::to_string(step.spec.timeout_s) + " s: " + result.status().message(),
+                        result.status().hint());
       if (result.is_ok() || result.status().code() != StatusCode::kUnavailable || attempt + 1 >= options_.max_attempts ||
           a->stopping || a->cancelled)
         break;
       // Transient (a provider or peer that did not answer): wait, then again.
-      auto delay = options_.backoff * (1 << std::min(attempt, 10));
+      auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(options_.backoff * (1 << std::min(attempt, 10)));
+      if (step.deadline_ms > 0) delay = std::min(delay, std::chrono::milliseconds(std::max<std::int64_t>(0, step.deadline_ms - clock_())));
       a->cv.wait_for(lock, delay, [&] { return a->stopping || a->cancelled; });
       if (a->stopping || a->cancelled) break;
       written = persist(a->run.id, step);  // the attempt count

@@ -62,6 +62,11 @@ struct StepSpec {
   // EngineOptions::per_resource_limit steps of one resource run at once.
   // Empty: only max_parallel bounds it.
   std::string resource;
+  // How long the step may take, every attempt and retry included (0: no
+  // bound of the engine's own). The runner bounds its waits by
+  // Step::deadline_ms; a step still failing then fails for good, saying it
+  // timed out. A step resumed after a restart starts its time again.
+  int timeout_s = 0;
 };
 
 struct Step {
@@ -72,7 +77,12 @@ struct Step {
   std::optional<std::int64_t> started_at_ms, ended_at_ms;
   std::string error;
   nlohmann::json result;  // null until it ends
+  std::int64_t deadline_ms = 0;  // while it runs: when its timeout ends (unix ms); 0: none. Not stored.
 };
+
+// How long a step's runner may still wait, at most `own`: what is left
+// before the step's deadline (never below zero).
+std::chrono::milliseconds time_left(const Step& step, std::chrono::milliseconds own, std::int64_t now_ms);
 
 // Does the work of one step kind. Called on the engine's worker threads.
 class StepRunner {

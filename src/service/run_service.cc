@@ -68,6 +68,19 @@ Status poll_until(std::chrono::seconds timeout, std::chrono::milliseconds interv
   }
 }
 
+// What is left of `own` before the step's deadline, in whole seconds (a
+// started second counts); an error once the step's time is up.
+Result<std::chrono::seconds> within(const Step& step, std::chrono::seconds own) {
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  auto left = engine::time_left(step, own, now_ms);
+  if (left.count() <= 0)
+    return failed_precondition("step '" + step.spec.name + "' ran out of its " + std::to_string(step.spec.timeout_s) + " s",
+                               "resume the run to try again");
+  return std::chrono::ceil<std::chrono::seconds>(left);
+}
+
 Status tcp_connect(const std::string& ip, int port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -130,7 +143,7 @@ class RunService::Steps : public engine::StepRunner {
       if (kind == "protect_here") return protect_here(**ctx, **g);
       if (kind == "sync_reverse") return sync_reverse(**g);
       if (kind == "sync_protected") return sync_protected(**g);
-      if (kind == "shutdown_protected") return shutdown_protected(**g, p.value("best_effort", false));
+      if (kind == "shutdown_protected") return shutdown_protected(step, **g, p.value("best_effort", false));
       if (kind == "handover") return handover(run, **ctx, **g, false);
       if (kind == "promote") return promote(run, **g);
       return take_ownership(run, **ctx, **g);
@@ -148,19 +161,25 @@ class RunService::Steps : public engine::StepRunner {
       EVAC_RETURN_IF_ERROR(target->provider->power_on(target->id));
       return json{{"vm", target->id}};
     }
-    if (kind == "wait_for_guest") return wait_for_guest(*target, std::chrono::seconds(p.value("timeout_s", 300)));
-    if (kind == "customize_ip") return customize_ip(**ctx, **vm, *target);
+    if (kind == "wait_for_guest") {
+      auto timeout = within(step, std::chrono::seconds(p.value("timeout_s", 300)));
+      if (!timeout) return timeout.status();
+      return wait_for_guest(*target, *timeout);
+    }
+    if (kind == "customize_ip") return customize_ip(step, **ctx, **vm, *target);
     if (kind == "check") {
       std::size_t i = p.value("check", std::size_t{0});
       if (i >= entry.checks.size()) return internal_error("step " + step.spec.name + " names a check the plan lacks");
-      return check(*target, entry.checks[i]);
+      return check(step, *target, entry.checks[i]);
     }
     if (kind == "host_command" || kind == "guest_command") {
       const auto& list = p.value("when", "") == "before_power_on" ? entry.before_power_on : entry.after_power_on;
       std::size_t i = p.value("action", std::size_t{0});
       if (i >= list.size()) return internal_error("step " + step.spec.name + " names an action the plan lacks");
-      if (kind == "host_command") return host_command(run, **ctx, **vm, list[i]);
-      return guest_command(*target, list[i]);
+      auto timeout = within(step, list[i].timeout);
+      if (!timeout) return timeout.status();
+      if (kind == "host_command") return host_command(run, **ctx, **vm, list[i], *timeout);
+      return guest_command(*target, list[i], *timeout);
     }
     return internal_error("no step runner for step kind '" + kind + "'", "this evacd is older than the run's steps");
   }
@@ -335,10 +354,13 @@ class RunService::Steps : public engine::StepRunner {
     return json{{"pit", pit->value("id", "")}, {"created_at", pit->value("created_at", json())}};
   }
 
-  Result<json> shutdown_protected(const GroupCtx& g, bool best_effort) {
+  Result<json> shutdown_protected(const Step& step, const GroupCtx& g, bool best_effort) {
     // A disaster: the site is probably gone, so a short, hard try whose
     // outcome is recorded. A migration: a graceful shutdown that must work.
-    json body = best_effort ? json{{"graceful", false}, {"timeout_s", 0}} : json{{"graceful", true}, {"timeout_s", 300}};
+    auto graceful = within(step, std::chrono::seconds(300));
+    if (!graceful) return graceful.status();
+    json body = best_effort ? json{{"graceful", false}, {"timeout_s", 0}}
+                            : json{{"graceful", true}, {"timeout_s", graceful->count()}};
     auto r = site_.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/shutdown", body, !best_effort);
     if (r) return json{{"reached", true}, {"stopped", (*r)["stopped"]}};
     if (!best_effort) return r.status();
@@ -603,7 +625,7 @@ class RunService::Steps : public engine::StepRunner {
   // on a network a rule names gets its address's host part in the rule's
   // subnet, and the rule's gateway and DNS. Idempotent: an address already
   // moved matches no rule's `from` any more.
-  Result<json> customize_ip(const Context& ctx, const VmCtx& vm, const Target& t) {
+  Result<json> customize_ip(const Step& step, const Context& ctx, const VmCtx& vm, const Target& t) {
     auto g = group(ctx, vm.group);
     if (!g) return g.status();
     auto provider = site_.provider(vm.provider);
@@ -640,7 +662,9 @@ class RunService::Steps : public engine::StepRunner {
     }
     if (script.empty()) return json{{"changed", changed}};
     script += "true";
-    auto r = t.provider->guest_exec(t.id, {"/bin/sh", "-c", script}, std::chrono::seconds(60));
+    auto timeout = within(step, std::chrono::seconds(60));
+    if (!timeout) return timeout.status();
+    auto r = t.provider->guest_exec(t.id, {"/bin/sh", "-c", script}, *timeout);
     if (!r) return r.status();
     if (r->exit_code != 0)
       return failed_precondition("re-addressing " + t.name + " failed (exit " + std::to_string(r->exit_code) + "): " + r->err,
@@ -648,11 +672,13 @@ class RunService::Steps : public engine::StepRunner {
     return json{{"changed", changed}};
   }
 
-  Result<json> check(const Target& t, const AppCheck& c) {
+  Result<json> check(const Step& step, const Target& t, const AppCheck& c) {
+    auto timeout = within(step, c.timeout);
+    if (!timeout) return timeout.status();
     json out;
-    Status st = poll_until(c.timeout, std::chrono::duration_cast<std::chrono::milliseconds>(c.interval), [&]() -> Status {
+    Status st = poll_until(*timeout, std::chrono::duration_cast<std::chrono::milliseconds>(c.interval), [&]() -> Status {
       if (c.kind == AppCheck::Kind::kCommand) {
-        auto r = t.provider->guest_exec(t.id, c.command, c.timeout);
+        auto r = t.provider->guest_exec(t.id, c.command, *timeout);
         if (!r) return r.status();
         if (r->exit_code != 0)
           return unavailable("'" + c.command.front() + "' in " + t.name + " exited with " + std::to_string(r->exit_code));
@@ -688,11 +714,12 @@ class RunService::Steps : public engine::StepRunner {
     return out;
   }
 
-  Result<json> host_command(const RunRow& run, const Context& ctx, const VmCtx& vm, const PlanAction& a) {
+  Result<json> host_command(const RunRow& run, const Context& ctx, const VmCtx& vm, const PlanAction& a,
+                            std::chrono::seconds timeout) {
     std::vector<std::string> env = {"EVAC_RUN=" + run.id,     "EVAC_PLAN=" + ctx.plan.name, "EVAC_OPERATION=" + ctx.operation,
                                     "EVAC_VM=" + vm.name,     "EVAC_GROUP=" + vm.group,     "EVAC_SITE=" + ctx.site,
                                     "EVAC_TEST_VM=" + (ctx.operation == "test" ? test_vm_name(vm.name) : "")};
-    auto r = run_host_command(a.command, env, a.timeout);
+    auto r = run_host_command(a.command, env, timeout);
     if (!r) return r.status();
     if (r->exit_code != 0)
       return failed_precondition("'" + a.command.front() + "' exited with " + std::to_string(r->exit_code) +
@@ -701,8 +728,8 @@ class RunService::Steps : public engine::StepRunner {
     return json{{"exit_code", 0}, {"output", r->output}};
   }
 
-  Result<json> guest_command(const Target& t, const PlanAction& a) {
-    auto r = t.provider->guest_exec(t.id, a.command, a.timeout);
+  Result<json> guest_command(const Target& t, const PlanAction& a, std::chrono::seconds timeout) {
+    auto r = t.provider->guest_exec(t.id, a.command, timeout);
     if (!r) return r.status();
     if (r->exit_code != 0)
       return failed_precondition("'" + a.command.front() + "' in " + t.name + " exited with " + std::to_string(r->exit_code) +
@@ -891,6 +918,7 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   for (const auto& g : ctx)
     for (const auto& v : g["vms"]) provider_of[v["name"].get<std::string>()] = v["provider"].get<std::string>();
   for (auto& s : *steps) {
+    s.timeout_s = engine::default_step_timeout_s(s);
     static const std::set<std::string> kProviderKinds = {"register_test_vm", "remove_test_vm", "recover_vm",
                                                          "power_on",         "wait_for_guest", "customize_ip",
                                                          "check",            "guest_command"};
@@ -1047,6 +1075,7 @@ json to_json(const Step& s) {
               {"state", engine::step_state_name(s.state)},
               {"after", s.spec.after},
               {"resource", s.spec.resource},
+              {"timeout_s", s.spec.timeout_s},
               {"attempts", s.attempts},
               {"started_at_ms", s.started_at_ms ? json(*s.started_at_ms) : json()},
               {"ended_at_ms", s.ended_at_ms ? json(*s.ended_at_ms) : json()},

@@ -225,6 +225,16 @@ TEST(PlanCompilerTest, FailbackIsAMigrationThenAReprotect) {
   }
 }
 
+TEST(PlanCompilerTest, StepTimeoutsBoundHangsNotTheWorkOfSyncsOrThePlansOwnWaits) {
+  EXPECT_EQ(default_step_timeout_s(StepSpec{"Recover VM: db01", "recover_vm", {}, 1}), 600);
+  EXPECT_EQ(default_step_timeout_s(StepSpec{"Wait for guest heartbeat: db01", "wait_for_guest", {}, 1, nlohmann::json{{"timeout_s", 120}}}),
+            180)
+      << "the heartbeat's own timeout, and a margin";
+  EXPECT_EQ(default_step_timeout_s(StepSpec{"Synchronize storage: shop", "sync_protected", {}, 0}), 0)
+      << "a first sync of a large group takes as long as it takes";
+  EXPECT_EQ(default_step_timeout_s(StepSpec{"Check tcp:5432: db01", "check", {}, 1}), 0) << "bound by the plan's check timeout";
+}
+
 TEST(PlanCompilerTest, IpRulesAddACustomizeStepAfterTheHeartbeat) {
   RecoveryPlan plan = shop(PlanOrdering::kStrictTiers);
   auto without = compile_power_on(plan, kVms);

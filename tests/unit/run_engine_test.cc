@@ -224,6 +224,37 @@ TEST_F(RunEngineTest, TransientErrorsAreRetriedWithBackoff) {
   EXPECT_EQ(state_of("r2"), "failed");
 }
 
+// A step that keeps answering "not yet" stops being retried once its
+// timeout is up, and fails saying so; the runner sees its deadline.
+TEST_F(RunEngineTest, AStepPastItsTimeoutFailsForGood) {
+  runner_.fail["power on db"] = unavailable("libvirtd did not answer");
+  runner_.fail_times["power on db"] = 1000;
+  std::atomic<std::int64_t> now{1'000'000};
+  // Every reading of the clock is 400 ms later: no test waits on real time.
+  RunEngine e(*store_, runner_, EngineOptions{4, 1000, std::chrono::milliseconds(1)}, [&] { return now += 400; });
+  auto steps = tiers();
+  steps[0].timeout_s = 2;
+  ASSERT_TRUE(e.start(run("r1"), steps).is_ok());
+  e.wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "failed");
+  auto done = e.steps("r1");
+  ASSERT_TRUE(done.is_ok());
+  const Step& db = (*done)[0];
+  EXPECT_EQ(db.state, StepState::kFailed);
+  EXPECT_NE(db.error.find("timed out after 2 s: libvirtd did not answer"), std::string::npos) << db.error;
+  EXPECT_LT(db.attempts, 10) << "retries stop at the deadline, not at max_attempts";
+  EXPECT_EQ(db.spec.timeout_s, 2) << "the timeout is kept with the step";
+}
+
+TEST(StepTimeLeft, IsTheSmallerOfItsOwnAndWhatTheDeadlineLeaves) {
+  Step s;
+  EXPECT_EQ(time_left(s, std::chrono::seconds(30), 5000), std::chrono::seconds(30)) << "no deadline";
+  s.deadline_ms = 15'000;
+  EXPECT_EQ(time_left(s, std::chrono::seconds(30), 5000), std::chrono::seconds(10));
+  EXPECT_EQ(time_left(s, std::chrono::seconds(3), 5000), std::chrono::seconds(3));
+  EXPECT_EQ(time_left(s, std::chrono::seconds(3), 20'000), std::chrono::milliseconds(0));
+}
+
 TEST_F(RunEngineTest, APromptWaitsForItsAcknowledgement) {
   std::vector<StepSpec> steps = {{"power on db", "power_on", {}, 1},
                                  {"Is the licence server up?", "prompt", {0}, 2},
