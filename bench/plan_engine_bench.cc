@@ -234,12 +234,16 @@ int main(int argc, char** argv) {
               "each call holding one of the provider's slots (the engine's per-resource limit):\n"
               "power-on 15-25 ms, guest heartbeat 30-70 ms\n\n",
               vms, limit, ("test://" + node.string()).c_str());
-  std::printf("%-13s %-14s %7s %11s %9s %7s %13s %14s %15s %11s\n", "provider", "ordering", "steps", "makespan s", "bound s",
+  std::printf("%-13s %-22s %7s %11s %9s %7s %13s %14s %15s %11s\n", "provider", "ordering", "steps", "makespan s", "bound s",
               "ratio", "process cpu s", "test driver s", "engine us/step", "peak RSS MB");
   double makespan[2] = {0, 0};
+  std::map<std::string, std::vector<int>> learned;  // ordering -> each step's duration in its first run
   for (bool start_vms : {false, true})
-  for (PlanOrdering ordering : {PlanOrdering::kStrictTiers, PlanOrdering::kDependencies}) {
+  for (PlanOrdering ordering : {PlanOrdering::kStrictTiers, PlanOrdering::kDependencies})
+  for (bool with_history : {false, true}) {
+    if (with_history && !start_vms) continue;  // learning is shown through the test driver
     const int m = ordering == PlanOrdering::kStrictTiers ? 0 : 1;
+    const std::string mode(plan_ordering_name(ordering));
     plan.ordering = ordering;
     auto steps = compile_power_on(plan, recovery_vms);
     if (!steps) {
@@ -248,6 +252,10 @@ int main(int argc, char** argv) {
     }
     for (auto& step : *steps)
       if (step.kind == "power_on" || step.kind == "wait_for_guest") step.resource = "provider:bench";
+    // The second run knows how long each step took in the first, as
+    // RunService tells the engine from the plan's previous run.
+    if (with_history)
+      for (std::size_t i = 0; i < steps->size(); ++i) (*steps)[i].expected_ms = learned[mode][i];
     // A fresh test-driver connection per mode: every domain shut off again.
     LibvirtProvider libvirt(ProviderConfig{"bench", "libvirt", "test://" + node.string()});
     if (Status s = libvirt.ping(); !s.is_ok()) {
@@ -260,7 +268,7 @@ int main(int argc, char** argv) {
     // behind provider calls; the engine holds provider calls to `limit`.
     RunEngine engine(**store, runner, EngineOptions{limit + 4, 1, std::chrono::milliseconds(1), limit});
     RunRow run;
-    run.id = std::string(start_vms ? "driver-" : "latency-") + std::string(plan_ordering_name(ordering));
+    run.id = std::string(start_vms ? "driver-" : "latency-") + mode + (with_history ? "-learned" : "");
     run.plan = plan.name;
     run.operation = "test";
     run.started_by = "bench";
@@ -289,14 +297,21 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench: %ld of %d VMs run at the test driver after the run\n", up, vms);
       return 1;
     }
-    makespan[m] = wall;
+    if (start_vms && !with_history) {
+      auto ran = engine.steps(run.id);
+      if (!ran) return 1;
+      for (const auto& st : *ran)
+        learned[mode].push_back(st.started_at_ms && st.ended_at_ms ? static_cast<int>(*st.ended_at_ms - *st.started_at_ms) : 0);
+    }
+    if (start_vms) makespan[m] = wall;
     const double driver = provider.inner_cpu_seconds();
-    std::printf("%-13s %-14s %7zu %11.3f %9.3f %7.3f %13.3f %14.3f %15.1f %11.1f\n", start_vms ? "test driver" : "latency only",
-                std::string(plan_ordering_name(ordering)).c_str(),
+    std::printf("%-13s %-22s %7zu %11.3f %9.3f %7.3f %13.3f %14.3f %15.1f %11.1f\n",
+                start_vms ? "test driver" : "latency only", (mode + (with_history ? " (learned)" : "")).c_str(),
                 steps->size(), wall, bound, wall / bound, cpu, driver,
                 (cpu - driver) / static_cast<double>(steps->size()) * 1e6, peak_rss_kib() / 1024.0);
   }
-  std::printf("\ndependency-driven ordering finished %.3f s (%.1f%%) sooner than strict tiers (through the test driver)\n",
+  std::printf("\n(learned): the second run, whose steps carry the durations of the first (StepSpec::expected_ms)\n");
+  std::printf("dependency-driven ordering finished %.3f s (%.1f%%) sooner than strict tiers (through the test driver, learned)\n",
               makespan[0] - makespan[1], 100.0 * (makespan[0] - makespan[1]) / makespan[0]);
   std::printf("targets: makespan <= 1.02x the bound in both modes; engine CPU <= 100 us per step; peak memory < 200 MB\n");
   store->reset();

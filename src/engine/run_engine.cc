@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <set>
+#include <tuple>
 
 namespace evac::engine {
 
@@ -57,6 +58,7 @@ StepRow to_row(const std::string& run_id, const Step& s) {
   json spec = {{"after", s.spec.after}, {"tier", s.spec.tier}, {"params", s.spec.params}};
   if (!s.spec.resource.empty()) spec["resource"] = s.spec.resource;
   if (s.spec.timeout_s > 0) spec["timeout_s"] = s.spec.timeout_s;
+  if (s.spec.expected_ms > 0) spec["expected_ms"] = s.spec.expected_ms;
   return StepRow{run_id,
                  s.idx,
                  s.spec.name,
@@ -84,6 +86,7 @@ Result<Step> from_row(const StepRow& r) {
   s.spec.params = spec.value("params", json::object());
   s.spec.resource = spec.value("resource", "");
   s.spec.timeout_s = spec.value("timeout_s", 0);
+  s.spec.expected_ms = spec.value("expected_ms", 0);
   s.state = *state;
   s.attempts = r.attempts;
   s.started_at_ms = r.started_at_ms;
@@ -95,12 +98,13 @@ Result<Step> from_row(const StepRow& r) {
 
 namespace {
 
-// Ready pending steps, kept per resource, each best first (tier, idx), so
-// picking the best step whose resource has a free slot looks at one head
-// per resource rather than at every ready step.
+// Ready pending steps, kept per resource, each best first (tier, then the
+// longest expected work still ahead of it, then idx), so picking the best
+// step whose resource has a free slot looks at one head per resource
+// rather than at every ready step.
 class ReadyQueue {
  public:
-  using Key = std::pair<int, int>;  // (tier, idx)
+  using Key = std::tuple<int, std::int64_t, int>;  // (tier, -expected work ahead in ms, idx)
   bool empty() const { return size_ == 0; }
   void insert(const std::string& resource, Key key) {
     if (by_resource_[resource].insert(key).second) ++size_;
@@ -137,7 +141,16 @@ struct RunEngine::Active {
   std::vector<Step> steps;
   std::vector<std::vector<int>> dependents;  // idx -> steps that come after it
   std::vector<int> waiting_on;               // idx -> how many of its `after` are not done
+  // idx -> expected milliseconds from its start to the end of the longest
+  // path of steps after it (StepSpec::expected_ms): among ready steps of a
+  // tier, the one heading the most work starts first, so a tier (or the
+  // run) does not end with its slowest chain started last.
+  std::vector<std::int64_t> work_ahead;
   ReadyQueue ready;
+  ReadyQueue::Key key(int idx) const {
+    const auto i = static_cast<std::size_t>(idx);
+    return {steps[i].spec.tier, -work_ahead[i], idx};
+  }
   std::map<std::string, int> busy;  // resource -> its steps in flight
   int in_flight = 0;
   bool failed = false;     // a step failed: start nothing new
@@ -158,8 +171,7 @@ struct RunEngine::Active {
     for (int d : dependents[static_cast<std::size_t>(idx)]) {
       auto& n = waiting_on[static_cast<std::size_t>(d)];
       if (--n == 0 && steps[static_cast<std::size_t>(d)].state == StepState::kPending) {
-        const auto& spec = steps[static_cast<std::size_t>(d)].spec;
-        ready.insert(spec.resource, {spec.tier, d});
+        ready.insert(steps[static_cast<std::size_t>(d)].spec.resource, key(d));
         if (woken++ > 0) cv.notify_one();
       }
     }
@@ -280,9 +292,17 @@ Status RunEngine::launch(const RunRow& run, std::vector<Step> steps) {
       if (!done(a->steps[static_cast<std::size_t>(d)].state)) ++a->waiting_on[static_cast<std::size_t>(s.idx)];
     }
   }
+  // Steps come after the steps they wait for: from the last one back, each
+  // one's work ahead is its own and the most of what comes after it.
+  a->work_ahead.assign(n, 0);
+  for (std::size_t i = n; i-- > 0;) {
+    std::int64_t after = 0;
+    for (int d : a->dependents[i]) after = std::max(after, a->work_ahead[static_cast<std::size_t>(d)]);
+    a->work_ahead[i] = std::max(0, a->steps[i].spec.expected_ms) + after;
+  }
   for (const auto& s : a->steps)
     if (s.state == StepState::kPending && a->waiting_on[static_cast<std::size_t>(s.idx)] == 0)
-      a->ready.insert(s.spec.resource, {s.spec.tier, s.idx});
+      a->ready.insert(s.spec.resource, a->key(s.idx));
   {
     std::lock_guard lock(mu_);
     if (auto it = active_.find(run.id); it != active_.end()) {
@@ -359,7 +379,7 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
     }
     const auto [resource, next] = *a->ready.pick(a->busy, options_.per_resource_limit);
     a->ready.erase(resource, next);
-    Step& step = a->steps[static_cast<std::size_t>(next.second)];
+    Step& step = a->steps[static_cast<std::size_t>(std::get<2>(next))];
 
     if (step.spec.kind == "barrier") {
       // A point in the graph ("Priority 1 VMs are up"), nothing to do.

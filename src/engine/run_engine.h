@@ -67,6 +67,10 @@ struct StepSpec {
   // Step::deadline_ms; a step still failing then fails for good, saying it
   // timed out. A step resumed after a restart starts its time again.
   int timeout_s = 0;
+  // How long it is expected to take (from the plan's earlier runs); 0:
+  // unknown. Among ready steps of one tier the engine starts first the one
+  // with the longest expected path of steps ahead of it.
+  int expected_ms = 0;
 };
 
 struct Step {

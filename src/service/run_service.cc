@@ -917,8 +917,18 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   std::map<std::string, std::string> provider_of;
   for (const auto& g : ctx)
     for (const auto& v : g["vms"]) provider_of[v["name"].get<std::string>()] = v["provider"].get<std::string>();
+  // How long each step took in the plan's previous runs (by step name, the
+  // newest first): the engine starts the longest chains of a tier first.
+  std::map<std::string, int> took;
+  if (auto earlier = site_.store().list_runs(plan->name, 3))
+    for (const auto& r : *earlier)
+      if (auto done = site_.store().run_steps(r.id))
+        for (const auto& st : *done)
+          if (st.state == "succeeded" && st.started_at_ms && st.ended_at_ms && !took.count(st.name))
+            took[st.name] = static_cast<int>(std::min<std::int64_t>(*st.ended_at_ms - *st.started_at_ms, 86'400'000));
   for (auto& s : *steps) {
     s.timeout_s = engine::default_step_timeout_s(s);
+    if (auto t = took.find(s.name); t != took.end()) s.expected_ms = t->second;
     static const std::set<std::string> kProviderKinds = {"register_test_vm", "remove_test_vm", "recover_vm",
                                                          "power_on",         "wait_for_guest", "customize_ip",
                                                          "check",            "guest_command"};
@@ -1076,6 +1086,7 @@ json to_json(const Step& s) {
               {"after", s.spec.after},
               {"resource", s.spec.resource},
               {"timeout_s", s.spec.timeout_s},
+              {"expected_ms", s.spec.expected_ms},
               {"attempts", s.attempts},
               {"started_at_ms", s.started_at_ms ? json(*s.started_at_ms) : json()},
               {"ended_at_ms", s.ended_at_ms ? json(*s.ended_at_ms) : json()},

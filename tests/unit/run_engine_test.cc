@@ -255,6 +255,30 @@ TEST(StepTimeLeft, IsTheSmallerOfItsOwnAndWhatTheDeadlineLeaves) {
   EXPECT_EQ(time_left(s, std::chrono::seconds(3), 20'000), std::chrono::milliseconds(0));
 }
 
+// Known durations (from earlier runs): among ready steps of one tier, the
+// one heading the longest expected work goes first; tiers still come first.
+TEST_F(RunEngineTest, TheLongestExpectedChainOfATierStartsFirst) {
+  std::vector<StepSpec> steps = {{"power on short", "power_on", {}, 1},
+                                 {"power on long", "power_on", {}, 1},
+                                 {"heartbeat short", "wait_for_guest", {0}, 1},
+                                 {"power on tier 2", "power_on", {}, 2},
+                                 {"power on unknown", "power_on", {}, 1}};
+  steps[0].expected_ms = 10;
+  steps[1].expected_ms = 100;
+  steps[2].expected_ms = 200;  // "short" heads 210 ms of work, "long" 100 ms
+  steps[3].expected_ms = 5000;
+  auto e = engine(1);
+  ASSERT_TRUE(e->start(run("r1"), steps).is_ok());
+  e->wait_idle("r1");
+  ASSERT_EQ(state_of("r1"), "succeeded");
+  std::vector<std::string> expected = {"power on short", "heartbeat short", "power on long", "power on unknown",
+                                       "power on tier 2"};
+  EXPECT_EQ(runner_.order, expected);
+  auto stored = e->steps("r1");
+  ASSERT_TRUE(stored.is_ok());
+  EXPECT_EQ((*stored)[1].spec.expected_ms, 100) << "kept with the step, so a resumed run orders the same";
+}
+
 TEST_F(RunEngineTest, APromptWaitsForItsAcknowledgement) {
   std::vector<StepSpec> steps = {{"power on db", "power_on", {}, 1},
                                  {"Is the licence server up?", "prompt", {0}, 2},
