@@ -341,6 +341,17 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
     const json& group_doc = *found.group;
     const json& doc = found.peer->document;
     const std::string& protected_site = found.peer->peer_site;
+    // Recovered here already: its placeholders are the live VMs now, and
+    // what comes next is a reprotect, not another recovery.
+    auto owner = site_.ownership(group, protected_site, group_doc.value("epoch", std::int64_t{1}));
+    if (!owner) return owner.status();
+    if (owner->owner == here) {
+      add("error", "ownership",
+          "group '" + group + "' is live here already: run " + owner->run + " recovered it (epoch " +
+              std::to_string(owner->epoch) + ")",
+          "replicate it back to '" + protected_site + "' with `evac plan reprotect " + plan->name + "`");
+      continue;
+    }
     const PeerStatus* peer = peer_state(protected_site);
     if (peer && peer->connected)
       add("ok", "peer", "protected site '" + protected_site + "' answers");

@@ -261,6 +261,11 @@ TEST_F(RunsCliTest, MigrationRecoversTheFinalSyncAndFencesTheOldCopy) {
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.err.find("already live here"), std::string::npos) << again.err;
   EXPECT_EQ(evac_at("b", {"plan", "test", "shop-dr"}).exit_code, 1);
+  auto check = evac_at("b", {"plan", "check", "shop-dr"});
+  EXPECT_EQ(check.exit_code, 1);
+  EXPECT_NE(check.out.find("live here already"), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("evac plan reprotect shop-dr"), std::string::npos) << check.out;
+  EXPECT_EQ(check.out.find("no longer defined"), std::string::npos) << "the recovered VMs are not missing placeholders: " << check.out;
 }
 
 // A disaster: the protected site is gone. Failover records that it could

@@ -545,6 +545,30 @@ TEST(PlaceholderDomainXml, ReplacesOldMarkersAndDropsLabelsUuidAndUnreplicatedDi
   EXPECT_EQ(parsed->vm.nics[0].network, "recovery-prod") << "without MACs, NICs match by position";
 }
 
+// After a failback, the VMs protected again are recovered VMs: their own
+// definitions carry evac:recovered, which a placeholder made from them must
+// not (it would look recovered already, and refuse a recovery).
+TEST(PlaceholderDomainXml, AProtectedVmThatWasRecoveredGivesAPlainPlaceholder) {
+  PlaceholderSpec spec = db02_spec();
+  auto recovered = libvirt::recovered_domain_xml(*libvirt::placeholder_domain_xml(spec), {{"vda", "/a/live/vda.qcow2"}}, "run-1");
+  ASSERT_TRUE(recovered.is_ok()) << recovered.status().to_string();
+  spec.vm.native.document = *recovered;
+  auto xml = libvirt::placeholder_domain_xml(spec);
+  ASSERT_TRUE(xml.is_ok()) << xml.status().to_string();
+  auto parsed = libvirt::parse_domain_xml(*xml);
+  ASSERT_TRUE(parsed.is_ok());
+  EXPECT_TRUE(parsed->placeholder.has_value());
+  EXPECT_FALSE(parsed->recovered.has_value());
+
+  auto adopted = libvirt::adopted_placeholder_xml(*recovered, libvirt::PlaceholderMarker{"db", "site-b", "u-b"});
+  ASSERT_TRUE(adopted.is_ok()) << adopted.status().to_string();
+  auto again = libvirt::parse_domain_xml(*adopted);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ(again->placeholder->source_site, "site-b");
+  EXPECT_FALSE(again->recovered.has_value());
+  EXPECT_EQ(again->vm.disks[0].path, "/a/live/vda.qcow2") << "adoption keeps the disks";
+}
+
 TEST(PlaceholderDomainXml, ParsesTheMarkerOnlyInEvacsNamespace) {
   const char* foreign = R"(<domain><name>x</name><metadata>
       <evac:placeholder xmlns:evac="https://example.org/not-evac" group="g"/></metadata></domain>)";

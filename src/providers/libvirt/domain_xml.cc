@@ -320,20 +320,23 @@ void rewrite_interfaces(pugi::xml_node devices, const std::vector<NicInfo>& want
   }
 }
 
-void mark_as_placeholder(pugi::xml_node domain, const PlaceholderSpec& spec) {
+// Any earlier marker goes: a protected VM that was itself recovered (or a
+// VM made a placeholder again at reprotect) carries evac:recovered, which
+// would make its placeholder look recovered already.
+void mark_as_placeholder(pugi::xml_node domain, const PlaceholderMarker& m) {
   pugi::xml_node metadata = child_or_new(domain, "metadata");
   std::vector<pugi::xml_node> stale;
   for (pugi::xml_node n : metadata.children()) {
-    if (is_placeholder_element(n)) stale.push_back(n);
+    if (is_placeholder_element(n) || is_recovered_element(n)) stale.push_back(n);
   }
   for (pugi::xml_node n : stale) metadata.remove_child(n);
 
   std::string prefix(kPlaceholderPrefix);
   pugi::xml_node marker = metadata.append_child((prefix + ":placeholder").c_str());
   set_attribute(marker, ("xmlns:" + prefix).c_str(), kPlaceholderNamespace);
-  set_attribute(marker, "group", spec.group);
-  set_attribute(marker, "source-site", spec.source_site);
-  set_attribute(marker, "source-uuid", spec.source_uuid);
+  set_attribute(marker, "group", m.group);
+  set_attribute(marker, "source-site", m.source_site);
+  set_attribute(marker, "source-uuid", m.source_uuid);
 }
 
 // Without a libvirt definition to copy (another kind of hypervisor), the
@@ -449,7 +452,7 @@ Result<std::string> placeholder_domain_xml(const PlaceholderSpec& spec) {
   // Labels name the protected site's security contexts; the recovery
   // site's libvirt picks its own.
   remove_descendants(domain, "seclabel");
-  mark_as_placeholder(domain, spec);
+  mark_as_placeholder(domain, PlaceholderMarker{spec.group, spec.source_site, spec.source_uuid});
   set_child_text(domain, "description", describe_placeholder(spec));
   return serialize(doc);
 }
@@ -523,17 +526,7 @@ Result<std::string> adopted_placeholder_xml(std::string_view domain_xml, const P
   if (auto test = parse_test_marker(domain, is_test_vm_element))
     return failed_precondition("VM " + text_of(domain, "name") + " is a test VM of run " + test->run,
                                "test VMs are removed by cleanup, never made placeholders");
-  pugi::xml_node metadata = child_or_new(domain, "metadata");
-  std::vector<pugi::xml_node> stale;
-  for (pugi::xml_node n : metadata.children())
-    if (is_placeholder_element(n) || is_recovered_element(n)) stale.push_back(n);
-  for (pugi::xml_node n : stale) metadata.remove_child(n);
-  std::string prefix(kPlaceholderPrefix);
-  pugi::xml_node element = metadata.append_child((prefix + ":placeholder").c_str());
-  set_attribute(element, ("xmlns:" + prefix).c_str(), kPlaceholderNamespace);
-  set_attribute(element, "group", marker.group);
-  set_attribute(element, "source-site", marker.source_site);
-  set_attribute(element, "source-uuid", marker.source_uuid);
+  mark_as_placeholder(domain, marker);
   set_child_text(domain, "description",
                  "evac placeholder of " + marker.source_site + "/" + marker.source_uuid + " (group " + marker.group +
                      "), kept from this site's own copy at reprotect: never start it by hand");
