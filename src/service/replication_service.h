@@ -154,6 +154,9 @@ class ReplicationService {
   };
   Result<ReplicationGroupSpec> group_spec(const GroupRecord& group, const PeerRecord& peer);
   Status check_caller_protects(const PeerRecord& caller, const std::string& group);
+  // kFailedPrecondition when this site owns the group's live copy: a cycle
+  // from the caller would be of a stale, fenced copy.
+  Status check_not_live_here(const PeerRecord& caller, const std::string& group);
   // Running VMs' change tracking, from the provider each VM runs on.
   builtin::ChangeTrackingLookup change_tracking_lookup();
   std::unique_ptr<ReplicationAdapter> builtin_adapter(const CycleResources& resources);

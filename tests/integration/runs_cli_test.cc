@@ -310,6 +310,13 @@ TEST_F(RunsCliTest, FailoverRunsWithoutTheProtectedSiteWhichComesBackFenced) {
 
   // The old site returns; the recovery site's configuration tells it.
   ASSERT_TRUE(a_->start()) << a_->log();
+  // Even before it has heard (a sync at once), its stale copy makes no PIT:
+  // the recovery site refuses cycles of a group it owns now.
+  const std::size_t pits_before = evac_at("b", {"group", "pits", "shop", "-o", "json"}).json().size();
+  auto early = evac_at("a", {"group", "sync", "shop"});
+  EXPECT_EQ(early.exit_code, 1) << early.out;
+  EXPECT_NE(early.err.find("fenced"), std::string::npos) << early.err;
+  EXPECT_EQ(evac_at("b", {"group", "pits", "shop", "-o", "json"}).json().size(), pits_before);
   bool fenced = false;
   for (int i = 0; i < 100 && !fenced; ++i) {
     for (const auto& e : evac_at("a", {"events", "list", "-o", "json"}).json()) fenced |= e["kind"] == "fenced";
