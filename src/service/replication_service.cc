@@ -748,31 +748,32 @@ Result<json> ReplicationService::verify_group(const std::string& name, const std
 
 // ---- recovery site ---------------------------------------------------------------------
 
-Status ReplicationService::check_caller_protects(const PeerRecord& caller, const std::string& group) {
+Result<std::int64_t> ReplicationService::caller_group_epoch(const PeerRecord& caller, const std::string& group) {
   auto copy = site_.store().find_peer_copy(caller.site);
   if (!copy) return copy.status();
   if (copy->has_value()) {
     auto doc = json::parse((*copy)->document, nullptr, false);
     for (const auto& g : doc.value("groups", json::array()))
-      if (g.value("name", "") == group && g.value("recovery_site", "") == site_.identity().name) return Status::ok();
+      if (g.value("name", "") == group && g.value("recovery_site", "") == site_.identity().name)
+        return g.value("epoch", std::int64_t{1});
   }
   return permission_denied("site '" + caller.site + "' does not protect a group '" + group + "' to site '" +
                                site_.identity().name + "'",
                            "create the group at the protected site first; its configuration reaches this site with it");
 }
 
-Status ReplicationService::check_not_live_here(const PeerRecord& caller, const std::string& group) {
-  // The caller's copy is stale once this site took the group over (a
-  // failover while it was away): its cycles must not become PITs here,
-  // where a test or a later recovery would take them for the newest state.
-  std::int64_t epoch = 1;  // the caller's, from its configuration copy: a newer one than ours is legitimate
-  if (auto copy = site_.store().find_peer_copy(caller.site); copy && copy->has_value()) {
-    auto doc = json::parse((*copy)->document, nullptr, false);
-    if (doc.is_object())
-      for (const auto& g : doc.value("groups", json::array()))
-        if (g.is_object() && g.value("name", "") == group) epoch = g.value("epoch", std::int64_t{1});
-  }
-  auto owner = site_.ownership(group, caller.site, epoch);
+Status ReplicationService::check_caller_protects(const PeerRecord& caller, const std::string& group) {
+  return caller_group_epoch(caller, group).status();
+}
+
+Status ReplicationService::check_caller_may_write(const PeerRecord& caller, const std::string& group) {
+  auto epoch = caller_group_epoch(caller, group);
+  if (!epoch) return epoch.status();
+  // The caller's copy is stale once this site took the group over at an
+  // epoch not older than the caller's (a failover while it was away): its
+  // cycles must not become PITs here, where a test or a later recovery
+  // would take them for the newest state.
+  auto owner = site_.ownership(group, caller.site, *epoch);
   if (!owner) return owner.status();
   if (owner->owner != site_.identity().name) return Status::ok();
   return failed_precondition("group '" + group + "' is live at site '" + site_.identity().name + "' since run " + owner->run +
@@ -782,8 +783,7 @@ Status ReplicationService::check_not_live_here(const PeerRecord& caller, const s
 }
 
 Result<json> ReplicationService::handle_begin(const PeerRecord& caller, const std::string& group, const json& body) {
-  EVAC_RETURN_IF_ERROR(check_caller_protects(caller, group));
-  EVAC_RETURN_IF_ERROR(check_not_live_here(caller, group));
+  EVAC_RETURN_IF_ERROR(check_caller_may_write(caller, group));
   std::vector<ReplicatedDevice> disks;
   try {
     for (const auto& d : body.at("disks"))
@@ -826,8 +826,7 @@ Result<json> ReplicationService::handle_batch(const PeerRecord& caller, const st
 
 Result<json> ReplicationService::handle_commit(const PeerRecord& caller, const std::string& group, const std::string& cycle,
                                                const json& body) {
-  EVAC_RETURN_IF_ERROR(check_caller_protects(caller, group));
-  EVAC_RETURN_IF_ERROR(check_not_live_here(caller, group));
+  EVAC_RETURN_IF_ERROR(check_caller_may_write(caller, group));
   std::vector<builtin::DiskDigest> digests;
   try {
     for (const auto& d : body.at("digests")) digests.push_back({d.at("key"), d.at("digest")});

@@ -153,10 +153,13 @@ class ReplicationService {
     std::thread thread;
   };
   Result<ReplicationGroupSpec> group_spec(const GroupRecord& group, const PeerRecord& peer);
+  // The group's epoch in the caller's configuration copy, if the caller
+  // protects it to this site (kPermissionDenied otherwise).
+  Result<std::int64_t> caller_group_epoch(const PeerRecord& caller, const std::string& group);
   Status check_caller_protects(const PeerRecord& caller, const std::string& group);
-  // kFailedPrecondition when this site owns the group's live copy: a cycle
-  // from the caller would be of a stale, fenced copy.
-  Status check_not_live_here(const PeerRecord& caller, const std::string& group);
+  // check_caller_protects, and kFailedPrecondition when this site owns the
+  // group's live copy: a cycle from the caller would be of a stale copy.
+  Status check_caller_may_write(const PeerRecord& caller, const std::string& group);
   // Running VMs' change tracking, from the provider each VM runs on.
   builtin::ChangeTrackingLookup change_tracking_lookup();
   std::unique_ptr<ReplicationAdapter> builtin_adapter(const CycleResources& resources);
