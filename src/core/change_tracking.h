@@ -10,11 +10,16 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
 
 namespace evac {
+
+// The names of the checkpoints evac makes start with this (the built-in
+// replicator's, one per committed cycle); anything else is someone else's.
+inline constexpr std::string_view kEvacCheckpointPrefix = "evac-";
 
 struct DiskBackupRequest {
   std::string disk;              // guest target, e.g. "vda"

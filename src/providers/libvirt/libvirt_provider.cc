@@ -621,7 +621,7 @@ Result<PlaceholderInfo> LibvirtProvider::adopt_as_placeholder(const std::string&
     auto names = tracking_->list_checkpoints(adopted->uuid);
     if (names.is_ok()) {
       for (const auto& n : *names)
-        if (n.rfind("evac-", 0) == 0) {
+        if (n.rfind(kEvacCheckpointPrefix, 0) == 0) {
           Status st = tracking_->delete_checkpoint(adopted->uuid, n);
           if (!st.is_ok()) return st.with_context("dropping checkpoint " + n + " of placeholder " + adopted->name);
         }

@@ -735,8 +735,7 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
 
 namespace {
 
-constexpr std::string_view kCheckpointPrefix = "evac-";
-std::string checkpoint_for(const std::string& cycle_id) { return std::string(kCheckpointPrefix) + cycle_id; }
+std::string checkpoint_for(const std::string& cycle_id) { return std::string(kEvacCheckpointPrefix) + cycle_id; }
 
 // Per-VM folder for QEMU's export socket and scratch files. Unix socket
 // paths are limited to 108 bytes, so the name is short.
@@ -924,7 +923,7 @@ void BuiltinReplicator::thaw_and_settle(const std::string& cycle_id, std::vector
       auto names = l.tracking->list_checkpoints(l.vm->uuid);
       if (names) {
         for (const auto& n : *names)
-          if (n.rfind(kCheckpointPrefix, 0) == 0 && n != checkpoint_for(cycle_id))
+          if (n.rfind(kEvacCheckpointPrefix, 0) == 0 && n != checkpoint_for(cycle_id))
             if (Status d = l.tracking->delete_checkpoint(l.vm->uuid, n); s.is_ok()) s = d;
       } else if (s.is_ok()) {
         s = names.status();
@@ -997,8 +996,8 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
     auto names = l.tracking->list_checkpoints(l.vm->uuid);
     if (!names) return names.status().with_context("VM '" + l.vm->name + "'");
     for (const auto& n : *names) {
-      if (n.rfind(kCheckpointPrefix, 0) != 0) continue;
-      if (committed.count(n.substr(kCheckpointPrefix.size()))) {
+      if (n.rfind(kEvacCheckpointPrefix, 0) != 0) continue;
+      if (committed.count(n.substr(kEvacCheckpointPrefix.size()))) {
         l.base_checkpoint = n;  // topological order: the last match is the newest
       } else {
         // A cycle that never completed; its changes merge into its parent.
