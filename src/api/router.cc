@@ -245,24 +245,19 @@ void ApiRouter::add_plan_routes() {
         auto plans = plans_.list_plans();
         if (!plans) return plans.status();
         json out = json::array();
-        for (const auto& p : *plans) {
+        auto add_plan = [&](const RecoveryPlan& p, const std::string& stored_at) {
           json j = plan_to_json(p);
-          auto r = plans_.check_plan(p.name);
+          auto r = plans_.check_plan(p);
           j["ready"] = r ? json(r->ready) : json(nullptr);
-          j["stored_at"] = service_.identity().name;
+          j["stored_at"] = stored_at;
           out.push_back(std::move(j));
-        }
+        };
+        for (const auto& p : *plans) add_plan(p, service_.identity().name);
         // A paired site's plans too (after a reprotect, a failback runs
         // here from the plan the other site stores).
         auto theirs = plans_.peer_plans();
         if (!theirs) return theirs.status();
-        for (const auto& [site, p] : *theirs) {
-          json j = plan_to_json(p);
-          auto r = plans_.check_plan(p);
-          j["ready"] = r ? json(r->ready) : json(nullptr);
-          j["stored_at"] = site;
-          out.push_back(std::move(j));
-        }
+        for (const auto& [site, p] : *theirs) add_plan(p, site);
         return out;
       });
   add("GET", "/api/v1/plans/{name}/readiness", Access::kOperator,
