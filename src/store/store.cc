@@ -176,9 +176,19 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
   auto conn = sqlite::Connection::open(path);
   if (!conn) return conn.status();
   std::unique_ptr<Store> store(new Store(std::move(*conn)));
-  // WAL keeps readers (API calls) from blocking behind the writer and makes
-  // a crash mid-write lose nothing that was committed.
-  EVAC_RETURN_IF_ERROR(store->db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"));
+  // One process per state database, holding it for as long as it runs: a
+  // second evacd on the same state folder is refused here rather than
+  // running the same runs twice, and with nobody to share the file with,
+  // SQLite takes no file lock per transaction (a run writes one per step).
+  // The lock goes with the process, so a killed evacd's restart finds it
+  // free. WAL makes a crash mid-write lose nothing that was committed.
+  Status locked = store->db_.exec(
+      "PRAGMA busy_timeout=0; PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+      "PRAGMA foreign_keys=ON; BEGIN IMMEDIATE; COMMIT; PRAGMA busy_timeout=5000;");
+  if (locked.code() == StatusCode::kUnavailable && locked.message().find("locked") != std::string::npos)  // SQLITE_BUSY
+    return failed_precondition("state database " + path + " is in use by another process (" + locked.message() + ")",
+                               "another evacd runs with this state folder: stop it, or give this one its own state_dir");
+  EVAC_RETURN_IF_ERROR(locked);
   EVAC_RETURN_IF_ERROR(store->migrate());
   return store;
 }
@@ -214,19 +224,29 @@ Status Store::transaction(const std::function<Status()>& body) {
     --tx_depth_;
     return s;
   }
-  EVAC_RETURN_IF_ERROR(db_.exec("BEGIN IMMEDIATE"));
+  EVAC_RETURN_IF_ERROR(run_cached(begin_, "BEGIN IMMEDIATE"));
   ++tx_depth_;
   Status s = body();
   --tx_depth_;
   if (!s.is_ok()) {
-    (void)db_.exec("ROLLBACK");
+    (void)run_cached(rollback_, "ROLLBACK");
     return s;
   }
-  if (Status c = db_.exec("COMMIT"); !c.is_ok()) {
-    (void)db_.exec("ROLLBACK");
+  if (Status c = run_cached(commit_, "COMMIT"); !c.is_ok()) {
+    (void)run_cached(rollback_, "ROLLBACK");
     return c;
   }
   return Status::ok();
+}
+
+Status Store::run_cached(std::optional<sqlite::Statement>& statement, const char* sql) {
+  if (!statement) {
+    auto st = db_.prepare(sql);
+    if (!st) return st.status();
+    statement.emplace(std::move(*st));
+  }
+  statement->reset();
+  return statement->run();
 }
 
 // ---- meta -------------------------------------------------------------
@@ -829,7 +849,8 @@ Status Store::add_run(const RunRow& run, const std::vector<StepRow>& steps) {
   });
 }
 
-Status Store::update_step(const StepRow& s) {
+Status Store::update_steps(const std::vector<StepRow>& steps) {
+  if (steps.empty()) return Status::ok();
   std::lock_guard lock(mu_);
   if (!update_step_) {
     auto st = db_.prepare(
@@ -838,19 +859,26 @@ Status Store::update_step(const StepRow& s) {
     if (!st) return st.status();
     update_step_.emplace(std::move(*st));
   }
-  sqlite::Statement* st = &*update_step_;
-  st->reset();
-  EVAC_RETURN_IF_ERROR(st->bind(1, s.state)
-                           .bind(2, s.attempts)
-                           .bind(3, s.started_at_ms)
-                           .bind(4, s.ended_at_ms)
-                           .bind(5, s.error)
-                           .bind(6, s.result)
-                           .bind(7, s.run_id)
-                           .bind(8, s.idx)
-                           .run());
-  if (db_.changes() != 1) return not_found("run " + s.run_id + " has no step " + std::to_string(s.idx));
-  return Status::ok();
+  auto update = [&](const StepRow& s) -> Status {
+    sqlite::Statement* st = &*update_step_;
+    st->reset();
+    EVAC_RETURN_IF_ERROR(st->bind(1, s.state)
+                             .bind(2, s.attempts)
+                             .bind(3, s.started_at_ms)
+                             .bind(4, s.ended_at_ms)
+                             .bind(5, s.error)
+                             .bind(6, s.result)
+                             .bind(7, s.run_id)
+                             .bind(8, s.idx)
+                             .run());
+    if (db_.changes() != 1) return not_found("run " + s.run_id + " has no step " + std::to_string(s.idx));
+    return Status::ok();
+  };
+  if (steps.size() == 1) return update(steps.front());  // its own implicit transaction
+  return transaction([&]() -> Status {
+    for (const auto& s : steps) EVAC_RETURN_IF_ERROR(update(s));
+    return Status::ok();
+  });
 }
 
 Status Store::update_run(const std::string& id, const std::string& state, const std::optional<std::int64_t>& ended_at,

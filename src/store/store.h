@@ -247,10 +247,12 @@ class Store {
   Result<std::optional<PlanRecord>> find_plan(const std::string& name);
   Status remove_plan(const std::string& name);
 
-  // Runs. add_run writes a run with all its steps at once; each step's
-  // state is then updated on its own (before and after its side effect).
+  // Runs. add_run writes a run with all its steps at once; steps' states
+  // are then updated before and after their side effects, several in one
+  // transaction where the engine records one step's end with the next
+  // one's start.
   Status add_run(const RunRow& run, const std::vector<StepRow>& steps);
-  Status update_step(const StepRow& step);  // its state columns; name, kind and spec are kept
+  Status update_steps(const std::vector<StepRow>& steps);  // their state columns; name, kind and spec are kept
   Status update_run(const std::string& id, const std::string& state, const std::optional<std::int64_t>& ended_at,
                     const std::string& error);
   // Newest first.
@@ -273,7 +275,10 @@ class Store {
   std::recursive_mutex mu_;
   int tx_depth_ = 0;
   sqlite::Connection db_;
-  // Prepared once: a run updates a step twice per step (the engine's hot path).
+  // Prepared once: transactions and step updates are the engine's hot path
+  // (a write or two per step), where parsing the SQL each time showed.
+  Status run_cached(std::optional<sqlite::Statement>& statement, const char* sql);
+  std::optional<sqlite::Statement> begin_, commit_, rollback_;
   std::optional<sqlite::Statement> update_step_;
 };
 

@@ -55,6 +55,20 @@ TEST_F(StoreTest, RefusesNewerSchema) {
   EXPECT_NE(s.status().message().find("newer"), std::string::npos);
 }
 
+TEST_F(StoreTest, ASecondProcessOnTheSameDatabaseIsRefused) {
+  // The open store holds the database; anyone else (here a second open in
+  // this process, which SQLite treats like another process) is refused at
+  // once, saying what to do, while the first goes on working.
+  auto second = Store::open((dir_ / "evac.db").string());
+  ASSERT_FALSE(second.is_ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("in use by another process"), std::string::npos) << second.status().to_string();
+  EXPECT_NE(second.status().hint().find("state_dir"), std::string::npos);
+  EXPECT_TRUE(store_->add_peer(PeerRecord{"site-c", "https://c", "sha256//c", 1, {}, {}, ""}).is_ok());
+  store_.reset();
+  EXPECT_TRUE(Store::open((dir_ / "evac.db").string()).is_ok()) << "free again once the first is closed";
+}
+
 TEST_F(StoreTest, UsesWriteAheadLog) {
   EXPECT_TRUE(std::filesystem::exists(dir_ / "evac.db-wal"));
 }
