@@ -200,13 +200,16 @@ RunEngine::~RunEngine() {
   }
 }
 
-Status RunEngine::persist(const std::string& run_id, const Step& s) {
-  // Only the state columns change after a step is written: its spec is not
-  // serialized again.
-  return store_.update_step(StepRow{run_id, s.idx, {}, {}, {}, std::string(step_state_name(s.state)), s.attempts,
-                                    s.started_at_ms, s.ended_at_ms, s.error,
-                                    s.result.is_null() ? std::string() : s.result.dump()});
+namespace {
+// Only the state columns change after a step is written: its spec is not
+// serialized again.
+StepRow state_row(const std::string& run_id, const Step& s) {
+  return StepRow{run_id,        s.idx,           {}, {}, {}, std::string(step_state_name(s.state)), s.attempts, s.started_at_ms,
+                 s.ended_at_ms, s.error, s.result.is_null() ? std::string() : s.result.dump()};
 }
+}  // namespace
+
+Status RunEngine::persist(const std::string& run_id, const Step& s) { return store_.update_steps({state_row(run_id, s)}); }
 
 std::shared_ptr<RunEngine::Active> RunEngine::find_active(const std::string& run_id) {
   std::lock_guard lock(mu_);
@@ -364,85 +367,74 @@ void RunEngine::finish_if_done(Active& a) {
   a.cv.notify_all();
 }
 
+// A worker takes the best ready step, runs it, and records its outcome in
+// the same transaction as the start of the next step it takes: one write
+// per step instead of two. Writes happen without the run's lock, so other
+// workers go on picking and ending steps meanwhile, and a step gives its
+// resource slot back as soon as its side effect ends. A step's dependents
+// are released only once its outcome is in the store.
 void RunEngine::worker(std::shared_ptr<Active> a) {
   std::unique_lock lock(a->mu);
+  int ended = -1;  // the step this worker just ran: its outcome is set in memory, not yet stored
+  std::vector<StepRow> rows;
   while (true) {
-    a->cv.wait(lock, [&] {
-      return a->stopping || a->finished ||
-             (!a->failed && !a->cancelled && a->ready.pick(a->busy, options_.per_resource_limit)) ||
-             ((a->failed || a->cancelled) && a->in_flight == 0);
-    });
-    if (a->stopping || a->finished) return;
-    if (a->failed || a->cancelled) {
-      finish_if_done(*a);
-      return;
+    if (ended < 0) {
+      a->cv.wait(lock, [&] {
+        return a->stopping || a->finished ||
+               (!a->failed && !a->cancelled && a->ready.pick(a->busy, options_.per_resource_limit)) ||
+               ((a->failed || a->cancelled) && a->in_flight == 0);
+      });
+      if (a->stopping || a->finished) return;
+      if (a->failed || a->cancelled) {
+        finish_if_done(*a);
+        return;
+      }
     }
-    const auto [resource, next] = *a->ready.pick(a->busy, options_.per_resource_limit);
-    a->ready.erase(resource, next);
-    Step& step = a->steps[static_cast<std::size_t>(std::get<2>(next))];
-
-    if (step.spec.kind == "barrier") {
-      // A point in the graph ("Priority 1 VMs are up"), nothing to do.
-      step.state = StepState::kSucceeded;
-      step.started_at_ms = step.ended_at_ms = clock_();
-      (void)persist(a->run.id, step);
-      a->release_dependents(step.idx);
-      finish_if_done(*a);
-      continue;
-    }
-    if (step.spec.kind == "prompt") {
-      step.state = StepState::kWaiting;
-      step.started_at_ms = clock_();
-      (void)persist(a->run.id, step);
-      finish_if_done(*a);
-      continue;
-    }
-
-    step.state = StepState::kRunning;
-    step.started_at_ms = clock_();
-    step.ended_at_ms.reset();
-    step.deadline_ms = step.spec.timeout_s > 0 ? *step.started_at_ms + std::int64_t{step.spec.timeout_s} * 1000 : 0;
-    ++a->in_flight;
-    if (!resource.empty()) ++a->busy[resource];
-    Step snapshot;
-    Result<json> result = json();
+    const int next = a->stopping || a->failed || a->cancelled ? -1 : pick_next(*a, ended);
+    if (next >= 0) take(*a, a->steps[static_cast<std::size_t>(next)]);
+    rows.clear();
+    if (ended >= 0) rows.push_back(state_row(a->run.id, a->steps[static_cast<std::size_t>(ended)]));
     // Recorded before the side effect: a crash from here on finds it running.
-    Status written = persist(a->run.id, step);
-    for (int attempt = 0;; ++attempt) {
+    if (next >= 0) rows.push_back(state_row(a->run.id, a->steps[static_cast<std::size_t>(next)]));
+    lock.unlock();
+    const Status written = store_.update_steps(rows);
+    lock.lock();
+    if (ended >= 0) {
+      --a->in_flight;
       if (!written.is_ok()) {
-        result = written.with_context("recording the step's start");
-        break;
+        // The outcome could not be recorded: stop here rather than go on from
+        // a state the store does not know (a restart re-runs the step).
+        a->failed = true;
+        a->cv.notify_all();
+      } else if (a->steps[static_cast<std::size_t>(ended)].state == StepState::kSucceeded) {
+        a->release_dependents(ended);
+      } else {
+        a->cv.notify_all();  // every worker must see the failure
       }
-      ++step.attempts;
-      snapshot = step;
-      lock.unlock();
-      result = runner_.run(a->run, snapshot);
-      if (options_.exit_after_steps > 0 && result.is_ok() && ++steps_done_ >= options_.exit_after_steps) {
-        std::fprintf(stderr, "fault injection: exiting after step %d (%s) of run %s, before recording it\n", snapshot.idx,
-                     snapshot.spec.name.c_str(), a->run.id.c_str());
-        std::fflush(stderr);
-        std::_Exit(137);
-      }
-      lock.lock();
-      const bool out_of_time = step.deadline_ms > 0 && clock_() >= step.deadline_ms;
-      if (!result.is_ok() && out_of_time)
-        result = Status(result.status().code() == StatusCode::kUnavailable ? StatusCode::kFailedPrecondition
-                                                                           : result.status().code(),
-                        "timed out after " + std::to_string(step.spec.timeout_s) + " s: " + result.status().message(),
-                        result.status().hint());
-      if (result.is_ok() || result.status().code() != StatusCode::kUnavailable || attempt + 1 >= options_.max_attempts ||
-          a->stopping || a->cancelled)
-        break;
-      // Transient (a provider or peer that did not answer): wait, then again.
-      auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(options_.backoff * (1 << std::min(attempt, 10)));
-      if (step.deadline_ms > 0) delay = std::min(delay, std::chrono::milliseconds(std::max<std::int64_t>(0, step.deadline_ms - clock_())));
-      a->cv.wait_for(lock, delay, [&] { return a->stopping || a->cancelled; });
-      if (a->stopping || a->cancelled) break;
-      written = persist(a->run.id, step);  // the attempt count
+      ended = -1;
     }
-    --a->in_flight;
-    if (!resource.empty()) --a->busy[resource];
-    if (a->stopping && !result.is_ok()) return;  // shutting down: the step stays "running", resumed later
+    if (next < 0) {
+      finish_if_done(*a);
+      continue;
+    }
+    Step& step = a->steps[static_cast<std::size_t>(next)];
+    if (step.spec.kind == "barrier" || step.spec.kind == "prompt") {
+      --a->in_flight;
+      if (!written.is_ok()) {
+        a->failed = true;
+        a->cv.notify_all();
+      } else if (step.spec.kind == "barrier") {
+        a->release_dependents(step.idx);
+      }
+      finish_if_done(*a);
+      continue;
+    }
+    Result<json> result = written.is_ok() ? attempt(*a, step, lock) : Result<json>(written.with_context("recording the step's start"));
+    if (!step.spec.resource.empty()) --a->busy[step.spec.resource];
+    if (a->stopping && !result.is_ok()) {
+      --a->in_flight;
+      return;  // shutting down: the step stays "running", resumed later
+    }
     step.ended_at_ms = clock_();
     if (result.is_ok()) {
       step.state = StepState::kSucceeded;
@@ -453,14 +445,96 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
       step.error = result.status().message() + (result.status().hint().empty() ? "" : " (hint: " + result.status().hint() + ")");
       a->failed = true;
     }
-    if (Status s = persist(a->run.id, step); !s.is_ok()) {
-      // The outcome could not be recorded: stop here rather than go on from
-      // a state the store does not know (a restart re-runs the step).
-      a->failed = true;
+    ended = step.idx;
+  }
+}
+
+// The best step to start next, with a.mu held, or -1: the best ready one,
+// or a step that waits only for `ended` (just succeeded, its outcome not
+// yet stored) when that one is better — its start is then stored in the
+// same transaction as `ended`'s outcome, so it still starts only once that
+// is recorded, and a chain's next step is not passed over for a lesser one.
+int RunEngine::pick_next(Active& a, int ended) {
+  auto picked = a.ready.pick(a.busy, options_.per_resource_limit);
+  std::optional<ReadyQueue::Key> best;
+  if (picked) best = picked->second;
+  int successor = -1;
+  if (ended >= 0 && a.steps[static_cast<std::size_t>(ended)].state == StepState::kSucceeded) {
+    for (int d : a.dependents[static_cast<std::size_t>(ended)]) {
+      const Step& s = a.steps[static_cast<std::size_t>(d)];
+      if (a.waiting_on[static_cast<std::size_t>(d)] != 1 || s.state != StepState::kPending) continue;
+      if (options_.per_resource_limit > 0 && !s.spec.resource.empty()) {
+        auto b = a.busy.find(s.spec.resource);
+        if (b != a.busy.end() && b->second >= options_.per_resource_limit) continue;
+      }
+      if (!best || a.key(d) < *best) {
+        best = a.key(d);
+        successor = d;
+      }
     }
-    if (step.state == StepState::kSucceeded) a->release_dependents(step.idx);
-    else a->cv.notify_all();  // every worker must see the failure
-    finish_if_done(*a);
+  }
+  if (successor >= 0) return successor;  // release_dependents finds it taken and leaves it
+  if (!picked) return -1;
+  a.ready.erase(picked->first, picked->second);
+  return std::get<2>(picked->second);
+}
+
+// Marks a step picked to start, with a.mu held: a barrier ("Priority 1 VMs
+// are up") is done at once, a prompt starts waiting for its ack, any other
+// step is running and holds its resource. Each counts as in flight until
+// its state is stored.
+void RunEngine::take(Active& a, Step& step) {
+  ++a.in_flight;
+  step.started_at_ms = clock_();
+  if (step.spec.kind == "barrier") {
+    step.state = StepState::kSucceeded;
+    step.ended_at_ms = step.started_at_ms;
+    return;
+  }
+  if (step.spec.kind == "prompt") {
+    step.state = StepState::kWaiting;
+    return;
+  }
+  step.state = StepState::kRunning;
+  step.ended_at_ms.reset();
+  step.deadline_ms = step.spec.timeout_s > 0 ? *step.started_at_ms + std::int64_t{step.spec.timeout_s} * 1000 : 0;
+  ++step.attempts;
+  if (!step.spec.resource.empty()) ++a.busy[step.spec.resource];
+}
+
+// Runs a taken step's side effect, retrying transient errors with backoff
+// within its deadline. Called and returns with `lock` (a.mu) held; the
+// runner itself runs without it.
+Result<json> RunEngine::attempt(Active& a, Step& step, std::unique_lock<std::mutex>& lock) {
+  Result<json> result = json();
+  for (int attempt = 0;; ++attempt) {
+    // The runner reads the step without the lock: while it runs, only this
+    // worker changes it (cancel and ack touch pending and waiting steps).
+    lock.unlock();
+    result = runner_.run(a.run, step);
+    if (options_.exit_after_steps > 0 && result.is_ok() && ++steps_done_ >= options_.exit_after_steps) {
+      std::fprintf(stderr, "fault injection: exiting after step %d (%s) of run %s, before recording it\n", step.idx,
+                   step.spec.name.c_str(), a.run.id.c_str());
+      std::fflush(stderr);
+      std::_Exit(137);
+    }
+    lock.lock();
+    const bool out_of_time = step.deadline_ms > 0 && clock_() >= step.deadline_ms;
+    if (!result.is_ok() && out_of_time)
+      result = Status(result.status().code() == StatusCode::kUnavailable ? StatusCode::kFailedPrecondition
+                                                                         : result.status().code(),
+                      "timed out after " + std::to_string(step.spec.timeout_s) + " s: " + result.status().message(),
+                      result.status().hint());
+    if (result.is_ok() || result.status().code() != StatusCode::kUnavailable || attempt + 1 >= options_.max_attempts ||
+        a.stopping || a.cancelled)
+      return result;
+    // Transient (a provider or peer that did not answer): wait, then again.
+    auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(options_.backoff * (1 << std::min(attempt, 10)));
+    if (step.deadline_ms > 0) delay = std::min(delay, std::chrono::milliseconds(std::max<std::int64_t>(0, step.deadline_ms - clock_())));
+    a.cv.wait_for(lock, delay, [&] { return a.stopping || a.cancelled; });
+    if (a.stopping || a.cancelled) return result;
+    ++step.attempts;
+    if (Status s = persist(a.run.id, step); !s.is_ok()) return s.with_context("recording the step's attempt");
   }
 }
 

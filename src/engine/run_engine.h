@@ -145,6 +145,9 @@ class RunEngine {
   struct Active;
   Status launch(const RunRow& run, std::vector<Step> steps);
   void worker(std::shared_ptr<Active> a);
+  int pick_next(Active& a, int ended);  // with a.mu held
+  void take(Active& a, Step& step);  // with a.mu held
+  Result<nlohmann::json> attempt(Active& a, Step& step, std::unique_lock<std::mutex>& lock);
   void finish_if_done(Active& a);  // with a.mu held
   Status persist(const std::string& run_id, const Step& s);
   std::shared_ptr<Active> find_active(const std::string& run_id);
