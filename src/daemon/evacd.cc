@@ -131,7 +131,7 @@ int run(const std::string& config_path) {
                                           "create it, or make its parent writable by evacd"));
   fs::permissions(cfg.state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
 
-  auto store = Store::open(cfg.state_dir + "/evac.db");
+  auto store = Store::open(cfg.state_dir + "/evac.db", std::chrono::seconds(5));
   if (!store) return fail(store.status());
   if (Status s = check_site_identity(**store, cfg.site); !s) return fail(s);
   if (Status s = ensure_admin_token(**store, cfg.state_dir); !s) return fail(s);

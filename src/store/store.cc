@@ -172,7 +172,7 @@ std::optional<MappingKind> mapping_kind_from_name(std::string_view s) {
 
 int Store::schema_version_latest() { return static_cast<int>(kMigrations.size()); }
 
-Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
+Result<std::unique_ptr<Store>> Store::open(const std::string& path, std::chrono::milliseconds wait_for_holder) {
   auto conn = sqlite::Connection::open(path);
   if (!conn) return conn.status();
   std::unique_ptr<Store> store(new Store(std::move(*conn)));
@@ -183,7 +183,7 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
   // The lock goes with the process, so a killed evacd's restart finds it
   // free. WAL makes a crash mid-write lose nothing that was committed.
   Status locked = store->db_.exec(
-      "PRAGMA busy_timeout=0; PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+      "PRAGMA busy_timeout=" + std::to_string(wait_for_holder.count()) + "; PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
       "PRAGMA foreign_keys=ON; BEGIN IMMEDIATE; COMMIT; PRAGMA busy_timeout=5000;");
   if (locked.code() == StatusCode::kUnavailable && locked.message().find("locked") != std::string::npos)  // SQLITE_BUSY
     return failed_precondition("state database " + path + " is in use by another process (" + locked.message() + ")",

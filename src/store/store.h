@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <chrono>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -170,7 +171,11 @@ struct StepRow {
 
 class Store {
  public:
-  static Result<std::unique_ptr<Store>> open(const std::string& path);
+  // Holds the database while open: another process's open is refused,
+  // after waiting up to `wait_for_holder` for it to let go (an evacd
+  // restarted right after a kill -9 finds the old process still exiting).
+  static Result<std::unique_ptr<Store>> open(const std::string& path,
+                                             std::chrono::milliseconds wait_for_holder = std::chrono::milliseconds(0));
   static int schema_version_latest();
 
   int schema_version();
