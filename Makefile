@@ -1,5 +1,5 @@
 # The two commands the README promises, and their parts.
-#   make demo   install, build, and run evac's main job on its embedded default
+#   make demo   install, build, and run evac's main job on its embedded default (the whole story: lab/demo.sh story)
 #   make test   install, build, and pass every test (unit, integration, e2e; unit and integration again under ASan/UBSan)
 .PHONY: deps build build-asan test test-unit test-asan demo demo-down clean
 
@@ -22,7 +22,7 @@ test-unit: build
 	ctest --preset unit
 
 demo: build
-	lab/demo.sh up
+	lab/demo.sh story
 
 demo-down:
 	lab/demo.sh down

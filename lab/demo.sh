@@ -4,7 +4,11 @@
 # three real QEMU VMs at the protected site in one protection group, and
 # their placeholders registered at the recovery site.
 #
-# usage: lab/demo.sh up     build the lab and run the story (tears down a previous one first)
+# usage: lab/demo.sh story  build the lab, then the whole story: test recovery, cleanup,
+#                           planned migration, reprotect, a disaster, failover, the old site
+#                           back and fenced, reprotect home; data checks and a summary
+#        lab/demo.sh up     build the lab only: sites, VMs, pairing, protection, replication
+#                           (tears down a previous one first)
 #        lab/demo.sh down   stop everything the demo started
 #        lab/demo.sh status what runs
 # Needs a built tree (make build) and root.
@@ -63,6 +67,7 @@ destroy_networks() {
 }
 
 down() {
+  workload_stop
   for site in site-a site-b; do
     stop_evacd "${site}"
     destroy_networks "${site}"
@@ -114,6 +119,7 @@ compute_providers:
 YAML
   "${bin}/daemon/evacd" --config "${dir}/evacd.yaml" >>"${dir}/evacd.log" 2>&1 &
   echo $! >"${dir}/evacd.pid"
+  disown  # the disaster kills it: no "Killed" line from this shell
   for _ in $(seq 100); do
     [[ -s "${dir}/state/pin" ]] && curl -sk --max-time 1 "https://127.0.0.1:$(port_of "${site}")/api/v1/health" >/dev/null && return 0
     kill -0 "$(cat "${dir}/evacd.pid")" 2>/dev/null || { lab_tail_file "evacd ${site}" "${dir}/evacd.log"; lab_die "evacd ${site} exited"; }
@@ -204,6 +210,7 @@ up() {
   show group show demo
 
   step "Done in $(lab_secs_since "${t0}") s"
+  [[ -z "${in_story:-}" ]] || return 0
   cat <<EOF
 The lab keeps running so you can explore it:
   export EVAC_CONFIG=${root}/cli.yaml
@@ -215,9 +222,299 @@ Stop everything: make demo-down   (or lab/demo.sh down)
 EOF
 }
 
+# ---- the story: test, cleanup, migration, reprotect, disaster, failover ----
+
+reports="${root}/reports"
+summary=()
+verdicts_failed=0
+report_no=0
+
+# phase_done NAME START_MS [NOTE]: one line of the closing summary.
+phase_done() {
+  summary+=("$(printf '%-44s %8s s  %s' "$1" "$(lab_secs_since "$2")" "${3:-}")")
+}
+
+# run_op SITE OPERATION [ARGS...]: starts a run the way an operator does,
+# follows it step by step, and leaves its HTML report in ${reports}. Sets
+# run_id.
+run_op() {
+  local site="$1" op="$2"
+  shift 2
+  printf '$ evac --context %s plan %s demo-dr %s--follow\n' "${site}" "${op}" "${*:+$* }"
+  run_id="$(evac_cli --context "${site}" -o json plan "${op}" demo-dr "$@" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')" || lab_die "${op} did not start"
+  evac_cli --context "${site}" run show "${run_id}" --follow || {
+    evac_cli --context "${site}" run show "${run_id}" || true
+    lab_die "the ${op} run ${run_id} did not succeed"
+  }
+  mkdir -p "${reports}"
+  report_no=$((report_no + 1))
+  local report="${reports}/${report_no}-${op}.html"
+  evac_cli --context "${site}" run report "${run_id}" --out "${report}" >/dev/null ||
+    lab_die "no report for run ${run_id}"
+  echo "report: ${report}"
+}
+
+# rto_of SITE: the achieved RTO of run_id from its JSON report, against
+# the plan's lower bound: the sum over its tiers of the slowest VM's boot
+# and check time there (power-on, guest heartbeat, re-IP, checks, as this
+# run measured them); plus each guest's boot (power-on to heartbeat) and
+# the recovered PIT's age.
+rto_of() {
+  evac_cli --context "$1" -o json run report "${run_id}" --format json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+tier_of = {v["vm"]: v.get("priority", 3) for v in (d.get("plan") or {}).get("vms", [])}
+up = {}    # VM -> power-on .. last check, seconds
+boot = {}  # VM -> power-on + heartbeat
+for s in d["steps"]:
+    vm = s["name"].rsplit(": ", 1)[-1]
+    if vm in tier_of and s["kind"] in ("power_on", "wait_for_guest", "customize_ip", "check") and s["seconds"] is not None:
+        up[vm] = up.get(vm, 0) + s["seconds"]
+        if s["kind"] in ("power_on", "wait_for_guest"):
+            boot[vm] = boot.get(vm, 0) + s["seconds"]
+bound = sum(max(up[v] for v in up if tier_of[v] == t) for t in sorted({tier_of[v] for v in up}))
+rpo = "; ".join(r["text"].split(" (")[0] for r in d.get("rpo", []))
+boots = ", ".join(f"{v} {boot[v]:.1f}" for v in sorted(boot, key=lambda v: (tier_of[v], v)))
+rto = d["rto"]["text"]
+print(f"RTO {rto} vs {bound:.1f} s of boots and checks by tier (boots s: {boots})" + (f"; PIT age {rpo}" if rpo else ""))'
+}
+
+# The workload: db01's HTTP counter (each request appends a numbered line to
+# /data/log.txt on its virtio disk, syncs, and answers the number), called
+# inside the guest through its agent every ~0.3 s. Every acknowledged write
+# is logged here as "ACK_MS N TEXT": what the data checks hold the
+# recovered disks to.
+workload_start() {  # SITE_URI
+  rm -f "${root}/workload.stop"
+  (
+    trap '' INT
+    while [[ ! -e "${root}/workload.stop" ]]; do
+      n=$(( $(cat "${root}/workload.next" 2>/dev/null || echo 0) + 1 ))
+      echo "${n}" >"${root}/workload.next"
+      if out="$("${lab_dir}/vm.sh" exec "$1" db01 --timeout 5 -- wget -q -O - "http://127.0.0.1/cgi-bin/write?w${n}" 2>/dev/null)" &&
+        [[ "${out}" =~ ^[0-9]+$ ]]; then
+        printf '%s %s w%s\n' "$(lab_now_ms)" "${out}" "${n}" >>"${root}/workload.acked"
+      fi
+      sleep 0.3
+    done
+  ) </dev/null >/dev/null 2>&1 &
+  echo $! >"${root}/workload.pid"
+}
+
+workload_stop() {
+  [[ -f "${root}/workload.pid" ]] || return 0
+  local pid
+  pid="$(cat "${root}/workload.pid")"
+  touch "${root}/workload.stop"
+  for _ in $(seq 150); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "${pid}" 2>/dev/null || true
+  rm -f "${root}/workload.pid"
+}
+
+acked_count() { [[ -f "${root}/workload.acked" ]] && wc -l <"${root}/workload.acked" || echo 0; }
+
+# data_check SITE_URI MODE: reads db01's /data/log.txt at a site and holds
+# it to the acknowledged writes. MODE "all": every acknowledged write is
+# there (no data loss). MODE "prefix": the log is a prefix of the
+# acknowledged history (nothing acknowledged is missing before its last
+# line, nothing is out of order or altered); the writes lost and the RPO
+# (last acknowledged write vs last recovered one) are printed. Prints one
+# verdict line; fails when the data does not hold.
+data_check() {
+  "${lab_dir}/vm.sh" exec "$1" db01 --timeout 30 -- cat /data/log.txt >"${root}/recovered-log.txt" ||
+    lab_die "cannot read db01's /data/log.txt at $1"
+  python3 - "${root}/workload.acked" "${root}/recovered-log.txt" "$2" <<'PY'
+import sys
+acked_file, log_file, mode = sys.argv[1:4]
+acked = []  # (ack_ms, n, text)
+for line in open(acked_file):
+    ms, n, text = line.split()
+    acked.append((int(ms), int(n), text))
+lines = open(log_file).read().split("\n")
+if lines and lines[-1] == "":
+    lines.pop()
+log, torn = [], 0
+for i, line in enumerate(lines):
+    parts = line.split(" ")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        if i == len(lines) - 1:
+            torn = 1  # a crash-consistent copy may end in a torn last line
+            break
+        print(f"CORRUPT: line {i + 1} of the recovered log is damaged: {line!r}")
+        sys.exit(1)
+    log.append((int(parts[0]), parts[2]))
+for i, (n, _) in enumerate(log):
+    if n != i + 1:
+        print(f"CORRUPT: line {i + 1} of the recovered log is numbered {n}")
+        sys.exit(1)
+text_at = {n: t for n, t in log}
+last = len(log)
+missing = [a for a in acked if a[1] <= last and text_at.get(a[1]) != a[2]]
+if missing:
+    print(f"CORRUPT: {len(missing)} acknowledged writes are missing or altered before the log's end, first {missing[0][2]} (#{missing[0][1]})")
+    sys.exit(1)
+lost = [a for a in acked if a[1] > last]
+if mode == "all":
+    if lost:
+        print(f"DATA LOSS: {len(lost)} acknowledged writes are missing, first {lost[0][2]} (#{lost[0][1]})")
+        sys.exit(1)
+    print(f"OK: all {len(acked)} acknowledged writes are there, in order ({last} lines)")
+    sys.exit(0)
+recovered = [a for a in acked if a[1] <= last]
+rpo_ms = (acked[-1][0] - recovered[-1][0]) if recovered and acked else 0
+print(f"OK: the recovered log is a prefix of the acknowledged writes ({last} lines{', a torn last line' if torn else ''}); "
+      f"{len(lost)} acknowledged writes lost; RPO {rpo_ms / 1000:.1f} s (last acknowledged write vs last recovered one)")
+PY
+}
+
+# verdict NAME COMMAND...: runs a data check, keeps its verdict for the summary.
+verdict() {
+  local name="$1" out
+  shift
+  if out="$("$@")"; then
+    echo "${out}"
+    summary+=("$(printf '%-44s %s' "${name}" "${out}")")
+  else
+    echo "${out}"
+    summary+=("$(printf '%-44s %s' "${name}" "FAILED: ${out}")")
+    verdicts_failed=$((verdicts_failed + 1))
+  fi
+}
+
+# A site that lost power comes back: its libvirtd starts again (every domain
+# shut off), its networks and pool are started, and its evacd.
+site_back() {  # SITE PROVIDER
+  local uri
+  uri="$("${lab_dir}/site.sh" up "$1" --root "${sites_root}")"
+  for net in $(virsh -q -c "${uri}" net-list --inactive --name); do virsh -q -c "${uri}" net-start "${net}" >/dev/null; done
+  for pool in $(virsh -q -c "${uri}" pool-list --inactive --name); do virsh -q -c "${uri}" pool-start "${pool}" >/dev/null; done
+  start_evacd "$1" "$2" "${uri}"
+}
+
+running_at() { virsh -q -c "$1" list --name --state-running | sed '/^$/d' | sort | tr '\n' ' '; }
+
+story() {
+  in_story=1
+  up
+  local uri_a uri_b t0 t
+  uri_a="$(site_uri site-a)"
+  uri_b="$(site_uri site-b)"
+  t0="$(lab_now_ms)"
+  rm -f "${root}/workload."*
+
+  step "A recovery plan at site-b: db01, then app01, then web01; db01 is checked from inside"
+  cat >"${root}/demo-dr.yaml" <<'YAML'
+kind: RecoveryPlan
+name: demo-dr
+groups: [demo]
+vms:
+  - vm: db01
+    priority: 1
+    wait_for_guest: 2m
+    checks:
+      - command: [/bin/sh, -c, "wget -q -O /dev/null http://127.0.0.1/"]
+  - {vm: app01, priority: 2, depends_on: [db01], wait_for_guest: 2m}
+  - {vm: web01, priority: 3, depends_on: [app01], wait_for_guest: 2m}
+ip_rules:
+  - {network: prod, from: 10.77.0.0/24, to: 10.78.0.0/24}
+  - {network: recovery-prod, from: 10.78.0.0/24, to: 10.77.0.0/24}
+YAML
+  cat "${root}/demo-dr.yaml"
+  show --context site-b apply -f "${root}/demo-dr.yaml"
+  show --context site-b plan check demo-dr
+  echo "workload: db01's counter written every ~0.3 s through its guest agent (every acknowledged write logged)"
+  workload_start "${uri_a}"
+
+  step "Test recovery at site-b: copies on the isolated test network while production keeps serving"
+  t="$(lab_now_ms)"
+  local acked_before
+  acked_before="$(acked_count)"
+  run_op site-b test
+  printf '$ virsh -c site-b list\n'
+  virsh -c "${uri_b}" list
+  printf '$ lab/vm.sh exec site-b db01-test -- ip -4 -o addr show dev eth0\n'
+  "${lab_dir}/vm.sh" exec "${uri_b}" db01-test -- ip -4 -o addr show dev eth0
+  phase_done "Test recovery (3 VMs in 3 tiers)" "${t}" "$(rto_of site-b)"
+  echo "production at site-a: $(running_at "${uri_a}")— acknowledged writes during the test: $(( $(acked_count) - acked_before ))"
+  [[ $(( $(acked_count) - acked_before )) -gt 0 ]] || lab_die "production stopped writing during the test"
+
+  step "Cleanup: every trace of the test goes"
+  t="$(lab_now_ms)"
+  run_op site-b cleanup
+  phase_done "Cleanup" "${t}"
+  echo "at site-b now: $(virsh -q -c "${uri_b}" list --all --name | sed '/^$/d' | tr '\n' ' ')"
+
+  step "Planned migration to site-b while db01 takes writes: no acknowledged write may be lost"
+  t="$(lab_now_ms)"
+  run_op site-b migrate --confirm demo-dr
+  workload_stop
+  phase_done "Planned migration" "${t}" "$(rto_of site-b)"
+  echo "running at site-a: $(running_at "${uri_a}")| at site-b: $(running_at "${uri_b}")"
+  verdict "Migration data check (db01 at site-b)" data_check "${uri_b}" all
+
+  step "Reprotect at site-b: site-a's copies become placeholders, replication runs back (only what changed)"
+  t="$(lab_now_ms)"
+  show --context site-b mapping create network recovery-prod prod --test-network test-isolated
+  show --context site-b mapping create storage replicas images
+  run_op site-b reprotect
+  phase_done "Reprotect (site-b protects, to site-a)" "${t}"
+  show --context site-b group show demo
+  workload_start "${uri_b}"
+  sleep 3
+  show --context site-b group sync demo
+  sleep 2
+
+  step "Disaster at site-b mid-workload: evacd, libvirtd and every guest killed at once"
+  echo "acknowledged writes so far: $(acked_count)"
+  kill -KILL "$(cat "${root}/site-b/evacd.pid")"
+  "${lab_dir}/site.sh" crash site-b --root "${sites_root}"
+  rm -f "${root}/site-b/evacd.pid"
+  workload_stop
+  echo "site-b is gone: $(virsh -q -c "${uri_b}" list --name 2>&1 | head -1)"
+
+  step "Failover at site-a, with site-b gone: the newest point in time comes up"
+  t="$(lab_now_ms)"
+  run_op site-a failover --confirm demo-dr
+  phase_done "Failover (site-b gone)" "${t}" "$(rto_of site-a)"
+  echo "running at site-a: $(running_at "${uri_a}")"
+  verdict "Failover data check (db01 at site-a)" data_check "${uri_a}" prefix
+
+  step "Site-b comes back: its stale copies stay fenced (never started)"
+  t="$(lab_now_ms)"
+  site_back site-b kvm-b
+  local fenced=no
+  for _ in $(seq 150); do
+    evac_cli --context site-b -o json events list | grep -q '"fenced"' && { fenced=yes; break; }
+    sleep 0.2
+  done
+  show --context site-b events list
+  [[ "${fenced}" == yes ]] || lab_die "site-b did not fence its stale copy"
+  [[ -z "$(running_at "${uri_b}")" ]] || lab_die "site-b runs VMs after coming back: $(running_at "${uri_b}")"
+  echo "running at site-b: none (fenced)"
+  phase_done "Site-b back, fenced" "${t}"
+
+  step "Reprotect at site-a: everything home, protected toward site-b again"
+  t="$(lab_now_ms)"
+  run_op site-a reprotect
+  phase_done "Reprotect (site-a protects, to site-b)" "${t}"
+  show --context site-a group show demo
+  echo "running at site-a: $(running_at "${uri_a}")| at site-b: $(running_at "${uri_b}")"
+
+  step "Summary ($(lab_secs_since "${t0}") s for the story)"
+  printf '%-44s %10s  %s\n' "phase" "time" "result"
+  printf '%s\n' "${summary[@]}"
+  echo "reports (HTML): ${reports}/"
+  ls -1 "${reports}"
+  echo "evacd logs: ${root}/site-a/evacd.log, ${root}/site-b/evacd.log"
+  echo "Stop everything: make demo-down   (or lab/demo.sh down)"
+  [[ ${verdicts_failed} -eq 0 ]] || lab_die "${verdicts_failed} data checks failed"
+}
+
 case "${1:-}" in
   up) up ;;
+  story) story ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: lab/demo.sh up|down|status" >&2; exit 2 ;;
+  *) echo "usage: lab/demo.sh up|story|down|status" >&2; exit 2 ;;
 esac

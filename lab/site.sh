@@ -5,9 +5,12 @@
 # ROOT/NAME. Several sites run side by side without seeing each other's
 # domains, which is what a protected site and a recovery site need.
 #
-# usage: lab/site.sh up|down|status NAME [--root DIR] [--netns NS]
+# usage: lab/site.sh up|down|crash|status NAME [--root DIR] [--netns NS]
 #   up      start the site (no-op when it is up); prints its URI on stdout
 #   down    destroy its running domains, stop its daemons, leave no process
+#   crash   a power loss: kill -9 every process of the site at once (libvirtd,
+#           virtlogd, the guests' QEMU); its definitions stay, and `up`
+#           brings it back with every domain shut off
 #   status  prints "up URI" (exit 0) or "down URI" (exit 3)
 #   --root  where sites keep their state (default /var/tmp/evac-lab)
 #   --netns run the site's daemons (and so its guests' taps) inside the
@@ -20,7 +23,7 @@ lab_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "${lab_dir}/lib.sh"
 
 usage() {
-  echo "usage: lab/site.sh up|down|status NAME [--root DIR] [--netns NS]" >&2
+  echo "usage: lab/site.sh up|down|crash|status NAME [--root DIR] [--netns NS]" >&2
   exit 2
 }
 
@@ -37,7 +40,7 @@ while [[ $# -gt 0 ]]; do
     *) usage ;;
   esac
 done
-case "${action}" in up|down|status) ;; *) usage ;; esac
+case "${action}" in up|down|crash|status) ;; *) usage ;; esac
 lab_check_name "${name}"
 [[ "${root}" == /* ]] || root="$(pwd)/${root}"
 
@@ -368,6 +371,19 @@ site_down() {
   lab_say "site ${name} down"
 }
 
+site_crash() {
+  local -a pids=() left=()
+  mapfile -t pids < <(site_pids)
+  if [[ ${#pids[@]} -gt 0 ]]; then
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    wait_gone 10 "${pids[@]}" || true
+  fi
+  mapfile -t left < <(site_pids)
+  [[ ${#left[@]} -eq 0 ]] || lab_die "site ${name}: processes still running after kill -9: ${left[*]}"
+  rm -f "${holder_pid_file}" "${libvirtd_pid_file}" "${virtlogd_pid_file}"
+  lab_say "site ${name} crashed (${#pids[@]} processes killed)"
+}
+
 site_status() {
   if virsh_ok; then
     printf 'up %s\n' "${uri}"
@@ -389,7 +405,7 @@ if [[ "${action}" == status ]]; then
   exit "${rc}"
 fi
 
-if [[ "${action}" == down && ! -d "${site_dir}" ]]; then
+if [[ "${action}" == down || "${action}" == crash ]] && [[ ! -d "${site_dir}" ]]; then
   lab_say "site ${name} is down (it was never set up under ${root})"
   exit 0
 fi
@@ -401,4 +417,6 @@ flock -w 120 9 || lab_die "another lab/site.sh is working on site ${name}"
 case "${action}" in
   up) site_up ;;
   down) site_down ;;
+  crash) site_crash ;;
+  *) usage ;;
 esac
