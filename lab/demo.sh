@@ -1,8 +1,11 @@
 #!/bin/bash
 # evac's main job on its embedded default, on this machine: two real libvirt
-# sites (each its own libvirtd + QEMU), two evacd's paired over mutual TLS,
-# three real QEMU VMs at the protected site in one protection group, and
-# their placeholders registered at the recovery site.
+# sites, each in its own network namespace with its own libvirtd + QEMU and
+# its own evacd, joined by one veth link (which the disaster cuts); two
+# evacd's paired over mutual TLS across it, three real QEMU VMs at the
+# protected site in one protection group, and their placeholders registered
+# at the recovery site. The operator's CLI runs in a third namespace with a
+# link to each site: nothing of the lab touches the host's own network.
 #
 # usage: lab/demo.sh story  build the lab, then the whole story: test recovery, cleanup,
 #                           planned migration, reprotect, a disaster, failover, the old site
@@ -23,13 +26,18 @@ root="${EVAC_DEMO_ROOT:-/var/tmp/evac-lab/demo}"
 sites_root="${root}/sites"
 guest_dir="${EVAC_GUEST_DIR:-/var/tmp/evac-lab/guest}"
 bin="${EVAC_BUILD_DIR:-${repo_dir}/build/default}/src"
-evac_cli() { EVAC_CONFIG="${root}/cli.yaml" "${bin}/cli/evac" "$@"; }
 site_uri() { printf 'qemu+unix:///system?socket=%s/%s/run/libvirt-sock' "${sites_root}" "$1"; }
 port_base="${EVAC_DEMO_PORT_BASE:-8441}"
 port_of() { case "$1" in site-a) echo "${port_base}" ;; site-b) echo $((port_base + 1)) ;; esac; }
-# Bridges live in the host's network namespace: a prefix keeps a test's lab
-# apart from a demo running at the same time.
+# Namespaces, links and bridges are named from a prefix, so a test's lab
+# runs apart from a demo running at the same time.
 br="${EVAC_DEMO_BRIDGE_PREFIX:-evac}"
+ns_of() { echo "${br}-$1"; }  # site-a, site-b, ops
+# The link between the sites (what the peers use), and each site's link to
+# the operator's namespace (what the CLI uses).
+site_addr() { case "$1" in site-a) echo 10.99.0.1 ;; site-b) echo 10.99.0.2 ;; esac; }
+ops_addr() { case "$1" in site-a) echo 10.98.1.2 ;; site-b) echo 10.98.2.2 ;; esac; }
+evac_cli() { EVAC_CONFIG="${root}/cli.yaml" ip netns exec "$(ns_of ops)" "${bin}/cli/evac" "$@"; }
 
 step_no=0
 step() {
@@ -41,6 +49,38 @@ show() {
   printf '$ evac %s\n' "$*"
   evac_cli "$@"
 }
+
+# Three namespaces: one per site and the operator's; veth links between
+# the sites and from the operator's to each. Idempotent.
+netns_up() {
+  lab_need_tool ip iproute2
+  local ns
+  for ns in site-a site-b ops; do
+    ip netns list | grep -qw -- "$(ns_of "${ns}")" || ip netns add "$(ns_of "${ns}")"
+    ip -n "$(ns_of "${ns}")" link set lo up
+  done
+  veth "$(ns_of site-a)" "${br}-ab" "$(site_addr site-a)" "$(ns_of site-b)" "${br}-ba" "$(site_addr site-b)"
+  veth "$(ns_of ops)" "${br}-oa" 10.98.1.1 "$(ns_of site-a)" "${br}-ao" "$(ops_addr site-a)"
+  veth "$(ns_of ops)" "${br}-ob" 10.98.2.1 "$(ns_of site-b)" "${br}-bo" "$(ops_addr site-b)"
+}
+
+veth() {  # NS1 DEV1 ADDR1 NS2 DEV2 ADDR2: a /30 link between two namespaces
+  ip -n "$1" link show "$2" >/dev/null 2>&1 ||
+    ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
+  ip -n "$1" addr replace "$3/30" dev "$2"
+  ip -n "$4" addr replace "$6/30" dev "$5"
+  ip -n "$1" link set "$2" up
+  ip -n "$4" link set "$5" up
+}
+
+netns_down() {
+  local ns
+  for ns in site-a site-b ops; do ip netns del "$(ns_of "${ns}")" 2>/dev/null || true; done
+}
+
+# The link between the sites: cut (the disaster) and restored.
+link_cut() { ip -n "$(ns_of site-a)" link set "${br}-ab" down; ip -n "$(ns_of site-b)" link set "${br}-ba" down; }
+link_restore() { ip -n "$(ns_of site-a)" link set "${br}-ab" up; ip -n "$(ns_of site-b)" link set "${br}-ba" up; }
 
 stop_evacd() {
   local site="$1"
@@ -73,7 +113,7 @@ down() {
     destroy_networks "${site}"
     "${lab_dir}/site.sh" down "${site}" --root "${sites_root}" >/dev/null 2>&1 || true
   done
-  for bridge in "${br}-a-prod" "${br}-a-test" "${br}-b-prod" "${br}-b-test"; do ip link del "${bridge}" 2>/dev/null || true; done
+  netns_down  # and with them the links and bridges in them
   lab_say "demo lab is down"
 }
 
@@ -81,7 +121,7 @@ status() {
   for site in site-a site-b; do
     "${lab_dir}/site.sh" status "${site}" --root "${sites_root}" || true
     if [[ -f "${root}/${site}/evacd.pid" ]] && kill -0 "$(cat "${root}/${site}/evacd.pid")" 2>/dev/null; then
-      echo "evacd ${site}: running (pid $(cat "${root}/${site}/evacd.pid"), https://127.0.0.1:$(port_of "${site}"))"
+      echo "evacd ${site}: running (pid $(cat "${root}/${site}/evacd.pid"), https://$(ops_addr "${site}"):$(port_of "${site}") in namespace $(ns_of "${site}"))"
     else
       echo "evacd ${site}: stopped"
     fi
@@ -94,39 +134,56 @@ define_pool() {  # URI NAME DIR
   virsh -q -c "$1" pool-start "$2" >/dev/null
 }
 
-# A libvirt network over a bridge the lab makes itself: libvirt's own
-# bridges need iptables and dnsmasq, which this machine does not have.
-define_network() {  # URI NAME BRIDGE
-  local xml="${root}/$2-$3.xml"
-  ip link show "$3" >/dev/null 2>&1 || ip link add "$3" type bridge
-  ip link set "$3" up
+# A libvirt network over a bridge the lab makes itself in the site's
+# namespace: libvirt's own bridges need iptables and dnsmasq, which this
+# machine does not have.
+define_network() {  # SITE NAME BRIDGE
+  local xml="${root}/$2-$3.xml" ns
+  ns="$(ns_of "$1")"
+  ip -n "${ns}" link show "$3" >/dev/null 2>&1 || ip -n "${ns}" link add "$3" type bridge
+  ip -n "${ns}" link set "$3" up
   printf "<network><name>%s</name><forward mode='bridge'/><bridge name='%s'/></network>\n" "$2" "$3" >"${xml}"
-  virsh -q -c "$1" net-define "${xml}" >/dev/null
-  virsh -q -c "$1" net-start "$2" >/dev/null
+  virsh -q -c "$(site_uri "$1")" net-define "${xml}" >/dev/null
+  virsh -q -c "$(site_uri "$1")" net-start "$2" >/dev/null
 }
 
-start_evacd() {  # SITE PROVIDER URI
+write_evacd_config() {  # SITE PROVIDER URI
   local site="$1" dir="${root}/$1"
   mkdir -p "${dir}"
   cat >"${dir}/evacd.yaml" <<YAML
 site: ${site}
-listen: 127.0.0.1:$(port_of "${site}")
+listen: 0.0.0.0:$(port_of "${site}")
+advertise_url: https://$(site_addr "${site}"):$(port_of "${site}")
 state_dir: ${dir}/state
 heartbeat_interval: 2s
 log: {format: json, level: info}
 compute_providers:
   - {name: $2, kind: libvirt, uri: "$3"}
 YAML
-  "${bin}/daemon/evacd" --config "${dir}/evacd.yaml" >>"${dir}/evacd.log" 2>&1 &
-  echo $! >"${dir}/evacd.pid"
+}
+
+# Starts a site's evacd in its namespace from its config and waits until it
+# answers. With EVAC_FAULT_EXIT_AFTER_STEPS set (crash tests), an evacd
+# that resumed a run and already exited on its own counts as started.
+start_evacd() {  # SITE
+  local site="$1" dir="${root}/$1" pid
+  ip netns exec "$(ns_of "${site}")" "${bin}/daemon/evacd" --config "${dir}/evacd.yaml" >>"${dir}/evacd.log" 2>&1 </dev/null &
+  pid=$!
   disown  # the disaster kills it: no "Killed" line from this shell
-  for _ in $(seq 100); do
-    [[ -s "${dir}/state/pin" ]] && curl -sk --max-time 1 "https://127.0.0.1:$(port_of "${site}")/api/v1/health" >/dev/null && return 0
-    kill -0 "$(cat "${dir}/evacd.pid")" 2>/dev/null || { lab_tail_file "evacd ${site}" "${dir}/evacd.log"; lab_die "evacd ${site} exited"; }
+  echo "${pid}" >"${dir}/evacd.pid"
+  for _ in $(seq 300); do
+    [[ -s "${dir}/state/pin" ]] &&
+      ip netns exec "$(ns_of ops)" curl -sk --max-time 1 "https://$(ops_addr "${site}"):$(port_of "${site}")/api/v1/health" >/dev/null &&
+      return 0
+    if ! kill -0 "${pid}" 2>/dev/null; then
+      [[ "${EVAC_FAULT_EXIT_AFTER_STEPS:-0}" == 0 ]] || return 0
+      lab_tail_file "evacd ${site}" "${dir}/evacd.log"
+      lab_die "evacd ${site} exited"
+    fi
     sleep 0.1
   done
   lab_tail_file "evacd ${site}" "${dir}/evacd.log"
-  lab_die "evacd ${site} did not answer within 10 s"
+  lab_die "evacd ${site} did not answer within 30 s"
 }
 
 up() {
@@ -138,19 +195,21 @@ up() {
   local t0
   t0="$(lab_now_ms)"
 
-  step "Two libvirt sites on this machine, each its own libvirtd and QEMU"
+  step "Two sites on this machine, each in its own network namespace with its own libvirtd and QEMU"
   "${lab_dir}/build-guest.sh" "${guest_dir}" >/dev/null
+  netns_up
   local uri_a uri_b
-  uri_a="$("${lab_dir}/site.sh" up site-a --root "${sites_root}")"
-  uri_b="$("${lab_dir}/site.sh" up site-b --root "${sites_root}")"
-  echo "site-a: ${uri_a}"
-  echo "site-b: ${uri_b}"
+  uri_a="$("${lab_dir}/site.sh" up site-a --root "${sites_root}" --netns "$(ns_of site-a)")"
+  uri_b="$("${lab_dir}/site.sh" up site-b --root "${sites_root}" --netns "$(ns_of site-b)")"
+  echo "site-a: namespace $(ns_of site-a), $(site_addr site-a) on the link to site-b, libvirt ${uri_a}"
+  echo "site-b: namespace $(ns_of site-b), $(site_addr site-b) on the link to site-a, libvirt ${uri_b}"
+  echo "operator: namespace $(ns_of ops), a link to each site"
   define_pool "${uri_a}" images "${root}/site-a/images"
-  define_network "${uri_a}" prod "${br}-a-prod"
-  define_network "${uri_a}" test-isolated "${br}-a-test"  # for tests of the way back, after a reprotect
+  define_network site-a prod "${br}-prod"
+  define_network site-a test-isolated "${br}-test"  # for tests of the way back, after a reprotect
   define_pool "${uri_b}" replicas "${root}/site-b/replicas"
-  define_network "${uri_b}" recovery-prod "${br}-b-prod"
-  define_network "${uri_b}" test-isolated "${br}-b-test"
+  define_network site-b recovery-prod "${br}-prod"
+  define_network site-b test-isolated "${br}-test"
 
   step "Three real QEMU VMs at the protected site: db01, app01, web01"
   local ip=10
@@ -167,10 +226,12 @@ up() {
   done
 
   step "One evacd per site, HTTPS with a self-signed identity and an admin token"
-  start_evacd site-a kvm-a "${uri_a}"
-  start_evacd site-b kvm-b "${uri_b}"
+  write_evacd_config site-a kvm-a "${uri_a}"
+  write_evacd_config site-b kvm-b "${uri_b}"
+  start_evacd site-a
+  start_evacd site-b
   for site in site-a site-b; do
-    evac_cli context add "${site}" --url "https://127.0.0.1:$(port_of "${site}")" \
+    evac_cli context add "${site}" --url "https://$(ops_addr "${site}"):$(port_of "${site}")" \
       --token-file "${root}/${site}/state/admin.token" --pin-file "${root}/${site}/state/pin" >/dev/null
   done
   evac_cli context use site-a >/dev/null
@@ -384,12 +445,13 @@ verdict() {
 
 # A site that lost power comes back: its libvirtd starts again (every domain
 # shut off), its networks and pool are started, and its evacd.
-site_back() {  # SITE PROVIDER
+site_back() {  # SITE
   local uri
-  uri="$("${lab_dir}/site.sh" up "$1" --root "${sites_root}")"
+  link_restore
+  uri="$("${lab_dir}/site.sh" up "$1" --root "${sites_root}" --netns "$(ns_of "$1")")"
   for net in $(virsh -q -c "${uri}" net-list --inactive --name); do virsh -q -c "${uri}" net-start "${net}" >/dev/null; done
   for pool in $(virsh -q -c "${uri}" pool-list --inactive --name); do virsh -q -c "${uri}" pool-start "${pool}" >/dev/null; done
-  start_evacd "$1" "$2" "${uri}"
+  start_evacd "$1"
 }
 
 running_at() { virsh -q -c "$1" list --name --state-running | sed '/^$/d' | sort | tr '\n' ' '; }
@@ -465,8 +527,9 @@ YAML
   show --context site-b group sync demo
   sleep 2
 
-  step "Disaster at site-b mid-workload: evacd, libvirtd and every guest killed at once"
+  step "Disaster at site-b mid-workload: the link cut, evacd, libvirtd and every guest killed at once"
   echo "acknowledged writes so far: $(acked_count)"
+  link_cut
   kill -KILL "$(cat "${root}/site-b/evacd.pid")"
   "${lab_dir}/site.sh" crash site-b --root "${sites_root}"
   rm -f "${root}/site-b/evacd.pid"
@@ -482,7 +545,7 @@ YAML
 
   step "Site-b comes back: its stale copies stay fenced (never started)"
   t="$(lab_now_ms)"
-  site_back site-b kvm-b
+  site_back site-b
   local fenced=no
   for _ in $(seq 150); do
     evac_cli --context site-b -o json events list | grep -q '"fenced"' && { fenced=yes; break; }
@@ -516,5 +579,9 @@ case "${1:-}" in
   story) story ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: lab/demo.sh up|story|down|status" >&2; exit 2 ;;
+  # For tests that drive a lab `up` made: the CLI from the operator's
+  # namespace, and a site's evacd (re)started in its own.
+  evac) shift; evac_cli "$@" ;;
+  start-evacd) [[ $# -eq 2 ]] || lab_die "usage: lab/demo.sh start-evacd SITE"; start_evacd "$2" ;;
+  *) echo "usage: lab/demo.sh story|up|down|status|evac ARGS...|start-evacd SITE" >&2; exit 2 ;;
 esac

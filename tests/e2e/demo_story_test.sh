@@ -17,8 +17,9 @@ export EVAC_DEMO_ROOT="/var/tmp/evac-e2e-story-$$"
 export EVAC_DEMO_PORT_BASE=$((20000 + ($$ + 7) % 20000))
 export EVAC_DEMO_BRIDGE_PREFIX="st$(( $$ % 1000 ))"
 export EVAC_CONFIG="${EVAC_DEMO_ROOT}/cli.yaml"
-evac() { "${build_dir}/src/cli/evac" "$@"; }
-export build_dir
+# The CLI as the operator runs it, from the lab's operator namespace.
+evac() { "${repo_dir}/lab/demo.sh" evac "$@"; }
+export repo_dir
 export -f evac  # the checks run in `bash -c`
 uri_a="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-a/run/libvirt-sock"
 uri_b="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-b/run/libvirt-sock"

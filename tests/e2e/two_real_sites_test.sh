@@ -14,8 +14,9 @@ export EVAC_DEMO_ROOT="/var/tmp/evac-e2e-$$"
 export EVAC_DEMO_PORT_BASE=$((20000 + $$ % 20000))
 export EVAC_DEMO_BRIDGE_PREFIX="e2e$(( $$ % 1000 ))"
 export EVAC_CONFIG="${EVAC_DEMO_ROOT}/cli.yaml"
-evac() { "${build_dir}/src/cli/evac" "$@"; }
-export build_dir
+# The CLI as the operator runs it, from the lab's operator namespace.
+evac() { "${repo_dir}/lab/demo.sh" evac "$@"; }
+export repo_dir
 export -f evac  # the checks run in `bash -c`
 uri_a="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-a/run/libvirt-sock"
 uri_b="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-b/run/libvirt-sock"
@@ -37,21 +38,11 @@ json_len() { python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 json_query() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 export -f json_len json_query
 
-# (Re)starts a site's evacd; with FAULT > 0 it exits on its own right after
-# the FAULT-th step's side effect of a run, before recording it.
+# (Re)starts a site's evacd in its namespace; with FAULT > 0 it exits on
+# its own right after the FAULT-th step's side effect of a run, before
+# recording it.
 start_evacd() {  # SITE [FAULT]
-  local site="$1" port=$((EVAC_DEMO_PORT_BASE + $([[ $1 == site-a ]] && echo 0 || echo 1)))
-  EVAC_FAULT_EXIT_AFTER_STEPS="${2:-0}" "${build_dir}/src/daemon/evacd" --config "${EVAC_DEMO_ROOT}/${site}/evacd.yaml" \
-    >>"${EVAC_DEMO_ROOT}/${site}/evacd.log" 2>&1 &
-  local pid=$!
-  echo "${pid}" >"${EVAC_DEMO_ROOT}/${site}/evacd.pid"
-  for _ in $(seq 300); do
-    curl -sk --max-time 1 "https://127.0.0.1:${port}/api/v1/health" >/dev/null && return 0
-    # With a fault injected it may have resumed a run and died already: the caller sees it.
-    [[ "${2:-0}" != 0 ]] && ! kill -0 "${pid}" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
+  EVAC_FAULT_EXIT_AFTER_STEPS="${2:-0}" "${repo_dir}/lab/demo.sh" start-evacd "$1" 2>/dev/null
 }
 stop_evacd() {  # SITE
   local pid
