@@ -454,22 +454,14 @@ site_back() {  # SITE
   start_evacd "$1"
 }
 
-running_at() { virsh -q -c "$1" list --name --state-running | sed '/^$/d' | sort | tr '\n' ' '; }
-
-story() {
-  in_story=1
-  up
-  local uri_a uri_b t0 t
-  uri_a="$(site_uri site-a)"
-  uri_b="$(site_uri site-b)"
-  t0="$(lab_now_ms)"
-  rm -f "${root}/workload."*
-
-  step "A recovery plan at site-b: db01, then app01, then web01; db01 is checked from inside"
-  cat >"${root}/demo-dr.yaml" <<'YAML'
+# The demo's recovery plan over GROUP: db01, then app01, then web01, a
+# check inside db01, and IP rules both ways (a rule names the network at
+# the site the VMs leave, so the way back needs its own).
+plan_yaml() {  # NAME GROUP
+  cat <<YAML
 kind: RecoveryPlan
-name: demo-dr
-groups: [demo]
+name: $1
+groups: [$2]
 vms:
   - vm: db01
     priority: 1
@@ -482,6 +474,21 @@ ip_rules:
   - {network: prod, from: 10.77.0.0/24, to: 10.78.0.0/24}
   - {network: recovery-prod, from: 10.78.0.0/24, to: 10.77.0.0/24}
 YAML
+}
+
+running_at() { virsh -q -c "$1" list --name --state-running | sed '/^$/d' | sort | tr '\n' ' '; }
+
+story() {
+  in_story=1
+  up
+  local uri_a uri_b t0 t
+  uri_a="$(site_uri site-a)"
+  uri_b="$(site_uri site-b)"
+  t0="$(lab_now_ms)"
+  rm -f "${root}/workload."*
+
+  step "A recovery plan at site-b: db01, then app01, then web01; db01 is checked from inside"
+  plan_yaml demo-dr demo >"${root}/demo-dr.yaml"
   cat "${root}/demo-dr.yaml"
   show --context site-b apply -f "${root}/demo-dr.yaml"
   show --context site-b plan check demo-dr
@@ -583,5 +590,6 @@ case "${1:-}" in
   # namespace, and a site's evacd (re)started in its own.
   evac) shift; evac_cli "$@" ;;
   start-evacd) [[ $# -eq 2 ]] || lab_die "usage: lab/demo.sh start-evacd SITE"; start_evacd "$2" ;;
-  *) echo "usage: lab/demo.sh story|up|down|status|evac ARGS...|start-evacd SITE" >&2; exit 2 ;;
+  plan-yaml) [[ $# -eq 3 ]] || lab_die "usage: lab/demo.sh plan-yaml NAME GROUP"; plan_yaml "$2" "$3" ;;
+  *) echo "usage: lab/demo.sh story|up|down|status|evac ARGS...|start-evacd SITE|plan-yaml NAME GROUP" >&2; exit 2 ;;
 esac

@@ -10,34 +10,9 @@
 # usage: demo_story_test.sh BUILD_DIR   (ctest passes it)
 set -uo pipefail
 
-repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-build_dir="${1:?usage: demo_story_test.sh BUILD_DIR}"
-export EVAC_BUILD_DIR="${build_dir}"
-export EVAC_DEMO_ROOT="/var/tmp/evac-e2e-story-$$"
-export EVAC_DEMO_PORT_BASE=$((20000 + ($$ + 7) % 20000))
-export EVAC_DEMO_BRIDGE_PREFIX="st$(( $$ % 1000 ))"
-export EVAC_CONFIG="${EVAC_DEMO_ROOT}/cli.yaml"
-# The CLI as the operator runs it, from the lab's operator namespace.
-evac() { "${repo_dir}/lab/demo.sh" evac "$@"; }
-export repo_dir
-export -f evac  # the checks run in `bash -c`
-uri_a="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-a/run/libvirt-sock"
-uri_b="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-b/run/libvirt-sock"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "${1:?usage: demo_story_test.sh BUILD_DIR}" e2e-story st
 out="${EVAC_DEMO_ROOT}.out"
-
-passed=0
-failed=0
-check() {  # DESCRIPTION COMMAND...: one assertion
-  local what="$1"
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok: ${what}"
-  else
-    failed=$((failed + 1))
-    echo "FAILED: ${what}"
-  fi
-}
 finish() {
   if [[ ${failed} -gt 0 ]]; then
     echo "--- the story's output is kept in ${out}; evacd logs in ${EVAC_DEMO_ROOT}/site-{a,b}/evacd.log, reports in ${EVAC_DEMO_ROOT}/reports"

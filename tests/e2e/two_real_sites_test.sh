@@ -1,39 +1,16 @@
 #!/bin/bash
-# End to end on real QEMU: runs the demo's story (two libvirt sites, each its
-# own libvirtd; three TCG guests; two evacd's paired over mutual TLS; one
-# protection group) in a private root, then checks what an operator relies
-# on against libvirt itself, and that tearing down leaves nothing running.
+# End to end on real QEMU: builds the demo's lab (two sites, each in its own
+# network namespace with its own libvirtd; three TCG guests; two evacd's
+# paired over mutual TLS; one protection group) in a private root, then
+# drives every operation (evacd killed after each step of most runs) and
+# checks what an operator relies on against libvirt itself, and that
+# tearing down leaves nothing running.
 #
 # usage: two_real_sites_test.sh BUILD_DIR   (ctest passes it)
 set -uo pipefail
 
-repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-build_dir="${1:?usage: two_real_sites_test.sh BUILD_DIR}"
-export EVAC_BUILD_DIR="${build_dir}"
-export EVAC_DEMO_ROOT="/var/tmp/evac-e2e-$$"
-export EVAC_DEMO_PORT_BASE=$((20000 + $$ % 20000))
-export EVAC_DEMO_BRIDGE_PREFIX="e2e$(( $$ % 1000 ))"
-export EVAC_CONFIG="${EVAC_DEMO_ROOT}/cli.yaml"
-# The CLI as the operator runs it, from the lab's operator namespace.
-evac() { "${repo_dir}/lab/demo.sh" evac "$@"; }
-export repo_dir
-export -f evac  # the checks run in `bash -c`
-uri_a="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-a/run/libvirt-sock"
-uri_b="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-b/run/libvirt-sock"
-
-passed=0
-failed=0
-check() {  # DESCRIPTION COMMAND...: one assertion
-  local what="$1"
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok: ${what}"
-  else
-    failed=$((failed + 1))
-    echo "FAILED: ${what}"
-  fi
-}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "${1:?usage: two_real_sites_test.sh BUILD_DIR}" e2e e2e
 json_len() { python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 json_query() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 export -f json_len json_query
@@ -220,23 +197,7 @@ for vm in db01 app01 web01; do virsh -q -c "${uri_a}" start "${vm}" >/dev/null; 
 for vm in db01 app01 web01; do "${repo_dir}/lab/vm.sh" wait-agent "${uri_a}" "${vm}" 120 >/dev/null; done
 check "protect the three VMs again" bash -c "evac --context site-a group create shop --vm db01 --vm app01 --vm web01 >/dev/null"
 check "replicate them (running)" bash -c "evac --context site-a group sync shop"
-cat >"${EVAC_DEMO_ROOT}/plan.yaml" <<'YAML'
-kind: RecoveryPlan
-name: shop-dr
-groups: [shop]
-vms:
-  - vm: db01
-    priority: 1
-    wait_for_guest: 2m
-    checks:
-      - command: [/bin/sh, -c, "wget -q -O /dev/null http://127.0.0.1/"]
-  - {vm: app01, priority: 2, depends_on: [db01], wait_for_guest: 2m}
-  - {vm: web01, priority: 3, depends_on: [app01], wait_for_guest: 2m}
-ip_rules:
-  - {network: prod, from: 10.77.0.0/24, to: 10.78.0.0/24}
-  # The way back (failback): a rule names the network at the site the VMs leave.
-  - {network: recovery-prod, from: 10.78.0.0/24, to: 10.77.0.0/24}
-YAML
+"${repo_dir}/lab/demo.sh" plan-yaml shop-dr shop >"${EVAC_DEMO_ROOT}/plan.yaml"
 applied=1
 for _ in $(seq 50); do evac --context site-b apply -f "${EVAC_DEMO_ROOT}/plan.yaml" >/dev/null 2>&1 && { applied=0; break; }; sleep 0.2; done
 check "the plan is applied at site-b" test "${applied}" = 0
