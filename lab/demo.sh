@@ -494,6 +494,8 @@ story() {
   show --context site-b plan check demo-dr
   echo "workload: db01's counter written every ~0.3 s through its guest agent (every acknowledged write logged)"
   workload_start "${uri_a}"
+  sleep 3
+  show group sync demo  # a point in time with some of the workload's writes for the test to recover
 
   step "Test recovery at site-b: copies on the isolated test network while production keeps serving"
   t="$(lab_now_ms)"
@@ -504,6 +506,14 @@ story() {
   virsh -c "${uri_b}" list
   printf '$ lab/vm.sh exec site-b db01-test -- ip -4 -o addr show dev eth0\n'
   "${lab_dir}/vm.sh" exec "${uri_b}" db01-test -- ip -4 -o addr show dev eth0
+  # The test copies reach each other on the isolated network (web01-test
+  # asks db01-test's counter at its test address), and nothing else.
+  printf '$ lab/vm.sh exec site-b web01-test -- wget -q -O - http://10.78.0.11/cgi-bin/read\n'
+  local test_read
+  test_read="$("${lab_dir}/vm.sh" exec "${uri_b}" web01-test --timeout 20 -- wget -q -O - http://10.78.0.11/cgi-bin/read)" ||
+    lab_die "db01-test does not answer web01-test on the isolated test network"
+  echo "${test_read}"
+  echo "db01-test answers on the isolated network with the last write of its point in time (#${test_read}); production goes on writing"
   phase_done "Test recovery (3 VMs in 3 tiers)" "${t}" "$(rto_of site-b)"
   echo "production at site-a: $(running_at "${uri_a}")— acknowledged writes during the test: $(( $(acked_count) - acked_before ))"
   [[ $(( $(acked_count) - acked_before )) -gt 0 ]] || lab_die "production stopped writing during the test"
