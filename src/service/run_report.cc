@@ -91,7 +91,7 @@ json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
   }
 
   // The recovered PIT of each group: chosen at the start (test, failover)
-  // or by the promote step (migrate).
+  // or by the promote step (migrate, failback).
   json rpo = json::array();
   auto groups = json::parse(run.groups, nullptr, false);
   const std::int64_t start_s = first ? *first / 1000 : run.created_at;
@@ -104,7 +104,8 @@ json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
           entry["pit"] = s.result.value("pit", entry["pit"].get<std::string>());
           if (s.result.contains("pit_created_at")) entry["pit_created_at"] = s.result["pit_created_at"];
         }
-      if (run.operation == "migrate") {
+      // A failback starts with a planned migration back: the same final sync.
+      if (run.operation == "migrate" || run.operation == "failback") {
         entry["seconds"] = 0;
         entry["text"] = "0 s: the final sync ran after the VMs were shut down";
       } else if (entry["pit_created_at"].is_number()) {

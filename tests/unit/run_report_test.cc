@@ -77,6 +77,20 @@ TEST(RunReport, AMigrationLosesNothingByConstruction) {
   EXPECT_EQ(r["rpo"][0]["seconds"], 0);
 }
 
+TEST(RunReport, AFailbackLosesNothingEither) {
+  // Its PIT comes from the final sync after the shutdown, so it is younger
+  // than the run: an age counted from the run's start came out negative.
+  RunRow run = failover_run();
+  run.operation = "failback";
+  run.groups = R"([{"name":"shop","pit":""}])";
+  engine::Step promote = step(0, "Promote replicas: shop", "promote", 1'000'000, 1'000'100);
+  promote.spec.params = {{"group", "shop"}};
+  promote.result = {{"pit", "pit-9"}, {"pit_created_at", 1'013}};
+  json r = run_report(run, {promote});
+  EXPECT_EQ(r["rpo"][0]["seconds"], 0);
+  EXPECT_THAT(r["rpo"][0]["text"].get<std::string>(), HasSubstr("final sync"));
+}
+
 TEST(RunReport, CsvAndHtmlEscapeWhatTheRunRecorded) {
   engine::Step bad = step(0, "Run on the evacd host (web01): notify", "host_command", 1'000'000, 1'000'100, engine::StepState::kFailed);
   bad.error = "exited with 1: \"<script>alert(1)</script>\", and more";
