@@ -8,8 +8,9 @@
 # link to each site: nothing of the lab touches the host's own network.
 #
 # usage: lab/demo.sh story  build the lab, then the whole story: test recovery, cleanup,
-#                           planned migration, reprotect, a disaster, failover, the old site
-#                           back and fenced, reprotect home; data checks and a summary
+#                           planned migration, reprotect, failback, a disaster at site-a,
+#                           failover, site-a back and fenced, reprotect and failback home;
+#                           data checks against a workload and a summary
 #        lab/demo.sh up     build the lab only: sites, VMs, pairing, protection, replication
 #                           (tears down a previous one first)
 #        lab/demo.sh down   stop everything the demo started
@@ -424,6 +425,11 @@ if mode == "all":
     sys.exit(0)
 recovered = [a for a in acked if a[1] <= last]
 rpo_ms = (acked[-1][0] - recovered[-1][0]) if recovered and acked else 0
+# The log goes on from its last recovered line: later checks hold it to the
+# writes acknowledged up to there and after.
+with open(acked_file, "w") as f:
+    for ms, n, text in recovered:
+        f.write(f"{ms} {n} {text}\n")
 print(f"OK: the recovered log is a prefix of the acknowledged writes ({last} lines{', a torn last line' if torn else ''}); "
       f"{len(lost)} acknowledged writes lost; RPO {rpo_ms / 1000:.1f} s (last acknowledged write vs last recovered one)")
 PY
@@ -474,6 +480,11 @@ ip_rules:
   - {network: prod, from: 10.77.0.0/24, to: 10.78.0.0/24}
   - {network: recovery-prod, from: 10.78.0.0/24, to: 10.77.0.0/24}
 YAML
+}
+
+fenced_events() {  # SITE: how many `fenced` events it has raised
+  evac_cli --context "$1" -o json events list --limit 1000 |
+    python3 -c 'import json, sys; print(sum(e["kind"] == "fenced" for e in json.load(sys.stdin)))'
 }
 
 running_at() { virsh -q -c "$1" list --name --state-running | sed '/^$/d' | sort | tr '\n' ' '; }
@@ -541,43 +552,65 @@ story() {
   show --context site-b group show demo
   workload_start "${uri_b}"
   sleep 3
-  show --context site-b group sync demo
+
+  step "Failback from site-a while db01 takes writes at site-b: a planned migration home, then reprotect"
+  t="$(lab_now_ms)"
+  run_op site-a failback --confirm demo-dr
+  workload_stop
+  phase_done "Failback home" "${t}" "$(rto_of site-a)"
+  echo "running at site-a: $(running_at "${uri_a}")| at site-b: $(running_at "${uri_b}")"
+  verdict "Failback data check (db01 at site-a)" data_check "${uri_a}" all
+  workload_start "${uri_a}"
+  sleep 3
+  show --context site-a group sync demo
   sleep 2
 
-  step "Disaster at site-b mid-workload: the link cut, evacd, libvirtd and every guest killed at once"
+  local fenced_before
+  fenced_before="$(fenced_events site-a)"
+
+  step "Disaster at site-a mid-workload: the link cut, evacd, libvirtd and every guest killed at once"
   echo "acknowledged writes so far: $(acked_count)"
   link_cut
-  kill -KILL "$(cat "${root}/site-b/evacd.pid")"
-  "${lab_dir}/site.sh" crash site-b --root "${sites_root}"
-  rm -f "${root}/site-b/evacd.pid"
+  kill -KILL "$(cat "${root}/site-a/evacd.pid")"
+  "${lab_dir}/site.sh" crash site-a --root "${sites_root}"
+  rm -f "${root}/site-a/evacd.pid"
   workload_stop
-  echo "site-b is gone: $(virsh -q -c "${uri_b}" list --name 2>&1 | head -1)"
+  echo "site-a is gone: $(virsh -q -c "${uri_a}" list --name 2>&1 | head -1)"
 
-  step "Failover at site-a, with site-b gone: the newest point in time comes up"
+  step "Failover at site-b, with site-a gone: the newest point in time comes up"
   t="$(lab_now_ms)"
-  run_op site-a failover --confirm demo-dr
-  phase_done "Failover (site-b gone)" "${t}" "$(rto_of site-a)"
-  echo "running at site-a: $(running_at "${uri_a}")"
-  verdict "Failover data check (db01 at site-a)" data_check "${uri_a}" prefix
+  run_op site-b failover --confirm demo-dr
+  phase_done "Failover (site-a gone)" "${t}" "$(rto_of site-b)"
+  echo "running at site-b: $(running_at "${uri_b}")"
+  verdict "Failover data check (db01 at site-b)" data_check "${uri_b}" prefix
 
-  step "Site-b comes back: its stale copies stay fenced (never started)"
+  step "Site-a comes back: its stale copies stay fenced (never started)"
   t="$(lab_now_ms)"
-  site_back site-b
+  site_back site-a
+  # It fences once it hears from site-b (a new `fenced` event): only then
+  # can site-b's reprotect turn its copies into placeholders.
   local fenced=no
   for _ in $(seq 150); do
-    evac_cli --context site-b -o json events list | grep -q '"fenced"' && { fenced=yes; break; }
+    [[ "$(fenced_events site-a)" -gt "${fenced_before}" ]] && { fenced=yes; break; }
     sleep 0.2
   done
-  show --context site-b events list
-  [[ "${fenced}" == yes ]] || lab_die "site-b did not fence its stale copy"
-  [[ -z "$(running_at "${uri_b}")" ]] || lab_die "site-b runs VMs after coming back: $(running_at "${uri_b}")"
-  echo "running at site-b: none (fenced)"
-  phase_done "Site-b back, fenced" "${t}"
+  show --context site-a events list --limit 3
+  [[ "${fenced}" == yes ]] || lab_die "site-a did not fence its stale copy"
+  [[ -z "$(running_at "${uri_a}")" ]] || lab_die "site-a runs VMs after coming back: $(running_at "${uri_a}")"
+  echo "running at site-a: none (fenced)"
+  phase_done "Site-a back, fenced" "${t}"
 
-  step "Reprotect at site-a: everything home, protected toward site-b again"
+  step "Reprotect at site-b, then failback from site-a: everything home"
   t="$(lab_now_ms)"
-  run_op site-a reprotect
-  phase_done "Reprotect (site-a protects, to site-b)" "${t}"
+  run_op site-b reprotect
+  phase_done "Reprotect (site-b protects, to site-a)" "${t}"
+  workload_start "${uri_b}"
+  sleep 3
+  t="$(lab_now_ms)"
+  run_op site-a failback --confirm demo-dr
+  workload_stop
+  phase_done "Failback home" "${t}" "$(rto_of site-a)"
+  verdict "Failback data check (db01 at site-a)" data_check "${uri_a}" all
   show --context site-a group show demo
   echo "running at site-a: $(running_at "${uri_a}")| at site-b: $(running_at "${uri_b}")"
 

@@ -1,10 +1,11 @@
 #!/bin/bash
 # The demo's whole story end to end, as `make demo` runs it, in a private
-# root: two libvirt sites, three TCG guests, a workload writing to db01;
-# test recovery, cleanup, planned migration (no acknowledged write lost),
-# reprotect, a disaster at the protected site mid-workload, failover (the
-# recovered log a prefix of the acknowledged writes), the old site back and
-# fenced, reprotect home. Then checks the story's outcome against libvirt
+# root: two sites in their own network namespaces, three TCG guests, a
+# workload writing to db01; test recovery, cleanup, planned migration (no
+# acknowledged write lost), reprotect, failback, a disaster at the
+# protected site mid-workload, failover (the recovered log a prefix of the
+# acknowledged writes), the old site back and fenced, reprotect and
+# failback home. Then checks the story's outcome against libvirt
 # itself and that tearing down leaves nothing running.
 #
 # usage: demo_story_test.sh BUILD_DIR   (ctest passes it)
@@ -27,12 +28,13 @@ trap finish EXIT
 rc=$?
 check "the story runs to its end (exit ${rc})" test "${rc}" = 0
 check "the summary names every phase" bash -c "grep -q '^Test recovery' '${out}' && grep -q '^Planned migration' '${out}' &&
-  grep -q '^Failover (site-b gone)' '${out}' && grep -q '^Site-b back, fenced' '${out}' && grep -q '^Reprotect (site-a protects' '${out}'"
-check "no acknowledged write was lost by the migration" grep -q '^Migration data check.*OK: all [0-9]* acknowledged writes are there' "${out}"
+  grep -q '^Failover (site-a gone)' '${out}' && grep -q '^Site-a back, fenced' '${out}' && test \$(grep -c '^Failback home' '${out}') = 2"
+check "no acknowledged write was lost by the migration and both failbacks" \
+  test "$(grep -Ec '^(Migration|Failback) data check.*OK: all [0-9]* acknowledged writes are there' "${out}")" = 3
 check "the failover recovered a prefix of the acknowledged writes" grep -q '^Failover data check.*OK: the recovered log is a prefix' "${out}"
-check "the RTOs are reported" test "$(grep -c 'RTO [0-9.]* s' "${out}")" -ge 3
-check "six HTML reports are left" test "$(ls "${EVAC_DEMO_ROOT}/reports/"*.html 2>/dev/null | wc -l)" = 6
-check "each report says who, what and how long" bash -c "grep -l 'Achieved RTO' '${EVAC_DEMO_ROOT}'/reports/*.html | wc -l | grep -qx 6"
+check "the RTOs are reported" test "$(grep -c 'RTO [0-9.]* s' "${out}")" -ge 5
+check "eight HTML reports are left" test "$(ls "${EVAC_DEMO_ROOT}/reports/"*.html 2>/dev/null | wc -l)" = 8
+check "each report says who, what and how long" bash -c "grep -l 'Achieved RTO' '${EVAC_DEMO_ROOT}'/reports/*.html | wc -l | grep -qx 8"
 for vm in db01 app01 web01; do
   check "${vm} ends running at site-a only" \
     test "$(virsh -c "${uri_a}" domstate "${vm}" 2>/dev/null | head -1)/$(virsh -c "${uri_b}" domstate "${vm}" 2>/dev/null | head -1)" = "running/shut off"
