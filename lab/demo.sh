@@ -482,6 +482,19 @@ ip_rules:
 YAML
 }
 
+# planned_move SITE OPERATION PHASE CHECK DB01_URI: a migration or failback
+# run while db01 takes writes, then the check that no acknowledged write
+# was lost where db01 runs now.
+planned_move() {
+  local t
+  t="$(lab_now_ms)"
+  run_op "$1" "$2" --confirm demo-dr
+  workload_stop
+  phase_done "$3" "${t}" "$(rto_of "$1")"
+  echo "running at site-a: $(running_at "$(site_uri site-a)")| at site-b: $(running_at "$(site_uri site-b)")"
+  verdict "$4" data_check "$5" all
+}
+
 fenced_events() {  # SITE: how many `fenced` events it has raised
   evac_cli --context "$1" -o json events list --limit 1000 |
     python3 -c 'import json, sys; print(sum(e["kind"] == "fenced" for e in json.load(sys.stdin)))'
@@ -536,12 +549,7 @@ story() {
   echo "at site-b now: $(virsh -q -c "${uri_b}" list --all --name | sed '/^$/d' | tr '\n' ' ')"
 
   step "Planned migration to site-b while db01 takes writes: no acknowledged write may be lost"
-  t="$(lab_now_ms)"
-  run_op site-b migrate --confirm demo-dr
-  workload_stop
-  phase_done "Planned migration" "${t}" "$(rto_of site-b)"
-  echo "running at site-a: $(running_at "${uri_a}")| at site-b: $(running_at "${uri_b}")"
-  verdict "Migration data check (db01 at site-b)" data_check "${uri_b}" all
+  planned_move site-b migrate "Planned migration" "Migration data check (db01 at site-b)" "${uri_b}"
 
   step "Reprotect at site-b: site-a's copies become placeholders, replication runs back (only what changed)"
   t="$(lab_now_ms)"
@@ -554,12 +562,7 @@ story() {
   sleep 3
 
   step "Failback from site-a while db01 takes writes at site-b: a planned migration home, then reprotect"
-  t="$(lab_now_ms)"
-  run_op site-a failback --confirm demo-dr
-  workload_stop
-  phase_done "Failback home" "${t}" "$(rto_of site-a)"
-  echo "running at site-a: $(running_at "${uri_a}")| at site-b: $(running_at "${uri_b}")"
-  verdict "Failback data check (db01 at site-a)" data_check "${uri_a}" all
+  planned_move site-a failback "Failback home" "Failback data check (db01 at site-a)" "${uri_a}"
   workload_start "${uri_a}"
   sleep 3
   show --context site-a group sync demo
@@ -606,11 +609,7 @@ story() {
   phase_done "Reprotect (site-b protects, to site-a)" "${t}"
   workload_start "${uri_b}"
   sleep 3
-  t="$(lab_now_ms)"
-  run_op site-a failback --confirm demo-dr
-  workload_stop
-  phase_done "Failback home" "${t}" "$(rto_of site-a)"
-  verdict "Failback data check (db01 at site-a)" data_check "${uri_a}" all
+  planned_move site-a failback "Failback home" "Failback data check (db01 at site-a)" "${uri_a}"
   show --context site-a group show demo
   echo "running at site-a: $(running_at "${uri_a}")| at site-b: $(running_at "${uri_b}")"
 
