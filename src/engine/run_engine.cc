@@ -98,6 +98,14 @@ Result<Step> from_row(const StepRow& r) {
 
 namespace {
 
+// Whether one more step of `resource` may start: fewer than `limit` of its
+// steps are in flight (limit 0, or no resource: always).
+bool has_room(const std::map<std::string, int>& busy, const std::string& resource, int limit) {
+  if (limit <= 0 || resource.empty()) return true;
+  auto b = busy.find(resource);
+  return b == busy.end() || b->second < limit;
+}
+
 // Ready pending steps, kept per resource, each best first (tier, then the
 // longest expected work still ahead of it, then idx), so picking the best
 // step whose resource has a free slot looks at one head per resource
@@ -115,10 +123,7 @@ class ReadyQueue {
     std::optional<std::pair<std::string, Key>> best;
     for (const auto& [resource, keys] : by_resource_) {
       if (keys.empty()) continue;
-      if (limit > 0 && !resource.empty()) {
-        auto b = busy.find(resource);
-        if (b != busy.end() && b->second >= limit) continue;
-      }
+      if (!has_room(busy, resource, limit)) continue;
       if (!best || *keys.begin() < best->second) best = std::make_pair(resource, *keys.begin());
     }
     return best;
@@ -463,10 +468,7 @@ int RunEngine::pick_next(Active& a, int ended) {
     for (int d : a.dependents[static_cast<std::size_t>(ended)]) {
       const Step& s = a.steps[static_cast<std::size_t>(d)];
       if (a.waiting_on[static_cast<std::size_t>(d)] != 1 || s.state != StepState::kPending) continue;
-      if (options_.per_resource_limit > 0 && !s.spec.resource.empty()) {
-        auto b = a.busy.find(s.spec.resource);
-        if (b != a.busy.end() && b->second >= options_.per_resource_limit) continue;
-      }
+      if (!has_room(a.busy, s.spec.resource, options_.per_resource_limit)) continue;
       if (!best || a.key(d) < *best) {
         best = a.key(d);
         successor = d;
