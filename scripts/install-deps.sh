@@ -15,6 +15,9 @@ packages=(
   linux-image-amd64 busybox-static qemu-guest-agent e2fsprogs cpio kmod iproute2 procps util-linux
   openssl curl
 )
+# Multi-lane SHA-256 for block hashes; packaged for amd64 only (elsewhere
+# evac hashes with OpenSSL).
+if [ "$(dpkg --print-architecture)" = amd64 ]; then packages+=(libipsec-mb-dev); fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: run as root (it installs Debian packages)" >&2

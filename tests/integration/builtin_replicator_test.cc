@@ -330,6 +330,48 @@ TEST_F(BuiltinReplicatorTest, VerifyFindsABlockAlteredInAReplica) {
   EXPECT_EQ(channel_->wire_bytes.load(), 0u) << "once repaired, nothing is sent again";
 }
 
+TEST_F(BuiltinReplicatorTest, APitOfAnOlderEvacStillVerifiesAndItsBlocksAreSentOnceMore) {
+  write(0, 4 << 20, 0x71);
+  write_random(8 << 20, 1 << 20);
+  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
+  // Make pit1 what an evac before the leaf hashes left: a manifest ("EVM1")
+  // of plain SHA-256s of whole blocks, computed here from its image.
+  std::string raw = snapshot_of(pit1->disks[0].path, "qcow2", "pit1");
+  std::ifstream in(raw, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  Manifest old;
+  old.scheme = HashScheme::kSha256;
+  old.disk_size = bytes.size();
+  for (std::size_t at = 0; at < bytes.size(); at += kBlockSize)
+    old.hashes.push_back(sha256(bytes.data() + at, std::min(kBlockSize, bytes.size() - at)));
+  std::string manifest_path = pit1->disks[0].path.substr(0, pit1->disks[0].path.size() - 6) + ".manifest";
+  ASSERT_TRUE(fs::exists(manifest_path)) << manifest_path;
+  std::ofstream(manifest_path, std::ios::binary | std::ios::trunc) << old.encode();
+
+  auto v1 = replicator_->verify_pit("g1", pit1->id);
+  ASSERT_TRUE(v1.is_ok()) << v1.status().to_string();
+  EXPECT_TRUE(v1->ok()) << "an old PIT is verified in its own scheme";
+  EXPECT_EQ(v1->disks[0].blocks_checked, (64u << 20) / kBlockSize);
+
+  // Hashes of two schemes cannot be compared: the next cycle sends every
+  // block once (the random MiB at least), and its PIT is in the new scheme.
+  channel_->wire_bytes = 0;
+  auto pit2 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
+  EXPECT_GE(channel_->wire_bytes.load(), 1u << 20);
+  EXPECT_TRUE(same_content(pit2->disks[0].path, snapshot("now")));
+  std::string manifest2_path = pit2->disks[0].path.substr(0, pit2->disks[0].path.size() - 6) + ".manifest";
+  std::ifstream in2(manifest2_path, std::ios::binary);
+  std::string magic(4, '\0');
+  in2.read(magic.data(), 4);
+  EXPECT_EQ(magic, "EVM2");
+  EXPECT_TRUE(replicator_->verify_pit("g1", pit2->id)->ok());
+  channel_->wire_bytes = 0;
+  ASSERT_TRUE(replicator_->sync_now(spec_, nullptr).is_ok());
+  EXPECT_EQ(channel_->wire_bytes.load(), 0u) << "from then on only changes travel";
+}
+
 TEST_F(BuiltinReplicatorTest, AFullRecoveryDiskFailsTheCycleAndKeepsTheLastPit) {
   if (::geteuid() != 0) GTEST_SKIP() << "mounting a small filesystem needs root";
   fs::path small = root_ / "small";

@@ -61,13 +61,50 @@ std::uint32_t get_le32(const std::string& s, std::size_t pos) {
 
 // ---------------------------------------------------------------- hashes
 
-TEST(BlockHashTest, KnownSha256Vectors) {
-  EXPECT_EQ(to_hex(hash_block("abc", 3)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(to_hex(hash_block("", 0)), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  // `head -c 65536 /dev/zero | sha256sum`
-  EXPECT_EQ(to_hex(zero_block_hash()), "de2f256064a0af797747c2b97505dc0b9f3df0de4f489eac731c23ae9ca9cc31");
+// The hash scheme from scratch with OpenSSL, one block at a time: SHA-256
+// over the SHA-256s of the block's 32 KiB leaves.
+BlockHash reference_hash(std::string_view block) {
+  std::string tops;
+  std::size_t leaves = block.size() <= kLeafSize ? 1 : (block.size() + kLeafSize - 1) / kLeafSize;
+  for (std::size_t k = 0; k < leaves; ++k) {
+    std::string_view leaf = block.substr(k * kLeafSize, kLeafSize);
+    BlockHash h = sha256(leaf.data(), leaf.size());
+    tops.append(reinterpret_cast<const char*>(h.data()), h.size());
+  }
+  return sha256(tops.data(), tops.size());
+}
+
+TEST(BlockHashTest, KnownVectors) {
+  EXPECT_EQ(to_hex(sha256("abc", 3)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(to_hex(hash_block("abc", 3, HashScheme::kSha256)), to_hex(sha256("abc", 3)));
+  // One leaf: SHA-256(SHA-256(data)); `printf abc | sha256sum | xxd -r -p | sha256sum`
+  EXPECT_EQ(to_hex(hash_block("abc", 3)), "4f8b42c22dd3729b519ba6f68d2da7cc5b2d606d05daed5ad5128cc03e6c6358");
+  EXPECT_EQ(to_hex(hash_block("", 0)), "5df6e0e2761359d30a8275058e299fcc0381534545f55cf43e41983f5d4c9456");
+  // Two leaves of 32 KiB zeros: SHA-256(h || h), h = SHA-256(32 KiB of zeros).
+  EXPECT_EQ(to_hex(zero_block_hash()), "55b6950b101bd55ebbf8c4f39ab0d648eb517dd657023e7f3e0769567f59f8db");
   std::string zeros(kBlockSize, '\0');
   EXPECT_EQ(hash_block(zeros.data(), zeros.size()), zero_block_hash());
+  // `head -c 65536 /dev/zero | sha256sum`: what an older evac's manifests hold.
+  EXPECT_EQ(to_hex(hash_block(zeros.data(), zeros.size(), HashScheme::kSha256)),
+            "de2f256064a0af797747c2b97505dc0b9f3df0de4f489eac731c23ae9ca9cc31");
+}
+
+TEST(BlockHashTest, LanesAgreeWithOneBlockAtATime) {
+  // Many blocks in one call, of every shape a disk has: full, one leaf and a
+  // bit, exactly one leaf, short tails, a single byte; each must hash as if
+  // alone, whatever lane it ran in and in whatever order the lanes finished.
+  std::vector<std::string> data;
+  std::vector<std::size_t> sizes = {kBlockSize, kLeafSize + 1, kLeafSize, kLeafSize - 1, 1, 4096, kBlockSize - 1};
+  for (std::size_t i = 0; i < 40; ++i) data.push_back(random_bytes(sizes[i % sizes.size()], 100 + i));
+  std::vector<std::string_view> views(data.begin(), data.end());
+  std::vector<BlockHash> out(views.size());
+  hash_blocks(views, out);
+  for (std::size_t i = 0; i < views.size(); ++i) {
+    EXPECT_EQ(out[i], reference_hash(views[i])) << "block " << i << " of " << views[i].size() << " bytes";
+    EXPECT_EQ(out[i], hash_block(views[i].data(), views[i].size()));
+  }
+  hash_blocks({}, {});  // nothing to hash is not an error
+  EXPECT_FALSE(block_hasher_name().empty());
 }
 
 TEST(BlockHashTest, DifferentDataDifferentHash) {
@@ -121,16 +158,32 @@ TEST(ManifestTest, EncodeDecodeRoundTrip) {
   Manifest m = sample_manifest();
   std::string bytes = m.encode();
   EXPECT_EQ(bytes.size(), 4u + 8 + 8 + 4 * 32 + 32);
-  EXPECT_EQ(bytes.substr(0, 4), "EVM1");
+  EXPECT_EQ(bytes.substr(0, 4), "EVM2");
   auto back = Manifest::decode(bytes);
   ASSERT_TRUE(back.is_ok()) << back.status().to_string();
   EXPECT_EQ(*back, m);
+  EXPECT_EQ(back->scheme, kHashScheme);
   EXPECT_EQ(back->digest(), m.digest());
 
   Manifest none;  // a zero-byte disk
   auto empty_back = Manifest::decode(none.encode());
   ASSERT_TRUE(empty_back.is_ok()) << empty_back.status().to_string();
   EXPECT_EQ(*empty_back, none);
+}
+
+TEST(ManifestTest, AnOlderEvacsManifestStillReadsWithItsScheme) {
+  Manifest m = sample_manifest();
+  m.scheme = HashScheme::kSha256;
+  std::string bytes = m.encode();
+  EXPECT_EQ(bytes.substr(0, 4), "EVM1");
+  auto back = Manifest::decode(bytes);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(back->scheme, HashScheme::kSha256);
+  EXPECT_EQ(*back, m);
+  Manifest zeros = Manifest::empty(kBlockSize + 10, HashScheme::kSha256);
+  std::string z(kBlockSize, '\0');
+  EXPECT_EQ(zeros.hashes[0], sha256(z.data(), z.size()));
+  EXPECT_EQ(zeros.hashes[1], sha256(z.data(), 10));
 }
 
 TEST(ManifestTest, EveryFlippedByteIsRejected) {
@@ -201,8 +254,8 @@ TEST(ManifestTest, EmptyEqualsHashingZeros) {
   std::string zeros(kBlockSize, '\0');
   EXPECT_EQ(m.hashes[0], hash_block(zeros.data(), kBlockSize));
   EXPECT_EQ(m.hashes[1], zero_block_hash());
-  // `head -c 1000 /dev/zero | sha256sum`
-  EXPECT_EQ(to_hex(m.hashes[2]), "541b3e9daa09b20bf85fa273e5cbd3e80185aa4ec298e765db87742b70138a53");
+  // `head -c 1000 /dev/zero | sha256sum | xxd -r -p | sha256sum`: one leaf
+  EXPECT_EQ(to_hex(m.hashes[2]), "3fa2b684fa9d80f04b70187e6c9ff1c8dd422ce1846beb79cf5e1546c7062d41");
 
   Manifest exact = Manifest::empty(4 * kBlockSize);
   ASSERT_EQ(exact.hashes.size(), 4u);

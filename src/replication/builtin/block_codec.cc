@@ -11,7 +11,9 @@
 namespace evac::builtin {
 namespace {
 
-constexpr std::string_view kManifestMagic = "EVM1";
+// Manifests say in their magic how their block hashes were computed.
+constexpr std::string_view kManifestMagicSha256 = "EVM1";     // HashScheme::kSha256
+constexpr std::string_view kManifestMagicLeaves = "EVM2";     // HashScheme::kSha256OfLeaves
 constexpr std::string_view kBatchMagic = "EVB3";
 constexpr std::size_t kHashLen = 32;
 constexpr std::size_t kCheckLen = 16;
@@ -154,20 +156,6 @@ void block_check(const void* data, std::size_t len, char* out) {
 
 }  // namespace
 
-BlockHash hash_block(const void* data, std::size_t len) {
-  Sha256 h;
-  h.update(data, len);
-  return h.final();
-}
-
-const BlockHash& zero_block_hash() {
-  static const BlockHash hash = [] {
-    std::string zeros(kBlockSize, '\0');
-    return hash_block(zeros.data(), zeros.size());
-  }();
-  return hash;
-}
-
 std::string to_hex(const BlockHash& hash) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out(hash.size() * 2, '\0');
@@ -193,12 +181,12 @@ std::size_t block_length(std::uint64_t disk_size, std::uint64_t index) {
 
 std::string Manifest::encode() const {
   std::string out;
-  out.reserve(kManifestMagic.size() + 16 + hashes.size() * kHashLen + kHashLen);
-  out.append(kManifestMagic);
+  out.reserve(4 + 16 + hashes.size() * kHashLen + kHashLen);
+  out.append(scheme == HashScheme::kSha256 ? kManifestMagicSha256 : kManifestMagicLeaves);
   put_u64(out, disk_size);
   put_u64(out, hashes.size());
   for (const auto& h : hashes) out.append(reinterpret_cast<const char*>(h.data()), h.size());
-  BlockHash sum = hash_block(out.data(), out.size());
+  BlockHash sum = sha256(out.data(), out.size());
   out.append(reinterpret_cast<const char*>(sum.data()), sum.size());
   return out;
 }
@@ -211,11 +199,15 @@ Result<Manifest> Manifest::decode(std::string_view bytes) {
                                 std::to_string(kFixed) + " expected",
                             kHint);
   }
-  if (bytes.substr(0, 4) != kManifestMagic) {
+  Manifest m;
+  if (bytes.substr(0, 4) == kManifestMagicLeaves) {
+    m.scheme = HashScheme::kSha256OfLeaves;
+  } else if (bytes.substr(0, 4) == kManifestMagicSha256) {
+    m.scheme = HashScheme::kSha256;
+  } else {
     return invalid_argument("block manifest has a bad magic number (not an evac manifest)", kHint);
   }
   Reader r(bytes.substr(4));
-  Manifest m;
   std::uint64_t count = 0;
   (void)r.u64(&m.disk_size);
   (void)r.u64(&count);
@@ -232,7 +224,7 @@ Result<Manifest> Manifest::decode(std::string_view bytes) {
                             kHint);
   }
   std::string_view covered = bytes.substr(0, bytes.size() - kHashLen);
-  BlockHash sum = hash_block(covered.data(), covered.size());
+  BlockHash sum = sha256(covered.data(), covered.size());
   if (std::memcmp(sum.data(), bytes.data() + covered.size(), kHashLen) != 0) {
     return invalid_argument("block manifest failed its checksum: the file is corrupted", kHint);
   }
@@ -250,15 +242,21 @@ BlockHash Manifest::digest() const {
   return h.final();
 }
 
-Manifest Manifest::empty(std::uint64_t disk_size) {
+Manifest Manifest::empty(std::uint64_t disk_size, HashScheme scheme) {
   Manifest m;
   m.disk_size = disk_size;
+  m.scheme = scheme;
   std::uint64_t n = block_count(disk_size);
-  m.hashes.assign(n, zero_block_hash());
+  if (scheme == kHashScheme) {
+    m.hashes.assign(n, zero_block_hash());
+  } else {
+    std::string zeros(kBlockSize, '\0');
+    m.hashes.assign(n, hash_block(zeros.data(), zeros.size(), scheme));
+  }
   std::size_t tail = static_cast<std::size_t>(disk_size % kBlockSize);
   if (tail != 0) {
     std::string zeros(tail, '\0');
-    m.hashes.back() = hash_block(zeros.data(), zeros.size());
+    m.hashes.back() = hash_block(zeros.data(), zeros.size(), scheme);
   }
   return m;
 }

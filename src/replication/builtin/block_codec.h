@@ -1,7 +1,7 @@
 // Block hashes, replica manifests and the wire format of changed blocks.
 //
 // The built-in replicator compares a source disk with its replica block by
-// block: each side describes a disk as a Manifest (one SHA-256 per 64 KiB
+// block: each side describes a disk as a Manifest (one hash per 64 KiB
 // block), the protected site ships only the blocks whose hashes differ, in
 // batches encoded by encode_batch(), and the recovery site checks every byte
 // of a batch (decode_batch) before it writes anything. Both sides finish a
@@ -20,16 +20,10 @@
 #include <vector>
 
 #include "core/status.h"
+#include "replication/builtin/block_hash.h"
 
 namespace evac::builtin {
 
-constexpr std::size_t kBlockSize = 64 * 1024;
-using BlockHash = std::array<std::uint8_t, 32>;  // SHA-256
-
-// SHA-256 of len bytes (any length; kBlockSize in the hot path).
-BlockHash hash_block(const void* data, std::size_t len);
-// Hash of kBlockSize zero bytes (a hole reads as this).
-const BlockHash& zero_block_hash();
 // Lower-case hex, 64 characters.
 std::string to_hex(const BlockHash& hash);
 
@@ -45,16 +39,19 @@ struct Manifest {
   std::uint64_t disk_size = 0;
   // One per kBlockSize block; the last block may be short (hash of its real length).
   std::vector<BlockHash> hashes;
+  // How `hashes` were computed: the current scheme, or kSha256 for a
+  // manifest an older evac wrote (still read, so its PITs still verify).
+  HashScheme scheme = kHashScheme;
 
-  // Compact binary: "EVM1", disk_size u64, count u64, count hashes, then a
-  // SHA-256 of everything before it.
+  // Compact binary: "EVM2" ("EVM1" for HashScheme::kSha256), disk_size u64,
+  // count u64, count hashes, then a SHA-256 of everything before it.
   std::string encode() const;
   // Verifies magic, lengths (count must match disk_size) and the trailing checksum.
   static Result<Manifest> decode(std::string_view bytes);
   // SHA-256 over disk_size (u64 LE) and all hashes: the cycle checksum both sides compare.
   BlockHash digest() const;
   // A replica that does not exist yet: every entry is the hash of zeros of that block's length.
-  static Manifest empty(std::uint64_t disk_size);
+  static Manifest empty(std::uint64_t disk_size, HashScheme scheme = kHashScheme);
 
   bool operator==(const Manifest&) const = default;
 };
@@ -66,24 +63,24 @@ struct BlockRecord {
   // `owner` keeps the memory it points into alive (empty for static data).
   std::string_view data;
   std::shared_ptr<const void> owner;
-  BlockHash hash{};  // SHA-256 of data (the sender computed it while comparing)
+  BlockHash hash{};  // hash_block() of data (the sender computed it while comparing)
 };
 
 // A batch of changed blocks of one disk, as one request body on the wire:
 //   "EVB3", key length u32, disk key, count u32,
 //   a table of count entries: offset u64, raw length u32, stored length u32,
-//     encoding u8 (0 raw, 1 zstd), hash[32] (SHA-256), check[16] (XXH3-128);
+//     encoding u8 (0 raw, 1 zstd), hash[32] (hash_block), check[16] (XXH3-128);
 //   the stored bytes of every block, in table order;
 //   a trailing SHA-256 over the header and the table (everything before the
 //   first stored byte), then over the stored bytes of the compressed blocks.
-// Why two hashes per block: `hash` is the source's SHA-256, which the
+// Why two hashes per block: `hash` is the source's block hash, which the
 // recovery site records in its manifest (what `evac group verify` later
 // checks a PIT against); `check` is what the receiver verifies each decoded
-// block against. Re-computing SHA-256 at the receiver cost 2.4 CPU-seconds
-// per 4 GiB on this machine kind (both sites share two cores in the lab);
-// XXH3-128 catches any corruption of the bytes in transit or in memory at a
+// block against. Re-computing the block hash at the receiver cost 2.4
+// CPU-seconds per 4 GiB on this machine kind with plain SHA-256 (both sites
+// share two cores in the lab); XXH3-128 catches any corruption of the bytes in transit or in memory at a
 // tenth of that. (Tampering is TLS's job, not this checksum's.) A sender
-// whose SHA-256 is wrong is not caught here but by verification, which
+// whose block hash is wrong is not caught here but by verification, which
 // re-hashes the PIT.
 // Why stored bytes after the table: a run of raw blocks at consecutive
 // offsets is then one contiguous piece of the request body, which the
@@ -108,7 +105,7 @@ std::string encode_batch(const std::string& disk_key, const std::vector<BlockRec
 struct DecodedBlock {
   std::uint64_t offset = 0;
   std::string_view data;
-  BlockHash hash{};  // the sender's SHA-256 of data (recorded, not re-computed here)
+  BlockHash hash{};  // the sender's hash_block() of data (recorded, not re-computed here)
 };
 
 struct DecodedBatch {

@@ -62,13 +62,14 @@ void mark_damaged(Manifest& manifest, const std::set<std::uint64_t>& blocks) {
     if (i < manifest.hashes.size()) manifest.hashes[i] = damaged_block_hash();
 }
 
-// The manifest of an image as it reads now: every block hashed, extents
-// that read as zeroes without reading them.
-Result<Manifest> hash_image(NbdClient& client, std::uint64_t size) {
-  Manifest m = Manifest::empty(size);
+// The manifest of an image as it reads now, in `scheme`: every block
+// hashed, extents that read as zeroes without reading them.
+Result<Manifest> hash_image(NbdClient& client, std::uint64_t size, HashScheme scheme = kHashScheme) {
+  Manifest m = Manifest::empty(size, scheme);
   auto extents = client.allocation(0, size);
   if (!extents) return extents.status();
   std::string chunk(kReadChunk, '\0');
+  std::vector<std::string_view> blocks;
   for (const auto& e : *extents) {
     if (e.zero) continue;  // Manifest::empty already holds the zero blocks' hashes
     // Whole blocks covering the extent.
@@ -77,10 +78,28 @@ Result<Manifest> hash_image(NbdClient& client, std::uint64_t size) {
     for (std::uint64_t offset = start; offset < end; offset += kReadChunk) {
       std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, end - offset));
       EVAC_RETURN_IF_ERROR(client.pread(chunk.data(), len, offset));
+      blocks.clear();
       for (std::size_t at = 0; at < len; at += kBlockSize)
-        m.hashes[(offset + at) / kBlockSize] = hash_block(chunk.data() + at, std::min(kBlockSize, len - at));
+        blocks.push_back(std::string_view(chunk).substr(at, std::min(kBlockSize, len - at)));
+      auto* out = &m.hashes[offset / kBlockSize];
+      if (scheme == kHashScheme) {
+        hash_blocks(blocks, std::span(out, blocks.size()));
+      } else {
+        for (std::size_t k = 0; k < blocks.size(); ++k) out[k] = hash_block(blocks[k].data(), blocks[k].size(), scheme);
+      }
     }
   }
+  return m;
+}
+
+// A replica manifest in the current hash scheme. One an older evac wrote
+// (another scheme) cannot be compared with hashes computed now: every block
+// of it is marked damaged, so the next cycle reads and sends them all once
+// and the PIT it makes has a manifest in the current scheme.
+Manifest in_current_scheme(Manifest m) {
+  if (m.scheme == kHashScheme) return m;
+  std::fill(m.hashes.begin(), m.hashes.end(), damaged_block_hash());
+  m.scheme = kHashScheme;
   return m;
 }
 
@@ -178,7 +197,7 @@ Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string&
     else if (previous->has_value()) manifest = Manifest::decode(**previous);
     Status opened = manifest.status();
     if (opened.is_ok()) {
-      disk.manifest = std::move(*manifest);
+      disk.manifest = in_current_scheme(std::move(*manifest));
       // The sender was shown these blocks as damaged and sends them again.
       if (auto d = damage.find(s.key); d != damage.end()) {
         mark_damaged(disk.manifest, d->second);
@@ -461,7 +480,7 @@ Result<PitVerification> ReplicaReceiver::verify_pit(const std::string& group, co
                                  "the replica image was altered outside evac; fail over from another point in time");
     DiskVerification v{disk.key, 0, 0, {}};
     std::vector<std::uint64_t> damaged;
-    auto actual = hash_image(**client, manifest->disk_size);
+    auto actual = hash_image(**client, manifest->disk_size, manifest->scheme);
     if (!actual) return actual.status().with_context("PIT " + pit->id + " disk " + disk.key);
     for (std::uint64_t index = 0; index < manifest->hashes.size(); ++index) {
       ++v.blocks_checked;
@@ -661,15 +680,26 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
         return out;
       }
     }
+    // Every block of the group in one call, so that the hash lanes stay full.
+    std::vector<std::string_view> blocks;
+    std::vector<BlockHash*> outputs;
     for (std::size_t k = 0; k < out.size(); ++k) {
       const Piece& p = pieces[g.first + k];
-      const std::size_t blocks = (p.length + kBlockSize - 1) / kBlockSize;
-      out[k].hashes.resize(blocks);
-      for (std::size_t b = 0; b < blocks; ++b) {
+      const std::size_t count = (p.length + kBlockSize - 1) / kBlockSize;
+      out[k].hashes.resize(count);
+      for (std::size_t b = 0; b < count; ++b) {
         std::size_t len = std::min(kBlockSize, p.length - b * kBlockSize);
-        out[k].hashes[b] = p.zero ? zero_hash(len) : hash_block(out[k].data.get() + b * kBlockSize, len);
+        if (p.zero) {
+          out[k].hashes[b] = zero_hash(len);
+        } else {
+          blocks.push_back(std::string_view(out[k].data.get() + b * kBlockSize, len));
+          outputs.push_back(&out[k].hashes[b]);
+        }
       }
     }
+    std::vector<BlockHash> hashes(blocks.size());
+    hash_blocks(blocks, hashes);
+    for (std::size_t i = 0; i < hashes.size(); ++i) *outputs[i] = hashes[i];
     return out;
   };
   constexpr std::size_t kGroupsAhead = 2;
@@ -977,7 +1007,7 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
     if (encoded->has_value()) {
       auto decoded = Manifest::decode(**encoded);
       if (!decoded) return decoded.status().with_context("manifest of disk " + d.key());
-      replicas.emplace(d.key(), std::move(*decoded));
+      replicas.emplace(d.key(), in_current_scheme(std::move(*decoded)));
     }
   }
   std::set<std::string> committed;
@@ -1139,7 +1169,7 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
       (void)channel_.abort_cycle(spec.group, cycle_id);
       return decoded.status().with_context("seed manifest of disk " + d.key());
     }
-    replicas.insert_or_assign(d.key(), std::move(*decoded));
+    replicas.insert_or_assign(d.key(), in_current_scheme(std::move(*decoded)));
   }
   std::vector<DiskDigest> digests;
   for (const auto& d : *devices) {
