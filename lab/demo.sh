@@ -590,8 +590,9 @@ story() {
   step "Site-a comes back: its stale copies stay fenced (never started)"
   t="$(lab_now_ms)"
   site_back site-a
-  # It fences once it hears from site-b (a new `fenced` event): only then
-  # can site-b's reprotect turn its copies into placeholders.
+  # It fences once it hears from site-b (a new `fenced` event), before any
+  # operator acts: the returning site never runs its stale copies. (A
+  # reprotect that reached it first would fence it as well.)
   local fenced=no
   for _ in $(seq 150); do
     [[ "$(fenced_events site-a)" -gt "${fenced_before}" ]] && { fenced=yes; break; }

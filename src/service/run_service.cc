@@ -1011,6 +1011,15 @@ Result<json> RunService::handle_peer_reprotect(const PeerRecord& caller, const s
     return permission_denied("group '" + group + "' is not protected from here to '" + caller.site + "'");
   auto owner = site_.ownership(rec.name, rec.protected_site, rec.epoch);
   if (!owner) return owner.status();
+  if (owner->owner != caller.site && epoch > owner->epoch) {
+    // The caller recovered the group at a newer epoch while this site was
+    // away, and the configuration that says so has not reached it yet (it
+    // travels with the caller's next heartbeat). The reprotect is the same
+    // news from the same site: fence here first, as that copy would.
+    EVAC_RETURN_IF_ERROR(site_.fence(rec, OwnershipRecord{rec.name, caller.site, epoch, site_.now(), body.value("run", "")}));
+    owner = site_.ownership(rec.name, rec.protected_site, rec.epoch);
+    if (!owner) return owner.status();
+  }
   if (owner->owner != caller.site || owner->epoch != epoch)
     return failed_precondition("group '" + group + "' is not fenced here for site '" + caller.site + "' at epoch " +
                                    std::to_string(epoch) + " (owner here: '" + owner->owner + "', epoch " +

@@ -160,6 +160,9 @@ class SiteService {
     std::string run;
   };
   Result<Ownership> ownership(const std::string& group, const std::string& protected_site, std::int64_t epoch);
+  // Records that the record's owner took the group over and powers this
+  // site's copies of its VMs off (hard: they are stale), raising an event.
+  Status fence(const GroupRecord& group, const OwnershipRecord& record);
   // kFailedPrecondition when another site took the group over (a fenced copy).
   Status check_not_fenced(const GroupRecord& group);
 
@@ -185,9 +188,6 @@ class SiteService {
   Status remove_placeholders(const std::vector<GroupVmRecord>& vms, const PeerRecord& peer);
   Status check_vms_protectable(const std::vector<VmInfo>& vms);
   Status push_config_copy(const PeerRecord& peer);
-  // Records that `owner` took the group over and powers this site's copies
-  // of its VMs off (hard: they are stale), raising an event.
-  Status fence(const GroupRecord& group, const OwnershipRecord& record);
   Result<GroupRecord> group_recovered_by(const PeerRecord& caller, const std::string& group);
 
   SiteIdentity identity_;

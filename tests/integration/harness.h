@@ -97,14 +97,15 @@ inline CommandResult run_command(const std::vector<std::string>& argv, const std
 // One evacd process with its own config and state folder.
 class EvacdProcess {
  public:
-  EvacdProcess(fs::path root, std::string site, std::vector<std::pair<std::string, std::string>> providers)
+  EvacdProcess(fs::path root, std::string site, std::vector<std::pair<std::string, std::string>> providers,
+               const std::string& heartbeat_interval = "1s")
       : root_(std::move(root)), site_(std::move(site)), port_(free_port()) {
     fs::create_directories(root_);
     std::ofstream cfg(config_path());
     cfg << "site: " << site_ << "\n"
         << "listen: 127.0.0.1:" << port_ << "\n"
         << "state_dir: " << state_dir().string() << "\n"
-        << "heartbeat_interval: 1s\n"
+        << "heartbeat_interval: " << heartbeat_interval << "\n"
         << "peer_timeout: 2s\n"
         << "log: {format: json, level: debug}\n"
         << "compute_providers:\n";
@@ -185,10 +186,14 @@ class TwoEvacdTest : public ::testing::Test {
     fs::remove_all(root_);
     fs::create_directories(root_);
   }
+  // How often site-b sends heartbeats (and with them its configuration) to
+  // site-a; a fixture that needs site-a to stay unaware sets it long.
+  std::string b_heartbeat_interval_ = "1s";
   // The two sites' evacd processes in root_, one libvirt provider each.
   void make_sites(const std::string& uri_a, const std::string& uri_b) {
     a_ = std::make_unique<EvacdProcess>(root_, "site-a", std::vector<std::pair<std::string, std::string>>{{"kvm-a", uri_a}});
-    b_ = std::make_unique<EvacdProcess>(root_, "site-b", std::vector<std::pair<std::string, std::string>>{{"kvm-b", uri_b}});
+    b_ = std::make_unique<EvacdProcess>(root_, "site-b", std::vector<std::pair<std::string, std::string>>{{"kvm-b", uri_b}},
+                                        b_heartbeat_interval_);
     cli_config_ = (root_ / "cli.yaml").string();
   }
   // Starts both and adds the CLI contexts "a" (current) and "b".

@@ -328,6 +328,54 @@ TEST_F(RunsCliTest, FailoverRunsWithoutTheProtectedSiteWhichComesBackFenced) {
   EXPECT_NE(sync.err.find("fenced"), std::string::npos) << sync.err;
 }
 
+// A reprotect can reach the old site before the recovery site's
+// configuration has told it of the failover (it just came back; the news
+// travels with the next heartbeat). The reprotect itself carries the news:
+// the old site fences its copy on the spot, then reprotects, instead of
+// failing the run with "not fenced here".
+class RunsCliQuietRecoverySiteTest : public RunsCliTest {
+ protected:
+  RunsCliQuietRecoverySiteTest() { b_heartbeat_interval_ = "3600s"; }
+};
+
+TEST_F(RunsCliQuietRecoverySiteTest, AReprotectArrivingBeforeTheOldSiteHeardOfTheFailoverFencesItFirst) {
+  std::ofstream(root_ / "off.yaml") << "kind: RecoveryPlan\nname: shop-dr\ngroups: [shop]\nvms:\n"
+                                       "  - {vm: db01, priority: 1, startup: leave-off}\n"
+                                       "  - {vm: web01, priority: 2, startup: leave-off}\n";
+  ASSERT_EQ(evac_at("b", {"apply", "-f", (root_ / "off.yaml").string()}).exit_code, 0);
+  // The way back is mapped while both sites are up (creating a mapping
+  // sends the configuration, which would tell site-a too early).
+  for (auto args : std::vector<std::vector<std::string>>{
+           {"mapping", "create", "network", "recovery-prod", "prod", "--test-network", "test-isolated-a"},
+           {"mapping", "create", "storage", "replicas", "images"}})
+    ASSERT_EQ(evac_at("b", args).exit_code, 0);
+
+  a_->stop(SIGKILL);
+  auto failover = evac_at("b", {"plan", "failover", "shop-dr", "--confirm", "shop-dr", "--follow"});
+  ASSERT_EQ(failover.exit_code, 0) << failover.out << failover.err;
+  // Site-a comes back, unaware: site-b's heartbeats, which would send it
+  // the news, are an hour apart in this fixture.
+  ASSERT_TRUE(a_->start()) << a_->log();
+  for (const auto& e : evac_at("a", {"events", "list", "-o", "json"}).json())
+    ASSERT_NE(e["kind"], "fenced") << "site-a heard of the failover already; the test proves nothing: " << e.dump();
+
+  auto started = evac_at("b", {"plan", "reprotect", "shop-dr", "-o", "json"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  auto reprotect = evac_at("b", {"run", "show", started.json()["id"], "--follow"});
+  ASSERT_EQ(reprotect.exit_code, 0) << reprotect.out << reprotect.err;
+  bool fenced = false;
+  for (const auto& e : evac_at("a", {"events", "list", "-o", "json"}).json()) fenced |= e["kind"] == "fenced";
+  EXPECT_TRUE(fenced) << "site-a records that its copy was fenced";
+  for (const auto& [name, vm] : vms_at("a")) {
+    EXPECT_EQ(vm["is_placeholder"], true) << name;
+    EXPECT_EQ(vm["state"], "shut off") << name;
+  }
+  auto group = evac_at("b", {"group", "show", "shop", "-o", "json"});
+  ASSERT_EQ(group.exit_code, 0) << group.err;
+  EXPECT_EQ(group.json()["protected_site"], "site-b");
+  EXPECT_EQ(evac_at("b", {"group", "verify", "shop"}).exit_code, 0);
+}
+
 // The way home: migrate to site-b, reprotect (site-a's copies become the
 // placeholders and seed the reverse replication, so only what changed at
 // site-b travels back), then fail back from site-a, which migrates home and
