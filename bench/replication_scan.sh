@@ -86,9 +86,13 @@ timed nbdcopy nbdcopy "nbd+unix:///?socket=${root}/nbdcopy/sock" "${root}/nbdcop
 kill "${nbd_pid}" 2>/dev/null || true; wait "${nbd_pid}" 2>/dev/null || true
 rm -f "${root}/nbdcopy/out.raw"
 cpu0="$(evacd_cpu)"
+sender0="$(cpu_of "${pids[0]}")"
 nbd0="$(qemu_nbd_cpu)"
 timed evac "${bin}/cli/evac" --context a group sync bench
 evac_cpu="$(python3 -c "print(f'{$(evacd_cpu) - ${cpu0}:.3f}')")"
+# Each site's share: between real sites each has CPUs of its own.
+sender_cpu="$(python3 -c "print(f'{$(cpu_of "${pids[0]}") - ${sender0}:.3f}')")"
+receiver_cpu="$(python3 -c "print(f'{${evac_cpu} - ${sender_cpu}:.3f}')")"
 evac_nbd_cpu="$(python3 -c "print(f'{$(qemu_nbd_cpu) - ${nbd0}:.3f}')")"
 first_bytes="$(evac -o json group pits bench | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["bytes_sent"])')"
 size_bytes=$((size_gib << 30))
@@ -96,6 +100,8 @@ printf '%-34s %9s %9s %14s\n' "" "wall s" "cpu s" "bytes sent"
 printf '%-34s %9s %9s %14s\n' "dd sequential read (O_DIRECT)" "${dd_wall}" "-" "-"
 printf '%-34s %9s %9s %14s\n' "nbdcopy NBD -> local raw file" "${nbdcopy_wall}" "${nbdcopy_cpu}" "-"
 printf '%-34s %9s %9s %14s\n' "evac first sync (-> PIT at site b)" "${evac_wall}" "${evac_cpu}" "${first_bytes}"
+printf '%-34s %9s %9s %14s\n' "  of which site a (sends)" "-" "${sender_cpu}" "-"
+printf '%-34s %9s %9s %14s\n' "  of which site b (receives)" "-" "${receiver_cpu}" "-"
 printf '%-34s %9s %9s %14s\n' "  + its qemu-nbd processes" "-" "${evac_nbd_cpu}" "-"
 echo "evac throughput vs nbdcopy: $(ratio "${nbdcopy_wall}" "${evac_wall}")x (target >= 0.9)"
 
