@@ -502,8 +502,21 @@ fenced_events() {  # SITE: how many `fenced` events it has raised
 
 running_at() { virsh -q -c "$1" list --name --state-running | sed '/^$/d' | sort | tr '\n' ' '; }
 
+# Ctrl-C (or a TERM) mid-story: the workload stops; the sites, their
+# evacd's (started in the background, so a terminal's Ctrl-C does not reach
+# them) and the guests stay up as they were, for a look; the message says
+# how to remove them (the next `up` also starts with `down`).
+story_interrupted() {
+  trap - INT TERM
+  workload_stop || true
+  printf '\n%s: interrupted; the lab is left as it was (see %s, evacd logs under it)\n' "${lab_prog}" "${root}" >&2
+  printf '%s: remove it with: make demo-down   (or lab/demo.sh down)\n' "${lab_prog}" >&2
+  exit 130
+}
+
 story() {
   in_story=1
+  trap story_interrupted INT TERM
   up
   local uri_a uri_b t0 t
   uri_a="$(site_uri site-a)"
