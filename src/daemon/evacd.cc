@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <string_view>
 #include <thread>
 
 #include "api/https_server.h"
@@ -161,6 +162,11 @@ int run(const std::string& config_path) {
   SiteService service(SiteIdentity{cfg.site, url, tls->pin}, **store, std::move(providers), transport);
   ReplicationOptions replication_options;
   replication_options.schedules = cfg.replication_schedules;
+  // Crash tests only (tests/e2e): die while a cycle holds running VMs paused.
+  if (const char* v = std::getenv("EVAC_FAULT_EXIT_WHILE_PAUSED"); v && std::string_view(v) == "1") {
+    replication_options.fault_exit_while_paused = true;
+    spdlog::warn("fault injection on: evacd exits while a replication cycle holds VMs paused");
+  }
   ReplicationService replication(service, transport, cfg.state_dir, std::move(replication_options));
   engine::EngineOptions run_options = RunService::default_options();
   run_options.max_parallel = cfg.runs_max_parallel;

@@ -186,6 +186,7 @@ ReplicationService::~ReplicationService() { shutdown(); }
 std::unique_ptr<ReplicationAdapter> ReplicationService::builtin_adapter(const CycleResources& r) {
   builtin::SyncOptions sync_options;
   sync_options.work_dir = backup_dir_;
+  sync_options.exit_while_paused = options_.fault_exit_while_paused;
   return std::make_unique<ChannelledReplicator>(make_peer_channel(transport_, r.recovery_site, r.limiter, r.stopping),
                                                 change_tracking_lookup(), std::move(sync_options));
 }

@@ -48,6 +48,7 @@ struct ReplicationOptions {
   std::function<std::int64_t()> clock;  // unix seconds; default: the system clock
   TokenBucket::Clock steady_clock;      // rates and limits; default: std::chrono::steady_clock
   bool schedules = true;                // start cycles from the RPO (evacd config replication.schedules)
+  bool fault_exit_while_paused = false;  // crash tests only: see builtin::SyncOptions::exit_while_paused
 };
 
 enum class SyncTrigger { kManual, kScheduled };

@@ -142,13 +142,32 @@ check "group verify finds the block altered in the newest PIT (exit ${rc})" \
 check "the next cycle of the running guests repairs it" bash -c "evac --context site-a group sync demo >/dev/null"
 check "and the new newest PIT verifies" bash -c "evac --context site-b group verify demo >/dev/null"
 
+# evacd killed at the worst moment of a cycle: the guests paused for the
+# group's instant, their backup jobs started, not yet resumed. Its restart
+# resumes them, ends the jobs, drops the cycle's checkpoint, and the next
+# cycle works from the last committed one.
+pits_before="$(evac --context site-a -o json group pits demo | json_len)"
+stop_evacd site-a
+EVAC_FAULT_EXIT_WHILE_PAUSED=1 "${repo_dir}/lab/demo.sh" start-evacd site-a 2>/dev/null
+evac --context site-a group sync demo >/dev/null 2>&1
+check "evacd died while the cycle held the guests paused" \
+  grep -q "fault injection: exiting while cycle .* holds 3 VM(s) paused" "${EVAC_DEMO_ROOT}/site-a/evacd.log"
+check "the guests were left paused" test "$(virsh -c "${uri_a}" list --name --state-paused | grep -c .)" = "3"
+start_evacd site-a
+check "evacd's restart resumed all three guests" test "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" = "3"
+check "and left no backup job on db01" bash -c "! virsh -c '${uri_a}' domjobinfo db01 | grep -q Backup"
+check "and no checkpoint of the cut cycle" test "$(virsh -c "${uri_a}" checkpoint-list db01 --name | grep -c '^evac-')" = "1"
+check "the next cycle succeeds" bash -c "evac --context site-a group sync demo >/dev/null"
+check "and it is the one new PIT" test "$(evac --context site-a -o json group pits demo | json_len)" = "$((pits_before + 1))"
+check "which verifies" bash -c "evac --context site-b group verify demo >/dev/null"
+
 # Stopped guests are read by scanning (no change tracking): a point in time
 # at site-b equal, disk by disk, to what the stopped guests left.
 "${repo_dir}/lab/vm.sh" stop "${uri_a}" db01 app01 web01
 check "a sync of the stopped group succeeds" bash -c "evac --context site-a group sync demo"
 check "a second sync succeeds too" bash -c "evac --context site-a group sync demo >/dev/null"
 pits_json="$(evac --context site-a -o json group pits demo)"
-check "site-b holds seven points in time" test "$(json_len <<<"${pits_json}")" = "7"
+check "site-b holds eight points in time" test "$(json_len <<<"${pits_json}")" = "8"
 for vm in db01 app01 web01; do
   uuid="$(virsh -c "${uri_a}" domuuid "${vm}")"
   replica="$(json_query "[x['path'] for x in d[-1]['disks'] if x['key']=='${uuid}/vda'][0]" <<<"${pits_json}")"
@@ -159,7 +178,7 @@ done
 second_bytes="$(json_query 'd[-1]["bytes_sent"]' <<<"${pits_json}")"
 show_json="$(evac --context site-a -o json group show demo)"
 check "group show reports the newest PIT within the RPO" \
-  test "$(json_query 'str(d["replication"]["pits"]) + str(d["replication"]["rpo_met"])' <<<"${show_json}")" = "7True"
+  test "$(json_query 'str(d["replication"]["pits"]) + str(d["replication"]["rpo_met"])' <<<"${show_json}")" = "8True"
 check "group show prints the lag" bash -c "evac --context site-a group show demo | grep -q 'within RPO'"
 check "an unchanged second cycle ships no blocks" test "${second_bytes}" = "0"
 for vm in db01 app01 web01; do virsh -q -c "${uri_a}" start "${vm}" >/dev/null; done

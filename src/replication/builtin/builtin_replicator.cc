@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <deque>
 #include <fstream>
 #include <set>
@@ -939,6 +940,12 @@ Status BuiltinReplicator::freeze(const std::string& group, const std::string& cy
     if (!exported) return exported.status().with_context("VM '" + l.vm->name + "' is running");
     l.backup_started = true;
     l.exported = std::move(*exported);
+  }
+  if (options_.exit_while_paused && !resume.paused.empty()) {
+    std::fprintf(stderr, "fault injection: exiting while cycle %s of group %s holds %zu VM(s) paused\n",
+                 cycle_id.c_str(), group.c_str(), resume.paused.size());
+    std::fflush(stderr);
+    std::_Exit(137);
   }
   return Status::ok();
 }

@@ -152,6 +152,10 @@ struct SyncOptions {
   // journal of cycles in progress live; empty: $TMPDIR/evac-backup. Keep it
   // short: it holds unix sockets (108-byte paths).
   std::string work_dir;
+  // Crash tests only (tests/e2e; evacd's EVAC_FAULT_EXIT_WHILE_PAUSED): the
+  // process dies right after a cycle has paused its running VMs and started
+  // their backups, before it resumes them: the worst moment to die.
+  bool exit_while_paused = false;
 };
 
 struct ByteRange {
