@@ -63,9 +63,12 @@ class RunService {
   // `replication` may be null (unit tests without replication): runs that
   // need points in time then fail at their first step, saying why.
   RunService(SiteService& site, ReplicationService* replication, engine::EngineOptions options = default_options());
-  // 16 steps at once, 8 of them on one compute provider; transient errors
-  // retried 3 times from 1 s.
-  static engine::EngineOptions default_options() { return engine::EngineOptions{16, 3, std::chrono::seconds(1), 8}; }
+  // 16 steps at once, 8 of them on one compute provider; a transient error
+  // is tried 5 times in all, 1, 2, 4 and 8 s apart: ~15 s, so a peer evacd
+  // restarting or a link flapping mid-migration does not stop the run (the
+  // e2e test kills the protected site's evacd mid-migration; 3 tries, ~3 s,
+  // ran out before its restart answered).
+  static engine::EngineOptions default_options() { return engine::EngineOptions{16, 5, std::chrono::seconds(1), 8}; }
   ~RunService();
   RunService(const RunService&) = delete;
   RunService& operator=(const RunService&) = delete;
