@@ -160,8 +160,11 @@ class ReplicationAdapter {
   // With an `owner` (the run), asking again returns the same disks.
   virtual Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id,
                                                 const std::string& owner = "") = 0;
-  // New protected site after a failover: replicate back (delta resync).
-  virtual Status reverse(const std::string& group) = 0;
+  // New protected site after a failover or migration (reprotect): the first
+  // cycle back toward the former protected site, starting from what that
+  // site still holds of each disk (a delta resync, not a full copy). `spec`
+  // is the group as it is protected from here now.
+  virtual Result<PointInTime> reverse(const ReplicationGroupSpec& spec, const ProgressCallback& progress) = 0;
   // Recovery site: re-reads a PIT (empty id: the newest) and compares it
   // with the source state its cycle captured. Engines that keep no record
   // of the source answer kUnsupported.

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <sstream>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -249,12 +250,14 @@ Result<std::uint64_t> ReplicationService::request_sync(const std::string& name, 
     if (trigger == SyncTrigger::kScheduled)
       return failed_precondition("a cycle of group '" + name + "' is already running");
     run.follow_up = true;
+    if (trigger == SyncTrigger::kReverse) run.reverse_next = true;
     return run.started + 1;
   }
   if (run.thread.joinable()) run.thread.join();  // the previous thread has ended its last cycle
   run.running = true;
   run.started += 1;
-  run.trigger = trigger == SyncTrigger::kManual ? "manual" : "scheduled";
+  run.trigger = trigger == SyncTrigger::kScheduled ? "scheduled" : trigger == SyncTrigger::kReverse ? "reverse" : "manual";
+  if (trigger == SyncTrigger::kReverse) run.reverse_next = true;
   run.thread = std::thread([this, name] { run_cycles(name); });
   return run.started;
 }
@@ -279,6 +282,12 @@ Result<PointInTime> ReplicationService::wait_cycle(const std::string& name, std:
 
 Result<PointInTime> ReplicationService::sync_group(const std::string& name) {
   auto cycle = request_sync(name, SyncTrigger::kManual);
+  if (!cycle) return cycle.status();
+  return wait_cycle(name, *cycle);
+}
+
+Result<PointInTime> ReplicationService::reverse_group(const std::string& name) {
+  auto cycle = request_sync(name, SyncTrigger::kReverse);
   if (!cycle) return cycle.status();
   return wait_cycle(name, *cycle);
 }
@@ -329,21 +338,24 @@ Result<PointInTime> ReplicationService::run_one_cycle(const std::string& name, s
     auto spec = group_spec(*group, **peer);
     if (!spec) return spec.status();
     std::shared_ptr<TokenBucket> limiter;
+    bool reverse = false;
     {
       std::lock_guard lock(mu_);
       GroupRun& run = runs_[name];
+      reverse = std::exchange(run.reverse_next, false);
       if (!run.limiter) run.limiter = std::make_shared<TokenBucket>(group->max_rate_bytes, options_.steady_clock);
       run.limiter->set_rate(group->max_rate_bytes);
       limiter = run.limiter;
       run.phase = "replicating";
     }
     auto adapter = options_.adapter_factory(CycleResources{**peer, limiter.get(), &stopping_});
-    auto pit = adapter->sync_now(*spec, [this, name](const SyncProgress& p) {
+    auto progress = [this, name](const SyncProgress& p) {
       std::lock_guard lock(mu_);
       GroupRun& run = runs_[name];
       run.progress = p;
       run.phase = p.bytes_total > 0 && p.bytes_scanned >= p.bytes_total ? "committing" : "replicating";
-    });
+    };
+    auto pit = reverse ? adapter->reverse(*spec, progress) : adapter->sync_now(*spec, progress);
     if (pit) {
       // The PIT count for metrics and `group show`; best effort, the cycle succeeded either way.
       auto all = adapter->list_pits(name);

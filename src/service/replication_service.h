@@ -51,7 +51,10 @@ struct ReplicationOptions {
   bool fault_exit_while_paused = false;  // crash tests only: see builtin::SyncOptions::exit_while_paused
 };
 
-enum class SyncTrigger { kManual, kScheduled };
+// kReverse: the first cycle of a group after a reprotect, through the
+// adapter's reverse() (the engine resyncs from what the former protected
+// site holds); like a manual one otherwise.
+enum class SyncTrigger { kManual, kScheduled, kReverse };
 
 // The channel to a paired site's receiving half, over its mutual-TLS API;
 // every batch passes `limiter` (may be null) first. Exposed for tests.
@@ -75,6 +78,8 @@ class ReplicationService {
   Result<PointInTime> wait_cycle(const std::string& group, std::uint64_t cycle);
   // Both: one cycle started after this call; returns the new PIT.
   Result<PointInTime> sync_group(const std::string& group);
+  // The same through the adapter's reverse(): reprotect's first cycle back.
+  Result<PointInTime> reverse_group(const std::string& group);
 
   // Protected site: the group's PITs, as the recovery site holds them.
   Result<std::vector<PointInTime>> group_pits(const std::string& group);
@@ -143,6 +148,7 @@ class ReplicationService {
     std::uint64_t finished = 0;  // number of the newest cycle ended
     bool running = false;
     bool follow_up = false;  // a manual request arrived while a cycle ran
+    bool reverse_next = false;  // the next cycle to start is a reverse one
     std::string trigger;
     std::string phase = "idle";
     std::int64_t started_at = 0;

@@ -572,7 +572,7 @@ class RunService::Steps : public engine::StepRunner {
     // The peer accepts cycles of groups its copy of our configuration
     // names: make sure it has the one with this group.
     EVAC_RETURN_IF_ERROR(site_.push_config_to(g.protected_site));
-    auto pit = replication_->sync_group(g.name);
+    auto pit = replication_->reverse_group(g.name);
     if (!pit) return pit.status();
     std::uint64_t size = 0;
     for (const auto& d : pit->disks) size += d.size_bytes;

@@ -71,6 +71,10 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     std::lock_guard lock(mu_);
     return sync_calls_;
   }
+  int reverse_calls() const {
+    std::lock_guard lock(mu_);
+    return reverse_calls_;
+  }
   std::vector<std::string> synced_groups() const {
     std::lock_guard lock(mu_);
     return synced_groups_;
@@ -137,7 +141,14 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   Result<std::vector<PitDisk>> failover(const std::string&, const std::string&, const std::string&) override {
     return unsupported("fake");
   }
-  Status reverse(const std::string&) override { return unsupported("fake"); }
+  // Counted apart from sync_now, then a cycle like it.
+  Result<PointInTime> reverse(const ReplicationGroupSpec& spec, const ProgressCallback& progress) override {
+    {
+      std::lock_guard lock(mu_);
+      ++reverse_calls_;
+    }
+    return sync_now(spec, progress);
+  }
 
  private:
   class Forwarder : public ReplicationAdapter {
@@ -156,7 +167,7 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     Result<std::vector<PitDisk>> failover(const std::string& g, const std::string& p, const std::string& o) override {
       return f_.failover(g, p, o);
     }
-    Status reverse(const std::string& g) override { return f_.reverse(g); }
+    Result<PointInTime> reverse(const ReplicationGroupSpec& s, const ProgressCallback& p) override { return f_.reverse(s, p); }
 
    private:
     FakeReplicationAdapter& f_;
@@ -171,6 +182,7 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   bool blocking_ = false;
   bool blocked_ = false;
   int sync_calls_ = 0;
+  int reverse_calls_ = 0;  // of which through reverse()
   int pit_counter_ = 0;
   std::vector<std::string> synced_groups_;
   std::vector<std::string> recovery_sites_;

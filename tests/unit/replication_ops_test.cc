@@ -144,6 +144,30 @@ TEST_F(ReplicationOpsTest, ManualRequestDuringACycleRunsOneMoreAfterIt) {
   EXPECT_NE(earlier->id, pit->id);
 }
 
+// Reprotect's first cycle back goes through the adapter's reverse(), the
+// engine's own way to resync from what the former protected site holds;
+// asked while a cycle runs, it is the follow-up, not the running one.
+TEST_F(ReplicationOpsTest, AReverseCycleGoesThroughTheAdaptersReverse) {
+  auto pit = replication_->reverse_group("g1");
+  ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
+  EXPECT_EQ(fake_.reverse_calls(), 1);
+  ASSERT_TRUE(replication_->sync_group("g1").is_ok());
+  EXPECT_EQ(fake_.reverse_calls(), 1) << "a plain sync is no reverse cycle";
+
+  fake_.block();
+  auto running = replication_->request_sync("g1", SyncTrigger::kScheduled);
+  ASSERT_TRUE(running.is_ok());
+  ASSERT_TRUE(fake_.wait_until_blocked(3));
+  auto reverse = replication_->request_sync("g1", SyncTrigger::kReverse);
+  ASSERT_TRUE(reverse.is_ok());
+  EXPECT_EQ(*reverse, *running + 1);
+  EXPECT_EQ(fake_.reverse_calls(), 1) << "the running cycle stays what it was";
+  fake_.release();
+  ASSERT_TRUE(replication_->wait_cycle("g1", *reverse).is_ok());
+  EXPECT_EQ(fake_.reverse_calls(), 2);
+  EXPECT_EQ(fake_.sync_calls(), 4);
+}
+
 TEST_F(ReplicationOpsTest, ProgressOfARunningCycle) {
   fake_.report({SyncProgress{1000, 100, 10}, SyncProgress{1000, 250, 100}});
   fake_.block();

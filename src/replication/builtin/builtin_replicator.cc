@@ -506,6 +506,7 @@ ReplicationCapabilities BuiltinReplicator::capabilities() const {
   ReplicationCapabilities c;
   c.points_in_time = true;
   c.test_copies = true;
+  c.reverse = true;               // from the seeds the former protected site keeps
   c.change_tracking = true;       // running VMs: checkpoints and pull-mode backups
   c.cross_vm_consistency = true;  // one frozen instant per group cycle
   return c;
@@ -1256,8 +1257,8 @@ Result<PitVerification> BuiltinReplicator::verify_pit(const std::string& group, 
   return receiver_->verify_pit(group, pit_id);
 }
 
-Status BuiltinReplicator::reverse(const std::string& group) {
-  return unsupported("reverse replication of group '" + group + "' is not built yet", "it arrives with reprotect (issue 8)");
+Result<PointInTime> BuiltinReplicator::reverse(const ReplicationGroupSpec& spec, const ProgressCallback& progress) {
+  return sync_now(spec, progress);
 }
 
 }  // namespace evac::builtin

@@ -188,7 +188,11 @@ class BuiltinReplicator : public ReplicationAdapter {
   Status prepare_failover(const std::string& group) override;
   Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id,
                                         const std::string& owner = "") override;
-  Status reverse(const std::string& group) override;
+  // A cycle like any other: the former protected site, as the receiver,
+  // starts each disk that has no PIT there from the seed it registered
+  // when it made its old copies the placeholders (ReplicaReceiver::set_seeds),
+  // so only blocks that differ travel.
+  Result<PointInTime> reverse(const ReplicationGroupSpec& spec, const ProgressCallback& progress) override;
   Result<PitVerification> verify_pit(const std::string& group, const std::string& pit_id) override;
 
   // Finishes what a cycle of running VMs left when its process died: resumes
