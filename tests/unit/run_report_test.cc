@@ -65,14 +65,20 @@ TEST(RunReport, AFailedRunAchievedNoRto) {
   EXPECT_THAT(r["rto"]["text"].get<std::string>(), HasSubstr("failed"));
 }
 
-TEST(RunReport, AMigrationLosesNothingByConstruction) {
+// The report of a planned move (`operation`) whose promote step recovered
+// pit-9, made at `pit_created_at` (the run started at 1000).
+json planned_move_report(const std::string& operation, std::int64_t pit_created_at) {
   RunRow run = failover_run();
-  run.operation = "migrate";
+  run.operation = operation;
   run.groups = R"([{"name":"shop","pit":""}])";
   engine::Step promote = step(0, "Promote replicas: shop", "promote", 1'000'000, 1'000'100);
   promote.spec.params = {{"group", "shop"}};
-  promote.result = {{"pit", "pit-9"}, {"pit_created_at", 999}};
-  json r = run_report(run, {promote});
+  promote.result = {{"pit", "pit-9"}, {"pit_created_at", pit_created_at}};
+  return run_report(run, {promote});
+}
+
+TEST(RunReport, AMigrationLosesNothingByConstruction) {
+  json r = planned_move_report("migrate", 999);
   EXPECT_EQ(r["rpo"][0]["pit"], "pit-9") << "a migration's PIT is the one its promote step chose";
   EXPECT_EQ(r["rpo"][0]["seconds"], 0);
 }
@@ -80,13 +86,7 @@ TEST(RunReport, AMigrationLosesNothingByConstruction) {
 TEST(RunReport, AFailbackLosesNothingEither) {
   // Its PIT comes from the final sync after the shutdown, so it is younger
   // than the run: an age counted from the run's start came out negative.
-  RunRow run = failover_run();
-  run.operation = "failback";
-  run.groups = R"([{"name":"shop","pit":""}])";
-  engine::Step promote = step(0, "Promote replicas: shop", "promote", 1'000'000, 1'000'100);
-  promote.spec.params = {{"group", "shop"}};
-  promote.result = {{"pit", "pit-9"}, {"pit_created_at", 1'013}};
-  json r = run_report(run, {promote});
+  json r = planned_move_report("failback", 1'013);
   EXPECT_EQ(r["rpo"][0]["seconds"], 0);
   EXPECT_THAT(r["rpo"][0]["text"].get<std::string>(), HasSubstr("final sync"));
 }

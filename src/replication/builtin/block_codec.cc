@@ -1,6 +1,5 @@
 #include "replication/builtin/block_codec.h"
 
-#include <openssl/evp.h>
 #include <xxhash.h>
 #include <zstd.h>
 
@@ -23,46 +22,6 @@ constexpr std::uint8_t kEncodingRaw = 0;
 constexpr std::uint8_t kEncodingZstd = 1;
 
 const char* kCorruptHint = "the cycle is discarded and retried; the last complete PIT is intact";
-
-// ---- SHA-256 through one EVP_MD fetched once and one context per thread ----
-
-const EVP_MD* sha256_md() {
-  static const EVP_MD* md = [] {
-    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-    return fetched != nullptr ? fetched : EVP_sha256();
-  }();
-  return md;
-}
-
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-
-// Incremental SHA-256 on the calling thread's context. Only one Sha256 may be
-// live per thread at a time (the functions below never nest them).
-class Sha256 {
- public:
-  Sha256() : ctx_(thread_ctx()) {
-    if (EVP_DigestInit_ex2(ctx_, sha256_md(), nullptr) != 1) throw std::bad_alloc();
-  }
-  void update(const void* data, std::size_t len) {
-    if (len != 0 && EVP_DigestUpdate(ctx_, data, len) != 1) throw std::bad_alloc();
-  }
-  BlockHash final() {
-    BlockHash out{};
-    unsigned int n = 0;
-    if (EVP_DigestFinal_ex(ctx_, out.data(), &n) != 1 || n != out.size()) throw std::bad_alloc();
-    return out;
-  }
-
- private:
-  static EVP_MD_CTX* thread_ctx() {
-    thread_local std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
-    if (!ctx) throw std::bad_alloc();
-    return ctx.get();
-  }
-  EVP_MD_CTX* ctx_;
-};
 
 // ---- little-endian fixed-width integers ----
 
@@ -236,10 +195,9 @@ Result<Manifest> Manifest::decode(std::string_view bytes) {
 BlockHash Manifest::digest() const {
   std::string size_le;
   put_u64(size_le, disk_size);
-  Sha256 h;
-  h.update(size_le.data(), size_le.size());
-  if (!hashes.empty()) h.update(hashes.data(), hashes.size() * kHashLen);
-  return h.final();
+  const std::string_view pieces[] = {
+      size_le, std::string_view(reinterpret_cast<const char*>(hashes.data()), hashes.size() * kHashLen)};
+  return sha256(pieces);
 }
 
 Manifest Manifest::empty(std::uint64_t disk_size, HashScheme scheme) {
@@ -292,10 +250,11 @@ bool worth_compressing(ZSTD_CCtx* cctx, std::string_view data, int level, char* 
 // covered here too because a changed byte of a zstd frame does not always
 // change what it decompresses to (e.g. the frame header's unused bit).
 BlockHash batch_checksum(std::string_view front, const std::vector<std::string_view>& compressed) {
-  Sha256 h;
-  h.update(front.data(), front.size());
-  for (auto piece : compressed) h.update(piece.data(), piece.size());
-  return h.final();
+  std::vector<std::string_view> pieces;
+  pieces.reserve(1 + compressed.size());
+  pieces.push_back(front);
+  pieces.insert(pieces.end(), compressed.begin(), compressed.end());
+  return sha256(pieces);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <stdexcept>
@@ -19,12 +20,23 @@
 namespace evac::builtin {
 namespace {
 
+// One EVP_MD fetched once, and one context per thread, reused.
 const EVP_MD* sha256_md() {
   static const EVP_MD* md = [] {
     const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
     return fetched != nullptr ? fetched : EVP_sha256();
   }();
   return md;
+}
+
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
+EVP_MD_CTX* thread_md_ctx() {
+  thread_local std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  if (!ctx) throw std::bad_alloc();
+  return ctx.get();
 }
 
 #ifdef EVAC_HAVE_IPSEC_MB
@@ -132,15 +144,28 @@ std::size_t leaf_count(std::size_t len) { return len <= kLeafSize ? 1 : (len + k
 
 }  // namespace
 
-BlockHash sha256(const void* data, std::size_t len) {
+BlockHash sha256(std::span<const std::string_view> pieces) {
+  EVP_MD_CTX* ctx = thread_md_ctx();
+  if (EVP_DigestInit_ex2(ctx, sha256_md(), nullptr) != 1) throw std::bad_alloc();
+  for (auto piece : pieces)
+    if (!piece.empty() && EVP_DigestUpdate(ctx, piece.data(), piece.size()) != 1) throw std::bad_alloc();
   BlockHash out{};
   unsigned int n = 0;
-  if (EVP_Digest(data, len, out.data(), &n, sha256_md(), nullptr) != 1 || n != out.size()) throw std::bad_alloc();
+  if (EVP_DigestFinal_ex(ctx, out.data(), &n) != 1 || n != out.size()) throw std::bad_alloc();
   return out;
 }
 
-void hash_blocks(std::span<const std::string_view> blocks, std::span<BlockHash> out) {
+BlockHash sha256(const void* data, std::size_t len) {
+  std::string_view piece(static_cast<const char*>(data), len);
+  return sha256(std::span(&piece, 1));
+}
+
+void hash_blocks(std::span<const std::string_view> blocks, std::span<BlockHash> out, HashScheme scheme) {
   if (out.size() != blocks.size()) throw std::invalid_argument("hash_blocks: one output per block");
+  if (scheme == HashScheme::kSha256) {
+    for (std::size_t i = 0; i < blocks.size(); ++i) out[i] = sha256(blocks[i].data(), blocks[i].size());
+    return;
+  }
   // First every leaf of every block, then every block's hash over its
   // leaves' hashes: both rounds fill the lanes.
   std::vector<std::string_view> leaves;
@@ -162,10 +187,9 @@ void hash_blocks(std::span<const std::string_view> blocks, std::span<BlockHash> 
 }
 
 BlockHash hash_block(const void* data, std::size_t len, HashScheme scheme) {
-  if (scheme == HashScheme::kSha256) return sha256(data, len);
   std::string_view block(static_cast<const char*>(data), len);
   BlockHash out{};
-  hash_blocks(std::span(&block, 1), std::span(&out, 1));
+  hash_blocks(std::span(&block, 1), std::span(&out, 1), scheme);
   return out;
 }
 

@@ -34,15 +34,17 @@ enum class HashScheme : std::uint8_t {
 };
 constexpr HashScheme kHashScheme = HashScheme::kSha256OfLeaves;
 
-// Plain SHA-256 of len bytes: checksums of manifests and batches.
+// Plain SHA-256 of len bytes, or of pieces one after the other (no copy
+// joins them): checksums of manifests and batches, digests of manifests.
 BlockHash sha256(const void* data, std::size_t len);
+BlockHash sha256(std::span<const std::string_view> pieces);
 
 // The hash of one block of len bytes (any length; kBlockSize in the hot path).
 BlockHash hash_block(const void* data, std::size_t len, HashScheme scheme = kHashScheme);
-// The hashes of many blocks at once, out[i] of blocks[i], in the current
-// scheme: their leaves are hashed in parallel lanes. out.size() must equal
+// The hashes of many blocks at once, out[i] of blocks[i]: in the current
+// scheme their leaves are hashed in parallel lanes. out.size() must equal
 // blocks.size().
-void hash_blocks(std::span<const std::string_view> blocks, std::span<BlockHash> out);
+void hash_blocks(std::span<const std::string_view> blocks, std::span<BlockHash> out, HashScheme scheme = kHashScheme);
 // The hash of kBlockSize zero bytes (a hole reads as this), current scheme.
 const BlockHash& zero_block_hash();
 

@@ -82,12 +82,7 @@ Result<Manifest> hash_image(NbdClient& client, std::uint64_t size, HashScheme sc
       blocks.clear();
       for (std::size_t at = 0; at < len; at += kBlockSize)
         blocks.push_back(std::string_view(chunk).substr(at, std::min(kBlockSize, len - at)));
-      auto* out = &m.hashes[offset / kBlockSize];
-      if (scheme == kHashScheme) {
-        hash_blocks(blocks, std::span(out, blocks.size()));
-      } else {
-        for (std::size_t k = 0; k < blocks.size(); ++k) out[k] = hash_block(blocks[k].data(), blocks[k].size(), scheme);
-      }
+      hash_blocks(blocks, std::span(&m.hashes[offset / kBlockSize], blocks.size()), scheme);
     }
   }
   return m;
@@ -105,11 +100,7 @@ Manifest in_current_scheme(Manifest m) {
 }
 
 BlockHash zero_hash(std::size_t len) {
-  static const BlockHash full = [] {
-    std::string z(kBlockSize, '\0');
-    return hash_block(z.data(), z.size());
-  }();
-  if (len == kBlockSize) return full;
+  if (len == kBlockSize) return zero_block_hash();
   std::string z(len, '\0');
   return hash_block(z.data(), len);
 }
