@@ -191,7 +191,7 @@ up() {
   lab_need_root
   [[ -x "${bin}/daemon/evacd" && -x "${bin}/cli/evac" ]] || lab_die "evac is not built: run 'make build' first"
   down 2>/dev/null
-  rm -rf "${root}"
+  lab_remove_tree "${root}"
   mkdir -p "${root}"
   local t0
   t0="$(lab_now_ms)"

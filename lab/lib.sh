@@ -43,6 +43,15 @@ lab_timing() {
   printf '%s: timing: %-28s %8s s\n' "${lab_prog}" "$1" "$(lab_secs_since "$2")" >&2
 }
 
+# Removes a folder a demo or test made. A fence makes the stale copy's disk
+# images immutable (chattr +i) and they stay so until a recovery moves the
+# VMs off them: lift that first, or rm cannot remove them.
+lab_remove_tree() {
+  [[ -e "$1" ]] || return 0
+  chattr -R -f -i "$1" 2>/dev/null || true
+  rm -rf "$1"
+}
+
 # Site names become folder names and part of socket paths.
 lab_check_name() {
   [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$ ]] ||

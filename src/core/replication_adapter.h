@@ -30,6 +30,7 @@ struct ReplicationCapabilities {
   bool change_tracking = false;        // ships only blocks changed since the last cycle
   bool cross_vm_consistency = false;   // one instant across all VMs of a group
   bool app_quiesce = false;            // freezes guest filesystems for a cycle
+  bool read_only_source = false;       // prepare_failover makes the source read-only
 };
 
 // One disk of a protected VM as the engine sees it.
@@ -154,8 +155,16 @@ class ReplicationAdapter {
   virtual Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id,
                                             const std::string& owner = "") = 0;
   virtual Status drop_test_copy(const std::string& group, const std::string& test_copy_id) = 0;
-  // Protected site: stop writes reaching the replicas' source (planned migration).
-  virtual Status prepare_failover(const std::string& group) = 0;
+  // Protected site, as its copy is fenced (the group went live at the
+  // recovery site): make the replicated source read-only, so that nothing,
+  // a VM started there by hand included, writes the stale copy. Idempotent.
+  // `spec` names the group's VMs as they are at this site.
+  virtual Status prepare_failover(const ReplicationGroupSpec& spec) = 0;
+  // The site is live again for these VMs, which have moved onto new disks:
+  // lift what prepare_failover did to the disks `spec` names (their old
+  // ones), so that the operator can reuse or delete them. Idempotent, and
+  // a no-op on disks it never made read-only.
+  virtual Status release_source(const ReplicationGroupSpec& spec) = 0;
   // Recovery site: make a PIT the live copy; returns the disks to attach.
   // With an `owner` (the run), asking again returns the same disks.
   virtual Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id,

@@ -180,9 +180,13 @@ ReplicationService::ReplicationService(SiteService& site, PeerTransport& transpo
   // resume them now rather than at the group's next sync. A hypervisor that
   // is down now gets the same treatment at that next sync.
   (void)builtin::recover_interrupted_cycles(backup_dir_, "", change_tracking_lookup());
+  site_.set_storage_fence([this](const GroupRecord& g) { return make_source_read_only(g); });
 }
 
-ReplicationService::~ReplicationService() { shutdown(); }
+ReplicationService::~ReplicationService() {
+  site_.set_storage_fence(nullptr);
+  shutdown();
+}
 
 std::unique_ptr<ReplicationAdapter> ReplicationService::builtin_adapter(const CycleResources& r) {
   builtin::SyncOptions sync_options;
@@ -222,6 +226,55 @@ Result<ReplicationGroupSpec> ReplicationService::group_spec(const GroupRecord& g
         if (pool.value("name", "") == m.target) spec.replica_dirs[m.source] = pool.value("path", "");
   }
   return spec;
+}
+
+// ---- fences: the stale copy's disks read-only ---------------------------------------------
+
+namespace {
+
+// The group's other site, as the adapter's resources name it; a site no
+// longer paired still has a name (no call reaches it from these operations).
+PeerRecord peer_or_name(SiteService& site, const std::string& name) {
+  auto peer = site.store().find_peer(name);
+  if (peer.is_ok() && peer->has_value()) return **peer;
+  PeerRecord p;
+  p.site = name;
+  return p;
+}
+
+}  // namespace
+
+Status ReplicationService::make_source_read_only(const GroupRecord& group) {
+  ReplicationGroupSpec spec;
+  spec.group = group.name;
+  spec.protected_site = group.protected_site;
+  spec.recovery_site = group.recovery_site;
+  std::string missing;
+  for (const auto& gvm : group.vms) {
+    auto provider = site_.provider(gvm.provider);
+    auto vm = provider ? (*provider)->get_vm(gvm.vm_uuid) : Result<VmInfo>(provider.status());
+    if (vm)
+      spec.vms.push_back(std::move(*vm));
+    else
+      missing += (missing.empty() ? "" : ", ") + gvm.vm_name + " (" + vm.status().message() + ")";
+  }
+  const PeerRecord peer = peer_or_name(site_, group.recovery_site);
+  auto adapter = options_.adapter_factory(CycleResources{peer, &unlimited_, &stopping_});
+  Status st = adapter->prepare_failover(spec);
+  if (st.is_ok() && !missing.empty())
+    return not_found("not found here, so not made read-only: " + missing, "check the hypervisor at this site");
+  return st;
+}
+
+Status ReplicationService::release_old_disks(const std::string& group, const std::string& peer_site,
+                                             const std::vector<VmInfo>& vms) {
+  ReplicationGroupSpec spec;
+  spec.group = group;
+  spec.recovery_site = peer_site;
+  spec.protected_site = site_.identity().name;
+  spec.vms = vms;
+  const PeerRecord peer = peer_or_name(site_, peer_site);
+  return options_.adapter_factory(CycleResources{peer, &unlimited_, &stopping_})->release_source(spec);
 }
 
 // ---- protected site: cycles ------------------------------------------------------------

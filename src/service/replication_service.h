@@ -98,6 +98,14 @@ class ReplicationService {
   // of the group's disks (by disk key), to start their first PITs from so
   // that only differing blocks travel.
   Status set_seeds(const std::string& group, const std::map<std::string, std::string>& seeds);
+  // Former protected site, as SiteService fences the group here (it calls
+  // this through its storage fence): the adapter makes the group's disks
+  // read-only, so that nothing writes the stale copy.
+  Status make_source_read_only(const GroupRecord& group);
+  // Recovery here moved `vms` (as they were before: on their old disks)
+  // onto new disks: the adapter lifts what it did to those old disks when
+  // their copy was fenced. `peer_site`: the group's other site.
+  Status release_old_disks(const std::string& group, const std::string& peer_site, const std::vector<VmInfo>& vms);
   // Re-reads a PIT (empty id: the newest) and compares every block with the
   // source hashes its cycle recorded. At the protected site the recovery
   // site does the reading; at the recovery site it runs here, so it works
@@ -189,6 +197,7 @@ class ReplicationService {
   std::condition_variable cv_;
   std::map<std::string, GroupRun> runs_;
   std::atomic<bool> stopping_{false};
+  TokenBucket unlimited_{0};  // for adapters made outside a cycle
   std::mutex compliance_mu_;  // one compliance check at a time, so a change raises one event
 };
 

@@ -440,9 +440,23 @@ class RunService::Steps : public engine::StepRunner {
     const std::map<std::string, std::string> disks = disks_of(vm, *live);
     auto provider = site_.provider(vm.provider);
     if (!provider) return provider.status();
+    // A placeholder that was once this VM's fenced copy (a failback) sits on
+    // disks made read-only then. The group is live here now (ownership was
+    // taken) and the VM is leaving them: they are released first, so that
+    // a crash between the two leaves nothing read-only for good.
+    auto before = (*provider)->get_vm(vm.placeholder_uuid);
+    if (!before) return before.status();
+    VmInfo leaving = *before;
+    std::erase_if(leaving.disks, [&](const DiskInfo& d) {
+      return std::any_of(disks.begin(), disks.end(), [&](const auto& target_path) { return target_path.second == d.path; });
+    });
+    Status released = leaving.disks.empty() ? Status::ok()
+                                            : replication_->release_old_disks(vm.group, (*g)->protected_site, {leaving});
     auto recovered = (*provider)->recover_placeholder(vm.placeholder_uuid, disks, run.id);
     if (!recovered) return recovered.status();
-    return json{{"vm", recovered->name}, {"uuid", recovered->uuid}, {"pit", live->pit_id}, {"disks", disks}};
+    json out = {{"vm", recovered->name}, {"uuid", recovered->uuid}, {"pit", live->pit_id}, {"disks", disks}};
+    if (!released.is_ok()) out["old_disks"] = released.message();  // recorded; the VM is recovered either way
+    return out;
   }
 
   // ---- reprotect: replication back to the former protected site ----

@@ -457,9 +457,27 @@ Status SiteService::fence(const GroupRecord& group, const OwnershipRecord& recor
                         ", epoch " + std::to_string(record.epoch) + "): its copy here is fenced";
   if (!stopped.empty()) message += "; powered off " + stopped;
   if (!failed.empty()) message += "; could not power off " + failed + " — do it by hand";
+  StorageFence storage;
+  {
+    std::lock_guard lock(storage_fence_mu_);
+    storage = storage_fence_;
+  }
+  if (storage) {
+    Status st = storage(group);
+    if (st.is_ok())
+      message += "; its disks are read-only";
+    else
+      message += "; its disks could not be made read-only (" + st.message() +
+                 (st.hint().empty() ? "" : ": " + st.hint()) + ") — a VM started here by hand would write its stale copy";
+  }
   (void)store_.add_event(EventRecord{0, clock_(), failed.empty() ? "warning" : "error", "fenced", group.name, message});
   spdlog::warn("{}", message);
   return Status::ok();
+}
+
+void SiteService::set_storage_fence(StorageFence fence) {
+  std::lock_guard lock(storage_fence_mu_);
+  storage_fence_ = std::move(fence);
 }
 
 Result<GroupRecord> SiteService::group_recovered_by(const PeerRecord& caller, const std::string& group) {

@@ -161,8 +161,14 @@ class SiteService {
   };
   Result<Ownership> ownership(const std::string& group, const std::string& protected_site, std::int64_t epoch);
   // Records that the record's owner took the group over and powers this
-  // site's copies of its VMs off (hard: they are stale), raising an event.
+  // site's copies of its VMs off (hard: they are stale), then has their
+  // disks made read-only (the storage fence below), raising one event.
   Status fence(const GroupRecord& group, const OwnershipRecord& record);
+  // The storage half of a fence, from the replication engine (the
+  // ReplicationService registers it): makes a fenced copy's disks read-only.
+  // Its failure is reported in the fence's event, never undoes the fence.
+  using StorageFence = std::function<Status(const GroupRecord&)>;
+  void set_storage_fence(StorageFence fence);
   // kFailedPrecondition when another site took the group over (a fenced copy).
   Status check_not_fenced(const GroupRecord& group);
 
@@ -170,6 +176,8 @@ class SiteService {
   Result<ComputeProvider*> provider(const std::string& name);
 
  private:
+  std::mutex storage_fence_mu_;
+  StorageFence storage_fence_;
   // The group, if this site protects it (settings change only there).
   Result<GroupRecord> group_protected_here(const std::string& name);
   template <typename List>

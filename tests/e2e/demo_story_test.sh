@@ -20,7 +20,7 @@ finish() {
     tail -n 40 "${out}"
   fi
   "${repo_dir}/lab/demo.sh" down >/dev/null 2>&1
-  [[ ${failed} -gt 0 ]] || rm -rf "${EVAC_DEMO_ROOT}" "${out}"
+  [[ ${failed} -gt 0 ]] || { chattr -R -f -i "${EVAC_DEMO_ROOT}" 2>/dev/null; rm -rf "${EVAC_DEMO_ROOT}" "${out}"; }  # fenced images are immutable
 }
 trap finish EXIT
 

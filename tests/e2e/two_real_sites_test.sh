@@ -64,7 +64,7 @@ finish() {
     tail -n 20 "${EVAC_DEMO_ROOT}/site-a/evacd.log" "${EVAC_DEMO_ROOT}/site-b/evacd.log" 2>/dev/null
   fi
   "${repo_dir}/lab/demo.sh" down >/dev/null 2>&1
-  [[ ${failed} -gt 0 ]] || rm -rf "${EVAC_DEMO_ROOT}"
+  [[ ${failed} -gt 0 ]] || { chattr -R -f -i "${EVAC_DEMO_ROOT}" 2>/dev/null; rm -rf "${EVAC_DEMO_ROOT}"; }  # fenced images are immutable
 }
 trap finish EXIT
 
@@ -283,6 +283,17 @@ check "the write made at site-a before the migration is in the recovered db01" \
 check "the recovered web01 has its site-b address (10.78.0.13)" \
   bash -c "'${repo_dir}/lab/vm.sh' exec '${uri_b}' web01 -- ip -4 -o addr show dev eth0 | grep -q 'inet 10.78.0.13/24'"
 check "site-a's copy is fenced: it replicates no more" bash -c "! evac --context site-a group sync shop 2>/dev/null"
+# The storage half of the fence: the stale disks are immutable, so a VM
+# started there by hand (QEMU runs as root here) cannot open them.
+immutable() { lsattr -d "$1" 2>/dev/null | awk '{print $1}' | grep -q i; }
+writable() { [[ -f "$1" ]] && ! immutable "$1"; }
+for vm in db01 app01 web01; do
+  check "site-a's disk of ${vm} is read-only (immutable)" immutable "${EVAC_DEMO_ROOT}/site-a/images/${vm}.qcow2"
+done
+check "starting db01 by hand at site-a fails: a second live copy cannot run" \
+  bash -c "! virsh -c '${uri_a}' start db01 >/dev/null 2>'${EVAC_DEMO_ROOT}/start-fenced.err'"
+check "libvirt says why: its disk is not permitted to open" grep -q "Operation not permitted" "${EVAC_DEMO_ROOT}/start-fenced.err"
+check "db01 stays shut off at site-a" test "$(virsh -c "${uri_a}" domstate db01 | head -1)" = "shut off"
 check "the run report says who, what and how long" \
   bash -c "evac --context site-b run report '${run_id}' --out '${EVAC_DEMO_ROOT}/migrate-report.html' >/dev/null && grep -q 'Achieved RTO' '${EVAC_DEMO_ROOT}/migrate-report.html'"
 evac --context site-b -o json run report "${run_id}" --format json | json_query '"migration RTO: " + d["rto"]["text"]'
@@ -327,6 +338,12 @@ check "and what site-a wrote before the migration is still there" \
 check "db01 has its site-a address again (10.77.0.11)" \
   bash -c "'${repo_dir}/lab/vm.sh' exec '${uri_a}' db01 -- ip -4 -o addr show dev eth0 | grep -q 'inet 10.77.0.11/24'"
 check "site-a protects the group again" test "$(evac --context site-a -o json group show shop | json_query 'd["recovery_site"]')" = "site-b"
+for vm in db01 app01 web01; do
+  check "site-a's old disk of ${vm}, left when it moved onto its recovered disk, is writable again" \
+    writable "${EVAC_DEMO_ROOT}/site-a/images/${vm}.qcow2"
+  check "the disk ${vm} ran on at site-b is read-only there now" \
+    immutable "$(virsh -c "${uri_b}" domblklist "${vm}" --details | awk '$2 == "disk" {print $4; exit}')"
+done
 check "replication to site-b goes on after the failback" bash -c "evac --context site-a group sync shop >/dev/null"
 failback_id="${crash_run}"
 evac --context site-a -o json run report "${failback_id}" --format json | json_query '"failback RTO: " + d["rto"]["text"]'

@@ -84,6 +84,19 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     std::lock_guard lock(mu_);
     return limiter_ ? limiter_->rate() : 0;
   }
+  // "<group>:<vm>:<path>" of every disk prepare_failover / release_source named.
+  std::vector<std::string> made_read_only() const {
+    std::lock_guard lock(mu_);
+    return read_only_;
+  }
+  std::vector<std::string> released() const {
+    std::lock_guard lock(mu_);
+    return released_;
+  }
+  void fail_storage_with(std::optional<Status> s) {
+    std::lock_guard lock(mu_);
+    storage_failure_ = std::move(s);
+  }
   std::vector<PointInTime> pits(const std::string& group) const {
     std::lock_guard lock(mu_);
     auto it = pits_.find(group);
@@ -137,7 +150,20 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     return unsupported("fake");
   }
   Status drop_test_copy(const std::string&, const std::string&) override { return unsupported("fake"); }
-  Status prepare_failover(const std::string&) override { return unsupported("fake"); }
+  // Records the disk paths each call names ("<vm>:<path>"), then answers
+  // what fail_storage_with() said (ok by default).
+  Status prepare_failover(const ReplicationGroupSpec& spec) override {
+    std::lock_guard lock(mu_);
+    for (const auto& vm : spec.vms)
+      for (const auto& d : vm.disks) read_only_.push_back(spec.group + ":" + vm.name + ":" + d.path);
+    return storage_failure_.value_or(Status::ok());
+  }
+  Status release_source(const ReplicationGroupSpec& spec) override {
+    std::lock_guard lock(mu_);
+    for (const auto& vm : spec.vms)
+      for (const auto& d : vm.disks) released_.push_back(spec.group + ":" + vm.name + ":" + d.path);
+    return Status::ok();
+  }
   Result<std::vector<PitDisk>> failover(const std::string&, const std::string&, const std::string&) override {
     return unsupported("fake");
   }
@@ -163,7 +189,8 @@ class FakeReplicationAdapter : public ReplicationAdapter {
       return f_.create_test_copy(g, p, o);
     }
     Status drop_test_copy(const std::string& g, const std::string& t) override { return f_.drop_test_copy(g, t); }
-    Status prepare_failover(const std::string& g) override { return f_.prepare_failover(g); }
+    Status prepare_failover(const ReplicationGroupSpec& s) override { return f_.prepare_failover(s); }
+    Status release_source(const ReplicationGroupSpec& s) override { return f_.release_source(s); }
     Result<std::vector<PitDisk>> failover(const std::string& g, const std::string& p, const std::string& o) override {
       return f_.failover(g, p, o);
     }
@@ -177,6 +204,9 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::optional<Status> failure_;
+  std::optional<Status> storage_failure_;
+  std::vector<std::string> read_only_;
+  std::vector<std::string> released_;
   std::vector<SyncProgress> steps_;
   std::uint64_t bytes_sent_ = 4096;
   bool blocking_ = false;

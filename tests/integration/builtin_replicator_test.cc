@@ -95,7 +95,7 @@ class BuiltinReplicatorTest : public ::testing::Test {
     channel_.reset();
     receiver_.reset();
     pits_.reset();
-    fs::remove_all(root_);
+    evac::testing::remove_tree(root_);  // a failed test may leave an image read-only
   }
 
   static int qemu_img(std::vector<std::string> args) {
@@ -553,6 +553,57 @@ class FakeChangeTracking : public ChangeTracking {
   bool stop_ = false;
   std::thread launcher_{[this] { launch_loop(); }};
 };
+
+// The storage half of a fence: a fenced copy's image files get the
+// immutable attribute, so nothing (QEMU run as root included) opens them
+// for writing, while they still serve as the seeds of a reprotect's first
+// cycle back; a recovery that moves the VMs onto new disks releases them.
+TEST_F(BuiltinReplicatorTest, AFencedSourceIsReadOnlyStillSeedsAndIsReleasedAgain) {
+  EXPECT_TRUE(replicator_->capabilities().read_only_source);
+  write_random(0, 4 << 20);
+  auto probe = is_immutable(source_);
+  if (probe.status().code() == StatusCode::kUnsupported) GTEST_SKIP() << probe.status().to_string();
+
+  ASSERT_TRUE(replicator_->prepare_failover(spec_).is_ok());
+  ASSERT_TRUE(*is_immutable(source_));
+  auto refused = run_command({"/usr/bin/qemu-io", "-f", "qcow2", "-c", "write -P 7 0 65536", source_});
+  EXPECT_NE(refused.exit_code, 0) << refused.out;
+  EXPECT_NE((refused.out + refused.err).find("Operation not permitted"), std::string::npos) << refused.out << refused.err;
+  EXPECT_TRUE(replicator_->prepare_failover(spec_).is_ok()) << "asked again, it is so already";
+
+  // Read-only, it is still a seed: the copy at the recovery site starts from it.
+  fs::path seed = root_ / "replicas" / "web01.qcow2";
+  ASSERT_EQ(qemu_img({"convert", "-O", "raw", source_, seed.string()}), 0);
+  ReplicationGroupSpec seed_spec = spec_;
+  seed_spec.vms[0].disks[0] = DiskInfo{"vda", seed.string(), "raw", "virtio", "disk", "replicas"};
+  ASSERT_TRUE(replicator_->prepare_failover(seed_spec).is_ok());
+  auto pit = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
+  EXPECT_LE(channel_->wire_bytes.load(), 64u << 10) << "nothing differs from the frozen seed";
+  EXPECT_TRUE(replicator_->verify_pit("g1", "")->ok());
+
+  // A VM still running keeps its open descriptors: refused, left as it is.
+  ReplicationGroupSpec running = spec_;
+  running.vms[0].state = PowerState::kRunning;
+  running.vms[0].disks[0].path = (root_ / "replicas" / "other.qcow2").string();
+  ASSERT_EQ(qemu_img({"create", "-q", "-f", "qcow2", running.vms[0].disks[0].path, "1M"}), 0);
+  Status st = replicator_->prepare_failover(running);
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.to_string();
+  EXPECT_NE(st.message().find("while web01 runs"), std::string::npos) << st.to_string();
+  EXPECT_NE(st.hint().find("power them off at site 'site-a'"), std::string::npos) << st.to_string();
+  EXPECT_FALSE(*is_immutable(running.vms[0].disks[0].path));
+
+  // Released: writable again; again, or on a file gone, it is a no-op.
+  ASSERT_TRUE(replicator_->release_source(spec_).is_ok());
+  ASSERT_TRUE(replicator_->release_source(seed_spec).is_ok());
+  EXPECT_FALSE(*is_immutable(source_));
+  write(0, 65536, 7);
+  EXPECT_TRUE(replicator_->release_source(spec_).is_ok());
+  ReplicationGroupSpec gone = spec_;
+  gone.vms[0].disks[0].path = (root_ / "source" / "gone.qcow2").string();
+  EXPECT_TRUE(replicator_->release_source(gone).is_ok());
+  EXPECT_TRUE(replicator_->prepare_failover(gone).is_ok()) << "a disk already gone has nothing to protect";
+}
 
 class RunningVmReplicationTest : public BuiltinReplicatorTest {
  protected:

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "net/https_client.h"
+#include "replication/builtin/host_io.h"
 
 namespace evac::testing {
 
@@ -175,6 +176,17 @@ class EvacdProcess {
   int exit_status_ = 0;
 };
 
+// Removes a test's folder. A fence makes the stale copy's disk files
+// immutable (a failback releases them, a test that ends before leaves them
+// so): the attribute is lifted first.
+inline void remove_tree(const fs::path& root) {
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    if (it->is_regular_file(ec)) (void)evac::builtin::set_immutable(it->path().string(), false);
+  fs::remove_all(root);
+}
+
 // Two evacd's (site-a, site-b) and the evac CLI with a context for each
 // ("a", "b"); a fixture's SetUp calls make_root, make_sites, start_sites.
 class TwoEvacdTest : public ::testing::Test {
@@ -183,7 +195,7 @@ class TwoEvacdTest : public ::testing::Test {
   void make_root(const std::string& prefix) {
     root_ = fs::temp_directory_path() /
             (prefix + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
+    remove_tree(root_);
     fs::create_directories(root_);
   }
   // How often site-b sends heartbeats (and with them its configuration) to
@@ -214,7 +226,7 @@ class TwoEvacdTest : public ::testing::Test {
       std::cerr << "---- site-a log\n" << a_->log() << "\n---- site-b log\n" << b_->log() << "\n";
     a_.reset();
     b_.reset();
-    fs::remove_all(root_);
+    remove_tree(root_);
   }
 
   CommandResult evac(std::vector<std::string> args) {

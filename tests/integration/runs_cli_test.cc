@@ -253,8 +253,23 @@ TEST_F(RunsCliTest, MigrationRecoversTheFinalSyncAndFencesTheOldCopy) {
   EXPECT_NE(sync.err.find("live at site 'site-b'"), std::string::npos) << sync.err;
   EXPECT_NE(sync.err.find("reprotect"), std::string::npos) << sync.err;
   bool fenced_event = false;
-  for (const auto& e : evac_at("a", {"events", "list", "-o", "json"}).json()) fenced_event |= e["kind"] == "fenced";
+  for (const auto& e : evac_at("a", {"events", "list", "-o", "json"}).json())
+    if (e["kind"] == "fenced") {
+      fenced_event = true;
+      EXPECT_NE(e["message"].get<std::string>().find("its disks are read-only"), std::string::npos) << e.dump();
+    }
   EXPECT_TRUE(fenced_event);
+  // Its disks too: nothing, root included, writes the stale copy (a VM
+  // started there by hand fails to open them).
+  for (const char* image : {"a/images/db01.qcow2", "a/images/web01.qcow2"}) {
+    auto frozen = evac::builtin::is_immutable((root_ / image).string());
+    ASSERT_TRUE(frozen.is_ok()) << frozen.status().to_string();
+    EXPECT_TRUE(*frozen) << image;
+  }
+  auto stale_write = run_command({"qemu-io", "-f", "qcow2", "-c", "write -P 0x66 0 65536", source});
+  EXPECT_NE(stale_write.exit_code, 0) << "the fenced copy took a write: " << stale_write.out;
+  EXPECT_NE((stale_write.out + stale_write.err).find("Operation not permitted"), std::string::npos)
+      << stale_write.out << stale_write.err;
 
   // Recovered once; again, or a test of it, is refused.
   auto again = evac_at("b", {"plan", "migrate", "shop-dr", "--confirm", "shop-dr"});
@@ -476,6 +491,16 @@ TEST_F(RunsCliTest, ReprotectThenFailbackBringsTheVmsHome) {
   for (const auto& [name, vm] : vms_at("b")) {
     EXPECT_EQ(vm["is_placeholder"], true) << name;
     EXPECT_EQ(vm["state"], "shut off") << name;
+    // Fenced when the failback handed over: the disks it ran on are read-only.
+    auto frozen = evac::builtin::is_immutable(vm["disks"][0]["path"].get<std::string>());
+    ASSERT_TRUE(frozen.is_ok()) << frozen.status().to_string();
+    EXPECT_TRUE(*frozen) << name << " at site-b: " << vm["disks"][0]["path"];
+  }
+  // Site-a's VMs left the disks they were fenced on: those are writable again.
+  for (const char* image : {"a/images/db01.qcow2", "a/images/web01.qcow2"}) {
+    auto frozen = evac::builtin::is_immutable((root_ / image).string());
+    ASSERT_TRUE(frozen.is_ok()) << frozen.status().to_string();
+    EXPECT_FALSE(*frozen) << image << " was not released when its VM moved onto new disks";
   }
   group = evac_at("a", {"group", "show", "shop", "-o", "json"});
   ASSERT_EQ(group.exit_code, 0) << group.err;

@@ -168,6 +168,34 @@ TEST_F(ReplicationOpsTest, AReverseCycleGoesThroughTheAdaptersReverse) {
   EXPECT_EQ(fake_.sync_calls(), 4);
 }
 
+// The storage half of a fence goes through the adapter: the group's disks
+// as this site has them; a failure there is reported and fences all the same.
+TEST_F(ReplicationOpsTest, AFenceHasTheAdapterMakeTheGroupsDisksReadOnly) {
+  auto group = a_.service->get_group("g1");
+  ASSERT_TRUE(group.is_ok());
+  ASSERT_TRUE(a_.service->fence(*group, OwnershipRecord{"g1", "site-b", 2, now_, "run-1"}).is_ok());
+  EXPECT_EQ(fake_.made_read_only(), std::vector<std::string>{"g1:web01:/a/images/web01.qcow2"});
+  auto fenced = events("fenced");
+  ASSERT_EQ(fenced.size(), 1u);
+  EXPECT_TRUE(contains(fenced[0].message, "; its disks are read-only")) << fenced[0].message;
+
+  fake_.fail_storage_with(unsupported("no immutable attribute on this filesystem", "keep disks on ext4"));
+  ASSERT_TRUE(a_.service->fence(*group, OwnershipRecord{"g1", "site-b", 3, now_, "run-2"}).is_ok());
+  fenced = events("fenced");
+  ASSERT_EQ(fenced.size(), 2u);
+  const std::string& message = fenced[0].message;  // newest first
+  EXPECT_TRUE(contains(message, "epoch 3")) << message;
+  EXPECT_TRUE(contains(message, "could not be made read-only (no immutable attribute on this filesystem: keep disks on ext4)"))
+      << message;
+  EXPECT_TRUE(contains(message, "a VM started here by hand would write its stale copy")) << message;
+  EXPECT_FALSE(a_.service->check_not_fenced(*group).is_ok()) << "fenced all the same";
+
+  // Recovered VMs that left their old disks: those, and only those, are released.
+  VmInfo old = make_vm("web01", "u-web01", {{"vda", "/a/images/web01.qcow2", "qcow2", "virtio", "disk", "images"}}, {});
+  ASSERT_TRUE(replication_->release_old_disks("g1", "site-b", {old}).is_ok());
+  EXPECT_EQ(fake_.released(), std::vector<std::string>{"g1:web01:/a/images/web01.qcow2"});
+}
+
 TEST_F(ReplicationOpsTest, ProgressOfARunningCycle) {
   fake_.report({SyncProgress{1000, 100, 10}, SyncProgress{1000, 250, 100}});
   fake_.block();

@@ -500,6 +500,7 @@ ReplicationCapabilities BuiltinReplicator::capabilities() const {
   c.reverse = true;               // from the seeds the former protected site keeps
   c.change_tracking = true;       // running VMs: checkpoints and pull-mode backups
   c.cross_vm_consistency = true;  // one frozen instant per group cycle
+  c.read_only_source = true;      // image files made immutable while fenced
   return c;
 }
 
@@ -1230,9 +1231,53 @@ Status BuiltinReplicator::drop_test_copy(const std::string& group, const std::st
   return receiver_->pits().drop_test_copy(group, test_copy_id);
 }
 
-Status BuiltinReplicator::prepare_failover(const std::string& group) {
-  return unsupported("making the source read-only for group '" + group + "' is not built yet",
-                     "planned migration arrives with recovery plans (issue 8)");
+// A fenced copy's image files get the immutable attribute: QEMU, run as
+// root or not, then cannot open them for writing, so a VM started by hand
+// at the fenced site fails to start instead of diverging from the live copy
+// (the storage half of a fence, as an array makes a LUN read-only). A VM
+// still running keeps its open descriptors: it is refused, not frozen.
+Status BuiltinReplicator::prepare_failover(const ReplicationGroupSpec& spec) {
+  std::string running, failed;
+  Status first_failure = Status::ok();
+  for (const auto& vm : spec.vms) {
+    if (vm.state == PowerState::kRunning || vm.state == PowerState::kPaused) {
+      running += (running.empty() ? "" : ", ") + vm.name;
+      continue;
+    }
+    for (const auto& disk : vm.disks) {
+      if (!is_replicated_disk(disk)) continue;
+      Status st = set_immutable(disk.path, true);
+      if (st.is_ok() || st.code() == StatusCode::kNotFound) continue;
+      failed += (failed.empty() ? "" : "; ") + vm.name + " " + disk.target + ": " + st.message();
+      if (first_failure.is_ok()) first_failure = st;
+    }
+  }
+  if (!running.empty())
+    return failed_precondition("cannot make the disks of group '" + spec.group + "' read-only while " + running +
+                                   (running.find(',') == std::string::npos ? " runs" : " run"),
+                               "power them off at site '" + spec.protected_site + "' first");
+  if (!failed.empty())
+    return Status(first_failure.code(), "could not make every disk of group '" + spec.group + "' read-only: " + failed,
+                  first_failure.hint());
+  return Status::ok();
+}
+
+Status BuiltinReplicator::release_source(const ReplicationGroupSpec& spec) {
+  std::string failed;
+  Status first_failure = Status::ok();
+  for (const auto& vm : spec.vms)
+    for (const auto& disk : vm.disks) {
+      if (!is_replicated_disk(disk)) continue;
+      Status st = set_immutable(disk.path, false);
+      // Never set where the attribute does not exist, or gone already.
+      if (st.is_ok() || st.code() == StatusCode::kNotFound || st.code() == StatusCode::kUnsupported) continue;
+      failed += (failed.empty() ? "" : "; ") + vm.name + " " + disk.target + ": " + st.message();
+      if (first_failure.is_ok()) first_failure = st;
+    }
+  if (!failed.empty())
+    return Status(first_failure.code(), "could not make the old disks of group '" + spec.group + "' writable again: " + failed,
+                  "clear the attribute by hand: chattr -i FILE");
+  return Status::ok();
 }
 
 Result<std::vector<PitDisk>> BuiltinReplicator::failover(const std::string& group, const std::string& pit_id,

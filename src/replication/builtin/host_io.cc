@@ -1,7 +1,9 @@
 #include "replication/builtin/host_io.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 namespace evac::builtin {
@@ -274,6 +277,60 @@ Result<std::vector<ImageExtent>> map_image(const std::string& path, const std::s
     out.push_back(x);
   }
   if (expected != disk_size) return unsupported("the map of " + path + " does not cover the disk");
+  return out;
+}
+
+namespace {
+
+// The attribute flags of `path`, through a read-only descriptor (the
+// ioctl works on one, and an immutable file opens for reading).
+Status with_attribute_flags(const std::string& path, const std::function<Status(int fd, int flags)>& then) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (fd.get() < 0) {
+    const int e = errno;
+    if (e == ENOENT) return not_found(path + " does not exist");
+    return internal_error("cannot open " + path + ": " + errno_text(e), kOutsideHint);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    return unsupported(path + " is not a regular file", "only image files get the immutable attribute");
+  int flags = 0;
+  if (::ioctl(fd.get(), FS_IOC_GETFLAGS, &flags) != 0) {
+    const int e = errno;
+    if (e == ENOTTY || e == EOPNOTSUPP || e == EINVAL)
+      return unsupported("the filesystem holding " + path + " has no immutable attribute",
+                         "keep protected disks on a local filesystem (ext4, xfs, btrfs) to have them made read-only");
+    return internal_error("cannot read the attributes of " + path + ": " + errno_text(e), kOutsideHint);
+  }
+  return then(fd.get(), flags);
+}
+
+}  // namespace
+
+Status set_immutable(const std::string& path, bool immutable) {
+  return with_attribute_flags(path, [&](int fd, int flags) -> Status {
+    const int wanted = immutable ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+    if (wanted == flags) return Status::ok();
+    if (::ioctl(fd, FS_IOC_SETFLAGS, &wanted) == 0) return Status::ok();
+    const int e = errno;
+    if (e == EPERM)
+      return permission_denied("cannot " + std::string(immutable ? "set" : "clear") + " the immutable attribute of " +
+                                   path + ": evacd lacks CAP_LINUX_IMMUTABLE",
+                               "run evacd as root (or grant it CAP_LINUX_IMMUTABLE)");
+    if (e == ENOTTY || e == EOPNOTSUPP || e == EINVAL)
+      return unsupported("the filesystem holding " + path + " has no immutable attribute",
+                         "keep protected disks on a local filesystem (ext4, xfs, btrfs) to have them made read-only");
+    return internal_error("cannot change the attributes of " + path + ": " + errno_text(e), kOutsideHint);
+  });
+}
+
+Result<bool> is_immutable(const std::string& path) {
+  bool out = false;
+  Status st = with_attribute_flags(path, [&](int, int flags) {
+    out = (flags & FS_IMMUTABLE_FL) != 0;
+    return Status::ok();
+  });
+  if (!st.is_ok()) return st;
   return out;
 }
 

@@ -75,4 +75,12 @@ Status write_file_durably(const std::string& path, const std::string& bytes);
 // kNotFound when it does not exist.
 Result<std::string> read_whole_file(const std::string& path);
 
+// The filesystem's immutable attribute (chattr +i): no process, root
+// included, may open the file for writing, rename it or remove it while it
+// is set. Setting it needs CAP_LINUX_IMMUTABLE (kPermissionDenied without);
+// a filesystem without the attribute (NFS, FUSE) is kUnsupported; a missing
+// file is kNotFound.
+Status set_immutable(const std::string& path, bool immutable);
+Result<bool> is_immutable(const std::string& path);
+
 }  // namespace evac::builtin
