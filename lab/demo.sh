@@ -615,6 +615,12 @@ story() {
   [[ "${fenced}" == yes ]] || lab_die "site-a did not fence its stale copy"
   [[ -z "$(running_at "${uri_a}")" ]] || lab_die "site-a runs VMs after coming back: $(running_at "${uri_a}")"
   echo "running at site-a: none (fenced)"
+  # The fence holds at the storage too: the stale disks are immutable, so
+  # even an operator starting a VM there by hand gets no second live copy.
+  if virsh -q -c "${uri_a}" start db01 >/dev/null 2>"${root}/start-fenced.err"; then
+    lab_die "db01 started at site-a from its stale copy"
+  fi
+  echo "starting db01 by hand at site-a: refused ($(grep -o 'Operation not permitted' "${root}/start-fenced.err" | head -1 || true)): its disks are read-only"
   phase_done "Site-a back, fenced" "${t}"
 
   step "Reprotect at site-b, then failback from site-a: everything home"

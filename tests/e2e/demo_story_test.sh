@@ -32,6 +32,8 @@ check "the summary names every phase" bash -c "grep -q '^Test recovery' '${out}'
 check "no acknowledged write was lost by the migration and both failbacks" \
   test "$(grep -Ec '^(Migration|Failback) data check.*OK: all [0-9]* acknowledged writes are there' "${out}")" = 3
 check "the failover recovered a prefix of the acknowledged writes" grep -q '^Failover data check.*OK: the recovered log is a prefix' "${out}"
+check "site-a, back after the disaster, refuses to start a stale copy by hand" \
+  grep -q "^starting db01 by hand at site-a: refused (Operation not permitted)" "${out}"
 check "the RTOs are reported" test "$(grep -c 'RTO [0-9.]* s' "${out}")" -ge 5
 check "eight HTML reports are left" test "$(ls "${EVAC_DEMO_ROOT}/reports/"*.html 2>/dev/null | wc -l)" = 8
 check "each report says who, what and how long" bash -c "grep -l 'Achieved RTO' '${EVAC_DEMO_ROOT}'/reports/*.html | wc -l | grep -qx 8"
