@@ -301,12 +301,16 @@ Status RunEngine::launch(const RunRow& run, std::vector<Step> steps) {
     }
   }
   // Steps come after the steps they wait for: from the last one back, each
-  // one's work ahead is its own and the most of what comes after it.
+  // one's work ahead is its own and the most of what comes after it. A step
+  // of unknown duration (a plan's first run) counts 1 ms, so that without
+  // durations the longest chain of steps still goes first: a VM's power-on
+  // before another's heartbeat, and a tier ends on short single steps
+  // rather than on whole chains started last.
   a->work_ahead.assign(n, 0);
   for (std::size_t i = n; i-- > 0;) {
     std::int64_t after = 0;
     for (int d : a->dependents[i]) after = std::max(after, a->work_ahead[static_cast<std::size_t>(d)]);
-    a->work_ahead[i] = std::max(0, a->steps[i].spec.expected_ms) + after;
+    a->work_ahead[i] = std::max(1, a->steps[i].spec.expected_ms) + after;
   }
   for (const auto& s : a->steps)
     if (s.state == StepState::kPending && a->waiting_on[static_cast<std::size_t>(s.idx)] == 0)

@@ -279,6 +279,25 @@ TEST_F(RunEngineTest, TheLongestExpectedChainOfATierStartsFirst) {
   EXPECT_EQ((*stored)[1].spec.expected_ms, 100) << "kept with the step, so a resumed run orders the same";
 }
 
+// A plan's first run knows no durations: each step counts the same, so the
+// steps heading the most steps go first — every power-on of a tier before
+// the heartbeats, so that the tier ends on single steps, not on whole
+// chains started last.
+TEST_F(RunEngineTest, WithoutDurationsTheLongestChainOfStepsStartsFirst) {
+  std::vector<StepSpec> steps = {{"power on a", "power_on", {}, 1},      {"heartbeat a", "wait_for_guest", {0}, 1},
+                                 {"power on b", "power_on", {}, 1},      {"heartbeat b", "wait_for_guest", {2}, 1},
+                                 {"power on c", "power_on", {}, 1},      {"heartbeat c", "wait_for_guest", {4}, 1},
+                                 {"check c", "check", {5}, 1},           {"power on tier 2", "power_on", {}, 2}};
+  auto e = engine(1);
+  ASSERT_TRUE(e->start(run("r1"), steps).is_ok());
+  e->wait_idle("r1");
+  ASSERT_EQ(state_of("r1"), "succeeded");
+  // c heads three steps, a and b two each (then by their place in the plan).
+  std::vector<std::string> expected = {"power on c",  "power on a",  "power on b", "heartbeat c",
+                                       "heartbeat a", "heartbeat b", "check c",    "power on tier 2"};
+  EXPECT_EQ(runner_.order, expected);
+}
+
 TEST_F(RunEngineTest, APromptWaitsForItsAcknowledgement) {
   std::vector<StepSpec> steps = {{"power on db", "power_on", {}, 1},
                                  {"Is the licence server up?", "prompt", {0}, 2},
