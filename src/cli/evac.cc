@@ -197,6 +197,15 @@ void print_group(const Globals& g, const json& j) {
                                return format_time(r["last_failure"]["at"].get<std::int64_t>()) + streak + ": " +
                                       r["last_failure"].value("error", "");
                              }});
+    columns.push_back(Column{"FULL-READ", [](const json& x) {
+                               // Change tracking is trusted between full reads of every block.
+                               const json& r = x["replication"];
+                               std::string last = r["last_full_read_at"].is_number()
+                                                      ? "last " + format_time(r["last_full_read_at"].get<std::int64_t>())
+                                                      : "none yet";
+                               if (!r["full_read_due_at"].is_number()) return last + " (periodic full reads off)";
+                               return last + ", next due " + format_time(r["full_read_due_at"].get<std::int64_t>());
+                             }});
     columns.push_back(Column{"SYNC", [](const json& x) {
                                const json& r = x["replication"];
                                if (r["sync"].value("running", false)) return format_sync_progress(r["sync"]);

@@ -95,9 +95,9 @@ Status parse_replication(const YAML::Node& root, DaemonConfig& cfg, const std::s
     return config_error(origin, "'replication' must be a map", "for example replication: {schedules: false}");
   for (const auto& kv : node) {
     auto key = kv.first.as<std::string>();
-    if (key != "schedules" && key != "check_interval")
+    if (key != "schedules" && key != "check_interval" && key != "full_read_every")
       return config_error(origin, "unknown key 'replication." + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
-                          "known keys: replication.schedules, replication.check_interval");
+                          "known keys: replication.schedules, replication.check_interval, replication.full_read_every");
   }
   if (auto s = node["schedules"]) {
     std::string v = s.IsScalar() ? s.as<std::string>() : "";
@@ -108,6 +108,12 @@ Status parse_replication(const YAML::Node& root, DaemonConfig& cfg, const std::s
     else
       return config_error(origin, "'replication.schedules' must be true or false, not '" + v + "'",
                           "write replication: {schedules: false} to sync only by hand");
+  }
+  if (auto v = optional_string(node, "full_read_every"); v && (*v == "off" || *v == "never")) {
+    cfg.replication_full_read_every = std::chrono::seconds(0);
+  } else {
+    EVAC_RETURN_IF_ERROR(
+        parse_duration_key(node, "full_read_every", cfg.replication_full_read_every, origin + " replication"));
   }
   return parse_duration_key(node, "check_interval", cfg.replication_check_interval, origin + " replication");
 }

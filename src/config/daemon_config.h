@@ -8,7 +8,7 @@
 //   heartbeat_interval: 5s
 //   peer_timeout: 5s
 //   log: { format: json, level: info }
-//   replication: { schedules: true, check_interval: 5s }
+//   replication: { schedules: true, check_interval: 5s, full_read_every: 7d }
 //   runs: { max_parallel: 16, per_provider_limit: 8 }
 //   compute_providers:
 //     - { name: local, kind: libvirt, uri: "qemu:///system" }
@@ -42,6 +42,10 @@ struct DaemonConfig {
   bool replication_schedules = true;
   // How often the scheduler checks lag and compliance.
   std::chrono::seconds replication_check_interval{5};
+  // How often a cycle of running VMs reads every block rather than only what
+  // change tracking reports (catches a replica drifted behind its back);
+  // 0 ("off"): only the first cycle does.
+  std::chrono::seconds replication_full_read_every{7 * 24 * 3600};
   // Steps of one run at once, and of those, steps calling one compute
   // provider at once (so a recovery does not flood a hypervisor manager).
   int runs_max_parallel = 16;

@@ -67,6 +67,10 @@ struct ReplicationGroupSpec {
   std::vector<VmInfo> vms;  // with their disks at the protected site
   std::map<std::string, std::string> replica_dirs;  // source storage pool -> folder at the recovery site
   RetentionPolicy retention;
+  // Read every block of every disk this cycle, trusting no change tracking:
+  // the periodic full read that catches a replica drifted from its source
+  // behind the tracking's back. Engines without tracking always do.
+  bool full_read = false;
 };
 
 struct PitDisk {
@@ -87,6 +91,9 @@ struct PointInTime {
   // change-tracking checkpoint of that instant after it, which is how the
   // protected site knows which checkpoint a replica is current with.
   std::string cycle_id;
+  // The cycle read every block of every disk (no change map used); known
+  // to the site that made it.
+  bool full_read = false;
 };
 
 struct SyncProgress {

@@ -180,11 +180,11 @@ ReplicationService::ReplicationService(SiteService& site, PeerTransport& transpo
   // resume them now rather than at the group's next sync. A hypervisor that
   // is down now gets the same treatment at that next sync.
   (void)builtin::recover_interrupted_cycles(backup_dir_, "", change_tracking_lookup());
-  site_.set_storage_fence([this](const GroupRecord& g) { return make_source_read_only(g); });
+  site_.set_storage_fence(this, [this](const GroupRecord& g) { return make_source_read_only(g); });
 }
 
 ReplicationService::~ReplicationService() {
-  site_.set_storage_fence(nullptr);
+  site_.clear_storage_fence(this);
   shutdown();
 }
 
@@ -390,6 +390,11 @@ Result<PointInTime> ReplicationService::run_one_cycle(const std::string& name, s
     if (!peer->has_value()) return failed_precondition("recovery site '" + group->recovery_site + "' is not paired");
     auto spec = group_spec(*group, **peer);
     if (!spec) return spec.status();
+    {
+      auto record = site_.store().find_replication(name);
+      auto due = full_read_due_at(record.is_ok() ? *record : std::nullopt);
+      spec->full_read = due && *due <= now();
+    }
     std::shared_ptr<TokenBucket> limiter;
     bool reverse = false;
     {
@@ -420,7 +425,7 @@ Result<PointInTime> ReplicationService::run_one_cycle(const std::string& name, s
       std::chrono::duration_cast<std::chrono::milliseconds>(options_.steady_clock() - started).count();
   if (outcome) {
     Status s = site_.store().record_cycle_success(name, outcome->id, outcome->created_at, outcome->bytes_sent, duration_ms,
-                                                  now());
+                                                  now(), outcome->full_read);
     if (!s.is_ok()) spdlog::warn("replication: cannot record cycle of group {}: {}", name, s.to_string());
     spdlog::info("replication: group {} has point in time {} ({} bytes sent in {} ms)", name, outcome->id,
                  outcome->bytes_sent, duration_ms);
@@ -533,6 +538,12 @@ void ReplicationService::shutdown() {
   for (auto& t : threads) t.join();
 }
 
+std::optional<std::int64_t> ReplicationService::full_read_due_at(const std::optional<ReplicationRecord>& record) const {
+  if (options_.full_read_every.count() <= 0) return std::nullopt;
+  if (!record || !record->last_full_read_at) return now();
+  return *record->last_full_read_at + options_.full_read_every.count();
+}
+
 json ReplicationService::replication_state(const GroupRecord& group) {
   std::int64_t t = now();
   auto record = site_.store().find_replication(group.name);
@@ -561,6 +572,11 @@ json ReplicationService::replication_state(const GroupRecord& group) {
   ScheduleInput in{t, group.rpo_seconds, group.created_at, newest, false, r ? r->consecutive_failures : 0,
                    r ? r->last_failure_at : std::nullopt};
   out["next_cycle_at"] = options_.schedules ? json(std::max(t, decide_schedule(in).not_before)) : json(nullptr);
+  // Change tracking is trusted between full reads; this says when the last
+  // one captured and when a cycle will read every block again.
+  out["last_full_read_at"] = r && r->last_full_read_at ? json(*r->last_full_read_at) : json(nullptr);
+  auto full_due = full_read_due_at(r);
+  out["full_read_due_at"] = full_due ? json(std::max(t, *full_due)) : json(nullptr);
 
   std::lock_guard lock(mu_);
   json sync = {{"running", false}, {"phase", "idle"}};

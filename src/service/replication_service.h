@@ -49,6 +49,11 @@ struct ReplicationOptions {
   TokenBucket::Clock steady_clock;      // rates and limits; default: std::chrono::steady_clock
   bool schedules = true;                // start cycles from the RPO (evacd config replication.schedules)
   bool fault_exit_while_paused = false;  // crash tests only: see builtin::SyncOptions::exit_while_paused
+  // How often a cycle reads every block instead of trusting change tracking
+  // (ReplicationGroupSpec::full_read), counted from the instant the last
+  // full read captured; 0: never beyond the first (evacd config
+  // replication.full_read_every, default 7 days).
+  std::chrono::seconds full_read_every{7 * 24 * 3600};
 };
 
 // kReverse: the first cycle of a group after a reprotect, through the
@@ -181,6 +186,9 @@ class ReplicationService {
   Result<GroupRecord> protected_group(const std::string& name);
   void run_cycles(const std::string& group);
   Result<PointInTime> run_one_cycle(const std::string& group, std::size_t& known_pits);
+  // When the group's next periodic full read is due (unix seconds; now when
+  // none has been recorded), or nullopt when they are off.
+  std::optional<std::int64_t> full_read_due_at(const std::optional<ReplicationRecord>& record) const;
   // Compares the group's lag with its RPO and raises an event when that changed.
   void check_compliance(const GroupRecord& group);
   void raise_event(const std::string& severity, const std::string& kind, const std::string& group,

@@ -475,9 +475,17 @@ Status SiteService::fence(const GroupRecord& group, const OwnershipRecord& recor
   return Status::ok();
 }
 
-void SiteService::set_storage_fence(StorageFence fence) {
+void SiteService::set_storage_fence(const void* owner, StorageFence fence) {
   std::lock_guard lock(storage_fence_mu_);
+  storage_fence_owner_ = owner;
   storage_fence_ = std::move(fence);
+}
+
+void SiteService::clear_storage_fence(const void* owner) {
+  std::lock_guard lock(storage_fence_mu_);
+  if (storage_fence_owner_ != owner) return;
+  storage_fence_owner_ = nullptr;
+  storage_fence_ = nullptr;
 }
 
 Result<GroupRecord> SiteService::group_recovered_by(const PeerRecord& caller, const std::string& group) {

@@ -168,7 +168,9 @@ class SiteService {
   // ReplicationService registers it): makes a fenced copy's disks read-only.
   // Its failure is reported in the fence's event, never undoes the fence.
   using StorageFence = std::function<Status(const GroupRecord&)>;
-  void set_storage_fence(StorageFence fence);
+  void set_storage_fence(const void* owner, StorageFence fence);
+  // Unregisters `owner`'s fence, unless another has replaced it since.
+  void clear_storage_fence(const void* owner);
   // kFailedPrecondition when another site took the group over (a fenced copy).
   Status check_not_fenced(const GroupRecord& group);
 
@@ -177,6 +179,7 @@ class SiteService {
 
  private:
   std::mutex storage_fence_mu_;
+  const void* storage_fence_owner_ = nullptr;
   StorageFence storage_fence_;
   // The group, if this site protects it (settings change only there).
   Result<GroupRecord> group_protected_here(const std::string& name);

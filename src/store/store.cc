@@ -8,7 +8,7 @@ namespace {
 
 // Each entry moves the schema from version i to i+1. Never edit a released
 // entry: add a new one, so every site's database upgrades the same way.
-constexpr std::array<const char*, 6> kMigrations = {
+constexpr std::array<const char*, 7> kMigrations = {
     R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE api_tokens (
@@ -149,6 +149,11 @@ CREATE TABLE ownership (
   changed_at INTEGER NOT NULL,
   run_id TEXT NOT NULL DEFAULT ''
 );
+)sql",
+    // 7: when a cycle last read every block of the group's disks rather
+    // than trusting change tracking (a periodic full read is due after it).
+    R"sql(
+ALTER TABLE replication_status ADD COLUMN last_full_read_at INTEGER;
 )sql",
 };
 
@@ -582,7 +587,7 @@ Status Store::set_group_retention(const std::string& name, int keep_pits, int ke
 namespace {
 constexpr const char* kReplicationColumns =
     "group_name, last_pit_id, last_pit_created_at, last_bytes_sent, last_duration_ms, last_success_at, last_failure_at, "
-    "last_error, consecutive_failures, cycles_succeeded, cycles_failed, bytes_sent_total, rpo_breached";
+    "last_error, consecutive_failures, cycles_succeeded, cycles_failed, bytes_sent_total, rpo_breached, last_full_read_at";
 ReplicationRecord read_replication(const sqlite::Statement& s) {
   ReplicationRecord r;
   r.group = s.text(0);
@@ -598,6 +603,7 @@ ReplicationRecord read_replication(const sqlite::Statement& s) {
   r.cycles_failed = s.int64(10);
   r.bytes_sent_total = static_cast<std::uint64_t>(s.int64(11));
   r.rpo_breached = s.int64(12) != 0;
+  r.last_full_read_at = s.optional_int64(13);
   return r;
 }
 }  // namespace
@@ -613,17 +619,24 @@ Result<std::optional<ReplicationRecord>> Store::find_replication(const std::stri
 // Rows appear on a group's first cycle; a group deleted meanwhile has no row
 // to write (the foreign key refuses it), which is what we want.
 Status Store::record_cycle_success(const std::string& group, const std::string& pit_id, std::int64_t pit_created_at,
-                                   std::uint64_t bytes_sent, std::int64_t duration_ms, std::int64_t finished_at) {
+                                   std::uint64_t bytes_sent, std::int64_t duration_ms, std::int64_t finished_at,
+                                   bool full_read) {
   std::lock_guard lock(mu_);
+  // ?7: the cycle's start instant if it read every block, else the row's as it was.
   auto st = db_.prepare(
       "INSERT INTO replication_status (group_name, last_pit_id, last_pit_created_at, last_bytes_sent, last_duration_ms, "
-      "last_success_at, cycles_succeeded, bytes_sent_total) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?4) "
+      "last_success_at, cycles_succeeded, bytes_sent_total, last_full_read_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?4, ?7) "
       "ON CONFLICT(group_name) DO UPDATE SET last_pit_id = ?2, last_pit_created_at = ?3, last_bytes_sent = ?4, "
       "last_duration_ms = ?5, last_success_at = ?6, consecutive_failures = 0, cycles_succeeded = cycles_succeeded + 1, "
-      "bytes_sent_total = bytes_sent_total + ?4");
+      "bytes_sent_total = bytes_sent_total + ?4, last_full_read_at = COALESCE(?7, last_full_read_at)");
   if (!st) return st.status();
-  return st->bind(1, group).bind(2, pit_id).bind(3, pit_created_at).bind(4, static_cast<std::int64_t>(bytes_sent))
-      .bind(5, duration_ms).bind(6, finished_at).run();
+  st->bind(1, group).bind(2, pit_id).bind(3, pit_created_at).bind(4, static_cast<std::int64_t>(bytes_sent))
+      .bind(5, duration_ms).bind(6, finished_at);
+  if (full_read)
+    st->bind(7, pit_created_at);
+  else
+    st->bind_null(7);
+  return st->run();
 }
 
 Status Store::record_cycle_failure(const std::string& group, std::int64_t at, const std::string& error) {

@@ -87,6 +87,9 @@ struct ReplicationRecord {
   // The compliance state the last alarm reported, so an alarm fires once per
   // change rather than on every check (and survives a restart).
   bool rpo_breached = false;
+  // The instant captured by the newest cycle that read every block of the
+  // group's disks (no change tracking trusted); unset before the first.
+  std::optional<std::int64_t> last_full_read_at;
 };
 
 // An alarm or notable event, kept for operators (`evac events list`).
@@ -225,7 +228,8 @@ class Store {
   // Replication bookkeeping at the protected site.
   Result<std::optional<ReplicationRecord>> find_replication(const std::string& group);
   Status record_cycle_success(const std::string& group, const std::string& pit_id, std::int64_t pit_created_at,
-                              std::uint64_t bytes_sent, std::int64_t duration_ms, std::int64_t finished_at);
+                              std::uint64_t bytes_sent, std::int64_t duration_ms, std::int64_t finished_at,
+                              bool full_read = false);
   Status record_cycle_failure(const std::string& group, std::int64_t at, const std::string& error);
   Status set_rpo_breached(const std::string& group, bool breached);
 

@@ -84,6 +84,11 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     std::lock_guard lock(mu_);
     return limiter_ ? limiter_->rate() : 0;
   }
+  // Whether each sync_now call was asked to read every block (spec.full_read).
+  std::vector<bool> full_reads() const {
+    std::lock_guard lock(mu_);
+    return full_reads_;
+  }
   // "<group>:<vm>:<path>" of every disk prepare_failover / release_source named.
   std::vector<std::string> made_read_only() const {
     std::lock_guard lock(mu_);
@@ -123,6 +128,7 @@ class FakeReplicationAdapter : public ReplicationAdapter {
       std::unique_lock lock(mu_);
       ++sync_calls_;
       synced_groups_.push_back(spec.group);
+      full_reads_.push_back(spec.full_read);
       steps = steps_;
     }
     for (const auto& p : steps)
@@ -142,6 +148,7 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     pit.group = spec.group;
     pit.created_at = created_at;
     pit.bytes_sent = bytes_sent_;
+    pit.full_read = spec.full_read;
     pits_[spec.group].push_back(pit);
     return pit;
   }
@@ -205,6 +212,7 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   std::condition_variable cv_;
   std::optional<Status> failure_;
   std::optional<Status> storage_failure_;
+  std::vector<bool> full_reads_;
   std::vector<std::string> read_only_;
   std::vector<std::string> released_;
   std::vector<SyncProgress> steps_;

@@ -674,6 +674,34 @@ TEST_F(RunningVmReplicationTest, FreezesThenReadsTheExportAndKeepsOneCheckpoint)
   EXPECT_TRUE(fs::is_empty(work_)) << "no export folder or journal is left behind";
 }
 
+// A periodic full read trusts no change tracking: the backup is asked for
+// no changes since the committed checkpoint, every block is hashed against
+// the replica, and still only what differs travels.
+TEST_F(RunningVmReplicationTest, AFullReadAsksForNoChangesAndStillSendsOnlyWhatDiffers) {
+  std::string web01 = spec_.vms[0].uuid;
+  write_random(0, 2 << 20);
+  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
+  EXPECT_TRUE(pit1->full_read) << "a first cycle reads every block";
+
+  write_random(16 << 20, 1 << 20);
+  std::string v2 = snapshot("v2");
+  tracking_.events.clear();
+  channel_->wire_bytes = 0;
+  ReplicationGroupSpec full = spec_;
+  full.full_read = true;
+  auto pit2 = replicator_->sync_now(full, nullptr);
+  ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
+  EXPECT_TRUE(pit2->full_read);
+  EXPECT_EQ(tracking_.count("begin " + web01 + " since=evac-"), 0u) << "no base checkpoint is trusted";
+  EXPECT_EQ(tracking_.count("begin " + web01 + " since="), 1u);
+  EXPECT_TRUE(same_content(pit2->disks[0].path, v2));
+  EXPECT_LE(channel_->wire_bytes.load(), (1u << 20) * 105 / 100) << "only the changed MiB travels";
+  EXPECT_EQ(tracking_.checkpoints[web01], std::vector<std::string>{"evac-" + pit2->cycle_id})
+      << "the chain of checkpoints goes on from the full read's";
+  EXPECT_TRUE(replicator_->verify_pit("g1", "")->ok());
+}
+
 // Seen once in CI: a backup job outlived its cycle, and the next cycle's
 // backup was refused. A cycle now ends any job of ours first.
 TEST_F(RunningVmReplicationTest, ABackupJobLeftByAnEarlierCycleIsEndedFirst) {

@@ -99,5 +99,20 @@ TEST(DaemonConfigTest, ReplicationSchedules) {
   EXPECT_FALSE(parse_daemon_config("site: a\nstate_dir: /s\nreplication: {check_interval: 0s}\n", "t.yaml").is_ok());
 }
 
+TEST(DaemonConfigTest, ReplicationFullReadEvery) {
+  auto defaults = parse_daemon_config("site: a\nstate_dir: /s\n", "t.yaml");
+  ASSERT_TRUE(defaults.is_ok());
+  EXPECT_EQ(defaults->replication_full_read_every.count(), 7 * 24 * 3600);
+  auto daily = parse_daemon_config("site: a\nstate_dir: /s\nreplication: {full_read_every: 1d}\n", "t.yaml");
+  ASSERT_TRUE(daily.is_ok()) << daily.status().to_string();
+  EXPECT_EQ(daily->replication_full_read_every.count(), 24 * 3600);
+  auto off = parse_daemon_config("site: a\nstate_dir: /s\nreplication: {full_read_every: off}\n", "t.yaml");
+  ASSERT_TRUE(off.is_ok()) << off.status().to_string();
+  EXPECT_EQ(off->replication_full_read_every.count(), 0);
+  auto bad = parse_daemon_config("site: a\nstate_dir: /s\nreplication: {full_read_every: weekly}\n", "t.yaml");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("full_read_every"), std::string::npos) << bad.status().message();
+}
+
 }  // namespace
 }  // namespace evac

@@ -85,6 +85,40 @@ TEST_F(ReplicationOpsTest, SyncMakesAPitAndRecordsTheCycleLocally) {
   EXPECT_EQ(s["sync"]["running"], false);
 }
 
+// Change tracking is trusted between periodic full reads: the first cycle,
+// then one whenever the last full read is older than full_read_every.
+TEST_F(ReplicationOpsTest, ACycleReadsEveryBlockWhenTheLastFullReadIsOld) {
+  now_ += 100;
+  auto first = replication_->sync_group("g1");
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  now_ += 600;
+  ASSERT_TRUE(replication_->sync_group("g1").is_ok());
+  EXPECT_EQ(fake_.full_reads(), (std::vector<bool>{true, false}));
+  json s = state();
+  EXPECT_EQ(s["last_full_read_at"], first->created_at);
+  EXPECT_EQ(s["full_read_due_at"], first->created_at + 7 * 24 * 3600);
+
+  now_ = first->created_at + 7 * 24 * 3600;
+  auto due = replication_->sync_group("g1");
+  ASSERT_TRUE(due.is_ok());
+  EXPECT_EQ(fake_.full_reads(), (std::vector<bool>{true, false, true}));
+  EXPECT_EQ(state()["last_full_read_at"], due->created_at);
+
+  // Off: nothing beyond what the engine reads whole by itself.
+  replication_->shutdown();
+  a_.router.reset();
+  ReplicationOptions options;
+  options.adapter_factory = fake_.factory();
+  options.clock = [this] { return now_; };
+  options.full_read_every = std::chrono::seconds(0);
+  make_replication(std::move(options));
+  now_ += 30 * 24 * 3600;
+  ASSERT_TRUE(replication_->sync_group("g1").is_ok());
+  EXPECT_FALSE(fake_.full_reads().back());
+  EXPECT_TRUE(state()["full_read_due_at"].is_null());
+  EXPECT_EQ(state()["last_full_read_at"], due->created_at) << "kept from before";
+}
+
 TEST_F(ReplicationOpsTest, FailedCycleIsRecordedAndRaisesAnEvent) {
   fake_.fail_with(unavailable("cannot reach https://b:1 (fake network)"));
   auto pit = replication_->sync_group("g1");

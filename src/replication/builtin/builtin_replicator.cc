@@ -1034,6 +1034,9 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
         EVAC_RETURN_IF_ERROR(l.tracking->delete_checkpoint(l.vm->uuid, n));
       }
     }
+    // A full read asks for no changes since anything: the export serves the
+    // whole disk at the new checkpoint, every block is hashed and compared.
+    if (spec.full_read) l.base_checkpoint.clear();
     auto dir = make_vm_work_dir(work_root());
     if (!dir) return dir.status();
     l.work_dir = std::move(*dir);
@@ -1187,6 +1190,7 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
   auto pit = channel_.commit_cycle(spec.group, cycle_id, digests, created_at, progress.bytes_sent, spec.retention);
   if (!pit) return pit.status().with_context("committing group '" + spec.group + "'");
   committed_cycle = true;
+  pit->full_read = changed.empty();  // no disk was read through a change map
   return pit;
 }
 
