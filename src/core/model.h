@@ -126,6 +126,7 @@ struct GuestInterface {
   std::string name;               // "eth0"
   std::string mac;                // lower case
   std::vector<std::string> ipv4;  // "10.0.0.7/24"
+  std::vector<std::string> ipv6;  // "2001:db8::7/64"; link-local (fe80::/10) left out
 };
 
 // What a command run in a guest by its agent did.

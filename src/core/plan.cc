@@ -223,28 +223,41 @@ Status validate_plan(const RecoveryPlan& plan, const std::vector<std::string>& g
   return invalid_argument(message, "fix the plan and submit it again; nothing was changed");
 }
 
-std::optional<std::string> map_address(const IpRule& rule, const std::string& ipv4) {
-  auto parse = [](const std::string& cidr, std::uint32_t* net, int* prefix) {
+std::optional<std::string> map_address(const IpRule& rule, const std::string& address) {
+  // An address or subnet as its family and 16 bytes (IPv4 in the first 4).
+  struct Parsed {
     int family = 0;
-    *prefix = cidr_prefix(cidr, &family);
-    if (*prefix < 0 || family != AF_INET) return false;
-    in_addr a{};
-    ::inet_pton(AF_INET, cidr.substr(0, cidr.find('/')).c_str(), &a);
-    *net = ntohl(a.s_addr);
-    return true;
+    unsigned char bytes[16] = {};
   };
-  std::uint32_t from = 0, to = 0;
-  int from_len = 0, to_len = 0;
-  if (!parse(rule.from, &from, &from_len) || !parse(rule.to, &to, &to_len) || from_len != to_len) return std::nullopt;
-  in_addr a{};
-  if (::inet_pton(AF_INET, ipv4.substr(0, ipv4.find('/')).c_str(), &a) != 1) return std::nullopt;
-  const std::uint32_t addr = ntohl(a.s_addr);
-  const std::uint32_t mask = from_len == 0 ? 0 : ~std::uint32_t{0} << (32 - from_len);
-  if ((addr & mask) != from) return std::nullopt;
-  in_addr out{};
-  out.s_addr = htonl(to | (addr & ~mask));
-  char text[INET_ADDRSTRLEN];
-  ::inet_ntop(AF_INET, &out, text, sizeof text);
+  auto parse = [](const std::string& text, Parsed* out) {
+    const std::string addr = text.substr(0, text.find('/'));
+    if (::inet_pton(AF_INET, addr.c_str(), out->bytes) == 1) {
+      out->family = AF_INET;
+      return true;
+    }
+    if (::inet_pton(AF_INET6, addr.c_str(), out->bytes) == 1) {
+      out->family = AF_INET6;
+      return true;
+    }
+    return false;
+  };
+  Parsed from, to, in;
+  int from_family = 0, to_family = 0;
+  const int from_len = cidr_prefix(rule.from, &from_family);
+  const int to_len = cidr_prefix(rule.to, &to_family);
+  if (from_len < 0 || from_len != to_len || from_family != to_family) return std::nullopt;
+  if (!parse(rule.from, &from) || !parse(rule.to, &to) || !parse(address, &in) || in.family != from_family)
+    return std::nullopt;
+  const std::size_t len = from_family == AF_INET ? 4 : 16;
+  // In the subnet: the first from_len bits agree. Then the network part
+  // becomes rule.to's and the host part stays.
+  for (std::size_t bit = 0; bit < static_cast<std::size_t>(from_len); ++bit) {
+    const unsigned char m = static_cast<unsigned char>(0x80 >> (bit % 8));
+    if ((in.bytes[bit / 8] & m) != (from.bytes[bit / 8] & m)) return std::nullopt;
+    in.bytes[bit / 8] = static_cast<unsigned char>((in.bytes[bit / 8] & ~m) | (to.bytes[bit / 8] & m));
+  }
+  char text[INET6_ADDRSTRLEN];
+  if (::inet_ntop(from_family, in.bytes, text, sizeof text) == nullptr || len == 0) return std::nullopt;
   return std::string(text) + "/" + std::to_string(to_len);
 }
 

@@ -110,10 +110,10 @@ Status validate_plan(const RecoveryPlan& plan, const std::vector<std::string>& g
 // Valid plan and resource names: 1-63 of [a-z0-9-_.], starting alphanumeric.
 bool is_valid_plan_name(std::string_view name);
 
-// The address an IPv4 address becomes under `rule` ("10.1.0.7/24": the
-// same host part in rule.to, with its prefix), or nullopt when the address
-// is not in rule.from (or either is not IPv4).
-std::optional<std::string> map_address(const IpRule& rule, const std::string& ipv4);
+// The address an IPv4 or IPv6 address becomes under `rule` ("10.1.0.7/24",
+// "2001:db8:2::7/64": the same host part in rule.to, with its prefix), or
+// nullopt when the address is not in rule.from (another family included).
+std::optional<std::string> map_address(const IpRule& rule, const std::string& address);
 
 // The entry for `vm`, or the defaults for a VM the plan has none for.
 PlanVm plan_vm_or_default(const RecoveryPlan& plan, const std::string& vm);

@@ -27,6 +27,44 @@ using engine::Step;
 using engine::StepSpec;
 using nlohmann::json;
 
+Result<ReIpScript> re_ip_script(const std::string& vm_name, const std::vector<NicInfo>& nics,
+                                const std::map<std::string, std::string>& source_networks,
+                                const std::vector<IpRule>& rules, const std::vector<GuestInterface>& interfaces) {
+  ReIpScript out;
+  for (const auto& nic : nics) {
+    auto src = source_networks.find(nic.network);
+    const std::string network = src == source_networks.end() ? nic.network : src->second;
+    const std::string& mac = nic.mac;  // lower case, like GuestInterface::mac
+    auto iface = std::find_if(interfaces.begin(), interfaces.end(), [&](const GuestInterface& i) { return i.mac == mac; });
+    for (const auto& rule : rules) {
+      if (rule.network != network) continue;
+      if (iface == interfaces.end())
+        return failed_precondition("the guest of " + vm_name + " shows no interface with MAC " + mac + " (network '" +
+                                       network + "')",
+                                   "check the guest's network drivers, or drop the rule");
+      std::vector<std::string> addresses = iface->ipv4;
+      addresses.insert(addresses.end(), iface->ipv6.begin(), iface->ipv6.end());
+      for (const auto& address : addresses) {
+        auto moved = map_address(rule, address);
+        if (!moved) continue;
+        // An IPv6 route needs the family said (ip assumes IPv4 for `default`).
+        const std::string ip = moved->find(':') == std::string::npos ? "ip " : "ip -6 ";
+        out.script += ip + "addr del " + address + " dev " + iface->name + " && " + ip + "addr add " + *moved + " dev " +
+                      iface->name + " && ";
+        if (!rule.gateway.empty()) out.script += ip + "route replace default via " + rule.gateway + " && ";
+        if (!rule.dns.empty()) {
+          out.script += "{ ";
+          for (const auto& d : rule.dns) out.script += "echo nameserver " + d + "; ";
+          out.script += "} > /etc/resolv.conf && ";
+        }
+        out.changed.push_back(json{{"interface", iface->name}, {"mac", mac}, {"from", address}, {"to", *moved}});
+      }
+    }
+  }
+  if (!out.script.empty()) out.script += "true";
+  return out;
+}
+
 std::string test_vm_name(const std::string& vm) { return vm + "-test"; }
 
 namespace {
@@ -648,34 +686,11 @@ class RunService::Steps : public engine::StepRunner {
     if (!placeholder) return placeholder.status();
     auto interfaces = t.provider->guest_interfaces(t.id);
     if (!interfaces) return interfaces.status();
-    std::string script;
-    json changed = json::array();
-    for (const auto& nic : placeholder->nics) {
-      auto src = (*g)->source_networks.find(nic.network);
-      const std::string network = src == (*g)->source_networks.end() ? nic.network : src->second;
-      const std::string& mac = nic.mac;  // lower case, like GuestInterface::mac
-      auto iface = std::find_if(interfaces->begin(), interfaces->end(), [&](const GuestInterface& i) { return i.mac == mac; });
-      for (const auto& rule : ctx.plan.ip_rules) {
-        if (rule.network != network) continue;
-        if (iface == interfaces->end())
-          return failed_precondition("the guest of " + t.name + " shows no interface with MAC " + mac + " (network '" + network + "')",
-                                     "check the guest's network drivers, or drop the rule");
-        for (const auto& address : iface->ipv4) {
-          auto moved = map_address(rule, address);
-          if (!moved) continue;
-          script += "ip addr del " + address + " dev " + iface->name + " && ip addr add " + *moved + " dev " + iface->name + " && ";
-          if (!rule.gateway.empty()) script += "ip route replace default via " + rule.gateway + " && ";
-          if (!rule.dns.empty()) {
-            script += "{ ";
-            for (const auto& d : rule.dns) script += "echo nameserver " + d + "; ";
-            script += "} > /etc/resolv.conf && ";
-          }
-          changed.push_back(json{{"interface", iface->name}, {"mac", mac}, {"from", address}, {"to", *moved}});
-        }
-      }
-    }
+    auto re_ip = re_ip_script(t.name, placeholder->nics, (*g)->source_networks, ctx.plan.ip_rules, *interfaces);
+    if (!re_ip) return re_ip.status();
+    std::string script = std::move(re_ip->script);
+    json changed = std::move(re_ip->changed);
     if (script.empty()) return json{{"changed", changed}};
-    script += "true";
     auto timeout = within(step, std::chrono::seconds(60));
     if (!timeout) return timeout.status();
     auto r = t.provider->guest_exec(t.id, {"/bin/sh", "-c", script}, *timeout);

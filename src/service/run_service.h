@@ -120,6 +120,20 @@ class RunService {
 // The test VM a test run makes of `vm`.
 std::string test_vm_name(const std::string& vm);
 
+// What re-addressing one recovered guest takes: a shell script for its
+// agent (empty when no address moves) and the moves it makes
+// [{interface, mac, from, to}]. `nics` are the VM's NICs as defined at this
+// site, `source_networks` maps this site's networks to the protected site's
+// (the names the rules use), `interfaces` what the guest reports. A NIC a
+// rule covers whose MAC the guest does not show is kFailedPrecondition.
+struct ReIpScript {
+  std::string script;
+  nlohmann::json changed = nlohmann::json::array();
+};
+Result<ReIpScript> re_ip_script(const std::string& vm_name, const std::vector<NicInfo>& nics,
+                                const std::map<std::string, std::string>& source_networks,
+                                const std::vector<IpRule>& rules, const std::vector<GuestInterface>& interfaces);
+
 nlohmann::json to_json(const RunRow& run);
 nlohmann::json to_json(const engine::Step& step);
 

@@ -190,5 +190,21 @@ TEST(PlanIpRules, AnAddressKeepsItsHostPartInTheNewSubnet) {
   EXPECT_EQ(map_address(r, "fe80::1/64"), std::nullopt);
 }
 
+// A rule may move IPv6 subnets the same way; families never cross.
+TEST(PlanIpRules, AnIpv6AddressKeepsItsHostPartInTheNewSubnet) {
+  IpRule r{"prod", "2001:db8:77::/64", "2001:db8:78::/64", "", {}};
+  EXPECT_EQ(map_address(r, "2001:db8:77::11/64"), "2001:db8:78::11/64");
+  EXPECT_EQ(map_address(r, "2001:db8:77:0:5054:ff:fe00:1/64"), "2001:db8:78:0:5054:ff:fe00:1/64");
+  EXPECT_EQ(map_address(r, "2001:db8:78::11/64"), std::nullopt) << "moved already";
+  EXPECT_EQ(map_address(r, "2001:db8:99::11/64"), std::nullopt);
+  EXPECT_EQ(map_address(r, "10.77.0.11/24"), std::nullopt) << "another family";
+  // A prefix that ends inside a byte keeps the host bits of that byte.
+  IpRule odd{"prod", "2001:db8:7700::/40", "2001:db8:aa00::/40", "", {}};
+  EXPECT_EQ(map_address(odd, "2001:db8:77ab::1/40"), "2001:db8:aaab::1/40");
+  IpRule v4odd{"prod", "10.77.0.0/20", "10.80.16.0/20", "", {}};
+  EXPECT_EQ(map_address(v4odd, "10.77.9.3/20"), "10.80.25.3/20");
+  EXPECT_EQ(map_address(IpRule{"prod", "2001:db8:77::/64", "10.78.0.0/24", "", {}}, "2001:db8:77::11"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace evac

@@ -721,9 +721,15 @@ Result<std::vector<GuestInterface>> LibvirtProvider::guest_interfaces(const std:
     g.name = i.value("name", "");
     g.mac = i.value("hardware-address", "");
     std::transform(g.mac.begin(), g.mac.end(), g.mac.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    for (const auto& a : i.value("ip-addresses", nlohmann::json::array()))
-      if (a.value("ip-address-type", "") == "ipv4")
-        g.ipv4.push_back(a.value("ip-address", "") + "/" + std::to_string(a.value("prefix", 32)));
+    for (const auto& a : i.value("ip-addresses", nlohmann::json::array())) {
+      const std::string type = a.value("ip-address-type", "");
+      const std::string ip = a.value("ip-address", "");
+      if (type == "ipv4") g.ipv4.push_back(ip + "/" + std::to_string(a.value("prefix", 32)));
+      // Link-local addresses belong to the link, not to a subnet a rule moves.
+      const bool link_local = ip.size() >= 4 && (ip.compare(0, 3, "fe8") == 0 || ip.compare(0, 3, "fe9") == 0 ||
+                                                 ip.compare(0, 3, "fea") == 0 || ip.compare(0, 3, "feb") == 0);
+      if (type == "ipv6" && !link_local) g.ipv6.push_back(ip + "/" + std::to_string(a.value("prefix", 128)));
+    }
     out.push_back(std::move(g));
   }
   return out;
