@@ -421,6 +421,11 @@ void ApiRouter::add_replication_routes() {
   add("POST", "/api/v1/peer/groups/{group}/sync", Access::kPeer,
       "Run one cycle of a group now and wait for its PIT (the group's recovery site, migrating)",
       with([](ReplicationService& r, Context& c) -> Result<json> { return r.handle_peer_sync(*c.peer, c.params[0]); }));
+  add("GET", "/api/v1/peer/groups/{group}/fence-check", Access::kPeer,
+      "Whether a fence here could make the group's disks read-only (the group's recovery site, checking readiness)",
+      with([](ReplicationService& r, Context& c) -> Result<json> {
+        return r.handle_peer_fence_check(*c.peer, c.params[0]);
+      }));
 }
 
 void ApiRouter::add(std::string method, std::string pattern, Access access, std::string summary, Handler handler,

@@ -172,6 +172,13 @@ class ReplicationAdapter {
   // ones), so that the operator can reuse or delete them. Idempotent, and
   // a no-op on disks it never made read-only.
   virtual Status release_source(const ReplicationGroupSpec& spec) = 0;
+  // Without side effects, for readiness checks: whether prepare_failover
+  // could make the disks `spec` names read-only now (what stops it, named,
+  // otherwise). Engines that cannot at all answer kUnsupported.
+  virtual Status check_read_only_source(const ReplicationGroupSpec& spec) {
+    return unsupported("the " + kind() + " replication engine cannot make the source of group '" + spec.group +
+                       "' read-only");
+  }
   // Recovery site: make a PIT the live copy; returns the disks to attach.
   // With an `owner` (the run), asking again returns the same disks.
   virtual Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id,

@@ -380,6 +380,17 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
         if (waited > 0 && answering == waited)
           add("ok", "guest-agents", "the guest agents of group '" + group + "''s running VMs answer at '" + protected_site + "'");
       }
+      // After a recovery the old copy is fenced: powered off, and its disks
+      // made read-only so no one starts it by hand. Say now if they cannot be.
+      auto fence = site_.call_paired_site(protected_site, "GET", "/api/v1/peer/groups/" + group + "/fence-check", std::nullopt);
+      if (fence && fence->value("read_only", false))
+        add("ok", "fencing", "site '" + protected_site + "' can make group '" + group + "''s disks read-only when fenced");
+      else if (fence)
+        add("warning", "fencing",
+            "site '" + protected_site + "' could not make group '" + group + "''s disks read-only when fenced: " +
+                fence->value("error", ""),
+            fence->value("hint", "") + (fence->value("hint", "").empty() ? "" : "; ") +
+                "a fence there would only power the VMs off");
     }
 
     // Placeholders: each protected VM has one registered here, still defined.

@@ -244,12 +244,11 @@ PeerRecord peer_or_name(SiteService& site, const std::string& name) {
 
 }  // namespace
 
-Status ReplicationService::make_source_read_only(const GroupRecord& group) {
+ReplicationGroupSpec ReplicationService::spec_here(const GroupRecord& group, std::string& missing) {
   ReplicationGroupSpec spec;
   spec.group = group.name;
   spec.protected_site = group.protected_site;
   spec.recovery_site = group.recovery_site;
-  std::string missing;
   for (const auto& gvm : group.vms) {
     auto provider = site_.provider(gvm.provider);
     auto vm = provider ? (*provider)->get_vm(gvm.vm_uuid) : Result<VmInfo>(provider.status());
@@ -258,12 +257,30 @@ Status ReplicationService::make_source_read_only(const GroupRecord& group) {
     else
       missing += (missing.empty() ? "" : ", ") + gvm.vm_name + " (" + vm.status().message() + ")";
   }
+  return spec;
+}
+
+Status ReplicationService::make_source_read_only(const GroupRecord& group) {
+  std::string missing;
+  ReplicationGroupSpec spec = spec_here(group, missing);
   const PeerRecord peer = peer_or_name(site_, group.recovery_site);
-  auto adapter = options_.adapter_factory(CycleResources{peer, &unlimited_, &stopping_});
-  Status st = adapter->prepare_failover(spec);
+  Status st = options_.adapter_factory(CycleResources{peer, &unlimited_, &stopping_})->prepare_failover(spec);
   if (st.is_ok() && !missing.empty())
     return not_found("not found here, so not made read-only: " + missing, "check the hypervisor at this site");
   return st;
+}
+
+Result<json> ReplicationService::handle_peer_fence_check(const PeerRecord& caller, const std::string& group) {
+  auto g = site_.get_group(group);
+  if (!g) return g.status();
+  if (g->recovery_site != caller.site)
+    return permission_denied("group '" + group + "' recovers to '" + g->recovery_site + "', not '" + caller.site + "'");
+  std::string missing;
+  ReplicationGroupSpec spec = spec_here(*g, missing);
+  Status st = options_.adapter_factory(CycleResources{caller, &unlimited_, &stopping_})->check_read_only_source(spec);
+  if (st.is_ok() && !missing.empty())
+    st = not_found("VMs not found at this site: " + missing, "check the hypervisor at this site");
+  return json{{"read_only", st.is_ok()}, {"error", st.message()}, {"hint", st.hint()}};
 }
 
 Status ReplicationService::release_old_disks(const std::string& group, const std::string& peer_site,

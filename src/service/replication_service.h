@@ -149,6 +149,9 @@ class ReplicationService {
   // Protected site, for its group's recovery site (a planned migration):
   // one cycle started now, waited for; its PIT.
   Result<nlohmann::json> handle_peer_sync(const PeerRecord& caller, const std::string& group);
+  // Protected site, for its group's recovery site (readiness): whether a
+  // fence here could make the group's disks read-only: {read_only, error, hint}.
+  Result<nlohmann::json> handle_peer_fence_check(const PeerRecord& caller, const std::string& group);
   Result<nlohmann::json> handle_verify(const PeerRecord& caller, const std::string& group, const std::string& pit_id);
 
  private:
@@ -189,6 +192,9 @@ class ReplicationService {
   // When the group's next periodic full read is due (unix seconds; now when
   // none has been recorded), or nullopt when they are off.
   std::optional<std::int64_t> full_read_due_at(const std::optional<ReplicationRecord>& record) const;
+  // The group's VMs as they are at this site (those not found are listed in
+  // `missing`), for the fence's operations.
+  ReplicationGroupSpec spec_here(const GroupRecord& group, std::string& missing);
   // Compares the group's lag with its RPO and raises an event when that changed.
   void check_compliance(const GroupRecord& group);
   void raise_event(const std::string& severity, const std::string& kind, const std::string& group,

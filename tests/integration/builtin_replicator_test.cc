@@ -563,6 +563,14 @@ TEST_F(BuiltinReplicatorTest, AFencedSourceIsReadOnlyStillSeedsAndIsReleasedAgai
   write_random(0, 4 << 20);
   auto probe = is_immutable(source_);
   if (probe.status().code() == StatusCode::kUnsupported) GTEST_SKIP() << probe.status().to_string();
+  // Readiness asks first, changing nothing.
+  EXPECT_TRUE(replicator_->check_read_only_source(spec_).is_ok());
+  EXPECT_FALSE(*is_immutable(source_));
+  ReplicationGroupSpec device = spec_;
+  device.vms[0].disks[0].path = "/dev/null";
+  Status no = replicator_->check_read_only_source(device);
+  EXPECT_EQ(no.code(), StatusCode::kUnsupported) << no.to_string();
+  EXPECT_NE(no.message().find("disk vda of VM 'web01': /dev/null is not a regular file"), std::string::npos) << no.to_string();
 
   ASSERT_TRUE(replicator_->prepare_failover(spec_).is_ok());
   ASSERT_TRUE(*is_immutable(source_));

@@ -1266,6 +1266,22 @@ Status BuiltinReplicator::prepare_failover(const ReplicationGroupSpec& spec) {
   return Status::ok();
 }
 
+Status BuiltinReplicator::check_read_only_source(const ReplicationGroupSpec& spec) {
+  if (!may_set_immutable())
+    return permission_denied("evacd lacks CAP_LINUX_IMMUTABLE, so a fence could not make the disks of group '" +
+                                 spec.group + "' read-only",
+                             "run evacd as root (or grant it CAP_LINUX_IMMUTABLE)");
+  for (const auto& vm : spec.vms)
+    for (const auto& disk : vm.disks) {
+      if (!is_replicated_disk(disk)) continue;
+      auto probe = is_immutable(disk.path);
+      if (!probe)
+        return Status(probe.status().code(), "disk " + disk.target + " of VM '" + vm.name + "': " + probe.status().message(),
+                      probe.status().hint());
+    }
+  return Status::ok();
+}
+
 Status BuiltinReplicator::release_source(const ReplicationGroupSpec& spec) {
   std::string failed;
   Status first_failure = Status::ok();

@@ -1,6 +1,7 @@
 #include "replication/builtin/host_io.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/fs.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -322,6 +324,18 @@ Status set_immutable(const std::string& path, bool immutable) {
                          "keep protected disks on a local filesystem (ext4, xfs, btrfs) to have them made read-only");
     return internal_error("cannot change the attributes of " + path + ": " + errno_text(e), kOutsideHint);
   });
+}
+
+bool may_set_immutable() {
+  // CapEff in /proc/self/status: the effective capabilities as a hex mask.
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    const std::uint64_t mask = std::stoull(line.substr(7), nullptr, 16);
+    return (mask >> CAP_LINUX_IMMUTABLE) & 1;
+  }
+  return ::geteuid() == 0;
 }
 
 Result<bool> is_immutable(const std::string& path) {

@@ -82,5 +82,8 @@ Result<std::string> read_whole_file(const std::string& path);
 // file is kNotFound.
 Status set_immutable(const std::string& path, bool immutable);
 Result<bool> is_immutable(const std::string& path);
+// Whether this process may set the attribute (CAP_LINUX_IMMUTABLE in its
+// effective set), without trying.
+bool may_set_immutable();
 
 }  // namespace evac::builtin
