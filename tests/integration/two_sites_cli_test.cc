@@ -260,6 +260,14 @@ ip_rules:
   // the protected site's answer is a warning naming the VM.
   EXPECT_NE(check.out.find("WARNING guest-agents: VM 'db01' at 'site-a' does not answer its guest agent"), std::string::npos)
       << check.out;
+  // The fixture's disks are names only: a fence at site-a could power the
+  // VMs off but not make their disks read-only, and the check says so now.
+  EXPECT_NE(check.out.find("WARNING fencing: site 'site-a' could not make group 'shop''s disks read-only when fenced: "
+                           "disk vda of VM "),
+            std::string::npos)
+      << check.out;
+  EXPECT_NE(check.out.find("does not exist"), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("a fence there would only power the VMs off"), std::string::npos) << check.out;
 
   auto listed = evac_at("b", {"plan", "list"});
   EXPECT_NE(listed.out.find("shop-dr"), std::string::npos) << listed.out;
