@@ -2,7 +2,9 @@
 # Benchmark of the built-in replicator's scan mode (stopped VMs), side by side
 # with its peers on the same data in the same run, over loopback:
 #   (a) first sync of a SIZE image: evac (two evacd's, mutual TLS) vs nbdcopy
-#       from a qemu-nbd export to a local file, and dd's sequential read;
+#       from a qemu-nbd export to a local file, dd's sequential read, and
+#       the transport floor: the same bytes over one TLS 1.3 connection on
+#       loopback and nothing else (bench/tls_loopback.cc);
 #   (c) after 1% of the disk was rewritten in random 64 KiB blocks: evac's
 #       cycle (a new complete PIT at the recovery site) vs
 #       rsync --inplace --no-whole-file --ignore-times to rsyncd on 127.0.0.1.
@@ -19,13 +21,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${EVAC_BUILD_DIR:-${repo}/build/default}/src"
+bench_bin="${EVAC_BUILD_DIR:-${repo}/build/default}/bench"
 size_gib="${1:-4}"
 root="/var/tmp/evac-bench-$$"
 export EVAC_CONFIG="${root}/cli.yaml"
 for tool in rsync nbdcopy qemu-nbd qemu-io qemu-img python3; do
   command -v "${tool}" >/dev/null || { echo "bench: ${tool} missing (apt-get install rsync libnbd-bin qemu-utils)" >&2; exit 1; }
 done
-[[ -x "${bin}/daemon/evacd" ]] || { echo "bench: build first (make build)" >&2; exit 1; }
+[[ -x "${bin}/daemon/evacd" && -x "${bench_bin}/tls_loopback" ]] || { echo "bench: build first (make build)" >&2; exit 1; }
 
 pids=()
 cleanup() {
@@ -85,6 +88,10 @@ for _ in $(seq 50); do [[ -S "${root}/nbdcopy/sock" ]] && break; sleep 0.1; done
 timed nbdcopy nbdcopy "nbd+unix:///?socket=${root}/nbdcopy/sock" "${root}/nbdcopy/out.raw"
 kill "${nbd_pid}" 2>/dev/null || true; wait "${nbd_pid}" 2>/dev/null || true
 rm -f "${root}/nbdcopy/out.raw"
+# The floor under any replicator that encrypts between the sites: the same
+# bytes over one TLS 1.3 connection on loopback, nothing else done to them.
+timed tls "${bench_bin}/tls_loopback" "${image}" "${root}/a/state/tls/cert.pem" "${root}/a/state/tls/key.pem"
+read -r _ _ _ tls_suite <"${root}/tls.out"
 cpu0="$(evacd_cpu)"
 sender0="$(cpu_of "${pids[0]}")"
 nbd0="$(qemu_nbd_cpu)"
@@ -99,11 +106,13 @@ size_bytes=$((size_gib << 30))
 printf '%-34s %9s %9s %14s\n' "" "wall s" "cpu s" "bytes sent"
 printf '%-34s %9s %9s %14s\n' "dd sequential read (O_DIRECT)" "${dd_wall}" "-" "-"
 printf '%-34s %9s %9s %14s\n' "nbdcopy NBD -> local raw file" "${nbdcopy_wall}" "${nbdcopy_cpu}" "-"
+printf '%-34s %9s %9s %14s\n' "TLS 1.3 on loopback, bytes only" "${tls_wall}" "${tls_cpu}" "-"
 printf '%-34s %9s %9s %14s\n' "evac first sync (-> PIT at site b)" "${evac_wall}" "${evac_cpu}" "${first_bytes}"
 printf '%-34s %9s %9s %14s\n' "  of which site a (sends)" "-" "${sender_cpu}" "-"
 printf '%-34s %9s %9s %14s\n' "  of which site b (receives)" "-" "${receiver_cpu}" "-"
 printf '%-34s %9s %9s %14s\n' "  + its qemu-nbd processes" "-" "${evac_nbd_cpu}" "-"
 echo "evac throughput vs nbdcopy: $(ratio "${nbdcopy_wall}" "${evac_wall}")x (target >= 0.9)"
+echo "TLS alone (${tls_suite}) vs nbdcopy: $(ratio "${nbdcopy_wall}" "${tls_wall}")x; evac vs TLS alone: $(ratio "${tls_wall}" "${evac_wall}")x"
 
 [[ -n "${EVAC_BENCH_ONLY_A:-}" ]] && exit 0
 echo "== (c) 1% rewritten in random 64 KiB blocks, VM stopped (evac scan mode)"
