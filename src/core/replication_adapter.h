@@ -124,6 +124,16 @@ struct TestCopy {
   bool live = false;
 };
 
+// What a reprotect's release of the replicas at the new protected site did
+// (ReplicationAdapter::release_replicas).
+struct ReleasedReplicas {
+  std::vector<std::string> flattened;        // live-copy disks made to stand alone here (paths)
+  std::vector<std::string> released_copies;  // live copies handed over to their VMs
+  std::vector<std::string> removed_pits;
+  std::vector<std::string> kept_pits;        // still read through by a copy
+  std::string kept_because;                  // why, when any are kept
+};
+
 // What verifying a PIT found on one disk: every block of the replica image
 // hashed again and compared with the hashes of the source the cycle read.
 struct DiskVerification {
@@ -188,6 +198,16 @@ class ReplicationAdapter {
   // site still holds of each disk (a delta resync, not a full copy). `spec`
   // is the group as it is protected from here now.
   virtual Result<PointInTime> reverse(const ReplicationGroupSpec& spec, const ProgressCallback& progress) = 0;
+  // Reprotect, at the site that held the group's replicas and now protects
+  // it: those PITs are history once the recovered VMs stand on disks of
+  // their own. Live copies that still read through PITs are flattened
+  // where the engine can (a running hypervisor holding them: kept), those
+  // standing alone are handed over to their VMs (their files stay, the
+  // engine forgets them), and every PIT nothing reads any more is deleted.
+  // Idempotent. Engines whose replicas are not files here answer kUnsupported.
+  virtual Result<ReleasedReplicas> release_replicas(const std::string& group) {
+    return unsupported("the " + kind() + " replication engine keeps the replicas of group '" + group + "' as they are");
+  }
   // Recovery site: re-reads a PIT (empty id: the newest) and compares it
   // with the source state its cycle captured. Engines that keep no record
   // of the source answer kUnsupported.

@@ -429,6 +429,7 @@ std::string crash_point_name(const ::testing::TestParamInfo<CrashPoint>& info) {
     case CrashPoint::kRetainAfterMark: return "RetainAfterMark";
     case CrashPoint::kRetainAfterMerge: return "RetainAfterMerge";
     case CrashPoint::kRetainAfterRename: return "RetainAfterRename";
+    case CrashPoint::kReleaseAfterIndexWrite: return "ReleaseAfterIndexWrite";
   }
   return "Unknown";
 }
@@ -680,6 +681,107 @@ TEST_F(pit_store, AMergeBlockedByAnotherProcessStaysHiddenUntilRetried) {
   EXPECT_EQ(ids(*pits), (std::vector<std::string>{made[1].id, made[2].id}));
   expect_pits_unchanged(*pits);
   expect_chain(path_of(made[2], kVda), {path_of(made[2], kVda), path_of(made[1], kVda)});
+}
+
+// ----------------------------------------------------------------- release ---
+
+// Reprotect at the site that held the replicas: the recovered VM's disk (a
+// live copy) stops reading through the PITs, which are then deleted.
+TEST_F(pit_store, ReleaseFlattensTheLiveCopyThenDeletesEveryPit) {
+  PitStore store(index_dir().string());
+  std::vector<PointInTime> made;
+  for (int i = 1; i <= 3; ++i)
+    made.push_back(cycle(store, "g1", "c" + std::to_string(i), {kVda},
+                         {{kVda, 0x30 + i, static_cast<std::uint64_t>(i) * 128 * 1024, 192 * 1024}}, 100 * i));
+  auto live = store.create_test_copy("g1", made[2].id, test_dir().string(), "run-1", /*live=*/true);
+  ASSERT_TRUE(live.is_ok()) << live.status().to_string();
+  const std::string disk = live->disks[0].path;
+  // The recovered VM writes after its recovery.
+  std::string expected = expected_[made[2].id][kVda];
+  write_staging(disk, {kVda, 0x77, 512 * 1024, 64 * 1024}, expected);
+
+  {
+    // A VM running on it holds the image: nothing can be flattened offline,
+    // so its chain stays whole and is named.
+    HeldOpen vm(disk, /*read_only=*/false);
+    ASSERT_TRUE(vm.wait_until_locked());
+    auto kept = store.release("g1");
+    ASSERT_TRUE(kept.is_ok()) << kept.status().to_string();
+    EXPECT_TRUE(kept->released_copies.empty());
+    EXPECT_TRUE(kept->removed_pits.empty());
+    EXPECT_EQ(kept->kept_pits, ids(made));
+    EXPECT_NE(kept->kept_because.find("blockpull"), std::string::npos) << kept->kept_because;
+    auto pits = store.list("g1");
+    ASSERT_TRUE(pits.is_ok());
+    EXPECT_EQ(ids(*pits), ids(made));
+    expect_pits_unchanged(*pits);
+  }
+
+  auto released = store.release("g1");
+  ASSERT_TRUE(released.is_ok()) << released.status().to_string();
+  EXPECT_EQ(released->flattened, std::vector<std::string>{disk});
+  EXPECT_EQ(released->released_copies, std::vector<std::string>{live->id});
+  EXPECT_EQ(released->removed_pits, ids(made));
+  EXPECT_TRUE(released->kept_pits.empty());
+  EXPECT_TRUE(released->kept_because.empty()) << released->kept_because;
+  expect_chain(disk, {disk});
+  EXPECT_TRUE(reads_as(disk, expected));
+  EXPECT_TRUE(files_in(replica_dir() / ".evac-pits" / "g1").empty()) << "no PIT folder is left";
+  auto pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok()) << "the index stays, empty";
+  EXPECT_TRUE(pits->empty());
+  EXPECT_TRUE(store.list_test_copies("g1")->empty()) << "the live copy is the VM's now, not the store's";
+
+  // Releasing again changes nothing; a later recovery here (after the group
+  // came back the other way) never reuses the released copy's name.
+  auto again = store.release("g1");
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_TRUE(again->removed_pits.empty() && again->released_copies.empty() && again->flattened.empty());
+  auto next = cycle(store, "g1", "c4", {kVda}, {{kVda, 0x44, 0, 64 * 1024}}, 400);
+  auto second = store.create_test_copy("g1", next.id, test_dir().string(), "run-2", /*live=*/true);
+  ASSERT_TRUE(second.is_ok()) << second.status().to_string();
+  EXPECT_NE(second->id, live->id);
+  EXPECT_NE(second->disks[0].path, disk);
+  EXPECT_TRUE(reads_as(disk, expected)) << "the released copy is untouched";
+}
+
+TEST_F(pit_store, ReleaseKeepsWhatATestCopyReadsAndFinishesAfterACrash) {
+  PitStore store(index_dir().string());
+  std::vector<PointInTime> made;
+  for (int i = 1; i <= 4; ++i)
+    made.push_back(cycle(store, "g1", "c" + std::to_string(i), {kVda},
+                         {{kVda, 0x50 + i, static_cast<std::uint64_t>(i) * 64 * 1024, 128 * 1024}}, 100 * i));
+  auto test = store.create_test_copy("g1", made[1].id, test_dir().string(), "test-run");
+  ASSERT_TRUE(test.is_ok()) << test.status().to_string();
+  auto live = store.create_test_copy("g1", made[3].id, test_dir().string(), "run-1", /*live=*/true);
+  ASSERT_TRUE(live.is_ok()) << live.status().to_string();
+
+  store.set_crash_point_for_testing(CrashPoint::kReleaseAfterIndexWrite);
+  expect_error(store.release("g1"), StatusCode::kInternal, "a crash between the index and the files");
+  for (const auto& p : {made[2], made[3]}) EXPECT_TRUE(fs::exists(path_of(p, kVda))) << p.id;
+
+  PitStore restarted(index_dir().string());
+  ASSERT_TRUE(restarted.recover("g1").is_ok());
+  for (const auto& p : {made[2], made[3]}) EXPECT_FALSE(fs::exists(path_of(p, kVda))) << p.id << " was left behind";
+  EXPECT_FALSE(nlohmann::json::parse(slurp(index_dir() / "g1.pits.json")).contains("discarding"));
+  auto pits = restarted.list("g1");
+  ASSERT_TRUE(pits.is_ok());
+  EXPECT_EQ(ids(*pits), (std::vector<std::string>{made[0].id, made[1].id})) << "the test copy still reads them";
+  expect_pits_unchanged(*pits);
+  EXPECT_TRUE(reads_as(test->disks[0].path, expected_[made[1].id][kVda]));
+  EXPECT_TRUE(reads_as(live->disks[0].path, expected_[made[3].id][kVda]));
+  expect_chain(live->disks[0].path, {live->disks[0].path});
+
+  auto again = restarted.release("g1");
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_EQ(again->kept_pits, (std::vector<std::string>{made[0].id, made[1].id}));
+  EXPECT_NE(again->kept_because.find("evac plan cleanup"), std::string::npos) << again->kept_because;
+  // Cleaned up, the rest goes.
+  ASSERT_TRUE(restarted.drop_test_copy("g1", test->id).is_ok());
+  again = restarted.release("g1");
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_EQ(again->removed_pits, (std::vector<std::string>{made[0].id, made[1].id}));
+  EXPECT_TRUE(restarted.list("g1")->empty());
 }
 
 // -------------------------------------------------------------- test copies ---

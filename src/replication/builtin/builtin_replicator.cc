@@ -436,6 +436,17 @@ Status ReplicaReceiver::abort_cycle(const std::string& group, const std::string&
   return pits_.abort_cycle(group, cycle_id);
 }
 
+Result<ReleasedReplicas> ReplicaReceiver::release_replicas(const std::string& group) {
+  std::string open_cycle;
+  {
+    std::lock_guard lock(mu_);
+    EVAC_RETURN_IF_ERROR(ensure_recovered(group));
+    if (auto it = cycles_.find(group); it != cycles_.end()) open_cycle = it->second->id;
+  }
+  if (!open_cycle.empty()) EVAC_RETURN_IF_ERROR(abort_cycle(group, open_cycle));
+  return pits_.release(group);
+}
+
 Result<std::vector<PointInTime>> ReplicaReceiver::list_pits(const std::string& group) {
   {
     std::lock_guard lock(mu_);
@@ -1311,6 +1322,11 @@ Result<std::vector<PitDisk>> BuiltinReplicator::failover(const std::string& grou
 Result<PitVerification> BuiltinReplicator::verify_pit(const std::string& group, const std::string& pit_id) {
   if (!receiver_) return unsupported("this site holds no replicas", "verify points in time at the recovery site");
   return receiver_->verify_pit(group, pit_id);
+}
+
+Result<ReleasedReplicas> BuiltinReplicator::release_replicas(const std::string& group) {
+  if (!receiver_) return ReleasedReplicas{};  // no replicas are kept here
+  return receiver_->release_replicas(group);
 }
 
 Result<PointInTime> BuiltinReplicator::reverse(const ReplicationGroupSpec& spec, const ProgressCallback& progress) {

@@ -104,6 +104,10 @@ class ReplicaReceiver {
   // Promotes a PIT to the live disks of recovered VMs: overlays on it
   // (instant whatever the disk size) that pin it against retention.
   Result<TestCopy> promote(const std::string& group, const std::string& pit_id, const std::string& owner);
+  // Reprotect made this site the group's protected one: a cycle the old
+  // protected site left open here never commits (it is aborted), then
+  // PitStore::release.
+  Result<ReleasedReplicas> release_replicas(const std::string& group);
 
  private:
   struct OpenDisk {
@@ -196,6 +200,7 @@ class BuiltinReplicator : public ReplicationAdapter {
   // so only blocks that differ travel.
   Result<PointInTime> reverse(const ReplicationGroupSpec& spec, const ProgressCallback& progress) override;
   Result<PitVerification> verify_pit(const std::string& group, const std::string& pit_id) override;
+  Result<ReleasedReplicas> release_replicas(const std::string& group) override;
 
   // Finishes what a cycle of running VMs left when its process died: resumes
   // the VMs it paused, ends its backup jobs, drops its checkpoint. Empty

@@ -199,6 +199,8 @@ struct PitStore::Index {
   std::vector<IndexTestCopy> test_copies;
   std::vector<IndexStaged> staged;
   std::optional<RetentionStep> retention;
+  // Files of PITs a release dropped from the index, still to be deleted.
+  std::vector<std::string> discarding;
 
   // A PIT that a retention step has started to drop is gone for readers:
   // its file may already hold its successor's data.
@@ -221,6 +223,28 @@ struct PitStore::Index {
     for (auto& p : pits)
       if (p.id == id) return &p;
     return nullptr;
+  }
+
+  // The PITs some copy reads: its own and every older image in its chain.
+  std::set<std::string> read_by_copies() {
+    std::set<std::string> pinned;
+    for (const auto& t : test_copies) {
+      pinned.insert(t.pit);
+      const IndexPit* p = pit(t.pit);
+      if (!p) continue;
+      for (const auto& d : p->disks) {
+        std::string back = d.backing_pit;
+        // Backing links point strictly to older PITs; the bound only guards
+        // against an index edited by hand into a loop.
+        for (std::size_t steps = 0; !back.empty() && steps < pits.size(); ++steps) {
+          pinned.insert(back);
+          const IndexPit* bp = pit(back);
+          const IndexDisk* bd = bp ? bp->disk(d.key) : nullptr;
+          back = bd ? bd->backing_pit : std::string();
+        }
+      }
+    }
+    return pinned;
   }
 
   json to_json() const {
@@ -256,6 +280,7 @@ struct PitStore::Index {
     } else {
       j["retention_step"] = nullptr;
     }
+    if (!discarding.empty()) j["discarding"] = discarding;
     return j;
   }
 
@@ -302,6 +327,7 @@ struct PitStore::Index {
                            jd.at("dropping_path").get<std::string>(), jd.at("into_path").get<std::string>()});
       ix.retention = std::move(r);
     }
+    if (j.contains("discarding")) ix.discarding = j.at("discarding").get<std::vector<std::string>>();
     return ix;
   }
 };
@@ -494,6 +520,7 @@ Status PitStore::recover(const std::string& group) {
     EVAC_RETURN_IF_ERROR(remove_file(index_path(group) + std::string(kTmpSuffix)));
     if (!loaded->has_value()) return Status::ok();
     Index index = std::move(**loaded);
+    EVAC_RETURN_IF_ERROR(finish_discarding(index).with_context("recovering group '" + group + "'"));
     Status retention_status;
     if (index.retention) retention_status = finish_retention_step(index).with_context("recovering group '" + group + "'");
     EVAC_RETURN_IF_ERROR(remove_uncommitted(index).with_context("recovering group '" + group + "'"));
@@ -828,23 +855,7 @@ Status PitStore::retain(const std::string& group, const RetentionPolicy& policy)
     if (index.retention) EVAC_RETURN_IF_ERROR(finish_retention_step(index));
 
     // A test copy reads through its PIT and every older image in its chain.
-    std::set<std::string> pinned;
-    for (const auto& t : index.test_copies) {
-      pinned.insert(t.pit);
-      const IndexPit* p = index.pit(t.pit);
-      if (!p) continue;
-      for (const auto& d : p->disks) {
-        std::string back = d.backing_pit;
-        // Backing links point strictly to older PITs; the bound only guards
-        // against an index edited by hand into a loop.
-        for (std::size_t steps = 0; !back.empty() && steps < index.pits.size(); ++steps) {
-          pinned.insert(back);
-          const IndexPit* bp = index.pit(back);
-          const IndexDisk* bd = bp ? bp->disk(d.key) : nullptr;
-          back = bd ? bd->backing_pit : std::string();
-        }
-      }
-    }
+    const std::set<std::string> pinned = index.read_by_copies();
 
     const std::set<std::string> kept = kept_by(index.pits, policy);
     std::vector<std::string> candidates;
@@ -870,6 +881,118 @@ Status PitStore::retain(const std::string& group, const RetentionPolicy& policy)
       EVAC_RETURN_IF_ERROR(finish_retention_step(index));
     }
     return Status::ok();
+  });
+}
+
+// ------------------------------------------------------------- release ---
+
+Status PitStore::finish_discarding(Index& index) {
+  if (index.discarding.empty()) return Status::ok();
+  const std::string context = "deleting the released PITs of group '" + index.group + "'";
+  std::set<std::string> dirs;
+  for (const auto& path : index.discarding) {
+    EVAC_RETURN_IF_ERROR(remove_file(path).with_context(context));
+    dirs.insert(parent_of(path));
+  }
+  for (const auto& dir : dirs) {
+    if (!path_exists(dir)) continue;
+    EVAC_RETURN_IF_ERROR(fsync_path(dir, true).with_context(context));
+    ::rmdir(dir.c_str());  // the disk's folder, when no PIT is left in it
+  }
+  Index next = index;
+  next.discarding.clear();
+  EVAC_RETURN_IF_ERROR(save_index(next));
+  index = std::move(next);
+  return Status::ok();
+}
+
+Result<ReleasedReplicas> PitStore::release(const std::string& group) {
+  return guarded("releasing the replicas of group '" + group + "'", [&]() -> Result<ReleasedReplicas> {
+    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+    std::lock_guard lock(mu_);
+    auto loaded = load_index(group);
+    if (!loaded.is_ok()) return loaded.status();
+    ReleasedReplicas out;
+    if (!loaded->has_value()) return out;  // this site never held the group's replicas
+    Index index = std::move(**loaded);
+    EVAC_RETURN_IF_ERROR(finish_discarding(index));
+    if (!index.staged.empty())
+      return failed_precondition("cycle '" + index.staged.front().id + "' of group '" + group + "' is staged here",
+                                 "this site still receives the group's replication; its replicas are released by a "
+                                 "reprotect, after a recovery made this site the live one");
+    if (index.retention) EVAC_RETURN_IF_ERROR(finish_retention_step(index));
+
+    // A live copy whose disks stand alone no longer needs any PIT.
+    std::set<std::string> forgotten;
+    for (const auto& t : index.test_copies) {
+      if (!t.live) {
+        if (out.kept_because.empty())
+          out.kept_because = "test copy " + t.id + (t.owner.empty() ? "" : " of " + t.owner) + " reads PIT " + t.pit +
+                             ": clean the test up (`evac plan cleanup`), then run the reprotect again";
+        continue;
+      }
+      bool stands_alone = true;
+      for (const auto& d : t.disks) {
+        if (!path_exists(d.path)) continue;
+        // -U: a running VM holds the image; reading its header needs no lock.
+        auto info = qemu_img({"info", "-U", "--output=json", d.path}, "reading disk " + d.key + " of live copy " + t.id,
+                             "check that " + d.path + " is a readable qcow2 image");
+        if (!info.is_ok()) return info.status();
+        std::string backing;
+        try {
+          backing = json::parse(info->out).value("backing-filename", "");
+        } catch (const std::exception& e) {
+          return internal_error("qemu-img info printed something unexpected for " + d.path + ": " + e.what(), kBugHint);
+        }
+        if (backing.empty()) continue;
+        // Safe mode: every block the chain holds is copied in before the
+        // link goes, so the guest reads the same bytes either way.
+        auto flat = qemu_img({"rebase", "-q", "-f", "qcow2", "-b", "", d.path},
+                             "flattening disk " + d.key + " of live copy " + t.id,
+                             "check free space next to " + d.path + "; a flattened disk holds all its data itself");
+        if (!flat.is_ok()) {
+          if (flat.status().code() != StatusCode::kUnavailable) return flat.status();
+          stands_alone = false;
+          if (out.kept_because.empty())
+            out.kept_because = "disk " + d.key + " of live copy " + t.id + " still reads through PIT " + t.pit +
+                               " and a running VM holds it (" + flat.status().message() +
+                               "): flatten it with a block pull (`virsh blockpull DOMAIN TARGET --wait`), then run the "
+                               "reprotect again";
+          break;
+        }
+        EVAC_RETURN_IF_ERROR(fsync_path(d.path, false));
+        out.flattened.push_back(d.path);
+      }
+      if (stands_alone) forgotten.insert(t.id);
+    }
+
+    Index next = index;
+    next.test_copies.erase(std::remove_if(next.test_copies.begin(), next.test_copies.end(),
+                                          [&](const IndexTestCopy& t) { return forgotten.count(t.id) > 0; }),
+                           next.test_copies.end());
+    out.released_copies.assign(forgotten.begin(), forgotten.end());
+    const std::set<std::string> pinned = next.read_by_copies();
+    std::vector<IndexPit> kept;
+    for (const auto& p : next.pits) {
+      if (pinned.count(p.id)) {
+        out.kept_pits.push_back(p.id);
+        kept.push_back(p);
+        continue;
+      }
+      out.removed_pits.push_back(p.id);
+      for (const auto& d : p.disks) {
+        next.discarding.push_back(d.path);
+        next.discarding.push_back(blob_path_for(d.path));
+      }
+    }
+    next.pits = std::move(kept);
+    // The index forgets first: a crash after this leaves files listed as
+    // being discarded (finished by recover() or the next release), never an
+    // index naming deleted files.
+    EVAC_RETURN_IF_ERROR(save_index(next));
+    EVAC_RETURN_IF_ERROR(crash_at(CrashPoint::kReleaseAfterIndexWrite));
+    EVAC_RETURN_IF_ERROR(finish_discarding(next));
+    return out;
   });
 }
 
@@ -921,6 +1044,13 @@ Result<TestCopy> PitStore::create_test_copy(const std::string& group, const std:
     fs::path tc_dir = fs::path(dir).lexically_normal() / group / tc.id;
     for (const auto& d : pit->disks)
       tc.disks.push_back({d.key, (tc_dir / (key_dir_name(d.key) + std::string(kImageSuffix))).string(), d.size_bytes});
+
+    // A released live copy's file (a recovered VM's disk) is never
+    // overwritten, even if an index rebuilt by hand reuses its id.
+    for (const auto& overlay : tc.disks)
+      if (path_exists(overlay.path))
+        return already_exists("test copy file " + overlay.path + " exists already",
+                              "it may be a recovered VM's disk: move it away if nothing uses it");
 
     // Recorded before the files exist, so the PIT is pinned from the first
     // overlay on; drop_test_copy copes with files that never appeared.

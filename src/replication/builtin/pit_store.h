@@ -128,6 +128,18 @@ class PitStore {
   Status drop_test_copy(const std::string& group, const std::string& test_copy_id);
   Result<std::vector<TestCopy>> list_test_copies(const std::string& group) const;
 
+  // Reprotect, at the site that now protects the group (see
+  // ReplicationAdapter::release_replicas): flattens each live copy's disks
+  // that still read through a PIT (qemu-img rebase -b ''; an image a
+  // running QEMU holds is kept, with the reason), forgets the live copies
+  // that stand alone (their files stay: they are the recovered VMs' disks)
+  // and deletes every PIT no remaining copy reads through. The index stays
+  // (possibly empty), so copy ids never repeat and never name the files of
+  // a forgotten copy. Crash-safe: the index drops the PITs first and lists
+  // their files as being discarded; recover() or the next call finishes.
+  // Refused while a cycle is staged.
+  Result<ReleasedReplicas> release(const std::string& group);
+
   // Opaque per-disk data saved with a PIT (the block-hash manifest). Saved
   // during a staged cycle, it becomes part of the PIT on commit. Loading
   // returns the newest PIT's blob for the disk, or nothing when the newest
@@ -150,6 +162,7 @@ class PitStore {
     kRetainAfterMark,              // "dropping P0 into P1" persisted, nothing merged
     kRetainAfterMerge,             // qemu-img commit done for the first disk, not renamed
     kRetainAfterRename,            // every disk merged and renamed, index still names P0
+    kReleaseAfterIndexWrite,       // released PITs gone from the index, their files not yet deleted
   };
   void set_crash_point_for_testing(CrashPoint point) { crash_point_ = point; }
 
@@ -162,6 +175,7 @@ class PitStore {
   Status save_index(const Index& index) const;
   Status finish_retention_step(Index& index);
   Status remove_uncommitted(Index& index);
+  Status finish_discarding(Index& index);
 
   std::string index_dir_;
   CrashPoint crash_point_ = CrashPoint::kNone;
