@@ -69,6 +69,16 @@ class ComputeProvider {
   // it are dropped: they describe a replication from here that has ended.
   // A running VM is refused. Done already: returns the placeholder.
   virtual Result<PlaceholderInfo> adopt_as_placeholder(const std::string& uuid, const PlaceholderInfo& marker);
+  // Reprotect, before the group is protected from here: copies into each
+  // disk of a running VM whatever its backing images hold and drops them
+  // from its chain (a block pull), waiting until every disk stands alone, so
+  // the recovered VM no longer reads through the PITs it was recovered from.
+  // Returns the disks it flattened (none when none had a backing image).
+  // kUnsupported when the VM does not run or the hypervisor cannot pull
+  // (libvirt's test driver): whoever owns the images may flatten them
+  // offline instead (the built-in replicator does). Idempotent: a pull
+  // still running from an earlier call is waited for, not started again.
+  virtual Result<std::vector<std::string>> flatten_disks(const std::string& uuid);
   // Starts a VM; one already running succeeds.
   virtual Status power_on(const std::string& uuid);
   // Stops a VM: with `graceful`, asks the guest (ACPI) and waits up to

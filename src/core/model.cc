@@ -33,6 +33,9 @@ Result<VmInfo> ComputeProvider::recover_placeholder(const std::string& uuid, con
 Result<PlaceholderInfo> ComputeProvider::adopt_as_placeholder(const std::string& uuid, const PlaceholderInfo&) {
   return not_supported_by(*this, "make VM " + uuid + " a placeholder");
 }
+Result<std::vector<std::string>> ComputeProvider::flatten_disks(const std::string& uuid) {
+  return not_supported_by(*this, "flatten the disks of VM " + uuid + " while it runs");
+}
 Status ComputeProvider::power_on(const std::string& uuid) { return not_supported_by(*this, "power on VM " + uuid); }
 Status ComputeProvider::power_off(const std::string& uuid, bool, std::chrono::seconds) {
   return not_supported_by(*this, "power off VM " + uuid);

@@ -262,11 +262,20 @@ namespace {
 void append_reprotect(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms, const std::vector<int>& after,
                       std::vector<StepSpec>& out) {
   for (const auto& [group, names] : by_group(plan, vms)) {
-    std::vector<int> start = after;
+    // First the recovered VMs stop reading through the PITs they were
+    // recovered from (side by side), before anything replicates from them;
+    // then those PITs, history now, are released.
+    std::vector<int> start;
+    for (const auto& vm : names) {
+      out.push_back(StepSpec{"Consolidate disks: " + vm, "flatten_disks", after, 0, json{{"vm", vm}}});
+      start.push_back(static_cast<int>(out.size()) - 1);
+    }
+    if (start.empty()) start = after;
     auto chain = [&](std::string name, std::string kind) {
       out.push_back(StepSpec{std::move(name), std::move(kind), start, 0, json{{"group", group}}});
       start = {static_cast<int>(out.size()) - 1};
     };
+    chain("Release replicas here: " + group, "release_replicas");
     chain("Make placeholders at former protected site: " + group, "reprotect_peer");
     chain("Protect from this site: " + group, "protect_here");
     chain("Synchronize storage back (delta resync): " + group, "sync_reverse");
@@ -281,7 +290,7 @@ int default_step_timeout_s(const StepSpec& step) {
   if (k == "shutdown_protected") return 900;  // a graceful shutdown waits up to 300 s within it
   if (k == "wait_for_guest") return step.params.value("timeout_s", 300) + 60;
   if (k == "customize_ip") return 120;
-  if (k == "sync_protected" || k == "sync_reverse" || k == "check" || k == "host_command" || k == "guest_command" ||
+  if (k == "sync_protected" || k == "sync_reverse" || k == "flatten_disks" || k == "release_replicas" || k == "check" || k == "host_command" || k == "guest_command" ||
       k == "prompt" || k == "barrier")
     return 0;
   return 600;  // a provider or peer call: copies, VMs, power, ownership

@@ -671,6 +671,10 @@ Result<TestCopy> ReplicationService::promote(const std::string& group, const std
   return receiver_->promote(group, pit_id, owner);
 }
 
+Result<ReleasedReplicas> ReplicationService::release_replicas_here(const std::string& group) {
+  return receiver_->release_replicas(group);
+}
+
 Status ReplicationService::set_seeds(const std::string& group, const std::map<std::string, std::string>& seeds) {
   return receiver_->set_seeds(group, seeds);
 }

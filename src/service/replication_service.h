@@ -99,6 +99,9 @@ class ReplicationService {
   // Recovery site: a PIT made the live disks of the group's recovered VMs
   // (owner: the run; asking again returns the same disks).
   Result<TestCopy> promote(const std::string& group, const std::string& pit_id, const std::string& owner);
+  // New protected site (reprotect): the replicas this site kept of the
+  // group as its recovery site are released (the adapter's release_replicas).
+  Result<ReleasedReplicas> release_replicas_here(const std::string& group);
   // Future recovery site (reprotect): images here that hold an older state
   // of the group's disks (by disk key), to start their first PITs from so
   // that only differing blocks travel.

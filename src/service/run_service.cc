@@ -174,9 +174,11 @@ class RunService::Steps : public engine::StepRunner {
     if (kind == "create_test_copy") return create_test_copy(run, **ctx, p.value("group", ""));
     if (kind == "drop_test_copies") return drop_test_copies(p.value("group", ""));
     if (kind == "sync_protected" || kind == "shutdown_protected" || kind == "handover" || kind == "promote" ||
-        kind == "take_ownership" || kind == "reprotect_peer" || kind == "protect_here" || kind == "sync_reverse") {
+        kind == "take_ownership" || kind == "reprotect_peer" || kind == "protect_here" || kind == "sync_reverse" ||
+        kind == "release_replicas") {
       auto g = group(**ctx, p.value("group", ""));
       if (!g) return g.status();
+      if (kind == "release_replicas") return release_replicas(**g);
       if (kind == "reprotect_peer") return reprotect_peer(run, **ctx, **g);
       if (kind == "protect_here") return protect_here(**ctx, **g);
       if (kind == "sync_reverse") return sync_reverse(**g);
@@ -195,6 +197,7 @@ class RunService::Steps : public engine::StepRunner {
     auto target = target_of(**ctx, **vm);
     if (!target) return target.status();
     const PlanVm entry = plan_vm_or_default((*ctx)->plan, (*vm)->name);
+    if (kind == "flatten_disks") return flatten_disks(*target);
     if (kind == "power_on") {
       EVAC_RETURN_IF_ERROR(target->provider->power_on(target->id));
       return json{{"vm", target->id}};
@@ -615,6 +618,41 @@ class RunService::Steps : public engine::StepRunner {
     });
     if (!st.is_ok()) return st;
     return json{{"group", g.name}, {"recovery_site", g.protected_site}, {"epoch", g.epoch}, {"vms", rec.vms.size()}};
+  }
+
+  // A recovered VM runs on overlays of the PIT it was recovered from. While
+  // it runs, only the hypervisor can copy the chain into them (a block
+  // pull); where it cannot (a VM that is off, libvirt's test driver), the
+  // replication engine flattens the images offline in the release step.
+  Result<json> flatten_disks(const Target& t) {
+    auto flattened = t.provider->flatten_disks(t.id);
+    if (!flattened) {
+      if (flattened.status().code() == StatusCode::kUnsupported)
+        return json{{"flattened", json::array()}, {"left_to_the_release", flattened.status().message()}};
+      return flattened.status();
+    }
+    return json{{"flattened", *flattened}};
+  }
+
+  // This site's PITs of the group are history once its VMs stand on their
+  // own disks: the space goes back, and retention never has to work around
+  // a recovered VM's chain again.
+  Result<json> release_replicas(const GroupCtx& g) {
+    if (!replication_) return json{{"released", false}, {"why", "this site does not replicate"}};
+    auto released = replication_->release_replicas_here(g.name);
+    if (!released) return released.status();
+    json out{{"flattened", released->flattened},
+             {"released_copies", released->released_copies},
+             {"removed_pits", released->removed_pits},
+             {"kept_pits", released->kept_pits}};
+    if (!released->kept_because.empty()) {
+      out["kept_because"] = released->kept_because;
+      EVAC_RETURN_IF_ERROR(site_.store().add_event(
+          EventRecord{0, site_.now(), "warning", "replicas_kept", g.name,
+                      "kept " + std::to_string(released->kept_pits.size()) + " PIT(s) of group '" + g.name +
+                          "' that a VM still reads through: " + released->kept_because}));
+    }
+    return out;
   }
 
   // The first cycle back: the former protected site starts each disk from

@@ -319,6 +319,18 @@ for vm in db01 app01 web01; do
   check "${vm} still runs at site-b only" test "$(virsh -c "${uri_b}" domstate "${vm}" | head -1)/$(virsh -c "${uri_a}" domstate "${vm}" | head -1)" = "running/shut off"
 done
 check "site-a's placeholders have no evac checkpoints left" test "$(virsh -c "${uri_a}" checkpoint-list db01 --name 2>/dev/null | grep -c '^evac-')" = "0"
+# The recovered guests ran on overlays of the PIT they came from; the
+# reprotect pulled each chain into its disk (a block pull, guests running)
+# and released the PITs, which site-b no longer needs as the protected site.
+disk_of() { virsh -c "$1" domblklist "$2" --details | awk '$2 == "disk" {print $4; exit}'; }
+standalone() { ! qemu-img info -U --output=json "$1" | grep -q '"backing-filename"'; }
+pit_files() { find "$1/.evac-pits/shop" -name 'pit-*' 2>/dev/null | grep -c . || true; }  # DIR: group shop's
+for vm in db01 app01 web01; do
+  check "${vm} at site-b runs on a disk of its own, no PIT below it" standalone "$(disk_of "${uri_b}" "${vm}")"
+done
+check "site-b keeps no PITs of the group it protects now" test "$(pit_files "${EVAC_DEMO_ROOT}/site-b/replicas")" = "0"
+check "db01 at site-b still reads what it held before the block pull" \
+  test "$("${repo_dir}/lab/vm.sh" exec "${uri_b}" db01 -- cat /data/marker 2>/dev/null)" = "written-before-migration"
 check "replication from site-b goes on (running guests, change tracking)" bash -c "evac --context site-b group sync shop >/dev/null"
 
 t0=$(date +%s%N)
@@ -344,6 +356,10 @@ for vm in db01 app01 web01; do
   check "the disk ${vm} ran on at site-b is read-only there now" \
     immutable "$(virsh -c "${uri_b}" domblklist "${vm}" --details | awk '$2 == "disk" {print $4; exit}')"
 done
+for vm in db01 app01 web01; do
+  check "${vm} at site-a runs on a disk of its own after the failback" standalone "$(disk_of "${uri_a}" "${vm}")"
+done
+check "site-a keeps no PITs of the group it protects again" test "$(pit_files "${EVAC_DEMO_ROOT}/site-a/images")" = "0"
 check "replication to site-b goes on after the failback" bash -c "evac --context site-a group sync shop >/dev/null"
 failback_id="${crash_run}"
 evac --context site-a -o json run report "${failback_id}" --format json | json_query '"failback RTO: " + d["rto"]["text"]'

@@ -394,6 +394,22 @@ TEST_F(RunsCliQuietRecoverySiteTest, AReprotectArrivingBeforeTheOldSiteHeardOfTh
   EXPECT_EQ(evac_at("b", {"group", "verify", "shop"}).exit_code, 0);
 }
 
+// The image `path` reads through, if any (qemu-img info; -U: a VM may hold it).
+std::string backing_file_of(const std::string& path) {
+  auto info = run_command({"qemu-img", "info", "-U", "--output=json", path});
+  EXPECT_EQ(info.exit_code, 0) << info.err;
+  return nlohmann::json::parse(info.out, nullptr, false).value("backing-filename", "");
+}
+
+// PIT images and manifests a site still keeps under a replica folder.
+int pit_files_under(const fs::path& replica_dir) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(replica_dir / ".evac-pits", ec))
+    if (e.is_regular_file() && e.path().filename().string().rfind("pit-", 0) == 0) ++n;
+  return n;
+}
+
 // The way home: migrate to site-b, reprotect (site-a's copies become the
 // placeholders and seed the reverse replication, so only what changed at
 // site-b travels back), then fail back from site-a, which migrates home and
@@ -438,9 +454,27 @@ TEST_F(RunsCliTest, ReprotectThenFailbackBringsTheVmsHome) {
   ASSERT_EQ(evac_at("b", {"run", "resume", id}).exit_code, 0);
   auto reprotect = evac_at("b", {"run", "show", id, "--follow"});
   ASSERT_EQ(reprotect.exit_code, 0) << reprotect.out << reprotect.err;
-  for (const char* step : {"Make placeholders at former protected site: shop", "Protect from this site: shop",
+  for (const char* step : {"Consolidate disks: db01", "Release replicas here: shop",
+                           "Make placeholders at former protected site: shop", "Protect from this site: shop",
                            "Synchronize storage back (delta resync): shop"})
     EXPECT_NE(reprotect.out.find(step), std::string::npos) << step << "\n" << reprotect.out;
+
+  // Site-b's VMs stand on their own disks now, with everything they held,
+  // and the PITs they were recovered from are gone from site-b.
+  EXPECT_EQ(backing_file_of(live), "") << live << " still reads through a PIT";
+  for (const char* check : {"read -P 0x5a 1048576 65536", "read -P 0x6b 2097152 65536"}) {
+    auto read = run_command({"qemu-io", "-r", "-f", "qcow2", "-c", check, live});
+    EXPECT_EQ(read.exit_code, 0) << read.err;
+    EXPECT_EQ(read.out.find("Pattern verification failed"), std::string::npos) << check << ": " << read.out;
+  }
+  EXPECT_EQ(pit_files_under(root_ / "b/replicas"), 0);
+  for (const auto& s : evac_at("b", {"run", "show", id, "-o", "json"}).json()["steps"]) {
+    if (s["kind"] != "release_replicas") continue;
+    EXPECT_EQ(s["result"]["released_copies"].size(), 1u) << s.dump();
+    EXPECT_FALSE(s["result"]["removed_pits"].empty()) << s.dump();
+    EXPECT_TRUE(s["result"]["kept_pits"].empty()) << s.dump();
+    EXPECT_EQ(s["result"]["flattened"].size(), 2u) << "db01 and web01 were off: flattened offline: " << s.dump();
+  }
 
   // Site-b protects the group now; site-a's copies are its placeholders.
   auto group = evac_at("b", {"group", "show", "shop", "-o", "json"});
@@ -486,6 +520,8 @@ TEST_F(RunsCliTest, ReprotectThenFailbackBringsTheVmsHome) {
     EXPECT_EQ(home[name]["nics"][0]["network"], "prod") << name;
   }
   const std::string back = home["db01"]["disks"][0]["path"];
+  EXPECT_EQ(backing_file_of(back), "") << "the failback's reprotect consolidated " << back;
+  EXPECT_EQ(pit_files_under(root_ / "a/images"), 0) << "site-a's PITs from site-b are released";
   for (const char* check : {"read -P 0x5a 1048576 65536", "read -P 0x6b 2097152 65536"}) {
     auto read = run_command({"qemu-io", "-r", "-f", "qcow2", "-c", check, back});
     EXPECT_EQ(read.exit_code, 0) << read.err;

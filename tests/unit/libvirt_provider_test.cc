@@ -766,3 +766,37 @@ TEST(LibvirtProviderTestVms, GuestAgentNeedsQemu) {
 
 }  // namespace
 }  // namespace evac
+
+namespace evac {
+namespace {
+
+// A running QEMU VM's definition lists each disk's backing chain; a block
+// pull is only needed where it names an image below the disk.
+TEST(LibvirtProviderFlatten, FindsTheDisksThatReadThroughABackingImage) {
+  auto targets = libvirt::disks_with_backing_images(R"(<domain type='kvm'><devices>
+    <disk type='file' device='disk'><source file='/r/recovered/vda.qcow2'/>
+      <backingStore type='file'><format type='qcow2'/><source file='/r/pit-3.qcow2'/>
+        <backingStore type='file'><format type='qcow2'/><source file='/r/pit-1.qcow2'/><backingStore/></backingStore>
+      </backingStore><target dev='vda' bus='virtio'/></disk>
+    <disk type='file' device='disk'><source file='/r/own.qcow2'/><backingStore/><target dev='vdb' bus='virtio'/></disk>
+    <disk type='file' device='cdrom'><source file='/r/seed.iso'/><target dev='sda' bus='sata'/></disk>
+  </devices></domain>)");
+  ASSERT_TRUE(targets.is_ok()) << targets.status().to_string();
+  EXPECT_EQ(*targets, std::vector<std::string>{"vda"});
+  EXPECT_FALSE(libvirt::disks_with_backing_images("<network/>").is_ok());
+}
+
+// libvirt's test driver runs no QEMU: flattening is left to the images' owner.
+TEST(LibvirtProviderFlatten, TheTestDriverCannotPullAndSaysSo) {
+  auto site = protected_site();
+  auto vms = site->list_vms();
+  ASSERT_TRUE(vms.is_ok());
+  ASSERT_FALSE(vms->empty());
+  auto flattened = site->flatten_disks(vms->front().uuid);
+  ASSERT_FALSE(flattened.is_ok());
+  EXPECT_EQ(flattened.status().code(), StatusCode::kUnsupported) << flattened.status().to_string();
+  EXPECT_EQ(site->flatten_disks("00000000-0000-4000-8000-00000000dead").status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace evac

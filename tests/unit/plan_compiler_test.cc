@@ -204,10 +204,18 @@ TEST(PlanCompilerTest, ReprotectMakesPlaceholdersThereBeforeProtectingHereThenSy
     const int peer = index_of(s, "Make placeholders at former protected site: " + g);
     const int here = index_of(s, "Protect from this site: " + g);
     const int sync = index_of(s, "Synchronize storage back (delta resync): " + g);
+    const int release = index_of(s, "Release replicas here: " + g);
     EXPECT_TRUE(waits_for(s, peer, 0));
+    EXPECT_TRUE(waits_for(s, peer, release)) << "nothing replicates from here before the VMs stand alone";
     EXPECT_TRUE(waits_for(s, here, peer)) << "the old site stops protecting before this one starts";
     EXPECT_TRUE(waits_for(s, sync, here));
   }
+  for (const std::string vm : {"db01", "web01", "batch01"})
+    EXPECT_TRUE(waits_for(s, index_of(s, "Release replicas here: shop"), index_of(s, "Consolidate disks: " + vm)))
+        << "no PIT goes while " << vm << " reads through it";
+  EXPECT_TRUE(waits_for(s, index_of(s, "Release replicas here: ops"), index_of(s, "Consolidate disks: mon01")));
+  EXPECT_FALSE(waits_for(s, index_of(s, "Consolidate disks: web01"), index_of(s, "Consolidate disks: db01")))
+      << "a group's VMs consolidate side by side";
   EXPECT_FALSE(waits_for(s, index_of(s, "Protect from this site: ops"), index_of(s, "Protect from this site: shop")));
 }
 
@@ -232,6 +240,8 @@ TEST(PlanCompilerTest, StepTimeoutsBoundHangsNotTheWorkOfSyncsOrThePlansOwnWaits
       << "the heartbeat's own timeout, and a margin";
   EXPECT_EQ(default_step_timeout_s(StepSpec{"Synchronize storage: shop", "sync_protected", {}, 0}), 0)
       << "a first sync of a large group takes as long as it takes";
+  EXPECT_EQ(default_step_timeout_s(StepSpec{"Consolidate disks: db01", "flatten_disks", {}, 0}), 0)
+      << "a block pull copies the whole disk";
   EXPECT_EQ(default_step_timeout_s(StepSpec{"Check tcp:5432: db01", "check", {}, 1}), 0) << "bound by the plan's check timeout";
 }
 

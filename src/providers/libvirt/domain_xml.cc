@@ -565,4 +565,17 @@ Result<std::string> test_vm_domain_xml(std::string_view placeholder_xml, const T
   return serialize(doc);
 }
 
+Result<std::vector<std::string>> disks_with_backing_images(std::string_view live_domain_xml) {
+  pugi::xml_document doc;
+  auto root = load_root(doc, live_domain_xml, "domain", "a running VM's definition");
+  if (!root.is_ok()) return root.status();
+  std::vector<std::string> out;
+  for (pugi::xml_node disk : children_named(root->child("devices"), "disk")) {
+    if (std::string_view(disk.attribute("device").as_string("disk")) != "disk") continue;
+    // The chain ends in an empty <backingStore/>; one with a source is an image below.
+    if (disk.child("backingStore").child("source")) out.emplace_back(disk.child("target").attribute("dev").as_string());
+  }
+  return out;
+}
+
 }  // namespace evac::libvirt

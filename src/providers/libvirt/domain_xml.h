@@ -98,4 +98,8 @@ Result<std::string> recovered_domain_xml(std::string_view placeholder_xml, const
 // recovered marker replaced by `marker`) and its description.
 Result<std::string> adopted_placeholder_xml(std::string_view domain_xml, const PlaceholderMarker& marker);
 
+// Targets ("vda") of the disks whose live definition names a backing image
+// (<backingStore> with a <source>): the disks a block pull would flatten.
+Result<std::vector<std::string>> disks_with_backing_images(std::string_view live_domain_xml);
+
 }  // namespace evac::libvirt

@@ -632,6 +632,53 @@ Result<PlaceholderInfo> LibvirtProvider::adopt_as_placeholder(const std::string&
   return adopted;
 }
 
+Result<std::vector<std::string>> LibvirtProvider::flatten_disks(const std::string& uuid) {
+  return connection_->run([&](virConnectPtr conn) -> Result<std::vector<std::string>> {
+    auto dom = find_domain(conn, uuid, config_.name);
+    if (!dom.is_ok()) return dom.status();
+    virDomainPtr d = dom->get();
+    const std::string name = domain_name(d);
+    if (const char* type = virConnectGetType(conn); type && std::string_view(type) == "TEST")
+      return unsupported("compute provider " + config_.name + " is libvirt's test driver: no QEMU runs VM " + name +
+                         " to pull its disks' backing images into them");
+    if (virDomainIsActive(d) != 1)
+      return unsupported("VM " + name + " does not run, so there is no block pull to flatten its disks with",
+                         "its images can be flattened offline (qemu-img rebase -b '')");
+    auto with_backing = [&]() -> Result<std::vector<std::string>> {
+      LibvirtString xml(virDomainGetXMLDesc(d, 0));
+      if (xml == nullptr) return last_error("reading the running definition of VM " + name);
+      return libvirt::disks_with_backing_images(xml.get());
+    };
+    auto targets = with_backing();
+    if (!targets.is_ok()) return targets.status();
+    // One pull per disk, all at once: QEMU streams them side by side. A
+    // pull an earlier attempt started (evacd restarted meanwhile) is
+    // still running and is waited for rather than started again.
+    for (const auto& target : *targets) {
+      virDomainBlockJobInfo info{};
+      if (virDomainGetBlockJobInfo(d, target.c_str(), &info, 0) == 1) continue;
+      if (virDomainBlockPull(d, target.c_str(), 0, 0) < 0)
+        return last_error("starting a block pull of disk " + target + " of VM " + name);
+    }
+    for (const auto& target : *targets) {
+      virDomainBlockJobInfo info{};
+      int r = 0;
+      while ((r = virDomainGetBlockJobInfo(d, target.c_str(), &info, 0)) == 1)
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (r < 0) return last_error("following the block pull of disk " + target + " of VM " + name);
+    }
+    // A job also ends when it fails: only the definition says whether the
+    // chain is gone.
+    auto left = with_backing();
+    if (!left.is_ok()) return left.status();
+    if (!left->empty())
+      return internal_error("the block pull of disk " + left->front() + " of VM " + name +
+                                " ended before its backing images were dropped",
+                            "see libvirtd's log for QEMU's reason (a full disk?), then run the step again");
+    return *targets;
+  });
+}
+
 Status LibvirtProvider::power_on(const std::string& uuid) {
   return connection_->run([&](virConnectPtr conn) -> Status {
     auto dom = find_domain(conn, uuid, config_.name);

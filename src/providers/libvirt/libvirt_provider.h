@@ -45,6 +45,7 @@ class LibvirtProvider : public ComputeProvider {
   Result<VmInfo> recover_placeholder(const std::string& uuid, const std::map<std::string, std::string>& disks,
                                      const std::string& run) override;
   Result<PlaceholderInfo> adopt_as_placeholder(const std::string& uuid, const PlaceholderInfo& marker) override;
+  Result<std::vector<std::string>> flatten_disks(const std::string& uuid) override;
   Status power_on(const std::string& uuid) override;
   Status power_off(const std::string& uuid, bool graceful, std::chrono::seconds timeout) override;
   // Through the QEMU guest agent (libvirt-qemu); other drivers answer
