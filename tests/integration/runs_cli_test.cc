@@ -468,7 +468,8 @@ TEST_F(RunsCliTest, ReprotectThenFailbackBringsTheVmsHome) {
     EXPECT_EQ(read.out.find("Pattern verification failed"), std::string::npos) << check << ": " << read.out;
   }
   EXPECT_EQ(pit_files_under(root_ / "b/replicas"), 0);
-  for (const auto& s : evac_at("b", {"run", "show", id, "-o", "json"}).json()["steps"]) {
+  const auto reprotect_run = evac_at("b", {"run", "show", id, "-o", "json"}).json();
+  for (const auto& s : reprotect_run["steps"]) {
     if (s["kind"] != "release_replicas") continue;
     EXPECT_EQ(s["result"]["released_copies"].size(), 1u) << s.dump();
     EXPECT_FALSE(s["result"]["removed_pits"].empty()) << s.dump();
