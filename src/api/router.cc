@@ -580,10 +580,15 @@ void ApiRouter::add_routes() {
         return to_json(PeerStatus{*peer, true});
       },
       201);
-  add("DELETE", "/api/v1/pairings/{site}", Access::kOperator, "Unpair a site", [&svc](Context& c) -> Result<json> {
-    EVAC_RETURN_IF_ERROR(svc.unpair(c.params[0]));
-    return json{{"unpaired", c.params[0]}};
-  });
+  add("DELETE", "/api/v1/pairings/{site}", Access::kOperator,
+      "Unpair a site (?lost=true: one gone for good, whose groups live here)", [this, &svc](Context& c) -> Result<json> {
+        if (query_param(c.request, "lost").value_or("false") == "true") {
+          if (!runs_) return unsupported("this evacd runs no recoveries", "unpair at a full evacd");
+          return runs_->forget_lost_site(c.params[0]);
+        }
+        EVAC_RETURN_IF_ERROR(svc.unpair(c.params[0]));
+        return json{{"unpaired", c.params[0]}};
+      });
 
   // ---- inventory
   add("GET", "/api/v1/inventory/providers", Access::kOperator, "Compute providers and whether they answer",

@@ -376,10 +376,24 @@ void add_site_commands(CLI::App& app, Globals& g, int& rc) {
   });
   auto* unpair = site->add_subcommand("unpair", "Unpair a site (refused while protection groups use it)");
   static std::string unpair_site;
+  static bool unpair_lost = false;
   unpair->add_option("site", unpair_site, "The paired site's name")->required();
+  unpair->add_flag("--lost", unpair_lost,
+                   "The site is gone for good: its groups recovered here stop being its (their VMs' disks are "
+                   "consolidated and the replicas here released), so they can be protected toward another site");
   unpair->callback([&] {
-    rc = call_and_print(g, "DELETE", "/api/v1/pairings/" + path_part(unpair_site), std::nullopt,
-                        as_message(g, [](const json& j) { return "unpaired site '" + j.value("unpaired", "") + "'"; }));
+    rc = call_and_print(g, "DELETE", "/api/v1/pairings/" + path_part(unpair_site) + (unpair_lost ? "?lost=true" : ""),
+                        std::nullopt, as_message(g, [](const json& j) {
+                          std::string text = "unpaired site '" + j.value("unpaired", "") + "'";
+                          if (!j.value("lost", false)) return text;
+                          text += " as lost for good";
+                          for (const auto& grp : j.value("groups", json::array())) {
+                            text += "\n  group '" + grp.value("group", "") + "': live here, no longer protected; " +
+                                    std::to_string(grp.value("removed_pits", json::array()).size()) + " PIT(s) released";
+                            if (grp.contains("kept_because")) text += "; kept: " + grp.value("kept_because", "");
+                          }
+                          return text;
+                        }));
   });
 }
 

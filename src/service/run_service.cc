@@ -1051,6 +1051,88 @@ Status RunService::resume(const std::string& id) {
   return engine_->resume(id);
 }
 
+Result<json> RunService::forget_lost_site(const std::string& site) {
+  auto join = [](const std::vector<std::string>& parts, const std::string& sep) {
+    std::string out;
+    for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
+    return out;
+  };
+  auto peers = site_.store().list_peers();
+  if (!peers) return peers.status();
+  if (std::none_of(peers->begin(), peers->end(), [&](const PeerRecord& p) { return p.site == site; }))
+    return not_found("site '" + site + "' is not paired with this site", "see `evac site list`");
+  if (auto reached = site_.call_paired_site(site, "GET", "/api/v1/peer/inventory", std::nullopt); reached)
+    return failed_precondition("site '" + site + "' answers: it is not lost",
+                               "unpair it without --lost (delete the protection groups between the sites first)");
+  auto groups = site_.store().list_groups();
+  if (!groups) return groups.status();
+  std::vector<std::string> recovering_there;
+  for (const auto& g : *groups)
+    if (g.recovery_site == site) recovering_there.push_back(g.name);
+  if (!recovering_there.empty())
+    return failed_precondition("protection groups here still recover to site '" + site + "': " + join(recovering_there, ", "),
+                               "delete each with `evac group delete NAME --force` (its placeholders there go with the "
+                               "site), then unpair again");
+  auto hosted = site_.store().list_hosted_placeholders();
+  if (!hosted) return hosted.status();
+  std::map<std::string, std::vector<HostedPlaceholderRecord>> by_group;
+  for (const auto& h : *hosted)
+    if (h.source_site == site) by_group[h.group].push_back(h);
+  for (const auto& [group, vms] : by_group) {
+    auto owner = site_.store().find_ownership(group);
+    if (!owner) return owner.status();
+    if (!owner->has_value() || (*owner)->owner_site != site_.identity().name)
+      return failed_precondition("group '" + group + "' of site '" + site +
+                                     "' was never recovered here: its VMs exist only as the replicas at this site",
+                                 "recover them first (`evac plan failover PLAN --confirm PLAN`), then unpair again");
+  }
+  auto active = site_.store().runs_in_state({"running", "waiting"});
+  if (!active) return active.status();
+  for (const auto& run : *active)
+    for (const auto& [group, vms] : by_group)
+      if (run.groups.find("\"" + group + "\"") != std::string::npos)
+        return failed_precondition("run " + run.id + " (" + run.operation + ") is still going over group '" + group + "'",
+                                   "let it finish, or cancel it, then unpair again");
+
+  json out{{"unpaired", site}, {"lost", true}, {"groups", json::array()}};
+  for (const auto& [group, vms] : by_group) {
+    json g{{"group", group}, {"vms", json::array()}};
+    // The recovered VMs stop reading through the PITs they came from, as a
+    // reprotect would have them; then those PITs go.
+    for (const auto& vm : vms) {
+      json v{{"vm", vm.name}};
+      auto provider = site_.provider(vm.provider);
+      if (!provider) return provider.status();
+      auto flattened = (*provider)->flatten_disks(vm.uuid);
+      if (!flattened && flattened.status().code() != StatusCode::kUnsupported)
+        return flattened.status().with_context("flattening the disks of VM '" + vm.name + "'");
+      v["flattened"] = flattened ? json(*flattened) : json::array();
+      g["vms"].push_back(v);
+    }
+    if (replication_) {
+      auto released = replication_->release_replicas_here(group);
+      if (!released) return released.status();
+      g["removed_pits"] = released->removed_pits;
+      g["kept_pits"] = released->kept_pits;
+      if (!released->kept_because.empty()) g["kept_because"] = released->kept_because;
+    }
+    out["groups"].push_back(g);
+  }
+  EVAC_RETURN_IF_ERROR(site_.store().transaction([&]() -> Status {
+    for (const auto& [group, vms] : by_group)
+      for (const auto& vm : vms) EVAC_RETURN_IF_ERROR(site_.store().remove_hosted_placeholder(vm.uuid));
+    return site_.store().remove_peer(site);
+  }));
+  std::vector<std::string> names;
+  for (const auto& [group, vms] : by_group) names.push_back(group);
+  EVAC_RETURN_IF_ERROR(site_.store().add_event(EventRecord{
+      0, site_.now(), "warning", "site_lost", "",
+      "site '" + site + "' was unpaired as lost for good" +
+          (names.empty() ? std::string() : "; its groups live here (" + join(names, ", ") + ") are no longer protected")}));
+  spdlog::warn("unpaired site {} as lost; groups now unprotected here: {}", site, join(names, ", "));
+  return out;
+}
+
 Result<json> RunService::handle_peer_reprotect(const PeerRecord& caller, const std::string& group, const json& body) {
   if (!body.value("epoch", json()).is_number_integer() || !body.value("vms", json()).is_array())
     return invalid_argument("a reprotect names the caller's ownership epoch and the group's VMs");

@@ -95,6 +95,16 @@ class RunService {
   // the placeholder of the caller's; its disks become the seeds of the
   // reverse replication; this site stops protecting the group. Asked again,
   // it answers the same: {placeholders: [{uuid, provider, name, source_uuid}]}.
+  // A paired site lost for good (`evac site unpair SITE --lost`): refused
+  // while it answers, while a group here still recovers to it (`group
+  // delete --force` first), or while a group of it was never recovered
+  // here (its VMs exist only as the replicas here: fail over first). For
+  // each group of it that is live here: the VMs' disks are flattened (a
+  // block pull; the release does the rest offline), the replicas here
+  // released, the VMs stop being its placeholders (so they can be
+  // protected toward another site); then the pairing, its mappings and its
+  // configuration copy go. The ownership records stay, as history.
+  Result<nlohmann::json> forget_lost_site(const std::string& site);
   Result<nlohmann::json> handle_peer_reprotect(const PeerRecord& caller, const std::string& group,
                                                const nlohmann::json& body);
 

@@ -286,6 +286,22 @@ TEST_F(RunsCliTest, MigrationRecoversTheFinalSyncAndFencesTheOldCopy) {
   EXPECT_EQ(check.out.find("no longer defined"), std::string::npos) << "the recovered VMs are not missing placeholders: " << check.out;
 }
 
+// The image `path` reads through, if any (qemu-img info; -U: a VM may hold it).
+std::string backing_file_of(const std::string& path) {
+  auto info = run_command({"qemu-img", "info", "-U", "--output=json", path});
+  EXPECT_EQ(info.exit_code, 0) << info.err;
+  return nlohmann::json::parse(info.out, nullptr, false).value("backing-filename", "");
+}
+
+// PIT images and manifests a site still keeps under a replica folder.
+int pit_files_under(const fs::path& replica_dir) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(replica_dir / ".evac-pits", ec))
+    if (e.is_regular_file() && e.path().filename().string().rfind("pit-", 0) == 0) ++n;
+  return n;
+}
+
 // A disaster: the protected site is gone. Failover records that it could
 // not reach it, recovers the newest PIT, and the old site, when it comes
 // back, learns it was taken over and fences its copy.
@@ -346,6 +362,44 @@ TEST_F(RunsCliTest, FailoverRunsWithoutTheProtectedSiteWhichComesBackFenced) {
   EXPECT_NE(sync.err.find("fenced"), std::string::npos) << sync.err;
 }
 
+// The worst case: the protected site never comes back. The recovery site
+// unpairs it as lost; its group, live here, is no longer its placeholders'
+// (so the VMs can be protected toward another site), on disks of their own.
+TEST_F(RunsCliTest, ASiteLostForGoodIsUnpairedOnceItsGroupIsLiveHere) {
+  auto answering = evac_at("b", {"site", "unpair", "site-a", "--lost"});
+  EXPECT_EQ(answering.exit_code, 1);
+  EXPECT_NE(answering.err.find("answers: it is not lost"), std::string::npos) << answering.err;
+  a_->stop(SIGKILL);
+  auto too_early = evac_at("b", {"site", "unpair", "site-a", "--lost"});
+  EXPECT_EQ(too_early.exit_code, 1);
+  EXPECT_NE(too_early.err.find("never recovered here"), std::string::npos) << too_early.err;
+  EXPECT_NE(too_early.err.find("evac plan failover"), std::string::npos) << too_early.err;
+  EXPECT_NE(evac_at("b", {"site", "status"}).out.find("site-a"), std::string::npos) << "a refusal changes nothing";
+
+  auto failover = evac_at("b", {"plan", "failover", "shop-dr", "--confirm", "shop-dr", "--follow"});
+  ASSERT_EQ(failover.exit_code, 0) << failover.out << failover.err;
+  ASSERT_GT(pit_files_under(root_ / "b/replicas"), 0);
+  ASSERT_NE(evac_at("b", {"placeholder", "list"}).out.find("db01"), std::string::npos)
+      << "before: the recovered VMs are still registered as site-a's placeholders";
+  auto lost = evac_at("b", {"site", "unpair", "site-a", "--lost"});
+  ASSERT_EQ(lost.exit_code, 0) << lost.out << lost.err;
+  EXPECT_NE(lost.out.find("as lost for good"), std::string::npos) << lost.out;
+  EXPECT_NE(lost.out.find("group 'shop': live here, no longer protected"), std::string::npos) << lost.out;
+
+  EXPECT_EQ(evac_at("b", {"site", "status"}).out.find("site-a"), std::string::npos);
+  EXPECT_EQ(pit_files_under(root_ / "b/replicas"), 0) << "the PITs of a group nobody replicates any more are released";
+  for (const auto& [name, vm] : vms_at("b")) {
+    EXPECT_EQ(vm["state"], "running") << name;
+    EXPECT_EQ(backing_file_of(vm["disks"][0]["path"]), "") << name << " still reads through a released PIT";
+  }
+  bool recorded = false;
+  for (const auto& e : evac_at("b", {"events", "list", "-o", "json"}).json()) recorded |= e["kind"] == "site_lost";
+  EXPECT_TRUE(recorded);
+  // Its VMs are this site's own now, no longer placeholders kept for site-a.
+  EXPECT_EQ(evac_at("b", {"placeholder", "list"}).out.find("db01"), std::string::npos)
+      << evac_at("b", {"placeholder", "list"}).out;
+}
+
 // A reprotect can reach the old site before the recovery site's
 // configuration has told it of the failover (it just came back; the news
 // travels with the next heartbeat). The reprotect itself carries the news:
@@ -392,22 +446,6 @@ TEST_F(RunsCliQuietRecoverySiteTest, AReprotectArrivingBeforeTheOldSiteHeardOfTh
   ASSERT_EQ(group.exit_code, 0) << group.err;
   EXPECT_EQ(group.json()["protected_site"], "site-b");
   EXPECT_EQ(evac_at("b", {"group", "verify", "shop"}).exit_code, 0);
-}
-
-// The image `path` reads through, if any (qemu-img info; -U: a VM may hold it).
-std::string backing_file_of(const std::string& path) {
-  auto info = run_command({"qemu-img", "info", "-U", "--output=json", path});
-  EXPECT_EQ(info.exit_code, 0) << info.err;
-  return nlohmann::json::parse(info.out, nullptr, false).value("backing-filename", "");
-}
-
-// PIT images and manifests a site still keeps under a replica folder.
-int pit_files_under(const fs::path& replica_dir) {
-  int n = 0;
-  std::error_code ec;
-  for (const auto& e : fs::recursive_directory_iterator(replica_dir / ".evac-pits", ec))
-    if (e.is_regular_file() && e.path().filename().string().rfind("pit-", 0) == 0) ++n;
-  return n;
 }
 
 // The way home: migrate to site-b, reprotect (site-a's copies become the
