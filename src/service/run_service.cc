@@ -1064,13 +1064,10 @@ Result<json> RunService::forget_lost_site(const std::string& site) {
   if (auto reached = site_.call_paired_site(site, "GET", "/api/v1/peer/inventory", std::nullopt); reached)
     return failed_precondition("site '" + site + "' answers: it is not lost",
                                "unpair it without --lost (delete the protection groups between the sites first)");
-  auto groups = site_.store().list_groups();
-  if (!groups) return groups.status();
-  std::vector<std::string> recovering_there;
-  for (const auto& g : *groups)
-    if (g.recovery_site == site) recovering_there.push_back(g.name);
-  if (!recovering_there.empty())
-    return failed_precondition("protection groups here still recover to site '" + site + "': " + join(recovering_there, ", "),
+  auto recovering_there = site_.groups_recovering_to(site);
+  if (!recovering_there) return recovering_there.status();
+  if (!recovering_there->empty())
+    return failed_precondition("protection groups here still recover to site '" + site + "': " + join(*recovering_there, ", "),
                                "delete each with `evac group delete NAME --force` (its placeholders there go with the "
                                "site), then unpair again");
   auto hosted = site_.store().list_hosted_placeholders();

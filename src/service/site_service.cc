@@ -227,13 +227,10 @@ Status SiteService::unpair(const std::string& site) {
   std::lock_guard lock(protection_mu_);
   auto peer = resolve_peer(site);
   if (!peer) return peer.status();
-  auto groups = store_.list_groups();
-  if (!groups) return groups.status();
-  std::vector<std::string> using_peer;
-  for (const auto& g : *groups)
-    if (g.recovery_site == site) using_peer.push_back(g.name);
-  if (!using_peer.empty())
-    return failed_precondition("protection groups still recover to site '" + site + "': " + join(using_peer, ", "),
+  auto using_peer = groups_recovering_to(site);
+  if (!using_peer) return using_peer.status();
+  if (!using_peer->empty())
+    return failed_precondition("protection groups still recover to site '" + site + "': " + join(*using_peer, ", "),
                                "delete those groups (`evac group delete NAME`) before unpairing");
   auto hosted = store_.list_hosted_placeholders();
   if (!hosted) return hosted.status();
@@ -246,6 +243,15 @@ Status SiteService::unpair(const std::string& site) {
   auto told = call_peer(*peer, "POST", "/api/v1/peer/unpair", json::object());
   (void)told;
   return store_.remove_peer(site);
+}
+
+Result<std::vector<std::string>> SiteService::groups_recovering_to(const std::string& site) {
+  auto groups = store_.list_groups();
+  if (!groups) return groups.status();
+  std::vector<std::string> out;
+  for (const auto& g : *groups)
+    if (g.recovery_site == site) out.push_back(g.name);
+  return out;
 }
 
 Result<json> SiteService::handle_peer_unpair(const PeerRecord& caller) {

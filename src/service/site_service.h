@@ -85,6 +85,8 @@ class SiteService {
   // Initiator side: redeem a token issued by the other site.
   Result<PeerRecord> pair(const std::string& token, const std::optional<std::string>& url_override);
   Status unpair(const std::string& site);
+  // Names of the groups this site protects toward `site`.
+  Result<std::vector<std::string>> groups_recovering_to(const std::string& site);
   Result<std::vector<PeerStatus>> peer_statuses();
   // One heartbeat round to every peer; pushes our configuration copy to any
   // peer whose copy is stale. Called by evacd's heartbeat thread.

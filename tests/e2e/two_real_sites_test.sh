@@ -325,10 +325,14 @@ check "site-a's placeholders have no evac checkpoints left" test "$(virsh -c "${
 disk_of() { virsh -c "$1" domblklist "$2" --details | awk '$2 == "disk" {print $4; exit}'; }
 standalone() { ! qemu-img info -U --output=json "$1" | grep -q '"backing-filename"'; }
 pit_files() { find "$1/.evac-pits/shop" -name 'pit-*' 2>/dev/null | grep -c . || true; }  # DIR: group shop's
-for vm in db01 app01 web01; do
-  check "${vm} at site-b runs on a disk of its own, no PIT below it" standalone "$(disk_of "${uri_b}" "${vm}")"
-done
-check "site-b keeps no PITs of the group it protects now" test "$(pit_files "${EVAC_DEMO_ROOT}/site-b/replicas")" = "0"
+own_disks() {  # SITE URI REPLICA_DIR WHEN: the guests there stand on disks of their own, and no PIT of shop is left
+  local vm
+  for vm in db01 app01 web01; do
+    check "${vm} at $1 runs on a disk of its own ${4}" standalone "$(disk_of "$2" "${vm}")"
+  done
+  check "$1 keeps no PITs of the group ${4}" test "$(pit_files "$3")" = "0"
+}
+own_disks site-b "${uri_b}" "${EVAC_DEMO_ROOT}/site-b/replicas" "after the reprotect"
 check "db01 at site-b still reads what it held before the block pull" \
   test "$("${repo_dir}/lab/vm.sh" exec "${uri_b}" db01 -- cat /data/marker 2>/dev/null)" = "written-before-migration"
 check "replication from site-b goes on (running guests, change tracking)" bash -c "evac --context site-b group sync shop >/dev/null"
@@ -356,10 +360,7 @@ for vm in db01 app01 web01; do
   check "the disk ${vm} ran on at site-b is read-only there now" \
     immutable "$(virsh -c "${uri_b}" domblklist "${vm}" --details | awk '$2 == "disk" {print $4; exit}')"
 done
-for vm in db01 app01 web01; do
-  check "${vm} at site-a runs on a disk of its own after the failback" standalone "$(disk_of "${uri_a}" "${vm}")"
-done
-check "site-a keeps no PITs of the group it protects again" test "$(pit_files "${EVAC_DEMO_ROOT}/site-a/images")" = "0"
+own_disks site-a "${uri_a}" "${EVAC_DEMO_ROOT}/site-a/images" "after the failback"
 check "replication to site-b goes on after the failback" bash -c "evac --context site-a group sync shop >/dev/null"
 failback_id="${crash_run}"
 evac --context site-a -o json run report "${failback_id}" --format json | json_query '"failback RTO: " + d["rto"]["text"]'
@@ -396,6 +397,19 @@ check "site-a, back, learns it was taken over and fences its copy" test "${fence
 check "site-a's fenced copy replicates no more" bash -c "! evac --context site-a group sync shop 2>/dev/null"
 check "the failover recovered the point in time chosen at its start" \
   test -n "$(evac --context site-b -o json run show "${crash_run}" | json_query 'd["groups"][0]["pit"]')"
+
+# And if site-a never came back: site-b retires it. The guests recovered by
+# the failover are pulled off their PIT chains while they run, the replicas
+# released, and site-b holds them as its own.
+kill -KILL "$(cat "${EVAC_DEMO_ROOT}/site-a/evacd.pid")"
+check "site-b unpairs site-a as lost for good" \
+  bash -c "evac --context site-b site unpair site-a --lost > '${EVAC_DEMO_ROOT}/unpair-lost.out' 2>&1"
+sed 's/^/  /' "${EVAC_DEMO_ROOT}/unpair-lost.out"
+check "the guests still run at site-b" test "$(virsh -c "${uri_b}" list --name --state-running | grep -c .)" = "3"
+own_disks site-b "${uri_b}" "${EVAC_DEMO_ROOT}/site-b/replicas" "after the unpair"
+check "db01 still reads what it held before the disaster" \
+  test "$("${repo_dir}/lab/vm.sh" exec "${uri_b}" db01 -- cat /data/marker-d 2>/dev/null)" = "written-before-the-disaster"
+check "site-b has no pairing with site-a left" bash -c "! evac --context site-b site status | grep -q site-a"
 
 "${repo_dir}/lab/demo.sh" down >/dev/null 2>&1
 # "[/]" keeps pgrep from matching the shell that runs it.
