@@ -1101,9 +1101,13 @@ Result<json> RunService::forget_lost_site(const std::string& site) {
       auto provider = site_.provider(vm.provider);
       if (!provider) return provider.status();
       auto flattened = (*provider)->flatten_disks(vm.uuid);
-      if (!flattened && flattened.status().code() != StatusCode::kUnsupported)
+      // A VM removed by hand since has nothing left to flatten; its
+      // replicas' chain is then released offline or kept, named.
+      const StatusCode code = flattened ? StatusCode::kOk : flattened.status().code();
+      if (code != StatusCode::kOk && code != StatusCode::kUnsupported && code != StatusCode::kNotFound)
         return flattened.status().with_context("flattening the disks of VM '" + vm.name + "'");
       v["flattened"] = flattened ? json(*flattened) : json::array();
+      if (code == StatusCode::kNotFound) v["missing"] = true;
       g["vms"].push_back(v);
     }
     if (replication_) {
