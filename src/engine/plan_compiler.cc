@@ -290,8 +290,8 @@ int default_step_timeout_s(const StepSpec& step) {
   if (k == "shutdown_protected") return 900;  // a graceful shutdown waits up to 300 s within it
   if (k == "wait_for_guest") return step.params.value("timeout_s", 300) + 60;
   if (k == "customize_ip") return 120;
-  if (k == "sync_protected" || k == "sync_reverse" || k == "flatten_disks" || k == "release_replicas" || k == "check" || k == "host_command" || k == "guest_command" ||
-      k == "prompt" || k == "barrier")
+  if (k == "sync_protected" || k == "sync_reverse" || k == "flatten_disks" || k == "release_replicas" || k == "check" ||
+      k == "host_command" || k == "guest_command" || k == "prompt" || k == "barrier")
     return 0;
   return 600;  // a provider or peer call: copies, VMs, power, ownership
 }

@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/plan_json.h"
+#include "core/text.h"
 #include "engine/plan_compiler.h"
 #include "service/host_command.h"
 
@@ -157,6 +158,31 @@ Result<long> http_status(const std::string& url) {
 }
 
 }  // namespace
+
+// ---- consolidation: shared by reprotect's steps and a lost site's unpair ----
+
+// A recovered VM runs on overlays of the PIT it was recovered from. While
+// it runs, only the hypervisor can copy the chain into them (a block
+// pull); where it cannot (a VM that is off, libvirt's test driver), the
+// replication engine flattens the images offline when it releases them.
+Result<json> flatten_vm_disks(ComputeProvider& provider, const std::string& uuid) {
+  auto flattened = provider.flatten_disks(uuid);
+  if (!flattened) {
+    if (flattened.status().code() == StatusCode::kUnsupported)
+      return json{{"flattened", json::array()}, {"left_to_the_release", flattened.status().message()}};
+    return flattened.status();
+  }
+  return json{{"flattened", *flattened}};
+}
+
+json released_json(const ReleasedReplicas& released) {
+  json out{{"flattened", released.flattened},
+           {"released_copies", released.released_copies},
+           {"removed_pits", released.removed_pits},
+           {"kept_pits", released.kept_pits}};
+  if (!released.kept_because.empty()) out["kept_because"] = released.kept_because;
+  return out;
+}
 
 // ---- the step runner ---------------------------------------------------------
 
@@ -620,19 +646,7 @@ class RunService::Steps : public engine::StepRunner {
     return json{{"group", g.name}, {"recovery_site", g.protected_site}, {"epoch", g.epoch}, {"vms", rec.vms.size()}};
   }
 
-  // A recovered VM runs on overlays of the PIT it was recovered from. While
-  // it runs, only the hypervisor can copy the chain into them (a block
-  // pull); where it cannot (a VM that is off, libvirt's test driver), the
-  // replication engine flattens the images offline in the release step.
-  Result<json> flatten_disks(const Target& t) {
-    auto flattened = t.provider->flatten_disks(t.id);
-    if (!flattened) {
-      if (flattened.status().code() == StatusCode::kUnsupported)
-        return json{{"flattened", json::array()}, {"left_to_the_release", flattened.status().message()}};
-      return flattened.status();
-    }
-    return json{{"flattened", *flattened}};
-  }
+  Result<json> flatten_disks(const Target& t) { return flatten_vm_disks(*t.provider, t.id); }
 
   // This site's PITs of the group are history once its VMs stand on their
   // own disks: the space goes back, and retention never has to work around
@@ -641,12 +655,8 @@ class RunService::Steps : public engine::StepRunner {
     if (!replication_) return json{{"released", false}, {"why", "this site does not replicate"}};
     auto released = replication_->release_replicas_here(g.name);
     if (!released) return released.status();
-    json out{{"flattened", released->flattened},
-             {"released_copies", released->released_copies},
-             {"removed_pits", released->removed_pits},
-             {"kept_pits", released->kept_pits}};
+    json out = released_json(*released);
     if (!released->kept_because.empty()) {
-      out["kept_because"] = released->kept_because;
       EVAC_RETURN_IF_ERROR(site_.store().add_event(
           EventRecord{0, site_.now(), "warning", "replicas_kept", g.name,
                       "kept " + std::to_string(released->kept_pits.size()) + " PIT(s) of group '" + g.name +
@@ -1052,15 +1062,10 @@ Status RunService::resume(const std::string& id) {
 }
 
 Result<json> RunService::forget_lost_site(const std::string& site) {
-  auto join = [](const std::vector<std::string>& parts, const std::string& sep) {
-    std::string out;
-    for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
-    return out;
-  };
   auto peers = site_.store().list_peers();
   if (!peers) return peers.status();
   if (std::none_of(peers->begin(), peers->end(), [&](const PeerRecord& p) { return p.site == site; }))
-    return not_found("site '" + site + "' is not paired with this site", "see `evac site list`");
+    return not_found("site '" + site + "' is not paired with this site", "see `evac site status`");
   if (auto reached = site_.call_paired_site(site, "GET", "/api/v1/peer/inventory", std::nullopt); reached)
     return failed_precondition("site '" + site + "' answers: it is not lost",
                                "unpair it without --lost (delete the protection groups between the sites first)");
@@ -1100,22 +1105,23 @@ Result<json> RunService::forget_lost_site(const std::string& site) {
       json v{{"vm", vm.name}};
       auto provider = site_.provider(vm.provider);
       if (!provider) return provider.status();
-      auto flattened = (*provider)->flatten_disks(vm.uuid);
-      // A VM removed by hand since has nothing left to flatten; its
-      // replicas' chain is then released offline or kept, named.
-      const StatusCode code = flattened ? StatusCode::kOk : flattened.status().code();
-      if (code != StatusCode::kOk && code != StatusCode::kUnsupported && code != StatusCode::kNotFound)
+      auto flattened = flatten_vm_disks(**provider, vm.uuid);
+      if (flattened) {
+        v.update(*flattened);
+      } else if (flattened.status().code() == StatusCode::kNotFound) {
+        // A VM removed by hand since has nothing left to flatten; its
+        // replicas' chain is then released offline or kept, named.
+        v["flattened"] = json::array();
+        v["missing"] = true;
+      } else {
         return flattened.status().with_context("flattening the disks of VM '" + vm.name + "'");
-      v["flattened"] = flattened ? json(*flattened) : json::array();
-      if (code == StatusCode::kNotFound) v["missing"] = true;
+      }
       g["vms"].push_back(v);
     }
     if (replication_) {
       auto released = replication_->release_replicas_here(group);
       if (!released) return released.status();
-      g["removed_pits"] = released->removed_pits;
-      g["kept_pits"] = released->kept_pits;
-      if (!released->kept_because.empty()) g["kept_because"] = released->kept_because;
+      g.update(released_json(*released));
     }
     out["groups"].push_back(g);
   }

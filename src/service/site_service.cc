@@ -9,6 +9,7 @@
 #include "config/daemon_config.h"
 #include "core/duration.h"
 #include "core/model_json.h"
+#include "core/text.h"
 #include "service/rate_limit.h"
 #include "tls/tls.h"
 
@@ -21,12 +22,6 @@ constexpr std::string_view kPairingTokenPrefix = "evac-pair-1.";
 
 std::int64_t system_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string join(const std::vector<std::string>& items, const std::string& sep) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : sep) + i;
-  return out;
 }
 
 std::string basename_of(const std::string& path) { return std::filesystem::path(path).filename().string(); }

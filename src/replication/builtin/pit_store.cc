@@ -107,6 +107,23 @@ std::string blob_path_for(const std::string& image_path) {
 
 std::string parent_of(const std::string& path) { return fs::path(path).parent_path().string(); }
 
+// The image `path` reads through ("" for a standalone one), as qemu-img
+// info tells. `shared` (-U): read it although a process (a running VM)
+// holds it; without, such a holder makes this kUnavailable.
+Result<std::string> backing_file_of(const std::string& path, bool shared, const std::string& doing, const std::string& hint) {
+  std::vector<std::string> args = {"info", "--output=json"};
+  if (shared) args.push_back("-U");
+  args.push_back(path);
+  auto info = qemu_img(args, doing, hint);
+  if (!info.is_ok()) return info.status();
+  try {
+    auto j = json::parse(info->out);
+    return j.value("full-backing-filename", j.value("backing-filename", ""));
+  } catch (const std::exception& e) {
+    return internal_error(doing + ": qemu-img info printed something unexpected: " + e.what(), kBugHint);
+  }
+}
+
 // Exceptions (filesystem, JSON, allocation) stop at this interface.
 template <typename F>
 auto guarded(const std::string& what, F&& body) -> decltype(body()) {
@@ -420,17 +437,10 @@ Status PitStore::finish_retention_step(Index& index) {
   for (const auto& d : step.disks) {
     if (path_exists(d.dropping_path)) {
       if (d.merge) {
-        auto info = qemu_img({"info", "--output=json", d.into_path}, context + ": reading " + d.into_path, lock_hint);
-        if (!info.is_ok()) return info.status();
-        std::string backing;
-        try {
-          auto j = json::parse(info->out);
-          backing = j.value("full-backing-filename", j.value("backing-filename", ""));
-        } catch (const std::exception& e) {
-          return internal_error(context + ": qemu-img info printed something unexpected: " + e.what(), kBugHint);
-        }
-        if (backing != d.dropping_path)
-          return internal_error(context + ": disk " + d.key + ": " + d.into_path + " reads through '" + backing +
+        auto backing = backing_file_of(d.into_path, false, context + ": reading " + d.into_path, lock_hint);
+        if (!backing.is_ok()) return backing.status();
+        if (*backing != d.dropping_path)
+          return internal_error(context + ": disk " + d.key + ": " + d.into_path + " reads through '" + *backing +
                                     "', not " + d.dropping_path,
                                 kOutsideHint);
         // -d keeps P1 as it is; P1's data lands in P0's file, which then
@@ -934,17 +944,11 @@ Result<ReleasedReplicas> PitStore::release(const std::string& group) {
       bool stands_alone = true;
       for (const auto& d : t.disks) {
         if (!path_exists(d.path)) continue;
-        // -U: a running VM holds the image; reading its header needs no lock.
-        auto info = qemu_img({"info", "-U", "--output=json", d.path}, "reading disk " + d.key + " of live copy " + t.id,
-                             "check that " + d.path + " is a readable qcow2 image");
-        if (!info.is_ok()) return info.status();
-        std::string backing;
-        try {
-          backing = json::parse(info->out).value("backing-filename", "");
-        } catch (const std::exception& e) {
-          return internal_error("qemu-img info printed something unexpected for " + d.path + ": " + e.what(), kBugHint);
-        }
-        if (backing.empty()) continue;
+        // Shared: a running VM holds the image; reading its header needs no lock.
+        auto backing = backing_file_of(d.path, true, "reading disk " + d.key + " of live copy " + t.id,
+                                       "check that " + d.path + " is a readable qcow2 image");
+        if (!backing.is_ok()) return backing.status();
+        if (backing->empty()) continue;
         // Safe mode: every block the chain holds is copied in before the
         // link goes, so the guest reads the same bytes either way.
         auto flat = qemu_img({"rebase", "-q", "-f", "qcow2", "-b", "", d.path},
