@@ -54,16 +54,34 @@ std::optional<StepState> step_state_from_name(std::string_view s) { return value
 std::string_view run_state_name(RunState s) { return name_in(kRunStates, s); }
 std::optional<RunState> run_state_from_name(std::string_view s) { return value_in(kRunStates, s); }
 
+namespace {
+// A step's spec as the JSON object from_row reads, written straight to text:
+// a run's start serializes every step before the first one may begin, so
+// this is on the path of every run's first step.
+std::string spec_text(const StepSpec& spec) {
+  std::string out = "{\"after\":[";
+  for (std::size_t i = 0; i < spec.after.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(spec.after[i]);
+  }
+  out += ']';
+  if (spec.expected_ms > 0) out += ",\"expected_ms\":" + std::to_string(spec.expected_ms);
+  out += ",\"params\":";
+  out += spec.params.dump();
+  if (!spec.resource.empty()) out += ",\"resource\":" + json(spec.resource).dump();
+  out += ",\"tier\":" + std::to_string(spec.tier);
+  if (spec.timeout_s > 0) out += ",\"timeout_s\":" + std::to_string(spec.timeout_s);
+  out += '}';
+  return out;
+}
+}  // namespace
+
 StepRow to_row(const std::string& run_id, const Step& s) {
-  json spec = {{"after", s.spec.after}, {"tier", s.spec.tier}, {"params", s.spec.params}};
-  if (!s.spec.resource.empty()) spec["resource"] = s.spec.resource;
-  if (s.spec.timeout_s > 0) spec["timeout_s"] = s.spec.timeout_s;
-  if (s.spec.expected_ms > 0) spec["expected_ms"] = s.spec.expected_ms;
   return StepRow{run_id,
                  s.idx,
                  s.spec.name,
                  s.spec.kind,
-                 spec.dump(),
+                 spec_text(s.spec),
                  std::string(step_state_name(s.state)),
                  s.attempts,
                  s.started_at_ms,
@@ -222,9 +240,13 @@ std::shared_ptr<RunEngine::Active> RunEngine::find_active(const std::string& run
   return it == active_.end() ? nullptr : it->second;
 }
 
-Status RunEngine::start(RunRow run, const std::vector<StepSpec>& specs) {
+Status RunEngine::start(RunRow run, std::vector<StepSpec> specs) {
+  // Everything here is on the way to the run's first step: the specs are
+  // moved into the steps, not copied, and each is serialized once.
   std::vector<Step> steps;
   std::vector<StepRow> rows;
+  steps.reserve(specs.size());
+  rows.reserve(specs.size());
   for (std::size_t i = 0; i < specs.size(); ++i) {
     for (int a : specs[i].after)
       if (a < 0 || a >= static_cast<int>(i))
@@ -232,7 +254,7 @@ Status RunEngine::start(RunRow run, const std::vector<StepSpec>& specs) {
                               std::to_string(a) + ", which is not an earlier step");
     Step s;
     s.idx = static_cast<int>(i);
-    s.spec = specs[i];
+    s.spec = std::move(specs[i]);
     rows.push_back(to_row(run.id, s));
     steps.push_back(std::move(s));
   }

@@ -124,7 +124,7 @@ class RunEngine {
   // Writes the run and its steps, then executes it in the background.
   // `run.state` and timestamps are set here. Steps' `after` must point at
   // earlier indices (the compiler emits them in a topological order).
-  Status start(RunRow run, const std::vector<StepSpec>& steps);
+  Status start(RunRow run, std::vector<StepSpec> steps);
   // At evacd start: picks up every run left running or waiting.
   Status resume_interrupted();
   // A failed run: its failed steps go back to pending and it goes on.

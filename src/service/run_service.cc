@@ -1027,7 +1027,7 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   json doc = plan_to_json(*plan);
   run.plan_document = doc.dump();
   run.groups = ctx.dump();
-  EVAC_RETURN_IF_ERROR(engine_->start(run, *steps));
+  EVAC_RETURN_IF_ERROR(engine_->start(run, std::move(*steps)));
   for (const auto& id : *closed_by_cleanup) EVAC_RETURN_IF_ERROR(engine_->cancel(id));
   auto stored = site_.store().find_run(run.id);
   if (!stored) return stored.status();

@@ -8,7 +8,7 @@ namespace {
 
 // Each entry moves the schema from version i to i+1. Never edit a released
 // entry: add a new one, so every site's database upgrades the same way.
-constexpr std::array<const char*, 7> kMigrations = {
+constexpr std::array<const char*, 8> kMigrations = {
     R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE api_tokens (
@@ -154,6 +154,17 @@ CREATE TABLE ownership (
     // than trusting change tracking (a periodic full read is due after it).
     R"sql(
 ALTER TABLE replication_status ADD COLUMN last_full_read_at INTEGER;
+)sql",
+    // 8: every step of a run, as it was compiled, in one value written with
+    // the run: a run's first step need not wait for thousands of rows. A
+    // step's row in run_steps is written at its first change of state (its
+    // name, kind and spec left empty there: they are here). Runs written
+    // before keep their full rows and have none.
+    R"sql(
+CREATE TABLE run_step_specs (
+  run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+  specs TEXT NOT NULL
+);
 )sql",
 };
 
@@ -824,7 +835,71 @@ constexpr const char* kStepColumns =
 
 }  // namespace
 
+namespace {
+// run_step_specs.specs: per step its index, name, kind and spec, each field
+// written as <decimal length>:<bytes>, so any byte may appear in a field.
+void append_field(std::string& out, std::string_view field) {
+  out += std::to_string(field.size());
+  out += ':';
+  out += field;
+}
+
+std::string encode_step_specs(const std::vector<StepRow>& steps) {
+  std::size_t size = 0;
+  for (const auto& s : steps) size += s.name.size() + s.kind.size() + s.spec.size() + 24;
+  std::string out;
+  out.reserve(size);
+  for (const auto& s : steps) {
+    append_field(out, std::to_string(s.idx));
+    append_field(out, s.name);
+    append_field(out, s.kind);
+    append_field(out, s.spec);
+  }
+  return out;
+}
+
+// Every step of the run as "pending" with its name, kind and spec; nullopt
+// if the value is not one encode_step_specs wrote.
+std::optional<std::vector<StepRow>> decode_step_specs(const std::string& run_id, std::string_view in) {
+  auto field = [&in]() -> std::optional<std::string_view> {
+    const auto colon = in.find(':');
+    if (colon == std::string_view::npos || colon == 0 || colon > 9) return std::nullopt;
+    std::size_t n = 0;
+    for (char c : in.substr(0, colon)) {
+      if (c < '0' || c > '9') return std::nullopt;
+      n = n * 10 + static_cast<std::size_t>(c - '0');
+    }
+    if (in.size() - colon - 1 < n) return std::nullopt;
+    std::string_view f = in.substr(colon + 1, n);
+    in.remove_prefix(colon + 1 + n);
+    return f;
+  };
+  std::vector<StepRow> out;
+  while (!in.empty()) {
+    auto idx = field(), name = field(), kind = field(), spec = field();
+    if (!idx || !name || !kind || !spec || idx->empty() || idx->size() > 9) return std::nullopt;
+    StepRow row;
+    row.run_id = run_id;
+    for (char c : *idx) {
+      if (c < '0' || c > '9') return std::nullopt;
+      row.idx = row.idx * 10 + (c - '0');
+    }
+    row.name = std::string(*name);
+    row.kind = std::string(*kind);
+    row.spec = std::string(*spec);
+    row.state = "pending";
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+bool untouched(const StepRow& s) {
+  return s.state == "pending" && s.attempts == 0 && !s.started_at_ms && !s.ended_at_ms && s.error.empty() && s.result.empty();
+}
+}  // namespace
+
 Status Store::add_run(const RunRow& run, const std::vector<StepRow>& steps) {
+  const std::string specs = encode_step_specs(steps);
   return transaction([&]() -> Status {
     std::lock_guard lock(mu_);
     auto st = db_.prepare(std::string("INSERT INTO runs (") + kRunColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -840,58 +915,51 @@ Status Store::add_run(const RunRow& run, const std::vector<StepRow>& steps) {
                              .bind(9, run.groups)
                              .bind(10, run.error)
                              .run());
-    auto ins = db_.prepare(std::string("INSERT INTO run_steps (") + kStepColumns +
-                           ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    if (!ins) return ins.status();
-    for (const auto& s : steps) {
-      ins->reset();
-      EVAC_RETURN_IF_ERROR(ins->bind(1, run.id)
-                               .bind(2, s.idx)
-                               .bind(3, s.name)
-                               .bind(4, s.kind)
-                               .bind(5, s.spec)
-                               .bind(6, s.state)
-                               .bind(7, s.attempts)
-                               .bind(8, s.started_at_ms)
-                               .bind(9, s.ended_at_ms)
-                               .bind(10, s.error)
-                               .bind(11, s.result)
-                               .run());
-    }
-    return Status::ok();
+    auto spec_st = db_.prepare("INSERT INTO run_step_specs (run_id, specs) VALUES (?, ?)");
+    if (!spec_st) return spec_st.status();
+    EVAC_RETURN_IF_ERROR(spec_st->bind(1, run.id).bind(2, specs).run());
+    // A step already past "pending" (a caller's own record) gets its row now;
+    // the others get theirs when they first change.
+    std::vector<StepRow> started;
+    for (const auto& s : steps)
+      if (!untouched(s)) started.push_back(s);
+    return started.empty() ? Status::ok() : write_step_states(started);
   });
 }
 
 Status Store::update_steps(const std::vector<StepRow>& steps) {
   if (steps.empty()) return Status::ok();
   std::lock_guard lock(mu_);
+  if (steps.size() == 1) return write_step_states(steps);  // its own implicit transaction
+  return transaction([&]() -> Status { return write_step_states(steps); });
+}
+
+Status Store::write_step_states(const std::vector<StepRow>& steps) {
   if (!update_step_) {
+    // The row exists once the step has changed before (or for a run written
+    // before run_step_specs): only its state columns change.
     auto st = db_.prepare(
-        "UPDATE run_steps SET state = ?, attempts = ?, started_at_ms = ?, ended_at_ms = ?, error = ?, result = ? "
-        "WHERE run_id = ? AND idx = ?");
+        "INSERT INTO run_steps (run_id, idx, name, kind, spec, state, attempts, started_at_ms, ended_at_ms, error, result) "
+        "VALUES (?, ?, '', '', '', ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, idx) DO UPDATE SET state = excluded.state, "
+        "attempts = excluded.attempts, started_at_ms = excluded.started_at_ms, ended_at_ms = excluded.ended_at_ms, "
+        "error = excluded.error, result = excluded.result");
     if (!st) return st.status();
     update_step_.emplace(std::move(*st));
   }
-  auto update = [&](const StepRow& s) -> Status {
+  for (const auto& s : steps) {
     sqlite::Statement* st = &*update_step_;
     st->reset();
-    EVAC_RETURN_IF_ERROR(st->bind(1, s.state)
-                             .bind(2, s.attempts)
-                             .bind(3, s.started_at_ms)
-                             .bind(4, s.ended_at_ms)
-                             .bind(5, s.error)
-                             .bind(6, s.result)
-                             .bind(7, s.run_id)
-                             .bind(8, s.idx)
+    EVAC_RETURN_IF_ERROR(st->bind(1, s.run_id)
+                             .bind(2, s.idx)
+                             .bind(3, s.state)
+                             .bind(4, s.attempts)
+                             .bind(5, s.started_at_ms)
+                             .bind(6, s.ended_at_ms)
+                             .bind(7, s.error)
+                             .bind(8, s.result)
                              .run());
-    if (db_.changes() != 1) return not_found("run " + s.run_id + " has no step " + std::to_string(s.idx));
-    return Status::ok();
-  };
-  if (steps.size() == 1) return update(steps.front());  // its own implicit transaction
-  return transaction([&]() -> Status {
-    for (const auto& s : steps) EVAC_RETURN_IF_ERROR(update(s));
-    return Status::ok();
-  });
+  }
+  return Status::ok();
 }
 
 Status Store::update_run(const std::string& id, const std::string& state, const std::optional<std::int64_t>& ended_at,
@@ -925,10 +993,30 @@ Result<std::optional<RunRow>> Store::find_run(const std::string& id) {
 
 Result<std::vector<StepRow>> Store::run_steps(const std::string& run_id) {
   std::lock_guard lock(mu_);
+  auto spec_st = db_.prepare("SELECT specs FROM run_step_specs WHERE run_id = ?");
+  if (!spec_st) return spec_st.status();
+  spec_st->bind(1, run_id);
+  auto specs = spec_st->first([](const sqlite::Statement& s) { return s.text(0); });
+  if (!specs) return specs.status();
   auto st = db_.prepare(std::string("SELECT ") + kStepColumns + " FROM run_steps WHERE run_id = ? ORDER BY idx");
   if (!st) return st.status();
   st->bind(1, run_id);
-  return st->all(read_step);
+  auto rows = st->all(read_step);
+  if (!rows || !specs->has_value()) return rows;  // a run written before run_step_specs: its rows are whole
+  auto steps = decode_step_specs(run_id, **specs);
+  if (!steps) return internal_error("the steps of run " + run_id + " are unreadable in the store");
+  for (auto& row : *rows) {
+    if (row.idx < 0 || static_cast<std::size_t>(row.idx) >= steps->size() || (*steps)[row.idx].idx != row.idx)
+      return internal_error("run " + run_id + " has a record of step " + std::to_string(row.idx) + ", which it does not have");
+    StepRow& step = (*steps)[static_cast<std::size_t>(row.idx)];
+    step.state = std::move(row.state);
+    step.attempts = row.attempts;
+    step.started_at_ms = row.started_at_ms;
+    step.ended_at_ms = row.ended_at_ms;
+    step.error = std::move(row.error);
+    step.result = std::move(row.result);
+  }
+  return std::move(*steps);
 }
 
 Result<std::vector<RunRow>> Store::runs_in_state(const std::vector<std::string>& states) {

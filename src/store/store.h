@@ -256,10 +256,11 @@ class Store {
   Result<std::optional<PlanRecord>> find_plan(const std::string& name);
   Status remove_plan(const std::string& name);
 
-  // Runs. add_run writes a run with all its steps at once; steps' states
-  // are then updated before and after their side effects, several in one
-  // transaction where the engine records one step's end with the next
-  // one's start.
+  // Runs. add_run writes a run with all its steps at once (their specs in
+  // one value: a step's own row is written at its first change); steps'
+  // states are then updated before and after their side effects, several
+  // in one transaction where the engine records one step's end with the
+  // next one's start. run_steps gives every step, changed or not.
   Status add_run(const RunRow& run, const std::vector<StepRow>& steps);
   Status update_steps(const std::vector<StepRow>& steps);  // their state columns; name, kind and spec are kept
   Status update_run(const std::string& id, const std::string& state, const std::optional<std::int64_t>& ended_at,
@@ -289,6 +290,9 @@ class Store {
   Status run_cached(std::optional<sqlite::Statement>& statement, const char* sql);
   std::optional<sqlite::Statement> begin_, commit_, rollback_;
   std::optional<sqlite::Statement> update_step_;
+  // Writes the steps' state columns, creating a step's row at its first
+  // change. Holds mu_; the caller brackets several in a transaction.
+  Status write_step_states(const std::vector<StepRow>& steps);
 };
 
 }  // namespace evac

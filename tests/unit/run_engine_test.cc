@@ -121,6 +121,35 @@ class RunEngineTest : public ::testing::Test {
   FakeRunner runner_;
 };
 
+TEST(StepRowTest, ASpecReadsBackAsItWasWritten) {
+  Step s;
+  s.idx = 4;
+  s.spec.name = "Power on priority 1 VMs: \"db01\"";
+  s.spec.kind = "power_on";
+  s.spec.after = {1, 3};
+  s.spec.tier = 2;
+  s.spec.params = {{"vm", "db\n01"}, {"nested", {{"list", {1, 2}}}}};
+  s.spec.resource = "provider:kvm \"b\"";
+  s.spec.timeout_s = 600;
+  s.spec.expected_ms = 1234;
+  const StepRow row = to_row("r1", s);
+  // The text is the JSON object nlohmann would write for the same spec.
+  const nlohmann::json expected = {{"after", {1, 3}},         {"tier", 2},         {"params", s.spec.params},
+                                   {"resource", s.spec.resource}, {"timeout_s", 600}, {"expected_ms", 1234}};
+  EXPECT_EQ(row.spec, expected.dump());
+  auto back = from_row(row);
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(back->spec.after, s.spec.after);
+  EXPECT_EQ(back->spec.params, s.spec.params);
+  EXPECT_EQ(back->spec.resource, s.spec.resource);
+  EXPECT_EQ(back->spec.timeout_s, 600);
+  EXPECT_EQ(back->spec.expected_ms, 1234);
+  // Unset fields are left out, as before.
+  Step plain;
+  plain.spec.kind = "barrier";
+  EXPECT_EQ(to_row("r1", plain).spec, R"({"after":[],"params":{},"tier":0})");
+}
+
 TEST_F(RunEngineTest, StepsRunAfterWhatTheyDependOnAndTheRunSucceeds) {
   auto e = engine();
   ASSERT_TRUE(e->start(run("r1"), tiers()).is_ok());

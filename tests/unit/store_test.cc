@@ -178,10 +178,10 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
   ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
   store_.reset();
   {
-    // Undo migrations 6 to 2 by hand, as a database an older evacd wrote.
+    // Undo migrations 8 to 2 by hand, as a database an older evacd wrote.
     auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
     ASSERT_TRUE(conn.is_ok());
-    ASSERT_TRUE(conn->exec("DROP TABLE ownership; DROP TABLE run_steps; DROP TABLE runs; DROP TABLE recovery_plans; "
+    ASSERT_TRUE(conn->exec("DROP TABLE run_step_specs; DROP TABLE ownership; DROP TABLE run_steps; DROP TABLE runs; DROP TABLE recovery_plans; "
                            "ALTER TABLE protection_groups DROP COLUMN keep_hourly; "
                            "ALTER TABLE protection_groups DROP COLUMN keep_daily; "
                            "DROP TABLE events; DROP TABLE replication_status; "
@@ -199,6 +199,97 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
   ASSERT_TRUE((*s)->set_group_retention("g1", 6, 24, 7).is_ok());
   EXPECT_EQ((*(*s)->find_group("g1"))->keep_daily, 7);
   EXPECT_EQ((*s)->set_group_retention("nope", 6, 0, 0).code(), StatusCode::kNotFound);
+}
+
+RunRow run_row(const std::string& id) { return RunRow{id, "shop-dr", "test", "running", "ops", 100, std::nullopt, "{}", "[]", ""}; }
+
+StepRow pending_step(const std::string& run_id, int idx, const std::string& name) {
+  // A name with the encoding's own separator and a digit run, and a NUL.
+  return StepRow{run_id, idx, name, "power_on", R"({"after":[],"params":{"vm":"v:1"},"tier":1})", "pending", 0,
+                 std::nullopt, std::nullopt, "", ""};
+}
+
+TEST_F(StoreTest, AStepsRowIsWrittenAtItsFirstChangeAndEveryStepReadsWhole) {
+  const std::string odd_name = std::string("Power on: 12:web\0", 17) + "01";
+  ASSERT_TRUE(store_->add_run(run_row("r1"), {pending_step("r1", 0, "Checks"), pending_step("r1", 1, odd_name),
+                                              pending_step("r1", 2, "Power on: db01")})
+                  .is_ok());
+  auto steps = store_->run_steps("r1");
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  ASSERT_EQ(steps->size(), 3u);
+  EXPECT_EQ((*steps)[1].name, odd_name);
+  EXPECT_EQ((*steps)[1].spec, R"({"after":[],"params":{"vm":"v:1"},"tier":1})");
+  EXPECT_EQ((*steps)[2].state, "pending");
+
+  StepRow running = (*steps)[1];
+  running.state = "running";
+  running.attempts = 1;
+  running.started_at_ms = 500;
+  running.name = running.kind = running.spec = "";  // the engine writes only the state columns
+  ASSERT_TRUE(store_->update_steps({running}).is_ok());
+  running.state = "succeeded";
+  running.ended_at_ms = 900;
+  running.result = R"({"ok":true})";
+  StepRow next = (*steps)[2];
+  next.state = "running";
+  next.started_at_ms = 900;
+  ASSERT_TRUE(store_->update_steps({running, next}).is_ok());
+
+  store_.reset();  // what a restarted evacd reads
+  auto reopened = Store::open((dir_ / "evac.db").string());
+  ASSERT_TRUE(reopened.is_ok());
+  store_ = std::move(*reopened);
+  steps = store_->run_steps("r1");
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  ASSERT_EQ(steps->size(), 3u);
+  EXPECT_EQ((*steps)[0].state, "pending");
+  EXPECT_EQ((*steps)[0].name, "Checks");
+  EXPECT_EQ((*steps)[1].state, "succeeded");
+  EXPECT_EQ((*steps)[1].name, odd_name) << "a written state keeps the step's name, kind and spec";
+  EXPECT_EQ((*steps)[1].kind, "power_on");
+  EXPECT_EQ((*steps)[1].spec, R"({"after":[],"params":{"vm":"v:1"},"tier":1})");
+  EXPECT_EQ((*steps)[1].started_at_ms, 500);
+  EXPECT_EQ((*steps)[1].ended_at_ms, 900);
+  EXPECT_EQ((*steps)[1].result, R"({"ok":true})");
+  EXPECT_EQ((*steps)[2].state, "running");
+  EXPECT_EQ((*steps)[2].name, "Power on: db01");
+
+  // A record of a step the run does not have is refused on reading, not
+  // silently shown as another step.
+  StepRow stray = running;
+  stray.idx = 7;
+  ASSERT_TRUE(store_->update_steps({stray}).is_ok());
+  EXPECT_EQ(store_->run_steps("r1").status().code(), StatusCode::kInternal);
+  // A step of a run that does not exist is refused.
+  stray.run_id = "ghost";
+  EXPECT_FALSE(store_->update_steps({stray}).is_ok());
+}
+
+TEST_F(StoreTest, ARunWrittenBeforeStepSpecsKeepsItsWholeRows) {
+  store_.reset();
+  {
+    // An evacd of schema 7 wrote every step's whole row with the run.
+    auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
+    ASSERT_TRUE(conn.is_ok());
+    ASSERT_TRUE(conn->exec("DROP TABLE run_step_specs; PRAGMA user_version = 7; "
+                           "INSERT INTO runs VALUES ('old', 'shop-dr', 'test', 'running', 'ops', 100, NULL, '{}', '[]', ''); "
+                           "INSERT INTO run_steps VALUES ('old', 0, 'Checks', 'checks', '{\"after\":[]}', 'succeeded', 1, 1, 2, '', '{}'); "
+                           "INSERT INTO run_steps VALUES ('old', 1, 'Power on: db01', 'power_on', '{\"after\":[0]}', 'pending', 0, NULL, NULL, '', '')")
+                    .is_ok());
+  }
+  auto s = Store::open((dir_ / "evac.db").string());
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  store_ = std::move(*s);
+  StepRow started{"old", 1, "", "", "", "running", 1, 5, std::nullopt, "", ""};
+  ASSERT_TRUE(store_->update_steps({started}).is_ok());
+  auto steps = store_->run_steps("old");
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  ASSERT_EQ(steps->size(), 2u);
+  EXPECT_EQ((*steps)[0].name, "Checks");
+  EXPECT_EQ((*steps)[0].state, "succeeded");
+  EXPECT_EQ((*steps)[1].name, "Power on: db01") << "its state changed, its spec stayed";
+  EXPECT_EQ((*steps)[1].spec, R"({"after":[0]})");
+  EXPECT_EQ((*steps)[1].state, "running");
 }
 
 TEST_F(StoreTest, PlansAreReplacedKeepingWhenTheyWereCreated) {
