@@ -809,6 +809,12 @@ static Status check_retention(int keep_pits, int keep_hourly, int keep_daily) {
 Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
   std::lock_guard lock(protection_mu_);
   EVAC_RETURN_IF_ERROR(validate_name("protection group", req.name));
+  // The built-in replicator keeps a group's PITs in <replica folder>/.evac-pits/<group>,
+  // beside the folders of every group's recovered VMs and test copies.
+  for (const char* reserved : {"recovered", "test-copies"})
+    if (req.name == reserved)
+      return invalid_argument("protection group name '" + req.name + "' is reserved: the replicas' folder uses it",
+                              "choose another name, such as '" + req.name + "-vms'");
   if (req.rpo_seconds <= 0) return invalid_argument("the RPO must be longer than 0s", "for example --rpo 15m");
   EVAC_RETURN_IF_ERROR(check_retention(req.keep_pits, req.keep_hourly, req.keep_daily));
   if (req.vms.empty()) return invalid_argument("a protection group needs at least one VM", "pass --vm NAME");

@@ -262,6 +262,11 @@ TEST_F(TwoSitesTest, GroupInputErrors) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(a_.service->create_group({"g1", {"web01"}, std::nullopt, 0, 24}).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 0}).status().code(), StatusCode::kInvalidArgument);
+  for (const char* reserved : {"recovered", "test-copies"}) {
+    auto r = a_.service->create_group({reserved, {"web01"}, std::nullopt, 900, 24});
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << reserved;
+    EXPECT_NE(r.status().message().find("reserved"), std::string::npos) << r.status().to_string();
+  }
   EXPECT_EQ(a_.service->create_group({"g1", {"web01", "web01"}, std::nullopt, 900, 24}).status().code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(a_.service->create_group({"g1", {"web01"}, "site-z", 900, 24}).status().code(), StatusCode::kNotFound);
