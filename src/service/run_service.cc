@@ -13,6 +13,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -27,6 +28,23 @@ namespace evac {
 using engine::Step;
 using engine::StepSpec;
 using nlohmann::json;
+
+std::string guest_config_rewriter(std::string_view root) {
+  // Where Linux distributions keep a NIC's static addresses: ifupdown,
+  // netplan, NetworkManager's keyfiles, the Red Hat ifcfg files and
+  // systemd-networkd. Whole addresses only: 10.77.0.1 is not in 10.77.0.11.
+  const std::string r(root);
+  const std::string files = r + "/etc/network/interfaces " + r + "/etc/network/interfaces.d/* " + r + "/etc/netplan/*.yaml " +
+                            r + "/etc/NetworkManager/system-connections/* " + r + "/etc/sysconfig/network-scripts/ifcfg-* " +
+                            r + "/etc/systemd/network/*.network";
+  const std::string edge = "[^0-9A-Fa-f:.]";
+  const std::string match = "(^|" + edge + ")$p(" + edge + "|$)";
+  // Each substitution runs twice: a match takes the character after the
+  // address, which the next address on the line may need as its own edge.
+  return "evac_persist() { p=$(printf %s \"$1\" | sed 's/[.]/\\\\./g'); for f in " + files +
+         "; do if [ -f \"$f\" ] && grep -qE \"" + match + "\" \"$f\"; then sed -i -E -e \"s/" + match +
+         "/\\1$2\\2/g\" -e \"s/" + match + "/\\1$2\\2/g\" \"$f\" || return 1; echo \"persisted $f\"; fi; done; }\n";
+}
 
 Result<ReIpScript> re_ip_script(const std::string& vm_name, const std::vector<NicInfo>& nics,
                                 const std::map<std::string, std::string>& source_networks,
@@ -50,9 +68,19 @@ Result<ReIpScript> re_ip_script(const std::string& vm_name, const std::vector<Ni
         if (!moved) continue;
         // An IPv6 route needs the family said (ip assumes IPv4 for `default`).
         const std::string ip = moved->find(':') == std::string::npos ? "ip " : "ip -6 ";
-        out.script += ip + "addr del " + address + " dev " + iface->name + " && " + ip + "addr add " + *moved + " dev " +
-                      iface->name + " && ";
-        if (!rule.gateway.empty()) out.script += ip + "route replace default via " + rule.gateway + " && ";
+        auto bare = [](const std::string& a) { return a.substr(0, a.find('/')); };
+        // The guest's configuration files first, then the running address: a
+        // step run again after a crash finds the address still in `from`
+        // until the files are done, and re-runs both.
+        out.script += "evac_persist " + bare(address) + " " + bare(*moved) + " && " + ip + "addr del " + address +
+                      " dev " + iface->name + " && " + ip + "addr add " + *moved + " dev " + iface->name + " && ";
+        if (!rule.gateway.empty()) {
+          // The old default gateway, as the guest routes now, is what its
+          // files name; it is replaced there too.
+          out.script += "g=$(" + ip + "route show default 2>/dev/null | sed -n 's/^default via \\([^ ]*\\).*/\\1/p' | head -n 1) && "
+                        "{ [ -z \"$g\" ] || [ \"$g\" = " + rule.gateway + " ] || evac_persist \"$g\" " + rule.gateway +
+                        "; } && " + ip + "route replace default via " + rule.gateway + " && ";
+        }
         if (!rule.dns.empty()) {
           out.script += "{ ";
           for (const auto& d : rule.dns) out.script += "echo nameserver " + d + "; ";
@@ -62,7 +90,7 @@ Result<ReIpScript> re_ip_script(const std::string& vm_name, const std::vector<Ni
       }
     }
   }
-  if (!out.script.empty()) out.script += "true";
+  if (!out.script.empty()) out.script = guest_config_rewriter("") + out.script + "true";
   return out;
 }
 
@@ -745,8 +773,16 @@ class RunService::Steps : public engine::StepRunner {
     if (!r) return r.status();
     if (r->exit_code != 0)
       return failed_precondition("re-addressing " + t.name + " failed (exit " + std::to_string(r->exit_code) + "): " + r->err,
-                                 "the guest needs iproute2 or busybox ip; check the rule's subnets");
-    return json{{"changed", changed}};
+                                 "the guest needs iproute2 or busybox ip, sed and grep; check the rule's subnets");
+    json persisted = json::array();
+    std::istringstream lines(r->out);
+    for (std::string line; std::getline(lines, line);)
+      if (line.rfind("persisted ", 0) == 0) persisted.push_back(line.substr(10));
+    json result = {{"changed", changed}, {"persisted", persisted}};
+    if (persisted.empty())
+      result["note"] = "no network configuration file in the guest names its old address (DHCP, or configured "
+                       "elsewhere): the new address holds until the guest's network is configured again";
+    return result;
   }
 
   Result<json> check(const Step& step, const Target& t, const AppCheck& c) {

@@ -136,6 +136,11 @@ std::string test_vm_name(const std::string& vm);
 // site, `source_networks` maps this site's networks to the protected site's
 // (the names the rules use), `interfaces` what the guest reports. A NIC a
 // rule covers whose MAC the guest does not show is kFailedPrecondition.
+// A shell function for the guest, `evac_persist OLD NEW`: every network
+// configuration file under `root` (the guest's own: "") that names the
+// address OLD names NEW instead; prints "persisted FILE" for each one.
+std::string guest_config_rewriter(std::string_view root);
+
 struct ReIpScript {
   std::string script;
   nlohmann::json changed = nlohmann::json::array();
