@@ -926,10 +926,30 @@ Result<std::vector<std::string>> SiteService::delete_group(const std::string& na
   if (!g) return g.status();
   auto peer = resolve_peer(g->recovery_site);
   if (!peer) return peer.status();
+  // A group live at the other site (after a failover or migration) is the
+  // one that site reprotects back to here: deleting it here leaves that
+  // site nowhere to reprotect to, and this site's fenced copies with
+  // read-only disk files nobody is told about.
+  std::vector<std::string> left_behind;
+  if (Status fenced = check_not_fenced(*g); !fenced.is_ok()) {
+    if (fenced.code() != StatusCode::kFailedPrecondition) return fenced;
+    if (!force)
+      return failed_precondition(fenced.message() + "; deleting it here leaves that site no site to reprotect to",
+                                 "reprotect it from the site where it is live, or, to forget it here for good, use "
+                                 "--force (its VMs' disk files here stay read-only: `chattr -i FILE` before removing them)");
+    for (const auto& vm : g->vms) {
+      auto p = provider(vm.provider);
+      auto info = p ? (*p)->get_vm(vm.vm_uuid) : Result<VmInfo>(p.status());
+      if (!info) continue;  // removed by hand since
+      for (const auto& d : info->disks)
+        if (d.device == "disk" && !d.path.empty())
+          left_behind.push_back(identity_.name + ": " + vm.vm_name + "'s disk " + d.path +
+                                " is read-only (fenced): `chattr -i` it before removing it");
+    }
+  }
   // Placeholders go first: if the recovery site cannot be reached the group
   // stays (unless forced), so nothing is left registered there without a
   // record here that says so.
-  std::vector<std::string> left_behind;
   Status removed = remove_placeholders(g->vms, *peer);
   if (!removed.is_ok()) {
     if (!force)

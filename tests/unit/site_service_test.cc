@@ -341,6 +341,25 @@ TEST_F(TwoSitesTest, DeleteGroupRemovesPlaceholdersAndRefusesWhenPeerDown) {
   EXPECT_TRUE(nlohmann::json::parse((*b_.store->find_peer_copy("site-a"))->document)["groups"].empty());
 }
 
+TEST_F(TwoSitesTest, AGroupLiveAtTheOtherSiteIsDeletedHereOnlyByForceNamingItsReadOnlyDisks) {
+  pair();
+  map_all();
+  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  // Failed over to site-b: this site's copy is fenced.
+  ASSERT_TRUE(a_.store->put_ownership(OwnershipRecord{"g1", "site-b", 2, 100, "run-7"}).is_ok());
+  auto refused = a_.service->delete_group("g1");
+  ASSERT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status().to_string();
+  EXPECT_TRUE(contains(refused.status().message(), "live at site 'site-b' since run run-7")) << refused.status().to_string();
+  EXPECT_TRUE(contains(refused.status().hint(), "chattr -i")) << refused.status().hint();
+  EXPECT_TRUE(a_.service->get_group("g1").is_ok()) << "refused: nothing changed";
+  auto left = a_.service->delete_group("g1", /*force=*/true);
+  ASSERT_TRUE(left.is_ok()) << left.status().to_string();
+  bool named = false;
+  for (const auto& l : *left) named = named || (contains(l, "site-a: web01's disk ") && contains(l, "read-only"));
+  EXPECT_TRUE(named) << ::testing::PrintToString(*left);
+  EXPECT_EQ(a_.service->get_group("g1").status().code(), StatusCode::kNotFound);
+}
+
 TEST_F(TwoSitesTest, ForcedDeleteWithRecoverySiteGoneListsLeftovers) {
   pair();
   map_all();
