@@ -117,7 +117,9 @@ void ApiRouter::add_run_routes() {
   auto with_steps = [](const RunRow& run, const std::vector<engine::Step>& steps) {
     json j = to_json(run);
     j["steps"] = json::array();
-    for (const auto& s : steps) j["steps"].push_back(to_json(s));
+    const std::int64_t now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    for (const auto& s : steps) j["steps"].push_back(to_json(s, now_ms));
     return j;
   };
   add("POST", "/api/v1/plans/{name}/runs", Access::kOperator,

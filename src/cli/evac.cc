@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
+#include <set>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -798,7 +800,7 @@ void print_run(const Globals& g, const json& j) {
                 field("ERROR", "error")});
   std::cout << "\n";
   print_list(std::cout, j.value("steps", json::array()), Format::kTable,
-             {field("#", "idx"), field("STEP", "name"), field("STATE", "state"),
+             {field("#", "idx"), field("STEP", "name"), Column{"STATE", step_state},
               Column{"STARTED", [](const json& s) { return format_ms(s["started_at_ms"]); }},
               Column{"TOOK", step_duration}, field("ERROR", "error")});
 }
@@ -810,6 +812,7 @@ int follow_run(const Globals& g, const std::string& id) {
   if (!client)
     return report_error_or_usage(client.status());
   std::map<int, std::string> seen;  // step -> state last printed
+  std::set<int> told_overdue;
   int failures = 0;
   bool told_waiting = false;
   for (;;) {
@@ -824,6 +827,11 @@ int follow_run(const Globals& g, const std::string& id) {
     for (const auto& s : (*run)["steps"]) {
       int idx = s["idx"];
       std::string state = s["state"];
+      if (state == "running" && s.contains("overdue_s") && told_overdue.insert(idx).second)
+        std::cout << "    step " << idx << " (" << s.value("name", "") << ") is past its " << s.value("timeout_s", 0)
+                  << " s timeout: a call to " << (s.value("resource", "").empty() ? "a provider or peer" : s.value("resource", ""))
+                  << " has not returned, and evac cannot interrupt it; check that side (libvirtd, the peer's evacd)"
+                  << std::endl;
       if (state == "pending" || seen[idx] == state) continue;
       seen[idx] = state;
       std::string line = format_ms(state == "running" || state == "waiting" ? s["started_at_ms"] : s["ended_at_ms"]) + "  " + state;

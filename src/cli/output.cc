@@ -146,6 +146,13 @@ Column field(std::string header, std::string path) {
                 }};
 }
 
+std::string step_state(const nlohmann::json& step) {
+  std::string state = step.value("state", "");
+  if (step.contains("overdue_s") && step["overdue_s"].is_number_integer())
+    state += " (" + std::to_string(step["overdue_s"].get<std::int64_t>()) + " s past its timeout)";
+  return state;
+}
+
 std::string format_time(std::int64_t unix_seconds) {
   std::time_t t = static_cast<std::time_t>(unix_seconds);
   std::tm tm{};

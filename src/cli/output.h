@@ -24,6 +24,10 @@ struct Column {
 Column field(std::string header, std::string path);
 std::string format_time(std::int64_t unix_seconds);
 std::string to_yaml(const nlohmann::json& j);
+// A run step's state as `evac run show` prints it: for a step running past
+// its timeout, by how much (its call has not returned, and the engine
+// cannot interrupt it).
+std::string step_state(const nlohmann::json& step);
 // The documents of a YAML (or JSON, which is YAML) text, separated by
 // "---", as JSON values: quoted scalars are strings, plain ones are numbers,
 // booleans or null when they read as such. `source` names the text in errors.

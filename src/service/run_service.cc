@@ -1279,8 +1279,8 @@ json to_json(const RunRow& run) {
   return j;
 }
 
-json to_json(const Step& s) {
-  return json{{"idx", s.idx},
+json to_json(const Step& s, std::int64_t now_ms) {
+  json j{{"idx", s.idx},
               {"name", s.spec.name},
               {"kind", s.spec.kind},
               {"state", engine::step_state_name(s.state)},
@@ -1293,6 +1293,11 @@ json to_json(const Step& s) {
               {"ended_at_ms", s.ended_at_ms ? json(*s.ended_at_ms) : json()},
               {"error", s.error},
               {"result", s.result}};
+  if (s.state == engine::StepState::kRunning && s.spec.timeout_s > 0 && s.started_at_ms) {
+    const std::int64_t past_ms = now_ms - *s.started_at_ms - std::int64_t{s.spec.timeout_s} * 1000;
+    if (past_ms > 0) j["overdue_s"] = past_ms / 1000;
+  }
+  return j;
 }
 
 }  // namespace evac

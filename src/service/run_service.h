@@ -150,6 +150,10 @@ Result<ReIpScript> re_ip_script(const std::string& vm_name, const std::vector<Ni
                                 const std::vector<IpRule>& rules, const std::vector<GuestInterface>& interfaces);
 
 nlohmann::json to_json(const RunRow& run);
-nlohmann::json to_json(const engine::Step& step);
+// `now_ms` (unix ms): a step still running past its timeout shows how far
+// past (`overdue_s`). The engine bounds a step's own waits by its deadline
+// but cannot interrupt a provider's or peer's call in flight, so such a step
+// is waiting on a call that has not returned, which the operator should know.
+nlohmann::json to_json(const engine::Step& step, std::int64_t now_ms);
 
 }  // namespace evac

@@ -64,5 +64,10 @@ TEST(CliYamlTest, BrokenYamlAndDuplicateKeysAreRefusedWithWhere) {
       << dup.status().to_string();
 }
 
+TEST(CliRunTest, AStepPastItsTimeoutSaysByHowMuch) {
+  EXPECT_EQ(step_state(json{{"state", "running"}}), "running");
+  EXPECT_EQ(step_state(json{{"state", "running"}, {"overdue_s", 35}}), "running (35 s past its timeout)");
+}
+
 }  // namespace
 }  // namespace evac::cli
