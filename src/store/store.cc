@@ -1006,9 +1006,14 @@ Result<std::vector<StepRow>> Store::run_steps(const std::string& run_id) {
   auto steps = decode_step_specs(run_id, **specs);
   if (!steps) return internal_error("the steps of run " + run_id + " are unreadable in the store");
   for (auto& row : *rows) {
-    if (row.idx < 0 || static_cast<std::size_t>(row.idx) >= steps->size() || (*steps)[row.idx].idx != row.idx)
+    // Steps are written in index order, so a step's place is its index.
+    const bool in_place = row.idx >= 0 && static_cast<std::size_t>(row.idx) < steps->size() &&
+                          (*steps)[static_cast<std::size_t>(row.idx)].idx == row.idx;
+    auto it = in_place ? steps->begin() + row.idx
+                       : std::find_if(steps->begin(), steps->end(), [&](const StepRow& s) { return s.idx == row.idx; });
+    if (it == steps->end())
       return internal_error("run " + run_id + " has a record of step " + std::to_string(row.idx) + ", which it does not have");
-    StepRow& step = (*steps)[static_cast<std::size_t>(row.idx)];
+    StepRow& step = *it;
     step.state = std::move(row.state);
     step.attempts = row.attempts;
     step.started_at_ms = row.started_at_ms;

@@ -263,6 +263,16 @@ TEST_F(StoreTest, AStepsRowIsWrittenAtItsFirstChangeAndEveryStepReadsWhole) {
   // A step of a run that does not exist is refused.
   stray.run_id = "ghost";
   EXPECT_FALSE(store_->update_steps({stray}).is_ok());
+
+  // Steps whose indices are not their places still read back whole.
+  ASSERT_TRUE(store_->add_run(run_row("r2"), {pending_step("r2", 3, "Three"), pending_step("r2", 1, "One")}).is_ok());
+  ASSERT_TRUE(store_->update_steps({StepRow{"r2", 1, "", "", "", "running", 1, 7, std::nullopt, "", ""}}).is_ok());
+  auto shuffled = store_->run_steps("r2");
+  ASSERT_TRUE(shuffled.is_ok()) << shuffled.status().to_string();
+  ASSERT_EQ(shuffled->size(), 2u);
+  EXPECT_EQ((*shuffled)[1].name, "One");
+  EXPECT_EQ((*shuffled)[1].state, "running");
+  EXPECT_EQ((*shuffled)[0].state, "pending");
 }
 
 TEST_F(StoreTest, ARunWrittenBeforeStepSpecsKeepsItsWholeRows) {
