@@ -394,6 +394,12 @@ void add_site_commands(CLI::App& app, Globals& g, int& rc) {
                                     std::to_string(grp.value("removed_pits", json::array()).size()) + " PIT(s) released";
                             if (grp.contains("kept_because")) text += "; kept: " + grp.value("kept_because", "");
                           }
+                          for (const auto& plan : j.value("plans", json::array())) {
+                            const std::string name = plan.get<std::string>();
+                            text += "\n  plan '" + name + "' recovers them from the lost site: carry it to their next "
+                                    "recovery site (`evac get plan " + name + " -o yaml`, then `evac apply -f` there once "
+                                    "they are protected toward it), then delete it here";
+                          }
                           return text;
                         }));
   });

@@ -1168,6 +1168,16 @@ Result<json> RunService::forget_lost_site(const std::string& site) {
   }));
   std::vector<std::string> names;
   for (const auto& [group, vms] : by_group) names.push_back(group);
+  // The plans here that recover those groups now cover VMs that are live
+  // here and protected nowhere: the operator carries them to the next
+  // recovery site (and deletes them here), which evac cannot do without one.
+  out["plans"] = json::array();
+  if (auto plans = site_.store().list_plans())
+    for (const auto& record : *plans) {
+      auto plan = plan_from_json(json::parse(record.document, nullptr, false));
+      if (plan && std::any_of(plan->groups.begin(), plan->groups.end(), [&](const std::string& g) { return by_group.count(g) > 0; }))
+        out["plans"].push_back(record.name);
+    }
   EVAC_RETURN_IF_ERROR(site_.store().add_event(EventRecord{
       0, site_.now(), "warning", "site_lost", "",
       "site '" + site + "' was unpaired as lost for good" +

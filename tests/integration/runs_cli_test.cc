@@ -385,6 +385,7 @@ TEST_F(RunsCliTest, ASiteLostForGoodIsUnpairedOnceItsGroupIsLiveHere) {
   ASSERT_EQ(lost.exit_code, 0) << lost.out << lost.err;
   EXPECT_NE(lost.out.find("as lost for good"), std::string::npos) << lost.out;
   EXPECT_NE(lost.out.find("group 'shop': live here, no longer protected"), std::string::npos) << lost.out;
+  EXPECT_NE(lost.out.find("plan 'shop-dr' recovers them from the lost site"), std::string::npos) << lost.out;
 
   EXPECT_EQ(evac_at("b", {"site", "status"}).out.find("site-a"), std::string::npos);
   EXPECT_EQ(pit_files_under(root_ / "b/replicas"), 0) << "the PITs of a group nobody replicates any more are released";
