@@ -833,9 +833,7 @@ StepRow read_step(const sqlite::Statement& s) {
 constexpr const char* kStepColumns =
     "run_id, idx, name, kind, spec, state, attempts, started_at_ms, ended_at_ms, error, result";
 
-}  // namespace
 
-namespace {
 // run_step_specs.specs: per step its index, name, kind and spec, each field
 // written as <decimal length>:<bytes>, so any byte may appear in a field.
 void append_field(std::string& out, std::string_view field) {
@@ -861,29 +859,33 @@ std::string encode_step_specs(const std::vector<StepRow>& steps) {
 // Every step of the run as "pending" with its name, kind and spec; nullopt
 // if the value is not one encode_step_specs wrote.
 std::optional<std::vector<StepRow>> decode_step_specs(const std::string& run_id, std::string_view in) {
-  auto field = [&in]() -> std::optional<std::string_view> {
-    const auto colon = in.find(':');
-    if (colon == std::string_view::npos || colon == 0 || colon > 9) return std::nullopt;
-    std::size_t n = 0;
-    for (char c : in.substr(0, colon)) {
+  // 1-9 decimal digits: a field's length or a step's index.
+  auto decimal = [](std::string_view digits) -> std::optional<int> {
+    if (digits.empty() || digits.size() > 9) return std::nullopt;
+    int n = 0;
+    for (char c : digits) {
       if (c < '0' || c > '9') return std::nullopt;
-      n = n * 10 + static_cast<std::size_t>(c - '0');
+      n = n * 10 + (c - '0');
     }
-    if (in.size() - colon - 1 < n) return std::nullopt;
-    std::string_view f = in.substr(colon + 1, n);
-    in.remove_prefix(colon + 1 + n);
+    return n;
+  };
+  auto field = [&]() -> std::optional<std::string_view> {
+    const auto colon = in.find(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    const auto n = decimal(in.substr(0, colon));
+    if (!n || in.size() - colon - 1 < static_cast<std::size_t>(*n)) return std::nullopt;
+    std::string_view f = in.substr(colon + 1, static_cast<std::size_t>(*n));
+    in.remove_prefix(colon + 1 + static_cast<std::size_t>(*n));
     return f;
   };
   std::vector<StepRow> out;
   while (!in.empty()) {
     auto idx = field(), name = field(), kind = field(), spec = field();
-    if (!idx || !name || !kind || !spec || idx->empty() || idx->size() > 9) return std::nullopt;
+    const auto index = idx ? decimal(*idx) : std::nullopt;
+    if (!index || !name || !kind || !spec) return std::nullopt;
     StepRow row;
     row.run_id = run_id;
-    for (char c : *idx) {
-      if (c < '0' || c > '9') return std::nullopt;
-      row.idx = row.idx * 10 + (c - '0');
-    }
+    row.idx = *index;
     row.name = std::string(*name);
     row.kind = std::string(*kind);
     row.spec = std::string(*spec);
