@@ -833,7 +833,6 @@ StepRow read_step(const sqlite::Statement& s) {
 constexpr const char* kStepColumns =
     "run_id, idx, name, kind, spec, state, attempts, started_at_ms, ended_at_ms, error, result";
 
-
 // run_step_specs.specs: per step its index, name, kind and spec, each field
 // written as <decimal length>:<bytes>, so any byte may appear in a field.
 void append_field(std::string& out, std::string_view field) {
