@@ -117,8 +117,7 @@ void ApiRouter::add_run_routes() {
   auto with_steps = [](const RunRow& run, const std::vector<engine::Step>& steps) {
     json j = to_json(run);
     j["steps"] = json::array();
-    const std::int64_t now_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const std::int64_t now_ms = engine::system_millis();  // the clock the steps' times come from
     for (const auto& s : steps) j["steps"].push_back(to_json(s, now_ms));
     return j;
   };

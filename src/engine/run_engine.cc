@@ -22,11 +22,6 @@ constexpr std::pair<RunState, std::string_view> kRunStates[] = {{RunState::kRunn
                                                                 {RunState::kSucceeded, "succeeded"},
                                                                 {RunState::kCancelled, "cancelled"}};
 
-std::int64_t system_millis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 bool done(StepState s) { return s == StepState::kSucceeded || s == StepState::kSkipped; }
 
 template <typename E, std::size_t N>
@@ -43,6 +38,11 @@ std::optional<E> value_in(const std::pair<E, std::string_view> (&table)[N], std:
 }
 
 }  // namespace
+
+std::int64_t system_millis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 std::chrono::milliseconds time_left(const Step& step, std::chrono::milliseconds own, std::int64_t now_ms) {
   if (step.deadline_ms <= 0) return own;

@@ -84,6 +84,10 @@ struct Step {
   std::int64_t deadline_ms = 0;  // while it runs: when its timeout ends (unix ms); 0: none. Not stored.
 };
 
+// The engine's default clock, unix milliseconds: what a step's started_at_ms
+// and deadline_ms are read against.
+std::int64_t system_millis();
+
 // How long a step's runner may still wait, at most `own`: what is left
 // before the step's deadline (never below zero).
 std::chrono::milliseconds time_left(const Step& step, std::chrono::milliseconds own, std::int64_t now_ms);

@@ -138,10 +138,7 @@ Status poll_until(std::chrono::seconds timeout, std::chrono::milliseconds interv
 // What is left of `own` before the step's deadline, in whole seconds (a
 // started second counts); an error once the step's time is up.
 Result<std::chrono::seconds> within(const Step& step, std::chrono::seconds own) {
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
-  auto left = engine::time_left(step, own, now_ms);
+  auto left = engine::time_left(step, own, engine::system_millis());
   if (left.count() <= 0)
     return failed_precondition("step '" + step.spec.name + "' ran out of its " + std::to_string(step.spec.timeout_s) + " s",
                                "resume the run to try again");
