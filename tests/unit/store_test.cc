@@ -302,6 +302,41 @@ TEST_F(StoreTest, ARunWrittenBeforeStepSpecsKeepsItsWholeRows) {
   EXPECT_EQ((*steps)[1].state, "running");
 }
 
+TEST_F(StoreTest, StepRecordsOfSchema8SurviveTheTablesRebuildAndStillGoWithTheirRun) {
+  ASSERT_TRUE(store_->add_run(run_row("r8"), {pending_step("r8", 0, "Checks"), pending_step("r8", 1, "Power on: db01")}).is_ok());
+  ASSERT_TRUE(store_->update_steps({StepRow{"r8", 0, "", "", "", "succeeded", 1, 1, 2, "", R"({"ok":1})"}}).is_ok());
+  store_.reset();
+  {
+    // Put run_steps back as schema 8 kept it, a table with a rowid and a key
+    // index, holding the same records.
+    auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
+    ASSERT_TRUE(conn.is_ok());
+    ASSERT_TRUE(conn->exec("CREATE TABLE v8 (run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, "
+                           "idx INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL, "
+                           "state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, started_at_ms INTEGER, "
+                           "ended_at_ms INTEGER, error TEXT NOT NULL DEFAULT '', result TEXT NOT NULL DEFAULT '', "
+                           "PRIMARY KEY (run_id, idx)); INSERT INTO v8 SELECT * FROM run_steps; DROP TABLE run_steps; "
+                           "ALTER TABLE v8 RENAME TO run_steps; PRAGMA user_version = 8")
+                    .is_ok());
+  }
+  auto s = Store::open((dir_ / "evac.db").string());
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  store_ = std::move(*s);
+  auto steps = store_->run_steps("r8");
+  ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
+  ASSERT_EQ(steps->size(), 2u);
+  EXPECT_EQ((*steps)[0].state, "succeeded");
+  EXPECT_EQ((*steps)[0].result, R"({"ok":1})");
+  EXPECT_EQ((*steps)[1].state, "pending");
+  ASSERT_TRUE(store_->update_steps({StepRow{"r8", 1, "", "", "", "running", 1, 5, std::nullopt, "", ""}}).is_ok());
+  steps = store_->run_steps("r8");
+  ASSERT_TRUE(steps.is_ok());
+  EXPECT_EQ((*steps)[1].state, "running");
+  EXPECT_EQ((*steps)[1].name, "Power on: db01");
+  // The rebuilt table still refuses a step of a run that does not exist.
+  EXPECT_FALSE(store_->update_steps({StepRow{"ghost", 0, "", "", "", "running", 1, 5, std::nullopt, "", ""}}).is_ok());
+}
+
 TEST_F(StoreTest, PlansAreReplacedKeepingWhenTheyWereCreated) {
   ASSERT_TRUE(store_->put_plan({"shop-dr", R"({"name":"shop-dr"})", 100, 100}).is_ok());
   ASSERT_TRUE(store_->put_plan({"crm-dr", R"({"name":"crm-dr"})", 150, 150}).is_ok());
