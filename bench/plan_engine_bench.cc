@@ -165,6 +165,32 @@ double cpu_seconds() {
   return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// The store's floor under the engine's CPU per step: the engine's write of
+// one step's end with the next one's start, `n` times in one thread with
+// nothing else running. Returns CPU microseconds per write.
+double step_write_floor_us(Store& store, int n) {
+  RunRow run;
+  run.id = "write-floor";
+  run.plan = "bench";
+  run.operation = "test";
+  run.started_by = "bench";
+  run.plan_document = "{}";
+  run.groups = "[]";
+  std::vector<StepRow> steps;
+  for (int i = 0; i < n; ++i)
+    steps.push_back(StepRow{run.id, i, "Power on: vm" + std::to_string(i), "power_on", R"({"after":[],"params":{"vm":"vm1"}})",
+                            "pending", 0, std::nullopt, std::nullopt, "", ""});
+  if (!store.add_run(run, steps).is_ok()) return -1;
+  const double cpu0 = cpu_seconds();
+  for (int i = 0; i < n; ++i) {
+    std::vector<StepRow> rows;
+    if (i > 0) rows.push_back(StepRow{run.id, i - 1, "", "", "", "succeeded", 1, i, i + 20, "", R"({"vm":"vm1","state":"running"})"});
+    rows.push_back(StepRow{run.id, i, "", "", "", "running", 1, i + 20, std::nullopt, "", ""});
+    if (!store.update_steps(rows).is_ok()) return -1;
+  }
+  return (cpu_seconds() - cpu0) / n * 1e6;
+}
+
 long peak_rss_kib() {
   rusage u{};
   ::getrusage(RUSAGE_SELF, &u);
@@ -369,6 +395,9 @@ int main(int argc, char** argv) {
                 (cpu - driver) / static_cast<double>(steps->size()) * 1e6, peak_rss_kib() / 1024.0);
   }
   std::printf("\n%s", slot_note.c_str());
+  std::printf("a step's record alone (its end and the next one's start, 20,000 in a loop, nothing else running): "
+              "%.1f us CPU per write\n",
+              step_write_floor_us(**store, 20000));
   std::printf("\nbound*: the same bound computed from how long each provider call really took (the latency, the\n"
               "sleeping thread's wake-up delay and, through the test driver, the driver's work): what the engine could reach\n");
   std::printf("(learned): the second run, whose steps carry the durations of the first (StepSpec::expected_ms)\n");
