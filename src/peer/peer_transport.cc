@@ -22,12 +22,12 @@ Result<nlohmann::json> HttpsPeerTransport::call(const PeerEndpoint& peer, const 
 }
 
 Result<std::string> HttpsPeerTransport::call_bytes(const PeerEndpoint& peer, const std::string& method,
-                                                   const std::string& path, const std::string& body) {
+                                                   const std::string& path, const std::string& body,
+                                                   std::chrono::milliseconds timeout) {
   auto client = client_for(peer);
   if (!client) return client.status();
-  // Replication batches and manifests are large; a thin link needs time.
   HttpsClientOptions options = client->options();
-  options.timeout = std::max(timeout_, std::chrono::milliseconds(300'000));
+  options.timeout = timeout;
   return HttpsClient(options).call_bytes(method, path, body);
 }
 

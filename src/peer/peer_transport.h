@@ -24,10 +24,14 @@ class PeerTransport {
   virtual ~PeerTransport() = default;
   virtual Result<nlohmann::json> call(const PeerEndpoint& peer, const std::string& method, const std::string& path,
                                       const std::optional<nlohmann::json>& body) = 0;
-  // Binary request and response bodies (replication streams, manifests).
+  // Binary request and response bodies (replication streams, manifests),
+  // and calls the peer takes long to answer: `timeout` bounds the whole call.
   virtual Result<std::string> call_bytes(const PeerEndpoint& peer, const std::string& method, const std::string& path,
-                                         const std::string& body) = 0;
+                                         const std::string& body, std::chrono::milliseconds timeout) = 0;
 };
+
+// Replication batches and manifests are large; a thin link needs time.
+inline constexpr std::chrono::milliseconds kBulkCallTimeout{300'000};
 
 // The real one: presents this site's certificate as a TLS client
 // certificate and pins the peer's.
@@ -38,7 +42,7 @@ class HttpsPeerTransport : public PeerTransport {
   Result<nlohmann::json> call(const PeerEndpoint& peer, const std::string& method, const std::string& path,
                               const std::optional<nlohmann::json>& body) override;
   Result<std::string> call_bytes(const PeerEndpoint& peer, const std::string& method, const std::string& path,
-                                 const std::string& body) override;
+                                 const std::string& body, std::chrono::milliseconds timeout) override;
 
  private:
   Result<HttpsClient> client_for(const PeerEndpoint& peer) const;

@@ -76,7 +76,8 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
     EVAC_RETURN_IF_ERROR(check_not_stopping());
     auto slash = key.find('/');
     auto bytes = transport_.call_bytes(endpoint(), "GET",
-                                       base(group) + "/manifests/" + key.substr(0, slash) + "/" + key.substr(slash + 1), "");
+                                       base(group) + "/manifests/" + key.substr(0, slash) + "/" + key.substr(slash + 1), "",
+                                       kBulkCallTimeout);
     if (!bytes) return with_site(bytes.status());
     if (bytes->empty()) return std::optional<std::string>();
     return std::optional<std::string>(std::move(*bytes));
@@ -86,7 +87,8 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
     EVAC_RETURN_IF_ERROR(check_not_stopping());
     if (limiter_ && !limiter_->acquire(batch.size())) return check_not_stopping();
     EVAC_RETURN_IF_ERROR(check_not_stopping());
-    auto r = transport_.call_bytes(endpoint(), "POST", base(group) + "/cycles/" + cycle_id + "/blocks", batch);
+    auto r = transport_.call_bytes(endpoint(), "POST", base(group) + "/cycles/" + cycle_id + "/blocks", batch,
+                                   kBulkCallTimeout);
     return r ? Status::ok() : with_site(r.status());
   }
   Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id,
@@ -333,11 +335,24 @@ Result<std::uint64_t> ReplicationService::request_sync(const std::string& name, 
 }
 
 Result<PointInTime> ReplicationService::wait_cycle(const std::string& name, std::uint64_t cycle) {
+  for (;;) {
+    auto ended = wait_cycle_for(name, cycle, std::chrono::hours(1));
+    if (!ended) return ended.status();
+    if (ended->has_value()) return **ended;
+  }
+}
+
+Result<std::optional<PointInTime>> ReplicationService::wait_cycle_for(const std::string& name, std::uint64_t cycle,
+                                                                      std::chrono::milliseconds at_most) {
   std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] {
+  if (auto it = runs_.find(name); it != runs_.end() && cycle > it->second.started + (it->second.follow_up ? 1 : 0))
+    return not_found("no cycle " + std::to_string(cycle) + " of group '" + name + "' was asked for here",
+                     "ask for a new cycle");
+  const bool ended = cv_.wait_for(lock, at_most, [&] {
     auto it = runs_.find(name);
     return it == runs_.end() || it->second.finished >= cycle || (stopping_ && !it->second.running);
   });
+  if (!ended) return std::optional<PointInTime>();
   auto it = runs_.find(name);
   if (it == runs_.end()) return not_found("no cycle " + std::to_string(cycle) + " of group '" + name + "'");
   auto result = it->second.results.find(cycle);
@@ -347,7 +362,8 @@ Result<PointInTime> ReplicationService::wait_cycle(const std::string& name, std:
   if (result == it->second.results.end())
     return not_found("the outcome of cycle " + std::to_string(cycle) + " of group '" + name + "' is no longer kept",
                      "see `evac group show " + name + "` for the last cycle");
-  return result->second;
+  if (!result->second) return result->second.status();
+  return std::optional<PointInTime>(*result->second);
 }
 
 Result<PointInTime> ReplicationService::sync_group(const std::string& name) {
@@ -657,14 +673,39 @@ Result<TestCopy> ReplicationService::create_test_copy(const std::string& group, 
   return receiver_->create_test_copy(group, pit_id, owner);
 }
 
-Result<json> ReplicationService::handle_peer_sync(const PeerRecord& caller, const std::string& group) {
+Result<json> ReplicationService::handle_peer_sync(const PeerRecord& caller, const std::string& group, const json& body) {
   auto g = site_.get_group(group);
   if (!g) return g.status();
   if (g->recovery_site != caller.site)
     return permission_denied("group '" + group + "' recovers to '" + g->recovery_site + "', not '" + caller.site + "'");
-  auto pit = sync_group(group);
-  if (!pit) return pit.status();
-  return to_json(*pit);
+  const json& cycle_field = body.contains("cycle") ? body["cycle"] : json();
+  const json& wait_field = body.contains("wait_ms") ? body["wait_ms"] : json();
+  if (!cycle_field.is_null() && !cycle_field.is_number_unsigned())
+    return invalid_argument("cycle must be a cycle number this site gave");
+  if (!wait_field.is_null() && !wait_field.is_number_unsigned()) return invalid_argument("wait_ms must be milliseconds");
+  std::uint64_t cycle = 0;
+  if (cycle_field.is_null()) {
+    auto started = request_sync(group, SyncTrigger::kManual);
+    if (!started) return started.status();
+    cycle = *started;
+  } else {
+    cycle = cycle_field.get<std::uint64_t>();
+  }
+  std::optional<PointInTime> pit;
+  if (wait_field.is_null()) {
+    auto ended = wait_cycle(group, cycle);
+    if (!ended) return ended.status();
+    pit = std::move(*ended);
+  } else {
+    auto ended = wait_cycle_for(group, cycle, std::chrono::milliseconds(wait_field.get<std::uint64_t>()));
+    if (!ended) return ended.status();
+    if (!ended->has_value()) return json{{"cycle", cycle}, {"done", false}};
+    pit = std::move(**ended);
+  }
+  json out = to_json(*pit);
+  out["cycle"] = cycle;
+  out["done"] = true;
+  return out;
 }
 
 Result<TestCopy> ReplicationService::promote(const std::string& group, const std::string& pit_id, const std::string& owner) {
@@ -831,7 +872,7 @@ Result<json> ReplicationService::verify_group(const std::string& name, const std
     // ordinary calls; the byte channel waits minutes.
     std::string path = "/api/v1/peer/replication/" + name + "/verify";
     if (!pit_id.empty()) path += "?pit=" + pit_id;
-    auto bytes = transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, "POST", path, "");
+    auto bytes = transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, "POST", path, "", kBulkCallTimeout);
     if (!bytes) return bytes.status().with_context("site '" + group->recovery_site + "'");
     auto out = json::parse(*bytes, nullptr, false);
     if (out.is_discarded()) return unavailable("site '" + group->recovery_site + "' answered the verification with no JSON");

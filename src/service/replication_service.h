@@ -81,6 +81,9 @@ class ReplicationService {
   Result<std::uint64_t> request_sync(const std::string& group, SyncTrigger trigger = SyncTrigger::kManual);
   // Blocks until cycle `cycle` of the group ended; its PIT or its error.
   Result<PointInTime> wait_cycle(const std::string& group, std::uint64_t cycle);
+  // The same for at most `at_most`: nullopt if the cycle is still going then.
+  Result<std::optional<PointInTime>> wait_cycle_for(const std::string& group, std::uint64_t cycle,
+                                                    std::chrono::milliseconds at_most);
   // Both: one cycle started after this call; returns the new PIT.
   Result<PointInTime> sync_group(const std::string& group);
   // The same through the adapter's reverse(): reprotect's first cycle back.
@@ -151,7 +154,10 @@ class ReplicationService {
   Result<nlohmann::json> handle_pits(const PeerRecord& caller, const std::string& group);
   // Protected site, for its group's recovery site (a planned migration):
   // one cycle started now, waited for; its PIT.
-  Result<nlohmann::json> handle_peer_sync(const PeerRecord& caller, const std::string& group);
+  // Starts a cycle ({} or {"wait_ms"}) or follows one ({"cycle", "wait_ms"}):
+  // the new PIT with "done": true once it ended, else {"cycle", "done": false}
+  // after wait_ms. Without wait_ms it waits for the end, however long.
+  Result<nlohmann::json> handle_peer_sync(const PeerRecord& caller, const std::string& group, const nlohmann::json& body);
   // Protected site, for its group's recovery site (readiness): whether a
   // fence here could make the group's disks read-only: {read_only, error, hint}.
   Result<nlohmann::json> handle_peer_fence_check(const PeerRecord& caller, const std::string& group);

@@ -135,6 +135,11 @@ Status poll_until(std::chrono::seconds timeout, std::chrono::milliseconds interv
   }
 }
 
+// A step following a long operation at the peer asks how it goes this often,
+// and gives the peer this long over the wait it asked for to answer.
+constexpr std::chrono::seconds kPeerFollowWait{20};
+constexpr std::chrono::seconds kPeerAnswerMargin{15};
+
 // What is left of `own` before the step's deadline, in whole seconds (a
 // started second counts); an error once the step's time is up.
 Result<std::chrono::seconds> within(const Step& step, std::chrono::seconds own) {
@@ -230,10 +235,10 @@ class RunService::Steps : public engine::StepRunner {
       auto g = group(**ctx, p.value("group", ""));
       if (!g) return g.status();
       if (kind == "release_replicas") return release_replicas(**g);
-      if (kind == "reprotect_peer") return reprotect_peer(run, **ctx, **g);
+      if (kind == "reprotect_peer") return reprotect_peer(step, run, **ctx, **g);
       if (kind == "protect_here") return protect_here(**ctx, **g);
       if (kind == "sync_reverse") return sync_reverse(**g);
-      if (kind == "sync_protected") return sync_protected(**g);
+      if (kind == "sync_protected") return sync_protected(step, **g);
       if (kind == "shutdown_protected") return shutdown_protected(step, **g, p.value("best_effort", false));
       if (kind == "handover") return handover(run, **ctx, **g, false);
       if (kind == "promote") return promote(run, **g);
@@ -440,10 +445,24 @@ class RunService::Steps : public engine::StepRunner {
 
   // ---- recoveries: the protected site's half, then ours ----
 
-  Result<json> sync_protected(const GroupCtx& g) {
-    auto pit = site_.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/sync", json::object(), true);
-    if (!pit) return pit.status();
-    return json{{"pit", pit->value("id", "")}, {"created_at", pit->value("created_at", json())}};
+  // The protected site's cycle, followed in bounded waits rather than one
+  // call that lasts the whole cycle: a large cycle outlasts any sensible
+  // call timeout, a peer that dies mid-cycle shows at the next call, and
+  // the step's own deadline (if it has one) ends the wait.
+  Result<json> sync_protected(const Step& step, const GroupCtx& g) {
+    const std::string path = "/api/v1/peer/groups/" + g.name + "/sync";
+    std::optional<std::uint64_t> cycle;
+    for (;;) {
+      auto wait = within(step, kPeerFollowWait);
+      if (!wait) return wait.status();
+      json body{{"wait_ms", std::chrono::milliseconds(*wait).count()}};
+      if (cycle) body["cycle"] = *cycle;
+      auto r = site_.call_paired_site(g.protected_site, "POST", path, body, *wait + kPeerAnswerMargin);
+      if (!r) return r.status();
+      if (r->value("done", true))
+        return json{{"pit", r->value("id", "")}, {"created_at", r->value("created_at", json())}, {"cycle", r->value("cycle", json())}};
+      cycle = r->value("cycle", std::uint64_t{0});
+    }
   }
 
   Result<json> shutdown_protected(const Step& step, const GroupCtx& g, bool best_effort) {
@@ -453,7 +472,9 @@ class RunService::Steps : public engine::StepRunner {
     if (!graceful) return graceful.status();
     json body = best_effort ? json{{"graceful", false}, {"timeout_s", 0}}
                             : json{{"graceful", true}, {"timeout_s", graceful->count()}};
-    auto r = site_.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/shutdown", body, !best_effort);
+    // A graceful shutdown is waited for as long as the peer may take over it.
+    const std::chrono::milliseconds wait = best_effort ? std::chrono::milliseconds(0) : *graceful + kPeerAnswerMargin;
+    auto r = site_.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/shutdown", body, wait);
     if (r) return json{{"reached", true}, {"stopped", (*r)["stopped"]}};
     if (!best_effort) return r.status();
     return json{{"reached", false}, {"error", r.status().message()}};
@@ -625,12 +646,16 @@ class RunService::Steps : public engine::StepRunner {
   // The former protected site makes its stale copies the placeholders of
   // the VMs live here, keeps their disks as seeds and stops protecting the
   // group. It answers the same when asked again.
-  Result<json> reprotect_peer(const RunRow& run, const Context& ctx, const GroupCtx& g) {
+  Result<json> reprotect_peer(const Step& step, const RunRow& run, const Context& ctx, const GroupCtx& g) {
     json vms = json::array();
     for (const auto& [name, vm] : ctx.vms)
       if (vm.group == g.name) vms.push_back({{"name", name}, {"uuid", vm.placeholder_uuid}, {"source_uuid", vm.source_uuid}});
+    // It defines a placeholder per VM there: minutes for a large group, but
+    // no longer than the step has left.
+    auto wait = within(step, std::chrono::duration_cast<std::chrono::seconds>(kBulkCallTimeout));
+    if (!wait) return wait.status();
     auto r = site_.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/reprotect",
-                                    json{{"epoch", g.epoch}, {"run", run.id}, {"vms", vms}}, true);
+                                    json{{"epoch", g.epoch}, {"run", run.id}, {"vms", vms}}, *wait);
     if (!r) return r.status();
     return *r;
   }

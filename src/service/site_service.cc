@@ -305,12 +305,13 @@ Result<json> SiteService::call_peer(const PeerRecord& peer, const std::string& m
 }
 
 Result<json> SiteService::call_paired_site(const std::string& site, const std::string& method, const std::string& path,
-                                           const std::optional<json>& body, bool long_wait) {
+                                           const std::optional<json>& body, std::chrono::milliseconds long_wait) {
   auto peer = store_.find_peer(site);
   if (!peer) return peer.status();
   if (!peer->has_value()) return not_found("site '" + site + "' is not paired with this site", "pair them: `evac site pair`");
-  if (!long_wait) return call_peer(**peer, method, path, body);
-  auto bytes = transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, method, path, body ? body->dump() : "");
+  if (long_wait.count() <= 0) return call_peer(**peer, method, path, body);
+  auto bytes =
+      transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, method, path, body ? body->dump() : "", long_wait);
   if (!bytes) return bytes.status().with_context("site '" + site + "'");
   (void)store_.record_peer_contact(site, clock_());
   auto out = json::parse(*bytes, nullptr, false);

@@ -147,11 +147,12 @@ class SiteService {
   // change, and every heartbeat re-sends a stale one).
   Status push_config_to(const std::string& site);
 
-  // Calls a paired site's peer API. `long_wait`: the call may take minutes
-  // (a sync), else the peer timeout bounds it.
-  // A GET sends no body (`body` nullopt).
+  // Calls a paired site's peer API. `long_wait`, if not zero: how long the
+  // peer may take to answer (a graceful shutdown, a step's bounded wait);
+  // else the peer timeout bounds the call. A GET sends no body (nullopt).
   Result<nlohmann::json> call_paired_site(const std::string& site, const std::string& method, const std::string& path,
-                                          const std::optional<nlohmann::json>& body, bool long_wait = false);
+                                          const std::optional<nlohmann::json>& body,
+                                          std::chrono::milliseconds long_wait = {});
 
   // ---- ownership ----------------------------------------------------------------------
   // Who owns the live copy of a group this site knows: the newest recorded

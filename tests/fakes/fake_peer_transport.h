@@ -26,7 +26,7 @@ class FakePeerTransport : public PeerTransport {
   }
 
   Result<std::string> call_bytes(const PeerEndpoint& peer, const std::string& method, const std::string& path,
-                                 const std::string& body) override {
+                                 const std::string& body, std::chrono::milliseconds) override {
     bytes_sent_ += body.size();
     auto r = route(peer, method, path, body);
     if (!r) return r.status();

@@ -259,6 +259,37 @@ TEST_F(ReplicationOpsTest, ProgressOfARunningCycle) {
   EXPECT_EQ(state()["sync"]["running"], false);
 }
 
+// A migration's "Synchronize storage" follows the protected site's cycle in
+// bounded waits: each call comes back when the cycle ended or the wait did,
+// and following a cycle never starts another.
+TEST_F(ReplicationOpsTest, TheRecoverySiteFollowsALongCycleInBoundedWaits) {
+  b_.transport->connect("https://a:1", "sha256//pin-a", a_.router.get());  // a's router with replication
+  const std::string path = "/api/v1/peer/groups/g1/sync";
+  const auto answer_within = std::chrono::seconds(10);
+  fake_.block();
+  auto started = b_.service->call_paired_site("site-a", "POST", path, json{{"wait_ms", 20}}, answer_within);
+  ASSERT_TRUE(started.is_ok()) << started.status().to_string();
+  EXPECT_EQ((*started)["done"], false);
+  ASSERT_EQ((*started)["cycle"], 1);
+  ASSERT_TRUE(fake_.wait_until_blocked());
+  auto still = b_.service->call_paired_site("site-a", "POST", path, json{{"cycle", 1}, {"wait_ms", 20}}, answer_within);
+  ASSERT_TRUE(still.is_ok()) << still.status().to_string();
+  EXPECT_EQ((*still)["done"], false);
+  EXPECT_EQ(fake_.sync_calls(), 1);
+  // A cycle the site never gave (as after its restart) is named, not waited for.
+  auto unknown = b_.service->call_paired_site("site-a", "POST", path, json{{"cycle", 7}, {"wait_ms", 20}}, answer_within);
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(b_.service->call_paired_site("site-a", "POST", path, json{{"wait_ms", "soon"}}, answer_within).status().code(),
+            StatusCode::kInvalidArgument);
+  fake_.release();
+  auto ended = b_.service->call_paired_site("site-a", "POST", path, json{{"cycle", 1}, {"wait_ms", 10'000}}, answer_within);
+  ASSERT_TRUE(ended.is_ok()) << ended.status().to_string();
+  EXPECT_EQ((*ended)["done"], true);
+  EXPECT_EQ((*ended)["cycle"], 1);
+  EXPECT_FALSE((*ended)["id"].get<std::string>().empty());
+  EXPECT_EQ(fake_.sync_calls(), 1);
+}
+
 TEST_F(ReplicationOpsTest, WaitingCallersReturnWhenEvacdShutsDown) {
   fake_.block();
   auto first = replication_->request_sync("g1");
