@@ -1052,15 +1052,26 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   std::map<std::string, std::string> provider_of;
   for (const auto& g : ctx)
     for (const auto& v : g["vms"]) provider_of[v["name"].get<std::string>()] = v["provider"].get<std::string>();
-  // How long each step took in the plan's previous runs (by step name, the
-  // newest first): the engine starts the longest chains of a tier first.
+  // How long each step took before (by step name, the newest first): the
+  // engine starts the longest chains of a tier first. The plan's own last
+  // runs first; then the site's last runs of other plans, since a step's
+  // name is its VM's ("Wait for guest heartbeat: db01"), whatever plan ran
+  // it: a new plan over VMs drilled under another does not start blind.
   std::map<std::string, int> took;
-  if (auto earlier = site_.store().list_runs(plan->name, 3))
-    for (const auto& r : *earlier)
+  auto learn_from = [&](const std::vector<RunRow>& runs) {
+    for (const auto& r : runs)
       if (auto done = site_.store().run_steps(r.id))
         for (const auto& st : *done)
           if (st.state == "succeeded" && st.started_at_ms && st.ended_at_ms && !took.count(st.name))
             took[st.name] = static_cast<int>(std::min<std::int64_t>(*st.ended_at_ms - *st.started_at_ms, 86'400'000));
+  };
+  if (auto own = site_.store().list_runs(plan->name, 3)) learn_from(*own);
+  if (auto recent = site_.store().list_runs(std::nullopt, 6)) {
+    std::vector<RunRow> others;
+    for (auto& r : *recent)
+      if (r.plan != plan->name && others.size() < 3) others.push_back(std::move(r));
+    learn_from(others);
+  }
   for (auto& s : *steps) {
     s.timeout_s = engine::default_step_timeout_s(s);
     if (auto t = took.find(s.name); t != took.end()) s.expected_ms = t->second;

@@ -180,10 +180,41 @@ TEST_F(RunsCliTest, TestRecoveryThenCleanupLeavesNothingBehind) {
   for (const auto& entry : fs::recursive_directory_iterator(root_ / "b/replicas"))
     EXPECT_EQ(entry.path().string().find("test-copies/shop"), std::string::npos) << entry.path();
 
-  // Cleaned up, a new test may start.
-  auto second = evac_at("b", {"plan", "test", "shop-dr", "--follow"});
-  EXPECT_EQ(second.exit_code, 0) << second.out << second.err;
+  // Cleaned up, a new test may start. Its steps carry how long each took
+  // in the first (the engine starts a tier's longest chains first).
+  // Started, then followed to its end: returns the run's id.
+  auto test_run = [&](const std::string& plan) -> std::string {
+    auto started = evac_at("b", {"plan", "test", plan, "-o", "json"});
+    EXPECT_EQ(started.exit_code, 0) << started.err;
+    const std::string run_id = started.json()["id"];
+    auto followed = evac_at("b", {"run", "show", run_id, "--follow"});
+    EXPECT_EQ(followed.exit_code, 0) << followed.out << followed.err;
+    return run_id;
+  };
+  const std::string second_id = test_run("shop-dr");
+  auto steps_of = [&](const std::string& run_id) { return evac_at("b", {"run", "show", run_id, "-o", "json"}).json()["steps"]; };
+  auto expect_learned = [](const json& before, const json& after) {
+    std::map<std::string, std::int64_t> took;
+    for (const auto& s : before) took[s["name"]] = s["ended_at_ms"].get<std::int64_t>() - s["started_at_ms"].get<std::int64_t>();
+    int nonzero = 0;
+    for (const auto& s : after) {
+      ASSERT_TRUE(took.count(s["name"])) << s.dump();
+      EXPECT_EQ(s["expected_ms"], took[s["name"]]) << s.dump();
+      nonzero += took[s["name"]] > 0;
+    }
+    EXPECT_GT(nonzero, 0) << "some step took a measurable time, so the match is not all zeros";
+  };
+  expect_learned(shown_run["steps"], steps_of(second_id));
   EXPECT_EQ(evac_at("b", {"plan", "cleanup", "shop-dr", "--follow"}).exit_code, 0);
+
+  // A new plan over the same VMs starts from what they took under the old one.
+  std::string copy = read_file(root_ / "plan.yaml");
+  copy.replace(copy.find("name: shop-dr"), 13, "name: shop-dr-copy");
+  std::ofstream(root_ / "copy.yaml") << copy;
+  ASSERT_EQ(evac_at("b", {"apply", "-f", (root_ / "copy.yaml").string()}).exit_code, 0);
+  const std::string third_id = test_run("shop-dr-copy");
+  expect_learned(steps_of(second_id), steps_of(third_id));
+  EXPECT_EQ(evac_at("b", {"plan", "cleanup", "shop-dr-copy", "--follow"}).exit_code, 0);
 }
 
 TEST_F(RunsCliTest, RefusalsSayWhatToDo) {
