@@ -179,6 +179,12 @@ Result<HttpResponse> HttpsClient::perform(const std::string& method, const std::
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
+  // A call may wait minutes for its answer (a verification, a followed
+  // cycle): probes of an idle connection notice a host that vanished
+  // without closing it within about a minute instead of at the timeout.
+  curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 15L);
+  curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 5L);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &response_body);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");

@@ -868,11 +868,12 @@ Result<json> ReplicationService::verify_group(const std::string& name, const std
     auto peer = site_.store().find_peer(group->recovery_site);
     if (!peer) return peer.status();
     if (!peer->has_value()) return failed_precondition("recovery site '" + group->recovery_site + "' is not paired");
-    // Reading every block of a large PIT outlasts the peer timeout of
-    // ordinary calls; the byte channel waits minutes.
+    // Reading every block of a large PIT takes as long as reading the disks
+    // there (minutes per 100 GiB): waited for as long as the CLI waits for
+    // this call, with TCP keepalive noticing a peer host gone meanwhile.
     std::string path = "/api/v1/peer/replication/" + name + "/verify";
     if (!pit_id.empty()) path += "?pit=" + pit_id;
-    auto bytes = transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, "POST", path, "", kBulkCallTimeout);
+    auto bytes = transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, "POST", path, "", std::chrono::hours(1));
     if (!bytes) return bytes.status().with_context("site '" + group->recovery_site + "'");
     auto out = json::parse(*bytes, nullptr, false);
     if (out.is_discarded()) return unavailable("site '" + group->recovery_site + "' answered the verification with no JSON");
