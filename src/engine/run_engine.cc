@@ -272,7 +272,10 @@ Status RunEngine::resume_interrupted() {
     if (!loaded) return loaded.status();
     // A step that ran when the process died runs again (runners are idempotent).
     for (auto& s : *loaded)
-      if (s.state == StepState::kRunning) s.state = StepState::kPending;
+      if (s.state == StepState::kRunning) {
+        s.state = StepState::kPending;
+        s.interrupted_started_at_ms = s.started_at_ms.value_or(0);
+      }
     EVAC_RETURN_IF_ERROR(launch(run, std::move(*loaded)));
   }
   return Status::ok();
@@ -475,6 +478,19 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
       step.state = StepState::kFailed;
       step.error = result.status().message() + (result.status().hint().empty() ? "" : " (hint: " + result.status().hint() + ")");
       a->failed = true;
+    }
+    if (step.interrupted_started_at_ms) {
+      // The run's record must show that this outcome is a later attempt's:
+      // the one a restart cut short left no outcome of its own.
+      if (step.state == StepState::kSucceeded) {
+        if (!step.result.is_object()) step.result = json{{"outcome", std::move(step.result)}};
+        step.result["interrupted_attempt"] = {{"started_at_ms", *step.interrupted_started_at_ms},
+                                              {"by", "evacd stopped while it ran; it ran again after the restart"}};
+      } else {
+        step.error += " (an earlier attempt, started at " + std::to_string(*step.interrupted_started_at_ms) +
+                      " ms, was cut short by an evacd restart)";
+      }
+      step.interrupted_started_at_ms.reset();
     }
     ended = step.idx;
   }

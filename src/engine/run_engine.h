@@ -82,6 +82,10 @@ struct Step {
   std::string error;
   nlohmann::json result;  // null until it ends
   std::int64_t deadline_ms = 0;  // while it runs: when its timeout ends (unix ms); 0: none. Not stored.
+  // A restart found it running: when that attempt started. Told in the
+  // step's outcome (a record of the attempt whose end nobody saw), not kept
+  // as a field of its own.
+  std::optional<std::int64_t> interrupted_started_at_ms;
 };
 
 // The engine's default clock, unix milliseconds: what a step's started_at_ms

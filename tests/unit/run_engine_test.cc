@@ -374,6 +374,7 @@ TEST_F(RunEngineTest, ACrashMidStepIsResumedWithoutRepeatingAnyEffect) {
   }
   EXPECT_EQ(state_of("r1"), "running");
   EXPECT_EQ((*store_->run_steps("r1"))[1].state, "running") << "recorded as started before its effect";
+  const std::int64_t first_started_at = *(*store_->run_steps("r1"))[1].started_at_ms;
 
   runner_.block_on.clear();
   auto restarted = engine(1);
@@ -384,6 +385,14 @@ TEST_F(RunEngineTest, ACrashMidStepIsResumedWithoutRepeatingAnyEffect) {
   EXPECT_EQ(runner_.calls["power on app"], 2) << "the interrupted step runs again";
   for (const auto& [name, times] : runner_.effects) EXPECT_EQ(times, 1) << name << " applied twice";
   EXPECT_EQ(runner_.effects.size(), 4u);
+  // Its record says the outcome is a second attempt's, and when the first began.
+  auto steps = restarted->steps("r1");
+  ASSERT_TRUE(steps.is_ok());
+  const json& result = (*steps)[1].result;
+  ASSERT_TRUE(result.contains("interrupted_attempt")) << result.dump();
+  EXPECT_EQ(result["interrupted_attempt"]["started_at_ms"], first_started_at);
+  EXPECT_EQ((*steps)[1].attempts, 2);
+  EXPECT_FALSE((*steps)[0].result.contains("interrupted_attempt")) << "a step the restart found done is not marked";
 }
 
 TEST_F(RunEngineTest, StepsMustComeAfterEarlierSteps) {
