@@ -683,6 +683,8 @@ Result<json> ReplicationService::handle_peer_sync(const PeerRecord& caller, cons
   if (!cycle_field.is_null() && !cycle_field.is_number_unsigned())
     return invalid_argument("cycle must be a cycle number this site gave");
   if (!wait_field.is_null() && !wait_field.is_number_unsigned()) return invalid_argument("wait_ms must be milliseconds");
+  // A waiting call holds one of the API server's threads: at most 5 minutes.
+  constexpr std::uint64_t kLongestWaitMs = 300'000;
   std::uint64_t cycle = 0;
   if (cycle_field.is_null()) {
     auto started = request_sync(group, SyncTrigger::kManual);
@@ -697,7 +699,7 @@ Result<json> ReplicationService::handle_peer_sync(const PeerRecord& caller, cons
     if (!ended) return ended.status();
     pit = std::move(*ended);
   } else {
-    auto ended = wait_cycle_for(group, cycle, std::chrono::milliseconds(wait_field.get<std::uint64_t>()));
+    auto ended = wait_cycle_for(group, cycle, std::chrono::milliseconds(std::min(wait_field.get<std::uint64_t>(), kLongestWaitMs)));
     if (!ended) return ended.status();
     if (!ended->has_value()) return json{{"cycle", cycle}, {"done", false}};
     pit = std::move(**ended);

@@ -152,11 +152,11 @@ class ReplicationService {
                                        const nlohmann::json& body);
   Result<nlohmann::json> handle_abort(const PeerRecord& caller, const std::string& group, const std::string& cycle);
   Result<nlohmann::json> handle_pits(const PeerRecord& caller, const std::string& group);
-  // Protected site, for its group's recovery site (a planned migration):
-  // one cycle started now, waited for; its PIT.
-  // Starts a cycle ({} or {"wait_ms"}) or follows one ({"cycle", "wait_ms"}):
+  // Protected site, for its group's recovery site (a planned migration's
+  // final sync). Starts a cycle ({} or {"wait_ms"}) or follows one ({"cycle", "wait_ms"}):
   // the new PIT with "done": true once it ended, else {"cycle", "done": false}
-  // after wait_ms. Without wait_ms it waits for the end, however long.
+  // after wait_ms (at most 5 minutes). Without wait_ms (an older recovery
+  // site's call) it waits for the end, however long.
   Result<nlohmann::json> handle_peer_sync(const PeerRecord& caller, const std::string& group, const nlohmann::json& body);
   // Protected site, for its group's recovery site (readiness): whether a
   // fence here could make the group's disks read-only: {read_only, error, hint}.

@@ -452,12 +452,17 @@ class RunService::Steps : public engine::StepRunner {
   Result<json> sync_protected(const Step& step, const GroupCtx& g) {
     const std::string path = "/api/v1/peer/groups/" + g.name + "/sync";
     std::optional<std::uint64_t> cycle;
+    int cycles_lost = 0;
     for (;;) {
       auto wait = within(step, kPeerFollowWait);
       if (!wait) return wait.status();
       json body{{"wait_ms", std::chrono::milliseconds(*wait).count()}};
       if (cycle) body["cycle"] = *cycle;
       auto r = site_.call_paired_site(g.protected_site, "POST", path, body, *wait + kPeerAnswerMargin);
+      if (!r && cycle && r.status().code() == StatusCode::kNotFound && ++cycles_lost <= 3) {
+        cycle.reset();  // the peer restarted and forgot the cycle: the sync is still owed, ask for a new one
+        continue;
+      }
       if (!r) return r.status();
       if (r->value("done", true))
         return json{{"pit", r->value("id", "")}, {"created_at", r->value("created_at", json())}, {"cycle", r->value("cycle", json())}};
