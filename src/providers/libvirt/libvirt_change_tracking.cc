@@ -2,9 +2,11 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 #include <pugixml.hpp>
 #include <sstream>
@@ -159,6 +161,11 @@ Result<bool> LibvirtChangeTracking::is_paused(const std::string& vm_uuid) {
   });
 }
 
+bool same_host(const std::string& hypervisor_host, const std::string& this_host) {
+  auto first_label = [](const std::string& name) { return name.substr(0, name.find('.')); };
+  return !hypervisor_host.empty() && first_label(hypervisor_host) == first_label(this_host);
+}
+
 Result<BackupExport> LibvirtChangeTracking::begin_backup(const BackupRequest& request) {
   // Not retried on a fresh connection: a backup that started before the
   // connection died must not be started twice.
@@ -167,6 +174,19 @@ Result<BackupExport> LibvirtChangeTracking::begin_backup(const BackupRequest& re
   auto dom = find_domain(conn->get(), request.vm_uuid);
   if (!dom) return dom.status();
   const std::string vm = name_of(dom->get());
+  // QEMU's export is a unix socket on the hypervisor's host: from any other
+  // host the backup would start and then never be read.
+  if (char* theirs = virConnectGetHostname(conn->get())) {
+    const std::string hypervisor(theirs);
+    std::free(theirs);
+    char mine[256] = {};
+    if (::gethostname(mine, sizeof mine - 1) == 0 && !same_host(hypervisor, mine))
+      return failed_precondition(
+          "VM '" + vm + "' runs on host '" + hypervisor + "', not on this evacd's host '" + mine +
+              "': a running VM's disks are read from QEMU's backup export, a unix socket on its own host",
+          "run this site's evacd on '" + hypervisor + "' with provider uri qemu:///system, or shut the VM down to "
+          "replicate it by scanning its image files (they must be at the same paths here)");
+  }
   auto running = current_backup(dom->get());
   if (!running) return running.status();
   if (!running->empty())

@@ -40,4 +40,9 @@ class LibvirtChangeTracking : public ChangeTracking {
 std::string backup_xml(const BackupRequest& request, const std::vector<std::string>& all_disks);
 std::string checkpoint_xml(const BackupRequest& request, const std::vector<std::string>& all_disks);
 
+// Whether the hypervisor's host (as libvirt names it) is this one: host names
+// compared up to their first dot, as one side may give the fully qualified
+// name and the other not. Exposed for unit tests.
+bool same_host(const std::string& hypervisor_host, const std::string& this_host);
+
 }  // namespace evac::libvirt
