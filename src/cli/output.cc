@@ -150,6 +150,9 @@ std::string step_state(const nlohmann::json& step) {
   std::string state = step.value("state", "");
   if (step.contains("overdue_s") && step["overdue_s"].is_number_integer())
     state += " (" + std::to_string(step["overdue_s"].get<std::int64_t>()) + " s past its timeout)";
+  // The engine's mark on an outcome whose first attempt a restart cut short.
+  if (step.contains("result") && step["result"].is_object() && step["result"].contains("interrupted_attempt"))
+    state += " (run again after an evacd restart)";
   return state;
 }
 

@@ -69,5 +69,11 @@ TEST(CliRunTest, AStepPastItsTimeoutSaysByHowMuch) {
   EXPECT_EQ(step_state(json{{"state", "running"}, {"overdue_s", 35}}), "running (35 s past its timeout)");
 }
 
+TEST(CliRunTest, AStepRunAgainAfterARestartSaysSo) {
+  EXPECT_EQ(step_state(json{{"state", "succeeded"}, {"result", {{"interrupted_attempt", {{"started_at_ms", 5}}}}}}),
+            "succeeded (run again after an evacd restart)");
+  EXPECT_EQ(step_state(json{{"state", "succeeded"}, {"result", "done"}}), "succeeded");
+}
+
 }  // namespace
 }  // namespace evac::cli
