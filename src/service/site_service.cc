@@ -295,13 +295,20 @@ Result<PeerRecord> SiteService::resolve_peer(const std::optional<std::string>& s
 Result<json> SiteService::call_peer(const PeerRecord& peer, const std::string& method, const std::string& path,
                                     const std::optional<json>& body) {
   auto r = transport_.call(PeerEndpoint{peer.url, peer.pin}, method, path, body);
-  if (r.is_ok()) {
-    (void)store_.record_peer_contact(peer.site, clock_());
-    return r;
-  }
-  if (r.status().code() == StatusCode::kUnavailable || r.status().code() == StatusCode::kPermissionDenied)
-    (void)store_.record_peer_failure(peer.site, clock_(), r.status().message());
+  note_peer_outcome(peer.site, r.status());
+  if (r.is_ok()) return r;
   return r.status().with_context("site '" + peer.site + "'");
+}
+
+// What `site status` shows: the last contact, or since when and why the
+// site has not answered. Only no answer or a failed handshake counts as a
+// failure; an error the peer answered with (a refusal, a missing object)
+// leaves the record as it was.
+void SiteService::note_peer_outcome(const std::string& site, const Status& outcome) {
+  if (outcome.is_ok())
+    (void)store_.record_peer_contact(site, clock_());
+  else if (outcome.code() == StatusCode::kUnavailable || outcome.code() == StatusCode::kPermissionDenied)
+    (void)store_.record_peer_failure(site, clock_(), outcome.message());
 }
 
 Result<json> SiteService::call_paired_site(const std::string& site, const std::string& method, const std::string& path,
@@ -312,8 +319,8 @@ Result<json> SiteService::call_paired_site(const std::string& site, const std::s
   if (long_wait.count() <= 0) return call_peer(**peer, method, path, body);
   auto bytes =
       transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, method, path, body ? body->dump() : "", long_wait);
+  note_peer_outcome(site, bytes.status());
   if (!bytes) return bytes.status().with_context("site '" + site + "'");
-  (void)store_.record_peer_contact(site, clock_());
   auto out = json::parse(*bytes, nullptr, false);
   if (out.is_discarded()) return unavailable("site '" + site + "' answered " + path + " with no JSON");
   return out;

@@ -190,6 +190,7 @@ class SiteService {
   auto gather(const std::optional<std::string>& only, std::string_view what, List list)
       -> decltype(list(std::declval<ComputeProvider&>()));
   Result<PeerRecord> resolve_peer(const std::optional<std::string>& site);
+  void note_peer_outcome(const std::string& site, const Status& outcome);
   Result<nlohmann::json> call_peer(const PeerRecord& peer, const std::string& method, const std::string& path,
                                    const std::optional<nlohmann::json>& body = std::nullopt);
   // Translates a VM through the mappings into the placeholder the recovery

@@ -75,6 +75,24 @@ TEST_F(TwoSitesTest, DuplicatePairingRefused) {
   EXPECT_EQ(a_.service->pair((*token)["token"], std::nullopt).status().code(), StatusCode::kAlreadyExists);
 }
 
+TEST_F(TwoSitesTest, ALongPeerCallThatGetsNoAnswerShowsTheSiteUnreachable) {
+  pair();
+  a_.service->heartbeat_round();
+  a_.transport->cut("https://b:1");
+  now_ += 10;
+  auto r = a_.service->call_paired_site("site-b", "GET", "/api/v1/peer/inventory", std::nullopt, std::chrono::seconds(30));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  auto st = a_.service->peer_statuses();
+  EXPECT_EQ((*st)[0].record.unreachable_since, now_);
+  a_.transport->heal("https://b:1");
+  now_ += 10;
+  ASSERT_TRUE(a_.service->call_paired_site("site-b", "GET", "/api/v1/peer/inventory", std::nullopt, std::chrono::seconds(30)).is_ok());
+  st = a_.service->peer_statuses();
+  EXPECT_FALSE((*st)[0].record.unreachable_since.has_value());
+  EXPECT_EQ((*st)[0].record.last_seen_at, now_);
+}
+
 TEST_F(TwoSitesTest, HeartbeatShowsUnreachableSinceFirstFailure) {
   pair();
   a_.service->heartbeat_round();
