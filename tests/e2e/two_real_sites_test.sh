@@ -201,6 +201,16 @@ check "add-vm with site-b frozen fails with a clear error" bash -c "grep -q 'can
 kill -CONT "$(cat "${EVAC_DEMO_ROOT}/site-b/evacd.pid")"
 check "the failed add-vm left app01 unprotected" test "$(evac --context site-a -o json group show demo | json_query 'len(d["vms"])')" = "2"
 
+# A hung libvirtd (stopped, so its socket still accepts) must not hang evacd:
+# the open connection's keepalive gives up on it, the new open is bounded,
+# and the call fails saying which libvirtd to look at. Once it answers
+# again, the same evacd uses it without a restart.
+kill -STOP "$(cat "${EVAC_DEMO_ROOT}/sites/site-b/state/libvirtd.pid")"
+out="$(timeout 300 "${repo_dir}/lab/demo.sh" evac --context site-b inventory vms 2>&1)" && rc=0 || rc=$?
+kill -CONT "$(cat "${EVAC_DEMO_ROOT}/sites/site-b/state/libvirtd.pid")"
+check "a call to a hung libvirtd fails, naming it (exit ${rc})" bash -c "[[ ${rc} -ne 0 && ${rc} -ne 124 ]] && grep -q 'has not answered' <<<'${out//\'/}'"
+check "and works again once libvirtd answers" bash -c "evac --context site-b inventory vms | grep -q web01"
+
 check "delete the group" bash -c "evac --context site-a group delete demo >/dev/null"
 check "no placeholders left at site-b" test "$(evac --context site-b -o json placeholder list | json_len)" = "0"
 check "no domains left at site-b" test "$(virsh -c "${uri_b}" list --all --name | grep -c .)" = "0"

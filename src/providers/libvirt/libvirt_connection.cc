@@ -1,5 +1,7 @@
 #include "providers/libvirt/libvirt_connection.h"
 
+#include <condition_variable>
+
 #include "providers/libvirt/libvirt_errors.h"
 
 namespace evac::libvirt {
@@ -11,18 +13,78 @@ bool is_alive(virConnectPtr conn) { return virConnectIsAlive(conn) != 0; }
 
 }  // namespace
 
-Connection::Connection(std::string uri) : uri_(std::move(uri)) { initialise_libvirt(); }
+// One virConnectOpen on a thread of its own, which may outlive every caller
+// that waited on it (and the Connection itself: it holds its own reference).
+struct Connection::PendingOpen {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  ConnectHandle conn;  // taken by the first caller to see it done
+  Status error = Status::ok();
+  const std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+};
+
+Connection::Connection(std::string uri, ConnectionLimits limits) : uri_(std::move(uri)), limits_(limits) {
+  initialise_libvirt();
+}
+
+Connection::~Connection() = default;
 
 Result<ConnectHandle> Connection::acquire() {
-  std::lock_guard lock(mu_);
-  if (cached_ == nullptr || !is_alive(cached_.get())) {
-    cached_.reset();
-    auto opened = open();
-    if (!opened.is_ok()) return opened.status();
-    cached_ = std::move(*opened);
+  const auto give_up = std::chrono::steady_clock::now() + limits_.open_timeout;
+  for (;;) {
+    std::shared_ptr<PendingOpen> pending;
+    {
+      std::lock_guard lock(mu_);
+      if (cached_ != nullptr && is_alive(cached_.get())) {
+        if (virConnectRef(cached_.get()) < 0) return last_error("taking a reference to the libvirt connection at " + uri_);
+        return ConnectHandle(cached_.get());
+      }
+      cached_.reset();
+      if (pending_ == nullptr) pending_ = start_open();
+      pending = pending_;
+    }
+    std::unique_lock wait(pending->mu);
+    if (!pending->cv.wait_until(wait, give_up, [&] { return pending->done; })) {
+      const auto silent = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - pending->started);
+      return unavailable("libvirt at " + uri_ + " has not answered a connection for " + std::to_string(silent.count()) + " s",
+                         "libvirtd there is hung, overloaded or cut off: check it (`virsh -c " + uri_ +
+                             " list`, its log); evac keeps that connection attempt and uses it once libvirtd answers");
+    }
+    Status error = pending->error;
+    ConnectHandle opened = std::move(pending->conn);
+    wait.unlock();
+    std::lock_guard lock(mu_);
+    if (pending_ == pending) pending_.reset();
+    if (!error.is_ok()) return error;
+    if (opened != nullptr) cached_ = std::move(opened);
+    // Round again: hand out the connection just cached (or the one another
+    // waiter on the same open cached first).
   }
-  if (virConnectRef(cached_.get()) < 0) return last_error("taking a reference to the libvirt connection at " + uri_);
-  return ConnectHandle(cached_.get());
+}
+
+std::shared_ptr<Connection::PendingOpen> Connection::start_open() {
+  auto pending = std::make_shared<PendingOpen>();
+  detach_thread_without_signals([pending, uri = uri_, limits = limits_] {
+    ConnectHandle conn(virConnectOpen(uri.c_str()));
+    Status error = Status::ok();
+    if (conn == nullptr) {
+      Status cause = last_error("cannot connect to libvirt at " + uri);
+      // Whatever libvirt's reason, from evac's side the hypervisor is not
+      // reachable now; the operator fixes the daemon or the URI and retries.
+      error = unavailable(cause.message(), "check that libvirtd runs and the URI is right: " + uri);
+    } else {
+      // A driver inside this process (test:///) has no daemon to keep alive
+      // and refuses; one behind libvirtd starts answering pings both ways.
+      virConnectSetKeepAlive(conn.get(), limits.keepalive_interval_s, limits.keepalive_count);
+    }
+    std::lock_guard lock(pending->mu);
+    pending->conn = std::move(conn);
+    pending->error = std::move(error);
+    pending->done = true;
+    pending->cv.notify_all();
+  });
+  return pending;
 }
 
 bool Connection::forget_if_dead(virConnectPtr used) {
@@ -30,17 +92,6 @@ bool Connection::forget_if_dead(virConnectPtr used) {
   std::lock_guard lock(mu_);
   if (cached_.get() == used) cached_.reset();
   return true;
-}
-
-Result<ConnectHandle> Connection::open() {
-  ConnectHandle conn(virConnectOpen(uri_.c_str()));
-  if (conn == nullptr) {
-    Status cause = last_error("cannot connect to libvirt at " + uri_);
-    // Whatever libvirt's reason, from evac's side the hypervisor is not
-    // reachable now; the operator fixes the daemon or the URI and retries.
-    return unavailable(cause.message(), "check that libvirtd runs and the URI is right: " + uri_);
-  }
-  return conn;
 }
 
 }  // namespace evac::libvirt

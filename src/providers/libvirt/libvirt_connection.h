@@ -4,8 +4,17 @@
 // first call. A connection that died (libvirtd restarted, ssh tunnel
 // dropped) is replaced on the next call, and a call that failed because the
 // connection died underneath it is retried once on a fresh one.
+//
+// No call waits on libvirtd forever, so a step's timeout and an API request
+// end even when the hypervisor manager hangs or its host vanishes without
+// closing the socket: opening is bounded by `open_timeout` (libvirt's own
+// open waits for the daemon's answer without limit), and an open connection
+// carries libvirt's keepalive, which closes it, failing the calls waiting
+// on it, once the daemon stops answering for interval × count seconds.
 #pragma once
 
+#include <chrono>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <type_traits>
@@ -15,9 +24,18 @@
 
 namespace evac::libvirt {
 
+struct ConnectionLimits {
+  // A local libvirtd answers an open in milliseconds and a remote one over
+  // ssh in a second or two; a daemon silent for this long is hung.
+  std::chrono::milliseconds open_timeout{15000};
+  int keepalive_interval_s = 5;
+  unsigned keepalive_count = 3;
+};
+
 class Connection {
  public:
-  explicit Connection(std::string uri);
+  explicit Connection(std::string uri, ConnectionLimits limits = {});
+  ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -26,6 +44,9 @@ class Connection {
   // A counted reference to the open connection, opening it first when there
   // is none or the cached one is dead. Each caller holds its own reference,
   // so a re-open by one thread never frees a connection another still uses.
+  // An open that outlasts `open_timeout` fails as unavailable and goes on in
+  // the background: callers until it ends wait on that one open rather than
+  // start more against a daemon that is not answering.
   Result<ConnectHandle> acquire();
 
   // Runs `operation(virConnectPtr)`, which returns a Status or a Result<T>.
@@ -42,14 +63,18 @@ class Connection {
   }
 
  private:
+  struct PendingOpen;
+
   // Drops the cached connection when it is `used` and no longer alive, so
   // that the next acquire opens a new one. Says whether it was dead.
   bool forget_if_dead(virConnectPtr used);
-  Result<ConnectHandle> open();
+  std::shared_ptr<PendingOpen> start_open();
 
   const std::string uri_;
-  std::mutex mu_;  // guards cached_: opening and closing, not the calls made on it
+  const ConnectionLimits limits_;
+  std::mutex mu_;  // guards cached_ and pending_, not the calls made on them
   ConnectHandle cached_;
+  std::shared_ptr<PendingOpen> pending_;  // an open under way on its own thread
 };
 
 }  // namespace evac::libvirt

@@ -3,7 +3,12 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
 #include <mutex>
+#include <thread>
 
 namespace evac::libvirt {
 namespace {
@@ -53,11 +58,28 @@ StatusCode status_code_for(const virError& err) {
 
 }  // namespace
 
+void detach_thread_without_signals(std::function<void()> body) {
+  sigset_t all, before;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &before);
+  std::thread(std::move(body)).detach();
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
+}
+
 void initialise_libvirt() {
   static std::once_flag once;
   std::call_once(once, [] {
     virInitialize();
     virSetErrorFunc(nullptr, ignore_error);
+    // Keepalive (a hung or vanished libvirtd noticed while a call waits on
+    // it) needs an event loop, registered before the first connection opens
+    // and run for the process's life. libvirt's own loop on a thread of its
+    // own does: evac has no other use for one.
+    if (virEventRegisterDefaultImpl() == 0)
+      detach_thread_without_signals([] {
+        for (;;)
+          if (virEventRunDefaultImpl() < 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      });
   });
 }
 

@@ -1,6 +1,7 @@
 // Turning libvirt's thread-local "last error" into evac's Status.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -10,8 +11,15 @@ namespace evac::libvirt {
 
 // Initialises libvirt for use from many threads and stops it from printing
 // every error to stderr: evac reports errors as Status values, and evacd's
-// log must not carry each one twice. Safe to call any number of times.
+// log must not carry each one twice. Starts libvirt's event loop on a thread
+// of its own, which connection keepalive needs. Safe to call any number of
+// times; call it before opening any connection.
 void initialise_libvirt();
+
+// Starts `body` on a detached thread that blocks every signal (a thread
+// inherits its creator's mask), so SIGTERM still reaches the one thread
+// evacd waits for it on, whichever thread starts libvirt's own threads.
+void detach_thread_without_signals(std::function<void()> body);
 
 // The calling thread's last libvirt error as a Status whose message starts
 // with `doing` ("listing domains: <libvirt's message>"). Call it right after
