@@ -24,11 +24,38 @@ struct Connection::PendingOpen {
   const std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
+// The thread that opens: one request at a time (Connection keeps a single
+// open pending). It may outlive the Connection while an open hangs.
+struct Connection::Opener {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::shared_ptr<PendingOpen> next;
+  bool busy = false;
+  bool stop = false;
+  std::thread thread;
+
+  static void serve(const std::shared_ptr<Opener>& self, const std::string& uri, const ConnectionLimits& limits);
+};
+
 Connection::Connection(std::string uri, ConnectionLimits limits) : uri_(std::move(uri)), limits_(limits) {
   initialise_libvirt();
 }
 
-Connection::~Connection() = default;
+Connection::~Connection() {
+  cached_.reset();  // closed first, on the opener's arena's memory
+  if (opener_ == nullptr) return;
+  std::unique_lock lock(opener_->mu);
+  opener_->stop = true;
+  opener_->cv.notify_all();
+  // An open that hangs on a silent daemon ends when libvirt gives up, if
+  // ever; the thread holds its own reference and leaves then.
+  const bool hung = opener_->busy;
+  lock.unlock();
+  if (hung)
+    opener_->thread.detach();
+  else
+    opener_->thread.join();
+}
 
 Result<ConnectHandle> Connection::acquire() {
   const auto give_up = std::chrono::steady_clock::now() + limits_.open_timeout;
@@ -65,7 +92,27 @@ Result<ConnectHandle> Connection::acquire() {
 
 std::shared_ptr<Connection::PendingOpen> Connection::start_open() {
   auto pending = std::make_shared<PendingOpen>();
-  detach_thread_without_signals([pending, uri = uri_, limits = limits_] {
+  if (opener_ == nullptr) {
+    opener_ = std::make_shared<Opener>();
+    opener_->thread = thread_without_signals([self = opener_, uri = uri_, limits = limits_] { Opener::serve(self, uri, limits); });
+  }
+  std::lock_guard lock(opener_->mu);
+  opener_->next = pending;
+  opener_->cv.notify_all();
+  return pending;
+}
+
+void Connection::Opener::serve(const std::shared_ptr<Opener>& self, const std::string& uri, const ConnectionLimits& limits) {
+  for (;;) {
+    std::shared_ptr<PendingOpen> pending;
+    {
+      std::unique_lock lock(self->mu);
+      self->cv.wait(lock, [&] { return self->stop || self->next != nullptr; });
+      if (self->stop) return;
+      pending = std::move(self->next);
+      self->next.reset();
+      self->busy = true;
+    }
     ConnectHandle conn(virConnectOpen(uri.c_str()));
     Status error = Status::ok();
     if (conn == nullptr) {
@@ -78,13 +125,16 @@ std::shared_ptr<Connection::PendingOpen> Connection::start_open() {
       // and refuses; one behind libvirtd starts answering pings both ways.
       virConnectSetKeepAlive(conn.get(), limits.keepalive_interval_s, limits.keepalive_count);
     }
-    std::lock_guard lock(pending->mu);
-    pending->conn = std::move(conn);
-    pending->error = std::move(error);
-    pending->done = true;
-    pending->cv.notify_all();
-  });
-  return pending;
+    {
+      std::lock_guard lock(pending->mu);
+      pending->conn = std::move(conn);
+      pending->error = std::move(error);
+      pending->done = true;
+      pending->cv.notify_all();
+    }
+    std::lock_guard lock(self->mu);
+    self->busy = false;
+  }
 }
 
 bool Connection::forget_if_dead(virConnectPtr used) {

@@ -11,6 +11,12 @@
 // open waits for the daemon's answer without limit), and an open connection
 // carries libvirt's keepalive, which closes it, failing the calls waiting
 // on it, once the daemon stops answering for interval × count seconds.
+//
+// Opens run on one thread per connection, kept for the connection's life:
+// what libvirt allocates while opening (a test:/// driver's whole node) then
+// lives in that thread's malloc arena, which no other thread takes over,
+// so re-opening reuses that memory instead of spreading a copy into every
+// arena a short-lived opener happened to get.
 #pragma once
 
 #include <chrono>
@@ -64,6 +70,7 @@ class Connection {
 
  private:
   struct PendingOpen;
+  struct Opener;
 
   // Drops the cached connection when it is `used` and no longer alive, so
   // that the next acquire opens a new one. Says whether it was dead.
@@ -74,7 +81,8 @@ class Connection {
   const ConnectionLimits limits_;
   std::mutex mu_;  // guards cached_ and pending_, not the calls made on them
   ConnectHandle cached_;
-  std::shared_ptr<PendingOpen> pending_;  // an open under way on its own thread
+  std::shared_ptr<PendingOpen> pending_;  // an open under way on the opener's thread
+  std::shared_ptr<Opener> opener_;        // started with the first open
 };
 
 }  // namespace evac::libvirt

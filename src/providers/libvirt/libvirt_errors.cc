@@ -58,12 +58,13 @@ StatusCode status_code_for(const virError& err) {
 
 }  // namespace
 
-void detach_thread_without_signals(std::function<void()> body) {
+std::thread thread_without_signals(std::function<void()> body) {
   sigset_t all, before;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &before);
-  std::thread(std::move(body)).detach();
+  std::thread started(std::move(body));
   pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  return started;
 }
 
 void initialise_libvirt() {
@@ -76,10 +77,10 @@ void initialise_libvirt() {
     // and run for the process's life. libvirt's own loop on a thread of its
     // own does: evac has no other use for one.
     if (virEventRegisterDefaultImpl() == 0)
-      detach_thread_without_signals([] {
+      thread_without_signals([] {
         for (;;)
           if (virEventRunDefaultImpl() < 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      });
+      }).detach();
   });
 }
 

@@ -4,6 +4,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "core/status.h"
 
@@ -16,10 +17,10 @@ namespace evac::libvirt {
 // times; call it before opening any connection.
 void initialise_libvirt();
 
-// Starts `body` on a detached thread that blocks every signal (a thread
-// inherits its creator's mask), so SIGTERM still reaches the one thread
-// evacd waits for it on, whichever thread starts libvirt's own threads.
-void detach_thread_without_signals(std::function<void()> body);
+// Starts `body` on a thread that blocks every signal (a thread inherits its
+// creator's mask), so SIGTERM still reaches the one thread evacd waits for
+// it on, whichever thread starts the provider's own threads.
+std::thread thread_without_signals(std::function<void()> body);
 
 // The calling thread's last libvirt error as a Status whose message starts
 // with `doing` ("listing domains: <libvirt's message>"). Call it right after
