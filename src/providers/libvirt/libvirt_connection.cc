@@ -11,6 +11,10 @@ namespace {
 // that as dead would re-open the connection on every call.
 bool is_alive(virConnectPtr conn) { return virConnectIsAlive(conn) != 0; }
 
+// libvirt's test driver ("test:///...", no "+transport") runs inside this
+// process: there is no daemon whose silence an open could wait on.
+bool opens_in_process(const std::string& uri) { return uri.rfind("test:", 0) == 0; }
+
 }  // namespace
 
 // One virConnectOpen on a thread of its own, which may outlive every caller
@@ -22,7 +26,30 @@ struct Connection::PendingOpen {
   ConnectHandle conn;  // taken by the first caller to see it done
   Status error = Status::ok();
   const std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  // Opens `uri` on the calling thread and says so to every waiter.
+  void open(const std::string& uri, const ConnectionLimits& limits);
 };
+
+void Connection::PendingOpen::open(const std::string& uri, const ConnectionLimits& limits) {
+  ConnectHandle opened(virConnectOpen(uri.c_str()));
+  Status failed = Status::ok();
+  if (opened == nullptr) {
+    Status cause = last_error("cannot connect to libvirt at " + uri);
+    // Whatever libvirt's reason, from evac's side the hypervisor is not
+    // reachable now; the operator fixes the daemon or the URI and retries.
+    failed = unavailable(cause.message(), "check that libvirtd runs and the URI is right: " + uri);
+  } else {
+    // A driver inside this process (test:///) has no daemon to keep alive
+    // and refuses; one behind libvirtd starts answering pings both ways.
+    virConnectSetKeepAlive(opened.get(), limits.keepalive_interval_s, limits.keepalive_count);
+  }
+  std::lock_guard lock(mu);
+  conn = std::move(opened);
+  error = std::move(failed);
+  done = true;
+  cv.notify_all();
+}
 
 // The thread that opens: one request at a time (Connection keeps a single
 // open pending). It may outlive the Connection while an open hangs.
@@ -92,6 +119,10 @@ Result<ConnectHandle> Connection::acquire() {
 
 std::shared_ptr<Connection::PendingOpen> Connection::start_open() {
   auto pending = std::make_shared<PendingOpen>();
+  if (opens_in_process(uri_)) {
+    pending->open(uri_, limits_);
+    return pending;
+  }
   if (opener_ == nullptr) {
     opener_ = std::make_shared<Opener>();
     opener_->thread = thread_without_signals([self = opener_, uri = uri_, limits = limits_] { Opener::serve(self, uri, limits); });
@@ -113,25 +144,7 @@ void Connection::Opener::serve(const std::shared_ptr<Opener>& self, const std::s
       self->next.reset();
       self->busy = true;
     }
-    ConnectHandle conn(virConnectOpen(uri.c_str()));
-    Status error = Status::ok();
-    if (conn == nullptr) {
-      Status cause = last_error("cannot connect to libvirt at " + uri);
-      // Whatever libvirt's reason, from evac's side the hypervisor is not
-      // reachable now; the operator fixes the daemon or the URI and retries.
-      error = unavailable(cause.message(), "check that libvirtd runs and the URI is right: " + uri);
-    } else {
-      // A driver inside this process (test:///) has no daemon to keep alive
-      // and refuses; one behind libvirtd starts answering pings both ways.
-      virConnectSetKeepAlive(conn.get(), limits.keepalive_interval_s, limits.keepalive_count);
-    }
-    {
-      std::lock_guard lock(pending->mu);
-      pending->conn = std::move(conn);
-      pending->error = std::move(error);
-      pending->done = true;
-      pending->cv.notify_all();
-    }
+    pending->open(uri, limits);
     std::lock_guard lock(self->mu);
     self->busy = false;
   }

@@ -12,11 +12,12 @@
 // carries libvirt's keepalive, which closes it, failing the calls waiting
 // on it, once the daemon stops answering for interval × count seconds.
 //
-// Opens run on one thread per connection, kept for the connection's life:
-// what libvirt allocates while opening (a test:/// driver's whole node) then
-// lives in that thread's malloc arena, which no other thread takes over,
-// so re-opening reuses that memory instead of spreading a copy into every
-// arena a short-lived opener happened to get.
+// Opens through a daemon run on one thread per connection, kept for the
+// connection's life, so what libvirt allocates while opening stays in that
+// thread's malloc arena and a re-open reuses it (a fresh thread per open
+// left each copy in whatever arena the engine's workers took over next).
+// libvirt's test driver runs in this process, with no daemon to wait on:
+// it opens inline, its node in the caller's memory as before.
 #pragma once
 
 #include <chrono>
