@@ -18,8 +18,12 @@
 // calls' latencies) divided by the limit; for strict tiers, that per tier,
 // summed. Then the CPU time per step: the process's, and the engine's (the
 // process's minus what the test driver itself spent inside power-on: with a
-// real hypervisor that work is libvirtd's and QEMU's, not evacd's), and the
-// peak memory.
+// real hypervisor that work is libvirtd's and QEMU's, not evacd's), the
+// same less all CPU spent inside provider calls (the injected sleeps cost
+// their syscalls and wake-ups, which a real provider's wait on libvirtd
+// would cost the engine's thread too: both are shown), and the peak memory.
+// Each mode runs twice: first knowing no durations, then (learned) with the
+// first run's, as a plan's second run does.
 //
 // usage: plan_engine_bench [VMS] [LIMIT]   (from a build tree: build/default/bench/plan_engine_bench)
 #include <sys/prctl.h>
@@ -126,8 +130,11 @@ class ProviderRunner : public StepRunner {
   Result<nlohmann::json> run(const RunRow&, const Step& step) override {
     const std::string vm = step.spec.params.value("vm", "");
     const auto t0 = std::chrono::steady_clock::now();
+    const double cpu0 = LatencyInjectingProvider::thread_cpu_seconds();
     if (step.spec.kind == "power_on") EVAC_RETURN_IF_ERROR(provider_.power_on(vm));
     if (step.spec.kind == "wait_for_guest") EVAC_RETURN_IF_ERROR(provider_.guest_ping(vm));
+    call_cpu_us_ += static_cast<long>((LatencyInjectingProvider::thread_cpu_seconds() - cpu0) * 1e6);
+    ++calls_;
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
     {
       std::lock_guard lock(mu_);
@@ -138,9 +145,15 @@ class ProviderRunner : public StepRunner {
   }
   // VM -> how long its calls took.
   const std::map<std::string, Latency>& took() const { return took_; }
+  // CPU the calling threads spent inside provider calls (the sleep's
+  // syscalls and, through the test driver, the driver's work), per call.
+  double call_cpu_us_per_call() const { return calls_ ? static_cast<double>(call_cpu_us_.load()) / calls_.load() : 0; }
+  double call_cpu_seconds() const { return call_cpu_us_.load() / 1e6; }
 
  private:
   ComputeProvider& provider_;
+  std::atomic<long> call_cpu_us_{0};
+  std::atomic<long> calls_{0};
   std::mutex mu_;
   std::map<std::string, Latency> took_;
 };
@@ -286,17 +299,18 @@ int main(int argc, char** argv) {
               "each call holding one of the provider's slots (the engine's per-resource limit):\n"
               "power-on 15-25 ms, guest heartbeat 30-70 ms\n\n",
               vms, limit, ("test://" + node.string()).c_str());
-  std::printf("%-13s %-22s %7s %11s %9s %7s %9s %7s %13s %14s %15s %11s\n", "provider", "ordering", "steps", "makespan s",
-              "bound s", "ratio", "bound* s", "ratio*", "process cpu s", "test driver s", "engine us/step", "peak RSS MB");
+  std::printf("%-13s %-22s %7s %11s %9s %7s %9s %7s %13s %14s %15s %18s %11s\n", "provider", "ordering", "steps",
+              "makespan s", "bound s", "ratio", "bound* s", "ratio*", "process cpu s", "test driver s", "engine us/step",
+              "w/o calls us/step", "peak RSS MB");
   double makespan[2] = {0, 0};
-  std::map<std::string, std::vector<int>> learned;  // ordering -> each step's duration in its first run
+  std::map<std::string, std::vector<int>> learned;  // provider and ordering -> each step's duration in its first run
   std::string slot_note;
   for (bool start_vms : {false, true})
   for (PlanOrdering ordering : {PlanOrdering::kStrictTiers, PlanOrdering::kDependencies})
   for (bool with_history : {false, true}) {
-    if (with_history && !start_vms) continue;  // learning is shown through the test driver
     const int m = ordering == PlanOrdering::kStrictTiers ? 0 : 1;
     const std::string mode(plan_ordering_name(ordering));
+    const std::string learned_key = std::string(start_vms ? "driver " : "latency ") + mode;
     plan.ordering = ordering;
     auto steps = compile_power_on(plan, recovery_vms);
     if (!steps) {
@@ -308,7 +322,7 @@ int main(int argc, char** argv) {
     // The second run knows how long each step took in the first, as
     // RunService tells the engine from the plan's previous run.
     if (with_history)
-      for (std::size_t i = 0; i < steps->size(); ++i) (*steps)[i].expected_ms = learned[mode][i];
+      for (std::size_t i = 0; i < steps->size(); ++i) (*steps)[i].expected_ms = learned[learned_key][i];
     // A fresh test-driver connection per mode: every domain shut off again.
     LibvirtProvider libvirt(ProviderConfig{"bench", "libvirt", "test://" + node.string()});
     if (Status s = libvirt.ping(); !s.is_ok()) {
@@ -372,27 +386,29 @@ int main(int argc, char** argv) {
         injected_ms += (power_on ? latency.at(vm).power_on_us : latency.at(vm).heartbeat_us) / 1000.0;
         took_ms += (power_on ? runner.took().at(vm).power_on_us : runner.took().at(vm).heartbeat_us) / 1000.0;
       }
-      char line[400];
+      char line[640];
       std::snprintf(line, sizeof line,
                     "%s %s%s: calls took %.4fx the injected latency; steps held their slots %.4fx the calls' time; "
-                    "slots busy %.2f%%; first step started %lld ms after the run was asked for\n",
+                    "slots busy %.2f%%; first step started %lld ms after the run was asked for; "
+                    "%.1f us CPU inside each provider call\n",
                     start_vms ? "test driver" : "latency only", mode.c_str(), with_history ? " (learned)" : "",
                     took_ms / injected_ms, held_ms / took_ms, held_ms / (wall * 1000 * limit) * 100,
-                    static_cast<long long>(first_started_ms - t0_unix_ms));
+                    static_cast<long long>(first_started_ms - t0_unix_ms), runner.call_cpu_us_per_call());
       slot_note += line;
     }
-    if (start_vms && !with_history) {
+    if (!with_history) {
       auto ran = engine.steps(run.id);
       if (!ran) return 1;
       for (const auto& st : *ran)
-        learned[mode].push_back(st.started_at_ms && st.ended_at_ms ? static_cast<int>(*st.ended_at_ms - *st.started_at_ms) : 0);
+        learned[learned_key].push_back(st.started_at_ms && st.ended_at_ms ? static_cast<int>(*st.ended_at_ms - *st.started_at_ms) : 0);
     }
     if (start_vms) makespan[m] = wall;
     const double driver = provider.inner_cpu_seconds();
-    std::printf("%-13s %-22s %7zu %11.3f %9.3f %7.3f %9.3f %7.3f %13.3f %14.3f %15.1f %11.1f\n",
+    std::printf("%-13s %-22s %7zu %11.3f %9.3f %7.3f %9.3f %7.3f %13.3f %14.3f %15.1f %18.1f %11.1f\n",
                 start_vms ? "test driver" : "latency only", (mode + (with_history ? " (learned)" : "")).c_str(),
                 steps->size(), wall, bound, wall / bound, bound_taken, wall / bound_taken, cpu, driver,
-                (cpu - driver) / static_cast<double>(steps->size()) * 1e6, peak_rss_kib() / 1024.0);
+                (cpu - driver) / static_cast<double>(steps->size()) * 1e6,
+                (cpu - runner.call_cpu_seconds()) / static_cast<double>(steps->size()) * 1e6, peak_rss_kib() / 1024.0);
   }
   std::printf("\n%s", slot_note.c_str());
   std::printf("a step's record alone (its end and the next one's start, 20,000 in a loop, nothing else running): "
@@ -400,6 +416,8 @@ int main(int argc, char** argv) {
               step_write_floor_us(**store, 20000));
   std::printf("\nbound*: the same bound computed from how long each provider call really took (the latency, the\n"
               "sleeping thread's wake-up delay and, through the test driver, the driver's work): what the engine could reach\n");
+  std::printf("engine us/step: the process's CPU less the test driver's work inside power-on, per step; w/o calls:\n"
+              "less all CPU spent inside provider calls (the injected sleeps' syscalls and wake-ups too), per step\n");
   std::printf("(learned): the second run, whose steps carry the durations of the first (StepSpec::expected_ms)\n");
   std::printf("dependency-driven ordering finished %.3f s (%.1f%%) sooner than strict tiers (through the test driver, learned)\n",
               makespan[0] - makespan[1], 100.0 * (makespan[0] - makespan[1]) / makespan[0]);
