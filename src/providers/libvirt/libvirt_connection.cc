@@ -17,8 +17,8 @@ bool opens_in_process(const std::string& uri) { return uri.rfind("test:", 0) == 
 
 }  // namespace
 
-// One virConnectOpen on a thread of its own, which may outlive every caller
-// that waited on it (and the Connection itself: it holds its own reference).
+// One virConnectOpen, shared by every caller that waits on it. It may
+// outlive them all (and the Connection: the opener holds a reference).
 struct Connection::PendingOpen {
   std::mutex mu;
   std::condition_variable cv;
@@ -69,7 +69,7 @@ Connection::Connection(std::string uri, ConnectionLimits limits) : uri_(std::mov
 }
 
 Connection::~Connection() {
-  cached_.reset();  // closed first, on the opener's arena's memory
+  cached_.reset();
   if (opener_ == nullptr) return;
   std::unique_lock lock(opener_->mu);
   opener_->stop = true;
