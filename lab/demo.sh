@@ -159,7 +159,7 @@ state_dir: ${dir}/state
 heartbeat_interval: 2s
 log: {format: json, level: info}
 compute_providers:
-  - {name: $2, kind: libvirt, uri: "$3"}
+  - {name: $2, kind: libvirt, uri: "$3", connect_timeout: 5s, keepalive: 3s}
 YAML
 }
 

@@ -72,6 +72,12 @@ Status parse_providers(const YAML::Node& root, DaemonConfig& cfg, const std::str
     const auto& item = list[i];
     std::string where = origin + " compute_providers[" + std::to_string(i) + "]";
     if (!item.IsMap()) return config_error(where, "must be a map with name, kind and uri", "see docs/configuration.md");
+    for (const auto& kv : item) {
+      auto key = kv.first.as<std::string>();
+      if (key != "name" && key != "kind" && key != "uri" && key != "connect_timeout" && key != "keepalive")
+        return config_error(where, "unknown key '" + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
+                            "known keys: name, kind, uri, connect_timeout, keepalive");
+    }
     ProviderConfig p;
     auto name = required_string(item, "name", where);
     if (!name) return name.status();
@@ -81,6 +87,8 @@ Status parse_providers(const YAML::Node& root, DaemonConfig& cfg, const std::str
     auto uri = required_string(item, "uri", where);
     if (!uri) return uri.status();
     p.uri = *uri;
+    EVAC_RETURN_IF_ERROR(parse_duration_key(item, "connect_timeout", p.connect_timeout, where));
+    EVAC_RETURN_IF_ERROR(parse_duration_key(item, "keepalive", p.keepalive, where));
     if (!names.insert(p.name).second)
       return config_error(where, "duplicate compute provider name '" + p.name + "'", "give each provider its own name");
     cfg.compute_providers.push_back(std::move(p));

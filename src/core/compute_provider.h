@@ -106,6 +106,12 @@ struct ProviderConfig {
   std::string name;
   std::string kind;  // "libvirt"
   std::string uri;
+  // How long opening a connection may wait for the hypervisor manager's
+  // answer, and how often an open one checks it still answers (silent for
+  // about 4 intervals: the connection closes and its calls fail). These
+  // bound every call, so a hung manager fails a step instead of holding it.
+  std::chrono::seconds connect_timeout{15};
+  std::chrono::seconds keepalive{5};
 };
 
 // Factory registry by kind, so the core never includes a backend's headers.

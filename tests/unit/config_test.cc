@@ -28,7 +28,7 @@ log: {format: json, level: debug}
 runs: {max_parallel: 32, per_provider_limit: 4}
 compute_providers:
   - {name: local, kind: libvirt, uri: "qemu:///system"}
-  - {name: rack2, uri: "qemu+ssh://rack2/system"}
+  - {name: rack2, uri: "qemu+ssh://rack2/system", connect_timeout: 1m, keepalive: 10s}
 )",
                                  "test.yaml");
   ASSERT_TRUE(cfg.is_ok()) << cfg.status().to_string();
@@ -39,6 +39,10 @@ compute_providers:
   EXPECT_EQ(cfg->log_format, "json");
   ASSERT_EQ(cfg->compute_providers.size(), 2u);
   EXPECT_EQ(cfg->compute_providers[1].kind, "libvirt");  // the default kind
+  EXPECT_EQ(cfg->compute_providers[0].connect_timeout.count(), 15);  // the defaults
+  EXPECT_EQ(cfg->compute_providers[0].keepalive.count(), 5);
+  EXPECT_EQ(cfg->compute_providers[1].connect_timeout.count(), 60);
+  EXPECT_EQ(cfg->compute_providers[1].keepalive.count(), 10);
   EXPECT_EQ(cfg->runs_max_parallel, 32);
   EXPECT_EQ(cfg->runs_per_provider_limit, 4);
 }
@@ -71,6 +75,10 @@ INSTANTIATE_TEST_SUITE_P(
                       BadConfig{"site: a\nstate_dir: /x\ncompute_providers: [{name: p, uri: u}, {name: p, uri: v}]\n",
                                 "duplicate"},
                       BadConfig{"site: a\nstate_dir: /x\ncompute_providers: [{name: p}]\n", "uri"},
+                      BadConfig{"site: a\nstate_dir: /x\ncompute_providers: [{name: p, uri: u, keepalive: 0s}]\n",
+                                "'keepalive' must be longer than 0s"},
+                      BadConfig{"site: a\nstate_dir: /x\ncompute_providers: [{name: p, uri: u, timeout: 5s}]\n",
+                                "unknown key 'timeout'"},
                       BadConfig{"site: a\nstate_dir: /x\ntls: {cert: /c}\n", "both cert and key"},
                       BadConfig{"site: a\nstate_dir: /x\nruns: {per_provider_limit: 0}\n", "runs.per_provider_limit"},
                       BadConfig{"site: a\nstate_dir: /x\nruns: {parallel: 4}\n", "unknown key 'runs.parallel'"}));

@@ -31,6 +31,7 @@
 
 namespace evac::libvirt {
 
+// evacd takes them from the provider's `connect_timeout` and `keepalive`.
 struct ConnectionLimits {
   // A local libvirtd answers an open in milliseconds and a remote one over
   // ssh in a second or two; a daemon silent for this long is hung.

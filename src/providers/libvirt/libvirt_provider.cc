@@ -364,7 +364,9 @@ Result<nlohmann::json> agent_command(virDomainPtr dom, const nlohmann::json& com
 
 LibvirtProvider::LibvirtProvider(ProviderConfig config)
     : config_(std::move(config)),
-      connection_(std::make_unique<libvirt::Connection>(config_.uri)),
+      connection_(std::make_unique<libvirt::Connection>(
+          config_.uri, libvirt::ConnectionLimits{.open_timeout = config_.connect_timeout,
+                                                 .keepalive_interval_s = static_cast<int>(config_.keepalive.count())})),
       tracking_(std::make_unique<libvirt::LibvirtChangeTracking>(*connection_)) {}
 
 LibvirtProvider::~LibvirtProvider() = default;
