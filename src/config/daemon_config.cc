@@ -2,9 +2,12 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
+#include <initializer_list>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include "core/duration.h"
 
@@ -52,6 +55,21 @@ Status parse_listen(const std::string& value, DaemonConfig& cfg, const std::stri
   return Status::ok();
 }
 
+// Refuses a key of `map` not in `known`, naming it (as `prefix` + key) and
+// its line, so a typo never silently drops a setting.
+Status refuse_unknown_keys(const YAML::Node& map, std::initializer_list<std::string_view> known, const std::string& prefix,
+                           const std::string& where, std::string_view hint_lead = "") {
+  for (const auto& kv : map) {
+    auto key = kv.first.as<std::string>();
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    std::string listed;
+    for (auto k : known) listed += (listed.empty() ? "" : ", ") + prefix + std::string(k);
+    return config_error(where, "unknown key '" + prefix + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
+                        std::string(hint_lead) + "known keys: " + listed);
+  }
+  return Status::ok();
+}
+
 Status parse_duration_key(const YAML::Node& root, const char* key, std::chrono::seconds& out, const std::string& origin) {
   auto v = optional_string(root, key);
   if (!v) return Status::ok();
@@ -72,12 +90,7 @@ Status parse_providers(const YAML::Node& root, DaemonConfig& cfg, const std::str
     const auto& item = list[i];
     std::string where = origin + " compute_providers[" + std::to_string(i) + "]";
     if (!item.IsMap()) return config_error(where, "must be a map with name, kind and uri", "see docs/configuration.md");
-    for (const auto& kv : item) {
-      auto key = kv.first.as<std::string>();
-      if (key != "name" && key != "kind" && key != "uri" && key != "connect_timeout" && key != "keepalive")
-        return config_error(where, "unknown key '" + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
-                            "known keys: name, kind, uri, connect_timeout, keepalive");
-    }
+    EVAC_RETURN_IF_ERROR(refuse_unknown_keys(item, {"name", "kind", "uri", "connect_timeout", "keepalive"}, "", where));
     ProviderConfig p;
     auto name = required_string(item, "name", where);
     if (!name) return name.status();
@@ -101,12 +114,7 @@ Status parse_replication(const YAML::Node& root, DaemonConfig& cfg, const std::s
   if (!node || node.IsNull()) return Status::ok();
   if (!node.IsMap())
     return config_error(origin, "'replication' must be a map", "for example replication: {schedules: false}");
-  for (const auto& kv : node) {
-    auto key = kv.first.as<std::string>();
-    if (key != "schedules" && key != "check_interval" && key != "full_read_every")
-      return config_error(origin, "unknown key 'replication." + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
-                          "known keys: replication.schedules, replication.check_interval, replication.full_read_every");
-  }
+  EVAC_RETURN_IF_ERROR(refuse_unknown_keys(node, {"schedules", "check_interval", "full_read_every"}, "replication.", origin));
   if (auto s = node["schedules"]) {
     std::string v = s.IsScalar() ? s.as<std::string>() : "";
     if (v == "true" || v == "on" || v == "yes")
@@ -130,12 +138,10 @@ Status parse_runs(const YAML::Node& root, DaemonConfig& cfg, const std::string& 
   auto node = root["runs"];
   if (!node || node.IsNull()) return Status::ok();
   if (!node.IsMap()) return config_error(origin, "'runs' must be a map", "for example runs: {max_parallel: 16, per_provider_limit: 8}");
+  EVAC_RETURN_IF_ERROR(refuse_unknown_keys(node, {"max_parallel", "per_provider_limit"}, "runs.", origin));
   for (const auto& kv : node) {
     auto key = kv.first.as<std::string>();
-    int* target = key == "max_parallel" ? &cfg.runs_max_parallel : key == "per_provider_limit" ? &cfg.runs_per_provider_limit : nullptr;
-    if (!target)
-      return config_error(origin, "unknown key 'runs." + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
-                          "known keys: runs.max_parallel, runs.per_provider_limit");
+    int* target = key == "max_parallel" ? &cfg.runs_max_parallel : &cfg.runs_per_provider_limit;
     int v = 0;
     if (!YAML::convert<int>::decode(kv.second, v) || v < 1 || v > 1024)
       return config_error(origin, "'runs." + key + "' must be a whole number from 1 to 1024", "for example runs: {" + key + ": 8}");
@@ -168,16 +174,10 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std
   }
   if (!root.IsMap()) return config_error(origin, "must be a YAML map of settings", "see docs/configuration.md for an example");
 
-  static const std::set<std::string> kKnown = {"site", "listen", "advertise_url", "state_dir", "tls",
-                                               "heartbeat_interval", "peer_timeout", "log", "compute_providers",
-                                               "replication", "runs"};
-  for (const auto& kv : root) {
-    auto key = kv.first.as<std::string>();
-    if (!kKnown.count(key))
-      return config_error(origin, "unknown key '" + key + "' (line " + std::to_string(kv.first.Mark().line + 1) + ")",
-                          "check its spelling; known keys: site, listen, advertise_url, state_dir, tls, heartbeat_interval, "
-                          "peer_timeout, log, compute_providers, replication, runs");
-  }
+  EVAC_RETURN_IF_ERROR(refuse_unknown_keys(root,
+                                           {"site", "listen", "advertise_url", "state_dir", "tls", "heartbeat_interval",
+                                            "peer_timeout", "log", "compute_providers", "replication", "runs"},
+                                           "", origin, "check its spelling; "));
 
   try {
     DaemonConfig cfg;
