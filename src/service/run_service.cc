@@ -1074,12 +1074,13 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   // Other plans' runs are read only for steps the plan's own did not time:
   // reading thousands of step records is on the way to the run's start.
   const bool all_timed = std::all_of(steps->begin(), steps->end(), [&](const StepSpec& s) { return took.count(s.name) > 0; });
-  auto recent = all_timed ? Result<std::vector<RunRow>>(std::vector<RunRow>{}) : site_.store().list_runs(std::nullopt, 6);
-  if (recent) {
-    std::vector<RunRow> others;
-    for (auto& r : *recent)
-      if (r.plan != plan->name && others.size() < 3) others.push_back(std::move(r));
-    learn_from(others);
+  if (!all_timed) {
+    if (auto recent = site_.store().list_runs(std::nullopt, 6)) {
+      std::vector<RunRow> others;
+      for (auto& r : *recent)
+        if (r.plan != plan->name && others.size() < 3) others.push_back(std::move(r));
+      learn_from(others);
+    }
   }
   for (auto& s : *steps) {
     s.timeout_s = engine::default_step_timeout_s(s);
