@@ -9,8 +9,13 @@
 // the test driver starts the domain, the guest heartbeat 30-70 ms (the test
 // driver has no guest agent, so the wrapper answers it). Either call holds
 // one of the provider's `limit` slots (the engine's per-provider limit)
-// while it lasts. Latencies are 1/100 of real ones so a run takes seconds;
-// they are fixed per VM by a seed, so both modes and the bound see the same.
+// while it lasts. Real latencies are power-on 1.5-2.5 s and heartbeat 3-7 s;
+// the bench divides them by --scale (100 by default, so a run takes seconds
+// rather than the 23 minutes of real time). They are fixed per VM by a
+// seed, so both modes, every scale and the bound see the same ones. What a
+// step costs the engine does not shrink with the scale, so at 1/100 it
+// weighs a hundred times what it weighs against real latencies: a smaller
+// --scale, with --provider and --ordering to run fewer rows, shows that.
 //
 // For each mode it prints the makespan against that mode's lower bound,
 // computed here from the same latencies: the longer of the longest
@@ -25,7 +30,9 @@
 // Each mode runs twice: first knowing no durations, then (learned) with the
 // first run's, as a plan's second run does.
 //
-// usage: plan_engine_bench [VMS] [LIMIT]   (from a build tree: build/default/bench/plan_engine_bench)
+// usage: plan_engine_bench [VMS] [LIMIT] [--scale N] [--provider latency|driver|both]
+//                          [--ordering strict-tiers|dependencies|both] [--first-runs-only]
+//        (from a build tree: build/default/bench/plan_engine_bench; --help)
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -44,6 +51,8 @@
 #include <random>
 #include <string>
 #include <thread>
+
+#include <CLI/CLI.hpp>
 
 #include "engine/plan_compiler.h"
 #include "engine/run_engine.h"
@@ -180,10 +189,13 @@ double cpu_seconds() {
 
 // The store's floor under the engine's CPU per step: the engine's write of
 // one step's end with the next one's start, `n` times in one thread with
-// nothing else running. Returns CPU microseconds per write.
-double step_write_floor_us(Store& store, int n) {
+// nothing else running, back to back or `apart` from each other (as a run's
+// steps come when their calls take real time: each write then finds the
+// caches cold). Returns CPU microseconds per write.
+double step_write_floor_us(Store& store, int n, std::chrono::microseconds apart = {}) {
+  static int floors = 0;
   RunRow run;
-  run.id = "write-floor";
+  run.id = "write-floor-" + std::to_string(++floors);
   run.plan = "bench";
   run.operation = "test";
   run.started_by = "bench";
@@ -194,14 +206,17 @@ double step_write_floor_us(Store& store, int n) {
     steps.push_back(StepRow{run.id, i, "Power on: vm" + std::to_string(i), "power_on", R"({"after":[],"params":{"vm":"vm1"}})",
                             "pending", 0, std::nullopt, std::nullopt, "", ""});
   if (!store.add_run(run, steps).is_ok()) return -1;
-  const double cpu0 = cpu_seconds();
+  double cpu = 0;  // the writes' own, on this thread's clock: not the sleeps'
   for (int i = 0; i < n; ++i) {
     std::vector<StepRow> rows;
     if (i > 0) rows.push_back(StepRow{run.id, i - 1, "", "", "", "succeeded", 1, i, i + 20, "", R"({"vm":"vm1","state":"running"})"});
     rows.push_back(StepRow{run.id, i, "", "", "", "running", 1, i + 20, std::nullopt, "", ""});
+    const double cpu0 = LatencyInjectingProvider::thread_cpu_seconds();
     if (!store.update_steps(rows).is_ok()) return -1;
+    cpu += LatencyInjectingProvider::thread_cpu_seconds() - cpu0;
+    if (apart.count() > 0) sleep_latency(static_cast<int>(apart.count()));
   }
-  return (cpu_seconds() - cpu0) / n * 1e6;
+  return cpu / n * 1e6;
 }
 
 long peak_rss_kib() {
@@ -258,8 +273,20 @@ double bound_us(const RecoveryPlan& plan, const std::map<std::string, Latency>& 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int vms = argc > 1 ? std::atoi(argv[1]) : 10000;
-  const int limit = argc > 2 ? std::atoi(argv[2]) : 50;
+  int vms = 10000, limit = 50, scale = 100;
+  std::string providers = "both", orderings = "both";
+  bool first_runs_only = false;
+  CLI::App app{"Benchmark of the run engine on a large plan: makespan against each ordering's lower bound, CPU, memory"};
+  app.add_option("vms", vms, "VMs in the plan")->check(CLI::Range(10, 1000000));
+  app.add_option("limit", limit, "the provider's concurrency limit (slots)")->check(CLI::Range(1, 10000));
+  app.add_option("--scale", scale, "divide the real latencies (power-on 1.5-2.5 s, heartbeat 3-7 s) by this")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--provider", providers, "latency: the injected latency alone; driver: in front of libvirt's test driver")
+      ->check(CLI::IsMember({"latency", "driver", "both"}));
+  app.add_option("--ordering", orderings, "which ordering modes to run")
+      ->check(CLI::IsMember({"strict-tiers", "dependencies", "both"}));
+  app.add_flag("--first-runs-only", first_runs_only, "skip the learned runs (second runs with the first's durations)");
+  CLI11_PARSE(app, argc, argv);
   std::mt19937 rng(8);
   RecoveryPlan plan;
   plan.name = "bench";
@@ -280,7 +307,10 @@ int main(int argc, char** argv) {
       }
     }
     by_tier[static_cast<std::size_t>(v.priority)].push_back(v.vm);
-    latency[v.vm] = Latency{15000 + static_cast<int>(rng() % 10001), 30000 + static_cast<int>(rng() % 40001)};
+    // Drawn in units of 1/100 of real time, then scaled: every scale sees
+    // the same latencies, in proportion.
+    const int power_on = 15000 + static_cast<int>(rng() % 10001), heartbeat = 30000 + static_cast<int>(rng() % 40001);
+    latency[v.vm] = Latency{power_on * 100 / scale, heartbeat * 100 / scale};
     recovery_vms.push_back({v.vm, "bench"});
     plan.vms.push_back(std::move(v));
   }
@@ -295,10 +325,11 @@ int main(int argc, char** argv) {
   const auto node = dir / "node.xml";
   write_node(node, plan);
   std::printf("plan of %d VMs in 5 tiers, 1-2 dependencies each on the tier before; provider limit %d;\n"
-              "a latency-injecting provider, alone and in front of libvirt's test driver (%s), 1/100 of real latencies,\n"
+              "a latency-injecting provider, alone and in front of libvirt's test driver (%s), 1/%d of real latencies,\n"
               "each call holding one of the provider's slots (the engine's per-resource limit):\n"
-              "power-on 15-25 ms, guest heartbeat 30-70 ms\n\n",
-              vms, limit, ("test://" + node.string()).c_str());
+              "power-on %g-%g ms, guest heartbeat %g-%g ms\n\n",
+              vms, limit, ("test://" + node.string()).c_str(), scale, 1500.0 / scale, 2500.0 / scale, 3000.0 / scale,
+              7000.0 / scale);
   std::printf("%-13s %-22s %7s %11s %9s %7s %9s %7s %13s %14s %15s %18s %11s\n", "provider", "ordering", "steps",
               "makespan s", "bound s", "ratio", "bound* s", "ratio*", "process cpu s", "test driver s", "engine us/step",
               "w/o calls us/step", "peak RSS MB");
@@ -310,6 +341,9 @@ int main(int argc, char** argv) {
   for (bool with_history : {false, true}) {
     const int m = ordering == PlanOrdering::kStrictTiers ? 0 : 1;
     const std::string mode(plan_ordering_name(ordering));
+    if (providers != "both" && providers != (start_vms ? "driver" : "latency")) continue;
+    if (orderings != "both" && orderings != mode) continue;
+    if (with_history && first_runs_only) continue;
     const std::string learned_key = std::string(start_vms ? "driver " : "latency ") + mode;
     plan.ordering = ordering;
     auto steps = compile_power_on(plan, recovery_vms);
@@ -414,13 +448,19 @@ int main(int argc, char** argv) {
   std::printf("a step's record alone (its end and the next one's start, 20,000 in a loop, nothing else running): "
               "%.1f us CPU per write\n",
               step_write_floor_us(**store, 20000));
+  std::printf("the same, one every 1 ms / 10 ms / 100 ms (the caches cold by then): %.1f / %.1f / %.1f us CPU per write\n",
+              step_write_floor_us(**store, 2000, std::chrono::milliseconds(1)),
+              step_write_floor_us(**store, 500, std::chrono::milliseconds(10)),
+              step_write_floor_us(**store, 100, std::chrono::milliseconds(100)));
   std::printf("\nbound*: the same bound computed from how long each provider call really took (the latency, the\n"
               "sleeping thread's wake-up delay and, through the test driver, the driver's work): what the engine could reach\n");
   std::printf("engine us/step: the process's CPU less the test driver's work inside power-on, per step; w/o calls:\n"
               "less all CPU spent inside provider calls (the injected sleeps' syscalls and wake-ups too), per step\n");
   std::printf("(learned): the second run, whose steps carry the durations of the first (StepSpec::expected_ms)\n");
-  std::printf("dependency-driven ordering finished %.3f s (%.1f%%) sooner than strict tiers (through the test driver, learned)\n",
-              makespan[0] - makespan[1], 100.0 * (makespan[0] - makespan[1]) / makespan[0]);
+  if (makespan[0] > 0 && makespan[1] > 0)
+    std::printf("dependency-driven ordering finished %.3f s (%.1f%%) sooner than strict tiers (through the test driver, %s)\n",
+                makespan[0] - makespan[1], 100.0 * (makespan[0] - makespan[1]) / makespan[0],
+                first_runs_only ? "first runs" : "learned");
   std::printf("targets: makespan <= 1.02x the bound in both modes; engine CPU <= 100 us per step; peak memory < 200 MB\n");
   store->reset();
   std::filesystem::remove_all(dir);
