@@ -420,8 +420,8 @@ void ApiRouter::add_replication_routes() {
   add("GET", "/api/v1/peer/replication/{group}/pits", Access::kPeer, "Points in time held here for a group",
       with([](ReplicationService& r, Context& c) -> Result<json> { return r.handle_pits(*c.peer, c.params[0]); }));
   add("POST", "/api/v1/peer/groups/{group}/sync", Access::kPeer,
-      "Run one cycle of a group now, or follow one ({cycle}), waiting up to {wait_ms} for its PIT "
-      "(the group's recovery site, migrating)",
+      "Run one cycle of a group now, or follow one ({cycle}), waiting up to {wait_ms} (at most 5 minutes) for its "
+      "PIT; {done: false} if it is still going then (the group's recovery site, migrating)",
       with([](ReplicationService& r, Context& c) -> Result<json> {
         auto body = body_object(c.request);
         if (!body) return body.status();

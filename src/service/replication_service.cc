@@ -683,8 +683,10 @@ Result<json> ReplicationService::handle_peer_sync(const PeerRecord& caller, cons
   if (!cycle_field.is_null() && !cycle_field.is_number_unsigned())
     return invalid_argument("cycle must be a cycle number this site gave");
   if (!wait_field.is_null() && !wait_field.is_number_unsigned()) return invalid_argument("wait_ms must be milliseconds");
-  // A waiting call holds one of the API server's threads: at most 5 minutes.
-  constexpr std::uint64_t kLongestWaitMs = 300'000;
+  // A waiting call holds one of the API server's threads: never longer than
+  // the limit, whatever the caller asked (or if it asked for no bound).
+  const auto longest = static_cast<std::uint64_t>(options_.peer_wait_limit.count());
+  const auto wait = std::chrono::milliseconds(wait_field.is_null() ? longest : std::min(wait_field.get<std::uint64_t>(), longest));
   std::uint64_t cycle = 0;
   if (cycle_field.is_null()) {
     auto started = request_sync(group, SyncTrigger::kManual);
@@ -693,18 +695,10 @@ Result<json> ReplicationService::handle_peer_sync(const PeerRecord& caller, cons
   } else {
     cycle = cycle_field.get<std::uint64_t>();
   }
-  std::optional<PointInTime> pit;
-  if (wait_field.is_null()) {
-    auto ended = wait_cycle(group, cycle);
-    if (!ended) return ended.status();
-    pit = std::move(*ended);
-  } else {
-    auto ended = wait_cycle_for(group, cycle, std::chrono::milliseconds(std::min(wait_field.get<std::uint64_t>(), kLongestWaitMs)));
-    if (!ended) return ended.status();
-    if (!ended->has_value()) return json{{"cycle", cycle}, {"done", false}};
-    pit = std::move(**ended);
-  }
-  json out = to_json(*pit);
+  auto ended = wait_cycle_for(group, cycle, wait);
+  if (!ended) return ended.status();
+  if (!ended->has_value()) return json{{"cycle", cycle}, {"done", false}};
+  json out = to_json(**ended);
   out["cycle"] = cycle;
   out["done"] = true;
   return out;

@@ -54,6 +54,10 @@ struct ReplicationOptions {
   // full read captured; 0: never beyond the first (evacd config
   // replication.full_read_every, default 7 days).
   std::chrono::seconds full_read_every{7 * 24 * 3600};
+  // The longest a paired site's call following a cycle is held: each holds
+  // one of the API server's threads, so a call that names no wait, or a
+  // longer one, comes back after this with the cycle still going.
+  std::chrono::milliseconds peer_wait_limit{std::chrono::minutes(5)};
 };
 
 // kReverse: the first cycle of a group after a reprotect, through the

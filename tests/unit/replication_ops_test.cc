@@ -290,6 +290,41 @@ TEST_F(ReplicationOpsTest, TheRecoverySiteFollowsALongCycleInBoundedWaits) {
   EXPECT_EQ(fake_.sync_calls(), 1);
 }
 
+// A paired site's call holds one of the API server's threads while it
+// waits: never longer than the limit, even when it names no wait at all.
+TEST_F(ReplicationOpsTest, APeerCallFollowingACycleIsHeldNoLongerThanTheLimit) {
+  replication_->shutdown();
+  a_.router.reset();
+  ReplicationOptions options;
+  options.adapter_factory = fake_.factory();
+  options.clock = [this] { return now_; };
+  options.schedules = false;
+  options.peer_wait_limit = std::chrono::milliseconds(50);
+  make_replication(std::move(options));
+  b_.transport->connect("https://a:1", "sha256//pin-a", a_.router.get());
+  const std::string path = "/api/v1/peer/groups/g1/sync";
+  fake_.block();
+  auto unbounded = b_.service->call_paired_site("site-a", "POST", path, json::object(), std::chrono::seconds(10));
+  ASSERT_TRUE(unbounded.is_ok()) << unbounded.status().to_string();
+  EXPECT_EQ((*unbounded)["done"], false);
+  ASSERT_EQ((*unbounded)["cycle"], 1);
+  auto longer = b_.service->call_paired_site("site-a", "POST", path, json{{"cycle", 1}, {"wait_ms", 3'600'000}},
+                                             std::chrono::seconds(10));
+  ASSERT_TRUE(longer.is_ok()) << longer.status().to_string();
+  EXPECT_EQ((*longer)["done"], false);
+  fake_.release();
+  // Once the cycle ends, a call that names no wait gets its PIT.
+  json ended = json::object();
+  for (int i = 0; i < 100 && !ended.value("done", false); ++i) {
+    auto r = b_.service->call_paired_site("site-a", "POST", path, json{{"cycle", 1}}, std::chrono::seconds(10));
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    ended = *r;
+  }
+  EXPECT_EQ(ended["done"], true);
+  EXPECT_FALSE(ended["id"].get<std::string>().empty());
+  EXPECT_EQ(fake_.sync_calls(), 1);
+}
+
 TEST_F(ReplicationOpsTest, WaitingCallersReturnWhenEvacdShutsDown) {
   fake_.block();
   auto first = replication_->request_sync("g1");
