@@ -22,6 +22,7 @@
 #include "core/text.h"
 #include "engine/plan_compiler.h"
 #include "service/host_command.h"
+#include "service/peer_cycle.h"
 
 namespace evac {
 
@@ -445,29 +446,20 @@ class RunService::Steps : public engine::StepRunner {
 
   // ---- recoveries: the protected site's half, then ours ----
 
-  // The protected site's cycle, followed in bounded waits rather than one
-  // call that lasts the whole cycle: a large cycle outlasts any sensible
-  // call timeout, a peer that dies mid-cycle shows at the next call, and
+  // The protected site's cycle, followed in bounded waits (peer_cycle.h);
   // the step's own deadline (if it has one) ends the wait.
   Result<json> sync_protected(const Step& step, const GroupCtx& g) {
     const std::string path = "/api/v1/peer/groups/" + g.name + "/sync";
-    std::optional<std::uint64_t> cycle;
-    int cycles_lost = 0;
-    for (;;) {
-      auto wait = within(step, kPeerFollowWait);
-      if (!wait) return wait.status();
-      json body{{"wait_ms", std::chrono::milliseconds(*wait).count()}};
-      if (cycle) body["cycle"] = *cycle;
-      auto r = site_.call_paired_site(g.protected_site, "POST", path, body, *wait + kPeerAnswerMargin);
-      if (!r && cycle && r.status().code() == StatusCode::kNotFound && ++cycles_lost <= 3) {
-        cycle.reset();  // the peer restarted and forgot the cycle: the sync is still owed, ask for a new one
-        continue;
-      }
-      if (!r) return r.status();
-      if (r->value("done", true))
-        return json{{"pit", r->value("id", "")}, {"created_at", r->value("created_at", json())}, {"cycle", r->value("cycle", json())}};
-      cycle = r->value("cycle", std::uint64_t{0});
-    }
+    return follow_peer_cycle(
+        [&](const json& body, std::chrono::milliseconds answer_within) {
+          return site_.call_paired_site(g.protected_site, "POST", path, body, answer_within);
+        },
+        [&]() -> Result<std::chrono::milliseconds> {
+          auto wait = within(step, kPeerFollowWait);
+          if (!wait) return wait.status();
+          return std::chrono::milliseconds(*wait);
+        },
+        kPeerAnswerMargin);
   }
 
   Result<json> shutdown_protected(const Step& step, const GroupCtx& g, bool best_effort) {

@@ -1,0 +1,126 @@
+// follow_peer_cycle against a scripted peer (a fake: each call's answer is
+// written in advance, and each call's body is kept to check what was asked).
+#include "service/peer_cycle.h"
+
+#include <deque>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace evac {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+class FakePeerSync {
+ public:
+  void answer(Result<json> r) { answers_.push_back(std::move(r)); }
+  PeerSyncCall call() {
+    return [this](const json& body, milliseconds answer_within) -> Result<json> {
+      bodies.push_back(body);
+      within.push_back(answer_within);
+      if (answers_.empty()) return internal_error("the fake peer was called more often than scripted");
+      auto r = std::move(answers_.front());
+      answers_.pop_front();
+      return r;
+    };
+  }
+  std::vector<json> bodies;
+  std::vector<milliseconds> within;
+
+ private:
+  std::deque<Result<json>> answers_;
+};
+
+NextWait every(milliseconds wait) {
+  return [wait]() -> Result<milliseconds> { return wait; };
+}
+
+json going(std::uint64_t cycle) { return json{{"cycle", cycle}, {"done", false}}; }
+json ended(std::uint64_t cycle, const std::string& pit) {
+  return json{{"cycle", cycle}, {"done", true}, {"id", pit}, {"created_at", 1700000000}};
+}
+
+TEST(FollowPeerCycle, AsksForACycleThenFollowsItUntilItsPit) {
+  FakePeerSync peer;
+  peer.answer(going(4));
+  peer.answer(going(4));
+  peer.answer(ended(4, "pit-4"));
+  auto r = follow_peer_cycle(peer.call(), every(milliseconds(20'000)), milliseconds(15'000));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ((*r)["pit"], "pit-4");
+  EXPECT_EQ((*r)["cycle"], 4);
+  EXPECT_EQ((*r)["created_at"], 1700000000);
+  ASSERT_EQ(peer.bodies.size(), 3u);
+  EXPECT_FALSE(peer.bodies[0].contains("cycle")) << "the first call asks for a cycle";
+  EXPECT_EQ(peer.bodies[1]["cycle"], 4) << "later calls follow it, never start another";
+  EXPECT_EQ(peer.bodies[2]["cycle"], 4);
+  EXPECT_EQ(peer.bodies[1]["wait_ms"], 20'000);
+  EXPECT_EQ(peer.within[1], milliseconds(35'000)) << "each call may take its wait and the margin";
+}
+
+// evacd at the protected site restarted mid-cycle: it no longer knows the
+// cycle, and the sync it owes is asked for again.
+TEST(FollowPeerCycle, ACycleThePeerForgotIsAskedForAgain) {
+  FakePeerSync peer;
+  peer.answer(going(7));
+  peer.answer(not_found("no cycle 7 of group 'g1' was asked for here"));
+  peer.answer(going(1));
+  peer.answer(ended(1, "pit-9"));
+  auto r = follow_peer_cycle(peer.call(), every(milliseconds(50)), milliseconds(10));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ((*r)["pit"], "pit-9");
+  ASSERT_EQ(peer.bodies.size(), 4u);
+  EXPECT_EQ(peer.bodies[1]["cycle"], 7);
+  EXPECT_FALSE(peer.bodies[2].contains("cycle")) << "a new cycle, not the forgotten one";
+  EXPECT_EQ(peer.bodies[3]["cycle"], 1);
+}
+
+TEST(FollowPeerCycle, APeerThatKeepsForgettingFailsTheSyncAfterTheRetries) {
+  FakePeerSync peer;
+  for (int i = 0; i < 4; ++i) {
+    peer.answer(going(2));
+    peer.answer(not_found("no cycle 2 of group 'g1' was asked for here"));
+  }
+  auto r = follow_peer_cycle(peer.call(), every(milliseconds(50)), milliseconds(10), 3);
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(peer.bodies.size(), 8u) << "three new cycles asked for after the first was forgotten, then no more";
+}
+
+TEST(FollowPeerCycle, OtherErrorsEndTheFollowAtOnce) {
+  {
+    // A group the peer does not know, on the first call: nothing to retry.
+    FakePeerSync peer;
+    peer.answer(not_found("no group 'g1'"));
+    auto r = follow_peer_cycle(peer.call(), every(milliseconds(50)), milliseconds(10));
+    EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+    EXPECT_EQ(peer.bodies.size(), 1u);
+  }
+  {
+    // The cycle itself failed at the protected site.
+    FakePeerSync peer;
+    peer.answer(going(3));
+    peer.answer(failed_precondition("the disk of web01 could not be read"));
+    auto r = follow_peer_cycle(peer.call(), every(milliseconds(50)), milliseconds(10));
+    EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(r.status().message(), "the disk of web01 could not be read");
+    EXPECT_EQ(peer.bodies.size(), 2u);
+  }
+}
+
+TEST(FollowPeerCycle, TheStepRunningOutOfTimeEndsTheFollow) {
+  FakePeerSync peer;
+  peer.answer(going(5));
+  int waits = 0;
+  NextWait two_waits = [&]() -> Result<milliseconds> {
+    if (++waits > 1) return failed_precondition("step 'Synchronize storage' ran out of its 60 s");
+    return milliseconds(20);
+  };
+  auto r = follow_peer_cycle(peer.call(), two_waits, milliseconds(10));
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(peer.bodies.size(), 1u) << "no call once the step has no time left";
+}
+
+}  // namespace
+}  // namespace evac
