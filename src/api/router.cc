@@ -1,5 +1,7 @@
 #include "api/router.h"
 
+#include <charconv>
+
 #include "core/duration.h"
 #include "core/model_json.h"
 #include "core/plan_json.h"
@@ -347,22 +349,40 @@ void ApiRouter::add_replication_routes() {
     };
   };
   add("POST", "/api/v1/groups/{name}/sync", Access::kOperator,
-      "Start a replication cycle of the group (202 with its number; a cycle already running is followed by one more). "
-      "?wait=true: return the new point in time once the cycle ends",
+      "Start a replication cycle of the group (202 with its number; a cycle already running is followed by one more), "
+      "or follow one (?cycle=N). ?wait=true: return the new point in time (200) once the cycle ends, or 202 with "
+      "{done: false} if it still runs after 5 minutes: follow it again",
       with([](ReplicationService& r, Context& c) -> Result<json> {
+        const std::string& group = c.params[0];
         auto wait = query_param(c.request, "wait");
         if (wait && *wait != "true" && *wait != "false")
           return invalid_argument("wait must be true or false, not '" + *wait + "'");
-        auto cycle = r.request_sync(c.params[0], SyncTrigger::kManual);
-        if (!cycle) return cycle.status();
-        if (wait == "true") {
-          auto pit = r.wait_cycle(c.params[0], *cycle);
-          if (!pit) return pit.status();
-          c.status = 200;
-          return to_json(*pit);
+        std::uint64_t cycle = 0;
+        if (auto follow = query_param(c.request, "cycle")) {
+          const char* end = follow->data() + follow->size();
+          if (follow->empty() || std::from_chars(follow->data(), end, cycle).ptr != end)
+            return invalid_argument("cycle must be a cycle number this site gave, not '" + *follow + "'");
+        } else {
+          auto started = r.request_sync(group, SyncTrigger::kManual);
+          if (!started) return started.status();
+          cycle = *started;
+        }
+        // A call holds one of the server's threads while it waits: bounded,
+        // and a cycle still running then is followed by the next call.
+        if (wait == "true" || query_param(c.request, "cycle")) {
+          auto ended = wait == "true" ? r.wait_cycle_within_limit(group, cycle)
+                                      : r.wait_cycle_for(group, cycle, std::chrono::milliseconds(0));
+          if (!ended) return ended.status();
+          if (ended->has_value()) {
+            json out = to_json(**ended);
+            out["cycle"] = cycle;
+            out["done"] = true;
+            c.status = 200;
+            return out;
+          }
         }
         c.status = 202;
-        return json{{"group", c.params[0]}, {"cycle", *cycle}};
+        return json{{"group", group}, {"cycle", cycle}, {"done", false}};
       }),
       202);
   add("GET", "/api/v1/groups/{name}/replication", Access::kOperator,

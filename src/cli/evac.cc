@@ -229,11 +229,22 @@ void print_group(const Globals& g, const json& j) {
               field("PLACEHOLDER", "placeholder_uuid")});
 }
 
+// Starts a cycle of the group and waits for its point in time. The server
+// holds each call at most a few minutes (202, done: false, with the cycle
+// still running), so a long cycle is followed in as many calls as it takes.
+Result<json> sync_and_wait(HttpsClient& client, const std::string& name) {
+  const std::string path = "/api/v1/groups/" + path_part(name) + "/sync?wait=true";
+  auto r = client.call("POST", path, json::object());
+  while (r && !r->value("done", true))
+    r = client.call("POST", path + "&cycle=" + std::to_string(r->value("cycle", std::uint64_t{0})), json::object());
+  return r;
+}
+
 // `evac group sync NAME --follow`: the blocking sync call runs on a thread
 // while this one polls the group's replication state and redraws one line
 // (a terminal) or prints a line every few seconds (a log or a pipe).
 int follow_sync(const Globals& g, const std::string& name) {
-  auto waiter = connect(g, std::chrono::hours(24 * 7));
+  auto waiter = connect(g, std::chrono::minutes(10));  // each call is answered within 5 minutes
   if (!waiter)
     return report_error_or_usage(waiter.status());
   auto poller = connect(g, std::chrono::seconds(30));
@@ -241,7 +252,7 @@ int follow_sync(const Globals& g, const std::string& name) {
   std::optional<Result<json>> outcome;
   std::atomic<bool> done{false};
   std::thread sync([&] {
-    outcome = waiter->call("POST", "/api/v1/groups/" + path_part(name) + "/sync?wait=true", json::object());
+    outcome = sync_and_wait(*waiter, name);
     done = true;
   });
   const bool tty = ::isatty(STDOUT_FILENO) == 1;
@@ -562,12 +573,12 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
     }
     // Waits for a cycle that started after this request (a running one is
     // followed by one more), as a planned migration's final sync needs.
-    auto client = connect(g, std::chrono::hours(24 * 7));
+    auto client = connect(g, std::chrono::minutes(10));  // each call is answered within 5 minutes
     if (!client) {
       rc = report_error_or_usage(client.status());
       return;
     }
-    auto result = client->call("POST", "/api/v1/groups/" + path_part(sync_name) + "/sync?wait=true", json::object());
+    auto result = sync_and_wait(*client, sync_name);
     if (!result) {
       rc = report(result.status());
       return;

@@ -685,7 +685,7 @@ Result<json> ReplicationService::handle_peer_sync(const PeerRecord& caller, cons
   if (!wait_field.is_null() && !wait_field.is_number_unsigned()) return invalid_argument("wait_ms must be milliseconds");
   // A waiting call holds one of the API server's threads: never longer than
   // the limit, whatever the caller asked (or if it asked for no bound).
-  const auto longest = static_cast<std::uint64_t>(options_.peer_wait_limit.count());
+  const auto longest = static_cast<std::uint64_t>(options_.wait_limit.count());
   const auto wait = std::chrono::milliseconds(wait_field.is_null() ? longest : std::min(wait_field.get<std::uint64_t>(), longest));
   std::uint64_t cycle = 0;
   if (cycle_field.is_null()) {

@@ -54,10 +54,11 @@ struct ReplicationOptions {
   // full read captured; 0: never beyond the first (evacd config
   // replication.full_read_every, default 7 days).
   std::chrono::seconds full_read_every{7 * 24 * 3600};
-  // The longest a paired site's call following a cycle is held: each holds
-  // one of the API server's threads, so a call that names no wait, or a
-  // longer one, comes back after this with the cycle still going.
-  std::chrono::milliseconds peer_wait_limit{std::chrono::minutes(5)};
+  // The longest an API call following a cycle is held (a paired site's or
+  // an operator's `?wait=true`): each holds one of the API server's
+  // threads, so a call that names no wait, or a longer one, comes back
+  // after this with the cycle still going, to be followed by another.
+  std::chrono::milliseconds wait_limit{std::chrono::minutes(5)};
 };
 
 // kReverse: the first cycle of a group after a reprotect, through the
@@ -88,6 +89,10 @@ class ReplicationService {
   // The same for at most `at_most`: nullopt if the cycle is still going then.
   Result<std::optional<PointInTime>> wait_cycle_for(const std::string& group, std::uint64_t cycle,
                                                     std::chrono::milliseconds at_most);
+  // The same for at most ReplicationOptions::wait_limit: what an API call may wait.
+  Result<std::optional<PointInTime>> wait_cycle_within_limit(const std::string& group, std::uint64_t cycle) {
+    return wait_cycle_for(group, cycle, options_.wait_limit);
+  }
   // Both: one cycle started after this call; returns the new PIT.
   Result<PointInTime> sync_group(const std::string& group);
   // The same through the adapter's reverse(): reprotect's first cycle back.

@@ -299,7 +299,7 @@ TEST_F(ReplicationOpsTest, APeerCallFollowingACycleIsHeldNoLongerThanTheLimit) {
   options.adapter_factory = fake_.factory();
   options.clock = [this] { return now_; };
   options.schedules = false;
-  options.peer_wait_limit = std::chrono::milliseconds(50);
+  options.wait_limit = std::chrono::milliseconds(50);
   make_replication(std::move(options));
   b_.transport->connect("https://a:1", "sha256//pin-a", a_.router.get());
   const std::string path = "/api/v1/peer/groups/g1/sync";
@@ -323,6 +323,36 @@ TEST_F(ReplicationOpsTest, APeerCallFollowingACycleIsHeldNoLongerThanTheLimit) {
   EXPECT_EQ(ended["done"], true);
   EXPECT_FALSE(ended["id"].get<std::string>().empty());
   EXPECT_EQ(fake_.sync_calls(), 1);
+}
+
+// The operator's `?wait=true` (evac group sync) is bounded the same way:
+// 202 with the cycle still running, followed by ?cycle=N until its PIT.
+TEST_F(ReplicationOpsTest, AnOperatorWaitingForACycleIsAnsweredWithinTheLimitAndFollowsIt) {
+  replication_->shutdown();
+  a_.router.reset();
+  ReplicationOptions options;
+  options.adapter_factory = fake_.factory();
+  options.clock = [this] { return now_; };
+  options.schedules = false;
+  options.wait_limit = std::chrono::milliseconds(50);
+  make_replication(std::move(options));
+  fake_.block();
+  auto started = a_.call("POST", "/api/v1/groups/g1/sync?wait=true");
+  ASSERT_EQ(started.status, 202) << started.body.dump();
+  EXPECT_EQ(started.body["done"], false);
+  ASSERT_EQ(started.body["cycle"], 1);
+  auto still = a_.call("POST", "/api/v1/groups/g1/sync?wait=true&cycle=1");
+  ASSERT_EQ(still.status, 202) << still.body.dump();
+  EXPECT_EQ(still.body["done"], false);
+  EXPECT_EQ(a_.call("POST", "/api/v1/groups/g1/sync?cycle=7").status, 404) << "a cycle never asked for";
+  EXPECT_EQ(a_.call("POST", "/api/v1/groups/g1/sync?cycle=soon").status, 400);
+  fake_.release();
+  ASSERT_TRUE(replication_->wait_cycle("g1", 1).is_ok());
+  auto ended = a_.call("POST", "/api/v1/groups/g1/sync?wait=true&cycle=1");
+  ASSERT_EQ(ended.status, 200) << ended.body.dump();
+  EXPECT_EQ(ended.body["done"], true);
+  EXPECT_FALSE(ended.body["id"].get<std::string>().empty());
+  EXPECT_EQ(fake_.sync_calls(), 1) << "following a cycle never starts another";
 }
 
 TEST_F(ReplicationOpsTest, WaitingCallersReturnWhenEvacdShutsDown) {
