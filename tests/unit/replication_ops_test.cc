@@ -45,6 +45,18 @@ class ReplicationOpsTest : public TwoSitesTest {
                                                         std::move(options));
     a_.router = std::make_unique<ApiRouter>(*a_.service, replication_.get());
   }
+  // Replication again, without schedules, holding an API call that waits
+  // for a cycle at most `limit`.
+  void restart_with_wait_limit(std::chrono::milliseconds limit) {
+    replication_->shutdown();
+    a_.router.reset();
+    ReplicationOptions options;
+    options.adapter_factory = fake_.factory();
+    options.clock = [this] { return now_; };
+    options.schedules = false;
+    options.wait_limit = limit;
+    make_replication(std::move(options));
+  }
   json state(const std::string& group = "g1") { return replication_->replication_state(*a_.service->get_group(group)); }
   std::vector<EventRecord> events(const std::string& kind) {
     std::vector<EventRecord> out;
@@ -293,14 +305,7 @@ TEST_F(ReplicationOpsTest, TheRecoverySiteFollowsALongCycleInBoundedWaits) {
 // A paired site's call holds one of the API server's threads while it
 // waits: never longer than the limit, even when it names no wait at all.
 TEST_F(ReplicationOpsTest, APeerCallFollowingACycleIsHeldNoLongerThanTheLimit) {
-  replication_->shutdown();
-  a_.router.reset();
-  ReplicationOptions options;
-  options.adapter_factory = fake_.factory();
-  options.clock = [this] { return now_; };
-  options.schedules = false;
-  options.wait_limit = std::chrono::milliseconds(50);
-  make_replication(std::move(options));
+  restart_with_wait_limit(std::chrono::milliseconds(50));
   b_.transport->connect("https://a:1", "sha256//pin-a", a_.router.get());
   const std::string path = "/api/v1/peer/groups/g1/sync";
   fake_.block();
@@ -328,14 +333,7 @@ TEST_F(ReplicationOpsTest, APeerCallFollowingACycleIsHeldNoLongerThanTheLimit) {
 // The operator's `?wait=true` (evac group sync) is bounded the same way:
 // 202 with the cycle still running, followed by ?cycle=N until its PIT.
 TEST_F(ReplicationOpsTest, AnOperatorWaitingForACycleIsAnsweredWithinTheLimitAndFollowsIt) {
-  replication_->shutdown();
-  a_.router.reset();
-  ReplicationOptions options;
-  options.adapter_factory = fake_.factory();
-  options.clock = [this] { return now_; };
-  options.schedules = false;
-  options.wait_limit = std::chrono::milliseconds(50);
-  make_replication(std::move(options));
+  restart_with_wait_limit(std::chrono::milliseconds(50));
   fake_.block();
   auto started = a_.call("POST", "/api/v1/groups/g1/sync?wait=true");
   ASSERT_EQ(started.status, 202) << started.body.dump();
