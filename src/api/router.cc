@@ -357,32 +357,30 @@ void ApiRouter::add_replication_routes() {
         auto wait = query_param(c.request, "wait");
         if (wait && *wait != "true" && *wait != "false")
           return invalid_argument("wait must be true or false, not '" + *wait + "'");
-        std::uint64_t cycle = 0;
-        if (auto follow = query_param(c.request, "cycle")) {
-          const char* end = follow->data() + follow->size();
-          if (follow->empty() || std::from_chars(follow->data(), end, cycle).ptr != end)
-            return invalid_argument("cycle must be a cycle number this site gave, not '" + *follow + "'");
+        std::optional<std::uint64_t> follow;
+        if (auto text = query_param(c.request, "cycle")) {
+          std::uint64_t n = 0;
+          const char* end = text->data() + text->size();
+          if (text->empty() || std::from_chars(text->data(), end, n).ptr != end)
+            return invalid_argument("cycle must be a cycle number this site gave, not '" + *text + "'");
+          follow = n;
+        }
+        if (!follow && wait != "true") {
+          auto cycle = r.request_sync(group, SyncTrigger::kManual);
+          if (!cycle) return cycle.status();
+          c.status = 202;
+          return json{{"group", group}, {"cycle", *cycle}, {"done", false}};
+        }
+        // Bounded by the service: a cycle still running then is followed by the next call.
+        auto out = r.follow_cycle(group, follow, wait == "true" ? std::chrono::milliseconds::max() : std::chrono::milliseconds(0));
+        if (!out) return out.status();
+        if ((*out)["done"] == true) {
+          c.status = 200;
         } else {
-          auto started = r.request_sync(group, SyncTrigger::kManual);
-          if (!started) return started.status();
-          cycle = *started;
+          c.status = 202;
+          (*out)["group"] = group;
         }
-        // A call holds one of the server's threads while it waits: bounded,
-        // and a cycle still running then is followed by the next call.
-        if (wait == "true" || query_param(c.request, "cycle")) {
-          auto ended = wait == "true" ? r.wait_cycle_within_limit(group, cycle)
-                                      : r.wait_cycle_for(group, cycle, std::chrono::milliseconds(0));
-          if (!ended) return ended.status();
-          if (ended->has_value()) {
-            json out = to_json(**ended);
-            out["cycle"] = cycle;
-            out["done"] = true;
-            c.status = 200;
-            return out;
-          }
-        }
-        c.status = 202;
-        return json{{"group", group}, {"cycle", cycle}, {"done", false}};
+        return out;
       }),
       202);
   add("GET", "/api/v1/groups/{name}/replication", Access::kOperator,

@@ -683,23 +683,28 @@ Result<json> ReplicationService::handle_peer_sync(const PeerRecord& caller, cons
   if (!cycle_field.is_null() && !cycle_field.is_number_unsigned())
     return invalid_argument("cycle must be a cycle number this site gave");
   if (!wait_field.is_null() && !wait_field.is_number_unsigned()) return invalid_argument("wait_ms must be milliseconds");
-  // A waiting call holds one of the API server's threads: never longer than
-  // the limit, whatever the caller asked (or if it asked for no bound).
-  const auto longest = static_cast<std::uint64_t>(options_.wait_limit.count());
-  const auto wait = std::chrono::milliseconds(wait_field.is_null() ? longest : std::min(wait_field.get<std::uint64_t>(), longest));
-  std::uint64_t cycle = 0;
-  if (cycle_field.is_null()) {
+  std::optional<std::uint64_t> cycle;
+  if (!cycle_field.is_null()) cycle = cycle_field.get<std::uint64_t>();
+  // No wait_ms: as long as the limit allows.
+  const auto limit = static_cast<std::uint64_t>(options_.wait_limit.count());
+  return follow_cycle(group, cycle,
+                      std::chrono::milliseconds(wait_field.is_null() ? limit : std::min(wait_field.get<std::uint64_t>(), limit)));
+}
+
+Result<json> ReplicationService::follow_cycle(const std::string& group, std::optional<std::uint64_t> cycle,
+                                              std::chrono::milliseconds wait) {
+  if (!cycle) {
     auto started = request_sync(group, SyncTrigger::kManual);
     if (!started) return started.status();
     cycle = *started;
-  } else {
-    cycle = cycle_field.get<std::uint64_t>();
   }
-  auto ended = wait_cycle_for(group, cycle, wait);
+  // A waiting call holds one of the API server's threads: never longer than
+  // the limit, whatever the caller asked (or if it asked for no bound).
+  auto ended = wait_cycle_for(group, *cycle, std::min(wait, options_.wait_limit));
   if (!ended) return ended.status();
-  if (!ended->has_value()) return json{{"cycle", cycle}, {"done", false}};
+  if (!ended->has_value()) return json{{"cycle", *cycle}, {"done", false}};
   json out = to_json(**ended);
-  out["cycle"] = cycle;
+  out["cycle"] = *cycle;
   out["done"] = true;
   return out;
 }

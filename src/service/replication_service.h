@@ -89,10 +89,12 @@ class ReplicationService {
   // The same for at most `at_most`: nullopt if the cycle is still going then.
   Result<std::optional<PointInTime>> wait_cycle_for(const std::string& group, std::uint64_t cycle,
                                                     std::chrono::milliseconds at_most);
-  // The same for at most ReplicationOptions::wait_limit: what an API call may wait.
-  Result<std::optional<PointInTime>> wait_cycle_within_limit(const std::string& group, std::uint64_t cycle) {
-    return wait_cycle_for(group, cycle, options_.wait_limit);
-  }
+  // What an API call that waits for a cycle answers: starts one (no
+  // `cycle`) or follows one this site gave, waits at most `wait` (never
+  // longer than ReplicationOptions::wait_limit), then {cycle, done: false}
+  // if it still runs, or its PIT with {cycle, done: true}.
+  Result<nlohmann::json> follow_cycle(const std::string& group, std::optional<std::uint64_t> cycle,
+                                      std::chrono::milliseconds wait);
   // Both: one cycle started after this call; returns the new PIT.
   Result<PointInTime> sync_group(const std::string& group);
   // The same through the adapter's reverse(): reprotect's first cycle back.
