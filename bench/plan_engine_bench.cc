@@ -28,7 +28,12 @@
 // their syscalls and wake-ups, which a real provider's wait on libvirtd
 // would cost the engine's thread too: both are shown), and the peak memory.
 // Each mode runs twice: first knowing no durations, then (learned) with the
-// first run's, as a plan's second run does.
+// first run's, as a plan's second run does. Last come two floors under the
+// engine's CPU per step: the store's write of a step's record, back to back
+// and spaced as steps come at each scale, and the same spacing's cost on
+// work with no evac code in it (a memory read, the least SQLite
+// transaction, a file append), which shows what the machine charges any
+// code that wakes after a sleep.
 //
 // usage: plan_engine_bench [VMS] [LIMIT] [--scale N] [--provider latency|driver|both]
 //                          [--ordering strict-tiers|dependencies|both] [--first-runs-only]
@@ -57,6 +62,7 @@
 #include "engine/plan_compiler.h"
 #include "engine/run_engine.h"
 #include "providers/libvirt/libvirt_provider.h"
+#include "store/sqlite.h"
 #include "store/store.h"
 
 namespace {
@@ -217,6 +223,70 @@ double step_write_floor_us(Store& store, int n, std::chrono::microseconds apart 
     if (apart.count() > 0) sleep_latency(static_cast<int>(apart.count()));
   }
   return cpu / n * 1e6;
+}
+
+// What this machine does to any code that runs after a sleep, evac's or
+// not: `work` timed on the thread's CPU clock `n` times back to back, then
+// `n` times one every 100 ms. Where the host evicts a sleeping thread's
+// caches, the second is several times the first whatever the code; that is
+// what separates the engine's own cost per step from the machine's.
+struct ColdPenalty {
+  double back_to_back_us, apart_us;
+};
+template <typename Work>
+ColdPenalty cold_penalty(int n, Work work) {
+  auto timed = [&](std::chrono::milliseconds apart) {
+    double cpu = 0;
+    for (int i = 0; i < n; ++i) {
+      if (apart.count() > 0) sleep_latency(static_cast<int>(std::chrono::microseconds(apart).count()));
+      const double cpu0 = LatencyInjectingProvider::thread_cpu_seconds();
+      work(i);
+      cpu += LatencyInjectingProvider::thread_cpu_seconds() - cpu0;
+    }
+    return cpu / n * 1e6;
+  };
+  timed(std::chrono::milliseconds(0));  // first touches (page faults) out of the way
+  return {timed(std::chrono::milliseconds(0)), timed(std::chrono::milliseconds(100))};
+}
+
+// The machine's penalty on three pieces of work with no evac code in them:
+// reading 1 MiB, the least SQLite transaction (two rows of two integers
+// appended, with the store's settings), and a 200-byte append to a file.
+void print_machine_cold_penalty(const std::filesystem::path& dir) {
+  std::vector<char> memory(1 << 20, 1);
+  const ColdPenalty walk = cold_penalty(50, [&](int) {
+    volatile long sum = 0;
+    for (std::size_t i = 0; i < memory.size(); i += 64) sum = sum + memory[i];
+  });
+  ColdPenalty txn{-1, -1};
+  if (auto db = sqlite::Connection::open((dir / "least.db").string());
+      db && db->exec("PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                     "CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER, b INTEGER)").is_ok()) {
+    auto begin = db->prepare("BEGIN"), insert = db->prepare("INSERT INTO t (a, b) VALUES (?, ?)"), commit = db->prepare("COMMIT");
+    if (begin && insert && commit)
+      txn = cold_penalty(50, [&](int i) {
+        begin->reset();
+        (void)begin->run();
+        for (int k = 0; k < 2; ++k) {
+          insert->reset();
+          (void)insert->bind(1, i).bind(2, k).run();
+        }
+        commit->reset();
+        (void)commit->run();
+      });
+  }
+  ColdPenalty append{-1, -1};
+  if (std::FILE* f = std::fopen((dir / "append.log").c_str(), "ab")) {
+    const int fd = ::fileno(f);
+    const std::string record(200, 'x');
+    append = cold_penalty(50, [&](int) { (void)!::write(fd, record.data(), record.size()); });
+    std::fclose(f);
+  }
+  std::printf("this machine, no evac code, back to back / one every 100 ms: reading 1 MiB %.1f / %.1f us; the least\n"
+              "SQLite transaction (two rows of two integers appended, the store's settings) %.1f / %.1f us; a 200-byte\n"
+              "append to a file %.1f / %.1f us CPU\n",
+              walk.back_to_back_us, walk.apart_us, txn.back_to_back_us, txn.apart_us, append.back_to_back_us,
+              append.apart_us);
 }
 
 long peak_rss_kib() {
@@ -452,6 +522,7 @@ int main(int argc, char** argv) {
               step_write_floor_us(**store, 2000, std::chrono::milliseconds(1)),
               step_write_floor_us(**store, 500, std::chrono::milliseconds(10)),
               step_write_floor_us(**store, 100, std::chrono::milliseconds(100)));
+  print_machine_cold_penalty(dir);
   std::printf("\nbound*: the same bound computed from how long each provider call really took (the latency, the\n"
               "sleeping thread's wake-up delay and, through the test driver, the driver's work): what the engine could reach\n");
   std::printf("engine us/step: the process's CPU less the test driver's work inside power-on, per step; w/o calls:\n"
