@@ -114,7 +114,7 @@ Status parse_replication(const YAML::Node& root, DaemonConfig& cfg, const std::s
   if (!node || node.IsNull()) return Status::ok();
   if (!node.IsMap())
     return config_error(origin, "'replication' must be a map", "for example replication: {schedules: false}");
-  EVAC_RETURN_IF_ERROR(refuse_unknown_keys(node, {"schedules", "check_interval", "full_read_every"}, "replication.", origin));
+  EVAC_RETURN_IF_ERROR(refuse_unknown_keys(node, {"schedules", "check_interval", "full_read_every", "wait_limit"}, "replication.", origin));
   if (auto s = node["schedules"]) {
     std::string v = s.IsScalar() ? s.as<std::string>() : "";
     if (v == "true" || v == "on" || v == "yes")
@@ -131,6 +131,7 @@ Status parse_replication(const YAML::Node& root, DaemonConfig& cfg, const std::s
     EVAC_RETURN_IF_ERROR(
         parse_duration_key(node, "full_read_every", cfg.replication_full_read_every, origin + " replication"));
   }
+  EVAC_RETURN_IF_ERROR(parse_duration_key(node, "wait_limit", cfg.replication_wait_limit, origin + " replication"));
   return parse_duration_key(node, "check_interval", cfg.replication_check_interval, origin + " replication");
 }
 

@@ -8,7 +8,7 @@
 //   heartbeat_interval: 5s
 //   peer_timeout: 5s
 //   log: { format: json, level: info }
-//   replication: { schedules: true, check_interval: 5s, full_read_every: 7d }
+//   replication: { schedules: true, check_interval: 5s, full_read_every: 7d, wait_limit: 5m }
 //   runs: { max_parallel: 16, per_provider_limit: 8 }
 //   compute_providers:
 //     - { name: local, kind: libvirt, uri: "qemu:///system" }
@@ -46,6 +46,10 @@ struct DaemonConfig {
   // change tracking reports (catches a replica drifted behind its back);
   // 0 ("off"): only the first cycle does.
   std::chrono::seconds replication_full_read_every{7 * 24 * 3600};
+  // The longest an API call that follows a cycle is held before it answers
+  // "still going" (ReplicationOptions::wait_limit): below the read timeout
+  // of any proxy in front of the API, or a proxy cuts the call instead.
+  std::chrono::seconds replication_wait_limit{5 * 60};
   // Steps of one run at once, and of those, steps calling one compute
   // provider at once (so a recovery does not flood a hypervisor manager).
   int runs_max_parallel = 16;

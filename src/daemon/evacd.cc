@@ -163,6 +163,7 @@ int run(const std::string& config_path) {
   ReplicationOptions replication_options;
   replication_options.schedules = cfg.replication_schedules;
   replication_options.full_read_every = cfg.replication_full_read_every;
+  replication_options.wait_limit = cfg.replication_wait_limit;
   // Crash tests only (tests/e2e): die while a cycle holds running VMs paused.
   if (const char* v = std::getenv("EVAC_FAULT_EXIT_WHILE_PAUSED"); v && std::string_view(v) == "1") {
     replication_options.fault_exit_while_paused = true;

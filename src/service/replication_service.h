@@ -57,7 +57,8 @@ struct ReplicationOptions {
   // The longest an API call following a cycle is held (a paired site's or
   // an operator's `?wait=true`): each holds one of the API server's
   // threads, so a call that names no wait, or a longer one, comes back
-  // after this with the cycle still going, to be followed by another.
+  // after this with the cycle still going, to be followed by another
+  // (evacd config replication.wait_limit, default 5 minutes).
   std::chrono::milliseconds wait_limit{std::chrono::minutes(5)};
 };
 

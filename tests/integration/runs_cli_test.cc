@@ -627,6 +627,37 @@ TEST_F(RunsCliTest, ReprotectThenFailbackBringsTheVmsHome) {
 
 // A prompt holds the run until an operator acknowledges it; meanwhile no
 // other run may take the group. A cancelled run starts nothing more.
+// A cycle that outlasts replication.wait_limit: `evac group sync` is
+// answered "still going" and follows the same cycle, in as many calls as
+// it takes, to its PIT (a proxy with a short read timeout in front of the
+// API needs that).
+TEST_F(RunsCliTest, AGroupSyncLongerThanTheWaitLimitIsFollowedToItsPit) {
+  ASSERT_EQ(a_->stop(), 0) << a_->log();
+  std::ofstream(a_->config_path(), std::ios::app) << "replication: {wait_limit: 1s}\n";
+  ASSERT_TRUE(a_->start()) << a_->log();
+  // 12 MiB that does not compress, sent at 1 MiB/s: a cycle of a few
+  // seconds (a first batch goes at once, the next waits for it to be paid).
+  const fs::path random = root_ / "random.raw";
+  ASSERT_EQ(run_command({"dd", "if=/dev/urandom", "of=" + random.string(), "bs=1M", "count=12", "status=none"}).exit_code, 0);
+  auto wrote = run_command({"qemu-io", "-f", "qcow2", "-c", "write -s " + random.string() + " 2097152 12582912",
+                            (root_ / "a/images/db01.qcow2").string()});
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
+  ASSERT_EQ(evac_at("a", {"group", "set", "shop", "--max-rate", "1MiB/s"}).exit_code, 0);
+  const auto before = evac_at("a", {"group", "show", "shop", "-o", "json"}).json()["replication"]["cycles"];
+
+  auto sync = evac_at("a", {"group", "sync", "shop"});
+  ASSERT_EQ(sync.exit_code, 0) << sync.out << sync.err;
+  EXPECT_NE(sync.out.find("complete"), std::string::npos) << sync.out;
+  const std::string log = a_->log();
+  int still_going = 0;
+  for (std::size_t at = 0; (at = log.find("POST /api/v1/groups/shop/sync -> 202", at)) != std::string::npos; ++at)
+    ++still_going;
+  EXPECT_GE(still_going, 2) << "the first call and at least one follow-up came back before the cycle ended";
+  const auto after = evac_at("a", {"group", "show", "shop", "-o", "json"}).json()["replication"]["cycles"];
+  EXPECT_EQ(after["succeeded"].get<int>(), before["succeeded"].get<int>() + 1) << "one cycle, followed, not one per call";
+  EXPECT_EQ(after["failed"], before["failed"]);
+}
+
 TEST_F(RunsCliTest, PromptsWaitForAckAndHoldTheGroup) {
   std::ofstream(root_ / "prompt.yaml") << "kind: RecoveryPlan\nname: shop-dr\ngroups: [shop]\nvms:\n"
                                           "  - vm: db01\n    priority: 1\n    wait_for_guest: false\n"

@@ -122,5 +122,19 @@ TEST(DaemonConfigTest, ReplicationFullReadEvery) {
   EXPECT_NE(bad.status().message().find("full_read_every"), std::string::npos) << bad.status().message();
 }
 
+TEST(DaemonConfigTest, ReplicationWaitLimit) {
+  auto defaults = parse_daemon_config("site: a\nstate_dir: /s\n", "t.yaml");
+  ASSERT_TRUE(defaults.is_ok());
+  EXPECT_EQ(defaults->replication_wait_limit.count(), 300);
+  auto proxied = parse_daemon_config("site: a\nstate_dir: /s\nreplication: {wait_limit: 50s}\n", "t.yaml");
+  ASSERT_TRUE(proxied.is_ok()) << proxied.status().to_string();
+  EXPECT_EQ(proxied->replication_wait_limit.count(), 50);
+  for (const char* bad : {"0s", "soon"}) {
+    auto refused = parse_daemon_config(std::string("site: a\nstate_dir: /s\nreplication: {wait_limit: ") + bad + "}\n", "t.yaml");
+    ASSERT_FALSE(refused.is_ok()) << bad;
+    EXPECT_NE(refused.status().message().find("wait_limit"), std::string::npos) << refused.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace evac
