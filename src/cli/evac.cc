@@ -830,6 +830,9 @@ int follow_run(const Globals& g, const std::string& id) {
     return report_error_or_usage(client.status());
   std::map<int, std::string> seen;  // step -> state last printed
   std::set<int> told_overdue;
+  // A running step with progress (a reprotect's resync) gets a line every
+  // 30 s after its first 30, so a short one says nothing more.
+  std::map<int, std::chrono::steady_clock::time_point> progress_told;
   int failures = 0;
   bool told_waiting = false;
   for (;;) {
@@ -849,6 +852,15 @@ int follow_run(const Globals& g, const std::string& id) {
                   << " s timeout: a call to " << (s.value("resource", "").empty() ? "a provider or peer" : s.value("resource", ""))
                   << " has not returned, and evac cannot interrupt it; check that side (libvirtd, the peer's evacd)"
                   << std::endl;
+      if (state == "running" && s.contains("progress")) {
+        const auto now = std::chrono::steady_clock::now();
+        auto told = progress_told.find(idx);
+        if (told == progress_told.end() || now - told->second >= std::chrono::seconds(30)) {
+          if (told != progress_told.end())
+            std::cout << "    step " << idx << ": " << format_sync_progress(s["progress"]) << std::endl;
+          progress_told[idx] = now;
+        }
+      }
       if (state == "pending" || seen[idx] == state) continue;
       seen[idx] = state;
       std::string line = format_ms(state == "running" || state == "waiting" ? s["started_at_ms"] : s["ended_at_ms"]) + "  " + state;

@@ -1,5 +1,7 @@
 #include "cli/output.h"
 
+#include "cli/progress.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -150,6 +152,8 @@ std::string step_state(const nlohmann::json& step) {
   std::string state = step.value("state", "");
   if (step.contains("overdue_s") && step["overdue_s"].is_number_integer())
     state += " (" + std::to_string(step["overdue_s"].get<std::int64_t>()) + " s past its timeout)";
+  // A long step whose progress evacd can see (a reprotect's resync).
+  if (step.contains("progress") && step["progress"].is_object()) state += " (" + format_sync_progress(step["progress"]) + ")";
   // The engine's mark on an outcome whose first attempt a restart cut short.
   if (step.contains("result") && step["result"].is_object() && step["result"].contains("interrupted_attempt"))
     state += " (run again after an evacd restart)";

@@ -617,27 +617,7 @@ json ReplicationService::replication_state(const GroupRecord& group) {
   if (it != runs_.end()) {
     const GroupRun& run = it->second;
     if (run.known_pits) out["known_pits"] = *run.known_pits;
-    if (run.running) {
-      double elapsed = std::chrono::duration<double>(options_.steady_clock() - run.started_steady).count();
-      const SyncProgress& p = run.progress;
-      double scan_rate = elapsed > 0 ? static_cast<double>(p.bytes_scanned) / elapsed : 0;
-      double send_rate = elapsed > 0 ? static_cast<double>(p.bytes_sent) / elapsed : 0;
-      sync = {{"running", true},
-              {"cycle", run.started},
-              {"trigger", run.trigger},
-              {"phase", run.phase},
-              {"started_at", run.started_at},
-              {"elapsed_seconds", elapsed},
-              {"bytes_total", p.bytes_total},
-              {"bytes_scanned", p.bytes_scanned},
-              {"bytes_sent", p.bytes_sent},
-              {"scan_rate_bytes", scan_rate},
-              {"send_rate_bytes", send_rate},
-              {"eta_seconds", nullptr},
-              {"follow_up_queued", run.follow_up}};
-      if (scan_rate > 0 && p.bytes_total >= p.bytes_scanned)
-        sync["eta_seconds"] = static_cast<double>(p.bytes_total - p.bytes_scanned) / scan_rate;
-    }
+    sync = sync_json(run);
     if (!run.results.empty()) {
       const auto& [number, result] = *run.results.rbegin();
       json last = {{"cycle", number}, {"ok", result.is_ok()}};
@@ -652,6 +632,37 @@ json ReplicationService::replication_state(const GroupRecord& group) {
   }
   out["sync"] = sync;
   return out;
+}
+
+json ReplicationService::sync_json(const GroupRun& run) const {
+  if (!run.running) return {{"running", false}, {"phase", "idle"}};
+  double elapsed = std::chrono::duration<double>(options_.steady_clock() - run.started_steady).count();
+  const SyncProgress& p = run.progress;
+  double scan_rate = elapsed > 0 ? static_cast<double>(p.bytes_scanned) / elapsed : 0;
+  double send_rate = elapsed > 0 ? static_cast<double>(p.bytes_sent) / elapsed : 0;
+  json sync = {{"running", true},
+               {"cycle", run.started},
+               {"trigger", run.trigger},
+               {"phase", run.phase},
+               {"started_at", run.started_at},
+               {"elapsed_seconds", elapsed},
+               {"bytes_total", p.bytes_total},
+               {"bytes_scanned", p.bytes_scanned},
+               {"bytes_sent", p.bytes_sent},
+               {"scan_rate_bytes", scan_rate},
+               {"send_rate_bytes", send_rate},
+               {"eta_seconds", nullptr},
+               {"follow_up_queued", run.follow_up}};
+  if (scan_rate > 0 && p.bytes_total >= p.bytes_scanned)
+    sync["eta_seconds"] = static_cast<double>(p.bytes_total - p.bytes_scanned) / scan_rate;
+  return sync;
+}
+
+json ReplicationService::sync_progress(const std::string& group) {
+  std::lock_guard lock(mu_);
+  auto it = runs_.find(group);
+  if (it == runs_.end()) return {{"running", false}, {"phase", "idle"}};
+  return sync_json(it->second);
 }
 
 Result<std::vector<PointInTime>> ReplicationService::group_pits(const std::string& name) {

@@ -138,6 +138,9 @@ class ReplicationService {
   // the last success and failure, cycle counters, the running cycle's
   // progress. Lag keeps growing while the recovery site is unreachable.
   nlohmann::json replication_state(const GroupRecord& group);
+  // Its "sync" part alone: {running: false} or the running cycle's number,
+  // trigger, phase, bytes and rates, ETA.
+  nlohmann::json sync_progress(const std::string& group);
   // replication_state plus what the recovery site says (the PIT count).
   // Never fails: an unreachable recovery site is reported.
   nlohmann::json group_replication_status(const GroupRecord& group);
@@ -196,6 +199,8 @@ class ReplicationService {
     std::shared_ptr<TokenBucket> limiter;
     std::thread thread;
   };
+  // sync_progress of one GroupRun, with mu_ held.
+  nlohmann::json sync_json(const GroupRun& run) const;
   Result<ReplicationGroupSpec> group_spec(const GroupRecord& group, const PeerRecord& peer);
   // The group's epoch in the caller's configuration copy, if the caller
   // protects it to this site (kPermissionDenied otherwise).

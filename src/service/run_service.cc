@@ -1324,6 +1324,15 @@ json to_json(const RunRow& run) {
   return j;
 }
 
+json step_progress(const Step& step, ReplicationService* replication) {
+  if (!replication || step.state != engine::StepState::kRunning || step.spec.kind != "sync_reverse") return nullptr;
+  json sync = replication->sync_progress(step.spec.params.value("group", ""));
+  // Another cycle of the group may still be ending before the reverse one
+  // starts: that one is not the resync's progress.
+  if (!sync.value("running", false) || sync.value("trigger", "") != "reverse") return nullptr;
+  return sync;
+}
+
 json to_json(const Step& s, std::int64_t now_ms) {
   json j{{"idx", s.idx},
               {"name", s.spec.name},

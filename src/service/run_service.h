@@ -155,5 +155,10 @@ nlohmann::json to_json(const RunRow& run);
 // but cannot interrupt a provider's or peer's call in flight, so such a step
 // is waiting on a call that has not returned, which the operator should know.
 nlohmann::json to_json(const engine::Step& step, std::int64_t now_ms);
+// How far a running step has got, where this site can see it; null
+// otherwise. A reprotect's "Synchronize storage back (delta resync)" may
+// read every block of the group's disks for hours: its reverse cycle runs
+// here, and its progress (ReplicationService::sync_progress) is shown.
+nlohmann::json step_progress(const engine::Step& step, ReplicationService* replication);
 
 }  // namespace evac

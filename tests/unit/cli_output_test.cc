@@ -69,6 +69,14 @@ TEST(CliRunTest, AStepPastItsTimeoutSaysByHowMuch) {
   EXPECT_EQ(step_state(json{{"state", "running"}, {"overdue_s", 35}}), "running (35 s past its timeout)");
 }
 
+TEST(CliRunTest, AResyncStepSaysHowFarItHasGot) {
+  const json progress = {{"running", true},       {"cycle", 2},           {"phase", "replicating"},
+                         {"bytes_total", 4096},  {"bytes_scanned", 1024}, {"bytes_sent", 512},
+                         {"scan_rate_bytes", 64}, {"eta_seconds", 48}};
+  EXPECT_EQ(step_state(json{{"state", "running"}, {"progress", progress}}),
+            "running (cycle 2 replicating: scanned 1.0 KiB of 4.0 KiB (25%), sent 512 B, 64 B/s, ETA 48s)");
+}
+
 TEST(CliRunTest, AStepRunAgainAfterARestartSaysSo) {
   EXPECT_EQ(step_state(json{{"state", "succeeded"}, {"result", {{"interrupted_attempt", {{"started_at_ms", 5}}}}}}),
             "succeeded (run again after an evacd restart)");

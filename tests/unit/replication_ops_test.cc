@@ -271,6 +271,47 @@ TEST_F(ReplicationOpsTest, ProgressOfARunningCycle) {
   EXPECT_EQ(state()["sync"]["running"], false);
 }
 
+// A reprotect's resync step shows its reverse cycle's progress in the run;
+// any other step, or another cycle of the group, shows none.
+TEST_F(ReplicationOpsTest, AResyncStepShowsItsReverseCyclesProgress) {
+  engine::Step resync;
+  resync.spec.kind = "sync_reverse";
+  resync.spec.params = {{"group", "g1"}};
+  resync.state = engine::StepState::kRunning;
+  EXPECT_TRUE(step_progress(resync, replication_.get()).is_null()) << "no cycle running";
+
+  fake_.report({SyncProgress{1000, 400, 40}});
+  fake_.block();
+  auto manual = replication_->request_sync("g1", SyncTrigger::kManual);
+  ASSERT_TRUE(manual.is_ok());
+  ASSERT_TRUE(fake_.wait_until_blocked(1));
+  EXPECT_TRUE(step_progress(resync, replication_.get()).is_null()) << "a manual cycle is not the resync";
+  fake_.release();
+  ASSERT_TRUE(replication_->wait_cycle("g1", *manual).is_ok());
+  fake_.block();
+  auto reverse = replication_->request_sync("g1", SyncTrigger::kReverse);
+  ASSERT_TRUE(reverse.is_ok());
+  ASSERT_TRUE(fake_.wait_until_blocked(2));
+  advance_steady(std::chrono::seconds(4));
+  const json progress = step_progress(resync, replication_.get());
+  ASSERT_TRUE(progress.is_object()) << progress.dump();
+  EXPECT_EQ(progress["cycle"], *reverse);
+  EXPECT_EQ(progress["trigger"], "reverse");
+  EXPECT_EQ(progress["bytes_scanned"], 400);
+  EXPECT_EQ(progress["bytes_total"], 1000);
+
+  engine::Step other = resync;
+  other.spec.kind = "sync_protected";
+  EXPECT_TRUE(step_progress(other, replication_.get()).is_null());
+  engine::Step ended = resync;
+  ended.state = engine::StepState::kSucceeded;
+  EXPECT_TRUE(step_progress(ended, replication_.get()).is_null());
+  EXPECT_TRUE(step_progress(resync, nullptr).is_null()) << "a site that does not replicate";
+  fake_.release();
+  ASSERT_TRUE(replication_->wait_cycle("g1", *reverse).is_ok());
+  EXPECT_TRUE(step_progress(resync, replication_.get()).is_null()) << "the cycle ended";
+}
+
 // A migration's "Synchronize storage" follows the protected site's cycle in
 // bounded waits: each call comes back when the cycle ended or the wait did,
 // and following a cycle never starts another.
