@@ -116,13 +116,14 @@ void ApiRouter::add_run_routes() {
     if (!runs_) return unsupported("this evacd runs no recovery plans");
     return runs_;
   };
+  // Called once runs() answered: runs_ is set.
   auto with_steps = [this](const RunRow& run, const std::vector<engine::Step>& steps) {
     json j = to_json(run);
     j["steps"] = json::array();
     const std::int64_t now_ms = engine::system_millis();  // the clock the steps' times come from
     for (const auto& s : steps) {
       json step = to_json(s, now_ms);
-      if (json progress = step_progress(s, replication_); !progress.is_null()) step["progress"] = std::move(progress);
+      if (json progress = runs_->step_progress(run.id, s); !progress.is_null()) step["progress"] = std::move(progress);
       j["steps"].push_back(std::move(step));
     }
     return j;

@@ -7,7 +7,7 @@ namespace evac {
 using nlohmann::json;
 
 Result<json> follow_peer_cycle(const PeerSyncCall& call, const NextWait& next_wait, std::chrono::milliseconds margin,
-                               int forgotten_retries) {
+                               int forgotten_retries, const OnPeerProgress& on_progress) {
   json cycle;  // the cycle the peer gave (null: none yet, so the next call asks for one)
   int forgotten = 0;
   for (;;) {
@@ -24,6 +24,7 @@ Result<json> follow_peer_cycle(const PeerSyncCall& call, const NextWait& next_wa
     if (r->value("done", true))
       return json{{"pit", r->value("id", "")}, {"created_at", r->value("created_at", json())}, {"cycle", r->value("cycle", json())}};
     cycle = r->value("cycle", std::uint64_t{0});
+    if (on_progress) on_progress(r->value("progress", json()));
   }
 }
 

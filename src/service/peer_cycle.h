@@ -25,7 +25,12 @@ using NextWait = std::function<Result<std::chrono::milliseconds>()>;
 // restarted meanwhile no longer knows the cycle (not found): the sync is
 // still owed, so a new cycle is asked for, at most `forgotten_retries` times.
 // `margin`: how much longer than its wait a call may take to be answered.
+// `on_progress`, if given, gets the cycle's progress from each answer that
+// says it is still going (the peer's sync_progress, or null while the
+// cycle waits for another to end).
+using OnPeerProgress = std::function<void(const nlohmann::json& progress)>;
 Result<nlohmann::json> follow_peer_cycle(const PeerSyncCall& call, const NextWait& next_wait,
-                                         std::chrono::milliseconds margin, int forgotten_retries = 3);
+                                         std::chrono::milliseconds margin, int forgotten_retries = 3,
+                                         const OnPeerProgress& on_progress = nullptr);
 
 }  // namespace evac

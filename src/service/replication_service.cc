@@ -713,7 +713,15 @@ Result<json> ReplicationService::follow_cycle(const std::string& group, std::opt
   // the limit, whatever the caller asked (or if it asked for no bound).
   auto ended = wait_cycle_for(group, *cycle, std::min(wait, options_.wait_limit));
   if (!ended) return ended.status();
-  if (!ended->has_value()) return json{{"cycle", *cycle}, {"done", false}};
+  if (!ended->has_value()) {
+    json progress;
+    {
+      std::lock_guard lock(mu_);
+      auto it = runs_.find(group);
+      if (it != runs_.end() && it->second.running && it->second.started == *cycle) progress = sync_json(it->second);
+    }
+    return json{{"cycle", *cycle}, {"done", false}, {"progress", std::move(progress)}};
+  }
   json out = to_json(**ended);
   out["cycle"] = *cycle;
   out["done"] = true;

@@ -92,8 +92,10 @@ class ReplicationService {
                                                     std::chrono::milliseconds at_most);
   // What an API call that waits for a cycle answers: starts one (no
   // `cycle`) or follows one this site gave, waits at most `wait` (never
-  // longer than ReplicationOptions::wait_limit), then {cycle, done: false}
-  // if it still runs, or its PIT with {cycle, done: true}.
+  // longer than ReplicationOptions::wait_limit), then {cycle, done: false,
+  // progress} if it still runs (progress: its sync_progress once it is the
+  // cycle running, null while it waits for another to end), or its PIT
+  // with {cycle, done: true}.
   Result<nlohmann::json> follow_cycle(const std::string& group, std::optional<std::uint64_t> cycle,
                                       std::chrono::milliseconds wait);
   // Both: one cycle started after this call; returns the new PIT.

@@ -239,7 +239,7 @@ class RunService::Steps : public engine::StepRunner {
       if (kind == "reprotect_peer") return reprotect_peer(step, run, **ctx, **g);
       if (kind == "protect_here") return protect_here(**ctx, **g);
       if (kind == "sync_reverse") return sync_reverse(**g);
-      if (kind == "sync_protected") return sync_protected(step, **g);
+      if (kind == "sync_protected") return sync_protected(run, step, **g);
       if (kind == "shutdown_protected") return shutdown_protected(step, **g, p.value("best_effort", false));
       if (kind == "handover") return handover(run, **ctx, **g, false);
       if (kind == "promote") return promote(run, **g);
@@ -282,7 +282,18 @@ class RunService::Steps : public engine::StepRunner {
     return internal_error("no step runner for step kind '" + kind + "'", "this evacd is older than the run's steps");
   }
 
+  // A running "Synchronize storage" step's cycle at the protected site, as
+  // its last answer (at most kPeerFollowWait old) told it; null if none.
+  json peer_progress(const std::string& run_id, int idx) const {
+    std::lock_guard lock(progress_mu_);
+    auto it = peer_progress_.find({run_id, idx});
+    return it == peer_progress_.end() ? json() : it->second;
+  }
+
  private:
+  mutable std::mutex progress_mu_;
+  std::map<std::pair<std::string, int>, json> peer_progress_;  // (run, step) -> the peer's sync_progress
+
   struct VmCtx {
     std::string name, group, source_uuid, placeholder_uuid, provider;
     std::string source_provider;  // its compute provider at the protected site
@@ -447,10 +458,12 @@ class RunService::Steps : public engine::StepRunner {
   // ---- recoveries: the protected site's half, then ours ----
 
   // The protected site's cycle, followed in bounded waits (peer_cycle.h);
-  // the step's own deadline (if it has one) ends the wait.
-  Result<json> sync_protected(const Step& step, const GroupCtx& g) {
+  // the step's own deadline (if it has one) ends the wait. Each answer's
+  // progress is kept for the step's view while it runs.
+  Result<json> sync_protected(const RunRow& run, const Step& step, const GroupCtx& g) {
     const std::string path = "/api/v1/peer/groups/" + g.name + "/sync";
-    return follow_peer_cycle(
+    const std::pair<std::string, int> key{run.id, step.idx};
+    auto followed = follow_peer_cycle(
         [&](const json& body, std::chrono::milliseconds answer_within) {
           return site_.call_paired_site(g.protected_site, "POST", path, body, answer_within);
         },
@@ -459,7 +472,13 @@ class RunService::Steps : public engine::StepRunner {
           if (!wait) return wait.status();
           return std::chrono::milliseconds(*wait);
         },
-        kPeerAnswerMargin);
+        kPeerAnswerMargin, 3, [&](const json& progress) {
+          std::lock_guard lock(progress_mu_);
+          peer_progress_[key] = progress;
+        });
+    std::lock_guard lock(progress_mu_);
+    peer_progress_.erase(key);
+    return followed;
   }
 
   Result<json> shutdown_protected(const Step& step, const GroupCtx& g, bool best_effort) {
@@ -1115,6 +1134,12 @@ Result<RunRow> RunService::get_run(const std::string& id) {
   if (!r) return r.status();
   if (!r->has_value()) return not_found("no run " + id, "list runs with `evac run list`");
   return **r;
+}
+
+json RunService::step_progress(const std::string& run_id, const Step& step) {
+  if (step.state == engine::StepState::kRunning && step.spec.kind == "sync_protected")
+    return steps_->peer_progress(run_id, step.idx);
+  return evac::step_progress(step, replication_);
 }
 
 Result<std::vector<Step>> RunService::steps(const std::string& id) {

@@ -83,6 +83,11 @@ class RunService {
   Result<std::vector<RunRow>> list_runs(const std::optional<std::string>& plan, int limit);
   Result<RunRow> get_run(const std::string& id);
   Result<std::vector<engine::Step>> steps(const std::string& id);
+  // How far a running step of the run has got, where evac can tell; null
+  // otherwise: a migration's "Synchronize storage" (the protected site's
+  // cycle, as its last answer said) and a reprotect's resync (the reverse
+  // cycle here, see the free step_progress below).
+  nlohmann::json step_progress(const std::string& run_id, const engine::Step& step);
   Status resume(const std::string& id);
   Status ack(const std::string& id, int step = -1);
   Status cancel(const std::string& id);

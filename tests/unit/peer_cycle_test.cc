@@ -42,6 +42,24 @@ json ended(std::uint64_t cycle, const std::string& pit) {
   return json{{"cycle", cycle}, {"done", true}, {"id", pit}, {"created_at", 1700000000}};
 }
 
+TEST(FollowPeerCycle, HandsOnTheProgressOfEachAnswerThatSaysStillGoing) {
+  FakePeerSync peer;
+  json waiting = going(7);
+  waiting["progress"] = nullptr;  // queued behind another cycle
+  json half = going(7);
+  half["progress"] = {{"running", true}, {"cycle", 7}, {"bytes_scanned", 50}, {"bytes_total", 100}};
+  peer.answer(waiting);
+  peer.answer(half);
+  peer.answer(ended(7, "pit-7"));
+  std::vector<json> told;
+  auto r = follow_peer_cycle(peer.call(), every(milliseconds(20'000)), milliseconds(15'000), 3,
+                             [&](const json& progress) { told.push_back(progress); });
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  ASSERT_EQ(told.size(), 2u) << "one per answer that said still going, none for the PIT";
+  EXPECT_TRUE(told[0].is_null());
+  EXPECT_EQ(told[1]["bytes_scanned"], 50);
+}
+
 TEST(FollowPeerCycle, AsksForACycleThenFollowsItUntilItsPit) {
   FakePeerSync peer;
   peer.answer(going(4));

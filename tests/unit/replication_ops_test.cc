@@ -349,15 +349,22 @@ TEST_F(ReplicationOpsTest, APeerCallFollowingACycleIsHeldNoLongerThanTheLimit) {
   restart_with_wait_limit(std::chrono::milliseconds(50));
   b_.transport->connect("https://a:1", "sha256//pin-a", a_.router.get());
   const std::string path = "/api/v1/peer/groups/g1/sync";
+  fake_.report({SyncProgress{1000, 300, 30}});
   fake_.block();
   auto unbounded = b_.service->call_paired_site("site-a", "POST", path, json::object(), std::chrono::seconds(10));
   ASSERT_TRUE(unbounded.is_ok()) << unbounded.status().to_string();
   EXPECT_EQ((*unbounded)["done"], false);
   ASSERT_EQ((*unbounded)["cycle"], 1);
+  ASSERT_TRUE(fake_.wait_until_blocked());
   auto longer = b_.service->call_paired_site("site-a", "POST", path, json{{"cycle", 1}, {"wait_ms", 3'600'000}},
                                              std::chrono::seconds(10));
   ASSERT_TRUE(longer.is_ok()) << longer.status().to_string();
   EXPECT_EQ((*longer)["done"], false);
+  // Each answer says how far the cycle has got, for the recovery site's
+  // "Synchronize storage" step to show.
+  EXPECT_EQ((*longer)["progress"]["cycle"], 1) << longer->dump();
+  EXPECT_EQ((*longer)["progress"]["bytes_scanned"], 300);
+  EXPECT_EQ((*longer)["progress"]["bytes_total"], 1000);
   fake_.release();
   // Once the cycle ends, a call that names no wait gets its PIT.
   json ended = json::object();
