@@ -97,6 +97,20 @@ class RunsCliTest : public TwoEvacdTest {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
+  // Site-a answers a call following a cycle within 1 s, and its next cycle
+  // takes a few seconds: 12 MiB that does not compress in db01, sent at
+  // 1 MiB/s (a first batch goes at once, the next waits for it to be paid).
+  void make_site_a_cycles_slow() {
+    ASSERT_EQ(a_->stop(), 0) << a_->log();
+    std::ofstream(a_->config_path(), std::ios::app) << "replication: {wait_limit: 1s}\n";
+    ASSERT_TRUE(a_->start()) << a_->log();
+    const fs::path random = root_ / "random.raw";
+    ASSERT_EQ(run_command({"dd", "if=/dev/urandom", "of=" + random.string(), "bs=1M", "count=12", "status=none"}).exit_code, 0);
+    auto wrote = run_command({"qemu-io", "-f", "qcow2", "-c", "write -s " + random.string() + " 2097152 12582912",
+                              (root_ / "a/images/db01.qcow2").string()});
+    ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
+    ASSERT_EQ(evac_at("a", {"group", "set", "shop", "--max-rate", "1MiB/s"}).exit_code, 0);
+  }
   std::map<std::string, json> vms_at(const std::string& context) {
     std::map<std::string, json> out;
     for (const auto& vm : evac_at(context, {"inventory", "vms", "-o", "json"}).json()) out[vm["name"]] = vm;
@@ -632,17 +646,7 @@ TEST_F(RunsCliTest, ReprotectThenFailbackBringsTheVmsHome) {
 // it takes, to its PIT (a proxy with a short read timeout in front of the
 // API needs that).
 TEST_F(RunsCliTest, AGroupSyncLongerThanTheWaitLimitIsFollowedToItsPit) {
-  ASSERT_EQ(a_->stop(), 0) << a_->log();
-  std::ofstream(a_->config_path(), std::ios::app) << "replication: {wait_limit: 1s}\n";
-  ASSERT_TRUE(a_->start()) << a_->log();
-  // 12 MiB that does not compress, sent at 1 MiB/s: a cycle of a few
-  // seconds (a first batch goes at once, the next waits for it to be paid).
-  const fs::path random = root_ / "random.raw";
-  ASSERT_EQ(run_command({"dd", "if=/dev/urandom", "of=" + random.string(), "bs=1M", "count=12", "status=none"}).exit_code, 0);
-  auto wrote = run_command({"qemu-io", "-f", "qcow2", "-c", "write -s " + random.string() + " 2097152 12582912",
-                            (root_ / "a/images/db01.qcow2").string()});
-  ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
-  ASSERT_EQ(evac_at("a", {"group", "set", "shop", "--max-rate", "1MiB/s"}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(make_site_a_cycles_slow());
   const auto before = evac_at("a", {"group", "show", "shop", "-o", "json"}).json()["replication"]["cycles"];
 
   auto sync = evac_at("a", {"group", "sync", "shop"});
@@ -656,6 +660,30 @@ TEST_F(RunsCliTest, AGroupSyncLongerThanTheWaitLimitIsFollowedToItsPit) {
   const auto after = evac_at("a", {"group", "show", "shop", "-o", "json"}).json()["replication"]["cycles"];
   EXPECT_EQ(after["succeeded"].get<int>(), before["succeeded"].get<int>() + 1) << "one cycle, followed, not one per call";
   EXPECT_EQ(after["failed"], before["failed"]);
+}
+
+// While a migration's "Synchronize storage" follows a long cycle at the
+// protected site, the run shows how far that cycle has got.
+TEST_F(RunsCliTest, AMigrationsSyncShowsTheProtectedSitesProgress) {
+  ASSERT_NO_FATAL_FAILURE(make_site_a_cycles_slow());
+  auto started = evac_at("b", {"plan", "migrate", "shop-dr", "--confirm", "shop-dr", "-o", "json"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  const std::string id = started.json()["id"];
+  json seen;
+  for (int i = 0; i < 300 && seen.is_null(); ++i) {
+    const json run = evac_at("b", {"run", "show", id, "-o", "json"}).json();
+    for (const auto& s : run["steps"])
+      if (s["kind"] == "sync_protected" && s.contains("progress")) seen = s["progress"];
+    if (run["state"] != "running") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(seen.is_object()) << "no progress shown while site-a's cycle ran\n" << b_->log();
+  EXPECT_EQ(seen["running"], true) << seen.dump();
+  EXPECT_GT(seen["bytes_total"].get<std::uint64_t>(), 12u << 20) << seen.dump();
+  auto finished = evac_at("b", {"run", "show", id, "--follow"});
+  ASSERT_EQ(finished.exit_code, 0) << finished.out << finished.err;
+  for (const auto& s : evac_at("b", {"run", "show", id, "-o", "json"}).json()["steps"])
+    EXPECT_FALSE(s.contains("progress")) << "an ended step shows none: " << s.dump();
 }
 
 TEST_F(RunsCliTest, PromptsWaitForAckAndHoldTheGroup) {
