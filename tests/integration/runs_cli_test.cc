@@ -682,7 +682,8 @@ TEST_F(RunsCliTest, AMigrationsSyncShowsTheProtectedSitesProgress) {
   EXPECT_GT(seen["bytes_total"].get<std::uint64_t>(), 12u << 20) << seen.dump();
   auto finished = evac_at("b", {"run", "show", id, "--follow"});
   ASSERT_EQ(finished.exit_code, 0) << finished.out << finished.err;
-  for (const auto& s : evac_at("b", {"run", "show", id, "-o", "json"}).json()["steps"])
+  const json ended = evac_at("b", {"run", "show", id, "-o", "json"}).json();
+  for (const auto& s : ended["steps"])
     EXPECT_FALSE(s.contains("progress")) << "an ended step shows none: " << s.dump();
 }
 
