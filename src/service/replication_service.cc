@@ -577,6 +577,11 @@ std::optional<std::int64_t> ReplicationService::full_read_due_at(const std::opti
   return *record->last_full_read_at + options_.full_read_every.count();
 }
 
+namespace {
+// A group's "sync" state with no cycle running.
+json idle_sync() { return {{"running", false}, {"phase", "idle"}}; }
+}  // namespace
+
 json ReplicationService::replication_state(const GroupRecord& group) {
   std::int64_t t = now();
   auto record = site_.store().find_replication(group.name);
@@ -612,7 +617,7 @@ json ReplicationService::replication_state(const GroupRecord& group) {
   out["full_read_due_at"] = full_due ? json(std::max(t, *full_due)) : json(nullptr);
 
   std::lock_guard lock(mu_);
-  json sync = {{"running", false}, {"phase", "idle"}};
+  json sync = idle_sync();
   auto it = runs_.find(group.name);
   if (it != runs_.end()) {
     const GroupRun& run = it->second;
@@ -635,7 +640,7 @@ json ReplicationService::replication_state(const GroupRecord& group) {
 }
 
 json ReplicationService::sync_json(const GroupRun& run) const {
-  if (!run.running) return {{"running", false}, {"phase", "idle"}};
+  if (!run.running) return idle_sync();
   double elapsed = std::chrono::duration<double>(options_.steady_clock() - run.started_steady).count();
   const SyncProgress& p = run.progress;
   double scan_rate = elapsed > 0 ? static_cast<double>(p.bytes_scanned) / elapsed : 0;
@@ -661,8 +666,7 @@ json ReplicationService::sync_json(const GroupRun& run) const {
 json ReplicationService::sync_progress(const std::string& group) {
   std::lock_guard lock(mu_);
   auto it = runs_.find(group);
-  if (it == runs_.end()) return {{"running", false}, {"phase", "idle"}};
-  return sync_json(it->second);
+  return it == runs_.end() ? idle_sync() : sync_json(it->second);
 }
 
 Result<std::vector<PointInTime>> ReplicationService::group_pits(const std::string& name) {
@@ -714,12 +718,9 @@ Result<json> ReplicationService::follow_cycle(const std::string& group, std::opt
   auto ended = wait_cycle_for(group, *cycle, std::min(wait, options_.wait_limit));
   if (!ended) return ended.status();
   if (!ended->has_value()) {
-    json progress;
-    {
-      std::lock_guard lock(mu_);
-      auto it = runs_.find(group);
-      if (it != runs_.end() && it->second.running && it->second.started == *cycle) progress = sync_json(it->second);
-    }
+    // The group's running cycle, unless the one followed still waits behind it.
+    json progress = sync_progress(group);
+    if (!progress.value("running", false) || progress["cycle"] != *cycle) progress = nullptr;
     return json{{"cycle", *cycle}, {"done", false}, {"progress", std::move(progress)}};
   }
   json out = to_json(**ended);
