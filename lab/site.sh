@@ -170,34 +170,11 @@ prepare_config() {
     fi
     touch "${etc}/.evac-site"
   fi
-  # QEMU runs as root, and no security driver relabels anything. Why:
-  #  - Sites share one host file system: a replica written by one site's
-  #    replicator is started by the other, images and kernels are copied
-  #    around by root, and backup/NBD sockets go in folders made by root.
-  #    With QEMU as libvirt-qemu, libvirt's DAC driver chowns each file at
-  #    start and restores the owner at stop; two daemons doing that to files
-  #    the other also touches (and root-made socket folders QEMU cannot write)
-  #    break in confusing ways. Root QEMU with dynamic_ownership off opens
-  #    everything root can, and changes no owner.
-  #  - security_driver "none": this lab host has no AppArmor/SELinux policy
-  #    for libvirt to drive; left to auto-detection, a host with AppArmor
-  #    enabled would confine QEMU with virt-aa-helper profiles that know
-  #    nothing of the lab's paths. Sites are isolated by mount namespaces
-  #    and folders here, not by labels.
-  #  - libvirt still drops QEMU's capabilities (clear_emulator_capabilities).
-  # No cgroups for QEMU: every site's libvirtd shares the host's cgroup tree
-  # and names a guest's cgroup machine/qemu-ID-NAME.libvirt-qemu, so the same
-  # VM name with the same ID at two sites (a test recovery next to its
-  # production VM) lands in one cgroup, each daemon applying limits and
-  # accounting to the other's QEMU and failing to remove it on stop.
-  # (Each start then logs "At least one cgroup controller is required"; harmless.)
-  set_conf "${etc}/qemu.conf" \
-    'user = "root"' \
-    'group = "root"' \
-    'dynamic_ownership = 0' \
-    'remember_owner = 0' \
-    'security_driver = "none"' \
-    'cgroup_controllers = [ ]'
+  # qemu.conf is the distribution's, as shipped (QEMU as libvirt-qemu,
+  # dynamic ownership, the DAC security driver, cgroups): evac must work on
+  # hosts as they come, so the lab loosens nothing. Copied at every start so
+  # that a site made by an older lab loses its settings too.
+  cp -p /etc/libvirt/qemu.conf "${etc}/qemu.conf"
   # Log to files in the site's log folder (a daemon started with -d has no stderr).
   set_conf "${etc}/libvirtd.conf" \
     'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"'

@@ -11,7 +11,11 @@ packages=(
   libvirt-dev libsqlite3-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   libcpp-httplib-dev libssl-dev libcurl4-openssl-dev libpugixml-dev libnbd-dev libzstd-dev libxxhash-dev
   # real sites: libvirtd + QEMU (TCG), and the tiny guest built from Debian packages
-  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
+  # libvirt-daemon-system: the daemons' configuration as Debian ships it (qemu.conf: QEMU as
+  # libvirt-qemu, dynamic ownership, DAC labels) and the libvirt-qemu user; iptables and
+  # dnsmasq-base: what libvirt's own networks (isolated test networks among them) need to start
+  libvirt-daemon libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
+  iptables dnsmasq-base
   linux-image-amd64 busybox-static qemu-guest-agent e2fsprogs cpio kmod iproute2 procps util-linux
   openssl curl
 )

@@ -24,6 +24,7 @@
 #include "api/router.h"
 #include "config/daemon_config.h"
 #include "daemon/logging.h"
+#include "daemon/state_dir.h"
 #include "peer/peer_transport.h"
 #include "providers/libvirt/libvirt_provider.h"
 #include "service/replication_service.h"
@@ -130,6 +131,8 @@ int run(const std::string& config_path) {
   fs::create_directories(cfg.state_dir, ec);
   if (ec) return fail(failed_precondition("cannot create state_dir " + cfg.state_dir + ": " + ec.message(),
                                           "create it, or make its parent writable by evacd"));
+  // Closed while the start creates its files; opened to QEMU's backup
+  // folder alone once they are there (keep_state_dir_private below).
   fs::permissions(cfg.state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
 
   auto store = Store::open(cfg.state_dir + "/evac.db", std::chrono::seconds(5));
@@ -170,6 +173,7 @@ int run(const std::string& config_path) {
     spdlog::warn("fault injection on: evacd exits while a replication cycle holds VMs paused");
   }
   ReplicationService replication(service, transport, cfg.state_dir, std::move(replication_options));
+  if (Status s = keep_state_dir_private(cfg.state_dir, ReplicationService::kBackupFolder); !s) return fail(s);
   engine::EngineOptions run_options = RunService::default_options();
   run_options.max_parallel = cfg.runs_max_parallel;
   run_options.per_resource_limit = cfg.runs_per_provider_limit;

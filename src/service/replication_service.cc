@@ -171,7 +171,7 @@ ReplicationService::ReplicationService(SiteService& site, PeerTransport& transpo
       options_(std::move(options)),
       pits_(std::make_unique<builtin::PitStore>(state_dir + "/replication")),
       receiver_(std::make_unique<builtin::ReplicaReceiver>(*pits_, state_dir + "/replication")),
-      backup_dir_(state_dir + "/backup") {
+      backup_dir_(state_dir + "/" + kBackupFolder) {
   std::error_code ec;
   std::filesystem::create_directories(state_dir + "/replication", ec);
   if (!options_.clock) options_.clock = system_now;

@@ -74,6 +74,10 @@ std::unique_ptr<builtin::ReplicaChannel> make_peer_channel(PeerTransport& transp
 
 class ReplicationService {
  public:
+  // The folder of state_dir where running VMs' backups are exported: the
+  // only one the VMs' QEMU must reach (the rest of state_dir is private).
+  static constexpr const char* kBackupFolder = "backup";
+
   // PITs' index lives under state_dir/replication.
   ReplicationService(SiteService& site, PeerTransport& transport, const std::string& state_dir,
                      ReplicationOptions options = {});

@@ -787,6 +787,38 @@ TEST(LibvirtProviderFlatten, FindsTheDisksThatReadThroughABackingImage) {
   EXPECT_FALSE(libvirt::disks_with_backing_images("<network/>").is_ok());
 }
 
+// What evac hands to a running VM's QEMU must be reachable by the user
+// libvirt runs it as: the live definition's DAC label says which.
+TEST(LibvirtQemuOwner, ReadsTheDacLabelOfARunningVm) {
+  auto label = libvirt::qemu_dac_label(R"(<domain type='qemu' id='1'><name>db01</name>
+    <seclabel type='dynamic' model='dac' relabel='yes'><label>+64055:+994</label><imagelabel>+64055:+994</imagelabel></seclabel>
+  </domain>)");
+  ASSERT_TRUE(label.is_ok()) << label.status().to_string();
+  ASSERT_TRUE(label->has_value());
+  EXPECT_EQ((*label)->user, "+64055");
+  EXPECT_EQ((*label)->group, "+994");
+
+  auto named = libvirt::qemu_dac_label(R"(<domain><seclabel type='static' model='dac' relabel='yes'><label>qemu:kvm</label></seclabel></domain>)");
+  ASSERT_TRUE(named.is_ok() && named->has_value());
+  EXPECT_EQ((*named)->user, "qemu");
+  EXPECT_EQ((*named)->group, "kvm");
+}
+
+TEST(LibvirtQemuOwner, NoDacRelabellingMeansQemuOpensWhatRootCan) {
+  // security_driver "none": no seclabel at all.
+  auto none = libvirt::qemu_dac_label("<domain type='qemu'><name>db01</name></domain>");
+  ASSERT_TRUE(none.is_ok());
+  EXPECT_FALSE(none->has_value());
+  // Only another model's label, or DAC with relabelling off.
+  auto other = libvirt::qemu_dac_label(R"(<domain><seclabel type='dynamic' model='selinux'><label>system_u:system_r:svirt_t:s0:c1,c2</label></seclabel>
+    <seclabel type='none' model='dac' relabel='no'/></domain>)");
+  ASSERT_TRUE(other.is_ok());
+  EXPECT_FALSE(other->has_value());
+  // A label evac cannot read is said, not guessed at.
+  EXPECT_FALSE(libvirt::qemu_dac_label("<domain><seclabel model='dac'><label>64055</label></seclabel></domain>").is_ok());
+  EXPECT_FALSE(libvirt::qemu_dac_label("<network/>").is_ok());
+}
+
 // libvirt's test driver runs no QEMU: flattening is left to the images' owner.
 TEST(LibvirtProviderFlatten, TheTestDriverCannotPullAndSaysSo) {
   auto site = protected_site();

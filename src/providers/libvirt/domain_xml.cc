@@ -578,4 +578,21 @@ Result<std::vector<std::string>> disks_with_backing_images(std::string_view live
   return out;
 }
 
+Result<std::optional<DacLabel>> qemu_dac_label(std::string_view live_domain_xml) {
+  pugi::xml_document doc;
+  auto root = load_root(doc, live_domain_xml, "domain", "a running VM's definition");
+  if (!root.is_ok()) return root.status();
+  for (pugi::xml_node label : children_named(*root, "seclabel")) {
+    if (std::string_view(label.attribute("model").as_string()) != "dac") continue;
+    if (std::string_view(label.attribute("relabel").as_string("yes")) == "no") return std::optional<DacLabel>();
+    std::string text = label.child("label").text().as_string();
+    auto colon = text.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
+      return invalid_argument("the DAC label '" + text + "' of a running VM is not USER:GROUP",
+                              "libvirt reported a label evac cannot read; check the VM with `virsh dumpxml`");
+    return std::optional<DacLabel>(DacLabel{text.substr(0, colon), text.substr(colon + 1)});
+  }
+  return std::optional<DacLabel>();
+}
+
 }  // namespace evac::libvirt

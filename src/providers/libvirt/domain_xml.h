@@ -102,4 +102,16 @@ Result<std::string> adopted_placeholder_xml(std::string_view domain_xml, const P
 // (<backingStore> with a <source>): the disks a block pull would flatten.
 Result<std::vector<std::string>> disks_with_backing_images(std::string_view live_domain_xml);
 
+// Who QEMU runs as for a running VM, as its live definition's DAC label
+// says (<seclabel model='dac'><label>+64055:+64055</label>, or user and
+// group names): anything evac hands to that QEMU (a backup's scratch files
+// and export socket) must be reachable by it. nullopt when no DAC driver
+// relabels for this VM (QEMU as root with dynamic_ownership off,
+// security_driver "none", or relabel='no'): QEMU then opens what root can.
+struct DacLabel {
+  std::string user;   // "+64055" (a uid) or a user name
+  std::string group;  // "+64055" (a gid) or a group name
+};
+Result<std::optional<DacLabel>> qemu_dac_label(std::string_view live_domain_xml);
+
 }  // namespace evac::libvirt

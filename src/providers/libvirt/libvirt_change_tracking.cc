@@ -1,12 +1,19 @@
 #include "providers/libvirt/libvirt_change_tracking.h"
 
 #include <libvirt/libvirt.h>
+#include <grp.h>
 #include <libvirt/virterror.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <thread>
 #include <pugixml.hpp>
 #include <sstream>
@@ -37,17 +44,123 @@ std::string name_of(virDomainPtr dom) {
   return n ? n : "?";
 }
 
-// Guest targets of the VM's disks as it runs now (cdroms and floppies are
-// never part of a backup or checkpoint).
-Result<std::vector<std::string>> disk_targets(virDomainPtr dom) {
+Result<std::string> live_xml(virDomainPtr dom) {
   LibvirtString xml(virDomainGetXMLDesc(dom, 0));
   if (xml == nullptr) return last_error_described([&] { return "reading the definition of VM " + name_of(dom); });
-  auto described = parse_domain_xml(xml.get());
+  return std::string(xml.get());
+}
+
+// Guest targets of the VM's disks as it runs now (cdroms and floppies are
+// never part of a backup or checkpoint).
+Result<std::vector<std::string>> disk_targets(const std::string& xml) {
+  auto described = parse_domain_xml(xml);
   if (!described) return described.status();
   std::vector<std::string> out;
   for (const auto& d : described->vm.disks)
     if (d.device != "cdrom" && d.device != "floppy") out.push_back(d.target);
   return out;
+}
+
+// The uid and gid a DAC label names ("+64055" or a name), resolved on this
+// host: the one the VM runs on (begin_backup checks that first).
+struct ProcessOwner {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // its primary and supplementary groups, as libvirt gives QEMU
+  std::string label;          // "user:group" as libvirt wrote it, for messages
+};
+
+Result<ProcessOwner> resolve_owner(const DacLabel& label) {
+  ProcessOwner o;
+  o.label = label.user + ":" + label.group;
+  const passwd* pw = nullptr;
+  if (label.user.front() == '+') {
+    char* end = nullptr;
+    unsigned long uid = std::strtoul(label.user.c_str() + 1, &end, 10);
+    if (*end != '\0' || uid > 0x7fffffffUL)
+      return invalid_argument("the DAC label '" + o.label + "' has no valid uid");
+    o.uid = static_cast<uid_t>(uid);
+    pw = ::getpwuid(o.uid);
+  } else {
+    pw = ::getpwnam(label.user.c_str());
+    if (pw == nullptr)
+      return failed_precondition("QEMU runs as user '" + label.user + "', which this host does not know",
+                                 "run evacd on the VM's own host, where libvirt's QEMU user exists");
+    o.uid = pw->pw_uid;
+  }
+  if (label.group.front() == '+') {
+    char* end = nullptr;
+    unsigned long gid = std::strtoul(label.group.c_str() + 1, &end, 10);
+    if (*end != '\0' || gid > 0x7fffffffUL)
+      return invalid_argument("the DAC label '" + o.label + "' has no valid gid");
+    o.gid = static_cast<gid_t>(gid);
+  } else {
+    const group* gr = ::getgrnam(label.group.c_str());
+    if (gr == nullptr)
+      return failed_precondition("QEMU runs as group '" + label.group + "', which this host does not know",
+                                 "run evacd on the VM's own host, where libvirt's QEMU group exists");
+    o.gid = gr->gr_gid;
+  }
+  o.groups.push_back(o.gid);
+  if (pw != nullptr) {
+    int n = 64;
+    std::vector<gid_t> list(static_cast<std::size_t>(n));
+    if (::getgrouplist(pw->pw_name, o.gid, list.data(), &n) < 0) {
+      list.resize(static_cast<std::size_t>(n));
+      if (::getgrouplist(pw->pw_name, o.gid, list.data(), &n) < 0) n = 0;
+    }
+    list.resize(static_cast<std::size_t>(std::max(n, 0)));
+    o.groups.insert(o.groups.end(), list.begin(), list.end());
+  }
+  return o;
+}
+
+// Every folder above `dir` must let QEMU's user pass (search permission):
+// otherwise QEMU fails with a bare "Permission denied" on the scratch file.
+Status check_reachable(const std::string& dir, const ProcessOwner& owner, const std::string& vm) {
+  std::filesystem::path p = std::filesystem::path(dir).parent_path();
+  for (; !p.empty(); p = p.parent_path()) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0)
+      return unavailable("cannot read folder " + p.string() + ": " + std::strerror(errno));
+    bool may = false;
+    if (owner.uid == 0 || st.st_uid == owner.uid) {
+      may = owner.uid == 0 || (st.st_mode & S_IXUSR) != 0;
+    } else if (std::find(owner.groups.begin(), owner.groups.end(), st.st_gid) != owner.groups.end()) {
+      may = (st.st_mode & S_IXGRP) != 0;
+    } else {
+      may = (st.st_mode & S_IXOTH) != 0;
+    }
+    if (!may) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      return failed_precondition(
+          "QEMU of VM '" + vm + "' runs as " + owner.label + " (uid " + std::to_string(owner.uid) +
+              "), which cannot reach the backup folder " + dir + ": " + p.string() + " is mode " + mode +
+              " and owned by uid " + std::to_string(st.st_uid),
+          "let QEMU's user pass through every folder above evacd's state_dir (for example `chmod o+x " + p.string() +
+              "`), or give evacd a state_dir under a folder it can pass; evacd keeps state_dir itself at mode 0711 "
+              "with everything in it private");
+    }
+    if (p == p.root_path()) break;
+  }
+  return Status::ok();
+}
+
+// Hands the backup's work folder to the VM's QEMU, which creates the export
+// socket in it and opens the scratch files libvirt makes there.
+Status prepare_work_dir(virDomainPtr dom, const std::string& live_xml, const std::string& work_dir) {
+  auto label = qemu_dac_label(live_xml);
+  if (!label) return label.status();
+  if (!label->has_value()) return Status::ok();  // QEMU opens what root can
+  auto owner = resolve_owner(**label);
+  if (!owner) return owner.status();
+  EVAC_RETURN_IF_ERROR(check_reachable(work_dir, *owner, name_of(dom)));
+  if (::chown(work_dir.c_str(), owner->uid, owner->gid) != 0)
+    return unavailable("cannot hand the backup folder " + work_dir + " to QEMU's user " + owner->label + ": " +
+                           std::strerror(errno),
+                       "evacd must run as root on the VM's host");
+  return Status::ok();
 }
 
 const DiskBackupRequest* requested(const BackupRequest& r, const std::string& disk) {
@@ -193,11 +306,14 @@ Result<BackupExport> LibvirtChangeTracking::begin_backup(const BackupRequest& re
     return failed_precondition("VM '" + vm + "' already has a backup job (NBD socket " + backup_socket(*running) + ")",
                                "another backup tool may be running on it; wait for it, or end it with "
                                "`virsh domjobabort " + vm + "`");
-  auto targets = disk_targets(dom->get());
+  auto xml = live_xml(dom->get());
+  if (!xml) return xml.status();
+  auto targets = disk_targets(*xml);
   if (!targets) return targets.status();
   for (const auto& d : request.disks)
     if (std::find(targets->begin(), targets->end(), d.disk) == targets->end())
       return not_found("VM '" + vm + "' has no disk " + d.disk, "its disks changed; the next cycle rereads them");
+  EVAC_RETURN_IF_ERROR(prepare_work_dir(dom->get(), *xml, request.work_dir));
   std::string backup = backup_xml(request, *targets);
   bool tracked = std::any_of(request.disks.begin(), request.disks.end(), [](const auto& d) { return d.track; });
   std::string checkpoint = tracked ? checkpoint_xml(request, *targets) : std::string();

@@ -1,7 +1,6 @@
 #include "replication/builtin/builtin_replicator.h"
 
 #include <openssl/rand.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -790,14 +789,12 @@ Result<std::string> make_vm_work_dir(const std::string& root) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return unavailable("cannot create " + dir + ": " + ec.message(), "is the state folder writable?");
-  // QEMU creates the export socket here; where it runs unprivileged (as
-  // libvirt-qemu) the folder must be its own. The root above only needs +x.
+  // QEMU creates the export socket here and opens the scratch files: the
+  // change tracking hands the folder to whichever user the VM's QEMU runs
+  // as. The root above only lets it pass (0711): the cycles' journals in it
+  // stay private.
   ::chmod(root.c_str(), 0711);
   ::chmod(dir.c_str(), 0700);
-  if (const passwd* qemu = ::getpwnam("libvirt-qemu")) {
-    if (::chown(dir.c_str(), qemu->pw_uid, qemu->pw_gid) != 0)
-      return unavailable("cannot hand " + dir + " to user libvirt-qemu: " + std::strerror(errno));
-  }
   return dir;
 }
 
