@@ -15,14 +15,20 @@ namespace {
 
 constexpr std::pair<StepState, std::string_view> kStepStates[] = {
     {StepState::kPending, "pending"},     {StepState::kRunning, "running"}, {StepState::kWaiting, "waiting"},
-    {StepState::kSucceeded, "succeeded"}, {StepState::kFailed, "failed"},   {StepState::kSkipped, "skipped"}};
+    {StepState::kSucceeded, "succeeded"}, {StepState::kFailed, "failed"},   {StepState::kSkipped, "skipped"},
+    {StepState::kUnreached, "unreached"}};
 constexpr std::pair<RunState, std::string_view> kRunStates[] = {{RunState::kRunning, "running"},
                                                                 {RunState::kWaiting, "waiting"},
                                                                 {RunState::kFailed, "failed"},
                                                                 {RunState::kSucceeded, "succeeded"},
                                                                 {RunState::kCancelled, "cancelled"}};
 
-bool done(StepState s) { return s == StepState::kSucceeded || s == StepState::kSkipped; }
+// A step whose dependents may start: it did its work, or (best effort) it
+// tried and its target could not be reached.
+bool went_on(StepState s) { return s == StepState::kSucceeded || s == StepState::kUnreached; }
+bool done(StepState s) { return went_on(s) || s == StepState::kSkipped; }
+
+constexpr const char* kUnreachedKey = "unreached";
 
 template <typename E, std::size_t N>
 std::string_view name_in(const std::pair<E, std::string_view> (&table)[N], E value) {
@@ -38,6 +44,19 @@ std::optional<E> value_in(const std::pair<E, std::string_view> (&table)[N], std:
 }
 
 }  // namespace
+
+json unreached_outcome(const std::string& why, json details) {
+  if (!details.is_object()) details = json{{"details", std::move(details)}};
+  details[kUnreachedKey] = why;
+  return details;
+}
+
+std::optional<std::string> unreached_reason(const json& result) {
+  if (!result.is_object()) return std::nullopt;
+  auto it = result.find(kUnreachedKey);
+  if (it == result.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
 
 std::int64_t system_millis() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -440,7 +459,7 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
         // a state the store does not know (a restart re-runs the step).
         a->failed = true;
         a->cv.notify_all();
-      } else if (a->steps[static_cast<std::size_t>(ended)].state == StepState::kSucceeded) {
+      } else if (went_on(a->steps[static_cast<std::size_t>(ended)].state)) {
         a->release_dependents(ended);
       } else {
         a->cv.notify_all();  // every worker must see the failure
@@ -471,9 +490,10 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
     }
     step.ended_at_ms = clock_();
     if (result.is_ok()) {
-      step.state = StepState::kSucceeded;
+      auto why_unreached = unreached_reason(*result);
+      step.state = why_unreached ? StepState::kUnreached : StepState::kSucceeded;
+      step.error = why_unreached ? "not reached: " + *why_unreached : "";
       step.result = std::move(*result);
-      step.error.clear();
     } else {
       step.state = StepState::kFailed;
       step.error = result.status().message() + (result.status().hint().empty() ? "" : " (hint: " + result.status().hint() + ")");
@@ -482,7 +502,7 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
     if (step.interrupted_started_at_ms) {
       // The run's record must show that this outcome is a later attempt's:
       // the one a restart cut short left no outcome of its own.
-      if (step.state == StepState::kSucceeded) {
+      if (went_on(step.state)) {
         if (!step.result.is_object()) step.result = json{{"outcome", std::move(step.result)}};
         step.result["interrupted_attempt"] = {{"started_at_ms", *step.interrupted_started_at_ms},
                                               {"by", "evacd stopped while it ran; it ran again after the restart"}};
@@ -506,7 +526,7 @@ int RunEngine::pick_next(Active& a, int ended) {
   std::optional<ReadyQueue::Key> best;
   if (picked) best = picked->second;
   int successor = -1;
-  if (ended >= 0 && a.steps[static_cast<std::size_t>(ended)].state == StepState::kSucceeded) {
+  if (ended >= 0 && went_on(a.steps[static_cast<std::size_t>(ended)].state)) {
     for (int d : a.dependents[static_cast<std::size_t>(ended)]) {
       const Step& s = a.steps[static_cast<std::size_t>(d)];
       if (a.waiting_on[static_cast<std::size_t>(d)] != 1 || s.state != StepState::kPending) continue;

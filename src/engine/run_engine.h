@@ -1,6 +1,7 @@
 // The run engine: executes a run's steps as a DAG, durably.
 //
 //   pending ──► running ──► succeeded
+//      │           │  ├───► unreached (best effort: its target could not be reached; the run goes on)
 //      │           │  └───► failed ──(resume)──► pending
 //      │           └─(retryable error, attempts left: backoff)──► running
 //      └─(prompt)──► waiting ──(ack)──► succeeded
@@ -41,7 +42,7 @@
 
 namespace evac::engine {
 
-enum class StepState { kPending, kRunning, kWaiting, kSucceeded, kFailed, kSkipped };
+enum class StepState { kPending, kRunning, kWaiting, kSucceeded, kFailed, kSkipped, kUnreached };
 std::string_view step_state_name(StepState s);
 std::optional<StepState> step_state_from_name(std::string_view s);
 
@@ -95,6 +96,14 @@ std::int64_t system_millis();
 // How long a step's runner may still wait, at most `own`: what is left
 // before the step's deadline (never below zero).
 std::chrono::milliseconds time_left(const Step& step, std::chrono::milliseconds own, std::int64_t now_ms);
+
+// What a best-effort step's runner returns when the target of its side
+// effect could not be reached (the protected site, in a disaster): the step
+// ends "unreached", not "succeeded", with `why` as its error; what comes
+// after it goes on, and reports count it. `details` is kept as its result.
+nlohmann::json unreached_outcome(const std::string& why, nlohmann::json details = nlohmann::json::object());
+// The reason such a result carries; nullopt for any other result.
+std::optional<std::string> unreached_reason(const nlohmann::json& result);
 
 // Does the work of one step kind. Called on the engine's worker threads.
 class StepRunner {

@@ -121,6 +121,15 @@ json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
   }
   report["rpo"] = rpo;
 
+  // How many steps ended how: an "unreached" step (best effort, its target
+  // could not be reached) is an outcome of its own, never a success.
+  json counts = json::object();
+  for (const auto& s : steps) {
+    const std::string state(engine::step_state_name(s.state));
+    counts[state] = counts.value(state, 0) + 1;
+  }
+  report["step_counts"] = counts;
+
   report["steps"] = json::array();
   for (const auto& s : steps) {
     json j = {{"idx", s.idx},
@@ -164,7 +173,7 @@ std::string report_html(const json& r) {
     << e(run["operation"]) << " of " << e(run["plan"]) << "</title>\n"
     << "<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
-       "th{background:#f3f3f3}.succeeded{color:#176b17}.failed{color:#b00020;font-weight:bold}.skipped{color:#777}"
+       "th{background:#f3f3f3}.succeeded{color:#176b17}.failed{color:#b00020;font-weight:bold}.skipped{color:#777}.unreached{color:#a35d00;font-weight:bold}"
        "pre{background:#f7f7f7;padding:1em;overflow:auto}.big{font-size:1.4em}</style></head><body>\n";
   o << "<h1>" << e(run["operation"]) << " of plan " << e(run["plan"]) << "</h1>\n";
   o << "<table>\n<tr><th>Run</th><td>" << e(run["id"]) << "</td></tr>\n"
@@ -172,6 +181,13 @@ std::string report_html(const json& r) {
     << "<tr><th>Started by</th><td>" << e(run["started_by"]) << "</td></tr>\n"
     << "<tr><th>Started</th><td>" << e(run["started_at"]) << "</td></tr>\n"
     << "<tr><th>Ended</th><td>" << e(run["ended_at"]) << "</td></tr>\n";
+  const json step_counts = r.value("step_counts", json::object());
+  std::string counts;
+  for (const auto& [state, n] : step_counts.items()) counts += (counts.empty() ? "" : ", ") + text_of(n) + " " + state;
+  o << "<tr><th>Steps</th><td>" << html_escape(counts) << "</td></tr>\n";
+  if (step_counts.contains("unreached"))
+    o << "<tr><th>Not reached</th><td class=\"unreached\">best-effort steps whose target could not be reached; "
+         "the run went on without them (see each step below)</td></tr>\n";
   if (!text_of(run["error"]).empty()) o << "<tr><th>Error</th><td class=\"failed\">" << e(run["error"]) << "</td></tr>\n";
   o << "<tr><th>Achieved RTO</th><td class=\"big\">" << e(r["rto"]["text"]) << "</td></tr>\n";
   for (const auto& g : r["rpo"])

@@ -493,7 +493,10 @@ class RunService::Steps : public engine::StepRunner {
     auto r = site_.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/shutdown", body, wait);
     if (r) return json{{"reached", true}, {"stopped", (*r)["stopped"]}};
     if (!best_effort) return r.status();
-    return json{{"reached", false}, {"error", r.status().message()}};
+    return engine::unreached_outcome("protected site '" + g.protected_site + "' did not answer (" +
+                                         r.status().message() + "): its VMs of group '" + g.name +
+                                         "' were not shut down there; it fences them when it comes back",
+                                     json{{"reached", false}});
   }
 
   Result<json> handover(const RunRow& run, const Context& ctx, const GroupCtx& g, bool best_effort) {
@@ -501,7 +504,9 @@ class RunService::Steps : public engine::StepRunner {
                                     json{{"owner", ctx.site}, {"epoch", g.epoch}, {"run", run.id}});
     if (r) return json{{"reached", true}, {"fenced", true}};
     if (!best_effort) return r.status();
-    return json{{"reached", false}, {"error", r.status().message()}};
+    return engine::unreached_outcome("protected site '" + g.protected_site + "' did not answer (" +
+                                         r.status().message() + ")",
+                                     json{{"reached", false}});
   }
 
   Result<std::string> pit_to_recover(const GroupCtx& g) {

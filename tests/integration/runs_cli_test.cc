@@ -361,9 +361,12 @@ TEST_F(RunsCliTest, FailoverRunsWithoutTheProtectedSiteWhichComesBackFenced) {
   bool shutdown_recorded = false;
   for (const auto& s : run["steps"])
     if (s["kind"] == "shutdown_protected") {
-      EXPECT_EQ(s["state"], "succeeded");
+      // Best effort that did not reach its target: not shown as succeeded.
+      EXPECT_EQ(s["state"], "unreached");
       EXPECT_EQ(s["result"]["reached"], false) << s.dump();
-      EXPECT_FALSE(s["result"]["error"].get<std::string>().empty());
+      EXPECT_NE(s["error"].get<std::string>().find("not reached: protected site 'site-a' did not answer"),
+                std::string::npos)
+          << s.dump();
       shutdown_recorded = true;
     }
   EXPECT_TRUE(shutdown_recorded);
@@ -384,6 +387,8 @@ TEST_F(RunsCliTest, FailoverRunsWithoutTheProtectedSiteWhichComesBackFenced) {
   EXPECT_TRUE(report.json()["rto"]["seconds"].is_number()) << report.out;
   EXPECT_TRUE(report.json()["rpo"][0]["seconds"].is_number()) << report.out;
   EXPECT_EQ(report.json()["run"]["started_by"], "admin");
+  EXPECT_EQ(report.json()["step_counts"]["unreached"], 1) << report.out;
+  EXPECT_NE(text.find("unreached"), std::string::npos);
   auto csv = evac_at("b", {"run", "report", id, "--format", "csv"});
   EXPECT_EQ(csv.out.rfind("run,plan,operation", 0), 0u) << csv.out;
 

@@ -30,6 +30,7 @@ class FakeRunner : public StepRunner {
   std::map<std::string, int> calls;            // step name -> times run
   std::map<std::string, Status> fail;          // step name -> error to answer (once per entry in fail_times)
   std::map<std::string, int> fail_times;
+  std::map<std::string, std::string> unreachable;  // step name -> why its target cannot be reached (best effort)
   std::string block_on;                        // this step waits for release()
   bool released = false;
   Status release_with;
@@ -56,6 +57,8 @@ class FakeRunner : public StepRunner {
       --f->second;
       return fail[step.spec.name];
     }
+    if (auto u = unreachable.find(step.spec.name); u != unreachable.end())
+      return unreached_outcome(u->second, json{{"tried", step.spec.name}});
     // Idempotent: the effect is applied once however often the step runs.
     if (effects[step.spec.name] == 0) effects[step.spec.name] = 1;
     return json{{"did", step.spec.name}};
@@ -236,6 +239,28 @@ TEST_F(RunEngineTest, AFailureStopsTheRunAndResumeRetriesOnlyWhatFailed) {
   EXPECT_EQ(runner_.calls["power on db"], 1) << "done steps are not run again";
   EXPECT_EQ(runner_.calls["power on app"], 2);
   EXPECT_EQ(e->resume("r1").code(), StatusCode::kFailedPrecondition);
+}
+
+// A best-effort step that could not reach its target (the protected site in
+// a disaster) is not shown as done: it ends "unreached" with the reason,
+// what comes after it still runs, and a resume does not try it again.
+TEST_F(RunEngineTest, ABestEffortStepThatCouldNotReachItsTargetIsUnreachedNotSucceeded) {
+  runner_.unreachable["power on app"] = "site-a did not answer";
+  auto e = engine(1);
+  ASSERT_TRUE(e->start(run("r1"), tiers()).is_ok());
+  e->wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "succeeded") << "the run went on";
+  auto states = step_states(*e, "r1");
+  EXPECT_EQ(states["power on app"], "unreached");
+  EXPECT_EQ(states["power on web"], "succeeded") << "its dependents ran";
+  auto steps = e->steps("r1");
+  ASSERT_TRUE(steps.is_ok());
+  const Step& app = (*steps)[1];
+  EXPECT_EQ(app.error, "not reached: site-a did not answer");
+  EXPECT_EQ(app.result["tried"], "power on app");
+  EXPECT_EQ(unreached_reason(app.result), "site-a did not answer");
+  EXPECT_EQ(unreached_reason(json{{"did", "x"}}), std::nullopt);
+  EXPECT_EQ(step_state_from_name("unreached"), StepState::kUnreached);
 }
 
 TEST_F(RunEngineTest, TransientErrorsAreRetriedWithBackoff) {

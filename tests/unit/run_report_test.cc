@@ -106,6 +106,22 @@ TEST(RunReport, CsvAndHtmlEscapeWhatTheRunRecorded) {
   EXPECT_THAT(html, HasSubstr("The plan as it was when the run started"));
 }
 
+// A failover whose protected site was gone: its best-effort shutdown is
+// counted apart from the steps that did their work, and said so in HTML.
+TEST(RunReport, UnreachedStepsAreCountedApartFromSucceededOnes) {
+  engine::Step shutdown = step(0, "Shut down VMs at protected site: shop", "shutdown_protected", 1'000'000, 1'000'100,
+                               engine::StepState::kUnreached);
+  shutdown.error = "not reached: protected site 'site-a' did not answer";
+  json r = run_report(failover_run(), {shutdown, step(1, "Power on priority 1 VM: db01", "power_on", 1'000'100, 1'002'000)});
+  EXPECT_EQ(r["step_counts"]["unreached"], 1);
+  EXPECT_EQ(r["step_counts"]["succeeded"], 1);
+  EXPECT_EQ(r["steps"][0]["state"], "unreached");
+  std::string html = report_html(r);
+  EXPECT_THAT(html, HasSubstr("1 succeeded, 1 unreached"));
+  EXPECT_THAT(html, HasSubstr("could not be reached"));
+  EXPECT_THAT(report_csv(r), HasSubstr(",unreached,"));
+}
+
 // A step still running past its timeout is waiting on a call the engine
 // cannot interrupt: its view says by how much.
 TEST(StepView, ARunningStepPastItsTimeoutShowsHowFar) {
