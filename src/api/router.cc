@@ -690,9 +690,15 @@ void ApiRouter::add_routes() {
 
   // ---- protection groups
   add("GET", "/api/v1/groups", Access::kOperator, "Protection groups", [&svc](Context&) -> Result<json> {
-    auto g = svc.list_groups();
-    if (!g) return g.status();
-    return list_json(*g);
+    auto groups = svc.list_groups();
+    if (!groups) return groups.status();
+    json out = json::array();
+    for (const auto& g : *groups) {
+      auto j = svc.group_json(g);
+      if (!j) return j.status();
+      out.push_back(std::move(*j));
+    }
+    return out;
   });
   add("POST", "/api/v1/groups", Access::kOperator, "Create a protection group and register its placeholders",
       [&svc](Context& c) -> Result<json> {
@@ -732,8 +738,9 @@ void ApiRouter::add_routes() {
       [this, &svc](Context& c) -> Result<json> {
         auto g = svc.get_group(c.params[0]);
         if (!g) return g.status();
-        json out = to_json(*g);
-        if (replication_) out["replication"] = replication_->group_replication_status(*g);
+        auto out = svc.group_json(*g);
+        if (!out) return out.status();
+        if (replication_) (*out)["replication"] = replication_->group_replication_status(*g);
         return out;
       });
   add("PUT", "/api/v1/groups/{name}/settings", Access::kOperator,

@@ -147,9 +147,21 @@ std::string path_part(const std::string& s) {
   return out;
 }
 
-const std::vector<Column> kGroupColumns = {field("NAME", "name"),        field("PROTECTED", "protected_site"),
-                                           field("RECOVERY", "recovery_site"), field("RPO", "rpo"),
-                                           field("KEEP-PITS", "keep_pits"), field("VMS", "vms")};
+const std::vector<Column> kGroupColumns = {
+    field("NAME", "name"),
+    field("PROTECTED", "protected_site"),
+    field("RECOVERY", "recovery_site"),
+    Column{"STANDING",
+           [](const json& x) {
+             // protected, recovered_here, fenced_here, live_elsewhere: where its live copy runs.
+             const json& s = x.value("standing", json::object());
+             std::string state = s.value("state", "");
+             if (state == "protected" || state.empty()) return state;
+             return state + " (live at " + s.value("live_at", "?") + ")";
+           }},
+    field("RPO", "rpo"),
+    field("KEEP-PITS", "keep_pits"),
+    field("VMS", "vms")};
 
 std::string sync_outcome(const json& j) {
   return "point in time " + j.value("id", "") + " of group '" + j.value("group", "") + "' complete: " +
@@ -166,7 +178,12 @@ void print_group(const Globals& g, const json& j) {
                                     std::to_string(daily) + " days";
                            }});
   columns.push_back(field("MAX-RATE", "max_rate"));
-  if (j.contains("replication")) {
+  columns.push_back(field("WHERE", "standing.text"));
+  if (j.contains("replication") && !j["replication"].value("active", true)) {
+    columns.push_back(Column{"REPLICATION", [](const json& x) {
+                               return "none here: " + x["replication"].value("inactive_reason", std::string());
+                             }});
+  } else if (j.contains("replication")) {
     columns.push_back(Column{"LAST-PIT", [](const json& x) {
                                const json& r = x["replication"];
                                if (r["newest_pit"].is_null()) return std::string("none yet: run `evac group sync`");

@@ -493,7 +493,18 @@ void ReplicationService::raise_event(const std::string& severity, const std::str
     spdlog::info("event {}: {}", kind, message);
 }
 
+std::optional<std::string> ReplicationService::not_replicating_why(const GroupRecord& group) {
+  if (group.protected_site != site_.identity().name)
+    return "replicated from its protected site, " + group.protected_site;
+  auto standing = site_.standing(group);
+  if (!standing) return std::nullopt;  // unknown: go on as protected (a cycle checks the fence itself)
+  if (standing->state == "protected") return std::nullopt;
+  return standing->text;
+}
+
 void ReplicationService::check_compliance(const GroupRecord& group) {
+  // A fenced copy has no RPO to keep: the live copy is elsewhere.
+  if (not_replicating_why(group)) return;
   std::lock_guard lock(compliance_mu_);
   auto record = site_.store().find_replication(group.name);
   if (!record) return;
@@ -522,7 +533,7 @@ void ReplicationService::tick() {
     return;
   }
   for (const auto& g : *groups) {
-    if (g.protected_site != site_.identity().name) continue;
+    if (not_replicating_why(g)) continue;  // not protected from here, or fenced here
     check_compliance(g);
     if (!options_.schedules || stopping_) continue;
     auto record = site_.store().find_replication(g.name);
@@ -583,12 +594,19 @@ json idle_sync() { return {{"running", false}, {"phase", "idle"}}; }
 }  // namespace
 
 json ReplicationService::replication_state(const GroupRecord& group) {
+  if (auto why = not_replicating_why(group); why && group.protected_site == site_.identity().name) {
+    // Fenced here: the stale copy neither replicates nor keeps an RPO.
+    return {{"active", false}, {"inactive_reason", *why}, {"rpo_seconds", group.rpo_seconds}, {"lag_seconds", nullptr},
+            {"rpo_met", nullptr}, {"schedules", options_.schedules}, {"next_cycle_at", nullptr}, {"sync", idle_sync()},
+            {"last_success", nullptr}, {"last_failure", nullptr}};
+  }
   std::int64_t t = now();
   auto record = site_.store().find_replication(group.name);
   std::optional<ReplicationRecord> r = record.is_ok() ? *record : std::nullopt;
   std::optional<std::int64_t> newest = r ? r->last_pit_created_at : std::nullopt;
   std::int64_t lag = replication_lag(t, group.created_at, newest);
-  json out = {{"rpo_seconds", group.rpo_seconds},
+  json out = {{"active", true},
+              {"rpo_seconds", group.rpo_seconds},
               {"lag_seconds", lag},
               {"lag_since", newest ? "newest_pit" : "group_created"},
               {"rpo_met", lag <= group.rpo_seconds},
@@ -751,6 +769,7 @@ Result<std::vector<TestCopy>> ReplicationService::test_copies_held_here(const st
 
 json ReplicationService::group_replication_status(const GroupRecord& group) {
   json status = replication_state(group);
+  if (!status.value("active", true)) return status;
   status["pits"] = nullptr;
   status["newest_pit"] = nullptr;
   if (!status["last_success"].is_null())

@@ -229,6 +229,9 @@ class ReplicationService {
   ReplicationGroupSpec spec_here(const GroupRecord& group, std::string& missing);
   // Compares the group's lag with its RPO and raises an event when that changed.
   void check_compliance(const GroupRecord& group);
+  // Why this site does not replicate `group` now (it is not its protected
+  // site, or its copies here are fenced); nullopt when it does.
+  std::optional<std::string> not_replicating_why(const GroupRecord& group);
   void raise_event(const std::string& severity, const std::string& kind, const std::string& group,
                    const std::string& message);
   std::int64_t now() const { return options_.clock(); }

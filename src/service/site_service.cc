@@ -451,6 +451,37 @@ Status SiteService::check_not_fenced(const GroupRecord& group) {
                              "reprotect the group from '" + o->owner + "' to bring this site's copy up to date");
 }
 
+Result<SiteService::Standing> SiteService::standing(const GroupRecord& group) {
+  auto o = ownership(group.name, group.protected_site, group.epoch);
+  if (!o) return o.status();
+  Standing s{"protected", o->owner, o->epoch, o->run, ""};
+  const std::string& here = identity_.name;
+  const std::string since = o->run.empty() ? "" : " since run " + o->run;
+  if (o->owner == group.protected_site) {
+    s.text = "protected: live at " + group.protected_site + ", replicated to " + group.recovery_site;
+  } else if (o->owner == here) {
+    s.state = "recovered_here";
+    s.text = "recovered here" + since + " (epoch " + std::to_string(o->epoch) + "): not replicated until `evac plan reprotect`";
+  } else if (group.protected_site == here) {
+    s.state = "fenced_here";
+    s.text = "fenced here: live at " + o->owner + since + " (epoch " + std::to_string(o->epoch) +
+             "); this site's copies are stale and stay off until a reprotect from " + o->owner;
+  } else {
+    s.state = "live_elsewhere";
+    s.text = "live at " + o->owner + since + " (epoch " + std::to_string(o->epoch) + ")";
+  }
+  return s;
+}
+
+Result<json> SiteService::group_json(const GroupRecord& group) {
+  auto s = standing(group);
+  if (!s) return s.status();
+  json out = to_json(group);
+  out["standing"] = {{"state", s->state}, {"live_at", s->live_at}, {"epoch", s->epoch},
+                     {"run", s->run.empty() ? json() : json(s->run)}, {"text", s->text}};
+  return out;
+}
+
 Status SiteService::fence(const GroupRecord& group, const OwnershipRecord& record) {
   EVAC_RETURN_IF_ERROR(store_.put_ownership(record));
   std::string stopped, failed;

@@ -177,6 +177,24 @@ class SiteService {
   // kFailedPrecondition when another site took the group over (a fenced copy).
   Status check_not_fenced(const GroupRecord& group);
 
+  // Where a group stands as seen from this site, from its ownership:
+  //   protected      its VMs run at the protected site and replicate to the recovery site
+  //   recovered_here a migration or failover made this (recovery) site's copies live;
+  //                  nothing replicates until a reprotect
+  //   fenced_here    this (protected) site's copies are stale: the group is live at
+  //                  `live_at`; no cycles, no RPO alarms here until a reprotect from there
+  //   live_elsewhere this recovery site no longer owns the group (a failback took it home)
+  struct Standing {
+    std::string state;
+    std::string live_at;  // the site whose copies run
+    std::int64_t epoch = 1;
+    std::string run;      // the run that moved it there, if any
+    std::string text;     // one line for operators, with what to do
+  };
+  Result<Standing> standing(const GroupRecord& group);
+  // The group as the API shows it: its record, plus its standing.
+  Result<nlohmann::json> group_json(const GroupRecord& group);
+
  // A configured compute provider by name (kNotFound if there is none).
   Result<ComputeProvider*> provider(const std::string& name);
 

@@ -410,6 +410,20 @@ TEST_F(RunsCliTest, FailoverRunsWithoutTheProtectedSiteWhichComesBackFenced) {
   auto sync = evac_at("a", {"group", "sync", "shop"});
   EXPECT_EQ(sync.exit_code, 1);
   EXPECT_NE(sync.err.find("fenced"), std::string::npos) << sync.err;
+
+  // The fenced site says so, and keeps no RPO for a copy that is not live:
+  // no lag, no cycle scheduled, no breach alarm.
+  auto at_a = evac_at("a", {"group", "show", "shop", "-o", "json"}).json();
+  EXPECT_EQ(at_a["standing"]["state"], "fenced_here") << at_a.dump();
+  EXPECT_EQ(at_a["standing"]["live_at"], "site-b");
+  EXPECT_EQ(at_a["replication"]["active"], false) << at_a.dump();
+  EXPECT_TRUE(at_a["replication"]["next_cycle_at"].is_null());
+  EXPECT_TRUE(at_a["replication"]["rpo_met"].is_null());
+  auto table = evac_at("a", {"group", "show", "shop"});
+  EXPECT_NE(table.out.find("fenced here: live at site-b"), std::string::npos) << table.out;
+  EXPECT_EQ(table.out.find("BREACHED"), std::string::npos) << table.out;
+  for (const auto& e : evac_at("a", {"events", "list", "-o", "json"}).json())
+    EXPECT_NE(e["kind"], "rpo_breached") << e.dump();
 }
 
 // The worst case: the protected site never comes back. The recovery site
