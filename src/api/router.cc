@@ -335,7 +335,7 @@ void ApiRouter::add_operations_routes() {
         json out = json::array();
         for (const auto& e : *events)
           out.push_back({{"id", e.id}, {"at", e.at}, {"severity", e.severity}, {"kind", e.kind}, {"group", e.group},
-                         {"message", e.message}});
+                         {"message", e.message}, {"count", e.count}, {"last_at", e.last_at ? json(*e.last_at) : json()}});
         return out;
       });
   add("GET", "/metrics", Access::kOperator, "Prometheus metrics (text exposition format; bearer token)",

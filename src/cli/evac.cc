@@ -700,7 +700,8 @@ void add_event_commands(CLI::App& app, Globals& g, int& rc) {
     if (!group.empty()) path += "&group=" + path_part(group);
     rc = call_and_print(g, "GET", path, std::nullopt,
                         as_list(g, {field("ID", "id"), time_column("AT", "at"), field("SEVERITY", "severity"),
-                                    field("KIND", "kind"), field("GROUP", "group"), field("MESSAGE", "message")}));
+                                    field("KIND", "kind"), field("GROUP", "group"), field("COUNT", "count"),
+                                    time_column("LAST", "last_at"), field("MESSAGE", "message")}));
   });
 }
 

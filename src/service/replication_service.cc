@@ -463,17 +463,13 @@ Result<PointInTime> ReplicationService::run_one_cycle(const std::string& name, s
     spdlog::info("replication: group {} has point in time {} ({} bytes sent in {} ms)", name, outcome->id,
                  outcome->bytes_sent, duration_ms);
   } else if (outcome.status().code() != StatusCode::kNotFound) {  // a group deleted meanwhile has nothing to record
-    auto before = site_.store().find_replication(name);
-    bool streak_had_this_error = before.is_ok() && before->has_value() && (*before)->consecutive_failures > 0 &&
-                                 (*before)->last_error == outcome.status().message();
     (void)site_.store().record_cycle_failure(name, now(), outcome.status().message());
     spdlog::warn("replication: cycle of group {} failed: {}", name, outcome.status().to_string());
-    // One event when cycles start failing and one whenever the reason
-    // changes; retries failing the same way only count (a dead link would
-    // otherwise flood the list — the RPO alarm says how long it lasts).
-    if (!streak_had_this_error)
-      raise_event("error", "cycle_failed", name,
-                  "replication cycle of group '" + name + "' failed: " + outcome.status().message());
+    // Retries failing the same way are counted on one event (the store
+    // compares them without the folder names and numbers that vary), so a
+    // dead link does not flood the list; a new reason is a new event.
+    raise_event("error", "cycle_failed", name,
+                "replication cycle of group '" + name + "' failed: " + outcome.status().message());
   }
   if (auto group = site_.get_group(name); group.is_ok()) check_compliance(*group);
   return outcome;

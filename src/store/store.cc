@@ -2,13 +2,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 
 namespace evac {
 namespace {
 
 // Each entry moves the schema from version i to i+1. Never edit a released
 // entry: add a new one, so every site's database upgrades the same way.
-constexpr std::array<const char*, 9> kMigrations = {
+constexpr std::array<const char*, 10> kMigrations = {
     R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE api_tokens (
@@ -188,6 +189,13 @@ INSERT INTO run_steps_by_key (run_id, idx, name, kind, spec, state, attempts, st
   SELECT run_id, idx, name, kind, spec, state, attempts, started_at_ms, ended_at_ms, error, result FROM run_steps;
 DROP TABLE run_steps;
 ALTER TABLE run_steps_by_key RENAME TO run_steps;
+)sql",
+    // 10: an event that repeats is counted on the first occurrence (its
+    // signature says what "the same" is), not raised again.
+    R"sql(
+ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE events ADD COLUMN last_at INTEGER;
+ALTER TABLE events ADD COLUMN signature TEXT NOT NULL DEFAULT '';
 )sql",
 };
 
@@ -692,26 +700,75 @@ Status Store::set_rpo_breached(const std::string& group, bool breached) {
   return st->bind(1, group).bind(2, breached ? 1 : 0).run();
 }
 
+std::string event_signature(const EventRecord& e) {
+  // Runs of hex digits that hold a digit (numbers, random folder names,
+  // cycle ids) vary between occurrences; words do not.
+  std::string out = e.severity + "|" + e.kind + "|";
+  const std::string& m = e.message;
+  for (std::size_t i = 0; i < m.size();) {
+    std::size_t j = i;
+    bool digit = false;
+    while (j < m.size() && std::isxdigit(static_cast<unsigned char>(m[j]))) {
+      digit = digit || std::isdigit(static_cast<unsigned char>(m[j]));
+      ++j;
+    }
+    if (j > i) {
+      out += digit ? std::string("#") : m.substr(i, j - i);
+      i = j;
+    } else {
+      out += m[i++];
+    }
+  }
+  return out;
+}
+
+namespace {
+EventRecord event_row(const sqlite::Statement& s) {
+  EventRecord e{s.int64(0), s.int64(1), s.text(2), s.text(3), s.text(4), s.text(5)};
+  e.count = s.int64(6);
+  e.last_at = s.optional_int64(7);
+  return e;
+}
+constexpr const char* kEventColumns = "id, at, severity, kind, group_name, message, count, last_at";
+}  // namespace
+
 Result<EventRecord> Store::add_event(const EventRecord& e) {
   std::lock_guard lock(mu_);
-  auto st = db_.prepare("INSERT INTO events (at, severity, kind, group_name, message) VALUES (?, ?, ?, ?, ?)");
+  const std::string signature = event_signature(e);
+  auto newest = db_.prepare(std::string("SELECT ") + kEventColumns + ", signature FROM events WHERE group_name = ? "
+                            "ORDER BY id DESC LIMIT 1");
+  if (!newest) return newest.status();
+  newest->bind(1, e.group);
+  auto last = newest->all([](const sqlite::Statement& s) { return std::pair{event_row(s), s.text(8)}; });
+  if (!last) return last.status();
+  if (!last->empty() && last->front().second == signature) {
+    EventRecord out = last->front().first;
+    out.count += 1;
+    out.last_at = e.at;
+    out.message = e.message;
+    auto st = db_.prepare("UPDATE events SET count = ?, last_at = ?, message = ? WHERE id = ?");
+    if (!st) return st.status();
+    EVAC_RETURN_IF_ERROR(st->bind(1, out.count).bind(2, e.at).bind(3, e.message).bind(4, out.id).run());
+    return out;
+  }
+  auto st = db_.prepare("INSERT INTO events (at, severity, kind, group_name, message, signature) VALUES (?, ?, ?, ?, ?, ?)");
   if (!st) return st.status();
-  EVAC_RETURN_IF_ERROR(st->bind(1, e.at).bind(2, e.severity).bind(3, e.kind).bind(4, e.group).bind(5, e.message).run());
+  EVAC_RETURN_IF_ERROR(
+      st->bind(1, e.at).bind(2, e.severity).bind(3, e.kind).bind(4, e.group).bind(5, e.message).bind(6, signature).run());
   EventRecord out = e;
   out.id = db_.last_insert_rowid();
+  out.count = 1;
+  out.last_at.reset();
   return out;
 }
 
 Result<std::vector<EventRecord>> Store::list_events(const std::optional<std::string>& group, int limit) {
   std::lock_guard lock(mu_);
-  auto st = db_.prepare(
-      "SELECT id, at, severity, kind, group_name, message FROM events WHERE (?1 IS NULL OR group_name = ?1) "
-      "ORDER BY id DESC LIMIT ?2");
+  auto st = db_.prepare(std::string("SELECT ") + kEventColumns +
+                        " FROM events WHERE (?1 IS NULL OR group_name = ?1) ORDER BY id DESC LIMIT ?2");
   if (!st) return st.status();
   st->bind(1, group).bind(2, limit);
-  return st->all([](const sqlite::Statement& s) {
-    return EventRecord{s.int64(0), s.int64(1), s.text(2), s.text(3), s.text(4), s.text(5)};
-  });
+  return st->all(event_row);
 }
 
 // ---- placeholders hosted here ---------------------------------------------

@@ -95,12 +95,19 @@ struct ReplicationRecord {
 // An alarm or notable event, kept for operators (`evac events list`).
 struct EventRecord {
   std::int64_t id = 0;
-  std::int64_t at = 0;
+  std::int64_t at = 0;   // when it was first raised
   std::string severity;  // info, warning, error
   std::string kind;      // rpo_breached, rpo_restored, cycle_failed
   std::string group;     // may be empty for site-wide events
-  std::string message;
+  std::string message;   // the newest occurrence's
+  std::int64_t count = 1;                // occurrences: a repeat is counted here, not raised again
+  std::optional<std::int64_t> last_at;   // the newest occurrence, when it repeated
 };
+
+// What makes two events "the same" for counting: the kind, severity and the
+// message with what varies between occurrences of one condition (numbers,
+// hex names of folders, cycles and PITs) left out.
+std::string event_signature(const EventRecord& e);
 
 // A placeholder this site registered for a peer's protection group.
 struct HostedPlaceholderRecord {
@@ -233,6 +240,10 @@ class Store {
   Status record_cycle_failure(const std::string& group, std::int64_t at, const std::string& error);
   Status set_rpo_breached(const std::string& group, bool breached);
 
+  // Raises `e`, or counts it on the group's newest event when that one is
+  // the same (event_signature): a condition that repeats with nothing else
+  // happening in between (retries failing the same way) is one event with a
+  // count, its message and last_at the newest occurrence's.
   Result<EventRecord> add_event(const EventRecord& e);
   // Newest first; `group` filters, `limit` caps the count.
   Result<std::vector<EventRecord>> list_events(const std::optional<std::string>& group, int limit);

@@ -511,8 +511,11 @@ TEST_F(ReplicationOpsTest, SchedulerStartsAtHalfTheRpoAndBacksOffAfterFailures) 
   replication_->tick();
   (void)replication_->wait_cycle("g1", 4);
   EXPECT_EQ(fake_.sync_calls(), 4);
-  // Retries failing the same way raise no more events; a new reason does.
-  EXPECT_EQ(events("cycle_failed").size(), 1u);
+  // Retries failing the same way raise no more events, they are counted on
+  // the first; a new reason does.
+  ASSERT_EQ(events("cycle_failed").size(), 1u);
+  EXPECT_EQ(events("cycle_failed")[0].count, 3);
+  EXPECT_TRUE(events("cycle_failed")[0].last_at.has_value());
   EXPECT_EQ(state()["cycles"]["failed"], 3);
   fake_.fail_with(internal_error("disk gone"));
   now_ += 120;

@@ -275,13 +275,18 @@ TEST_F(StoreTest, AStepsRowIsWrittenAtItsFirstChangeAndEveryStepReadsWhole) {
   EXPECT_EQ((*shuffled)[0].state, "pending");
 }
 
+// Migration 10 undone by hand, for tests that rewind a database further.
+constexpr const char* kUndoSchema10 =
+    "ALTER TABLE events DROP COLUMN count; ALTER TABLE events DROP COLUMN last_at; "
+    "ALTER TABLE events DROP COLUMN signature; ";
+
 TEST_F(StoreTest, ARunWrittenBeforeStepSpecsKeepsItsWholeRows) {
   store_.reset();
   {
     // An evacd of schema 7 wrote every step's whole row with the run.
     auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
     ASSERT_TRUE(conn.is_ok());
-    ASSERT_TRUE(conn->exec("DROP TABLE run_step_specs; PRAGMA user_version = 7; "
+    ASSERT_TRUE(conn->exec(std::string(kUndoSchema10) + "DROP TABLE run_step_specs; PRAGMA user_version = 7; "
                            "INSERT INTO runs VALUES ('old', 'shop-dr', 'test', 'running', 'ops', 100, NULL, '{}', '[]', ''); "
                            "INSERT INTO run_steps VALUES ('old', 0, 'Checks', 'checks', '{\"after\":[]}', 'succeeded', 1, 1, 2, '', '{}'); "
                            "INSERT INTO run_steps VALUES ('old', 1, 'Power on: db01', 'power_on', '{\"after\":[0]}', 'pending', 0, NULL, NULL, '', '')")
@@ -311,7 +316,7 @@ TEST_F(StoreTest, StepRecordsOfSchema8SurviveTheTablesRebuildAndStillGoWithTheir
     // index, holding the same records.
     auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
     ASSERT_TRUE(conn.is_ok());
-    ASSERT_TRUE(conn->exec("CREATE TABLE v8 (run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, "
+    ASSERT_TRUE(conn->exec(std::string(kUndoSchema10) + "CREATE TABLE v8 (run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, "
                            "idx INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL, "
                            "state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, started_at_ms INTEGER, "
                            "ended_at_ms INTEGER, error TEXT NOT NULL DEFAULT '', result TEXT NOT NULL DEFAULT '', "
@@ -390,6 +395,43 @@ TEST_F(StoreTest, EventsNewestFirstFilteredByGroup) {
   EXPECT_EQ((*g1)[1].message, "out");
   EXPECT_EQ(store_->list_events(std::nullopt, 1)->size(), 1u);
   EXPECT_FALSE(store_->add_event(EventRecord{0, 4, "loud", "x", "", "y"}).is_ok());  // severities are fixed
+}
+
+// A condition that repeats (a cycle failing the same way, its message
+// naming another random work folder each time) is one event with a count;
+// another reason, or anything else happening in between, is a new event.
+TEST_F(StoreTest, ARepeatedEventIsCountedNotRaisedAgain) {
+  auto failed = [](std::int64_t at, const std::string& folder) {
+    return EventRecord{0, at, "error", "cycle_failed", "g1",
+                       "cycle failed: Could not open '/s/backup/" + folder + "/vda.scratch': Permission denied (after 3 s)"};
+  };
+  auto first = store_->add_event(failed(10, "091d3fe9"));
+  ASSERT_TRUE(first.is_ok());
+  auto again = store_->add_event(failed(40, "a7c2e001"));
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ(again->id, first->id);
+  EXPECT_EQ(again->count, 2);
+  ASSERT_TRUE(store_->add_event(failed(70, "ffee0123")).is_ok());
+  auto all = store_->list_events(std::nullopt, 10);
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].count, 3);
+  EXPECT_EQ((*all)[0].at, 10) << "first raised";
+  EXPECT_EQ((*all)[0].last_at, 70);
+  EXPECT_NE((*all)[0].message.find("ffee0123"), std::string::npos) << "the newest occurrence's message";
+
+  // Another group's events do not interrupt a streak; this group's do.
+  ASSERT_TRUE(store_->add_event(EventRecord{0, 80, "error", "cycle_failed", "g2", "x"}).is_ok());
+  ASSERT_TRUE(store_->add_event(failed(90, "00000001")).is_ok());
+  EXPECT_EQ(store_->list_events(std::string("g1"), 10)->size(), 1u);
+  ASSERT_TRUE(store_->add_event(EventRecord{0, 100, "warning", "rpo_breached", "g1", "out of RPO"}).is_ok());
+  ASSERT_TRUE(store_->add_event(failed(110, "00000002")).is_ok());
+  EXPECT_EQ(store_->list_events(std::string("g1"), 10)->size(), 3u);
+  // A different reason is a different event.
+  ASSERT_TRUE(store_->add_event(EventRecord{0, 120, "error", "cycle_failed", "g1", "cycle failed: disk gone"}).is_ok());
+  EXPECT_EQ(store_->list_events(std::string("g1"), 10)->size(), 4u);
+  // Words made of hex letters alone are words, not numbers.
+  EXPECT_NE(event_signature(EventRecord{0, 0, "error", "k", "", "a bad face"}),
+            event_signature(EventRecord{0, 0, "error", "k", "", "a bad cafe"}));
 }
 
 TEST_F(StoreTest, MaxRatePerGroup) {
