@@ -345,8 +345,9 @@ print(f"RTO {rto} vs {bound:.1f} s of boots and checks by tier (boots s: {boots}
 # The workload: db01's HTTP counter (each request appends a numbered line to
 # /data/log.txt on its virtio disk, syncs, and answers the number), called
 # inside the guest through its agent every ~0.3 s. Every acknowledged write
-# is logged here as "ACK_MS N TEXT": what the data checks hold the
-# recovered disks to.
+# is logged here as "SEND_MS ACK_MS N TEXT" (when the request left, when
+# its answer came: the host's clock, the one evacd stamps PITs with): what
+# the data checks hold the recovered disks to.
 workload_start() {  # SITE_URI
   rm -f "${root}/workload.stop"
   (
@@ -354,9 +355,10 @@ workload_start() {  # SITE_URI
     while [[ ! -e "${root}/workload.stop" ]]; do
       n=$(( $(cat "${root}/workload.next" 2>/dev/null || echo 0) + 1 ))
       echo "${n}" >"${root}/workload.next"
+      sent="$(lab_now_ms)"
       if out="$("${lab_dir}/vm.sh" exec "$1" db01 --timeout 5 -- wget -q -O - "http://127.0.0.1/cgi-bin/write?w${n}" 2>/dev/null)" &&
         [[ "${out}" =~ ^[0-9]+$ ]]; then
-        printf '%s %s w%s\n' "$(lab_now_ms)" "${out}" "${n}" >>"${root}/workload.acked"
+        printf '%s %s %s w%s\n' "${sent}" "$(lab_now_ms)" "${out}" "${n}" >>"${root}/workload.acked"
       fi
       sleep 0.3
     done
@@ -376,23 +378,28 @@ workload_stop() {
 
 acked_count() { [[ -f "${root}/workload.acked" ]] && wc -l <"${root}/workload.acked" || echo 0; }
 
-# data_check SITE_URI MODE: reads db01's /data/log.txt at a site and holds
-# it to the acknowledged writes. MODE "all": every acknowledged write is
-# there (no data loss). MODE "prefix": the log is a prefix of the
-# acknowledged history (nothing acknowledged is missing before its last
-# line, nothing is out of order or altered); the writes lost and the RPO
-# (last acknowledged write vs last recovered one) are printed. Prints one
+# data_check SITE_URI MODE [REPORT_JSON CUT_MS]: reads db01's
+# /data/log.txt at a site and holds it to the acknowledged writes. MODE
+# "all": every acknowledged write is there (no data loss). MODE "prefix":
+# the log is a prefix of the acknowledged history (nothing acknowledged is
+# missing before its last line, nothing is out of order or altered); the
+# writes lost and the RPO (last acknowledged write vs last recovered one)
+# are printed. With a failover's JSON report and the moment the disaster
+# cut the link, the recovered PIT's instant is held to the writes too:
+# every write acknowledged before it is there, none sent after it is, the
+# protected site's last contact lies between it and the cut, and the loss
+# this workload measured is set beside the report's window. Prints one
 # verdict line; fails when the data does not hold.
 data_check() {
   "${lab_dir}/vm.sh" exec "$1" db01 --timeout 30 -- cat /data/log.txt >"${root}/recovered-log.txt" ||
     lab_die "cannot read db01's /data/log.txt at $1"
-  python3 - "${root}/workload.acked" "${root}/recovered-log.txt" "$2" <<'PY'
-import sys
-acked_file, log_file, mode = sys.argv[1:4]
-acked = []  # (ack_ms, n, text)
+  python3 - "${root}/workload.acked" "${root}/recovered-log.txt" "$2" "${3:-}" "${4:-}" <<'PY'
+import json, sys
+acked_file, log_file, mode, report_file, cut_ms = sys.argv[1:6]
+acked = []  # (ack_ms, n, text, sent_ms)
 for line in open(acked_file):
-    ms, n, text = line.split()
-    acked.append((int(ms), int(n), text))
+    sent, ms, n, text = line.split()
+    acked.append((int(ms), int(n), text, int(sent)))
 lines = open(log_file).read().split("\n")
 if lines and lines[-1] == "":
     lines.pop()
@@ -425,13 +432,38 @@ if mode == "all":
     sys.exit(0)
 recovered = [a for a in acked if a[1] <= last]
 rpo_ms = (acked[-1][0] - recovered[-1][0]) if recovered and acked else 0
+against = ""
+if report_file:
+    # The report's claim: the PIT holds every write acknowledged before its
+    # instant and nothing written after it; the protected site was last
+    # heard from at `seen`, so what it lost lies in [instant, seen] (and in
+    # whatever it took unseen between then and the cut).
+    g = json.load(open(report_file))["rpo"][0]
+    instant, seen, window = g.get("pit_created_at_ms"), g.get("protected_site_last_seen_ms"), g.get("loss_window_seconds")
+    if not isinstance(instant, int) or not isinstance(seen, int) or window is None:
+        print(f"REPORT: the failover report gives no millisecond instant, last contact and window: {g}")
+        sys.exit(1)
+    early = [a for a in lost if a[0] < instant]
+    if early:
+        print(f"DATA LOSS: {early[0][2]} was acknowledged at {early[0][0]}, before the recovered instant {instant}, and is missing")
+        sys.exit(1)
+    late = [a for a in recovered if a[3] > instant]
+    if late:
+        print(f"INSTANT WRONG: {late[-1][2]} was sent at {late[-1][3]}, after the PIT's instant {instant}, yet it was recovered")
+        sys.exit(1)
+    if not instant <= seen <= int(cut_ms):
+        print(f"LAST CONTACT WRONG: site-a last heard from at {seen}, not between the instant {instant} and the cut {cut_ms}")
+        sys.exit(1)
+    measured = (lost[-1][0] - instant) / 1000 if lost else 0.0
+    against = (f"; evac's window {window:.3f} s (instant to last contact), measured {measured:.3f} s "
+               f"(instant to the last lost write's ack, {(int(cut_ms) - seen) / 1000:.3f} s of it after the last contact)")
 # The log goes on from its last recovered line: later checks hold it to the
 # writes acknowledged up to there and after.
 with open(acked_file, "w") as f:
-    for ms, n, text in recovered:
-        f.write(f"{ms} {n} {text}\n")
+    for ms, n, text, sent in recovered:
+        f.write(f"{sent} {ms} {n} {text}\n")
 print(f"OK: the recovered log is a prefix of the acknowledged writes ({last} lines{', a torn last line' if torn else ''}); "
-      f"{len(lost)} acknowledged writes lost; RPO {rpo_ms / 1000:.1f} s (last acknowledged write vs last recovered one)")
+      f"{len(lost)} acknowledged writes lost; RPO {rpo_ms / 1000:.1f} s (last acknowledged write vs last recovered one){against}")
 PY
 }
 
@@ -589,6 +621,8 @@ story() {
   link_cut
   kill -KILL "$(cat "${root}/site-a/evacd.pid")"
   "${lab_dir}/site.sh" crash site-a --root "${sites_root}"
+  local gone_ms
+  gone_ms="$(lab_now_ms)"  # nothing of site-a runs, or reaches site-b, after this
   rm -f "${root}/site-a/evacd.pid"
   workload_stop
   echo "site-a is gone: $(virsh -q -c "${uri_a}" list --name 2>&1 | head -1)"
@@ -598,7 +632,11 @@ story() {
   run_op site-b failover --confirm demo-dr
   phase_done "Failover (site-a gone)" "${t}" "$(rto_of site-b)"
   echo "running at site-b: $(running_at "${uri_b}")"
-  verdict "Failover data check (db01 at site-b)" data_check "${uri_b}" prefix
+  evac_cli --context site-b -o json run report "${run_id}" --format json >"${root}/failover-report.json" ||
+    lab_die "no JSON report for run ${run_id}"
+  python3 -c 'import json,sys; g = json.load(open(sys.argv[1]))["rpo"][0]; print("RPO: " + g["text"])' \
+    "${root}/failover-report.json"
+  verdict "Failover data check (db01 at site-b)" data_check "${uri_b}" prefix "${root}/failover-report.json" "${gone_ms}"
 
   step "Site-a comes back: its stale copies stay fenced (never started)"
   t="$(lab_now_ms)"

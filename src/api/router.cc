@@ -495,6 +495,7 @@ Status ApiRouter::authorize(const Route& route, Context& ctx) {
                                  "pair the sites first, or re-pair if a site's certificate changed");
       ctx.peer = **peer;
       ctx.caller = "site:" + (*peer)->site;
+      service_.heard_from((*peer)->site);  // alive now: a lost site's last contact bounds what a failover lost
       return Status::ok();
     }
   }

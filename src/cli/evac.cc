@@ -637,7 +637,15 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
   pits->add_option("name", pits_name, "Group name")->required();
   pits->callback([&] {
     rc = call_and_print(g, "GET", "/api/v1/groups/" + path_part(pits_name) + "/pits", std::nullopt,
-                        as_list(g, {field("ID", "id"), time_column("CREATED", "created_at"),
+                        as_list(g, {field("ID", "id"),
+                                    Column{"INSTANT",  // what the PIT captures, to the millisecond
+                                           [](const json& j) {
+                                             if (j.contains("created_at_ms") && j["created_at_ms"].is_number_integer())
+                                               return format_time_ms(j["created_at_ms"].get<std::int64_t>());
+                                             return j.contains("created_at") && j["created_at"].is_number_integer()
+                                                        ? format_time(j["created_at"].get<std::int64_t>())
+                                                        : std::string("-");
+                                           }},
                                     Column{"DISKS", [](const json& j) { return std::to_string(j["disks"].size()); }},
                                     field("BYTES-SENT", "bytes_sent")}));
   });

@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 #include <ostream>
 
@@ -167,6 +168,13 @@ std::string format_time(std::int64_t unix_seconds) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+std::string format_time_ms(std::int64_t unix_ms) {
+  std::string seconds = format_time(unix_ms / 1000);
+  char ms[8];
+  std::snprintf(ms, sizeof ms, ".%03dZ", static_cast<int>(unix_ms % 1000));
+  return seconds.substr(0, seconds.size() - 1) + ms;
 }
 
 std::string to_yaml(const json& j) {

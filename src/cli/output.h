@@ -23,6 +23,8 @@ struct Column {
 // their "name"s joined by commas; null as "-".
 Column field(std::string header, std::string path);
 std::string format_time(std::int64_t unix_seconds);
+// The same to the millisecond: 2026-12-07T02:01:33.123Z.
+std::string format_time_ms(std::int64_t unix_ms);
 std::string to_yaml(const nlohmann::json& j);
 // A run step's state as `evac run show` prints it: for a step running past
 // its timeout, by how much (its call has not returned, and the engine

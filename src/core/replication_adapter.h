@@ -84,7 +84,14 @@ struct PitDisk {
 struct PointInTime {
   std::string id;
   std::string group;
-  std::int64_t created_at = 0;  // the instant it captures (unix seconds)
+  std::int64_t created_at = 0;  // the instant it captures (unix seconds): created_at_ms / 1000
+  // The instant it captures, to the millisecond: for running VMs the moment
+  // every VM of the group stood paused (each guest's disks are as they were
+  // when it was paused, all at or before this instant, and none of them
+  // acknowledged a write between its pause and this instant); for stopped
+  // VMs when the cycle started. Every write acknowledged before it is in the
+  // PIT, and nothing written after it.
+  std::int64_t created_at_ms = 0;
   std::uint64_t bytes_sent = 0;
   std::vector<PitDisk> disks;
   // The replication cycle that made it. The built-in replicator names the

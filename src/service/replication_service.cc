@@ -17,7 +17,12 @@ using nlohmann::json;
 json to_json(const PointInTime& pit) {
   json disks = json::array();
   for (const auto& d : pit.disks) disks.push_back({{"key", d.key}, {"path", d.path}, {"size_bytes", d.size_bytes}});
-  return {{"id", pit.id}, {"group", pit.group}, {"created_at", pit.created_at}, {"bytes_sent", pit.bytes_sent}, {"disks", disks},
+  return {{"id", pit.id},
+          {"group", pit.group},
+          {"created_at", pit.created_at},
+          {"created_at_ms", pit.created_at_ms},
+          {"bytes_sent", pit.bytes_sent},
+          {"disks", disks},
           {"cycle_id", pit.cycle_id}};
 }
 
@@ -40,6 +45,11 @@ Result<PointInTime> pit_from_json(const json& j) {
     j.at("id").get_to(pit.id);
     j.at("group").get_to(pit.group);
     j.at("created_at").get_to(pit.created_at);
+    // A site older than the millisecond instant sends seconds only.
+    pit.created_at_ms = j.value("created_at_ms", pit.created_at * 1000);
+    if (pit.created_at_ms / 1000 != pit.created_at)
+      return invalid_argument("point in time " + pit.id + ": created_at_ms " + std::to_string(pit.created_at_ms) +
+                              " is not within created_at " + std::to_string(pit.created_at));
     pit.bytes_sent = j.value("bytes_sent", std::uint64_t{0});
     pit.cycle_id = j.value("cycle_id", std::string());
     for (const auto& d : j.at("disks")) pit.disks.push_back({d.at("key"), d.at("path"), d.value("size_bytes", std::uint64_t{0})});
@@ -92,9 +102,9 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
     return r ? Status::ok() : with_site(r.status());
   }
   Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id,
-                                   const std::vector<builtin::DiskDigest>& digests, std::int64_t created_at,
+                                   const std::vector<builtin::DiskDigest>& digests, std::int64_t created_at_ms,
                                    std::uint64_t bytes_sent, const RetentionPolicy& retention) override {
-    json body = {{"created_at", created_at}, {"bytes_sent", bytes_sent}, {"keep_pits", retention.keep_last},
+    json body = {{"created_at", created_at_ms / 1000}, {"created_at_ms", created_at_ms}, {"bytes_sent", bytes_sent}, {"keep_pits", retention.keep_last},
                  {"keep_hourly", retention.keep_hourly}, {"keep_daily", retention.keep_daily}, {"digests", json::array()}};
     for (const auto& d : digests) body["digests"].push_back({{"key", d.key}, {"digest", d.digest_hex}});
     auto r = call("POST", base(group) + "/cycles/" + cycle_id + "/commit", body);
@@ -1012,7 +1022,13 @@ Result<json> ReplicationService::handle_commit(const PeerRecord& caller, const s
   try {
     for (const auto& d : body.at("digests")) digests.push_back({d.at("key"), d.at("digest")});
     RetentionPolicy retention{body.value("keep_pits", 24), body.value("keep_hourly", 0), body.value("keep_daily", 0)};
-    auto pit = receiver_->commit_cycle(group, cycle, digests, body.at("created_at"), body.value("bytes_sent", std::uint64_t{0}),
+    // The instant to the millisecond; a site older than that sends seconds.
+    const std::int64_t created_at = body.at("created_at").get<std::int64_t>();
+    const std::int64_t created_at_ms = body.value("created_at_ms", created_at * 1000);
+    if (created_at_ms / 1000 != created_at)
+      return invalid_argument("malformed commit: created_at_ms " + std::to_string(created_at_ms) +
+                              " is not within created_at " + std::to_string(created_at));
+    auto pit = receiver_->commit_cycle(group, cycle, digests, created_at_ms, body.value("bytes_sent", std::uint64_t{0}),
                                        retention);
     if (!pit) return pit.status();
     return to_json(*pit);

@@ -94,22 +94,47 @@ json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
   // or by the promote step (migrate, failback).
   json rpo = json::array();
   auto groups = json::parse(run.groups, nullptr, false);
-  const std::int64_t start_s = first ? *first / 1000 : run.created_at;
+  const std::int64_t start_ms = first ? *first : run.created_at * 1000;
   if (groups.is_array()) {
     for (const auto& g : groups) {
       std::string name = g.value("name", "");
-      json entry = {{"group", name}, {"pit", g.value("pit", "")}, {"pit_created_at", g.value("pit_created_at", json())}};
+      json entry = {{"group", name},
+                    {"pit", g.value("pit", "")},
+                    {"pit_created_at", g.value("pit_created_at", json())},
+                    {"pit_created_at_ms", g.value("pit_created_at_ms", json())}};
       for (const auto& s : steps)
         if (s.spec.kind == "promote" && s.spec.params.value("group", "") == name && s.result.is_object()) {
           entry["pit"] = s.result.value("pit", entry["pit"].get<std::string>());
-          if (s.result.contains("pit_created_at")) entry["pit_created_at"] = s.result["pit_created_at"];
+          for (const char* key : {"pit_created_at", "pit_created_at_ms"})
+            if (s.result.contains(key)) entry[key] = s.result[key];
         }
+      // The recovered instant to the millisecond (runs recorded before it: the second).
+      std::optional<std::int64_t> instant_ms;
+      if (entry["pit_created_at_ms"].is_number_integer()) instant_ms = entry["pit_created_at_ms"].get<std::int64_t>();
+      else if (entry["pit_created_at"].is_number_integer()) instant_ms = entry["pit_created_at"].get<std::int64_t>() * 1000;
+      entry["pit_instant"] = instant_ms ? json(iso_time_ms(*instant_ms)) : json();
+      const json& seen = g.contains("protected_last_seen_ms") ? g["protected_last_seen_ms"] : json();
       // A failback starts with a planned migration back: the same final sync.
       if (run.operation == "migrate" || run.operation == "failback") {
         entry["seconds"] = 0;
         entry["text"] = "0 s: the final sync ran after the VMs were shut down";
-      } else if (entry["pit_created_at"].is_number()) {
-        double age = static_cast<double>(start_s - entry["pit_created_at"].get<std::int64_t>());
+      } else if (run.operation == "failover" && instant_ms && seen.is_number_integer()) {
+        // Every write acknowledged before the instant is recovered; what the
+        // protected site took after it, until it was last heard from, is lost.
+        const std::int64_t seen_ms = seen.get<std::int64_t>();
+        const double window = static_cast<double>(std::max<std::int64_t>(0, seen_ms - *instant_ms)) / 1000.0;
+        const std::string site = g.value("protected_site", std::string("the protected site"));
+        char text[96];
+        std::snprintf(text, sizeof text, "at most %.3f s of writes", window);
+        entry["protected_site_last_seen"] = iso_time_ms(seen_ms);
+        entry["protected_site_last_seen_ms"] = seen_ms;
+        entry["loss_window_seconds"] = window;
+        entry["seconds"] = window;
+        entry["text"] = std::string(text) + ": from the recovered instant " + iso_time_ms(*instant_ms) + " to " + site +
+                        "'s last contact " + iso_time_ms(seen_ms) +
+                        " (writes it took after that, had it run on unseen, are beyond what this site can know)";
+      } else if (instant_ms) {
+        double age = static_cast<double>(start_ms - *instant_ms) / 1000.0;
         entry["seconds"] = age;
         entry["text"] = seconds_text(age) + " (the PIT's age when the run started)";
       } else {
@@ -192,9 +217,12 @@ std::string report_html(const json& r) {
   o << "<tr><th>Achieved RTO</th><td class=\"big\">" << e(r["rto"]["text"]) << "</td></tr>\n";
   for (const auto& g : r["rpo"])
     o << "<tr><th>RPO, group " << e(g["group"]) << "</th><td class=\"big\">" << e(g["text"]) << "</td></tr>\n";
-  o << "</table>\n<h2>Points in time recovered</h2>\n<table><tr><th>Group</th><th>PIT</th><th>Captured (unix s)</th></tr>\n";
+  o << "</table>\n<h2>Points in time recovered</h2>\n<table><tr><th>Group</th><th>PIT</th><th>Instant it captures (UTC)</th>"
+       "<th>Protected site last heard from</th><th>Loss window (s)</th></tr>\n";
   for (const auto& g : r["rpo"])
-    o << "<tr><td>" << e(g["group"]) << "</td><td>" << e(g["pit"]) << "</td><td>" << e(g["pit_created_at"]) << "</td></tr>\n";
+    o << "<tr><td>" << e(g["group"]) << "</td><td>" << e(g["pit"]) << "</td><td>" << e(g.value("pit_instant", json()))
+      << "</td><td>" << e(g.value("protected_site_last_seen", json())) << "</td><td>"
+      << e(g.value("loss_window_seconds", json())) << "</td></tr>\n";
   o << "</table>\n<h2>Steps</h2>\n<table><tr><th>#</th><th>Step</th><th>State</th><th>Attempts</th><th>Started</th>"
        "<th>Ended</th><th>Took (s)</th><th>Result or error</th></tr>\n";
   for (const auto& s : r["steps"]) {

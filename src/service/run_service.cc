@@ -532,9 +532,13 @@ class RunService::Steps : public engine::StepRunner {
     }
     json out = {{"pit", live->pit_id}, {"disks", live->disks.size()}};
     // The PIT's instant, for the run report's RPO.
-    if (auto pits = replication_->pits_held_here(g.name))
-      for (const auto& p : *pits)
-        if (p.id == live->pit_id) out["pit_created_at"] = p.created_at;
+    if (auto pits = replication_->pits_held_here(g.name)) {
+      for (const auto& p : *pits) {
+        if (p.id != live->pit_id) continue;
+        out["pit_created_at"] = p.created_at;
+        out["pit_created_at_ms"] = p.created_at_ms;
+      }
+    }
     return out;
   }
 
@@ -1042,6 +1046,19 @@ Result<RunRow> RunService::start(const RunRequest& request) {
         }
         jg["pit"] = chosen->id;
         jg["pit_created_at"] = chosen->created_at;
+        jg["pit_created_at_ms"] = chosen->created_at_ms;
+      }
+    }
+    if (op == "failover") {
+      // How long the protected site is known to have lived: what a failover
+      // loses is at most what it took between the PIT's instant and then.
+      auto peer = site_.store().find_peer(g.protected_site);
+      if (peer && peer->has_value()) {
+        const PeerRecord& p = **peer;
+        if (p.last_seen_at_ms)
+          jg["protected_last_seen_ms"] = *p.last_seen_at_ms;
+        else if (p.last_seen_at)
+          jg["protected_last_seen_ms"] = *p.last_seen_at * 1000;
       }
     }
     json jvms = json::array();
@@ -1349,8 +1366,11 @@ json to_json(const RunRow& run) {
   j["groups"] = json::array();
   if (groups.is_array())
     for (const auto& g : groups)
-      j["groups"].push_back({{"name", g.value("name", "")}, {"pit", g.value("pit", "")},
-                             {"pit_created_at", g.value("pit_created_at", json())}});
+      j["groups"].push_back({{"name", g.value("name", "")},
+                             {"pit", g.value("pit", "")},
+                             {"pit_created_at", g.value("pit_created_at", json())},
+                             {"pit_created_at_ms", g.value("pit_created_at_ms", json())},
+                             {"protected_last_seen_ms", g.value("protected_last_seen_ms", json())}});
   return j;
 }
 

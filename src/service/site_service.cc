@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <set>
 
@@ -51,7 +52,16 @@ SiteService::SiteService(SiteIdentity identity, Store& store,
       store_(store),
       providers_(std::move(providers)),
       transport_(transport),
-      clock_(clock ? std::move(clock) : Clock(system_now)) {}
+      clock_(clock ? std::move(clock) : Clock(system_now)),
+      test_clock_(clock != nullptr) {}
+
+std::int64_t SiteService::now_ms() const {
+  if (test_clock_) return clock_() * 1000;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void SiteService::heard_from(const std::string& site) { (void)store_.record_peer_contact(site, clock_(), now_ms()); }
 
 // ---- inventory --------------------------------------------------------------
 
@@ -306,7 +316,7 @@ Result<json> SiteService::call_peer(const PeerRecord& peer, const std::string& m
 // leaves the record as it was.
 void SiteService::note_peer_outcome(const std::string& site, const Status& outcome) {
   if (outcome.is_ok())
-    (void)store_.record_peer_contact(site, clock_());
+    (void)store_.record_peer_contact(site, clock_(), now_ms());
   else if (outcome.code() == StatusCode::kUnavailable || outcome.code() == StatusCode::kPermissionDenied)
     (void)store_.record_peer_failure(site, clock_(), outcome.message());
 }
@@ -339,7 +349,7 @@ void SiteService::heartbeat_round() {
 }
 
 Result<json> SiteService::handle_peer_heartbeat(const PeerRecord& caller, const json&) {
-  EVAC_RETURN_IF_ERROR(store_.record_peer_contact(caller.site, clock_()));
+  EVAC_RETURN_IF_ERROR(store_.record_peer_contact(caller.site, clock_(), now_ms()));
   auto copy = store_.find_peer_copy(caller.site);
   if (!copy) return copy.status();
   return json{{"site", identity_.name}, {"time", clock_()}, {"copy_version", copy->has_value() ? (*copy)->version : 0}};

@@ -68,6 +68,11 @@ class SiteService {
   const SiteIdentity& identity() const { return identity_; }
   Store& store() { return store_; }
   std::int64_t now() const { return clock_(); }  // unix seconds, from the clock tests may set
+  // Unix milliseconds: the system clock's, or the test clock's second * 1000.
+  std::int64_t now_ms() const;
+  // A paired site proved alive now: it made an authenticated call here.
+  // Kept to the millisecond (its last contact bounds a disaster's data loss).
+  void heard_from(const std::string& site);
 
   // ---- inventory ----------------------------------------------------------
   nlohmann::json providers_status();
@@ -228,6 +233,7 @@ class SiteService {
   std::map<std::string, std::unique_ptr<ComputeProvider>> providers_;
   PeerTransport& transport_;
   Clock clock_;
+  bool test_clock_ = false;  // a clock tests set: milliseconds follow its seconds
   // Serialises changes to protection (groups, mappings, pairing) so checks
   // and writes of one request are not interleaved with another's.
   std::mutex protection_mu_;

@@ -191,11 +191,13 @@ DROP TABLE run_steps;
 ALTER TABLE run_steps_by_key RENAME TO run_steps;
 )sql",
     // 10: an event that repeats is counted on the first occurrence (its
-    // signature says what "the same" is), not raised again.
+    // signature says what "the same" is), not raised again; a peer's last
+    // contact to the millisecond (the end of a lost site's known life).
     R"sql(
 ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE events ADD COLUMN last_at INTEGER;
 ALTER TABLE events ADD COLUMN signature TEXT NOT NULL DEFAULT '';
+ALTER TABLE peers ADD COLUMN last_seen_at_ms INTEGER;
 )sql",
 };
 
@@ -375,9 +377,10 @@ Status Store::consume_pairing_token(const std::string& secret_digest, std::int64
 // ---- peers ------------------------------------------------------------
 
 namespace {
-constexpr const char* kPeerColumns = "site, url, pin, paired_at, last_seen_at, unreachable_since, last_error";
+constexpr const char* kPeerColumns = "site, url, pin, paired_at, last_seen_at, unreachable_since, last_error, last_seen_at_ms";
 PeerRecord read_peer(const sqlite::Statement& st) {
-  return PeerRecord{st.text(0), st.text(1), st.text(2), st.int64(3), st.optional_int64(4), st.optional_int64(5), st.text(6)};
+  return PeerRecord{st.text(0),           st.text(1),           st.text(2), st.int64(3),
+                    st.optional_int64(4), st.optional_int64(5), st.text(6), st.optional_int64(7)};
 }
 }  // namespace
 
@@ -415,11 +418,14 @@ Result<std::optional<PeerRecord>> Store::find_peer_by_pin(const std::string& pin
   return st->first([](const sqlite::Statement& s) { return read_peer(s); });
 }
 
-Status Store::record_peer_contact(const std::string& site, std::int64_t now) {
+Status Store::record_peer_contact(const std::string& site, std::int64_t now, std::int64_t now_ms) {
   std::lock_guard lock(mu_);
-  auto st = db_.prepare("UPDATE peers SET last_seen_at = ?, unreachable_since = NULL, last_error = '' WHERE site = ?");
+  // Concurrent calls may end out of order: the newest contact wins.
+  auto st = db_.prepare(
+      "UPDATE peers SET last_seen_at = max(coalesce(last_seen_at, 0), ?1), "
+      "last_seen_at_ms = max(coalesce(last_seen_at_ms, 0), ?2), unreachable_since = NULL, last_error = '' WHERE site = ?3");
   if (!st) return st.status();
-  return st->bind(1, now).bind(2, site).run();
+  return st->bind(1, now).bind(2, now_ms).bind(3, site).run();
 }
 
 Status Store::record_peer_failure(const std::string& site, std::int64_t now, const std::string& error) {

@@ -28,6 +28,10 @@ struct PeerRecord {
   std::optional<std::int64_t> last_seen_at;       // last successful heartbeat either way
   std::optional<std::int64_t> unreachable_since;  // first failure after the last success
   std::string last_error;
+  // The last moment this site heard from the peer (a heartbeat either way,
+  // or any call it made here: a cycle's blocks), unix milliseconds: how long
+  // a lost site is known to have lived.
+  std::optional<std::int64_t> last_seen_at_ms;
 };
 
 enum class MappingKind { kNetwork, kStorage, kCompute };
@@ -212,7 +216,7 @@ class Store {
   Result<std::vector<PeerRecord>> list_peers();
   Result<std::optional<PeerRecord>> find_peer(const std::string& site);
   Result<std::optional<PeerRecord>> find_peer_by_pin(const std::string& pin);
-  Status record_peer_contact(const std::string& site, std::int64_t now);
+  Status record_peer_contact(const std::string& site, std::int64_t now, std::int64_t now_ms);
   Status record_peer_failure(const std::string& site, std::int64_t now, const std::string& error);
   Status remove_peer(const std::string& site);
 

@@ -32,6 +32,8 @@ check "the summary names every phase" bash -c "grep -q '^Test recovery' '${out}'
 check "no acknowledged write was lost by the migration and both failbacks" \
   test "$(grep -Ec '^(Migration|Failback) data check.*OK: all [0-9]* acknowledged writes are there' "${out}")" = 3
 check "the failover recovered a prefix of the acknowledged writes" grep -q '^Failover data check.*OK: the recovered log is a prefix' "${out}"
+check "the failover's millisecond instant and loss window hold against the workload's own clock" \
+  grep -Eq "^Failover data check.*evac's window [0-9]+[.][0-9]{3} s \(instant to last contact\), measured" "${out}"
 check "site-a, back after the disaster, refuses to start a stale copy by hand" \
   grep -q "^starting db01 by hand at site-a: refused (Operation not permitted)" "${out}"
 check "the RTOs are reported" test "$(grep -c 'RTO [0-9.]* s' "${out}")" -ge 5

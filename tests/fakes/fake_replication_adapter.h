@@ -147,6 +147,7 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     pit.id = "pit-" + std::to_string(++pit_counter_);
     pit.group = spec.group;
     pit.created_at = created_at;
+    pit.created_at_ms = created_at * 1000;
     pit.bytes_sent = bytes_sent_;
     pit.full_read = spec.full_read;
     pits_[spec.group].push_back(pit);

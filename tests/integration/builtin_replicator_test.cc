@@ -52,8 +52,8 @@ class LoopbackChannel : public ReplicaChannel {
     return receiver_.apply_batch(g, c, wire);
   }
   Result<PointInTime> commit_cycle(const std::string& g, const std::string& c, const std::vector<DiskDigest>& d,
-                                   std::int64_t at, std::uint64_t sent, const RetentionPolicy& keep) override {
-    return receiver_.commit_cycle(g, c, d, at, sent, keep);
+                                   std::int64_t at_ms, std::uint64_t sent, const RetentionPolicy& keep) override {
+    return receiver_.commit_cycle(g, c, d, at_ms, sent, keep);
   }
   Status abort_cycle(const std::string& g, const std::string& c) override { return receiver_.abort_cycle(g, c); }
   Result<std::vector<PointInTime>> list_pits(const std::string& g) override { return receiver_.list_pits(g); }

@@ -187,7 +187,7 @@ class PitStoreTest : public ::testing::Test {
         auto st = store.save_disk_blob(group, cycle_id, k, "manifest of " + k + " in " + cycle_id);
         EXPECT_TRUE(st.is_ok()) << st.to_string();
       }
-    auto pit = store.commit_cycle(group, cycle_id, created_at, 1000 + created_at);
+    auto pit = store.commit_cycle(group, cycle_id, created_at * 1000, 1000 + created_at);
     EXPECT_TRUE(pit.is_ok()) << pit.status().to_string();
     if (!pit.is_ok()) return {};
     for (const auto& k : keys) expected_[pit->id][k] = reference_[k];
@@ -403,7 +403,7 @@ TEST_F(pit_store, AbortedAndUncommittedCyclesDisappearAndTheNewestPitStays) {
   ASSERT_EQ(ids(*pits), std::vector<std::string>{p1.id});
   expect_pits_unchanged(*pits);
   EXPECT_EQ(slurp(path_of(p1, kVda)), newest_file_bytes);
-  EXPECT_EQ(restarted.commit_cycle("g1", "c3", 200, 0).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(restarted.commit_cycle("g1", "c3", 200'000, 0).status().code(), StatusCode::kNotFound);
   auto blob = restarted.load_newest_disk_blob("g1", kVda);
   ASSERT_TRUE(blob.is_ok() && blob->has_value());
   EXPECT_EQ(**blob, "manifest of " + kVda + " in c1");
@@ -452,7 +452,7 @@ TEST_P(pit_store_commit_crash, RecoverLeavesTheOldSetOfPits) {
       std::string scratch(kMiB, '\0');
       for (const auto& s : *staged) write_staging(s.staging_path, {s.key, 0x62, 0, 4096}, scratch);
       ASSERT_TRUE(store.save_disk_blob("g1", "c2", kVda, "c2").is_ok());
-      auto pit = store.commit_cycle("g1", "c2", 200, 5);
+      auto pit = store.commit_cycle("g1", "c2", 200'000, 5);
       ASSERT_FALSE(pit.is_ok());
       EXPECT_NE(pit.status().message().find("simulated crash"), std::string::npos);
       // As a crash would leave it: renamed files no index names.
@@ -796,8 +796,13 @@ TEST_F(pit_store, TestCopyIsAWritableOverlayThatNeverTouchesThePit) {
     auto r = run({"qemu-io", "-f", "qcow2", "-c", "write -P " + hex_byte(pattern) + " " + std::to_string(offset) + " 65536", staging});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
-  auto pit = store.commit_cycle("g1", "c1", 100, 0);
+  auto pit = store.commit_cycle("g1", "c1", 100'123, 0);
   ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
+  EXPECT_EQ(pit->created_at, 100);
+  EXPECT_EQ(pit->created_at_ms, 100'123) << "the instant is kept to the millisecond";
+  auto pits = store.list("g1");
+  ASSERT_TRUE(pits.is_ok() && pits->size() == 1u);
+  EXPECT_EQ(pits->front().created_at_ms, 100'123) << "and read back from the index";
   const std::string pit_path = pit->disks[0].path;
   const std::string pit_digest = digest_of(pit_path);
 
@@ -884,7 +889,7 @@ TEST_F(pit_store, BadInputGetsClearErrorsAndChangesNothing) {
   expect_error(store.create_test_copy("nope", p1.id, test_dir().string()), StatusCode::kNotFound, "test copy of unknown group");
   expect_error(store.create_test_copy("g1", "pit-00000099-100", test_dir().string()), StatusCode::kNotFound, "unknown PIT");
   expect_error(store.drop_test_copy("g1", "tc-000099"), StatusCode::kNotFound, "unknown test copy");
-  expect_error(store.commit_cycle("g1", "c9", 200, 0), StatusCode::kNotFound, "commit of an unstaged cycle");
+  expect_error(store.commit_cycle("g1", "c9", 200'000, 0), StatusCode::kNotFound, "commit of an unstaged cycle");
   expect_error(store.abort_cycle("g1", "c9"), StatusCode::kNotFound, "abort of an unstaged cycle");
   expect_error(store.save_disk_blob("g1", "c9", kVda, "x"), StatusCode::kNotFound, "blob for an unstaged cycle");
   auto nothing_yet = store.newest("nope");
@@ -899,7 +904,7 @@ TEST_F(pit_store, BadInputGetsClearErrorsAndChangesNothing) {
     expect_error(store.begin_cycle("g1", bad, disks({kVda})), StatusCode::kInvalidArgument, "cycle '" + bad + "'");
     expect_error(store.create_test_copy("g1", bad, test_dir().string()), StatusCode::kInvalidArgument, "PIT '" + bad + "'");
     expect_error(store.drop_test_copy("g1", bad), StatusCode::kInvalidArgument, "test copy '" + bad + "'");
-    expect_error(store.commit_cycle("g1", bad, 1, 0), StatusCode::kInvalidArgument, "commit '" + bad + "'");
+    expect_error(store.commit_cycle("g1", bad, 1'000, 0), StatusCode::kInvalidArgument, "commit '" + bad + "'");
   }
   for (const std::string bad_key : {"vm1/../../x", "../vda", "vm1//vda", "/vda", "vm1/vda/", ""})
     expect_error(store.begin_cycle("g1", "c2", disks({bad_key})), StatusCode::kInvalidArgument, "key '" + bad_key + "'");

@@ -64,6 +64,11 @@ TEST(CliYamlTest, BrokenYamlAndDuplicateKeysAreRefusedWithWhere) {
       << dup.status().to_string();
 }
 
+TEST(CliTimeTest, InstantsToTheMillisecond) {
+  EXPECT_EQ(format_time_ms(1'796'608'417'005), "2026-12-07T01:53:37.005Z");
+  EXPECT_EQ(format_time_ms(0), "1970-01-01T00:00:00.000Z");
+}
+
 TEST(CliRunTest, AStepPastItsTimeoutSaysByHowMuch) {
   EXPECT_EQ(step_state(json{{"state", "running"}}), "running");
   EXPECT_EQ(step_state(json{{"state", "running"}, {"overdue_s", 35}}), "running (35 s past its timeout)");

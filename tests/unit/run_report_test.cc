@@ -57,6 +57,31 @@ TEST(RunReport, RtoRunsFromTheFirstStepToTheLastVmMilestone) {
   EXPECT_EQ(r["run"]["started_by"], "admin");
 }
 
+// A failover's RPO is a data-loss window an auditor can use: from the
+// recovered PIT's instant (to the millisecond) to the protected site's last
+// contact; nothing acknowledged before the instant is lost.
+TEST(RunReport, AFailoverGivesTheLossWindowFromTheInstantToTheLastContact) {
+  RunRow run = failover_run();
+  run.groups = R"([{"name":"shop","protected_site":"site-a","pit":"pit-7","pit_created_at":880,)"
+               R"("pit_created_at_ms":880250,"protected_last_seen_ms":892750}])";
+  json r = run_report(run, {step(0, "Power on priority 1 VM: db01", "power_on", 1'000'000, 1'002'000)});
+  ASSERT_EQ(r["rpo"].size(), 1u);
+  const json& g = r["rpo"][0];
+  EXPECT_EQ(g["pit_instant"], "1970-01-01T00:14:40.250Z");
+  EXPECT_EQ(g["protected_site_last_seen"], "1970-01-01T00:14:52.750Z");
+  EXPECT_DOUBLE_EQ(g["loss_window_seconds"].get<double>(), 12.5);
+  EXPECT_DOUBLE_EQ(g["seconds"].get<double>(), 12.5);
+  EXPECT_THAT(g["text"].get<std::string>(), HasSubstr("at most 12.500 s of writes"));
+  EXPECT_THAT(g["text"].get<std::string>(), HasSubstr("site-a's last contact"));
+  EXPECT_THAT(report_html(r), HasSubstr("1970-01-01T00:14:52.750Z"));
+
+  // A test run's RPO stays the PIT's age, now to the millisecond.
+  run.operation = "test";
+  json t = run_report(run, {step(0, "Power on priority 1 VM: db01", "power_on", 1'000'000, 1'002'000)});
+  EXPECT_DOUBLE_EQ(t["rpo"][0]["seconds"].get<double>(), 119.75);
+  EXPECT_FALSE(t["rpo"][0].contains("loss_window_seconds"));
+}
+
 TEST(RunReport, AFailedRunAchievedNoRto) {
   RunRow run = failover_run();
   run.state = "failed";

@@ -130,10 +130,14 @@ TEST_F(StoreTest, PeerHealthTracksFirstFailure) {
   ASSERT_TRUE(p.is_ok() && p->has_value());
   EXPECT_EQ((*p)->unreachable_since, 100);  // since the first failure, not the latest
   EXPECT_EQ((*p)->last_error, "still down");
-  ASSERT_TRUE(store_->record_peer_contact("site-b", 300).is_ok());
+  ASSERT_TRUE(store_->record_peer_contact("site-b", 300, 300'456).is_ok());
   p = store_->find_peer("site-b");
   EXPECT_FALSE((*p)->unreachable_since.has_value());
   EXPECT_EQ((*p)->last_seen_at, 300);
+  EXPECT_EQ((*p)->last_seen_at_ms, 300'456);
+  // Calls that end out of order never move the last contact back.
+  ASSERT_TRUE(store_->record_peer_contact("site-b", 300, 300'100).is_ok());
+  EXPECT_EQ((*store_->find_peer("site-b"))->last_seen_at_ms, 300'456);
 }
 
 TEST_F(StoreTest, MappingUniquePerSourceAndKind) {
@@ -178,10 +182,10 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
   ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
   store_.reset();
   {
-    // Undo migrations 8 to 2 by hand, as a database an older evacd wrote.
+    // Undo migrations 10 to 2 by hand, as a database an older evacd wrote.
     auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
     ASSERT_TRUE(conn.is_ok());
-    ASSERT_TRUE(conn->exec("DROP TABLE run_step_specs; DROP TABLE ownership; DROP TABLE run_steps; DROP TABLE runs; DROP TABLE recovery_plans; "
+    ASSERT_TRUE(conn->exec("ALTER TABLE peers DROP COLUMN last_seen_at_ms; DROP TABLE run_step_specs; DROP TABLE ownership; DROP TABLE run_steps; DROP TABLE runs; DROP TABLE recovery_plans; "
                            "ALTER TABLE protection_groups DROP COLUMN keep_hourly; "
                            "ALTER TABLE protection_groups DROP COLUMN keep_daily; "
                            "DROP TABLE events; DROP TABLE replication_status; "
@@ -278,7 +282,7 @@ TEST_F(StoreTest, AStepsRowIsWrittenAtItsFirstChangeAndEveryStepReadsWhole) {
 // Migration 10 undone by hand, for tests that rewind a database further.
 constexpr const char* kUndoSchema10 =
     "ALTER TABLE events DROP COLUMN count; ALTER TABLE events DROP COLUMN last_at; "
-    "ALTER TABLE events DROP COLUMN signature; ";
+    "ALTER TABLE events DROP COLUMN signature; ALTER TABLE peers DROP COLUMN last_seen_at_ms; ";
 
 TEST_F(StoreTest, ARunWrittenBeforeStepSpecsKeepsItsWholeRows) {
   store_.reset();

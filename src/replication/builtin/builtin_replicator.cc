@@ -21,6 +21,10 @@
 namespace evac::builtin {
 namespace {
 
+std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -375,7 +379,7 @@ void ReplicaReceiver::close_cycle(const std::string& group) {
 }
 
 Result<PointInTime> ReplicaReceiver::commit_cycle(const std::string& group, const std::string& cycle_id,
-                                                  const std::vector<DiskDigest>& digests, std::int64_t created_at,
+                                                  const std::vector<DiskDigest>& digests, std::int64_t created_at_ms,
                                                   std::uint64_t bytes_sent, const RetentionPolicy& retention) {
   auto cycle = find_cycle(group, cycle_id);
   if (!cycle) return cycle.status();
@@ -405,7 +409,7 @@ Result<PointInTime> ReplicaReceiver::commit_cycle(const std::string& group, cons
     disk.nbd.reset();  // qemu-nbd exits: the staging file is closed before it becomes a PIT
     if (Status s = pits_.save_disk_blob(group, cycle_id, key, disk.manifest.encode()); !s.is_ok()) return fail(s);
   }
-  auto pit = pits_.commit_cycle(group, cycle_id, created_at, bytes_sent);
+  auto pit = pits_.commit_cycle(group, cycle_id, created_at_ms, bytes_sent);
   if (!pit) return fail(pit.status());
   if (!(*cycle)->repairing.empty()) {
     // The new PIT holds the source's blocks again; marks made meanwhile stay.
@@ -902,7 +906,7 @@ Status recover_interrupted_cycles(const std::string& work_root, const std::strin
 Status BuiltinReplicator::freeze(const std::string& group, const std::string& cycle_id,
                                  const std::vector<ReplicatedDevice>& devices,
                                  const std::map<std::string, bool>& has_replica, std::vector<LiveVm>& live,
-                                 std::uint64_t& paused_us) {
+                                 std::uint64_t& paused_us, std::int64_t& instant_ms) {
   EVAC_RETURN_IF_ERROR(write_journal(group, cycle_id, live));
   // Resumes whatever was paused on every path out of here.
   struct ResumeOnExit {
@@ -921,6 +925,9 @@ Status BuiltinReplicator::freeze(const std::string& group, const std::string& cy
     EVAC_RETURN_IF_ERROR(l.tracking->pause(l.vm->uuid).with_context("freezing group '" + group + "'"));
     resume.paused.push_back(&l);
   }
+  // Every VM stands paused from here until the backups have begun: this is
+  // the instant the PIT captures for all of them.
+  instant_ms = unix_ms();
   for (auto& l : live) {
     auto request = [&](bool incremental) {
       BackupRequest r{l.vm->uuid, checkpoint_for(cycle_id), {}, l.work_dir};
@@ -1077,7 +1084,7 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
     clients[d.key()] = std::move(*client);
   }
 
-  std::int64_t created_at = unix_now();
+  std::int64_t created_at_ms = unix_ms();  // stopped VMs: the cycle's start (running ones: their freeze, below)
   std::string cycle_id = new_cycle_id();
   bool committed_cycle = false;
   struct SettleOnExit {
@@ -1115,7 +1122,6 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
     }
   } abort_if_left{channel_, spec.group, cycle_id};
   if (!live.empty()) {
-    created_at = unix_now();
     std::vector<ReplicatedDevice> staged = *devices;
     bool sizes_known = true;
     for (auto& d : staged) {
@@ -1124,7 +1130,7 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
       else sizes_known = false;
     }
     auto frozen = std::async(std::launch::async, [&] {
-      return freeze(spec.group, cycle_id, *devices, has_replica, live, progress.paused_us);
+      return freeze(spec.group, cycle_id, *devices, has_replica, live, progress.paused_us, created_at_ms);
     });
     Status staging = sizes_known ? channel_.begin_cycle(spec.group, cycle_id, staged) : Status::ok();
     Status freezing = frozen.get();
@@ -1195,7 +1201,7 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
     }
     digests.push_back(*digest);
   }
-  auto pit = channel_.commit_cycle(spec.group, cycle_id, digests, created_at, progress.bytes_sent, spec.retention);
+  auto pit = channel_.commit_cycle(spec.group, cycle_id, digests, created_at_ms, progress.bytes_sent, spec.retention);
   if (!pit) return pit.status().with_context("committing group '" + spec.group + "'");
   committed_cycle = true;
   pit->full_read = changed.empty();  // no disk was read through a change map

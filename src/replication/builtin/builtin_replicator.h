@@ -55,7 +55,7 @@ class ReplicaChannel {
   virtual Result<std::optional<std::string>> manifest(const std::string& group, const std::string& key) = 0;
   virtual Status send_batch(const std::string& group, const std::string& cycle_id, const std::string& batch) = 0;
   virtual Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id,
-                                           const std::vector<DiskDigest>& digests, std::int64_t created_at,
+                                           const std::vector<DiskDigest>& digests, std::int64_t created_at_ms,
                                            std::uint64_t bytes_sent, const RetentionPolicy& retention) = 0;
   virtual Status abort_cycle(const std::string& group, const std::string& cycle_id) = 0;
   virtual Result<std::vector<PointInTime>> list_pits(const std::string& group) = 0;
@@ -83,7 +83,7 @@ class ReplicaReceiver {
   Result<std::optional<std::string>> manifest(const std::string& group, const std::string& key);
   Status apply_batch(const std::string& group, const std::string& cycle_id, std::string_view batch);
   Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id,
-                                   const std::vector<DiskDigest>& digests, std::int64_t created_at,
+                                   const std::vector<DiskDigest>& digests, std::int64_t created_at_ms,
                                    std::uint64_t bytes_sent, const RetentionPolicy& retention);
   Status abort_cycle(const std::string& group, const std::string& cycle_id);
   Result<std::vector<PointInTime>> list_pits(const std::string& group);
@@ -219,8 +219,10 @@ class BuiltinReplicator : public ReplicationAdapter {
   Status write_journal(const std::string& group, const std::string& cycle_id, const std::vector<LiveVm>& live);
   // Pauses the running VMs, starts every backup (each with the cycle's new
   // checkpoint), resumes them: one instant for the group.
+  // `instant_ms` gets the moment every VM stood paused: the PIT's instant.
   Status freeze(const std::string& group, const std::string& cycle_id, const std::vector<ReplicatedDevice>& devices,
-                const std::map<std::string, bool>& has_replica, std::vector<LiveVm>& live, std::uint64_t& paused_us);
+                const std::map<std::string, bool>& has_replica, std::vector<LiveVm>& live, std::uint64_t& paused_us,
+                std::int64_t& instant_ms);
   // Ends the backups; keeps the new checkpoint only if the cycle committed.
   void thaw_and_settle(const std::string& cycle_id, std::vector<LiveVm>& live,
                        bool committed);

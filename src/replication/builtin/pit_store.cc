@@ -146,7 +146,8 @@ struct IndexDisk {
 
 struct IndexPit {
   std::string id;
-  std::int64_t created_at = 0;
+  std::int64_t created_at = 0;     // unix seconds
+  std::int64_t created_at_ms = 0;  // the same instant to the millisecond (indexes written before it: the second)
   std::uint64_t bytes_sent = 0;
   std::vector<IndexDisk> disks;
   std::string cycle;  // the cycle that made it (the sender names its change-tracking checkpoints after it)
@@ -274,7 +275,12 @@ struct PitStore::Index {
     for (const auto& p : pits) {
       json disks = json::array();
       for (const auto& d : p.disks) disks.push_back(disk_to_json(d));
-      j["pits"].push_back({{"id", p.id}, {"created_at", p.created_at}, {"bytes_sent", p.bytes_sent}, {"disks", disks}, {"cycle", p.cycle}});
+      j["pits"].push_back({{"id", p.id},
+                           {"created_at", p.created_at},
+                           {"created_at_ms", p.created_at_ms},
+                           {"bytes_sent", p.bytes_sent},
+                           {"disks", disks},
+                           {"cycle", p.cycle}});
     }
     j["test_copies"] = json::array();
     for (const auto& t : test_copies) {
@@ -311,6 +317,7 @@ struct PitStore::Index {
       IndexPit p;
       p.id = jp.at("id").get<std::string>();
       p.created_at = jp.at("created_at").get<std::int64_t>();
+      p.created_at_ms = jp.value("created_at_ms", p.created_at * 1000);
       p.bytes_sent = jp.at("bytes_sent").get<std::uint64_t>();
       p.cycle = jp.value("cycle", std::string());
       for (const auto& jd : jp.at("disks")) p.disks.push_back(disk_from_json(jd));
@@ -356,6 +363,7 @@ PointInTime to_point_in_time(const std::string& group, const IndexPit& p) {
   out.id = p.id;
   out.group = group;
   out.created_at = p.created_at;
+  out.created_at_ms = p.created_at_ms;
   out.bytes_sent = p.bytes_sent;
   out.cycle_id = p.cycle;
   for (const auto& d : p.disks) out.disks.push_back({d.key, d.path, d.size_bytes});
@@ -683,14 +691,15 @@ Result<std::vector<StagedDisk>> PitStore::begin_cycle(const std::string& group, 
   });
 }
 
-Result<PointInTime> PitStore::commit_cycle(const std::string& group, const std::string& cycle_id, std::int64_t created_at,
+Result<PointInTime> PitStore::commit_cycle(const std::string& group, const std::string& cycle_id, std::int64_t created_at_ms,
                                            std::uint64_t bytes_sent) {
   return guarded("committing cycle '" + cycle_id + "' of group '" + group + "'", [&]() -> Result<PointInTime> {
     EVAC_RETURN_IF_ERROR(check_name("protection group", group));
     EVAC_RETURN_IF_ERROR(check_name("cycle id", cycle_id));
-    if (created_at < 0)
-      return invalid_argument("cycle '" + cycle_id + "' has a negative creation time " + std::to_string(created_at),
-                              "pass the instant the cycle captures, in unix seconds");
+    if (created_at_ms < 0)
+      return invalid_argument("cycle '" + cycle_id + "' has a negative creation time " + std::to_string(created_at_ms),
+                              "pass the instant the cycle captures, in unix milliseconds");
+    const std::int64_t created_at = created_at_ms / 1000;
     std::lock_guard lock(mu_);
     auto loaded = load_existing_index(group);
     if (!loaded.is_ok()) return loaded.status();
@@ -707,7 +716,7 @@ Result<PointInTime> PitStore::commit_cycle(const std::string& group, const std::
       std::string to;
     };
     std::vector<Move> moves;
-    IndexPit pit{pit_id, created_at, bytes_sent, {}};
+    IndexPit pit{pit_id, created_at, created_at_ms, bytes_sent, {}};
     pit.cycle = cycle_id;
     for (const auto& d : staged.disks) {
       if (!path_exists(d.staging_path))

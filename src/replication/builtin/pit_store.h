@@ -96,7 +96,8 @@ class PitStore {
   // fsyncs their folders, then writes the new index (temp + fsync + rename +
   // fsync dir). A crash before the index lands leaves the old set of PITs
   // (recover() removes the renamed files); after it, the new set.
-  Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id, std::int64_t created_at,
+  // `created_at_ms`: the instant the PIT captures, unix milliseconds.
+  Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id, std::int64_t created_at_ms,
                                    std::uint64_t bytes_sent);
   Status abort_cycle(const std::string& group, const std::string& cycle_id);
 
