@@ -136,14 +136,23 @@ define_pool() {  # URI NAME DIR
 }
 
 # A libvirt network over a bridge the lab makes itself in the site's
-# namespace: libvirt's own bridges need iptables and dnsmasq, which this
-# machine does not have.
+# namespace (libvirt bridges VMs onto it, forward mode "bridge").
 define_network() {  # SITE NAME BRIDGE
   local xml="${root}/$2-$3.xml" ns
   ns="$(ns_of "$1")"
   ip -n "${ns}" link show "$3" >/dev/null 2>&1 || ip -n "${ns}" link add "$3" type bridge
   ip -n "${ns}" link set "$3" up
   printf "<network><name>%s</name><forward mode='bridge'/><bridge name='%s'/></network>\n" "$2" "$3" >"${xml}"
+  virsh -q -c "$(site_uri "$1")" net-define "${xml}" >/dev/null
+  virsh -q -c "$(site_uri "$1")" net-start "$2" >/dev/null
+}
+
+# libvirt's own isolated network (no forward mode): libvirt makes the
+# bridge, with firewall rules that keep its traffic on it (iptables, from
+# the install script), as an operator's test network would be.
+define_isolated_network() {  # SITE NAME BRIDGE
+  local xml="${root}/$2-$3.xml"
+  printf "<network><name>%s</name><bridge name='%s'/></network>\n" "$2" "$3" >"${xml}"
   virsh -q -c "$(site_uri "$1")" net-define "${xml}" >/dev/null
   virsh -q -c "$(site_uri "$1")" net-start "$2" >/dev/null
 }
@@ -207,10 +216,10 @@ up() {
   echo "operator: namespace $(ns_of ops), a link to each site"
   define_pool "${uri_a}" images "${root}/site-a/images"
   define_network site-a prod "${br}-prod"
-  define_network site-a test-isolated "${br}-test"  # for tests of the way back, after a reprotect
+  define_isolated_network site-a test-isolated "${br}-test"  # for tests of the way back, after a reprotect
   define_pool "${uri_b}" replicas "${root}/site-b/replicas"
   define_network site-b recovery-prod "${br}-prod"
-  define_network site-b test-isolated "${br}-test"
+  define_isolated_network site-b test-isolated "${br}-test"
 
   step "Three real QEMU VMs at the protected site: db01, app01, web01"
   local ip=10

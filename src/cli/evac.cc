@@ -18,6 +18,7 @@
 #include "cli/output.h"
 #include "cli/progress.h"
 #include "core/duration.h"
+#include "core/model.h"
 #include "net/https_client.h"
 
 namespace evac::cli {
@@ -145,6 +146,14 @@ std::string path_part(const std::string& s) {
     }
   }
   return out;
+}
+
+// A NIC's attachment as mappings name it: "prod", "bridge:br0", "direct:eth1".
+std::string nic_attachment(const json& nic) {
+  NicInfo n;
+  n.network = nic.value("network", "");
+  n.type = nic.value("type", "");
+  return attachment_of(n).key();
 }
 
 const std::vector<Column> kGroupColumns = {
@@ -456,7 +465,7 @@ void add_inventory_commands(CLI::App& app, Globals& g, int& rc) {
                                     Column{"NETWORKS",
                                            [](const json& j) {
                                              std::string s;
-                                             for (const auto& n : j["nics"]) s += (s.empty() ? "" : ",") + n.value("network", "");
+                                             for (const auto& n : j["nics"]) s += (s.empty() ? "" : ",") + nic_attachment(n);
                                              return s.empty() ? std::string("-") : s;
                                            }},
                                     field("PLACEHOLDER", "is_placeholder")}));
@@ -474,15 +483,17 @@ void add_inventory_commands(CLI::App& app, Globals& g, int& rc) {
       print_list(std::cout, j["disks"], Format::kTable,
                  {field("DISK", "target"), field("PATH", "path"), field("FORMAT", "format"), field("POOL", "storage_pool")});
       std::cout << "\n";
-      print_list(std::cout, j["nics"], Format::kTable, {field("MAC", "mac"), field("NETWORK", "network"), field("TYPE", "type")});
+      print_list(std::cout, j["nics"], Format::kTable,
+                 {field("MAC", "mac"), Column{"NETWORK", [](const json& n) { return nic_attachment(n); }}, field("TYPE", "type")});
     });
   });
   auto* nets = inv->add_subcommand("networks", "Networks");
   nets->add_option("--provider", provider, "Only this compute provider");
   nets->callback([&] {
     rc = call_and_print(g, "GET", "/api/v1/inventory/networks" + query(), std::nullopt,
-                        as_list(g, {field("NAME", "name"), field("PROVIDER", "provider"), field("BRIDGE", "bridge"),
-                                    field("ACTIVE", "active"), field("ISOLATED", "isolated")}));
+                        as_list(g, {field("NAME", "name"), field("KIND", "kind"), field("PROVIDER", "provider"), field("BRIDGE", "bridge"),
+                                    field("ACTIVE", "active"), field("ISOLATED", "isolated"),
+                                    field("JUDGED-FROM", "isolation")}));
   });
   auto* pools = inv->add_subcommand("pools", "Storage pools");
   pools->add_option("--provider", provider, "Only this compute provider");

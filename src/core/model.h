@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "core/status.h"
+
 namespace evac {
 
 enum class PowerState { kRunning, kPaused, kShutOff, kCrashed, kOther };
@@ -30,10 +32,29 @@ struct DiskInfo {
 
 struct NicInfo {
   std::string mac;      // lower case, as guests' agents report them too
-  std::string network;  // libvirt network name, or bridge name when type is "bridge"
-  std::string type;     // "network" or "bridge"
+  std::string network;  // libvirt network name; the bridge's (type "bridge"); the host device's (type "direct")
+  std::string type;     // "network", "bridge" or "direct" (macvtap)
   std::string model;    // "virtio", ...
 };
+
+// What a NIC attaches to, as inventories and mappings name it: a libvirt
+// network by its name, a host bridge as "bridge:NAME", a host device a
+// macvtap NIC sits on as "direct:NAME". One name space for all three, so
+// that a mapping may lead from any kind to any kind and a network and a
+// bridge of the same name are never confused.
+struct Attachment {
+  std::string type = "network";  // "network", "bridge" or "direct"
+  std::string name;
+  std::string key() const;  // "prod", "bridge:br0", "direct:eth1"
+};
+Attachment attachment_of(const NicInfo& nic);
+// Reads a key back; a name without a known "kind:" prefix is a network.
+Attachment parse_attachment(const std::string& key);
+// The key `given` names among an inventory's `keys`: itself when it is one;
+// a bare name that is no network but a bridge or a device ("br0" for
+// "bridge:br0"); nullopt when none. kInvalidArgument when a bare name fits
+// both a bridge and a device.
+Result<std::optional<std::string>> resolve_attachment(const std::vector<std::string>& keys, const std::string& given);
 
 struct NativeDefinition {
   std::string provider_kind;  // e.g. "libvirt"
@@ -54,13 +75,20 @@ struct VmInfo {
   NativeDefinition native;
 };
 
+// Something VMs' NICs attach to at a site: a libvirt network, a host bridge
+// or a host device for macvtap NICs.
 struct NetworkInfo {
   std::string provider;
-  std::string name;
+  std::string name;  // its attachment key: "prod", "bridge:br0", "direct:eth1"
+  std::string kind = "network";  // "network", "bridge" or "direct"
   std::string uuid;
   std::string bridge;
   bool active = false;
-  bool isolated = false;  // no forward mode: traffic cannot leave the host
+  std::string forward_mode;  // "" (none), "nat", "route", "bridge", "open", ...
+  // Its traffic cannot leave the host: judged by what is there (no forward
+  // mode, or a bridge with no uplink port), as `isolation` says.
+  bool isolated = false;
+  std::string isolation;  // what isolation was judged from, in words for operators
 };
 
 struct StoragePoolInfo {

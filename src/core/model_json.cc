@@ -68,16 +68,20 @@ void from_json(const json& j, VmInfo& v) {
 }
 
 void to_json(json& j, const NetworkInfo& n) {
-  j = {{"provider", n.provider}, {"name", n.name},     {"uuid", n.uuid},
-       {"bridge", n.bridge},     {"active", n.active}, {"isolated", n.isolated}};
+  j = {{"provider", n.provider},         {"name", n.name},         {"kind", n.kind},         {"uuid", n.uuid},
+       {"bridge", n.bridge},             {"active", n.active},     {"forward_mode", n.forward_mode},
+       {"isolated", n.isolated},         {"isolation", n.isolation}};
 }
 void from_json(const json& j, NetworkInfo& n) {
   get_opt(j, "provider", n.provider);
   j.at("name").get_to(n.name);
+  get_opt(j, "kind", n.kind);
   get_opt(j, "uuid", n.uuid);
   get_opt(j, "bridge", n.bridge);
   get_opt(j, "active", n.active);
+  get_opt(j, "forward_mode", n.forward_mode);
   get_opt(j, "isolated", n.isolated);
+  get_opt(j, "isolation", n.isolation);
 }
 
 void to_json(json& j, const StoragePoolInfo& p) {

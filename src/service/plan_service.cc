@@ -436,10 +436,13 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
           add("error", "networks", "test network '" + test + "' is " + (tnet ? "not active" : "missing") + " here",
               "create it (an isolated network, no forwarding) or change the mapping");
         else if (!tnet->isolated)
-          add("warning", "networks", "test network '" + test + "' can reach other networks: test copies could meet production addresses",
-              "use a network without forwarding for tests");
+          add("warning", "networks",
+              "test network '" + test + "' can reach other networks (" + tnet->isolation +
+                  "): test copies could meet production addresses",
+              "use a network without forwarding, on a bridge with no uplink, for tests");
         else if (net && net->active)
-          add("ok", "networks", "networks '" + target + "' and isolated test network '" + test + "' are ready");
+          add("ok", "networks",
+              "networks '" + target + "' and isolated test network '" + test + "' are ready (" + tnet->isolation + ")");
       } else if (kind == "storage" && pools) {
         bool found = false;
         for (const auto& p : *pools)

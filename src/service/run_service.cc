@@ -52,12 +52,15 @@ Result<ReIpScript> re_ip_script(const std::string& vm_name, const std::vector<Ni
                                 const std::vector<IpRule>& rules, const std::vector<GuestInterface>& interfaces) {
   ReIpScript out;
   for (const auto& nic : nics) {
-    auto src = source_networks.find(nic.network);
-    const std::string network = src == source_networks.end() ? nic.network : src->second;
+    const std::string here = attachment_of(nic).key();
+    auto src = source_networks.find(here);
+    const std::string network = src == source_networks.end() ? here : src->second;
     const std::string& mac = nic.mac;  // lower case, like GuestInterface::mac
     auto iface = std::find_if(interfaces.begin(), interfaces.end(), [&](const GuestInterface& i) { return i.mac == mac; });
     for (const auto& rule : rules) {
-      if (rule.network != network) continue;
+      // A rule names the protected site's network, or its bridge or device
+      // by its key ("bridge:br0") or bare name.
+      if (rule.network != network && rule.network != parse_attachment(network).name) continue;
       if (iface == interfaces.end())
         return failed_precondition("the guest of " + vm_name + " shows no interface with MAC " + mac + " (network '" +
                                        network + "')",
@@ -642,9 +645,10 @@ class RunService::Steps : public engine::StepRunner {
           continue;
         }
         for (const auto& nic : info->nics) {
-          if (nic.network.empty() || mapped(MappingKind::kNetwork, nic.network)) continue;
-          auto src = g.source_networks.find(nic.network);
-          missing.insert("evac mapping create network " + nic.network + " " +
+          const std::string here = attachment_of(nic).key();
+          if (nic.network.empty() || mapped(MappingKind::kNetwork, here)) continue;
+          auto src = g.source_networks.find(here);
+          missing.insert("evac mapping create network " + here + " " +
                          (src == g.source_networks.end() ? std::string("<network there>") : src->second) +
                          " --test-network <isolated network there>");
         }

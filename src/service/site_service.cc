@@ -641,21 +641,32 @@ Result<MappingRecord> SiteService::create_mapping(const MappingCreateRequest& re
     return invalid_argument("only network mappings have a test network");
   }
 
-  // The source must exist here.
+  // The source must exist here. A network mapping's ends may be libvirt
+  // networks, host bridges or host devices, named by their attachment keys
+  // ("prod", "bridge:br0", "direct:eth1"); a bare name that is no network
+  // but a bridge or device is read as that.
+  std::string source = req.source;
   bool source_found = false;
   if (req.kind == MappingKind::kCompute) {
     source_found = providers_.count(req.source) > 0;
   } else {
+    std::vector<std::string> here;
     for (const auto& [name, p] : providers_) {
       if (req.kind == MappingKind::kNetwork) {
         auto nets = p->list_networks();
         if (!nets) return nets.status().with_context("checking network '" + req.source + "'");
-        for (const auto& n : *nets) source_found |= n.name == req.source;
+        for (const auto& n : *nets) here.push_back(n.name);
       } else {
         auto pools = p->list_storage_pools();
         if (!pools) return pools.status().with_context("checking storage pool '" + req.source + "'");
         for (const auto& sp : *pools) source_found |= sp.name == req.source;
       }
+    }
+    if (req.kind == MappingKind::kNetwork) {
+      auto resolved = resolve_attachment(here, req.source);
+      if (!resolved) return resolved.status();
+      source_found = resolved->has_value();
+      if (source_found) source = **resolved;
     }
   }
   if (!source_found)
@@ -681,17 +692,36 @@ Result<MappingRecord> SiteService::create_mapping(const MappingCreateRequest& re
     }
     return false;
   };
+  std::vector<std::string> there;  // attachment keys at the recovery site
+  for (const auto& p : (*inventory)["providers"])
+    if (p.contains("networks") && p["networks"].is_array())
+      for (const auto& n : p["networks"])
+        if (n.is_object() && n.contains("name") && n["name"].is_string()) there.push_back(n["name"].get<std::string>());
+  std::string target = req.target, test_network = req.test_network;
+  if (req.kind == MappingKind::kNetwork) {
+    auto resolved = resolve_attachment(there, req.target);
+    if (!resolved) return resolved.status();
+    if (*resolved) target = **resolved;
+    if (!req.test_network.empty()) {
+      auto test = resolve_attachment(there, req.test_network);
+      if (!test) return test.status();
+      if (!*test)
+        return not_found("test network '" + req.test_network + "' does not exist at site '" + peer->site + "'",
+                         "create an isolated network there first (or name a host bridge with no uplink as bridge:NAME)");
+      test_network = **test;
+      if (test_network == target)
+        return invalid_argument("the test network must differ from the recovery network '" + target + "'",
+                                "use an isolated network at site '" + peer->site + "' for tests");
+    }
+  }
   const char* list_key = req.kind == MappingKind::kCompute   ? nullptr
                          : req.kind == MappingKind::kNetwork ? "networks"
                                                              : "storage_pools";
-  if (!exists_at_peer(req.target, list_key))
+  if (!exists_at_peer(target, list_key))
     return not_found(kind + " '" + req.target + "' does not exist at site '" + peer->site + "'",
                      "create it there first, or check the name with `evac inventory` against that site");
-  if (!req.test_network.empty() && !exists_at_peer(req.test_network, "networks"))
-    return not_found("test network '" + req.test_network + "' does not exist at site '" + peer->site + "'",
-                     "create an isolated network there first");
 
-  MappingRecord record{0, peer->site, req.kind, req.source, req.target, req.test_network, clock_()};
+  MappingRecord record{0, peer->site, req.kind, source, target, test_network, clock_()};
   auto stored = store_.add_mapping(record);
   if (stored) (void)push_config_copy(*peer);
   return stored;
@@ -719,7 +749,7 @@ Status SiteService::delete_mapping(std::int64_t id) {
       if (found == by_uuid.end()) continue;
       const VmInfo* vm = found->second;
       bool uses = (it->kind == MappingKind::kCompute && vm->provider == it->source);
-      for (const auto& n : vm->nics) uses |= it->kind == MappingKind::kNetwork && n.network == it->source;
+      for (const auto& n : vm->nics) uses |= it->kind == MappingKind::kNetwork && attachment_of(n).key() == it->source;
       for (const auto& d : vm->disks) uses |= it->kind == MappingKind::kStorage && d.storage_pool == it->source;
       if (uses)
         return failed_precondition("mapping " + std::to_string(id) + " is used by VM '" + gvm.vm_name + "' of group '" +
@@ -779,12 +809,17 @@ std::optional<PlaceholderSpec> SiteService::placeholder_spec(const VmInfo& vm, c
     if (pool) disk.path = (std::filesystem::path(pool->value("path", "")) / basename_of(disk.path)).string();
   }
   for (auto& nic : spec.vm.nics) {
-    auto net = mapping(MappingKind::kNetwork, nic.network);
+    const std::string source = attachment_of(nic).key();
+    auto net = mapping(MappingKind::kNetwork, source);
     if (!net) {
-      missing.push_back(vm.name + ": network '" + nic.network + "' is not mapped to site '" + peer.site + "'");
+      missing.push_back(vm.name + ": network '" + source + "' is not mapped to site '" + peer.site + "'");
       continue;
     }
-    nic.network = net->target;
+    // The placeholder's NIC is of the kind the target is: a network mapped
+    // to a bridge is a bridge NIC there, and the other way round.
+    const Attachment target = parse_attachment(net->target);
+    nic.type = target.type;
+    nic.network = target.name;
   }
   if (missing.size() != missing_before) return std::nullopt;
   return spec;

@@ -230,6 +230,13 @@ check "replicate them (running)" bash -c "evac --context site-a group sync shop"
 applied=1
 for _ in $(seq 50); do evac --context site-b apply -f "${EVAC_DEMO_ROOT}/plan.yaml" >/dev/null 2>&1 && { applied=0; break; }; sleep 0.2; done
 check "the plan is applied at site-b" test "${applied}" = 0
+# libvirt's own isolated network is judged isolated from what is there (no
+# forward mode, no uplink on its bridge), and plan check says so: no warning.
+networks_finding="$(evac --context site-b -o json plan check shop-dr |
+  json_query '"|".join(f["severity"] + " " + f["message"] for f in d["findings"] if f["check"] == "networks")')"
+echo "plan check, networks: ${networks_finding}"
+check "plan check finds the test network isolated, and says what it looked at" \
+  bash -c '[[ "$1" == "ok "*"isolated test network '"'"'test-isolated'"'"'"*"no forward mode"* && "$1" != *warning* ]]' _ "${networks_finding}"
 # Site-b's evacd dies after every step of the test (and of the cleanup,
 # the reprotect and the failback below) and is restarted each time.
 t0=$(date +%s%N)

@@ -21,7 +21,27 @@ class FakeComputeProvider : public ComputeProvider {
   }
   void add_network(std::string name, bool isolated = false) {
     std::lock_guard lock(mu_);
-    networks_.push_back(NetworkInfo{name_, std::move(name), "", "", true, isolated});
+    NetworkInfo n;
+    n.provider = name_;
+    n.name = std::move(name);
+    n.active = true;
+    n.forward_mode = isolated ? "" : "nat";
+    n.isolated = isolated;
+    n.isolation = isolated ? "fake: no forward mode" : "fake: forward mode 'nat'";
+    networks_.push_back(std::move(n));
+  }
+  // A host bridge ("bridge:NAME") or host device ("direct:NAME") NICs attach to.
+  void add_host_attachment(std::string kind, std::string name, bool isolated = false) {
+    std::lock_guard lock(mu_);
+    NetworkInfo n;
+    n.provider = name_;
+    n.kind = kind;
+    n.name = Attachment{kind, name}.key();
+    if (kind == "bridge") n.bridge = name;
+    n.active = true;
+    n.isolated = isolated;
+    n.isolation = isolated ? "fake: a bridge with no uplink" : "fake: an uplink";
+    networks_.push_back(std::move(n));
   }
   void add_pool(std::string name, std::string path) {
     std::lock_guard lock(mu_);

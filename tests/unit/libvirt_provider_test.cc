@@ -198,9 +198,57 @@ TEST(LibvirtProviderInventory, ListsNetworksWithIsolation) {
   auto recovery_networks = site_b->list_networks();
   ASSERT_TRUE(recovery_networks.is_ok());
   std::map<std::string, bool> isolated;
-  for (const NetworkInfo& n : *recovery_networks) isolated[n.name] = n.isolated;
-  EXPECT_EQ(isolated, (std::map<std::string, bool>{
-                          {"recovery-prod", false}, {"recovery-backup", true}, {"test-isolated", true}}));
+  std::map<std::string, std::string> why;
+  for (const NetworkInfo& n : *recovery_networks) {
+    isolated[n.name] = n.isolated;
+    why[n.name] = n.isolation;
+  }
+  // Host bridges are attachments too, judged by their own ports.
+  EXPECT_EQ(isolated, (std::map<std::string, bool>{{"recovery-prod", false},
+                                                   {"recovery-backup", true},
+                                                   {"test-isolated", true},
+                                                   {"lab-uplinked", false},
+                                                   {"lab-no-uplink", true},
+                                                   {"bridge:br-lab", false},
+                                                   {"bridge:br-alone", true}}));
+  // Judged by what is there, and said: a bridge's ports, not the presence
+  // of <forward>.
+  EXPECT_NE(why["lab-uplinked"].find("uplink port(s) eth9"), std::string::npos) << why["lab-uplinked"];
+  EXPECT_NE(why["lab-no-uplink"].find("bridge 'br-alone', which has no uplink: no ports yet"), std::string::npos)
+      << why["lab-no-uplink"];
+  EXPECT_NE(why["recovery-prod"].find("forward mode 'nat'"), std::string::npos) << why["recovery-prod"];
+}
+
+// Guests' taps on a bridge are not uplinks; a NIC, a veth or a forward
+// device is, and so is whatever cannot be seen on a forwarding network.
+TEST(LibvirtNetworkIsolation, TapsAreGuestsAnythingElseIsAnUplink) {
+  auto judged = [](const std::string& xml, std::optional<std::vector<std::string>> ports,
+                   std::vector<std::string> taps) {
+    std::vector<std::string> devices;
+    auto net = libvirt::parse_network_xml(xml, &devices);
+    EXPECT_TRUE(net.is_ok());
+    libvirt::judge_isolation(*net, devices, ports, ports ? "" : "no interface driver", taps);
+    return *net;
+  };
+  const std::string bridged = "<network><name>t</name><forward mode='bridge'/><bridge name='br0'/></network>";
+  auto only_taps = judged(bridged, std::vector<std::string>{"vnet0", "vnet4"}, {"vnet0", "vnet4", "vnet9"});
+  EXPECT_TRUE(only_taps.isolated);
+  EXPECT_NE(only_taps.isolation.find("guests' taps (vnet0, vnet4)"), std::string::npos) << only_taps.isolation;
+  EXPECT_FALSE(judged(bridged, std::vector<std::string>{"vnet0", "veth-up"}, {"vnet0"}).isolated);
+  EXPECT_FALSE(judged(bridged, std::nullopt, {}).isolated) << "unseen ports on a forwarding bridge";
+  // libvirt's own isolated network: no forward; an uplink added by hand shows.
+  const std::string isolated = "<network><name>t</name><bridge name='virbr9'/></network>";
+  EXPECT_TRUE(judged(isolated, std::vector<std::string>{"virbr9-nic"}, {}).isolated);
+  EXPECT_FALSE(judged(isolated, std::vector<std::string>{"eth1"}, {}).isolated);
+  EXPECT_TRUE(judged(isolated, std::nullopt, {}).isolated);
+  // Forward modes that leave the host, and macvtap through a device.
+  EXPECT_FALSE(judged("<network><name>t</name><forward/><bridge name='virbr1'/></network>", std::vector<std::string>{}, {})
+                   .isolated)
+      << "a bare <forward> is NAT";
+  auto macvtap = judged("<network><name>t</name><forward mode='bridge'><interface dev='eth0'/></forward></network>",
+                        std::nullopt, {});
+  EXPECT_FALSE(macvtap.isolated);
+  EXPECT_NE(macvtap.isolation.find("host device eth0"), std::string::npos) << macvtap.isolation;
 }
 
 TEST(LibvirtProviderInventory, ListsStoragePoolsWithFoldersAndSizes) {
@@ -544,6 +592,59 @@ TEST(PlaceholderDomainXml, ReplacesOldMarkersAndDropsLabelsUuidAndUnreplicatedDi
   EXPECT_THAT(targets, ElementsAre("vda=/b/db02.qcow2", "sda="));
   ASSERT_EQ(parsed->vm.nics.size(), 1u);
   EXPECT_EQ(parsed->vm.nics[0].network, "recovery-prod") << "without MACs, NICs match by position";
+}
+
+// A placeholder's NIC is of the kind its mapping's target is: a bridged NIC
+// mapped to a libvirt network becomes a network NIC, a network NIC mapped to
+// a host bridge a bridge NIC (never <source bridge='NAME-OF-A-NETWORK'/>),
+// and a macvtap NIC keeps its mode on its new device.
+TEST(PlaceholderDomainXml, EachNicTakesTheKindOfWhatItIsMappedTo) {
+  const std::string native = R"(<domain type='kvm'><name>mixed</name><devices>
+    <interface type='bridge'><mac address='52:54:00:00:00:01'/><source bridge='br-prod'/><model type='virtio'/></interface>
+    <interface type='network'><mac address='52:54:00:00:00:02'/><source network='prod'/><virtualport type='openvswitch'/></interface>
+    <interface type='direct'><mac address='52:54:00:00:00:03'/><source dev='eth1' mode='vepa'/></interface>
+  </devices></domain>)";
+  PlaceholderSpec spec{"g", "site-a", "e0000000-0000-4000-8000-0000000000aa", VmInfo{}};
+  spec.vm.name = "mixed";
+  spec.vm.native = {"libvirt", native};
+  spec.vm.nics = {NicInfo{"52:54:00:00:00:01", "recovery-prod", "network", "virtio"},
+                  NicInfo{"52:54:00:00:00:02", "br-recovery", "bridge", ""},
+                  NicInfo{"52:54:00:00:00:03", "eth7", "direct", ""}};
+  auto xml = libvirt::placeholder_domain_xml(spec);
+  ASSERT_TRUE(xml.is_ok()) << xml.status().to_string();
+  auto parsed = libvirt::parse_domain_xml(*xml);
+  ASSERT_TRUE(parsed.is_ok()) << parsed.status().to_string();
+  std::vector<std::string> keys;
+  for (const auto& n : parsed->vm.nics) keys.push_back(n.mac + "=" + attachment_of(n).key());
+  EXPECT_THAT(keys, ElementsAre("52:54:00:00:00:01=recovery-prod", "52:54:00:00:00:02=bridge:br-recovery",
+                                "52:54:00:00:00:03=direct:eth7"));
+  EXPECT_THAT(*xml, HasSubstr("<source network=\"recovery-prod\""));
+  EXPECT_THAT(*xml, HasSubstr("<source bridge=\"br-recovery\""));
+  EXPECT_THAT(*xml, HasSubstr("mode=\"vepa\"")) << "a macvtap NIC keeps its mode";
+  EXPECT_THAT(*xml, Not(HasSubstr("openvswitch"))) << "a port profile belongs to the old kind of link";
+  EXPECT_THAT(*xml, Not(HasSubstr("br-prod")));
+
+  // A test VM moves each NIC, whatever its kind, to its test network, of
+  // whatever kind that is: here a host bridge with no uplink.
+  TestVmSpec test;
+  test.name = "mixed-test";
+  test.run = "r1";
+  test.group = "g";
+  test.source_site = "site-a";
+  test.source_uuid = "e0000000-0000-4000-8000-0000000000aa";
+  test.networks = {{"recovery-prod", "bridge:br-test"}, {"bridge:br-recovery", "test-isolated"}, {"direct:eth7", "bridge:br-test"}};
+  auto made = libvirt::test_vm_domain_xml(*xml, test);
+  ASSERT_TRUE(made.is_ok()) << made.status().to_string();
+  auto test_vm = libvirt::parse_domain_xml(*made);
+  ASSERT_TRUE(test_vm.is_ok());
+  keys.clear();
+  for (const auto& n : test_vm->vm.nics) keys.push_back(attachment_of(n).key());
+  EXPECT_THAT(keys, ElementsAre("bridge:br-test", "test-isolated", "bridge:br-test"));
+  // A NIC whose attachment has no test network is refused, naming it by its key.
+  test.networks.erase("direct:eth7");
+  auto refused = libvirt::test_vm_domain_xml(*xml, test);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("'direct:eth7'"));
 }
 
 // After a failback, the VMs protected again are recovered VMs: their own

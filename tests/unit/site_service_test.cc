@@ -236,6 +236,48 @@ TEST_F(TwoSitesTest, CreateGroupRegistersMappedPlaceholders) {
   EXPECT_EQ(placeholders, 2);
 }
 
+// A VM on a host bridge (or a macvtap device) is mapped by that bridge's
+// name, which may lead to a libvirt network, and a network may lead to a
+// bridge: the placeholder's NIC takes the kind of its target.
+TEST_F(TwoSitesTest, BridgedAndMacvtapNicsAreMappedToWhateverKindTheRecoverySiteHas) {
+  pair();
+  a_.provider->add_host_attachment("bridge", "br-prod");
+  a_.provider->add_host_attachment("direct", "eth1");
+  b_.provider->add_host_attachment("bridge", "br-recovery");
+  b_.provider->add_host_attachment("bridge", "br-test", true);
+  b_.provider->add_host_attachment("direct", "eth7");
+  a_.provider->add_vm(make_vm("edge01", "u-edge01", {{"vda", "/a/images/edge01.qcow2", "qcow2", "virtio", "disk", "images"}},
+                              {{"52:54:00:00:00:0a", "br-prod", "bridge", "virtio"},
+                               {"52:54:00:00:00:0b", "prod", "network", "virtio"},
+                               {"52:54:00:00:00:0c", "eth1", "direct", "virtio"}}));
+  ASSERT_TRUE(a_.service->create_mapping({MappingKind::kCompute, std::nullopt, "kvm-a", "kvm-b", ""}).is_ok());
+  ASSERT_TRUE(a_.service->create_mapping({MappingKind::kStorage, std::nullopt, "images", "replicas", ""}).is_ok());
+  // A bare bridge name is read as the bridge; the target is a network.
+  auto bridged = a_.service->create_mapping({MappingKind::kNetwork, std::nullopt, "br-prod", "recovery-prod", "bridge:br-test"});
+  ASSERT_TRUE(bridged.is_ok()) << bridged.status().to_string();
+  EXPECT_EQ(bridged->source, "bridge:br-prod");
+  EXPECT_EQ(bridged->test_network, "bridge:br-test");
+  auto to_bridge = a_.service->create_mapping({MappingKind::kNetwork, std::nullopt, "prod", "br-recovery", "test-isolated"});
+  ASSERT_TRUE(to_bridge.is_ok()) << to_bridge.status().to_string();
+  EXPECT_EQ(to_bridge->target, "bridge:br-recovery");
+  ASSERT_TRUE(a_.service->create_mapping({MappingKind::kNetwork, std::nullopt, "direct:eth1", "eth7", "test-isolated"}).is_ok());
+  EXPECT_EQ(a_.service->create_mapping({MappingKind::kNetwork, std::nullopt, "bridge:nope", "recovery-prod", "test-isolated"})
+                .status()
+                .code(),
+            StatusCode::kNotFound);
+
+  auto g = a_.service->create_group({"edge", {"edge01"}, std::nullopt, 300, 12});
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  auto specs = b_.provider->defined_specs();
+  ASSERT_EQ(specs.size(), 1u);
+  std::vector<std::string> nics;
+  for (const auto& n : specs[0].vm.nics) nics.push_back(n.mac + " " + n.type + " " + n.network);
+  EXPECT_EQ(nics, (std::vector<std::string>{"52:54:00:00:00:0a network recovery-prod", "52:54:00:00:00:0b bridge br-recovery",
+                                            "52:54:00:00:00:0c direct eth7"}));
+  // A mapping in use stays, found by the NIC's attachment key.
+  EXPECT_EQ(a_.service->delete_mapping(bridged->id).code(), StatusCode::kFailedPrecondition);
+}
+
 TEST_F(TwoSitesTest, RecoverySiteKeepsACopyOfTheProtection) {
   pair();
   map_all();

@@ -408,7 +408,7 @@ Result<DomainDescription> parse_domain_xml(std::string_view xml) {
   return out;
 }
 
-Result<NetworkInfo> parse_network_xml(std::string_view xml) {
+Result<NetworkInfo> parse_network_xml(std::string_view xml, std::vector<std::string>* forward_devices) {
   pugi::xml_document doc;
   auto root = load_root(doc, xml, "network", "network definition");
   if (!root.is_ok()) return root.status();
@@ -416,8 +416,103 @@ Result<NetworkInfo> parse_network_xml(std::string_view xml) {
   net.name = text_of(*root, "name");
   net.uuid = text_of(*root, "uuid");
   net.bridge = root->child("bridge").attribute("name").as_string();
-  net.isolated = !root->child("forward");
+  if (pugi::xml_node forward = root->child("forward")) {
+    net.forward_mode = forward.attribute("mode").as_string("nat");  // libvirt's default mode
+    if (forward_devices != nullptr) {
+      if (const char* dev = forward.attribute("dev").as_string(); *dev != '\0') forward_devices->emplace_back(dev);
+      for (pugi::xml_node i : children_named(forward, "interface"))
+        if (const char* dev = i.attribute("dev").as_string(); *dev != '\0') forward_devices->emplace_back(dev);
+    }
+  }
   return net;
+}
+
+Result<HostInterface> parse_host_interface(std::string_view interface_xml) {
+  pugi::xml_document doc;
+  auto root = load_root(doc, interface_xml, "interface", "host interface definition");
+  if (!root.is_ok()) return root.status();
+  HostInterface out;
+  out.name = root->attribute("name").as_string();
+  out.type = root->attribute("type").as_string();
+  for (pugi::xml_node port : children_named(root->child("bridge"), "interface"))
+    out.ports.emplace_back(port.attribute("name").as_string());
+  return out;
+}
+
+Result<std::vector<std::string>> bridge_ports(std::string_view interface_xml) {
+  pugi::xml_document doc;
+  auto root = load_root(doc, interface_xml, "interface", "host interface definition");
+  if (!root.is_ok()) return root.status();
+  std::vector<std::string> out;
+  for (pugi::xml_node port : children_named(root->child("bridge"), "interface"))
+    out.emplace_back(port.attribute("name").as_string());
+  return out;
+}
+
+Result<std::vector<std::string>> nic_target_devices(std::string_view live_domain_xml) {
+  pugi::xml_document doc;
+  auto root = load_root(doc, live_domain_xml, "domain", "a running VM's definition");
+  if (!root.is_ok()) return root.status();
+  std::vector<std::string> out;
+  for (pugi::xml_node iface : children_named(root->child("devices"), "interface"))
+    if (const char* dev = iface.child("target").attribute("dev").as_string(); *dev != '\0') out.emplace_back(dev);
+  return out;
+}
+
+void judge_isolation(NetworkInfo& net, const std::vector<std::string>& forward_devices,
+                     const std::optional<std::vector<std::string>>& ports, const std::string& ports_error,
+                     const std::vector<std::string>& guest_taps) {
+  auto list = [](const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out;
+  };
+  const std::string mode = net.kind == "bridge"       ? "a host bridge VMs attach to directly"
+                           : net.forward_mode.empty() ? "no forward mode"
+                                                      : "forward mode '" + net.forward_mode + "'";
+  net.isolated = false;
+  if (net.kind == "direct") {
+    net.isolation = "a host device (macvtap): traffic leaves the host";
+    return;
+  }
+  if (!forward_devices.empty()) {
+    net.isolation = mode + " through host device " + list(forward_devices) + ": traffic leaves the host";
+    return;
+  }
+  if (!net.forward_mode.empty() && net.forward_mode != "bridge") {
+    net.isolation = mode + ": libvirt sends its traffic off the host";
+    return;
+  }
+  if (net.bridge.empty()) {
+    net.isolated = net.forward_mode.empty();
+    net.isolation = net.isolated ? "no forward mode and no bridge: nothing leaves the host"
+                                 : mode + " without a bridge or device: cannot tell where it leads";
+    return;
+  }
+  if (!ports) {
+    // libvirt makes an isolated network's bridge itself and gives it no
+    // uplink; one added by hand would show in its ports, unread here.
+    net.isolated = net.kind == "network" && net.forward_mode.empty();
+    net.isolation = mode + " on bridge '" + net.bridge + "', whose ports could not be read (" + ports_error + ")" +
+                    (net.isolated ? ": libvirt gives it no uplink" : ": counted as reaching other networks");
+    return;
+  }
+  // A bridge's own ports: guests' taps stay on the host; anything else (a
+  // NIC, a veth, a bond, a VLAN) is an uplink. libvirt's "<bridge>-nic"
+  // dummy tap, made by older versions, carries nothing.
+  std::vector<std::string> taps, uplinks;
+  for (const auto& p : *ports) {
+    if (p == net.bridge + "-nic") continue;
+    (std::find(guest_taps.begin(), guest_taps.end(), p) != guest_taps.end() ? taps : uplinks).push_back(p);
+  }
+  const std::string on = net.kind == "bridge" ? "host bridge '" + net.bridge + "'" : mode + " on bridge '" + net.bridge + "'";
+  if (!uplinks.empty()) {
+    net.isolation = on + ", which has uplink port(s) " + list(uplinks) + ": traffic reaches beyond the host";
+    return;
+  }
+  net.isolated = true;
+  net.isolation = on + ", which has no uplink" +
+                  (taps.empty() ? std::string(": no ports yet") : ": its ports are guests' taps (" + list(taps) + ")");
 }
 
 Result<StoragePoolInfo> parse_storage_pool_xml(std::string_view xml) {
@@ -547,14 +642,17 @@ Result<std::string> test_vm_domain_xml(std::string_view placeholder_xml, const T
   EVAC_RETURN_IF_ERROR(place_disks_on_copies(devices, spec.disks, spec.name));
 
   for (pugi::xml_node iface : children_named(devices, "interface")) {
-    std::string network = iface.child("source").attribute("network").as_string();
-    if (network.empty()) network = iface.child("source").attribute("bridge").as_string();
+    // Whatever kind it is on (a network, a bridge, a host device), it goes
+    // to the test network its mapping names, of whatever kind that is.
+    const NicInfo nic = parse_interface(iface);
+    const std::string network = nic.network.empty() ? "" : attachment_of(nic).key();
     auto it = spec.networks.find(network);
     if (it == spec.networks.end())
       return failed_precondition("NIC " + std::string(iface.child("mac").attribute("address").as_string()) + " of " +
                                      spec.name + " is on '" + network + "', which has no test network",
                                  "map that network with --test-network at the protected site");
-    connect_interface(iface, NicInfo{"", it->second, "network", ""});
+    const Attachment test = parse_attachment(it->second);
+    connect_interface(iface, NicInfo{"", test.name, test.type, ""});
   }
 
   remove_descendants(domain, "seclabel");

@@ -66,8 +66,37 @@ struct DomainDescription {
 
 Result<DomainDescription> parse_domain_xml(std::string_view xml);
 
-// Name, UUID, bridge and isolation; `active` is the caller's to fill.
-Result<NetworkInfo> parse_network_xml(std::string_view xml);
+// Name, UUID, bridge and forward mode; `active` and isolation (which needs
+// the bridge's ports: judge_isolation) are the caller's to fill.
+// `forward_devices`, if given, gets the host interfaces a forward names
+// (<forward dev=...> and its <interface dev=...>): uplinks of their own.
+Result<NetworkInfo> parse_network_xml(std::string_view xml, std::vector<std::string>* forward_devices = nullptr);
+
+// A host interface as libvirt's interface driver describes it.
+struct HostInterface {
+  std::string name;
+  std::string type;                // "bridge", "ethernet", "bond", "vlan"
+  std::vector<std::string> ports;  // a bridge's
+};
+Result<HostInterface> parse_host_interface(std::string_view interface_xml);
+
+// The ports of a host bridge from libvirt's interface XML
+// (<interface type='bridge'><bridge><interface name='...'/>).
+Result<std::vector<std::string>> bridge_ports(std::string_view interface_xml);
+
+// The host-side devices of a running VM's NICs (<target dev='vnet3'/>): the
+// taps that are guests', not uplinks, on a bridge.
+Result<std::vector<std::string>> nic_target_devices(std::string_view live_domain_xml);
+
+// Whether a network's traffic can leave the host, judged by what is there:
+// no forward mode, or a bridge whose ports are only guests' taps (`ports`,
+// nullopt when they could not be read, with `ports_error`: then only a
+// network without a forward mode counts as isolated), means isolated;
+// a forward mode that routes, NATs or names a host device, or any port that
+// is not a guest's tap, does not. Sets net.isolated and net.isolation.
+void judge_isolation(NetworkInfo& net, const std::vector<std::string>& forward_devices,
+                     const std::optional<std::vector<std::string>>& ports, const std::string& ports_error,
+                     const std::vector<std::string>& guest_taps);
 
 // Name, UUID, type and target path; state and sizes are the caller's.
 Result<StoragePoolInfo> parse_storage_pool_xml(std::string_view xml);

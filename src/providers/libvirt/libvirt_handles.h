@@ -29,6 +29,9 @@ struct StoragePoolRelease {
 struct StorageVolRelease {
   void operator()(virStorageVolPtr v) const { virStorageVolFree(v); }
 };
+struct InterfaceRelease {
+  void operator()(virInterfacePtr i) const { virInterfaceFree(i); }
+};
 struct MallocRelease {
   void operator()(void* p) const { std::free(p); }
 };
@@ -38,6 +41,7 @@ using DomainHandle = std::unique_ptr<std::remove_pointer_t<virDomainPtr>, Domain
 using NetworkHandle = std::unique_ptr<std::remove_pointer_t<virNetworkPtr>, NetworkRelease>;
 using StoragePoolHandle = std::unique_ptr<std::remove_pointer_t<virStoragePoolPtr>, StoragePoolRelease>;
 using StorageVolHandle = std::unique_ptr<std::remove_pointer_t<virStorageVolPtr>, StorageVolRelease>;
+using InterfaceHandle = std::unique_ptr<std::remove_pointer_t<virInterfacePtr>, InterfaceRelease>;
 // Strings that libvirt allocates and the caller frees (XML descriptions).
 using LibvirtString = std::unique_ptr<char, MallocRelease>;
 

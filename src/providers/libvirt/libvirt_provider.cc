@@ -151,6 +151,71 @@ Status undefine(virDomainPtr dom) {
   return Status::ok();
 }
 
+// ------------------------------------------------------- networks and bridges
+
+// The host-side taps of every running VM's NICs.
+Result<std::vector<std::string>> guest_taps(virConnectPtr conn) {
+  virDomainPtr* raw = nullptr;
+  int count = virConnectListAllDomains(conn, &raw, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  if (count < 0) return last_error("listing running VMs");
+  std::vector<std::string> taps;
+  for (const auto& dom : libvirt::adopt_list<libvirt::DomainHandle>(raw, count)) {
+    LibvirtString xml(virDomainGetXMLDesc(dom.get(), 0));
+    if (xml == nullptr) continue;  // it stopped meanwhile: no taps
+    auto devs = libvirt::nic_target_devices(xml.get());
+    if (devs.is_ok()) taps.insert(taps.end(), devs->begin(), devs->end());
+  }
+  return taps;
+}
+
+// The ports of a host bridge, through libvirt's interface driver (so it
+// works for a remote host too).
+Result<std::vector<std::string>> host_bridge_ports(virConnectPtr conn, const std::string& bridge) {
+  libvirt::InterfaceHandle iface(virInterfaceLookupByName(conn, bridge.c_str()));
+  if (iface == nullptr) return last_error("looking up host bridge '" + bridge + "'");
+  LibvirtString xml(virInterfaceGetXMLDesc(iface.get(), 0));
+  if (xml == nullptr) return last_error("reading host bridge '" + bridge + "'");
+  return libvirt::bridge_ports(xml.get());
+}
+
+// Host bridges ("bridge:NAME") and host devices ("direct:NAME") as
+// attachments, from libvirt's interface driver; none where the host has no
+// such driver (its NICs on bridges then cannot be checked from here).
+Result<std::vector<NetworkInfo>> host_attachments(virConnectPtr conn, const std::vector<std::string>& taps,
+                                                  const std::string& provider) {
+  virInterfacePtr* raw = nullptr;
+  int count = virConnectListAllInterfaces(conn, &raw, VIR_CONNECT_LIST_INTERFACES_ACTIVE);
+  if (count < 0) {
+    int err = last_error_number();
+    if (err == VIR_ERR_NO_SUPPORT || err == VIR_ERR_NO_CONNECT) return std::vector<NetworkInfo>{};
+    return last_error("listing host interfaces");
+  }
+  std::vector<NetworkInfo> out;
+  for (const auto& iface : libvirt::adopt_list<libvirt::InterfaceHandle>(raw, count)) {
+    LibvirtString xml(virInterfaceGetXMLDesc(iface.get(), 0));
+    if (xml == nullptr) continue;  // gone meanwhile
+    auto host = libvirt::parse_host_interface(xml.get());
+    if (!host.is_ok() || host->name.empty() || host->name == "lo") continue;
+    if (std::find(taps.begin(), taps.end(), host->name) != taps.end()) continue;  // a guest's own tap
+    NetworkInfo n;
+    n.provider = provider;
+    n.active = true;
+    if (host->type == "bridge") {
+      n.kind = "bridge";
+      n.bridge = host->name;
+      libvirt::judge_isolation(n, {}, host->ports, "", taps);
+    } else if (host->type == "ethernet" || host->type == "bond" || host->type == "vlan") {
+      n.kind = "direct";
+      libvirt::judge_isolation(n, {}, std::nullopt, "", taps);
+    } else {
+      continue;
+    }
+    n.name = Attachment{n.kind, host->name}.key();
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
 // ------------------------------------------------------- storage pools
 
 Result<std::vector<StoragePoolInfo>> read_storage_pools(virConnectPtr conn, const std::string& provider) {
@@ -418,16 +483,45 @@ Result<std::vector<NetworkInfo>> LibvirtProvider::list_networks() {
     virNetworkPtr* raw = nullptr;
     int count = virConnectListAllNetworks(conn, &raw, 0);
     if (count < 0) return last_error("listing networks");
+    auto owned = libvirt::adopt_list<libvirt::NetworkHandle>(raw, count);
+    std::optional<std::vector<std::string>> taps;  // read once, when a bridge needs judging
     std::vector<NetworkInfo> networks;
-    for (const auto& net : libvirt::adopt_list<libvirt::NetworkHandle>(raw, count)) {
+    for (const auto& net : owned) {
       LibvirtString xml(virNetworkGetXMLDesc(net.get(), 0));
       if (xml == nullptr) return last_error("reading a network's definition");
-      auto info = libvirt::parse_network_xml(xml.get());
+      std::vector<std::string> forward_devices;
+      auto info = libvirt::parse_network_xml(xml.get(), &forward_devices);
       if (!info.is_ok()) return info.status();
       info->provider = config_.name;
       info->active = virNetworkIsActive(net.get()) == 1;
+      // Isolation is judged by what is there: the bridge's ports, told
+      // apart into guests' taps and uplinks.
+      std::optional<std::vector<std::string>> ports;
+      std::string ports_error;
+      if (!info->bridge.empty() && forward_devices.empty() &&
+          (info->forward_mode.empty() || info->forward_mode == "bridge")) {
+        if (!taps) {
+          auto read = guest_taps(conn);
+          if (!read.is_ok()) return read.status();
+          taps = std::move(*read);
+        }
+        auto read = host_bridge_ports(conn, info->bridge);
+        if (read.is_ok()) ports = std::move(*read);
+        else ports_error = read.status().message();
+      }
+      libvirt::judge_isolation(*info, forward_devices, ports, ports_error, taps.value_or(std::vector<std::string>{}));
       networks.push_back(std::move(*info));
     }
+    // What NICs attach to outside libvirt networks: host bridges and the
+    // devices macvtap NICs sit on.
+    if (!taps) {
+      auto read = guest_taps(conn);
+      if (!read.is_ok()) return read.status();
+      taps = std::move(*read);
+    }
+    auto host = host_attachments(conn, *taps, config_.name);
+    if (!host.is_ok()) return host.status();
+    networks.insert(networks.end(), host->begin(), host->end());
     return networks;
   });
 }
