@@ -63,6 +63,17 @@ netns_up() {
   veth "$(ns_of site-a)" "${br}-ab" "$(site_addr site-a)" "$(ns_of site-b)" "${br}-ba" "$(site_addr site-b)"
   veth "$(ns_of ops)" "${br}-oa" 10.98.1.1 "$(ns_of site-a)" "${br}-ao" "$(ops_addr site-a)"
   veth "$(ns_of ops)" "${br}-ob" 10.98.2.1 "$(ns_of site-b)" "${br}-bo" "$(ops_addr site-b)"
+  # What the other kinds of NIC attach to, at each site: a host device for
+  # macvtap NICs (one end of a veth pair, as a NIC on a switch would be) and
+  # a host bridge with no uplink (a test network of that kind).
+  for ns in site-a site-b; do
+    ip -n "$(ns_of "${ns}")" link show "${br}-mv" >/dev/null 2>&1 ||
+      ip -n "$(ns_of "${ns}")" link add "${br}-mv" type veth peer name "${br}-mvp"
+    ip -n "$(ns_of "${ns}")" link set "${br}-mv" up
+    ip -n "$(ns_of "${ns}")" link set "${br}-mvp" up
+    ip -n "$(ns_of "${ns}")" link show "${br}-tbr" >/dev/null 2>&1 || ip -n "$(ns_of "${ns}")" link add "${br}-tbr" type bridge
+    ip -n "$(ns_of "${ns}")" link set "${br}-tbr" up
+  done
 }
 
 veth() {  # NS1 DEV1 ADDR1 NS2 DEV2 ADDR2: a /30 link between two namespaces
@@ -219,15 +230,21 @@ up() {
   define_isolated_network site-a test-isolated "${br}-test"  # for tests of the way back, after a reprotect
   define_pool "${uri_b}" replicas "${root}/site-b/replicas"
   define_network site-b recovery-prod "${br}-prod"
+  define_network site-b recovery-edge "${br}-prod"  # where app01's bridged NIC is mapped
   define_isolated_network site-b test-isolated "${br}-test"
 
   step "Three real QEMU VMs at the protected site: db01, app01, web01"
+  # Every kind of NIC a libvirt VM uses: db01 on the libvirt network prod,
+  # app01 on the host bridge under it, web01 on prod and on a macvtap
+  # device.
   local ip=10
+  local -A nics=([db01]="--network prod" [app01]="--bridge ${br}-prod" [web01]="--network prod --direct ${br}-mv")
   for vm in db01 app01 web01; do
     ip=$((ip + 1))
     "${lab_dir}/make-data-disk.sh" "${root}/site-a/images/${vm}.qcow2" 64M >/dev/null
+    # shellcheck disable=SC2086  # the NIC options are words
     "${lab_dir}/vm.sh" define "${uri_a}" "${vm}" "${guest_dir}" "${root}/site-a/images/${vm}.qcow2" \
-      --network prod --ip "10.77.0.${ip}/24" >/dev/null
+      ${nics[${vm}]} --ip "10.77.0.${ip}/24" >/dev/null
     virsh -q -c "${uri_a}" start "${vm}" >/dev/null
   done
   for vm in db01 app01 web01; do
@@ -258,6 +275,10 @@ up() {
   step "Inventory mappings: what at site-b stands for what at site-a"
   show mapping create compute kvm-a kvm-b
   show mapping create network prod recovery-prod --test-network test-isolated
+  # A host bridge (a bare name is read as one) to a libvirt network, and a
+  # macvtap device to its peer, tested on a host bridge with no uplink.
+  show mapping create network "${br}-prod" recovery-edge --test-network test-isolated
+  show mapping create network "direct:${br}-mv" "direct:${br}-mv" --test-network "bridge:${br}-tbr"
   show mapping create storage images replicas
   show mapping list
 
@@ -501,6 +522,15 @@ site_back() {  # SITE
   start_evacd "$1"
 }
 
+# Mappings from site-b back to site-a, for a reprotect toward site-a: the
+# recovered VMs' networks and storage there lead back to where they were.
+reverse_mappings() {
+  show --context site-b mapping create network recovery-prod prod --test-network test-isolated
+  show --context site-b mapping create network recovery-edge "bridge:${br}-prod" --test-network test-isolated
+  show --context site-b mapping create network "direct:${br}-mv" "direct:${br}-mv" --test-network "bridge:${br}-tbr"
+  show --context site-b mapping create storage replicas images
+}
+
 # The demo's recovery plan over GROUP: db01, then app01, then web01, a
 # check inside db01, and IP rules both ways (a rule names the network at
 # the site the VMs leave, so the way back needs its own).
@@ -519,7 +549,9 @@ vms:
   - {vm: web01, priority: 3, depends_on: [app01], wait_for_guest: 2m}
 ip_rules:
   - {network: prod, from: 10.77.0.0/24, to: 10.78.0.0/24}
+  - {network: ${br}-prod, from: 10.77.0.0/24, to: 10.78.0.0/24}
   - {network: recovery-prod, from: 10.78.0.0/24, to: 10.77.0.0/24}
+  - {network: recovery-edge, from: 10.78.0.0/24, to: 10.77.0.0/24}
 YAML
 }
 
@@ -607,8 +639,7 @@ story() {
 
   step "Reprotect at site-b: site-a's copies become placeholders, replication runs back (only what changed)"
   t="$(lab_now_ms)"
-  show --context site-b mapping create network recovery-prod prod --test-network test-isolated
-  show --context site-b mapping create storage replicas images
+  reverse_mappings
   run_op site-b reprotect
   phase_done "Reprotect (site-b protects, to site-a)" "${t}"
   show --context site-b group show demo

@@ -3,8 +3,11 @@
 #
 # usage:
 #   lab/vm.sh define SITE_URI NAME GUEST_DIR DATA_DISK [--ip ADDR/PREFIX] [--gw ADDR]
-#                    [--bridge BR | --network NET] [--mem MiB]
+#                    [--bridge BR | --network NET | --direct DEV]... [--mem MiB]
 #       writes NAME.xml next to DATA_DISK and defines it (persistent, not started);
+#       one NIC per --bridge (a host bridge), --network (a libvirt network)
+#       or --direct (macvtap on a host device, mode bridge), in that order:
+#       the first is the guest's eth0, which --ip configures;
 #       the guest's vmlinuz and initrd.img are copied next to the disk as
 #       NAME.vmlinuz and NAME.initrd.img, the serial console is logged to
 #       NAME.serial.log there. Redefining an existing NAME replaces its
@@ -26,7 +29,7 @@ source "${lab_dir}/lib.sh"
 usage() {
   cat >&2 <<'EOF'
 usage: lab/vm.sh define SITE_URI NAME GUEST_DIR DATA_DISK [--ip ADDR/PREFIX] [--gw ADDR]
-                        [--bridge BR | --network NET] [--mem MiB]
+                        [--bridge BR | --network NET | --direct DEV]... [--mem MiB]
        lab/vm.sh wait-agent SITE_URI NAME [TIMEOUT]
        lab/vm.sh exec SITE_URI NAME [--timeout S] -- PROGRAM [ARG...]
        lab/vm.sh stop SITE_URI NAME...
@@ -45,24 +48,45 @@ vm_define() {
   [[ $# -ge 4 ]] || usage
   local site_uri="$1" name="$2" guest_dir="$3" disk="$4"
   shift 4
-  local ip="" gw="" bridge="" network="" mem=256
+  local ip="" gw="" mem=256 nic=""
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --ip) [[ $# -ge 2 ]] || usage; ip="$2"; shift 2 ;;
       --gw) [[ $# -ge 2 ]] || usage; gw="$2"; shift 2 ;;
-      --bridge) [[ $# -ge 2 ]] || usage; bridge="$2"; shift 2 ;;
-      --network) [[ $# -ge 2 ]] || usage; network="$2"; shift 2 ;;
+      --bridge)
+        [[ $# -ge 2 ]] || usage
+        nic+="    <interface type='bridge'>
+      <source bridge='$(lab_xml_escape "$2")'/>
+      <model type='virtio'/>
+    </interface>
+"
+        shift 2 ;;
+      --network)
+        [[ $# -ge 2 ]] || usage
+        nic+="    <interface type='network'>
+      <source network='$(lab_xml_escape "$2")'/>
+      <model type='virtio'/>
+    </interface>
+"
+        shift 2 ;;
+      --direct)
+        [[ $# -ge 2 ]] || usage
+        nic+="    <interface type='direct'>
+      <source dev='$(lab_xml_escape "$2")' mode='bridge'/>
+      <model type='virtio'/>
+    </interface>
+"
+        shift 2 ;;
       --mem) [[ $# -ge 2 ]] || usage; mem="$2"; shift 2 ;;
       *) usage ;;
     esac
   done
   lab_check_name "${name}"
   lab_need_tool qemu-img qemu-utils
-  [[ -z "${bridge}" || -z "${network}" ]] || lab_die "give --bridge or --network, not both"
   [[ "${mem}" =~ ^[0-9]+$ && "${mem}" -ge 64 ]] || lab_die "--mem wants MiB, at least 64 (got '${mem}')"
   if [[ -n "${ip}" ]]; then
     [[ "${ip}" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$ ]] || lab_die "--ip wants ADDR/PREFIX, e.g. 10.77.0.11/24 (got '${ip}')"
-    [[ -n "${bridge}${network}" ]] || lab_die "--ip needs a NIC: add --bridge BR or --network NET"
+    [[ -n "${nic}" ]] || lab_die "--ip needs a NIC: add --bridge BR, --network NET or --direct DEV"
   fi
   if [[ -n "${gw}" ]]; then
     [[ "${gw}" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || lab_die "--gw wants an IPv4 address (got '${gw}')"
@@ -87,21 +111,6 @@ vm_define() {
   local cmdline="console=ttyS0 printk.time=1 evac.hostname=${name}"
   [[ -z "${ip}" ]] || cmdline+=" evac.ip=${ip}"
   [[ -z "${gw}" ]] || cmdline+=" evac.gw=${gw}"
-
-  local nic=""
-  if [[ -n "${bridge}" ]]; then
-    nic="    <interface type='bridge'>
-      <source bridge='$(lab_xml_escape "${bridge}")'/>
-      <model type='virtio'/>
-    </interface>
-"
-  elif [[ -n "${network}" ]]; then
-    nic="    <interface type='network'>
-      <source network='$(lab_xml_escape "${network}")'/>
-      <model type='virtio'/>
-    </interface>
-"
-  fi
 
   # Redefining keeps the domain's UUID; libvirt refuses a new UUID for a known name.
   local uuid_xml="" uuid

@@ -90,8 +90,19 @@ for vm in db01 app01 web01; do
   check "placeholder ${vm} does not autostart" bash -c "virsh -c '${uri_b}' dominfo '${vm}' | grep -Eq 'Autostart: +disable'"
   check "placeholder ${vm}'s disk points into site-b's replicas pool" \
     bash -c "virsh -c '${uri_b}' domblklist '${vm}' --details | grep -q '${EVAC_DEMO_ROOT}/site-b/replicas/${vm}.qcow2'"
-  check "placeholder ${vm} is on recovery-prod" bash -c "virsh -c '${uri_b}' domiflist '${vm}' | grep -q recovery-prod"
 done
+# Each kind of NIC, mapped to what its mapping names: db01's network NIC to
+# recovery-prod, app01's host-bridge NIC to the network recovery-edge (a
+# network NIC there, not a bridge named after the network), web01's macvtap
+# NIC to the same device at site-b.
+br="${EVAC_DEMO_BRIDGE_PREFIX}"
+nics_of() { virsh -c "$1" domiflist "$2" | awk 'NR > 2 && NF { print $2 " " $3 }' | sort | paste -sd,; }
+check "app01 at site-a is inventoried on host bridge ${br}-prod" \
+  test "$(evac --context site-a -o json inventory vm app01 | json_query 'd["nics"][0]["type"] + ":" + d["nics"][0]["network"]')" = "bridge:${br}-prod"
+check "placeholder db01 is on recovery-prod" test "$(nics_of "${uri_b}" db01)" = "network recovery-prod"
+check "placeholder app01 is on the network its bridge is mapped to" test "$(nics_of "${uri_b}" app01)" = "network recovery-edge"
+check "placeholder web01 is on recovery-prod and on macvtap device ${br}-mv" \
+  test "$(nics_of "${uri_b}" web01)" = "direct ${br}-mv,network recovery-prod"
 check "site-a's own VMs are untouched and running" test "$(virsh -c "${uri_a}" list --name --state-running | grep -c .)" = "3"
 
 # Replication of running guests: the demo made two points in time, the
@@ -248,8 +259,13 @@ check "each VM has exactly one test VM and the group one test copy" \
   test "$(virsh -c "${uri_b}" list --all --name | grep -c -- '-test$')/$(ls "${EVAC_DEMO_ROOT}/site-b/replicas/.evac-pits/test-copies/shop" | wc -l)" = "3/1"
 for vm in db01 app01 web01; do
   check "test copy ${vm}-test runs at site-b" test "$(virsh -c "${uri_b}" domstate "${vm}-test" 2>/dev/null | head -1)" = "running"
-  check "${vm}-test is on the test network only" bash -c "virsh -c '${uri_b}' domiflist '${vm}-test' | grep -q test-isolated && ! virsh -c '${uri_b}' domiflist '${vm}-test' | grep -q recovery-prod"
 done
+# Every NIC, whatever its kind, on its test network, of whatever kind that
+# is: web01's macvtap NIC on a host bridge with no uplink.
+check "db01-test is on the test network only" test "$(nics_of "${uri_b}" db01-test)" = "network test-isolated"
+check "app01-test is on the test network only" test "$(nics_of "${uri_b}" app01-test)" = "network test-isolated"
+check "web01-test's NICs are on the test network and on host bridge ${br}-tbr" \
+  test "$(nics_of "${uri_b}" web01-test)" = "bridge ${br}-tbr,network test-isolated"
 check "the test copy of db01 was re-addressed in the guest (10.77.0.11 -> 10.78.0.11)" \
   bash -c "'${repo_dir}/lab/vm.sh' exec '${uri_b}' db01-test -- ip -4 -o addr show dev eth0 | grep -q 'inet 10.78.0.11/24'"
 check "production keeps its address" \
@@ -320,6 +336,8 @@ evac --context site-b -o json run report "${run_id}" --format json | json_query 
 # failback from site-a brings the VMs home with what site-b wrote.
 "${repo_dir}/lab/vm.sh" exec "${uri_b}" db01 -- sh -c 'echo written-at-site-b > /data/marker-b && sync' >/dev/null
 check "reverse mappings at site-b" bash -c "evac --context site-b mapping create network recovery-prod prod --test-network test-isolated >/dev/null &&
+  evac --context site-b mapping create network recovery-edge bridge:${br}-prod --test-network test-isolated >/dev/null &&
+  evac --context site-b mapping create network direct:${br}-mv direct:${br}-mv --test-network bridge:${br}-tbr >/dev/null &&
   evac --context site-b mapping create storage replicas images >/dev/null"
 t0=$(date +%s%N)
 crashing_run site-b reprotect

@@ -184,7 +184,9 @@ Result<std::vector<std::string>> host_bridge_ports(virConnectPtr conn, const std
 Result<std::vector<NetworkInfo>> host_attachments(virConnectPtr conn, const std::vector<std::string>& taps,
                                                   const std::string& provider) {
   virInterfacePtr* raw = nullptr;
-  int count = virConnectListAllInterfaces(conn, &raw, VIR_CONNECT_LIST_INTERFACES_ACTIVE);
+  // All of them: a bridge with no port yet has no carrier, which the udev
+  // backend reports as inactive, and is still where NICs attach.
+  int count = virConnectListAllInterfaces(conn, &raw, 0);
   if (count < 0) {
     int err = last_error_number();
     if (err == VIR_ERR_NO_SUPPORT || err == VIR_ERR_NO_CONNECT) return std::vector<NetworkInfo>{};
@@ -199,7 +201,7 @@ Result<std::vector<NetworkInfo>> host_attachments(virConnectPtr conn, const std:
     if (std::find(taps.begin(), taps.end(), host->name) != taps.end()) continue;  // a guest's own tap
     NetworkInfo n;
     n.provider = provider;
-    n.active = true;
+    n.active = true;  // it exists: libvirt starts a NIC on it whatever its carrier
     if (host->type == "bridge") {
       n.kind = "bridge";
       n.bridge = host->name;
