@@ -245,8 +245,17 @@ void ApiRouter::add_plan_routes() {
   auto readiness_json = [](const PlanReadiness& r) {
     json findings = json::array();
     for (const auto& f : r.findings)
-      findings.push_back({{"severity", f.severity}, {"check", f.check}, {"message", f.message}, {"hint", f.hint}});
-    return json{{"ready", r.ready}, {"findings", findings}};
+      findings.push_back({{"severity", f.severity},
+                          {"check", f.check},
+                          {"message", f.message},
+                          {"hint", f.hint},
+                          {"operations", f.operations}});
+    // Per operation: whether it applies now, and whether it would run.
+    json operations = json::object();
+    for (const auto& op : readiness_operations())
+      operations[op] = {{"applicable", std::find(r.applicable.begin(), r.applicable.end(), op) != r.applicable.end()},
+                        {"ready", r.ready_for(op)}};
+    return json{{"ready", r.ready}, {"operations", operations}, {"findings", findings}};
   };
   add("GET", "/api/v1/plans", Access::kOperator, "Recovery plans, each with whether it is ready to run here",
       [this](Context&) -> Result<json> {
@@ -255,7 +264,7 @@ void ApiRouter::add_plan_routes() {
         json out = json::array();
         auto add_plan = [&](const RecoveryPlan& p, const std::string& stored_at) {
           json j = plan_to_json(p);
-          auto r = plans_.check_plan(p);
+          auto r = plans_.check_plan(p, false);
           j["ready"] = r ? json(r->ready) : json(nullptr);
           j["stored_at"] = stored_at;
           out.push_back(std::move(j));
@@ -449,6 +458,11 @@ void ApiRouter::add_replication_routes() {
         auto body = body_object(c.request);
         if (!body) return body.status();
         return r.handle_peer_sync(*c.peer, c.params[0], *body);
+      }));
+  add("GET", "/api/v1/peer/groups/{group}/backup-probe", Access::kPeer,
+      "Whether the next cycle could read each VM of the group now (the group's recovery site, checking readiness)",
+      with([](ReplicationService& r, Context& c) -> Result<json> {
+        return r.handle_peer_backup_probe(*c.peer, c.params[0]);
       }));
   add("GET", "/api/v1/peer/groups/{group}/fence-check", Access::kPeer,
       "Whether a fence here could make the group's disks read-only (the group's recovery site, checking readiness)",

@@ -794,23 +794,44 @@ void add_plan_commands(CLI::App& app, Globals& g, int& rc) {
     rc = call_and_print(g, "GET", "/api/v1/plans/" + path_part(show_name), std::nullopt, [&](const json& j) { print_plan(g, j); });
   });
   auto* check = plan->add_subcommand("check", "Check, without side effects, everything a run of the plan here needs");
-  static std::string check_name;
+  static std::string check_name, check_operation;
   check->add_option("name", check_name, "Plan name")->required();
+  check->add_option("--operation", check_operation,
+                    "Answer for this run only (exit 0 when it would run): test, migrate, failover, reprotect, failback")
+      ->check(CLI::IsMember({"test", "migrate", "failover", "reprotect", "failback"}));
   check->callback([&] {
     bool ready = false;
     rc = call_and_print(g, "GET", "/api/v1/plans/" + path_part(check_name) + "/readiness", std::nullopt, [&](const json& j) {
-      ready = j.value("ready", false);
+      const json ops = j.value("operations", json::object());
+      ready = check_operation.empty() ? j.value("ready", false)
+                                      : ops.contains(check_operation) && ops[check_operation].value("ready", false);
       if (g.format() != Format::kTable) {
         print_object(std::cout, j, g.format());
         return;
       }
       for (const auto& f : j.value("findings", json::array())) {
+        std::vector<std::string> concerns = f.value("operations", std::vector<std::string>{});
+        if (!check_operation.empty() && !concerns.empty() &&
+            std::find(concerns.begin(), concerns.end(), check_operation) == concerns.end())
+          continue;
         std::string sev = f.value("severity", "");
-        std::cout << (sev == "ok" ? "ok      " : sev == "warning" ? "WARNING " : "ERROR   ") << f.value("check", "") << ": "
-                  << f.value("message", "") << "\n";
+        std::string which;
+        for (const auto& op : concerns) which += (which.empty() ? " [" : ", ") + op;
+        if (!which.empty()) which += "]";
+        std::cout << (sev == "ok" ? "ok      " : sev == "warning" ? "WARNING " : "ERROR   ") << f.value("check", "") << which
+                  << ": " << f.value("message", "") << "\n";
         if (!f.value("hint", "").empty() && sev != "ok") std::cout << "        hint: " << f.value("hint", "") << "\n";
       }
-      std::cout << "plan '" << check_name << "' is " << (ready ? "ready" : "not ready") << "\n";
+      // What each run would do now.
+      std::string verdicts;
+      for (const auto& [op, v] : ops.items()) {
+        if (!check_operation.empty() && op != check_operation) continue;
+        verdicts += (verdicts.empty() ? "" : ", ") + op + " " +
+                    (!v.value("applicable", false) ? "does not apply now" : v.value("ready", false) ? "ready" : "NOT READY");
+      }
+      if (!verdicts.empty()) std::cout << "runs: " << verdicts << "\n";
+      std::cout << "plan '" << check_name << "' is " << (ready ? "ready" : "not ready")
+                << (check_operation.empty() ? "" : " for " + check_operation) << "\n";
     });
     if (rc == kOk && !ready) rc = kFailed;
   });

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -96,6 +97,23 @@ class ComputeProvider {
   // The guest's IPv4 addresses, as its agent (or else the network's DHCP
   // leases) reports them; empty while it has none.
   virtual Result<std::vector<std::string>> guest_addresses(const std::string& uuid);
+
+  // ---- readiness: what a run would meet, asked without side effects ---------
+
+  // What would keep a defined VM (a placeholder) from starting here now:
+  // each thing its definition names that is not here or not usable (a
+  // network not active, a bridge or host device missing, a kernel, initrd or
+  // firmware file missing, a storage pool inactive, an emulator missing), in
+  // words for operators. Empty: nothing found.
+  virtual Result<std::vector<std::string>> start_problems(const std::string& uuid);
+  // What the hypervisor host has: the most VMs it can hold, as a recovery
+  // asks before powering them on.
+  struct HostCapacity {
+    std::uint64_t memory_total_kib = 0;
+    std::uint64_t memory_free_kib = 0;
+    unsigned cpus = 0;
+  };
+  virtual Result<HostCapacity> host_capacity();
 
   // Change tracking for replicating running VMs; nullptr where the backend
   // has none (the built-in replicator then refuses running VMs).

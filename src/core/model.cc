@@ -67,6 +67,12 @@ Result<std::vector<std::string>> ComputeProvider::flatten_disks(const std::strin
   return not_supported_by(*this, "flatten the disks of VM " + uuid + " while it runs");
 }
 Status ComputeProvider::power_on(const std::string& uuid) { return not_supported_by(*this, "power on VM " + uuid); }
+Result<std::vector<std::string>> ComputeProvider::start_problems(const std::string& uuid) {
+  return not_supported_by(*this, "tell whether VM " + uuid + " would start");
+}
+Result<ComputeProvider::HostCapacity> ComputeProvider::host_capacity() {
+  return not_supported_by(*this, "report its host's capacity");
+}
 Status ComputeProvider::power_off(const std::string& uuid, bool, std::chrono::seconds) {
   return not_supported_by(*this, "power off VM " + uuid);
 }

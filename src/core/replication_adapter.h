@@ -196,6 +196,19 @@ class ReplicationAdapter {
     return unsupported("the " + kind() + " replication engine cannot make the source of group '" + spec.group +
                        "' read-only");
   }
+  // For readiness checks, with no side effect that outlives the call:
+  // whether a cycle could read each VM of `spec` as it is now (the built-in
+  // replicator begins a backup of a running VM and ends it at once, with no
+  // checkpoint, through the same folder and ownership a cycle uses). One
+  // outcome per VM. Engines that cannot probe answer kUnsupported.
+  struct SourceProbe {
+    std::string vm;
+    std::string state;  // "running", "shut off", ...
+    Status outcome;
+  };
+  virtual Result<std::vector<SourceProbe>> probe_sources(const ReplicationGroupSpec& spec) {
+    return unsupported("the " + kind() + " replication engine cannot probe the sources of group '" + spec.group + "'");
+  }
   // Recovery site: make a PIT the live copy; returns the disks to attach.
   // With an `owner` (the run), asking again returns the same disks.
   virtual Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id,

@@ -56,6 +56,29 @@ PeerGroup find_peer_group(const std::vector<PeerDocument>& docs, const std::stri
   return {};
 }
 
+// A peer's group as site `here`, its recovery site, works from it.
+RecoveredGroup recovered_group_of(const PeerGroup& found, const std::string& here) {
+  RecoveredGroup g;
+  g.name = found.group->value("name", "");
+  g.protected_site = found.peer->peer_site;
+  g.rpo_seconds = found.group->value("rpo_seconds", std::int64_t{900});
+  g.epoch = found.group->value("epoch", std::int64_t{1});
+  g.keep_pits = found.group->value("keep_pits", 24);
+  g.keep_hourly = found.group->value("keep_hourly", 0);
+  g.keep_daily = found.group->value("keep_daily", 0);
+  g.max_rate_bytes = found.group->value("max_rate_bytes", std::uint64_t{0});
+  for (const auto& v : found.group->value("vms", json::array()))
+    if (v.is_object()) g.vms.push_back({v.value("name", ""), v.value("uuid", ""), v.value("provider", "")});
+  for (const auto& m : found.peer->document.value("mappings", json::array()))
+    if (m.value("peer_site", "") == here && m.value("kind", "") == "network") {
+      g.test_networks[m.value("target", "")] = m.value("test_network", "");
+      g.source_networks[m.value("target", "")] = m.value("source", "");
+    } else if (m.value("peer_site", "") == here && m.value("kind", "") == "storage") {
+      g.source_pools[m.value("target", "")] = m.value("source", "");
+    }
+  return g;
+}
+
 }  // namespace
 
 Result<std::vector<std::string>> PlanService::group_vm_names(const std::string& group) {
@@ -102,25 +125,7 @@ Result<std::vector<RecoveredGroup>> PlanService::recovered_groups(const Recovery
     if (!found.group)
       return not_found("group '" + name + "' of plan '" + plan.name + "' is neither protected nor recovered here",
                        "check the plan's groups against `evac group list`");
-    RecoveredGroup g;
-    g.name = name;
-    g.protected_site = found.peer->peer_site;
-    g.rpo_seconds = found.group->value("rpo_seconds", std::int64_t{900});
-    g.epoch = found.group->value("epoch", std::int64_t{1});
-    g.keep_pits = found.group->value("keep_pits", 24);
-    g.keep_hourly = found.group->value("keep_hourly", 0);
-    g.keep_daily = found.group->value("keep_daily", 0);
-    g.max_rate_bytes = found.group->value("max_rate_bytes", std::uint64_t{0});
-    for (const auto& v : found.group->value("vms", json::array()))
-      if (v.is_object()) g.vms.push_back({v.value("name", ""), v.value("uuid", ""), v.value("provider", "")});
-    for (const auto& m : found.peer->document.value("mappings", json::array()))
-      if (m.value("peer_site", "") == here && m.value("kind", "") == "network") {
-        g.test_networks[m.value("target", "")] = m.value("test_network", "");
-        g.source_networks[m.value("target", "")] = m.value("source", "");
-      } else if (m.value("peer_site", "") == here && m.value("kind", "") == "storage") {
-        g.source_pools[m.value("target", "")] = m.value("source", "");
-      }
-    out.push_back(std::move(g));
+    out.push_back(recovered_group_of(found, here));
   }
   return out;
 }
@@ -251,6 +256,21 @@ Status PlanService::delete_plan(const std::string& name) {
 
 // ---- readiness --------------------------------------------------------------------
 
+bool ReadinessFinding::concerns(const std::string& operation) const {
+  return operations.empty() || std::find(operations.begin(), operations.end(), operation) != operations.end();
+}
+
+bool PlanReadiness::ready_for(const std::string& operation) const {
+  if (std::find(applicable.begin(), applicable.end(), operation) == applicable.end()) return false;
+  return std::none_of(findings.begin(), findings.end(),
+                      [&](const ReadinessFinding& f) { return f.severity == "error" && f.concerns(operation); });
+}
+
+void PlanReadiness::settle() {
+  ready = !applicable.empty() &&
+          std::all_of(applicable.begin(), applicable.end(), [&](const std::string& op) { return ready_for(op); });
+}
+
 namespace {
 
 // Whether argv[0] of a host command can be run: an executable path, or a
@@ -269,17 +289,82 @@ std::string age_text(std::int64_t seconds) { return format_duration(std::chrono:
 
 }  // namespace
 
-Result<PlanReadiness> PlanService::check_plan(const std::string& name) {
-  auto plan = runnable_plan(name);
-  if (!plan) return plan.status();
-  return check_plan(*plan);
+Result<std::vector<ReadinessFinding>> PlanService::reverse_mapping_findings(const RecoveredGroup& g,
+                                                                           const std::vector<LiveVm>& vms) {
+  const std::vector<std::string> ops = {"reprotect", "failback"};
+  std::vector<ReadinessFinding> out;
+  auto mappings = site_.store().list_mappings(g.protected_site);
+  if (!mappings) return mappings.status();
+  auto mapped = [&](MappingKind kind, const std::string& source) {
+    return std::any_of(mappings->begin(), mappings->end(),
+                       [&](const MappingRecord& m) { return m.kind == kind && m.source == source; });
+  };
+  std::set<std::string> missing;
+  for (const auto& vm : vms) {
+    auto provider = site_.provider(vm.provider);
+    if (!provider || vm.uuid.empty()) {
+      out.push_back({"error", "placeholders", "VM '" + vm.name + "' has no placeholder here", "protect it again", ops});
+      continue;
+    }
+    auto info = (*provider)->get_vm(vm.uuid);
+    if (!info) {
+      out.push_back({"error", "placeholders", "VM '" + vm.name + "': " + info.status().message(), info.status().hint(), ops});
+      continue;
+    }
+    for (const auto& nic : info->nics) {
+      const std::string here = attachment_of(nic).key();
+      if (nic.network.empty() || mapped(MappingKind::kNetwork, here)) continue;
+      auto src = g.source_networks.find(here);
+      missing.insert("evac mapping create network " + here + " " +
+                     (src == g.source_networks.end() ? std::string("<network there>") : src->second) +
+                     " --test-network <isolated network there>");
+    }
+    for (const auto& disk : info->disks) {
+      if (!disk.storage_pool || mapped(MappingKind::kStorage, *disk.storage_pool)) continue;
+      auto src = g.source_pools.find(*disk.storage_pool);
+      missing.insert("evac mapping create storage " + *disk.storage_pool + " " +
+                     (src == g.source_pools.end() ? std::string("<pool there>") : src->second));
+    }
+  }
+  const std::string here = site_.identity().name;
+  if (missing.empty()) {
+    out.push_back({"ok", "mappings", "group '" + g.name + "' has mappings back to '" + g.protected_site + "'", "", ops});
+  } else {
+    std::string cmds;
+    for (const auto& m : missing) cmds += (cmds.empty() ? "" : "; ") + m;
+    out.push_back({"error", "mappings", "group '" + g.name + "' lacks mappings from '" + here + "' back to '" + g.protected_site + "'",
+                   "at site '" + here + "': " + cmds, ops});
+  }
+  return out;
 }
 
-Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
+Result<PlanReadiness> PlanService::check_plan(const std::string& name, bool probe) {
+  auto plan = runnable_plan(name);
+  if (!plan) return plan.status();
+  return check_plan(*plan, probe);
+}
+
+Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool probe_sources) {
   const RecoveryPlan* plan = &the_plan;
   PlanReadiness out;
-  auto add = [&](std::string severity, std::string check, std::string message, std::string hint = {}) {
-    out.findings.push_back({std::move(severity), std::move(check), std::move(message), std::move(hint)});
+  // What each finding concerns: the runs it would stop (or qualify).
+  const std::vector<std::string> kRecoveries = {"test", "migrate", "failover", "failback"};
+  const std::vector<std::string> kLive = {"migrate", "failover", "failback"};  // the placeholders become the VMs
+  const std::vector<std::string> kTest = {"test"};
+  const std::vector<std::string> kPlanned = {"migrate", "failback"};  // need the protected site
+  const std::vector<std::string> kFromPits = {"test", "failover"};    // recover a PIT held here
+  auto add = [&](std::string severity, std::string check, std::string message, std::string hint = {},
+                 std::vector<std::string> operations = {}) {
+    out.findings.push_back(
+        {std::move(severity), std::move(check), std::move(message), std::move(hint), std::move(operations)});
+  };
+  // The runs the plan's groups allow now (each group narrows them).
+  std::set<std::string> applicable(readiness_operations().begin(), readiness_operations().end());
+  auto allow_only = [&](const std::vector<std::string>& ops) {
+    std::set<std::string> keep;
+    for (const auto& op : ops)
+      if (applicable.count(op)) keep.insert(op);
+    applicable = std::move(keep);
   };
   const std::string here = site_.identity().name;
   const std::int64_t now = site_.now();
@@ -311,6 +396,9 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
       // Protected here: the plan runs at the recovery site, which holds
       // the copies; from here, what this site knows of them.
       const GroupRecord& g = **own;
+      allow_only({});
+      add("ok", "site", "runs of group '" + group + "' execute at its recovery site, '" + g.recovery_site + "'",
+          "check the plan there: `evac --context " + g.recovery_site + " plan check " + plan->name + "`");
       const PeerStatus* peer = peer_state(g.recovery_site);
       if (peer && peer->connected)
         add("ok", "peer", "recovery site '" + g.recovery_site + "' of group '" + group + "' answers");
@@ -345,19 +433,46 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
     // what comes next is a reprotect, not another recovery.
     auto owner = site_.ownership(group, protected_site, group_doc.value("epoch", std::int64_t{1}));
     if (!owner) return owner.status();
+    const PeerStatus* peer = peer_state(protected_site);
     if (owner->owner == here) {
-      add("error", "ownership",
-          "group '" + group + "' is live here already: run " + owner->run + " recovered it (epoch " +
-              std::to_string(owner->epoch) + ")",
-          "replicate it back to '" + protected_site + "' with `evac plan reprotect " + plan->name + "`");
+      // Recovered here: what comes next is a reprotect, which needs the
+      // former protected site and mappings from here back to it.
+      allow_only({"reprotect"});
+      add("ok", "ownership",
+          "group '" + group + "' is live here: run " + owner->run + " recovered it (epoch " + std::to_string(owner->epoch) +
+              "); what applies now is a reprotect back to '" + protected_site + "': `evac plan reprotect " + plan->name + "`",
+          "", {"reprotect"});
+      if (peer && peer->connected)
+        add("ok", "peer", "former protected site '" + protected_site + "' answers", "", {"reprotect"});
+      else
+        add("error", "peer", "former protected site '" + protected_site + "' does not answer",
+            "a reprotect makes its copies the placeholders: bring it back (it stays fenced), then reprotect",
+            {"reprotect"});
+      std::vector<LiveVm> live;
+      for (const auto& v : group_doc.value("vms", json::array())) {
+        if (!v.is_object()) continue;
+        LiveVm vm{v.value("name", ""), "", ""};
+        for (const auto& h : *hosted)
+          if (h.group == group && h.source_uuid == v.value("uuid", "")) {
+            vm.provider = h.provider;
+            vm.uuid = h.uuid;
+          }
+        live.push_back(std::move(vm));
+      }
+      auto reverse = reverse_mapping_findings(recovered_group_of(found, here), live);
+      if (!reverse) return reverse.status();
+      out.findings.insert(out.findings.end(), reverse->begin(), reverse->end());
       continue;
     }
-    const PeerStatus* peer = peer_state(protected_site);
-    if (peer && peer->connected)
+    allow_only(kRecoveries);
+    if (peer && peer->connected) {
       add("ok", "peer", "protected site '" + protected_site + "' answers");
-    else
-      add("warning", "peer", "protected site '" + protected_site + "' does not answer",
-          "test and failover can run without it; a planned migration cannot");
+    } else {
+      add("warning", "peer", "protected site '" + protected_site + "' does not answer", "test and failover run without it",
+          kFromPits);
+      add("error", "peer", "protected site '" + protected_site + "' does not answer: a planned migration cannot run",
+          "a migration shuts the VMs down there first; with that site lost, run failover instead", kPlanned);
+    }
 
     // The protected VMs' guest agents, where the plan waits for them: a
     // guest without one never sends the heartbeat a run waits for.
@@ -391,6 +506,44 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
                 fence->value("error", ""),
             fence->value("hint", "") + (fence->value("hint", "").empty() ? "" : "; ") +
                 "a fence there would only power the VMs off");
+      // Could the protected site read the VMs now (a backup of each running
+      // VM begun and ended there, nothing kept)? A migration's first step
+      // is a cycle; without cycles, tests and failovers get older PITs.
+      auto probe = probe_sources ? site_.call_paired_site(protected_site, "GET",
+                                                          "/api/v1/peer/groups/" + group + "/backup-probe", std::nullopt)
+                                 : Result<json>(json{{"skipped", true}});
+      if (probe && probe->value("skipped", false)) {
+        // A listing only glances: no backups are tried for it.
+      } else if (!probe) {
+        add("warning", "backups",
+            "site '" + protected_site + "' could not be asked whether it can replicate group '" + group +
+                "' now: " + probe.status().message(),
+            "an evacd older than this one there has no such probe");
+      } else if (probe->value("busy", false)) {
+        add("ok", "backups", "a cycle of group '" + group + "' runs at '" + protected_site + "' now: its outcome tells");
+      } else {
+        int ok = 0, failed = 0;
+        for (const auto& v : probe->value("vms", json::array())) {
+          if (v.value("ok", false)) {
+            ++ok;
+            continue;
+          }
+          ++failed;
+          add("error", "backups",
+              "site '" + protected_site + "' cannot replicate VM '" + v.value("vm", "") + "' (" + v.value("state", "") +
+                  ") of group '" + group + "' now: " + v.value("error", ""),
+              v.value("hint", "") + (v.value("hint", "").empty() ? "" : "; ") + "a migration starts with a cycle",
+              kPlanned);
+        }
+        if (failed > 0)
+          add("warning", "backups",
+              "group '" + group + "' gets no new point in time while that lasts: a test or failover recovers the newest one held here",
+              "", kFromPits);
+        else
+          add("ok", "backups",
+              "site '" + protected_site + "' can replicate every VM of group '" + group + "' now (" + std::to_string(ok) +
+                  " probed: a backup begun and ended, nothing kept)");
+      }
     }
 
     // Placeholders: each protected VM has one registered here, still defined.
@@ -404,17 +557,35 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
         ++missing;
         add("error", "placeholders", "VM '" + vm_name + "' of group '" + group + "' has no placeholder here",
             "protect it again at '" + protected_site + "': `evac group remove-vm " + group + " " + vm_name +
-                "` then `evac group add-vm " + group + " " + vm_name + "`");
+                "` then `evac group add-vm " + group + " " + vm_name + "`",
+            kRecoveries);
       } else if (vms && !defined.count(ph->uuid)) {
         ++missing;
         add("error", "placeholders",
             "the placeholder of VM '" + vm_name + "' (" + ph->uuid + ") is no longer defined in compute provider '" +
                 ph->provider + "'",
-            "someone removed it by hand: protect the VM again at '" + protected_site + "'");
+            "someone removed it by hand: protect the VM again at '" + protected_site + "'", kRecoveries);
+      } else if (vms) {
+        // Would it start? What a recovery powers on is this definition.
+        auto provider = site_.provider(ph->provider);
+        auto problems = provider ? (*provider)->start_problems(ph->uuid)
+                                 : Result<std::vector<std::string>>(provider.status());
+        if (!problems) {
+          add("warning", "placeholders",
+              "cannot tell whether the placeholder of VM '" + vm_name + "' would start: " + problems.status().message(),
+              problems.status().hint(), kLive);
+        } else {
+          for (const auto& p : *problems) {
+            ++missing;
+            add("error", "placeholders", "the placeholder of VM '" + vm_name + "' would not start: " + p,
+                "create or start what it names at this site, or change the mapping at '" + protected_site + "'", kLive);
+          }
+        }
       }
     }
     if (!vms) add("error", "placeholders", "this site's inventory cannot be read: " + vms.status().message(), vms.status().hint());
-    else if (missing == 0) add("ok", "placeholders", "every VM of group '" + group + "' has its placeholder here");
+    else if (missing == 0)
+      add("ok", "placeholders", "every VM of group '" + group + "' has its placeholder here, and each would start");
 
     // Mapped networks and storage of the group's protected site.
     for (const auto& m : doc.value("mappings", json::array())) {
@@ -429,17 +600,17 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
         const NetworkInfo* net = find(target);
         if (!net || !net->active)
           add("error", "networks", "network '" + target + "' (for '" + m.value("source", "") + "') is " + (net ? "not active" : "missing") + " here",
-              "create or start it, or change the mapping at '" + protected_site + "'");
+              "create or start it, or change the mapping at '" + protected_site + "'", kLive);
         const std::string test = m.value("test_network", "");
         const NetworkInfo* tnet = find(test);
         if (!tnet || !tnet->active)
           add("error", "networks", "test network '" + test + "' is " + (tnet ? "not active" : "missing") + " here",
-              "create it (an isolated network, no forwarding) or change the mapping");
+              "create it (an isolated network, no forwarding) or change the mapping", kTest);
         else if (!tnet->isolated)
           add("warning", "networks",
               "test network '" + test + "' can reach other networks (" + tnet->isolation +
                   "): test copies could meet production addresses",
-              "use a network without forwarding, on a bridge with no uplink, for tests");
+              "use a network without forwarding, on a bridge with no uplink, for tests", kTest);
         else if (net && net->active)
           add("ok", "networks",
               "networks '" + target + "' and isolated test network '" + test + "' are ready (" + tnet->isolation + ")");
@@ -466,7 +637,7 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
             pits.status().hint());
       } else if (!pits || pits->empty()) {
         add("error", "points-in-time", "group '" + group + "' has no point in time here yet",
-            "replicate it at '" + protected_site + "': `evac group sync " + group + "`");
+            "replicate it at '" + protected_site + "': `evac group sync " + group + "`", kFromPits);
       } else {
         std::int64_t age = now - pits->back().created_at;
         if (age > rpo)
@@ -492,7 +663,49 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan) {
                 "install it on this evacd host, or change the plan");
         }
 
-  out.ready = std::none_of(out.findings.begin(), out.findings.end(), [](const auto& f) { return f.severity == "error"; });
+  // Capacity: the memory of every VM the plan powers on at each compute
+  // provider here (a test needs as much as a recovery), against what that
+  // host has free now.
+  if (vms) {
+    std::map<std::string, std::uint64_t> needed_kib;
+    std::map<std::string, int> count;
+    for (const auto& group : plan->groups)
+      for (const auto& h : *hosted)
+        if (h.group == group)
+          for (const auto& v : *vms)
+            if (v.uuid == h.uuid && v.is_placeholder) {
+              needed_kib[v.provider] += v.memory_kib;
+              ++count[v.provider];
+            }
+    for (const auto& [provider_name, kib] : needed_kib) {
+      auto provider = site_.provider(provider_name);
+      auto capacity = provider ? (*provider)->host_capacity() : Result<ComputeProvider::HostCapacity>(provider.status());
+      const std::string need = std::to_string(kib / 1024) + " MiB for " + std::to_string(count[provider_name]) + " VMs";
+      if (!capacity) {
+        add("warning", "capacity", "compute provider '" + provider_name + "' cannot tell its free memory (" +
+                                       capacity.status().message() + "); the plan's VMs need " + need,
+            "", kRecoveries);
+      } else if (kib > capacity->memory_free_kib) {
+        add("error", "capacity",
+            "compute provider '" + provider_name + "' has " + std::to_string(capacity->memory_free_kib / 1024) +
+                " MiB free; the plan's VMs need " + need,
+            "free memory there, or map the compute provider to a larger host", kRecoveries);
+      } else if (kib * 10 > capacity->memory_free_kib * 9) {
+        add("warning", "capacity",
+            "compute provider '" + provider_name + "' has " + std::to_string(capacity->memory_free_kib / 1024) +
+                " MiB free; the plan's VMs need " + need + ": less than 10% would be left",
+            "", kRecoveries);
+      } else {
+        add("ok", "capacity",
+            "compute provider '" + provider_name + "' has " + std::to_string(capacity->memory_free_kib / 1024) +
+                " MiB free of " + std::to_string(capacity->memory_total_kib / 1024) + "; the plan's VMs need " + need,
+            "", kRecoveries);
+      }
+    }
+  }
+
+  out.applicable.assign(applicable.begin(), applicable.end());
+  out.settle();
   return out;
 }
 

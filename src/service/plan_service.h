@@ -28,14 +28,30 @@ namespace evac {
 // what to do about it.
 struct ReadinessFinding {
   std::string severity;  // ok, warning (a run can go, with a caveat), error (a run would fail)
-  std::string check;     // peer, placeholders, networks, storage, points-in-time, callouts
+  std::string check;     // peer, placeholders, networks, storage, points-in-time, callouts, backups, capacity, mappings
   std::string message;
   std::string hint;
+  // The runs it concerns ("test", "migrate", "failover", "reprotect",
+  // "failback"); empty: every run. An error stops only the runs it names.
+  std::vector<std::string> operations = {};
+  bool concerns(const std::string& operation) const;
 };
 
+// The operations a plan's readiness answers for.
+inline const std::vector<std::string>& readiness_operations() {
+  static const std::vector<std::string> ops = {"test", "migrate", "failover", "reprotect", "failback"};
+  return ops;
+}
+
 struct PlanReadiness {
-  bool ready = false;  // no errors
+  bool ready = false;  // every operation that applies now is ready
   std::vector<ReadinessFinding> findings;
+  // Operations the plan's groups allow now: test, migrate and failover
+  // before a recovery, reprotect after one (at the site the VMs run at).
+  std::vector<std::string> applicable;
+  // An operation is ready when it applies and no error concerns it.
+  bool ready_for(const std::string& operation) const;
+  void settle();  // sets `ready` from the findings and `applicable`
 };
 
 struct PeerDocument;  // a peer's configuration copy, parsed (plan_service.cc)
@@ -64,6 +80,14 @@ struct RecoveredGroup {
   std::map<std::string, std::string> source_networks;
   // Storage pool here (a mapping's target) -> the protected site's pool.
   std::map<std::string, std::string> source_pools;
+};
+
+// A VM live at this site after a recovery (its placeholder turned the VM):
+// where a reprotect back to the former protected site starts.
+struct LiveVm {
+  std::string name;
+  std::string provider;
+  std::string uuid;  // at this site
 };
 
 class PlanService {
@@ -101,9 +125,19 @@ class PlanService {
   // side effects: the peer, every VM's placeholder, the mapped networks
   // (and isolated test networks) and storage, each group's newest point in
   // time against its RPO, the host commands of callouts.
-  Result<PlanReadiness> check_plan(const std::string& name);
+  // `probe`: also ask the protected site to try reading the VMs now (a
+  // backup begun and ended there); off for plan listings, which only glance.
+  Result<PlanReadiness> check_plan(const std::string& name, bool probe = true);
   // The same for a plan as given (a run checks the plan as it started with).
-  Result<PlanReadiness> check_plan(const RecoveryPlan& plan);
+  Result<PlanReadiness> check_plan(const RecoveryPlan& plan, bool probe = true);
+
+  // What a reprotect of `group` (live here) back to its former protected
+  // site needs of this site's mappings: one for every network attachment
+  // and storage pool its live VMs use here. One finding, with the exact
+  // `evac mapping create` commands when some are missing. Concerns
+  // reprotect (and the reprotect half of a failback).
+  Result<std::vector<ReadinessFinding>> reverse_mapping_findings(const RecoveredGroup& group,
+                                                                 const std::vector<LiveVm>& vms);
 
  private:
   Result<RecoveryPlan> save(RecoveryPlan plan, bool must_be_new);

@@ -295,6 +295,34 @@ Result<json> ReplicationService::handle_peer_fence_check(const PeerRecord& calle
   return json{{"read_only", st.is_ok()}, {"error", st.message()}, {"hint", st.hint()}};
 }
 
+Result<json> ReplicationService::handle_peer_backup_probe(const PeerRecord& caller, const std::string& group) {
+  auto g = site_.get_group(group);
+  if (!g) return g.status();
+  if (g->recovery_site != caller.site)
+    return permission_denied("group '" + group + "' recovers to '" + g->recovery_site + "', not '" + caller.site + "'");
+  {
+    // A cycle holds the VMs' backup jobs: probing now would only collide.
+    std::lock_guard lock(mu_);
+    auto it = runs_.find(group);
+    if (it != runs_.end() && it->second.running) return json{{"busy", true}, {"vms", json::array()}};
+  }
+  std::string missing;
+  ReplicationGroupSpec spec = spec_here(*g, missing);
+  auto probes = options_.adapter_factory(CycleResources{caller, &unlimited_, &stopping_})->probe_sources(spec);
+  if (!probes) return probes.status();
+  json vms = json::array();
+  for (const auto& p : *probes)
+    vms.push_back({{"vm", p.vm},
+                   {"state", p.state},
+                   {"ok", p.outcome.is_ok()},
+                   {"error", p.outcome.message()},
+                   {"hint", p.outcome.hint()}});
+  if (!missing.empty())
+    vms.push_back({{"vm", missing}, {"state", "missing"}, {"ok", false}, {"error", "not found at this site"},
+                   {"hint", "check the hypervisor at this site"}});
+  return json{{"busy", false}, {"vms", vms}};
+}
+
 Status ReplicationService::release_old_disks(const std::string& group, const std::string& peer_site,
                                              const std::vector<VmInfo>& vms) {
   ReplicationGroupSpec spec;

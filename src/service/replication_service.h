@@ -182,6 +182,11 @@ class ReplicationService {
   // Protected site, for its group's recovery site (readiness): whether a
   // fence here could make the group's disks read-only: {read_only, error, hint}.
   Result<nlohmann::json> handle_peer_fence_check(const PeerRecord& caller, const std::string& group);
+  // Protected site, for its group's recovery site (readiness): whether the
+  // next cycle could read each VM now (adapter probe_sources): {vms: [{vm,
+  // state, ok, error, hint}]}, or {busy: true} while a cycle runs (its own
+  // outcome then says it).
+  Result<nlohmann::json> handle_peer_backup_probe(const PeerRecord& caller, const std::string& group);
   Result<nlohmann::json> handle_verify(const PeerRecord& caller, const std::string& group, const std::string& pit_id);
 
  private:

@@ -404,12 +404,10 @@ class RunService::Steps : public engine::StepRunner {
     json warnings = json::array();
     std::string errors;
     int ok = 0;
-    for (auto f : r.findings) {
-      // A planned migration needs the protected site; the others run without it.
-      if ((ctx.operation == "migrate" || ctx.operation == "failback") && f.check == "peer" && f.severity == "warning") {
-        f.severity = "error";
-        f.hint = "a migration shuts the VMs down there first; with that site lost, run failover instead";
-      }
+    for (const auto& f : r.findings) {
+      // Only what concerns this run stops it (a missing test network stops
+      // no failover, a lost protected site no test).
+      if (!f.concerns(ctx.operation)) continue;
       if (f.severity == "ok") ++ok;
       if (f.severity == "warning") warnings.push_back(f.message);
       if (f.severity == "error")
@@ -625,49 +623,17 @@ class RunService::Steps : public engine::StepRunner {
                            "reprotect makes placeholders there; bring it back (it stays fenced) and run reprotect again"});
         }
       }
-      auto mappings = site_.store().list_mappings(g.protected_site);
+      RecoveredGroup back;
+      back.name = g.name;
+      back.protected_site = g.protected_site;
+      back.source_networks = g.source_networks;
+      back.source_pools = g.source_pools;
+      std::vector<LiveVm> live;
+      for (const auto& [vm_name, vm] : ctx.vms)
+        if (vm.group == g.name) live.push_back({vm_name, vm.provider, vm.placeholder_uuid});
+      auto mappings = plans_.reverse_mapping_findings(back, live);
       if (!mappings) return mappings.status();
-      auto mapped = [&](MappingKind kind, const std::string& source) {
-        return std::any_of(mappings->begin(), mappings->end(),
-                           [&](const MappingRecord& m) { return m.kind == kind && m.source == source; });
-      };
-      std::set<std::string> missing;
-      for (const auto& [vm_name, vm] : ctx.vms) {
-        if (vm.group != g.name) continue;
-        auto provider = site_.provider(vm.provider);
-        if (!provider || vm.placeholder_uuid.empty()) {
-          out.push_back({"error", "placeholders", "VM '" + vm_name + "' has no placeholder here", "protect it again"});
-          continue;
-        }
-        auto info = (*provider)->get_vm(vm.placeholder_uuid);
-        if (!info) {
-          out.push_back({"error", "placeholders", "VM '" + vm_name + "': " + info.status().message(), info.status().hint()});
-          continue;
-        }
-        for (const auto& nic : info->nics) {
-          const std::string here = attachment_of(nic).key();
-          if (nic.network.empty() || mapped(MappingKind::kNetwork, here)) continue;
-          auto src = g.source_networks.find(here);
-          missing.insert("evac mapping create network " + here + " " +
-                         (src == g.source_networks.end() ? std::string("<network there>") : src->second) +
-                         " --test-network <isolated network there>");
-        }
-        for (const auto& disk : info->disks) {
-          if (!disk.storage_pool || mapped(MappingKind::kStorage, *disk.storage_pool)) continue;
-          auto src = g.source_pools.find(*disk.storage_pool);
-          missing.insert("evac mapping create storage " + *disk.storage_pool + " " +
-                         (src == g.source_pools.end() ? std::string("<pool there>") : src->second));
-        }
-      }
-      if (missing.empty()) {
-        out.push_back({"ok", "mappings", "group '" + g.name + "' has mappings back to '" + g.protected_site + "'", ""});
-      } else {
-        std::string cmds;
-        for (const auto& m : missing) cmds += (cmds.empty() ? "" : "; ") + m;
-        out.push_back({"error", "mappings",
-                       "group '" + g.name + "' lacks mappings from '" + ctx.site + "' back to '" + g.protected_site + "'",
-                       "at site '" + ctx.site + "': " + cmds});
-      }
+      out.insert(out.end(), mappings->begin(), mappings->end());
     }
     return out;
   }

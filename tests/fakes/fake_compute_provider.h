@@ -48,6 +48,15 @@ class FakeComputeProvider : public ComputeProvider {
     pools_.push_back(StoragePoolInfo{name_, std::move(name), "", "dir", std::move(path), true, 0, 0});
   }
   void set_down(bool down) { down_ = down; }
+  // What start_problems answers for a VM (by name), and the host's free memory.
+  void set_start_problems(const std::string& vm_name, std::vector<std::string> problems) {
+    std::lock_guard lock(mu_);
+    start_problems_[vm_name] = std::move(problems);
+  }
+  void set_free_memory_kib(std::uint64_t kib) {
+    std::lock_guard lock(mu_);
+    free_memory_kib_ = kib;
+  }
   // The next define_placeholder calls fail after `n` more successes.
   void fail_placeholders_after(int n) { placeholder_budget_ = n; }
   std::vector<PlaceholderSpec> defined_specs() const {
@@ -109,6 +118,21 @@ class FakeComputeProvider : public ComputeProvider {
     vms_.erase(it);
     return Status::ok();
   }
+  Result<std::vector<std::string>> start_problems(const std::string& uuid) override {
+    EVAC_RETURN_IF_ERROR(ping());
+    std::lock_guard lock(mu_);
+    for (const auto& vm : vms_)
+      if (vm.uuid == uuid) {
+        auto it = start_problems_.find(vm.name);
+        return it == start_problems_.end() ? std::vector<std::string>{} : it->second;
+      }
+    return not_found("no VM " + uuid);
+  }
+  Result<HostCapacity> host_capacity() override {
+    EVAC_RETURN_IF_ERROR(ping());
+    std::lock_guard lock(mu_);
+    return HostCapacity{64ull << 20, free_memory_kib_, 16};
+  }
   Result<std::vector<PlaceholderInfo>> list_placeholders() override {
     EVAC_RETURN_IF_ERROR(ping());
     std::lock_guard lock(mu_);
@@ -125,6 +149,8 @@ class FakeComputeProvider : public ComputeProvider {
   std::vector<NetworkInfo> networks_;
   std::vector<StoragePoolInfo> pools_;
   std::vector<PlaceholderSpec> defined_specs_;
+  std::map<std::string, std::vector<std::string>> start_problems_;
+  std::uint64_t free_memory_kib_ = 32ull << 20;  // 32 GiB
   bool down_ = false;
   int placeholder_budget_ = -1;
   int counter_ = 0;

@@ -326,8 +326,12 @@ TEST_F(RunsCliTest, MigrationRecoversTheFinalSyncAndFencesTheOldCopy) {
   EXPECT_EQ(evac_at("b", {"plan", "test", "shop-dr"}).exit_code, 1);
   auto check = evac_at("b", {"plan", "check", "shop-dr"});
   EXPECT_EQ(check.exit_code, 1);
-  EXPECT_NE(check.out.find("live here already"), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("is live here: run"), std::string::npos) << check.out;
   EXPECT_NE(check.out.find("evac plan reprotect shop-dr"), std::string::npos) << check.out;
+  // What applies now is a reprotect, which lacks its way back: named exactly.
+  EXPECT_NE(check.out.find("reprotect NOT READY"), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("test does not apply now"), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("evac mapping create network recovery-prod prod --test-network"), std::string::npos) << check.out;
   EXPECT_EQ(check.out.find("no longer defined"), std::string::npos) << "the recovered VMs are not missing placeholders: " << check.out;
 }
 

@@ -251,7 +251,9 @@ ip_rules:
   // saying what to do; the list shows the same.
   auto check = evac_at("b", {"plan", "check", "shop-dr"});
   EXPECT_EQ(check.exit_code, 1) << check.out << check.err;
-  EXPECT_NE(check.out.find("ERROR   points-in-time: group 'shop' has no point in time here yet"), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("ERROR   points-in-time [test, failover]: group 'shop' has no point in time here yet"),
+            std::string::npos)
+      << check.out;
   EXPECT_NE(check.out.find("evac group sync shop"), std::string::npos) << check.out;
   EXPECT_NE(check.out.find("ok      placeholders: every VM of group 'shop' has its placeholder here"), std::string::npos)
       << check.out;

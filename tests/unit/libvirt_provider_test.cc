@@ -391,6 +391,30 @@ TEST(LibvirtProviderPlaceholders, DefinesAShutOffMarkedCopyWithRecoverySiteResou
   EXPECT_EQ((*listed)[0].source_site, "site-a");
 }
 
+// Readiness asks whether a placeholder would start: each NIC's network,
+// bridge or device must exist here and be active.
+TEST(LibvirtProviderPlaceholders, SaysWhatWouldKeepAPlaceholderFromStarting) {
+  auto site_b = recovery_site();
+  auto ready = site_b->define_placeholder(web01_spec());
+  ASSERT_TRUE(ready.is_ok()) << ready.status().to_string();
+  auto none = site_b->start_problems(ready->uuid);
+  ASSERT_TRUE(none.is_ok()) << none.status().to_string();
+  EXPECT_THAT(*none, ::testing::IsEmpty());
+
+  PlaceholderSpec spec = recovery_spec(vm_at(*protected_site(), "db01"));
+  ASSERT_GE(spec.vm.nics.size(), 1u);
+  spec.vm.nics[0].network = "gone-net";
+  spec.vm.nics.push_back(NicInfo{"52:54:00:b0:aa:01", "br-alone", "bridge", "virtio"});
+  spec.vm.nics.push_back(NicInfo{"52:54:00:b0:aa:02", "br-none", "bridge", "virtio"});
+  auto broken = site_b->define_placeholder(spec);
+  ASSERT_TRUE(broken.is_ok()) << broken.status().to_string();
+  auto problems = site_b->start_problems(broken->uuid);
+  ASSERT_TRUE(problems.is_ok()) << problems.status().to_string();
+  EXPECT_THAT(*problems, ::testing::UnorderedElementsAre(HasSubstr("network 'gone-net', which does not exist here"),
+                                                         HasSubstr("host bridge 'br-none', which does not exist here")));
+  EXPECT_EQ(site_b->start_problems("00000000-0000-4000-8000-00000000dead").status().code(), StatusCode::kNotFound);
+}
+
 TEST(LibvirtProviderPlaceholders, OtherVmsAreNotPlaceholders) {
   auto site_b = recovery_site();
   ASSERT_TRUE(site_b->define_placeholder(web01_spec()).is_ok());

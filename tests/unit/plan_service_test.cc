@@ -167,6 +167,65 @@ TEST_F(PlanApiTest, ReadinessAtTheRecoverySiteNamesWhatIsMissingAndWhatToDo) {
   EXPECT_EQ(list.body[0]["ready"], false);
 }
 
+// Readiness answers for each run: a finding stops only the runs it
+// concerns, and the runs that apply change with where the group is live.
+TEST_F(PlanApiTest, ReadinessAnswersForEachRun) {
+  ASSERT_EQ(b_.call("POST", "/api/v1/plans", shop_plan()).status, 201);
+  auto ops = [&] {
+    auto r = b_.call("GET", "/api/v1/plans/shop-dr/readiness");
+    EXPECT_EQ(r.status, 200) << r.body.dump();
+    std::map<std::string, std::string> out;
+    for (const auto& [op, v] : r.body["operations"].items())
+      out[op] = !v["applicable"].get<bool>() ? "n/a" : v["ready"].get<bool>() ? "ready" : "NOT";
+    return out;
+  };
+  using Ops = std::map<std::string, std::string>;
+  EXPECT_EQ(ops(), (Ops{{"test", "ready"}, {"migrate", "ready"}, {"failover", "ready"}, {"failback", "ready"}, {"reprotect", "n/a"}}));
+
+  // A placeholder that would not start stops the runs that power it on,
+  // not a test (test VMs are copies on test networks).
+  b_.provider->set_start_problems("web01", {"NIC 52:54:00:00:00:01 is on network 'recovery-prod', which is not active"});
+  EXPECT_EQ(ops(), (Ops{{"test", "ready"}, {"migrate", "NOT"}, {"failover", "NOT"}, {"failback", "NOT"}, {"reprotect", "n/a"}}));
+  auto r = b_.call("GET", "/api/v1/plans/shop-dr/readiness");
+  bool named = false;
+  for (const auto& f : r.body["findings"])
+    named |= f["severity"] == "error" && f["check"] == "placeholders" &&
+             f["message"].get<std::string>().find("placeholder of VM 'web01' would not start") != std::string::npos;
+  EXPECT_TRUE(named) << r.body.dump(2);
+  b_.provider->set_start_problems("web01", {});
+
+  // Too little memory at the recovery site stops every recovery.
+  b_.provider->set_free_memory_kib(1024 * 1024);  // 1 GiB; the two VMs want 2
+  EXPECT_EQ(ops(), (Ops{{"test", "NOT"}, {"migrate", "NOT"}, {"failover", "NOT"}, {"failback", "NOT"}, {"reprotect", "n/a"}}));
+  b_.provider->set_free_memory_kib(32ull << 20);
+
+  // The protected site gone: a migration cannot run, a test or failover can.
+  b_.transport->cut("https://a:1");
+  b_.service->heartbeat_round();
+  EXPECT_EQ(ops(), (Ops{{"test", "ready"}, {"migrate", "NOT"}, {"failover", "ready"}, {"failback", "NOT"}, {"reprotect", "n/a"}}));
+
+  // Recovered here (a failover took it over): what applies now is a
+  // reprotect, which needs mappings from here back, named exactly.
+  ASSERT_TRUE(b_.store->put_ownership(OwnershipRecord{"shop", "site-b", 2, now_, "run-9"}).is_ok());
+  b_.transport->heal("https://a:1");
+  b_.service->heartbeat_round();
+  EXPECT_EQ(ops(), (Ops{{"test", "n/a"}, {"migrate", "n/a"}, {"failover", "n/a"}, {"failback", "n/a"}, {"reprotect", "NOT"}}));
+  r = b_.call("GET", "/api/v1/plans/shop-dr/readiness");
+  std::string hint;
+  for (const auto& f : r.body["findings"])
+    if (f["severity"] == "error" && f["check"] == "mappings") hint = f["hint"];
+  EXPECT_NE(hint.find("evac mapping create network recovery-prod prod --test-network"), std::string::npos) << r.body.dump(2);
+  EXPECT_NE(hint.find("evac mapping create storage replicas images"), std::string::npos) << hint;
+  a_.provider->add_network("test-isolated-a", true);
+  for (auto req : {MappingCreateRequest{MappingKind::kNetwork, std::nullopt, "recovery-prod", "prod", "test-isolated-a"},
+                   MappingCreateRequest{MappingKind::kStorage, std::nullopt, "replicas", "images", ""},
+                   MappingCreateRequest{MappingKind::kStorage, std::nullopt, "replicas-fast", "fast", ""}}) {
+    auto m = b_.service->create_mapping(req);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  }
+  EXPECT_EQ(ops(), (Ops{{"test", "n/a"}, {"migrate", "n/a"}, {"failover", "n/a"}, {"failback", "n/a"}, {"reprotect", "ready"}}));
+}
+
 TEST_F(PlanApiTest, ReadinessAtTheProtectedSiteWantsAPointInTime) {
   ASSERT_EQ(a_.call("POST", "/api/v1/plans", shop_plan()).status, 201);
   auto r = a_.call("GET", "/api/v1/plans/shop-dr/readiness");

@@ -676,6 +676,23 @@ Result<std::vector<std::string>> disks_with_backing_images(std::string_view live
   return out;
 }
 
+Result<HostFiles> host_files(std::string_view domain_xml) {
+  pugi::xml_document doc;
+  auto root = load_root(doc, domain_xml, "domain", "a VM's definition");
+  if (!root.is_ok()) return root.status();
+  HostFiles out;
+  auto add = [&](const char* what, const char* path) {
+    if (path != nullptr && *path != '\0') out.files.emplace_back(what, path);
+  };
+  add("emulator", root->child("devices").child("emulator").text().as_string());
+  pugi::xml_node os = root->child("os");
+  add("kernel", os.child("kernel").text().as_string());
+  add("initrd", os.child("initrd").text().as_string());
+  add("firmware", os.child("loader").text().as_string());
+  add("NVRAM template", os.child("nvram").attribute("template").as_string());
+  return out;
+}
+
 Result<std::optional<DacLabel>> qemu_dac_label(std::string_view live_domain_xml) {
   pugi::xml_document doc;
   auto root = load_root(doc, live_domain_xml, "domain", "a running VM's definition");

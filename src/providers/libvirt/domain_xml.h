@@ -131,6 +131,13 @@ Result<std::string> adopted_placeholder_xml(std::string_view domain_xml, const P
 // (<backingStore> with a <source>): the disks a block pull would flatten.
 Result<std::vector<std::string>> disks_with_backing_images(std::string_view live_domain_xml);
 
+// The host files a VM's definition needs to start: its emulator, and the
+// kernel, initrd and firmware (loader, NVRAM template) it boots from.
+struct HostFiles {
+  std::vector<std::pair<std::string, std::string>> files;  // what ("kernel"), path
+};
+Result<HostFiles> host_files(std::string_view domain_xml);
+
 // Who QEMU runs as for a running VM, as its live definition's DAC label
 // says (<seclabel model='dac'><label>+64055:+64055</label>, or user and
 // group names): anything evac hands to that QEMU (a backup's scratch files

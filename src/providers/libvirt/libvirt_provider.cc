@@ -4,10 +4,14 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <optional>
 #include <string_view>
 #include <thread>
@@ -477,6 +481,79 @@ Result<VmInfo> LibvirtProvider::get_vm(const std::string& name_or_uuid) {
     auto pools = pools_for_placing_disks(conn, config_.name);
     if (!pools.is_ok()) return pools.status();
     return describe_vm(conn, dom->get(), *pools, config_.name);
+  });
+}
+
+Result<std::vector<std::string>> LibvirtProvider::start_problems(const std::string& uuid) {
+  auto attachments = list_networks();
+  if (!attachments.is_ok()) return attachments.status();
+  auto pools = list_storage_pools();
+  if (!pools.is_ok()) return pools.status();
+  return connection_->run([&](virConnectPtr conn) -> Result<std::vector<std::string>> {
+    auto dom = find_domain(conn, uuid, config_.name);
+    if (!dom.is_ok()) return dom.status();
+    LibvirtString xml(virDomainGetXMLDesc(dom->get(), VIR_DOMAIN_XML_INACTIVE));
+    if (xml == nullptr) return last_error("reading the definition of VM " + uuid);
+    auto described = libvirt::parse_domain_xml(xml.get());
+    if (!described.is_ok()) return described.status();
+    std::vector<std::string> problems;
+    // What its NICs attach to, by the same keys the inventory lists. Hosts
+    // without libvirt's interface driver list no bridges or devices: those
+    // NICs cannot be checked from here and are left out.
+    bool host_interfaces_known = std::any_of(attachments->begin(), attachments->end(),
+                                             [](const NetworkInfo& n) { return n.kind != "network"; });
+    for (const auto& nic : described->vm.nics) {
+      const Attachment a = attachment_of(nic);
+      if (a.type != "network" && !host_interfaces_known) continue;
+      auto it = std::find_if(attachments->begin(), attachments->end(), [&](const NetworkInfo& n) { return n.name == a.key(); });
+      const std::string what = a.type == "network" ? "network '" + a.name + "'"
+                               : a.type == "bridge" ? "host bridge '" + a.name + "'"
+                                                    : "host device '" + a.name + "'";
+      if (it == attachments->end())
+        problems.push_back("NIC " + nic.mac + " is on " + what + ", which does not exist here");
+      else if (!it->active)
+        problems.push_back("NIC " + nic.mac + " is on " + what + ", which is not active");
+    }
+    for (const auto& d : described->vm.disks) {
+      if (d.device == "cdrom" || d.device == "floppy" || d.path.empty()) continue;
+      auto folder = std::filesystem::path(d.path).parent_path().string();
+      auto pool = std::find_if(pools->begin(), pools->end(), [&](const StoragePoolInfo& p) { return p.path == folder; });
+      if (pool != pools->end() && !pool->active)
+        problems.push_back("disk " + d.target + " is in storage pool '" + pool->name + "', which is not active");
+    }
+    // Files on the hypervisor's host: checked where that is this host, and
+    // the driver runs real VMs (libvirt's test driver opens no files).
+    const char* driver = virConnectGetType(conn);
+    const bool real_vms = driver != nullptr && std::string_view(driver) != "TEST";
+    if (char* theirs = real_vms ? virConnectGetHostname(conn) : nullptr) {
+      const std::string hypervisor(theirs);
+      std::free(theirs);
+      char mine[256] = {};
+      if (::gethostname(mine, sizeof mine - 1) == 0 && libvirt::same_host(hypervisor, mine)) {
+        auto files = libvirt::host_files(xml.get());
+        if (!files.is_ok()) return files.status();
+        for (const auto& [what, path] : files->files)
+          if (::access(path.c_str(), R_OK) != 0)
+            problems.push_back("its " + what + " " + path + " is missing (" + std::strerror(errno) + ")");
+        for (const auto& d : described->vm.disks) {
+          if (d.device == "cdrom" || d.device == "floppy" || d.path.empty()) continue;
+          auto folder = std::filesystem::path(d.path).parent_path();
+          if (!std::filesystem::is_directory(folder))
+            problems.push_back("disk " + d.target + "'s folder " + folder.string() + " is missing");
+        }
+      }
+    }
+    return problems;
+  });
+}
+
+Result<ComputeProvider::HostCapacity> LibvirtProvider::host_capacity() {
+  return connection_->run([&](virConnectPtr conn) -> Result<HostCapacity> {
+    virNodeInfo info{};
+    if (virNodeGetInfo(conn, &info) < 0) return last_error("reading the host's memory and CPUs");
+    unsigned long long free_bytes = virNodeGetFreeMemory(conn);
+    if (free_bytes == 0 && last_error_number() != 0) return last_error("reading the host's free memory");
+    return HostCapacity{info.memory, free_bytes / 1024, info.cpus};
   });
 }
 

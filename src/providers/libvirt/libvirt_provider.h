@@ -33,6 +33,8 @@ class LibvirtProvider : public ComputeProvider {
   Result<std::vector<VmInfo>> list_vms() override;
   Result<VmInfo> get_vm(const std::string& name_or_uuid) override;
   Result<std::vector<NetworkInfo>> list_networks() override;
+  Result<std::vector<std::string>> start_problems(const std::string& uuid) override;
+  Result<HostCapacity> host_capacity() override;
   Result<std::vector<StoragePoolInfo>> list_storage_pools() override;
 
   Result<PlaceholderInfo> define_placeholder(const PlaceholderSpec& spec) override;

@@ -14,6 +14,7 @@
 #include <set>
 #include <filesystem>
 #include <future>
+#include <cerrno>
 #include <cstring>
 
 #include "replication/builtin/host_io.h"
@@ -1278,6 +1279,50 @@ Status BuiltinReplicator::prepare_failover(const ReplicationGroupSpec& spec) {
     return Status(first_failure.code(), "could not make every disk of group '" + spec.group + "' read-only: " + failed,
                   first_failure.hint());
   return Status::ok();
+}
+
+Result<std::vector<ReplicationAdapter::SourceProbe>> BuiltinReplicator::probe_sources(const ReplicationGroupSpec& spec) {
+  std::vector<SourceProbe> out;
+  for (const auto& vm : spec.vms) {
+    SourceProbe probe{vm.name, std::string(power_state_name(vm.state)), Status::ok()};
+    if (vm.state == PowerState::kShutOff) {
+      // A stopped VM's disks are scanned from their images here.
+      for (const auto& disk : vm.disks)
+        if (is_replicated_disk(disk) && ::access(disk.path.c_str(), R_OK) != 0 && probe.outcome.is_ok())
+          probe.outcome = unavailable("disk " + disk.target + " (" + disk.path + ") cannot be read here: " + std::strerror(errno),
+                                      "a stopped VM is replicated from its image files on evacd's host");
+      out.push_back(std::move(probe));
+      continue;
+    }
+    ChangeTracking* tracking = tracking_ ? tracking_(vm.provider) : nullptr;
+    if (tracking == nullptr) {
+      probe.outcome = failed_precondition("its compute provider '" + vm.provider + "' has no change tracking",
+                                          "shut the VM down to replicate it by scanning its disks");
+      out.push_back(std::move(probe));
+      continue;
+    }
+    auto dir = make_vm_work_dir(work_root());
+    if (!dir) {
+      probe.outcome = dir.status();
+      out.push_back(std::move(probe));
+      continue;
+    }
+    // A whole-disk export with no new checkpoint: nothing of it remains
+    // once the job ends (libvirt removes the scratch files, QEMU the socket).
+    BackupRequest request{vm.uuid, "", {}, *dir};
+    for (const auto& disk : vm.disks)
+      if (is_replicated_disk(disk)) request.disks.push_back(DiskBackupRequest{disk.target, "", false});
+    auto begun = tracking->begin_backup(request);
+    if (begun) {
+      probe.outcome = tracking->end_backup(vm.uuid, *dir);
+    } else {
+      probe.outcome = begun.status();
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(*dir, ec);
+    out.push_back(std::move(probe));
+  }
+  return out;
 }
 
 Status BuiltinReplicator::check_read_only_source(const ReplicationGroupSpec& spec) {

@@ -192,6 +192,7 @@ class BuiltinReplicator : public ReplicationAdapter {
   Status prepare_failover(const ReplicationGroupSpec& spec) override;
   Status release_source(const ReplicationGroupSpec& spec) override;
   Status check_read_only_source(const ReplicationGroupSpec& spec) override;
+  Result<std::vector<SourceProbe>> probe_sources(const ReplicationGroupSpec& spec) override;
   Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id,
                                         const std::string& owner = "") override;
   // A cycle like any other: the former protected site, as the receiver,
