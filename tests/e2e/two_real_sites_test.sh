@@ -248,6 +248,48 @@ networks_finding="$(evac --context site-b -o json plan check shop-dr |
 echo "plan check, networks: ${networks_finding}"
 check "plan check finds the test network isolated, and says what it looked at" \
   bash -c '[[ "$1" == "ok "*"isolated test network '"'"'test-isolated'"'"'"*"no forward mode"* && "$1" != *warning* ]]' _ "${networks_finding}"
+
+# Readiness predicts the run: each thing a run needs is made wrong in turn;
+# plan check names it (for the runs it concerns only), and what would run
+# fails the same way.
+check_op() { evac --context site-b plan check shop-dr --operation "$1" 2>&1; }  # OP: its output; exit 0 when ready
+check "plan check: every run that applies is ready" bash -c "evac --context site-b plan check shop-dr >/dev/null"
+# 1. QEMU (libvirt-qemu) cannot reach site-a's backup folder: a folder above
+#    evacd's state_dir is closed to it.
+chmod 0700 "${EVAC_DEMO_ROOT}/site-a"
+out="$(check_op migrate)"; rc=$?
+check "plan check: migrate is not ready when QEMU cannot reach the backup folder, and says which folder" \
+  bash -c '[[ $1 != 0 && "$2" == *"cannot replicate VM"*"cannot reach the backup folder"*"chmod o+x '"${EVAC_DEMO_ROOT}"'/site-a"* ]]' _ "${rc}" "${out}"
+check "plan check: a test is still ready then (it recovers a PIT held at site-b)" bash -c "evac --context site-b plan check shop-dr --operation test >/dev/null"
+out="$(evac --context site-a group sync shop 2>&1)"; rc=$?
+check "and a cycle fails the same way (exit ${rc})" bash -c '[[ $1 != 0 && "$2" == *"cannot reach the backup folder"* ]]' _ "${rc}" "${out}"
+chmod 0755 "${EVAC_DEMO_ROOT}/site-a"
+check "the probe left nothing behind at site-a: no backup job, no export folder" \
+  bash -c "! virsh -c '${uri_a}' domjobinfo db01 | grep -q Backup && test -z \"\$(ls -A '${EVAC_DEMO_ROOT}/site-a/state/backup' | grep -v '[.]cycle[.]json$')\""
+check "a cycle works again" bash -c "evac --context site-a group sync shop >/dev/null"
+# 2. A placeholder's network at site-b is down: the runs that power the
+#    placeholders on are not ready, a test is.
+virsh -q -c "${uri_b}" net-destroy recovery-edge >/dev/null
+out="$(check_op failover)"; rc=$?
+check "plan check: failover is not ready when app01's placeholder would not start, naming its network" \
+  bash -c '[[ $1 != 0 && "$2" == *"placeholder of VM '"'"'app01'"'"' would not start"*"network '"'"'recovery-edge'"'"', which is not active"* ]]' _ "${rc}" "${out}"
+check "plan check: a test is ready meanwhile" bash -c "evac --context site-b plan check shop-dr --operation test >/dev/null"
+virsh -q -c "${uri_b}" net-start recovery-edge >/dev/null
+# 3. The test network is down: plan check says a test is not ready, and a
+#    test run started anyway stops at its readiness step saying the same,
+#    before it makes anything.
+virsh -q -c "${uri_b}" net-destroy test-isolated >/dev/null
+out="$(check_op test)"; rc=$?
+check "plan check: a test is not ready without its test network" \
+  bash -c '[[ $1 != 0 && "$2" == *"test network '"'"'test-isolated'"'"' is not active here"* ]]' _ "${rc}" "${out}"
+check "plan check: a failover is ready meanwhile" bash -c "evac --context site-b plan check shop-dr --operation failover >/dev/null"
+test_run="$(evac --context site-b -o json plan test shop-dr | json_query 'd["id"]')"
+evac --context site-b run show "${test_run}" --follow >/dev/null 2>&1
+test_error="$(evac --context site-b -o json run show "${test_run}" | json_query 'd["error"]')"
+check "and the test run fails at readiness, as plan check said" bash -c '[[ "$1" == *"test network '"'"'test-isolated'"'"' is not active here"* ]]' _ "${test_error}"
+evac --context site-b run cancel "${test_run}" >/dev/null 2>&1
+virsh -q -c "${uri_b}" net-start test-isolated >/dev/null
+check "it made no test VM" test "$(virsh -c "${uri_b}" list --all --name | grep -c -- '-test$')" = "0"
 # Site-b's evacd dies after every step of the test (and of the cleanup,
 # the reprotect and the failback below) and is restarted each time.
 t0=$(date +%s%N)
@@ -335,10 +377,25 @@ evac --context site-b -o json run report "${run_id}" --format json | json_query 
 # seed the replication back, so only what changed since travels; then
 # failback from site-a brings the VMs home with what site-b wrote.
 "${repo_dir}/lab/vm.sh" exec "${uri_b}" db01 -- sh -c 'echo written-at-site-b > /data/marker-b && sync' >/dev/null
+# 4. After the migration what applies is a reprotect, which needs mappings
+#    from site-b back to site-a: plan check names the exact commands, and a
+#    reprotect run fails at readiness with the same.
+out="$(check_op reprotect)"; rc=$?
+check "plan check: reprotect is not ready without the way back, naming the mappings to create" \
+  bash -c '[[ $1 != 0 && "$2" == *"lacks mappings from '"'"'site-b'"'"' back to '"'"'site-a'"'"'"*"evac mapping create network recovery-edge bridge:'"${br}"'-prod"* ]]' _ "${rc}" "${out}"
+check "plan check: a test does not apply now" \
+  bash -c '[[ "$1" == *"reprotect NOT READY"*"test does not apply now"* ]]' _ "$(evac --context site-b plan check shop-dr 2>&1)"
+early="$(evac --context site-b -o json plan reprotect shop-dr | json_query 'd["id"]')"
+evac --context site-b run show "${early}" --follow >/dev/null 2>&1
+early_error="$(evac --context site-b -o json run show "${early}" | json_query 'd["state"] + ": " + d["error"]')"
+check "and a reprotect run fails at readiness the same way, changing nothing" \
+  bash -c '[[ "$1" == "failed: "*"lacks mappings from '"'"'site-b'"'"' back to '"'"'site-a'"'"'"* ]]' _ "${early_error}"
+evac --context site-b run cancel "${early}" >/dev/null 2>&1
 check "reverse mappings at site-b" bash -c "evac --context site-b mapping create network recovery-prod prod --test-network test-isolated >/dev/null &&
   evac --context site-b mapping create network recovery-edge bridge:${br}-prod --test-network test-isolated >/dev/null &&
   evac --context site-b mapping create network direct:${br}-mv direct:${br}-mv --test-network bridge:${br}-tbr >/dev/null &&
   evac --context site-b mapping create storage replicas images >/dev/null"
+check "plan check: reprotect is ready now" bash -c "evac --context site-b plan check shop-dr --operation reprotect >/dev/null"
 t0=$(date +%s%N)
 crashing_run site-b reprotect
 echo "reprotect of 3 running guests, evacd killed after each of ${crash_count} steps: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
