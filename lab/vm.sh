@@ -44,6 +44,11 @@ agent() {
   virsh -q -c "$1" qemu-agent-command "$2" "$3" --timeout "${4:-5}"
 }
 
+# nic_xml TYPE SOURCE_ATTRIBUTES: one virtio <interface>.
+nic_xml() {
+  printf "    <interface type='%s'>\n      <source %s/>\n      <model type='virtio'/>\n    </interface>\n" "$1" "$2"
+}
+
 vm_define() {
   [[ $# -ge 4 ]] || usage
   local site_uri="$1" name="$2" guest_dir="$3" disk="$4"
@@ -53,30 +58,9 @@ vm_define() {
     case "$1" in
       --ip) [[ $# -ge 2 ]] || usage; ip="$2"; shift 2 ;;
       --gw) [[ $# -ge 2 ]] || usage; gw="$2"; shift 2 ;;
-      --bridge)
-        [[ $# -ge 2 ]] || usage
-        nic+="    <interface type='bridge'>
-      <source bridge='$(lab_xml_escape "$2")'/>
-      <model type='virtio'/>
-    </interface>
-"
-        shift 2 ;;
-      --network)
-        [[ $# -ge 2 ]] || usage
-        nic+="    <interface type='network'>
-      <source network='$(lab_xml_escape "$2")'/>
-      <model type='virtio'/>
-    </interface>
-"
-        shift 2 ;;
-      --direct)
-        [[ $# -ge 2 ]] || usage
-        nic+="    <interface type='direct'>
-      <source dev='$(lab_xml_escape "$2")' mode='bridge'/>
-      <model type='virtio'/>
-    </interface>
-"
-        shift 2 ;;
+      --bridge) [[ $# -ge 2 ]] || usage; nic+="$(nic_xml bridge "bridge='$(lab_xml_escape "$2")'")"$'\n'; shift 2 ;;
+      --network) [[ $# -ge 2 ]] || usage; nic+="$(nic_xml network "network='$(lab_xml_escape "$2")'")"$'\n'; shift 2 ;;
+      --direct) [[ $# -ge 2 ]] || usage; nic+="$(nic_xml direct "dev='$(lab_xml_escape "$2")' mode='bridge'")"$'\n'; shift 2 ;;
       --mem) [[ $# -ge 2 ]] || usage; mem="$2"; shift 2 ;;
       *) usage ;;
     esac

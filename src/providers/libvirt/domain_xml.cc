@@ -440,13 +440,9 @@ Result<HostInterface> parse_host_interface(std::string_view interface_xml) {
 }
 
 Result<std::vector<std::string>> bridge_ports(std::string_view interface_xml) {
-  pugi::xml_document doc;
-  auto root = load_root(doc, interface_xml, "interface", "host interface definition");
-  if (!root.is_ok()) return root.status();
-  std::vector<std::string> out;
-  for (pugi::xml_node port : children_named(root->child("bridge"), "interface"))
-    out.emplace_back(port.attribute("name").as_string());
-  return out;
+  auto host = parse_host_interface(interface_xml);
+  if (!host.is_ok()) return host.status();
+  return std::move(host->ports);
 }
 
 Result<std::vector<std::string>> nic_target_devices(std::string_view live_domain_xml) {

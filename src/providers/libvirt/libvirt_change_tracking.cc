@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cerrno>
+#include <optional>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -70,16 +71,24 @@ struct ProcessOwner {
   std::string label;          // "user:group" as libvirt wrote it, for messages
 };
 
+// A DAC label's "+N": the number N; nullopt for a name or anything else.
+std::optional<unsigned long> numeric_id(const std::string& part) {
+  if (part.size() < 2 || part.front() != '+') return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long id = std::strtoul(part.c_str() + 1, &end, 10);
+  if (*end != '\0' || errno != 0 || id > 0x7fffffffUL) return std::nullopt;
+  return id;
+}
+
 Result<ProcessOwner> resolve_owner(const DacLabel& label) {
   ProcessOwner o;
   o.label = label.user + ":" + label.group;
   const passwd* pw = nullptr;
   if (label.user.front() == '+') {
-    char* end = nullptr;
-    unsigned long uid = std::strtoul(label.user.c_str() + 1, &end, 10);
-    if (*end != '\0' || uid > 0x7fffffffUL)
-      return invalid_argument("the DAC label '" + o.label + "' has no valid uid");
-    o.uid = static_cast<uid_t>(uid);
+    auto uid = numeric_id(label.user);
+    if (!uid) return invalid_argument("the DAC label '" + o.label + "' has no valid uid");
+    o.uid = static_cast<uid_t>(*uid);
     pw = ::getpwuid(o.uid);
   } else {
     pw = ::getpwnam(label.user.c_str());
@@ -89,11 +98,9 @@ Result<ProcessOwner> resolve_owner(const DacLabel& label) {
     o.uid = pw->pw_uid;
   }
   if (label.group.front() == '+') {
-    char* end = nullptr;
-    unsigned long gid = std::strtoul(label.group.c_str() + 1, &end, 10);
-    if (*end != '\0' || gid > 0x7fffffffUL)
-      return invalid_argument("the DAC label '" + o.label + "' has no valid gid");
-    o.gid = static_cast<gid_t>(gid);
+    auto gid = numeric_id(label.group);
+    if (!gid) return invalid_argument("the DAC label '" + o.label + "' has no valid gid");
+    o.gid = static_cast<gid_t>(*gid);
   } else {
     const group* gr = ::getgrnam(label.group.c_str());
     if (gr == nullptr)
