@@ -746,7 +746,7 @@ void ApiRouter::add_routes() {
         req.max_rate_bytes = max_rate->value_or(0);
         auto g = svc.create_group(req);
         if (!g) return g.status();
-        return to_json(*g);
+        return svc.group_json(*g);
       },
       201);
   add("GET", "/api/v1/groups/{name}", Access::kOperator, "One protection group, with its replication status",
