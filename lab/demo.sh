@@ -351,7 +351,7 @@ run_op() {
 # the plan's lower bound: the sum over its tiers of the slowest VM's boot
 # and check time there (power-on, guest heartbeat, re-IP, checks, as this
 # run measured them); plus each guest's boot (power-on to heartbeat) and
-# the recovered PIT's age.
+# the RPO the report gives (a test's PIT age, a failover's loss window).
 rto_of() {
   evac_cli --context "$1" -o json run report "${run_id}" --format json | python3 -c '
 import json, sys
@@ -369,7 +369,7 @@ bound = sum(max(up[v] for v in up if tier_of[v] == t) for t in sorted({tier_of[v
 rpo = "; ".join(r["text"].split(" (")[0] for r in d.get("rpo", []))
 boots = ", ".join(f"{v} {boot[v]:.1f}" for v in sorted(boot, key=lambda v: (tier_of[v], v)))
 rto = d["rto"]["text"]
-print(f"RTO {rto} vs {bound:.1f} s of boots and checks by tier (boots s: {boots})" + (f"; PIT age {rpo}" if rpo else ""))'
+print(f"RTO {rto} vs {bound:.1f} s of boots and checks by tier (boots s: {boots})" + (f"; RPO {rpo}" if rpo else ""))'
 }
 
 # The workload: db01's HTTP counter (each request appends a numbered line to

@@ -405,11 +405,18 @@ void ApiRouter::add_replication_routes() {
         return r.replication_state(*g);
       }));
   add("GET", "/api/v1/groups/{name}/pits", Access::kOperator, "The group's points in time at its recovery site",
-      with([](ReplicationService& r, Context& c) -> Result<json> {
+      with([this](ReplicationService& r, Context& c) -> Result<json> {
         auto pits = r.group_pits(c.params[0]);
         if (!pits) return pits.status();
+        // Asked here, at the protected site, which is alive: what a recovery
+        // to each PIT would lose is the writes since its instant.
+        const std::int64_t now_ms = service_.now_ms();
         json out = json::array();
-        for (const auto& p : *pits) out.push_back(to_json(p));
+        for (const auto& p : *pits) {
+          json j = to_json(p);
+          j["age_seconds"] = static_cast<double>(std::max<std::int64_t>(0, now_ms - p.created_at_ms)) / 1000.0;
+          out.push_back(std::move(j));
+        }
         return out;
       }));
   add("POST", "/api/v1/groups/{name}/verify", Access::kOperator,

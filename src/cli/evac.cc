@@ -657,6 +657,14 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
                                                         ? format_time(j["created_at"].get<std::int64_t>())
                                                         : std::string("-");
                                            }},
+                                    Column{"AGE",  // the writes a recovery to it now would lose, at most
+                                           [](const json& j) {
+                                             if (!j.contains("age_seconds") || !j["age_seconds"].is_number())
+                                               return std::string("-");
+                                             char buf[32];
+                                             std::snprintf(buf, sizeof buf, "%.3f s", j["age_seconds"].get<double>());
+                                             return std::string(buf);
+                                           }},
                                     Column{"DISKS", [](const json& j) { return std::to_string(j["disks"].size()); }},
                                     field("BYTES-SENT", "bytes_sent")}));
   });

@@ -231,6 +231,9 @@ check "app1 is protected (its placeholder at host-b)" evac group create shop --v
 guest_run a app1 'echo before-the-disaster > /data/marker && sync' >/dev/null
 out="$(evac group sync shop 2>&1)"; rc=$?
 check "the running VM replicates on stock libvirt (QEMU as libvirt-qemu): ${out}" test "${rc}" = 0
+pits="$(evac -o json group pits shop)"
+check "group pits gives the PIT's instant to the millisecond and its age, what a recovery to it would lose now" \
+  python3 -c 'import json,sys; p=json.loads(sys.argv[1])[-1]; sys.exit(0 if p["created_at_ms"] // 1000 == p["created_at"] and 0 <= p["age_seconds"] < 600 else 1)' "${pits}"
 check "its backup export folder is gone, the folder QEMU used handed to libvirt-qemu while it ran" \
   bash -c "[[ -z \$(ls -A '${root}/a/evac/site-a/backup' | grep -v '[.]cycle[.]json\$') ]]"
 
