@@ -19,16 +19,5 @@ export -f evac  # the checks run in `bash -c`
 uri_a="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-a/run/libvirt-sock"
 uri_b="qemu+unix:///system?socket=${EVAC_DEMO_ROOT}/sites/site-b/run/libvirt-sock"
 
-passed=0
-failed=0
-check() {  # DESCRIPTION COMMAND...: one assertion
-  local what="$1"
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok: ${what}"
-  else
-    failed=$((failed + 1))
-    echo "FAILED: ${what}"
-  fi
-}
+# shellcheck source=check.sh
+source "${repo_dir}/tests/e2e/check.sh"

@@ -25,19 +25,8 @@ tag="rh$(( $$ % 1000 ))"  # namespaces and links
 export EVAC_CONFIG="${root}/cli.yaml"
 PATH="${PATH}:/usr/sbin:/sbin"
 
-passed=0
-failed=0
-check() {  # DESCRIPTION COMMAND...
-  local what="$1"
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok: ${what}"
-  else
-    failed=$((failed + 1))
-    echo "FAILED: ${what}"
-  fi
-}
+# shellcheck source=check.sh
+source "${repo_dir}/tests/e2e/check.sh"
 
 # ---- two machines on one: what the guide's reader has as hosts ----------------
 holder_of() { cat "${root}/$1/holder.pid"; }
