@@ -686,9 +686,14 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
                                        capacity.status().message() + "); the plan's VMs need " + need,
             "", kRecoveries);
       } else if (kib > capacity->memory_free_kib) {
-        add("error", "capacity",
+        // libvirt has no admission control and Linux overcommits: the run
+        // would power the VMs on, and the guests would meet the OOM killer
+        // as they fill their memory. A warning that says so, not a failure
+        // the run would not have.
+        add("warning", "capacity",
             "compute provider '" + provider_name + "' has " + std::to_string(capacity->memory_free_kib / 1024) +
-                " MiB free; the plan's VMs need " + need,
+                " MiB free; the plan's VMs need " + need +
+                ": they would start, overcommitted, and risk the host's OOM killer as they use their memory",
             "free memory there, or map the compute provider to a larger host", kRecoveries);
       } else if (kib * 10 > capacity->memory_free_kib * 9) {
         add("warning", "capacity",
