@@ -15,7 +15,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <string_view>
 #include <thread>
@@ -127,13 +126,9 @@ int run(const std::string& config_path) {
   const DaemonConfig& cfg = *config;
   setup_logging(cfg.log_format, cfg.log_level, cfg.site);
 
-  std::error_code ec;
-  fs::create_directories(cfg.state_dir, ec);
-  if (ec) return fail(failed_precondition("cannot create state_dir " + cfg.state_dir + ": " + ec.message(),
-                                          "create it, or make its parent writable by evacd"));
   // Closed while the start creates its files; opened to QEMU's backup
   // folder alone once they are there (keep_state_dir_private below).
-  fs::permissions(cfg.state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  if (Status s = make_state_dir(cfg.state_dir); !s) return fail(s);
 
   auto store = Store::open(cfg.state_dir + "/evac.db", std::chrono::seconds(5));
   if (!store) return fail(store.status());
@@ -147,8 +142,9 @@ int run(const std::string& config_path) {
   auto tls = ensure_tls_identity(cfg.tls_cert.value_or(cfg.state_dir + "/tls/cert.pem"),
                                  cfg.tls_key.value_or(cfg.state_dir + "/tls/key.pem"), "evac site " + cfg.site, alt_names);
   if (!tls) return fail(tls.status());
-  // The pin is public: operators hand it to `evac context add --pin`.
-  { std::ofstream(cfg.state_dir + "/pin") << tls->pin << "\n"; }
+  // The pin is no secret (operators hand it to `evac context add --pin`),
+  // but like everything in state_dir but QEMU's folder, the file is private.
+  if (Status s = write_private_file(cfg.state_dir + "/pin", tls->pin + "\n"); !s) return fail(s);
 
   register_libvirt_provider();
   std::map<std::string, std::unique_ptr<ComputeProvider>> providers;
@@ -240,5 +236,10 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
+  // Whatever evacd or a tool it runs (qemu-img, qemu-nbd) creates is its
+  // own unless said otherwise. Defence in depth: every file and folder
+  // evacd makes also gets its mode explicitly, so an inherited umask of 000
+  // opens nothing.
+  ::umask(077);
   return evac::run(config_path);
 }

@@ -8,6 +8,13 @@
 
 namespace evac {
 
+// Creates state_dir, closed (0700) while the start creates its files, and
+// any missing folder above it passable but not readable by others (0711, so
+// QEMU still reaches the backup folder below), whatever the umask. A
+// state_dir that exists is closed too; folders above it that exist are the
+// operator's and left alone.
+Status make_state_dir(const std::string& state_dir);
+
 // Makes state_dir passable but not readable by others (0711) so that QEMU
 // reaches `qemu_folder` in it (where running VMs' backup exports are made:
 // QEMU, as libvirt's unprivileged user on distribution defaults, opens its

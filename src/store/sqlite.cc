@@ -1,6 +1,43 @@
 #include "store/sqlite.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 namespace evac::sqlite {
+
+namespace {
+
+// SQLite creates a database file with 0644 less the umask; the state it
+// holds is private. The file is made here first, 0600 whatever the umask;
+// SQLite then gives the WAL and the other companions the main file's mode.
+Status make_private(const std::string& path) {
+  const std::string hint = "the state database must belong to evacd's user; check its folder and owner";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    const bool ok = ::fchmod(fd, 0600) == 0;
+    const int e = errno;
+    ::close(fd);
+    if (!ok) return failed_precondition("cannot set the mode of state database " + path + ": " + std::strerror(e), hint);
+    return Status::ok();
+  }
+  if (errno != EEXIST) return Status::ok();  // SQLite's own open names the problem
+  // Left by an older evacd, or by a kill -9 (a WAL with data): closed to
+  // group and others, the owner's bits kept.
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    const std::string file = path + suffix;
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0) continue;
+    if (::chmod(file.c_str(), st.st_mode & 0700) != 0)
+      return failed_precondition("cannot make " + file + " private: " + std::strerror(errno), hint);
+  }
+  return Status::ok();
+}
+
+}  // namespace
 
 Status status_from_sqlite(sqlite3* db, int rc, std::string_view doing) {
   std::string msg = std::string(doing) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -81,6 +118,7 @@ std::optional<std::int64_t> Statement::optional_int64(int col) const {
 }
 
 Result<Connection> Connection::open(const std::string& path) {
+  EVAC_RETURN_IF_ERROR(make_private(path));
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {

@@ -75,6 +75,10 @@ class Statement {
 
 class Connection {
  public:
+  // Opens (creating) the database file at `path`. The file and SQLite's
+  // companions (-wal, -shm, -journal, which SQLite creates with the main
+  // file's mode) are the owner's alone (0600) whatever the umask; ones an
+  // older process left open to others are closed.
   static Result<Connection> open(const std::string& path);
   Connection(Connection&& o) noexcept : db_(o.db_) { o.db_ = nullptr; }
   Connection(const Connection&) = delete;

@@ -5,6 +5,7 @@
 #include "replication/builtin/builtin_replicator.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -250,6 +251,47 @@ TEST_F(BuiltinReplicatorTest, TestCopyIsWritableAndLeavesThePitAlone) {
   EXPECT_TRUE(same_content(pit->disks[0].path, v1));
   EXPECT_TRUE(replicator_->drop_test_copy("g1", copy->id).is_ok());
   EXPECT_FALSE(fs::exists(copy->disks[0].path));
+}
+
+unsigned mode_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return st.st_mode & 07777;
+}
+
+// Replicas, PITs, test copies and recovered disks are evacd's alone whatever
+// the umask and however open the source disk is; their folders let QEMU
+// (libvirt's unprivileged user, handed each image by libvirt) pass, never list.
+TEST_F(BuiltinReplicatorTest, ReplicasAreOwnerOnlyWhateverTheUmaskAndTheSourcesMode) {
+  fs::permissions(source_, fs::perms(0644));
+  struct OpenUmask {
+    mode_t old = ::umask(0);
+    ~OpenUmask() { ::umask(old); }
+  } open_to_all;
+  write(0, 1 << 20, 0x31);
+  auto first = replicator_->sync_now(spec_, nullptr);  // written straight into the image
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  write(8 << 20, 1 << 20, 0x32);
+  auto second = replicator_->sync_now(spec_, nullptr);  // through qemu-nbd into an overlay
+  ASSERT_TRUE(second.is_ok()) << second.status().to_string();
+  auto copy = replicator_->create_test_copy("g1", first->id, "test-run");
+  ASSERT_TRUE(copy.is_ok()) << copy.status().to_string();
+  auto recovered = replicator_->failover("g1", second->id, "failover-run");
+  ASSERT_TRUE(recovered.is_ok()) << recovered.status().to_string();
+  ASSERT_FALSE(recovered->empty());
+
+  const fs::path pits = root_ / "replicas" / ".evac-pits";
+  EXPECT_EQ(mode_of(pits), 0711u);
+  std::set<std::string> seen;
+  for (const auto& e : fs::recursive_directory_iterator(pits)) {
+    EXPECT_EQ(mode_of(e.path()), e.is_directory() ? 0711u : 0600u) << e.path();
+    seen.insert(e.path().string());
+  }
+  for (const auto& path : {first->disks[0].path, second->disks[0].path, copy->disks[0].path, (*recovered)[0].path})
+    EXPECT_TRUE(seen.count(path)) << path << " is under " << pits;
+  for (const auto& folder : {pits / "test-copies", pits / "recovered"}) EXPECT_TRUE(seen.count(folder.string())) << folder;
+  EXPECT_EQ(mode_of(root_ / "index" / "g1.pits.json"), 0600u);
+  EXPECT_EQ(mode_of(source_), 0644u) << "the source is never changed";
 }
 
 TEST_F(BuiltinReplicatorTest, RefusesWhatItCannotDoYet) {

@@ -865,6 +865,100 @@ TEST_F(pit_store, TestCopyIsAWritableOverlayThatNeverTouchesThePit) {
   EXPECT_EQ(digest_of(pit_path), pit_digest);
 }
 
+// ------------------------------------------------------------------ modes ---
+
+unsigned mode_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return st.st_mode & 07777;
+}
+
+// Every file and folder below `top` (itself not included) with its mode.
+std::map<std::string, unsigned> modes_below(const fs::path& top) {
+  std::map<std::string, unsigned> out;
+  for (const auto& e : fs::recursive_directory_iterator(top)) out[e.path().string()] = mode_of(e.path());
+  return out;
+}
+
+// Files 0600, folders 0711: what QEMU, as libvirt's unprivileged user, needs
+// to open a test copy and the PITs it reads through once libvirt has handed
+// it the images; nobody else reads, writes or lists anything.
+void expect_private_below(const fs::path& top) {
+  auto modes = modes_below(top);
+  EXPECT_FALSE(modes.empty()) << top;
+  for (const auto& [path, mode] : modes)
+    EXPECT_EQ(mode, fs::is_directory(path) ? 0711u : 0600u) << path;
+}
+
+// Sets the process's umask for one test.
+struct UmaskForTest {
+  explicit UmaskForTest(mode_t mask) : old(::umask(mask)) {}
+  ~UmaskForTest() { ::umask(old); }
+  mode_t old;
+};
+
+TEST_F(pit_store, ReplicasPitsAndTestCopiesArePrivateWhateverTheUmaskAndTheSeedsMode) {
+  UmaskForTest open_to_all(0);
+  // A seed at the recovery site as an operator may have copied it: readable by all.
+  const fs::path seed = replica_dir() / "vdb.raw";
+  ASSERT_EQ(run({"qemu-img", "create", "-q", "-f", "raw", seed.string(), "1M"}).exit_code, 0);
+  fs::permissions(seed, fs::perms(0644));
+  PitStore store(index_dir().string());
+  std::vector<PointInTime> made;
+  for (int c = 1; c <= 3; ++c) {
+    const std::string cycle_id = "c" + std::to_string(c);
+    auto staging_disks = disks({kVda, kVdb});
+    staging_disks[1].seed_path = seed.string();
+    auto staged = store.begin_cycle("g1", cycle_id, staging_disks);
+    ASSERT_TRUE(staged.is_ok()) << staged.status().to_string();
+    if (c == 1) {
+      EXPECT_TRUE((*staged)[0].preallocated) << "the fresh image, made whole up front";
+      EXPECT_TRUE((*staged)[1].seeded) << "the image copied from the seed";
+    }
+    for (const auto& sd : *staged) {
+      EXPECT_EQ(mode_of(sd.staging_path), 0600u) << sd.staging_path << " while the cycle writes it";
+      ASSERT_TRUE(store.save_disk_blob("g1", cycle_id, sd.key, "manifest").is_ok());
+    }
+    auto pit = store.commit_cycle("g1", cycle_id, c * 1000, 0);
+    ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
+    made.push_back(*pit);
+  }
+  ASSERT_TRUE(store.retain("g1", 2).is_ok()) << "the merged PIT keeps the mode of its files";
+  auto tc = store.create_test_copy("g1", made[1].id, test_dir().string(), "test-run");
+  ASSERT_TRUE(tc.is_ok()) << tc.status().to_string();
+  auto live = store.create_test_copy("g1", made[2].id, test_dir().string(), "failover-run", /*live=*/true);
+  ASSERT_TRUE(live.is_ok()) << live.status().to_string();
+
+  expect_private_below(replica_dir() / ".evac-pits");
+  EXPECT_EQ(mode_of(replica_dir() / ".evac-pits"), 0711u);
+  expect_private_below(test_dir());
+  EXPECT_EQ(mode_of(index_dir() / "g1.pits.json"), 0600u);
+  EXPECT_EQ(mode_of(seed), 0644u) << "the seed is the operator's and never written";
+}
+
+TEST_F(pit_store, RecoverClosesWhatAnOlderEvacLeftReadableByAll) {
+  PitStore store(index_dir().string());
+  cycle(store, "g1", "c1", {kVda}, {{kVda, 0x11, 0, 4096}}, 100);
+  auto pit = cycle(store, "g1", "c2", {kVda}, {{kVda, 0x22, 0, 4096}}, 200);
+  auto tc = store.create_test_copy("g1", pit.id, test_dir().string());
+  ASSERT_TRUE(tc.is_ok()) << tc.status().to_string();
+  // As an evacd before modes were set left them under umask 022.
+  for (const fs::path& top : {replica_dir() / ".evac-pits", test_dir()}) {
+    fs::permissions(top, fs::perms(0755));
+    for (const auto& [path, mode] : modes_below(top)) fs::permissions(path, fs::perms(fs::is_directory(path) ? 0755 : 0644));
+  }
+  fs::permissions(index_dir() / "g1.pits.json", fs::perms(0644));
+  fs::permissions(replica_dir(), fs::perms(0755));
+
+  PitStore restarted(index_dir().string());
+  ASSERT_TRUE(restarted.recover("g1").is_ok());
+  expect_private_below(replica_dir() / ".evac-pits");
+  expect_private_below(test_dir());
+  EXPECT_EQ(mode_of(index_dir() / "g1.pits.json"), 0600u);
+  EXPECT_EQ(mode_of(replica_dir()), 0755u) << "the replica folder is the operator's";
+  expect_pits_unchanged({pit});
+}
+
 // ---------------------------------------------------------------- bad input ---
 
 TEST_F(pit_store, BadInputGetsClearErrorsAndChangesNothing) {

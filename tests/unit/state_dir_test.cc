@@ -61,6 +61,26 @@ TEST_F(StateDirTest, LeavesWhatALinkPointsAtAlone) {
   fs::remove_all(outside);
 }
 
+TEST_F(StateDirTest, MakesTheStateDirClosedAndTheFoldersAbovePassableWhateverTheUmask) {
+  const mode_t old_mask = ::umask(0);
+  const fs::path above = root_ / "var" / "lib" / "evac";
+  const Status made = make_state_dir((above / "site-a").string() + "/");
+  ::umask(old_mask);
+  ASSERT_TRUE(made.is_ok()) << made.to_string();
+  EXPECT_EQ(mode_of(above / "site-a"), 0700u) << "closed while evacd creates its files";
+  for (const auto& p : {root_ / "var", root_ / "var" / "lib", above})
+    EXPECT_EQ(mode_of(p), 0711u) << p << ": QEMU passes on its way to the backup folder, nobody lists";
+  EXPECT_EQ(mode_of(root_), 0755u) << "a folder that was there is the operator's";
+  // At the next start: closed again, whatever an operator did to it.
+  fs::permissions(above / "site-a", fs::perms(0755));
+  ASSERT_TRUE(make_state_dir((above / "site-a").string()).is_ok());
+  EXPECT_EQ(mode_of(above / "site-a"), 0700u);
+}
+
+TEST_F(StateDirTest, AStateDirThatIsAFileIsAnError) {
+  EXPECT_FALSE(make_state_dir((root_ / "evac.db").string()).is_ok());
+}
+
 TEST_F(StateDirTest, AMissingStateDirIsAnError) {
   EXPECT_FALSE(keep_state_dir_private((root_ / "missing").string(), "backup").is_ok());
 }

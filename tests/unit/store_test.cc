@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -71,6 +72,54 @@ TEST_F(StoreTest, ASecondProcessOnTheSameDatabaseIsRefused) {
 
 TEST_F(StoreTest, UsesWriteAheadLog) {
   EXPECT_TRUE(std::filesystem::exists(dir_ / "evac.db-wal"));
+}
+
+unsigned mode_of(const std::filesystem::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+  return st.st_mode & 07777;
+}
+
+// Restores the process's umask when the test ends.
+struct UmaskForTest {
+  explicit UmaskForTest(mode_t mask) : old(::umask(mask)) {}
+  ~UmaskForTest() { ::umask(old); }
+  mode_t old;
+};
+
+TEST_F(StoreTest, TheDatabaseIsTheOwnersAloneWhateverTheUmask) {
+  store_.reset();
+  std::filesystem::remove_all(dir_);
+  std::filesystem::create_directories(dir_);
+  UmaskForTest open_to_all(0);
+  auto s = Store::open((dir_ / "evac.db").string());
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  ASSERT_TRUE((*s)->add_peer(PeerRecord{"site-b", "https://b", "sha256//b", 1, {}, {}, ""}).is_ok());
+  EXPECT_EQ(mode_of(dir_ / "evac.db"), 0600u);
+  ASSERT_TRUE(std::filesystem::exists(dir_ / "evac.db-wal"));
+  EXPECT_EQ(mode_of(dir_ / "evac.db-wal"), 0600u);
+  for (const char* other : {"evac.db-shm", "evac.db-journal"}) {
+    if (std::filesystem::exists(dir_ / other)) {
+      EXPECT_EQ(mode_of(dir_ / other), 0600u) << other;
+    }
+  }
+}
+
+TEST_F(StoreTest, ADatabaseLeftReadableByAllIsClosedAtOpen) {
+  // As an older evacd under umask 022 left it when killed: the database
+  // and a WAL holding the newest commits, both readable by all.
+  ASSERT_GT(std::filesystem::file_size(dir_ / "evac.db-wal"), 0u);
+  for (const char* suffix : {"", "-wal"}) {
+    std::filesystem::copy_file(dir_ / ("evac.db" + std::string(suffix)), dir_ / ("old.db" + std::string(suffix)));
+    std::filesystem::permissions(dir_ / ("old.db" + std::string(suffix)), std::filesystem::perms(0644));
+  }
+  auto s = Store::open((dir_ / "old.db").string());
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  EXPECT_EQ(mode_of(dir_ / "old.db"), 0600u);
+  EXPECT_EQ(mode_of(dir_ / "old.db-wal"), 0600u);
+  auto peers = (*s)->list_peers();
+  ASSERT_TRUE(peers.is_ok());
+  EXPECT_EQ(peers->size(), 1u);
 }
 
 TEST_F(StoreTest, TransactionRollsBackEverything) {

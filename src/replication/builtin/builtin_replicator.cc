@@ -791,15 +791,17 @@ Result<std::string> make_vm_work_dir(const std::string& root) {
   if (dir.size() + sizeof("/nbd.sock") > 107)
     return failed_precondition("the backup folder " + dir + " is too long a path for a unix socket",
                                "give evacd a shorter state_dir");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return unavailable("cannot create " + dir + ": " + ec.message(), "is the state folder writable?");
   // QEMU creates the export socket here and opens the scratch files: the
   // change tracking hands the folder to whichever user the VM's QEMU runs
   // as. The root above only lets it pass (0711): the cycles' journals in it
-  // stay private.
-  ::chmod(root.c_str(), 0711);
-  ::chmod(dir.c_str(), 0700);
+  // stay private. Both modes are set whatever the umask.
+  if (Status st = make_dirs(root, kPassableDirMode); !st.is_ok())
+    return unavailable(st.message(), "is the state folder writable?");
+  ::chmod(root.c_str(), kPassableDirMode);
+  if (::mkdir(dir.c_str(), kPrivateDirMode) != 0 && errno != EEXIST)
+    return unavailable("cannot create " + dir + ": " + std::strerror(errno), "is the state folder writable?");
+  if (::chmod(dir.c_str(), kPrivateDirMode) != 0)
+    return unavailable("cannot set the mode of " + dir + ": " + std::strerror(errno), "evacd must own its state_dir");
   return dir;
 }
 
@@ -1238,10 +1240,10 @@ Result<TestCopy> ReplicaReceiver::copy_of_pit(const std::string& group, const st
     return not_found("group '" + group + "' has no point in time '" + pit_id + "'", "list them with `evac group pits`");
   // Next to the replicas (<replica_dir>/.evac-pits/<group>/<disk>/<pit>):
   // the same filesystem, and the store adds <group>/<copy id> below it.
+  // QEMU passes it (0711) to open the copies' images and the PITs under them.
   auto dir = std::filesystem::path(pit->disks.front().path).parent_path().parent_path().parent_path() / (live ? "recovered" : "test-copies");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return failed_precondition("cannot create " + dir.string() + ": " + ec.message(), "is the replica folder writable?");
+  if (Status st = make_dirs(dir, kPassableDirMode); !st.is_ok())
+    return failed_precondition(st.message(), "is the replica folder writable?");
   return pits_.create_test_copy(group, pit_id, dir.string(), owner, live);
 }
 

@@ -165,29 +165,68 @@ Status rename_file(const std::string& from, const std::string& to) {
   return Status::ok();
 }
 
-// Creates the missing folders of `path` and flushes each new entry into its
-// parent, so a folder a committed index points into survives a power cut.
-Status make_dirs(const fs::path& path) {
+// Creates the missing folders of `path`, each with exactly `mode` (mkdir
+// applies the umask, so the mode is set again), and flushes each new entry
+// into its parent, so a folder a committed index points into survives a
+// power cut.
+Status make_dirs(const fs::path& path, unsigned mode) {
   std::vector<fs::path> missing;
   for (fs::path cur = path; !cur.empty() && !path_exists(cur.string()); cur = cur.parent_path()) {
     missing.push_back(cur);
     if (cur == cur.parent_path()) break;
   }
   for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
-    if (::mkdir(it->c_str(), 0755) != 0 && errno != EEXIST)
+    // Created closed (0700) and opened to `mode` after: never more open than asked, even for an instant.
+    if (::mkdir(it->c_str(), 0700) != 0) {
+      if (errno == EEXIST) continue;  // made meanwhile by someone else: theirs to set
       return internal_error("cannot create folder " + it->string() + ": " + errno_text(errno), "check the permissions of its parent folder");
+    }
+    if (::chmod(it->c_str(), static_cast<mode_t>(mode)) != 0)
+      return internal_error("cannot set the mode of folder " + it->string() + ": " + errno_text(errno), kBugHint);
     EVAC_RETURN_IF_ERROR(fsync_path(it->parent_path().string(), true));
   }
   return Status::ok();
 }
 
+Status create_private_file(const std::string& path) {
+  // O_NOFOLLOW: a link planted in the folder must not turn this into a
+  // write elsewhere. A file left there before (an earlier attempt) is
+  // emptied and closed again: O_CREAT's mode applies to new files only.
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, kPrivateFileMode));
+  if (fd.get() < 0) return internal_error("cannot create " + path + ": " + errno_text(errno), "check the permissions of the folder");
+  if (::fchmod(fd.get(), kPrivateFileMode) != 0)
+    return internal_error("cannot set the mode of " + path + ": " + errno_text(errno), kBugHint);
+  return Status::ok();
+}
+
+Status close_to_others(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status::ok();
+    return internal_error("cannot read " + path + ": " + errno_text(errno), kOutsideHint);
+  }
+  if (S_ISLNK(st.st_mode)) return Status::ok();
+  const mode_t open_bits = S_ISDIR(st.st_mode) ? (S_IRWXG | S_IRWXO) & ~(S_IXGRP | S_IXOTH) : (S_IRWXG | S_IRWXO);
+  if ((st.st_mode & open_bits) == 0) return Status::ok();
+  if (::chmod(path.c_str(), st.st_mode & 07777 & ~open_bits) != 0)
+    return internal_error("cannot make " + path + " private: " + errno_text(errno), "evacd must own the files it keeps");
+  return Status::ok();
+}
+
 // Temp file + fsync + rename + fsync of the folder: readers see the old
-// bytes or the new ones, never a mix, also after a power cut.
+// bytes or the new ones, never a mix, also after a power cut. The file is
+// evacd's alone, whatever the umask.
 Status write_file_durably(const std::string& path, const std::string& bytes) {
   std::string tmp = path + std::string(".tmp");
   {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, kPrivateFileMode));
     if (fd.get() < 0) return internal_error("cannot create " + tmp + ": " + errno_text(errno), "check the permissions of the folder");
+    // A temp file an interrupted write left keeps its old mode through O_TRUNC.
+    if (::fchmod(fd.get(), kPrivateFileMode) != 0) {
+      int e = errno;
+      ::unlink(tmp.c_str());
+      return internal_error("cannot set the mode of " + tmp + ": " + errno_text(e), kBugHint);
+    }
     std::size_t done = 0;
     while (done < bytes.size()) {
       ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);

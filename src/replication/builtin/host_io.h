@@ -67,10 +67,28 @@ bool path_exists(const std::string& path);
 // Removing a file that is already gone succeeds.
 Status remove_file(const std::string& path);
 Status rename_file(const std::string& from, const std::string& to);
-// Creates the missing folders of `path` and flushes each new entry into its
-// parent, so a folder a committed index points into survives a power cut.
-Status make_dirs(const std::filesystem::path& path);
-// Temp file + fsync + rename + fsync of the folder.
+// Modes of what the replicator creates, whatever the process's umask: files
+// are evacd's alone; folders QEMU must pass to open an image in them (a
+// test copy's or recovered VM's disk, the PITs it reads through) let others
+// pass but not list; every other folder is evacd's alone.
+inline constexpr unsigned kPrivateFileMode = 0600;
+inline constexpr unsigned kPassableDirMode = 0711;
+inline constexpr unsigned kPrivateDirMode = 0700;
+
+// Creates the missing folders of `path`, each with exactly `mode`, and
+// flushes each new entry into its parent, so a folder a committed index
+// points into survives a power cut. Folders that exist are left as they are.
+Status make_dirs(const std::filesystem::path& path, unsigned mode);
+// Creates `path` empty (or empties it) with mode 0600 whatever the umask,
+// for a tool such as `qemu-img create` or `convert` to write an image into:
+// the tool keeps the file and its mode, so no byte of the image is ever
+// readable by others, not even while it is being written.
+Status create_private_file(const std::string& path);
+// Takes every group and other permission away from `path` (a folder keeps
+// others' search bit, so QEMU still passes). Nothing to do (no call) when
+// it has none; a symbolic link is left alone.
+Status close_to_others(const std::string& path);
+// Temp file (0600 whatever the umask) + fsync + rename + fsync of the folder.
 Status write_file_durably(const std::string& path, const std::string& bytes);
 // kNotFound when it does not exist.
 Result<std::string> read_whole_file(const std::string& path);

@@ -424,7 +424,7 @@ Result<PitStore::Index> PitStore::load_existing_index(const std::string& group) 
 }
 
 Status PitStore::save_index(const Index& index) const {
-  EVAC_RETURN_IF_ERROR(make_dirs(index_dir_).with_context("saving the PIT index of group '" + index.group + "'"));
+  EVAC_RETURN_IF_ERROR(make_dirs(index_dir_, kPrivateDirMode).with_context("saving the PIT index of group '" + index.group + "'"));
   return write_file_durably(index_path(index.group), index.to_json().dump(2) + "\n")
       .with_context("saving the PIT index of group '" + index.group + "'");
 }
@@ -529,6 +529,31 @@ Status PitStore::remove_uncommitted(Index& index) {
   return Status::ok();
 }
 
+// Replicas an older evacd made readable by everyone (0644 images in 0755
+// folders) are closed again: files lose every group and other permission,
+// folders keep only others' search bit (QEMU passes them). Files this store
+// makes are private already, so this changes nothing after the first run.
+// Best effort: a file that cannot be changed (another owner, an immutable
+// disk) still replicates; its mode is the operator's to fix.
+void PitStore::close_to_others_all(const Index& index) const {
+  std::set<std::string> paths{index_path(index.group)};
+  auto with_folders = [&](const std::string& file) {
+    paths.insert(file);
+    fs::path folder = fs::path(file).parent_path();
+    // <disk or copy folder>, <group>, <.evac-pits, test-copies or recovered>
+    for (int up = 0; up < 3 && !folder.empty() && folder != folder.parent_path(); ++up, folder = folder.parent_path())
+      paths.insert(folder.string());
+  };
+  for (const auto& p : index.pits)
+    for (const auto& d : p.disks) {
+      with_folders(d.path);
+      paths.insert(blob_path_for(d.path));
+    }
+  for (const auto& t : index.test_copies)
+    for (const auto& d : t.disks) with_folders(d.path);
+  for (const auto& path : paths) (void)close_to_others(path);
+}
+
 Status PitStore::recover(const std::string& group) {
   return guarded("recovering PITs of group '" + group + "'", [&]() -> Status {
     EVAC_RETURN_IF_ERROR(check_name("protection group", group));
@@ -538,6 +563,7 @@ Status PitStore::recover(const std::string& group) {
     EVAC_RETURN_IF_ERROR(remove_file(index_path(group) + std::string(kTmpSuffix)));
     if (!loaded->has_value()) return Status::ok();
     Index index = std::move(**loaded);
+    close_to_others_all(index);
     EVAC_RETURN_IF_ERROR(finish_discarding(index).with_context("recovering group '" + group + "'"));
     Status retention_status;
     if (index.retention) retention_status = finish_retention_step(index).with_context("recovering group '" + group + "'");
@@ -647,10 +673,15 @@ Result<std::vector<StagedDisk>> PitStore::begin_cycle(const std::string& group, 
       if (!d.seed_path.empty()) seeds[d.key] = d.seed_path;
     for (const auto& sd : staged.disks) {
       std::string dir = parent_of(sd.staging_path);
-      if (auto st = make_dirs(dir); !st.is_ok()) return undo(st);
+      // QEMU passes the chain's folders to open a test copy's or recovered
+      // disk's backing PITs (libvirt hands it the images, not the folders).
+      if (auto st = make_dirs(dir, kPassableDirMode); !st.is_ok()) return undo(st);
       // Left by an earlier attempt with this cycle id that was never recorded.
       if (auto st = remove_file(sd.staging_path); !st.is_ok()) return undo(st);
       if (auto st = remove_file(blob_path_for(sd.staging_path)); !st.is_ok()) return undo(st);
+      // qemu-img writes into a file made private first, so no replica byte is
+      // ever readable by others, whatever the umask or the source's mode.
+      if (auto st = create_private_file(sd.staging_path); !st.is_ok()) return undo(st);
       std::vector<std::string> args = {"create", "-q", "-f", "qcow2"};
       if (!sd.backing_pit.empty()) {
         const IndexDisk* prev = newest->disk(sd.key);
@@ -1080,9 +1111,10 @@ Result<TestCopy> PitStore::create_test_copy(const std::string& group, const std:
       if (!st.is_ok()) return cause.with_context("and undoing it failed too (" + st.message() + "); drop test copy " + tc.id);
       return cause;
     };
-    if (auto st = make_dirs(tc_dir); !st.is_ok()) return undo(st);
+    if (auto st = make_dirs(tc_dir, kPassableDirMode); !st.is_ok()) return undo(st);
     for (std::size_t i = 0; i < tc.disks.size(); ++i) {
       const auto& overlay = tc.disks[i];
+      if (auto st = create_private_file(overlay.path); !st.is_ok()) return undo(st);
       auto created = qemu_img({"create", "-q", "-f", "qcow2", "-b", pit->disks[i].path, "-F", "qcow2", overlay.path},
                               "creating the test copy overlay of disk " + overlay.key,
                               "check free space and permissions in " + tc_dir.string() + " and that PIT " + pit_id + " is intact");

@@ -25,6 +25,12 @@
 // Test copies live where the caller says:
 //   <dir>/<group>/<test-copy-id>/<key, '/' -> '_'>.qcow2   (overlay on the PIT's image)
 //
+// Modes, whatever the umask and the source disks' modes: every file (images,
+// manifests, the index) 0600; the folders under .evac-pits 0711, since QEMU,
+// running as libvirt's unprivileged user, must pass them to open a test
+// copy, a recovered disk and the PITs they read through (libvirt hands QEMU
+// each image of the chain, not the folders); the index folder 0700.
+//
 // Every change is ordered so that a crash at any point leaves either the old
 // or the new state once recover() has run; recover() is what a restarted
 // daemon calls for each group before anything else. Errors are values: no
@@ -77,7 +83,8 @@ class PitStore {
 
   // Crash recovery for a group: removes the staging files of cycles that
   // never committed (and PIT files an interrupted commit left behind), and
-  // finishes an interrupted retention step. Call before anything else after
+  // finishes an interrupted retention step. Files and folders an older evacd
+  // left open to others are closed (see "Modes" below). Call before anything else after
   // a restart. A group with no index yet has nothing to recover. A retention
   // step that another process's image lock blocks is left pending (its PIT
   // hidden, the store consistent) for the next retain() or recover().
@@ -177,6 +184,7 @@ class PitStore {
   Status finish_retention_step(Index& index);
   Status remove_uncommitted(Index& index);
   Status finish_discarding(Index& index);
+  void close_to_others_all(const Index& index) const;
 
   std::string index_dir_;
   CrashPoint crash_point_ = CrashPoint::kNone;
