@@ -4,10 +4,18 @@
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
-#include <cstdlib>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
 #include <mutex>
+#include <thread>
 #include <vector>
+
+#include "core/json_decode.h"
 
 namespace evac {
 namespace {
@@ -44,7 +52,7 @@ class BodyBuffers {
     std::lock_guard lock(mu_);
     if (free_.size() < kKeep) free_.push_back(std::move(s));
   }
-  static constexpr std::size_t kMaxBody = 16 * 1024 * 1024;
+  static constexpr std::size_t kMaxBody = 17 * 1024 * 1024;  // a replication batch with its framing
 
  private:
   static constexpr std::size_t kKeepFrom = 256 * 1024;  // small bodies come from malloc's free lists anyway
@@ -64,6 +72,98 @@ std::string bearer_of(const httplib::Request& req) {
   return auth.rfind(kPrefix, 0) == 0 ? auth.substr(kPrefix.size()) : std::string();
 }
 
+// The request as the router sees it, body not read yet.
+ApiRequest head_of(const httplib::Request& req) {
+  ApiRequest api{req.method, req.path, {}, {}, bearer_of(req), client_pin_of(req)};
+  for (const auto& [k, v] : req.params) api.query[k] = v;
+  return api;
+}
+
+void send(httplib::Response& res, const ApiResponse& out) {
+  res.status = out.status;
+  for (const auto& [name, value] : out.headers) res.set_header(name, value);
+  if (out.body.is_binary()) {
+    const auto& bytes = out.body.get_binary();
+    res.set_content(std::string(bytes.begin(), bytes.end()),
+                    out.content_type.empty() ? "application/octet-stream" : out.content_type);
+  } else {
+    res.set_content(out.body.dump(2) + "\n", "application/json");
+  }
+}
+
+// Content-Length as announced: nullopt when absent (a chunked body, counted
+// as it is read), SIZE_MAX when it is not a plain number (refused as too large).
+std::optional<std::size_t> announced_length(const httplib::Request& req) {
+  if (!req.has_header("Content-Length")) return std::nullopt;
+  const std::string text = req.get_header_value("Content-Length");
+  std::size_t n = 0;
+  const char* end = text.data() + text.size();
+  if (text.empty() || std::from_chars(text.data(), end, n).ptr != end) return SIZE_MAX;
+  return n;
+}
+
+// Asks the client to hang up once the answer is read: the unread rest of
+// a refused body cannot be told from a next request. (cpp-httplib itself
+// keeps the connection for its keep-alive timeout; a body sent anyway is
+// read as a malformed request and ends it.)
+void close_after_answer(httplib::Response& res) { res.set_header("Connection", "close"); }
+
+// One thread per connection, started when one arrives and kept for the
+// next, up to a cap; beyond it connections wait for a thread. A fixed
+// pool would be held entirely by a few dozen connections that open and send
+// nothing, each until its read timeout, and the operator's calls would wait
+// behind them.
+class ConnectionThreads : public httplib::TaskQueue {
+ public:
+  explicit ConnectionThreads(std::size_t max_threads) : max_threads_(max_threads) {}
+  ~ConnectionThreads() override { shutdown(); }
+
+  void enqueue(std::function<void()> fn) override {
+    std::lock_guard lock(mu_);
+    jobs_.push_back(std::move(fn));
+    // Each idle thread takes one waiting job: a new thread only for the rest.
+    if (jobs_.size() <= idle_ || threads_.size() >= max_threads_) {
+      cv_.notify_one();
+      return;
+    }
+    threads_.emplace_back([this] { work(); });
+  }
+
+  void shutdown() override {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  void work() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      ++idle_;
+      cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      --idle_;
+      if (jobs_.empty()) return;  // stopping, nothing left
+      auto job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+
+  const std::size_t max_threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  std::vector<std::thread> threads_;
+  std::size_t idle_ = 0;
+  bool stopping_ = false;
+};
+
 }  // namespace
 
 HttpsServer::HttpsServer(ApiRouter& router, TlsIdentity identity) : router_(router), identity_(std::move(identity)) {
@@ -76,47 +176,67 @@ HttpsServer::HttpsServer(ApiRouter& router, TlsIdentity identity) : router_(rout
     return true;
   });
 
-  auto handle = [this](const httplib::Request& req, httplib::Response& res, std::string body) {
+  // Paths and messages quote what the client sent: bounded in the log.
+  auto log = [](const httplib::Request& req, const ApiResponse& out, std::int64_t micros) {
+    spdlog::info("http {} {} -> {} ({} us){}", excerpt(req.method, 16), excerpt(req.path, 256), out.status, micros,
+                 out.status >= 400 && out.body.is_object() ? " " + excerpt(out.body.value("message", ""), 512) : "");
+  };
+  auto handle = [this, log](const httplib::Request& req, httplib::Response& res, std::string body) {
     auto started = std::chrono::steady_clock::now();
-    ApiRequest api{req.method, req.path, {}, std::move(body), bearer_of(req), client_pin_of(req)};
-    for (const auto& [k, v] : req.params) api.query[k] = v;
+    ApiRequest api = head_of(req);
+    api.body = std::move(body);
     ApiResponse out = router_.handle(api);
-    res.status = out.status;
-    if (out.body.is_binary()) {
-      const auto& bytes = out.body.get_binary();
-      res.set_content(std::string(bytes.begin(), bytes.end()),
-                      out.content_type.empty() ? "application/octet-stream" : out.content_type);
-    } else {
-      res.set_content(out.body.dump(2) + "\n", "application/json");
-    }
-    auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
-    spdlog::info("http {} {} -> {} ({} us){}", req.method, req.path, out.status, micros,
-                 out.status >= 400 && out.body.is_object() ? " " + out.body.value("message", "") : "");
+    send(res, out);
+    log(req, out, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count());
     body_buffers().give(std::move(api.body));
   };
+  // Everything that can be judged from the request line and headers is,
+  // before a byte of the body is read: the route, the caller (token or
+  // certificate) and the announced length. A refused body is never read;
+  // the connection is closed instead, since its unread bytes would
+  // otherwise be taken for the next request.
+  server_->set_pre_routing_handler([this, log](const httplib::Request& req, httplib::Response& res) {
+    auto refusal = router_.admit(head_of(req), announced_length(req));
+    if (!refusal) return httplib::Server::HandlerResponse::Unhandled;
+    send(res, *refusal);
+    close_after_answer(res);
+    log(req, *refusal, 0);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   // Bodies are read through a content reader straight into one buffer of
   // the announced length: cpp-httplib would otherwise grow req.body 4 KiB at
   // a time (copying it over and over) and the router would copy it again.
-  auto with_body = [handle](const httplib::Request& req, httplib::Response& res,
-                            const httplib::ContentReader& read) {
+  auto with_body = [this, handle](const httplib::Request& req, httplib::Response& res,
+                                  const httplib::ContentReader& read) {
+    const std::size_t limit = router_.body_limit(req.method, req.path);
     std::string body = body_buffers().take();
-    std::size_t announced = 0;
-    if (req.has_header("Content-Length")) {
-      announced = static_cast<std::size_t>(std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10));
-    }
-    // Never trust the announced length beyond what the server accepts.
-    body.reserve(std::min(announced, BodyBuffers::kMaxBody));
-    bool complete = read([&body](const char* data, std::size_t len) {
+    // admit() refused an announced length over the limit; a chunked body
+    // is counted as it arrives.
+    body.reserve(std::min(announced_length(req).value_or(0), limit));
+    bool too_large = false;
+    bool complete = read([&](const char* data, std::size_t len) {
+      if (body.size() + len > limit) {
+        too_large = true;
+        return false;
+      }
       body.append(data, len);
       return true;
     });
     if (!complete) {
-      // A cut connection or a body over the limit: nothing of it reaches the router.
-      res.status = 400;
-      res.set_content(R"({"code": "invalid_argument", "message": "the request body could not be read completely", )"
-                      R"("hint": "it was cut off or is larger than 16 MiB"})" "\n",
-                      "application/json");
+      // Nothing of a cut or oversized body reaches the router.
       body_buffers().give(std::move(body));
+      Status why = too_large ? invalid_argument("the request body is larger than the " + std::to_string(limit) +
+                                                    " bytes this endpoint takes",
+                                                "send less; the limit is api.max_request_body in evacd's configuration")
+                             : invalid_argument("the request body could not be read completely",
+                                                "it was cut off: send it again");
+      ApiResponse out = error_response(why);
+      if (too_large) {
+        out.status = 413;
+        out.body["code"] = "payload_too_large";
+      }
+      send(res, out);
+      close_after_answer(res);
       return;
     }
     handle(req, res, std::move(body));
@@ -125,17 +245,17 @@ HttpsServer::HttpsServer(ApiRouter& router, TlsIdentity identity) : router_(rout
   server_->Post(R"(/.*)", with_body);
   server_->Put(R"(/.*)", with_body);
   server_->Delete(R"(/.*)", with_body);
-  server_->set_payload_max_length(BodyBuffers::kMaxBody);
+  server_->set_payload_max_length(std::max(router_.limits().max_body, router_.limits().max_block_batch));
   // Clients keep connections open across calls (a paired site's batches
   // travel over a few reused connections): serve many requests on each
   // rather than cpp-httplib's default of 5, after which it closes them.
   server_->set_keep_alive_max_count(1000);
-  // Each open connection holds one of the server's threads while it waits
-  // for its next request (up to the keep-alive timeout), so there are more
-  // threads than the default 8, which a peer's reused connections plus CLI
-  // calls could all hold at once.
-  server_->new_task_queue = [] { return new httplib::ThreadPool(32); };
-  server_->set_read_timeout(30, 0);
+  // Each open connection holds a thread while it waits for its next request
+  // (up to the keep-alive timeout) or for bytes that do not come (up to the
+  // read timeout): see ConnectionThreads.
+  const std::size_t max_connections = router_.limits().max_connections;
+  server_->new_task_queue = [max_connections] { return new ConnectionThreads(max_connections); };
+  server_->set_read_timeout(router_.limits().read_timeout);
   server_->set_write_timeout(30, 0);
 }
 

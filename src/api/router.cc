@@ -1,10 +1,13 @@
 #include "api/router.h"
 
 #include <charconv>
+#include <limits>
 
 #include "core/duration.h"
+#include "core/json_decode.h"
 #include "core/model_json.h"
 #include "core/plan_json.h"
+#include "core/text.h"
 #include "service/rate_limit.h"
 #include "service/run_report.h"
 #include "tls/tls.h"
@@ -22,54 +25,61 @@ std::optional<std::string> query_param(const ApiRequest& r, const std::string& k
   return it->second;
 }
 
+// Keep in step with what evac's own documents need (see core/json_decode.h).
+constexpr auto kMaxRpo = std::chrono::hours(24 * 30);
+constexpr auto kMaxPairingTokenTtl = std::chrono::hours(24 * 7);
+// Retention counts: only what fits an int gets to the service, which
+// judges the value itself (and names the CLI flag in its answer).
+constexpr int kMinKept = std::numeric_limits<int>::min();
+constexpr int kMaxKept = std::numeric_limits<int>::max();
+
+// A request body that a service or the plan decoder reads itself (their
+// own decoders are strict); empty is {}.
 Result<json> body_object(const ApiRequest& r) {
-  auto j = parse_json(r.body.empty() ? "{}" : r.body, "request body");
+  auto j = parse_json(r.body.empty() ? "{}" : r.body, "the request body");
   if (!j) return j.status();
-  if (!j->is_object()) return invalid_argument("request body must be a JSON object");
+  if (!j->is_object()) return invalid_argument("the request body must be a JSON object", "see /api/v1/openapi.json");
   return j;
 }
 
-// Reads an optional string field, rejecting a wrong type with a clear error.
-Result<std::optional<std::string>> string_field(const json& body, const char* key) {
-  if (!body.contains(key) || body[key].is_null()) return std::optional<std::string>();
-  if (!body[key].is_string()) return invalid_argument(std::string("field '") + key + "' must be a string");
-  return std::optional<std::string>(body[key].get<std::string>());
-}
-
-Result<std::string> required_string(const json& body, const char* key) {
-  auto v = string_field(body, key);
-  if (!v) return v.status();
-  if (!v->has_value() || (*v)->empty()) return invalid_argument(std::string("field '") + key + "' is required");
-  return **v;
-}
-
 // Rates arrive as "50MiB/s" strings (or "0", "none") or as whole bytes per second.
-Result<std::optional<int>> int_field(const json& body, const char* key) {
-  if (!body.contains(key) || body[key].is_null()) return std::optional<int>();
-  if (!body[key].is_number_integer())
-    return invalid_argument(std::string("field '") + key + "' must be a whole number");
-  return std::optional<int>(body[key].get<int>());
-}
-
-Result<std::optional<std::uint64_t>> rate_field(const json& body, const char* key) {
-  if (!body.contains(key) || body[key].is_null()) return std::optional<std::uint64_t>();
-  if (body[key].is_number_unsigned() || (body[key].is_number_integer() && body[key].get<std::int64_t>() >= 0))
-    return std::optional<std::uint64_t>(body[key].get<std::uint64_t>());
-  if (!body[key].is_string())
+Result<std::optional<std::uint64_t>> rate_field(JsonFields& fields, const char* key) {
+  const json* v = fields.value(key);
+  if (!v) return std::optional<std::uint64_t>();
+  if (v->is_number()) {
+    // Up to 1 TiB/s: beyond any link, and far from overflowing a byte count.
+    auto n = checked_integer(*v, std::string("field '") + key + "'", 0, std::int64_t{1} << 40);
+    if (!n) return n.status();
+    return std::optional<std::uint64_t>(static_cast<std::uint64_t>(*n));
+  }
+  if (!v->is_string())
     return invalid_argument(std::string("field '") + key + "' must be a rate like \"50MiB/s\", or 0 for unlimited");
-  auto r = parse_byte_rate(body[key].get<std::string>());
+  auto r = parse_byte_rate(v->get<std::string>());
   if (!r) return r.status().with_context(std::string("field '") + key + "'");
   return std::optional<std::uint64_t>(*r);
 }
 
-// Durations arrive as "15m" strings or as whole seconds.
-Result<std::optional<std::int64_t>> duration_field(const json& body, const char* key) {
-  if (!body.contains(key) || body[key].is_null()) return std::optional<std::int64_t>();
-  if (body[key].is_number_integer()) return std::optional<std::int64_t>(body[key].get<std::int64_t>());
-  if (!body[key].is_string()) return invalid_argument(std::string("field '") + key + "' must be a duration like \"15m\"");
-  auto d = parse_duration(body[key].get<std::string>());
-  if (!d) return d.status().with_context(std::string("field '") + key + "'");
-  return std::optional<std::int64_t>(d->count());
+// "?limit=N": a whole number from 1 to `max`, else `fallback`.
+Result<int> limit_param(const ApiRequest& r, int fallback, int max) {
+  auto l = query_param(r, "limit");
+  if (!l) return fallback;
+  int v = 0;
+  const char* end = l->data() + l->size();
+  if (std::from_chars(l->data(), end, v).ptr != end || v < 1 || v > max)
+    return invalid_argument("limit '" + excerpt(*l) + "' must be a number from 1 to " + std::to_string(max));
+  return v;
+}
+
+// "/api/v1/groups/g1" → {"", "api", "v1", "groups", "g1"}.
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t slash = path.find('/', start);
+    out.emplace_back(path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
+    if (slash == std::string_view::npos) return out;
+    start = slash + 1;
+  }
 }
 
 template <typename T>
@@ -98,12 +108,20 @@ int http_status_for(StatusCode code) {
 }
 
 ApiResponse error_response(const Status& s) {
+  // Messages may quote outside input: bounded, so a huge name sent is not a
+  // huge answer (or log line) back.
+  constexpr std::size_t kMaxMessage = 1024;
+  std::string hint = s.hint().empty() ? "see /api/v1/openapi.json for the API" : s.hint();
   return ApiResponse{http_status_for(s.code()),
-                     json{{"code", status_code_name(s.code())}, {"message", s.message()}, {"hint", s.hint()}}};
+                     json{{"code", status_code_name(s.code())},
+                          {"message", excerpt(s.message(), kMaxMessage)},
+                          {"hint", excerpt(hint, kMaxMessage)}},
+                     "",
+                     {}};
 }
 
-ApiRouter::ApiRouter(SiteService& service, ReplicationService* replication, RunService* runs)
-    : service_(service), replication_(replication), runs_(runs) {
+ApiRouter::ApiRouter(SiteService& service, ReplicationService* replication, RunService* runs, ApiLimits limits)
+    : limits_(limits), service_(service), replication_(replication), runs_(runs) {
   add_routes();
   add_replication_routes();
   add_operations_routes();
@@ -135,17 +153,19 @@ void ApiRouter::add_run_routes() {
         if (!r) return r.status();
         auto body = body_object(c.request);
         if (!body) return body.status();
+        auto f = JsonFields::of(*body, "a run request");
+        if (!f) return f.status();
         RunRequest req;
         req.plan = c.params[0];
         req.started_by = c.caller;
-        for (const auto& [key, value] : body->items()) {
-          if (key != "operation" && key != "confirm" && key != "pit")
-            return invalid_argument("unknown key '" + key + "' in a run request", "send operation, confirm and pit only");
-          if (!value.is_string()) return invalid_argument("'" + key + "' must be a string");
-        }
-        req.operation = body->value("operation", "");
-        req.confirm = body->value("confirm", "");
-        req.pit = body->value("pit", "");
+        auto operation = f->required_text("operation", 64);
+        auto confirm = f->text("confirm", 256);
+        auto pit = f->text("pit", 256);
+        for (const Status& s : {operation.status(), confirm.status(), pit.status(), f->finish()})
+          if (!s) return s;
+        req.operation = *operation;
+        req.confirm = confirm->value_or("");
+        req.pit = pit->value_or("");
         auto run = (*r)->start(req);
         if (!run) return run.status();
         auto steps = (*r)->steps(run->id);
@@ -157,15 +177,9 @@ void ApiRouter::add_run_routes() {
       [runs](Context& c) -> Result<json> {
         auto r = runs();
         if (!r) return r.status();
-        int limit = 50;
-        if (auto l = query_param(c.request, "limit")) {
-          char* end = nullptr;
-          long v = std::strtol(l->c_str(), &end, 10);
-          if (l->empty() || *end != '\0' || v < 1 || v > 1000)
-            return invalid_argument("limit '" + *l + "' must be a number from 1 to 1000");
-          limit = static_cast<int>(v);
-        }
-        auto list = (*r)->list_runs(query_param(c.request, "plan"), limit);
+        auto limit = limit_param(c.request, 50, 1000);
+        if (!limit) return limit.status();
+        auto list = (*r)->list_runs(query_param(c.request, "plan"), *limit);
         if (!list) return list.status();
         json out = json::array();
         for (const auto& run : *list) out.push_back(to_json(run));
@@ -188,7 +202,7 @@ void ApiRouter::add_run_routes() {
         if (!r) return r.status();
         const std::string format = query_param(c.request, "format").value_or("json");
         if (format != "json" && format != "csv" && format != "html")
-          return invalid_argument("report format '" + format + "' is not json, csv or html");
+          return invalid_argument("report format '" + excerpt(format) + "' is not json, csv or html");
         auto run = (*r)->get_run(c.params[0]);
         if (!run) return run.status();
         auto steps = (*r)->steps(run->id);
@@ -203,16 +217,14 @@ void ApiRouter::add_run_routes() {
       [runs](Context& c) -> Result<json> {
         auto r = runs();
         if (!r) return r.status();
-        int step = -1;
-        if (!c.request.body.empty()) {
-          auto body = body_object(c.request);
-          if (!body) return body.status();
-          if (body->contains("step")) {
-            if (!(*body)["step"].is_number_integer()) return invalid_argument("'step' must be a step number");
-            step = (*body)["step"].get<int>();
-          }
-        }
-        EVAC_RETURN_IF_ERROR((*r)->ack(c.params[0], step));
+        auto body = body_object(c.request);
+        if (!body) return body.status();
+        auto f = JsonFields::of(*body, "an acknowledgement");
+        if (!f) return f.status();
+        auto step = f->integer_as<int>("step", 0, 1'000'000);
+        if (!step) return step.status();
+        EVAC_RETURN_IF_ERROR(f->finish());
+        EVAC_RETURN_IF_ERROR((*r)->ack(c.params[0], step->value_or(-1)));
         return json{{"acknowledged", c.params[0]}};
       });
   add("POST", "/api/v1/runs/{id}/cancel", Access::kOperator, "Start no more steps of a run; the rest are skipped",
@@ -320,25 +332,16 @@ void ApiRouter::add_operations_routes() {
       "Alarms and notable events, newest first (?group=NAME, ?limit=N up to 1000, default 100)",
       [this](Context& c) -> Result<json> {
         auto group = query_param(c.request, "group");
-        int limit = 100;
-        if (auto l = query_param(c.request, "limit")) {
-          try {
-            std::size_t used = 0;
-            limit = std::stoi(*l, &used);
-            if (used != l->size()) throw std::invalid_argument("trailing");
-          } catch (...) {
-            limit = -1;
-          }
-          if (limit < 1 || limit > 1000) return invalid_argument("limit '" + *l + "' must be a number from 1 to 1000");
-        }
-        auto events = service_.store().list_events(group, limit);
+        auto limit = limit_param(c.request, 100, 1000);
+        if (!limit) return limit.status();
+        auto events = service_.store().list_events(group, *limit);
         if (!events) return events.status();
         if (group && events->empty()) {
           // Events outlive their groups; a name that is neither is a typo.
           auto g = service_.store().find_group(*group);
           if (!g) return g.status();
           if (!g->has_value())
-            return not_found("no protection group named '" + *group + "' and no events about one",
+            return not_found("no protection group named '" + excerpt(*group) + "' and no events about one",
                              "list groups with `evac group list`");
         }
         json out = json::array();
@@ -370,13 +373,13 @@ void ApiRouter::add_replication_routes() {
         const std::string& group = c.params[0];
         auto wait = query_param(c.request, "wait");
         if (wait && *wait != "true" && *wait != "false")
-          return invalid_argument("wait must be true or false, not '" + *wait + "'");
+          return invalid_argument("wait must be true or false, not '" + excerpt(*wait) + "'");
         std::optional<std::uint64_t> follow;
         if (auto text = query_param(c.request, "cycle")) {
           std::uint64_t n = 0;
           const char* end = text->data() + text->size();
           if (text->empty() || std::from_chars(text->data(), end, n).ptr != end)
-            return invalid_argument("cycle must be a cycle number this site gave, not '" + *text + "'");
+            return invalid_argument("cycle must be a cycle number this site gave, not '" + excerpt(*text) + "'");
           follow = n;
         }
         if (!follow && wait != "true") {
@@ -441,6 +444,7 @@ void ApiRouter::add_replication_routes() {
       "Apply a batch of changed blocks (binary)", with([](ReplicationService& r, Context& c) -> Result<json> {
         return r.handle_batch(*c.peer, c.params[0], c.params[1], c.request.body);
       }));
+  routes_.back().max_body = limits_.max_block_batch;
   add("POST", "/api/v1/peer/replication/{group}/cycles/{cycle}/commit", Access::kPeer,
       "Commit a cycle: digests must match what was applied", with([](ReplicationService& r, Context& c) -> Result<json> {
         auto body = body_object(c.request);
@@ -480,8 +484,8 @@ void ApiRouter::add_replication_routes() {
 
 void ApiRouter::add(std::string method, std::string pattern, Access access, std::string summary, Handler handler,
                     int success_status) {
-  std::string re = "^" + std::regex_replace(pattern, std::regex(R"(\{[a-z_]+\})"), "([^/]+)") + "$";
-  routes_.push_back(Route{std::move(method), std::move(pattern), std::regex(re), access, std::move(summary),
+  std::vector<std::string> segments = split_path(pattern);
+  routes_.push_back(Route{std::move(method), std::move(pattern), std::move(segments), access, std::move(summary),
                           success_status, std::move(handler)});
 }
 
@@ -523,33 +527,88 @@ Status ApiRouter::authorize(const Route& route, Context& ctx) {
   return internal_error("unknown access rule");
 }
 
-ApiResponse ApiRouter::handle(const ApiRequest& request) {
-  bool path_matched = false;
+ApiRouter::Match ApiRouter::match(const std::string& method, const std::string& path) const {
+  Match out;
+  std::vector<std::string> allowed;
+  const std::vector<std::string> segments = split_path(path);
   for (const auto& route : routes_) {
-    std::smatch m;
-    if (!std::regex_match(request.path, m, route.regex)) continue;
-    path_matched = true;
-    if (route.method != request.method) continue;
-    Context ctx{request, {}, std::nullopt, "", 0, ""};
-    for (std::size_t i = 1; i < m.size(); ++i) ctx.params.push_back(m[i].str());
-    if (Status s = authorize(route, ctx); !s.is_ok()) return error_response(s);
-    Result<json> result = [&]() -> Result<json> {
-      try {
-        return route.handler(ctx);
-      } catch (const std::exception& e) {  // a bug: never let it take the server down
-        return internal_error(std::string("unexpected error: ") + e.what(), "this is a bug in evac; please report it");
+    if (route.segments.size() != segments.size()) continue;
+    std::vector<std::string> params;
+    bool matched = true;
+    for (std::size_t i = 0; matched && i < segments.size(); ++i) {
+      const std::string& want = route.segments[i];
+      if (!want.empty() && want.front() == '{') {
+        matched = !segments[i].empty();
+        params.push_back(segments[i]);
+      } else {
+        matched = want == segments[i];
       }
-    }();
-    if (!result) return error_response(result.status());
-    ApiResponse response{ctx.status ? ctx.status : route.success_status, std::move(*result), ""};
-    if (route.pattern == "/metrics") response.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    if (!ctx.content_type.empty()) response.content_type = ctx.content_type;
-    return response;
+    }
+    if (!matched) continue;
+    if (route.method != method) {
+      allowed.push_back(route.method);
+      continue;
+    }
+    out.route = &route;
+    out.params = std::move(params);
+    return out;
   }
-  if (path_matched)
-    return error_response(invalid_argument("method " + request.method + " is not allowed on " + request.path,
-                                           "see /api/v1/openapi.json"));
-  return error_response(not_found("no API endpoint " + request.path, "see /api/v1/openapi.json for the endpoints"));
+  if (allowed.empty()) {
+    out.refusal = error_response(
+        not_found("no API endpoint " + excerpt(path), "see /api/v1/openapi.json for the endpoints"));
+    return out;
+  }
+  std::string allow = join(allowed, ", ");
+  ApiResponse refusal = error_response(invalid_argument(
+      "method " + excerpt(method, 16) + " is not allowed on " + excerpt(path), "this endpoint takes " + allow));
+  refusal.status = 405;
+  refusal.body["code"] = "method_not_allowed";
+  refusal.headers.emplace_back("Allow", allow);
+  out.refusal = std::move(refusal);
+  return out;
+}
+
+std::size_t ApiRouter::body_limit(const std::string& method, const std::string& path) const {
+  Match m = match(method, path);
+  return m.route && m.route->max_body ? m.route->max_body : limits_.max_body;
+}
+
+std::optional<ApiResponse> ApiRouter::admit(const ApiRequest& head, std::optional<std::size_t> announced_body) {
+  Match m = match(head.method, head.path);
+  if (m.refusal) return m.refusal;
+  Context ctx{head, m.params, std::nullopt, "", 0, ""};
+  if (Status s = authorize(*m.route, ctx); !s.is_ok()) return error_response(s);
+  const std::size_t limit = m.route->max_body ? m.route->max_body : limits_.max_body;
+  if (announced_body && *announced_body > limit) {
+    ApiResponse refusal = error_response(invalid_argument(
+        "the request body is " + std::to_string(*announced_body) + " bytes, more than the " + std::to_string(limit) +
+            " this endpoint takes",
+        "send less; the limit is api.max_request_body in evacd's configuration"));
+    refusal.status = 413;
+    refusal.body["code"] = "payload_too_large";
+    return refusal;
+  }
+  return std::nullopt;
+}
+
+ApiResponse ApiRouter::handle(const ApiRequest& request) {
+  Match m = match(request.method, request.path);
+  if (m.refusal) return *m.refusal;
+  const Route& route = *m.route;
+  Context ctx{request, std::move(m.params), std::nullopt, "", 0, ""};
+  if (Status s = authorize(route, ctx); !s.is_ok()) return error_response(s);
+  Result<json> result = [&]() -> Result<json> {
+    try {
+      return route.handler(ctx);
+    } catch (const std::exception& e) {  // a bug: never let it take the server down
+      return internal_error(std::string("unexpected error: ") + e.what(), "this is a bug in evac; please report it");
+    }
+  }();
+  if (!result) return error_response(result.status());
+  ApiResponse response{ctx.status ? ctx.status : route.success_status, std::move(*result), "", {}};
+  if (route.pattern == "/metrics") response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  if (!ctx.content_type.empty()) response.content_type = ctx.content_type;
+  return response;
 }
 
 json ApiRouter::openapi() const {
@@ -567,16 +626,16 @@ json ApiRouter::openapi() const {
       op["tags"] = json::array({"site-to-site"});
     }
     json params = json::array();
-    std::smatch m;
-    std::string rest = r.pattern;
-    while (std::regex_search(rest, m, std::regex(R"(\{([a-z_]+)\})"))) {
-      params.push_back({{"name", m[1].str()}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}});
-      rest = m.suffix();
-    }
+    for (const auto& segment : r.segments)
+      if (!segment.empty() && segment.front() == '{')
+        params.push_back({{"name", segment.substr(1, segment.size() - 2)},
+                          {"in", "path"},
+                          {"required", true},
+                          {"schema", {{"type", "string"}}}});
     if (!params.empty()) op["parameters"] = params;
     paths[r.pattern][method] = op;
   }
-  return {{"openapi", "3.0.3"},
+  return {{"openapi", "3.1.0"},
           {"info", {{"title", "evac site recovery API"}, {"version", kApiVersion}}},
           {"paths", paths},
           {"components",
@@ -608,9 +667,12 @@ void ApiRouter::add_routes() {
       [&svc](Context& c) -> Result<json> {
         auto body = body_object(c.request);
         if (!body) return body.status();
-        auto ttl = duration_field(*body, "ttl");
+        auto f = JsonFields::of(*body, "a pairing token request");
+        if (!f) return f.status();
+        auto ttl = f->duration("ttl", std::chrono::minutes(1), kMaxPairingTokenTtl);
         if (!ttl) return ttl.status();
-        return svc.create_pairing_token(std::chrono::seconds(ttl->value_or(900)));
+        EVAC_RETURN_IF_ERROR(f->finish());
+        return svc.create_pairing_token(ttl->value_or(std::chrono::minutes(15)));
       },
       201);
   add("GET", "/api/v1/pairings", Access::kOperator, "Paired sites and their health", [&svc](Context&) -> Result<json> {
@@ -622,10 +684,12 @@ void ApiRouter::add_routes() {
       [&svc](Context& c) -> Result<json> {
         auto body = body_object(c.request);
         if (!body) return body.status();
-        auto token = required_string(*body, "token");
-        if (!token) return token.status();
-        auto url = string_field(*body, "url");
-        if (!url) return url.status();
+        auto f = JsonFields::of(*body, "a pairing");
+        if (!f) return f.status();
+        auto token = f->required_text("token");
+        auto url = f->text("url", 2048);
+        for (const Status& s : {token.status(), url.status(), f->finish()})
+          if (!s) return s;
         auto peer = svc.pair(*token, *url);
         if (!peer) return peer.status();
         return to_json(PeerStatus{*peer, true});
@@ -680,18 +744,20 @@ void ApiRouter::add_routes() {
       [&svc](Context& c) -> Result<json> {
         auto body = body_object(c.request);
         if (!body) return body.status();
-        auto kind = required_string(*body, "kind");
-        if (!kind) return kind.status();
+        auto f = JsonFields::of(*body, "a mapping");
+        if (!f) return f.status();
+        // Sources and targets are inventory names ("bridge:br0" included).
+        constexpr std::size_t kMaxInventoryName = 256;
+        auto kind = f->required_text("kind", 32);
+        auto source = f->required_text("source", kMaxInventoryName);
+        auto target = f->required_text("target", kMaxInventoryName);
+        auto peer = f->text("peer_site", 64);
+        auto test_network = f->text("test_network", kMaxInventoryName);
+        for (const Status& s : {kind.status(), source.status(), target.status(), peer.status(), test_network.status(),
+                                f->finish()})
+          if (!s) return s;
         auto k = mapping_kind_from_name(*kind);
         if (!k) return invalid_argument("mapping kind '" + *kind + "' is unknown", "use network, storage or compute");
-        auto source = required_string(*body, "source");
-        if (!source) return source.status();
-        auto target = required_string(*body, "target");
-        if (!target) return target.status();
-        auto peer = string_field(*body, "peer_site");
-        if (!peer) return peer.status();
-        auto test_network = string_field(*body, "test_network");
-        if (!test_network) return test_network.status();
         auto m = svc.create_mapping(MappingCreateRequest{*k, *peer, *source, *target, test_network->value_or("")});
         if (!m) return m.status();
         return to_json(*m);
@@ -699,13 +765,9 @@ void ApiRouter::add_routes() {
       201);
   add("DELETE", "/api/v1/mappings/{id}", Access::kOperator, "Delete an inventory mapping", [&svc](Context& c) -> Result<json> {
     std::int64_t id = 0;
-    try {
-      std::size_t used = 0;
-      id = std::stoll(c.params[0], &used);
-      if (used != c.params[0].size()) throw std::invalid_argument("trailing");
-    } catch (...) {
-      return invalid_argument("mapping id '" + c.params[0] + "' is not a number", "`evac mapping list` shows the ids");
-    }
+    const std::string& text = c.params[0];
+    if (std::from_chars(text.data(), text.data() + text.size(), id).ptr != text.data() + text.size() || id < 1)
+      return invalid_argument("mapping id '" + excerpt(text) + "' is not a number", "`evac mapping list` shows the ids");
     EVAC_RETURN_IF_ERROR(svc.delete_mapping(id));
     return json{{"deleted", id}};
   });
@@ -726,31 +788,33 @@ void ApiRouter::add_routes() {
       [&svc](Context& c) -> Result<json> {
         auto body = body_object(c.request);
         if (!body) return body.status();
+        auto f = JsonFields::of(*body, "a protection group");
+        if (!f) return f.status();
         GroupCreateRequest req;
-        auto name = required_string(*body, "name");
+        auto name = f->required_text("name", 64);
         if (!name) return name.status();
         req.name = *name;
-        if (!body->contains("vms") || !(*body)["vms"].is_array())
-          return invalid_argument("field 'vms' must be a list of VM names");
-        for (const auto& v : (*body)["vms"]) {
-          if (!v.is_string()) return invalid_argument("field 'vms' must be a list of VM names");
-          req.vms.push_back(v.get<std::string>());
-        }
-        auto peer = string_field(*body, "recovery_site");
+        // VMs by name, UUID or PROVIDER/NAME.
+        auto vms = f->text_list("vms", kMaxListItems, 256);
+        if (!vms) return vms.status();
+        if (!vms->has_value()) return invalid_argument("field 'vms' must be a list of VM names");
+        req.vms = std::move(**vms);
+        auto peer = f->text("recovery_site", 64);
         if (!peer) return peer.status();
         req.recovery_site = *peer;
-        auto rpo = duration_field(*body, "rpo");
+        auto rpo = f->duration("rpo", std::chrono::seconds(1), kMaxRpo);
         if (!rpo) return rpo.status();
-        req.rpo_seconds = rpo->value_or(900);
+        req.rpo_seconds = rpo->value_or(std::chrono::minutes(15)).count();
         for (auto [key, field] : {std::pair{"keep_pits", &req.keep_pits}, std::pair{"keep_hourly", &req.keep_hourly},
                                   std::pair{"keep_daily", &req.keep_daily}}) {
-          auto n = int_field(*body, key);
+          auto n = f->integer_as<int>(key, kMinKept, kMaxKept);
           if (!n) return n.status();
           if (*n) *field = **n;
         }
-        auto max_rate = rate_field(*body, "max_rate");
+        auto max_rate = rate_field(*f, "max_rate");
         if (!max_rate) return max_rate.status();
         req.max_rate_bytes = max_rate->value_or(0);
+        EVAC_RETURN_IF_ERROR(f->finish());
         auto g = svc.create_group(req);
         if (!g) return g.status();
         return svc.group_json(*g);
@@ -772,18 +836,19 @@ void ApiRouter::add_routes() {
         auto body = body_object(c.request);
         if (!body) return body.status();
         constexpr const char* kSettable = "settable: max_rate, keep_pits, keep_hourly, keep_daily";
-        for (const auto& [key, value] : body->items())
-          if (key != "max_rate" && key != "keep_pits" && key != "keep_hourly" && key != "keep_daily")
-            return invalid_argument("setting '" + key + "' cannot be changed here", kSettable);
+        auto f = JsonFields::of(*body, "the group's settings");
+        if (!f) return f.status();
         // Everything is parsed before anything changes.
-        auto max_rate = rate_field(*body, "max_rate");
+        auto max_rate = rate_field(*f, "max_rate");
         if (!max_rate) return max_rate.status();
-        auto keep_pits = int_field(*body, "keep_pits");
+        auto keep_pits = f->integer_as<int>("keep_pits", kMinKept, kMaxKept);
         if (!keep_pits) return keep_pits.status();
-        auto keep_hourly = int_field(*body, "keep_hourly");
+        auto keep_hourly = f->integer_as<int>("keep_hourly", kMinKept, kMaxKept);
         if (!keep_hourly) return keep_hourly.status();
-        auto keep_daily = int_field(*body, "keep_daily");
+        auto keep_daily = f->integer_as<int>("keep_daily", kMinKept, kMaxKept);
         if (!keep_daily) return keep_daily.status();
+        if (Status unknown = f->finish(); !unknown)
+          return invalid_argument(unknown.message() + ": it cannot be changed here", kSettable);
         if (!max_rate->has_value() && !*keep_pits && !*keep_hourly && !*keep_daily)
           return invalid_argument("nothing to change", std::string("pass e.g. {\"max_rate\": \"50MiB/s\"}; ") + kSettable);
         Result<GroupRecord> g = svc.get_group(c.params[0]);
@@ -810,8 +875,11 @@ void ApiRouter::add_routes() {
       [&svc](Context& c) -> Result<json> {
         auto body = body_object(c.request);
         if (!body) return body.status();
-        auto vm = required_string(*body, "vm");
+        auto f = JsonFields::of(*body, "a VM to protect");
+        if (!f) return f.status();
+        auto vm = f->required_text("vm", 256);
         if (!vm) return vm.status();
+        EVAC_RETURN_IF_ERROR(f->finish());
         auto g = svc.add_vm_to_group(c.params[0], *vm);
         if (!g) return g.status();
         return to_json(*g);
@@ -835,11 +903,13 @@ void ApiRouter::add_routes() {
         auto copies = svc.list_peer_copies();
         if (!copies) return copies.status();
         json out = json::array();
-        for (const auto& c : *copies)
+        for (const auto& c : *copies) {
+          auto document = parse_json(c.document, "site '" + c.peer_site + "''s copy");
           out.push_back({{"site", c.peer_site},
                          {"version", c.version},
                          {"received_at", c.received_at},
-                         {"document", json::parse(c.document, nullptr, false)}});
+                         {"document", document ? *document : json()}});
+        }
         return out;
       });
 

@@ -3,10 +3,11 @@
 // (and the fake peer transport) call it directly.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <map>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,25 @@ struct ApiResponse {
   // For a binary body: its media type when not application/octet-stream
   // (/metrics is Prometheus text). Empty: the server's default.
   std::string content_type;
+  // Extra response headers ("Allow" on a 405).
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// What a request may be, enforced before its body is read (and, for the
+// body, before the caller is authenticated too: see ApiRouter::admit).
+// Defaults for evacd; `api:` in its config changes them.
+struct ApiLimits {
+  // Bodies of operator and pairing calls (a plan of a thousand VMs is
+  // ~300 KiB).
+  std::size_t max_body = 1024 * 1024;
+  // A batch of replicated blocks from a paired site: up to 16 MiB of data
+  // plus its framing.
+  std::size_t max_block_batch = 16 * 1024 * 1024 + 64 * 1024;
+  // A connection that sends nothing for this long is dropped, headers and
+  // TLS handshake included: it holds a thread while it waits.
+  std::chrono::seconds read_timeout{10};
+  // Connections served at once, each on its own thread; more wait for one.
+  std::size_t max_connections = 512;
 };
 
 // HTTP status for a Status code, and the JSON error body {code, message, hint}.
@@ -46,8 +66,16 @@ class ApiRouter {
   // `replication` may be null where a site does not replicate (some tests):
   // its routes then answer "unsupported".
   // `runs` may be null too: the run routes then answer "unsupported".
-  explicit ApiRouter(SiteService& service, ReplicationService* replication = nullptr, RunService* runs = nullptr);
+  explicit ApiRouter(SiteService& service, ReplicationService* replication = nullptr, RunService* runs = nullptr,
+                     ApiLimits limits = {});
+  // Before the body is read: whether the route exists, takes the method,
+  // the caller may call it and the announced body (nullopt when chunked)
+  // fits. nullopt: read the body, up to body_limit(). Otherwise the answer.
+  std::optional<ApiResponse> admit(const ApiRequest& head, std::optional<std::size_t> announced_body);
+  // The largest body the route of `method` `path` takes.
+  std::size_t body_limit(const std::string& method, const std::string& path) const;
   ApiResponse handle(const ApiRequest& request);
+  const ApiLimits& limits() const { return limits_; }
   // OpenAPI 3 document generated from the route table, so it cannot drift.
   nlohmann::json openapi() const;
 
@@ -70,12 +98,24 @@ class ApiRouter {
   struct Route {
     std::string method;
     std::string pattern;  // "/api/v1/groups/{name}"
-    std::regex regex;
+    // The pattern split at '/': "{...}" matches one non-empty segment. (Not
+    // std::regex: libstdc++ matches recursively, and a long path would
+    // overflow the stack.)
+    std::vector<std::string> segments;
     Access access;
     std::string summary;
     int success_status;
     Handler handler;
+    std::size_t max_body = 0;  // 0: limits_.max_body
   };
+  // The route for `method` `path` with its captures, or the error answer
+  // (404, or 405 naming the methods the path takes).
+  struct Match {
+    const Route* route = nullptr;
+    std::vector<std::string> params;
+    std::optional<ApiResponse> refusal;
+  };
+  Match match(const std::string& method, const std::string& path) const;
   void add(std::string method, std::string pattern, Access access, std::string summary, Handler handler,
            int success_status = 200);
   Status authorize(const Route& route, Context& ctx);
@@ -85,6 +125,7 @@ class ApiRouter {
   void add_plan_routes();
   void add_run_routes();
 
+  ApiLimits limits_;
   SiteService& service_;
   ReplicationService* replication_;
   RunService* runs_;

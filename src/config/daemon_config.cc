@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <initializer_list>
 #include <set>
@@ -10,6 +11,7 @@
 #include <string_view>
 
 #include "core/duration.h"
+#include "core/json_decode.h"
 
 namespace evac {
 namespace {
@@ -76,6 +78,8 @@ Status parse_duration_key(const YAML::Node& root, const char* key, std::chrono::
   auto d = parse_duration(*v);
   if (!d) return config_error(origin, std::string("'") + key + "': " + d.status().message(), d.status().hint());
   if (d->count() <= 0) return config_error(origin, std::string("'") + key + "' must be longer than 0s", "for example 5s");
+  if (*d > std::chrono::hours(24 * 365))
+    return config_error(origin, std::string("'") + key + "' is longer than a year", "give a duration up to 365d");
   out = *d;
   return Status::ok();
 }
@@ -151,16 +155,50 @@ Status parse_runs(const YAML::Node& root, DaemonConfig& cfg, const std::string& 
   return Status::ok();
 }
 
+// "api:": limits on what clients may send (see ApiLimits in src/api/router.h).
+Status parse_api(const YAML::Node& root, DaemonConfig& cfg, const std::string& origin) {
+  auto node = root["api"];
+  if (!node || node.IsNull()) return Status::ok();
+  if (!node.IsMap()) return config_error(origin, "'api' must be a map", "for example api: {max_request_body: 1MiB}");
+  EVAC_RETURN_IF_ERROR(refuse_unknown_keys(node, {"max_request_body", "read_timeout", "max_connections"}, "api.", origin));
+  if (auto v = optional_string(node, "max_request_body")) {
+    // A whole number of bytes, or with KiB or MiB.
+    std::size_t scale = 1;
+    std::string digits = *v;
+    for (auto [suffix, factor] : {std::pair{"KiB", 1024}, std::pair{"MiB", 1024 * 1024}})
+      if (digits.size() > 3 && digits.compare(digits.size() - 3, 3, suffix) == 0) {
+        digits.resize(digits.size() - 3);
+        scale = static_cast<std::size_t>(factor);
+      }
+    std::size_t n = 0;
+    const char* end = digits.data() + digits.size();
+    if (digits.empty() || std::from_chars(digits.data(), end, n).ptr != end || n * scale < 4096 ||
+        n * scale > 64 * 1024 * 1024)
+      return config_error(origin, "'api.max_request_body' must be a size from 4KiB to 64MiB", "for example 1MiB");
+    cfg.api_max_request_body = n * scale;
+  }
+  EVAC_RETURN_IF_ERROR(parse_duration_key(node, "read_timeout", cfg.api_read_timeout, origin + " api"));
+  if (auto v = node["max_connections"]) {
+    int n = 0;
+    if (!YAML::convert<int>::decode(v, n) || n < 8 || n > 4096)
+      return config_error(origin, "'api.max_connections' must be a whole number from 8 to 4096", "for example 512");
+    cfg.api_max_connections = static_cast<std::size_t>(n);
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Status validate_name(std::string_view kind, std::string_view name) {
   auto hint = "use 1-63 characters: letters, digits, '-', '_' or '.', starting with a letter or digit";
-  if (name.empty() || name.size() > 63) return invalid_argument(std::string(kind) + " name '" + std::string(name) + "' has a bad length", hint);
+  // The name is outside input: echo at most a little of it.
+  if (name.empty() || name.size() > 63)
+    return invalid_argument(std::string(kind) + " name '" + excerpt(name, 64) + "' has a bad length", hint);
   for (std::size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
     bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
     if (!alnum && (i == 0 || (c != '-' && c != '_' && c != '.')))
-      return invalid_argument(std::string(kind) + " name '" + std::string(name) + "' is not allowed", hint);
+      return invalid_argument(std::string(kind) + " name '" + excerpt(name, 64) + "' is not allowed", hint);
   }
   return Status::ok();
 }
@@ -177,7 +215,7 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std
 
   EVAC_RETURN_IF_ERROR(refuse_unknown_keys(root,
                                            {"site", "listen", "advertise_url", "state_dir", "tls", "heartbeat_interval",
-                                            "peer_timeout", "log", "compute_providers", "replication", "runs"},
+                                            "peer_timeout", "log", "compute_providers", "replication", "runs", "api"},
                                            "", origin, "check its spelling; "));
 
   try {
@@ -215,6 +253,7 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std
     EVAC_RETURN_IF_ERROR(parse_providers(root, cfg, origin));
     EVAC_RETURN_IF_ERROR(parse_replication(root, cfg, origin));
     EVAC_RETURN_IF_ERROR(parse_runs(root, cfg, origin));
+    EVAC_RETURN_IF_ERROR(parse_api(root, cfg, origin));
     return cfg;
   } catch (const YAML::Exception& e) {
     return config_error(origin, std::string("bad value: ") + e.what(), "check the value's type");
@@ -225,9 +264,14 @@ Result<DaemonConfig> load_daemon_config(const std::string& path) {
   std::ifstream in(path);
   if (!in)
     return invalid_argument("cannot read config file " + path, "check the path given to --config and its permissions");
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_daemon_config(text.str(), path);
+  // Far more than any real configuration: a file that is not one.
+  constexpr std::streamsize kMaxConfigBytes = 1024 * 1024;
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), kMaxConfigBytes + 1);
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > static_cast<std::size_t>(kMaxConfigBytes))
+    return invalid_argument("config file " + path + " is larger than 1 MiB", "is --config pointing at the right file?");
+  return parse_daemon_config(text, path);
 }
 
 }  // namespace evac

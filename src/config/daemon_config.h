@@ -54,6 +54,11 @@ struct DaemonConfig {
   // provider at once (so a recovery does not flood a hypervisor manager).
   int runs_max_parallel = 16;
   int runs_per_provider_limit = 8;
+  // Limits on API clients (ApiLimits): the largest operator request body,
+  // how long a connection may send nothing, connections served at once.
+  std::size_t api_max_request_body = 1024 * 1024;
+  std::chrono::seconds api_read_timeout{10};
+  std::size_t api_max_connections = 512;
 };
 
 // Loads and validates; every error names the file, the key and (for YAML

@@ -3,17 +3,18 @@
 #include <cctype>
 #include <cstdint>
 
+#include "core/json_decode.h"
+
 namespace evac {
 
 Result<std::chrono::seconds> parse_duration(std::string_view text) {
   auto bad = [&] {
-    return invalid_argument("'" + std::string(text) + "' is not a duration",
+    return invalid_argument("'" + excerpt(text) + "' is not a duration",
                             "write it like 30s, 15m, 1h30m or 2d");
   };
   if (text.empty()) return bad();
   std::int64_t total = 0;
   std::size_t i = 0;
-  bool any_unit = false;
   while (i < text.size()) {
     if (!std::isdigit(static_cast<unsigned char>(text[i]))) return bad();
     std::int64_t n = 0;
@@ -32,9 +33,12 @@ Result<std::chrono::seconds> parse_duration(std::string_view text) {
         default: return bad();
       }
       ++i;
-      any_unit = true;
-    } else if (any_unit) {
-      return bad();  // "1h30" is ambiguous
+    } else {
+      // "15" could mean seconds or minutes, "1h30" minutes or seconds: an
+      // RPO or a timeout a unit off is a silent disaster, so ask.
+      return invalid_argument("'" + excerpt(text) + "' has no unit",
+                              "write the unit: " + std::to_string(n) + "s, " + std::to_string(n) + "m, " +
+                                  std::to_string(n) + "h or " + std::to_string(n) + "d");
     }
     total += n * unit;
   }

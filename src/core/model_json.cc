@@ -1,5 +1,10 @@
 #include "core/model_json.h"
 
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <type_traits>
+
 namespace evac {
 using nlohmann::json;
 
@@ -12,7 +17,21 @@ PowerState power_state_from_name(const std::string& s) {
 
 template <typename T>
 void get_opt(const json& j, const char* key, T& out) {
-  if (auto it = j.find(key); it != j.end() && !it->is_null()) it->get_to(out);
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // nlohmann narrows a number that does not fit silently: check first.
+    constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<T>::max()) >
+                                  static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())
+                              ? std::numeric_limits<std::int64_t>::max()
+                              : static_cast<std::int64_t>(std::numeric_limits<T>::max());
+    auto v = checked_integer(*it, std::string("'") + key + "'", std::is_signed_v<T> ? std::numeric_limits<T>::min() : 0,
+                             kMax);
+    if (!v) throw std::out_of_range(v.status().message());
+    out = static_cast<T>(*v);
+  } else {
+    it->get_to(out);
+  }
 }
 }  // namespace
 
@@ -127,13 +146,6 @@ void from_json(const json& j, PlaceholderInfo& p) {
   get_opt(j, "group", p.group);
   get_opt(j, "source_site", p.source_site);
   get_opt(j, "source_uuid", p.source_uuid);
-}
-
-Result<json> parse_json(std::string_view text, std::string_view what) {
-  auto j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded())
-    return invalid_argument(std::string(what) + " is not valid JSON", "send a JSON object (Content-Type: application/json)");
-  return j;
 }
 
 }  // namespace evac

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_decode.h"
 #include "core/model.h"
 #include "core/status.h"
 
@@ -30,12 +31,10 @@ template <typename T>
 Result<T> decode_json(const nlohmann::json& j, std::string_view what) {
   try {
     return j.get<T>();
-  } catch (const nlohmann::json::exception& e) {
+  } catch (const std::exception& e) {  // nlohmann's shape errors, and out-of-range numbers
     return invalid_argument(std::string(what) + " is malformed: " + e.what(),
                             "see /api/v1/openapi.json for the expected shape");
   }
 }
-
-Result<nlohmann::json> parse_json(std::string_view text, std::string_view what);
 
 }  // namespace evac

@@ -93,13 +93,14 @@ struct Decoder {
     return true;
   }
   bool duration(const json& j, const std::string& where, std::chrono::seconds* out) {
-    if (j.is_number_integer()) {
-      *out = std::chrono::seconds(j.get<std::int64_t>());
-      return true;
-    }
-    if (!j.is_string()) return fail(where, "expected a duration such as 30s, 5m or 1h");
+    // A bare number is refused: 30 could be seconds or minutes.
+    if (!j.is_string()) return fail(where, "expected a duration with its unit, such as 30s, 5m or 1h");
     auto d = parse_duration(j.get<std::string>());
-    if (!d) return fail(where, d.status().message() + " (write it like 30s, 5m or 1h)");
+    if (!d) return fail(where, d.status().message() + " (" + d.status().hint() + ")");
+    // Past a month a step's deadline is no deadline, and far past it the
+    // run's times would overflow.
+    if (*d < std::chrono::seconds(1) || *d > std::chrono::hours(24 * 30))
+      return fail(where, format_duration(*d) + " is out of range (from 1s to 30d)");
     *out = *d;
     return true;
   }

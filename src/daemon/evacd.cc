@@ -182,7 +182,11 @@ int run(const std::string& config_path) {
   // Runs a previous evacd left going (a crash, a kill -9) go on where they
   // were: steps are idempotent, so one cut mid-way runs again safely.
   if (Status s = runs.resume_interrupted(); !s.is_ok()) spdlog::error("resuming interrupted runs: {}", s.to_string());
-  ApiRouter router(service, &replication, &runs);
+  ApiLimits limits;
+  limits.max_body = cfg.api_max_request_body;
+  limits.read_timeout = cfg.api_read_timeout;
+  limits.max_connections = cfg.api_max_connections;
+  ApiRouter router(service, &replication, &runs, limits);
   HttpsServer server(router, *tls);
   auto bound = server.bind(cfg.listen_host, cfg.listen_port);
   if (!bound) return fail(bound.status());

@@ -7,6 +7,8 @@
 #include <set>
 #include <tuple>
 
+#include "core/json_decode.h"
+
 namespace evac::engine {
 
 using nlohmann::json;
@@ -114,7 +116,7 @@ Result<Step> from_row(const StepRow& r) {
   s.idx = r.idx;
   s.spec.name = r.name;
   s.spec.kind = r.kind;
-  auto spec = json::parse(r.spec, nullptr, false);
+  auto spec = parse_json_or_discarded(r.spec);
   auto state = step_state_from_name(r.state);
   if (!spec.is_object() || !state)
     return internal_error("step " + std::to_string(r.idx) + " of run " + r.run_id + " is unreadable in the store");
@@ -129,7 +131,7 @@ Result<Step> from_row(const StepRow& r) {
   s.started_at_ms = r.started_at_ms;
   s.ended_at_ms = r.ended_at_ms;
   s.error = r.error;
-  if (!r.result.empty()) s.result = json::parse(r.result, nullptr, false);
+  if (!r.result.empty()) s.result = parse_json_or_discarded(r.result);
   return s;
 }
 

@@ -118,7 +118,7 @@ Status transport_error(CURLcode rc, const std::string& url, const char* detail) 
 }  // namespace
 
 Status status_from_error_response(long http_status, const std::string& body) {
-  auto j = nlohmann::json::parse(body, nullptr, false);
+  auto j = parse_json_or_discarded(body);
   std::string message = "HTTP " + std::to_string(http_status);
   std::string hint;
   std::optional<StatusCode> code;
@@ -129,7 +129,12 @@ Status status_from_error_response(long http_status, const std::string& body) {
   }
   if (!code) {
     switch (http_status) {
-      case 400: code = StatusCode::kInvalidArgument; break;
+      case 400:
+      case 405:  // method not allowed
+      case 413:  // body too large
+      case 431:  // headers too large
+        code = StatusCode::kInvalidArgument;
+        break;
       case 401: code = StatusCode::kUnauthenticated; break;
       case 403: code = StatusCode::kPermissionDenied; break;
       case 404: code = StatusCode::kNotFound; break;

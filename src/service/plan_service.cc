@@ -37,7 +37,7 @@ Result<RecoveryPlan> plan_from_record(const PlanRecord& r) {
 std::vector<PeerDocument> parse_copies(const std::vector<PeerCopyRecord>& copies) {
   std::vector<PeerDocument> out;
   for (const auto& c : copies) {
-    auto doc = json::parse(c.document, nullptr, false);
+    auto doc = parse_json_or_discarded(c.document);
     if (doc.is_object() && doc.contains("groups") && doc["groups"].is_array()) out.push_back({c.peer_site, std::move(doc)});
   }
   return out;
@@ -218,7 +218,7 @@ Result<std::vector<std::pair<std::string, RecoveryPlan>>> PlanService::peer_plan
   if (!copies) return copies.status();
   std::vector<std::pair<std::string, RecoveryPlan>> out;
   for (const auto& c : *copies) {
-    auto doc = json::parse(c.document, nullptr, false);
+    auto doc = parse_json_or_discarded(c.document);
     if (!doc.is_object()) continue;
     for (const auto& p : doc.value("plans", json::array())) {
       if (!p.is_object()) continue;

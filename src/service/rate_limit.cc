@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/json_decode.h"
+
 namespace evac {
 
 Result<std::uint64_t> parse_byte_rate(std::string_view text) {
   auto bad = [&] {
-    return invalid_argument("'" + std::string(text) + "' is not a byte rate",
+    return invalid_argument("'" + excerpt(text) + "' is not a byte rate",
                             "write it like 50MiB/s, 10MB/s or 800k (bytes per second); 0 or none means unlimited");
   };
   std::string s;
@@ -40,7 +42,7 @@ Result<std::uint64_t> parse_byte_rate(std::string_view text) {
   double bytes = value * scale;
   if (bytes >= 1e15) return bad();  // a petabyte per second is a typo
   if (bytes > 0 && bytes < 1)
-    return invalid_argument("'" + std::string(text) + "' is below one byte per second", "use at least 1k/s, or 0 for unlimited");
+    return invalid_argument("'" + excerpt(text) + "' is below one byte per second", "use at least 1k/s, or 0 for unlimited");
   return static_cast<std::uint64_t>(std::llround(bytes));
 }
 

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/duration.h"
+#include "core/json_decode.h"
 #include "service/replication_schedule.h"
 
 namespace evac {
@@ -949,7 +950,7 @@ Result<json> ReplicationService::verify_group(const std::string& name, const std
     if (!pit_id.empty()) path += "?pit=" + pit_id;
     auto bytes = transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, "POST", path, "", std::chrono::hours(1));
     if (!bytes) return bytes.status().with_context("site '" + group->recovery_site + "'");
-    auto out = json::parse(*bytes, nullptr, false);
+    auto out = parse_json_or_discarded(*bytes);
     if (out.is_discarded()) return unavailable("site '" + group->recovery_site + "' answered the verification with no JSON");
     return out;
   }
@@ -971,7 +972,7 @@ Result<std::int64_t> ReplicationService::caller_group_epoch(const PeerRecord& ca
   auto copy = site_.store().find_peer_copy(caller.site);
   if (!copy) return copy.status();
   if (copy->has_value()) {
-    auto doc = json::parse((*copy)->document, nullptr, false);
+    auto doc = parse_json_or_discarded((*copy)->document);
     for (const auto& g : doc.value("groups", json::array()))
       if (g.value("name", "") == group && g.value("recovery_site", "") == site_.identity().name)
         return g.value("epoch", std::int64_t{1});

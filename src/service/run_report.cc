@@ -4,6 +4,8 @@
 #include <ctime>
 #include <sstream>
 
+#include "core/json_decode.h"
+
 namespace evac {
 
 using nlohmann::json;
@@ -93,7 +95,7 @@ json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
   // The recovered PIT of each group: chosen at the start (test, failover)
   // or by the promote step (migrate, failback).
   json rpo = json::array();
-  auto groups = json::parse(run.groups, nullptr, false);
+  auto groups = parse_json_or_discarded(run.groups);
   const std::int64_t start_ms = first ? *first : run.created_at * 1000;
   if (groups.is_array()) {
     for (const auto& g : groups) {
@@ -170,7 +172,7 @@ json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
               {"result", s.result}};
     report["steps"].push_back(std::move(j));
   }
-  auto plan = json::parse(run.plan_document, nullptr, false);
+  auto plan = parse_json_or_discarded(run.plan_document);
   report["plan"] = plan.is_discarded() ? json() : plan;
   return report;
 }

@@ -18,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/json_decode.h"
 #include "core/plan_json.h"
 #include "core/text.h"
 #include "engine/plan_compiler.h"
@@ -118,7 +119,7 @@ std::string new_run_id() {
 
 std::vector<std::string> run_group_names(const RunRow& run) {
   std::vector<std::string> out;
-  auto j = json::parse(run.groups, nullptr, false);
+  auto j = parse_json_or_discarded(run.groups);
   if (j.is_array())
     for (const auto& g : j)
       if (g.is_object()) out.push_back(g.value("name", ""));
@@ -338,11 +339,11 @@ class RunService::Steps : public engine::StepRunner {
     auto c = std::make_shared<Context>();
     c->operation = run.operation;
     c->site = site_.identity().name;
-    auto plan_doc = json::parse(run.plan_document, nullptr, false);
+    auto plan_doc = parse_json_or_discarded(run.plan_document);
     auto plan = plan_from_json(plan_doc);
     if (!plan) return plan.status().with_context("the plan run " + run.id + " started with");
     c->plan = std::move(*plan);
-    auto groups = json::parse(run.groups, nullptr, false);
+    auto groups = parse_json_or_discarded(run.groups);
     if (!groups.is_array()) return internal_error("run " + run.id + "'s context is unreadable in the store");
     for (const auto& g : groups) {
       GroupCtx gc{g.value("name", ""),
@@ -1226,7 +1227,7 @@ Result<json> RunService::forget_lost_site(const std::string& site) {
   out["plans"] = json::array();
   if (auto plans = site_.store().list_plans())
     for (const auto& record : *plans) {
-      auto plan = plan_from_json(json::parse(record.document, nullptr, false));
+      auto plan = plan_from_json(parse_json_or_discarded(record.document));
       if (plan && std::any_of(plan->groups.begin(), plan->groups.end(), [&](const std::string& g) { return by_group.count(g) > 0; }))
         out["plans"].push_back(record.name);
     }
@@ -1332,7 +1333,7 @@ json to_json(const RunRow& run) {
             {"created_at", run.created_at},
             {"ended_at", run.ended_at ? json(*run.ended_at) : json()},
             {"error", run.error}};
-  auto groups = json::parse(run.groups, nullptr, false);
+  auto groups = parse_json_or_discarded(run.groups);
   j["groups"] = json::array();
   if (groups.is_array())
     for (const auto& g : groups)

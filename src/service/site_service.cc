@@ -177,11 +177,14 @@ Result<PeerRecord> SiteService::pair(const std::string& token, const std::option
   if (token.rfind(kPairingTokenPrefix, 0) != 0) return bad_token();
   auto decoded = base64url_decode(token.substr(kPairingTokenPrefix.size()));
   if (!decoded) return bad_token();
-  auto payload = json::parse(*decoded, nullptr, false);
-  if (!payload.is_object() || !payload["site"].is_string() || !payload["url"].is_string() || !payload["pin"].is_string() ||
+  auto parsed = parse_json(*decoded, "the pairing token");
+  if (!parsed || !parsed->is_object()) return bad_token();
+  json& payload = *parsed;
+  if (!payload["site"].is_string() || !payload["url"].is_string() || !payload["pin"].is_string() ||
       !payload["secret"].is_string())
     return bad_token();
   std::string peer_site = payload["site"];
+  EVAC_RETURN_IF_ERROR(validate_name("site", peer_site).with_hint("the token is damaged: copy it again"));
   if (peer_site == identity_.name)
     return invalid_argument("the token was issued by this site ('" + peer_site + "')",
                             "create the token at the other site and redeem it here");
@@ -208,10 +211,15 @@ Result<json> SiteService::handle_peer_pair(const std::string& caller_pin, const 
   std::lock_guard lock(protection_mu_);
   if (caller_pin.empty())
     return unauthenticated("pairing needs the calling site's TLS client certificate", "use `evac site pair`, not a raw call");
-  if (!body.is_object() || !body.value("secret", json()).is_string() || !body.value("site", json()).is_string() ||
-      !body.value("url", json()).is_string())
-    return invalid_argument("a pairing request needs secret, site and url", "use `evac site pair`");
-  std::string site = body["site"];
+  // Anyone with any certificate can call this: read nothing unchecked.
+  auto f = JsonFields::of(body, "a pairing request");
+  if (!f) return f.status();
+  auto secret = f->required_text("secret", 256);
+  auto site_field = f->required_text("site", 64);
+  auto url = f->required_text("url", 2048);
+  for (const Status& s : {secret.status(), site_field.status(), url.status(), f->finish()})
+    if (!s) return s.with_hint("use `evac site pair`");
+  const std::string& site = *site_field;
   EVAC_RETURN_IF_ERROR(validate_name("site", site));
   if (site == identity_.name)
     return invalid_argument("both sites are named '" + site + "'", "give each site its own name in evacd's config");
@@ -221,8 +229,8 @@ Result<json> SiteService::handle_peer_pair(const std::string& caller_pin, const 
     return already_exists("site '" + site + "' is already paired with site '" + identity_.name + "'",
                           "unpair it there first with `evac site unpair " + site + "`");
   Status s = store_.transaction([&]() -> Status {
-    EVAC_RETURN_IF_ERROR(store_.consume_pairing_token(sha256_hex(body["secret"].get<std::string>()), clock_()));
-    return store_.add_peer(PeerRecord{site, body["url"], caller_pin, clock_(), clock_(), std::nullopt, ""});
+    EVAC_RETURN_IF_ERROR(store_.consume_pairing_token(sha256_hex(*secret), clock_()));
+    return store_.add_peer(PeerRecord{site, *url, caller_pin, clock_(), clock_(), std::nullopt, ""});
   });
   if (!s) return s;
   return json{{"site", identity_.name}, {"url", identity_.url}};
@@ -331,7 +339,7 @@ Result<json> SiteService::call_paired_site(const std::string& site, const std::s
       transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, method, path, body ? body->dump() : "", long_wait);
   note_peer_outcome(site, bytes.status());
   if (!bytes) return bytes.status().with_context("site '" + site + "'");
-  auto out = json::parse(*bytes, nullptr, false);
+  auto out = parse_json_or_discarded(*bytes);
   if (out.is_discarded()) return unavailable("site '" + site + "' answered " + path + " with no JSON");
   return out;
 }
@@ -348,7 +356,11 @@ void SiteService::heartbeat_round() {
   }
 }
 
-Result<json> SiteService::handle_peer_heartbeat(const PeerRecord& caller, const json&) {
+Result<json> SiteService::handle_peer_heartbeat(const PeerRecord& caller, const json& body) {
+  auto f = JsonFields::of(body, "a heartbeat");
+  if (!f) return f.status();
+  for (const Status& s : {f->text("site", 64).status(), f->integer("config_version", 0, INT64_MAX).status(), f->finish()})
+    if (!s) return s;
   EVAC_RETURN_IF_ERROR(store_.record_peer_contact(caller.site, clock_(), now_ms()));
   auto copy = store_.find_peer_copy(caller.site);
   if (!copy) return copy.status();
@@ -369,7 +381,7 @@ Result<json> SiteService::protection_document() {
   for (const auto& m : *mappings) doc["mappings"].push_back(to_json(m));
   for (const auto& g : *groups) doc["groups"].push_back(to_json(g));
   for (const auto& p : *plans) {
-    json plan = json::parse(p.document, nullptr, false);
+    json plan = parse_json_or_discarded(p.document);
     if (plan.is_object()) doc["plans"].push_back(std::move(plan));
   }
   // Groups this site took over: a protected site that comes back learns
@@ -406,7 +418,7 @@ Status SiteService::push_config_copy(const PeerRecord& peer) {
   std::set<std::string> involved;
   for (const auto& g : filtered["groups"]) involved.insert(g.value("name", ""));
   if (auto copy = store_.find_peer_copy(peer.site); copy && copy->has_value()) {
-    auto theirs = json::parse((*copy)->document, nullptr, false);
+    auto theirs = parse_json_or_discarded((*copy)->document);
     if (theirs.is_object() && theirs.contains("groups") && theirs["groups"].is_array())
       for (const auto& g : theirs["groups"])
         if (g.is_object()) involved.insert(g.value("name", ""));
@@ -423,22 +435,48 @@ Status SiteService::push_config_copy(const PeerRecord& peer) {
 }
 
 Result<json> SiteService::handle_peer_config_copy(const PeerRecord& caller, const json& body) {
-  if (!body.is_object() || !body.value("version", json()).is_number_integer() || body.value("site", "") != caller.site)
+  // The document is kept whole (plans and groups are read back from it by
+  // their own decoders); its frame and the ownership claims, which act
+  // here, are checked now.
+  auto f = JsonFields::of(body, "a configuration copy");
+  if (!f) return f.status();
+  auto site = f->required_text("site", 64);
+  auto version = f->integer("version", 0, INT64_MAX);
+  for (const Status& s : {site.status(), version.status()})
+    if (!s) return s;
+  if (*site != caller.site || !version->has_value())
     return invalid_argument("a configuration copy needs the sending site's name and a version");
-  EVAC_RETURN_IF_ERROR(store_.put_peer_copy(PeerCopyRecord{caller.site, body["version"], body.dump(), clock_()}));
+  for (const char* list : {"mappings", "groups", "plans", "ownership"})
+    if (const json* v = f->value(list); v && !v->is_array())
+      return invalid_argument(std::string("'") + list + "' of a configuration copy must be a list");
+  EVAC_RETURN_IF_ERROR(f->finish());
+  std::vector<OwnershipRecord> claims;
+  if (const json* ownership_list = f->value("ownership")) {
+    for (const auto& item : *ownership_list) {
+      auto claim = JsonFields::of(item, "an ownership claim");
+      if (!claim) return claim.status();
+      auto group = claim->required_text("group", 64);
+      auto owner = claim->required_text("owner", 64);
+      auto epoch = claim->integer("epoch", 0, INT64_MAX);
+      auto run = claim->text("run", 256);
+      for (const Status& s : {group.status(), owner.status(), epoch.status(), run.status(), claim->finish()})
+        if (!s) return s;
+      claims.push_back(OwnershipRecord{*group, *owner, epoch->value_or(0), clock_(), run->value_or("")});
+    }
+  }
+  EVAC_RETURN_IF_ERROR(store_.put_peer_copy(PeerCopyRecord{caller.site, **version, body.dump(), clock_()}));
   // A claim on one of our groups with a newer epoch: the caller recovered
   // it while we were away. Our copy is stale and must not run.
-  for (const auto& claim : body.value("ownership", json::array())) {
-    if (!claim.is_object() || claim.value("owner", "") != caller.site) continue;
-    auto g = store_.find_group(claim.value("group", ""));
+  for (const auto& claim : claims) {
+    if (claim.owner_site != caller.site) continue;
+    auto g = store_.find_group(claim.group);
     if (!g || !g->has_value() || (*g)->protected_site != identity_.name || (*g)->recovery_site != caller.site) continue;
     auto current = ownership((*g)->name, (*g)->protected_site, (*g)->epoch);
-    if (!current || claim.value("epoch", std::int64_t{0}) <= current->epoch) continue;
-    Status fenced = fence(**g, OwnershipRecord{(*g)->name, caller.site, claim.value("epoch", std::int64_t{0}), clock_(),
-                                               claim.value("run", "")});
+    if (!current || claim.epoch <= current->epoch) continue;
+    Status fenced = fence(**g, OwnershipRecord{(*g)->name, caller.site, claim.epoch, clock_(), claim.run_id});
     if (!fenced.is_ok()) spdlog::error("fencing group {}: {}", (*g)->name, fenced.to_string());
   }
-  return json{{"site", identity_.name}, {"copy_version", body["version"]}};
+  return json{{"site", identity_.name}, {"copy_version", **version}};
 }
 
 // ---- ownership and the protected site's half of a recovery ----------------------------
@@ -551,8 +589,14 @@ Result<GroupRecord> SiteService::group_recovered_by(const PeerRecord& caller, co
 Result<json> SiteService::handle_peer_shutdown_group(const PeerRecord& caller, const std::string& group, const json& body) {
   auto g = group_recovered_by(caller, group);
   if (!g) return g.status();
-  const bool graceful = body.value("graceful", true);
-  const auto timeout = std::chrono::seconds(body.value("timeout_s", 300));
+  auto f = JsonFields::of(body, "a shutdown request");
+  if (!f) return f.status();
+  auto graceful_field = f->boolean("graceful");
+  auto timeout_field = f->integer("timeout_s", 0, 24 * 3600);  // 0: power off at once
+  for (const Status& s : {graceful_field.status(), timeout_field.status(), f->finish()})
+    if (!s) return s;
+  const bool graceful = graceful_field->value_or(true);
+  const auto timeout = std::chrono::seconds(timeout_field->value_or(300));
   json vms = json::array();
   for (const auto& vm : g->vms) {
     auto p = provider(vm.provider);
@@ -589,15 +633,22 @@ Result<json> SiteService::handle_peer_guest_agents(const PeerRecord& caller, con
 Result<json> SiteService::handle_peer_handover(const PeerRecord& caller, const std::string& group, const json& body) {
   auto g = group_recovered_by(caller, group);
   if (!g) return g.status();
-  if (body.value("owner", "") != caller.site || !body.value("epoch", json()).is_number_integer())
+  auto f = JsonFields::of(body, "a handover");
+  if (!f) return f.status();
+  auto owner = f->required_text("owner", 64);
+  auto epoch_field = f->integer("epoch", 0, INT64_MAX);
+  auto run = f->text("run", 256);
+  for (const Status& s : {owner.status(), epoch_field.status(), run.status(), f->finish()})
+    if (!s) return s;
+  if (*owner != caller.site || !epoch_field->has_value())
     return invalid_argument("a handover names the new owner (the caller) and its epoch");
-  const std::int64_t epoch = body["epoch"];
+  const std::int64_t epoch = **epoch_field;
   auto current = ownership(g->name, g->protected_site, g->epoch);
   if (!current) return current.status();
   if (epoch <= current->epoch && current->owner != caller.site)
     return failed_precondition("handover of group '" + group + "' at epoch " + std::to_string(epoch) +
                                " is not newer than epoch " + std::to_string(current->epoch));
-  EVAC_RETURN_IF_ERROR(fence(*g, OwnershipRecord{g->name, caller.site, epoch, clock_(), body.value("run", "")}));
+  EVAC_RETURN_IF_ERROR(fence(*g, OwnershipRecord{g->name, caller.site, epoch, clock_(), run->value_or("")}));
   return json{{"fenced", group}, {"owner", caller.site}, {"epoch", epoch}};
 }
 

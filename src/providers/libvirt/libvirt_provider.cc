@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_decode.h"
 #include "providers/libvirt/domain_xml.h"
 #include "providers/libvirt/libvirt_change_tracking.h"
 #include "providers/libvirt/libvirt_connection.h"
@@ -420,7 +421,7 @@ Result<nlohmann::json> agent_command(virDomainPtr dom, const nlohmann::json& com
     if (code == VIR_ERR_NO_DOMAIN) return st;
     return unavailable(st.message(), "the guest may still be booting, or lack qemu-guest-agent and its channel");
   }
-  auto j = nlohmann::json::parse(reply.get(), nullptr, false);
+  auto j = parse_json_or_discarded(reply.get());
   if (j.is_discarded() || !j.is_object())
     return internal_error("the guest agent of VM " + domain_name(dom) + " answered with no JSON object");
   if (j.contains("error"))
