@@ -6,7 +6,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cstdio>
+#include <new>
 #include <map>
 #include <set>
 #include <fstream>
@@ -14,6 +18,7 @@
 #include <optional>
 #include <thread>
 
+#include "cli/apply.h"
 #include "cli/cli_config.h"
 #include "cli/output.h"
 #include "cli/progress.h"
@@ -49,13 +54,34 @@ int usage_error(const std::string& message, const std::string& hint) {
   return kUsage;
 }
 
+// A token or pin file's first line. Read within a bound: a wrong path (a
+// device, a huge file without newlines) must not take the memory.
 Result<std::string> read_first_line(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  if (!in || !std::getline(in, line))
+  constexpr std::size_t kMaxLine = 64 * 1024;
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
     return invalid_argument("cannot read " + path, "check the path and that you may read it (tokens are mode 0600)");
+  std::string line;
+  char c;
+  while (line.size() <= kMaxLine && in.get(c) && c != '\n') line += c;
+  if (line.size() > kMaxLine)
+    return invalid_argument(path + " does not start with a line of at most 64 KiB",
+                            "name the file that holds the token or the pin (a single line)");
+  if (line.empty() && !in) return invalid_argument("cannot read " + path, "check the path and that it is not empty");
   while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
   return line;
+}
+
+// A duration given on the command line, with its unit: a bare "15" could
+// mean seconds or minutes, and the site refuses it too.
+Status check_duration_flag(const std::string& flag, const std::string& value) {
+  const bool bare = !value.empty() && std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isdigit(c); });
+  if (bare)
+    return invalid_argument(flag + " " + value + " has no unit: write " + value + "s or " + value + "m",
+                            "durations take a unit: s, m, h or d, as in 90s, 15m, 1h30m or 2d");
+  auto d = parse_duration(value);
+  if (!d) return invalid_argument(flag + ": " + d.status().message(), d.status().hint());
+  return Status::ok();
 }
 
 // Which site the command talks to: flags first, then the named or current context.
@@ -131,21 +157,6 @@ Column time_column(std::string header, std::string key) {
   return Column{std::move(header), [key](const json& j) {
                   return j.contains(key) && j[key].is_number() ? format_time(j[key].get<std::int64_t>()) : std::string("-");
                 }};
-}
-
-// Guard against path injection in names placed in URLs.
-std::string path_part(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
 }
 
 // A NIC's attachment as mappings name it: "prod", "bridge:br0", "direct:eth1".
@@ -278,7 +289,12 @@ int follow_sync(const Globals& g, const std::string& name) {
   std::optional<Result<json>> outcome;
   std::atomic<bool> done{false};
   std::thread sync([&] {
-    outcome = sync_and_wait(*waiter, name);
+    // An exception must not leave a thread: it would abort the process.
+    try {
+      outcome = sync_and_wait(*waiter, name);
+    } catch (const std::exception& e) {
+      outcome.emplace(internal_error(std::string("unexpected failure: ") + e.what()));
+    }
     done = true;
   });
   const bool tty = ::isatty(STDOUT_FILENO) == 1;
@@ -395,8 +411,12 @@ void add_site_commands(CLI::App& app, Globals& g, int& rc) {
   });
   auto* token = site->add_subcommand("pairing-token", "Create a one-time token that lets another site pair with this one");
   static std::string ttl = "15m";
-  token->add_option("--ttl", ttl, "How long the token stays valid")->capture_default_str();
+  token->add_option("--ttl", ttl, "How long the token stays valid, with its unit: 90s, 15m, 1h")->capture_default_str();
   token->callback([&] {
+    if (Status s = check_duration_flag("--ttl", ttl); !s) {
+      rc = usage_error(s.message(), s.hint());
+      return;
+    }
     rc = call_and_print(g, "POST", "/api/v1/pairing-tokens", json{{"ttl", ttl}}, as_message(g, [](const json& j) {
       return j.value("token", "") + "\n\nRedeem it at the other site within its lifetime (until " +
              format_time(j.value("expires_at", std::int64_t{0})) + "):\n  evac site pair " + j.value("token", "");
@@ -548,7 +568,7 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
   static int keep_pits = 24, keep_hourly = 0, keep_daily = 0;
   create->add_option("name", name, "Group name")->required();
   create->add_option("--vm", vms, "A VM to protect (name, UUID or PROVIDER/NAME); repeat for several")->required();
-  create->add_option("--rpo", rpo, "Recovery point objective, e.g. 15m")->capture_default_str();
+  create->add_option("--rpo", rpo, "Recovery point objective, with its unit: 90s, 15m, 1h, 1d")->capture_default_str();
   create->add_option("--keep-pits", keep_pits, "Points in time to retain at the recovery site")->capture_default_str();
   create->add_option("--keep-hourly", keep_hourly, "Also keep the newest point in time of each of the last N hours")
       ->capture_default_str();
@@ -557,6 +577,10 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
   create->add_option("--peer", peer, "Recovery site (default: the only paired site)");
   create->add_option("--max-rate", max_rate, "Limit the bytes per second its cycles send, e.g. 50MiB/s (default: unlimited)");
   create->callback([&] {
+    if (Status s = check_duration_flag("--rpo", rpo); !s) {
+      rc = usage_error(s.message(), s.hint());
+      return;
+    }
     json body = {{"name", name},           {"vms", vms},
                  {"rpo", rpo},             {"keep_pits", keep_pits},
                  {"keep_hourly", keep_hourly}, {"keep_daily", keep_daily}};
@@ -1083,52 +1107,49 @@ void add_run_commands(CLI::App& app, Globals& g, int& rc, CLI::App* plan) {
 }
 
 // Declarative configuration: `evac apply -f FILE` sends each document to
-// where it belongs; `evac get KIND NAME -o yaml` prints it back in the same
-// form, so the two round-trip.
+// where it belongs, all or nothing (cli/apply.h); `evac get KIND NAME -o
+// yaml` prints it back in the same form, so the two round-trip.
 void add_declarative_commands(CLI::App& app, Globals& g, int& rc) {
-  auto* apply = app.add_subcommand("apply", "Create or update what a YAML (or JSON) file describes: kind: RecoveryPlan");
+  auto* apply = app.add_subcommand(
+      "apply",
+      "Create or update what YAML (or JSON) documents describe (kind: RecoveryPlan), all or nothing: every document is "
+      "checked against the site before any is applied, and if the site still refuses one, those applied before it are "
+      "rolled back. Says per document: created, replaced or unchanged");
   static std::string file;
-  apply->add_option("-f,--file", file, "The file ('-' for standard input); documents separated by ---")->required();
+  static bool dry_run = false;
+  apply->add_option("-f,--file", file,
+                    "A file ('-' for standard input), documents separated by ---; or a folder: its *.yaml, *.yml and "
+                    "*.json files (not its subfolders'), in name order, applied as one set. At most 4 MiB in all")
+      ->required();
+  apply->add_flag("--dry-run", dry_run, "Check every document against the site and say what would change; change nothing");
   apply->callback([&] {
-    std::string text;
-    if (file == "-") {
-      text.assign(std::istreambuf_iterator<char>(std::cin), {});
-    } else {
-      std::ifstream in(file);
-      if (!in) {
-        rc = usage_error("cannot read " + file, "check the path");
-        return;
-      }
-      text.assign(std::istreambuf_iterator<char>(in), {});
-    }
-    auto docs = parse_documents(text, file == "-" ? "standard input" : file);
+    DocumentBudget budget;
+    auto docs = read_apply_input(file, std::cin, budget);
     if (!docs) {
       rc = usage_error(docs.status().message(), docs.status().hint());
       return;
     }
     if (docs->empty()) {
-      rc = usage_error(file + " holds no document", "write one, starting with kind: RecoveryPlan");
+      rc = usage_error((file == "-" ? std::string("standard input") : file) + " holds no document",
+                       "write one, starting with kind: RecoveryPlan");
       return;
     }
-    // Every document is checked for its kind and name before any is sent.
-    for (std::size_t i = 0; i < docs->size(); ++i) {
-      const json& d = (*docs)[i];
-      std::string where = docs->size() > 1 ? "document " + std::to_string(i + 1) + " of " + file : file;
-      if (!d.is_object() || d.value("kind", json()) != "RecoveryPlan") {
-        rc = usage_error(where + " is not kind: RecoveryPlan", "evac apply knows kind: RecoveryPlan");
-        return;
-      }
-      if (!d.contains("name") || !d["name"].is_string() || d["name"].get<std::string>().empty()) {
-        rc = usage_error(where + " has no name", "give the plan a name: field");
-        return;
-      }
+    if (Status s = check_kinds(*docs); !s) {
+      rc = usage_error(s.message(), s.hint());
+      return;
     }
-    for (const auto& d : *docs) {
-      std::string plan_name = d["name"];
-      rc = call_and_print(g, "PUT", "/api/v1/plans/" + path_part(plan_name), d,
-                          as_message(g, [](const json& j) { return "recovery plan '" + j.value("name", "") + "' applied"; }));
-      if (rc != kOk) return;
+    auto client = connect(g);
+    if (!client) {
+      rc = report_error_or_usage(client.status());
+      return;
     }
+    ApplyReport outcome = apply_documents(
+        *docs,
+        [&](const std::string& method, const std::string& path, const std::optional<json>& body) {
+          return client->call(method, path, body);
+        },
+        dry_run);
+    rc = print_apply_report(outcome, std::cout, std::cerr, g.format());
   });
   auto* get = app.add_subcommand("get", "Print a configuration object in the form `evac apply -f` takes");
   static std::string kind, get_name;
@@ -1184,6 +1205,24 @@ int main(int argc, char** argv) {
   return rc;
 }
 
+// Nothing escapes main: an exception is a bug or exhaustion, said plainly,
+// with exit 1 rather than an abort and a core.
+int guarded_main(int argc, char** argv) {
+  try {
+    return main(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::fputs("error: out of memory\nhint: evac limits what it reads from files (4 MiB, 100000 values); "
+               "if this happened on an answer from evacd, report it as a bug\n",
+               stderr);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: unexpected failure: %s\nhint: this is a bug in evac: report it with the command line\n",
+                 e.what());
+  } catch (...) {
+    std::fputs("error: unexpected failure\nhint: this is a bug in evac: report it with the command line\n", stderr);
+  }
+  return kFailed;
+}
+
 }  // namespace evac::cli
 
-int main(int argc, char** argv) { return evac::cli::main(argc, argv); }
+int main(int argc, char** argv) { return evac::cli::guarded_main(argc, argv); }

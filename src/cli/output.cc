@@ -26,32 +26,6 @@ std::string scalar_text(const json& v) {
   return v.dump();
 }
 
-// What a plain (unquoted) YAML scalar means: null, a boolean, a number, or
-// else a string (YAML 1.2's core schema; "yes"/"no" stay strings).
-json plain_scalar(const std::string& s) {
-  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
-  if (s == "true" || s == "True" || s == "TRUE") return true;
-  if (s == "false" || s == "False" || s == "FALSE") return false;
-  std::size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
-  bool digits = i < s.size(), dot = false, exp = false;
-  for (std::size_t k = i; k < s.size() && digits; ++k) {
-    char c = s[k];
-    if (c >= '0' && c <= '9') continue;
-    if (c == '.' && !dot && !exp) dot = true;
-    else if ((c == 'e' || c == 'E') && !exp && k > i && k + 1 < s.size()) {
-      exp = true;
-      if (s[k + 1] == '-' || s[k + 1] == '+') ++k;
-    } else {
-      digits = false;
-    }
-  }
-  if (digits) {
-    auto parsed = json::parse(s[0] == '+' ? s.substr(1) : s, nullptr, false);
-    if (parsed.is_number()) return parsed;
-  }
-  return s;
-}
-
 // Strings that a reader would take for something else when written plain
 // ("5432", "true", "", "yes") are quoted, so what `-o yaml` prints reads
 // back as the same JSON.
@@ -79,40 +53,6 @@ void emit(YAML::Emitter& e, const json& j) {
   } else {
     e << j.dump();
   }
-}
-
-Result<json> node_to_json(const YAML::Node& n, const std::string& where) {
-  switch (n.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
-      return json(nullptr);
-    case YAML::NodeType::Scalar:
-      // A quoted scalar is a string whatever it looks like.
-      return n.Tag() == "!" ? json(n.Scalar()) : plain_scalar(n.Scalar());
-    case YAML::NodeType::Sequence: {
-      json out = json::array();
-      for (std::size_t i = 0; i < n.size(); ++i) {
-        auto v = node_to_json(n[i], where + "[" + std::to_string(i) + "]");
-        if (!v) return v.status();
-        out.push_back(std::move(*v));
-      }
-      return out;
-    }
-    case YAML::NodeType::Map: {
-      json out = json::object();
-      for (const auto& kv : n) {
-        if (!kv.first.IsScalar())
-          return invalid_argument(where + ": a key that is not a plain word", "keys are names such as vm or priority");
-        std::string key = kv.first.Scalar();
-        if (out.contains(key)) return invalid_argument(where + ": key '" + key + "' appears twice", "give each key once");
-        auto v = node_to_json(kv.second, where + "." + key);
-        if (!v) return v.status();
-        out[key] = std::move(*v);
-      }
-      return out;
-    }
-  }
-  return json(nullptr);
 }
 
 void print_rows(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
@@ -181,25 +121,6 @@ std::string to_yaml(const json& j) {
   YAML::Emitter e;
   emit(e, j);
   return std::string(e.c_str()) + "\n";
-}
-
-Result<std::vector<json>> parse_documents(const std::string& text, const std::string& source) {
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(text);
-  } catch (const YAML::Exception& e) {
-    return invalid_argument(source + " is not valid YAML or JSON: line " + std::to_string(e.mark.line + 1) + ", column " +
-                                std::to_string(e.mark.column + 1) + ": " + e.msg,
-                            "fix the file; nothing was changed");
-  }
-  std::vector<json> out;
-  for (std::size_t i = 0; i < docs.size(); ++i) {
-    if (docs[i].IsNull()) continue;  // an empty document between separators
-    auto j = node_to_json(docs[i], docs.size() > 1 ? source + " document " + std::to_string(i + 1) : source);
-    if (!j) return j.status();
-    out.push_back(std::move(*j));
-  }
-  return out;
 }
 
 void print_list(std::ostream& out, const json& items, Format format, const std::vector<Column>& columns) {

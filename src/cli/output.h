@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/documents.h"  // parse_documents: what -o yaml prints reads back
 #include "core/status.h"
 
 namespace evac::cli {
@@ -30,11 +31,6 @@ std::string to_yaml(const nlohmann::json& j);
 // its timeout, by how much (its call has not returned, and the engine
 // cannot interrupt it).
 std::string step_state(const nlohmann::json& step);
-// The documents of a YAML (or JSON, which is YAML) text, separated by
-// "---", as JSON values: quoted scalars are strings, plain ones are numbers,
-// booleans or null when they read as such. `source` names the text in errors.
-Result<std::vector<nlohmann::json>> parse_documents(const std::string& text, const std::string& source);
-
 // Lists print one row per item; a single object prints as KEY: value lines
 // (or the columns given for it).
 void print_list(std::ostream& out, const nlohmann::json& items, Format format, const std::vector<Column>& columns);

@@ -202,7 +202,7 @@ ip_rules:
   }
   auto applied = evac_at("b", {"apply", "-f", file.string()});
   ASSERT_EQ(applied.exit_code, 0) << applied.err;
-  EXPECT_NE(applied.out.find("recovery plan 'shop-dr' applied"), std::string::npos) << applied.out;
+  EXPECT_NE(applied.out.find("recovery plan 'shop-dr' created"), std::string::npos) << applied.out;
 
   auto shown = evac_at("b", {"plan", "show", "shop-dr"});
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
@@ -276,6 +276,123 @@ ip_rules:
   EXPECT_NE(listed.out.find("not ready"), std::string::npos) << listed.out;
   ASSERT_EQ(evac_at("b", {"plan", "delete", "shop-dr"}).exit_code, 0);
   EXPECT_EQ(evac_at("b", {"plan", "show", "shop-dr"}).exit_code, 1);
+}
+
+// `evac apply` of several documents (one file, or a folder of files) is all
+// or nothing against a real site: a document the site would refuse stops
+// every document before the first is sent, and success says per document
+// what changed. (Rolling back what a later refusal finds applied is
+// tested in tests/unit/cli_apply_test.cc, against a site that refuses on
+// cue.)
+TEST_F(TwoSitesCliTest, ApplyingSeveralDocumentsIsAllOrNothing) {
+  pair_sites();
+  map_sites();
+  ASSERT_EQ(evac_at("a", {"group", "create", "shop", "--vm", "web01", "--vm", "db01"}).exit_code, 0);
+  auto write = [&](const fs::path& path, const std::string& text) {
+    fs::create_directories(path.parent_path());
+    std::ofstream(path) << text;
+    return path.string();
+  };
+  const std::string shop = "kind: RecoveryPlan\nname: shop-dr\ngroups: [shop]\nvms:\n  - {vm: db01, priority: 1}\n";
+  const std::string web = "kind: RecoveryPlan\nname: web-dr\ngroups: [shop]\nvms:\n  - {vm: web01, priority: 2}\n";
+  const std::string shop2 = "kind: RecoveryPlan\nname: shop-dr\ngroups: [shop]\nvms:\n  - {vm: db01, priority: 2}\n";
+  // The recovery site learns of the group from site-a's configuration copy.
+  for (int i = 0; i < 100; ++i) {
+    auto first = evac_at("b", {"apply", "-f", write(root_ / "shop.yaml", shop)});
+    if (first.exit_code == 0) {
+      EXPECT_NE(first.out.find("recovery plan 'shop-dr' created"), std::string::npos) << first.out;
+      break;
+    }
+    ASSERT_TRUE(i < 99 && first.err.find("not known at this site") != std::string::npos) << first.err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto stored = [&](const std::string& plan) {
+    auto got = evac_at("b", {"plan", "show", plan, "-o", "json"});
+    return got.exit_code == 0 ? got.json() : json();
+  };
+  const json shop_before = stored("shop-dr");
+  ASSERT_TRUE(shop_before.is_object());
+
+  // The third document names a VM its group does not have, the fourth has
+  // a misspelt key: the first two are not applied either.
+  const std::string mixed = write(root_ / "mixed.yaml", shop2 + "---\n" + web + "---\n" +
+                                                            "kind: RecoveryPlan\nname: ghost-dr\ngroups: [shop]\n"
+                                                            "vms:\n  - {vm: ghost01}\n---\n" +
+                                                            "kind: RecoveryPlan\nname: typo-dr\ngroups: [shop]\nordring: dependencies\n");
+  auto refused = evac_at("b", {"apply", "-f", mixed});
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+  EXPECT_NE(refused.err.find("mixed.yaml document 3: "), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("VM 'ghost01' is not in the plan's groups"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("mixed.yaml document 4: "), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("ordring"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("nothing was changed"), std::string::npos) << refused.err;
+  EXPECT_EQ(stored("shop-dr"), shop_before) << "document 1 was not applied";
+  EXPECT_TRUE(stored("web-dr").is_null()) << "document 2 was not applied";
+
+  // A dry run says what would change, and changes nothing.
+  const std::string good = write(root_ / "good.yaml", shop2 + "---\n" + web);
+  auto dry = evac_at("b", {"apply", "-f", good, "--dry-run"});
+  EXPECT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("recovery plan 'shop-dr' would be replaced"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("recovery plan 'web-dr' would be created"), std::string::npos) << dry.out;
+  EXPECT_EQ(stored("shop-dr"), shop_before);
+
+  // All valid: each says what it did; applied again, nothing changes.
+  auto applied = evac_at("b", {"apply", "-f", good});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  EXPECT_NE(applied.out.find("recovery plan 'shop-dr' replaced (" + good + " document 1)"), std::string::npos) << applied.out;
+  EXPECT_NE(applied.out.find("recovery plan 'web-dr' created (" + good + " document 2)"), std::string::npos) << applied.out;
+  EXPECT_EQ(stored("shop-dr")["vms"][0]["priority"], 2);
+  const json web_stored = stored("web-dr");
+  auto again = evac_at("b", {"apply", "-f", good, "-o", "json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  for (const auto& d : again.json()["documents"]) EXPECT_EQ(d["result"], "unchanged") << again.out;
+  EXPECT_EQ(stored("web-dr"), web_stored) << "an unchanged plan is not written again";
+
+  // A folder is its .yaml/.yml/.json files in name order, as one set.
+  const fs::path folder = root_ / "plans";
+  write(folder / "1-shop.yaml", shop);
+  write(folder / "2-web.yml", "kind: RecoveryPlan\nname: web-dr\ngroups: [shop]\nvms:\n  - {vm: web01, priorty: 3}\n");
+  write(folder / "README.md", "not read");
+  auto bad_folder = evac_at("b", {"apply", "-f", folder.string()});
+  EXPECT_EQ(bad_folder.exit_code, 1) << bad_folder.out << bad_folder.err;
+  EXPECT_NE(bad_folder.err.find("2-web.yml: "), std::string::npos) << bad_folder.err;
+  EXPECT_EQ(stored("shop-dr")["vms"][0]["priority"], 2) << "1-shop.yaml was not applied";
+  write(folder / "2-web.yml", web);
+  auto folder_applied = evac_at("b", {"apply", "-f", folder.string()});
+  ASSERT_EQ(folder_applied.exit_code, 0) << folder_applied.err;
+  EXPECT_NE(folder_applied.out.find("recovery plan 'shop-dr' replaced (" + (folder / "1-shop.yaml").string() + ")"),
+            std::string::npos)
+      << folder_applied.out;
+  EXPECT_NE(folder_applied.out.find("recovery plan 'web-dr' unchanged"), std::string::npos) << folder_applied.out;
+  fs::create_directories(root_ / "empty");
+  auto empty = evac_at("b", {"apply", "-f", (root_ / "empty").string()});
+  EXPECT_EQ(empty.exit_code, 2);
+  EXPECT_NE(empty.err.find("is a folder with no .yaml, .yml or .json file in it"), std::string::npos) << empty.err;
+
+  // Hostile files: refused at once with the limit named, exit 2, no crash.
+  std::string bomb = "kind: RecoveryPlan\nname: bomb\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 10; ++i) {
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) bomb += std::string(k ? ", " : "") + "*a" + std::to_string(i - 1);
+    bomb += "]\n";
+  }
+  auto bombed = evac_at("b", {"apply", "-f", write(root_ / "bomb.yaml", bomb)});
+  EXPECT_EQ(bombed.exit_code, 2) << bombed.err;
+  EXPECT_NE(bombed.err.find("more than 100000 values once its aliases (*name) are expanded"), std::string::npos)
+      << bombed.err;
+  auto deep = evac_at("b", {"apply", "-f", write(root_ / "deep.json", std::string(100000, '[') + std::string(100000, ']'))});
+  EXPECT_EQ(deep.exit_code, 2) << deep.err;
+  EXPECT_NE(deep.err.find("nested more than 64 deep"), std::string::npos) << deep.err;
+  EXPECT_EQ(stored("shop-dr")["vms"][0]["priority"], 1);
+
+  // Durations on the command line need their unit.
+  auto unitless = evac_at("a", {"group", "create", "g2", "--vm", "app01", "--rpo", "15"});
+  EXPECT_EQ(unitless.exit_code, 2);
+  EXPECT_NE(unitless.err.find("--rpo 15 has no unit: write 15s or 15m"), std::string::npos) << unitless.err;
+  auto ttl = evac_at("b", {"site", "pairing-token", "--ttl", "10"});
+  EXPECT_EQ(ttl.exit_code, 2);
+  EXPECT_NE(ttl.err.find("--ttl 10 has no unit: write 10s or 10m"), std::string::npos) << ttl.err;
 }
 
 TEST_F(TwoSitesCliTest, DeadPeerIsReportedAndBlocksProtection) {
