@@ -1,7 +1,10 @@
 // Small text helpers shared by messages across layers.
 #pragma once
 
+#include <algorithm>
+#include <cctype>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace evac {
@@ -11,6 +14,14 @@ inline std::string join(const std::vector<std::string>& items, const std::string
   std::string out;
   for (const auto& i : items) out += (out.empty() ? "" : sep) + i;
   return out;
+}
+
+// Whether two names differ at most in the case of ASCII letters: names an
+// operator could not tell apart ("Web" and "web") are one name to evac.
+inline bool same_name_ignoring_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
 }
 
 }  // namespace evac

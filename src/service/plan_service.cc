@@ -11,6 +11,7 @@
 #include "core/model_json.h"
 #include "core/duration.h"
 #include "core/plan_json.h"
+#include "core/text.h"
 
 namespace evac {
 
@@ -130,6 +131,95 @@ Result<std::vector<RecoveredGroup>> PlanService::recovered_groups(const Recovery
   return out;
 }
 
+Result<PlanService::PlanNetworks> PlanService::plan_networks(const RecoveryPlan& plan) {
+  PlanNetworks out;
+  auto copies = site_.store().list_peer_copies();
+  if (!copies) return copies.status();
+  const std::vector<PeerDocument> docs = parse_copies(*copies);
+  auto hosted = site_.store().list_hosted_placeholders();
+  if (!hosted) return hosted.status();
+  auto mappings = site_.store().list_mappings();
+  if (!mappings) return mappings.status();
+  const std::string here = site_.identity().name;
+  for (const auto& name : plan.groups) {
+    auto own = site_.store().find_group(name);
+    if (!own) return own.status();
+    if (own->has_value()) {
+      // Protected here: the VMs themselves, and where the mappings take them.
+      for (const auto& v : (*own)->vms) {
+        auto vm = site_.find_vm(v.vm_uuid);
+        if (!vm) continue;
+        for (const auto& nic : vm->nics) {
+          const std::string key = attachment_of(nic).key();
+          out.vm_sources[v.vm_name].insert(key);
+          out.either_side.insert(key);
+          for (const auto& m : *mappings)
+            if (m.kind == MappingKind::kNetwork && m.peer_site == (*own)->recovery_site && m.source == key)
+              out.either_side.insert(m.target);
+        }
+      }
+      continue;
+    }
+    PeerGroup found = find_peer_group(docs, name);
+    if (!found.group) continue;
+    // Recovered here: the placeholders, on networks here, named back.
+    const RecoveredGroup g = recovered_group_of(found, here);
+    for (const auto& v : g.vms) {
+      for (const auto& h : *hosted) {
+        if (h.group != name || h.source_uuid != v.uuid) continue;
+        auto provider = site_.provider(h.provider);
+        if (!provider) continue;
+        auto placeholder = (*provider)->get_vm(h.uuid);
+        if (!placeholder) continue;
+        for (const auto& nic : placeholder->nics) {
+          const std::string key = attachment_of(nic).key();
+          auto source = g.source_networks.find(key);
+          const std::string& named = source == g.source_networks.end() ? key : source->second;
+          out.vm_sources[v.name].insert(named);
+          out.either_side.insert(named);
+          out.either_side.insert(key);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> PlanService::ip_rule_problems(const RecoveryPlan& plan) {
+  std::vector<std::string> problems;
+  if (plan.ip_rules.empty()) return problems;
+  auto networks = plan_networks(plan);
+  if (!networks) return networks.status();
+  // A rule names a network by its key ("prod", "bridge:br0") or bare name.
+  auto covers = [](const IpRule& rule, const std::string& network) {
+    return rule.network == network || rule.network == parse_attachment(network).name;
+  };
+  const std::set<std::string>& all = networks->either_side;
+  if (!networks->vm_sources.empty()) {
+    for (const auto& rule : plan.ip_rules) {
+      bool used = std::any_of(all.begin(), all.end(), [&](const std::string& n) { return covers(rule, n); });
+      if (!used)
+        problems.push_back("IP rule for network '" + rule.network + "' names a network none of the plan's VMs is on at either site (" +
+                           (all.empty() ? std::string("they have no NICs") : "they are on: " + join(std::vector<std::string>(all.begin(), all.end()), ", ")) +
+                           ")");
+    }
+  }
+  for (const auto& [vm, nets] : networks->vm_sources) {
+    const PlanVm entry = plan_vm_or_default(plan, vm);
+    if (entry.startup != StartupAction::kPowerOn || entry.wait_for_guest) continue;
+    for (const auto& rule : plan.ip_rules) {
+      auto on = std::find_if(nets.begin(), nets.end(), [&](const std::string& n) { return covers(rule, n); });
+      if (on == nets.end()) continue;
+      problems.push_back("VM '" + vm + "' is on network '" + *on +
+                         "', which an IP rule re-addresses, but a run powers it on without waiting for its guest "
+                         "(wait_for_guest: false), so its addresses could not be changed: it would come up with its "
+                         "production address");
+      break;
+    }
+  }
+  return problems;
+}
+
 Result<RecoveryPlan> PlanService::save(RecoveryPlan plan, bool must_be_new) {
   auto copies = site_.store().list_peer_copies();
   if (!copies) return copies.status();
@@ -156,6 +246,12 @@ Result<RecoveryPlan> PlanService::save(RecoveryPlan plan, bool must_be_new) {
     return invalid_argument(message, "cover only groups listed by `evac group list`, each VM name once");
   }
   EVAC_RETURN_IF_ERROR(validate_plan(plan, vms));
+  auto ip_problems = ip_rule_problems(plan);
+  if (!ip_problems) return ip_problems.status();
+  if (!ip_problems->empty())
+    return invalid_argument("plan '" + plan.name + "' cannot be saved: " + join(*ip_problems, "; "),
+                            "give each VM on a re-addressed network a wait for its guest (wait_for_guest: 5m), and "
+                            "name in ip_rules only networks the plan's VMs are on (`evac inventory vms`)");
 
   const std::int64_t now = site_.now();
   Status st = site_.store().transaction([&]() -> Status {
@@ -707,6 +803,22 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
             "", kRecoveries);
       }
     }
+  }
+
+  // IP rules a run could not apply: checked again here, since the
+  // placeholders (and their networks) may have changed since the plan was
+  // saved.
+  if (!plan->ip_rules.empty()) {
+    auto ip_problems = ip_rule_problems(*plan);
+    if (!ip_problems) return ip_problems.status();
+    for (const auto& problem : *ip_problems)
+      add("error", "ip-rules", problem,
+          "wait for the VM's guest (wait_for_guest: 5m) or fix the rule's network; `evac apply -f` the plan",
+          kRecoveries);
+    if (ip_problems->empty())
+      add("ok", "ip-rules",
+          std::to_string(plan->ip_rules.size()) + " IP rule(s): every VM on a re-addressed network is waited for",
+          "", kRecoveries);
   }
 
   out.applicable.assign(applicable.begin(), applicable.end());

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -139,8 +140,25 @@ class PlanService {
   Result<std::vector<ReadinessFinding>> reverse_mapping_findings(const RecoveredGroup& group,
                                                                  const std::vector<LiveVm>& vms);
 
+  // Why the plan's IP rules could not all be applied by a run, one line per
+  // problem: a rule naming a network none of the plan's VMs is on at either
+  // site, a VM on
+  // a rule's network that a run powers on without waiting for its guest
+  // (it would come up with its production address). VMs this site cannot
+  // look up now are judged by readiness later, not here.
+  Result<std::vector<std::string>> ip_rule_problems(const RecoveryPlan& plan);
+
  private:
   Result<RecoveryPlan> save(RecoveryPlan plan, bool must_be_new);
+  // The networks of the plan's VMs that this site can look up now: per VM,
+  // those it is on by the protected site's names (those IP rules use in
+  // this direction), and all networks on either side of their mappings (a
+  // plan that also serves the way back has rules for the recovery side's).
+  struct PlanNetworks {
+    std::map<std::string, std::set<std::string>> vm_sources;
+    std::set<std::string> either_side;
+  };
+  Result<PlanNetworks> plan_networks(const RecoveryPlan& plan);
   Result<std::vector<std::string>> group_vm_names(const std::string& group, const std::vector<PeerDocument>& peer_docs);
 
   SiteService& site_;

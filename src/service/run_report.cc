@@ -174,7 +174,40 @@ json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
   }
   auto plan = parse_json_or_discarded(run.plan_document);
   report["plan"] = plan.is_discarded() ? json() : plan;
+  report["ip_customization"] = ip_customization(report["plan"], steps);
   return report;
+}
+
+json ip_customization(const json& plan, const std::vector<engine::Step>& steps) {
+  json out = json::array();
+  if (!plan.is_object() || !plan.contains("ip_rules") || !plan["ip_rules"].is_array() || plan["ip_rules"].empty())
+    return out;
+  for (const auto& s : steps) {
+    if (s.spec.kind != "customize_ip") continue;
+    json entry = {{"vm", s.spec.params.value("vm", "")}, {"step", s.idx}, {"state", engine::step_state_name(s.state)}};
+    if (s.state == engine::StepState::kSucceeded && s.result.is_object()) {
+      const json changed = s.result.value("changed", json::array());
+      entry["applied"] = changed;
+      entry["text"] = changed.empty() ? "no address of the guest was in a rule's subnets: nothing to move"
+                                      : std::to_string(changed.size()) + " address(es) moved";
+      if (s.result.contains("note")) entry["note"] = s.result["note"];
+    } else if (s.state == engine::StepState::kFailed) {
+      entry["text"] = "not applied: " + s.error;
+    } else {
+      entry["text"] = "not applied: the step " + std::string(engine::step_state_name(s.state));
+    }
+    out.push_back(std::move(entry));
+  }
+  // VMs the plan leaves off get no step: they are not re-addressed, and
+  // whoever starts them later must know.
+  for (const auto& vm : plan.value("vms", json::array()))
+    if (vm.is_object() && vm.value("startup", "") == "leave-off")
+      out.push_back({{"vm", vm.value("vm", "")},
+                     {"step", nullptr},
+                     {"state", "not-run"},
+                     {"text", "not applied: the plan leaves this VM off; started by hand, it keeps its production "
+                              "addresses"}});
+  return out;
 }
 
 std::string report_csv(const json& r) {
@@ -225,6 +258,17 @@ std::string report_html(const json& r) {
     o << "<tr><td>" << e(g["group"]) << "</td><td>" << e(g["pit"]) << "</td><td>" << e(g.value("pit_instant", json()))
       << "</td><td>" << e(g.value("protected_site_last_seen", json())) << "</td><td>"
       << e(g.value("loss_window_seconds", json())) << "</td></tr>\n";
+  if (!r.value("ip_customization", json::array()).empty()) {
+    o << "</table>\n<h2>IP customization</h2>\n<table><tr><th>VM</th><th>Step</th><th>State</th><th>What happened</th></tr>\n";
+    for (const auto& c : r["ip_customization"]) {
+      std::string what = text_of(c["text"]);
+      for (const auto& a : c.value("applied", json::array()))
+        what += "; " + text_of(a.value("interface", json())) + ": " + text_of(a.value("from", json())) + " -> " +
+                text_of(a.value("to", json()));
+      o << "<tr><td>" << e(c["vm"]) << "</td><td>" << e(c["step"]) << "</td><td>" << e(c["state"]) << "</td><td>"
+        << html_escape(what) << "</td></tr>\n";
+    }
+  }
   o << "</table>\n<h2>Steps</h2>\n<table><tr><th>#</th><th>Step</th><th>State</th><th>Attempts</th><th>Started</th>"
        "<th>Ended</th><th>Took (s)</th><th>Result or error</th></tr>\n";
   for (const auto& s : r["steps"]) {

@@ -10,6 +10,9 @@
 //             stopped: nothing written is lost)
 //   steps     every step with its times, attempts, result and error
 //   plan      the plan as it was when the run started
+//   ip_customization
+//             with IP rules: per VM, the addresses moved, or why none were
+//             (the step failed or did not run, the plan leaves it off)
 #pragma once
 
 #include <string>
@@ -23,6 +26,8 @@
 namespace evac {
 
 nlohmann::json run_report(const RunRow& run, const std::vector<engine::Step>& steps);
+// The ip_customization section from the plan document and the steps.
+nlohmann::json ip_customization(const nlohmann::json& plan, const std::vector<engine::Step>& steps);
 // One row per step, with the run's facts repeated on each (a spreadsheet
 // filters them without a join).
 std::string report_csv(const nlohmann::json& report);

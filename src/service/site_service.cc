@@ -947,7 +947,7 @@ Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
   // The built-in replicator keeps a group's PITs in <replica folder>/.evac-pits/<group>,
   // beside the folders of every group's recovered VMs and test copies.
   for (const char* reserved : {"recovered", "test-copies"})
-    if (req.name == reserved)
+    if (same_name_ignoring_case(req.name, reserved))
       return invalid_argument("protection group name '" + req.name + "' is reserved: the replicas' folder uses it",
                               "choose another name, such as '" + req.name + "-vms'");
   if (req.rpo_seconds <= 0) return invalid_argument("the RPO must be longer than 0s", "for example --rpo 15m");
@@ -956,6 +956,12 @@ Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
   auto existing = store_.find_group(req.name);
   if (!existing) return existing.status();
   if (existing->has_value()) return already_exists("protection group '" + req.name + "' already exists", "choose another name");
+  auto groups = store_.list_groups();
+  if (!groups) return groups.status();
+  for (const auto& other : *groups)
+    if (same_name_ignoring_case(other.name, req.name))
+      return already_exists("protection group '" + other.name + "' exists; '" + req.name + "' differs from it only in case",
+                            "choose a name that differs in more than case");
   auto peer = resolve_peer(req.recovery_site);
   if (!peer) return peer.status();
 

@@ -109,6 +109,58 @@ TEST_F(PlanApiTest, BadPlansChangeNothingAndSayWhy) {
   EXPECT_EQ(a_.call("GET", "/api/v1/plans").body.size(), 0u) << "nothing was stored";
 }
 
+TEST_F(PlanApiTest, IpRulesARunCouldNotApplyAreRefusedAtBothSites) {
+  const json rule = {{"network", "prod"}, {"from", "10.0.0.0/24"}, {"to", "10.1.0.0/24"}};
+  // A VM on the re-addressed network that is not waited for would come up
+  // with its production address.
+  json unwaited = shop_plan();
+  unwaited["ip_rules"] = {rule};
+  unwaited["vms"][1]["wait_for_guest"] = false;
+  for (TestSite* site : {&a_, &b_}) {  // site-a knows the VMs, site-b their placeholders
+    auto r = site->call("POST", "/api/v1/plans", unwaited);
+    EXPECT_EQ(r.status, 400) << r.body.dump();
+    EXPECT_NE(r.body["message"].get<std::string>().find("VM 'web01' is on network 'prod', which an IP rule re-addresses"),
+              std::string::npos)
+        << r.body.dump();
+  }
+  // A rule for a network none of the VMs is on is a typo, not a no-op. (One
+  // for the recovery side's network is the way back's, after a reprotect.)
+  json both_ways = shop_plan();
+  both_ways["name"] = "both-ways";
+  both_ways["ip_rules"] = {rule, {{"network", "recovery-prod"}, {"from", "10.1.0.0/24"}, {"to", "10.0.0.0/24"}}};
+  EXPECT_EQ(b_.call("POST", "/api/v1/plans", both_ways).status, 201);
+  EXPECT_EQ(a_.call("POST", "/api/v1/plans", both_ways).status, 201);
+  json typo = shop_plan();
+  typo["ip_rules"] = {{{"network", "prdo"}, {"from", "10.0.0.0/24"}, {"to", "10.1.0.0/24"}}};
+  auto r = b_.call("POST", "/api/v1/plans", typo);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body["message"].get<std::string>().find("IP rule for network 'prdo' names a network none of the plan's VMs is on at either site (they are on: prod, recovery-prod)"),
+            std::string::npos)
+      << r.body.dump();
+  // Left off, the VM is not started by the run: allowed, and the report
+  // says it was not re-addressed.
+  json left_off = shop_plan();
+  left_off["ip_rules"] = {rule};
+  left_off["vms"][1]["startup"] = "leave-off";
+  ASSERT_EQ(b_.call("POST", "/api/v1/plans", left_off).status, 201);
+  auto readiness = b_.call("GET", "/api/v1/plans/shop-dr/readiness");
+  ASSERT_EQ(readiness.status, 200);
+  bool ip_ok = false;
+  for (const auto& f : readiness.body["findings"])
+    if (f["check"] == "ip-rules") ip_ok = f["severity"] == "ok";
+  EXPECT_TRUE(ip_ok) << readiness.body.dump(2);
+}
+
+TEST_F(PlanApiTest, NamesThatDifferOnlyInCaseDoNotCoexist) {
+  // Plan names are lower case; group names may mix cases, but not to make
+  // a second group of the same name.
+  auto g = a_.call("POST", "/api/v1/groups", json{{"name", "SHOP"}, {"vms", {"lonely01"}}});
+  EXPECT_EQ(g.status, 409) << g.body.dump();
+  EXPECT_NE(g.body["message"].get<std::string>().find("differs from it only in case"), std::string::npos);
+  EXPECT_EQ(a_.call("POST", "/api/v1/groups", json{{"name", "Recovered"}, {"vms", {"lonely01"}}}).status, 400)
+      << "a reserved folder name in any case";
+}
+
 TEST_F(PlanApiTest, RecoverySiteCanHoldThePlanAndGetsCopiesOfTheProtectedSites) {
   // Written where it runs: site-b knows "shop" from site-a's configuration copy.
   auto at_b = b_.call("POST", "/api/v1/plans", shop_plan());

@@ -149,6 +149,34 @@ TEST(RunReport, UnreachedStepsAreCountedApartFromSucceededOnes) {
 
 // A step still running past its timeout is waiting on a call the engine
 // cannot interrupt: its view says by how much.
+TEST(RunReport, EveryIpRuleOutcomeIsListedPerVm) {
+  RunRow run = failover_run();
+  run.plan_document = R"({"name":"shop-dr","groups":["shop"],
+    "ip_rules":[{"network":"prod","from":"10.0.0.0/24","to":"10.1.0.0/24"}],
+    "vms":[{"vm":"batch01","startup":"leave-off"}]})";
+  auto moved = step(1, "Customize IP: db01", "customize_ip", 1000, 1001);
+  moved.spec.params = {{"vm", "db01"}};
+  moved.result = {{"changed", {{{"interface", "eth0"}, {"from", "10.0.0.11/24"}, {"to", "10.1.0.11/24"}}}}};
+  auto failed = step(2, "Customize IP: web01", "customize_ip", 1000, 1002, engine::StepState::kFailed);
+  failed.spec.params = {{"vm", "web01"}};
+  failed.error = "the guest of web01 shows no interface with MAC 52:54:00:00:00:01";
+  auto skipped = step(3, "Customize IP: app01", "customize_ip", 0, 0, engine::StepState::kSkipped);
+  skipped.spec.params = {{"vm", "app01"}};
+  json report = run_report(run, {moved, failed, skipped});
+  const json& ip = report["ip_customization"];
+  ASSERT_EQ(ip.size(), 4u) << ip.dump(2);
+  EXPECT_EQ(ip[0]["vm"], "db01");
+  EXPECT_EQ(ip[0]["applied"][0]["to"], "10.1.0.11/24");
+  EXPECT_EQ(ip[1]["vm"], "web01");
+  EXPECT_THAT(ip[1]["text"].get<std::string>(), HasSubstr("not applied: the guest of web01"));
+  EXPECT_THAT(ip[2]["text"].get<std::string>(), HasSubstr("not applied: the step skipped"));
+  EXPECT_EQ(ip[3]["vm"], "batch01");
+  EXPECT_THAT(ip[3]["text"].get<std::string>(), HasSubstr("keeps its production addresses"));
+  EXPECT_THAT(report_html(report), HasSubstr("eth0: 10.0.0.11/24 -&gt; 10.1.0.11/24"));
+  // Without IP rules there is nothing to say.
+  EXPECT_TRUE(run_report(failover_run(), {moved})["ip_customization"].empty());
+}
+
 TEST(StepView, ARunningStepPastItsTimeoutShowsHowFar) {
   engine::Step s = step(3, "Power on priority 1 VMs: db01", "power_on", 1'000'000, 0, engine::StepState::kRunning);
   s.ended_at_ms.reset();
