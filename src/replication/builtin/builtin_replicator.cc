@@ -11,12 +11,14 @@
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <filesystem>
 #include <future>
 #include <cerrno>
 #include <cstring>
 
+#include "core/json_decode.h"
 #include "replication/builtin/host_io.h"
 
 namespace evac::builtin {
@@ -218,10 +220,14 @@ ReplicaReceiver::Damage ReplicaReceiver::load_damage(const std::string& group) {
   Damage out;
   std::ifstream in(state_dir_ + "/" + group + ".damaged.json");
   if (!in) return out;
-  auto j = nlohmann::json::parse(in, nullptr, false);
+  auto j = parse_json_or_discarded(std::string(std::istreambuf_iterator<char>(in), {}));
   if (!j.is_object()) return out;
+  // A damaged file loses what it listed (the next verify finds the blocks
+  // again), never evacd: only well-formed entries are read.
   for (const auto& [key, blocks] : j.items())
-    for (const auto& b : blocks) out[key].insert(b.get<std::uint64_t>());
+    if (blocks.is_array())
+      for (const auto& b : blocks)
+        if (b.is_number_unsigned()) out[key].insert(b.get<std::uint64_t>());
   return out;
 }
 
@@ -259,7 +265,7 @@ std::map<std::string, std::string> ReplicaReceiver::seeds(const std::string& gro
   if (state_dir_.empty()) return seeds_in_memory_[group];
   std::ifstream in(state_dir_ + "/" + group + ".seeds.json");
   if (!in) return {};
-  auto j = nlohmann::json::parse(in, nullptr, false);
+  auto j = parse_json_or_discarded(std::string(std::istreambuf_iterator<char>(in), {}));
   if (!j.is_object()) return {};
   std::map<std::string, std::string> out;
   for (const auto& [key, path] : j.items())
@@ -874,7 +880,7 @@ Status recover_interrupted_cycles(const std::string& work_root, const std::strin
     const std::string path = it->path().string();
     if (path.size() < 11 || path.substr(path.size() - 11) != ".cycle.json") continue;
     std::ifstream in(path);
-    auto j = nlohmann::json::parse(in, nullptr, false);
+    auto j = parse_json_or_discarded(std::string(std::istreambuf_iterator<char>(in), {}));
     if (j.is_discarded()) {
       std::filesystem::remove(path, ec);
       continue;
