@@ -1,7 +1,8 @@
 # The two commands the README promises, and their parts.
 #   make demo   install, build, and run evac's main job on its embedded default (the whole story: lab/demo.sh story)
-#   make test   install, build, and pass every test (unit, integration, e2e; unit and integration again under ASan/UBSan)
-.PHONY: deps build build-asan test test-unit test-asan demo demo-down clean
+#   make test   install, build, and pass every test (unit, integration, e2e, fault, fuzz replay; all but e2e again
+#               under ASan/UBSan; then each fuzz target fuzzed for a bounded time with libFuzzer)
+.PHONY: deps build build-asan build-fuzz test test-unit test-asan demo demo-down clean
 
 deps:
 	scripts/install-deps.sh
@@ -14,9 +15,15 @@ build-asan: deps
 	cmake --preset asan
 	cmake --build --preset asan
 
-test: build build-asan
+# The fuzz targets only (clang, libFuzzer): the rest of the tree is built twice already.
+build-fuzz: deps
+	cmake --preset fuzz
+	cmake --build --preset fuzz
+
+test: build build-asan build-fuzz
 	ctest --preset default --output-junit junit.xml
 	ctest --preset asan
+	ctest --preset fuzz
 
 test-unit: build
 	ctest --preset unit

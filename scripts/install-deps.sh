@@ -7,6 +7,8 @@ packages=(
   # build
   cmake ninja-build g++ pkg-config
   libgtest-dev libgmock-dev
+  # fuzzing: clang's libFuzzer (the fuzz preset)
+  clang libclang-rt-14-dev
   # libraries evac links
   libvirt-dev libsqlite3-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   libcpp-httplib-dev libssl-dev libcurl4-openssl-dev libpugixml-dev libnbd-dev libzstd-dev libxxhash-dev

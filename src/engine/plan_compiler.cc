@@ -203,7 +203,10 @@ Result<std::vector<StepSpec>> compile_recovery(const RecoveryPlan& plan, const s
   std::vector<StepSpec> first;
   first.push_back(StepSpec{"Check readiness", "readiness", {}, 0, json::object()});
   std::vector<int> recovered;
-  for (const auto& [group, names] : by_group(plan, vms)) {
+  for (const auto& entry : by_group(plan, vms)) {
+    // Named, not bound: clang 14 cannot capture a structured binding.
+    const std::string& group = entry.first;
+    const auto& names = entry.second;
     // Each group's chain starts after readiness, not after another group's.
     int start = 0;
     auto chain = [&](std::string name, std::string kind, json params = json::object()) {
@@ -261,7 +264,9 @@ namespace {
 // The reprotect steps of each group, after `after`.
 void append_reprotect(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms, const std::vector<int>& after,
                       std::vector<StepSpec>& out) {
-  for (const auto& [group, names] : by_group(plan, vms)) {
+  for (const auto& entry : by_group(plan, vms)) {
+    const std::string& group = entry.first;  // captured below: no structured binding (clang 14)
+    const auto& names = entry.second;
     // First the recovered VMs stop reading through the PITs they were
     // recovered from (side by side), before anything replicates from them;
     // then those PITs, history now, are released.

@@ -1,0 +1,102 @@
+// Fuzz target: a request to evacd's REST API, through the router with its
+// real decoders, services and a real SQLite store (fakes behind: the
+// compute provider and the peer transport). The first input byte picks the
+// route and who calls it (an operator, a paired site, any certificate);
+// the rest is the body. Requests change the site's state as they would in
+// evacd, so later inputs meet groups and plans that earlier ones created.
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "api/router.h"
+#include "fakes/fake_compute_provider.h"
+#include "fakes/fake_peer_transport.h"
+#include "service/site_service.h"
+#include "store/store.h"
+#include "tls/tls.h"
+
+namespace {
+
+using namespace evac;
+
+struct Route {
+  const char* method;
+  const char* path;
+  enum { kOperator, kPeer, kStranger } caller;
+};
+
+constexpr Route kRoutes[] = {
+    {"POST", "/api/v1/groups", Route::kOperator},
+    {"PUT", "/api/v1/groups/g1/settings", Route::kOperator},
+    {"POST", "/api/v1/groups/g1/vms", Route::kOperator},
+    {"POST", "/api/v1/mappings", Route::kOperator},
+    {"POST", "/api/v1/pairing-tokens", Route::kOperator},
+    {"POST", "/api/v1/pairings", Route::kOperator},
+    {"POST", "/api/v1/plans", Route::kOperator},
+    {"PUT", "/api/v1/plans/p1", Route::kOperator},
+    {"POST", "/api/v1/plans/p1/runs", Route::kOperator},
+    {"POST", "/api/v1/runs/r1/ack", Route::kOperator},
+    {"POST", "/api/v1/peer/pair", Route::kStranger},
+    {"POST", "/api/v1/peer/heartbeat", Route::kPeer},
+    {"POST", "/api/v1/peer/placeholders", Route::kPeer},
+    {"POST", "/api/v1/peer/groups/g1/shutdown", Route::kPeer},
+    {"POST", "/api/v1/peer/groups/g1/handover", Route::kPeer},
+    {"PUT", "/api/v1/peer/config-copy", Route::kPeer},
+};
+
+struct Site {
+  std::filesystem::path dir;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<testing::FakePeerTransport> transport;
+  std::unique_ptr<SiteService> service;
+  std::unique_ptr<ApiRouter> router;
+
+  Site() {
+    dir = std::filesystem::temp_directory_path() / ("evac-fuzz-api-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    auto opened = Store::open((dir / "evac.db").string());
+    if (!opened) __builtin_trap();
+    store = std::move(*opened);
+    (void)store->add_api_token("admin", sha256_hex("token"));
+    (void)store->add_peer(PeerRecord{"site-b", "https://b:1", "sha256//pin-b", 1, 1, std::nullopt, ""});
+    auto provider = std::make_unique<testing::FakeComputeProvider>("kvm-a");
+    provider->add_network("prod");
+    provider->add_pool("images", "/a/images");
+    VmInfo vm;
+    vm.name = "web01";
+    vm.uuid = "u-web01";
+    vm.state = PowerState::kRunning;
+    vm.disks = {{"vda", "/a/images/web01.qcow2", "qcow2", "virtio", "disk", "images"}};
+    vm.nics = {{"52:54:00:00:00:01", "prod", "network", "virtio"}};
+    provider->add_vm(vm);
+    std::map<std::string, std::unique_ptr<ComputeProvider>> providers;
+    providers.emplace("kvm-a", std::move(provider));
+    transport = std::make_unique<testing::FakePeerTransport>("sha256//pin-a");
+    service = std::make_unique<SiteService>(SiteIdentity{"site-a", "https://a:1", "sha256//pin-a"}, *store,
+                                            std::move(providers), *transport, [] { return std::int64_t{1'000'000}; });
+    router = std::make_unique<ApiRouter>(*service);
+  }
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static Site site;
+  if (size == 0) return 0;
+  const Route& route = kRoutes[data[0] % (sizeof kRoutes / sizeof kRoutes[0])];
+  ApiRequest request{route.method, route.path, {}, std::string(reinterpret_cast<const char*>(data) + 1, size - 1),
+                     route.caller == Route::kOperator ? "token" : "",
+                     route.caller == Route::kPeer ? "sha256//pin-b" : route.caller == Route::kStranger ? "sha256//x" : ""};
+  ApiResponse response = site.router->handle(request);
+  // Every answer is JSON with a status evac gives; errors carry a hint.
+  if (response.status >= 400 &&
+      (!response.body.is_object() || !response.body.contains("code") || !response.body.contains("hint")))
+    __builtin_trap();
+  if (response.status == 500) __builtin_trap();  // an internal error is a bug the input found
+  return 0;
+}
