@@ -134,25 +134,7 @@ std::vector<std::string> vm_names(const json& group) {
 // What the site checks on saving a plan, against its groups (the site
 // does the same again when the plan arrives).
 Status check_against_site(const RecoveryPlan& plan, const SiteGroups& groups) {
-  std::vector<std::string> vms, problems;
-  for (const auto& g : plan.groups) {
-    auto names = groups.vms_of(g);
-    if (!names) {
-      problems.push_back("group '" + g + "' is not known at this site");
-      continue;
-    }
-    vms.insert(vms.end(), names->begin(), names->end());
-  }
-  std::map<std::string, int> times;
-  for (const auto& vm : vms) ++times[vm];
-  for (const auto& [vm, n] : times)
-    if (n > 1) problems.push_back("VM name '" + vm + "' appears in more than one of the plan's groups");
-  if (!problems.empty()) {
-    std::string message = "plan '" + plan.name + "' cannot be saved: ";
-    for (std::size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];
-    return invalid_argument(message, "cover only groups listed by `evac group list`, each VM name once");
-  }
-  return validate_plan(plan, vms);
+  return validate_plan_groups(plan, [&](const std::string& g) { return groups.vms_of(g); });
 }
 
 json entry(const Item& it, const std::string& result) {

@@ -144,6 +144,30 @@ std::string find_cycle(const std::map<std::string, std::vector<std::string>>& de
 
 }  // namespace
 
+Status validate_plan_groups(const RecoveryPlan& plan,
+                            const std::function<std::optional<std::vector<std::string>>(const std::string&)>& vms_of) {
+  std::vector<std::string> vms, problems;
+  for (const auto& g : plan.groups) {
+    auto names = vms_of(g);
+    if (!names) {
+      problems.push_back("group '" + g + "' is not known at this site");
+      continue;
+    }
+    vms.insert(vms.end(), names->begin(), names->end());
+  }
+  // The same VM name in two groups would make the plan's entries ambiguous.
+  std::map<std::string, int> times;
+  for (const auto& vm : vms) ++times[vm];
+  for (const auto& [vm, n] : times)
+    if (n > 1) problems.push_back("VM name '" + vm + "' appears in more than one of the plan's groups");
+  if (!problems.empty()) {
+    std::string message = "plan '" + plan.name + "' cannot be saved: ";
+    for (std::size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];
+    return invalid_argument(message, "cover only groups listed by `evac group list`, each VM name once");
+  }
+  return validate_plan(plan, vms);
+}
+
 Status validate_plan(const RecoveryPlan& plan, const std::vector<std::string>& group_vms) {
   std::vector<std::string> problems;
   if (!is_valid_plan_name(plan.name))

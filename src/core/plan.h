@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -106,6 +107,14 @@ struct RecoveryPlan {
 // problem found is listed in one kInvalidArgument, so a plan is fixed in one
 // edit rather than one error at a time.
 Status validate_plan(const RecoveryPlan& plan, const std::vector<std::string>& group_vms);
+
+// What a site checks on saving a plan, against the groups it knows: each of
+// the plan's groups is known (`vms_of` gives its VM names, nullopt when the
+// site knows no such group), no VM name is in two of them, then
+// validate_plan over their VMs. `evac apply` runs the same before it
+// writes anything.
+Status validate_plan_groups(const RecoveryPlan& plan,
+                            const std::function<std::optional<std::vector<std::string>>(const std::string&)>& vms_of);
 
 // Valid plan and resource names: 1-63 of [a-z0-9-_.], starting alphanumeric.
 bool is_valid_plan_name(std::string_view name);

@@ -224,28 +224,14 @@ Result<RecoveryPlan> PlanService::save(RecoveryPlan plan, bool must_be_new) {
   auto copies = site_.store().list_peer_copies();
   if (!copies) return copies.status();
   const std::vector<PeerDocument> peer_docs = parse_copies(*copies);
-  std::vector<std::string> vms;
-  std::vector<std::string> problems;
-  for (const auto& g : plan.groups) {
+  Status lookup;  // a store error while looking a group up (not "unknown")
+  EVAC_RETURN_IF_ERROR(validate_plan_groups(plan, [&](const std::string& g) -> std::optional<std::vector<std::string>> {
     auto names = group_vm_names(g, peer_docs);
-    if (!names) {
-      if (names.status().code() != StatusCode::kNotFound) return names.status();
-      problems.push_back("group '" + g + "' is not known at this site");
-      continue;
-    }
-    vms.insert(vms.end(), names->begin(), names->end());
-  }
-  // The same VM name in two groups would make the plan's entries ambiguous.
-  std::map<std::string, int> times;
-  for (const auto& vm : vms) ++times[vm];
-  for (const auto& [vm, n] : times)
-    if (n > 1) problems.push_back("VM name '" + vm + "' appears in more than one of the plan's groups");
-  if (!problems.empty()) {
-    std::string message = "plan '" + plan.name + "' cannot be saved: ";
-    for (std::size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];
-    return invalid_argument(message, "cover only groups listed by `evac group list`, each VM name once");
-  }
-  EVAC_RETURN_IF_ERROR(validate_plan(plan, vms));
+    if (names) return *names;
+    if (names.status().code() != StatusCode::kNotFound && lookup.is_ok()) lookup = names.status();
+    return std::nullopt;
+  }));
+  EVAC_RETURN_IF_ERROR(lookup);
   auto ip_problems = ip_rule_problems(plan);
   if (!ip_problems) return ip_problems.status();
   if (!ip_problems->empty())

@@ -346,7 +346,9 @@ TEST_F(TwoSitesCliTest, ApplyingSeveralDocumentsIsAllOrNothing) {
   const json web_stored = stored("web-dr");
   auto again = evac_at("b", {"apply", "-f", good, "-o", "json"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  for (const auto& d : again.json()["documents"]) EXPECT_EQ(d["result"], "unchanged") << again.out;
+  const json report = again.json();  // kept: a range-for over a temporary's member would read freed memory
+  ASSERT_TRUE(report.contains("documents")) << again.out;
+  for (const auto& d : report["documents"]) EXPECT_EQ(d["result"], "unchanged") << again.out;
   EXPECT_EQ(stored("web-dr"), web_stored) << "an unchanged plan is not written again";
 
   // A folder is its .yaml/.yml/.json files in name order, as one set.
