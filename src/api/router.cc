@@ -520,7 +520,6 @@ Status ApiRouter::authorize(const Route& route, Context& ctx) {
                                  "pair the sites first, or re-pair if a site's certificate changed");
       ctx.peer = **peer;
       ctx.caller = "site:" + (*peer)->site;
-      service_.heard_from((*peer)->site);  // alive now: a lost site's last contact bounds what a failover lost
       return Status::ok();
     }
   }
@@ -597,6 +596,10 @@ ApiResponse ApiRouter::handle(const ApiRequest& request) {
   const Route& route = *m.route;
   Context ctx{request, std::move(m.params), std::nullopt, "", 0, ""};
   if (Status s = authorize(route, ctx); !s.is_ok()) return error_response(s);
+  // Alive now: a lost site's last contact bounds what a failover lost.
+  // Recorded here, once per request, not in admit() as well: it is a store
+  // write, and a paired site's block batches come many a second.
+  if (ctx.peer) service_.heard_from(ctx.peer->site);
   Result<json> result = [&]() -> Result<json> {
     try {
       return route.handler(ctx);

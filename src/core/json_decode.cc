@@ -51,8 +51,8 @@ Result<json> parse_json(std::string_view text, std::string_view what, std::size_
 }
 
 json parse_json_or_discarded(std::string_view text) {
-  if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) return json(json::value_t::discarded);
-  return json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto j = parse_json(text, "JSON");
+  return j ? std::move(j).value() : json(json::value_t::discarded);
 }
 
 std::string excerpt(std::string_view text, std::size_t max) {
