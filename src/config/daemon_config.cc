@@ -62,6 +62,9 @@ Status parse_listen(const std::string& value, DaemonConfig& cfg, const std::stri
 Status refuse_unknown_keys(const YAML::Node& map, std::initializer_list<std::string_view> known, const std::string& prefix,
                            const std::string& where, std::string_view hint_lead = "") {
   for (const auto& kv : map) {
+    if (!kv.first.IsScalar())
+      return config_error(where, "a key that is not a plain word (line " + std::to_string(kv.first.Mark().line + 1) + ")",
+                          std::string(hint_lead) + "write each setting as 'name: value'");
     auto key = kv.first.as<std::string>();
     if (std::find(known.begin(), known.end(), key) != known.end()) continue;
     std::string listed;
@@ -213,12 +216,11 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std
   }
   if (!root.IsMap()) return config_error(origin, "must be a YAML map of settings", "see docs/configuration.md for an example");
 
-  EVAC_RETURN_IF_ERROR(refuse_unknown_keys(root,
-                                           {"site", "listen", "advertise_url", "state_dir", "tls", "heartbeat_interval",
-                                            "peer_timeout", "log", "compute_providers", "replication", "runs", "api"},
-                                           "", origin, "check its spelling; "));
-
   try {
+    EVAC_RETURN_IF_ERROR(refuse_unknown_keys(root,
+                                             {"site", "listen", "advertise_url", "state_dir", "tls", "heartbeat_interval",
+                                              "peer_timeout", "log", "compute_providers", "replication", "runs", "api"},
+                                             "", origin, "check its spelling; "));
     DaemonConfig cfg;
     auto site = required_string(root, "site", origin);
     if (!site) return site.status();

@@ -81,7 +81,10 @@ INSTANTIATE_TEST_SUITE_P(
                                 "unknown key 'timeout'"},
                       BadConfig{"site: a\nstate_dir: /x\ntls: {cert: /c}\n", "both cert and key"},
                       BadConfig{"site: a\nstate_dir: /x\nruns: {per_provider_limit: 0}\n", "runs.per_provider_limit"},
-                      BadConfig{"site: a\nstate_dir: /x\nruns: {parallel: 4}\n", "unknown key 'runs.parallel'"}));
+                      BadConfig{"site: a\nstate_dir: /x\nruns: {parallel: 4}\n", "unknown key 'runs.parallel'"},
+                      // A key that is itself a map or a list is refused, not thrown out of the parser.
+                      BadConfig{"{{}}~}}", "not a plain word"},
+                      BadConfig{"site: a\nstate_dir: /x\nruns: {[max_parallel]: 4}\n", "not a plain word"}));
 
 TEST(DaemonConfigTest, MissingFile) {
   auto cfg = load_daemon_config("/nonexistent/evacd.yaml");
