@@ -24,6 +24,7 @@
 #include "config/daemon_config.h"
 #include "daemon/logging.h"
 #include "daemon/state_dir.h"
+#include "replication/builtin/nbd_image.h"
 #include "peer/peer_transport.h"
 #include "providers/libvirt/libvirt_provider.h"
 #include "service/replication_service.h"
@@ -129,6 +130,14 @@ int run(const std::string& config_path) {
   // Closed while the start creates its files; opened to QEMU's backup
   // folder alone once they are there (keep_state_dir_private below).
   if (Status s = make_state_dir(cfg.state_dir); !s) return fail(s);
+  // Before anything starts exports: a previous life killed with -9 may
+  // have left qemu-nbd processes holding images (a source's read lock, a
+  // staging image) that this one's cycles need.
+  const std::string exports_record = cfg.state_dir + "/nbd-exports";
+  auto reaped = builtin::NbdExport::reap_orphaned_exports(exports_record);
+  if (!reaped) return fail(reaped.status());
+  if (*reaped > 0) spdlog::warn("stopped {} qemu-nbd export(s) an earlier evacd left running", *reaped);
+  builtin::NbdExport::record_exports_in(exports_record);
 
   auto store = Store::open(cfg.state_dir + "/evac.db", std::chrono::seconds(5));
   if (!store) return fail(store.status());

@@ -384,7 +384,7 @@ TEST_F(NbdImageTest, ClientOfAStoppedExportGetsUnavailable) {
 }
 
 // PR_SET_PDEATHSIG: if evac dies without running destructors, its qemu-nbd
-// processes get SIGTERM instead of holding image locks forever.
+// processes are killed instead of holding image locks forever.
 TEST_F(NbdImageTest, QemuNbdDoesNotOutliveACrashedParent) {
   const std::string path = make_image("d.qcow2", "qcow2", 4 * kMiB);
   int fds[2];
@@ -412,6 +412,56 @@ TEST_F(NbdImageTest, QemuNbdDoesNotOutliveACrashedParent) {
   // And its image lock went with it.
   auto again = NbdExport::start(path, "qcow2", Mode::kReadWrite);
   EXPECT_TRUE(again.is_ok()) << again.status().to_string();
+}
+
+
+// Each export is recorded while it runs; the next life of a process whose
+// exports outlived it stops those (and only those) from the record.
+TEST_F(NbdImageTest, ExportsAnEarlierLifeLeftAreStoppedFromTheRecord) {
+  const fs::path record = fs::path(dir_) / "record";
+  const fs::path earlier = fs::path(dir_) / "earlier-life";
+  fs::create_directories(record);
+  fs::create_directories(earlier);
+  NbdExport::record_exports_in(record.string());
+  const std::string path = make_image("d.qcow2", "qcow2", 4 * kMiB);
+  auto exp = start(path, "qcow2", Mode::kReadWrite);
+  ASSERT_TRUE(exp);
+  const fs::path mine = record / std::to_string(exp->pid());
+  ASSERT_TRUE(fs::exists(mine));
+  std::string recorded;
+  std::getline(std::ifstream(mine), recorded);
+  EXPECT_EQ(recorded, exp->socket_path());
+
+  // As an earlier life would have left it: its record, and besides it a
+  // record of a pid that is some other program now, one of a pid that is
+  // gone, and a file that is no record at all.
+  fs::copy_file(mine, earlier / mine.filename());
+  pid_t other = ::fork();
+  ASSERT_GE(other, 0);
+  if (other == 0) {
+    ::execlp("sleep", "sleep", "30", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::ofstream(earlier / std::to_string(other)) << exp->socket_path() << "-not-this-one\n";
+  std::ofstream(earlier / "999999999") << "/tmp/evac-nbd-gone/nbd.sock\n";
+  std::ofstream(earlier / "notes.txt") << "hello\n";
+
+  auto reaped = NbdExport::reap_orphaned_exports(earlier.string());
+  ASSERT_TRUE(reaped.is_ok()) << reaped.status().to_string();
+  EXPECT_EQ(*reaped, 1);
+  for (int i = 0; i < 200 && !process_dead(exp->pid()); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(process_dead(exp->pid())) << "the recorded qemu-nbd still runs";
+  EXPECT_TRUE(process_exists(other)) << "a reused pid was taken for the export";
+  EXPECT_TRUE(fs::is_empty(earlier)) << "every record is removed once read";
+  ::kill(other, SIGKILL);
+  ::waitpid(other, nullptr, 0);
+
+  exp.reset();  // stopping the (already killed) export removes its own record
+  EXPECT_FALSE(fs::exists(mine));
+  NbdExport::record_exports_in("");
+  auto unrecorded = start(path, "qcow2", Mode::kReadOnly);
+  ASSERT_TRUE(unrecorded) << "the killed export's image lock is gone";
+  EXPECT_TRUE(fs::is_empty(record)) << "nothing is recorded once recording is off";
 }
 
 }  // namespace

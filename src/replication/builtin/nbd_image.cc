@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <iterator>
+#include <mutex>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -213,8 +216,11 @@ StartAttempt spawn_and_wait(const std::string& program, const std::string& image
   const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid == 0) {
-    // Child: only async-signal-safe calls from here to exec.
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    // Child: only async-signal-safe calls from here to exec. SIGKILL, not
+    // SIGTERM: once evacd is dead nobody reads or writes this export again
+    // (a read-only source, or a staging image its cycle abandons), and a
+    // qemu-nbd that caught SIGTERM was once seen to keep exporting.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(126);  // the parent is already gone
     ::setpgid(0, 0);  // terminal signals go to evac, which stops us in order
     sigset_t none;
@@ -281,6 +287,40 @@ StartAttempt spawn_and_wait(const std::string& program, const std::string& image
     std::this_thread::sleep_for(nap);
     nap = std::min(nap * 2, std::chrono::milliseconds(20));
   }
+}
+
+// ---- the record of exports this process started ----
+
+std::mutex record_mu;
+std::string record_folder;  // empty: nothing is recorded
+
+// Writes FOLDER/PID holding the export's socket path (what identifies that
+// qemu-nbd in /proc/PID/cmdline); returns the file's path, or "" when
+// nothing is recorded or the file could not be written (the export still
+// works; only a later life could not stop it).
+std::string record_export(pid_t pid, const std::string& socket) {
+  std::string folder;
+  {
+    std::lock_guard lock(record_mu);
+    folder = record_folder;
+  }
+  if (folder.empty()) return "";
+  const std::string path = folder + "/" + std::to_string(pid);
+  std::ofstream out(path, std::ios::trunc);
+  out << socket << "\n";
+  out.close();
+  if (!out) {
+    ::unlink(path.c_str());
+    return "";
+  }
+  return path;
+}
+
+// The NUL-separated arguments of a running process, or "" if it is gone.
+std::string command_line_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return all;
 }
 
 // ---- libnbd ----
@@ -377,6 +417,7 @@ Result<std::unique_ptr<NbdExport>> NbdExport::start(const std::string& image_pat
   }
   if (!a.status.is_ok()) return a.status;  // ~NbdExport removes the folder
   exp->pid_ = a.pid;
+  exp->record_ = record_export(a.pid, exp->socket_path_);
   return exp;
 }
 
@@ -385,11 +426,53 @@ NbdExport::~NbdExport() { stop(); }
 void NbdExport::stop() {
   kill_and_reap(pid_, kStopGrace);
   pid_ = -1;
+  if (!record_.empty()) {
+    ::unlink(record_.c_str());
+    record_.clear();
+  }
   if (!dir_.empty()) {
     std::error_code ec;
     fs::remove_all(dir_, ec);
     dir_.clear();
   }
+}
+
+void NbdExport::record_exports_in(const std::string& folder) {
+  std::lock_guard lock(record_mu);
+  record_folder = folder;
+}
+
+Result<int> NbdExport::reap_orphaned_exports(const std::string& folder) {
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec)
+    return unavailable("cannot create " + folder + " (where evacd records its qemu-nbd exports): " + ec.message(),
+                       "check that evacd's state folder is writable");
+  int stopped = 0;
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    const std::string name = entry.path().filename().string();
+    pid_t pid = 0;
+    auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), pid);
+    if (err == std::errc() && end == name.data() + name.size() && pid > 1) {
+      std::string socket;
+      std::getline(std::ifstream(entry.path()) >> std::ws, socket);
+      const std::string argv = command_line_of(pid);
+      const std::string mark = std::string("--socket=") + socket + '\0';
+      // Only that qemu-nbd: the socket path is unique to one export, so a
+      // reused pid is never taken for it.
+      if (!socket.empty() && argv.find(mark) != std::string::npos) {
+        ::kill(pid, SIGKILL);
+        for (int i = 0; i < 200 && !command_line_of(pid).empty(); ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));  // not our child: wait for it to go
+        ++stopped;
+      }
+      const fs::path socket_dir = fs::path(socket).parent_path();
+      if (!socket.empty() && socket_dir.filename().string().rfind("evac-nbd-", 0) == 0) fs::remove_all(socket_dir, ec);
+    }
+    fs::remove(entry.path(), ec);
+  }
+  if (ec) return unavailable("cannot read " + folder + ": " + ec.message(), "check that evacd's state folder is readable");
+  return stopped;
 }
 
 // ---------------------------------------------------------------- NbdClient

@@ -24,9 +24,11 @@ namespace evac::builtin {
 
 // A qemu-nbd process exporting one image on a private unix socket, in a fresh
 // 0700 temporary folder (under $TMPDIR, else /tmp). qemu-nbd runs in the
-// foreground as our child, in its own process group, and gets SIGTERM if the
-// thread that started it exits (PR_SET_PDEATHSIG is tied to the creating
-// *thread*): start exports from a thread that outlives them.
+// foreground as our child, in its own process group, and is killed
+// (SIGKILL) if the thread that started it exits (PR_SET_PDEATHSIG is tied
+// to the creating *thread*): start exports from a thread that outlives
+// them. A process that records its exports (record_exports_in) has those a
+// kill -9 left behind stopped by its next life (reap_orphaned_exports).
 //
 // A read-only export reads through the host page cache (cache=writeback,
 // which for an export that never writes only means "cached reads"): a scan
@@ -66,6 +68,20 @@ class NbdExport {
   // qemu-nbd's process id (diagnostics and tests).
   pid_t pid() const { return pid_; }
 
+  // From now on every export this process starts is recorded in `folder`
+  // (one file per qemu-nbd, removed when the export stops). evacd points it
+  // into its state folder, so each site on a host has its own record.
+  static void record_exports_in(const std::string& folder);
+  // Stops every qemu-nbd recorded in `folder` that still runs: exports an
+  // earlier process started and did not live to stop. The parent-death
+  // signal kills them as their parent dies, but not if it dies between the
+  // fork and the prctl, and a qemu-nbd was once seen surviving evacd's
+  // kill -9 (it caught the SIGTERM it got then, and went on exporting a
+  // staging image). A record whose process is gone, or is no longer that
+  // qemu-nbd (the pid was reused), is only removed. Returns how many it
+  // stopped; call it before anything starts new exports.
+  static Result<int> reap_orphaned_exports(const std::string& folder);
+
  private:
   NbdExport() = default;
   void stop();
@@ -75,6 +91,7 @@ class NbdExport {
   Mode mode_ = Mode::kReadOnly;
   std::string dir_;
   std::string socket_path_;
+  std::string record_;  // this export's file in the record folder, if any
   pid_t pid_ = -1;
 };
 
