@@ -104,8 +104,14 @@ Status transport_error(CURLcode rc, const std::string& url, const char* detail) 
       return permission_denied(msg + " (its certificate is not the one pinned)",
                                "the server's identity changed: if that is expected, update the pin (evac context add ... --pin); "
                                "otherwise you may be talking to an impostor");
-    case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CONNECT_ERROR:
+      // A connection that was cut or reset during the handshake is the
+      // network's (or a dead peer's) doing, not the certificates'.
+      if (msg.find("reset by peer") != std::string::npos || msg.find("SSL_ERROR_SYSCALL") != std::string::npos ||
+          msg.find("unexpected eof") != std::string::npos)
+        return unavailable(msg, "the connection was cut before TLS was set up: check the network path to it and that evacd runs there");
+      return unavailable(msg, "the TLS handshake failed: check the URL, and the certificate files");
+    case CURLE_SSL_CERTPROBLEM:
       return unavailable(msg, "the TLS handshake failed: check the URL, and the certificate files");
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
