@@ -109,8 +109,7 @@ Result<std::optional<std::string>> JsonFields::text(std::string_view key, std::s
 Result<std::string> JsonFields::required_text(std::string_view key, std::size_t max_length) {
   auto v = text(key, max_length);
   if (!v) return v.status();
-  if (!v->has_value() || (*v)->empty())
-    return invalid_argument("field '" + std::string(key) + "' of " + what_ + " is required", "see /api/v1/openapi.json");
+  if (!v->has_value() || (*v)->empty()) return missing(key);
   return std::move(**v);
 }
 
@@ -167,6 +166,21 @@ Result<std::optional<std::chrono::seconds>> JsonFields::duration(std::string_vie
 }
 
 const json* JsonFields::value(std::string_view key) { return find(key); }
+
+Result<const json*> JsonFields::list(std::string_view key, std::size_t max_items) {
+  const json* v = find(key);
+  if (!v) return v;
+  if (!v->is_array()) return wrong_type(key, "a list");
+  if (v->size() > max_items)
+    return invalid_argument("field '" + std::string(key) + "' of " + what_ + " has " + std::to_string(v->size()) +
+                                " items",
+                            "it may have at most " + std::to_string(max_items));
+  return v;
+}
+
+Status JsonFields::missing(std::string_view key) const {
+  return invalid_argument("field '" + std::string(key) + "' of " + what_ + " is required", "see /api/v1/openapi.json");
+}
 
 Status JsonFields::finish() const {
   for (const auto& [key, v] : object_->items()) {

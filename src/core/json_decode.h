@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -82,6 +83,20 @@ class JsonFields {
                                                        std::chrono::seconds max);
   // Any value, for a nested shape read by its own decoder; nullptr if absent.
   const nlohmann::json* value(std::string_view key);
+  // A list of at most `max_items`, for items read by their own JsonFields;
+  // nullptr if absent.
+  Result<const nlohmann::json*> list(std::string_view key, std::size_t max_items = kMaxListItems);
+
+  // What a reader above gave, for a field that must be there: absent (or
+  // null) is an error. The key names the field in that error.
+  template <typename T>
+  Result<T> required(Result<std::optional<T>> read, std::string_view key) const {
+    if (!read) return read.status();
+    if (!read->has_value()) return missing(key);
+    return std::move(**read);
+  }
+  // The error for a field that must be there and is not.
+  Status missing(std::string_view key) const;
 
   // Refuses keys none of the readers above asked for, naming the known ones.
   Status finish() const;

@@ -134,6 +134,111 @@ void from_json(const json& j, PlaceholderSpec& s) {
   j.at("vm").get_to(s.vm);
 }
 
+namespace {
+
+// Names and identifiers: VM and provider names, UUIDs, disk targets, MACs.
+constexpr std::size_t kMaxIdLength = 256;
+// A VM's native definition (libvirt's domain XML) travels whole.
+constexpr std::size_t kMaxNativeDocument = 1024 * 1024;
+// Far beyond any hypervisor's limits, far from narrowing or overflowing.
+constexpr unsigned kMaxVcpus = 1u << 16;
+constexpr std::uint64_t kMaxMemoryKib = std::uint64_t{1} << 52;  // 2^62 bytes
+
+Result<DiskInfo> strict_disk(const json& j) {
+  auto f = JsonFields::of(j, "a disk of a placeholder's VM");
+  if (!f) return f.status();
+  auto target = f->required_text("target", kMaxIdLength);
+  auto path = f->required(f->text("path"), "path");  // empty: a CD-ROM drive without media
+  auto format = f->text("format", 64);
+  auto bus = f->text("bus", 64);
+  auto device = f->text("device", 64);
+  auto pool = f->text("storage_pool", kMaxIdLength);
+  for (const Status& s :
+       {target.status(), path.status(), format.status(), bus.status(), device.status(), pool.status(), f->finish()})
+    if (!s) return s;
+  return DiskInfo{*target, *path, format->value_or(""), bus->value_or(""), device->value_or(""), *pool};
+}
+
+Result<NicInfo> strict_nic(const json& j) {
+  auto f = JsonFields::of(j, "a NIC of a placeholder's VM");
+  if (!f) return f.status();
+  auto mac = f->text("mac", 64);
+  auto network = f->required(f->text("network", kMaxIdLength), "network");
+  auto type = f->text("type", 64);
+  auto model = f->text("model", 64);
+  for (const Status& s : {mac.status(), network.status(), type.status(), model.status(), f->finish()})
+    if (!s) return s;
+  return NicInfo{mac->value_or(""), *network, type->value_or(""), model->value_or("")};
+}
+
+template <typename T>
+Status strict_list(JsonFields& f, std::string_view key, Result<T> (*read)(const json&), std::vector<T>& out) {
+  auto list = f.list(key);
+  if (!list) return list.status();
+  if (!*list) return Status::ok();
+  for (const json& item : **list) {
+    auto v = read(item);
+    if (!v) return v.status();
+    out.push_back(std::move(*v));
+  }
+  return Status::ok();
+}
+
+Result<VmInfo> strict_vm(const json& j) {
+  auto f = JsonFields::of(j, "a placeholder's VM");
+  if (!f) return f.status();
+  VmInfo vm;
+  auto provider = f->text("provider", kMaxIdLength);
+  auto name = f->required_text("name", kMaxIdLength);
+  auto uuid = f->text("uuid", kMaxIdLength);
+  auto state = f->text("state", 64);
+  auto vcpus = f->integer_as<unsigned>("vcpus", 0, kMaxVcpus);
+  auto memory = f->integer_as<std::uint64_t>("memory_kib", 0, kMaxMemoryKib);
+  auto firmware = f->text("firmware", 64);
+  Status disks = strict_list(*f, "disks", &strict_disk, vm.disks);
+  Status nics = strict_list(*f, "nics", &strict_nic, vm.nics);
+  auto is_placeholder = f->boolean("is_placeholder");
+  const json* native = f->value("native");
+  for (const Status& s : {provider.status(), name.status(), uuid.status(), state.status(), vcpus.status(),
+                          memory.status(), firmware.status(), disks, nics, is_placeholder.status(), f->finish()})
+    if (!s) return s;
+  if (native) {
+    auto n = JsonFields::of(*native, "the native definition of a placeholder's VM");
+    if (!n) return n.status();
+    auto kind = n->text("provider_kind", 64);
+    auto document = n->text("document", kMaxNativeDocument);
+    for (const Status& s : {kind.status(), document.status(), n->finish()})
+      if (!s) return s;
+    vm.native = NativeDefinition{kind->value_or(""), document->value_or("")};
+  }
+  vm.provider = provider->value_or("");
+  vm.name = *name;
+  vm.uuid = uuid->value_or("");
+  vm.state = power_state_from_name(state->value_or(""));
+  vm.vcpus = vcpus->value_or(0);
+  vm.memory_kib = memory->value_or(0);
+  vm.firmware = firmware->value_or("");
+  vm.is_placeholder = is_placeholder->value_or(false);
+  return vm;
+}
+
+}  // namespace
+
+Result<PlaceholderSpec> placeholder_spec_from_json(const json& j) {
+  auto f = JsonFields::of(j, "a placeholder request");
+  if (!f) return f.status();
+  auto group = f->required_text("group", 64);
+  auto source_site = f->required_text("source_site", 64);
+  auto source_uuid = f->required_text("source_uuid", kMaxIdLength);
+  const json* vm_field = f->value("vm");
+  for (const Status& s : {group.status(), source_site.status(), source_uuid.status(), f->finish()})
+    if (!s) return s;
+  if (!vm_field) return f->missing("vm");
+  auto vm = strict_vm(*vm_field);
+  if (!vm) return vm.status();
+  return PlaceholderSpec{*group, *source_site, *source_uuid, std::move(*vm)};
+}
+
 void to_json(json& j, const PlaceholderInfo& p) {
   j = {{"provider", p.provider}, {"name", p.name},
        {"uuid", p.uuid},         {"group", p.group},

@@ -25,16 +25,9 @@ void from_json(const nlohmann::json& j, PlaceholderSpec& s);
 void to_json(nlohmann::json& j, const PlaceholderInfo& p);
 void from_json(const nlohmann::json& j, PlaceholderInfo& p);
 
-// Parses a JSON value into T, turning a shape error into a Status that names
-// what was expected instead of letting an exception escape.
-template <typename T>
-Result<T> decode_json(const nlohmann::json& j, std::string_view what) {
-  try {
-    return j.get<T>();
-  } catch (const std::exception& e) {  // nlohmann's shape errors, and out-of-range numbers
-    return invalid_argument(std::string(what) + " is malformed: " + e.what(),
-                            "see /api/v1/openapi.json for the expected shape");
-  }
-}
+// A paired site's request for a placeholder, as to_json(PlaceholderSpec)
+// writes it, read strictly (json_decode.h): every field typed and bounded,
+// unknown keys refused at every level.
+Result<PlaceholderSpec> placeholder_spec_from_json(const nlohmann::json& j);
 
 }  // namespace evac

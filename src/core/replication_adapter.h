@@ -58,6 +58,9 @@ struct RetentionPolicy {
   int keep_hourly = 0;
   int keep_daily = 0;
 };
+// The bounds of each count, wherever a policy comes from (an operator, or a
+// paired site's commit): keep_last from 1, the others from 0.
+inline constexpr int kMaxKeptPits = 1000;
 
 // What the engine is asked to replicate: a protection group's disks.
 struct ReplicationGroupSpec {

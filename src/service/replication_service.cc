@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <limits>
 #include <sstream>
 #include <utility>
 
@@ -40,24 +41,60 @@ json to_json(const PitVerification& v) {
   return {{"group", v.group}, {"pit", v.pit_id}, {"ok", v.ok()}, {"blocks_mismatched", mismatched}, {"disks", disks}};
 }
 
+namespace {
+
+// Identifiers a paired site names: VM UUIDs, disk targets, cycles, PITs, runs.
+constexpr std::size_t kMaxIdLength = 256;
+constexpr std::size_t kMaxGroupNameLength = 64;
+// Seconds since the epoch whose milliseconds still fit an int64.
+constexpr std::int64_t kMaxUnixSeconds = std::numeric_limits<std::int64_t>::max() / 1000;
+constexpr std::int64_t kMaxUnixMillis = std::numeric_limits<std::int64_t>::max();
+
+// A list of objects that must be there, each read by its own JsonFields.
+Result<const json*> object_list(JsonFields& f, std::string_view key) {
+  auto v = f.list(key);
+  if (v && !*v) return f.missing(key);
+  return v;
+}
+
+}  // namespace
+
 Result<PointInTime> pit_from_json(const json& j) {
-  try {
-    PointInTime pit;
-    j.at("id").get_to(pit.id);
-    j.at("group").get_to(pit.group);
-    j.at("created_at").get_to(pit.created_at);
-    // A site older than the millisecond instant sends seconds only.
-    pit.created_at_ms = j.value("created_at_ms", pit.created_at * 1000);
-    if (pit.created_at_ms / 1000 != pit.created_at)
-      return invalid_argument("point in time " + pit.id + ": created_at_ms " + std::to_string(pit.created_at_ms) +
-                              " is not within created_at " + std::to_string(pit.created_at));
-    pit.bytes_sent = j.value("bytes_sent", std::uint64_t{0});
-    pit.cycle_id = j.value("cycle_id", std::string());
-    for (const auto& d : j.at("disks")) pit.disks.push_back({d.at("key"), d.at("path"), d.value("size_bytes", std::uint64_t{0})});
-    return pit;
-  } catch (const json::exception& e) {
-    return invalid_argument(std::string("malformed point in time: ") + e.what());
+  auto f = JsonFields::of(j, "a point in time");
+  if (!f) return f.status();
+  auto id = f->required_text("id", kMaxIdLength);
+  auto group = f->required_text("group", kMaxGroupNameLength);
+  auto created_at = f->required(f->integer("created_at", 0, kMaxUnixSeconds), "created_at");
+  auto created_at_ms = f->integer("created_at_ms", 0, kMaxUnixMillis);
+  auto bytes_sent = f->integer_as<std::uint64_t>("bytes_sent", 0, kMaxPeerBytes);
+  auto cycle_id = f->text("cycle_id", kMaxIdLength);
+  auto disks = object_list(*f, "disks");
+  for (const Status& s : {id.status(), group.status(), created_at.status(), created_at_ms.status(), bytes_sent.status(),
+                          cycle_id.status(), disks.status(), f->finish()})
+    if (!s) return s;
+  PointInTime pit;
+  pit.id = *id;
+  pit.group = *group;
+  pit.created_at = *created_at;
+  // A site older than the millisecond instant sends seconds only.
+  pit.created_at_ms = created_at_ms->value_or(pit.created_at * 1000);
+  if (pit.created_at_ms / 1000 != pit.created_at)
+    return invalid_argument("point in time " + excerpt(pit.id) + ": created_at_ms " +
+                            std::to_string(pit.created_at_ms) + " is not within created_at " +
+                            std::to_string(pit.created_at));
+  pit.bytes_sent = bytes_sent->value_or(0);
+  pit.cycle_id = cycle_id->value_or("");
+  for (const json& item : **disks) {
+    auto d = JsonFields::of(item, "a disk of a point in time");
+    if (!d) return d.status();
+    auto key = d->required_text("key", builtin::kMaxDiskKeyLength);
+    auto path = d->required(d->text("path"), "path");
+    auto size = d->integer_as<std::uint64_t>("size_bytes", 0, kMaxPeerBytes);
+    for (const Status& s : {key.status(), path.status(), size.status(), d->finish()})
+      if (!s) return s;
+    pit.disks.push_back({*key, *path, size->value_or(0)});
   }
+  return pit;
 }
 
 namespace {
@@ -70,6 +107,91 @@ json device_json(const ReplicatedDevice& d) {
 
 }  // namespace
 
+json to_json(const CycleBeginRequest& r) {
+  json disks = json::array();
+  for (const auto& d : r.disks) disks.push_back(device_json(d));
+  return {{"cycle_id", r.cycle_id}, {"disks", std::move(disks)}};
+}
+
+Result<CycleBeginRequest> cycle_begin_from_json(const json& j) {
+  auto f = JsonFields::of(j, "the start of a cycle");
+  if (!f) return f.status();
+  auto cycle_id = f->required_text("cycle_id", kMaxIdLength);
+  auto disks = object_list(*f, "disks");
+  for (const Status& s : {cycle_id.status(), disks.status(), f->finish()})
+    if (!s) return s;
+  CycleBeginRequest out;
+  out.cycle_id = *cycle_id;
+  for (const json& item : **disks) {
+    auto d = JsonFields::of(item, "a disk of the start of a cycle");
+    if (!d) return d.status();
+    auto vm_uuid = d->required_text("vm_uuid", kMaxIdLength);
+    auto vm_name = d->text("vm_name", kMaxIdLength);
+    auto disk = d->required_text("disk", kMaxIdLength);
+    auto format = d->text("format", 64);
+    // May be empty: the pool check names the mapping to fix.
+    auto replica_dir = d->required(d->text("replica_dir"), "replica_dir");
+    auto size = d->required(d->integer_as<std::uint64_t>("size_bytes", 0, kMaxPeerBytes), "size_bytes");
+    auto seed = d->text("seed");
+    for (const Status& s : {vm_uuid.status(), vm_name.status(), disk.status(), format.status(), replica_dir.status(),
+                            size.status(), seed.status(), d->finish()})
+      if (!s) return s;
+    out.disks.push_back(ReplicatedDevice{*vm_uuid, vm_name->value_or(""), *disk, "", format->value_or(""), *replica_dir,
+                                         *size, seed->value_or("")});
+  }
+  return out;
+}
+
+json to_json(const CycleCommitRequest& r) {
+  json digests = json::array();
+  for (const auto& d : r.digests) digests.push_back({{"key", d.key}, {"digest", d.digest_hex}});
+  return {{"created_at", r.created_at_ms / 1000},
+          {"created_at_ms", r.created_at_ms},
+          {"bytes_sent", r.bytes_sent},
+          {"keep_pits", r.retention.keep_last},
+          {"keep_hourly", r.retention.keep_hourly},
+          {"keep_daily", r.retention.keep_daily},
+          {"digests", std::move(digests)}};
+}
+
+Result<CycleCommitRequest> cycle_commit_from_json(const json& j) {
+  auto f = JsonFields::of(j, "the commit of a cycle");
+  if (!f) return f.status();
+  auto created_at = f->required(f->integer("created_at", 0, kMaxUnixSeconds), "created_at");
+  auto created_at_ms = f->integer("created_at_ms", 0, kMaxUnixMillis);
+  auto bytes_sent = f->integer_as<std::uint64_t>("bytes_sent", 0, kMaxPeerBytes);
+  // The bounds an operator's settings have (a PIT count far beyond them,
+  // narrowed, could delete the group's history).
+  auto keep_pits = f->integer_as<int>("keep_pits", 1, kMaxKeptPits);
+  auto keep_hourly = f->integer_as<int>("keep_hourly", 0, kMaxKeptPits);
+  auto keep_daily = f->integer_as<int>("keep_daily", 0, kMaxKeptPits);
+  auto digests = object_list(*f, "digests");
+  for (const Status& s : {created_at.status(), created_at_ms.status(), bytes_sent.status(), keep_pits.status(),
+                          keep_hourly.status(), keep_daily.status(), digests.status(), f->finish()})
+    if (!s) return s;
+  CycleCommitRequest out;
+  // The instant to the millisecond; a site older than that sends seconds.
+  out.created_at_ms = created_at_ms->value_or(*created_at * 1000);
+  if (out.created_at_ms / 1000 != *created_at)
+    return invalid_argument("the commit of a cycle: created_at_ms " + std::to_string(out.created_at_ms) +
+                                " is not within created_at " + std::to_string(*created_at),
+                            "created_at is created_at_ms in whole seconds");
+  out.bytes_sent = bytes_sent->value_or(0);
+  out.retention = RetentionPolicy{keep_pits->value_or(RetentionPolicy{}.keep_last),
+                                  keep_hourly->value_or(RetentionPolicy{}.keep_hourly),
+                                  keep_daily->value_or(RetentionPolicy{}.keep_daily)};
+  for (const json& item : **digests) {
+    auto d = JsonFields::of(item, "a digest of the commit of a cycle");
+    if (!d) return d.status();
+    auto key = d->required_text("key", builtin::kMaxDiskKeyLength);
+    auto digest = d->required_text("digest", 256);
+    for (const Status& s : {key.status(), digest.status(), d->finish()})
+      if (!s) return s;
+    out.digests.push_back({*key, *digest});
+  }
+  return out;
+}
+
 // The ReplicaChannel to one paired site, over its mutual-TLS API.
 class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
  public:
@@ -79,9 +201,7 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
 
   Status begin_cycle(const std::string& group, const std::string& cycle_id,
                      const std::vector<ReplicatedDevice>& disks) override {
-    json body = {{"cycle_id", cycle_id}, {"disks", json::array()}};
-    for (const auto& d : disks) body["disks"].push_back(device_json(d));
-    return call("POST", base(group) + "/cycles", body).status();
+    return call("POST", base(group) + "/cycles", to_json(CycleBeginRequest{cycle_id, disks})).status();
   }
   Result<std::optional<std::string>> manifest(const std::string& group, const std::string& key) override {
     EVAC_RETURN_IF_ERROR(check_not_stopping());
@@ -105,10 +225,8 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
   Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id,
                                    const std::vector<builtin::DiskDigest>& digests, std::int64_t created_at_ms,
                                    std::uint64_t bytes_sent, const RetentionPolicy& retention) override {
-    json body = {{"created_at", created_at_ms / 1000}, {"created_at_ms", created_at_ms}, {"bytes_sent", bytes_sent}, {"keep_pits", retention.keep_last},
-                 {"keep_hourly", retention.keep_hourly}, {"keep_daily", retention.keep_daily}, {"digests", json::array()}};
-    for (const auto& d : digests) body["digests"].push_back({{"key", d.key}, {"digest", d.digest_hex}});
-    auto r = call("POST", base(group) + "/cycles/" + cycle_id + "/commit", body);
+    auto r = call("POST", base(group) + "/cycles/" + cycle_id + "/commit",
+                  to_json(CycleCommitRequest{digests, created_at_ms, bytes_sent, retention}));
     if (!r) return r.status();
     return pit_from_json(*r);
   }
@@ -746,17 +864,16 @@ Result<json> ReplicationService::handle_peer_sync(const PeerRecord& caller, cons
   if (!g) return g.status();
   if (g->recovery_site != caller.site)
     return permission_denied("group '" + group + "' recovers to '" + g->recovery_site + "', not '" + caller.site + "'");
-  const json& cycle_field = body.contains("cycle") ? body["cycle"] : json();
-  const json& wait_field = body.contains("wait_ms") ? body["wait_ms"] : json();
-  if (!cycle_field.is_null() && !cycle_field.is_number_unsigned())
-    return invalid_argument("cycle must be a cycle number this site gave");
-  if (!wait_field.is_null() && !wait_field.is_number_unsigned()) return invalid_argument("wait_ms must be milliseconds");
-  std::optional<std::uint64_t> cycle;
-  if (!cycle_field.is_null()) cycle = cycle_field.get<std::uint64_t>();
-  // No wait_ms: as long as the limit allows.
-  const auto limit = static_cast<std::uint64_t>(options_.wait_limit.count());
-  return follow_cycle(group, cycle,
-                      std::chrono::milliseconds(wait_field.is_null() ? limit : std::min(wait_field.get<std::uint64_t>(), limit)));
+  auto f = JsonFields::of(body, "a sync request");
+  if (!f) return f.status();
+  // A cycle number this site gave; absent: start one.
+  auto cycle = f->integer_as<std::uint64_t>("cycle", 0, std::numeric_limits<std::int64_t>::max());
+  // No wait_ms: as long as the limit allows (and never longer, whatever it says).
+  auto wait_ms = f->integer("wait_ms", 0, std::numeric_limits<std::int64_t>::max());
+  for (const Status& s : {cycle.status(), wait_ms.status(), f->finish()})
+    if (!s) return s;
+  const std::int64_t limit = options_.wait_limit.count();
+  return follow_cycle(group, *cycle, std::chrono::milliseconds(std::min(wait_ms->value_or(limit), limit)));
 }
 
 Result<json> ReplicationService::follow_cycle(const std::string& group, std::optional<std::uint64_t> cycle,
@@ -1004,29 +1121,23 @@ Status ReplicationService::check_caller_may_write(const PeerRecord& caller, cons
 
 Result<json> ReplicationService::handle_begin(const PeerRecord& caller, const std::string& group, const json& body) {
   EVAC_RETURN_IF_ERROR(check_caller_may_write(caller, group));
-  std::vector<ReplicatedDevice> disks;
-  try {
-    for (const auto& d : body.at("disks"))
-      disks.push_back(ReplicatedDevice{d.at("vm_uuid"), d.value("vm_name", ""), d.at("disk"), "", d.value("format", ""),
-                                       d.at("replica_dir"), d.at("size_bytes"), d.value("seed", "")});
-  } catch (const json::exception& e) {
-    return invalid_argument(std::string("malformed cycle request: ") + e.what());
-  }
+  auto request = cycle_begin_from_json(body);
+  if (!request) return request.status();
   // A paired site chooses where its replicas go only among this site's own
   // storage pools: the folder is a trust boundary, not a parameter.
   auto pools = site_.list_storage_pools(std::nullopt);
   if (!pools) return pools.status();
-  for (const auto& d : disks) {
+  for (const auto& d : request->disks) {
     bool is_pool = std::any_of(pools->begin(), pools->end(), [&](const StoragePoolInfo& p) {
       return !p.path.empty() && p.path == d.replica_dir;
     });
     if (!is_pool)
-      return permission_denied("replica folder '" + d.replica_dir + "' of disk " + d.key() +
+      return permission_denied("replica folder '" + excerpt(d.replica_dir) + "' of disk " + excerpt(d.key()) +
                                    " is not a storage pool of site '" + site_.identity().name + "'",
                                "map the disk's storage pool to a pool of this site (`evac mapping create storage ...`)");
   }
-  EVAC_RETURN_IF_ERROR(receiver_->begin_cycle(group, body.value("cycle_id", ""), disks));
-  return json{{"cycle_id", body.value("cycle_id", "")}};
+  EVAC_RETURN_IF_ERROR(receiver_->begin_cycle(group, request->cycle_id, request->disks));
+  return json{{"cycle_id", request->cycle_id}};
 }
 
 Result<json> ReplicationService::handle_manifest(const PeerRecord& caller, const std::string& group, const std::string& key) {
@@ -1047,23 +1158,13 @@ Result<json> ReplicationService::handle_batch(const PeerRecord& caller, const st
 Result<json> ReplicationService::handle_commit(const PeerRecord& caller, const std::string& group, const std::string& cycle,
                                                const json& body) {
   EVAC_RETURN_IF_ERROR(check_caller_may_write(caller, group));
-  std::vector<builtin::DiskDigest> digests;
-  try {
-    for (const auto& d : body.at("digests")) digests.push_back({d.at("key"), d.at("digest")});
-    RetentionPolicy retention{body.value("keep_pits", 24), body.value("keep_hourly", 0), body.value("keep_daily", 0)};
-    // The instant to the millisecond; a site older than that sends seconds.
-    const std::int64_t created_at = body.at("created_at").get<std::int64_t>();
-    const std::int64_t created_at_ms = body.value("created_at_ms", created_at * 1000);
-    if (created_at_ms / 1000 != created_at)
-      return invalid_argument("malformed commit: created_at_ms " + std::to_string(created_at_ms) +
-                              " is not within created_at " + std::to_string(created_at));
-    auto pit = receiver_->commit_cycle(group, cycle, digests, created_at_ms, body.value("bytes_sent", std::uint64_t{0}),
-                                       retention);
-    if (!pit) return pit.status();
-    return to_json(*pit);
-  } catch (const json::exception& e) {
-    return invalid_argument(std::string("malformed commit: ") + e.what());
-  }
+  // Read whole before anything changes: retention acts on the commit.
+  auto request = cycle_commit_from_json(body);
+  if (!request) return request.status();
+  auto pit = receiver_->commit_cycle(group, cycle, request->digests, request->created_at_ms, request->bytes_sent,
+                                     request->retention);
+  if (!pit) return pit.status();
+  return to_json(*pit);
 }
 
 Result<json> ReplicationService::handle_abort(const PeerRecord& caller, const std::string& group, const std::string& cycle) {

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -24,6 +25,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -257,6 +259,29 @@ class ReplicationService {
 
 nlohmann::json to_json(const PointInTime& pit);
 nlohmann::json to_json(const PitVerification& v);
+// A paired site's answer: strict (json_decode.h), as every byte from it.
 Result<PointInTime> pit_from_json(const nlohmann::json& j);
+
+// Byte counts and disk sizes from a paired site: far beyond any disk, far
+// from overflowing a sum of them.
+inline constexpr std::int64_t kMaxPeerBytes = std::int64_t{1} << 62;
+
+// The bodies of a cycle's begin and commit calls: to_json as the protected
+// site sends them, *_from_json as the recovery site reads them (strict:
+// every field typed and ranged, unknown keys refused).
+struct CycleBeginRequest {
+  std::string cycle_id;
+  std::vector<ReplicatedDevice> disks;  // source_path stays at the protected site
+};
+struct CycleCommitRequest {
+  std::vector<builtin::DiskDigest> digests;
+  std::int64_t created_at_ms = 0;  // travels as created_at (seconds) too, for sites older than the milliseconds
+  std::uint64_t bytes_sent = 0;
+  RetentionPolicy retention;
+};
+nlohmann::json to_json(const CycleBeginRequest& r);
+Result<CycleBeginRequest> cycle_begin_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const CycleCommitRequest& r);
+Result<CycleCommitRequest> cycle_commit_from_json(const nlohmann::json& j);
 
 }  // namespace evac

@@ -1240,9 +1240,31 @@ Result<json> RunService::forget_lost_site(const std::string& site) {
 }
 
 Result<json> RunService::handle_peer_reprotect(const PeerRecord& caller, const std::string& group, const json& body) {
-  if (!body.value("epoch", json()).is_number_integer() || !body.value("vms", json()).is_array())
-    return invalid_argument("a reprotect names the caller's ownership epoch and the group's VMs");
-  const std::int64_t epoch = body["epoch"];
+  // Everything read, typed and bounded before anything is looked at.
+  auto f = JsonFields::of(body, "a reprotect");
+  if (!f) return f.status();
+  auto epoch_field = f->integer("epoch", 0, INT64_MAX);
+  auto run_field = f->text("run", 256);
+  auto vms_field = f->list("vms");
+  for (const Status& s : {epoch_field.status(), run_field.status(), vms_field.status(), f->finish()})
+    if (!s) return s;
+  if (!epoch_field->has_value() || !*vms_field)
+    return invalid_argument("a reprotect names the caller's ownership epoch and the group's VMs",
+                            "send {epoch, run, vms: [{name, uuid, source_uuid}]}");
+  const std::int64_t epoch = **epoch_field;
+  const std::string run_id = run_field->value_or("");
+  // Our VM's UUID (the caller's source_uuid) -> the caller's live VM's UUID.
+  std::map<std::string, std::string> theirs;
+  for (const auto& v : **vms_field) {
+    auto vm = JsonFields::of(v, "a VM of a reprotect");
+    if (!vm) return vm.status();
+    auto name = vm->text("name", 256);
+    auto uuid = vm->text("uuid", 256);
+    auto source_uuid = vm->text("source_uuid", 256);
+    for (const Status& s : {name.status(), uuid.status(), source_uuid.status(), vm->finish()})
+      if (!s) return s;
+    theirs[source_uuid->value_or("")] = uuid->value_or("");
+  }
   std::lock_guard lock(start_mu_);  // not while a run here starts over the same group
   auto g = site_.store().find_group(group);
   if (!g) return g.status();
@@ -1271,7 +1293,7 @@ Result<json> RunService::handle_peer_reprotect(const PeerRecord& caller, const s
     // away, and the configuration that says so has not reached it yet (it
     // travels with the caller's next heartbeat). The reprotect is the same
     // news from the same site: fence here first, as that copy would.
-    EVAC_RETURN_IF_ERROR(site_.fence(rec, OwnershipRecord{rec.name, caller.site, epoch, site_.now(), body.value("run", "")}));
+    EVAC_RETURN_IF_ERROR(site_.fence(rec, OwnershipRecord{rec.name, caller.site, epoch, site_.now(), run_id}));
     owner = site_.ownership(rec.name, rec.protected_site, rec.epoch);
     if (!owner) return owner.status();
   }
@@ -1281,17 +1303,14 @@ Result<json> RunService::handle_peer_reprotect(const PeerRecord& caller, const s
                                    std::to_string(owner->epoch) + ")",
                                "reprotect follows a migration or failover to '" + caller.site + "'");
   // Every VM of the group, matched with the caller's live VM.
-  std::map<std::string, json> theirs;  // our VM uuid -> theirs
-  for (const auto& v : body["vms"])
-    if (v.is_object()) theirs[v.value("source_uuid", "")] = v;
   std::vector<HostedPlaceholderRecord> records;
   std::map<std::string, std::string> seeds;
   for (const auto& vm : rec.vms) {
     auto it = theirs.find(vm.vm_uuid);
-    if (it == theirs.end() || it->second.value("uuid", "").empty())
+    if (it == theirs.end() || it->second.empty())
       return invalid_argument("the reprotect of group '" + group + "' does not name VM '" + vm.vm_name + "'",
                               "both sites must agree on the group's VMs; check `evac group show " + group + "`");
-    const std::string live_uuid = it->second.value("uuid", "");
+    const std::string& live_uuid = it->second;
     auto provider = site_.provider(vm.provider);
     if (!provider) return provider.status();
     // Fenced already; off again in case someone started it by hand.
@@ -1315,7 +1334,7 @@ Result<json> RunService::handle_peer_reprotect(const PeerRecord& caller, const s
   EVAC_RETURN_IF_ERROR(site_.store().add_event(EventRecord{0, site_.now(), "info", "reprotected", group,
                                                            "site '" + caller.site + "' protects group '" + group +
                                                                "' now; this site's copies are its placeholders (run " +
-                                                               body.value("run", "") + ")"})
+                                                               run_id + ")"})
                            .status());
   return answer(records);
 }

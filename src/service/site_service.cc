@@ -10,6 +10,7 @@
 #include "config/daemon_config.h"
 #include "core/duration.h"
 #include "core/model_json.h"
+#include "core/replication_adapter.h"
 #include "core/text.h"
 #include "service/rate_limit.h"
 #include "tls/tls.h"
@@ -933,10 +934,11 @@ Status SiteService::remove_placeholders(const std::vector<GroupVmRecord>& vms, c
 }
 
 static Status check_retention(int keep_pits, int keep_hourly, int keep_daily) {
-  if (keep_pits < 1 || keep_pits > 1000)
-    return invalid_argument("--keep-pits must be between 1 and 1000", "the default is 24");
-  if (keep_hourly < 0 || keep_hourly > 1000 || keep_daily < 0 || keep_daily > 1000)
-    return invalid_argument("--keep-hourly and --keep-daily must be between 0 and 1000",
+  const std::string most = std::to_string(kMaxKeptPits);
+  if (keep_pits < 1 || keep_pits > kMaxKeptPits)
+    return invalid_argument("--keep-pits must be between 1 and " + most, "the default is 24");
+  if (keep_hourly < 0 || keep_hourly > kMaxKeptPits || keep_daily < 0 || keep_daily > kMaxKeptPits)
+    return invalid_argument("--keep-hourly and --keep-daily must be between 0 and " + most,
                             "for example --keep-hourly 24 --keep-daily 7");
   return Status::ok();
 }
@@ -1107,7 +1109,7 @@ Result<std::vector<std::string>> SiteService::delete_group(const std::string& na
 // ---- placeholders hosted here ------------------------------------------------------------
 
 Result<json> SiteService::handle_peer_define_placeholder(const PeerRecord& caller, const json& body) {
-  auto spec = decode_json<PlaceholderSpec>(body, "placeholder request");
+  auto spec = placeholder_spec_from_json(body);
   if (!spec) return spec.status();
   if (spec->source_site != caller.site)
     return permission_denied("site '" + caller.site + "' asked for a placeholder on behalf of '" + spec->source_site + "'");

@@ -95,6 +95,38 @@ TEST(JsonFields, ChecksTypesLengthsAndRanges) {
   EXPECT_FALSE(f->text("absent")->has_value());
 }
 
+// Lists of objects (each read by its own JsonFields) are bounded like
+// lists of text; a field that must be there is named when it is not.
+TEST(JsonFields, ListsAreBoundedAndRequiredFieldsNamed) {
+  json body = {{"disks", json::array({{{"key", "a"}}, {{"key", "b"}}})}, {"scalar", 3}, {"nothing", nullptr}};
+  auto f = JsonFields::of(body, "a commit");
+  auto disks = f->list("disks");
+  ASSERT_TRUE(disks) << disks.status().to_string();
+  ASSERT_NE(*disks, nullptr);
+  EXPECT_EQ((*disks)->size(), 2u);
+  auto short_list = f->list("disks", 1);
+  ASSERT_FALSE(short_list);
+  EXPECT_NE(short_list.status().message().find("has 2 items"), std::string::npos) << short_list.status().message();
+  EXPECT_FALSE(f->list("scalar"));
+  EXPECT_EQ(*f->list("absent"), nullptr);
+  EXPECT_EQ(*f->list("nothing"), nullptr);  // null reads as absent, as everywhere
+
+  auto absent = f->required(f->integer("created_at", 0, 10), "created_at");
+  ASSERT_FALSE(absent);
+  EXPECT_EQ(absent.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(absent.status().message().find("field 'created_at' of a commit is required"), std::string::npos)
+      << absent.status().message();
+  auto wrong = f->required(f->integer("scalar", 0, 2), "scalar");
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.status().message().find("out of range"), std::string::npos) << "the reader's own error comes first";
+  EXPECT_EQ(*f->required(f->integer("scalar", 0, 10), "scalar"), 3);
+  // Present and empty is present: a reader that refuses empty text says so.
+  json empty = {{"path", ""}};
+  auto e = JsonFields::of(empty, "a disk");
+  EXPECT_EQ(*e->required(e->text("path"), "path"), "");
+  EXPECT_TRUE(e->finish());
+}
+
 TEST(JsonFields, DurationsNeedTheirUnitAndARange) {
   json body = {{"bare", "15"}, {"number", 15}, {"huge", "99999999d"}, {"ok", "1h30m"}};
   auto f = JsonFields::of(body, "a group");

@@ -343,6 +343,23 @@ TEST_F(ReplicationOpsTest, TheRecoverySiteFollowsALongCycleInBoundedWaits) {
   EXPECT_EQ(fake_.sync_calls(), 1);
 }
 
+// A sync request is read strictly: a key the recovery site never sends, a
+// negative wait, a cycle that is no number are refused, and start nothing.
+TEST_F(ReplicationOpsTest, APeerSyncRequestIsReadStrictly) {
+  b_.transport->connect("https://a:1", "sha256//pin-a", a_.router.get());
+  const std::string path = "/api/v1/peer/groups/g1/sync";
+  for (const json& body : {json{{"wait_ms", 20}, {"wait", 20}}, json{{"cycle", -1}}, json{{"cycle", "1"}},
+                           json{{"cycle", std::uint64_t{1} << 63}}, json{{"wait_ms", -5}}, json{{"wait_ms", 1.5}},
+                           json::array()}) {
+    auto r = b_.service->call_paired_site("site-a", "POST", path, body, std::chrono::seconds(10));
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << body.dump() << ": " << r.status().to_string();
+  }
+  auto unknown = b_.service->call_paired_site("site-a", "POST", path, json{{"wait", 20}}, std::chrono::seconds(10));
+  EXPECT_TRUE(contains(unknown.status().message(), "unknown field 'wait' in a sync request")) << unknown.status().to_string();
+  EXPECT_TRUE(contains(unknown.status().hint(), "cycle, wait_ms")) << unknown.status().hint();
+  EXPECT_EQ(fake_.sync_calls(), 0) << "no cycle started";
+}
+
 // A paired site's call holds one of the API server's threads while it
 // waits: never longer than the limit, even when it names no wait at all.
 TEST_F(ReplicationOpsTest, APeerCallFollowingACycleIsHeldNoLongerThanTheLimit) {
