@@ -26,7 +26,7 @@ std::optional<std::string> query_param(const ApiRequest& r, const std::string& k
 }
 
 // Keep in step with what evac's own documents need (see core/json_decode.h).
-constexpr auto kMaxRpo = std::chrono::hours(24 * 30);
+// (The RPO's bound, kMaxRpo, is the service's: a paired site's is checked too.)
 constexpr auto kMaxPairingTokenTtl = std::chrono::hours(24 * 7);
 // Retention counts: only what fits an int gets to the service, which
 // judges the value itself (and names the CLI flag in its answer).

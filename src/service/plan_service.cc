@@ -50,32 +50,48 @@ struct PeerGroup {
   const PeerDocument* peer = nullptr;
   const json* group = nullptr;
 };
+// A string member of a paired site's document, "" if absent or no string
+// (nlohmann's value() throws on a wrong type).
+std::string text_in(const json& object, const char* key) {
+  if (!object.is_object()) return "";
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 PeerGroup find_peer_group(const std::vector<PeerDocument>& docs, const std::string& group) {
   for (const auto& d : docs)
     for (const auto& g : d.document["groups"])
-      if (g.is_object() && g.value("name", "") == group) return {&d, &g};
+      if (text_in(g, "name") == group) return {&d, &g};
   return {};
 }
 
-// A peer's group as site `here`, its recovery site, works from it.
-RecoveredGroup recovered_group_of(const PeerGroup& found, const std::string& here) {
+// A peer's group as site `here`, its recovery site, works from it. Its
+// settings are read strictly (peer_group_from_json): a run refuses a group
+// whose copy is out of bounds before it does anything.
+Result<RecoveredGroup> recovered_group_of(const PeerGroup& found, const std::string& here) {
+  auto read = peer_group_from_json(*found.group);
+  if (!read) return read.status().with_context("the configuration of site '" + found.peer->peer_site + "'");
   RecoveredGroup g;
-  g.name = found.group->value("name", "");
+  g.name = read->name;
   g.protected_site = found.peer->peer_site;
-  g.rpo_seconds = found.group->value("rpo_seconds", std::int64_t{900});
-  g.epoch = found.group->value("epoch", std::int64_t{1});
-  g.keep_pits = found.group->value("keep_pits", 24);
-  g.keep_hourly = found.group->value("keep_hourly", 0);
-  g.keep_daily = found.group->value("keep_daily", 0);
-  g.max_rate_bytes = found.group->value("max_rate_bytes", std::uint64_t{0});
-  for (const auto& v : found.group->value("vms", json::array()))
-    if (v.is_object()) g.vms.push_back({v.value("name", ""), v.value("uuid", ""), v.value("provider", "")});
-  for (const auto& m : found.peer->document.value("mappings", json::array()))
-    if (m.value("peer_site", "") == here && m.value("kind", "") == "network") {
-      g.test_networks[m.value("target", "")] = m.value("test_network", "");
-      g.source_networks[m.value("target", "")] = m.value("source", "");
-    } else if (m.value("peer_site", "") == here && m.value("kind", "") == "storage") {
-      g.source_pools[m.value("target", "")] = m.value("source", "");
+  g.rpo_seconds = read->rpo_seconds;
+  g.epoch = read->epoch;
+  g.keep_pits = read->keep_pits;
+  g.keep_hourly = read->keep_hourly;
+  g.keep_daily = read->keep_daily;
+  g.max_rate_bytes = read->max_rate_bytes;
+  for (const auto& v : read->vms) g.vms.push_back({v.vm_name, v.vm_uuid, v.provider});
+  if (const auto mappings = found.peer->document.find("mappings");
+      mappings != found.peer->document.end() && mappings->is_array())
+    for (const auto& m : *mappings) {
+      if (text_in(m, "peer_site") != here) continue;
+      const std::string kind = text_in(m, "kind"), target = text_in(m, "target");
+      if (kind == "network") {
+        g.test_networks[target] = text_in(m, "test_network");
+        g.source_networks[target] = text_in(m, "source");
+      } else if (kind == "storage") {
+        g.source_pools[target] = text_in(m, "source");
+      }
     }
   return g;
 }
@@ -126,7 +142,9 @@ Result<std::vector<RecoveredGroup>> PlanService::recovered_groups(const Recovery
     if (!found.group)
       return not_found("group '" + name + "' of plan '" + plan.name + "' is neither protected nor recovered here",
                        "check the plan's groups against `evac group list`");
-    out.push_back(recovered_group_of(found, here));
+    auto g = recovered_group_of(found, here);
+    if (!g) return g.status();
+    out.push_back(std::move(*g));
   }
   return out;
 }
@@ -163,7 +181,9 @@ Result<PlanService::PlanNetworks> PlanService::plan_networks(const RecoveryPlan&
     PeerGroup found = find_peer_group(docs, name);
     if (!found.group) continue;
     // Recovered here: the placeholders, on networks here, named back.
-    const RecoveredGroup g = recovered_group_of(found, here);
+    auto recovered = recovered_group_of(found, here);
+    if (!recovered) return recovered.status();
+    const RecoveredGroup& g = *recovered;
     for (const auto& v : g.vms) {
       for (const auto& h : *hosted) {
         if (h.group != name || h.source_uuid != v.uuid) continue;
@@ -508,12 +528,17 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
       add("error", "groups", "group '" + group + "' is neither protected nor recovered here", "check the plan's groups");
       continue;
     }
-    const json& group_doc = *found.group;
     const json& doc = found.peer->document;
     const std::string& protected_site = found.peer->peer_site;
+    auto recovered = recovered_group_of(found, here);
+    if (!recovered) {
+      add("error", "groups", recovered.status().message(),
+          "fix the group at '" + protected_site + "'; its next configuration copy replaces this one");
+      continue;
+    }
     // Recovered here already: its placeholders are the live VMs now, and
     // what comes next is a reprotect, not another recovery.
-    auto owner = site_.ownership(group, protected_site, group_doc.value("epoch", std::int64_t{1}));
+    auto owner = site_.ownership(group, protected_site, recovered->epoch);
     if (!owner) return owner.status();
     const PeerStatus* peer = peer_state(protected_site);
     if (owner->owner == here) {
@@ -531,17 +556,16 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
             "a reprotect makes its copies the placeholders: bring it back (it stays fenced), then reprotect",
             {"reprotect"});
       std::vector<LiveVm> live;
-      for (const auto& v : group_doc.value("vms", json::array())) {
-        if (!v.is_object()) continue;
-        LiveVm vm{v.value("name", ""), "", ""};
+      for (const auto& v : recovered->vms) {
+        LiveVm vm{v.name, "", ""};
         for (const auto& h : *hosted)
-          if (h.group == group && h.source_uuid == v.value("uuid", "")) {
+          if (h.group == group && h.source_uuid == v.uuid) {
             vm.provider = h.provider;
             vm.uuid = h.uuid;
           }
         live.push_back(std::move(vm));
       }
-      auto reverse = reverse_mapping_findings(recovered_group_of(found, here), live);
+      auto reverse = reverse_mapping_findings(*recovered, live);
       if (!reverse) return reverse.status();
       out.findings.insert(out.findings.end(), reverse->begin(), reverse->end());
       continue;
@@ -630,8 +654,9 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
 
     // Placeholders: each protected VM has one registered here, still defined.
     int missing = 0;
-    for (const auto& v : group_doc.value("vms", json::array())) {
-      std::string vm_name = v.value("name", ""), vm_uuid = v.value("uuid", "");
+    for (const auto& v : recovered->vms) {
+      const std::string& vm_name = v.name;
+      const std::string& vm_uuid = v.uuid;
       const HostedPlaceholderRecord* ph = nullptr;
       for (const auto& h : *hosted)
         if (h.group == group && h.source_uuid == vm_uuid) ph = &h;
@@ -671,8 +696,8 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
 
     // Mapped networks and storage of the group's protected site.
     for (const auto& m : doc.value("mappings", json::array())) {
-      if (m.value("peer_site", "") != here) continue;
-      const std::string kind = m.value("kind", ""), target = m.value("target", "");
+      if (text_in(m, "peer_site") != here) continue;
+      const std::string kind = text_in(m, "kind"), target = text_in(m, "target");
       if (kind == "network" && networks) {
         auto find = [&](const std::string& n) -> const NetworkInfo* {
           for (const auto& x : *networks)
@@ -681,9 +706,9 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
         };
         const NetworkInfo* net = find(target);
         if (!net || !net->active)
-          add("error", "networks", "network '" + target + "' (for '" + m.value("source", "") + "') is " + (net ? "not active" : "missing") + " here",
+          add("error", "networks", "network '" + target + "' (for '" + text_in(m, "source") + "') is " + (net ? "not active" : "missing") + " here",
               "create or start it, or change the mapping at '" + protected_site + "'", kLive);
-        const std::string test = m.value("test_network", "");
+        const std::string test = text_in(m, "test_network");
         const NetworkInfo* tnet = find(test);
         if (!tnet || !tnet->active)
           add("error", "networks", "test network '" + test + "' is " + (tnet ? "not active" : "missing") + " here",
@@ -713,7 +738,7 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
       add("warning", "points-in-time", "this site does not replicate: points in time not checked");
     } else {
       auto pits = replication_->pits_held_here(group);
-      std::int64_t rpo = group_doc.value("rpo_seconds", std::int64_t{900});
+      const std::int64_t rpo = recovered->rpo_seconds;
       if (!pits && pits.status().code() != StatusCode::kNotFound) {
         add("error", "points-in-time", "the points in time of group '" + group + "' cannot be listed: " + pits.status().message(),
             pits.status().hint());

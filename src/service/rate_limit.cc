@@ -40,7 +40,7 @@ Result<std::uint64_t> parse_byte_rate(std::string_view text) {
   else if (unit == "gib") scale = 1024.0 * 1024 * 1024;
   else return bad();
   double bytes = value * scale;
-  if (bytes >= 1e15) return bad();  // a petabyte per second is a typo
+  if (bytes >= static_cast<double>(kMaxByteRate)) return bad();
   if (bytes > 0 && bytes < 1)
     return invalid_argument("'" + excerpt(text) + "' is below one byte per second", "use at least 1k/s, or 0 for unlimited");
   return static_cast<std::uint64_t>(std::llround(bytes));

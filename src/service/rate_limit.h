@@ -26,6 +26,9 @@ namespace evac {
 // second (0 = unlimited). Binary (KiB, MiB, GiB) and decimal (k, M, G, KB,
 // MB, GB) units; "/s" is optional. A bare number is bytes per second.
 Result<std::uint64_t> parse_byte_rate(std::string_view text);
+// Rates from a petabyte per second up are refused, as typos: no link is
+// that fast, and a byte count of a second at that rate is far from overflow.
+inline constexpr std::uint64_t kMaxByteRate = 1'000'000'000'000'000;
 // 52428800 → "50MiB/s"; 0 → "unlimited".
 std::string format_byte_rate(std::uint64_t bytes_per_second);
 

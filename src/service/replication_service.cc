@@ -1090,9 +1090,15 @@ Result<std::int64_t> ReplicationService::caller_group_epoch(const PeerRecord& ca
   if (!copy) return copy.status();
   if (copy->has_value()) {
     auto doc = parse_json_or_discarded((*copy)->document);
-    for (const auto& g : doc.value("groups", json::array()))
-      if (g.value("name", "") == group && g.value("recovery_site", "") == site_.identity().name)
-        return g.value("epoch", std::int64_t{1});
+    const auto groups = doc.is_object() ? doc.find("groups") : doc.end();
+    if (groups != doc.end() && groups->is_array())
+      for (const auto& g : *groups) {
+        if (!g.is_object() || g.value("name", json()) != group) continue;
+        // The epoch fences this site's PITs: read strictly, never narrowed.
+        auto read = peer_group_from_json(g);
+        if (!read) return read.status().with_context("the configuration of site '" + caller.site + "'");
+        if (read->recovery_site == site_.identity().name) return read->epoch;
+      }
   }
   return permission_denied("site '" + caller.site + "' does not protect a group '" + group + "' to site '" +
                                site_.identity().name + "'",

@@ -672,11 +672,25 @@ class RunService::Steps : public engine::StepRunner {
     rec.name = g.name;
     rec.protected_site = ctx.site;
     rec.recovery_site = g.protected_site;
-    rec.rpo_seconds = g.settings.value("rpo_seconds", std::int64_t{900});
-    rec.keep_pits = g.settings.value("keep_pits", 24);
-    rec.keep_hourly = g.settings.value("keep_hourly", 0);
-    rec.keep_daily = g.settings.value("keep_daily", 0);
-    rec.max_rate_bytes = g.settings.value("max_rate_bytes", std::uint64_t{0});
+    // The settings came from the former protected site's configuration,
+    // checked when the run started (not by an older evacd, which started
+    // runs whose context is read here again): in an operator's bounds, or
+    // refused before the group is recorded.
+    auto settings = JsonFields::of(g.settings, "the settings of group '" + g.name + "' a reprotect carries over");
+    if (!settings) return settings.status();
+    auto rpo = settings->integer("rpo_seconds", 1, kMaxRpo.count());
+    auto keep_pits = settings->integer_as<int>("keep_pits", 1, kMaxKeptPits);
+    auto keep_hourly = settings->integer_as<int>("keep_hourly", 0, kMaxKeptPits);
+    auto keep_daily = settings->integer_as<int>("keep_daily", 0, kMaxKeptPits);
+    auto max_rate = settings->integer_as<std::uint64_t>("max_rate_bytes", 0, kMaxByteRate);
+    for (const Status& s : {rpo.status(), keep_pits.status(), keep_hourly.status(), keep_daily.status(),
+                            max_rate.status(), settings->finish()})
+      if (!s) return s;
+    rec.rpo_seconds = rpo->value_or(rec.rpo_seconds);
+    rec.keep_pits = keep_pits->value_or(rec.keep_pits);
+    rec.keep_hourly = keep_hourly->value_or(rec.keep_hourly);
+    rec.keep_daily = keep_daily->value_or(rec.keep_daily);
+    rec.max_rate_bytes = max_rate->value_or(rec.max_rate_bytes);
     rec.epoch = g.epoch;
     rec.created_at = site_.now();
     for (const auto& [name, vm] : ctx.vms)
@@ -1243,7 +1257,7 @@ Result<json> RunService::handle_peer_reprotect(const PeerRecord& caller, const s
   // Everything read, typed and bounded before anything is looked at.
   auto f = JsonFields::of(body, "a reprotect");
   if (!f) return f.status();
-  auto epoch_field = f->integer("epoch", 0, INT64_MAX);
+  auto epoch_field = f->integer("epoch", 0, kMaxEpoch);
   auto run_field = f->text("run", 256);
   auto vms_field = f->list("vms");
   for (const Status& s : {epoch_field.status(), run_field.status(), vms_field.status(), f->finish()})

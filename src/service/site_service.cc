@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <limits>
 #include <set>
 
 #include "config/daemon_config.h"
@@ -451,6 +452,12 @@ Result<json> SiteService::handle_peer_config_copy(const PeerRecord& caller, cons
     if (const json* v = f->value(list); v && !v->is_array())
       return invalid_argument(std::string("'") + list + "' of a configuration copy must be a list");
   EVAC_RETURN_IF_ERROR(f->finish());
+  // Its groups are what runs here work from (a reprotect carries their
+  // settings over): one out of bounds is refused now, while the copy held
+  // so far stays, rather than when a recovery needs it.
+  if (const json* groups = f->value("groups"))
+    for (const auto& g : *groups)
+      if (auto read = peer_group_from_json(g); !read) return read.status();
   std::vector<OwnershipRecord> claims;
   if (const json* ownership_list = f->value("ownership")) {
     for (const auto& item : *ownership_list) {
@@ -458,7 +465,7 @@ Result<json> SiteService::handle_peer_config_copy(const PeerRecord& caller, cons
       if (!claim) return claim.status();
       auto group = claim->required_text("group", 64);
       auto owner = claim->required_text("owner", 64);
-      auto epoch = claim->integer("epoch", 0, INT64_MAX);
+      auto epoch = claim->integer("epoch", 0, kMaxEpoch);
       auto run = claim->text("run", 256);
       for (const Status& s : {group.status(), owner.status(), epoch.status(), run.status(), claim->finish()})
         if (!s) return s;
@@ -637,7 +644,7 @@ Result<json> SiteService::handle_peer_handover(const PeerRecord& caller, const s
   auto f = JsonFields::of(body, "a handover");
   if (!f) return f.status();
   auto owner = f->required_text("owner", 64);
-  auto epoch_field = f->integer("epoch", 0, INT64_MAX);
+  auto epoch_field = f->integer("epoch", 0, kMaxEpoch);
   auto run = f->text("run", 256);
   for (const Status& s : {owner.status(), epoch_field.status(), run.status(), f->finish()})
     if (!s) return s;
@@ -952,7 +959,8 @@ Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
     if (same_name_ignoring_case(req.name, reserved))
       return invalid_argument("protection group name '" + req.name + "' is reserved: the replicas' folder uses it",
                               "choose another name, such as '" + req.name + "-vms'");
-  if (req.rpo_seconds <= 0) return invalid_argument("the RPO must be longer than 0s", "for example --rpo 15m");
+  if (req.rpo_seconds <= 0 || req.rpo_seconds > kMaxRpo.count())
+    return invalid_argument("the RPO must be from 1s to " + format_duration(kMaxRpo), "for example --rpo 15m");
   EVAC_RETURN_IF_ERROR(check_retention(req.keep_pits, req.keep_hourly, req.keep_daily));
   if (req.vms.empty()) return invalid_argument("a protection group needs at least one VM", "pass --vm NAME");
   auto existing = store_.find_group(req.name);
@@ -1187,6 +1195,56 @@ json to_json(const GroupRecord& g) {
           {"epoch", g.epoch},
           {"created_at", g.created_at},
           {"vms", vms}};
+}
+
+Result<GroupRecord> peer_group_from_json(const json& j) {
+  auto f = JsonFields::of(j, "a group of a paired site's configuration");
+  if (!f) return f.status();
+  GroupRecord g;
+  auto name = f->required_text("name", 64);
+  if (!name) return name.status();
+  g.name = *name;
+  auto bad = [&](const Status& s) { return s.with_context("group '" + excerpt(g.name) + "'"); };
+  auto protected_site = f->text("protected_site", 64);
+  auto recovery_site = f->text("recovery_site", 64);
+  auto rpo = f->integer("rpo_seconds", 1, kMaxRpo.count());
+  auto keep_pits = f->integer_as<int>("keep_pits", 1, kMaxKeptPits);
+  auto keep_hourly = f->integer_as<int>("keep_hourly", 0, kMaxKeptPits);
+  auto keep_daily = f->integer_as<int>("keep_daily", 0, kMaxKeptPits);
+  auto max_rate = f->integer_as<std::uint64_t>("max_rate_bytes", 0, kMaxByteRate);
+  auto epoch = f->integer("epoch", 0, kMaxEpoch);
+  auto created_at = f->integer("created_at", 0, std::numeric_limits<std::int64_t>::max());
+  auto vms = f->list("vms");
+  for (const Status& s : {protected_site.status(), recovery_site.status(), rpo.status(), keep_pits.status(),
+                          keep_hourly.status(), keep_daily.status(), max_rate.status(), epoch.status(),
+                          created_at.status(), vms.status()})
+    if (!s) return bad(s);
+  g.protected_site = protected_site->value_or("");
+  g.recovery_site = recovery_site->value_or("");
+  g.rpo_seconds = rpo->value_or(g.rpo_seconds);
+  g.keep_pits = keep_pits->value_or(g.keep_pits);
+  g.keep_hourly = keep_hourly->value_or(g.keep_hourly);
+  g.keep_daily = keep_daily->value_or(g.keep_daily);
+  g.max_rate_bytes = max_rate->value_or(g.max_rate_bytes);
+  g.epoch = epoch->value_or(g.epoch);
+  g.created_at = created_at->value_or(0);
+  if (*vms) {
+    for (const json& item : **vms) {
+      auto v = JsonFields::of(item, "a VM of a paired site's group");
+      if (!v) return bad(v.status());
+      auto vm_name = v->text("name", 256);
+      auto uuid = v->text("uuid", 256);
+      auto provider = v->text("provider", 256);
+      auto placeholder_uuid = v->text("placeholder_uuid", 256);
+      auto placeholder_provider = v->text("placeholder_provider", 256);
+      for (const Status& s : {vm_name.status(), uuid.status(), provider.status(), placeholder_uuid.status(),
+                              placeholder_provider.status()})
+        if (!s) return bad(s);
+      g.vms.push_back(GroupVmRecord{provider->value_or(""), vm_name->value_or(""), uuid->value_or(""),
+                                    placeholder_uuid->value_or(""), placeholder_provider->value_or("")});
+    }
+  }
+  return g;
 }
 
 json to_json(const HostedPlaceholderRecord& p) {

@@ -34,6 +34,14 @@ struct SiteIdentity {
   std::string pin;  // our TLS public-key pin
 };
 
+// A group's RPO: from 1s to 30 days, whoever sets it (an operator, or a
+// paired site's configuration copy of its group).
+inline constexpr std::chrono::seconds kMaxRpo{30 * 24 * 3600};
+// Ownership epochs grow by one per change of owner; one from a paired site
+// (a reprotect, a handover, an ownership claim, its group's epoch) beyond
+// this is refused, far from the int64 overflow of the next recovery's +1.
+inline constexpr std::int64_t kMaxEpoch = std::int64_t{1} << 62;
+
 struct GroupCreateRequest {
   std::string name;
   std::vector<std::string> vms;  // "name", "uuid" or "provider/name"
@@ -242,6 +250,15 @@ class SiteService {
 nlohmann::json to_json(const PeerStatus& p);
 nlohmann::json to_json(const MappingRecord& m);
 nlohmann::json to_json(const GroupRecord& g);
+// A group as a paired site's configuration copy describes it (to_json
+// above, written there), read strictly: types checked, and the settings in
+// the bounds an operator's have (RPO 1s to kMaxRpo, keep_pits 1 to
+// kMaxKeptPits, keep_hourly and keep_daily 0 to kMaxKeptPits, max_rate_bytes
+// 0 to kMaxByteRate, epoch 0 to kMaxEpoch), so a count beyond an int is
+// refused rather than narrowed into one. Keys it does not read (rpo and
+// max_rate, which say the same for people, created_at) are not refused: the
+// copy is kept whole, and a newer site may say more of its groups.
+Result<GroupRecord> peer_group_from_json(const nlohmann::json& j);
 nlohmann::json to_json(const HostedPlaceholderRecord& p);
 
 }  // namespace evac

@@ -2,12 +2,15 @@
 // validated against the groups each site knows, and copied to the peer.
 #include <gtest/gtest.h>
 
+#include "service/run_service.h"
 #include "two_sites.h"
 
 namespace evac::testing {
 namespace {
 
 using nlohmann::json;
+
+bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
 
 class PlanApiTest : public TwoSitesTest {
  protected:
@@ -284,6 +287,51 @@ TEST_F(PlanApiTest, ReadinessAnswersForEachRun) {
     ASSERT_TRUE(m.is_ok()) << m.status().to_string();
   }
   EXPECT_EQ(ops(), (Ops{{"test", "n/a"}, {"migrate", "n/a"}, {"failover", "n/a"}, {"failback", "n/a"}, {"reprotect", "ready"}}));
+}
+
+// A reprotect makes this site protect the group with the settings its
+// former protected site's copy names. One keeping 2^40 PITs (0 as an int,
+// which deletes every older PIT) is refused when the run is asked for:
+// before the former protected site is told anything, and with nothing
+// recorded here. (The copy came from an evacd that stored it unchecked;
+// one arriving now is refused at once.)
+TEST_F(PlanApiTest, AReprotectFromACopyKeepingMorePitsThanAnOperatorMayIsRefusedAndChangesNothing) {
+  ASSERT_EQ(b_.call("POST", "/api/v1/plans", shop_plan()).status, 201);
+  ASSERT_TRUE(b_.store->put_ownership(OwnershipRecord{"shop", "site-b", 2, now_, "run-9"}).is_ok());
+  auto held = b_.store->find_peer_copy("site-a");
+  ASSERT_TRUE(held.is_ok() && held->has_value());
+  json copy = json::parse((*held)->document);
+  ASSERT_EQ(copy["groups"].size(), 1u);
+  copy["groups"][0]["keep_pits"] = std::uint64_t{1} << 40;
+  ASSERT_TRUE(b_.store->put_peer_copy(PeerCopyRecord{"site-a", (*held)->version, copy.dump(), now_}).is_ok());
+  const int calls_before = b_.transport->calls();
+
+  RunService runs(*b_.service, nullptr);
+  auto r = runs.start(RunRequest{"shop-dr", "reprotect", "admin", "", ""});
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().to_string();
+  EXPECT_TRUE(contains(r.status().message(), "group 'shop': field 'keep_pits'")) << r.status().message();
+  EXPECT_TRUE(contains(r.status().message(), "1099511627776")) << r.status().message();
+  EXPECT_TRUE(contains(r.status().hint(), "from 1 to 1000")) << r.status().hint();
+  // Nothing here, nothing there.
+  EXPECT_TRUE(runs.list_runs(std::nullopt, 10)->empty());
+  auto here = b_.store->find_group("shop");
+  ASSERT_TRUE(here.is_ok());
+  EXPECT_FALSE(here->has_value()) << "not protected from here";
+  auto there = a_.store->find_group("shop");
+  ASSERT_TRUE(there.is_ok() && there->has_value()) << "still protected there";
+  EXPECT_EQ((*there)->keep_pits, 24);
+  EXPECT_EQ(b_.transport->calls(), calls_before) << "site-a was not called";
+
+  // Readiness names the group's copy as what stops the runs.
+  auto readiness = b_.call("GET", "/api/v1/plans/shop-dr/readiness");
+  ASSERT_EQ(readiness.status, 200) << readiness.body.dump();
+  EXPECT_FALSE(readiness.body["ready"].get<bool>());
+  bool named = false;
+  for (const auto& f : readiness.body["findings"])
+    named |= f["severity"] == "error" && f["check"] == "groups" &&
+             contains(f["message"].get<std::string>(), "field 'keep_pits'");
+  EXPECT_TRUE(named) << readiness.body.dump(2);
 }
 
 TEST_F(PlanApiTest, ReadinessAtTheProtectedSiteWantsAPointInTime) {

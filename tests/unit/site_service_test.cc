@@ -687,6 +687,106 @@ TEST_F(TwoSitesTest, AReprotectIsReadWholeBeforeAnythingIsFenced) {
   EXPECT_TRUE(contains(r.status().message(), "not fenced here")) << r.status().message();
 }
 
+// A group as the protected site's configuration copy carries it reads back
+// whole; settings no operator could set are refused, never narrowed into
+// an int (2^40 PITs to keep was 0, which deletes every older PIT).
+TEST(PeerGroupSettings, WhatTheProtectedSiteSendsReadsBackAndNumbersOutOfRangeAreRefused) {
+  GroupRecord sent{"shop", "site-a", "site-b", 3600, kMaxKeptPits, 7, 1'700'000'000,
+                   {GroupVmRecord{"kvm-a", "web01", "u-web01", "p-web01", "kvm-b"}}};
+  sent.max_rate_bytes = 50 << 20;
+  sent.keep_hourly = 24;
+  sent.keep_daily = 7;
+  auto read = peer_group_from_json(to_json(sent));
+  ASSERT_TRUE(read.is_ok()) << read.status().to_string();
+  EXPECT_EQ(read->name, "shop");
+  EXPECT_EQ(read->recovery_site, "site-b");
+  EXPECT_EQ(read->rpo_seconds, 3600);
+  EXPECT_EQ(read->keep_pits, kMaxKeptPits);
+  EXPECT_EQ(read->keep_hourly, 24);
+  EXPECT_EQ(read->keep_daily, 7);
+  EXPECT_EQ(read->max_rate_bytes, 50u << 20);
+  EXPECT_EQ(read->epoch, 7);
+  ASSERT_EQ(read->vms.size(), 1u);
+  EXPECT_EQ(read->vms[0].vm_uuid, "u-web01");
+  EXPECT_EQ(read->vms[0].provider, "kvm-a");
+  // An older site's group says less: the defaults a group has.
+  auto old = peer_group_from_json(json{{"name", "shop"}, {"recovery_site", "site-b"}});
+  ASSERT_TRUE(old.is_ok()) << old.status().to_string();
+  EXPECT_EQ(old->keep_pits, 24);
+  EXPECT_EQ(old->rpo_seconds, 900);
+  EXPECT_EQ(old->epoch, 1);
+
+  const std::vector<std::pair<std::string, json>> bad = {
+      {"keep_pits", std::uint64_t{1} << 40},       {"keep_pits", (std::uint64_t{1} << 32) + 1},
+      {"keep_pits", 0},                            {"keep_pits", "24"},
+      {"keep_hourly", -1},                         {"keep_daily", kMaxKeptPits + 1},
+      {"rpo_seconds", 0},                          {"rpo_seconds", 31 * 24 * 3600},
+      {"rpo_seconds", 900.5},                      {"max_rate_bytes", std::uint64_t{1} << 60},
+      {"epoch", std::uint64_t{1} << 63},           {"epoch", (std::int64_t{1} << 62) + 1},
+      {"vms", "web01"},                            {"name", 7}};
+  for (const auto& [key, value] : bad) {
+    json body = to_json(sent);
+    body[key] = value;
+    auto r = peer_group_from_json(body);
+    ASSERT_FALSE(r.is_ok()) << key << " = " << value.dump();
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_TRUE(contains(r.status().message(), "'" + key + "'")) << r.status().message();
+  }
+  json vm_bad = to_json(sent);
+  vm_bad["vms"][0]["uuid"] = 7;
+  EXPECT_EQ(peer_group_from_json(vm_bad).status().code(), StatusCode::kInvalidArgument);
+}
+
+// A configuration copy whose group keeps 2^40 PITs is refused whole: the
+// copy this site holds stays, and with it what its runs would carry over.
+TEST_F(TwoSitesTest, AConfigurationCopyWithAGroupOutOfBoundsIsRefusedAndTheCopyHeldStays) {
+  pair();
+  map_all();
+  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  auto held = b_.store->find_peer_copy("site-a");
+  ASSERT_TRUE(held.is_ok() && held->has_value());
+  json copy = json::parse((*held)->document);
+  ASSERT_EQ(copy["groups"].size(), 1u);
+  copy["version"] = (*held)->version + 1;
+  copy["groups"][0]["keep_pits"] = std::uint64_t{1} << 40;
+  ApiResponse r = b_.router->handle(ApiRequest{"PUT", "/api/v1/peer/config-copy", {}, copy.dump(), "", "sha256//pin-a"});
+  EXPECT_EQ(r.status, 400) << r.body.dump();
+  EXPECT_TRUE(contains(r.body.value("message", ""), "group 'g1': field 'keep_pits'")) << r.body.dump();
+  EXPECT_TRUE(contains(r.body.value("message", ""), "1099511627776")) << r.body.dump();
+  auto still = b_.store->find_peer_copy("site-a");
+  ASSERT_TRUE(still.is_ok() && still->has_value());
+  EXPECT_EQ((*still)->version, (*held)->version);
+  EXPECT_EQ((*still)->document, (*held)->document);
+
+  copy["groups"][0]["keep_pits"] = 24;
+  r = b_.router->handle(ApiRequest{"PUT", "/api/v1/peer/config-copy", {}, copy.dump(), "", "sha256//pin-a"});
+  EXPECT_EQ(r.status, 200) << r.body.dump();
+}
+
+// A copy stored before it was checked (by an older evacd) is read strictly
+// where it is used: the epoch that decides whether the caller may write
+// PITs here is refused, not narrowed.
+TEST_F(TwoSitesTest, ACycleIsRefusedWhenTheCallersCopyOfItsGroupIsOutOfBounds) {
+  pair();
+  map_all();
+  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  auto held = b_.store->find_peer_copy("site-a");
+  ASSERT_TRUE(held.is_ok() && held->has_value());
+  json copy = json::parse((*held)->document);
+  copy["groups"][0]["epoch"] = "2";
+  ASSERT_TRUE(b_.store->put_peer_copy(PeerCopyRecord{"site-a", (*held)->version, copy.dump(), now_}).is_ok());
+  ReplicationService replication(*b_.service, *b_.transport, dir_.string());
+  auto caller = b_.store->find_peer("site-a");
+  ASSERT_TRUE(caller.is_ok() && caller->has_value());
+  const json body = to_json(CycleBeginRequest{
+      "cycle-1", {ReplicatedDevice{"u-web01", "web01", "vda", "", "qcow2", "/b/replicas", 1 << 20, ""}}});
+  auto r = replication.handle_begin(**caller, "g1", body);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().to_string();
+  EXPECT_TRUE(contains(r.status().message(), "the configuration of site 'site-a': group 'g1': field 'epoch'"))
+      << r.status().message();
+  EXPECT_EQ(replication.pits_held_here("g1").status().code(), StatusCode::kNotFound) << "nothing staged";
+}
+
 // A placeholder request reads back whole as the protected site writes it
 // (a CD-ROM drive without media, a native definition included); anything
 // else is refused and defines nothing.
