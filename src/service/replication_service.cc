@@ -236,6 +236,9 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
   Result<std::vector<PointInTime>> list_pits(const std::string& group) override {
     auto r = call("GET", base(group) + "/pits", std::nullopt);
     if (!r) return r.status();
+    if (!r->is_array())
+      return with_site(invalid_argument("the points in time of group '" + group + "' are not a list",
+                                        "the recovery site answered what no evacd of this version sends"));
     std::vector<PointInTime> out;
     for (const auto& j : *r) {
       auto pit = pit_from_json(j);

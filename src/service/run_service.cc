@@ -493,7 +493,9 @@ class RunService::Steps : public engine::StepRunner {
     // A graceful shutdown is waited for as long as the peer may take over it.
     const std::chrono::milliseconds wait = best_effort ? std::chrono::milliseconds(0) : *graceful + kPeerAnswerMargin;
     auto r = site_.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/shutdown", body, wait);
-    if (r) return json{{"reached", true}, {"stopped", (*r)["stopped"]}};
+    // Recorded as the peer said it, never indexed blindly: operator[] throws
+    // on an answer that is no object.
+    if (r) return json{{"reached", true}, {"stopped", r->is_object() ? r->value("stopped", json()) : json()}};
     if (!best_effort) return r.status();
     return engine::unreached_outcome("protected site '" + g.protected_site + "' did not answer (" +
                                          r.status().message() + "): its VMs of group '" + g.name +

@@ -140,5 +140,47 @@ TEST(FollowPeerCycle, TheStepRunningOutOfTimeEndsTheFollow) {
   EXPECT_EQ(peer.bodies.size(), 1u) << "no call once the step has no time left";
 }
 
+// Every answer is read typed and bounded before it is followed: a cycle
+// that is no number (nlohmann's value() threw on it, in a run's thread), a
+// done that is no boolean, a PIT without its id, progress that is no
+// object, or an answer about another cycle than the one followed, ends the
+// sync with a clear error instead.
+TEST(FollowPeerCycle, AnAnswerOfTheWrongShapeEndsTheFollowWithAClearError) {
+  struct Case {
+    json answer;
+    std::string says;
+  };
+  json no_id = ended(4, "pit-4");
+  no_id.erase("id");
+  json progress_text = going(4);
+  progress_text["progress"] = "half way";
+  const std::vector<Case> cases = {
+      {json{{"cycle", "4"}, {"done", false}}, "field 'cycle' of the protected site's answer to a sync must be a whole number"},
+      {json{{"cycle", -4}, {"done", false}}, "field 'cycle' of the protected site's answer to a sync is -4, out of range"},
+      {json{{"cycle", 4}, {"done", "no"}}, "field 'done' of the protected site's answer to a sync must be"},
+      {json{{"done", false}}, "field 'cycle' of the protected site's answer to a sync is required"},
+      {no_id, "field 'id' of the protected site's answer to a sync is required"},
+      {progress_text, "field 'progress' of the protected site's answer to a sync must be an object"},
+      {json::array({4}), "the protected site's answer to a sync must be a JSON object"},
+  };
+  for (const auto& c : cases) {
+    FakePeerSync peer;
+    peer.answer(c.answer);
+    auto r = follow_peer_cycle(peer.call(), every(milliseconds(50)), milliseconds(10));
+    ASSERT_FALSE(r.is_ok()) << c.answer.dump();
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << c.answer.dump();
+    EXPECT_NE(r.status().message().find(c.says), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().hint().find("no evacd of this version sends"), std::string::npos) << r.status().hint();
+    EXPECT_EQ(peer.bodies.size(), 1u) << "not asked again";
+  }
+  // Following cycle 4, an answer about cycle 5 is not taken for it.
+  FakePeerSync peer;
+  peer.answer(going(4));
+  peer.answer(ended(5, "pit-5"));
+  auto r = follow_peer_cycle(peer.call(), every(milliseconds(50)), milliseconds(10));
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(), "the protected site answered about cycle 5 while cycle 4 was followed");
+}
+
 }  // namespace
 }  // namespace evac
