@@ -64,11 +64,15 @@ class RunService {
   // need points in time then fail at their first step, saying why.
   RunService(SiteService& site, ReplicationService* replication, engine::EngineOptions options = default_options());
   // 16 steps at once, 8 of them on one compute provider; a transient error
-  // is tried 5 times in all, 1, 2, 4 and 8 s apart: ~15 s, so a peer evacd
-  // restarting or a link flapping mid-migration does not stop the run (the
-  // e2e test kills the protected site's evacd mid-migration; 3 tries, ~3 s,
-  // ran out before its restart answered).
-  static engine::EngineOptions default_options() { return engine::EngineOptions{16, 5, std::chrono::seconds(1), 8}; }
+  // (a peer or libvirtd that does not answer) is tried 7 times in all, 1,
+  // 2, 4, 8, 16 and 32 s apart: ~1 min, so a peer evacd restarting, a link
+  // flapping or a libvirtd restart mid-run does not stop the run (the e2e
+  // test kills the protected site's evacd mid-migration: 3 tries, ~3 s, ran
+  // out before its restart answered; and with random kills of either evacd
+  // a reprotect's step once found the peer down for over 15 s). A step's
+  // own timeout still ends its retries, and a disaster's steps that reach
+  // for the lost site do not retry (their outcome is "unreached").
+  static engine::EngineOptions default_options() { return engine::EngineOptions{16, 7, std::chrono::seconds(1), 8}; }
   ~RunService();
   RunService(const RunService&) = delete;
   RunService& operator=(const RunService&) = delete;
