@@ -349,15 +349,18 @@ Result<ReplicationGroupSpec> ReplicationService::group_spec(const GroupRecord& g
   if (!vms) return vms.status().with_context("group '" + group.name + "'");
   spec.vms = std::move(*vms);
   // Storage mappings name pools; the recovery site says where they are.
-  auto inventory = transport_.call(PeerEndpoint{peer.url, peer.pin}, "GET", "/api/v1/peer/inventory", std::nullopt);
-  if (!inventory) return inventory.status().with_context("site '" + peer.site + "'");
+  auto answer = transport_.call(PeerEndpoint{peer.url, peer.pin}, "GET", "/api/v1/peer/inventory", std::nullopt);
+  if (!answer) return answer.status().with_context("site '" + peer.site + "'");
+  auto inventory = peer_inventory_from_json(*answer);
+  if (!inventory)
+    return inventory.status().with_context("site '" + peer.site + "'")
+        .with_hint("it answered what no evacd of this version sends: check the evacd there (its version, its log)");
   auto mappings = site_.store().list_mappings(peer.site);
   if (!mappings) return mappings.status();
   for (const auto& m : *mappings) {
     if (m.kind != MappingKind::kStorage) continue;
-    for (const auto& p : (*inventory)["providers"])
-      for (const auto& pool : p.value("storage_pools", json::array()))
-        if (pool.value("name", "") == m.target) spec.replica_dirs[m.source] = pool.value("path", "");
+    for (const auto& p : inventory->providers)
+      if (const PeerInventory::Pool* pool = p.pool(m.target)) spec.replica_dirs[m.source] = pool->path;
   }
   return spec;
 }

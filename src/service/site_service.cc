@@ -29,23 +29,68 @@ std::int64_t system_now() {
 
 std::string basename_of(const std::string& path) { return std::filesystem::path(path).filename().string(); }
 
-// The peer's inventory as /peer/inventory returns it: {providers: [{name,
-// networks: [...], storage_pools: [...]}]}.
-const json* peer_provider(const json& inventory, const std::string& name) {
-  auto providers = inventory.find("providers");
-  if (providers == inventory.end() || !providers->is_array()) return nullptr;
-  for (const auto& p : *providers)
-    if (p.value("name", "") == name) return &p;
-  return nullptr;
-}
-
-const json* named_in(const json& list, const std::string& name) {
-  for (const auto& item : list)
-    if (item.value("name", "") == name) return &item;
-  return nullptr;
+// What a paired site answers that its reader refused: the reader's
+// message, about that site, and what to do.
+Status refused_answer(const Status& why, const std::string& site) {
+  return why.with_context("site '" + site + "'")
+      .with_hint("it answered what no evacd of this version sends: check the evacd there (its version, its log)");
 }
 
 }  // namespace
+
+const PeerInventory::Pool* PeerInventory::Provider::pool(const std::string& pool_name) const {
+  for (const auto& p : pools)
+    if (p.name == pool_name) return &p;
+  return nullptr;
+}
+
+const PeerInventory::Provider* PeerInventory::provider(const std::string& provider_name) const {
+  for (const auto& p : providers)
+    if (p.name == provider_name) return &p;
+  return nullptr;
+}
+
+Result<PeerInventory> peer_inventory_from_json(const json& j) {
+  // {site, providers: [{name, kind, networks: [NetworkInfo], storage_pools:
+  // [StoragePoolInfo]} or {name, kind, error}]}
+  auto f = JsonFields::of(j, "an inventory");
+  if (!f) return f.status();
+  auto providers = f->list("providers");
+  if (!providers) return providers.status();
+  if (!*providers) return f->missing("providers");
+  PeerInventory out;
+  for (const json& item : **providers) {
+    auto p = JsonFields::of(item, "a compute provider of an inventory");
+    if (!p) return p.status();
+    auto name = p->required_text("name", 256);
+    auto networks = p->list("networks");
+    auto pools = p->list("storage_pools");
+    for (const Status& s : {name.status(), networks.status(), pools.status()})
+      if (!s) return s;
+    PeerInventory::Provider provider{*name, {}, {}};
+    const std::string where = "of compute provider '" + excerpt(*name) + "' of an inventory";
+    if (*networks)
+      for (const json& n : **networks) {
+        auto network = JsonFields::of(n, "a network " + where);
+        if (!network) return network.status();
+        auto network_name = network->required_text("name", 256);
+        if (!network_name) return network_name.status();
+        provider.networks.push_back(*network_name);
+      }
+    if (*pools)
+      for (const json& n : **pools) {
+        auto pool = JsonFields::of(n, "a storage pool " + where);
+        if (!pool) return pool.status();
+        auto pool_name = pool->required_text("name", 256);
+        auto path = pool->text("path");
+        for (const Status& s : {pool_name.status(), path.status()})
+          if (!s) return s;
+        provider.pools.push_back({*pool_name, path->value_or("")});
+      }
+    out.providers.push_back(std::move(provider));
+  }
+  return out;
+}
 
 SiteService::SiteService(SiteIdentity identity, Store& store,
                          std::map<std::string, std::unique_ptr<ComputeProvider>> providers, PeerTransport& transport,
@@ -200,8 +245,12 @@ Result<PeerRecord> SiteService::pair(const std::string& token, const std::option
   json request = {{"secret", payload["secret"]}, {"site", identity_.name}, {"url", identity_.url}};
   auto answer = transport_.call(endpoint, "POST", "/api/v1/peer/pair", request);
   if (!answer) return answer.status().with_context("pairing with site '" + peer_site + "' at " + endpoint.url);
-  if (answer->value("site", "") != peer_site)
-    return failed_precondition("the site at " + endpoint.url + " calls itself '" + answer->value("site", "") +
+  // {site, url}: only the name is read (the URL is the token's, or the operator's).
+  auto fields = JsonFields::of(*answer, "the pairing answer");
+  auto answered = fields ? fields->required_text("site", 64) : Result<std::string>(fields.status());
+  if (!answered) return refused_answer(answered.status(), peer_site).with_context("pairing at " + endpoint.url);
+  if (*answered != peer_site)
+    return failed_precondition("the site at " + endpoint.url + " calls itself '" + excerpt(*answered) +
                                    "', but the token was issued by '" + peer_site + "'",
                                "check that the URL reaches the site that issued the token");
   PeerRecord record{peer_site, endpoint.url, endpoint.pin, clock_(), clock_(), std::nullopt, ""};
@@ -354,7 +403,15 @@ void SiteService::heartbeat_round() {
     auto answer = call_peer(peer, "POST", "/api/v1/peer/heartbeat",
                             json{{"site", identity_.name}, {"config_version", version ? *version : 0}});
     if (!answer) continue;
-    if (version && answer->value("copy_version", std::int64_t{-1}) != *version) (void)push_config_copy(peer);
+    // {site, time, copy_version}: only the version of our copy there is read.
+    auto fields = JsonFields::of(*answer, "the heartbeat answer");
+    auto copy_version = fields ? fields->integer("copy_version", 0, std::numeric_limits<std::int64_t>::max())
+                               : Result<std::optional<std::int64_t>>(fields.status());
+    if (!copy_version) {
+      spdlog::warn("heartbeat: {}", refused_answer(copy_version.status(), peer.site).to_string());
+      continue;
+    }
+    if (version && *copy_version != *version) (void)push_config_copy(peer);
   }
 }
 
@@ -681,6 +738,14 @@ Result<json> SiteService::handle_peer_inventory(const PeerRecord&) {
   return json{{"site", identity_.name}, {"providers", providers}};
 }
 
+Result<PeerInventory> SiteService::peer_inventory(const PeerRecord& peer) {
+  auto answer = call_peer(peer, "GET", "/api/v1/peer/inventory");
+  if (!answer) return answer.status();
+  auto inventory = peer_inventory_from_json(*answer);
+  if (!inventory) return refused_answer(inventory.status(), peer.site);
+  return inventory;
+}
+
 Result<MappingRecord> SiteService::create_mapping(const MappingCreateRequest& req) {
   std::lock_guard lock(protection_mu_);
   auto peer = resolve_peer(req.peer_site);
@@ -737,25 +802,21 @@ Result<MappingRecord> SiteService::create_mapping(const MappingCreateRequest& re
                          "`");
 
   // The target (and test network) must exist at the recovery site.
-  auto inventory = call_peer(*peer, "GET", "/api/v1/peer/inventory");
+  auto inventory = peer_inventory(*peer);
   if (!inventory)
     return inventory.status().with_hint("the recovery site must answer to check the mapping's target; " +
                                         inventory.status().hint());
-  auto exists_at_peer = [&](const std::string& what, const char* list_key) {
-    for (const auto& p : (*inventory)["providers"]) {
-      if (!list_key) {
-        if (p.value("name", "") == what) return true;
-        continue;
-      }
-      if (p.contains(list_key) && named_in(p[list_key], what)) return true;
+  auto exists_at_peer = [&](const std::string& what, MappingKind kind) {
+    for (const auto& p : inventory->providers) {
+      if (kind == MappingKind::kCompute && p.name == what) return true;
+      if (kind == MappingKind::kNetwork && std::find(p.networks.begin(), p.networks.end(), what) != p.networks.end())
+        return true;
+      if (kind == MappingKind::kStorage && p.pool(what)) return true;
     }
     return false;
   };
   std::vector<std::string> there;  // attachment keys at the recovery site
-  for (const auto& p : (*inventory)["providers"])
-    if (p.contains("networks") && p["networks"].is_array())
-      for (const auto& n : p["networks"])
-        if (n.is_object() && n.contains("name") && n["name"].is_string()) there.push_back(n["name"].get<std::string>());
+  for (const auto& p : inventory->providers) there.insert(there.end(), p.networks.begin(), p.networks.end());
   std::string target = req.target, test_network = req.test_network;
   if (req.kind == MappingKind::kNetwork) {
     auto resolved = resolve_attachment(there, req.target);
@@ -773,10 +834,7 @@ Result<MappingRecord> SiteService::create_mapping(const MappingCreateRequest& re
                                 "use an isolated network at site '" + peer->site + "' for tests");
     }
   }
-  const char* list_key = req.kind == MappingKind::kCompute   ? nullptr
-                         : req.kind == MappingKind::kNetwork ? "networks"
-                                                             : "storage_pools";
-  if (!exists_at_peer(target, list_key))
+  if (!exists_at_peer(target, req.kind))
     return not_found(kind + " '" + req.target + "' does not exist at site '" + peer->site + "'",
                      "create it there first, or check the name with `evac inventory` against that site");
 
@@ -824,7 +882,7 @@ Status SiteService::delete_mapping(std::int64_t id) {
 // ---- protection groups --------------------------------------------------------------
 
 std::optional<PlaceholderSpec> SiteService::placeholder_spec(const VmInfo& vm, const std::string& group,
-                                                             const PeerRecord& peer, const json& peer_inventory,
+                                                             const PeerRecord& peer, const PeerInventory& peer_inventory,
                                                              std::vector<std::string>& missing) {
   auto mapping = [&](MappingKind kind, const std::string& source) -> std::optional<MappingRecord> {
     auto m = store_.find_mapping(peer.site, kind, source);
@@ -834,12 +892,12 @@ std::optional<PlaceholderSpec> SiteService::placeholder_spec(const VmInfo& vm, c
   std::size_t missing_before = missing.size();
   PlaceholderSpec spec{group, identity_.name, vm.uuid, vm};
   auto compute = mapping(MappingKind::kCompute, vm.provider);
-  const json* target_provider = nullptr;
+  const PeerInventory::Provider* target_provider = nullptr;
   if (!compute) {
     missing.push_back(vm.name + ": compute provider '" + vm.provider + "' is not mapped to site '" + peer.site + "'");
   } else {
     spec.vm.provider = compute->target;
-    target_provider = peer_provider(peer_inventory, compute->target);
+    target_provider = peer_inventory.provider(compute->target);
     if (!target_provider)
       missing.push_back(vm.name + ": compute provider '" + compute->target + "' no longer exists at site '" + peer.site + "'");
   }
@@ -856,16 +914,14 @@ std::optional<PlaceholderSpec> SiteService::placeholder_spec(const VmInfo& vm, c
                         ") is not mapped to site '" + peer.site + "'");
       continue;
     }
-    const json* pool = target_provider && target_provider->contains("storage_pools")
-                           ? named_in((*target_provider)["storage_pools"], storage->target)
-                           : nullptr;
+    const PeerInventory::Pool* pool = target_provider ? target_provider->pool(storage->target) : nullptr;
     if (target_provider && !pool) {
       missing.push_back(vm.name + ": storage pool '" + storage->target + "' does not exist at site '" + peer.site +
                         "' under provider '" + spec.vm.provider + "'");
       continue;
     }
     disk.storage_pool = storage->target;
-    if (pool) disk.path = (std::filesystem::path(pool->value("path", "")) / basename_of(disk.path)).string();
+    if (pool) disk.path = (std::filesystem::path(pool->path) / basename_of(disk.path)).string();
   }
   for (auto& nic : spec.vm.nics) {
     const std::string source = attachment_of(nic).key();
@@ -902,7 +958,7 @@ Status SiteService::check_vms_protectable(const std::vector<VmInfo>& vms) {
 
 Result<std::vector<GroupVmRecord>> SiteService::register_placeholders(const std::vector<VmInfo>& vms,
                                                                       const std::string& group, const PeerRecord& peer) {
-  auto inventory = call_peer(peer, "GET", "/api/v1/peer/inventory");
+  auto inventory = peer_inventory(peer);
   if (!inventory)
     return inventory.status().with_hint("protecting a VM registers its placeholder at the recovery site, which must answer; " +
                                         inventory.status().hint());
@@ -917,16 +973,27 @@ Result<std::vector<GroupVmRecord>> SiteService::register_placeholders(const std:
   std::vector<GroupVmRecord> done;
   for (std::size_t i = 0; i < specs.size(); ++i) {
     auto answer = call_peer(peer, "POST", "/api/v1/peer/placeholders", json(specs[i]));
-    if (!answer) {
-      Status cause = answer.status().with_context("registering the placeholder of VM '" + vms[i].name + "'");
+    // The placeholder as the peer defined it (a PlaceholderInfo): its UUID
+    // is what removes it again, and what a recovery there starts.
+    Result<std::pair<std::string, std::string>> defined = [&]() -> Result<std::pair<std::string, std::string>> {
+      if (!answer) return answer.status();
+      auto f = JsonFields::of(*answer, "the answer to a placeholder request");
+      if (!f) return refused_answer(f.status(), peer.site);
+      auto uuid = f->required_text("uuid", 256);
+      auto provider_name = f->text("provider", 256);
+      for (const Status& s : {uuid.status(), provider_name.status()})
+        if (!s) return refused_answer(s, peer.site);
+      return std::pair{*uuid, provider_name->value_or("")};
+    }();
+    if (!defined) {
+      Status cause = defined.status().with_context("registering the placeholder of VM '" + vms[i].name + "'");
       Status undo = remove_placeholders(done, peer);
       if (!undo.is_ok())
         cause = cause.with_hint(cause.hint() + "; also failed to roll back placeholders already registered (" +
                                 undo.message() + "): remove them at site '" + peer.site + "'");
       return cause;
     }
-    done.push_back(GroupVmRecord{vms[i].provider, vms[i].name, vms[i].uuid, answer->value("uuid", ""),
-                                 answer->value("provider", "")});
+    done.push_back(GroupVmRecord{vms[i].provider, vms[i].name, vms[i].uuid, defined->first, defined->second});
   }
   return done;
 }

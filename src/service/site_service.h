@@ -61,6 +61,29 @@ struct MappingCreateRequest {
   std::string test_network;  // required for network mappings
 };
 
+// A paired site's inventory as its /peer/inventory answers it
+// (handle_peer_inventory there): its compute providers, each with the
+// names of its networks and the names and folders of its storage pools
+// (none when that provider could not list them).
+struct PeerInventory {
+  struct Pool {
+    std::string name;
+    std::string path;
+  };
+  struct Provider {
+    std::string name;
+    std::vector<std::string> networks;
+    std::vector<Pool> pools;
+    const Pool* pool(const std::string& pool_name) const;
+  };
+  std::vector<Provider> providers;
+  const Provider* provider(const std::string& provider_name) const;
+};
+// Read strictly: each name and folder typed and bounded, every list a list
+// of objects. The rest of a network or pool (kind, bridge, capacity, ...) is
+// not read, so not refused.
+Result<PeerInventory> peer_inventory_from_json(const nlohmann::json& j);
+
 struct PeerStatus {
   PeerRecord record;
   bool connected = false;
@@ -227,7 +250,9 @@ class SiteService {
   // Translates a VM through the mappings into the placeholder the recovery
   // site must register; appends every missing mapping to `missing`.
   std::optional<PlaceholderSpec> placeholder_spec(const VmInfo& vm, const std::string& group, const PeerRecord& peer,
-                                                  const nlohmann::json& peer_inventory, std::vector<std::string>& missing);
+                                                  const PeerInventory& peer_inventory, std::vector<std::string>& missing);
+  // The peer's inventory, asked now and read strictly.
+  Result<PeerInventory> peer_inventory(const PeerRecord& peer);
   // Registers placeholders for `vms` at the peer; all or none.
   Result<std::vector<GroupVmRecord>> register_placeholders(const std::vector<VmInfo>& vms, const std::string& group,
                                                            const PeerRecord& peer);

@@ -1,5 +1,7 @@
 #include "two_sites.h"
 
+#include <algorithm>
+
 #include "core/model_json.h"
 #include "service/replication_service.h"
 #include "service/run_service.h"
@@ -833,6 +835,145 @@ TEST_F(TwoSitesTest, APlaceholderRequestIsReadStrictly) {
   }
   EXPECT_TRUE(b_.provider->defined_specs().empty());
   EXPECT_TRUE(b_.service->list_hosted_placeholders()->empty());
+}
+
+// ---- a paired site's answers, read strictly -----------------------------------------------
+
+// A paired site that answers what each test scripts ("METHOD path" ->
+// answer), and keeps what it was asked.
+class ScriptedPeerTransport : public PeerTransport {
+ public:
+  std::map<std::string, json> answers;
+  std::vector<std::string> asked;
+  Result<json> call(const PeerEndpoint&, const std::string& method, const std::string& path,
+                    const std::optional<json>&) override {
+    asked.push_back(method + " " + path);
+    auto it = answers.find(method + " " + path);
+    if (it == answers.end()) return unavailable("no scripted answer to " + method + " " + path);
+    return it->second;
+  }
+  Result<std::string> call_bytes(const PeerEndpoint& peer, const std::string& method, const std::string& path,
+                                 const std::string&, std::chrono::milliseconds) override {
+    auto r = call(peer, method, path, std::nullopt);
+    if (!r) return r.status();
+    return r->dump();
+  }
+  int times_asked(const std::string& call) const { return static_cast<int>(std::count(asked.begin(), asked.end(), call)); }
+};
+
+// Site-a's store and VMs, talking to a scripted site-b.
+class HostileAnswersTest : public TwoSitesTest {
+ protected:
+  std::unique_ptr<SiteService> scripted_site_a() {
+    auto provider = std::make_unique<FakeComputeProvider>("kvm-a");
+    provider->add_network("prod");
+    provider->add_network("backup");
+    provider->add_pool("images", "/a/images");
+    provider->add_vm(make_vm("web01", "u-web01", {{"vda", "/a/images/web01.qcow2", "qcow2", "virtio", "disk", "images"}},
+                             {{"52:54:00:00:00:01", "prod", "network", "virtio"}}));
+    std::map<std::string, std::unique_ptr<ComputeProvider>> providers;
+    providers.emplace("kvm-a", std::move(provider));
+    return std::make_unique<SiteService>(SiteIdentity{"site-a", "https://a:1", "sha256//pin-a"}, *a_.store,
+                                         std::move(providers), peer_, [this] { return now_; });
+  }
+  // Site-b's real inventory, as it answers it.
+  json inventory_of_b() {
+    auto caller = b_.store->find_peer("site-a");
+    auto inventory = b_.service->handle_peer_inventory(**caller);
+    EXPECT_TRUE(inventory.is_ok());
+    return *inventory;
+  }
+  ScriptedPeerTransport peer_;
+};
+
+TEST_F(HostileAnswersTest, APairingAnswerWithoutTheSitesNameIsRefusedAndPairsNothing) {
+  auto site_a = scripted_site_a();
+  for (const json& answer : {json{{"site", 7}}, json{{"url", "https://b:1"}}, json::array({"site-b"})}) {
+    auto token = b_.service->create_pairing_token(std::chrono::minutes(15));
+    ASSERT_TRUE(token.is_ok());
+    peer_.answers["POST /api/v1/peer/pair"] = answer;
+    auto paired = site_a->pair((*token)["token"], std::nullopt);
+    ASSERT_FALSE(paired.is_ok()) << answer.dump();
+    EXPECT_EQ(paired.status().code(), StatusCode::kInvalidArgument) << paired.status().to_string();
+    EXPECT_TRUE(contains(paired.status().message(), "the pairing answer")) << paired.status().message();
+    EXPECT_TRUE(contains(paired.status().hint(), "no evacd of this version sends")) << paired.status().hint();
+    EXPECT_FALSE(a_.store->find_peer("site-b")->has_value()) << "nothing paired";
+  }
+  auto token = b_.service->create_pairing_token(std::chrono::minutes(15));
+  peer_.answers["POST /api/v1/peer/pair"] = json{{"site", "site-b"}, {"url", "https://b:1"}};
+  ASSERT_TRUE(site_a->pair((*token)["token"], std::nullopt).is_ok());
+}
+
+// A heartbeat answer whose copy version is no number threw in evacd's
+// heartbeat thread (nlohmann's value()), which nothing catches: it is now
+// logged and the round goes on; a number out of range is not narrowed.
+TEST_F(HostileAnswersTest, AHeartbeatAnswerOfTheWrongShapeIsSkipped) {
+  pair();
+  auto site_a = scripted_site_a();
+  for (const json& answer : {json{{"site", "site-b"}, {"copy_version", "0"}},
+                             json{{"site", "site-b"}, {"copy_version", std::uint64_t{1} << 63}},
+                             json{{"site", "site-b"}, {"copy_version", -1}}, json("site-b")}) {
+    peer_.answers["POST /api/v1/peer/heartbeat"] = answer;
+    site_a->heartbeat_round();
+    EXPECT_EQ(peer_.times_asked("PUT /api/v1/peer/config-copy"), 0) << answer.dump();
+  }
+  // A copy there older than ours is replaced.
+  peer_.answers["POST /api/v1/peer/heartbeat"] = json{{"site", "site-b"}, {"copy_version", 0}};
+  peer_.answers["PUT /api/v1/peer/config-copy"] = json{{"site", "site-b"}, {"copy_version", 1}};
+  ASSERT_TRUE(a_.store->bump_config_version().is_ok());
+  site_a->heartbeat_round();
+  EXPECT_EQ(peer_.times_asked("PUT /api/v1/peer/config-copy"), 1);
+}
+
+// Protecting a VM reads the recovery site's inventory (where its pools
+// are) and its answer for each placeholder (the UUID that removes it
+// again): each read strictly, and a refusal protects nothing.
+TEST_F(HostileAnswersTest, InventoryAndPlaceholderAnswersOfTheWrongShapeProtectNothing) {
+  pair();
+  map_all();
+  auto site_a = scripted_site_a();
+  const json good = inventory_of_b();
+  std::vector<std::pair<json, std::string>> bad;
+  json pool_path = good;
+  pool_path["providers"][0]["storage_pools"][0]["path"] = 7;
+  bad.push_back({pool_path, "field 'path' of a storage pool of compute provider 'kvm-b' of an inventory must be a string"});
+  json pools_text = good;
+  pools_text["providers"][0]["storage_pools"] = "replicas";
+  bad.push_back({pools_text, "field 'storage_pools' of a compute provider of an inventory must be a list"});
+  json no_providers = good;
+  no_providers.erase("providers");
+  bad.push_back({no_providers, "field 'providers' of an inventory is required"});
+  json nameless = good;
+  nameless["providers"][0]["networks"][0].erase("name");
+  bad.push_back({nameless, "field 'name' of a network of compute provider 'kvm-b' of an inventory is required"});
+  for (const auto& [answer, says] : bad) {
+    peer_.answers["GET /api/v1/peer/inventory"] = answer;
+    auto g = site_a->create_group({"g1", {"web01"}, std::nullopt, 900, 24});
+    ASSERT_FALSE(g.is_ok()) << answer.dump();
+    EXPECT_EQ(g.status().code(), StatusCode::kInvalidArgument) << g.status().to_string();
+    EXPECT_TRUE(contains(g.status().message(), "site 'site-b': " + says)) << g.status().message();
+    // A mapping's target is checked against the same answer.
+    auto m = site_a->create_mapping({MappingKind::kNetwork, std::nullopt, "backup", "recovery-prod", "test-isolated"});
+    EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument) << m.status().to_string();
+  }
+  EXPECT_EQ(peer_.times_asked("POST /api/v1/peer/placeholders"), 0);
+
+  peer_.answers["GET /api/v1/peer/inventory"] = good;
+  for (const json& answer : {json{{"uuid", 5}, {"provider", "kvm-b"}}, json{{"provider", "kvm-b"}}, json("u-1")}) {
+    peer_.answers["POST /api/v1/peer/placeholders"] = answer;
+    auto g = site_a->create_group({"g1", {"web01"}, std::nullopt, 900, 24});
+    ASSERT_FALSE(g.is_ok()) << answer.dump();
+    EXPECT_EQ(g.status().code(), StatusCode::kInvalidArgument) << g.status().to_string();
+    EXPECT_TRUE(contains(g.status().message(), "registering the placeholder of VM 'web01': site 'site-b': "))
+        << g.status().message();
+  }
+  EXPECT_FALSE(a_.store->find_group("g1")->has_value()) << "nothing protected";
+
+  peer_.answers["POST /api/v1/peer/placeholders"] = json{{"uuid", "p-web01"}, {"provider", "kvm-b"}, {"name", "web01"}};
+  auto g = site_a->create_group({"g1", {"web01"}, std::nullopt, 900, 24});
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  EXPECT_EQ(g->vms[0].placeholder_uuid, "p-web01");
+  EXPECT_EQ(g->vms[0].placeholder_provider, "kvm-b");
 }
 
 TEST_F(TwoSitesTest, PlaceholderRemovalOnlyByItsOwner) {
