@@ -96,6 +96,66 @@ Result<RecoveredGroup> recovered_group_of(const PeerGroup& found, const std::str
   return g;
 }
 
+// One VM's outcome in the protected site's answer to a readiness probe (its
+// handle_peer_guest_agents, _fence_check and _backup_probe): {vm, state,
+// <ok_key>: bool, error, hint}, read typed; keys not read are not refused.
+struct ProbeOutcome {
+  std::string vm, state, error, hint;
+  bool ok = false;
+};
+Result<ProbeOutcome> probe_outcome_from_json(const json& j, const char* ok_key, std::string what) {
+  auto f = JsonFields::of(j, std::move(what));
+  if (!f) return f.status();
+  auto vm = f->text("vm", 256);
+  auto state = f->text("state", 64);
+  auto ok = f->boolean(ok_key);
+  auto error = f->text("error");
+  auto hint = f->text("hint");
+  for (const Status& s : {vm.status(), state.status(), ok.status(), error.status(), hint.status()})
+    if (!s) return s;
+  return ProbeOutcome{vm->value_or(""), state->value_or(""), error->value_or(""), hint->value_or(""), ok->value_or(false)};
+}
+
+// The guest-agent answer: a list of {vm, state, agent, error}.
+Result<std::vector<ProbeOutcome>> guest_agents_from_json(const json& j) {
+  if (!j.is_array() || j.size() > kMaxListItems)
+    return invalid_argument("the guest-agent answer must be a list of at most " + std::to_string(kMaxListItems) + " VMs");
+  std::vector<ProbeOutcome> out;
+  for (const auto& item : j) {
+    auto o = probe_outcome_from_json(item, "agent", "a VM of the guest-agent answer");
+    if (!o) return o.status();
+    out.push_back(std::move(*o));
+  }
+  return out;
+}
+
+// The backup probe's answer: {busy, vms: [{vm, state, ok, error, hint}]}
+// ({skipped: true} stands for a probe not asked for).
+struct BackupProbe {
+  bool skipped = false, busy = false;
+  std::vector<ProbeOutcome> vms;
+};
+Result<BackupProbe> backup_probe_from_json(const json& j) {
+  auto f = JsonFields::of(j, "the backup-probe answer");
+  if (!f) return f.status();
+  auto skipped = f->boolean("skipped");
+  auto busy = f->boolean("busy");
+  auto vms = f->list("vms");
+  for (const Status& s : {skipped.status(), busy.status(), vms.status()})
+    if (!s) return s;
+  BackupProbe out{skipped->value_or(false), busy->value_or(false), {}};
+  if (*vms)
+    for (const auto& item : **vms) {
+      auto o = probe_outcome_from_json(item, "ok", "a VM of the backup-probe answer");
+      if (!o) return o.status();
+      out.vms.push_back(std::move(*o));
+    }
+  return out;
+}
+
+constexpr const char* kAnswerHint =
+    "it answered what no evacd of this version sends: check the evacd there (its version, its log)";
+
 }  // namespace
 
 Result<std::vector<std::string>> PlanService::group_vm_names(const std::string& group) {
@@ -583,18 +643,22 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
     // The protected VMs' guest agents, where the plan waits for them: a
     // guest without one never sends the heartbeat a run waits for.
     if (peer && peer->connected) {
-      auto agents = site_.call_paired_site(protected_site, "GET", "/api/v1/peer/groups/" + group + "/guest-agents", std::nullopt);
-      if (agents && agents->is_array()) {
+      auto answer = site_.call_paired_site(protected_site, "GET", "/api/v1/peer/groups/" + group + "/guest-agents", std::nullopt);
+      auto agents = answer ? guest_agents_from_json(*answer) : Result<std::vector<ProbeOutcome>>(answer.status());
+      if (answer && !agents)
+        add("warning", "guest-agents",
+            "site '" + protected_site + "' answered the guest-agent check unreadably: " + agents.status().message(),
+            kAnswerHint);
+      if (agents) {
         int answering = 0, waited = 0;
         for (const auto& a : *agents) {
-          const std::string vm = a.value("vm", "");
-          if (!plan_vm_or_default(*plan, vm).wait_for_guest || a.value("state", "") != "running") continue;
+          if (!plan_vm_or_default(*plan, a.vm).wait_for_guest || a.state != "running") continue;
           ++waited;
-          if (a.value("agent", false)) {
+          if (a.ok) {
             ++answering;
           } else {
             add("warning", "guest-agents",
-                "VM '" + vm + "' at '" + protected_site + "' does not answer its guest agent: " + a.value("error", ""),
+                "VM '" + a.vm + "' at '" + protected_site + "' does not answer its guest agent: " + a.error,
                 "install and start qemu-guest-agent in it, or set wait_for_guest: false for it in the plan");
           }
         }
@@ -603,43 +667,53 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
       }
       // After a recovery the old copy is fenced: powered off, and its disks
       // made read-only so no one starts it by hand. Say now if they cannot be.
-      auto fence = site_.call_paired_site(protected_site, "GET", "/api/v1/peer/groups/" + group + "/fence-check", std::nullopt);
-      if (fence && fence->value("read_only", false))
+      auto fence_answer =
+          site_.call_paired_site(protected_site, "GET", "/api/v1/peer/groups/" + group + "/fence-check", std::nullopt);
+      auto fence = fence_answer ? probe_outcome_from_json(*fence_answer, "read_only", "the fence-check answer")
+                                : Result<ProbeOutcome>(fence_answer.status());
+      if (fence_answer && !fence)
+        add("warning", "fencing",
+            "site '" + protected_site + "' answered the fence check unreadably: " + fence.status().message(), kAnswerHint);
+      else if (fence && fence->ok)
         add("ok", "fencing", "site '" + protected_site + "' can make group '" + group + "''s disks read-only when fenced");
       else if (fence)
         add("warning", "fencing",
             "site '" + protected_site + "' could not make group '" + group + "''s disks read-only when fenced: " +
-                fence->value("error", ""),
-            fence->value("hint", "") + (fence->value("hint", "").empty() ? "" : "; ") +
-                "a fence there would only power the VMs off");
+                fence->error,
+            fence->hint + (fence->hint.empty() ? "" : "; ") + "a fence there would only power the VMs off");
       // Could the protected site read the VMs now (a backup of each running
       // VM begun and ended there, nothing kept)? A migration's first step
       // is a cycle; without cycles, tests and failovers get older PITs.
-      auto probe = probe_sources ? site_.call_paired_site(protected_site, "GET",
-                                                          "/api/v1/peer/groups/" + group + "/backup-probe", std::nullopt)
-                                 : Result<json>(json{{"skipped", true}});
-      if (probe && probe->value("skipped", false)) {
+      auto probe_answer = probe_sources ? site_.call_paired_site(protected_site, "GET",
+                                                                 "/api/v1/peer/groups/" + group + "/backup-probe",
+                                                                 std::nullopt)
+                                        : Result<json>(json{{"skipped", true}});
+      auto probe = probe_answer ? backup_probe_from_json(*probe_answer) : Result<BackupProbe>(probe_answer.status());
+      if (probe && probe->skipped) {
         // A listing only glances: no backups are tried for it.
-      } else if (!probe) {
+      } else if (!probe_answer) {
         add("warning", "backups",
             "site '" + protected_site + "' could not be asked whether it can replicate group '" + group +
-                "' now: " + probe.status().message(),
+                "' now: " + probe_answer.status().message(),
             "an evacd older than this one there has no such probe");
-      } else if (probe->value("busy", false)) {
+      } else if (!probe) {
+        add("warning", "backups",
+            "site '" + protected_site + "' answered the backup probe unreadably: " + probe.status().message(),
+            kAnswerHint);
+      } else if (probe->busy) {
         add("ok", "backups", "a cycle of group '" + group + "' runs at '" + protected_site + "' now: its outcome tells");
       } else {
         int ok = 0, failed = 0;
-        for (const auto& v : probe->value("vms", json::array())) {
-          if (v.value("ok", false)) {
+        for (const auto& v : probe->vms) {
+          if (v.ok) {
             ++ok;
             continue;
           }
           ++failed;
           add("error", "backups",
-              "site '" + protected_site + "' cannot replicate VM '" + v.value("vm", "") + "' (" + v.value("state", "") +
-                  ") of group '" + group + "' now: " + v.value("error", ""),
-              v.value("hint", "") + (v.value("hint", "").empty() ? "" : "; ") + "a migration starts with a cycle",
-              kPlanned);
+              "site '" + protected_site + "' cannot replicate VM '" + v.vm + "' (" + v.state + ") of group '" + group +
+                  "' now: " + v.error,
+              v.hint + (v.hint.empty() ? "" : "; ") + "a migration starts with a cycle", kPlanned);
         }
         if (failed > 0)
           add("warning", "backups",
