@@ -48,6 +48,19 @@ struct ReplicatedDevice {
   std::string seed;
   std::string key() const { return vm_uuid + "/" + disk; }
 };
+// The largest disk evac replicates: 64 TiB, as large as a virtual disk of
+// vSphere (62 TiB) or Hyper-V (64 TiB) gets. A recovery site keeps a hash
+// of every 64 KiB block of each disk of a cycle in memory (1/2048 of its
+// size: 32 GiB at this bound), so a size a paired site names is checked
+// against it before anything is allocated or created for that disk.
+inline constexpr std::uint64_t kMaxDiskBytes = std::uint64_t{64} << 40;
+// kInvalidArgument, naming the disk, when `size_bytes` is beyond kMaxDiskBytes.
+inline Status check_disk_size(const std::string& disk, std::uint64_t size_bytes) {
+  if (size_bytes <= kMaxDiskBytes) return Status::ok();
+  return invalid_argument("disk " + disk + " is " + std::to_string(size_bytes) +
+                              " bytes, more than the 64 TiB (" + std::to_string(kMaxDiskBytes) + " bytes) evac replicates",
+                          "keep each replicated disk at most 64 TiB: spread larger data over several disks of the VM");
+}
 
 // Which PITs a recovery site keeps: the newest `keep_last`, plus the newest
 // PIT of each of the last `keep_hourly` clock hours (UTC) and of each of the

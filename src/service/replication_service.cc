@@ -136,8 +136,11 @@ Result<CycleBeginRequest> cycle_begin_from_json(const json& j) {
     for (const Status& s : {vm_uuid.status(), vm_name.status(), disk.status(), format.status(), replica_dir.status(),
                             size.status(), seed.status(), d->finish()})
       if (!s) return s;
-    out.disks.push_back(ReplicatedDevice{*vm_uuid, vm_name->value_or(""), *disk, "", format->value_or(""), *replica_dir,
-                                         *size, seed->value_or("")});
+    ReplicatedDevice device{*vm_uuid, vm_name->value_or(""), *disk, "", format->value_or(""), *replica_dir,
+                            *size, seed->value_or("")};
+    // Before anything is staged or allocated for it (a hash per block).
+    EVAC_RETURN_IF_ERROR(check_disk_size(excerpt(device.key()), device.size_bytes));
+    out.disks.push_back(std::move(device));
   }
   return out;
 }

@@ -1,10 +1,16 @@
 #include "replication/builtin/block_codec.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <thread>
+
+#include "replication/builtin/builtin_replicator.h"
+#include "replication/builtin/pit_store.h"
 
 namespace evac::builtin {
 namespace {
@@ -388,6 +394,52 @@ TEST(BatchTest, ChangeToACompressedFrameThatDecodesTheSameIsStillRejected) {
       << r.status().to_string();
 }
 
+// A 64 KiB block can be stored in a byte or two, so a batch's size does
+// not bound what it decodes to: a table claiming more than a batch holds
+// is refused before anything is allocated for decompression.
+TEST(BatchTest, ABatchClaimingMoreThanABatchHoldsIsRefusedBeforeAllocating) {
+  const std::string key = "vm/vda";
+  auto claiming = [&](std::uint32_t count) {
+    std::string wire = "EVB3";
+    wire.append(4, '\0');
+    put_le32(wire, 4, static_cast<std::uint32_t>(key.size()));
+    wire += key;
+    wire.append(4, '\0');
+    put_le32(wire, wire.size() - 4, count);
+    for (std::uint32_t i = 0; i < count; ++i) {
+      std::string entry(kHeader, '\0');
+      for (int b = 0; b < 8; ++b) entry[b] = static_cast<char>(((std::uint64_t(i) * kBlockSize) >> (8 * b)) & 0xff);
+      put_le32(entry, 8, kBlockSize);  // raw length
+      put_le32(entry, 12, 1);          // stored in one byte
+      entry[16] = 1;                   // zstd
+      wire += entry;
+    }
+    wire.append(count, 'x');
+    wire.append(32, '\0');  // the trailing checksum
+    return wire;
+  };
+  const std::uint32_t most = kMaxBatchDataBytes / kBlockSize;
+  std::string too_much = claiming(most + 1);
+  EXPECT_LT(too_much.size(), 32u * 1024) << "a small request";
+  auto r = decode_batch(too_much);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("the blocks of disk vm/vda would decode to more than 16777216 bytes"),
+            std::string::npos)
+      << r.status().to_string();
+  // Within the bound the table is taken, and the bytes are what is refused.
+  auto within = decode_batch(claiming(most));
+  ASSERT_FALSE(within.is_ok());
+  EXPECT_NE(within.status().message().find("does not decompress"), std::string::npos) << within.status().to_string();
+
+  // A batch that holds that much for real decodes.
+  std::vector<BlockRecord> zeros;
+  for (std::uint32_t i = 0; i < most; ++i) zeros.push_back(record(std::uint64_t(i) * kBlockSize, std::string(kBlockSize, '\0')));
+  auto full = decode_batch(encode_batch(key, zeros));
+  ASSERT_TRUE(full.is_ok()) << full.status().to_string();
+  EXPECT_EQ(full->blocks.size(), most);
+}
+
 TEST(BatchTest, EveryFlippedByteOfASmallBatchIsRejected) {
   std::vector<BlockRecord> blocks = {record(kBlockSize, text_bytes(kBlockSize, 1)),
                                      record(4 * kBlockSize, text_bytes(777, 2))};
@@ -545,6 +597,34 @@ TEST(BatchTest, UnalignedOffsetIsRejected) {
   auto r = decode_batch(encode_batch("vm/vda", {record(100, text_bytes(kBlockSize, 1))}));
   ASSERT_FALSE(r.is_ok());
   EXPECT_NE(r.status().message().find("not aligned"), std::string::npos) << r.status().to_string();
+}
+
+// ---------------------------------------------------------------- the receiver
+
+// A cycle's disk sizes come from the protected site: one beyond the largest
+// disk evac replicates is refused before a staging image is created or a
+// hash list allocated for it (2^62 bytes would be 2^46 hashes, 2 PiB), and
+// before a cycle open here is given up for it.
+TEST(ReplicaReceiverTest, ADiskLargerThanEvacReplicatesIsRefusedBeforeAnythingIsMade) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("evac-receiver-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "replicas");
+  PitStore pits((dir / "index").string());
+  ReplicaReceiver receiver(pits);
+  const std::string replicas = (dir / "replicas").string();
+  for (std::uint64_t size : {kMaxDiskBytes + 512, std::uint64_t{1} << 62, ~std::uint64_t{0}}) {
+    Status s = receiver.begin_cycle("g1", "cycle-1",
+                                    {ReplicatedDevice{"u-web01", "web01", "vda", "", "qcow2", replicas, 1 << 20, ""},
+                                     ReplicatedDevice{"u-web01", "web01", "vdb", "", "qcow2", replicas, size, ""}});
+    ASSERT_FALSE(s.is_ok()) << size;
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(s.message(), "disk u-web01/vdb is " + std::to_string(size) +
+                               " bytes, more than the 64 TiB (70368744177664 bytes) evac replicates");
+    EXPECT_TRUE(fs::is_empty(dir / "replicas")) << "no staging image";
+    EXPECT_FALSE(fs::exists(dir / "index")) << "no index";
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -593,6 +593,16 @@ TEST(PeerCycleBodies, NumbersOutOfRangeAreRefusedNotNarrowed) {
     disk["disks"][0]["size_bytes"] = size;
     EXPECT_FALSE(cycle_begin_from_json(disk).is_ok()) << size.dump();
   }
+  // A disk size within 2^62 but beyond what evac replicates is refused
+  // before the receiver sees it (it would allocate a hash per 64 KiB).
+  disk["disks"][0]["size_bytes"] = kMaxDiskBytes;
+  EXPECT_TRUE(cycle_begin_from_json(disk).is_ok());
+  disk["disks"][0]["size_bytes"] = std::uint64_t{1} << 62;
+  auto huge = cycle_begin_from_json(disk);
+  ASSERT_FALSE(huge.is_ok());
+  EXPECT_EQ(huge.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(huge.status().message(), "disk u/vda is 4611686018427387904 bytes, more than the 64 TiB (70368744177664 bytes) evac replicates");
+  EXPECT_TRUE(contains(huge.status().hint(), "at most 64 TiB")) << huge.status().hint();
 }
 
 // A commit is read whole before the receiver sees it: one asking to keep

@@ -361,6 +361,7 @@ Result<DecodedBatch> decode_batch(std::string_view bytes) {
   std::vector<Entry> entries(count);
   out.blocks.resize(count);
   std::size_t decompressed_len = 0;
+  std::uint64_t data_len = 0;  // all blocks, decoded
   auto where = [&](std::uint64_t offset) {
     return "block at offset " + std::to_string(offset) + " of disk " + out.disk_key;
   };
@@ -382,6 +383,11 @@ Result<DecodedBatch> decode_batch(std::string_view bytes) {
       return malformed_batch(where(rec.offset) + " has an invalid length of " + std::to_string(e.raw_len) + " bytes");
     }
     if (rec.offset > UINT64_MAX - e.raw_len) return malformed_batch(where(rec.offset) + " ends beyond the largest disk offset");
+    data_len += e.raw_len;  // at most 2^32 entries of at most kBlockSize: no overflow
+    if (data_len > kMaxBatchDataBytes) {
+      return malformed_batch("the blocks of disk " + out.disk_key + " would decode to more than " +
+                             std::to_string(kMaxBatchDataBytes) + " bytes, the most one batch holds");
+    }
     if (e.encoding == kEncodingRaw) {
       if (e.stored != e.raw_len) {
         return malformed_batch(where(rec.offset) + " is stored raw but its stored length " + std::to_string(e.stored) +

@@ -98,6 +98,13 @@ struct BlockRecord {
 // offsets are multiples of kBlockSize, 1 <= data.size() <= kBlockSize. The
 // key is at most kMaxDiskKeyLength bytes.
 constexpr std::size_t kMaxDiskKeyLength = 1024;
+// The most bytes a batch's blocks may hold decoded. A sender fills a batch
+// up to SyncOptions::batch_bytes (8 MiB) and one block more, and is held
+// below this; a receiver refuses a batch whose table claims more before it
+// allocates anything for decompression (a block of 64 KiB can be stored in
+// a byte or two, so the request's size alone would not bound it). As much
+// as evacd takes of a batch's body (api.max_block_batch).
+constexpr std::size_t kMaxBatchDataBytes = 16 << 20;
 std::string encode_batch(const std::string& disk_key, const std::vector<BlockRecord>& blocks, int zstd_level = 1);
 
 // A decoded block: `data` points into the batch's bytes (a block stored raw)
@@ -117,7 +124,9 @@ struct DecodedBatch {
   std::unique_ptr<char[]> decompressed;
 };
 // Verifies everything and trusts no length: magic, every length against the
-// buffer, decompression, each block against its XXH3-128, the trailing checksum.
+// buffer and the blocks' sum against kMaxBatchDataBytes (before anything is
+// allocated for them), decompression, each block against its XXH3-128, the
+// trailing checksum.
 // Any failure is kInvalidArgument; nothing of a failed batch may be applied.
 // The result's blocks point into `bytes`: keep them alive while it is used.
 Result<DecodedBatch> decode_batch(std::string_view bytes);

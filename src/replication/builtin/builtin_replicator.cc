@@ -161,6 +161,10 @@ Status ReplicaReceiver::open_writer(OpenDisk& disk) {
 
 Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string& cycle_id,
                                     const std::vector<ReplicatedDevice>& disks) {
+  // The sizes come from the protected site: each is bounded before a
+  // staging image is created or a manifest allocated for it (a hash per
+  // 64 KiB block), and before an open cycle is given up for this one.
+  for (const auto& d : disks) EVAC_RETURN_IF_ERROR(check_disk_size(d.key(), d.size_bytes));
   std::lock_guard lock(mu_);
   if (auto it = cycles_.find(group); it != cycles_.end()) {
     // A sender that died mid-cycle never aborted; its successor starts over.
@@ -190,9 +194,9 @@ Status ReplicaReceiver::begin_cycle(const std::string& group, const std::string&
     OpenDisk disk;
     disk.staged = s;
     auto previous = pits_.load_newest_disk_blob(group, s.key);
-    Result<Manifest> manifest = Manifest::empty(s.size_bytes);
-    if (!previous) manifest = previous.status();
-    else if (previous->has_value()) manifest = Manifest::decode(**previous);
+    Result<Manifest> manifest = !previous                 ? Result<Manifest>(previous.status())
+                                : previous->has_value() ? Manifest::decode(**previous)
+                                                        : Manifest::empty(s.size_bytes);
     Status opened = manifest.status();
     if (opened.is_ok()) {
       disk.manifest = in_current_scheme(std::move(*manifest));
@@ -562,6 +566,8 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
   // With a change map, blocks outside it are the replica's as they are;
   // without one every block is read and the manifest is built afresh.
   Manifest current = changed ? replica : Manifest::empty(device.size_bytes);
+  // A batch holds at most this and one block more: what a receiver takes.
+  const std::size_t batch_bytes = std::min(options_.batch_bytes, kMaxBatchDataBytes - kBlockSize);
   std::vector<BlockRecord> pending;
   std::size_t pending_bytes = 0;
   std::size_t pending_piece_bytes = 0;  // size of the source pieces `pending` points into
@@ -762,7 +768,7 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
       // A batch is sent when full, or when it holds blocks of so many pieces
       // that keeping them all mapped or in memory would cost more than
       // sending a smaller batch (sparse changes spread over a large disk).
-      if (pending_bytes >= options_.batch_bytes || pending_piece_bytes >= kMaxPieceBytesPerBatch) {
+      if (pending_bytes >= batch_bytes || pending_piece_bytes >= kMaxPieceBytesPerBatch) {
         EVAC_RETURN_IF_ERROR(flush());
         piece_in_pending = false;
       }
