@@ -1,11 +1,20 @@
 // Fuzz target: a request to evacd's REST API, through the router with its
 // real decoders, services and a real SQLite store (fakes behind: the
-// compute provider and the peer transport). The first input byte picks the
-// route and who calls it (an operator, a paired site, any certificate);
-// the rest is the body. Requests change the site's state as they would in
-// evacd, so later inputs meet groups and plans that earlier ones created.
+// compute provider, the peer transport and the replication engine, as in
+// the unit tests). The first input byte picks the route and who calls it
+// (an operator, a paired site, any certificate); the rest is the body.
+// Requests change the site's state as they would in evacd, so later inputs
+// meet groups and plans that earlier ones created.
+//
+// The site starts as site-a paired with site-b, protecting group g1 (VM
+// web01) to it and holding site-b's configuration copy with group h1
+// recovering here, so a paired site's replication calls (a sync of g1, a
+// cycle of h1) and its reprotect of g1 get past the group checks to their
+// decoders. New routes go at the end of kRoutes: the corpus names routes
+// by their index.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -15,6 +24,9 @@
 #include "api/router.h"
 #include "fakes/fake_compute_provider.h"
 #include "fakes/fake_peer_transport.h"
+#include "fakes/fake_replication_adapter.h"
+#include "service/replication_service.h"
+#include "service/run_service.h"
 #include "service/site_service.h"
 #include "store/store.h"
 #include "tls/tls.h"
@@ -27,6 +39,11 @@ struct Route {
   const char* method;
   const char* path;
   enum { kOperator, kPeer, kStranger } caller;
+  // Through the router that has the RunService. Only the reprotect: a
+  // run's start would go on in the engine's threads after the input
+  // (steps that wait for guests, prompts), so the operator's route to it
+  // stays on the router without runs, which answers it "unsupported".
+  bool runs = false;
 };
 
 constexpr Route kRoutes[] = {
@@ -46,14 +63,24 @@ constexpr Route kRoutes[] = {
     {"POST", "/api/v1/peer/groups/g1/shutdown", Route::kPeer},
     {"POST", "/api/v1/peer/groups/g1/handover", Route::kPeer},
     {"PUT", "/api/v1/peer/config-copy", Route::kPeer},
+    {"POST", "/api/v1/peer/groups/g1/sync", Route::kPeer},
+    {"POST", "/api/v1/peer/groups/g1/reprotect", Route::kPeer, true},
+    {"POST", "/api/v1/peer/replication/h1/cycles", Route::kPeer},
+    {"POST", "/api/v1/peer/replication/h1/cycles/c1/commit", Route::kPeer},
 };
 
 struct Site {
+  static std::int64_t now() { return 1'000'000; }
+
   std::filesystem::path dir;
   std::unique_ptr<Store> store;
   std::unique_ptr<testing::FakePeerTransport> transport;
   std::unique_ptr<SiteService> service;
-  std::unique_ptr<ApiRouter> router;
+  testing::FakeReplicationAdapter adapter{&Site::now};
+  std::unique_ptr<ReplicationService> replication;
+  std::unique_ptr<RunService> runs;
+  std::unique_ptr<ApiRouter> router;       // every route but the reprotect
+  std::unique_ptr<ApiRouter> runs_router;  // the same, with the RunService
 
   Site() {
     dir = std::filesystem::temp_directory_path() / ("evac-fuzz-api-" + std::to_string(::getpid()));
@@ -78,8 +105,40 @@ struct Site {
     providers.emplace("kvm-a", std::move(provider));
     transport = std::make_unique<testing::FakePeerTransport>("sha256//pin-a");
     service = std::make_unique<SiteService>(SiteIdentity{"site-a", "https://a:1", "sha256//pin-a"}, *store,
-                                            std::move(providers), *transport, [] { return std::int64_t{1'000'000}; });
-    router = std::make_unique<ApiRouter>(*service);
+                                            std::move(providers), *transport, &Site::now);
+    (void)store->add_group(GroupRecord{"g1", "site-a", "site-b", 900, 24, 1, now(),
+                                       {GroupVmRecord{"kvm-a", "web01", "u-web01", "p-web01", "kvm-b"}}});
+    const nlohmann::json copy = {
+        {"site", "site-b"},
+        {"version", 1},
+        {"mappings", nlohmann::json::array()},
+        {"groups",
+         {{{"name", "h1"},
+           {"protected_site", "site-b"},
+           {"recovery_site", "site-a"},
+           {"epoch", 1},
+           {"vms", {{{"name", "db01"}, {"uuid", "u-db01"}, {"provider", "kvm-b"}}}}}}},
+        {"plans", nlohmann::json::array()},
+        {"ownership", nlohmann::json::array()}};
+    (void)store->put_peer_copy(PeerCopyRecord{"site-b", 1, copy.dump(), now()});
+    ReplicationOptions options;
+    options.adapter_factory = adapter.factory();
+    options.clock = &Site::now;
+    options.schedules = false;
+    // A sync call holds the input no longer than this (its cycle goes on
+    // in the service's thread, against the fake engine).
+    options.wait_limit = std::chrono::milliseconds(20);
+    replication = std::make_unique<ReplicationService>(*service, *transport, (dir / "state").string(), std::move(options));
+    runs = std::make_unique<RunService>(*service, replication.get());
+    router = std::make_unique<ApiRouter>(*service, replication.get());
+    runs_router = std::make_unique<ApiRouter>(*service, replication.get(), runs.get());
+  }
+  ~Site() {
+    runs_router.reset();
+    router.reset();
+    runs.reset();
+    if (replication) replication->shutdown();
+    replication.reset();
   }
 };
 
@@ -92,7 +151,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ApiRequest request{route.method, route.path, {}, std::string(reinterpret_cast<const char*>(data) + 1, size - 1),
                      route.caller == Route::kOperator ? "token" : "",
                      route.caller == Route::kPeer ? "sha256//pin-b" : route.caller == Route::kStranger ? "sha256//x" : ""};
-  ApiResponse response = site.router->handle(request);
+  ApiResponse response = (route.runs ? site.runs_router : site.router)->handle(request);
   // Every answer is JSON with a status evac gives; errors carry a hint.
   if (response.status >= 400 &&
       (!response.body.is_object() || !response.body.contains("code") || !response.body.contains("hint")))
