@@ -479,8 +479,9 @@ Status SiteService::push_config_copy(const PeerRecord& peer) {
   if (auto copy = store_.find_peer_copy(peer.site); copy && copy->has_value()) {
     auto theirs = parse_json_or_discarded((*copy)->document);
     if (theirs.is_object() && theirs.contains("groups") && theirs["groups"].is_array())
-      for (const auto& g : theirs["groups"])
-        if (g.is_object()) involved.insert(g.value("name", ""));
+      for (const auto& g : theirs["groups"])  // a copy stored before its groups were checked: no value() on it
+        if (auto name = g.is_object() ? g.find("name") : g.end(); name != g.end() && name->is_string())
+          involved.insert(name->get<std::string>());
   }
   filtered["plans"] = json::array();
   for (const auto& p : (*doc)["plans"]) {

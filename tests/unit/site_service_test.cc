@@ -775,6 +775,17 @@ TEST_F(TwoSitesTest, AConfigurationCopyWithAGroupOutOfBoundsIsRefusedAndTheCopyH
   EXPECT_EQ(r.status, 200) << r.body.dump();
 }
 
+// Pushing our copy reads the peer's (the plans of its groups go back to
+// it): one stored before its groups were checked, with a name that is no
+// string, threw there, in evacd's heartbeat thread.
+TEST_F(TwoSitesTest, PushingOurCopyReadsAnUncheckedCopyOfThePeersWithoutThrowing) {
+  pair();
+  const json theirs = {{"site", "site-b"}, {"version", 3}, {"groups", {{{"name", 7}}, "g2", {{"name", "g3"}}}}};
+  ASSERT_TRUE(a_.store->put_peer_copy(PeerCopyRecord{"site-b", 3, theirs.dump(), now_}).is_ok());
+  Status pushed = a_.service->push_config_to("site-b");
+  EXPECT_TRUE(pushed.is_ok()) << pushed.to_string();
+}
+
 // A copy stored before it was checked (by an older evacd) is read strictly
 // where it is used: the epoch that decides whether the caller may write
 // PITs here is refused, not narrowed.
