@@ -105,7 +105,13 @@ class PeriodicTask {
     std::unique_lock lock(mu_);
     while (!stopping_) {
       lock.unlock();
-      round_();
+      // One failed round (a bug, an answer no decoder caught) is logged;
+      // the heartbeat and the scheduler must go on for the next one.
+      try {
+        round_();
+      } catch (const std::exception& e) {
+        spdlog::error("a periodic task stopped on an unexpected error: {}", e.what());
+      }
       lock.lock();
       cv_.wait_for(lock, interval_, [this] { return stopping_; });
     }

@@ -577,7 +577,17 @@ Result<json> RunEngine::attempt(Active& a, Step& step, std::unique_lock<std::mut
     // The runner reads the step without the lock: while it runs, only this
     // worker changes it (cancel and ack touch pending and waiting steps).
     lock.unlock();
-    result = runner_.run(a.run, step);
+    // A step that throws (a bug, or input no decoder caught) fails, with
+    // what it threw; it must not end evacd and every other run with it.
+    try {
+      result = runner_.run(a.run, step);
+    } catch (const std::exception& e) {
+      result = internal_error("step " + step.spec.name + " stopped on an unexpected error: " + e.what(),
+                              "this is a bug in evac: report it with evacd's log; `evac run resume` tries the step again");
+    } catch (...) {
+      result = internal_error("step " + step.spec.name + " stopped on an unexpected error",
+                              "this is a bug in evac: report it with evacd's log; `evac run resume` tries the step again");
+    }
     if (options_.exit_after_steps > 0 && result.is_ok() && ++steps_done_ >= options_.exit_after_steps) {
       std::fprintf(stderr, "fault injection: exiting after step %d (%s) of run %s, before recording it\n", step.idx,
                    step.spec.name.c_str(), a.run.id.c_str());

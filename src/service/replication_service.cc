@@ -558,7 +558,16 @@ void ReplicationService::run_cycles(const std::string& name) {
     }
     std::size_t known_pits = 0;
     spdlog::info("replication: cycle {} of group {} started", number, name);
-    Result<PointInTime> result = run_one_cycle(name, known_pits);
+    // A cycle that throws fails like any other (an alarm, a retry later)
+    // instead of ending evacd with every other group's cycles.
+    Result<PointInTime> result = internal_error("cycle " + std::to_string(number) + " of group " + name + " did not run");
+    try {
+      result = run_one_cycle(name, known_pits);
+    } catch (const std::exception& e) {
+      result = internal_error("cycle " + std::to_string(number) + " of group " + name + " stopped on an unexpected error: " +
+                                  e.what(),
+                              "this is a bug in evac: report it with evacd's log; the next cycle starts over");
+    }
     std::lock_guard lock(mu_);
     GroupRun& run = runs_[name];
     run.finished = number;

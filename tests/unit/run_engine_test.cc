@@ -31,6 +31,7 @@ class FakeRunner : public StepRunner {
   std::map<std::string, Status> fail;          // step name -> error to answer (once per entry in fail_times)
   std::map<std::string, int> fail_times;
   std::map<std::string, std::string> unreachable;  // step name -> why its target cannot be reached (best effort)
+  std::string throws;                          // this step throws (as a step with a bug would)
   std::string block_on;                        // this step waits for release()
   bool released = false;
   Status release_with;
@@ -57,6 +58,7 @@ class FakeRunner : public StepRunner {
       --f->second;
       return fail[step.spec.name];
     }
+    if (step.spec.name == throws) throw json::type_error::create(302, "type must be number, but is string", nullptr);
     if (auto u = unreachable.find(step.spec.name); u != unreachable.end())
       return unreached_outcome(u->second, json{{"tried", step.spec.name}});
     // Idempotent: the effect is applied once however often the step runs.
@@ -276,6 +278,26 @@ TEST_F(RunEngineTest, TransientErrorsAreRetriedWithBackoff) {
   ASSERT_TRUE(e->start(run("r2"), tiers()).is_ok());
   e->wait_idle("r2");
   EXPECT_EQ(state_of("r2"), "failed");
+}
+
+// A step that throws fails the run saying so; the engine (and evacd) go
+// on, and other runs are untouched.
+TEST_F(RunEngineTest, AStepThatThrowsFailsItsRunNotTheProcess) {
+  runner_.throws = "power on app";
+  auto e = engine();
+  ASSERT_TRUE(e->start(run("r1"), tiers()).is_ok());
+  e->wait_idle("r1");
+  EXPECT_EQ(state_of("r1"), "failed");
+  auto steps = e->steps("r1");
+  ASSERT_TRUE(steps.is_ok());
+  const Step& app = (*steps)[1];
+  EXPECT_EQ(app.state, StepState::kFailed);
+  EXPECT_NE(app.error.find("unexpected error"), std::string::npos) << app.error;
+  EXPECT_NE(app.error.find("type must be number"), std::string::npos) << app.error;
+  runner_.throws.clear();
+  ASSERT_TRUE(e->start(run("r2"), tiers()).is_ok());
+  e->wait_idle("r2");
+  EXPECT_EQ(state_of("r2"), "succeeded") << "the engine goes on after a step threw";
 }
 
 // A step that keeps answering "not yet" stops being retried once its
