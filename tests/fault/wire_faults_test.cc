@@ -176,19 +176,9 @@ class WireFaultTest : public TwoEvacdTest {
   // Starts the sites, pairs them (through the relay), protects db01 and
   // web01, makes the first point in time.
   void start_and_protect() {
-    start_sites();
-    auto token = evac_at("b", {"site", "pairing-token", "-o", "json"});
-    ASSERT_EQ(token.exit_code, 0) << token.err;
-    auto paired = evac_at("a", {"site", "pair", token.json()["token"]});
-    ASSERT_EQ(paired.exit_code, 0) << paired.err;
-    for (auto args : std::vector<std::vector<std::string>>{{"mapping", "create", "compute", "kvm-a", "kvm-b"},
-                                                           {"mapping", "create", "network", "prod", "recovery-prod", "--test-network", "test-isolated"},
-                                                           {"mapping", "create", "storage", "images", "replicas"},
-                                                           {"group", "create", "shop", "--vm", "db01", "--vm", "web01"},
-                                                           {"group", "sync", "shop"}}) {
-      auto r = evac_at("a", args);
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-    }
+    ASSERT_NO_FATAL_FAILURE(start_sites());
+    ASSERT_NO_FATAL_FAILURE(
+        pair_and_protect_shop([this](const std::string& c, std::vector<std::string> a) { return evac_at(c, std::move(a)); }));
     ASSERT_GT(proxy_->forwarded(), 0u) << "site-a did not reach site-b through the relay";
   }
 

@@ -26,18 +26,8 @@ class RunsCliTest : public TwoEvacdTest {
     write_test_driver_sites(root_);
     make_sites("test://" + (root_ / "site-a.xml").string(), "test://" + (root_ / "site-b.xml").string());
     start_sites();
-    auto token = evac_at("b", {"site", "pairing-token", "-o", "json"});
-    ASSERT_EQ(token.exit_code, 0) << token.err;
-    ASSERT_EQ(evac_at("a", {"site", "pair", token.json()["token"]}).exit_code, 0);
-    for (auto args : std::vector<std::vector<std::string>>{
-             {"mapping", "create", "compute", "kvm-a", "kvm-b"},
-             {"mapping", "create", "network", "prod", "recovery-prod", "--test-network", "test-isolated"},
-             {"mapping", "create", "storage", "images", "replicas"},
-             {"group", "create", "shop", "--vm", "db01", "--vm", "web01"},
-             {"group", "sync", "shop"}}) {
-      auto r = evac_at("a", args);
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-    }
+    ASSERT_NO_FATAL_FAILURE(
+        pair_and_protect_shop([this](const std::string& c, std::vector<std::string> a) { return evac_at(c, std::move(a)); }));
     // The plan, written where it runs; the recovery site needs the
     // protected site's configuration copy (with the group) first.
     std::ofstream(root_ / "plan.yaml") << "kind: RecoveryPlan\nname: shop-dr\ngroups: [shop]\nvms:\n"

@@ -6,7 +6,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -58,6 +60,27 @@ inline void write_test_driver_sites(const fs::path& root) {
        "<target><path>"
     << (root / "b/replicas").string() << "</path></target></pool>\n"
     << "</node>\n";
+}
+
+// Pairs site-a with site-b (the token from b, used at a), maps compute,
+// network (with the test network) and storage, protects db01 and web01 in
+// group "shop" and makes its first point in time. `evac_at(context, args)`
+// runs the CLI at a site.
+inline void pair_and_protect_shop(
+    const std::function<CommandResult(const std::string&, std::vector<std::string>)>& evac_at) {
+  auto token = evac_at("b", {"site", "pairing-token", "-o", "json"});
+  ASSERT_EQ(token.exit_code, 0) << token.err;
+  auto paired = evac_at("a", {"site", "pair", token.json()["token"]});
+  ASSERT_EQ(paired.exit_code, 0) << paired.err;
+  for (auto args : std::vector<std::vector<std::string>>{
+           {"mapping", "create", "compute", "kvm-a", "kvm-b"},
+           {"mapping", "create", "network", "prod", "recovery-prod", "--test-network", "test-isolated"},
+           {"mapping", "create", "storage", "images", "replicas"},
+           {"group", "create", "shop", "--vm", "db01", "--vm", "web01"},
+           {"group", "sync", "shop"}}) {
+    auto r = evac_at("a", args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
 }
 
 }  // namespace evac::testing

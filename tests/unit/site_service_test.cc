@@ -285,9 +285,7 @@ TEST_F(TwoSitesTest, BridgedAndMacvtapNicsAreMappedToWhateverKindTheRecoverySite
 }
 
 TEST_F(TwoSitesTest, RecoverySiteKeepsACopyOfTheProtection) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   auto copy = b_.store->find_peer_copy("site-a");
   ASSERT_TRUE(copy.is_ok() && copy->has_value());
   auto doc = nlohmann::json::parse((*copy)->document);
@@ -310,9 +308,7 @@ TEST_F(TwoSitesTest, HeartbeatRepairsAStaleCopy) {
 }
 
 TEST_F(TwoSitesTest, VmInAtMostOneGroup) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   auto g2 = a_.service->create_group({"g2", {"db01", "web01"}, std::nullopt, 900, 24});
   EXPECT_EQ(g2.status().code(), StatusCode::kAlreadyExists);
   EXPECT_TRUE(contains(g2.status().message(), "'g1'"));
@@ -362,9 +358,7 @@ TEST_F(TwoSitesTest, FailedPlaceholderRollsBackTheOthers) {
 }
 
 TEST_F(TwoSitesTest, AddAndRemoveVm) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   auto added = a_.service->add_vm_to_group("g1", "db01");
   ASSERT_TRUE(added.is_ok()) << added.status().to_string();
   EXPECT_EQ(added->vms.size(), 2u);
@@ -381,9 +375,7 @@ TEST_F(TwoSitesTest, AddAndRemoveVm) {
 }
 
 TEST_F(TwoSitesTest, UnmappedNetworkBlocksAddVm) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   auto r = a_.service->add_vm_to_group("g1", "lonely01");
   ASSERT_FALSE(r.is_ok());
   EXPECT_TRUE(contains(r.status().message(), "network 'backup'"));
@@ -408,9 +400,7 @@ TEST_F(TwoSitesTest, DeleteGroupRemovesPlaceholdersAndRefusesWhenPeerDown) {
 }
 
 TEST_F(TwoSitesTest, AGroupLiveAtTheOtherSiteIsDeletedHereOnlyByForceNamingItsReadOnlyDisks) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   // Failed over to site-b: this site's copy is fenced.
   ASSERT_TRUE(a_.store->put_ownership(OwnershipRecord{"g1", "site-b", 2, 100, "run-7"}).is_ok());
   auto refused = a_.service->delete_group("g1");
@@ -441,9 +431,7 @@ TEST_F(TwoSitesTest, ForcedDeleteWithRecoverySiteGoneListsLeftovers) {
 }
 
 TEST_F(TwoSitesTest, UnpairRefusedWhileGroupsUseThePeer) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   Status s = a_.service->unpair("site-b");
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
   EXPECT_TRUE(contains(s.message(), "g1"));
@@ -451,9 +439,7 @@ TEST_F(TwoSitesTest, UnpairRefusedWhileGroupsUseThePeer) {
 }
 
 TEST_F(TwoSitesTest, MappingInUseCannotBeDeleted) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   auto mappings = a_.service->list_mappings();
   for (const auto& m : *mappings) {
     Status s = a_.service->delete_mapping(m.id);
@@ -466,9 +452,7 @@ TEST_F(TwoSitesTest, MappingInUseCannotBeDeleted) {
 }
 
 TEST_F(TwoSitesTest, ReplicaFolderMustBeARecoverySitePool) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   ReplicationService replication(*b_.service, *b_.transport, dir_.string());
   auto caller = b_.store->find_peer("site-a");
   ASSERT_TRUE(caller.is_ok() && caller->has_value());
@@ -609,9 +593,7 @@ TEST(PeerCycleBodies, NumbersOutOfRangeAreRefusedNotNarrowed) {
 // 2^40 PITs is refused and changes nothing, the same commit within bounds
 // reaches the receiver (which has no such cycle open here).
 TEST_F(TwoSitesTest, ACommitKeepingMorePitsThanAnOperatorMayIsRefusedAndChangesNothing) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   ReplicationService replication(*b_.service, *b_.transport, dir_.string());
   ApiRouter router(*b_.service, &replication);
   const std::string path = "/api/v1/peer/replication/g1/cycles/cycle-1/commit";
@@ -637,9 +619,7 @@ TEST_F(TwoSitesTest, ACommitKeepingMorePitsThanAnOperatorMayIsRefusedAndChangesN
 // misspelt one, or the protected site's own path of the disk) is refused;
 // the sender's own body is read and goes on to the pool check.
 TEST_F(TwoSitesTest, ACycleStartWithAnUnknownKeyIsRefused) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   ReplicationService replication(*b_.service, *b_.transport, dir_.string());
   ApiRouter router(*b_.service, &replication);
   const std::string path = "/api/v1/peer/replication/g1/cycles";
@@ -667,9 +647,7 @@ TEST_F(TwoSitesTest, ACycleStartWithAnUnknownKeyIsRefused) {
 // this site's would fence its copy, but not from a body with a key the
 // sender never sends, or an epoch no int64 holds.
 TEST_F(TwoSitesTest, AReprotectIsReadWholeBeforeAnythingIsFenced) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   RunService runs(*a_.service, nullptr);
   auto caller = a_.store->find_peer("site-b");
   ASSERT_TRUE(caller.is_ok() && caller->has_value());
@@ -752,9 +730,7 @@ TEST(PeerGroupSettings, WhatTheProtectedSiteSendsReadsBackAndNumbersOutOfRangeAr
 // A configuration copy whose group keeps 2^40 PITs is refused whole: the
 // copy this site holds stays, and with it what its runs would carry over.
 TEST_F(TwoSitesTest, AConfigurationCopyWithAGroupOutOfBoundsIsRefusedAndTheCopyHeldStays) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   auto held = b_.store->find_peer_copy("site-a");
   ASSERT_TRUE(held.is_ok() && held->has_value());
   json copy = json::parse((*held)->document);
@@ -790,9 +766,7 @@ TEST_F(TwoSitesTest, PushingOurCopyReadsAnUncheckedCopyOfThePeersWithoutThrowing
 // where it is used: the epoch that decides whether the caller may write
 // PITs here is refused, not narrowed.
 TEST_F(TwoSitesTest, ACycleIsRefusedWhenTheCallersCopyOfItsGroupIsOutOfBounds) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   auto held = b_.store->find_peer_copy("site-a");
   ASSERT_TRUE(held.is_ok() && held->has_value());
   json copy = json::parse((*held)->document);
@@ -1047,9 +1021,7 @@ TEST_F(HostileAnswersTest, ReadinessAnswersOfTheWrongShapeAreWarningsNotThrows) 
 }
 
 TEST_F(TwoSitesTest, PlaceholderRemovalOnlyByItsOwner) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   auto uuid = a_.service->get_group("g1")->vms[0].placeholder_uuid;
   PeerRecord stranger{"site-z", "https://z", "sha256//z", 0, {}, {}, ""};
   auto r = b_.service->handle_peer_remove_placeholder(stranger, uuid);

@@ -130,6 +130,15 @@ class TwoSitesTest : public ::testing::Test {
     }
   }
 
+  // Paired and mapped, and group g1 (web01, RPO 15 min, 24 PITs) protected
+  // from site-a to site-b: where most replication cases start.
+  void protect_web01_in_g1() {
+    ASSERT_NO_FATAL_FAILURE(pair());
+    ASSERT_NO_FATAL_FAILURE(map_all());
+    auto made = a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24});
+    ASSERT_TRUE(made.is_ok()) << made.status().to_string();
+  }
+
   std::int64_t now_ = 1'000'000;
   std::filesystem::path dir_;
   TestSite a_, b_;
