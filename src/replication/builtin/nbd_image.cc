@@ -448,8 +448,13 @@ Result<int> NbdExport::reap_orphaned_exports(const std::string& folder) {
   if (ec)
     return unavailable("cannot create " + folder + " (where evacd records its qemu-nbd exports): " + ec.message(),
                        "check that evacd's state folder is writable");
+  fs::directory_iterator records(folder, ec);
+  if (ec) return unavailable("cannot read " + folder + ": " + ec.message(), "check that evacd's state folder is readable");
+  // Removing a record or a socket folder is tidying: its failure is not
+  // the folder being unreadable, and must not keep evacd from starting.
+  std::error_code tidy;
   int stopped = 0;
-  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+  for (const auto& entry : records) {
     const std::string name = entry.path().filename().string();
     pid_t pid = 0;
     auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), pid);
@@ -467,11 +472,10 @@ Result<int> NbdExport::reap_orphaned_exports(const std::string& folder) {
         ++stopped;
       }
       const fs::path socket_dir = fs::path(socket).parent_path();
-      if (!socket.empty() && socket_dir.filename().string().rfind("evac-nbd-", 0) == 0) fs::remove_all(socket_dir, ec);
+      if (!socket.empty() && socket_dir.filename().string().rfind("evac-nbd-", 0) == 0) fs::remove_all(socket_dir, tidy);
     }
-    fs::remove(entry.path(), ec);
+    fs::remove(entry.path(), tidy);
   }
-  if (ec) return unavailable("cannot read " + folder + ": " + ec.message(), "check that evacd's state folder is readable");
   return stopped;
 }
 
