@@ -108,6 +108,20 @@ class [[nodiscard]] Result {
     }                                           \
   } while (0)
 
+// Declares (or assigns) `lhs` from a Result's value, or returns its Status:
+//   EVAC_ASSIGN_OR_RETURN(auto group, store.get_group(name));
+// The Result is moved from, so `lhs` may be a value or a move-only type. The
+// macro expands to two statements: do not use it as the body of an
+// unbraced if/else.
+#define EVAC_ASSIGN_OR_RETURN(lhs, expr) \
+  EVAC_ASSIGN_OR_RETURN_IMPL_(EVAC_STATUS_CONCAT_(_evac_result_, __LINE__), lhs, expr)
+#define EVAC_ASSIGN_OR_RETURN_IMPL_(result, lhs, expr) \
+  auto result = (expr);                                 \
+  if (!result.is_ok()) return result.status();          \
+  lhs = std::move(result).value()
+#define EVAC_STATUS_CONCAT_(a, b) EVAC_STATUS_CONCAT_INNER_(a, b)
+#define EVAC_STATUS_CONCAT_INNER_(a, b) a##b
+
 namespace evac::detail {
 inline const Status& status_of(const Status& s) { return s; }
 template <typename T>

@@ -2,12 +2,34 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
+
 namespace evac {
 namespace {
 
 Result<int> parse_positive(int v) {
   if (v <= 0) return invalid_argument("value must be positive", "pass a number above zero");
   return v;
+}
+
+// Two assignments on one line would clash if the macro's temporary were not
+// unique per line; one per line is what the macro promises.
+Result<int> sum_of_positives(int a, int b) {
+  EVAC_ASSIGN_OR_RETURN(int x, parse_positive(a));
+  EVAC_ASSIGN_OR_RETURN(auto y, parse_positive(b));
+  return x + y;
+}
+
+Result<std::unique_ptr<int>> boxed(int v) {
+  if (v < 0) return not_found("no box for a negative value");
+  return std::make_unique<int>(v);
+}
+
+Status unbox_into(int v, int& out) {
+  std::unique_ptr<int> box;
+  EVAC_ASSIGN_OR_RETURN(box, boxed(v));  // assigns an existing variable, move-only
+  out = *box;
+  return Status::ok();
 }
 
 Status twice(int v) {
@@ -46,6 +68,22 @@ TEST(ResultTest, ValueOrError) {
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_FALSE(twice(-2).is_ok());
   EXPECT_TRUE(twice(2).is_ok());
+}
+
+TEST(ResultTest, AssignOrReturnPassesValuesAndStopsAtTheFirstError) {
+  auto sum = sum_of_positives(2, 3);
+  ASSERT_TRUE(sum.is_ok());
+  EXPECT_EQ(*sum, 5);
+  auto bad = sum_of_positives(2, -3);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().hint(), "pass a number above zero");
+  int out = 0;
+  EXPECT_TRUE(unbox_into(7, out).is_ok());
+  EXPECT_EQ(out, 7);
+  auto missing = unbox_into(-1, out);
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound);
+  EXPECT_EQ(out, 7);
 }
 
 }  // namespace
