@@ -146,15 +146,15 @@ class ProviderRunner : public StepRunner {
     const std::string vm = step.spec.params.value("vm", "");
     const auto t0 = std::chrono::steady_clock::now();
     const double cpu0 = LatencyInjectingProvider::thread_cpu_seconds();
-    if (step.spec.kind == "power_on") EVAC_RETURN_IF_ERROR(provider_.power_on(vm));
-    if (step.spec.kind == "wait_for_guest") EVAC_RETURN_IF_ERROR(provider_.guest_ping(vm));
+    if (step.spec.kind == engine::StepKind::kPowerOn) EVAC_RETURN_IF_ERROR(provider_.power_on(vm));
+    if (step.spec.kind == engine::StepKind::kWaitForGuest) EVAC_RETURN_IF_ERROR(provider_.guest_ping(vm));
     call_cpu_us_ += static_cast<long>((LatencyInjectingProvider::thread_cpu_seconds() - cpu0) * 1e6);
     ++calls_;
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
     {
       std::lock_guard lock(mu_);
       Latency& l = took_[vm];
-      (step.spec.kind == "power_on" ? l.power_on_us : l.heartbeat_us) = static_cast<int>(us);
+      (step.spec.kind == engine::StepKind::kPowerOn ? l.power_on_us : l.heartbeat_us) = static_cast<int>(us);
     }
     return nlohmann::json{{"vm", vm}};
   }
@@ -428,7 +428,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     for (auto& step : *steps)
-      if (step.kind == "power_on" || step.kind == "wait_for_guest") step.resource = "provider:bench";
+      if (step.kind == engine::StepKind::kPowerOn || step.kind == engine::StepKind::kWaitForGuest) step.resource = "provider:bench";
     // The second run knows how long each step took in the first, as
     // RunService tells the engine from the plan's previous run.
     if (with_history)
@@ -489,10 +489,10 @@ int main(int argc, char** argv) {
       std::int64_t first_started_ms = std::numeric_limits<std::int64_t>::max();
       for (const auto& st : *ran) {
         if (st.started_at_ms) first_started_ms = std::min(first_started_ms, *st.started_at_ms);
-        if (st.spec.kind != "power_on" && st.spec.kind != "wait_for_guest") continue;
+        if (st.spec.kind != engine::StepKind::kPowerOn && st.spec.kind != engine::StepKind::kWaitForGuest) continue;
         held_ms += static_cast<double>(*st.ended_at_ms - *st.started_at_ms);
         const std::string vm = st.spec.params.value("vm", "");
-        const bool power_on = st.spec.kind == "power_on";
+        const bool power_on = st.spec.kind == engine::StepKind::kPowerOn;
         injected_ms += (power_on ? latency.at(vm).power_on_us : latency.at(vm).heartbeat_us) / 1000.0;
         took_ms += (power_on ? runner.took().at(vm).power_on_us : runner.took().at(vm).heartbeat_us) / 1000.0;
       }

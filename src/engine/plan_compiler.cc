@@ -35,10 +35,10 @@ class Emitter {
   // Returns what its last step is (`start` itself when it adds none).
   std::vector<int> chain(const PlanVm& vm, const std::string& group, std::vector<int> start) {
     std::vector<int> last = std::move(start);
-    auto step = [&](std::string name, std::string kind, json params) {
+    auto step = [&](std::string name, StepKind kind, json params) {
       params["vm"] = vm.vm;
       params["group"] = group;
-      last = {add(StepSpec{std::move(name), std::move(kind), last, vm.priority, std::move(params)})};
+      last = {add(StepSpec{std::move(name), kind, last, vm.priority, std::move(params)})};
     };
     auto actions = [&](const std::vector<PlanAction>& list, const char* when) {
       for (std::size_t i = 0; i < list.size(); ++i) {
@@ -46,24 +46,24 @@ class Emitter {
         json p = {{"when", when}, {"action", i}};
         switch (a.kind) {
           case PlanAction::Kind::kPrompt:
-            step("Prompt (" + vm.vm + "): " + a.message, "prompt", p);
+            step("Prompt (" + vm.vm + "): " + a.message, StepKind::kPrompt, p);
             break;
           case PlanAction::Kind::kHostCommand:
-            step("Run on the evacd host (" + vm.vm + "): " + a.command.front(), "host_command", p);
+            step("Run on the evacd host (" + vm.vm + "): " + a.command.front(), StepKind::kHostCommand, p);
             break;
           case PlanAction::Kind::kGuestCommand:
-            step("Run in the guest (" + vm.vm + "): " + a.command.front(), "guest_command", p);
+            step("Run in the guest (" + vm.vm + "): " + a.command.front(), StepKind::kGuestCommand, p);
             break;
         }
       }
     };
     if (vm.startup == StartupAction::kLeaveOff) return last;
     actions(vm.before_power_on, "before_power_on");
-    step("Power on priority " + std::to_string(vm.priority) + " VM: " + vm.vm, "power_on", json::object());
-    if (vm.wait_for_guest) step("Wait for guest heartbeat: " + vm.vm, "wait_for_guest", {{"timeout_s", vm.wait_for_guest->count()}});
-    if (vm.wait_for_guest && customize_ip_) step("Customize IP: " + vm.vm, "customize_ip", json::object());
+    step("Power on priority " + std::to_string(vm.priority) + " VM: " + vm.vm, StepKind::kPowerOn, json::object());
+    if (vm.wait_for_guest) step("Wait for guest heartbeat: " + vm.vm, StepKind::kWaitForGuest, {{"timeout_s", vm.wait_for_guest->count()}});
+    if (vm.wait_for_guest && customize_ip_) step("Customize IP: " + vm.vm, StepKind::kCustomizeIp, json::object());
     for (std::size_t i = 0; i < vm.checks.size(); ++i)
-      step("Check " + check_label(vm.checks[i]) + ": " + vm.vm, "check", {{"check", i}});
+      step("Check " + check_label(vm.checks[i]) + ": " + vm.vm, StepKind::kCheck, {{"check", i}});
     actions(vm.after_power_on, "after_power_on");
     return last;
   }
@@ -130,7 +130,7 @@ Result<std::vector<StepSpec>> compile_power_on(const RecoveryPlan& plan, const s
       std::sort(ends.begin(), ends.end());
       ends.erase(std::unique(ends.begin(), ends.end()), ends.end());
       if (ends.empty()) continue;
-      barrier = {emit.add(StepSpec{"Priority " + std::to_string(tier) + " VMs are up", "barrier", ends, tier,
+      barrier = {emit.add(StepSpec{"Priority " + std::to_string(tier) + " VMs are up", StepKind::kBarrier, ends, tier,
                                    json{{"tier", tier}}})};
     }
     return out;
@@ -181,19 +181,19 @@ std::vector<std::pair<std::string, std::vector<std::string>>> by_group(const Rec
 
 Result<std::vector<StepSpec>> compile_test(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms) {
   std::vector<StepSpec> first;
-  first.push_back(StepSpec{"Check readiness", "readiness", {}, 0, json::object()});
+  first.push_back(StepSpec{"Check readiness", StepKind::kReadiness, {}, 0, json::object()});
   std::vector<int> registered;
   for (const auto& [group, names] : by_group(plan, vms)) {
-    first.push_back(StepSpec{"Create test copy: " + group, "create_test_copy", {0}, 0, json{{"group", group}}});
+    first.push_back(StepSpec{"Create test copy: " + group, StepKind::kCreateTestCopy, {0}, 0, json{{"group", group}}});
     const int copy = static_cast<int>(first.size()) - 1;
     for (const auto& vm : names) {
-      first.push_back(StepSpec{"Register test VM: " + vm, "register_test_vm", {copy}, plan_vm_or_default(plan, vm).priority,
+      first.push_back(StepSpec{"Register test VM: " + vm, StepKind::kRegisterTestVm, {copy}, plan_vm_or_default(plan, vm).priority,
                                json{{"vm", vm}, {"group", group}}});
       registered.push_back(static_cast<int>(first.size()) - 1);
     }
   }
   if (registered.empty()) registered.push_back(static_cast<int>(first.size()) - 1);
-  first.push_back(StepSpec{"Test VMs are registered", "barrier", registered, 0, json::object()});
+  first.push_back(StepSpec{"Test VMs are registered", StepKind::kBarrier, registered, 0, json::object()});
   return compile_power_on(plan, vms, std::move(first));
 }
 
@@ -201,7 +201,7 @@ namespace {
 
 Result<std::vector<StepSpec>> compile_recovery(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms, bool planned) {
   std::vector<StepSpec> first;
-  first.push_back(StepSpec{"Check readiness", "readiness", {}, 0, json::object()});
+  first.push_back(StepSpec{"Check readiness", StepKind::kReadiness, {}, 0, json::object()});
   std::vector<int> recovered;
   for (const auto& entry : by_group(plan, vms)) {
     // Named, not bound: clang 14 cannot capture a structured binding.
@@ -209,30 +209,30 @@ Result<std::vector<StepSpec>> compile_recovery(const RecoveryPlan& plan, const s
     const auto& names = entry.second;
     // Each group's chain starts after readiness, not after another group's.
     int start = 0;
-    auto chain = [&](std::string name, std::string kind, json params = json::object()) {
+    auto chain = [&](std::string name, StepKind kind, json params = json::object()) {
       params["group"] = group;
-      first.push_back(StepSpec{std::move(name), std::move(kind), {start}, 0, std::move(params)});
+      first.push_back(StepSpec{std::move(name), kind, {start}, 0, std::move(params)});
       start = static_cast<int>(first.size()) - 1;
     };
     if (planned) {
-      chain("Synchronize storage: " + group, "sync_protected", {{"final", false}});
-      chain("Shut down VMs at protected site: " + group, "shutdown_protected", {{"best_effort", false}});
-      chain("Synchronize storage after shutdown: " + group, "sync_protected", {{"final", true}});
-      chain("Hand over at protected site: " + group, "handover");
+      chain("Synchronize storage: " + group, StepKind::kSyncProtected, {{"final", false}});
+      chain("Shut down VMs at protected site: " + group, StepKind::kShutdownProtected, {{"best_effort", false}});
+      chain("Synchronize storage after shutdown: " + group, StepKind::kSyncProtected, {{"final", true}});
+      chain("Hand over at protected site: " + group, StepKind::kHandover);
     } else {
-      chain("Shut down VMs at protected site: " + group, "shutdown_protected", {{"best_effort", true}});
+      chain("Shut down VMs at protected site: " + group, StepKind::kShutdownProtected, {{"best_effort", true}});
     }
-    chain("Promote replicas: " + group, "promote");
-    chain("Take ownership: " + group, "take_ownership");
+    chain("Promote replicas: " + group, StepKind::kPromote);
+    chain("Take ownership: " + group, StepKind::kTakeOwnership);
     const int owned = start;
     for (const auto& vm : names) {
-      first.push_back(StepSpec{"Recover VM: " + vm, "recover_vm", {owned}, plan_vm_or_default(plan, vm).priority,
+      first.push_back(StepSpec{"Recover VM: " + vm, StepKind::kRecoverVm, {owned}, plan_vm_or_default(plan, vm).priority,
                                json{{"vm", vm}, {"group", group}}});
       recovered.push_back(static_cast<int>(first.size()) - 1);
     }
   }
   if (recovered.empty()) recovered.push_back(static_cast<int>(first.size()) - 1);
-  first.push_back(StepSpec{"Recovered VMs are registered", "barrier", recovered, 0, json::object()});
+  first.push_back(StepSpec{"Recovered VMs are registered", StepKind::kBarrier, recovered, 0, json::object()});
   return compile_power_on(plan, vms, std::move(first));
 }
 
@@ -251,10 +251,10 @@ Result<std::vector<StepSpec>> compile_cleanup(const RecoveryPlan& plan, const st
   for (const auto& [group, names] : by_group(plan, vms)) {
     std::vector<int> removed;
     for (const auto& vm : names) {
-      out.push_back(StepSpec{"Remove test VM: " + vm, "remove_test_vm", {}, 0, json{{"vm", vm}, {"group", group}}});
+      out.push_back(StepSpec{"Remove test VM: " + vm, StepKind::kRemoveTestVm, {}, 0, json{{"vm", vm}, {"group", group}}});
       removed.push_back(static_cast<int>(out.size()) - 1);
     }
-    out.push_back(StepSpec{"Discard test copies: " + group, "drop_test_copies", removed, 0, json{{"group", group}}});
+    out.push_back(StepSpec{"Discard test copies: " + group, StepKind::kDropTestCopies, removed, 0, json{{"group", group}}});
   }
   return out;
 }
@@ -272,38 +272,33 @@ void append_reprotect(const RecoveryPlan& plan, const std::vector<RecoveryVm>& v
     // then those PITs, history now, are released.
     std::vector<int> start;
     for (const auto& vm : names) {
-      out.push_back(StepSpec{"Consolidate disks: " + vm, "flatten_disks", after, 0, json{{"vm", vm}}});
+      out.push_back(StepSpec{"Consolidate disks: " + vm, StepKind::kFlattenDisks, after, 0, json{{"vm", vm}}});
       start.push_back(static_cast<int>(out.size()) - 1);
     }
     if (start.empty()) start = after;
-    auto chain = [&](std::string name, std::string kind) {
-      out.push_back(StepSpec{std::move(name), std::move(kind), start, 0, json{{"group", group}}});
+    auto chain = [&](std::string name, StepKind kind) {
+      out.push_back(StepSpec{std::move(name), kind, start, 0, json{{"group", group}}});
       start = {static_cast<int>(out.size()) - 1};
     };
-    chain("Release replicas here: " + group, "release_replicas");
-    chain("Make placeholders at former protected site: " + group, "reprotect_peer");
-    chain("Protect from this site: " + group, "protect_here");
-    chain("Synchronize storage back (delta resync): " + group, "sync_reverse");
+    chain("Release replicas here: " + group, StepKind::kReleaseReplicas);
+    chain("Make placeholders at former protected site: " + group, StepKind::kReprotectPeer);
+    chain("Protect from this site: " + group, StepKind::kProtectHere);
+    chain("Synchronize storage back (delta resync): " + group, StepKind::kSyncReverse);
   }
 }
 
 }  // namespace
 
 int default_step_timeout_s(const StepSpec& step) {
-  const std::string& k = step.kind;
-  if (k == "readiness") return 300;
-  if (k == "shutdown_protected") return 900;  // a graceful shutdown waits up to 300 s within it
-  if (k == "wait_for_guest") return step.params.value("timeout_s", 300) + 60;
-  if (k == "customize_ip") return 120;
-  if (k == "sync_protected" || k == "sync_reverse" || k == "flatten_disks" || k == "release_replicas" || k == "check" ||
-      k == "host_command" || k == "guest_command" || k == "prompt" || k == "barrier")
-    return 0;
-  return 600;  // a provider or peer call: copies, VMs, power, ownership
+  const int own = step_kind_info(step.kind).default_timeout_s;
+  // The guest gets the plan's wait, and the step a minute more for the calls around it.
+  if (step.kind == StepKind::kWaitForGuest) return step.params.value("timeout_s", 300) + own;
+  return own;
 }
 
 Result<std::vector<StepSpec>> compile_reprotect(const RecoveryPlan& plan, const std::vector<RecoveryVm>& vms) {
   std::vector<StepSpec> out;
-  out.push_back(StepSpec{"Check readiness", "readiness", {}, 0, json::object()});
+  out.push_back(StepSpec{"Check readiness", StepKind::kReadiness, {}, 0, json::object()});
   append_reprotect(plan, vms, {0}, out);
   return out;
 }

@@ -101,7 +101,7 @@ StepRow to_row(const std::string& run_id, const Step& s) {
   return StepRow{run_id,
                  s.idx,
                  s.spec.name,
-                 s.spec.kind,
+                 std::string(step_kind_name(s.spec.kind)),
                  spec_text(s.spec),
                  std::string(step_state_name(s.state)),
                  s.attempts,
@@ -115,7 +115,12 @@ Result<Step> from_row(const StepRow& r) {
   Step s;
   s.idx = r.idx;
   s.spec.name = r.name;
-  s.spec.kind = r.kind;
+  auto kind = step_kind_from_name(r.kind);
+  if (!kind)
+    return internal_error("step " + std::to_string(r.idx) + " of run " + r.run_id + " has kind '" + r.kind +
+                              "', which this evac does not know",
+                          "a newer evac wrote this run: run that version, or cancel the run");
+  s.spec.kind = *kind;
   auto spec = parse_json_or_discarded(r.spec);
   auto state = step_state_from_name(r.state);
   if (!spec.is_object() || !state)
@@ -473,12 +478,12 @@ void RunEngine::worker(std::shared_ptr<Active> a) {
       continue;
     }
     Step& step = a->steps[static_cast<std::size_t>(next)];
-    if (step.spec.kind == "barrier" || step.spec.kind == "prompt") {
+    if (step.spec.kind == StepKind::kBarrier || step.spec.kind == StepKind::kPrompt) {
       --a->in_flight;
       if (!written.is_ok()) {
         a->failed = true;
         a->cv.notify_all();
-      } else if (step.spec.kind == "barrier") {
+      } else if (step.spec.kind == StepKind::kBarrier) {
         a->release_dependents(step.idx);
       }
       finish_if_done(*a);
@@ -552,12 +557,12 @@ int RunEngine::pick_next(Active& a, int ended) {
 void RunEngine::take(Active& a, Step& step) {
   ++a.in_flight;
   step.started_at_ms = clock_();
-  if (step.spec.kind == "barrier") {
+  if (step.spec.kind == StepKind::kBarrier) {
     step.state = StepState::kSucceeded;
     step.ended_at_ms = step.started_at_ms;
     return;
   }
-  if (step.spec.kind == "prompt") {
+  if (step.spec.kind == StepKind::kPrompt) {
     step.state = StepState::kWaiting;
     return;
   }

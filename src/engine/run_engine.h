@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.h"
+#include "engine/step_kind.h"
 #include "store/store.h"
 
 namespace evac::engine {
@@ -53,9 +54,9 @@ std::optional<RunState> run_state_from_name(std::string_view s);
 // What a plan compiles to: one durable unit shown to the operator.
 struct StepSpec {
   std::string name;  // "Power on priority 1 VMs: db01"
-  // What the StepRunner does; "prompt" (wait for ack) and "barrier" (a
+  // What the StepRunner does; kPrompt (wait for ack) and kBarrier (a
   // point in the graph, such as "Priority 1 VMs are up") are the engine's own.
-  std::string kind;
+  StepKind kind = StepKind::kBarrier;
   std::vector<int> after;  // indices of steps that must be done first
   int tier = 0;            // priority among ready steps (lower first)
   nlohmann::json params = nlohmann::json::object();

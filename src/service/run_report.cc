@@ -31,11 +31,6 @@ std::string seconds_text(double s) {
   return buf;
 }
 
-// Steps whose end means a VM is back: the RTO ends with the last of them.
-bool recovery_milestone(const std::string& kind) {
-  return kind == "power_on" || kind == "wait_for_guest" || kind == "check";
-}
-
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string out = "\"";
@@ -79,7 +74,7 @@ json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
   std::optional<std::int64_t> first, last_milestone;
   for (const auto& s : steps) {
     if (s.started_at_ms) first = first ? std::min(*first, *s.started_at_ms) : *s.started_at_ms;
-    if (s.state == engine::StepState::kSucceeded && recovery_milestone(s.spec.kind) && s.ended_at_ms)
+    if (s.state == engine::StepState::kSucceeded && engine::step_kind_info(s.spec.kind).ends_rto && s.ended_at_ms)
       last_milestone = last_milestone ? std::max(*last_milestone, *s.ended_at_ms) : *s.ended_at_ms;
   }
   const bool finished = run.state == "succeeded";
@@ -105,7 +100,7 @@ json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
                     {"pit_created_at", g.value("pit_created_at", json())},
                     {"pit_created_at_ms", g.value("pit_created_at_ms", json())}};
       for (const auto& s : steps)
-        if (s.spec.kind == "promote" && s.spec.params.value("group", "") == name && s.result.is_object()) {
+        if (s.spec.kind == engine::StepKind::kPromote && s.spec.params.value("group", "") == name && s.result.is_object()) {
           entry["pit"] = s.result.value("pit", entry["pit"].get<std::string>());
           for (const char* key : {"pit_created_at", "pit_created_at_ms"})
             if (s.result.contains(key)) entry[key] = s.result[key];
@@ -161,7 +156,7 @@ json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
   for (const auto& s : steps) {
     json j = {{"idx", s.idx},
               {"name", s.spec.name},
-              {"kind", s.spec.kind},
+              {"kind", engine::step_kind_name(s.spec.kind)},
               {"state", engine::step_state_name(s.state)},
               {"attempts", s.attempts},
               {"started_at", time_or_null(s.started_at_ms)},
@@ -183,7 +178,7 @@ json ip_customization(const json& plan, const std::vector<engine::Step>& steps) 
   if (!plan.is_object() || !plan.contains("ip_rules") || !plan["ip_rules"].is_array() || plan["ip_rules"].empty())
     return out;
   for (const auto& s : steps) {
-    if (s.spec.kind != "customize_ip") continue;
+    if (s.spec.kind != engine::StepKind::kCustomizeIp) continue;
     json entry = {{"vm", s.spec.params.value("vm", "")}, {"step", s.idx}, {"state", engine::step_state_name(s.state)}};
     if (s.state == engine::StepState::kSucceeded && s.result.is_object()) {
       const json changed = s.result.value("changed", json::array());

@@ -229,61 +229,37 @@ class RunService::Steps : public engine::StepRunner {
   Result<json> run(const RunRow& run, const Step& step) override {
     auto ctx = context(run);
     if (!ctx) return ctx.status();
-    const std::string& kind = step.spec.kind;
     const json& p = step.spec.params;
-    if (kind == "readiness") return readiness(**ctx);
-    if (kind == "create_test_copy") return create_test_copy(run, **ctx, p.value("group", ""));
-    if (kind == "drop_test_copies") return drop_test_copies(p.value("group", ""));
-    if (kind == "sync_protected" || kind == "shutdown_protected" || kind == "handover" || kind == "promote" ||
-        kind == "take_ownership" || kind == "reprotect_peer" || kind == "protect_here" || kind == "sync_reverse" ||
-        kind == "release_replicas") {
-      auto g = group(**ctx, p.value("group", ""));
-      if (!g) return g.status();
-      if (kind == "release_replicas") return release_replicas(**g);
-      if (kind == "reprotect_peer") return reprotect_peer(step, run, **ctx, **g);
-      if (kind == "protect_here") return protect_here(**ctx, **g);
-      if (kind == "sync_reverse") return sync_reverse(**g);
-      if (kind == "sync_protected") return sync_protected(run, step, **g);
-      if (kind == "shutdown_protected") return shutdown_protected(step, **g, p.value("best_effort", false));
-      if (kind == "handover") return handover(run, **ctx, **g, false);
-      if (kind == "promote") return promote(run, **g);
-      return take_ownership(run, **ctx, **g);
+    using engine::StepKind;
+    switch (step.spec.kind) {
+      case StepKind::kPrompt:
+      case StepKind::kBarrier:
+        break;  // the engine's own
+      case StepKind::kReadiness: return readiness(**ctx);
+      case StepKind::kCreateTestCopy: return create_test_copy(run, **ctx, p.value("group", ""));
+      case StepKind::kDropTestCopies: return drop_test_copies(p.value("group", ""));
+      case StepKind::kSyncProtected:
+      case StepKind::kShutdownProtected:
+      case StepKind::kHandover:
+      case StepKind::kPromote:
+      case StepKind::kTakeOwnership:
+      case StepKind::kReprotectPeer:
+      case StepKind::kProtectHere:
+      case StepKind::kSyncReverse:
+      case StepKind::kReleaseReplicas: return run_group_step(run, step, **ctx);
+      case StepKind::kRegisterTestVm:
+      case StepKind::kRecoverVm:
+      case StepKind::kRemoveTestVm:
+      case StepKind::kFlattenDisks:
+      case StepKind::kPowerOn:
+      case StepKind::kWaitForGuest:
+      case StepKind::kCustomizeIp:
+      case StepKind::kCheck:
+      case StepKind::kHostCommand:
+      case StepKind::kGuestCommand: return run_vm_step(run, step, **ctx);
     }
-    // The rest act on one VM of the plan.
-    auto vm = (*ctx)->vm(p.value("vm", ""));
-    if (!vm) return vm.status();
-    if (kind == "register_test_vm") return register_test_vm(run, **ctx, **vm);
-    if (kind == "recover_vm") return recover_vm(run, **ctx, **vm);
-    if (kind == "remove_test_vm") return remove_test_vm(**vm);
-    auto target = target_of(**ctx, **vm);
-    if (!target) return target.status();
-    const PlanVm entry = plan_vm_or_default((*ctx)->plan, (*vm)->name);
-    if (kind == "flatten_disks") return flatten_disks(*target);
-    if (kind == "power_on") {
-      EVAC_RETURN_IF_ERROR(target->provider->power_on(target->id));
-      return json{{"vm", target->id}};
-    }
-    if (kind == "wait_for_guest") {
-      auto timeout = within(step, std::chrono::seconds(p.value("timeout_s", 300)));
-      if (!timeout) return timeout.status();
-      return wait_for_guest(*target, *timeout);
-    }
-    if (kind == "customize_ip") return customize_ip(step, **ctx, **vm, *target);
-    if (kind == "check") {
-      std::size_t i = p.value("check", std::size_t{0});
-      if (i >= entry.checks.size()) return internal_error("step " + step.spec.name + " names a check the plan lacks");
-      return check(step, *target, entry.checks[i]);
-    }
-    if (kind == "host_command" || kind == "guest_command") {
-      const auto& list = p.value("when", "") == "before_power_on" ? entry.before_power_on : entry.after_power_on;
-      std::size_t i = p.value("action", std::size_t{0});
-      if (i >= list.size()) return internal_error("step " + step.spec.name + " names an action the plan lacks");
-      auto timeout = within(step, list[i].timeout);
-      if (!timeout) return timeout.status();
-      if (kind == "host_command") return host_command(run, **ctx, **vm, list[i], *timeout);
-      return guest_command(*target, list[i], *timeout);
-    }
-    return internal_error("no step runner for step kind '" + kind + "'", "this evacd is older than the run's steps");
+    return internal_error("no step runner for step kind '" + std::string(engine::step_kind_name(step.spec.kind)) + "'",
+                          "a bug in evac: report it with the run's id");
   }
 
   // A running "Synchronize storage" step's cycle at the protected site, as
@@ -362,6 +338,67 @@ class RunService::Steps : public engine::StepRunner {
     }
     std::lock_guard lock(mu_);
     return contexts_.emplace(run.id, std::move(c)).first->second;
+  }
+
+  // Steps of one group of the run.
+  Result<json> run_group_step(const RunRow& run, const Step& step, const Context& ctx) {
+    using engine::StepKind;
+    const json& p = step.spec.params;
+    auto g = group(ctx, p.value("group", ""));
+    if (!g) return g.status();
+    switch (step.spec.kind) {
+      case StepKind::kReleaseReplicas: return release_replicas(**g);
+      case StepKind::kReprotectPeer: return reprotect_peer(step, run, ctx, **g);
+      case StepKind::kProtectHere: return protect_here(ctx, **g);
+      case StepKind::kSyncReverse: return sync_reverse(**g);
+      case StepKind::kSyncProtected: return sync_protected(run, step, **g);
+      case StepKind::kShutdownProtected: return shutdown_protected(step, **g, p.value("best_effort", false));
+      case StepKind::kHandover: return handover(run, ctx, **g, false);
+      case StepKind::kPromote: return promote(run, **g);
+      case StepKind::kTakeOwnership: return take_ownership(run, ctx, **g);
+      default: return internal_error("step kind '" + std::string(engine::step_kind_name(step.spec.kind)) + "' is not a group's");
+    }
+  }
+
+  // Steps of one VM of the plan.
+  Result<json> run_vm_step(const RunRow& run, const Step& step, const Context& ctx) {
+    using engine::StepKind;
+    const json& p = step.spec.params;
+    const StepKind kind = step.spec.kind;
+    auto vm = ctx.vm(p.value("vm", ""));
+    if (!vm) return vm.status();
+    if (kind == StepKind::kRegisterTestVm) return register_test_vm(run, ctx, **vm);
+    if (kind == StepKind::kRecoverVm) return recover_vm(run, ctx, **vm);
+    if (kind == StepKind::kRemoveTestVm) return remove_test_vm(**vm);
+    auto target = target_of(ctx, **vm);
+    if (!target) return target.status();
+    const PlanVm entry = plan_vm_or_default(ctx.plan, (*vm)->name);
+    switch (kind) {
+      case StepKind::kFlattenDisks: return flatten_disks(*target);
+      case StepKind::kPowerOn:
+        EVAC_RETURN_IF_ERROR(target->provider->power_on(target->id));
+        return json{{"vm", target->id}};
+      case StepKind::kWaitForGuest: {
+        EVAC_ASSIGN_OR_RETURN(auto timeout, within(step, std::chrono::seconds(p.value("timeout_s", 300))));
+        return wait_for_guest(*target, timeout);
+      }
+      case StepKind::kCustomizeIp: return customize_ip(step, ctx, **vm, *target);
+      case StepKind::kCheck: {
+        std::size_t i = p.value("check", std::size_t{0});
+        if (i >= entry.checks.size()) return internal_error("step " + step.spec.name + " names a check the plan lacks");
+        return check(step, *target, entry.checks[i]);
+      }
+      case StepKind::kHostCommand:
+      case StepKind::kGuestCommand: {
+        const auto& list = p.value("when", "") == "before_power_on" ? entry.before_power_on : entry.after_power_on;
+        std::size_t i = p.value("action", std::size_t{0});
+        if (i >= list.size()) return internal_error("step " + step.spec.name + " names an action the plan lacks");
+        EVAC_ASSIGN_OR_RETURN(auto timeout, within(step, list[i].timeout));
+        if (kind == StepKind::kHostCommand) return host_command(run, ctx, **vm, list[i], timeout);
+        return guest_command(*target, list[i], timeout);
+      }
+      default: return internal_error("step kind '" + std::string(engine::step_kind_name(kind)) + "' is not a VM's");
+    }
   }
 
   Result<const GroupCtx*> group(const Context& ctx, const std::string& name) {
@@ -1105,10 +1142,7 @@ Result<RunRow> RunService::start(const RunRequest& request) {
   for (auto& s : *steps) {
     s.timeout_s = engine::default_step_timeout_s(s);
     if (auto t = took.find(s.name); t != took.end()) s.expected_ms = t->second;
-    static const std::set<std::string> kProviderKinds = {"register_test_vm", "remove_test_vm", "recover_vm",
-                                                         "power_on",         "wait_for_guest", "customize_ip",
-                                                         "check",            "guest_command"};
-    if (!kProviderKinds.count(s.kind)) continue;
+    if (!engine::step_kind_info(s.kind).calls_provider) continue;
     auto it = provider_of.find(s.params.value("vm", ""));
     if (it != provider_of.end() && !it->second.empty()) s.resource = "provider:" + it->second;
   }
@@ -1146,7 +1180,7 @@ Result<RunRow> RunService::get_run(const std::string& id) {
 }
 
 json RunService::step_progress(const std::string& run_id, const Step& step) {
-  if (step.state == engine::StepState::kRunning && step.spec.kind == "sync_protected")
+  if (step.state == engine::StepState::kRunning && step.spec.kind == engine::StepKind::kSyncProtected)
     return steps_->peer_progress(run_id, step.idx);
   return evac::step_progress(step, replication_);
 }
@@ -1381,7 +1415,7 @@ json to_json(const RunRow& run) {
 }
 
 json step_progress(const Step& step, ReplicationService* replication) {
-  if (!replication || step.state != engine::StepState::kRunning || step.spec.kind != "sync_reverse") return nullptr;
+  if (!replication || step.state != engine::StepState::kRunning || step.spec.kind != engine::StepKind::kSyncReverse) return nullptr;
   json sync = replication->sync_progress(step.spec.params.value("group", ""));
   // Another cycle of the group may still be ending before the reverse one
   // starts: that one is not the resync's progress.
@@ -1392,7 +1426,7 @@ json step_progress(const Step& step, ReplicationService* replication) {
 json to_json(const Step& s, std::int64_t now_ms) {
   json j{{"idx", s.idx},
               {"name", s.spec.name},
-              {"kind", s.spec.kind},
+              {"kind", engine::step_kind_name(s.spec.kind)},
               {"state", engine::step_state_name(s.state)},
               {"after", s.spec.after},
               {"resource", s.spec.resource},

@@ -49,7 +49,7 @@ void expect_topological(const std::vector<StepSpec>& steps) {
 }
 
 TEST(PlanCompilerTest, StrictTiersChainEachVmAndWaitForTheWholeTierBefore) {
-  std::vector<StepSpec> first = {{"Create writable copies of the newest PIT: shop", "create_test_copies", {}, 0}};
+  std::vector<StepSpec> first = {{"Create writable copies of the newest PIT: shop", StepKind::kCreateTestCopy, {}, 0}};
   auto steps = compile_power_on(shop(PlanOrdering::kStrictTiers), kVms, first);
   ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
   expect_topological(*steps);
@@ -70,7 +70,7 @@ TEST(PlanCompilerTest, StrictTiersChainEachVmAndWaitForTheWholeTierBefore) {
   EXPECT_TRUE(waits_for(s, app_on, tier1));
   EXPECT_TRUE(waits_for(s, cache_on, tier2)) << "strict: tier 3 waits for tier 2 even without a dependency";
   EXPECT_TRUE(waits_for(s, web_on, tier2));
-  EXPECT_EQ(std::count_if(s.begin(), s.end(), [](const StepSpec& x) { return x.name.find("app01") != std::string::npos && x.kind == "wait_for_guest"; }), 0)
+  EXPECT_EQ(std::count_if(s.begin(), s.end(), [](const StepSpec& x) { return x.name.find("app01") != std::string::npos && x.kind == engine::StepKind::kWaitForGuest; }), 0)
       << "app01 is not waited for";
   EXPECT_EQ(std::count_if(s.begin(), s.end(), [](const StepSpec& x) { return x.name.find("batch01") != std::string::npos; }), 0)
       << "a VM left off has no steps";
@@ -83,7 +83,7 @@ TEST(PlanCompilerTest, DependencyOrderingStartsEachVmAfterExactlyWhatItNeeds) {
   ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
   expect_topological(*steps);
   const auto& s = *steps;
-  EXPECT_EQ(std::count_if(s.begin(), s.end(), [](const StepSpec& x) { return x.kind == "barrier"; }), 0);
+  EXPECT_EQ(std::count_if(s.begin(), s.end(), [](const StepSpec& x) { return x.kind == engine::StepKind::kBarrier; }), 0);
   int cache_on = index_of(s, "Power on priority 3 VM: cache01");
   int db_check = index_of(s, "Check TCP port 5432: db01");
   int app_on = index_of(s, "Power on priority 2 VM: app01");
@@ -112,7 +112,7 @@ TEST(PlanCompilerTest, TestChecksThenCopiesThenRegistersBeforeAnyPowerOn) {
   ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
   expect_topological(*steps);
   const auto& s = *steps;
-  EXPECT_EQ(s[0].kind, "readiness");
+  EXPECT_EQ(s[0].kind, engine::StepKind::kReadiness);
   EXPECT_EQ(s[0].name, "Check readiness");
   int shop_copy = index_of(s, "Create test copy: shop");
   int ops_copy = index_of(s, "Create test copy: ops");
@@ -139,7 +139,7 @@ TEST(PlanCompilerTest, CleanupRemovesEveryVmThenDiscardsEachGroupsCopies) {
   int drop = index_of(s, "Discard test copies: shop");
   for (const auto& vm : kVms) {
     int removed = index_of(s, "Remove test VM: " + vm.name);
-    EXPECT_EQ(s[static_cast<std::size_t>(removed)].kind, "remove_test_vm");
+    EXPECT_EQ(s[static_cast<std::size_t>(removed)].kind, engine::StepKind::kRemoveTestVm);
     EXPECT_TRUE(s[static_cast<std::size_t>(removed)].after.empty()) << "removals run side by side";
     EXPECT_TRUE(waits_for(s, drop, removed)) << vm.name;
   }
@@ -175,9 +175,9 @@ TEST(PlanCompilerTest, FailoverTriesTheProtectedSiteOnlyAsBestEffort) {
   expect_topological(*steps);
   const auto& s = *steps;
   for (const auto& st : s) {
-    EXPECT_NE(st.kind, "sync_protected") << "nothing waits for the lost site";
-    EXPECT_NE(st.kind, "handover");
-    if (st.kind == "shutdown_protected") {
+    EXPECT_NE(st.kind, engine::StepKind::kSyncProtected) << "nothing waits for the lost site";
+    EXPECT_NE(st.kind, engine::StepKind::kHandover);
+    if (st.kind == engine::StepKind::kShutdownProtected) {
       EXPECT_TRUE(st.params.value("best_effort", false));
     }
   }
@@ -195,10 +195,10 @@ TEST(PlanCompilerTest, ReprotectMakesPlaceholdersThereBeforeProtectingHereThenSy
   ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();
   expect_topological(*steps);
   const auto& s = *steps;
-  EXPECT_EQ(s[0].kind, "readiness");
+  EXPECT_EQ(s[0].kind, engine::StepKind::kReadiness);
   for (const auto& st : s) {
-    EXPECT_NE(st.kind, "power_on") << "a reprotect starts no VM";
-    EXPECT_NE(st.kind, "promote");
+    EXPECT_NE(st.kind, engine::StepKind::kPowerOn) << "a reprotect starts no VM";
+    EXPECT_NE(st.kind, engine::StepKind::kPromote);
   }
   for (const std::string g : {"shop", "ops"}) {
     const int peer = index_of(s, "Make placeholders at former protected site: " + g);
@@ -228,28 +228,28 @@ TEST(PlanCompilerTest, FailbackIsAMigrationThenAReprotect) {
   const int peer = index_of(s, "Make placeholders at former protected site: shop");
   EXPECT_TRUE(waits_for(s, peer, index_of(s, "Hand over at protected site: shop")));
   for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i].kind == "reprotect_peer" || s[i].kind == "protect_here" || s[i].kind == "sync_reverse") continue;
+    if (s[i].kind == engine::StepKind::kReprotectPeer || s[i].kind == engine::StepKind::kProtectHere || s[i].kind == engine::StepKind::kSyncReverse) continue;
     EXPECT_TRUE(waits_for(s, peer, static_cast<int>(i))) << "the reprotect waits for the whole migration: " << s[i].name;
   }
 }
 
 TEST(PlanCompilerTest, StepTimeoutsBoundHangsNotTheWorkOfSyncsOrThePlansOwnWaits) {
-  EXPECT_EQ(default_step_timeout_s(StepSpec{"Recover VM: db01", "recover_vm", {}, 1}), 600);
-  EXPECT_EQ(default_step_timeout_s(StepSpec{"Wait for guest heartbeat: db01", "wait_for_guest", {}, 1, nlohmann::json{{"timeout_s", 120}}}),
+  EXPECT_EQ(default_step_timeout_s(StepSpec{"Recover VM: db01", engine::StepKind::kRecoverVm, {}, 1}), 600);
+  EXPECT_EQ(default_step_timeout_s(StepSpec{"Wait for guest heartbeat: db01", engine::StepKind::kWaitForGuest, {}, 1, nlohmann::json{{"timeout_s", 120}}}),
             180)
       << "the heartbeat's own timeout, and a margin";
-  EXPECT_EQ(default_step_timeout_s(StepSpec{"Synchronize storage: shop", "sync_protected", {}, 0}), 0)
+  EXPECT_EQ(default_step_timeout_s(StepSpec{"Synchronize storage: shop", engine::StepKind::kSyncProtected, {}, 0}), 0)
       << "a first sync of a large group takes as long as it takes";
-  EXPECT_EQ(default_step_timeout_s(StepSpec{"Consolidate disks: db01", "flatten_disks", {}, 0}), 0)
+  EXPECT_EQ(default_step_timeout_s(StepSpec{"Consolidate disks: db01", engine::StepKind::kFlattenDisks, {}, 0}), 0)
       << "a block pull copies the whole disk";
-  EXPECT_EQ(default_step_timeout_s(StepSpec{"Check tcp:5432: db01", "check", {}, 1}), 0) << "bound by the plan's check timeout";
+  EXPECT_EQ(default_step_timeout_s(StepSpec{"Check tcp:5432: db01", engine::StepKind::kCheck, {}, 1}), 0) << "bound by the plan's check timeout";
 }
 
 TEST(PlanCompilerTest, IpRulesAddACustomizeStepAfterTheHeartbeat) {
   RecoveryPlan plan = shop(PlanOrdering::kStrictTiers);
   auto without = compile_power_on(plan, kVms);
   ASSERT_TRUE(without.is_ok());
-  for (const auto& s : *without) EXPECT_NE(s.kind, "customize_ip");
+  for (const auto& s : *without) EXPECT_NE(s.kind, engine::StepKind::kCustomizeIp);
   plan.ip_rules = {IpRule{"prod", "10.0.0.0/24", "10.1.0.0/24", "", {}}};
   auto steps = compile_power_on(plan, kVms);
   ASSERT_TRUE(steps.is_ok()) << steps.status().to_string();

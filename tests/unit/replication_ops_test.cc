@@ -275,7 +275,7 @@ TEST_F(ReplicationOpsTest, ProgressOfARunningCycle) {
 // any other step, or another cycle of the group, shows none.
 TEST_F(ReplicationOpsTest, AResyncStepShowsItsReverseCyclesProgress) {
   engine::Step resync;
-  resync.spec.kind = "sync_reverse";
+  resync.spec.kind = engine::StepKind::kSyncReverse;
   resync.spec.params = {{"group", "g1"}};
   resync.state = engine::StepState::kRunning;
   EXPECT_TRUE(step_progress(resync, replication_.get()).is_null()) << "no cycle running";
@@ -301,7 +301,7 @@ TEST_F(ReplicationOpsTest, AResyncStepShowsItsReverseCyclesProgress) {
   EXPECT_EQ(progress["bytes_total"], 1000);
 
   engine::Step other = resync;
-  other.spec.kind = "sync_protected";
+  other.spec.kind = engine::StepKind::kSyncProtected;
   EXPECT_TRUE(step_progress(other, replication_.get()).is_null());
   engine::Step ended = resync;
   ended.state = engine::StepState::kSucceeded;

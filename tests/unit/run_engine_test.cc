@@ -108,10 +108,10 @@ class RunEngineTest : public ::testing::Test {
   }
   // db (tier 1) -> app, cache (tier 2) -> web (tier 3), as strict tiers compile.
   static std::vector<StepSpec> tiers() {
-    return {{"power on db", "power_on", {}, 1},
-            {"power on app", "power_on", {0}, 2},
-            {"power on cache", "power_on", {0}, 2},
-            {"power on web", "power_on", {1, 2}, 3}};
+    return {{"power on db", StepKind::kPowerOn, {}, 1},
+            {"power on app", StepKind::kPowerOn, {0}, 2},
+            {"power on cache", StepKind::kPowerOn, {0}, 2},
+            {"power on web", StepKind::kPowerOn, {1, 2}, 3}};
   }
   std::string state_of(const std::string& id) { return (*store_->find_run(id))->state; }
   std::map<std::string, std::string> step_states(RunEngine& e, const std::string& id) {
@@ -130,7 +130,7 @@ TEST(StepRowTest, ASpecReadsBackAsItWasWritten) {
   Step s;
   s.idx = 4;
   s.spec.name = "Power on priority 1 VMs: \"db01\"";
-  s.spec.kind = "power_on";
+  s.spec.kind = engine::StepKind::kPowerOn;
   s.spec.after = {1, 3};
   s.spec.tier = 2;
   s.spec.params = {{"vm", "db\n01"}, {"nested", {{"list", {1, 2}}}}};
@@ -151,7 +151,7 @@ TEST(StepRowTest, ASpecReadsBackAsItWasWritten) {
   EXPECT_EQ(back->spec.expected_ms, 1234);
   // Unset fields are left out, as before.
   Step plain;
-  plain.spec.kind = "barrier";
+  plain.spec.kind = engine::StepKind::kBarrier;
   EXPECT_EQ(to_row("r1", plain).spec, R"({"after":[],"params":{},"tier":0})");
 }
 
@@ -176,7 +176,7 @@ TEST_F(RunEngineTest, StepsRunAfterWhatTheyDependOnAndTheRunSucceeds) {
 
 TEST_F(RunEngineTest, ParallelismIsBoundedAndLowerTiersGoFirst) {
   std::vector<StepSpec> wide;
-  for (int i = 0; i < 12; ++i) wide.push_back({"vm" + std::to_string(i), "power_on", {}, i % 2 == 0 ? 2 : 1});
+  for (int i = 0; i < 12; ++i) wide.push_back({"vm" + std::to_string(i), StepKind::kPowerOn, {}, i % 2 == 0 ? 2 : 1});
   auto e = engine(3);
   ASSERT_TRUE(e->start(run("r1"), wide).is_ok());
   e->wait_idle("r1");
@@ -191,11 +191,11 @@ TEST_F(RunEngineTest, AResourceLimitBoundsItsStepsButNotTheOthers) {
   // 8 power-ons on one provider limited to 2 at once, 4 host commands free.
   std::vector<StepSpec> steps;
   for (int i = 0; i < 8; ++i) {
-    StepSpec s{"on" + std::to_string(i), "power_on", {}, 1};
+    StepSpec s{"on" + std::to_string(i), StepKind::kPowerOn, {}, 1};
     s.resource = "provider:kvm-b";
     steps.push_back(s);
   }
-  for (int i = 0; i < 4; ++i) steps.push_back({"cmd" + std::to_string(i), "host_command", {}, 2});
+  for (int i = 0; i < 4; ++i) steps.push_back({"cmd" + std::to_string(i), StepKind::kHostCommand, {}, 2});
   struct Counting : FakeRunner {
     int provider_running = 0, provider_max = 0;
     Result<json> run(const RunRow& r, const Step& step) override {
@@ -334,11 +334,11 @@ TEST(StepTimeLeft, IsTheSmallerOfItsOwnAndWhatTheDeadlineLeaves) {
 // Known durations (from earlier runs): among ready steps of one tier, the
 // one heading the longest expected work goes first; tiers still come first.
 TEST_F(RunEngineTest, TheLongestExpectedChainOfATierStartsFirst) {
-  std::vector<StepSpec> steps = {{"power on short", "power_on", {}, 1},
-                                 {"power on long", "power_on", {}, 1},
-                                 {"heartbeat short", "wait_for_guest", {0}, 1},
-                                 {"power on tier 2", "power_on", {}, 2},
-                                 {"power on unknown", "power_on", {}, 1}};
+  std::vector<StepSpec> steps = {{"power on short", StepKind::kPowerOn, {}, 1},
+                                 {"power on long", StepKind::kPowerOn, {}, 1},
+                                 {"heartbeat short", StepKind::kWaitForGuest, {0}, 1},
+                                 {"power on tier 2", StepKind::kPowerOn, {}, 2},
+                                 {"power on unknown", StepKind::kPowerOn, {}, 1}};
   steps[0].expected_ms = 10;
   steps[1].expected_ms = 100;
   steps[2].expected_ms = 200;  // "short" heads 210 ms of work, "long" 100 ms
@@ -360,10 +360,10 @@ TEST_F(RunEngineTest, TheLongestExpectedChainOfATierStartsFirst) {
 // the heartbeats, so that the tier ends on single steps, not on whole
 // chains started last.
 TEST_F(RunEngineTest, WithoutDurationsTheLongestChainOfStepsStartsFirst) {
-  std::vector<StepSpec> steps = {{"power on a", "power_on", {}, 1},      {"heartbeat a", "wait_for_guest", {0}, 1},
-                                 {"power on b", "power_on", {}, 1},      {"heartbeat b", "wait_for_guest", {2}, 1},
-                                 {"power on c", "power_on", {}, 1},      {"heartbeat c", "wait_for_guest", {4}, 1},
-                                 {"check c", "check", {5}, 1},           {"power on tier 2", "power_on", {}, 2}};
+  std::vector<StepSpec> steps = {{"power on a", StepKind::kPowerOn, {}, 1},      {"heartbeat a", StepKind::kWaitForGuest, {0}, 1},
+                                 {"power on b", StepKind::kPowerOn, {}, 1},      {"heartbeat b", StepKind::kWaitForGuest, {2}, 1},
+                                 {"power on c", StepKind::kPowerOn, {}, 1},      {"heartbeat c", StepKind::kWaitForGuest, {4}, 1},
+                                 {"check c", StepKind::kCheck, {5}, 1},           {"power on tier 2", StepKind::kPowerOn, {}, 2}};
   auto e = engine(1);
   ASSERT_TRUE(e->start(run("r1"), steps).is_ok());
   e->wait_idle("r1");
@@ -375,9 +375,9 @@ TEST_F(RunEngineTest, WithoutDurationsTheLongestChainOfStepsStartsFirst) {
 }
 
 TEST_F(RunEngineTest, APromptWaitsForItsAcknowledgement) {
-  std::vector<StepSpec> steps = {{"power on db", "power_on", {}, 1},
-                                 {"Is the licence server up?", "prompt", {0}, 2},
-                                 {"power on app", "power_on", {1}, 2}};
+  std::vector<StepSpec> steps = {{"power on db", StepKind::kPowerOn, {}, 1},
+                                 {"Is the licence server up?", StepKind::kPrompt, {0}, 2},
+                                 {"power on app", StepKind::kPowerOn, {1}, 2}};
   auto e = engine();
   ASSERT_TRUE(e->start(run("r1"), steps).is_ok());
   e->wait_idle("r1");
@@ -444,7 +444,7 @@ TEST_F(RunEngineTest, ACrashMidStepIsResumedWithoutRepeatingAnyEffect) {
 
 TEST_F(RunEngineTest, StepsMustComeAfterEarlierSteps) {
   auto e = engine();
-  Status s = e->start(run("r1"), {{"a", "power_on", {1}, 1}, {"b", "power_on", {}, 1}});
+  Status s = e->start(run("r1"), {{"a", StepKind::kPowerOn, {1}, 1}, {"b", StepKind::kPowerOn, {}, 1}});
   EXPECT_EQ(s.code(), StatusCode::kInternal);
   EXPECT_FALSE(store_->find_run("r1")->has_value()) << "nothing stored";
 }

@@ -18,7 +18,7 @@ engine::Step step(int idx, std::string name, std::string kind, std::int64_t star
   engine::Step s;
   s.idx = idx;
   s.spec.name = std::move(name);
-  s.spec.kind = std::move(kind);
+  s.spec.kind = engine::step_kind_from_name(kind).value();
   s.state = state;
   s.attempts = 1;
   s.started_at_ms = start_ms;
