@@ -283,14 +283,17 @@ check "and works again once libvirtd answers" bash -c "evac --context site-b inv
 # the guests' backup jobs run): the cycle fails naming that libvirtd, the
 # point in time before stays the newest and verifies, and once libvirtd
 # answers again the next cycle ends what the cut one left and succeeds.
+# 16 MiB at 1 MiB/s keep the backup jobs open ~16 s: the stop must land
+# while the cycle still has libvirt calls ahead of it (at 4 MiB/s a loaded
+# CI host once saw the job only as the cycle ended, which then succeeded).
 libvirtd_a="$(cat "${EVAC_DEMO_ROOT}/sites/site-a/state/libvirtd.pid")"
 "${repo_dir}/lab/vm.sh" exec "${uri_a}" db01 -- sh -c 'dd if=/dev/urandom of=/data/hang.bin bs=1M count=16 conv=fsync 2>/dev/null' >/dev/null
-evac --context site-a group set demo --max-rate 4MiB/s >/dev/null
+evac --context site-a group set demo --max-rate 1MiB/s >/dev/null
 pits_before="$(evac --context site-a -o json group pits demo)"
 evac --context site-a group sync demo >"${EVAC_DEMO_ROOT}/hung-cycle.out" 2>&1 &
 sync_pid=$!
 hung=no
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   if virsh -c "${uri_a}" domjobinfo db01 2>/dev/null | grep -q Backup; then kill -STOP "${libvirtd_a}"; hung=yes; break; fi
   kill -0 "${sync_pid}" 2>/dev/null || break
   sleep 0.1

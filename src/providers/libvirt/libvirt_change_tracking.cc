@@ -326,6 +326,7 @@ Result<BackupExport> LibvirtChangeTracking::begin_backup(const BackupRequest& re
   std::string checkpoint = tracked ? checkpoint_xml(request, *targets) : std::string();
   if (virDomainBackupBegin(dom->get(), backup.c_str(), tracked ? checkpoint.c_str() : nullptr, 0) < 0) {
     Status s = last_error("starting a backup of VM '" + vm + "'");
+    if (s.code() == StatusCode::kUnavailable) return s.with_context("libvirt at " + connection_.uri());
     if (s.code() == StatusCode::kUnsupported)
       return s.with_hint("this hypervisor has no incremental backup (it needs QEMU); shut the VM down to replicate "
                          "it by scanning its disks");

@@ -88,7 +88,15 @@ Status last_error(std::string_view doing) {
   virErrorPtr err = virGetLastError();
   std::string message(doing);
   if (err == nullptr) return internal_error(message + ": libvirt failed without saying why");
-  if (err->message != nullptr) message += std::string(": ") + err->message;
+  const std::string said = err->message != nullptr ? err->message : "";
+  // libvirt reports a connection its keepalive gave up on as an internal
+  // error; it is the daemon not answering (hung, overloaded, cut off), which
+  // a retry or a new connection may get past, and the operator must hear so.
+  if (err->domain == VIR_FROM_RPC && said.find("keepalive") != std::string::npos)
+    return unavailable(message + ": libvirtd has not answered (" + said + ")",
+                       "libvirtd there is hung, overloaded or cut off: check it (`virsh list`, its log); evac opens a "
+                       "new connection once it answers");
+  if (!said.empty()) message += ": " + said;
   return Status(status_code_for(*err), std::move(message));
 }
 
