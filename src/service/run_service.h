@@ -7,8 +7,9 @@
 // run's context (RunRow.groups), so a run resumed after a crash recovers
 // the same PIT onto the same placeholders whatever changed meanwhile. The
 // plan is compiled into steps (engine/plan_compiler.h) that the RunEngine
-// executes durably; this service's step runner does each step's side
-// effect, idempotently:
+// executes durably; the step runner (service/runs/run_steps.h) hands each
+// step to its kind's handler (service/runs/steps/), which does its side
+// effect idempotently:
 //
 //   readiness          the plan's readiness check; errors fail the run
 //   create_test_copy   a writable copy of the PIT, owned by the run
@@ -35,6 +36,7 @@
 // a migration back, then a reprotect).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -46,6 +48,7 @@
 #include "engine/run_engine.h"
 #include "service/plan_service.h"
 #include "service/replication_service.h"
+#include "service/runs/run_steps.h"
 #include "service/site_service.h"
 
 namespace evac {
@@ -98,12 +101,6 @@ class RunService {
   // Blocks until the run stops running (tests, synchronous callers).
   void wait_idle(const std::string& id);
 
-  // The former protected site's half of a reprotect (the caller owns the
-  // group's live copy now): body {epoch, run, vms: [{name, uuid (live at
-  // the caller), source_uuid (the VM here)}]}. Each VM here, fenced, becomes
-  // the placeholder of the caller's; its disks become the seeds of the
-  // reverse replication; this site stops protecting the group. Asked again,
-  // it answers the same: {placeholders: [{uuid, provider, name, source_uuid}]}.
   // A paired site lost for good (`evac site unpair SITE --lost`): refused
   // while it answers, while a group here still recovers to it (`group
   // delete --force` first), or while a group of it was never recovered
@@ -114,11 +111,17 @@ class RunService {
   // protected toward another site); then the pairing, its mappings and its
   // configuration copy go. The ownership records stay, as history.
   Result<nlohmann::json> forget_lost_site(const std::string& site);
+
+  // The former protected site's half of a reprotect (the caller owns the
+  // group's live copy now): body {epoch, run, vms: [{name, uuid (live at
+  // the caller), source_uuid (the VM here)}]}. Each VM here, fenced, becomes
+  // the placeholder of the caller's; its disks become the seeds of the
+  // reverse replication; this site stops protecting the group. Asked again,
+  // it answers the same: {placeholders: [{uuid, provider, name, source_uuid}]}.
   Result<nlohmann::json> handle_peer_reprotect(const PeerRecord& caller, const std::string& group,
                                                const nlohmann::json& body);
 
  private:
-  class Steps;
   // Refuses a run over a group another unfinished run holds. A cleanup
   // may follow a failed test: those tests are returned, for the caller to
   // close once the cleanup has started (a refused request changes nothing).
@@ -126,37 +129,25 @@ class RunService {
                                                             const std::vector<std::string>& groups);
   // A test leaves test VMs and copies until cleanup; a new test must not
   // stack onto them.
-  Status check_no_test_left(const std::vector<RecoveredGroup>& groups);
+  Status check_no_test_left(const RunContext& ctx);
+  // What a start checks before it resolves anything.
+  Status check_request(const RunRequest& request, const RecoveryPlan& plan);
+  // The run's context: each group's PIT, epoch and test networks, each VM's
+  // placeholder, resolved once (see run_context.h).
+  Result<RunContext> resolve_context(const RunRequest& request, const RecoveryPlan& plan);
+  Result<RunGroup> resolve_group(const RunRequest& request, const RecoveredGroup& g);
+  // The operation's steps with their timeouts, expected times and the
+  // compute provider each holds.
+  Result<std::vector<engine::StepSpec>> compile_steps(const RunContext& ctx);
+  std::map<std::string, int> earlier_step_times(const std::string& plan, const std::vector<engine::StepSpec>& steps);
 
   SiteService& site_;
   ReplicationService* replication_;
   PlanService plans_;
-  std::unique_ptr<Steps> steps_;
+  std::unique_ptr<RunSteps> steps_;
   std::unique_ptr<engine::RunEngine> engine_;
   std::mutex start_mu_;  // one start at a time: the conflict check and the insert are one decision
 };
-
-// The test VM a test run makes of `vm`.
-std::string test_vm_name(const std::string& vm);
-
-// What re-addressing one recovered guest takes: a shell script for its
-// agent (empty when no address moves) and the moves it makes
-// [{interface, mac, from, to}]. `nics` are the VM's NICs as defined at this
-// site, `source_networks` maps this site's networks to the protected site's
-// (the names the rules use), `interfaces` what the guest reports. A NIC a
-// rule covers whose MAC the guest does not show is kFailedPrecondition.
-// A shell function for the guest, `evac_persist OLD NEW`: every network
-// configuration file under `root` (the guest's own: "") that names the
-// address OLD names NEW instead; prints "persisted FILE" for each one.
-std::string guest_config_rewriter(std::string_view root);
-
-struct ReIpScript {
-  std::string script;
-  nlohmann::json changed = nlohmann::json::array();
-};
-Result<ReIpScript> re_ip_script(const std::string& vm_name, const std::vector<NicInfo>& nics,
-                                const std::map<std::string, std::string>& source_networks,
-                                const std::vector<IpRule>& rules, const std::vector<GuestInterface>& interfaces);
 
 nlohmann::json to_json(const RunRow& run);
 // `now_ms` (unix ms): a step still running past its timeout shows how far

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "service/run_service.h"
+#include "service/runs/re_ip.h"
 
 namespace evac {
 namespace {
