@@ -21,6 +21,10 @@ inline constexpr int kOk = 0;
 inline constexpr int kFailed = 1;
 inline constexpr int kUsage = 2;
 
+// A command's own option values live in a struct (GroupCreateOptions, ...)
+// that its callback holds by std::make_shared, so CLI11 can write them during
+// app.parse and the callback read them after; nothing is static.
+
 // The options every command takes, before or after its subcommand.
 struct Globals {
   std::string config_path = default_config_path();

@@ -12,30 +12,36 @@ namespace evac::cli {
 namespace {
 using nlohmann::json;
 
-}  // namespace
+struct ApplyOptions {
+  std::string file;
+  bool dry_run = false;
+};
 
-void add_declarative_commands(CLI::App& app, Globals& g, int& rc) {
+struct GetOptions {
+  std::string kind, name;
+};
+
+void add_apply(CLI::App& app, Globals& g, int& rc) {
+  auto o = std::make_shared<ApplyOptions>();
   auto* apply = app.add_subcommand(
       "apply",
       "Create or update what YAML (or JSON) documents describe (kind: RecoveryPlan), all or nothing: every document is "
       "checked against the site before any is applied, and if the site still refuses one, those applied before it are "
       "rolled back. Says per document: created, replaced or unchanged");
-  static std::string file;
-  static bool dry_run = false;
-  apply->add_option("-f,--file", file,
+  apply->add_option("-f,--file", o->file,
                     "A file ('-' for standard input), documents separated by ---; or a folder: its *.yaml, *.yml and "
                     "*.json files (not its subfolders'), in name order, applied as one set. At most 4 MiB in all")
       ->required();
-  apply->add_flag("--dry-run", dry_run, "Check every document against the site and say what would change; change nothing");
-  apply->callback([&] {
+  apply->add_flag("--dry-run", o->dry_run, "Check every document against the site and say what would change; change nothing");
+  apply->callback([&g, &rc, o] {
     DocumentBudget budget;
-    auto docs = read_apply_input(file, std::cin, budget);
+    auto docs = read_apply_input(o->file, std::cin, budget);
     if (!docs) {
       rc = usage_error(docs.status().message(), docs.status().hint());
       return;
     }
     if (docs->empty()) {
-      rc = usage_error((file == "-" ? std::string("standard input") : file) + " holds no document",
+      rc = usage_error((o->file == "-" ? std::string("standard input") : o->file) + " holds no document",
                        "write one, starting with kind: RecoveryPlan");
       return;
     }
@@ -53,21 +59,31 @@ void add_declarative_commands(CLI::App& app, Globals& g, int& rc) {
         [&](const std::string& method, const std::string& path, const std::optional<json>& body) {
           return client->call(method, path, body);
         },
-        dry_run);
+        o->dry_run);
     rc = print_apply_report(outcome, std::cout, std::cerr, g.format());
   });
+}
+
+void add_get(CLI::App& app, Globals& g, int& rc) {
+  auto o = std::make_shared<GetOptions>();
   auto* get = app.add_subcommand("get", "Print a configuration object in the form `evac apply -f` takes");
-  static std::string kind, get_name;
-  get->add_option("kind", kind, "What to print: plan")->check(CLI::IsMember({"plan"}))->required();
-  get->add_option("name", get_name, "Its name")->required();
-  get->callback([&] {
-    rc = call_and_print(g, "GET", "/api/v1/plans/" + path_part(get_name), std::nullopt, [&](const json& j) {
+  get->add_option("kind", o->kind, "What to print: plan")->check(CLI::IsMember({"plan"}))->required();
+  get->add_option("name", o->name, "Its name")->required();
+  get->callback([&g, &rc, o] {
+    rc = call_and_print(g, "GET", "/api/v1/plans/" + path_part(o->name), std::nullopt, [&](const json& j) {
       json doc = j;
       doc["kind"] = "RecoveryPlan";
       if (g.format() == Format::kJson) std::cout << doc.dump(2) << "\n";
       else std::cout << to_yaml(doc);  // a table would not round-trip: YAML unless JSON was asked for
     });
   });
+}
+
+}  // namespace
+
+void add_declarative_commands(CLI::App& app, Globals& g, int& rc) {
+  add_apply(app, g, rc);
+  add_get(app, g, rc);
 }
 
 }  // namespace evac::cli

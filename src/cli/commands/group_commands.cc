@@ -20,6 +20,39 @@ namespace evac::cli {
 namespace {
 using nlohmann::json;
 
+struct GroupCreateOptions {
+  std::string name, rpo = "15m", peer, max_rate;
+  std::vector<std::string> vms;
+  int keep_pits = 24, keep_hourly = 0, keep_daily = 0;
+};
+
+struct GroupNameOptions {  // show, pits
+  std::string name;
+};
+
+struct GroupVmOptions {  // add-vm, remove-vm
+  std::string group, vm;
+};
+
+struct GroupSyncOptions {
+  std::string name;
+  bool follow = false;
+};
+
+struct GroupSetOptions {
+  std::string name, max_rate;
+  std::optional<int> keep_pits, keep_hourly, keep_daily;
+};
+
+struct GroupVerifyOptions {
+  std::string name, pit;
+};
+
+struct GroupDeleteOptions {
+  std::string name;
+  bool force = false;
+};
+
 const std::vector<Column> kGroupColumns = {
     field("NAME", "name"),
     field("PROTECTED", "protected_site"),
@@ -175,70 +208,75 @@ int follow_sync(const Globals& g, const std::string& name) {
   return kOk;
 }
 
-}  // namespace
-
-void add_group_commands(CLI::App& app, Globals& g, int& rc) {
-  auto* group = app.add_subcommand("group", "Protection groups: VMs that replicate and recover together");
-  group->require_subcommand(1);
-  auto* create = group->add_subcommand("create", "Protect VMs as a group; registers their placeholders at the recovery site");
-  static std::string name, rpo = "15m", peer, max_rate;
-  static std::vector<std::string> vms;
-  static int keep_pits = 24, keep_hourly = 0, keep_daily = 0;
-  create->add_option("name", name, "Group name")->required();
-  create->add_option("--vm", vms, "A VM to protect (name, UUID or PROVIDER/NAME); repeat for several")->required();
-  create->add_option("--rpo", rpo, "Recovery point objective, with its unit: 90s, 15m, 1h, 1d")->capture_default_str();
-  create->add_option("--keep-pits", keep_pits, "Points in time to retain at the recovery site")->capture_default_str();
-  create->add_option("--keep-hourly", keep_hourly, "Also keep the newest point in time of each of the last N hours")
+void add_group_create(CLI::App& group, Globals& g, int& rc) {
+  auto o = std::make_shared<GroupCreateOptions>();
+  auto* create = group.add_subcommand("create", "Protect VMs as a group; registers their placeholders at the recovery site");
+  create->add_option("name", o->name, "Group name")->required();
+  create->add_option("--vm", o->vms, "A VM to protect (name, UUID or PROVIDER/NAME); repeat for several")->required();
+  create->add_option("--rpo", o->rpo, "Recovery point objective, with its unit: 90s, 15m, 1h, 1d")->capture_default_str();
+  create->add_option("--keep-pits", o->keep_pits, "Points in time to retain at the recovery site")->capture_default_str();
+  create->add_option("--keep-hourly", o->keep_hourly, "Also keep the newest point in time of each of the last N hours")
       ->capture_default_str();
-  create->add_option("--keep-daily", keep_daily, "Also keep the newest point in time of each of the last N days")
+  create->add_option("--keep-daily", o->keep_daily, "Also keep the newest point in time of each of the last N days")
       ->capture_default_str();
-  create->add_option("--peer", peer, "Recovery site (default: the only paired site)");
-  create->add_option("--max-rate", max_rate, "Limit the bytes per second its cycles send, e.g. 50MiB/s (default: unlimited)");
-  create->callback([&] {
-    if (Status s = check_duration_flag("--rpo", rpo); !s) {
+  create->add_option("--peer", o->peer, "Recovery site (default: the only paired site)");
+  create->add_option("--max-rate", o->max_rate, "Limit the bytes per second its cycles send, e.g. 50MiB/s (default: unlimited)");
+  create->callback([&g, &rc, o] {
+    if (Status s = check_duration_flag("--rpo", o->rpo); !s) {
       rc = usage_error(s.message(), s.hint());
       return;
     }
-    json body = {{"name", name},           {"vms", vms},
-                 {"rpo", rpo},             {"keep_pits", keep_pits},
-                 {"keep_hourly", keep_hourly}, {"keep_daily", keep_daily}};
-    if (!peer.empty()) body["recovery_site"] = peer;
-    if (!max_rate.empty()) body["max_rate"] = max_rate;
+    json body = {{"name", o->name},
+                 {"vms", o->vms},
+                 {"rpo", o->rpo},
+                 {"keep_pits", o->keep_pits},
+                 {"keep_hourly", o->keep_hourly},
+                 {"keep_daily", o->keep_daily}};
+    if (!o->peer.empty()) body["recovery_site"] = o->peer;
+    if (!o->max_rate.empty()) body["max_rate"] = o->max_rate;
     rc = call_and_print(g, "POST", "/api/v1/groups", body, [&](const json& j) { print_group(g, j); });
   });
-  group->add_subcommand("list", "List protection groups")->callback([&] {
-    rc = call_and_print(g, "GET", "/api/v1/groups", std::nullopt, as_list(g, kGroupColumns));
+}
+
+void add_group_show(CLI::App& group, Globals& g, int& rc) {
+  auto o = std::make_shared<GroupNameOptions>();
+  auto* show = group.add_subcommand("show", "Show a protection group and its VMs");
+  show->add_option("name", o->name, "Group name")->required();
+  show->callback([&g, &rc, o] {
+    rc = call_and_print(g, "GET", "/api/v1/groups/" + path_part(o->name), std::nullopt, [&](const json& j) { print_group(g, j); });
   });
-  auto* show = group->add_subcommand("show", "Show a protection group and its VMs");
-  static std::string show_name;
-  show->add_option("name", show_name, "Group name")->required();
-  show->callback([&] {
-    rc = call_and_print(g, "GET", "/api/v1/groups/" + path_part(show_name), std::nullopt, [&](const json& j) { print_group(g, j); });
-  });
-  auto* add_vm = group->add_subcommand("add-vm", "Protect one more VM in a group");
-  static std::string add_group, add_vm_name;
-  add_vm->add_option("group", add_group, "Group name")->required();
-  add_vm->add_option("vm", add_vm_name, "VM name, UUID or PROVIDER/NAME")->required();
-  add_vm->callback([&] {
-    rc = call_and_print(g, "POST", "/api/v1/groups/" + path_part(add_group) + "/vms", json{{"vm", add_vm_name}},
+}
+
+void add_group_add_vm(CLI::App& group, Globals& g, int& rc) {
+  auto o = std::make_shared<GroupVmOptions>();
+  auto* add_vm = group.add_subcommand("add-vm", "Protect one more VM in a group");
+  add_vm->add_option("group", o->group, "Group name")->required();
+  add_vm->add_option("vm", o->vm, "VM name, UUID or PROVIDER/NAME")->required();
+  add_vm->callback([&g, &rc, o] {
+    rc = call_and_print(g, "POST", "/api/v1/groups/" + path_part(o->group) + "/vms", json{{"vm", o->vm}},
                         [&](const json& j) { print_group(g, j); });
   });
-  auto* remove_vm = group->add_subcommand("remove-vm", "Stop protecting a VM; removes its placeholder");
-  static std::string rm_group, rm_vm;
-  remove_vm->add_option("group", rm_group, "Group name")->required();
-  remove_vm->add_option("vm", rm_vm, "VM name or UUID")->required();
-  remove_vm->callback([&] {
-    rc = call_and_print(g, "DELETE", "/api/v1/groups/" + path_part(rm_group) + "/vms/" + path_part(rm_vm), std::nullopt,
+}
+
+void add_group_remove_vm(CLI::App& group, Globals& g, int& rc) {
+  auto o = std::make_shared<GroupVmOptions>();
+  auto* remove_vm = group.add_subcommand("remove-vm", "Stop protecting a VM; removes its placeholder");
+  remove_vm->add_option("group", o->group, "Group name")->required();
+  remove_vm->add_option("vm", o->vm, "VM name or UUID")->required();
+  remove_vm->callback([&g, &rc, o] {
+    rc = call_and_print(g, "DELETE", "/api/v1/groups/" + path_part(o->group) + "/vms/" + path_part(o->vm), std::nullopt,
                         [&](const json& j) { print_group(g, j); });
   });
-  auto* sync = group->add_subcommand("sync", "Replicate the group now: one cycle, a new point in time at the recovery site");
-  static std::string sync_name;
-  static bool follow = false;
-  sync->add_option("name", sync_name, "Group name")->required();
-  sync->add_flag("--follow", follow, "Show the cycle's progress (bytes, rate, ETA) while it runs");
-  sync->callback([&] {
-    if (follow) {
-      rc = follow_sync(g, sync_name);
+}
+
+void add_group_sync(CLI::App& group, Globals& g, int& rc) {
+  auto o = std::make_shared<GroupSyncOptions>();
+  auto* sync = group.add_subcommand("sync", "Replicate the group now: one cycle, a new point in time at the recovery site");
+  sync->add_option("name", o->name, "Group name")->required();
+  sync->add_flag("--follow", o->follow, "Show the cycle's progress (bytes, rate, ETA) while it runs");
+  sync->callback([&g, &rc, o] {
+    if (o->follow) {
+      rc = follow_sync(g, o->name);
       return;
     }
     // Waits for a cycle that started after this request (a running one is
@@ -248,7 +286,7 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
       rc = report_error_or_usage(client.status());
       return;
     }
-    auto result = sync_and_wait(*client, sync_name);
+    auto result = sync_and_wait(*client, o->name);
     if (!result) {
       rc = report(result.status());
       return;
@@ -256,25 +294,27 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
     as_message(g, sync_outcome)(*result);
     rc = kOk;
   });
-  auto* set = group->add_subcommand("set", "Change a group's operational settings");
-  static std::string set_name, set_max_rate;
-  static std::optional<int> set_keep_pits, set_keep_hourly, set_keep_daily;
-  set->add_option("name", set_name, "Group name")->required();
-  set->add_option("--max-rate", set_max_rate, "Bytes per second its cycles may send, e.g. 50MiB/s; 0 or none: unlimited");
-  set->add_option("--keep-pits", set_keep_pits, "Newest points in time to retain at the recovery site");
-  set->add_option("--keep-hourly", set_keep_hourly, "Also keep the newest point in time of each of the last N hours");
-  set->add_option("--keep-daily", set_keep_daily, "Also keep the newest point in time of each of the last N days");
-  set->callback([&] {
+}
+
+void add_group_set(CLI::App& group, Globals& g, int& rc) {
+  auto o = std::make_shared<GroupSetOptions>();
+  auto* set = group.add_subcommand("set", "Change a group's operational settings");
+  set->add_option("name", o->name, "Group name")->required();
+  set->add_option("--max-rate", o->max_rate, "Bytes per second its cycles may send, e.g. 50MiB/s; 0 or none: unlimited");
+  set->add_option("--keep-pits", o->keep_pits, "Newest points in time to retain at the recovery site");
+  set->add_option("--keep-hourly", o->keep_hourly, "Also keep the newest point in time of each of the last N hours");
+  set->add_option("--keep-daily", o->keep_daily, "Also keep the newest point in time of each of the last N days");
+  set->callback([&g, &rc, o] {
     json body = json::object();
-    if (!set_max_rate.empty()) body["max_rate"] = set_max_rate;
-    if (set_keep_pits) body["keep_pits"] = *set_keep_pits;
-    if (set_keep_hourly) body["keep_hourly"] = *set_keep_hourly;
-    if (set_keep_daily) body["keep_daily"] = *set_keep_daily;
+    if (!o->max_rate.empty()) body["max_rate"] = o->max_rate;
+    if (o->keep_pits) body["keep_pits"] = *o->keep_pits;
+    if (o->keep_hourly) body["keep_hourly"] = *o->keep_hourly;
+    if (o->keep_daily) body["keep_daily"] = *o->keep_daily;
     if (body.empty()) {
       rc = usage_error("nothing to change", "pass --max-rate, --keep-pits, --keep-hourly or --keep-daily");
       return;
     }
-    rc = call_and_print(g, "PUT", "/api/v1/groups/" + path_part(set_name) + "/settings", body,
+    rc = call_and_print(g, "PUT", "/api/v1/groups/" + path_part(o->name) + "/settings", body,
                         as_message(g, [](const json& j) {
                           return "group '" + j.value("name", "") + "': max rate " + j.value("max_rate", "") +
                                  ", keeps the newest " + std::to_string(j.value("keep_pits", 0)) + " points in time" +
@@ -285,11 +325,14 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
                                       : "");
                         }));
   });
-  auto* pits = group->add_subcommand("pits", "List the group's points in time at its recovery site");
-  static std::string pits_name;
-  pits->add_option("name", pits_name, "Group name")->required();
-  pits->callback([&] {
-    rc = call_and_print(g, "GET", "/api/v1/groups/" + path_part(pits_name) + "/pits", std::nullopt,
+}
+
+void add_group_pits(CLI::App& group, Globals& g, int& rc) {
+  auto o = std::make_shared<GroupNameOptions>();
+  auto* pits = group.add_subcommand("pits", "List the group's points in time at its recovery site");
+  pits->add_option("name", o->name, "Group name")->required();
+  pits->callback([&g, &rc, o] {
+    rc = call_and_print(g, "GET", "/api/v1/groups/" + path_part(o->name) + "/pits", std::nullopt,
                         as_list(g, {field("ID", "id"),
                                     Column{"INSTANT",  // what the PIT captures, to the millisecond
                                            [](const json& j) {
@@ -310,16 +353,19 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
                                     Column{"DISKS", [](const json& j) { return std::to_string(j["disks"].size()); }},
                                     field("BYTES-SENT", "bytes_sent")}));
   });
-  auto* verify = group->add_subcommand(
+}
+
+void add_group_verify(CLI::App& group, Globals& g, int& rc) {
+  auto o = std::make_shared<GroupVerifyOptions>();
+  auto* verify = group.add_subcommand(
       "verify",
       "Re-read a point in time and compare every block with the source hashes its cycle recorded (exit 1 on mismatch)");
-  static std::string verify_name, verify_pit;
-  verify->add_option("name", verify_name, "Group name")->required();
-  verify->add_option("--pit", verify_pit, "Point in time to verify (default: the newest)");
-  verify->callback([&] {
+  verify->add_option("name", o->name, "Group name")->required();
+  verify->add_option("--pit", o->pit, "Point in time to verify (default: the newest)");
+  verify->callback([&g, &rc, o] {
     bool mismatch = false;
-    std::string path = "/api/v1/groups/" + path_part(verify_name) + "/verify";
-    if (!verify_pit.empty()) path += "?pit=" + path_part(verify_pit);
+    std::string path = "/api/v1/groups/" + path_part(o->name) + "/verify";
+    if (!o->pit.empty()) path += "?pit=" + path_part(o->pit);
     rc = call_and_print(g, "POST", path, json::object(), [&](const json& j) {
       mismatch = !j.value("ok", false);
       as_message(g, [](const json& v) {
@@ -340,13 +386,15 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
     });
     if (rc == 0 && mismatch) rc = 1;
   });
-  auto* del = group->add_subcommand("delete", "Delete a group; removes its placeholders at the recovery site");
-  static std::string del_name;
-  static bool force = false;
-  del->add_option("name", del_name, "Group name")->required();
-  del->add_flag("--force", force, "Delete even if the recovery site cannot be reached (lists placeholders left there)");
-  del->callback([&] {
-    rc = call_and_print(g, "DELETE", "/api/v1/groups/" + path_part(del_name) + (force ? "?force=true" : ""), std::nullopt,
+}
+
+void add_group_delete(CLI::App& group, Globals& g, int& rc) {
+  auto o = std::make_shared<GroupDeleteOptions>();
+  auto* del = group.add_subcommand("delete", "Delete a group; removes its placeholders at the recovery site");
+  del->add_option("name", o->name, "Group name")->required();
+  del->add_flag("--force", o->force, "Delete even if the recovery site cannot be reached (lists placeholders left there)");
+  del->callback([&g, &rc, o] {
+    rc = call_and_print(g, "DELETE", "/api/v1/groups/" + path_part(o->name) + (o->force ? "?force=true" : ""), std::nullopt,
                         as_message(g, [](const json& j) {
                           std::string s = "deleted protection group '" + j.value("deleted", "") + "'";
                           for (const auto& left : j.value("left_behind", json::array()))
@@ -354,6 +402,25 @@ void add_group_commands(CLI::App& app, Globals& g, int& rc) {
                           return s;
                         }));
   });
+}
+
+}  // namespace
+
+void add_group_commands(CLI::App& app, Globals& g, int& rc) {
+  auto* group = app.add_subcommand("group", "Protection groups: VMs that replicate and recover together");
+  group->require_subcommand(1);
+  add_group_create(*group, g, rc);
+  group->add_subcommand("list", "List protection groups")->callback([&g, &rc] {
+    rc = call_and_print(g, "GET", "/api/v1/groups", std::nullopt, as_list(g, kGroupColumns));
+  });
+  add_group_show(*group, g, rc);
+  add_group_add_vm(*group, g, rc);
+  add_group_remove_vm(*group, g, rc);
+  add_group_sync(*group, g, rc);
+  add_group_set(*group, g, rc);
+  add_group_pits(*group, g, rc);
+  add_group_verify(*group, g, rc);
+  add_group_delete(*group, g, rc);
 }
 
 }  // namespace evac::cli

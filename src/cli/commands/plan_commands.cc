@@ -13,6 +13,19 @@ namespace evac::cli {
 namespace {
 using nlohmann::json;
 
+struct PlanCreateOptions {
+  std::string name, ordering = "strict-tiers", description;
+  std::vector<std::string> groups;
+};
+
+struct PlanNameOptions {  // show, delete
+  std::string name;
+};
+
+struct PlanCheckOptions {
+  std::string name, operation;
+};
+
 // A plan as an operator reads it: what it covers, then each VM entry.
 void print_plan(const Globals& g, const json& j) {
   if (g.format() != Format::kTable) {
@@ -39,61 +52,51 @@ void print_plan(const Globals& g, const json& j) {
               count("ACTIONS", {"before_power_on", "after_power_on"})});
 }
 
-}  // namespace
-
-void add_plan_commands(CLI::App& app, Globals& g, int& rc) {
-  auto* plan = app.add_subcommand("plan", "Recovery plans: the runbooks that test, migrate and fail over groups");
-  plan->require_subcommand(1);
-  auto* create = plan->add_subcommand("create", "Create a plan over protection groups (details: evac apply -f)");
-  static std::string name, ordering = "strict-tiers", description;
-  static std::vector<std::string> groups;
-  create->add_option("name", name, "Plan name")->required();
-  create->add_option("--group", groups, "A protection group the plan recovers; repeat for several")->required();
-  create->add_option("--ordering", ordering, "strict-tiers (every VM of a tier up before the next) or dependencies")
+void add_plan_create(CLI::App& plan, Globals& g, int& rc) {
+  auto o = std::make_shared<PlanCreateOptions>();
+  auto* create = plan.add_subcommand("create", "Create a plan over protection groups (details: evac apply -f)");
+  create->add_option("name", o->name, "Plan name")->required();
+  create->add_option("--group", o->groups, "A protection group the plan recovers; repeat for several")->required();
+  create->add_option("--ordering", o->ordering, "strict-tiers (every VM of a tier up before the next) or dependencies")
       ->check(CLI::IsMember({"strict-tiers", "dependencies"}))
       ->capture_default_str();
-  create->add_option("--description", description, "What the plan is for");
-  create->callback([&] {
-    json body = {{"name", name}, {"groups", groups}, {"ordering", ordering}, {"description", description}};
+  create->add_option("--description", o->description, "What the plan is for");
+  create->callback([&g, &rc, o] {
+    json body = {{"name", o->name}, {"groups", o->groups}, {"ordering", o->ordering}, {"description", o->description}};
     rc = call_and_print(g, "POST", "/api/v1/plans", body, [&](const json& j) { print_plan(g, j); });
   });
-  plan->add_subcommand("list", "List recovery plans")->callback([&] {
-    rc = call_and_print(g, "GET", "/api/v1/plans", std::nullopt,
-                        as_list(g, {field("NAME", "name"), field("GROUPS", "groups"), field("ORDERING", "ordering"),
-                                    Column{"STATE", [](const json& p) {
-                                             return !p.contains("ready") || p["ready"].is_null() ? std::string("unknown")
-                                                    : p["ready"].get<bool>()                      ? std::string("ready")
-                                                                                                  : std::string("not ready");
-                                           }},
-                                    Column{"VM-ENTRIES", [](const json& p) { return std::to_string(p.value("vms", json::array()).size()); }},
-                                    field("STORED-AT", "stored_at"), time_column("UPDATED", "updated_at")}));
+}
+
+void add_plan_show(CLI::App& plan, Globals& g, int& rc) {
+  auto o = std::make_shared<PlanNameOptions>();
+  auto* show = plan.add_subcommand("show", "Show a plan");
+  show->add_option("name", o->name, "Plan name")->required();
+  show->callback([&g, &rc, o] {
+    rc = call_and_print(g, "GET", "/api/v1/plans/" + path_part(o->name), std::nullopt, [&](const json& j) { print_plan(g, j); });
   });
-  auto* show = plan->add_subcommand("show", "Show a plan");
-  static std::string show_name;
-  show->add_option("name", show_name, "Plan name")->required();
-  show->callback([&] {
-    rc = call_and_print(g, "GET", "/api/v1/plans/" + path_part(show_name), std::nullopt, [&](const json& j) { print_plan(g, j); });
-  });
-  auto* check = plan->add_subcommand("check", "Check, without side effects, everything a run of the plan here needs");
-  static std::string check_name, check_operation;
-  check->add_option("name", check_name, "Plan name")->required();
-  check->add_option("--operation", check_operation,
+}
+
+void add_plan_check(CLI::App& plan, Globals& g, int& rc) {
+  auto o = std::make_shared<PlanCheckOptions>();
+  auto* check = plan.add_subcommand("check", "Check, without side effects, everything a run of the plan here needs");
+  check->add_option("name", o->name, "Plan name")->required();
+  check->add_option("--operation", o->operation,
                     "Answer for this run only (exit 0 when it would run): test, migrate, failover, reprotect, failback")
       ->check(CLI::IsMember({"test", "migrate", "failover", "reprotect", "failback"}));
-  check->callback([&] {
+  check->callback([&g, &rc, o] {
     bool ready = false;
-    rc = call_and_print(g, "GET", "/api/v1/plans/" + path_part(check_name) + "/readiness", std::nullopt, [&](const json& j) {
+    rc = call_and_print(g, "GET", "/api/v1/plans/" + path_part(o->name) + "/readiness", std::nullopt, [&](const json& j) {
       const json ops = j.value("operations", json::object());
-      ready = check_operation.empty() ? j.value("ready", false)
-                                      : ops.contains(check_operation) && ops[check_operation].value("ready", false);
+      ready = o->operation.empty() ? j.value("ready", false)
+                                   : ops.contains(o->operation) && ops[o->operation].value("ready", false);
       if (g.format() != Format::kTable) {
         print_object(std::cout, j, g.format());
         return;
       }
       for (const auto& f : j.value("findings", json::array())) {
         std::vector<std::string> concerns = f.value("operations", std::vector<std::string>{});
-        if (!check_operation.empty() && !concerns.empty() &&
-            std::find(concerns.begin(), concerns.end(), check_operation) == concerns.end())
+        if (!o->operation.empty() && !concerns.empty() &&
+            std::find(concerns.begin(), concerns.end(), o->operation) == concerns.end())
           continue;
         std::string sev = f.value("severity", "");
         std::string which;
@@ -106,23 +109,48 @@ void add_plan_commands(CLI::App& app, Globals& g, int& rc) {
       // What each run would do now.
       std::string verdicts;
       for (const auto& [op, v] : ops.items()) {
-        if (!check_operation.empty() && op != check_operation) continue;
+        if (!o->operation.empty() && op != o->operation) continue;
         verdicts += (verdicts.empty() ? "" : ", ") + op + " " +
                     (!v.value("applicable", false) ? "does not apply now" : v.value("ready", false) ? "ready" : "NOT READY");
       }
       if (!verdicts.empty()) std::cout << "runs: " << verdicts << "\n";
-      std::cout << "plan '" << check_name << "' is " << (ready ? "ready" : "not ready")
-                << (check_operation.empty() ? "" : " for " + check_operation) << "\n";
+      std::cout << "plan '" << o->name << "' is " << (ready ? "ready" : "not ready")
+                << (o->operation.empty() ? "" : " for " + o->operation) << "\n";
     });
     if (rc == kOk && !ready) rc = kFailed;
   });
-  auto* del = plan->add_subcommand("delete", "Delete a plan (its groups stay protected)");
-  static std::string del_name;
-  del->add_option("name", del_name, "Plan name")->required();
-  del->callback([&] {
-    rc = call_and_print(g, "DELETE", "/api/v1/plans/" + path_part(del_name), std::nullopt,
+}
+
+void add_plan_delete(CLI::App& plan, Globals& g, int& rc) {
+  auto o = std::make_shared<PlanNameOptions>();
+  auto* del = plan.add_subcommand("delete", "Delete a plan (its groups stay protected)");
+  del->add_option("name", o->name, "Plan name")->required();
+  del->callback([&g, &rc, o] {
+    rc = call_and_print(g, "DELETE", "/api/v1/plans/" + path_part(o->name), std::nullopt,
                         as_message(g, [](const json& j) { return "deleted recovery plan '" + j.value("deleted", "") + "'"; }));
   });
+}
+
+}  // namespace
+
+void add_plan_commands(CLI::App& app, Globals& g, int& rc) {
+  auto* plan = app.add_subcommand("plan", "Recovery plans: the runbooks that test, migrate and fail over groups");
+  plan->require_subcommand(1);
+  add_plan_create(*plan, g, rc);
+  plan->add_subcommand("list", "List recovery plans")->callback([&g, &rc] {
+    rc = call_and_print(g, "GET", "/api/v1/plans", std::nullopt,
+                        as_list(g, {field("NAME", "name"), field("GROUPS", "groups"), field("ORDERING", "ordering"),
+                                    Column{"STATE", [](const json& p) {
+                                             return !p.contains("ready") || p["ready"].is_null() ? std::string("unknown")
+                                                    : p["ready"].get<bool>()                      ? std::string("ready")
+                                                                                                  : std::string("not ready");
+                                           }},
+                                    Column{"VM-ENTRIES", [](const json& p) { return std::to_string(p.value("vms", json::array()).size()); }},
+                                    field("STORED-AT", "stored_at"), time_column("UPDATED", "updated_at")}));
+  });
+  add_plan_show(*plan, g, rc);
+  add_plan_check(*plan, g, rc);
+  add_plan_delete(*plan, g, rc);
 }
 
 }  // namespace evac::cli

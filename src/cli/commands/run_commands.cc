@@ -20,6 +20,48 @@ namespace evac::cli {
 namespace {
 using nlohmann::json;
 
+// evac plan test|cleanup|migrate|failover|reprotect|failback NAME
+struct Op {
+  const char* name;
+  const char* help;
+  bool destructive;
+};
+constexpr Op kOps[] = {
+    {"test", "Recover the plan's VMs as test copies on isolated test networks; production is untouched", false},
+    {"cleanup", "Remove everything a test left: test VMs and test copies", false},
+    {"migrate", "Planned migration: sync, shut down at the protected site, final sync, recover here (no data loss)", true},
+    {"failover", "Disaster recovery with the protected site gone: recover the newest (or --pit) point in time", true},
+    {"reprotect", "After a recovery, here: the former protected site's copies become placeholders, replication runs back to it (only changed blocks)", false},
+    {"failback", "At the original site, after a reprotect: migrate back (no data loss), then reprotect", true},
+};
+
+struct RunStartOptions {
+  std::string plan, confirm, pit;
+  bool follow = false;
+};
+
+struct RunListOptions {
+  std::string plan;
+};
+
+struct RunShowOptions {
+  std::string id;
+  bool follow = false;
+};
+
+struct RunAckOptions {
+  std::string id;
+  int step = -1;
+};
+
+struct RunReportOptions {
+  std::string id, format = "html", out;
+};
+
+struct RunIdOptions {  // cancel, resume
+  std::string id;
+};
+
 std::string format_ms(const json& ms) { return ms.is_number() ? format_time(ms.get<std::int64_t>() / 1000) : "-"; }
 
 std::string step_duration(const json& s) {
@@ -123,131 +165,134 @@ int follow_run(const Globals& g, const std::string& id) {
   }
 }
 
-}  // namespace
-
-void add_run_commands(CLI::App& app, Globals& g, int& rc, CLI::App* plan) {
-  // evac plan test|cleanup|migrate|failover|reprotect|failback NAME
-  struct Op {
-    const char* name;
-    const char* help;
-    bool destructive;
-  };
-  static const Op ops[] = {
-      {"test", "Recover the plan's VMs as test copies on isolated test networks; production is untouched", false},
-      {"cleanup", "Remove everything a test left: test VMs and test copies", false},
-      {"migrate", "Planned migration: sync, shut down at the protected site, final sync, recover here (no data loss)", true},
-      {"failover", "Disaster recovery with the protected site gone: recover the newest (or --pit) point in time", true},
-      {"reprotect", "After a recovery, here: the former protected site's copies become placeholders, replication runs back to it (only changed blocks)", false},
-      {"failback", "At the original site, after a reprotect: migrate back (no data loss), then reprotect", true},
-  };
-  static std::string op_plan, op_confirm, op_pit;
-  static bool op_follow = false;
-  for (const auto& op : ops) {
-    auto* sub = plan->add_subcommand(op.name, op.help);
-    sub->add_option("name", op_plan, "Plan name")->required();
-    sub->add_flag("--follow", op_follow, "Show each step as it runs, until the run ends");
-    if (op.destructive) sub->add_option("--confirm", op_confirm, "The plan's name again: this changes which site runs the VMs")->required();
-    if (std::string(op.name) == "test" || std::string(op.name) == "failover")
-      sub->add_option("--pit", op_pit, "Recover this point in time instead of the newest");
-    std::string operation = op.name;
-    sub->callback([&g, &rc, operation] {
-      json body = {{"operation", operation}};
-      if (!op_confirm.empty()) body["confirm"] = op_confirm;
-      if (!op_pit.empty()) body["pit"] = op_pit;
-      std::string id;
-      rc = call_and_print(g, "POST", "/api/v1/plans/" + path_part(op_plan) + "/runs", body, [&](const json& j) {
-        id = j.value("id", "");
-        if (op_follow && g.format() == Format::kTable) {
-          std::cout << "run " << id << ": " << operation << " of plan '" << op_plan << "', " << j.value("steps", json::array()).size()
-                    << " steps" << std::endl;
-          return;
-        }
-        if (g.format() != Format::kTable) return print_object(std::cout, j, g.format());
-        std::cout << "started run " << id << ": " << operation << " of plan '" << op_plan << "', "
-                  << j.value("steps", json::array()).size() << " steps\n"
-                  << "follow it with `evac run show " << id << " --follow`\n";
-      });
-      if (rc == kOk && op_follow) rc = follow_run(g, id);
+void add_run_start(CLI::App& plan, const Op& op, Globals& g, int& rc) {
+  auto o = std::make_shared<RunStartOptions>();
+  auto* sub = plan.add_subcommand(op.name, op.help);
+  sub->add_option("name", o->plan, "Plan name")->required();
+  sub->add_flag("--follow", o->follow, "Show each step as it runs, until the run ends");
+  if (op.destructive) sub->add_option("--confirm", o->confirm, "The plan's name again: this changes which site runs the VMs")->required();
+  if (std::string(op.name) == "test" || std::string(op.name) == "failover")
+    sub->add_option("--pit", o->pit, "Recover this point in time instead of the newest");
+  std::string operation = op.name;
+  sub->callback([&g, &rc, o, operation] {
+    json body = {{"operation", operation}};
+    if (!o->confirm.empty()) body["confirm"] = o->confirm;
+    if (!o->pit.empty()) body["pit"] = o->pit;
+    std::string id;
+    rc = call_and_print(g, "POST", "/api/v1/plans/" + path_part(o->plan) + "/runs", body, [&](const json& j) {
+      id = j.value("id", "");
+      if (o->follow && g.format() == Format::kTable) {
+        std::cout << "run " << id << ": " << operation << " of plan '" << o->plan << "', " << j.value("steps", json::array()).size()
+                  << " steps" << std::endl;
+        return;
+      }
+      if (g.format() != Format::kTable) return print_object(std::cout, j, g.format());
+      std::cout << "started run " << id << ": " << operation << " of plan '" << o->plan << "', "
+                << j.value("steps", json::array()).size() << " steps\n"
+                << "follow it with `evac run show " << id << " --follow`\n";
     });
-  }
+    if (rc == kOk && o->follow) rc = follow_run(g, id);
+  });
+}
 
-  auto* run = app.add_subcommand("run", "Runs of recovery plans: follow, acknowledge prompts, cancel, resume");
-  run->require_subcommand(1);
-  static std::string list_plan;
-  auto* list = run->add_subcommand("list", "List runs, newest first");
-  list->add_option("--plan", list_plan, "Only this plan's runs");
-  list->callback([&] {
-    rc = call_and_print(g, "GET", "/api/v1/runs" + (list_plan.empty() ? std::string() : "?plan=" + path_part(list_plan)), std::nullopt,
+void add_run_list(CLI::App& run, Globals& g, int& rc) {
+  auto o = std::make_shared<RunListOptions>();
+  auto* list = run.add_subcommand("list", "List runs, newest first");
+  list->add_option("--plan", o->plan, "Only this plan's runs");
+  list->callback([&g, &rc, o] {
+    rc = call_and_print(g, "GET", "/api/v1/runs" + (o->plan.empty() ? std::string() : "?plan=" + path_part(o->plan)), std::nullopt,
                         as_list(g, {field("RUN", "id"), field("PLAN", "plan"), field("OPERATION", "operation"),
                                     field("STATE", "state"), field("STARTED-BY", "started_by"),
                                     time_column("STARTED", "created_at"), time_column("ENDED", "ended_at")}));
   });
-  static std::string show_id;
-  static bool show_follow = false;
-  auto* show = run->add_subcommand("show", "Show a run and its steps");
-  show->add_option("id", show_id, "Run id")->required();
-  show->add_flag("--follow", show_follow, "Print each step as it starts and ends, until the run ends");
-  show->callback([&] {
-    if (show_follow && g.format() == Format::kTable) {
-      rc = follow_run(g, show_id);
+}
+
+void add_run_show(CLI::App& run, Globals& g, int& rc) {
+  auto o = std::make_shared<RunShowOptions>();
+  auto* show = run.add_subcommand("show", "Show a run and its steps");
+  show->add_option("id", o->id, "Run id")->required();
+  show->add_flag("--follow", o->follow, "Print each step as it starts and ends, until the run ends");
+  show->callback([&g, &rc, o] {
+    if (o->follow && g.format() == Format::kTable) {
+      rc = follow_run(g, o->id);
       return;
     }
-    rc = call_and_print(g, "GET", "/api/v1/runs/" + path_part(show_id), std::nullopt, [&](const json& j) { print_run(g, j); });
+    rc = call_and_print(g, "GET", "/api/v1/runs/" + path_part(o->id), std::nullopt, [&](const json& j) { print_run(g, j); });
   });
-  static std::string act_id;
-  static int ack_step = -1;
-  auto* ack = run->add_subcommand("ack", "Acknowledge the prompt a run waits at, so it goes on");
-  ack->add_option("id", act_id, "Run id")->required();
-  ack->add_option("--step", ack_step, "The prompt's step number, when several wait");
-  ack->callback([&] {
+}
+
+void add_run_ack(CLI::App& run, Globals& g, int& rc) {
+  auto o = std::make_shared<RunAckOptions>();
+  auto* ack = run.add_subcommand("ack", "Acknowledge the prompt a run waits at, so it goes on");
+  ack->add_option("id", o->id, "Run id")->required();
+  ack->add_option("--step", o->step, "The prompt's step number, when several wait");
+  ack->callback([&g, &rc, o] {
     json body = json::object();
-    if (ack_step >= 0) body["step"] = ack_step;
-    rc = call_and_print(g, "POST", "/api/v1/runs/" + path_part(act_id) + "/ack", body,
+    if (o->step >= 0) body["step"] = o->step;
+    rc = call_and_print(g, "POST", "/api/v1/runs/" + path_part(o->id) + "/ack", body,
                         as_message(g, [](const json& j) { return "acknowledged; run " + j.value("acknowledged", "") + " goes on"; }));
   });
-  static std::string report_id, report_format = "html", report_out;
-  auto* report = run->add_subcommand("report", "A run's report: every step, achieved RTO and RPO, who ran it, the plan");
-  report->add_option("id", report_id, "Run id")->required();
-  report->add_option("--format", report_format, "html (a page an auditor reads), json or csv")
+}
+
+void add_run_report(CLI::App& run, Globals& g, int& rc) {
+  auto o = std::make_shared<RunReportOptions>();
+  auto* report_cmd = run.add_subcommand("report", "A run's report: every step, achieved RTO and RPO, who ran it, the plan");
+  report_cmd->add_option("id", o->id, "Run id")->required();
+  report_cmd->add_option("--format", o->format, "html (a page an auditor reads), json or csv")
       ->check(CLI::IsMember({"html", "json", "csv"}))
       ->capture_default_str();
-  report->add_option("--out", report_out, "Write it to this file instead of standard output");
-  report->callback([&] {
+  report_cmd->add_option("--out", o->out, "Write it to this file instead of standard output");
+  report_cmd->callback([&g, &rc, o] {
     auto client = connect(g);
     if (!client) {
       rc = report_error_or_usage(client.status());
       return;
     }
-    auto body = client->call_bytes("GET", "/api/v1/runs/" + path_part(report_id) + "/report?format=" + report_format, "");
+    auto body = client->call_bytes("GET", "/api/v1/runs/" + path_part(o->id) + "/report?format=" + o->format, "");
     if (!body) {
-      rc = evac::cli::report(body.status());
+      rc = report(body.status());
       return;
     }
     std::string text = *body;
-    if (report_format == "json") text = json::parse(text, nullptr, false).dump(2) + "\n";
-    if (report_out.empty()) {
+    if (o->format == "json") text = json::parse(text, nullptr, false).dump(2) + "\n";
+    if (o->out.empty()) {
       std::cout << text;
     } else {
-      std::ofstream out(report_out, std::ios::binary | std::ios::trunc);
+      std::ofstream out(o->out, std::ios::binary | std::ios::trunc);
       out << text;
       if (!out) {
-        rc = evac::cli::report(invalid_argument("cannot write " + report_out, "check the folder exists and is writable"));
+        rc = report(invalid_argument("cannot write " + o->out, "check the folder exists and is writable"));
         return;
       }
-      std::cout << "wrote the " << report_format << " report of run " << report_id << " to " << report_out << "\n";
+      std::cout << "wrote the " << o->format << " report of run " << o->id << " to " << o->out << "\n";
     }
     rc = kOk;
   });
-  for (const char* verb : {"cancel", "resume"}) {
-    auto* sub = run->add_subcommand(verb, std::string(verb) == "cancel" ? "Start no more steps of a run (those running finish)"
-                                                                         : "Retry a failed run's failed steps and go on");
-    sub->add_option("id", act_id, "Run id")->required();
-    std::string v = verb;
-    sub->callback([&g, &rc, v] {
-      rc = call_and_print(g, "POST", "/api/v1/runs/" + path_part(act_id) + "/" + v, json::object(),
-                          as_message(g, [v](const json&) { return "run " + act_id + (v == "cancel" ? " cancelled" : " resumed"); }));
-    });
-  }
+}
+
+void add_run_control(CLI::App& run, const std::string& verb, Globals& g, int& rc) {
+  auto o = std::make_shared<RunIdOptions>();
+  auto* sub = run.add_subcommand(verb, verb == "cancel" ? "Start no more steps of a run (those running finish)"
+                                                        : "Retry a failed run's failed steps and go on");
+  sub->add_option("id", o->id, "Run id")->required();
+  sub->callback([&g, &rc, o, verb] {
+    rc = call_and_print(g, "POST", "/api/v1/runs/" + path_part(o->id) + "/" + verb, json::object(),
+                        as_message(g, [o, verb](const json&) { return "run " + o->id + (verb == "cancel" ? " cancelled" : " resumed"); }));
+  });
+}
+
+}  // namespace
+
+void add_run_commands(CLI::App& app, Globals& g, int& rc, CLI::App* plan) {
+  for (const auto& op : kOps) add_run_start(*plan, op, g, rc);
+
+  auto* run = app.add_subcommand("run", "Runs of recovery plans: follow, acknowledge prompts, cancel, resume");
+  run->require_subcommand(1);
+  add_run_list(*run, g, rc);
+  add_run_show(*run, g, rc);
+  add_run_ack(*run, g, rc);
+  add_run_report(*run, g, rc);
+  for (const char* verb : {"cancel", "resume"}) add_run_control(*run, verb, g, rc);
 }
 
 }  // namespace evac::cli
