@@ -10,7 +10,6 @@
 #include "core/text.h"
 #include "service/rate_limit.h"
 #include "service/run_report.h"
-#include "tls/tls.h"
 
 namespace evac {
 using nlohmann::json;
@@ -334,16 +333,8 @@ void ApiRouter::add_operations_routes() {
         auto group = query_param(c.request, "group");
         auto limit = limit_param(c.request, 100, 1000);
         if (!limit) return limit.status();
-        auto events = service_.store().list_events(group, *limit);
+        auto events = service_.list_events(group, *limit);
         if (!events) return events.status();
-        if (group && events->empty()) {
-          // Events outlive their groups; a name that is neither is a typo.
-          auto g = service_.store().find_group(*group);
-          if (!g) return g.status();
-          if (!g->has_value())
-            return not_found("no protection group named '" + excerpt(*group) + "' and no events about one",
-                             "list groups with `evac group list`");
-        }
         json out = json::array();
         for (const auto& e : *events)
           out.push_back({{"id", e.id}, {"at", e.at}, {"severity", e.severity}, {"kind", e.kind}, {"group", e.group},
@@ -496,7 +487,7 @@ Status ApiRouter::authorize(const Route& route, Context& ctx) {
       if (ctx.request.bearer_token.empty())
         return unauthenticated("this call needs a bearer token",
                                "pass --token or set up a context: `evac context add NAME --url URL --token-file FILE`");
-      auto name = service_.store().api_token_name(sha256_hex(ctx.request.bearer_token));
+      auto name = service_.api_token_name(ctx.request.bearer_token);
       if (!name) return name.status();
       if (!name->has_value())
         return unauthenticated("the bearer token is not valid at site '" + service_.identity().name + "'",
@@ -512,7 +503,7 @@ Status ApiRouter::authorize(const Route& route, Context& ctx) {
     case Access::kPeer: {
       if (ctx.request.client_pin.empty())
         return unauthenticated("site-to-site calls need the paired site's TLS client certificate");
-      auto peer = service_.store().find_peer_by_pin(ctx.request.client_pin);
+      auto peer = service_.paired_site_with_pin(ctx.request.client_pin);
       if (!peer) return peer.status();
       if (!peer->has_value())
         return permission_denied("the client certificate does not belong to a site paired with '" +
@@ -663,8 +654,10 @@ void ApiRouter::add_routes() {
 
   // ---- site and pairing
   add("GET", "/api/v1/site", Access::kOperator, "This site's identity", [&svc](Context&) -> Result<json> {
-    auto v = svc.store().schema_version();
-    return json{{"name", svc.identity().name}, {"url", svc.identity().url}, {"pin", svc.identity().pin}, {"schema_version", v}};
+    return json{{"name", svc.identity().name},
+                {"url", svc.identity().url},
+                {"pin", svc.identity().pin},
+                {"schema_version", svc.schema_version()}};
   });
   add("POST", "/api/v1/pairing-tokens", Access::kOperator, "Create a one-time pairing token for another site",
       [&svc](Context& c) -> Result<json> {
