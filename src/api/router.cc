@@ -119,8 +119,12 @@ ApiResponse error_response(const Status& s) {
                      {}};
 }
 
-ApiRouter::ApiRouter(SiteService& service, ReplicationService* replication, RunService* runs, ApiLimits limits)
-    : limits_(limits), service_(service), replication_(replication), runs_(runs) {
+ApiRouter::ApiRouter(RouteServices services, ApiLimits limits)
+    : limits_(limits),
+      service_(services.site),
+      replication_(services.replication),
+      runs_(services.runs),
+      plans_(services.plans) {
   add_routes();
   add_replication_routes();
   add_operations_routes();

@@ -61,13 +61,24 @@ struct ApiLimits {
 int http_status_for(StatusCode code);
 ApiResponse error_response(const Status& status);
 
+// The services the routes call.
+struct RouteServices {
+  SiteService& site;
+  PlanService& plans;
+  // May be null where a site does not replicate (some tests): its routes
+  // then answer "unsupported".
+  ReplicationService* replication = nullptr;
+  // May be null too: the run routes then answer "unsupported".
+  RunService* runs = nullptr;
+};
+
 class ApiRouter {
  public:
-  // `replication` may be null where a site does not replicate (some tests):
-  // its routes then answer "unsupported".
-  // `runs` may be null too: the run routes then answer "unsupported".
-  explicit ApiRouter(SiteService& service, ReplicationService* replication = nullptr, RunService* runs = nullptr,
-                     ApiLimits limits = {});
+  explicit ApiRouter(RouteServices services, ApiLimits limits = {});
+  // Handlers keep references to the router and its services.
+  ApiRouter(const ApiRouter&) = delete;
+  ApiRouter& operator=(const ApiRouter&) = delete;
+
   // Before the body is read: whether the route exists, takes the method,
   // the caller may call it and the announced body (nullopt when chunked)
   // fits. nullopt: read the body, up to body_limit(). Otherwise the answer.
@@ -129,7 +140,7 @@ class ApiRouter {
   SiteService& service_;
   ReplicationService* replication_;
   RunService* runs_;
-  PlanService plans_{service_, replication_};
+  PlanService& plans_;
   std::vector<Route> routes_;
 };
 
