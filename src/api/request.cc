@@ -1,6 +1,7 @@
 #include "api/request.h"
 
 #include <charconv>
+#include <limits>
 
 namespace evac {
 using nlohmann::json;
@@ -24,14 +25,25 @@ std::optional<std::string> query_param(const ApiRequest& request, const std::str
   return it->second;
 }
 
+Result<std::int64_t> bounded_integer(std::string_view text, std::int64_t min, std::int64_t max, std::string_view what,
+                                     std::string hint) {
+  std::int64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [stop, error] = std::from_chars(text.data(), end, value);
+  if (text.empty() || error != std::errc() || stop != end || value < min || value > max) {
+    const std::string range = max == std::numeric_limits<std::int64_t>::max()
+                                  ? "of " + std::to_string(min) + " or more"
+                                  : "from " + std::to_string(min) + " to " + std::to_string(max);
+    return invalid_argument(std::string(what) + " '" + excerpt(text) + "' must be a number " + range, std::move(hint));
+  }
+  return value;
+}
+
 Result<int> limit_param(const ApiRequest& request, int fallback, int max) {
-  auto l = query_param(request, "limit");
-  if (!l) return fallback;
-  int v = 0;
-  const char* end = l->data() + l->size();
-  if (std::from_chars(l->data(), end, v).ptr != end || v < 1 || v > max)
-    return invalid_argument("limit '" + excerpt(*l) + "' must be a number from 1 to " + std::to_string(max));
-  return v;
+  auto text = query_param(request, "limit");
+  if (!text) return fallback;
+  EVAC_ASSIGN_OR_RETURN(std::int64_t limit, bounded_integer(*text, 1, max, "limit"));
+  return static_cast<int>(limit);  // within [1, max]
 }
 
 }  // namespace evac

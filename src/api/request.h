@@ -1,5 +1,6 @@
 // Reading an API request: its body as a JSON object (whole, or field by
-// field) and its query parameters.
+// field), its query parameters, and whole numbers given as text in a path
+// or a query.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +42,13 @@ Result<BodyFields> body_fields(const ApiRequest& request, std::string what);
 
 // A query parameter; one given empty reads as absent.
 std::optional<std::string> query_param(const ApiRequest& request, const std::string& key);
+
+// `text` as a whole number from `min` to `max`: decimal digits, a leading
+// '-' for a negative one, nothing else (no sign, space or fraction). The
+// error names `what` and the range; `hint`, if given, says where to find
+// a good value.
+Result<std::int64_t> bounded_integer(std::string_view text, std::int64_t min, std::int64_t max, std::string_view what,
+                                     std::string hint = {});
 
 // "?limit=N": a whole number from 1 to `max`; `fallback` when absent.
 Result<int> limit_param(const ApiRequest& request, int fallback, int max);

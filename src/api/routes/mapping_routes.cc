@@ -1,8 +1,7 @@
 // Inventory mappings: which network, storage pool or compute provider here
 // stands for which at a paired site.
-#include <charconv>
 #include <cstdint>
-#include <string>
+#include <limits>
 
 #include "api/request.h"
 #include "api/routes/routes.h"
@@ -44,11 +43,8 @@ void add_mapping_routes(ApiRouter& router, RouteServices& services) {
       [&site](Context& c) { return create_mapping(site, c); }, 201);
   router.add("DELETE", "/api/v1/mappings/{id}", Access::kOperator, "Delete an inventory mapping",
              [&site](Context& c) -> Result<json> {
-               std::int64_t id = 0;
-               const std::string& text = c.params[0];
-               if (std::from_chars(text.data(), text.data() + text.size(), id).ptr != text.data() + text.size() || id < 1)
-                 return invalid_argument("mapping id '" + excerpt(text) + "' is not a number",
-                                         "`evac mapping list` shows the ids");
+               EVAC_ASSIGN_OR_RETURN(std::int64_t id, bounded_integer(c.params[0], 1, std::numeric_limits<std::int64_t>::max(),
+                                                                      "mapping id", "`evac mapping list` shows the ids"));
                EVAC_RETURN_IF_ERROR(site.delete_mapping(id));
                return json{{"deleted", id}};
              });

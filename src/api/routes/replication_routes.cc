@@ -1,9 +1,9 @@
 // A protection group's replication, as an operator drives and follows it:
 // cycles, their state, the points in time they made, verifying those.
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -27,11 +27,9 @@ Result<json> sync_group(ReplicationService& replication, Context& c) {
     return invalid_argument("wait must be true or false, not '" + excerpt(*wait) + "'");
   std::optional<std::uint64_t> follow;
   if (auto text = query_param(c.request, "cycle")) {
-    std::uint64_t n = 0;
-    const char* end = text->data() + text->size();
-    if (text->empty() || std::from_chars(text->data(), end, n).ptr != end)
-      return invalid_argument("cycle must be a cycle number this site gave, not '" + excerpt(*text) + "'");
-    follow = n;
+    EVAC_ASSIGN_OR_RETURN(std::int64_t cycle, bounded_integer(*text, 0, std::numeric_limits<std::int64_t>::max(),
+                                                              "cycle", "follow a cycle number this site gave"));
+    follow = static_cast<std::uint64_t>(cycle);
   }
   if (!follow && wait != "true") {
     EVAC_ASSIGN_OR_RETURN(auto cycle, replication.request_sync(group, SyncTrigger::kManual));
