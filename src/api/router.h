@@ -57,17 +57,32 @@ struct ApiLimits {
   std::size_t max_connections = 512;
 };
 
+// The API's version: its paths are /api/v1/...
+inline constexpr const char* kApiVersion = "v1";
+
 // HTTP status for a Status code, and the JSON error body {code, message, hint}.
 int http_status_for(StatusCode code);
 ApiResponse error_response(const Status& status);
 
+// The services the routes call. The router only reaches state through
+// them: its handlers never read the store.
+struct RouteServices {
+  SiteService& site;
+  PlanService& plans;
+  // May be null where a site does not replicate (some tests): its routes
+  // then answer "unsupported".
+  ReplicationService* replication = nullptr;
+  // May be null too: the run routes then answer "unsupported".
+  RunService* runs = nullptr;
+};
+
 class ApiRouter {
  public:
-  // `replication` may be null where a site does not replicate (some tests):
-  // its routes then answer "unsupported".
-  // `runs` may be null too: the run routes then answer "unsupported".
-  explicit ApiRouter(SiteService& service, ReplicationService* replication = nullptr, RunService* runs = nullptr,
-                     ApiLimits limits = {});
+  explicit ApiRouter(RouteServices services, ApiLimits limits = {});
+  // Handlers keep references to the router and its services.
+  ApiRouter(const ApiRouter&) = delete;
+  ApiRouter& operator=(const ApiRouter&) = delete;
+
   // Before the body is read: whether the route exists, takes the method,
   // the caller may call it and the announced body (nullopt when chunked)
   // fits. nullopt: read the body, up to body_limit(). Otherwise the answer.
@@ -79,7 +94,7 @@ class ApiRouter {
   // OpenAPI 3 document generated from the route table, so it cannot drift.
   nlohmann::json openapi() const;
 
- private:
+  // ---- the route table, filled by the add_*_routes of src/api/routes
   enum class Access {
     kPublic,    // health only
     kOperator,  // bearer token
@@ -95,6 +110,11 @@ class ApiRouter {
     std::string content_type;         // set by a handler returning a binary body that is not octets
   };
   using Handler = std::function<Result<nlohmann::json>(Context&)>;
+  // `max_body`: the largest body the route takes; 0: limits().max_body.
+  void add(std::string method, std::string pattern, Access access, std::string summary, Handler handler,
+           int success_status = 200, std::size_t max_body = 0);
+
+ private:
   struct Route {
     std::string method;
     std::string pattern;  // "/api/v1/groups/{name}"
@@ -116,20 +136,10 @@ class ApiRouter {
     std::optional<ApiResponse> refusal;
   };
   Match match(const std::string& method, const std::string& path) const;
-  void add(std::string method, std::string pattern, Access access, std::string summary, Handler handler,
-           int success_status = 200);
   Status authorize(const Route& route, Context& ctx);
-  void add_routes();
-  void add_replication_routes();
-  void add_operations_routes();
-  void add_plan_routes();
-  void add_run_routes();
 
   ApiLimits limits_;
-  SiteService& service_;
-  ReplicationService* replication_;
-  RunService* runs_;
-  PlanService plans_{service_, replication_};
+  RouteServices services_;
   std::vector<Route> routes_;
 };
 

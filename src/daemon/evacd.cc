@@ -27,6 +27,7 @@
 #include "replication/builtin/nbd_image.h"
 #include "peer/peer_transport.h"
 #include "providers/libvirt/libvirt_provider.h"
+#include "service/plan_service.h"
 #include "service/replication_service.h"
 #include "service/site_service.h"
 #include "store/store.h"
@@ -193,7 +194,9 @@ int run(const std::string& config_path) {
     run_options.exit_after_steps = std::atoi(n);
     spdlog::warn("fault injection on: evacd exits after {} steps of runs", run_options.exit_after_steps);
   }
-  RunService runs(service, &replication, run_options);
+  // One PlanService for the site: runs and the API share it.
+  PlanService plans(service, &replication);
+  RunService runs(service, plans, &replication, run_options);
   // Runs a previous evacd left going (a crash, a kill -9) go on where they
   // were: steps are idempotent, so one cut mid-way runs again safely.
   if (Status s = runs.resume_interrupted(); !s.is_ok()) spdlog::error("resuming interrupted runs: {}", s.to_string());
@@ -201,7 +204,7 @@ int run(const std::string& config_path) {
   limits.max_body = cfg.api_max_request_body;
   limits.read_timeout = cfg.api_read_timeout;
   limits.max_connections = cfg.api_max_connections;
-  ApiRouter router(service, &replication, &runs, limits);
+  ApiRouter router(RouteServices{service, plans, &replication, &runs}, limits);
   HttpsServer server(router, *tls);
   auto bound = server.bind(cfg.listen_host, cfg.listen_port);
   if (!bound) return fail(bound.status());

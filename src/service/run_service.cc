@@ -49,10 +49,11 @@ std::vector<std::string> run_group_names(const RunRow& run) {
 
 // ---- the service -------------------------------------------------------------------
 
-RunService::RunService(SiteService& site, ReplicationService* replication, engine::EngineOptions options)
+RunService::RunService(SiteService& site, PlanService& plans, ReplicationService* replication,
+                       engine::EngineOptions options)
     : site_(site),
       replication_(replication),
-      plans_(site, replication),
+      plans_(plans),
       steps_(std::make_unique<RunSteps>(site, plans_, replication)),
       engine_(std::make_unique<engine::RunEngine>(site.store(), *steps_, options)) {}
 

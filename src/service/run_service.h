@@ -63,9 +63,11 @@ struct RunRequest {
 
 class RunService {
  public:
+  // `plans` is the site's PlanService (evacd's one, which the API shares).
   // `replication` may be null (unit tests without replication): runs that
   // need points in time then fail at their first step, saying why.
-  RunService(SiteService& site, ReplicationService* replication, engine::EngineOptions options = default_options());
+  RunService(SiteService& site, PlanService& plans, ReplicationService* replication,
+             engine::EngineOptions options = default_options());
   // 16 steps at once, 8 of them on one compute provider; a transient error
   // (a peer or libvirtd that does not answer) is tried 7 times in all, 1,
   // 2, 4, 8, 16 and 32 s apart: ~1 min, so a peer evacd restarting, a link
@@ -143,7 +145,7 @@ class RunService {
 
   SiteService& site_;
   ReplicationService* replication_;
-  PlanService plans_;
+  PlanService& plans_;
   std::unique_ptr<RunSteps> steps_;
   std::unique_ptr<engine::RunEngine> engine_;
   std::mutex start_mu_;  // one start at a time: the conflict check and the insert are one decision

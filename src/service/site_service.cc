@@ -110,6 +110,27 @@ std::int64_t SiteService::now_ms() const {
 
 void SiteService::heard_from(const std::string& site) { (void)store_.record_peer_contact(site, clock_(), now_ms()); }
 
+Result<std::optional<std::string>> SiteService::api_token_name(const std::string& bearer_token) {
+  return store_.api_token_name(sha256_hex(bearer_token));
+}
+
+Result<std::optional<PeerRecord>> SiteService::paired_site_with_pin(const std::string& pin) {
+  return store_.find_peer_by_pin(pin);
+}
+
+int SiteService::schema_version() { return store_.schema_version(); }
+
+Result<std::vector<EventRecord>> SiteService::list_events(const std::optional<std::string>& group, int limit) {
+  EVAC_ASSIGN_OR_RETURN(auto events, store_.list_events(group, limit));
+  if (group && events.empty()) {
+    EVAC_ASSIGN_OR_RETURN(auto g, store_.find_group(*group));
+    if (!g)
+      return not_found("no protection group named '" + excerpt(*group) + "' and no events about one",
+                       "list groups with `evac group list`");
+  }
+  return events;
+}
+
 // ---- inventory --------------------------------------------------------------
 
 Result<ComputeProvider*> SiteService::provider(const std::string& name) {

@@ -105,6 +105,19 @@ class SiteService {
   // Kept to the millisecond (its last contact bounds a disaster's data loss).
   void heard_from(const std::string& site);
 
+  // ---- callers and the site's own state ---------------------------------------
+  // The name of the API token `bearer_token` is (tokens are kept as
+  // digests only); nullopt if it is none of this site's.
+  Result<std::optional<std::string>> api_token_name(const std::string& bearer_token);
+  // The paired site whose TLS client certificate has `pin`; nullopt if none.
+  Result<std::optional<PeerRecord>> paired_site_with_pin(const std::string& pin);
+  // The version of the state database's schema.
+  int schema_version();
+  // Alarms and notable events, newest first; of `group` only, if given.
+  // Events outlive their groups, so a group with none is kNotFound only
+  // when there is no such group either (a typo).
+  Result<std::vector<EventRecord>> list_events(const std::optional<std::string>& group, int limit);
+
   // ---- inventory ----------------------------------------------------------
   nlohmann::json providers_status();
   Result<std::vector<VmInfo>> list_vms(const std::optional<std::string>& provider);

@@ -25,6 +25,7 @@
 #include "fakes/fake_compute_provider.h"
 #include "fakes/fake_peer_transport.h"
 #include "fakes/fake_replication_adapter.h"
+#include "service/plan_service.h"
 #include "service/replication_service.h"
 #include "service/run_service.h"
 #include "service/site_service.h"
@@ -78,6 +79,7 @@ struct Site {
   std::unique_ptr<SiteService> service;
   testing::FakeReplicationAdapter adapter{&Site::now};
   std::unique_ptr<ReplicationService> replication;
+  std::unique_ptr<PlanService> plans;
   std::unique_ptr<RunService> runs;
   std::unique_ptr<ApiRouter> router;       // every route but the reprotect
   std::unique_ptr<ApiRouter> runs_router;  // the same, with the RunService
@@ -129,14 +131,16 @@ struct Site {
     // in the service's thread, against the fake engine).
     options.wait_limit = std::chrono::milliseconds(20);
     replication = std::make_unique<ReplicationService>(*service, *transport, (dir / "state").string(), std::move(options));
-    runs = std::make_unique<RunService>(*service, replication.get());
-    router = std::make_unique<ApiRouter>(*service, replication.get());
-    runs_router = std::make_unique<ApiRouter>(*service, replication.get(), runs.get());
+    plans = std::make_unique<PlanService>(*service, replication.get());
+    runs = std::make_unique<RunService>(*service, *plans, replication.get());
+    router = std::make_unique<ApiRouter>(RouteServices{*service, *plans, replication.get()});
+    runs_router = std::make_unique<ApiRouter>(RouteServices{*service, *plans, replication.get(), runs.get()});
   }
   ~Site() {
     runs_router.reset();
     router.reset();
     runs.reset();
+    plans.reset();
     if (replication) replication->shutdown();
     replication.reset();
   }

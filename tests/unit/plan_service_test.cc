@@ -306,7 +306,7 @@ TEST_F(PlanApiTest, AReprotectFromACopyKeepingMorePitsThanAnOperatorMayIsRefused
   ASSERT_TRUE(b_.store->put_peer_copy(PeerCopyRecord{"site-a", (*held)->version, copy.dump(), now_}).is_ok());
   const int calls_before = b_.transport->calls();
 
-  RunService runs(*b_.service, nullptr);
+  RunService runs(*b_.service, *b_.plans, nullptr);
   auto r = runs.start(RunRequest{"shop-dr", "reprotect", "admin", "", ""});
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().to_string();

@@ -43,7 +43,9 @@ class ReplicationOpsTest : public TwoSitesTest {
   void make_replication(ReplicationOptions options) {
     replication_ = std::make_unique<ReplicationService>(*a_.service, *a_.transport, (dir_ / "a-state").string(),
                                                         std::move(options));
-    a_.router = std::make_unique<ApiRouter>(*a_.service, replication_.get());
+    a_.router.reset();  // before the PlanService it holds
+    a_.plans = std::make_unique<PlanService>(*a_.service, replication_.get());
+    a_.router = std::make_unique<ApiRouter>(RouteServices{*a_.service, *a_.plans, replication_.get()});
   }
   // Replication again, without schedules, holding an API call that waits
   // for a cycle at most `limit`.

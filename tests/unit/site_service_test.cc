@@ -595,7 +595,8 @@ TEST(PeerCycleBodies, NumbersOutOfRangeAreRefusedNotNarrowed) {
 TEST_F(TwoSitesTest, ACommitKeepingMorePitsThanAnOperatorMayIsRefusedAndChangesNothing) {
   ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   ReplicationService replication(*b_.service, *b_.transport, dir_.string());
-  ApiRouter router(*b_.service, &replication);
+  PlanService plans(*b_.service, &replication);
+  ApiRouter router(RouteServices{*b_.service, plans, &replication});
   const std::string path = "/api/v1/peer/replication/g1/cycles/cycle-1/commit";
   json body = to_json(CycleCommitRequest{{{"u-web01/vda", std::string(64, 'f')}}, now_ * 1000, 4096, {}});
   body["keep_pits"] = std::uint64_t{1} << 40;
@@ -621,7 +622,8 @@ TEST_F(TwoSitesTest, ACommitKeepingMorePitsThanAnOperatorMayIsRefusedAndChangesN
 TEST_F(TwoSitesTest, ACycleStartWithAnUnknownKeyIsRefused) {
   ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
   ReplicationService replication(*b_.service, *b_.transport, dir_.string());
-  ApiRouter router(*b_.service, &replication);
+  PlanService plans(*b_.service, &replication);
+  ApiRouter router(RouteServices{*b_.service, plans, &replication});
   const std::string path = "/api/v1/peer/replication/g1/cycles";
   json body = to_json(CycleBeginRequest{
       "cycle-1", {ReplicatedDevice{"u-web01", "web01", "vda", "/a/images/web01.qcow2", "qcow2", "/etc", 1 << 20, ""}}});
@@ -648,7 +650,7 @@ TEST_F(TwoSitesTest, ACycleStartWithAnUnknownKeyIsRefused) {
 // sender never sends, or an epoch no int64 holds.
 TEST_F(TwoSitesTest, AReprotectIsReadWholeBeforeAnythingIsFenced) {
   ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
-  RunService runs(*a_.service, nullptr);
+  RunService runs(*a_.service, *a_.plans, nullptr);
   auto caller = a_.store->find_peer("site-b");
   ASSERT_TRUE(caller.is_ok() && caller->has_value());
   const json good = {{"epoch", 5},

@@ -11,6 +11,7 @@
 #include "api/router.h"
 #include "fakes/fake_compute_provider.h"
 #include "fakes/fake_peer_transport.h"
+#include "service/plan_service.h"
 #include "service/site_service.h"
 #include "store/store.h"
 #include "tls/tls.h"
@@ -22,6 +23,7 @@ struct TestSite {
   FakeComputeProvider* provider = nullptr;
   std::unique_ptr<FakePeerTransport> transport;
   std::unique_ptr<SiteService> service;
+  std::unique_ptr<PlanService> plans;  // the site's one, as evacd has it: its router's and runs'
   std::unique_ptr<ApiRouter> router;
   std::string token;  // admin bearer token
 
@@ -89,6 +91,7 @@ class TwoSitesTest : public ::testing::Test {
   void TearDown() override {
     for (TestSite* s : {&a_, &b_}) {
       s->router.reset();
+      s->plans.reset();
       s->service.reset();
       s->store.reset();
     }
@@ -109,7 +112,8 @@ class TwoSitesTest : public ::testing::Test {
     s.transport = std::make_unique<FakePeerTransport>(pin);
     s.service = std::make_unique<SiteService>(SiteIdentity{name, url, pin}, *s.store, std::move(providers), *s.transport,
                                               [this] { return now_; });
-    s.router = std::make_unique<ApiRouter>(*s.service);
+    s.plans = std::make_unique<PlanService>(*s.service);
+    s.router = std::make_unique<ApiRouter>(RouteServices{*s.service, *s.plans});
   }
 
   // Pairs a with b: b issues the token, a redeems it.
