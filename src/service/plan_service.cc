@@ -643,7 +643,7 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
     // The protected VMs' guest agents, where the plan waits for them: a
     // guest without one never sends the heartbeat a run waits for.
     if (peer && peer->connected) {
-      auto answer = site_.call_paired_site(protected_site, "GET", "/api/v1/peer/groups/" + group + "/guest-agents", std::nullopt);
+      auto answer = site_.peer_client(protected_site).guest_agents(group);
       auto agents = answer ? guest_agents_from_json(*answer) : Result<std::vector<ProbeOutcome>>(answer.status());
       if (answer && !agents)
         add("warning", "guest-agents",
@@ -668,7 +668,7 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
       // After a recovery the old copy is fenced: powered off, and its disks
       // made read-only so no one starts it by hand. Say now if they cannot be.
       auto fence_answer =
-          site_.call_paired_site(protected_site, "GET", "/api/v1/peer/groups/" + group + "/fence-check", std::nullopt);
+          site_.peer_client(protected_site).fence_check(group);
       auto fence = fence_answer ? probe_outcome_from_json(*fence_answer, "read_only", "the fence-check answer")
                                 : Result<ProbeOutcome>(fence_answer.status());
       if (fence_answer && !fence)
@@ -684,9 +684,7 @@ Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool
       // Could the protected site read the VMs now (a backup of each running
       // VM begun and ended there, nothing kept)? A migration's first step
       // is a cycle; without cycles, tests and failovers get older PITs.
-      auto probe_answer = probe_sources ? site_.call_paired_site(protected_site, "GET",
-                                                                 "/api/v1/peer/groups/" + group + "/backup-probe",
-                                                                 std::nullopt)
+      auto probe_answer = probe_sources ? site_.peer_client(protected_site).backup_probe(group)
                                         : Result<json>(json{{"skipped", true}});
       auto probe = probe_answer ? backup_probe_from_json(*probe_answer) : Result<BackupProbe>(probe_answer.status());
       if (probe && probe->skipped) {

@@ -204,13 +204,13 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
 
   Status begin_cycle(const std::string& group, const std::string& cycle_id,
                      const std::vector<ReplicatedDevice>& disks) override {
-    return call("POST", base(group) + "/cycles", to_json(CycleBeginRequest{cycle_id, disks})).status();
+    return call("POST", peer_paths::replication_cycles(group), to_json(CycleBeginRequest{cycle_id, disks})).status();
   }
   Result<std::optional<std::string>> manifest(const std::string& group, const std::string& key) override {
     EVAC_RETURN_IF_ERROR(check_not_stopping());
     auto slash = key.find('/');
     auto bytes = transport_.call_bytes(endpoint(), "GET",
-                                       base(group) + "/manifests/" + key.substr(0, slash) + "/" + key.substr(slash + 1), "",
+                                       peer_paths::replication_manifest(group, key.substr(0, slash), key.substr(slash + 1)), "",
                                        kBulkCallTimeout);
     if (!bytes) return with_site(bytes.status());
     if (bytes->empty()) return std::optional<std::string>();
@@ -221,23 +221,23 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
     EVAC_RETURN_IF_ERROR(check_not_stopping());
     if (limiter_ && !limiter_->acquire(batch.size())) return check_not_stopping();
     EVAC_RETURN_IF_ERROR(check_not_stopping());
-    auto r = transport_.call_bytes(endpoint(), "POST", base(group) + "/cycles/" + cycle_id + "/blocks", batch,
+    auto r = transport_.call_bytes(endpoint(), "POST", peer_paths::replication_cycle_blocks(group, cycle_id), batch,
                                    kBulkCallTimeout);
     return r ? Status::ok() : with_site(r.status());
   }
   Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id,
                                    const std::vector<builtin::DiskDigest>& digests, std::int64_t created_at_ms,
                                    std::uint64_t bytes_sent, const RetentionPolicy& retention) override {
-    auto r = call("POST", base(group) + "/cycles/" + cycle_id + "/commit",
+    auto r = call("POST", peer_paths::replication_cycle_commit(group, cycle_id),
                   to_json(CycleCommitRequest{digests, created_at_ms, bytes_sent, retention}));
     if (!r) return r.status();
     return pit_from_json(*r);
   }
   Status abort_cycle(const std::string& group, const std::string& cycle_id) override {
-    return call("DELETE", base(group) + "/cycles/" + cycle_id, std::nullopt).status();
+    return call("DELETE", peer_paths::replication_cycle(group, cycle_id), std::nullopt).status();
   }
   Result<std::vector<PointInTime>> list_pits(const std::string& group) override {
-    auto r = call("GET", base(group) + "/pits", std::nullopt);
+    auto r = call("GET", peer_paths::replication_pits(group), std::nullopt);
     if (!r) return r.status();
     if (!r->is_array())
       return with_site(invalid_argument("the points in time of group '" + group + "' are not a list",
@@ -252,7 +252,6 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
   }
 
  private:
-  static std::string base(const std::string& group) { return "/api/v1/peer/replication/" + group; }
   PeerEndpoint endpoint() const { return PeerEndpoint{peer_.url, peer_.pin}; }
   Status with_site(const Status& s) const { return s.with_context("site '" + peer_.site + "'"); }
   Result<json> call(const std::string& method, const std::string& path, const std::optional<json>& body) {
@@ -352,8 +351,8 @@ Result<ReplicationGroupSpec> ReplicationService::group_spec(const GroupRecord& g
   if (!vms) return vms.status().with_context("group '" + group.name + "'");
   spec.vms = std::move(*vms);
   // Storage mappings name pools; the recovery site says where they are.
-  auto answer = transport_.call(PeerEndpoint{peer.url, peer.pin}, "GET", "/api/v1/peer/inventory", std::nullopt);
-  if (!answer) return answer.status().with_context("site '" + peer.site + "'");
+  auto answer = site_.peer_client(peer).inventory();
+  if (!answer) return answer.status();  // names the site already
   auto inventory = peer_inventory_from_json(*answer);
   if (!inventory)
     return inventory.status().with_context("site '" + peer.site + "'")
@@ -1081,13 +1080,7 @@ Result<json> ReplicationService::verify_group(const std::string& name, const std
     // Reading every block of a large PIT takes as long as reading the disks
     // there (minutes per 100 GiB): waited for as long as the CLI waits for
     // this call, with TCP keepalive noticing a peer host gone meanwhile.
-    std::string path = "/api/v1/peer/replication/" + name + "/verify";
-    if (!pit_id.empty()) path += "?pit=" + pit_id;
-    auto bytes = transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, "POST", path, "", std::chrono::hours(1));
-    if (!bytes) return bytes.status().with_context("site '" + group->recovery_site + "'");
-    auto out = parse_json_or_discarded(*bytes);
-    if (out.is_discarded()) return unavailable("site '" + group->recovery_site + "' answered the verification with no JSON");
-    return out;
+    return site_.peer_client(**peer).verify_replica(name, pit_id, std::chrono::hours(1));
   }
   if (!group && group.status().code() != StatusCode::kNotFound) return group.status();
   // Not protected here: the PITs this site holds as a recovery site.

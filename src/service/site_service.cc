@@ -264,7 +264,9 @@ Result<PeerRecord> SiteService::pair(const std::string& token, const std::option
 
   PeerEndpoint endpoint{url_override.value_or(payload["url"].get<std::string>()), payload["pin"]};
   json request = {{"secret", payload["secret"]}, {"site", identity_.name}, {"url", identity_.url}};
-  auto answer = transport_.call(endpoint, "POST", "/api/v1/peer/pair", request);
+  auto answer = PeerClient([&](const std::string& method, const std::string& path, const std::optional<json>& body,
+                               std::chrono::milliseconds) { return transport_.call(endpoint, method, path, body); })
+                    .pair(request);
   if (!answer) return answer.status().with_context("pairing with site '" + peer_site + "' at " + endpoint.url);
   // {site, url}: only the name is read (the URL is the token's, or the operator's).
   auto fields = JsonFields::of(*answer, "the pairing answer");
@@ -325,7 +327,7 @@ Status SiteService::unpair(const std::string& site) {
                                  "delete the protection groups at site '" + site + "' first");
   // Tell the peer so it forgets us too; unpairing proceeds if it is gone,
   // because an operator must be able to retire a site that no longer exists.
-  auto told = call_peer(*peer, "POST", "/api/v1/peer/unpair", json::object());
+  auto told = peer_client(*peer).unpair();
   (void)told;
   return store_.remove_peer(site);
 }
@@ -383,11 +385,34 @@ Result<PeerRecord> SiteService::resolve_peer(const std::optional<std::string>& s
 }
 
 Result<json> SiteService::call_peer(const PeerRecord& peer, const std::string& method, const std::string& path,
-                                    const std::optional<json>& body) {
-  auto r = transport_.call(PeerEndpoint{peer.url, peer.pin}, method, path, body);
-  note_peer_outcome(peer.site, r.status());
-  if (r.is_ok()) return r;
-  return r.status().with_context("site '" + peer.site + "'");
+                                    const std::optional<json>& body, std::chrono::milliseconds long_wait) {
+  if (long_wait.count() <= 0) {
+    auto r = transport_.call(PeerEndpoint{peer.url, peer.pin}, method, path, body);
+    note_peer_outcome(peer.site, r.status());
+    if (r.is_ok()) return r;
+    return r.status().with_context("site '" + peer.site + "'");
+  }
+  auto bytes = transport_.call_bytes(PeerEndpoint{peer.url, peer.pin}, method, path, body ? body->dump() : "", long_wait);
+  note_peer_outcome(peer.site, bytes.status());
+  if (!bytes) return bytes.status().with_context("site '" + peer.site + "'");
+  auto out = parse_json_or_discarded(*bytes);
+  if (out.is_discarded()) return unavailable("site '" + peer.site + "' answered " + path + " with no JSON");
+  return out;
+}
+
+PeerClient SiteService::peer_client(const PeerRecord& peer) {
+  return PeerClient([this, peer](const std::string& method, const std::string& path, const std::optional<json>& body,
+                                 std::chrono::milliseconds wait) { return call_peer(peer, method, path, body, wait); });
+}
+
+PeerClient SiteService::peer_client(const std::string& site) {
+  return PeerClient([this, site](const std::string& method, const std::string& path, const std::optional<json>& body,
+                                 std::chrono::milliseconds wait) -> Result<json> {
+    auto peer = store_.find_peer(site);
+    if (!peer) return peer.status();
+    if (!peer->has_value()) return not_found("site '" + site + "' is not paired with this site", "pair them: `evac site pair`");
+    return call_peer(**peer, method, path, body, wait);
+  });
 }
 
 // What `site status` shows: the last contact, or since when and why the
@@ -401,28 +426,13 @@ void SiteService::note_peer_outcome(const std::string& site, const Status& outco
     (void)store_.record_peer_failure(site, clock_(), outcome.message());
 }
 
-Result<json> SiteService::call_paired_site(const std::string& site, const std::string& method, const std::string& path,
-                                           const std::optional<json>& body, std::chrono::milliseconds long_wait) {
-  auto peer = store_.find_peer(site);
-  if (!peer) return peer.status();
-  if (!peer->has_value()) return not_found("site '" + site + "' is not paired with this site", "pair them: `evac site pair`");
-  if (long_wait.count() <= 0) return call_peer(**peer, method, path, body);
-  auto bytes =
-      transport_.call_bytes(PeerEndpoint{(*peer)->url, (*peer)->pin}, method, path, body ? body->dump() : "", long_wait);
-  note_peer_outcome(site, bytes.status());
-  if (!bytes) return bytes.status().with_context("site '" + site + "'");
-  auto out = parse_json_or_discarded(*bytes);
-  if (out.is_discarded()) return unavailable("site '" + site + "' answered " + path + " with no JSON");
-  return out;
-}
-
 void SiteService::heartbeat_round() {
   auto peers = store_.list_peers();
   if (!peers) return;
   auto version = store_.config_version();
   for (const auto& peer : *peers) {
-    auto answer = call_peer(peer, "POST", "/api/v1/peer/heartbeat",
-                            json{{"site", identity_.name}, {"config_version", version ? *version : 0}});
+    auto answer = peer_client(peer).heartbeat(
+        json{{"site", identity_.name}, {"config_version", version ? *version : 0}});
     if (!answer) continue;
     // {site, time, copy_version}: only the version of our copy there is read.
     auto fields = JsonFields::of(*answer, "the heartbeat answer");
@@ -512,7 +522,7 @@ Status SiteService::push_config_copy(const PeerRecord& peer) {
         if (g.is_string() && involved.count(g.get<std::string>())) concerns = true;
     if (concerns) filtered["plans"].push_back(p);
   }
-  return call_peer(peer, "PUT", "/api/v1/peer/config-copy", filtered).status();
+  return peer_client(peer).put_config_copy(filtered).status();
 }
 
 Result<json> SiteService::handle_peer_config_copy(const PeerRecord& caller, const json& body) {
@@ -761,7 +771,7 @@ Result<json> SiteService::handle_peer_inventory(const PeerRecord&) {
 }
 
 Result<PeerInventory> SiteService::peer_inventory(const PeerRecord& peer) {
-  auto answer = call_peer(peer, "GET", "/api/v1/peer/inventory");
+  auto answer = peer_client(peer).inventory();
   if (!answer) return answer.status();
   auto inventory = peer_inventory_from_json(*answer);
   if (!inventory) return refused_answer(inventory.status(), peer.site);
@@ -994,7 +1004,7 @@ Result<std::vector<GroupVmRecord>> SiteService::register_placeholders(const std:
 
   std::vector<GroupVmRecord> done;
   for (std::size_t i = 0; i < specs.size(); ++i) {
-    auto answer = call_peer(peer, "POST", "/api/v1/peer/placeholders", json(specs[i]));
+    auto answer = peer_client(peer).create_placeholder(json(specs[i]));
     // The placeholder as the peer defined it (a PlaceholderInfo): its UUID
     // is what removes it again, and what a recovery there starts.
     Result<std::pair<std::string, std::string>> defined = [&]() -> Result<std::pair<std::string, std::string>> {
@@ -1023,7 +1033,7 @@ Result<std::vector<GroupVmRecord>> SiteService::register_placeholders(const std:
 Status SiteService::remove_placeholders(const std::vector<GroupVmRecord>& vms, const PeerRecord& peer) {
   Status first_error;
   for (const auto& vm : vms) {
-    auto r = call_peer(peer, "DELETE", "/api/v1/peer/placeholders/" + vm.placeholder_uuid);
+    auto r = peer_client(peer).delete_placeholder(vm.placeholder_uuid);
     if (!r && first_error.is_ok()) first_error = r.status().with_context("removing the placeholder of VM '" + vm.vm_name + "'");
   }
   return first_error;

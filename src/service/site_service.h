@@ -23,6 +23,7 @@
 
 #include "core/compute_provider.h"
 #include "core/status.h"
+#include "peer/peer_client.h"
 #include "peer/peer_transport.h"
 #include "store/store.h"
 
@@ -196,12 +197,12 @@ class SiteService {
   // change, and every heartbeat re-sends a stale one).
   Status push_config_to(const std::string& site);
 
-  // Calls a paired site's peer API. `long_wait`, if not zero: how long the
-  // peer may take to answer (a graceful shutdown, a step's bounded wait);
-  // else the peer timeout bounds the call. A GET sends no body (nullopt).
-  Result<nlohmann::json> call_paired_site(const std::string& site, const std::string& method, const std::string& path,
-                                          const std::optional<nlohmann::json>& body,
-                                          std::chrono::milliseconds long_wait = {});
+  // The site-to-site API of a paired site (peer/peer_client.h). Each call
+  // is recorded as the site's last contact or failure (`evac site status`)
+  // and its errors name the site. By name, a site that is not paired fails
+  // each call with kNotFound.
+  PeerClient peer_client(const std::string& site);
+  PeerClient peer_client(const PeerRecord& peer);
 
   // ---- ownership ----------------------------------------------------------------------
   // Who owns the live copy of a group this site knows: the newest recorded
@@ -258,8 +259,11 @@ class SiteService {
       -> decltype(list(std::declval<ComputeProvider&>()));
   Result<PeerRecord> resolve_peer(const std::optional<std::string>& site);
   void note_peer_outcome(const std::string& site, const Status& outcome);
+  // A call of the peer API: `long_wait`, if not zero, is how long the peer
+  // may take to answer (a graceful shutdown, a step's bounded wait); else
+  // the peer timeout bounds the call. A GET sends no body (nullopt).
   Result<nlohmann::json> call_peer(const PeerRecord& peer, const std::string& method, const std::string& path,
-                                   const std::optional<nlohmann::json>& body = std::nullopt);
+                                   const std::optional<nlohmann::json>& body, std::chrono::milliseconds long_wait);
   // Translates a VM through the mappings into the placeholder the recovery
   // site must register; appends every missing mapping to `missing`.
   std::optional<PlaceholderSpec> placeholder_spec(const VmInfo& vm, const std::string& group, const PeerRecord& peer,

@@ -319,25 +319,24 @@ TEST_F(ReplicationOpsTest, AResyncStepShowsItsReverseCyclesProgress) {
 // and following a cycle never starts another.
 TEST_F(ReplicationOpsTest, TheRecoverySiteFollowsALongCycleInBoundedWaits) {
   b_.transport->connect("https://a:1", "sha256//pin-a", a_.router.get());  // a's router with replication
-  const std::string path = "/api/v1/peer/groups/g1/sync";
   const auto answer_within = std::chrono::seconds(10);
   fake_.block();
-  auto started = b_.service->call_paired_site("site-a", "POST", path, json{{"wait_ms", 20}}, answer_within);
+  auto started = b_.service->peer_client("site-a").sync_group("g1", json{{"wait_ms", 20}}, answer_within);
   ASSERT_TRUE(started.is_ok()) << started.status().to_string();
   EXPECT_EQ((*started)["done"], false);
   ASSERT_EQ((*started)["cycle"], 1);
   ASSERT_TRUE(fake_.wait_until_blocked());
-  auto still = b_.service->call_paired_site("site-a", "POST", path, json{{"cycle", 1}, {"wait_ms", 20}}, answer_within);
+  auto still = b_.service->peer_client("site-a").sync_group("g1", json{{"cycle", 1}, {"wait_ms", 20}}, answer_within);
   ASSERT_TRUE(still.is_ok()) << still.status().to_string();
   EXPECT_EQ((*still)["done"], false);
   EXPECT_EQ(fake_.sync_calls(), 1);
   // A cycle the site never gave (as after its restart) is named, not waited for.
-  auto unknown = b_.service->call_paired_site("site-a", "POST", path, json{{"cycle", 7}, {"wait_ms", 20}}, answer_within);
+  auto unknown = b_.service->peer_client("site-a").sync_group("g1", json{{"cycle", 7}, {"wait_ms", 20}}, answer_within);
   EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(b_.service->call_paired_site("site-a", "POST", path, json{{"wait_ms", "soon"}}, answer_within).status().code(),
+  EXPECT_EQ(b_.service->peer_client("site-a").sync_group("g1", json{{"wait_ms", "soon"}}, answer_within).status().code(),
             StatusCode::kInvalidArgument);
   fake_.release();
-  auto ended = b_.service->call_paired_site("site-a", "POST", path, json{{"cycle", 1}, {"wait_ms", 10'000}}, answer_within);
+  auto ended = b_.service->peer_client("site-a").sync_group("g1", json{{"cycle", 1}, {"wait_ms", 10'000}}, answer_within);
   ASSERT_TRUE(ended.is_ok()) << ended.status().to_string();
   EXPECT_EQ((*ended)["done"], true);
   EXPECT_EQ((*ended)["cycle"], 1);
@@ -349,14 +348,13 @@ TEST_F(ReplicationOpsTest, TheRecoverySiteFollowsALongCycleInBoundedWaits) {
 // negative wait, a cycle that is no number are refused, and start nothing.
 TEST_F(ReplicationOpsTest, APeerSyncRequestIsReadStrictly) {
   b_.transport->connect("https://a:1", "sha256//pin-a", a_.router.get());
-  const std::string path = "/api/v1/peer/groups/g1/sync";
   for (const json& body : {json{{"wait_ms", 20}, {"wait", 20}}, json{{"cycle", -1}}, json{{"cycle", "1"}},
                            json{{"cycle", std::uint64_t{1} << 63}}, json{{"wait_ms", -5}}, json{{"wait_ms", 1.5}},
                            json::array()}) {
-    auto r = b_.service->call_paired_site("site-a", "POST", path, body, std::chrono::seconds(10));
+    auto r = b_.service->peer_client("site-a").sync_group("g1", body, std::chrono::seconds(10));
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << body.dump() << ": " << r.status().to_string();
   }
-  auto unknown = b_.service->call_paired_site("site-a", "POST", path, json{{"wait", 20}}, std::chrono::seconds(10));
+  auto unknown = b_.service->peer_client("site-a").sync_group("g1", json{{"wait", 20}}, std::chrono::seconds(10));
   EXPECT_TRUE(contains(unknown.status().message(), "unknown field 'wait' in a sync request")) << unknown.status().to_string();
   EXPECT_TRUE(contains(unknown.status().hint(), "cycle, wait_ms")) << unknown.status().hint();
   EXPECT_EQ(fake_.sync_calls(), 0) << "no cycle started";
@@ -367,15 +365,14 @@ TEST_F(ReplicationOpsTest, APeerSyncRequestIsReadStrictly) {
 TEST_F(ReplicationOpsTest, APeerCallFollowingACycleIsHeldNoLongerThanTheLimit) {
   restart_with_wait_limit(std::chrono::milliseconds(50));
   b_.transport->connect("https://a:1", "sha256//pin-a", a_.router.get());
-  const std::string path = "/api/v1/peer/groups/g1/sync";
   fake_.report({SyncProgress{1000, 300, 30}});
   fake_.block();
-  auto unbounded = b_.service->call_paired_site("site-a", "POST", path, json::object(), std::chrono::seconds(10));
+  auto unbounded = b_.service->peer_client("site-a").sync_group("g1", json::object(), std::chrono::seconds(10));
   ASSERT_TRUE(unbounded.is_ok()) << unbounded.status().to_string();
   EXPECT_EQ((*unbounded)["done"], false);
   ASSERT_EQ((*unbounded)["cycle"], 1);
   ASSERT_TRUE(fake_.wait_until_blocked());
-  auto longer = b_.service->call_paired_site("site-a", "POST", path, json{{"cycle", 1}, {"wait_ms", 3'600'000}},
+  auto longer = b_.service->peer_client("site-a").sync_group("g1", json{{"cycle", 1}, {"wait_ms", 3'600'000}},
                                              std::chrono::seconds(10));
   ASSERT_TRUE(longer.is_ok()) << longer.status().to_string();
   EXPECT_EQ((*longer)["done"], false);
@@ -388,7 +385,7 @@ TEST_F(ReplicationOpsTest, APeerCallFollowingACycleIsHeldNoLongerThanTheLimit) {
   // Once the cycle ends, a call that names no wait gets its PIT.
   json ended = json::object();
   for (int i = 0; i < 100 && !ended.value("done", false); ++i) {
-    auto r = b_.service->call_paired_site("site-a", "POST", path, json{{"cycle", 1}}, std::chrono::seconds(10));
+    auto r = b_.service->peer_client("site-a").sync_group("g1", json{{"cycle", 1}}, std::chrono::seconds(10));
     ASSERT_TRUE(r.is_ok()) << r.status().to_string();
     ended = *r;
   }

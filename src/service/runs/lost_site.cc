@@ -19,7 +19,7 @@ Result<json> RunService::forget_lost_site(const std::string& site) {
   if (!peers) return peers.status();
   if (std::none_of(peers->begin(), peers->end(), [&](const PeerRecord& p) { return p.site == site; }))
     return not_found("site '" + site + "' is not paired with this site", "see `evac site status`");
-  if (auto reached = site_.call_paired_site(site, "GET", "/api/v1/peer/inventory", std::nullopt); reached)
+  if (auto reached = site_.peer_client(site).inventory(); reached)
     return failed_precondition("site '" + site + "' answers: it is not lost",
                                "unpair it without --lost (delete the protection groups between the sites first)");
   auto recovering_there = site_.groups_recovering_to(site);

@@ -24,7 +24,7 @@ Result<std::vector<ReadinessFinding>> reprotect_findings(StepEnv& env, const Run
                        "reprotect follows a migration or failover to this site"});
       if (!asked.count(g.protected_site)) {
         asked.insert(g.protected_site);
-        auto reached = env.site.call_paired_site(g.protected_site, "GET", "/api/v1/peer/inventory", std::nullopt);
+        auto reached = env.site.peer_client(g.protected_site).inventory();
         if (reached)
           out.push_back({"ok", "peer", "site '" + g.protected_site + "' answers", ""});
         else

@@ -30,10 +30,10 @@ Result<TestCopy> live_copy(StepEnv& env, const RunRow& run, const RunGroup& g) {
 }  // namespace
 
 Result<json> sync_protected(StepEnv& env, const RunRow& run, const Step& step, const RunGroup& g) {
-  const std::string path = "/api/v1/peer/groups/" + g.name + "/sync";
+  PeerClient peer = env.site.peer_client(g.protected_site);
   auto followed = follow_peer_cycle(
       [&](const json& body, std::chrono::milliseconds answer_within) {
-        return env.site.call_paired_site(g.protected_site, "POST", path, body, answer_within);
+        return peer.sync_group(g.name, body, answer_within);
       },
       [&]() -> Result<std::chrono::milliseconds> {
         auto wait = within(step, kPeerFollowWait);
@@ -54,7 +54,7 @@ Result<json> shutdown_protected(StepEnv& env, const Step& step, const RunGroup& 
                           : json{{"graceful", true}, {"timeout_s", graceful->count()}};
   // A graceful shutdown is waited for as long as the peer may take over it.
   const std::chrono::milliseconds wait = best_effort ? std::chrono::milliseconds(0) : *graceful + kPeerAnswerMargin;
-  auto r = env.site.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/shutdown", body, wait);
+  auto r = env.site.peer_client(g.protected_site).shutdown_group(g.name, body, wait);
   // Recorded as the peer said it, never indexed blindly: operator[] throws
   // on an answer that is no object.
   if (r) return json{{"reached", true}, {"stopped", r->is_object() ? r->value("stopped", json()) : json()}};
@@ -66,8 +66,8 @@ Result<json> shutdown_protected(StepEnv& env, const Step& step, const RunGroup& 
 }
 
 Result<json> handover(StepEnv& env, const RunRow& run, const RunContext& ctx, const RunGroup& g, bool best_effort) {
-  auto r = env.site.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/handover",
-                                  json{{"owner", ctx.site}, {"epoch", g.epoch}, {"run", run.id}});
+  auto r = env.site.peer_client(g.protected_site)
+               .handover(g.name, json{{"owner", ctx.site}, {"epoch", g.epoch}, {"run", run.id}});
   if (r) return json{{"reached", true}, {"fenced", true}};
   if (!best_effort) return r.status();
   return engine::unreached_outcome("protected site '" + g.protected_site + "' did not answer (" +

@@ -15,8 +15,8 @@ Result<json> reprotect_peer(StepEnv& env, const Step& step, const RunRow& run, c
   // no longer than the step has left.
   auto wait = within(step, std::chrono::duration_cast<std::chrono::seconds>(kBulkCallTimeout));
   if (!wait) return wait.status();
-  auto r = env.site.call_paired_site(g.protected_site, "POST", "/api/v1/peer/groups/" + g.name + "/reprotect",
-                                  json{{"epoch", g.epoch}, {"run", run.id}, {"vms", vms}}, *wait);
+  auto r = env.site.peer_client(g.protected_site)
+               .reprotect(g.name, json{{"epoch", g.epoch}, {"run", run.id}, {"vms", vms}}, *wait);
   if (!r) return r.status();
   return *r;
 }
