@@ -162,6 +162,281 @@ std::string save_for_restore(const std::vector<const Item*>& items) {
   return ok ? path : "";
 }
 
+// Problems found before anything is sent, one line each; the hints the
+// checks gave, each once, in the order found; the documents they refuse.
+struct Findings {
+  std::vector<std::string> problems, hints;
+  std::set<std::size_t> refused;
+
+  void hint_of(const Status& s) {
+    std::string h = own_hint(s.hint());
+    if (!h.empty() && std::find(hints.begin(), hints.end(), h) == hints.end()) hints.push_back(h);
+  }
+  std::string joined_hints(std::string fallback) const {
+    std::string out;
+    for (const auto& h : hints) out += (out.empty() ? "" : "; ") + h;
+    return out.empty() ? fallback : out;
+  }
+};
+
+// The report of an apply refused before anything was sent: every problem,
+// in the documents' order whichever check found it, and every document
+// refused or not applied.
+ApplyReport refused_report(const std::vector<SourceDocument>& docs, const Findings& f, std::string hint, bool dry_run) {
+  ApplyReport r;
+  r.dry_run = dry_run;
+  auto index_of = [&](const std::string& p) {
+    for (std::size_t i = docs.size(); i-- > 0;)
+      if (p.rfind(docs[i].source + ":", 0) == 0) return i;
+    return docs.size();
+  };
+  std::vector<std::string> problems = f.problems;
+  std::stable_sort(problems.begin(), problems.end(),
+                   [&](const std::string& a, const std::string& b) { return index_of(a) < index_of(b); });
+  for (std::size_t i = 0; i < docs.size(); ++i)
+    r.documents.push_back(json{{"source", docs[i].source},
+                               {"kind", kKind},
+                               {"name", docs[i].doc.value("name", "")},
+                               {"result", f.refused.count(i) ? "refused" : "not applied"}});
+  r.error = invalid_argument(list_problems(problems, f.refused.size(), docs.size()), std::move(hint));
+  r.notes.push_back("nothing was changed");
+  return r;
+}
+
+// Phase 1: what each document says on its own. Fills `items` (one per
+// document: its name, its plan and that plan normalized when it reads).
+Findings check_documents(const std::vector<SourceDocument>& docs, std::vector<Item>& items) {
+  Findings f;
+  std::map<std::string, std::size_t> by_name;
+  for (std::size_t i = 0; i < docs.size(); ++i) {
+    Item& it = items[i];
+    it.src = &docs[i];
+    it.doc = docs[i].doc;
+    it.name = it.doc.value("name", "");
+    const std::size_t before = f.problems.size();
+    check_durations(it.doc, docs[i].source, f.problems);
+    const bool unitless = f.problems.size() > before;  // said once, in the CLI's words
+    if (auto p = plan_from_json(it.doc); !p) {
+      if (!unitless) {
+        f.problems.push_back(docs[i].source + ": " + p.status().message());
+        f.hint_of(p.status());
+      }
+    } else {
+      it.plan = std::move(*p);
+      it.wanted = plan_to_json(it.plan);
+      it.wanted.erase("created_at");
+      it.wanted.erase("updated_at");
+    }
+    if (auto [at, fresh] = by_name.emplace(it.name, i); !fresh)
+      f.problems.push_back(docs[i].source + ": " + plan_named(it.name) + " is also in " + docs[at->second].source +
+                           ": one document per plan");
+    if (f.problems.size() > before) f.refused.insert(i);
+  }
+  return f;
+}
+
+// What the site holds that the documents are checked against.
+struct SiteState {
+  std::string here;                        // the site's name
+  std::map<std::string, json> own_plans;   // the plans it stores itself, by name
+  SiteGroups known;                        // the groups its plans can cover
+};
+
+// Phase 2: reads the site's name, its plans, its groups and its peers'
+// configuration copies, in that order; the first that cannot be read fails.
+Result<SiteState> read_site(const ApiCall& call) {
+  auto fetch = [&](const std::string& path) -> Result<json> {
+    auto got = call("GET", path, std::nullopt);
+    if (!got) return got.status().with_context("reading what the site holds (" + path + ")");
+    return got;
+  };
+  EVAC_ASSIGN_OR_RETURN(json site, fetch("/api/v1/site"));
+  EVAC_ASSIGN_OR_RETURN(json plans, fetch("/api/v1/plans"));
+  EVAC_ASSIGN_OR_RETURN(json groups, fetch("/api/v1/groups"));
+  EVAC_ASSIGN_OR_RETURN(json copies, fetch("/api/v1/peer-copies"));
+  SiteState s;
+  s.here = site.value("name", "");
+  for (const auto& p : plans)
+    if (p.is_object() && p.value("stored_at", s.here) == s.here && p.contains("name") && p["name"].is_string())
+      s.own_plans.emplace(p["name"].get<std::string>(), p);
+  for (const auto& g : groups)
+    if (g.is_object() && g.contains("name") && g["name"].is_string()) s.known.own[g["name"]] = vm_names(g);
+  for (const auto& c : copies) {
+    if (!c.is_object() || !c.contains("document") || !c["document"].is_object()) continue;
+    std::map<std::string, std::vector<std::string>> theirs;
+    for (const auto& g : c["document"].value("groups", json::array()))
+      if (g.is_object() && g.contains("name") && g["name"].is_string()) theirs.emplace(g["name"], vm_names(g));
+    s.known.peers.push_back(std::move(theirs));
+  }
+  return s;
+}
+
+// Phase 3: what the site would say to each document not refused yet, and
+// what each would change (its outcome, and the plan it replaces).
+void check_documents_against_site(std::vector<Item>& items, const SiteState& site, Findings& f) {
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    Item& it = items[i];
+    if (f.refused.count(i)) continue;
+    if (Status s = check_against_site(it.plan, site.known); !s) {
+      f.problems.push_back(it.src->source + ": " + s.message());
+      f.hint_of(s);
+      f.refused.insert(i);
+      continue;
+    }
+    auto existing = site.own_plans.find(it.name);
+    if (existing == site.own_plans.end()) {
+      it.outcome = "created";
+      continue;
+    }
+    auto before = normalized(existing->second);
+    if (!before) {
+      // A stored plan this CLI cannot read: replace it, but it cannot be
+      // put back by this CLI if a later document is refused.
+      f.problems.push_back(it.src->source + ": the site's " + plan_named(it.name) + " cannot be read back by this evac (" +
+                           before.status().message() + "), so it could not be restored if another document failed");
+      f.refused.insert(i);
+      continue;
+    }
+    it.previous = *before;
+    it.outcome = *before == it.wanted ? "unchanged" : "replaced";
+  }
+}
+
+// The document the site did not store, and whether it said so or did not
+// answer (then it may or may not have stored it).
+struct Failure {
+  std::size_t index = 0;
+  bool uncertain = false;
+};
+
+// Phase 4: sends the changed documents in order, stopping at the first the
+// site does not store (its error in r). `applied`: those it stored.
+std::optional<Failure> put_documents(const std::vector<Item>& items, const ApiCall& call, ApplyReport& r,
+                                     std::vector<std::size_t>& applied) {
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const Item& it = items[i];
+    if (it.outcome == "unchanged") continue;
+    auto put = call("PUT", "/api/v1/plans/" + path_part(it.name), it.doc);
+    if (put) {
+      applied.push_back(i);
+      r.changed = true;
+      continue;
+    }
+    const Status& s = put.status();
+    // No answer: the site may or may not have stored it.
+    const bool uncertain = s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal;
+    const std::string verb = uncertain ? " could not be applied: " : " was refused: ";
+    r.error = Status(s.code(), it.src->source + ": " + plan_named(it.name) + verb + s.message(), own_hint(s.hint()));
+    return Failure{i, uncertain};
+  }
+  return std::nullopt;
+}
+
+// Whether the failed document, which the site did not answer for, was
+// stored after all: "applied" (then added to `applied`, to be undone with
+// the others), "not applied", or "unknown" (with a note saying how to tell).
+std::string settle_unanswered(const Item& it, std::size_t index, const std::string& here, const ApiCall& call,
+                              ApplyReport& r, std::vector<std::size_t>& applied) {
+  auto now = call("GET", "/api/v1/plans", std::nullopt);
+  std::optional<json> stored;
+  bool known_state = now.is_ok();
+  if (now) {
+    for (const auto& p : *now)
+      if (p.is_object() && p.value("stored_at", here) == here && p.value("name", "") == it.name) {
+        auto n = normalized(p);
+        if (n) stored = *n;
+        else known_state = false;
+      }
+  }
+  if (!known_state) {
+    r.notes.push_back("UNKNOWN: whether " + plan_named(it.name) + " (" + it.src->source +
+                      ") was stored: the site did not answer; check it with `evac get plan " + it.name + " -o yaml`");
+    return "unknown";
+  }
+  if (stored && *stored == it.wanted) {
+    applied.push_back(index);  // it was: undo it with the others
+    r.changed = true;
+    return "applied";
+  }
+  return "not applied";
+}
+
+// What a rollback did to each applied document, and what it left to do.
+struct Rollback {
+  std::map<std::size_t, std::string> results;  // "rolled back" or "NOT rolled back"
+  std::vector<const Item*> to_restore_by_hand;  // replaced plans it could not put back
+  bool all_undone = true;
+};
+
+// Undoes the applied documents, last first: deletes a plan this apply
+// created (one already gone counts as deleted), puts back the one it
+// replaced as fetched before. A note for each in r.
+Rollback roll_back(const std::vector<Item>& items, const std::vector<std::size_t>& applied, const ApiCall& call,
+                   ApplyReport& r) {
+  Rollback b;
+  for (auto i = applied.rbegin(); i != applied.rend(); ++i) {
+    const Item& it = items[*i];
+    const std::string what = plan_named(it.name) + " (" + it.outcome + " by this apply from " + it.src->source + ")";
+    if (it.outcome == "created") {
+      auto del = call("DELETE", "/api/v1/plans/" + path_part(it.name), std::nullopt);
+      if (del || del.status().code() == StatusCode::kNotFound) {
+        b.results[*i] = "rolled back";
+        r.notes.push_back("rolled back: " + what + ": deleted");
+      } else {
+        b.all_undone = false;
+        b.results[*i] = "NOT rolled back";
+        r.notes.push_back("NOT rolled back: " + what + " could not be deleted: " + del.status().message() +
+                          "; delete it with `evac plan delete " + it.name + "`");
+      }
+    } else {
+      auto put = call("PUT", "/api/v1/plans/" + path_part(it.name), *it.previous);
+      if (put) {
+        b.results[*i] = "rolled back";
+        r.notes.push_back("rolled back: " + what + ": restored to the document it had before");
+      } else {
+        b.all_undone = false;
+        b.results[*i] = "NOT rolled back";
+        b.to_restore_by_hand.push_back(&it);
+        r.notes.push_back("NOT rolled back: " + what + " could not be restored: " + put.status().message());
+      }
+    }
+  }
+  return b;
+}
+
+// Finishes the report of a failed apply after its rollback: where the plans
+// it could not put back were saved, what the site holds now, and each
+// document's result.
+void report_rollback(const std::vector<Item>& items, const std::vector<std::size_t>& applied, const Failure& failed,
+                     const std::string& failed_result, const Rollback& b, ApplyReport& r) {
+  if (!b.to_restore_by_hand.empty()) {
+    const std::string file = save_for_restore(b.to_restore_by_hand);
+    const bool one = b.to_restore_by_hand.size() == 1;
+    const std::string whose = one ? "the document " + plan_named(b.to_restore_by_hand[0]->name) + " had before"
+                                  : "the documents they had before";
+    r.notes.push_back(file.empty() ? whose + " could not be saved to a file: `evac get plan NAME` shows what the site "
+                                             "holds now"
+                                   : whose + (one ? " is in " : " are in ") + file + ": restore " + (one ? "it" : "them") +
+                                         " with `evac apply -f " + file + "`");
+  }
+  if (applied.empty() && failed_result != "unknown") {
+    r.notes.push_back("nothing was changed");
+  } else if (b.all_undone && failed_result != "unknown") {
+    r.changed = false;
+    r.notes.push_back("every plan is as it was before this apply (restored plans carry a new update time)");
+  } else {
+    r.notes.push_back("the site holds some of these documents and not others: see above");
+  }
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    std::string result;
+    if (auto at = b.results.find(i); at != b.results.end()) result = at->second;
+    else if (i == failed.index) result = failed_result;
+    else if (items[i].outcome == "unchanged") result = "unchanged";
+    else result = "not applied";
+    r.documents.push_back(entry(items[i], result));
+  }
+}
+
 }  // namespace
 
 std::string path_part(const std::string& s) {
@@ -257,134 +532,27 @@ ApplyReport apply_documents(const std::vector<SourceDocument>& docs, const ApiCa
   ApplyReport r;
   r.dry_run = dry_run;
   std::vector<Item> items(docs.size());
-  auto refuse = [&](std::vector<std::string> problems, const std::set<std::size_t>& refused, std::string hint) {
-    // In the documents' order, whichever check found them.
-    auto index_of = [&](const std::string& p) {
-      for (std::size_t i = docs.size(); i-- > 0;)
-        if (p.rfind(docs[i].source + ":", 0) == 0) return i;
-      return docs.size();
-    };
-    std::stable_sort(problems.begin(), problems.end(),
-                     [&](const std::string& a, const std::string& b) { return index_of(a) < index_of(b); });
-    for (std::size_t i = 0; i < items.size(); ++i)
-      r.documents.push_back(json{{"source", docs[i].source},
-                                 {"kind", kKind},
-                                 {"name", docs[i].doc.value("name", "")},
-                                 {"result", refused.count(i) ? "refused" : "not applied"}});
-    r.error = invalid_argument(list_problems(problems, refused.size(), docs.size()),
-                               std::move(hint));
-    r.notes.push_back("nothing was changed");
-    return r;
-  };
-
-  // 1. What each document says on its own.
-  std::vector<std::string> problems, hints;
-  auto hint_of = [&](const Status& s) {
-    std::string h = own_hint(s.hint());
-    if (!h.empty() && std::find(hints.begin(), hints.end(), h) == hints.end()) hints.push_back(h);
-  };
-  auto joined_hints = [&](std::string fallback) {
-    std::string out;
-    for (const auto& h : hints) out += (out.empty() ? "" : "; ") + h;
-    return out.empty() ? fallback : out;
-  };
-  std::set<std::size_t> refused;
-  std::map<std::string, std::size_t> by_name;
-  for (std::size_t i = 0; i < docs.size(); ++i) {
-    Item& it = items[i];
-    it.src = &docs[i];
-    it.doc = docs[i].doc;
-    it.name = it.doc.value("name", "");
-    const std::size_t before = problems.size();
-    check_durations(it.doc, docs[i].source, problems);
-    const bool unitless = problems.size() > before;  // said once, in the CLI's words
-    if (auto p = plan_from_json(it.doc); !p) {
-      if (!unitless) {
-        problems.push_back(docs[i].source + ": " + p.status().message());
-        hint_of(p.status());
-      }
-    } else {
-      it.plan = std::move(*p);
-      it.wanted = plan_to_json(it.plan);
-      it.wanted.erase("created_at");
-      it.wanted.erase("updated_at");
-    }
-    if (auto [at, fresh] = by_name.emplace(it.name, i); !fresh)
-      problems.push_back(docs[i].source + ": " + plan_named(it.name) + " is also in " + docs[at->second].source +
-                         ": one document per plan");
-    if (problems.size() > before) refused.insert(i);
-  }
+  Findings f = check_documents(docs, items);
   // The documents wrong in themselves are not sent: the others are still
   // checked against the site, so that one error lists every problem.
-  const bool shape_problems = !problems.empty();
+  const bool shape_problems = !f.problems.empty();
 
-  // 2. What the site holds: its name, its plans, the groups plans can cover.
-  auto fetch = [&](const std::string& path) -> Result<json> {
-    auto got = call("GET", path, std::nullopt);
-    if (!got) return got.status().with_context("reading what the site holds (" + path + ")");
-    return got;
-  };
-  auto site = fetch("/api/v1/site");
-  auto plans = site ? fetch("/api/v1/plans") : site;
-  auto groups = plans ? fetch("/api/v1/groups") : plans;
-  auto copies = groups ? fetch("/api/v1/peer-copies") : groups;
-  if (!copies && shape_problems) {
-    ApplyReport refused_report = refuse(problems, refused, joined_hints("see docs/plans.md for the plan's shape"));
-    refused_report.notes.insert(refused_report.notes.begin(), "the other documents could not be checked against the site: " +
-                                                                  copies.status().message());
-    return refused_report;
+  auto site = read_site(call);
+  if (!site && shape_problems) {
+    ApplyReport refused = refused_report(docs, f, f.joined_hints("see docs/plans.md for the plan's shape"), dry_run);
+    refused.notes.insert(refused.notes.begin(),
+                         "the other documents could not be checked against the site: " + site.status().message());
+    return refused;
   }
-  if (!copies) {
+  if (!site) {
     for (const auto& it : items) r.documents.push_back(entry(it, "not applied"));
-    r.error = copies.status();
+    r.error = site.status();
     r.notes.push_back("nothing was changed");
     return r;
   }
-  const std::string here = site->value("name", "");
-  std::map<std::string, json> own_plans;
-  for (const auto& p : *plans)
-    if (p.is_object() && p.value("stored_at", here) == here && p.contains("name") && p["name"].is_string())
-      own_plans.emplace(p["name"].get<std::string>(), p);
-  SiteGroups known;
-  for (const auto& g : *groups)
-    if (g.is_object() && g.contains("name") && g["name"].is_string()) known.own[g["name"]] = vm_names(g);
-  for (const auto& c : *copies) {
-    if (!c.is_object() || !c.contains("document") || !c["document"].is_object()) continue;
-    std::map<std::string, std::vector<std::string>> theirs;
-    for (const auto& g : c["document"].value("groups", json::array()))
-      if (g.is_object() && g.contains("name") && g["name"].is_string()) theirs.emplace(g["name"], vm_names(g));
-    known.peers.push_back(std::move(theirs));
-  }
 
-  // 3. What the site would say to each, and what each would change.
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    Item& it = items[i];
-    if (refused.count(i)) continue;
-    if (Status s = check_against_site(it.plan, known); !s) {
-      problems.push_back(it.src->source + ": " + s.message());
-      hint_of(s);
-      refused.insert(i);
-      continue;
-    }
-    auto existing = own_plans.find(it.name);
-    if (existing == own_plans.end()) {
-      it.outcome = "created";
-      continue;
-    }
-    auto before = normalized(existing->second);
-    if (!before) {
-      // A stored plan this CLI cannot read: replace it, but it cannot be
-      // put back by this CLI if a later document is refused.
-      problems.push_back(it.src->source + ": the site's " + plan_named(it.name) + " cannot be read back by this evac (" +
-                         before.status().message() + "), so it could not be restored if another document failed");
-      refused.insert(i);
-      continue;
-    }
-    it.previous = *before;
-    it.outcome = *before == it.wanted ? "unchanged" : "replaced";
-  }
-  if (!problems.empty())
-    return refuse(problems, refused, joined_hints("fix the documents and apply again"));
+  check_documents_against_site(items, *site, f);
+  if (!f.problems.empty()) return refused_report(docs, f, f.joined_hints("fix the documents and apply again"), dry_run);
 
   if (dry_run) {
     for (const auto& it : items) r.documents.push_back(entry(it, it.outcome));
@@ -392,116 +560,18 @@ ApplyReport apply_documents(const std::vector<SourceDocument>& docs, const ApiCa
     return r;
   }
 
-  // 4. Apply, in order; on a failure, undo what was applied.
+  // Apply, in order; on a failure, undo what was applied.
   std::vector<std::size_t> applied;
-  std::optional<std::size_t> failed;
-  bool failed_uncertain = false;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    Item& it = items[i];
-    if (it.outcome == "unchanged") continue;
-    auto put = call("PUT", "/api/v1/plans/" + path_part(it.name), it.doc);
-    if (put) {
-      applied.push_back(i);
-      r.changed = true;
-      continue;
-    }
-    failed = i;
-    const Status& s = put.status();
-    // No answer: the site may or may not have stored it.
-    failed_uncertain = s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal;
-    const std::string verb = failed_uncertain ? " could not be applied: " : " was refused: ";
-    r.error = Status(s.code(), it.src->source + ": " + plan_named(it.name) + verb + s.message(), own_hint(s.hint()));
-    break;
-  }
+  const std::optional<Failure> failed = put_documents(items, call, r, applied);
   if (!failed) {
     for (const auto& it : items) r.documents.push_back(entry(it, it.outcome));
     return r;
   }
-
-  // Whether the failed document was stored after all, when the site did not say.
-  std::string failed_result = "refused";
-  if (failed_uncertain) {
-    const Item& it = items[*failed];
-    auto now = call("GET", "/api/v1/plans", std::nullopt);
-    std::optional<json> stored;
-    bool known_state = now.is_ok();
-    if (now) {
-      for (const auto& p : *now)
-        if (p.is_object() && p.value("stored_at", here) == here && p.value("name", "") == it.name) {
-          auto n = normalized(p);
-          if (n) stored = *n;
-          else known_state = false;
-        }
-    }
-    if (!known_state) {
-      failed_result = "unknown";
-      r.notes.push_back("UNKNOWN: whether " + plan_named(it.name) + " (" + it.src->source +
-                        ") was stored: the site did not answer; check it with `evac get plan " + it.name + " -o yaml`");
-    } else if (stored && *stored == it.wanted) {
-      applied.push_back(*failed);  // it was: undo it with the others
-      r.changed = true;
-      failed_result = "applied";
-    } else {
-      failed_result = "not applied";
-    }
-  }
-
-  std::map<std::size_t, std::string> results;
-  std::vector<const Item*> to_restore_by_hand;
-  bool all_undone = true;
-  for (auto i = applied.rbegin(); i != applied.rend(); ++i) {
-    const Item& it = items[*i];
-    const std::string what = plan_named(it.name) + " (" + it.outcome + " by this apply from " + it.src->source + ")";
-    if (it.outcome == "created") {
-      auto del = call("DELETE", "/api/v1/plans/" + path_part(it.name), std::nullopt);
-      if (del || del.status().code() == StatusCode::kNotFound) {
-        results[*i] = "rolled back";
-        r.notes.push_back("rolled back: " + what + ": deleted");
-      } else {
-        all_undone = false;
-        results[*i] = "NOT rolled back";
-        r.notes.push_back("NOT rolled back: " + what + " could not be deleted: " + del.status().message() +
-                          "; delete it with `evac plan delete " + it.name + "`");
-      }
-    } else {
-      auto put = call("PUT", "/api/v1/plans/" + path_part(it.name), *it.previous);
-      if (put) {
-        results[*i] = "rolled back";
-        r.notes.push_back("rolled back: " + what + ": restored to the document it had before");
-      } else {
-        all_undone = false;
-        results[*i] = "NOT rolled back";
-        to_restore_by_hand.push_back(&it);
-        r.notes.push_back("NOT rolled back: " + what + " could not be restored: " + put.status().message());
-      }
-    }
-  }
-  if (!to_restore_by_hand.empty()) {
-    const std::string file = save_for_restore(to_restore_by_hand);
-    const bool one = to_restore_by_hand.size() == 1;
-    const std::string whose = one ? "the document " + plan_named(to_restore_by_hand[0]->name) + " had before"
-                                  : "the documents they had before";
-    r.notes.push_back(file.empty() ? whose + " could not be saved to a file: `evac get plan NAME` shows what the site "
-                                             "holds now"
-                                   : whose + (one ? " is in " : " are in ") + file + ": restore " + (one ? "it" : "them") +
-                                         " with `evac apply -f " + file + "`");
-  }
-  if (applied.empty() && failed_result != "unknown") {
-    r.notes.push_back("nothing was changed");
-  } else if (all_undone && failed_result != "unknown") {
-    r.changed = false;
-    r.notes.push_back("every plan is as it was before this apply (restored plans carry a new update time)");
-  } else {
-    r.notes.push_back("the site holds some of these documents and not others: see above");
-  }
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    std::string result;
-    if (results.count(i)) result = results[i];
-    else if (i == *failed) result = failed_result;
-    else if (items[i].outcome == "unchanged") result = "unchanged";
-    else result = "not applied";
-    r.documents.push_back(entry(items[i], result));
-  }
+  const std::string failed_result =
+      failed->uncertain ? settle_unanswered(items[failed->index], failed->index, site->here, call, r, applied)
+                        : "refused";
+  const Rollback undone = roll_back(items, applied, call, r);
+  report_rollback(items, applied, *failed, failed_result, undone, r);
   return r;
 }
 

@@ -125,90 +125,102 @@ class PeriodicTask {
   std::thread thread_;
 };
 
-int run(const std::string& config_path) {
-  auto config = load_daemon_config(config_path);
-  if (!config) {
-    std::cerr << "evacd: " << config.status().message() << "\n  hint: " << config.status().hint() << "\n";
-    return 2;
-  }
-  const DaemonConfig& cfg = *config;
-  setup_logging(cfg.log_format, cfg.log_level, cfg.site);
-
-  // Closed while the start creates its files; opened to QEMU's backup
-  // folder alone once they are there (keep_state_dir_private below).
-  if (Status s = make_state_dir(cfg.state_dir); !s) return fail(s);
-  // Before anything starts exports: a previous life killed with -9 may
-  // have left qemu-nbd processes holding images (a source's read lock, a
-  // staging image) that this one's cycles need.
+// Stops the qemu-nbd exports a previous evacd left (one killed with -9 may
+// have left processes holding images a cycle needs: a source's read lock, a
+// staging image), then records this one's exports in the state directory.
+// Runs before anything starts exports.
+Status stop_orphaned_exports(const DaemonConfig& cfg) {
   const std::string exports_record = cfg.state_dir + "/nbd-exports";
-  auto reaped = builtin::NbdExport::reap_orphaned_exports(exports_record);
-  if (!reaped) return fail(reaped.status());
-  if (*reaped > 0) spdlog::warn("stopped {} qemu-nbd export(s) an earlier evacd left running", *reaped);
+  EVAC_ASSIGN_OR_RETURN(auto reaped, builtin::NbdExport::reap_orphaned_exports(exports_record));
+  if (reaped > 0) spdlog::warn("stopped {} qemu-nbd export(s) an earlier evacd left running", reaped);
   builtin::NbdExport::record_exports_in(exports_record);
+  return Status::ok();
+}
 
-  auto store = Store::open(cfg.state_dir + "/evac.db", std::chrono::seconds(5));
-  if (!store) return fail(store.status());
-  if (Status s = check_site_identity(**store, cfg.site); !s) return fail(s);
-  if (Status s = ensure_admin_token(**store, cfg.state_dir); !s) return fail(s);
+// The site's state database, checked to be this site's, with an admin
+// token made on first start.
+Result<std::unique_ptr<Store>> open_site_store(const DaemonConfig& cfg) {
+  EVAC_ASSIGN_OR_RETURN(auto store, Store::open(cfg.state_dir + "/evac.db", std::chrono::seconds(5)));
+  EVAC_RETURN_IF_ERROR(check_site_identity(*store, cfg.site));
+  EVAC_RETURN_IF_ERROR(ensure_admin_token(*store, cfg.state_dir));
+  return store;
+}
 
+// The URL paired sites and the CLI reach this site at.
+std::string site_url(const DaemonConfig& cfg) {
   std::string listen_host = cfg.listen_host.find(':') != std::string::npos ? "[" + cfg.listen_host + "]" : cfg.listen_host;
-  std::string url = cfg.advertise_url.empty() ? "https://" + listen_host + ":" + std::to_string(cfg.listen_port)
-                                              : cfg.advertise_url;
+  return cfg.advertise_url.empty() ? "https://" + listen_host + ":" + std::to_string(cfg.listen_port) : cfg.advertise_url;
+}
+
+// The site's TLS identity (made on first start), its pin written to
+// state_dir/pin.
+Result<TlsIdentity> site_tls_identity(const DaemonConfig& cfg) {
   std::vector<std::string> alt_names = {"localhost", cfg.listen_host};
-  auto tls = ensure_tls_identity(cfg.tls_cert.value_or(cfg.state_dir + "/tls/cert.pem"),
-                                 cfg.tls_key.value_or(cfg.state_dir + "/tls/key.pem"), "evac site " + cfg.site, alt_names);
-  if (!tls) return fail(tls.status());
+  EVAC_ASSIGN_OR_RETURN(auto tls,
+                        ensure_tls_identity(cfg.tls_cert.value_or(cfg.state_dir + "/tls/cert.pem"),
+                                            cfg.tls_key.value_or(cfg.state_dir + "/tls/key.pem"),
+                                            "evac site " + cfg.site, alt_names));
   // The pin is no secret (operators hand it to `evac context add --pin`),
   // but like everything in state_dir but QEMU's folder, the file is private.
-  if (Status s = write_private_file(cfg.state_dir + "/pin", tls->pin + "\n"); !s) return fail(s);
+  EVAC_RETURN_IF_ERROR(write_private_file(cfg.state_dir + "/pin", tls.pin + "\n"));
+  return tls;
+}
 
+// The configured compute providers, by name; one that cannot be created
+// fails the start, one that does not answer now only warns.
+Result<std::map<std::string, std::unique_ptr<ComputeProvider>>> connect_providers(const DaemonConfig& cfg) {
   register_libvirt_provider();
   std::map<std::string, std::unique_ptr<ComputeProvider>> providers;
   for (const auto& pc : cfg.compute_providers) {
-    auto p = ProviderRegistry::instance().create(pc);
-    if (!p) return fail(p.status());
+    EVAC_ASSIGN_OR_RETURN(auto p, ProviderRegistry::instance().create(pc));
     // A hypervisor that is down now must not keep the site from starting:
     // inventory calls report it until it is back.
-    if (Status s = (*p)->ping(); !s.is_ok()) spdlog::warn("compute provider {}: {}", pc.name, s.to_string());
-    providers.emplace(pc.name, std::move(*p));
+    if (Status s = p->ping(); !s.is_ok()) spdlog::warn("compute provider {}: {}", pc.name, s.to_string());
+    providers.emplace(pc.name, std::move(p));
   }
+  return providers;
+}
 
-  HttpsPeerTransport transport(tls->cert_path, tls->key_path, cfg.peer_timeout);
-  SiteService service(SiteIdentity{cfg.site, url, tls->pin}, **store, std::move(providers), transport);
-  ReplicationOptions replication_options;
-  replication_options.schedules = cfg.replication_schedules;
-  replication_options.full_read_every = cfg.replication_full_read_every;
-  replication_options.wait_limit = cfg.replication_wait_limit;
+ReplicationOptions replication_options(const DaemonConfig& cfg) {
+  ReplicationOptions options;
+  options.schedules = cfg.replication_schedules;
+  options.full_read_every = cfg.replication_full_read_every;
+  options.wait_limit = cfg.replication_wait_limit;
   // Crash tests only (tests/e2e): die while a cycle holds running VMs paused.
   if (const char* v = std::getenv("EVAC_FAULT_EXIT_WHILE_PAUSED"); v && std::string_view(v) == "1") {
-    replication_options.fault_exit_while_paused = true;
+    options.fault_exit_while_paused = true;
     spdlog::warn("fault injection on: evacd exits while a replication cycle holds VMs paused");
   }
-  ReplicationService replication(service, transport, cfg.state_dir, std::move(replication_options));
-  if (Status s = keep_state_dir_private(cfg.state_dir, ReplicationService::kBackupFolder); !s) return fail(s);
-  engine::EngineOptions run_options = RunService::default_options();
-  run_options.max_parallel = cfg.runs_max_parallel;
-  run_options.per_resource_limit = cfg.runs_per_provider_limit;
+  return options;
+}
+
+engine::EngineOptions run_options(const DaemonConfig& cfg) {
+  engine::EngineOptions options = RunService::default_options();
+  options.max_parallel = cfg.runs_max_parallel;
+  options.per_resource_limit = cfg.runs_per_provider_limit;
   // Crash tests only (tests/e2e): die right after the Nth step's side effect.
   if (const char* n = std::getenv("EVAC_FAULT_EXIT_AFTER_STEPS"); n && std::atoi(n) > 0) {
-    run_options.exit_after_steps = std::atoi(n);
-    spdlog::warn("fault injection on: evacd exits after {} steps of runs", run_options.exit_after_steps);
+    options.exit_after_steps = std::atoi(n);
+    spdlog::warn("fault injection on: evacd exits after {} steps of runs", options.exit_after_steps);
   }
-  // One PlanService for the site: runs and the API share it.
-  PlanService plans(service, &replication);
-  RunService runs(service, plans, &replication, run_options);
-  // Runs a previous evacd left going (a crash, a kill -9) go on where they
-  // were: steps are idempotent, so one cut mid-way runs again safely.
-  if (Status s = runs.resume_interrupted(); !s.is_ok()) spdlog::error("resuming interrupted runs: {}", s.to_string());
+  return options;
+}
+
+ApiLimits api_limits(const DaemonConfig& cfg) {
   ApiLimits limits;
   limits.max_body = cfg.api_max_request_body;
   limits.read_timeout = cfg.api_read_timeout;
   limits.max_connections = cfg.api_max_connections;
-  ApiRouter router(RouteServices{service, plans, &replication, &runs}, limits);
-  HttpsServer server(router, *tls);
-  auto bound = server.bind(cfg.listen_host, cfg.listen_port);
-  if (!bound) return fail(bound.status());
+  return limits;
+}
 
+// Serves the bound `server`, with heartbeats and the replication scheduler
+// going, until SIGTERM or SIGINT (or the listener fails); then stops
+// running cycles and returns. Says it listens (at `url`, with `pin`) only
+// once those signals are taken, so a SIGTERM sent on that line is an
+// orderly shutdown.
+void serve_until_stopped(const DaemonConfig& cfg, const std::string& url, const std::string& pin, SiteService& service,
+                         ReplicationService& replication, HttpsServer& server) {
   // Signals are taken by one thread with sigwait; every other thread blocks
   // them, so SIGTERM always leads to the same orderly shutdown.
   sigset_t signals;
@@ -226,7 +238,7 @@ int run(const std::string& config_path) {
     server.stop();
   });
 
-  spdlog::info("evacd for site {} listening on {} (pin {}), state in {}", cfg.site, url, tls->pin, cfg.state_dir);
+  spdlog::info("evacd for site {} listening on {} (pin {}), state in {}", cfg.site, url, pin, cfg.state_dir);
   {
     // Heartbeats both ways; every check interval, RPO compliance of every
     // group this site protects (alarms) and, with schedules on, due cycles.
@@ -240,6 +252,45 @@ int run(const std::string& config_path) {
   // serve() also returns if the listener fails; make the signal thread exit.
   pthread_kill(signal_thread.native_handle(), SIGTERM);
   signal_thread.join();
+}
+
+int run(const std::string& config_path) {
+  auto config = load_daemon_config(config_path);
+  if (!config) {
+    std::cerr << "evacd: " << config.status().message() << "\n  hint: " << config.status().hint() << "\n";
+    return 2;
+  }
+  const DaemonConfig& cfg = *config;
+  setup_logging(cfg.log_format, cfg.log_level, cfg.site);
+
+  // Closed while the start creates its files; opened to QEMU's backup
+  // folder alone once they are there (keep_state_dir_private below).
+  if (Status s = make_state_dir(cfg.state_dir); !s) return fail(s);
+  if (Status s = stop_orphaned_exports(cfg); !s) return fail(s);
+  auto store = open_site_store(cfg);
+  if (!store) return fail(store.status());
+  const std::string url = site_url(cfg);
+  auto tls = site_tls_identity(cfg);
+  if (!tls) return fail(tls.status());
+  auto providers = connect_providers(cfg);
+  if (!providers) return fail(providers.status());
+
+  HttpsPeerTransport transport(tls->cert_path, tls->key_path, cfg.peer_timeout);
+  SiteService service(SiteIdentity{cfg.site, url, tls->pin}, **store, std::move(*providers), transport);
+  ReplicationService replication(service, transport, cfg.state_dir, replication_options(cfg));
+  if (Status s = keep_state_dir_private(cfg.state_dir, ReplicationService::kBackupFolder); !s) return fail(s);
+  // One PlanService for the site: runs and the API share it.
+  PlanService plans(service, &replication);
+  RunService runs(service, plans, &replication, run_options(cfg));
+  // Runs a previous evacd left going (a crash, a kill -9) go on where they
+  // were: steps are idempotent, so one cut mid-way runs again safely.
+  if (Status s = runs.resume_interrupted(); !s.is_ok()) spdlog::error("resuming interrupted runs: {}", s.to_string());
+  ApiRouter router(RouteServices{service, plans, &replication, &runs}, api_limits(cfg));
+  HttpsServer server(router, *tls);
+  auto bound = server.bind(cfg.listen_host, cfg.listen_port);
+  if (!bound) return fail(bound.status());
+
+  serve_until_stopped(cfg, url, tls->pin, service, replication, server);
   spdlog::info("evacd for site {} stopped", cfg.site);
   return 0;
 }

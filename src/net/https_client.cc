@@ -121,6 +121,103 @@ Status transport_error(CURLcode rc, const std::string& url, const char* detail) 
   }
 }
 
+using Headers = std::unique_ptr<curl_slist, SlistFree>;
+
+void add_header(Headers& headers, const std::string& h) {
+  headers.reset(curl_slist_append(headers.release(), h.c_str()));
+}
+
+// Sets every option of one call but its body and headers on `c`: every
+// option is set again for each call, since a reset keeps only the live
+// connection and the TLS session cache. The response body goes to
+// `response_body`, libcurl's error text to `errbuf`; both must outlive the
+// transfer.
+void set_transfer_options(CURL* c, const HttpsClientOptions& o, const std::string& url, const std::string& method,
+                          char* errbuf, std::string& response_body) {
+  curl_easy_reset(c);
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(o.timeout.count()));
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout.count()));
+  // A call may wait minutes for its answer (a verification, a followed
+  // cycle): probes of an idle connection notice a host that vanished
+  // without closing it within about a minute instead of at the timeout.
+  curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 15L);
+  curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 5L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response_body);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+  // Sites use self-signed certificates: identity is the pinned public key,
+  // which libcurl checks even with CA verification off.
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  if (!o.server_pin.empty()) curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, o.server_pin.c_str());
+  if (!o.client_cert_path.empty()) {
+    curl_easy_setopt(c, CURLOPT_SSLCERT, o.client_cert_path.c_str());
+    curl_easy_setopt(c, CURLOPT_SSLKEY, o.client_key_path.c_str());
+  }
+  curl_easy_setopt(c, CURLOPT_CERTINFO, 1L);
+  // evacd closes a connection idle for 5 s; reusing one idle for less than
+  // that avoids sending a request into a connection the server is closing.
+  curl_easy_setopt(c, CURLOPT_MAXAGE_CONN, static_cast<long>(kMaxIdleSeconds));
+  // No TLS session resumption: every new connection makes a full handshake
+  // with the server's certificate checked against the pin and ours
+  // presented, as when each call had its own handle. (evacd's server does
+  // not resume sessions of clients it verifies, and fails such a handshake.)
+  curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+}
+
+// Sends `body` (which must outlive the transfer) as the call's body, with
+// its content type among `headers`.
+void set_body(CURL* c, const std::string& body, const std::string& content_type, Headers& headers) {
+  add_header(headers, "Content-Type: " + content_type);
+  // libcurl would ask "Expect: 100-continue" before a large body and wait
+  // for the answer: a round trip per replication batch for nothing, since
+  // evacd reads every body it is sent.
+  add_header(headers, "Expect:");
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  // Bodies of megabytes go out in larger pieces (fewer TLS writes).
+  if (body.size() > (256 << 10)) curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 1L << 20);
+}
+
+// The status, content type and body of the call `c` made (its pin aside).
+HttpResponse read_response(CURL* c, std::string body) {
+  HttpResponse resp;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+  char* response_type = nullptr;
+  if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &response_type) == CURLE_OK && response_type != nullptr)
+    resp.content_type = response_type;
+  resp.body = std::move(body);
+  return resp;
+}
+
+// Sets `pin` to the pin of the server's certificate when the call `c` made
+// a new connection and libcurl reports its chain ("" if it cannot be
+// read); a reused connection leaves `pin` as its handshake saw it.
+void record_server_pin(CURL* c, std::string& pin) {
+  long new_connections = 0;
+  curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &new_connections);
+  struct curl_certinfo* certs = nullptr;
+  if (new_connections <= 0 || curl_easy_getinfo(c, CURLINFO_CERTINFO, &certs) != CURLE_OK || !certs ||
+      certs->num_of_certs <= 0)
+    return;
+  pin.clear();
+  for (curl_slist* field = certs->certinfo[0]; field; field = field->next) {
+    std::string_view f(field->data);
+    if (f.rfind("Cert:", 0) != 0) continue;
+    std::string pem(f.substr(5));
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+    if (X509* peer = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+      if (auto read = public_key_pin(peer)) pin = *read;
+      X509_free(peer);
+    }
+  }
+}
+
 }  // namespace
 
 Status status_from_error_response(long http_status, const std::string& body) {
@@ -175,62 +272,16 @@ Result<HttpResponse> HttpsClient::perform(const std::string& method, const std::
   std::string url = options_.base_url + path;
   std::string response_body;
   char errbuf[CURL_ERROR_SIZE] = {0};
-  std::unique_ptr<curl_slist, SlistFree> headers;
-  auto add_header = [&](const std::string& h) { headers.reset(curl_slist_append(headers.release(), h.c_str())); };
-  add_header("Accept: application/json");
-  if (!options_.bearer_token.empty()) add_header("Authorization: Bearer " + options_.bearer_token);
+  Headers headers;
+  add_header(headers, "Accept: application/json");
+  if (!options_.bearer_token.empty()) add_header(headers, "Authorization: Bearer " + options_.bearer_token);
 
   CURL* c = handle.curl.get();
-  // Every option is set again for each call; reset keeps only the live
-  // connection and the TLS session cache.
-  curl_easy_reset(c);
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-  // A call may wait minutes for its answer (a verification, a followed
-  // cycle): probes of an idle connection notice a host that vanished
-  // without closing it within about a minute instead of at the timeout.
-  curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 15L);
-  curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 5L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response_body);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-  // Sites use self-signed certificates: identity is the pinned public key,
-  // which libcurl checks even with CA verification off.
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-  if (!options_.server_pin.empty()) curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, options_.server_pin.c_str());
-  if (!options_.client_cert_path.empty()) {
-    curl_easy_setopt(c, CURLOPT_SSLCERT, options_.client_cert_path.c_str());
-    curl_easy_setopt(c, CURLOPT_SSLKEY, options_.client_key_path.c_str());
-  }
-  curl_easy_setopt(c, CURLOPT_CERTINFO, 1L);
-  // evacd closes a connection idle for 5 s; reusing one idle for less than
-  // that avoids sending a request into a connection the server is closing.
-  curl_easy_setopt(c, CURLOPT_MAXAGE_CONN, static_cast<long>(kMaxIdleSeconds));
-  // No TLS session resumption: every new connection makes a full handshake
-  // with the server's certificate checked against the pin and ours
-  // presented, as when each call had its own handle. (evacd's server does
-  // not resume sessions of clients it verifies, and fails such a handshake.)
-  curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+  set_transfer_options(c, options_, url, method, errbuf, response_body);
   // A GET never carries a body: evacd's server does not read one, and its
   // bytes would be taken for the start of the next request on the
   // connection (the peer answered that request 400).
-  if (body && method != "GET" && method != "HEAD") {
-    add_header("Content-Type: " + content_type);
-    // libcurl would ask "Expect: 100-continue" before a large body and wait
-    // for the answer: a round trip per replication batch for nothing, since
-    // evacd reads every body it is sent.
-    add_header("Expect:");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
-    // Bodies of megabytes go out in larger pieces (fewer TLS writes).
-    if (body->size() > (256 << 10)) curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 1L << 20);
-  }
+  if (body && method != "GET" && method != "HEAD") set_body(c, *body, content_type, headers);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
 
   CURLcode rc = curl_easy_perform(c);
@@ -244,32 +295,9 @@ Result<HttpResponse> HttpsClient::perform(const std::string& method, const std::
     rc = curl_easy_perform(c);
   }
   if (rc != CURLE_OK) return transport_error(rc, options_.base_url, errbuf);  // the handle is dropped with its connection
-  HttpResponse resp;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
-  char* response_type = nullptr;
-  if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &response_type) == CURLE_OK && response_type != nullptr)
-    resp.content_type = response_type;
-  resp.body = std::move(response_body);
-  // Record the server's pin so a first contact can learn it. The chain is
-  // reported for a call that made a new connection; a reused connection
-  // reports the pin its handshake saw.
-  long new_connections = 0;
-  curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &new_connections);
-  struct curl_certinfo* certs = nullptr;
-  if (new_connections > 0 && curl_easy_getinfo(c, CURLINFO_CERTINFO, &certs) == CURLE_OK && certs &&
-      certs->num_of_certs > 0) {
-    handle.server_pin.clear();
-    for (curl_slist* field = certs->certinfo[0]; field; field = field->next) {
-      std::string_view f(field->data);
-      if (f.rfind("Cert:", 0) != 0) continue;
-      std::string pem(f.substr(5));
-      std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
-      if (X509* peer = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
-        if (auto pin = public_key_pin(peer)) handle.server_pin = *pin;
-        X509_free(peer);
-      }
-    }
-  }
+  HttpResponse resp = read_response(c, std::move(response_body));
+  // Record the server's pin so a first contact can learn it.
+  record_server_pin(c, handle.server_pin);
   resp.server_pin = handle.server_pin;
   // Only a handle whose connection knows whom it talks to goes back: one
   // whose handshake left no pin (it could not be read) starts afresh.

@@ -506,407 +506,501 @@ Result<PlanReadiness> PlanService::check_plan(const std::string& name, bool prob
   return check_plan(*plan, probe);
 }
 
-Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& the_plan, bool probe_sources) {
-  const RecoveryPlan* plan = &the_plan;
+namespace {
+
+// What each finding concerns: the runs it would stop (or qualify).
+const std::vector<std::string> kRecoveries = {"test", "migrate", "failover", "failback"};
+const std::vector<std::string> kLive = {"migrate", "failover", "failback"};  // the placeholders become the VMs
+const std::vector<std::string> kTest = {"test"};
+const std::vector<std::string> kPlanned = {"migrate", "failback"};  // need the protected site
+const std::vector<std::string> kFromPits = {"test", "failover"};    // recover a PIT held here
+
+}  // namespace
+
+// One readiness check under way: the plan, what this site knows (read once,
+// for every group), and the findings and applicable runs so far. The
+// inventory lists stay Results: a part that needs one that cannot be read
+// says so as a finding instead of failing the check.
+struct PlanService::PlanCheck {
+  const RecoveryPlan& plan;
+  bool probe_sources;
+  std::string here;
+  std::int64_t now;
+  std::vector<PeerStatus> peers;
+  std::vector<PeerDocument> peer_docs;
+  Result<std::vector<VmInfo>> vms;
+  Result<std::vector<NetworkInfo>> networks;
+  Result<std::vector<StoragePoolInfo>> pools;
+  std::vector<HostedPlaceholderRecord> hosted;
+  std::set<std::string> defined;  // placeholders still defined in this site's providers
+  // The runs the plan's groups allow now (each group narrows them).
+  std::set<std::string> applicable;
   PlanReadiness out;
-  // What each finding concerns: the runs it would stop (or qualify).
-  const std::vector<std::string> kRecoveries = {"test", "migrate", "failover", "failback"};
-  const std::vector<std::string> kLive = {"migrate", "failover", "failback"};  // the placeholders become the VMs
-  const std::vector<std::string> kTest = {"test"};
-  const std::vector<std::string> kPlanned = {"migrate", "failback"};  // need the protected site
-  const std::vector<std::string> kFromPits = {"test", "failover"};    // recover a PIT held here
-  auto add = [&](std::string severity, std::string check, std::string message, std::string hint = {},
-                 std::vector<std::string> operations = {}) {
+
+  void add(std::string severity, std::string check, std::string message, std::string hint = {},
+           std::vector<std::string> operations = {}) {
     out.findings.push_back(
         {std::move(severity), std::move(check), std::move(message), std::move(hint), std::move(operations)});
-  };
-  // The runs the plan's groups allow now (each group narrows them).
-  std::set<std::string> applicable(readiness_operations().begin(), readiness_operations().end());
-  auto allow_only = [&](const std::vector<std::string>& ops) {
+  }
+  void allow_only(const std::vector<std::string>& ops) {
     std::set<std::string> keep;
     for (const auto& op : ops)
       if (applicable.count(op)) keep.insert(op);
     applicable = std::move(keep);
-  };
-  const std::string here = site_.identity().name;
-  const std::int64_t now = site_.now();
-
-  auto peers = site_.peer_statuses();
-  if (!peers) return peers.status();
-  auto peer_state = [&](const std::string& site) -> const PeerStatus* {
-    for (const auto& p : *peers)
+  }
+  const PeerStatus* peer_state(const std::string& site) const {
+    for (const auto& p : peers)
       if (p.record.site == site) return &p;
     return nullptr;
-  };
-  auto copies = site_.store().list_peer_copies();
-  if (!copies) return copies.status();
-  const std::vector<PeerDocument> peer_docs = parse_copies(*copies);
+  }
+};
+
+// A group a paired site protects with this site as its recovery site, as
+// one check sees it; every member refers into the check or its caller.
+struct PlanService::RecoveredCheck {
+  const std::string& group;
+  const std::string& protected_site;
+  const json& doc;  // the protected site's configuration copy (its mappings)
+  const RecoveredGroup& recovered;
+  const PeerStatus* peer;  // null: not paired here
+  bool answers() const { return peer && peer->connected; }
+};
+
+Result<PlanReadiness> PlanService::check_plan(const RecoveryPlan& plan, bool probe_sources) {
+  std::string here = site_.identity().name;
+  const std::int64_t now = site_.now();
+  EVAC_ASSIGN_OR_RETURN(auto peers, site_.peer_statuses());
+  EVAC_ASSIGN_OR_RETURN(auto copies, site_.store().list_peer_copies());
   auto vms = site_.list_vms(std::nullopt);
   auto networks = site_.list_networks(std::nullopt);
   auto pools = site_.list_storage_pools(std::nullopt);
-  auto hosted = site_.store().list_hosted_placeholders();
-  if (!hosted) return hosted.status();
-  std::set<std::string> defined;  // placeholders still defined in this site's providers
-  if (vms)
-    for (const auto& v : *vms)
-      if (v.is_placeholder) defined.insert(v.uuid);
+  EVAC_ASSIGN_OR_RETURN(auto hosted, site_.store().list_hosted_placeholders());
+  PlanCheck c{.plan = plan,
+              .probe_sources = probe_sources,
+              .here = std::move(here),
+              .now = now,
+              .peers = std::move(peers),
+              .peer_docs = parse_copies(copies),
+              .vms = std::move(vms),
+              .networks = std::move(networks),
+              .pools = std::move(pools),
+              .hosted = std::move(hosted),
+              .defined = {},
+              .applicable = std::set<std::string>(readiness_operations().begin(), readiness_operations().end()),
+              .out = {}};
+  if (c.vms)
+    for (const auto& v : *c.vms)
+      if (v.is_placeholder) c.defined.insert(v.uuid);
 
-  for (const auto& group : plan->groups) {
-    auto own = site_.store().find_group(group);
-    if (!own) return own.status();
-    if (own->has_value()) {
-      // Protected here: the plan runs at the recovery site, which holds
-      // the copies; from here, what this site knows of them.
-      const GroupRecord& g = **own;
-      allow_only({});
-      add("ok", "site", "runs of group '" + group + "' execute at its recovery site, '" + g.recovery_site + "'",
-          "check the plan there: `evac --context " + g.recovery_site + " plan check " + plan->name + "`");
-      const PeerStatus* peer = peer_state(g.recovery_site);
-      if (peer && peer->connected)
-        add("ok", "peer", "recovery site '" + g.recovery_site + "' of group '" + group + "' answers");
-      else
-        add("warning", "peer", "recovery site '" + g.recovery_site + "' of group '" + group + "' does not answer",
-            "a run executes there: check that site and the link; `evac site status`");
-      auto rep = site_.store().find_replication(group);
-      if (!rep) return rep.status();
-      if (!rep->has_value() || !(*rep)->last_pit_created_at)
-        add("error", "points-in-time", "group '" + group + "' has no point in time at its recovery site",
-            "replicate it: `evac group sync " + group + "`");
-      else if (now - *(*rep)->last_pit_created_at > g.rpo_seconds)
-        add("warning", "points-in-time",
-            "group '" + group + "''s newest point in time is " + age_text(now - *(*rep)->last_pit_created_at) +
-                " old, past its RPO of " + age_text(g.rpo_seconds),
-            "see why cycles fail: `evac group show " + group + "`, `evac events list --group " + group + "`");
-      else
-        add("ok", "points-in-time", "group '" + group + "''s newest point in time is " + age_text(now - *(*rep)->last_pit_created_at) + " old");
-      continue;
-    }
+  for (const auto& group : plan.groups) {
+    EVAC_ASSIGN_OR_RETURN(auto own, site_.store().find_group(group));
+    if (own.has_value())
+      EVAC_RETURN_IF_ERROR(check_protected_group(c, group, *own));
+    else
+      EVAC_RETURN_IF_ERROR(check_recovered_group(c, group));
+  }
+  check_callouts(c);
+  check_capacity(c);
+  EVAC_RETURN_IF_ERROR(check_ip_rules(c));
 
-    // Recovered here: everything a run needs must be at this site.
-    const PeerGroup found = find_peer_group(peer_docs, group);
-    if (!found.group) {
-      add("error", "groups", "group '" + group + "' is neither protected nor recovered here", "check the plan's groups");
-      continue;
-    }
-    const json& doc = found.peer->document;
-    const std::string& protected_site = found.peer->peer_site;
-    auto recovered = recovered_group_of(found, here);
-    if (!recovered) {
-      add("error", "groups", recovered.status().message(),
+  c.out.applicable.assign(c.applicable.begin(), c.applicable.end());
+  c.out.settle();
+  return std::move(c.out);
+}
+
+Status PlanService::check_protected_group(PlanCheck& c, const std::string& group, const GroupRecord& g) {
+  // Protected here: the plan runs at the recovery site, which holds the
+  // copies; from here, what this site knows of them.
+  c.allow_only({});
+  c.add("ok", "site", "runs of group '" + group + "' execute at its recovery site, '" + g.recovery_site + "'",
+        "check the plan there: `evac --context " + g.recovery_site + " plan check " + c.plan.name + "`");
+  const PeerStatus* peer = c.peer_state(g.recovery_site);
+  if (peer && peer->connected)
+    c.add("ok", "peer", "recovery site '" + g.recovery_site + "' of group '" + group + "' answers");
+  else
+    c.add("warning", "peer", "recovery site '" + g.recovery_site + "' of group '" + group + "' does not answer",
+          "a run executes there: check that site and the link; `evac site status`");
+  EVAC_ASSIGN_OR_RETURN(auto rep, site_.store().find_replication(group));
+  if (!rep.has_value() || !rep->last_pit_created_at)
+    c.add("error", "points-in-time", "group '" + group + "' has no point in time at its recovery site",
+          "replicate it: `evac group sync " + group + "`");
+  else if (c.now - *rep->last_pit_created_at > g.rpo_seconds)
+    c.add("warning", "points-in-time",
+          "group '" + group + "''s newest point in time is " + age_text(c.now - *rep->last_pit_created_at) +
+              " old, past its RPO of " + age_text(g.rpo_seconds),
+          "see why cycles fail: `evac group show " + group + "`, `evac events list --group " + group + "`");
+  else
+    c.add("ok", "points-in-time",
+          "group '" + group + "''s newest point in time is " + age_text(c.now - *rep->last_pit_created_at) + " old");
+  return Status::ok();
+}
+
+Status PlanService::check_recovered_group(PlanCheck& c, const std::string& group) {
+  // Recovered here: everything a run needs must be at this site.
+  const PeerGroup found = find_peer_group(c.peer_docs, group);
+  if (!found.group) {
+    c.add("error", "groups", "group '" + group + "' is neither protected nor recovered here", "check the plan's groups");
+    return Status::ok();
+  }
+  const std::string& protected_site = found.peer->peer_site;
+  auto recovered = recovered_group_of(found, c.here);
+  if (!recovered) {
+    c.add("error", "groups", recovered.status().message(),
           "fix the group at '" + protected_site + "'; its next configuration copy replaces this one");
-      continue;
-    }
-    // Recovered here already: its placeholders are the live VMs now, and
-    // what comes next is a reprotect, not another recovery.
-    auto owner = site_.ownership(group, protected_site, recovered->epoch);
-    if (!owner) return owner.status();
-    const PeerStatus* peer = peer_state(protected_site);
-    if (owner->owner == here) {
-      // Recovered here: what comes next is a reprotect, which needs the
-      // former protected site and mappings from here back to it.
-      allow_only({"reprotect"});
-      add("ok", "ownership",
-          "group '" + group + "' is live here: run " + owner->run + " recovered it (epoch " + std::to_string(owner->epoch) +
-              "); what applies now is a reprotect back to '" + protected_site + "': `evac plan reprotect " + plan->name + "`",
-          "", {"reprotect"});
-      if (peer && peer->connected)
-        add("ok", "peer", "former protected site '" + protected_site + "' answers", "", {"reprotect"});
-      else
-        add("error", "peer", "former protected site '" + protected_site + "' does not answer",
-            "a reprotect makes its copies the placeholders: bring it back (it stays fenced), then reprotect",
-            {"reprotect"});
-      std::vector<LiveVm> live;
-      for (const auto& v : recovered->vms) {
-        LiveVm vm{v.name, "", ""};
-        for (const auto& h : *hosted)
-          if (h.group == group && h.source_uuid == v.uuid) {
-            vm.provider = h.provider;
-            vm.uuid = h.uuid;
-          }
-        live.push_back(std::move(vm));
+    return Status::ok();
+  }
+  EVAC_ASSIGN_OR_RETURN(auto owner, site_.ownership(group, protected_site, recovered->epoch));
+  const RecoveredCheck g{group, protected_site, found.peer->document, *recovered, c.peer_state(protected_site)};
+  // Recovered here already: its placeholders are the live VMs now, and
+  // what comes next is a reprotect, not another recovery.
+  if (owner.owner == c.here) return check_live_group(c, g, owner);
+
+  c.allow_only(kRecoveries);
+  check_protected_site(c, g);
+  if (g.answers()) {
+    check_guest_agents(c, g);
+    check_fencing(c, g);
+    check_backup_probe(c, g);
+  }
+  check_placeholders(c, g);
+  check_mappings(c, g);
+  check_points_in_time(c, g);
+  return Status::ok();
+}
+
+Status PlanService::check_live_group(PlanCheck& c, const RecoveredCheck& g, const SiteService::Ownership& owner) {
+  // What comes next is a reprotect, which needs the former protected site
+  // and mappings from here back to it.
+  c.allow_only({"reprotect"});
+  c.add("ok", "ownership",
+        "group '" + g.group + "' is live here: run " + owner.run + " recovered it (epoch " + std::to_string(owner.epoch) +
+            "); what applies now is a reprotect back to '" + g.protected_site + "': `evac plan reprotect " +
+            c.plan.name + "`",
+        "", {"reprotect"});
+  if (g.answers())
+    c.add("ok", "peer", "former protected site '" + g.protected_site + "' answers", "", {"reprotect"});
+  else
+    c.add("error", "peer", "former protected site '" + g.protected_site + "' does not answer",
+          "a reprotect makes its copies the placeholders: bring it back (it stays fenced), then reprotect",
+          {"reprotect"});
+  std::vector<LiveVm> live;
+  for (const auto& v : g.recovered.vms) {
+    LiveVm vm{v.name, "", ""};
+    for (const auto& h : c.hosted)
+      if (h.group == g.group && h.source_uuid == v.uuid) {
+        vm.provider = h.provider;
+        vm.uuid = h.uuid;
       }
-      auto reverse = reverse_mapping_findings(*recovered, live);
-      if (!reverse) return reverse.status();
-      out.findings.insert(out.findings.end(), reverse->begin(), reverse->end());
-      continue;
-    }
-    allow_only(kRecoveries);
-    if (peer && peer->connected) {
-      add("ok", "peer", "protected site '" + protected_site + "' answers");
-    } else {
-      add("warning", "peer", "protected site '" + protected_site + "' does not answer", "test and failover run without it",
+    live.push_back(std::move(vm));
+  }
+  EVAC_ASSIGN_OR_RETURN(auto reverse, reverse_mapping_findings(g.recovered, live));
+  c.out.findings.insert(c.out.findings.end(), reverse.begin(), reverse.end());
+  return Status::ok();
+}
+
+void PlanService::check_protected_site(PlanCheck& c, const RecoveredCheck& g) {
+  if (g.answers()) {
+    c.add("ok", "peer", "protected site '" + g.protected_site + "' answers");
+  } else {
+    c.add("warning", "peer", "protected site '" + g.protected_site + "' does not answer", "test and failover run without it",
           kFromPits);
-      add("error", "peer", "protected site '" + protected_site + "' does not answer: a planned migration cannot run",
+    c.add("error", "peer", "protected site '" + g.protected_site + "' does not answer: a planned migration cannot run",
           "a migration shuts the VMs down there first; with that site lost, run failover instead", kPlanned);
-    }
+  }
+}
 
-    // The protected VMs' guest agents, where the plan waits for them: a
-    // guest without one never sends the heartbeat a run waits for.
-    if (peer && peer->connected) {
-      auto answer = site_.peer_client(protected_site).guest_agents(group);
-      auto agents = answer ? guest_agents_from_json(*answer) : Result<std::vector<ProbeOutcome>>(answer.status());
-      if (answer && !agents)
-        add("warning", "guest-agents",
-            "site '" + protected_site + "' answered the guest-agent check unreadably: " + agents.status().message(),
-            kAnswerHint);
-      if (agents) {
-        int answering = 0, waited = 0;
-        for (const auto& a : *agents) {
-          if (!plan_vm_or_default(*plan, a.vm).wait_for_guest || a.state != "running") continue;
-          ++waited;
-          if (a.ok) {
-            ++answering;
-          } else {
-            add("warning", "guest-agents",
-                "VM '" + a.vm + "' at '" + protected_site + "' does not answer its guest agent: " + a.error,
-                "install and start qemu-guest-agent in it, or set wait_for_guest: false for it in the plan");
-          }
-        }
-        if (waited > 0 && answering == waited)
-          add("ok", "guest-agents", "the guest agents of group '" + group + "''s running VMs answer at '" + protected_site + "'");
-      }
-      // After a recovery the old copy is fenced: powered off, and its disks
-      // made read-only so no one starts it by hand. Say now if they cannot be.
-      auto fence_answer =
-          site_.peer_client(protected_site).fence_check(group);
-      auto fence = fence_answer ? probe_outcome_from_json(*fence_answer, "read_only", "the fence-check answer")
-                                : Result<ProbeOutcome>(fence_answer.status());
-      if (fence_answer && !fence)
-        add("warning", "fencing",
-            "site '" + protected_site + "' answered the fence check unreadably: " + fence.status().message(), kAnswerHint);
-      else if (fence && fence->ok)
-        add("ok", "fencing", "site '" + protected_site + "' can make group '" + group + "''s disks read-only when fenced");
-      else if (fence)
-        add("warning", "fencing",
-            "site '" + protected_site + "' could not make group '" + group + "''s disks read-only when fenced: " +
-                fence->error,
-            fence->hint + (fence->hint.empty() ? "" : "; ") + "a fence there would only power the VMs off");
-      // Could the protected site read the VMs now (a backup of each running
-      // VM begun and ended there, nothing kept)? A migration's first step
-      // is a cycle; without cycles, tests and failovers get older PITs.
-      auto probe_answer = probe_sources ? site_.peer_client(protected_site).backup_probe(group)
-                                        : Result<json>(json{{"skipped", true}});
-      auto probe = probe_answer ? backup_probe_from_json(*probe_answer) : Result<BackupProbe>(probe_answer.status());
-      if (probe && probe->skipped) {
-        // A listing only glances: no backups are tried for it.
-      } else if (!probe_answer) {
-        add("warning", "backups",
-            "site '" + protected_site + "' could not be asked whether it can replicate group '" + group +
-                "' now: " + probe_answer.status().message(),
-            "an evacd older than this one there has no such probe");
-      } else if (!probe) {
-        add("warning", "backups",
-            "site '" + protected_site + "' answered the backup probe unreadably: " + probe.status().message(),
-            kAnswerHint);
-      } else if (probe->busy) {
-        add("ok", "backups", "a cycle of group '" + group + "' runs at '" + protected_site + "' now: its outcome tells");
-      } else {
-        int ok = 0, failed = 0;
-        for (const auto& v : probe->vms) {
-          if (v.ok) {
-            ++ok;
-            continue;
-          }
-          ++failed;
-          add("error", "backups",
-              "site '" + protected_site + "' cannot replicate VM '" + v.vm + "' (" + v.state + ") of group '" + group +
-                  "' now: " + v.error,
-              v.hint + (v.hint.empty() ? "" : "; ") + "a migration starts with a cycle", kPlanned);
-        }
-        if (failed > 0)
-          add("warning", "backups",
-              "group '" + group + "' gets no new point in time while that lasts: a test or failover recovers the newest one held here",
-              "", kFromPits);
-        else
-          add("ok", "backups",
-              "site '" + protected_site + "' can replicate every VM of group '" + group + "' now (" + std::to_string(ok) +
-                  " probed: a backup begun and ended, nothing kept)");
-      }
-    }
-
-    // Placeholders: each protected VM has one registered here, still defined.
-    int missing = 0;
-    for (const auto& v : recovered->vms) {
-      const std::string& vm_name = v.name;
-      const std::string& vm_uuid = v.uuid;
-      const HostedPlaceholderRecord* ph = nullptr;
-      for (const auto& h : *hosted)
-        if (h.group == group && h.source_uuid == vm_uuid) ph = &h;
-      if (!ph) {
-        ++missing;
-        add("error", "placeholders", "VM '" + vm_name + "' of group '" + group + "' has no placeholder here",
-            "protect it again at '" + protected_site + "': `evac group remove-vm " + group + " " + vm_name +
-                "` then `evac group add-vm " + group + " " + vm_name + "`",
-            kRecoveries);
-      } else if (vms && !defined.count(ph->uuid)) {
-        ++missing;
-        add("error", "placeholders",
-            "the placeholder of VM '" + vm_name + "' (" + ph->uuid + ") is no longer defined in compute provider '" +
-                ph->provider + "'",
-            "someone removed it by hand: protect the VM again at '" + protected_site + "'", kRecoveries);
-      } else if (vms) {
-        // Would it start? What a recovery powers on is this definition.
-        auto provider = site_.provider(ph->provider);
-        auto problems = provider ? (*provider)->start_problems(ph->uuid)
-                                 : Result<std::vector<std::string>>(provider.status());
-        if (!problems) {
-          add("warning", "placeholders",
-              "cannot tell whether the placeholder of VM '" + vm_name + "' would start: " + problems.status().message(),
-              problems.status().hint(), kLive);
-        } else {
-          for (const auto& p : *problems) {
-            ++missing;
-            add("error", "placeholders", "the placeholder of VM '" + vm_name + "' would not start: " + p,
-                "create or start what it names at this site, or change the mapping at '" + protected_site + "'", kLive);
-          }
-        }
-      }
-    }
-    if (!vms) add("error", "placeholders", "this site's inventory cannot be read: " + vms.status().message(), vms.status().hint());
-    else if (missing == 0)
-      add("ok", "placeholders", "every VM of group '" + group + "' has its placeholder here, and each would start");
-
-    // Mapped networks and storage of the group's protected site.
-    for (const auto& m : doc.value("mappings", json::array())) {
-      if (text_in(m, "peer_site") != here) continue;
-      const std::string kind = text_in(m, "kind"), target = text_in(m, "target");
-      if (kind == "network" && networks) {
-        auto find = [&](const std::string& n) -> const NetworkInfo* {
-          for (const auto& x : *networks)
-            if (x.name == n) return &x;
-          return nullptr;
-        };
-        const NetworkInfo* net = find(target);
-        if (!net || !net->active)
-          add("error", "networks", "network '" + target + "' (for '" + text_in(m, "source") + "') is " + (net ? "not active" : "missing") + " here",
-              "create or start it, or change the mapping at '" + protected_site + "'", kLive);
-        const std::string test = text_in(m, "test_network");
-        const NetworkInfo* tnet = find(test);
-        if (!tnet || !tnet->active)
-          add("error", "networks", "test network '" + test + "' is " + (tnet ? "not active" : "missing") + " here",
-              "create it (an isolated network, no forwarding) or change the mapping", kTest);
-        else if (!tnet->isolated)
-          add("warning", "networks",
-              "test network '" + test + "' can reach other networks (" + tnet->isolation +
-                  "): test copies could meet production addresses",
-              "use a network without forwarding, on a bridge with no uplink, for tests", kTest);
-        else if (net && net->active)
-          add("ok", "networks",
-              "networks '" + target + "' and isolated test network '" + test + "' are ready (" + tnet->isolation + ")");
-      } else if (kind == "storage" && pools) {
-        bool found = false;
-        for (const auto& p : *pools)
-          if (p.name == target && p.active) found = true;
-        if (!found)
-          add("error", "storage", "storage pool '" + target + "' is missing or inactive here",
-              "start it or change the mapping at '" + protected_site + "'");
-      }
-    }
-    if (!networks) add("error", "networks", "this site's networks cannot be listed: " + networks.status().message(), networks.status().hint());
-    if (!pools) add("error", "storage", "this site's storage pools cannot be listed: " + pools.status().message(), pools.status().hint());
-
-    // The newest point in time against the group's RPO.
-    if (!replication_) {
-      add("warning", "points-in-time", "this site does not replicate: points in time not checked");
+void PlanService::check_guest_agents(PlanCheck& c, const RecoveredCheck& g) {
+  // The protected VMs' guest agents, where the plan waits for them: a guest
+  // without one never sends the heartbeat a run waits for.
+  const std::string& site = g.protected_site;
+  auto answer = site_.peer_client(site).guest_agents(g.group);
+  auto agents = answer ? guest_agents_from_json(*answer) : Result<std::vector<ProbeOutcome>>(answer.status());
+  if (answer && !agents)
+    c.add("warning", "guest-agents",
+          "site '" + site + "' answered the guest-agent check unreadably: " + agents.status().message(), kAnswerHint);
+  if (!agents) return;
+  int answering = 0, waited = 0;
+  for (const auto& a : *agents) {
+    if (!plan_vm_or_default(c.plan, a.vm).wait_for_guest || a.state != "running") continue;
+    ++waited;
+    if (a.ok) {
+      ++answering;
     } else {
-      auto pits = replication_->pits_held_here(group);
-      const std::int64_t rpo = recovered->rpo_seconds;
-      if (!pits && pits.status().code() != StatusCode::kNotFound) {
-        add("error", "points-in-time", "the points in time of group '" + group + "' cannot be listed: " + pits.status().message(),
-            pits.status().hint());
-      } else if (!pits || pits->empty()) {
-        add("error", "points-in-time", "group '" + group + "' has no point in time here yet",
-            "replicate it at '" + protected_site + "': `evac group sync " + group + "`", kFromPits);
-      } else {
-        std::int64_t age = now - pits->back().created_at;
-        if (age > rpo)
-          add("warning", "points-in-time",
-              "group '" + group + "''s newest point in time (" + pits->back().id + ") is " + age_text(age) +
-                  " old, past its RPO of " + age_text(rpo),
-              "a recovery would lose more than the RPO allows; see `evac group show " + group + "` at '" + protected_site + "'");
-        else
-          add("ok", "points-in-time", "group '" + group + "''s newest point in time (" + pits->back().id + ") is " + age_text(age) + " old");
+      c.add("warning", "guest-agents", "VM '" + a.vm + "' at '" + site + "' does not answer its guest agent: " + a.error,
+            "install and start qemu-guest-agent in it, or set wait_for_guest: false for it in the plan");
+    }
+  }
+  if (waited > 0 && answering == waited)
+    c.add("ok", "guest-agents", "the guest agents of group '" + g.group + "''s running VMs answer at '" + site + "'");
+}
+
+void PlanService::check_fencing(PlanCheck& c, const RecoveredCheck& g) {
+  // After a recovery the old copy is fenced: powered off, and its disks made
+  // read-only so no one starts it by hand. Say now if they cannot be.
+  const std::string& site = g.protected_site;
+  auto answer = site_.peer_client(site).fence_check(g.group);
+  auto fence = answer ? probe_outcome_from_json(*answer, "read_only", "the fence-check answer")
+                      : Result<ProbeOutcome>(answer.status());
+  if (answer && !fence)
+    c.add("warning", "fencing", "site '" + site + "' answered the fence check unreadably: " + fence.status().message(),
+          kAnswerHint);
+  else if (fence && fence->ok)
+    c.add("ok", "fencing", "site '" + site + "' can make group '" + g.group + "''s disks read-only when fenced");
+  else if (fence)
+    c.add("warning", "fencing",
+          "site '" + site + "' could not make group '" + g.group + "''s disks read-only when fenced: " + fence->error,
+          fence->hint + (fence->hint.empty() ? "" : "; ") + "a fence there would only power the VMs off");
+}
+
+void PlanService::check_backup_probe(PlanCheck& c, const RecoveredCheck& g) {
+  // Could the protected site read the VMs now (a backup of each running VM
+  // begun and ended there, nothing kept)? A migration's first step is a
+  // cycle; without cycles, tests and failovers get older PITs.
+  const std::string& site = g.protected_site;
+  const std::string& group = g.group;
+  auto answer = c.probe_sources
+                    ? site_.peer_client(site).backup_probe(group)
+                    : Result<json>(json{{"skipped", true}});
+  auto probe = answer ? backup_probe_from_json(*answer) : Result<BackupProbe>(answer.status());
+  if (probe && probe->skipped) {
+    // A listing only glances: no backups are tried for it.
+  } else if (!answer) {
+    c.add("warning", "backups",
+          "site '" + site + "' could not be asked whether it can replicate group '" + group +
+              "' now: " + answer.status().message(),
+          "an evacd older than this one there has no such probe");
+  } else if (!probe) {
+    c.add("warning", "backups", "site '" + site + "' answered the backup probe unreadably: " + probe.status().message(),
+          kAnswerHint);
+  } else if (probe->busy) {
+    c.add("ok", "backups", "a cycle of group '" + group + "' runs at '" + site + "' now: its outcome tells");
+  } else {
+    int ok = 0, failed = 0;
+    for (const auto& v : probe->vms) {
+      if (v.ok) {
+        ++ok;
+        continue;
+      }
+      ++failed;
+      c.add("error", "backups",
+            "site '" + site + "' cannot replicate VM '" + v.vm + "' (" + v.state + ") of group '" + group +
+                "' now: " + v.error,
+            v.hint + (v.hint.empty() ? "" : "; ") + "a migration starts with a cycle", kPlanned);
+    }
+    if (failed > 0)
+      c.add("warning", "backups",
+            "group '" + group + "' gets no new point in time while that lasts: a test or failover recovers the newest one held here",
+            "", kFromPits);
+    else
+      c.add("ok", "backups",
+            "site '" + site + "' can replicate every VM of group '" + group + "' now (" + std::to_string(ok) +
+                " probed: a backup begun and ended, nothing kept)");
+  }
+}
+
+void PlanService::check_placeholders(PlanCheck& c, const RecoveredCheck& g) {
+  // Each protected VM has one registered here, still defined, that would
+  // start: what a recovery powers on is this definition.
+  const std::string& group = g.group;
+  int missing = 0;
+  for (const auto& v : g.recovered.vms) {
+    const HostedPlaceholderRecord* ph = nullptr;
+    for (const auto& h : c.hosted)
+      if (h.group == group && h.source_uuid == v.uuid) ph = &h;
+    if (!ph) {
+      ++missing;
+      c.add("error", "placeholders", "VM '" + v.name + "' of group '" + group + "' has no placeholder here",
+            "protect it again at '" + g.protected_site + "': `evac group remove-vm " + group + " " + v.name +
+                "` then `evac group add-vm " + group + " " + v.name + "`",
+            kRecoveries);
+    } else if (c.vms && !c.defined.count(ph->uuid)) {
+      ++missing;
+      c.add("error", "placeholders",
+            "the placeholder of VM '" + v.name + "' (" + ph->uuid + ") is no longer defined in compute provider '" +
+                ph->provider + "'",
+            "someone removed it by hand: protect the VM again at '" + g.protected_site + "'", kRecoveries);
+    } else if (c.vms) {
+      auto provider = site_.provider(ph->provider);
+      auto problems =
+          provider ? (*provider)->start_problems(ph->uuid) : Result<std::vector<std::string>>(provider.status());
+      if (!problems) {
+        c.add("warning", "placeholders",
+              "cannot tell whether the placeholder of VM '" + v.name + "' would start: " + problems.status().message(),
+              problems.status().hint(), kLive);
+        continue;
+      }
+      for (const auto& p : *problems) {
+        ++missing;
+        c.add("error", "placeholders", "the placeholder of VM '" + v.name + "' would not start: " + p,
+              "create or start what it names at this site, or change the mapping at '" + g.protected_site + "'", kLive);
       }
     }
   }
+  if (!c.vms)
+    c.add("error", "placeholders", "this site's inventory cannot be read: " + c.vms.status().message(),
+          c.vms.status().hint());
+  else if (missing == 0)
+    c.add("ok", "placeholders", "every VM of group '" + group + "' has its placeholder here, and each would start");
+}
 
+void PlanService::check_mappings(PlanCheck& c, const RecoveredCheck& g) {
+  // The networks and storage pools the protected site's mappings name here.
+  for (const auto& m : g.doc.value("mappings", json::array())) {
+    if (text_in(m, "peer_site") != c.here) continue;
+    const std::string kind = text_in(m, "kind"), target = text_in(m, "target");
+    if (kind == "network" && c.networks) {
+      check_network_mapping(c, g, m);
+    } else if (kind == "storage" && c.pools) {
+      bool found = false;
+      for (const auto& p : *c.pools)
+        if (p.name == target && p.active) found = true;
+      if (!found)
+        c.add("error", "storage", "storage pool '" + target + "' is missing or inactive here",
+              "start it or change the mapping at '" + g.protected_site + "'");
+    }
+  }
+  if (!c.networks)
+    c.add("error", "networks", "this site's networks cannot be listed: " + c.networks.status().message(),
+          c.networks.status().hint());
+  if (!c.pools)
+    c.add("error", "storage", "this site's storage pools cannot be listed: " + c.pools.status().message(),
+          c.pools.status().hint());
+}
+
+void PlanService::check_network_mapping(PlanCheck& c, const RecoveredCheck& g, const json& m) {
+  auto find = [&](const std::string& n) -> const NetworkInfo* {
+    for (const auto& x : *c.networks)
+      if (x.name == n) return &x;
+    return nullptr;
+  };
+  const std::string target = text_in(m, "target");
+  const NetworkInfo* net = find(target);
+  if (!net || !net->active)
+    c.add("error", "networks",
+          "network '" + target + "' (for '" + text_in(m, "source") + "') is " + (net ? "not active" : "missing") + " here",
+          "create or start it, or change the mapping at '" + g.protected_site + "'", kLive);
+  const std::string test = text_in(m, "test_network");
+  const NetworkInfo* tnet = find(test);
+  if (!tnet || !tnet->active)
+    c.add("error", "networks", "test network '" + test + "' is " + (tnet ? "not active" : "missing") + " here",
+          "create it (an isolated network, no forwarding) or change the mapping", kTest);
+  else if (!tnet->isolated)
+    c.add("warning", "networks",
+          "test network '" + test + "' can reach other networks (" + tnet->isolation +
+              "): test copies could meet production addresses",
+          "use a network without forwarding, on a bridge with no uplink, for tests", kTest);
+  else if (net && net->active)
+    c.add("ok", "networks",
+          "networks '" + target + "' and isolated test network '" + test + "' are ready (" + tnet->isolation + ")");
+}
+
+void PlanService::check_points_in_time(PlanCheck& c, const RecoveredCheck& g) {
+  // The newest point in time held here against the group's RPO.
+  const std::string& group = g.group;
+  if (!replication_) {
+    c.add("warning", "points-in-time", "this site does not replicate: points in time not checked");
+    return;
+  }
+  auto pits = replication_->pits_held_here(group);
+  const std::int64_t rpo = g.recovered.rpo_seconds;
+  if (!pits && pits.status().code() != StatusCode::kNotFound) {
+    c.add("error", "points-in-time",
+          "the points in time of group '" + group + "' cannot be listed: " + pits.status().message(),
+          pits.status().hint());
+  } else if (!pits || pits->empty()) {
+    c.add("error", "points-in-time", "group '" + group + "' has no point in time here yet",
+          "replicate it at '" + g.protected_site + "': `evac group sync " + group + "`", kFromPits);
+  } else {
+    std::int64_t age = c.now - pits->back().created_at;
+    if (age > rpo)
+      c.add("warning", "points-in-time",
+            "group '" + group + "''s newest point in time (" + pits->back().id + ") is " + age_text(age) +
+                " old, past its RPO of " + age_text(rpo),
+            "a recovery would lose more than the RPO allows; see `evac group show " + group + "` at '" +
+                g.protected_site + "'");
+    else
+      c.add("ok", "points-in-time",
+            "group '" + group + "''s newest point in time (" + pits->back().id + ") is " + age_text(age) + " old");
+  }
+}
+
+void PlanService::check_callouts(PlanCheck& c) {
   // Host commands of callouts: present and executable on this host.
-  for (const auto& v : plan->vms)
+  for (const auto& v : c.plan.vms)
     for (const auto* list : {&v.before_power_on, &v.after_power_on})
       for (const auto& a : *list)
         if (a.kind == PlanAction::Kind::kHostCommand && !a.command.empty()) {
           if (command_available(a.command.front()))
-            add("ok", "callouts", "VM '" + v.vm + "': '" + a.command.front() + "' is installed");
+            c.add("ok", "callouts", "VM '" + v.vm + "': '" + a.command.front() + "' is installed");
           else
-            add("error", "callouts", "VM '" + v.vm + "': command '" + a.command.front() + "' is not found or not executable here",
-                "install it on this evacd host, or change the plan");
+            c.add("error", "callouts",
+                  "VM '" + v.vm + "': command '" + a.command.front() + "' is not found or not executable here",
+                  "install it on this evacd host, or change the plan");
         }
+}
 
-  // Capacity: the memory of every VM the plan powers on at each compute
-  // provider here (a test needs as much as a recovery), against what that
-  // host has free now.
-  if (vms) {
-    std::map<std::string, std::uint64_t> needed_kib;
-    std::map<std::string, int> count;
-    for (const auto& group : plan->groups)
-      for (const auto& h : *hosted)
-        if (h.group == group)
-          for (const auto& v : *vms)
-            if (v.uuid == h.uuid && v.is_placeholder) {
-              needed_kib[v.provider] += v.memory_kib;
-              ++count[v.provider];
-            }
-    for (const auto& [provider_name, kib] : needed_kib) {
-      auto provider = site_.provider(provider_name);
-      auto capacity = provider ? (*provider)->host_capacity() : Result<ComputeProvider::HostCapacity>(provider.status());
-      const std::string need = std::to_string(kib / 1024) + " MiB for " + std::to_string(count[provider_name]) + " VMs";
-      if (!capacity) {
-        add("warning", "capacity", "compute provider '" + provider_name + "' cannot tell its free memory (" +
+void PlanService::check_capacity(PlanCheck& c) {
+  // The memory of every VM the plan powers on at each compute provider here
+  // (a test needs as much as a recovery), against what that host has free
+  // now. Unreadable inventory: the placeholders check has said so.
+  if (!c.vms) return;
+  std::map<std::string, std::uint64_t> needed_kib;
+  std::map<std::string, int> count;
+  for (const auto& group : c.plan.groups)
+    for (const auto& h : c.hosted)
+      if (h.group == group)
+        for (const auto& v : *c.vms)
+          if (v.uuid == h.uuid && v.is_placeholder) {
+            needed_kib[v.provider] += v.memory_kib;
+            ++count[v.provider];
+          }
+  for (const auto& [provider_name, kib] : needed_kib) {
+    auto provider = site_.provider(provider_name);
+    auto capacity = provider ? (*provider)->host_capacity() : Result<ComputeProvider::HostCapacity>(provider.status());
+    const std::string need = std::to_string(kib / 1024) + " MiB for " + std::to_string(count[provider_name]) + " VMs";
+    if (!capacity) {
+      c.add("warning", "capacity", "compute provider '" + provider_name + "' cannot tell its free memory (" +
                                        capacity.status().message() + "); the plan's VMs need " + need,
             "", kRecoveries);
-      } else if (kib > capacity->memory_free_kib) {
-        // libvirt has no admission control and Linux overcommits: the run
-        // would power the VMs on, and the guests would meet the OOM killer
-        // as they fill their memory. A warning that says so, not a failure
-        // the run would not have.
-        add("warning", "capacity",
-            "compute provider '" + provider_name + "' has " + std::to_string(capacity->memory_free_kib / 1024) +
-                " MiB free; the plan's VMs need " + need +
+      continue;
+    }
+    const std::string has =
+        "compute provider '" + provider_name + "' has " + std::to_string(capacity->memory_free_kib / 1024) + " MiB free";
+    if (kib > capacity->memory_free_kib) {
+      // libvirt has no admission control and Linux overcommits: the run
+      // would power the VMs on, and the guests would meet the OOM killer as
+      // they fill their memory. A warning that says so, not a failure the
+      // run would not have.
+      c.add("warning", "capacity",
+            has + "; the plan's VMs need " + need +
                 ": they would start, overcommitted, and risk the host's OOM killer as they use their memory",
             "free memory there, or map the compute provider to a larger host", kRecoveries);
-      } else if (kib * 10 > capacity->memory_free_kib * 9) {
-        add("warning", "capacity",
-            "compute provider '" + provider_name + "' has " + std::to_string(capacity->memory_free_kib / 1024) +
-                " MiB free; the plan's VMs need " + need + ": less than 10% would be left",
-            "", kRecoveries);
-      } else {
-        add("ok", "capacity",
-            "compute provider '" + provider_name + "' has " + std::to_string(capacity->memory_free_kib / 1024) +
-                " MiB free of " + std::to_string(capacity->memory_total_kib / 1024) + "; the plan's VMs need " + need,
-            "", kRecoveries);
-      }
+    } else if (kib * 10 > capacity->memory_free_kib * 9) {
+      c.add("warning", "capacity", has + "; the plan's VMs need " + need + ": less than 10% would be left", "",
+            kRecoveries);
+    } else {
+      c.add("ok", "capacity",
+            has + " of " + std::to_string(capacity->memory_total_kib / 1024) + "; the plan's VMs need " + need, "",
+            kRecoveries);
     }
   }
+}
 
+Status PlanService::check_ip_rules(PlanCheck& c) {
   // IP rules a run could not apply: checked again here, since the
   // placeholders (and their networks) may have changed since the plan was
   // saved.
-  if (!plan->ip_rules.empty()) {
-    auto ip_problems = ip_rule_problems(*plan);
-    if (!ip_problems) return ip_problems.status();
-    for (const auto& problem : *ip_problems)
-      add("error", "ip-rules", problem,
+  if (c.plan.ip_rules.empty()) return Status::ok();
+  EVAC_ASSIGN_OR_RETURN(auto problems, ip_rule_problems(c.plan));
+  for (const auto& problem : problems)
+    c.add("error", "ip-rules", problem,
           "wait for the VM's guest (wait_for_guest: 5m) or fix the rule's network; `evac apply -f` the plan",
           kRecoveries);
-    if (ip_problems->empty())
-      add("ok", "ip-rules",
-          std::to_string(plan->ip_rules.size()) + " IP rule(s): every VM on a re-addressed network is waited for",
-          "", kRecoveries);
-  }
-
-  out.applicable.assign(applicable.begin(), applicable.end());
-  out.settle();
-  return out;
+  if (problems.empty())
+    c.add("ok", "ip-rules",
+          std::to_string(c.plan.ip_rules.size()) + " IP rule(s): every VM on a re-addressed network is waited for", "",
+          kRecoveries);
+  return Status::ok();
 }
 
 }  // namespace evac

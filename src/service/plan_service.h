@@ -161,6 +161,41 @@ class PlanService {
   Result<PlanNetworks> plan_networks(const RecoveryPlan& plan);
   Result<std::vector<std::string>> group_vm_names(const std::string& group, const std::vector<PeerDocument>& peer_docs);
 
+  // The parts of check_plan, one per kind of finding, each appending its
+  // findings to the check (and narrowing the runs that apply) in the order
+  // check_plan calls them. A Status return fails the whole check: only
+  // this site's store and its own queries do that, never a finding.
+  struct PlanCheck;       // one check under way (plan_service.cc)
+  struct RecoveredCheck;  // a group recovered here, as one check sees it
+  // A group protected here: runs execute at its recovery site; does that site answer and hold a fresh PIT?
+  Status check_protected_group(PlanCheck& c, const std::string& group, const GroupRecord& g);
+  // A group a paired site protects: finds it in that site's copy, then the parts below (or check_live_group).
+  Status check_recovered_group(PlanCheck& c, const std::string& group);
+  // A group live here after a recovery: only a reprotect applies; the former protected site and mappings back.
+  Status check_live_group(PlanCheck& c, const RecoveredCheck& g, const SiteService::Ownership& owner);
+  // Does the protected site answer? Planned runs need it; test and failover do not.
+  void check_protected_site(PlanCheck& c, const RecoveredCheck& g);
+  // The guest agents of the running VMs the plan waits for, asked of the protected site (it answers).
+  void check_guest_agents(PlanCheck& c, const RecoveredCheck& g);
+  // Can the protected site (it answers) make the group's disks read-only when fenced?
+  void check_fencing(PlanCheck& c, const RecoveredCheck& g);
+  // Could the protected site (it answers) back the VMs up now? Asked only when the check probes.
+  void check_backup_probe(PlanCheck& c, const RecoveredCheck& g);
+  // Every VM has a placeholder here, still defined, that would start.
+  void check_placeholders(PlanCheck& c, const RecoveredCheck& g);
+  // The networks and storage pools the protected site's mappings name here.
+  void check_mappings(PlanCheck& c, const RecoveredCheck& g);
+  // One network mapping `m`: its target active, its test network active and isolated.
+  void check_network_mapping(PlanCheck& c, const RecoveredCheck& g, const nlohmann::json& m);
+  // The newest point in time held here against the group's RPO.
+  void check_points_in_time(PlanCheck& c, const RecoveredCheck& g);
+  // The host commands of the plan's callouts are installed here.
+  void check_callouts(PlanCheck& c);
+  // The memory the plan's placeholders need at each compute provider against what it has free.
+  void check_capacity(PlanCheck& c);
+  // The plan's IP rules can all be applied by a run (ip_rule_problems, checked again now).
+  Status check_ip_rules(PlanCheck& c);
+
   SiteService& site_;
   ReplicationService* replication_;
 };

@@ -58,101 +58,133 @@ std::string text_of(const json& j) {
   return j.dump();
 }
 
-}  // namespace
+json run_section(const RunRow& run) {
+  return {{"id", run.id},
+          {"plan", run.plan},
+          {"operation", run.operation},
+          {"state", run.state},
+          {"started_by", run.started_by},
+          {"started_at", iso_time_ms(run.created_at * 1000)},
+          {"ended_at", run.ended_at ? json(iso_time_ms(*run.ended_at * 1000)) : json()},
+          {"error", run.error}};
+}
 
-json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
-  json report;
-  report["run"] = {{"id", run.id},
-                   {"plan", run.plan},
-                   {"operation", run.operation},
-                   {"state", run.state},
-                   {"started_by", run.started_by},
-                   {"started_at", iso_time_ms(run.created_at * 1000)},
-                   {"ended_at", run.ended_at ? json(iso_time_ms(*run.ended_at * 1000)) : json()},
-                   {"error", run.error}};
-
+// The span the achieved RTO measures: from the first step's start to the
+// end of the last step that passed and ends the RTO (power-on, heartbeat,
+// check).
+struct RtoSpan {
   std::optional<std::int64_t> first, last_milestone;
-  for (const auto& s : steps) {
-    if (s.started_at_ms) first = first ? std::min(*first, *s.started_at_ms) : *s.started_at_ms;
-    if (s.state == engine::StepState::kSucceeded && engine::step_kind_info(s.spec.kind).ends_rto && s.ended_at_ms)
-      last_milestone = last_milestone ? std::max(*last_milestone, *s.ended_at_ms) : *s.ended_at_ms;
-  }
-  const bool finished = run.state == "succeeded";
-  if (first && last_milestone && finished) {
-    double secs = static_cast<double>(*last_milestone - *first) / 1000.0;
-    report["rto"] = {{"seconds", secs}, {"text", seconds_text(secs)}, {"from", iso_time_ms(*first)},
-                     {"to", iso_time_ms(*last_milestone)}};
-  } else {
-    report["rto"] = {{"seconds", nullptr},
-                     {"text", finished ? "no VM was powered on" : "not achieved: the run " + run.state}};
-  }
+};
 
-  // The recovered PIT of each group: chosen at the start (test, failover)
-  // or by the promote step (migrate, failback).
+RtoSpan rto_span(const std::vector<engine::Step>& steps) {
+  RtoSpan span;
+  for (const auto& s : steps) {
+    if (s.started_at_ms) span.first = span.first ? std::min(*span.first, *s.started_at_ms) : *s.started_at_ms;
+    if (s.state == engine::StepState::kSucceeded && engine::step_kind_info(s.spec.kind).ends_rto && s.ended_at_ms)
+      span.last_milestone = span.last_milestone ? std::max(*span.last_milestone, *s.ended_at_ms) : *s.ended_at_ms;
+  }
+  return span;
+}
+
+// Only a run that succeeded achieved an RTO.
+json rto_section(const RunRow& run, const RtoSpan& span) {
+  const bool finished = run.state == "succeeded";
+  if (span.first && span.last_milestone && finished) {
+    double secs = static_cast<double>(*span.last_milestone - *span.first) / 1000.0;
+    return {{"seconds", secs}, {"text", seconds_text(secs)}, {"from", iso_time_ms(*span.first)},
+            {"to", iso_time_ms(*span.last_milestone)}};
+  }
+  return {{"seconds", nullptr}, {"text", finished ? "no VM was powered on" : "not achieved: the run " + run.state}};
+}
+
+// The PIT group `g` (an entry of the run's groups) recovered: chosen at the
+// start (test, failover) or by the promote step (migrate, failback), with
+// the instant it captures.
+json recovered_pit(const json& g, const std::vector<engine::Step>& steps) {
+  const std::string name = g.value("name", "");
+  json entry = {{"group", name},
+                {"pit", g.value("pit", "")},
+                {"pit_created_at", g.value("pit_created_at", json())},
+                {"pit_created_at_ms", g.value("pit_created_at_ms", json())}};
+  for (const auto& s : steps)
+    if (s.spec.kind == engine::StepKind::kPromote && s.spec.params.value("group", "") == name && s.result.is_object()) {
+      entry["pit"] = s.result.value("pit", entry["pit"].get<std::string>());
+      for (const char* key : {"pit_created_at", "pit_created_at_ms"})
+        if (s.result.contains(key)) entry[key] = s.result[key];
+    }
+  return entry;
+}
+
+// The recovered instant to the millisecond (runs recorded before it: the
+// second), from a recovered_pit entry.
+std::optional<std::int64_t> recovered_instant_ms(const json& entry) {
+  if (entry["pit_created_at_ms"].is_number_integer()) return entry["pit_created_at_ms"].get<std::int64_t>();
+  if (entry["pit_created_at"].is_number_integer()) return entry["pit_created_at"].get<std::int64_t>() * 1000;
+  return std::nullopt;
+}
+
+// The achieved RPO of one group into its entry: what the operation loses
+// at most, measured from the recovered instant.
+void set_rpo(json& entry, const RunRow& run, const json& g, std::optional<std::int64_t> instant_ms,
+             std::int64_t start_ms) {
+  const json& seen = g.contains("protected_last_seen_ms") ? g["protected_last_seen_ms"] : json();
+  // A failback starts with a planned migration back: the same final sync.
+  if (run.operation == "migrate" || run.operation == "failback") {
+    entry["seconds"] = 0;
+    entry["text"] = "0 s: the final sync ran after the VMs were shut down";
+  } else if (run.operation == "failover" && instant_ms && seen.is_number_integer()) {
+    // Every write acknowledged before the instant is recovered; what the
+    // protected site took after it, until it was last heard from, is lost.
+    const std::int64_t seen_ms = seen.get<std::int64_t>();
+    const double window = static_cast<double>(std::max<std::int64_t>(0, seen_ms - *instant_ms)) / 1000.0;
+    const std::string site = g.value("protected_site", std::string("the protected site"));
+    char text[96];
+    std::snprintf(text, sizeof text, "at most %.3f s of writes", window);
+    entry["protected_site_last_seen"] = iso_time_ms(seen_ms);
+    entry["protected_site_last_seen_ms"] = seen_ms;
+    entry["loss_window_seconds"] = window;
+    entry["seconds"] = window;
+    entry["text"] = std::string(text) + ": from the recovered instant " + iso_time_ms(*instant_ms) + " to " + site +
+                    "'s last contact " + iso_time_ms(seen_ms) +
+                    " (writes it took after that, had it run on unseen, are beyond what this site can know)";
+  } else if (instant_ms) {
+    double age = static_cast<double>(start_ms - *instant_ms) / 1000.0;
+    entry["seconds"] = age;
+    entry["text"] = seconds_text(age) + " (the PIT's age when the run started)";
+  } else {
+    entry["seconds"] = nullptr;
+    entry["text"] = run.operation == "cleanup" ? "not applicable" : "unknown: no PIT was recovered";
+  }
+}
+
+// One entry per group of the run: its recovered PIT and achieved RPO.
+json rpo_section(const RunRow& run, const std::vector<engine::Step>& steps, std::int64_t start_ms) {
   json rpo = json::array();
   auto groups = parse_json_or_discarded(run.groups);
-  const std::int64_t start_ms = first ? *first : run.created_at * 1000;
-  if (groups.is_array()) {
-    for (const auto& g : groups) {
-      std::string name = g.value("name", "");
-      json entry = {{"group", name},
-                    {"pit", g.value("pit", "")},
-                    {"pit_created_at", g.value("pit_created_at", json())},
-                    {"pit_created_at_ms", g.value("pit_created_at_ms", json())}};
-      for (const auto& s : steps)
-        if (s.spec.kind == engine::StepKind::kPromote && s.spec.params.value("group", "") == name && s.result.is_object()) {
-          entry["pit"] = s.result.value("pit", entry["pit"].get<std::string>());
-          for (const char* key : {"pit_created_at", "pit_created_at_ms"})
-            if (s.result.contains(key)) entry[key] = s.result[key];
-        }
-      // The recovered instant to the millisecond (runs recorded before it: the second).
-      std::optional<std::int64_t> instant_ms;
-      if (entry["pit_created_at_ms"].is_number_integer()) instant_ms = entry["pit_created_at_ms"].get<std::int64_t>();
-      else if (entry["pit_created_at"].is_number_integer()) instant_ms = entry["pit_created_at"].get<std::int64_t>() * 1000;
-      entry["pit_instant"] = instant_ms ? json(iso_time_ms(*instant_ms)) : json();
-      const json& seen = g.contains("protected_last_seen_ms") ? g["protected_last_seen_ms"] : json();
-      // A failback starts with a planned migration back: the same final sync.
-      if (run.operation == "migrate" || run.operation == "failback") {
-        entry["seconds"] = 0;
-        entry["text"] = "0 s: the final sync ran after the VMs were shut down";
-      } else if (run.operation == "failover" && instant_ms && seen.is_number_integer()) {
-        // Every write acknowledged before the instant is recovered; what the
-        // protected site took after it, until it was last heard from, is lost.
-        const std::int64_t seen_ms = seen.get<std::int64_t>();
-        const double window = static_cast<double>(std::max<std::int64_t>(0, seen_ms - *instant_ms)) / 1000.0;
-        const std::string site = g.value("protected_site", std::string("the protected site"));
-        char text[96];
-        std::snprintf(text, sizeof text, "at most %.3f s of writes", window);
-        entry["protected_site_last_seen"] = iso_time_ms(seen_ms);
-        entry["protected_site_last_seen_ms"] = seen_ms;
-        entry["loss_window_seconds"] = window;
-        entry["seconds"] = window;
-        entry["text"] = std::string(text) + ": from the recovered instant " + iso_time_ms(*instant_ms) + " to " + site +
-                        "'s last contact " + iso_time_ms(seen_ms) +
-                        " (writes it took after that, had it run on unseen, are beyond what this site can know)";
-      } else if (instant_ms) {
-        double age = static_cast<double>(start_ms - *instant_ms) / 1000.0;
-        entry["seconds"] = age;
-        entry["text"] = seconds_text(age) + " (the PIT's age when the run started)";
-      } else {
-        entry["seconds"] = nullptr;
-        entry["text"] = run.operation == "cleanup" ? "not applicable" : "unknown: no PIT was recovered";
-      }
-      rpo.push_back(entry);
-    }
+  if (!groups.is_array()) return rpo;
+  for (const auto& g : groups) {
+    json entry = recovered_pit(g, steps);
+    const std::optional<std::int64_t> instant_ms = recovered_instant_ms(entry);
+    entry["pit_instant"] = instant_ms ? json(iso_time_ms(*instant_ms)) : json();
+    set_rpo(entry, run, g, instant_ms, start_ms);
+    rpo.push_back(entry);
   }
-  report["rpo"] = rpo;
+  return rpo;
+}
 
-  // How many steps ended how: an "unreached" step (best effort, its target
-  // could not be reached) is an outcome of its own, never a success.
+// How many steps ended how: an "unreached" step (best effort, its target
+// could not be reached) is an outcome of its own, never a success.
+json step_counts(const std::vector<engine::Step>& steps) {
   json counts = json::object();
   for (const auto& s : steps) {
     const std::string state(engine::step_state_name(s.state));
     counts[state] = counts.value(state, 0) + 1;
   }
-  report["step_counts"] = counts;
+  return counts;
+}
 
-  report["steps"] = json::array();
+json steps_section(const std::vector<engine::Step>& steps) {
+  json out = json::array();
   for (const auto& s : steps) {
     json j = {{"idx", s.idx},
               {"name", s.spec.name},
@@ -165,8 +197,21 @@ json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
                                                           : json()},
               {"error", s.error},
               {"result", s.result}};
-    report["steps"].push_back(std::move(j));
+    out.push_back(std::move(j));
   }
+  return out;
+}
+
+}  // namespace
+
+json run_report(const RunRow& run, const std::vector<engine::Step>& steps) {
+  json report;
+  report["run"] = run_section(run);
+  const RtoSpan span = rto_span(steps);
+  report["rto"] = rto_section(run, span);
+  report["rpo"] = rpo_section(run, steps, span.first ? *span.first : run.created_at * 1000);
+  report["step_counts"] = step_counts(steps);
+  report["steps"] = steps_section(steps);
   auto plan = parse_json_or_discarded(run.plan_document);
   report["plan"] = plan.is_discarded() ? json() : plan;
   report["ip_customization"] = ip_customization(report["plan"], steps);
