@@ -319,6 +319,131 @@ std::string encode_batch(const std::string& disk_key, const std::vector<BlockRec
   return out;
 }
 
+namespace {
+
+// One entry of a batch's block table, as far as decoding needs it past the
+// table (the offset and hash go straight into the DecodedBlock).
+struct TableEntry {
+  std::uint64_t raw_len;
+  std::uint64_t stored;
+  std::uint8_t encoding;
+  const char* check;
+};
+
+std::string block_where(std::uint64_t offset, const std::string& disk_key) {
+  return "block at offset " + std::to_string(offset) + " of disk " + disk_key;
+}
+
+// The head after the magic: the disk key into `out`, and the block count,
+// bounded by what the rest of the batch can hold. `total`: the batch's size.
+Status read_batch_head(Reader& body, std::size_t total, DecodedBatch& out, std::uint32_t& count) {
+  const char* p = nullptr;
+  std::uint32_t key_len = 0;
+  if (!body.u32(&key_len)) return malformed_batch("truncated in the disk key length");
+  if (key_len == 0 || key_len > kMaxDiskKeyLength) {
+    return malformed_batch("disk key length " + std::to_string(key_len) + " is out of range");
+  }
+  if (!body.take(key_len, &p)) {
+    return malformed_batch("disk key length " + std::to_string(key_len) + " runs past the end of the batch");
+  }
+  out.disk_key.assign(p, key_len);
+  if (!body.u32(&count)) return malformed_batch("truncated in the block count of disk " + out.disk_key);
+  // Every block needs at least its table entry and one byte: a count that
+  // cannot fit is rejected before anything is allocated for it.
+  if (count > body.remaining() / (kBlockHeaderLen + 1)) {
+    return malformed_batch("block count " + std::to_string(count) + " of disk " + out.disk_key +
+                           " does not fit in the batch's " + std::to_string(total) + " bytes");
+  }
+  return Status::ok();
+}
+
+// One table entry, checked on its own: alignment, length, encoding and
+// stored length. Adds to `data_len` (all blocks decoded, bounded by
+// kMaxBatchDataBytes) and, for a compressed block, `decompressed_len`.
+Status read_table_entry(Reader& body, std::uint32_t i, const std::string& disk_key, DecodedBlock& rec, TableEntry& e,
+                        std::uint64_t& data_len, std::size_t& decompressed_len) {
+  const char* header = nullptr;
+  if (!body.take(kBlockHeaderLen, &header)) {
+    return malformed_batch("truncated in the header of block " + std::to_string(i) + " of disk " + disk_key);
+  }
+  rec.offset = load_le(header, 8);
+  e.raw_len = load_le(header + 8, 4);
+  e.stored = load_le(header + 12, 4);
+  e.encoding = static_cast<std::uint8_t>(header[16]);
+  std::memcpy(rec.hash.data(), header + 17, kHashLen);
+  e.check = header + 17 + kHashLen;
+  auto where = [&] { return block_where(rec.offset, disk_key); };
+  if (rec.offset % kBlockSize != 0) return malformed_batch(where() + " is not aligned to the block size");
+  if (e.raw_len == 0 || e.raw_len > kBlockSize) {
+    return malformed_batch(where() + " has an invalid length of " + std::to_string(e.raw_len) + " bytes");
+  }
+  if (rec.offset > UINT64_MAX - e.raw_len) return malformed_batch(where() + " ends beyond the largest disk offset");
+  data_len += e.raw_len;  // at most 2^32 entries of at most kBlockSize: no overflow
+  if (data_len > kMaxBatchDataBytes) {
+    return malformed_batch("the blocks of disk " + disk_key + " would decode to more than " +
+                           std::to_string(kMaxBatchDataBytes) + " bytes, the most one batch holds");
+  }
+  if (e.encoding == kEncodingRaw) {
+    if (e.stored != e.raw_len) {
+      return malformed_batch(where() + " is stored raw but its stored length " + std::to_string(e.stored) +
+                             " differs from its length " + std::to_string(e.raw_len));
+    }
+  } else if (e.encoding == kEncodingZstd) {
+    if (e.stored == 0 || e.stored >= e.raw_len) {
+      return malformed_batch(where() + " has an invalid compressed length of " + std::to_string(e.stored) + " bytes");
+    }
+    decompressed_len += e.raw_len;
+  } else {
+    return malformed_batch(where() + " has an unknown encoding " + std::to_string(e.encoding));
+  }
+  return Status::ok();
+}
+
+// The stored bytes of every block, checked block by block: raw blocks point
+// into the batch, compressed ones are decompressed into `out.decompressed`
+// (and their stored bytes collected in `compressed` for the trailing sum).
+Status read_block_data(Reader& body, const std::vector<TableEntry>& entries, DecodedBatch& out,
+                       std::size_t decompressed_len, std::vector<std::string_view>& compressed) {
+  if (decompressed_len != 0) out.decompressed = std::make_unique_for_overwrite<char[]>(decompressed_len);
+  char* next_decompressed = out.decompressed.get();
+  ZSTD_DCtx* dctx = thread_dctx();
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    DecodedBlock& rec = out.blocks[i];
+    const TableEntry& e = entries[i];
+    const char* payload = nullptr;
+    if (!body.take(e.stored, &payload)) {
+      return malformed_batch(block_where(rec.offset, out.disk_key) + " claims " + std::to_string(e.stored) +
+                             " bytes but only " + std::to_string(body.remaining()) + " remain");
+    }
+    if (e.encoding == kEncodingRaw) {
+      rec.data = std::string_view(payload, e.raw_len);
+    } else {
+      std::size_t n = ZSTD_decompressDCtx(dctx, next_decompressed, e.raw_len, payload, e.stored);
+      if (ZSTD_isError(n)) {
+        return malformed_batch(block_where(rec.offset, out.disk_key) + " does not decompress (" +
+                               ZSTD_getErrorName(n) + ")");
+      }
+      if (n != e.raw_len) {
+        return malformed_batch(block_where(rec.offset, out.disk_key) + " decompressed to " + std::to_string(n) +
+                               " bytes instead of " + std::to_string(e.raw_len));
+      }
+      rec.data = std::string_view(next_decompressed, e.raw_len);
+      next_decompressed += e.raw_len;
+      compressed.emplace_back(payload, e.stored);
+    }
+    char check[kCheckLen];
+    block_check(rec.data.data(), rec.data.size(), check);
+    if (std::memcmp(check, e.check, kCheckLen) != 0) {
+      return invalid_argument(block_where(rec.offset, out.disk_key) +
+                                  " failed its checksum: the stream was corrupted in transit",
+                              kCorruptHint);
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<DecodedBatch> decode_batch(std::string_view bytes) {
   constexpr std::size_t kMinLen = 4 + 4 + 4 + kHashLen;
   if (bytes.size() < kMinLen) {
@@ -333,113 +458,21 @@ Result<DecodedBatch> decode_batch(std::string_view bytes) {
 
   DecodedBatch out;
   out.wire_bytes = bytes.size();
-  std::uint32_t key_len = 0;
-  if (!body.u32(&key_len)) return malformed_batch("truncated in the disk key length");
-  if (key_len == 0 || key_len > kMaxDiskKeyLength) {
-    return malformed_batch("disk key length " + std::to_string(key_len) + " is out of range");
-  }
-  if (!body.take(key_len, &p)) {
-    return malformed_batch("disk key length " + std::to_string(key_len) + " runs past the end of the batch");
-  }
-  out.disk_key.assign(p, key_len);
   std::uint32_t count = 0;
-  if (!body.u32(&count)) return malformed_batch("truncated in the block count of disk " + out.disk_key);
-  // Every block needs at least its table entry and one byte: a count that
-  // cannot fit is rejected before anything is allocated for it.
-  if (count > body.remaining() / (kBlockHeaderLen + 1)) {
-    return malformed_batch("block count " + std::to_string(count) + " of disk " + out.disk_key +
-                           " does not fit in the batch's " + std::to_string(bytes.size()) + " bytes");
-  }
+  EVAC_RETURN_IF_ERROR(read_batch_head(body, bytes.size(), out, count));
 
   // The table: every entry checked on its own before any stored byte is read.
-  struct Entry {
-    std::uint64_t raw_len;
-    std::uint64_t stored;
-    std::uint8_t encoding;
-    const char* check;
-  };
-  std::vector<Entry> entries(count);
+  std::vector<TableEntry> entries(count);
   out.blocks.resize(count);
   std::size_t decompressed_len = 0;
   std::uint64_t data_len = 0;  // all blocks, decoded
-  auto where = [&](std::uint64_t offset) {
-    return "block at offset " + std::to_string(offset) + " of disk " + out.disk_key;
-  };
-  for (std::uint32_t i = 0; i < count; ++i) {
-    const char* header = nullptr;
-    if (!body.take(kBlockHeaderLen, &header)) {
-      return malformed_batch("truncated in the header of block " + std::to_string(i) + " of disk " + out.disk_key);
-    }
-    DecodedBlock& rec = out.blocks[i];
-    Entry& e = entries[i];
-    rec.offset = load_le(header, 8);
-    e.raw_len = load_le(header + 8, 4);
-    e.stored = load_le(header + 12, 4);
-    e.encoding = static_cast<std::uint8_t>(header[16]);
-    std::memcpy(rec.hash.data(), header + 17, kHashLen);
-    e.check = header + 17 + kHashLen;
-    if (rec.offset % kBlockSize != 0) return malformed_batch(where(rec.offset) + " is not aligned to the block size");
-    if (e.raw_len == 0 || e.raw_len > kBlockSize) {
-      return malformed_batch(where(rec.offset) + " has an invalid length of " + std::to_string(e.raw_len) + " bytes");
-    }
-    if (rec.offset > UINT64_MAX - e.raw_len) return malformed_batch(where(rec.offset) + " ends beyond the largest disk offset");
-    data_len += e.raw_len;  // at most 2^32 entries of at most kBlockSize: no overflow
-    if (data_len > kMaxBatchDataBytes) {
-      return malformed_batch("the blocks of disk " + out.disk_key + " would decode to more than " +
-                             std::to_string(kMaxBatchDataBytes) + " bytes, the most one batch holds");
-    }
-    if (e.encoding == kEncodingRaw) {
-      if (e.stored != e.raw_len) {
-        return malformed_batch(where(rec.offset) + " is stored raw but its stored length " + std::to_string(e.stored) +
-                               " differs from its length " + std::to_string(e.raw_len));
-      }
-    } else if (e.encoding == kEncodingZstd) {
-      if (e.stored == 0 || e.stored >= e.raw_len) {
-        return malformed_batch(where(rec.offset) + " has an invalid compressed length of " + std::to_string(e.stored) +
-                               " bytes");
-      }
-      decompressed_len += e.raw_len;
-    } else {
-      return malformed_batch(where(rec.offset) + " has an unknown encoding " + std::to_string(e.encoding));
-    }
-  }
+  for (std::uint32_t i = 0; i < count; ++i)
+    EVAC_RETURN_IF_ERROR(read_table_entry(body, i, out.disk_key, out.blocks[i], entries[i], data_len, decompressed_len));
   const std::size_t front = body.pos();
 
   // The stored bytes, checked block by block. Raw blocks are not copied.
-  if (decompressed_len != 0) out.decompressed = std::make_unique_for_overwrite<char[]>(decompressed_len);
-  char* next_decompressed = out.decompressed.get();
-  ZSTD_DCtx* dctx = thread_dctx();
   std::vector<std::string_view> compressed;
-  for (std::uint32_t i = 0; i < count; ++i) {
-    DecodedBlock& rec = out.blocks[i];
-    const Entry& e = entries[i];
-    const char* payload = nullptr;
-    if (!body.take(e.stored, &payload)) {
-      return malformed_batch(where(rec.offset) + " claims " + std::to_string(e.stored) + " bytes but only " +
-                             std::to_string(body.remaining()) + " remain");
-    }
-    if (e.encoding == kEncodingRaw) {
-      rec.data = std::string_view(payload, e.raw_len);
-    } else {
-      std::size_t n = ZSTD_decompressDCtx(dctx, next_decompressed, e.raw_len, payload, e.stored);
-      if (ZSTD_isError(n)) {
-        return malformed_batch(where(rec.offset) + " does not decompress (" + ZSTD_getErrorName(n) + ")");
-      }
-      if (n != e.raw_len) {
-        return malformed_batch(where(rec.offset) + " decompressed to " + std::to_string(n) + " bytes instead of " +
-                               std::to_string(e.raw_len));
-      }
-      rec.data = std::string_view(next_decompressed, e.raw_len);
-      next_decompressed += e.raw_len;
-      compressed.emplace_back(payload, e.stored);
-    }
-    char check[kCheckLen];
-    block_check(rec.data.data(), rec.data.size(), check);
-    if (std::memcmp(check, e.check, kCheckLen) != 0) {
-      return invalid_argument(where(rec.offset) + " failed its checksum: the stream was corrupted in transit",
-                              kCorruptHint);
-    }
-  }
+  EVAC_RETURN_IF_ERROR(read_block_data(body, entries, out, decompressed_len, compressed));
   if (body.remaining() != 0) {
     return malformed_batch(std::to_string(body.remaining()) + " unexpected bytes after the last block of disk " +
                            out.disk_key);

@@ -15,6 +15,8 @@
 #include <set>
 #include <filesystem>
 #include <future>
+#include <mutex>
+#include <span>
 #include <cerrno>
 #include <cstring>
 
@@ -60,7 +62,7 @@ const std::string& zero_block() {
 }
 
 // The most bytes of source pieces one outgoing batch may keep mapped or in
-// memory (see sync_disk): eight of the largest pieces.
+// memory (see BatchSender): eight of the largest pieces.
 constexpr std::size_t kMaxPieceBytesPerBatch = 8 * kReadChunk;
 
 // Blocks verification found altered in the replica: no real hash matches.
@@ -553,77 +555,33 @@ Result<std::vector<ReplicatedDevice>> BuiltinReplicator::discover(const Replicat
   return out;
 }
 
-Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const std::string& cycle_id,
-                                                const ReplicatedDevice& device, const Manifest& replica,
-                                                const std::vector<ByteRange>* changed, BlockSource& source,
-                                                SyncProgress& progress, const ProgressCallback& report) {
-  if (replica.disk_size != device.size_bytes)
-    return failed_precondition("disk " + device.disk + " of VM '" + device.vm_name + "' changed size from " +
-                                   std::to_string(replica.disk_size) + " to " + std::to_string(device.size_bytes) +
-                                   " bytes since the last point in time",
-                               "resizing a protected disk needs a full resync; remove the VM from the group and add it again");
+namespace {
 
-  // With a change map, blocks outside it are the replica's as they are;
-  // without one every block is read and the manifest is built afresh.
-  Manifest current = changed ? replica : Manifest::empty(device.size_bytes);
-  // A batch holds at most this and one block more: what a receiver takes.
-  const std::size_t batch_bytes = std::min(options_.batch_bytes, kMaxBatchDataBytes - kBlockSize);
-  std::vector<BlockRecord> pending;
-  std::size_t pending_bytes = 0;
-  std::size_t pending_piece_bytes = 0;  // size of the source pieces `pending` points into
-  // Batches travel (compressed, sent, verified and applied) while the next
-  // ones are read and hashed; a few in flight keep the disk, both CPUs and
-  // the link busy. The receiver decodes concurrent batches in parallel and
-  // writes them one at a time.
-  std::deque<std::future<Result<std::uint64_t>>> in_flight;
-  auto wait_oldest = [&]() -> Status {
-    auto sent = in_flight.front().get();
-    in_flight.pop_front();
-    if (!sent) return sent.status();
-    progress.bytes_sent += *sent;
-    return Status::ok();
-  };
-  auto wait_all = [&]() -> Status {
-    Status first;
-    while (!in_flight.empty()) {
-      Status s = wait_oldest();
-      if (first.is_ok()) first = s;
-    }
-    return first;
-  };
-  auto flush = [&]() -> Status {
-    if (pending.empty()) return Status::ok();
-    while (in_flight.size() >= options_.batches_in_flight) EVAC_RETURN_IF_ERROR(wait_oldest());
-    in_flight.push_back(std::async(std::launch::async, [this, &group, &cycle_id, key = device.key(),
-                                                        blocks = std::move(pending)]() -> Result<std::uint64_t> {
-      std::string batch = encode_batch(key, blocks, options_.zstd_level);
-      EVAC_RETURN_IF_ERROR(channel_.send_batch(group, cycle_id, batch));
-      return static_cast<std::uint64_t>(batch.size());
-    }));
-    pending.clear();
-    pending_bytes = 0;
-    pending_piece_bytes = 0;
-    return Status::ok();
-  };
-  // Every early return below must not leave a send running on this frame.
-  struct JoinOnExit {
-    std::deque<std::future<Result<std::uint64_t>>>& f;
-    ~JoinOnExit() {
-      for (auto& x : f)
-        if (x.valid()) x.wait();
-    }
-  } join_on_exit{in_flight};
+// A stretch of a disk read at once: at most kReadChunk bytes, known to be
+// all zeroes or not (zero pieces are hashed without reading).
+struct Piece {
+  std::uint64_t offset;
+  std::size_t length;
+  bool zero;
+};
 
-  std::vector<ByteRange> whole{{0, device.size_bytes}};
-  const std::vector<ByteRange>& ranges = changed ? *changed : whole;
+// Consecutive pieces read together: pieces [first, last).
+struct PieceGroup {
+  std::size_t first = 0, last = 0;
+};
 
-  // The pieces to read, in order, each known to be all zeroes or not (zero
-  // pieces are hashed without reading).
-  struct Piece {
-    std::uint64_t offset;
-    std::size_t length;
-    bool zero;
-  };
+// One piece as read and hashed.
+struct HashedPiece {
+  Status status;
+  // Mapped from the image file, or read into memory (the group's buffer).
+  // Shared: the blocks that go out point into it until their batch is encoded.
+  std::shared_ptr<const char> data;
+  std::vector<BlockHash> hashes;
+};
+
+// The pieces of `ranges` to read, in order, each marked zero when the
+// source's allocation map says it reads as zeroes.
+Result<std::vector<Piece>> plan_pieces(BlockSource& source, const std::vector<ByteRange>& ranges) {
   std::vector<Piece> pieces;
   for (const auto& range : ranges) {
     auto extents = source.allocation(range.offset, range.length);
@@ -648,136 +606,270 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
       pieces.push_back({offset, len, all_zero(offset, len)});
     }
   }
+  return pieces;
+}
 
-  // Pieces are read (or mapped) and hashed on worker threads, two groups
-  // ahead of the one being compared, so both cores hash all the time; the
-  // comparison and the batches stay in order on this thread. A group is one
-  // large piece, or consecutive small ones (a running VM's scattered dirty
-  // ranges) up to the same size, whose reads go out together, pipelined on
-  // the NBD connection instead of one round trip each.
-  struct Hashed {
-    Status status;
-    // Mapped from the image file, or read into memory (the group's buffer).
-    // Shared: the blocks that go out point into it until their batch is encoded.
-    std::shared_ptr<const char> data;
-    std::vector<BlockHash> hashes;
-  };
-  struct Group {
-    std::size_t first = 0, last = 0;  // pieces [first, last)
-  };
-  std::vector<Group> groups;
+// A group is one large piece, or consecutive small ones (a running VM's
+// scattered dirty ranges) up to the same size, whose reads go out together,
+// pipelined on the NBD connection instead of one round trip each.
+std::vector<PieceGroup> group_pieces(const std::vector<Piece>& pieces) {
+  std::vector<PieceGroup> groups;
   for (std::size_t i = 0; i < pieces.size();) {
     std::size_t j = i + 1, bytes = pieces[i].length;
     while (j < pieces.size() && bytes + pieces[j].length <= kReadChunk) bytes += pieces[j++].length;
     groups.push_back({i, j});
     i = j;
   }
-  std::mutex source_mu;  // reads: an NBD connection serves one thread at a time
-  auto hash_group = [&](std::size_t gi) -> std::vector<Hashed> {
-    const Group& g = groups[gi];
-    std::vector<Hashed> out(g.last - g.first);
-    std::size_t to_read = 0;
-    for (std::size_t k = 0; k < out.size(); ++k) {
-      const Piece& p = pieces[g.first + k];
-      if (p.zero) continue;
-      out[k].data = source.view(p.offset, p.length);
-      if (!out[k].data) to_read += p.length;
-    }
-    if (to_read > 0) {
-      std::shared_ptr<char[]> buffer(new char[to_read]);
-      std::vector<NbdClient::ReadRequest> reads;
-      std::size_t at = 0;
-      for (std::size_t k = 0; k < out.size(); ++k) {
-        const Piece& p = pieces[g.first + k];
-        if (p.zero || out[k].data) continue;
-        reads.push_back({buffer.get() + at, p.length, p.offset});
-        out[k].data = std::shared_ptr<const char>(buffer, buffer.get() + at);
-        at += p.length;
+  return groups;
+}
+
+// Maps what the source can map and reads the rest of `pieces` in one
+// pipelined request (under `source_mu`). A failed read is reported in the
+// first piece's status.
+std::vector<HashedPiece> read_pieces(BlockSource& source, std::mutex& source_mu, std::span<const Piece> pieces,
+                                     const std::string& source_path) {
+  std::vector<HashedPiece> out(pieces.size());
+  std::size_t to_read = 0;
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    const Piece& p = pieces[k];
+    if (p.zero) continue;
+    out[k].data = source.view(p.offset, p.length);
+    if (!out[k].data) to_read += p.length;
+  }
+  if (to_read == 0) return out;
+  std::shared_ptr<char[]> buffer(new char[to_read]);
+  std::vector<NbdClient::ReadRequest> reads;
+  std::size_t at = 0;
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    const Piece& p = pieces[k];
+    if (p.zero || out[k].data) continue;
+    reads.push_back({buffer.get() + at, p.length, p.offset});
+    out[k].data = std::shared_ptr<const char>(buffer, buffer.get() + at);
+    at += p.length;
+  }
+  std::lock_guard lock(source_mu);
+  Status read = source.pread_many(reads);
+  if (!read.is_ok()) out[0].status = read.with_context("reading " + source_path);
+  return out;
+}
+
+// Hashes every block of the pieces `out` holds (zero pieces without their
+// data), all in one call so that the hash lanes stay full.
+void hash_pieces(std::span<const Piece> pieces, std::vector<HashedPiece>& out) {
+  std::vector<std::string_view> blocks;
+  std::vector<BlockHash*> outputs;
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    const Piece& p = pieces[k];
+    const std::size_t count = (p.length + kBlockSize - 1) / kBlockSize;
+    out[k].hashes.resize(count);
+    for (std::size_t b = 0; b < count; ++b) {
+      std::size_t len = std::min(kBlockSize, p.length - b * kBlockSize);
+      if (p.zero) {
+        out[k].hashes[b] = zero_hash(len);
+      } else {
+        blocks.push_back(std::string_view(out[k].data.get() + b * kBlockSize, len));
+        outputs.push_back(&out[k].hashes[b]);
       }
-      std::lock_guard lock(source_mu);
-      Status read = source.pread_many(reads);
-      if (!read.is_ok()) {
-        out[0].status = read.with_context("reading " + device.source_path);
-        return out;
-      }
     }
-    // Every block of the group in one call, so that the hash lanes stay full.
-    std::vector<std::string_view> blocks;
-    std::vector<BlockHash*> outputs;
-    for (std::size_t k = 0; k < out.size(); ++k) {
-      const Piece& p = pieces[g.first + k];
-      const std::size_t count = (p.length + kBlockSize - 1) / kBlockSize;
-      out[k].hashes.resize(count);
-      for (std::size_t b = 0; b < count; ++b) {
-        std::size_t len = std::min(kBlockSize, p.length - b * kBlockSize);
-        if (p.zero) {
-          out[k].hashes[b] = zero_hash(len);
-        } else {
-          blocks.push_back(std::string_view(out[k].data.get() + b * kBlockSize, len));
-          outputs.push_back(&out[k].hashes[b]);
-        }
-      }
-    }
-    std::vector<BlockHash> hashes(blocks.size());
-    hash_blocks(blocks, hashes);
-    for (std::size_t i = 0; i < hashes.size(); ++i) *outputs[i] = hashes[i];
+  }
+  std::vector<BlockHash> hashes(blocks.size());
+  hash_blocks(blocks, hashes);
+  for (std::size_t i = 0; i < hashes.size(); ++i) *outputs[i] = hashes[i];
+}
+
+// Reads and hashes groups of pieces on worker threads, kGroupsAhead groups
+// ahead of the one being compared, so both cores hash all the time; the
+// comparison and the batches stay in order on the caller's thread. Waits
+// for its workers before it goes.
+class HashAhead {
+ public:
+  HashAhead(BlockSource& source, const std::vector<Piece>& pieces, const std::string& source_path)
+      : source_(source), pieces_(pieces), source_path_(source_path), groups_(group_pieces(pieces)) {
+    launch();
+  }
+  ~HashAhead() {
+    for (auto& x : ahead_)
+      if (x.valid()) x.wait();
+  }
+  HashAhead(const HashAhead&) = delete;
+  HashAhead& operator=(const HashAhead&) = delete;
+
+  // The next group's pieces, in order; a failure is in the first one's status.
+  std::vector<HashedPiece> next() {
+    std::vector<HashedPiece> hashed = ahead_.front().get();
+    ahead_.pop_front();
+    launch();
+    return hashed;
+  }
+
+ private:
+  static constexpr std::size_t kGroupsAhead = 2;
+
+  std::vector<HashedPiece> hash_group(std::size_t gi) {
+    const PieceGroup& g = groups_[gi];
+    std::span<const Piece> pieces(pieces_.data() + g.first, g.last - g.first);
+    std::vector<HashedPiece> out = read_pieces(source_, source_mu_, pieces, source_path_);
+    if (!out[0].status.is_ok()) return out;
+    hash_pieces(pieces, out);
     return out;
-  };
-  constexpr std::size_t kGroupsAhead = 2;
-  std::deque<std::future<std::vector<Hashed>>> ahead;
-  std::size_t next_group = 0;
-  auto launch = [&] {
-    while (ahead.size() < kGroupsAhead && next_group < groups.size())
-      ahead.push_back(std::async(std::launch::async, hash_group, next_group++));
-  };
-  struct WaitAhead {
-    std::deque<std::future<std::vector<Hashed>>>& f;
-    ~WaitAhead() {
-      for (auto& x : f)
-        if (x.valid()) x.wait();
+  }
+  void launch() {
+    while (ahead_.size() < kGroupsAhead && next_group_ < groups_.size())
+      ahead_.push_back(std::async(std::launch::async, [this, gi = next_group_++] { return hash_group(gi); }));
+  }
+
+  BlockSource& source_;
+  const std::vector<Piece>& pieces_;
+  const std::string& source_path_;
+  const std::vector<PieceGroup> groups_;
+  std::mutex source_mu_;  // reads: an NBD connection serves one thread at a time
+  std::deque<std::future<std::vector<HashedPiece>>> ahead_;
+  std::size_t next_group_ = 0;
+};
+
+// Gathers one disk's changed blocks into batches and sends them while the
+// next ones are read and hashed: each batch travels (compressed, sent,
+// verified and applied) on its own thread, up to `batches_in_flight` at
+// once, which keeps the disk, both CPUs and the link busy (the receiver
+// decodes concurrent batches in parallel and writes them one at a time).
+// Adds each sent batch's size to `progress.bytes_sent`. Waits for every
+// send before it goes.
+class BatchSender {
+ public:
+  BatchSender(ReplicaChannel& channel, const std::string& group, const std::string& cycle_id, std::string key,
+              const SyncOptions& options, SyncProgress& progress)
+      : channel_(channel), group_(group), cycle_id_(cycle_id), key_(std::move(key)), options_(options),
+        progress_(progress),
+        // A batch holds at most this and one block more: what a receiver takes.
+        batch_bytes_(std::min(options.batch_bytes, kMaxBatchDataBytes - kBlockSize)) {}
+  ~BatchSender() {
+    for (auto& x : in_flight_)
+      if (x.valid()) x.wait();
+  }
+  BatchSender(const BatchSender&) = delete;
+  BatchSender& operator=(const BatchSender&) = delete;
+
+  // `piece_bytes`: the size of the source piece the block points into when
+  // no earlier block of the pending batch does (else 0).
+  void add(BlockRecord block, std::size_t piece_bytes) {
+    pending_bytes_ += block.data.size();
+    pending_piece_bytes_ += piece_bytes;
+    pending_.push_back(std::move(block));
+  }
+  // A batch is sent when full, or when it holds blocks of so many pieces
+  // that keeping them all mapped or in memory would cost more than sending
+  // a smaller batch (sparse changes spread over a large disk).
+  bool full() const { return pending_bytes_ >= batch_bytes_ || pending_piece_bytes_ >= kMaxPieceBytesPerBatch; }
+
+  // Sends the pending blocks (after the oldest sends while too many are in flight).
+  Status flush() {
+    if (pending_.empty()) return Status::ok();
+    while (in_flight_.size() >= options_.batches_in_flight) EVAC_RETURN_IF_ERROR(wait_oldest());
+    in_flight_.push_back(std::async(std::launch::async, [this, blocks = std::move(pending_)]() -> Result<std::uint64_t> {
+      std::string batch = encode_batch(key_, blocks, options_.zstd_level);
+      EVAC_RETURN_IF_ERROR(channel_.send_batch(group_, cycle_id_, batch));
+      return static_cast<std::uint64_t>(batch.size());
+    }));
+    pending_.clear();
+    pending_bytes_ = 0;
+    pending_piece_bytes_ = 0;
+    return Status::ok();
+  }
+  // Waits for every send; the first failure.
+  Status wait_all() {
+    Status first;
+    while (!in_flight_.empty()) {
+      Status s = wait_oldest();
+      if (first.is_ok()) first = s;
     }
-  } wait_ahead{ahead};
-  launch();
-  std::vector<Hashed> hashed;  // the group piece i belongs to
+    return first;
+  }
+
+ private:
+  Status wait_oldest() {
+    auto sent = in_flight_.front().get();
+    in_flight_.pop_front();
+    if (!sent) return sent.status();
+    progress_.bytes_sent += *sent;
+    return Status::ok();
+  }
+
+  ReplicaChannel& channel_;
+  const std::string& group_;
+  const std::string& cycle_id_;
+  const std::string key_;
+  const SyncOptions& options_;
+  SyncProgress& progress_;
+  const std::size_t batch_bytes_;
+  std::vector<BlockRecord> pending_;
+  std::size_t pending_bytes_ = 0;
+  std::size_t pending_piece_bytes_ = 0;  // size of the source pieces `pending_` points into
+  std::deque<std::future<Result<std::uint64_t>>> in_flight_;
+};
+
+// Records piece `p`'s hashes in `current` and queues each block that
+// differs from `replica` on `sender`, flushing full batches.
+Status compare_piece(const Piece& p, const HashedPiece& h, const Manifest& replica, Manifest& current,
+                     BatchSender& sender) {
+  bool piece_in_pending = false;
+  for (std::size_t b = 0; b < h.hashes.size(); ++b) {
+    std::size_t at = b * kBlockSize;
+    std::size_t block_len = std::min(kBlockSize, p.length - at);
+    std::uint64_t index = (p.offset + at) / kBlockSize;
+    current.hashes[index] = h.hashes[b];
+    if (h.hashes[b] == replica.hashes[index]) continue;
+    if (p.zero) {
+      sender.add(BlockRecord{p.offset + at, std::string_view(zero_block().data(), block_len), nullptr, h.hashes[b]}, 0);
+    } else {
+      sender.add(BlockRecord{p.offset + at, std::string_view(h.data.get() + at, block_len), h.data, h.hashes[b]},
+                 piece_in_pending ? 0 : p.length);
+      piece_in_pending = true;
+    }
+    if (sender.full()) {
+      EVAC_RETURN_IF_ERROR(sender.flush());
+      piece_in_pending = false;
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const std::string& cycle_id,
+                                                const ReplicatedDevice& device, const Manifest& replica,
+                                                const std::vector<ByteRange>* changed, BlockSource& source,
+                                                SyncProgress& progress, const ProgressCallback& report) {
+  if (replica.disk_size != device.size_bytes)
+    return failed_precondition("disk " + device.disk + " of VM '" + device.vm_name + "' changed size from " +
+                                   std::to_string(replica.disk_size) + " to " + std::to_string(device.size_bytes) +
+                                   " bytes since the last point in time",
+                               "resizing a protected disk needs a full resync; remove the VM from the group and add it again");
+
+  // With a change map, blocks outside it are the replica's as they are;
+  // without one every block is read and the manifest is built afresh.
+  Manifest current = changed ? replica : Manifest::empty(device.size_bytes);
+  // Declared before what it sends from: every early return below waits for
+  // the hashing, then for the sends, before the blocks' memory goes.
+  BatchSender sender(channel_, group, cycle_id, device.key(), options_, progress);
+  const std::vector<ByteRange> whole{{0, device.size_bytes}};
+  auto pieces = plan_pieces(source, changed ? *changed : whole);
+  if (!pieces) return pieces.status();
+  HashAhead hashing(source, *pieces, device.source_path);
+  std::vector<HashedPiece> hashed;  // the group piece i belongs to
   std::size_t hashed_first = 0;
-  for (std::size_t i = 0; i < pieces.size(); ++i) {
+  for (std::size_t i = 0; i < pieces->size(); ++i) {
     if (i == 0 || i - hashed_first >= hashed.size()) {
-      hashed = ahead.front().get();
-      ahead.pop_front();
-      launch();
+      hashed = hashing.next();
       hashed_first = i;
       EVAC_RETURN_IF_ERROR(hashed.front().status);
     }
-    Hashed& h = hashed[i - hashed_first];
-    const Piece& p = pieces[i];
-    bool piece_in_pending = false;
-    for (std::size_t b = 0; b < h.hashes.size(); ++b) {
-      std::size_t at = b * kBlockSize;
-      std::size_t block_len = std::min(kBlockSize, p.length - at);
-      std::uint64_t index = (p.offset + at) / kBlockSize;
-      current.hashes[index] = h.hashes[b];
-      if (h.hashes[b] == replica.hashes[index]) continue;
-      if (p.zero) {
-        pending.push_back(BlockRecord{p.offset + at, std::string_view(zero_block().data(), block_len), nullptr, h.hashes[b]});
-      } else {
-        pending.push_back(BlockRecord{p.offset + at, std::string_view(h.data.get() + at, block_len), h.data, h.hashes[b]});
-        if (!piece_in_pending) pending_piece_bytes += p.length;
-        piece_in_pending = true;
-      }
-      pending_bytes += block_len;
-      // A batch is sent when full, or when it holds blocks of so many pieces
-      // that keeping them all mapped or in memory would cost more than
-      // sending a smaller batch (sparse changes spread over a large disk).
-      if (pending_bytes >= batch_bytes || pending_piece_bytes >= kMaxPieceBytesPerBatch) {
-        EVAC_RETURN_IF_ERROR(flush());
-        piece_in_pending = false;
-      }
-    }
+    const Piece& p = (*pieces)[i];
+    EVAC_RETURN_IF_ERROR(compare_piece(p, hashed[i - hashed_first], replica, current, sender));
     progress.bytes_scanned += p.length;
     if (report) report(progress);
   }
-  EVAC_RETURN_IF_ERROR(flush());
-  EVAC_RETURN_IF_ERROR(wait_all());
+  EVAC_RETURN_IF_ERROR(sender.flush());
+  EVAC_RETURN_IF_ERROR(sender.wait_all());
   if (report) report(progress);
   return DiskDigest{device.key(), to_hex(current.digest())};
 }
@@ -1002,9 +1094,46 @@ void BuiltinReplicator::thaw_and_settle(const std::string& cycle_id, std::vector
   }
 }
 
-Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec, const ProgressCallback& report) {
-  std::vector<LiveVm> live;
-  for (const auto& vm : spec.vms) {
+// Everything one sync_now cycle holds between its phases. Members go in
+// reverse order: the sources before the clients they read through, the
+// clients before the exports they connect to.
+struct BuiltinReplicator::SyncCycle {
+  const ReplicationGroupSpec& spec;
+  const ProgressCallback& report;
+  std::vector<LiveVm> live;  // the running and paused VMs, read through change tracking
+  std::vector<ReplicatedDevice> devices;
+  // What the recovery site holds: each disk's manifest, and which disks have one.
+  std::map<std::string, Manifest> replicas;
+  std::map<std::string, bool> has_replica;
+  std::map<std::string, std::unique_ptr<NbdExport>> exports;  // stopped VMs' images, held read-only
+  std::map<std::string, std::unique_ptr<NbdClient>> clients;
+  std::map<std::string, std::unique_ptr<BlockSource>> sources;  // what each disk is read through
+  std::map<std::string, std::vector<ByteRange>> changed;       // disks read through a change map only
+  SyncProgress progress;
+  std::int64_t created_at_ms = 0;  // the PIT's instant
+  std::string id;
+  bool committed = false;
+  std::vector<DiskDigest> digests;
+};
+
+namespace {
+
+// Drops a cycle staged at the recovery site when the stage-and-freeze phase
+// is left before it is disarmed.
+struct AbortIfLeft {
+  ReplicaChannel& channel;
+  const std::string& group;
+  const std::string& cycle;
+  bool armed = false;
+  ~AbortIfLeft() {
+    if (armed) (void)channel.abort_cycle(group, cycle);
+  }
+};
+
+}  // namespace
+
+Status BuiltinReplicator::check_vms(SyncCycle& c) {
+  for (const auto& vm : c.spec.vms) {
     if (vm.state == PowerState::kShutOff) continue;
     if (vm.state != PowerState::kRunning && vm.state != PowerState::kPaused)
       return failed_precondition("VM '" + vm.name + "' is " + std::string(power_state_name(vm.state)),
@@ -1019,35 +1148,39 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
     l.vm = &vm;
     l.tracking = tracking;
     l.pause = vm.state == PowerState::kRunning;  // a VM someone paused stays paused
-    live.push_back(std::move(l));
+    c.live.push_back(std::move(l));
   }
-  auto devices = discover(spec);
+  auto devices = discover(c.spec);
   if (!devices) return devices.status();
-  if (devices->empty()) return failed_precondition("group '" + spec.group + "' has no disks to replicate");
-  EVAC_RETURN_IF_ERROR(recover_interrupted(spec.group));
+  if (devices->empty()) return failed_precondition("group '" + c.spec.group + "' has no disks to replicate");
+  c.devices = std::move(*devices);
+  return recover_interrupted(c.spec.group);
+}
 
-  // What the recovery site holds: each disk's manifest, and which cycles
-  // completed (so which checkpoints a replica is current with).
-  std::map<std::string, Manifest> replicas;
-  std::map<std::string, bool> has_replica;
-  for (const auto& d : *devices) {
-    auto encoded = channel_.manifest(spec.group, d.key());
+Status BuiltinReplicator::fetch_manifests(SyncCycle& c) {
+  for (const auto& d : c.devices) {
+    auto encoded = channel_.manifest(c.spec.group, d.key());
     if (!encoded) return encoded.status();
-    has_replica[d.key()] = encoded->has_value();
+    c.has_replica[d.key()] = encoded->has_value();
     if (encoded->has_value()) {
       auto decoded = Manifest::decode(**encoded);
       if (!decoded) return decoded.status().with_context("manifest of disk " + d.key());
-      replicas.emplace(d.key(), in_current_scheme(std::move(*decoded)));
+      c.replicas.emplace(d.key(), in_current_scheme(std::move(*decoded)));
     }
   }
+  return Status::ok();
+}
+
+Status BuiltinReplicator::prepare_live_vms(SyncCycle& c) {
+  // Which cycles completed: a replica is current with their checkpoints.
   std::set<std::string> committed;
-  if (!live.empty()) {
-    auto pits = channel_.list_pits(spec.group);
+  if (!c.live.empty()) {
+    auto pits = channel_.list_pits(c.spec.group);
     if (!pits && pits.status().code() != StatusCode::kNotFound) return pits.status();
     if (pits)
       for (const auto& p : *pits) committed.insert(p.cycle_id);
   }
-  for (auto& l : live) {
+  for (auto& l : c.live) {
     // A backup job an earlier cycle started and that outlived it would
     // refuse this cycle's, and hold its checkpoint: end any job of ours (its
     // socket under our work folder) first. A VM is in one group, and a group
@@ -1066,22 +1199,20 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
     }
     // A full read asks for no changes since anything: the export serves the
     // whole disk at the new checkpoint, every block is hashed and compared.
-    if (spec.full_read) l.base_checkpoint.clear();
+    if (c.spec.full_read) l.base_checkpoint.clear();
     auto dir = make_vm_work_dir(work_root());
     if (!dir) return dir.status();
     l.work_dir = std::move(*dir);
   }
+  return Status::ok();
+}
 
-  // Stopped VMs: while qemu-nbd holds an image read-only its lock keeps QEMU
-  // from starting the VM, so opening them all first makes the scan one
-  // instant of the whole group.
-  std::map<std::string, std::unique_ptr<NbdExport>> exports;
-  std::map<std::string, std::unique_ptr<NbdClient>> clients;
-  std::map<std::string, std::unique_ptr<BlockSource>> sources;  // what each disk is read through
-  std::map<std::string, std::vector<ByteRange>> changed;
-  SyncProgress progress;
-  for (auto& d : *devices) {
-    bool is_live = std::any_of(live.begin(), live.end(), [&](const LiveVm& l) { return l.vm->uuid == d.vm_uuid; });
+Status BuiltinReplicator::open_stopped_sources(SyncCycle& c) {
+  // While qemu-nbd holds an image read-only its lock keeps QEMU from
+  // starting the VM, so opening them all first makes the scan one instant
+  // of the whole group.
+  for (auto& d : c.devices) {
+    bool is_live = std::any_of(c.live.begin(), c.live.end(), [&](const LiveVm& l) { return l.vm->uuid == d.vm_uuid; });
     if (is_live) continue;
     auto nbd = NbdExport::start(d.source_path, d.format, NbdExport::Mode::kReadOnly);
     if (!nbd) return nbd.status().with_context("VM '" + d.vm_name + "' disk " + d.disk);
@@ -1091,32 +1222,43 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
     // image locked and serves what the map cannot place.
     auto mapped = MappedImage::open(d.source_path, d.format, **client);
     if (mapped) {
-      sources[d.key()] = std::move(*mapped);
+      c.sources[d.key()] = std::move(*mapped);
     } else {
-      sources[d.key()] = std::make_unique<NbdBlockSource>(**client);
+      c.sources[d.key()] = std::make_unique<NbdBlockSource>(**client);
     }
-    exports[d.key()] = std::move(*nbd);
-    clients[d.key()] = std::move(*client);
+    c.exports[d.key()] = std::move(*nbd);
+    c.clients[d.key()] = std::move(*client);
   }
+  return Status::ok();
+}
 
-  std::int64_t created_at_ms = unix_ms();  // stopped VMs: the cycle's start (running ones: their freeze, below)
-  std::string cycle_id = new_cycle_id();
-  bool committed_cycle = false;
-  struct SettleOnExit {
-    BuiltinReplicator* self;
-    const std::string& cycle;
-    std::vector<LiveVm>& live;
-    bool& committed;
-    std::map<std::string, std::unique_ptr<NbdClient>>& clients;
-    std::map<std::string, std::unique_ptr<BlockSource>>& sources;
-    ~SettleOnExit() {
-      if (live.empty()) return;
-      sources.clear();
-      for (auto& [key, c] : clients) c.reset();  // disconnect before the export goes away
-      self->thaw_and_settle(cycle, live, committed);
+Status BuiltinReplicator::stage_and_freeze(SyncCycle& c) {
+  // A staged cycle this phase leaves early is dropped at the recovery site
+  // (from the ship phase on, each failure aborts it).
+  AbortIfLeft abort_if_left{channel_, c.spec.group, c.id};
+  bool begun = false;
+  if (!c.live.empty()) {
+    Status frozen = freeze_while_staging(c, begun);
+    abort_if_left.armed = begun;
+    EVAC_RETURN_IF_ERROR(frozen);
+    EVAC_RETURN_IF_ERROR(open_live_sources(c));
+  }
+  for (auto& d : c.devices) {
+    auto client = c.clients.find(d.key());
+    if (client == c.clients.end()) return internal_error("no source opened for disk " + d.key());
+    d.size_bytes = client->second->size();
+    if (auto ch = c.changed.find(d.key()); ch != c.changed.end()) {
+      for (const auto& r : ch->second) c.progress.bytes_total += r.length;
+    } else {
+      c.progress.bytes_total += d.size_bytes;
     }
-  } settle{this, cycle_id, live, committed_cycle, clients, sources};
+  }
+  if (!begun) EVAC_RETURN_IF_ERROR(channel_.begin_cycle(c.spec.group, c.id, c.devices));
+  abort_if_left.armed = false;
+  return Status::ok();
+}
 
+Status BuiltinReplicator::freeze_while_staging(SyncCycle& c, bool& begun) {
   // The recovery site stages the cycle (creates overlays, starts its
   // writers: ~0.1 s) while this site freezes the running VMs, when every
   // disk's size is known beforehand: a stopped VM's from its export, a
@@ -1124,103 +1266,117 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
   // cycle in sync_disk either way). The freeze runs on a helper thread and
   // the staging call on this one, which outlives the qemu-nbd processes an
   // in-process receiver may start for it (see NbdExport).
-  bool begun = false;
-  // A staged cycle this function leaves before it reaches the blocks is
-  // dropped at the recovery site (from there on each failure aborts it).
-  struct AbortIfLeft {
-    ReplicaChannel& channel;
-    const std::string& group;
-    const std::string& cycle;
-    bool armed = false;
-    ~AbortIfLeft() {
-      if (armed) (void)channel.abort_cycle(group, cycle);
-    }
-  } abort_if_left{channel_, spec.group, cycle_id};
-  if (!live.empty()) {
-    std::vector<ReplicatedDevice> staged = *devices;
-    bool sizes_known = true;
-    for (auto& d : staged) {
-      if (auto c = clients.find(d.key()); c != clients.end()) d.size_bytes = c->second->size();
-      else if (auto r = replicas.find(d.key()); r != replicas.end()) d.size_bytes = r->second.disk_size;
-      else sizes_known = false;
-    }
-    auto frozen = std::async(std::launch::async, [&] {
-      return freeze(spec.group, cycle_id, *devices, has_replica, live, progress.paused_us, created_at_ms);
-    });
-    Status staging = sizes_known ? channel_.begin_cycle(spec.group, cycle_id, staged) : Status::ok();
-    Status freezing = frozen.get();
-    begun = sizes_known && staging.is_ok();
-    abort_if_left.armed = begun;
-    EVAC_RETURN_IF_ERROR(freezing);
-    EVAC_RETURN_IF_ERROR(staging);
-    for (auto& l : live) {
-      for (const auto& e : l.exported.disks) {
-        auto d = std::find_if(devices->begin(), devices->end(),
-                              [&](const ReplicatedDevice& x) { return x.vm_uuid == l.vm->uuid && x.disk == e.disk; });
-        if (d == devices->end()) continue;
-        auto client = NbdClient::connect_socket(l.exported.socket_path, e.export_name,
-                                                "disk " + e.disk + " of running VM '" + l.vm->name + "'", e.dirty_context);
-        if (!client) return client.status();
-        if (!e.dirty_context.empty()) {
-          auto map = (*client)->changed(0, (*client)->size());
-          if (!map) return map.status();
-          changed[d->key()] = block_aligned(*map, (*client)->size());
-          if (auto r = replicas.find(d->key()); r != replicas.end())
-            add_damaged(changed[d->key()], r->second, (*client)->size());
-        }
-        sources[d->key()] = std::make_unique<NbdBlockSource>(**client);
-        clients[d->key()] = std::move(*client);
-      }
-    }
+  std::vector<ReplicatedDevice> staged = c.devices;
+  bool sizes_known = true;
+  for (auto& d : staged) {
+    if (auto client = c.clients.find(d.key()); client != c.clients.end()) d.size_bytes = client->second->size();
+    else if (auto r = c.replicas.find(d.key()); r != c.replicas.end()) d.size_bytes = r->second.disk_size;
+    else sizes_known = false;
   }
-  for (auto& d : *devices) {
-    auto c = clients.find(d.key());
-    if (c == clients.end()) return internal_error("no source opened for disk " + d.key());
-    d.size_bytes = c->second->size();
-    if (auto ch = changed.find(d.key()); ch != changed.end()) {
-      for (const auto& r : ch->second) progress.bytes_total += r.length;
-    } else {
-      progress.bytes_total += d.size_bytes;
-    }
-  }
+  auto frozen = std::async(std::launch::async, [&] {
+    return freeze(c.spec.group, c.id, c.devices, c.has_replica, c.live, c.progress.paused_us, c.created_at_ms);
+  });
+  Status staging = sizes_known ? channel_.begin_cycle(c.spec.group, c.id, staged) : Status::ok();
+  Status freezing = frozen.get();
+  begun = sizes_known && staging.is_ok();
+  EVAC_RETURN_IF_ERROR(freezing);
+  return staging;
+}
 
-  if (!begun) EVAC_RETURN_IF_ERROR(channel_.begin_cycle(spec.group, cycle_id, *devices));
-  abort_if_left.armed = false;
+Status BuiltinReplicator::open_live_sources(SyncCycle& c) {
+  for (auto& l : c.live) {
+    for (const auto& e : l.exported.disks) {
+      auto d = std::find_if(c.devices.begin(), c.devices.end(),
+                            [&](const ReplicatedDevice& x) { return x.vm_uuid == l.vm->uuid && x.disk == e.disk; });
+      if (d == c.devices.end()) continue;
+      auto client = NbdClient::connect_socket(l.exported.socket_path, e.export_name,
+                                              "disk " + e.disk + " of running VM '" + l.vm->name + "'", e.dirty_context);
+      if (!client) return client.status();
+      if (!e.dirty_context.empty()) {
+        auto map = (*client)->changed(0, (*client)->size());
+        if (!map) return map.status();
+        c.changed[d->key()] = block_aligned(*map, (*client)->size());
+        if (auto r = c.replicas.find(d->key()); r != c.replicas.end())
+          add_damaged(c.changed[d->key()], r->second, (*client)->size());
+      }
+      c.sources[d->key()] = std::make_unique<NbdBlockSource>(**client);
+      c.clients[d->key()] = std::move(*client);
+    }
+  }
+  return Status::ok();
+}
+
+Status BuiltinReplicator::adopt_seed_manifests(SyncCycle& c) {
   // A disk without a PIT may have started from a seed the recovery site
   // found: compare against it instead of an empty disk.
-  for (const auto& d : *devices) {
-    if (has_replica[d.key()]) continue;
-    auto encoded = channel_.manifest(spec.group, d.key());
+  for (const auto& d : c.devices) {
+    if (c.has_replica[d.key()]) continue;
+    auto encoded = channel_.manifest(c.spec.group, d.key());
     if (!encoded) {
-      (void)channel_.abort_cycle(spec.group, cycle_id);
+      (void)channel_.abort_cycle(c.spec.group, c.id);
       return encoded.status();
     }
     if (!encoded->has_value()) continue;
     auto decoded = Manifest::decode(**encoded);
     if (!decoded) {
-      (void)channel_.abort_cycle(spec.group, cycle_id);
+      (void)channel_.abort_cycle(c.spec.group, c.id);
       return decoded.status().with_context("seed manifest of disk " + d.key());
     }
-    replicas.insert_or_assign(d.key(), in_current_scheme(std::move(*decoded)));
+    c.replicas.insert_or_assign(d.key(), in_current_scheme(std::move(*decoded)));
   }
-  std::vector<DiskDigest> digests;
-  for (const auto& d : *devices) {
-    auto r = replicas.find(d.key());
-    Manifest replica = r != replicas.end() ? r->second : Manifest::empty(d.size_bytes);
-    auto ch = changed.find(d.key());
-    auto digest = sync_disk(spec.group, cycle_id, d, replica, ch != changed.end() ? &ch->second : nullptr,
-                            *sources[d.key()], progress, report);
+  return Status::ok();
+}
+
+Status BuiltinReplicator::ship(SyncCycle& c) {
+  for (const auto& d : c.devices) {
+    auto r = c.replicas.find(d.key());
+    Manifest replica = r != c.replicas.end() ? r->second : Manifest::empty(d.size_bytes);
+    auto ch = c.changed.find(d.key());
+    auto digest = sync_disk(c.spec.group, c.id, d, replica, ch != c.changed.end() ? &ch->second : nullptr,
+                            *c.sources[d.key()], c.progress, c.report);
     if (!digest) {
-      (void)channel_.abort_cycle(spec.group, cycle_id);
-      return digest.status().with_context("replicating group '" + spec.group + "'");
+      (void)channel_.abort_cycle(c.spec.group, c.id);
+      return digest.status().with_context("replicating group '" + c.spec.group + "'");
     }
-    digests.push_back(*digest);
+    c.digests.push_back(*digest);
   }
-  auto pit = channel_.commit_cycle(spec.group, cycle_id, digests, created_at_ms, progress.bytes_sent, spec.retention);
-  if (!pit) return pit.status().with_context("committing group '" + spec.group + "'");
-  committed_cycle = true;
-  pit->full_read = changed.empty();  // no disk was read through a change map
+  return Status::ok();
+}
+
+Result<PointInTime> BuiltinReplicator::commit(SyncCycle& c) {
+  auto pit = channel_.commit_cycle(c.spec.group, c.id, c.digests, c.created_at_ms, c.progress.bytes_sent,
+                                   c.spec.retention);
+  if (!pit) return pit.status().with_context("committing group '" + c.spec.group + "'");
+  c.committed = true;
+  pit->full_read = c.changed.empty();  // no disk was read through a change map
   return pit;
+}
+
+Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec, const ProgressCallback& report) {
+  SyncCycle c{spec, report};
+  EVAC_RETURN_IF_ERROR(check_vms(c));
+  EVAC_RETURN_IF_ERROR(fetch_manifests(c));
+  EVAC_RETURN_IF_ERROR(prepare_live_vms(c));
+  EVAC_RETURN_IF_ERROR(open_stopped_sources(c));
+  c.created_at_ms = unix_ms();  // stopped VMs: the cycle's start (running ones: their freeze)
+  c.id = new_cycle_id();
+  // From here on, every way out settles the running VMs: the sources are
+  // closed (clients before their exports go), the backups ended, and the
+  // cycle's checkpoint kept only if it committed.
+  struct SettleOnExit {
+    BuiltinReplicator* self;
+    SyncCycle& c;
+    ~SettleOnExit() {
+      if (c.live.empty()) return;
+      c.sources.clear();
+      for (auto& [key, client] : c.clients) client.reset();  // disconnect before the export goes away
+      self->thaw_and_settle(c.id, c.live, c.committed);
+    }
+  } settle{this, c};
+  EVAC_RETURN_IF_ERROR(stage_and_freeze(c));
+  EVAC_RETURN_IF_ERROR(adopt_seed_manifests(c));
+  EVAC_RETURN_IF_ERROR(ship(c));
+  return commit(c);
 }
 
 Result<std::vector<PointInTime>> BuiltinReplicator::list_pits(const std::string& group) {

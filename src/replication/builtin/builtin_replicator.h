@@ -16,9 +16,67 @@
 // anything else (a cut link, a killed process, a corrupted block, a full
 // disk) aborts the cycle and leaves the newest complete PIT as it was.
 //
-// This increment replicates stopped VMs by scanning (every block is read and
-// hashed; only differing blocks travel). Running VMs need change tracking
-// through libvirt checkpoints, which comes next: they are refused clearly.
+// Stopped VMs are read from their image files (every block is read and
+// hashed; only differing blocks travel). Running and paused VMs are read
+// through their compute provider's change tracking: a backup export at a
+// new checkpoint, with the blocks changed since the last committed cycle's
+// checkpoint as the change map.
+//
+// One sync_now cycle, phase by phase (each a BuiltinReplicator member):
+//
+//   <start>
+//      |
+//      v
+//   CHECK_VMS             classify VMs (stopped: scan; running/paused: change
+//      |                  tracking; a paused VM is not resumed), discover the
+//      |                  disks, undo what an interrupted cycle of the group
+//      |                  left (its journal)
+//      v
+//   FETCH_MANIFESTS       each disk's manifest in the newest PIT
+//      |
+//      v
+//   PREPARE_LIVE_VMS      end stale backup jobs, drop checkpoints of cycles
+//      |                  that never committed, pick each VM's base
+//      |                  checkpoint, make its work folder
+//      v
+//   OPEN_STOPPED_SOURCES  qemu-nbd read-only exports of the stopped VMs'
+//      |                  images (their locks keep the VMs from starting)
+//      |
+//      |  cycle id and instant chosen; from here on every way out settles
+//      |  the running VMs (SETTLE below)
+//      v
+//   STAGE_AND_FREEZE      running VMs: pause, begin backups at the new
+//      |                  checkpoint, resume (on a helper thread, while the
+//      |                  recovery site stages the cycle when the sizes are
+//      |                  known); open their exports as sources; then every
+//      |                  disk's size is known and the cycle is staged if it
+//      |                  was not yet
+//      v
+//   ADOPT_SEED_MANIFESTS  a disk with no PIT compares against the seed the
+//      |                  recovery site found, if any
+//      v
+//   SHIP                  per disk (sync_disk): plan pieces → read and hash
+//      |                  ahead on workers → compare with the replica's
+//      |                  manifest → encode and send batches, several in
+//      |                  flight → wait for them; yields the disk's digest
+//      v
+//   COMMIT                the recovery site checks the digests and turns the
+//      |                  staged cycle into a PIT
+//      v
+//   <PIT>
+//
+//   Failures: CHECK_VMS .. OPEN_STOPPED_SOURCES return as they are: nothing
+//   is staged or paused yet, the sources opened so far close. STAGE_AND_FREEZE drops a
+//   cycle it staged (abort_cycle) before it returns the failure. From
+//   ADOPT_SEED_MANIFESTS through SHIP a failure aborts the staged cycle. A
+//   failed COMMIT is not aborted from here: the recovery site discards a
+//   cycle whose commit fails, and the next begin_cycle drops one left open.
+//
+//   SETTLE (after STAGE_AND_FREEZE is entered, on every way out, when the
+//   group has running VMs): close the sources, end the backups, keep the
+//   cycle's checkpoint only if COMMIT succeeded (else drop it), remove the
+//   work folders and the journal; a failure here leaves the journal for the
+//   next cycle's CHECK_VMS.
 #pragma once
 
 #include <functional>
@@ -210,6 +268,28 @@ class BuiltinReplicator : public ReplicationAdapter {
 
  private:
   struct LiveVm;
+  struct SyncCycle;
+  // The phases of sync_now, in order (see the diagram at the top).
+  // CHECK_VMS: running/paused VMs need change tracking; the group needs disks.
+  Status check_vms(SyncCycle& c);
+  // FETCH_MANIFESTS: the recovery site's manifest of each disk, in the current scheme.
+  Status fetch_manifests(SyncCycle& c);
+  // PREPARE_LIVE_VMS: each running VM's base checkpoint and work folder; no stale job or checkpoint left.
+  Status prepare_live_vms(SyncCycle& c);
+  // OPEN_STOPPED_SOURCES: a read-only export, client and block source per stopped VM's disk.
+  Status open_stopped_sources(SyncCycle& c);
+  // STAGE_AND_FREEZE: running VMs frozen to one instant and opened; the cycle staged, or dropped on failure.
+  Status stage_and_freeze(SyncCycle& c);
+  // Freezes the running VMs while the recovery site stages the cycle (when every size is known); `begun`: it was staged.
+  Status freeze_while_staging(SyncCycle& c, bool& begun);
+  // Opens the running VMs' backup exports as sources, with their change maps.
+  Status open_live_sources(SyncCycle& c);
+  // ADOPT_SEED_MANIFESTS: a disk without a PIT compares against its seed's manifest; aborts the cycle on failure.
+  Status adopt_seed_manifests(SyncCycle& c);
+  // SHIP: every disk synced (sync_disk), its digest kept; aborts the cycle on failure.
+  Status ship(SyncCycle& c);
+  // COMMIT: the staged cycle becomes the new PIT.
+  Result<PointInTime> commit(SyncCycle& c);
   // Reads one disk (only `changed` ranges when given: the rest is the
   // replica's already), ships what differs from `replica`; returns the
   // digest of the disk's new manifest.

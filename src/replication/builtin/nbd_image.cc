@@ -151,15 +151,10 @@ struct StartAttempt {
   bool retry_cached = false;  // failed because the filesystem refused O_DIRECT
 };
 
-StartAttempt spawn_and_wait(const std::string& program, const std::string& image, const std::string& format,
-                            NbdExport::Mode mode, const std::string& dir, const std::string& socket,
-                            const std::string& cache) {
-  StartAttempt a;
-  const std::string pid_file = dir + "/qemu-nbd.pid";
-  const std::string log_file = dir + "/qemu-nbd.log";
-  ::unlink(pid_file.c_str());
-  ::unlink(socket.c_str());
-
+// qemu-nbd's command line for one export.
+std::vector<std::string> qemu_nbd_args(const std::string& program, const std::string& image, const std::string& format,
+                                       NbdExport::Mode mode, const std::string& socket, const std::string& pid_file,
+                                       const std::string& cache) {
   std::vector<std::string> args = {program,
                                     "--socket=" + socket,
                                     "--pid-file=" + pid_file,
@@ -177,16 +172,18 @@ StartAttempt spawn_and_wait(const std::string& program, const std::string& image
   // After "--" the image path can not be taken for an option.
   args.push_back("--");
   args.push_back(image);
-  std::vector<char*> argv;
-  for (auto& s : args) argv.push_back(s.data());
-  argv.push_back(nullptr);
+  return args;
+}
 
-  // qemu-nbd allocates a fresh buffer for every request; for our 4 MiB
-  // requests glibc maps new memory each time, and the kernel then faults in
-  // and zeroes every page of it (and unmaps it after). Raising malloc's
-  // mmap and trim thresholds makes it reuse its heap instead: reading a
-  // cached 4 GiB image with 8 x 4 MiB requests in flight took 1.2 CPU
-  // seconds in qemu-nbd instead of 3.3, and half the wall time.
+// qemu-nbd's environment: this process's, with malloc tunables added.
+//
+// qemu-nbd allocates a fresh buffer for every request; for our 4 MiB
+// requests glibc maps new memory each time, and the kernel then faults in
+// and zeroes every page of it (and unmaps it after). Raising malloc's
+// mmap and trim thresholds makes it reuse its heap instead: reading a
+// cached 4 GiB image with 8 x 4 MiB requests in flight took 1.2 CPU
+// seconds in qemu-nbd instead of 3.3, and half the wall time.
+std::vector<std::string> qemu_nbd_environment() {
   std::vector<std::string> env_storage;
   std::string tunables = "glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456";
   for (char** e = environ; *e != nullptr; ++e) {
@@ -198,9 +195,104 @@ StartAttempt spawn_and_wait(const std::string& program, const std::string& image
     env_storage.emplace_back(entry);
   }
   env_storage.push_back("GLIBC_TUNABLES=" + tunables);
-  std::vector<char*> envp;
-  for (auto& s : env_storage) envp.push_back(s.data());
-  envp.push_back(nullptr);
+  return env_storage;
+}
+
+// The null-terminated pointer array execve takes; points into `strings`.
+std::vector<char*> exec_vector(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (auto& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+// In the forked child: becomes qemu-nbd, or exits (126: the parent is gone
+// already, 127: exec failed). Only async-signal-safe calls from here to exec.
+[[noreturn]] void exec_qemu_nbd(pid_t parent, int null_fd, int log_fd, char* const* argv, char* const* envp) {
+  // SIGKILL, not SIGTERM: once evacd is dead nobody reads or writes this
+  // export again (a read-only source, or a staging image its cycle
+  // abandons), and a qemu-nbd that caught SIGTERM was once seen to keep
+  // exporting.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(126);  // the parent is already gone
+  ::setpgid(0, 0);  // terminal signals go to evac, which stops us in order
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2}) {
+    ::sigaction(sig, &dfl, nullptr);
+  }
+  ::dup2(null_fd, STDIN_FILENO);
+  ::dup2(log_fd, STDOUT_FILENO);
+  ::dup2(log_fd, STDERR_FILENO);
+  ::close_range(3, ~0u, 0);
+  ::execve(argv[0], argv, envp);
+  ::_exit(127);
+}
+
+// Waits until the started qemu-nbd `a.pid` exports the image, exits, or
+// takes longer than kStartTimeout (then it is killed). On failure `a.pid`
+// is -1 and `a.status` says why.
+void wait_until_exported(StartAttempt& a, const std::string& program, const std::string& image,
+                         const std::string& format, const std::string& socket, const std::string& pid_file,
+                         const std::string& log_file, const std::string& cache) {
+  const pid_t pid = a.pid;
+  // qemu-nbd binds its socket before it opens the image and writes its pid
+  // file only once the image is open and exported: the pid file, not the
+  // socket, says it is ready.
+  auto deadline = Clock::now() + kStartTimeout;
+  auto nap = std::chrono::milliseconds(1);
+  for (;;) {
+    int ws = 0;
+    if (process_gone(pid, &ws)) {
+      a.pid = -1;
+      std::string err = one_line(read_text(log_file));
+      if (WIFEXITED(ws) && WEXITSTATUS(ws) == 127 && err == "no error output") {
+        a.status = unavailable("cannot run " + program + " for disk image " + image,
+                               "install qemu-utils (it provides qemu-nbd)");
+        return;
+      }
+      if (cache == "none" && (contains(err, "O_DIRECT") || contains(err, "Invalid argument"))) {
+        a.retry_cached = true;
+      }
+      if (err == "no error output") err = "qemu-nbd " + describe_exit(ws) + " without a message";
+      a.status = classify_failure(image, format, err);
+      return;
+    }
+    struct stat st {};
+    if (::stat(pid_file.c_str(), &st) == 0 && st.st_size > 0 && ::stat(socket.c_str(), &st) == 0 &&
+        S_ISSOCK(st.st_mode)) {
+      return;
+    }
+    if (Clock::now() >= deadline) {
+      kill_and_reap(pid, std::chrono::milliseconds(500));
+      a.pid = -1;
+      a.status = unavailable("qemu-nbd did not export disk image " + image + " within 10 s (" +
+                                 one_line(read_text(log_file)) + ")",
+                             "the image's storage may be hung or very slow; the next cycle retries");
+      return;
+    }
+    std::this_thread::sleep_for(nap);
+    nap = std::min(nap * 2, std::chrono::milliseconds(20));
+  }
+}
+
+StartAttempt spawn_and_wait(const std::string& program, const std::string& image, const std::string& format,
+                            NbdExport::Mode mode, const std::string& dir, const std::string& socket,
+                            const std::string& cache) {
+  StartAttempt a;
+  const std::string pid_file = dir + "/qemu-nbd.pid";
+  const std::string log_file = dir + "/qemu-nbd.log";
+  ::unlink(pid_file.c_str());
+  ::unlink(socket.c_str());
+
+  // Everything the child needs is built before the fork.
+  std::vector<std::string> args = qemu_nbd_args(program, image, format, mode, socket, pid_file, cache);
+  std::vector<char*> argv = exec_vector(args);
+  std::vector<std::string> env_storage = qemu_nbd_environment();
+  std::vector<char*> envp = exec_vector(env_storage);
 
   int log_fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -215,29 +307,7 @@ StartAttempt spawn_and_wait(const std::string& program, const std::string& image
 
   const pid_t parent = ::getpid();
   pid_t pid = ::fork();
-  if (pid == 0) {
-    // Child: only async-signal-safe calls from here to exec. SIGKILL, not
-    // SIGTERM: once evacd is dead nobody reads or writes this export again
-    // (a read-only source, or a staging image its cycle abandons), and a
-    // qemu-nbd that caught SIGTERM was once seen to keep exporting.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(126);  // the parent is already gone
-    ::setpgid(0, 0);  // terminal signals go to evac, which stops us in order
-    sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2}) {
-      ::sigaction(sig, &dfl, nullptr);
-    }
-    ::dup2(null_fd, STDIN_FILENO);
-    ::dup2(log_fd, STDOUT_FILENO);
-    ::dup2(log_fd, STDERR_FILENO);
-    ::close_range(3, ~0u, 0);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
+  if (pid == 0) exec_qemu_nbd(parent, null_fd, log_fd, argv.data(), envp.data());
   int fork_errno = errno;
   ::close(log_fd);
   ::close(null_fd);
@@ -248,45 +318,8 @@ StartAttempt spawn_and_wait(const std::string& program, const std::string& image
     return a;
   }
   a.pid = pid;
-
-  // qemu-nbd binds its socket before it opens the image and writes its pid
-  // file only once the image is open and exported: the pid file, not the
-  // socket, says it is ready.
-  auto deadline = Clock::now() + kStartTimeout;
-  auto nap = std::chrono::milliseconds(1);
-  for (;;) {
-    int ws = 0;
-    if (process_gone(pid, &ws)) {
-      a.pid = -1;
-      std::string err = one_line(read_text(log_file));
-      if (WIFEXITED(ws) && WEXITSTATUS(ws) == 127 && err == "no error output") {
-        a.status = unavailable("cannot run " + program + " for disk image " + image,
-                               "install qemu-utils (it provides qemu-nbd)");
-        return a;
-      }
-      if (cache == "none" && (contains(err, "O_DIRECT") || contains(err, "Invalid argument"))) {
-        a.retry_cached = true;
-      }
-      if (err == "no error output") err = "qemu-nbd " + describe_exit(ws) + " without a message";
-      a.status = classify_failure(image, format, err);
-      return a;
-    }
-    struct stat st {};
-    if (::stat(pid_file.c_str(), &st) == 0 && st.st_size > 0 && ::stat(socket.c_str(), &st) == 0 &&
-        S_ISSOCK(st.st_mode)) {
-      return a;
-    }
-    if (Clock::now() >= deadline) {
-      kill_and_reap(pid, std::chrono::milliseconds(500));
-      a.pid = -1;
-      a.status = unavailable("qemu-nbd did not export disk image " + image + " within 10 s (" +
-                                 one_line(read_text(log_file)) + ")",
-                             "the image's storage may be hung or very slow; the next cycle retries");
-      return a;
-    }
-    std::this_thread::sleep_for(nap);
-    nap = std::min(nap * 2, std::chrono::milliseconds(20));
-  }
+  wait_until_exported(a, program, image, format, socket, pid_file, log_file, cache);
+  return a;
 }
 
 // ---- the record of exports this process started ----

@@ -578,25 +578,141 @@ Status PitStore::recover(const std::string& group) {
 
 // ------------------------------------------------------------- cycles ---
 
+namespace {
+
+// What begin_cycle accepts before it takes the lock: valid names, each disk
+// once, with a usable size and an absolute replica folder.
+Status check_disks_to_stage(const std::string& group, const std::string& cycle_id,
+                            const std::vector<DiskToStage>& disks) {
+  EVAC_RETURN_IF_ERROR(check_name("protection group", group));
+  EVAC_RETURN_IF_ERROR(check_name("cycle id", cycle_id));
+  if (disks.empty())
+    return invalid_argument("cycle '" + cycle_id + "' of group '" + group + "' has no disks", "pass the group's replicated disks");
+  std::set<std::string> keys;
+  for (const auto& d : disks) {
+    EVAC_RETURN_IF_ERROR(check_key(d.key));
+    if (!keys.insert(d.key).second)
+      return invalid_argument("disk " + d.key + " appears twice in cycle '" + cycle_id + "'", "pass each disk once");
+    if (d.size_bytes == 0 || d.size_bytes % 512 != 0)
+      return invalid_argument("disk " + d.key + " has size " + std::to_string(d.size_bytes) + " bytes",
+                              "a disk size is a positive multiple of 512 bytes; pass the size its source reports");
+    if (d.replica_dir.empty() || d.replica_dir[0] != '/')
+      return invalid_argument("replica folder '" + d.replica_dir + "' of disk " + d.key + " is not an absolute path",
+                              "fix the storage mapping to name an absolute folder at the recovery site");
+  }
+  return Status::ok();
+}
+
+// Where each disk of cycle `cycle_id` is staged: in its chain's folder under
+// its replica folder, reading through its image in `newest` when that PIT
+// has the disk (same size, same folder). Nothing is written.
+Result<IndexStaged> plan_staging(const std::string& group, const std::string& cycle_id,
+                                 const std::vector<DiskToStage>& disks, const std::vector<IndexPit>& pits,
+                                 const IndexPit* newest) {
+  // Which folder each disk's chain lives in; two keys mapping to one
+  // folder (e.g. "a_b/c" and "a/b_c") would share files.
+  std::map<std::string, std::string> dir_owner;
+  for (const auto& p : pits)
+    for (const auto& d : p.disks) dir_owner.emplace(parent_of(d.path), d.key);
+
+  IndexStaged staged{cycle_id, {}};
+  for (const auto& d : disks) {
+    fs::path replica_dir = fs::path(d.replica_dir).lexically_normal();
+    std::string replica = replica_dir.string();
+    while (replica.size() > 1 && replica.back() == '/') replica.pop_back();
+    std::error_code ec;
+    if (!fs::is_directory(replica, ec))
+      return failed_precondition("replica folder " + replica + " of disk " + d.key + " does not exist",
+                                 "create the folder at the recovery site or fix the group's storage mapping");
+    std::string dir = (fs::path(replica) / kPitsDirName / group / key_dir_name(d.key)).string();
+    auto [it, inserted] = dir_owner.emplace(dir, d.key);
+    if (!inserted && it->second != d.key)
+      return invalid_argument("disks " + it->second + " and " + d.key + " would share the PIT folder " + dir,
+                              "give the disks keys that differ in more than '/' versus '_'");
+    IndexStagedDisk sd{d.key, (fs::path(dir) / (cycle_id + std::string(kStagingSuffix))).string(), d.size_bytes, {}};
+    if (const IndexDisk* prev = newest ? newest->disk(d.key) : nullptr) {
+      if (prev->size_bytes != d.size_bytes)
+        return failed_precondition(
+            "disk " + d.key + " changed size from " + std::to_string(prev->size_bytes) + " to " +
+                std::to_string(d.size_bytes) + " bytes since PIT " + newest->id,
+            "resize handling needs a full resync: remove the disk from the group's protection, run a cycle, then add "
+            "it again so its next cycle copies it whole");
+      if (parent_of(prev->path) != dir)
+        return failed_precondition("replica folder of disk " + d.key + " changed from " + parent_of(prev->path) + " to " + dir,
+                                   "a chain cannot span folders: restore the storage mapping, or remove the disk from "
+                                   "protection and add it again for a full resync");
+      sd.backing_pit = newest->id;
+    }
+    staged.disks.push_back(std::move(sd));
+  }
+  return staged;
+}
+
+// The format of `seed` ("qcow2" or "raw") when it can start a disk of
+// `size_bytes`; "" when it is of another size or qemu cannot read it.
+std::string usable_seed_format(const std::string& seed, std::uint64_t size_bytes) {
+  auto info = qemu_img({"info", "--output=json", seed}, "", "");
+  std::uint64_t seed_size = 0;
+  std::string seed_format;
+  if (info.is_ok()) {
+    auto j = json::parse(info->out, nullptr, false);
+    if (j.is_object()) {
+      seed_size = j.value("virtual-size", std::uint64_t{0});
+      seed_format = j.value("format", "");
+    }
+  }
+  if (seed_size == size_bytes && (seed_format == "qcow2" || seed_format == "raw")) return seed_format;
+  return "";
+}
+
+// Creates the staging image of one planned disk: an overlay on its image in
+// `newest`, else a copy of its usable seed, else an empty preallocated
+// image. A failure is returned as it is; the caller undoes the cycle.
+Result<StagedDisk> create_staging_image(const IndexStagedDisk& sd, const IndexPit* newest,
+                                        const std::map<std::string, std::string>& seeds) {
+  std::string dir = parent_of(sd.staging_path);
+  // QEMU passes the chain's folders to open a test copy's or recovered
+  // disk's backing PITs (libvirt hands it the images, not the folders).
+  EVAC_RETURN_IF_ERROR(make_dirs(dir, kPassableDirMode));
+  // Left by an earlier attempt with this cycle id that was never recorded.
+  EVAC_RETURN_IF_ERROR(remove_file(sd.staging_path));
+  EVAC_RETURN_IF_ERROR(remove_file(blob_path_for(sd.staging_path)));
+  // qemu-img writes into a file made private first, so no replica byte is
+  // ever readable by others, whatever the umask or the source's mode.
+  EVAC_RETURN_IF_ERROR(create_private_file(sd.staging_path));
+  std::vector<std::string> args = {"create", "-q", "-f", "qcow2"};
+  if (!sd.backing_pit.empty()) {
+    const IndexDisk* prev = newest->disk(sd.key);
+    args.insert(args.end(), {"-b", prev->path, "-F", "qcow2", sd.staging_path});
+  } else {
+    // Every cluster allocated up front (the file stays sparse): the
+    // writer can then put the first cycle's blocks straight into the
+    // file (DirectImageWriter) instead of through qemu-nbd.
+    args.insert(args.end(), {"-o", "preallocation=metadata", sd.staging_path, std::to_string(sd.size_bytes)});
+  }
+  bool seeded = false;
+  if (auto seed = seeds.find(sd.key); sd.backing_pit.empty() && seed != seeds.end()) {
+    // A seed is only a head start: the cycle's digest check proves the
+    // PIT equals the source whatever the seed held. One of another size
+    // or that qemu cannot read is passed over.
+    if (std::string seed_format = usable_seed_format(seed->second, sd.size_bytes); !seed_format.empty()) {
+      args = {"convert", "-q", "-f", seed_format, "-O", "qcow2", seed->second, sd.staging_path};
+      seeded = true;
+    }
+  }
+  auto created = qemu_img(args, "creating the staging image of disk " + sd.key,
+                          "check free space and permissions in " + dir + (sd.backing_pit.empty() ? "" : " and that PIT " + sd.backing_pit + " is intact"));
+  if (!created.is_ok()) return created.status();
+  EVAC_RETURN_IF_ERROR(fsync_path(dir, true));
+  return StagedDisk{sd.key, sd.staging_path, sd.size_bytes, seeded, sd.backing_pit.empty() && !seeded};
+}
+
+}  // namespace
+
 Result<std::vector<StagedDisk>> PitStore::begin_cycle(const std::string& group, const std::string& cycle_id,
                                                       const std::vector<DiskToStage>& disks) {
   return guarded("staging cycle '" + cycle_id + "' of group '" + group + "'", [&]() -> Result<std::vector<StagedDisk>> {
-    EVAC_RETURN_IF_ERROR(check_name("protection group", group));
-    EVAC_RETURN_IF_ERROR(check_name("cycle id", cycle_id));
-    if (disks.empty())
-      return invalid_argument("cycle '" + cycle_id + "' of group '" + group + "' has no disks", "pass the group's replicated disks");
-    std::set<std::string> keys;
-    for (const auto& d : disks) {
-      EVAC_RETURN_IF_ERROR(check_key(d.key));
-      if (!keys.insert(d.key).second)
-        return invalid_argument("disk " + d.key + " appears twice in cycle '" + cycle_id + "'", "pass each disk once");
-      if (d.size_bytes == 0 || d.size_bytes % 512 != 0)
-        return invalid_argument("disk " + d.key + " has size " + std::to_string(d.size_bytes) + " bytes",
-                                "a disk size is a positive multiple of 512 bytes; pass the size its source reports");
-      if (d.replica_dir.empty() || d.replica_dir[0] != '/')
-        return invalid_argument("replica folder '" + d.replica_dir + "' of disk " + d.key + " is not an absolute path",
-                                "fix the storage mapping to name an absolute folder at the recovery site");
-    }
+    EVAC_RETURN_IF_ERROR(check_disks_to_stage(group, cycle_id, disks));
 
     std::lock_guard lock(mu_);
     auto loaded = load_index(group);
@@ -611,44 +727,10 @@ Result<std::vector<StagedDisk>> PitStore::begin_cycle(const std::string& group, 
       return failed_precondition("cycle '" + s.id + "' of group '" + group + "' is still staged",
                                  "commit or abort it first (after a restart, recover() removes it)");
     }
-
-    // Which folder each disk's chain lives in; two keys mapping to one
-    // folder (e.g. "a_b/c" and "a/b_c") would share files.
-    std::map<std::string, std::string> dir_owner;
-    for (const auto& p : index.pits)
-      for (const auto& d : p.disks) dir_owner.emplace(parent_of(d.path), d.key);
-
     const IndexPit* newest = index.newest();
-    IndexStaged staged{cycle_id, {}};
-    for (const auto& d : disks) {
-      fs::path replica_dir = fs::path(d.replica_dir).lexically_normal();
-      std::string replica = replica_dir.string();
-      while (replica.size() > 1 && replica.back() == '/') replica.pop_back();
-      std::error_code ec;
-      if (!fs::is_directory(replica, ec))
-        return failed_precondition("replica folder " + replica + " of disk " + d.key + " does not exist",
-                                   "create the folder at the recovery site or fix the group's storage mapping");
-      std::string dir = (fs::path(replica) / kPitsDirName / group / key_dir_name(d.key)).string();
-      auto [it, inserted] = dir_owner.emplace(dir, d.key);
-      if (!inserted && it->second != d.key)
-        return invalid_argument("disks " + it->second + " and " + d.key + " would share the PIT folder " + dir,
-                                "give the disks keys that differ in more than '/' versus '_'");
-      IndexStagedDisk sd{d.key, (fs::path(dir) / (cycle_id + std::string(kStagingSuffix))).string(), d.size_bytes, {}};
-      if (const IndexDisk* prev = newest ? newest->disk(d.key) : nullptr) {
-        if (prev->size_bytes != d.size_bytes)
-          return failed_precondition(
-              "disk " + d.key + " changed size from " + std::to_string(prev->size_bytes) + " to " +
-                  std::to_string(d.size_bytes) + " bytes since PIT " + newest->id,
-              "resize handling needs a full resync: remove the disk from the group's protection, run a cycle, then add "
-              "it again so its next cycle copies it whole");
-        if (parent_of(prev->path) != dir)
-          return failed_precondition("replica folder of disk " + d.key + " changed from " + parent_of(prev->path) + " to " + dir,
-                                     "a chain cannot span folders: restore the storage mapping, or remove the disk from "
-                                     "protection and add it again for a full resync");
-        sd.backing_pit = newest->id;
-      }
-      staged.disks.push_back(std::move(sd));
-    }
+    auto planned = plan_staging(group, cycle_id, disks, index.pits, newest);
+    if (!planned) return planned.status();
+    const IndexStaged& staged = *planned;
 
     // Record first, create after: a crash in between leaves a staged cycle
     // whose files recover() removes, never a file nobody knows about.
@@ -672,51 +754,9 @@ Result<std::vector<StagedDisk>> PitStore::begin_cycle(const std::string& group, 
     for (const auto& d : disks)
       if (!d.seed_path.empty()) seeds[d.key] = d.seed_path;
     for (const auto& sd : staged.disks) {
-      std::string dir = parent_of(sd.staging_path);
-      // QEMU passes the chain's folders to open a test copy's or recovered
-      // disk's backing PITs (libvirt hands it the images, not the folders).
-      if (auto st = make_dirs(dir, kPassableDirMode); !st.is_ok()) return undo(st);
-      // Left by an earlier attempt with this cycle id that was never recorded.
-      if (auto st = remove_file(sd.staging_path); !st.is_ok()) return undo(st);
-      if (auto st = remove_file(blob_path_for(sd.staging_path)); !st.is_ok()) return undo(st);
-      // qemu-img writes into a file made private first, so no replica byte is
-      // ever readable by others, whatever the umask or the source's mode.
-      if (auto st = create_private_file(sd.staging_path); !st.is_ok()) return undo(st);
-      std::vector<std::string> args = {"create", "-q", "-f", "qcow2"};
-      if (!sd.backing_pit.empty()) {
-        const IndexDisk* prev = newest->disk(sd.key);
-        args.insert(args.end(), {"-b", prev->path, "-F", "qcow2", sd.staging_path});
-      } else {
-        // Every cluster allocated up front (the file stays sparse): the
-        // writer can then put the first cycle's blocks straight into the
-        // file (DirectImageWriter) instead of through qemu-nbd.
-        args.insert(args.end(), {"-o", "preallocation=metadata", sd.staging_path, std::to_string(sd.size_bytes)});
-      }
-      bool seeded = false;
-      if (auto seed = seeds.find(sd.key); sd.backing_pit.empty() && seed != seeds.end()) {
-        // A seed is only a head start: the cycle's digest check proves the
-        // PIT equals the source whatever the seed held. One of another size
-        // or that qemu cannot read is passed over.
-        auto info = qemu_img({"info", "--output=json", seed->second}, "", "");
-        std::uint64_t seed_size = 0;
-        std::string seed_format;
-        if (info.is_ok()) {
-          auto j = json::parse(info->out, nullptr, false);
-          if (j.is_object()) {
-            seed_size = j.value("virtual-size", std::uint64_t{0});
-            seed_format = j.value("format", "");
-          }
-        }
-        if (seed_size == sd.size_bytes && (seed_format == "qcow2" || seed_format == "raw")) {
-          args = {"convert", "-q", "-f", seed_format, "-O", "qcow2", seed->second, sd.staging_path};
-          seeded = true;
-        }
-      }
-      auto created = qemu_img(args, "creating the staging image of disk " + sd.key,
-                              "check free space and permissions in " + dir + (sd.backing_pit.empty() ? "" : " and that PIT " + sd.backing_pit + " is intact"));
-      if (!created.is_ok()) return undo(created.status());
-      if (auto st = fsync_path(dir, true); !st.is_ok()) return undo(st);
-      out.push_back({sd.key, sd.staging_path, sd.size_bytes, seeded, sd.backing_pit.empty() && !seeded});
+      auto created = create_staging_image(sd, newest, seeds);
+      if (!created) return undo(created.status());
+      out.push_back(std::move(*created));
     }
     return out;
   });
