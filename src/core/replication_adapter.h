@@ -117,6 +117,10 @@ struct PointInTime {
   // The cycle read every block of every disk (no change map used); known
   // to the site that made it.
   bool full_read = false;
+  // What the cycle that made it left for the next one to finish (a backup
+  // job its hypervisor did not end in time, say): the PIT is complete
+  // either way. Known to the site that made it.
+  std::vector<std::string> warnings;
 };
 
 struct SyncProgress {

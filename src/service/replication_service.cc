@@ -636,6 +636,9 @@ Result<PointInTime> ReplicationService::run_one_cycle(const std::string& name, s
     if (!s.is_ok()) spdlog::warn("replication: cannot record cycle of group {}: {}", name, s.to_string());
     spdlog::info("replication: group {} has point in time {} ({} bytes sent in {} ms)", name, outcome->id,
                  outcome->bytes_sent, duration_ms);
+    for (const auto& w : outcome->warnings)
+      raise_event("warning", "cycle_left_cleanup", name,
+                  "replication cycle of group '" + name + "' made point in time " + outcome->id + " but left work: " + w);
   } else if (outcome.status().code() != StatusCode::kNotFound) {  // a group deleted meanwhile has nothing to record
     (void)site_.store().record_cycle_failure(name, now(), outcome.status().message());
     spdlog::warn("replication: cycle of group {} failed: {}", name, outcome.status().to_string());
@@ -913,6 +916,7 @@ Result<json> ReplicationService::follow_cycle(const std::string& group, std::opt
   json out = to_json(**ended);
   out["cycle"] = *cycle;
   out["done"] = true;
+  if (!(*ended)->warnings.empty()) out["warnings"] = (*ended)->warnings;
   return out;
 }
 

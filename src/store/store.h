@@ -101,7 +101,7 @@ struct EventRecord {
   std::int64_t id = 0;
   std::int64_t at = 0;   // when it was first raised
   std::string severity;  // info, warning, error
-  std::string kind;      // rpo_breached, rpo_restored, cycle_failed
+  std::string kind;      // rpo_breached, rpo_restored, cycle_failed, cycle_left_cleanup
   std::string group;     // may be empty for site-wide events
   std::string message;   // the newest occurrence's
   std::int64_t count = 1;                // occurrences: a repeat is counted here, not raised again

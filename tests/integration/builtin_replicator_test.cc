@@ -495,6 +495,8 @@ class FakeChangeTracking : public ChangeTracking {
   std::map<std::string, std::vector<std::string>> checkpoints;
   std::set<std::string> paused;
   std::set<std::string> fail_begin;  // vm uuids whose backup start fails
+  std::set<std::string> fail_end;    // vm uuids whose backup end fails (a hypervisor that stopped answering)
+  std::set<std::string> hang_after_begin;  // vm uuids whose hypervisor stops answering once their backup began
   std::vector<std::string> events;   // "pause <uuid>", "begin <uuid> since=<cp>", ...
   std::mutex mu;
 
@@ -524,6 +526,7 @@ class FakeChangeTracking : public ChangeTracking {
     auto exp = start_export(images.at(r.vm_uuid));
     if (!exp) return exp.status();
     checkpoints[r.vm_uuid].push_back(r.checkpoint);
+    if (hang_after_begin.count(r.vm_uuid)) fail_end.insert(r.vm_uuid);
     BackupExport out{(*exp)->socket_path(), {}};
     for (const auto& d : r.disks) out.disks.push_back(DiskExport{d.disk, "", ""});
     exports[r.vm_uuid] = std::move(*exp);
@@ -531,6 +534,7 @@ class FakeChangeTracking : public ChangeTracking {
   }
   Status end_backup(const std::string& vm, const std::string&) override {
     std::lock_guard lock(mu);
+    if (fail_end.count(vm)) return unavailable("libvirtd has not answered (test)");
     if (exports.erase(vm) > 0) events.push_back("end " + vm);  // ending none succeeds, and ends nothing
     return Status::ok();
   }
@@ -809,6 +813,50 @@ TEST_F(RunningVmReplicationTest, ACycleCutShortByACrashIsUndoneByTheNext) {
   EXPECT_EQ(tracking_.count("delete " + web01 + " evac-cycle-never-committed"), 1u);
   EXPECT_EQ(tracking_.count("begin " + web01 + " since=evac"), 0u);
   EXPECT_EQ(tracking_.checkpoints[web01], std::vector<std::string>{"evac-" + pit->cycle_id});
+}
+
+// Seen in CI: libvirtd stopped answering once the guests' instant was
+// captured and their disks were being read over NBD (QEMU serves them, not
+// libvirtd). The PIT is whole: it commits, the caller hears what was left,
+// and the next cycle ends the job and goes on from the new checkpoint.
+TEST_F(RunningVmReplicationTest, LibvirtLostAfterCaptureCommits) {
+  std::string web01 = spec_.vms[0].uuid;
+  write_random(0, 2 << 20);
+  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
+  EXPECT_TRUE(pit1->warnings.empty());
+
+  write_random(4 << 20, 1 << 20);
+  std::string v2 = snapshot("v2");
+  tracking_.hang_after_begin.insert(web01);
+  auto pit2 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
+  EXPECT_TRUE(same_content(pit2->disks[0].path, v2));
+  ASSERT_EQ(pit2->warnings.size(), 1u);
+  EXPECT_NE(pit2->warnings[0].find("web01"), std::string::npos) << pit2->warnings[0];
+  EXPECT_NE(pit2->warnings[0].find("has not answered"), std::string::npos) << pit2->warnings[0];
+  EXPECT_FALSE(fs::is_empty(work_)) << "the journal stays for the next cycle";
+  EXPECT_TRUE(tracking_.paused.empty());
+
+  // Hours later a restart of evacd undoes what the journal names: it must
+  // keep the committed cycle's checkpoint, the replicas' base now.
+  tracking_.hang_after_begin.clear();
+  tracking_.fail_end.clear();
+  ASSERT_TRUE(recover_interrupted_cycles(work_, "", [this](const std::string&) -> ChangeTracking* {
+                return &tracking_;
+              }).is_ok());
+  EXPECT_EQ(tracking_.count("delete " + web01 + " evac-" + pit2->cycle_id), 0u);
+  EXPECT_EQ(tracking_.checkpoints[web01].back(), "evac-" + pit2->cycle_id);
+
+  tracking_.events.clear();
+  auto pit3 = replicator_->sync_now(spec_, nullptr);
+  ASSERT_TRUE(pit3.is_ok()) << pit3.status().to_string();
+  EXPECT_TRUE(pit3->warnings.empty());
+  EXPECT_EQ(tracking_.count("begin " + web01 + " since=evac-" + pit2->cycle_id), 1u)
+      << "the next cycle goes on from the committed checkpoint";
+  EXPECT_EQ(tracking_.checkpoints[web01], std::vector<std::string>{"evac-" + pit3->cycle_id});
+  EXPECT_TRUE(fs::is_empty(work_));
+  EXPECT_TRUE(replicator_->verify_pit("g1", "")->ok());
 }
 
 TEST_F(RunningVmReplicationTest, ALinkCutMidCycleLeavesTheLastPitAndTheVmRunning) {

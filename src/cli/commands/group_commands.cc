@@ -70,9 +70,13 @@ const std::vector<Column> kGroupColumns = {
     field("VMS", "vms")};
 
 std::string sync_outcome(const json& j) {
-  return "point in time " + j.value("id", "") + " of group '" + j.value("group", "") + "' complete: " +
-         std::to_string(j["disks"].size()) + " disks, " + std::to_string(j.value("bytes_sent", std::uint64_t{0})) +
-         " bytes sent";
+  std::string out = "point in time " + j.value("id", "") + " of group '" + j.value("group", "") + "' complete: " +
+                    std::to_string(j["disks"].size()) + " disks, " +
+                    std::to_string(j.value("bytes_sent", std::uint64_t{0})) + " bytes sent";
+  if (const auto w = j.find("warnings"); w != j.end() && w->is_array())
+    for (const auto& text : *w)
+      if (text.is_string()) out += "\nwarning: " + text.get<std::string>();
+  return out;
 }
 
 void print_group(const Globals& g, const json& j) {

@@ -957,8 +957,8 @@ std::string BuiltinReplicator::work_root() const {
 }
 
 Status BuiltinReplicator::write_journal(const std::string& group, const std::string& cycle_id,
-                                        const std::vector<LiveVm>& live) {
-  nlohmann::json j = {{"group", group}, {"cycle", cycle_id}, {"vms", nlohmann::json::array()}};
+                                        const std::vector<LiveVm>& live, bool committed) {
+  nlohmann::json j = {{"group", group}, {"cycle", cycle_id}, {"committed", committed}, {"vms", nlohmann::json::array()}};
   for (const auto& l : live)
     j["vms"].push_back({{"uuid", l.vm->uuid}, {"provider", l.vm->provider}, {"work_dir", l.work_dir}, {"pause", l.pause}});
   return write_file_durably(work_root() + "/" + cycle_id + ".cycle.json", j.dump());
@@ -985,6 +985,8 @@ Status recover_interrupted_cycles(const std::string& work_root, const std::strin
     }
     if (!group.empty() && j.value("group", "") != group) continue;
     const std::string cycle = j.value("cycle", "");
+    // A committed cycle's checkpoint is the base of the next one: keep it.
+    const bool committed = j.value("committed", false);
     Status undone;
     for (const auto& v : j.value("vms", nlohmann::json::array())) {
       ChangeTracking* tracking = tracking_of ? tracking_of(v.value("provider", "")) : nullptr;
@@ -998,7 +1000,7 @@ Status recover_interrupted_cycles(const std::string& work_root, const std::strin
       if (s.is_ok()) s = tracking->end_backup(uuid, v.value("work_dir", ""));
       // Its changes merge into the previous checkpoint, which still covers
       // everything since the last committed cycle.
-      if (s.is_ok() && !cycle.empty()) s = tracking->delete_checkpoint(uuid, checkpoint_for(cycle));
+      if (s.is_ok() && !cycle.empty() && !committed) s = tracking->delete_checkpoint(uuid, checkpoint_for(cycle));
       if (s.is_ok()) std::filesystem::remove_all(v.value("work_dir", ""), ec);
       if (undone.is_ok()) undone = s;
     }
@@ -1065,11 +1067,14 @@ Status BuiltinReplicator::freeze(const std::string& group, const std::string& cy
   return Status::ok();
 }
 
-void BuiltinReplicator::thaw_and_settle(const std::string& cycle_id, std::vector<LiveVm>& live, bool committed) {
+Status BuiltinReplicator::thaw_and_settle(const std::string& cycle_id, std::vector<LiveVm>& live, bool committed) {
   Status first;
   for (auto& l : live) {
     Status s = l.backup_started ? l.tracking->end_backup(l.vm->uuid, l.work_dir) : Status::ok();
-    if (committed) {
+    // A hypervisor that failed once is not asked again (each call to a hung
+    // one waits out its keepalive): the journal leaves the rest to the next
+    // cycle, which ends the job and drops the checkpoints it no longer needs.
+    if (s.is_ok() && committed) {
       // The new checkpoint is the replica's from now on: older ones of evac
       // only cost the guest's writes a bitmap update each.
       auto names = l.tracking->list_checkpoints(l.vm->uuid);
@@ -1077,21 +1082,22 @@ void BuiltinReplicator::thaw_and_settle(const std::string& cycle_id, std::vector
         for (const auto& n : *names)
           if (n.rfind(kEvacCheckpointPrefix, 0) == 0 && n != checkpoint_for(cycle_id))
             if (Status d = l.tracking->delete_checkpoint(l.vm->uuid, n); s.is_ok()) s = d;
-      } else if (s.is_ok()) {
+      } else {
         s = names.status();
       }
-    } else if (l.backup_started) {
-      if (Status d = l.tracking->delete_checkpoint(l.vm->uuid, checkpoint_for(cycle_id)); s.is_ok()) s = d;
+    } else if (s.is_ok() && l.backup_started) {
+      s = l.tracking->delete_checkpoint(l.vm->uuid, checkpoint_for(cycle_id));
     }
     std::error_code ec;
     if (s.is_ok()) std::filesystem::remove_all(l.work_dir, ec);
-    if (first.is_ok()) first = s;
+    if (first.is_ok() && !s.is_ok()) first = s.with_context("VM '" + l.vm->name + "'");
   }
   // A failure here leaves the journal: the next cycle finishes the cleanup.
   if (first.is_ok()) {
     std::error_code ec;
     std::filesystem::remove(work_root() + "/" + cycle_id + ".cycle.json", ec);
   }
+  return first;
 }
 
 // Everything one sync_now cycle holds between its phases. Members go in
@@ -1348,6 +1354,10 @@ Result<PointInTime> BuiltinReplicator::commit(SyncCycle& c) {
                                    c.spec.retention);
   if (!pit) return pit.status().with_context("committing group '" + c.spec.group + "'");
   c.committed = true;
+  // Should the settling be cut, the undo must keep this cycle's checkpoint
+  // (the replicas' base now). Were this write lost, the undo would drop it
+  // and the next cycle read whole disks: slower, never wrong.
+  if (!c.live.empty()) (void)write_journal(c.spec.group, c.id, c.live, true);
   pit->full_read = c.changed.empty();  // no disk was read through a change map
   return pit;
 }
@@ -1366,17 +1376,27 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
   struct SettleOnExit {
     BuiltinReplicator* self;
     SyncCycle& c;
-    ~SettleOnExit() {
-      if (c.live.empty()) return;
+    bool settled = false;
+    Status now() {
+      if (settled || c.live.empty()) return Status::ok();
+      settled = true;
       c.sources.clear();
       for (auto& [key, client] : c.clients) client.reset();  // disconnect before the export goes away
-      self->thaw_and_settle(c.id, c.live, c.committed);
+      return self->thaw_and_settle(c.id, c.live, c.committed);
     }
+    ~SettleOnExit() { (void)now(); }
   } settle{this, c};
   EVAC_RETURN_IF_ERROR(stage_and_freeze(c));
   EVAC_RETURN_IF_ERROR(adopt_seed_manifests(c));
   EVAC_RETURN_IF_ERROR(ship(c));
-  return commit(c);
+  auto pit = commit(c);
+  if (!pit) return pit;
+  // The PIT stands once committed; a hypervisor that then fails to end
+  // the backup jobs costs it nothing, and the caller hears of it.
+  if (Status s = settle.now(); !s.is_ok())
+    pit->warnings.push_back("ending the cycle's backup jobs: " + s.message() +
+                            " (the point in time is complete; the next cycle ends what is left)");
+  return pit;
 }
 
 Result<std::vector<PointInTime>> BuiltinReplicator::list_pits(const std::string& group) {

@@ -297,7 +297,11 @@ class BuiltinReplicator : public ReplicationAdapter {
                                const Manifest& replica, const std::vector<ByteRange>* changed, BlockSource& source,
                                SyncProgress& progress, const ProgressCallback& report);
   std::string work_root() const;
-  Status write_journal(const std::string& group, const std::string& cycle_id, const std::vector<LiveVm>& live);
+  // The journal of a cycle that touched running VMs: what to undo if it is
+  // cut. `committed`: the cycle's PIT exists, so its checkpoint is the
+  // replicas' base from now on and an undo must keep it.
+  Status write_journal(const std::string& group, const std::string& cycle_id, const std::vector<LiveVm>& live,
+                       bool committed = false);
   // Pauses the running VMs, starts every backup (each with the cycle's new
   // checkpoint), resumes them: one instant for the group.
   // `instant_ms` gets the moment every VM stood paused: the PIT's instant.
@@ -305,8 +309,9 @@ class BuiltinReplicator : public ReplicationAdapter {
                 const std::map<std::string, bool>& has_replica, std::vector<LiveVm>& live, std::uint64_t& paused_us,
                 std::int64_t& instant_ms);
   // Ends the backups; keeps the new checkpoint only if the cycle committed.
-  void thaw_and_settle(const std::string& cycle_id, std::vector<LiveVm>& live,
-                       bool committed);
+  // A VM whose hypervisor fails here is left to the next cycle (the journal
+  // stays): the first such failure is returned.
+  Status thaw_and_settle(const std::string& cycle_id, std::vector<LiveVm>& live, bool committed);
 
   ReplicaChannel& channel_;
   ReplicaReceiver* receiver_;
