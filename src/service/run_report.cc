@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/json_decode.h"
+#include "service/runs/run_context.h"
 
 namespace evac {
 
@@ -100,12 +101,13 @@ json rto_section(const RunRow& run, const RtoSpan& span) {
 // The PIT group `g` (an entry of the run's groups) recovered: chosen at the
 // start (test, failover) or by the promote step (migrate, failback), with
 // the instant it captures.
-json recovered_pit(const json& g, const std::vector<engine::Step>& steps) {
-  const std::string name = g.value("name", "");
+json recovered_pit(const RunGroup& g, const std::vector<engine::Step>& steps) {
+  const std::string& name = g.name;
+  auto optional = [](const std::optional<std::int64_t>& v) { return v ? json(*v) : json(); };
   json entry = {{"group", name},
-                {"pit", g.value("pit", "")},
-                {"pit_created_at", g.value("pit_created_at", json())},
-                {"pit_created_at_ms", g.value("pit_created_at_ms", json())}};
+                {"pit", g.pit},
+                {"pit_created_at", optional(g.pit_created_at)},
+                {"pit_created_at_ms", optional(g.pit_created_at_ms)}};
   for (const auto& s : steps)
     if (s.spec.kind == engine::StepKind::kPromote && s.spec.params.value("group", "") == name && s.result.is_object()) {
       entry["pit"] = s.result.value("pit", entry["pit"].get<std::string>());
@@ -125,19 +127,19 @@ std::optional<std::int64_t> recovered_instant_ms(const json& entry) {
 
 // The achieved RPO of one group into its entry: what the operation loses
 // at most, measured from the recovered instant.
-void set_rpo(json& entry, const RunRow& run, const json& g, std::optional<std::int64_t> instant_ms,
+void set_rpo(json& entry, const RunRow& run, const RunGroup& g, std::optional<std::int64_t> instant_ms,
              std::int64_t start_ms) {
-  const json& seen = g.contains("protected_last_seen_ms") ? g["protected_last_seen_ms"] : json();
+  const std::optional<std::int64_t>& seen = g.protected_last_seen_ms;
   // A failback starts with a planned migration back: the same final sync.
   if (run.operation == "migrate" || run.operation == "failback") {
     entry["seconds"] = 0;
     entry["text"] = "0 s: the final sync ran after the VMs were shut down";
-  } else if (run.operation == "failover" && instant_ms && seen.is_number_integer()) {
+  } else if (run.operation == "failover" && instant_ms && seen) {
     // Every write acknowledged before the instant is recovered; what the
     // protected site took after it, until it was last heard from, is lost.
-    const std::int64_t seen_ms = seen.get<std::int64_t>();
+    const std::int64_t seen_ms = *seen;
     const double window = static_cast<double>(std::max<std::int64_t>(0, seen_ms - *instant_ms)) / 1000.0;
-    const std::string site = g.value("protected_site", std::string("the protected site"));
+    const std::string site = g.protected_site.empty() ? std::string("the protected site") : g.protected_site;
     char text[96];
     std::snprintf(text, sizeof text, "at most %.3f s of writes", window);
     entry["protected_site_last_seen"] = iso_time_ms(seen_ms);
@@ -158,11 +160,15 @@ void set_rpo(json& entry, const RunRow& run, const json& g, std::optional<std::i
 }
 
 // One entry per group of the run: its recovered PIT and achieved RPO.
+// A run whose groups cannot be read has one entry saying so.
 json rpo_section(const RunRow& run, const std::vector<engine::Step>& steps, std::int64_t start_ms) {
   json rpo = json::array();
-  auto groups = parse_json_or_discarded(run.groups);
-  if (!groups.is_array()) return rpo;
-  for (const auto& g : groups) {
+  auto groups = run_groups_from_row(run.id, run.groups);
+  if (!groups) {
+    rpo.push_back({{"group", nullptr}, {"pit", nullptr}, {"seconds", nullptr}, {"text", "unknown: " + groups.status().message()}});
+    return rpo;
+  }
+  for (const auto& g : *groups) {
     json entry = recovered_pit(g, steps);
     const std::optional<std::int64_t> instant_ms = recovered_instant_ms(entry);
     entry["pit_instant"] = instant_ms ? json(iso_time_ms(*instant_ms)) : json();

@@ -13,6 +13,7 @@
 #include "core/plan_json.h"
 #include "core/text.h"
 #include "engine/plan_compiler.h"
+#include "service/runs/run_context.h"
 
 namespace evac {
 
@@ -36,12 +37,11 @@ std::string new_run_id() {
   return std::string(stamp) + "-" + suffix;
 }
 
-std::vector<std::string> run_group_names(const RunRow& run) {
+// A run whose groups cannot be read could hold any group: the caller refuses.
+Result<std::vector<std::string>> run_group_names(const RunRow& run) {
+  EVAC_ASSIGN_OR_RETURN(auto groups, run_groups_from_row(run.id, run.groups));
   std::vector<std::string> out;
-  auto j = parse_json_or_discarded(run.groups);
-  if (j.is_array())
-    for (const auto& g : j)
-      if (g.is_object()) out.push_back(g.value("name", ""));
+  for (const auto& g : groups) out.push_back(g.name);
   return out;
 }
 
@@ -69,7 +69,8 @@ Result<std::vector<std::string>> RunService::check_no_conflicting_run(const std:
   if (!open) return open.status();
   std::vector<std::string> failed_tests;
   for (const auto& other : *open) {
-    for (const auto& g : run_group_names(other)) {
+    EVAC_ASSIGN_OR_RETURN(auto names, run_group_names(other));
+    for (const auto& g : names) {
       if (std::find(groups.begin(), groups.end(), g) == groups.end()) continue;
       // A failed test is what cleanup is for: cleanup closes it.
       if (operation == "cleanup" && other.operation == "test" && other.state == "failed") {
@@ -348,15 +349,20 @@ json to_json(const RunRow& run) {
             {"created_at", run.created_at},
             {"ended_at", run.ended_at ? json(*run.ended_at) : json()},
             {"error", run.error}};
-  auto groups = parse_json_or_discarded(run.groups);
   j["groups"] = json::array();
-  if (groups.is_array())
-    for (const auto& g : groups)
-      j["groups"].push_back({{"name", g.value("name", "")},
-                             {"pit", g.value("pit", "")},
-                             {"pit_created_at", g.value("pit_created_at", json())},
-                             {"pit_created_at_ms", g.value("pit_created_at_ms", json())},
-                             {"protected_last_seen_ms", g.value("protected_last_seen_ms", json())}});
+  auto groups = run_groups_from_row(run.id, run.groups);
+  if (!groups) {
+    // Listed still, so the operator sees which run the store damaged.
+    j["groups_error"] = groups.status().message();
+    return j;
+  }
+  auto optional = [](const std::optional<std::int64_t>& v) { return v ? json(*v) : json(); };
+  for (const auto& g : *groups)
+    j["groups"].push_back({{"name", g.name},
+                           {"pit", g.pit},
+                           {"pit_created_at", optional(g.pit_created_at)},
+                           {"pit_created_at_ms", optional(g.pit_created_at_ms)},
+                           {"protected_last_seen_ms", optional(g.protected_last_seen_ms)}});
   return j;
 }
 

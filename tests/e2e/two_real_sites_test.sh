@@ -304,11 +304,12 @@ check "and it verifies at site-b" \
 # once every guest has its backup job and runs again (the capture is over).
 "${repo_dir}/lab/vm.sh" exec "${uri_a}" db01 -- sh -c 'dd if=/dev/urandom of=/data/hang.bin bs=1M count=16 conv=fsync 2>/dev/null' >/dev/null
 evac --context site-a group set demo --max-rate 1MiB/s >/dev/null
-group_vms="$(evac --context site-a -o json group show demo | json_query '" ".join(d["vms"])')"
+group_vms="$(evac --context site-a -o json group show demo | json_query '" ".join(v["name"] for v in d["vms"])')"
 evac --context site-a group sync demo >"${EVAC_DEMO_ROOT}/hung-reads.out" 2>&1 &
 sync_pid=$!
 captured() {
   local vm
+  [[ -n "${group_vms}" ]] || return 1
   for vm in ${group_vms}; do
     virsh -c "${uri_a}" domjobinfo "${vm}" 2>/dev/null | grep -q Backup || return 1
     [[ "$(virsh -c "${uri_a}" domstate "${vm}" 2>/dev/null)" == running* ]] || return 1

@@ -88,6 +88,15 @@ Status add_group_from_json(const json& j, const std::string& what, const std::st
   return Status::ok();
 }
 
+Status add_groups_from_row(const std::string& run_id, const std::string& groups, RunContext& ctx) {
+  auto list = parse_json_or_discarded(groups);
+  if (!list.is_array())
+    return internal_error("run " + run_id + "'s context is unreadable in the store",
+                          "the store was altered or damaged: restore it from a backup");
+  for (const auto& jg : list) EVAC_RETURN_IF_ERROR(add_group_from_json(jg, "a group of run " + run_id + "'s context", run_id, ctx));
+  return Status::ok();
+}
+
 }  // namespace
 
 Result<const RunVm*> RunContext::vm(const std::string& name) const {
@@ -141,10 +150,14 @@ Result<RunContext> run_context_from_row(const std::string& run_id, const std::st
   auto plan = plan_from_json(parse_json_or_discarded(plan_document));
   if (!plan) return plan.status().with_context("the plan run " + run_id + " started with");
   ctx.plan = std::move(*plan);
-  auto list = parse_json_or_discarded(groups);
-  if (!list.is_array()) return internal_error("run " + run_id + "'s context is unreadable in the store");
-  for (const auto& jg : list) EVAC_RETURN_IF_ERROR(add_group_from_json(jg, "a group of run " + run_id + "'s context", run_id, ctx));
+  EVAC_RETURN_IF_ERROR(add_groups_from_row(run_id, groups, ctx));
   return ctx;
+}
+
+Result<std::vector<RunGroup>> run_groups_from_row(const std::string& run_id, const std::string& groups) {
+  RunContext ctx;
+  EVAC_RETURN_IF_ERROR(add_groups_from_row(run_id, groups, ctx));
+  return std::move(ctx.groups);
 }
 
 }  // namespace evac

@@ -75,4 +75,8 @@ nlohmann::json run_groups_json(const RunContext& ctx);
 Result<RunContext> run_context_from_row(const std::string& run_id, const std::string& operation, const std::string& site,
                                         const std::string& plan_document, const std::string& groups);
 
+// Only the groups of a run row's `groups` column, as strictly: what a
+// listing, a report or a conflict check needs of another run.
+Result<std::vector<RunGroup>> run_groups_from_row(const std::string& run_id, const std::string& groups);
+
 }  // namespace evac

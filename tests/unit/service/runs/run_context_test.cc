@@ -98,7 +98,22 @@ TEST(RunContextTest, ADamagedContextIsRefusedNamingTheRun) {
     auto back = run_context_from_row("run-42", "test", "site-b", plan, groups);
     ASSERT_FALSE(back.is_ok()) << groups;
     EXPECT_NE(back.status().message().find("run-42"), std::string::npos) << back.status().message();
+    // A listing, a report or a conflict check reads the groups alone, as strictly.
+    auto only = run_groups_from_row("run-42", groups);
+    ASSERT_FALSE(only.is_ok()) << groups;
+    EXPECT_NE(only.status().message().find("run-42"), std::string::npos) << only.status().message();
   }
+}
+
+TEST(RunContextTest, TheGroupsAloneReadBackInThePlansOrder) {
+  const RunContext ctx = sample();
+  auto groups = run_groups_from_row("run-42", run_groups_json(ctx).dump());
+  ASSERT_TRUE(groups.is_ok()) << groups.status().to_string();
+  ASSERT_EQ(groups->size(), 2u);
+  EXPECT_EQ((*groups)[0].name, "shop");
+  EXPECT_EQ((*groups)[0].protected_last_seen_ms, 1796643800000);
+  EXPECT_EQ((*groups)[0].vms, (std::vector<std::string>{"web01", "db01"}));
+  EXPECT_EQ((*groups)[1].name, "billing");
 }
 
 TEST(RunContextTest, AStepNamingWhatTheRunLacksIsAnInternalError) {
