@@ -1,7 +1,7 @@
 // The replication adapter interface: evac's door to a storage replication
-// engine (SRM calls these SRAs). The built-in host-based replicator
-// implements it first; btrfs send/receive, Ceph RBD mirroring and external
-// stdio-JSON adapters come next. No backend header is included here.
+// engine (SRM calls these SRAs). An engine plugs in by implementing it; the
+// built-in host-based replicator (replication/builtin/) is one. No backend
+// header is included here, so the core never depends on an engine.
 //
 // One adapter instance runs at each site of a pairing. Operations split by
 // role: the protected site syncs (sync_now), the recovery site keeps points
