@@ -1,4 +1,4 @@
-#include "two_sites.h"
+#include "unit/two_sites.h"
 
 #include <algorithm>
 

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "service/run_service.h"
-#include "two_sites.h"
+#include "unit/two_sites.h"
 
 namespace evac::testing {
 namespace {

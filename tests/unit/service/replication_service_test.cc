@@ -5,7 +5,7 @@
 
 #include "fakes/fake_replication_adapter.h"
 #include "service/replication_schedule.h"
-#include "two_sites.h"
+#include "unit/two_sites.h"
 
 namespace evac::testing {
 namespace {

@@ -2,7 +2,7 @@
 #include <limits>
 
 #include "api/request.h"
-#include "two_sites.h"
+#include "unit/two_sites.h"
 
 namespace evac::testing {
 namespace {
