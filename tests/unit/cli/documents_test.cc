@@ -1,6 +1,8 @@
-// What the CLI reads from files is read within limits: a small file of
-// aliases ("billion laughs"), deep nesting or a huge file is refused
-// quickly with an error naming the limit, never a bad_alloc or a crash.
+// Hand-written YAML means what an operator expects, and what is no YAML is
+// refused saying where. What the CLI reads from files is read within
+// limits: a small file of aliases ("billion laughs"), deep nesting or a
+// huge file is refused quickly with an error naming the limit, never a
+// bad_alloc or a crash.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -201,6 +203,44 @@ TEST_F(CliDocumentsFileTest, TheCliConfigIsReadWithinTheSameLimitsAndStrictly) {
   EXPECT_EQ(back->current, "007");
   EXPECT_EQ(back->contexts["007"].token, "12345");
   EXPECT_EQ(back->contexts["007"].pin, "sha256//abc");
+}
+
+TEST(CliYamlTest, HandWrittenYamlMeansWhatItSays) {
+  auto docs = parse_documents(R"(
+kind: RecoveryPlan
+name: shop-dr
+vms:
+  - vm: db01
+    priority: 1
+    wait_for_guest: false
+    checks:
+      - tcp: {port: 5432}
+    note: "5432"
+---
+# a second document
+kind: RecoveryPlan
+name: other
+)", "plan.yaml");
+  ASSERT_TRUE(docs.is_ok()) << docs.status().to_string();
+  ASSERT_EQ(docs->size(), 2u);
+  const json& plan = (*docs)[0];
+  EXPECT_EQ(plan["vms"][0]["priority"], 1);
+  EXPECT_EQ(plan["vms"][0]["wait_for_guest"], false);
+  EXPECT_EQ(plan["vms"][0]["checks"][0]["tcp"]["port"], 5432);
+  EXPECT_EQ(plan["vms"][0]["note"], "5432") << "quoted stays a string";
+  EXPECT_EQ((*docs)[1]["name"], "other");
+}
+
+TEST(CliYamlTest, BrokenYamlAndDuplicateKeysAreRefusedWithWhere) {
+  auto bad = parse_documents("name: [unclosed\n", "plan.yaml");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("plan.yaml is not valid YAML or JSON: line "), std::string::npos)
+      << bad.status().to_string();
+
+  auto dup = parse_documents("name: a\nvms:\n  - vm: x\n    priority: 1\n    priority: 2\n", "plan.yaml");
+  ASSERT_FALSE(dup.is_ok());
+  EXPECT_NE(dup.status().message().find("plan.yaml.vms[0]: key 'priority' appears twice"), std::string::npos)
+      << dup.status().to_string();
 }
 
 }  // namespace
