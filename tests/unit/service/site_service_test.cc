@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/model_json.h"
+#include "hostile_answers.h"
 
 namespace evac::testing {
 namespace {
@@ -588,53 +589,6 @@ TEST_F(TwoSitesTest, APlaceholderRequestIsReadStrictly) {
 
 // ---- a paired site's answers, read strictly -----------------------------------------------
 
-// A paired site that answers what each test scripts ("METHOD path" ->
-// answer), and keeps what it was asked.
-class ScriptedPeerTransport : public PeerTransport {
- public:
-  std::map<std::string, json> answers;
-  std::vector<std::string> asked;
-  Result<json> call(const PeerEndpoint&, const std::string& method, const std::string& path,
-                    const std::optional<json>&) override {
-    asked.push_back(method + " " + path);
-    auto it = answers.find(method + " " + path);
-    if (it == answers.end()) return unavailable("no scripted answer to " + method + " " + path);
-    return it->second;
-  }
-  Result<std::string> call_bytes(const PeerEndpoint& peer, const std::string& method, const std::string& path,
-                                 const std::string&, std::chrono::milliseconds) override {
-    auto r = call(peer, method, path, std::nullopt);
-    if (!r) return r.status();
-    return r->dump();
-  }
-  int times_asked(const std::string& call) const { return static_cast<int>(std::count(asked.begin(), asked.end(), call)); }
-};
-
-// Site-a's store and VMs, talking to a scripted site-b.
-class HostileAnswersTest : public TwoSitesTest {
- protected:
-  std::unique_ptr<SiteService> scripted_site_a() {
-    auto provider = std::make_unique<FakeComputeProvider>("kvm-a");
-    provider->add_network("prod");
-    provider->add_network("backup");
-    provider->add_pool("images", "/a/images");
-    provider->add_vm(make_vm("web01", "u-web01", {{"vda", "/a/images/web01.qcow2", "qcow2", "virtio", "disk", "images"}},
-                             {{"52:54:00:00:00:01", "prod", "network", "virtio"}}));
-    std::map<std::string, std::unique_ptr<ComputeProvider>> providers;
-    providers.emplace("kvm-a", std::move(provider));
-    return std::make_unique<SiteService>(SiteIdentity{"site-a", "https://a:1", "sha256//pin-a"}, *a_.store,
-                                         std::move(providers), peer_, [this] { return now_; });
-  }
-  // Site-b's real inventory, as it answers it.
-  json inventory_of_b() {
-    auto caller = b_.store->find_peer("site-a");
-    auto inventory = b_.service->handle_peer_inventory(**caller);
-    EXPECT_TRUE(inventory.is_ok());
-    return *inventory;
-  }
-  ScriptedPeerTransport peer_;
-};
-
 TEST_F(HostileAnswersTest, APairingAnswerWithoutTheSitesNameIsRefusedAndPairsNothing) {
   auto site_a = scripted_site_a();
   for (const json& answer : {json{{"site", 7}}, json{{"url", "https://b:1"}}, json::array({"site-b"})}) {
@@ -723,55 +677,6 @@ TEST_F(HostileAnswersTest, InventoryAndPlaceholderAnswersOfTheWrongShapeProtectN
   ASSERT_TRUE(g.is_ok()) << g.status().to_string();
   EXPECT_EQ(g->vms[0].placeholder_uuid, "p-web01");
   EXPECT_EQ(g->vms[0].placeholder_provider, "kvm-b");
-}
-
-// A readiness check (also a run's first step, in its thread) asks the
-// protected site about guest agents, fencing and backups: an answer of
-// the wrong shape threw there; it is now a warning that says so.
-TEST_F(HostileAnswersTest, ReadinessAnswersOfTheWrongShapeAreWarningsNotThrows) {
-  pair();
-  map_all();
-  ASSERT_TRUE(a_.service->create_group({"shop", {"web01"}, std::nullopt, 900, 24}).is_ok());
-  const json plan = {{"name", "shop-dr"}, {"groups", {"shop"}}, {"vms", {{{"vm", "web01"}, {"wait_for_guest", "5m"}}}}};
-  ASSERT_EQ(b_.call("POST", "/api/v1/plans", plan).status, 201);
-  auto provider = std::make_unique<FakeComputeProvider>("kvm-b");
-  provider->add_network("recovery-prod");
-  std::map<std::string, std::unique_ptr<ComputeProvider>> providers;
-  providers.emplace("kvm-b", std::move(provider));
-  SiteService site_b(SiteIdentity{"site-b", "https://b:1", "sha256//pin-b"}, *b_.store, std::move(providers), peer_,
-                     [this] { return now_; });
-  PlanService plans(site_b);
-  peer_.answers["GET /api/v1/peer/groups/shop/guest-agents"] = json::array({{{"vm", 7}, {"state", "running"}}});
-  peer_.answers["GET /api/v1/peer/groups/shop/fence-check"] = json{{"read_only", "yes"}};
-  peer_.answers["GET /api/v1/peer/groups/shop/backup-probe"] = json{{"busy", false}, {"vms", "web01"}};
-  auto r = plans.check_plan("shop-dr");
-  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-  std::map<std::string, std::string> said;  // check -> message of its warning
-  for (const auto& f : r->findings)
-    if (f.severity == "warning") said[f.check] = f.message + " / " + f.hint;
-  EXPECT_TRUE(contains(said["guest-agents"], "answered the guest-agent check unreadably: field 'vm' of a VM of the guest-agent answer must be a string"))
-      << said["guest-agents"];
-  EXPECT_TRUE(contains(said["fencing"], "answered the fence check unreadably: field 'read_only' of the fence-check answer"))
-      << said["fencing"];
-  EXPECT_TRUE(contains(said["backups"], "answered the backup probe unreadably: field 'vms' of the backup-probe answer must be a list"))
-      << said["backups"];
-  EXPECT_TRUE(contains(said["backups"], "no evacd of this version sends")) << said["backups"];
-
-  // As the protected site writes them, they are read.
-  peer_.answers["GET /api/v1/peer/groups/shop/guest-agents"] =
-      json::array({{{"vm", "web01"}, {"state", "running"}, {"agent", false}, {"error", "no agent channel"}}});
-  peer_.answers["GET /api/v1/peer/groups/shop/fence-check"] = json{{"read_only", true}, {"error", ""}, {"hint", ""}};
-  peer_.answers["GET /api/v1/peer/groups/shop/backup-probe"] =
-      json{{"busy", false}, {"vms", {{{"vm", "web01"}, {"state", "running"}, {"ok", true}, {"error", ""}, {"hint", ""}}}}};
-  r = plans.check_plan("shop-dr");
-  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-  said.clear();
-  std::map<std::string, std::string> ok;
-  for (const auto& f : r->findings) (f.severity == "ok" ? ok : said)[f.check] += f.message;
-  EXPECT_TRUE(contains(said["guest-agents"], "VM 'web01' at 'site-a' does not answer its guest agent: no agent channel"))
-      << said["guest-agents"];
-  EXPECT_TRUE(contains(ok["fencing"], "can make group 'shop''s disks read-only")) << ok["fencing"];
-  EXPECT_TRUE(contains(ok["backups"], "can replicate every VM of group 'shop' now (1 probed")) << ok["backups"];
 }
 
 TEST_F(TwoSitesTest, PlaceholderRemovalOnlyByItsOwner) {
