@@ -12,9 +12,6 @@
 #include <map>
 #include <thread>
 
-#include "providers/libvirt/domain_xml.h"
-#include "providers/libvirt/libvirt_change_tracking.h"
-
 namespace evac {
 namespace {
 
@@ -701,18 +698,6 @@ TEST(LibvirtProviderFlatten, TheTestDriverCannotPullAndSaysSo) {
   ASSERT_FALSE(flattened.is_ok());
   EXPECT_EQ(flattened.status().code(), StatusCode::kUnsupported) << flattened.status().to_string();
   EXPECT_EQ(site->flatten_disks("00000000-0000-4000-8000-00000000dead").status().code(), StatusCode::kNotFound);
-}
-
-// A running VM's backup export is a unix socket on the hypervisor's host:
-// evacd starts a backup only when libvirt's host is its own, whichever side
-// gives the fully qualified name.
-TEST(LibvirtChangeTrackingHost, OnlyTheHypervisorsOwnHostReadsItsBackups) {
-  EXPECT_TRUE(libvirt::same_host("kvm1", "kvm1"));
-  EXPECT_TRUE(libvirt::same_host("kvm1.dc1.example", "kvm1"));
-  EXPECT_TRUE(libvirt::same_host("kvm1", "kvm1.dc1.example"));
-  EXPECT_FALSE(libvirt::same_host("kvm2.dc1.example", "kvm1.dc1.example"));
-  EXPECT_FALSE(libvirt::same_host("kvm10", "kvm1"));
-  EXPECT_FALSE(libvirt::same_host("", "kvm1")) << "an unnamed host is not assumed to be this one";
 }
 
 }  // namespace
