@@ -282,7 +282,7 @@ ip_rules:
 // or nothing against a real site: a document the site would refuse stops
 // every document before the first is sent, and success says per document
 // what changed. (Rolling back what a later refusal finds applied is
-// tested in tests/unit/cli_apply_test.cc, against a site that refuses on
+// tested in tests/unit/cli/apply_test.cc, against a site that refuses on
 // cue.)
 TEST_F(TwoSitesCliTest, ApplyingSeveralDocumentsIsAllOrNothing) {
   pair_sites();

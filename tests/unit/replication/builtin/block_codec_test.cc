@@ -1,30 +1,14 @@
 #include "replication/builtin/block_codec.h"
 
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <filesystem>
 #include <random>
-#include <thread>
 
-#include "replication/builtin/builtin_replicator.h"
-#include "replication/builtin/pit_store.h"
+#include "block_samples.h"
 
 namespace evac::builtin {
 namespace {
-
-std::string random_bytes(std::size_t n, std::uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (std::size_t i = 0; i + 8 <= n; i += 8) {
-    std::uint64_t v = rng();
-    std::memcpy(&s[i], &v, 8);
-  }
-  for (std::size_t i = n - n % 8; i < n; ++i) s[i] = static_cast<char>(rng());
-  return s;
-}
 
 // Compressible but not trivial: repeated text with a counter.
 std::string text_bytes(std::size_t n, int salt) {
@@ -33,16 +17,6 @@ std::string text_bytes(std::size_t n, int salt) {
   for (int i = 0; s.size() < n; ++i) s += "line " + std::to_string(i * 7 + salt) + " of a guest log file\n";
   s.resize(n);
   return s;
-}
-
-BlockRecord record(std::uint64_t offset, std::string data) {
-  auto owned = std::make_shared<const std::string>(std::move(data));
-  BlockRecord r;
-  r.offset = offset;
-  r.data = *owned;
-  r.owner = owned;
-  r.hash = hash_block(r.data.data(), r.data.size());
-  return r;
 }
 
 BlockHash random_hash(std::mt19937& rng) {
@@ -65,79 +39,7 @@ std::uint32_t get_le32(const std::string& s, std::size_t pos) {
   return v;
 }
 
-// ---------------------------------------------------------------- hashes
-
-// The hash scheme from scratch with OpenSSL, one block at a time: SHA-256
-// over the SHA-256s of the block's 32 KiB leaves.
-BlockHash reference_hash(std::string_view block) {
-  std::string tops;
-  std::size_t leaves = block.size() <= kLeafSize ? 1 : (block.size() + kLeafSize - 1) / kLeafSize;
-  for (std::size_t k = 0; k < leaves; ++k) {
-    std::string_view leaf = block.substr(k * kLeafSize, kLeafSize);
-    BlockHash h = sha256(leaf.data(), leaf.size());
-    tops.append(reinterpret_cast<const char*>(h.data()), h.size());
-  }
-  return sha256(tops.data(), tops.size());
-}
-
-TEST(BlockHashTest, KnownVectors) {
-  EXPECT_EQ(to_hex(sha256("abc", 3)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(to_hex(hash_block("abc", 3, HashScheme::kSha256)), to_hex(sha256("abc", 3)));
-  // One leaf: SHA-256(SHA-256(data)); `printf abc | sha256sum | xxd -r -p | sha256sum`
-  EXPECT_EQ(to_hex(hash_block("abc", 3)), "4f8b42c22dd3729b519ba6f68d2da7cc5b2d606d05daed5ad5128cc03e6c6358");
-  EXPECT_EQ(to_hex(hash_block("", 0)), "5df6e0e2761359d30a8275058e299fcc0381534545f55cf43e41983f5d4c9456");
-  // Two leaves of 32 KiB zeros: SHA-256(h || h), h = SHA-256(32 KiB of zeros).
-  EXPECT_EQ(to_hex(zero_block_hash()), "55b6950b101bd55ebbf8c4f39ab0d648eb517dd657023e7f3e0769567f59f8db");
-  std::string zeros(kBlockSize, '\0');
-  EXPECT_EQ(hash_block(zeros.data(), zeros.size()), zero_block_hash());
-  // `head -c 65536 /dev/zero | sha256sum`: what an older evac's manifests hold.
-  EXPECT_EQ(to_hex(hash_block(zeros.data(), zeros.size(), HashScheme::kSha256)),
-            "de2f256064a0af797747c2b97505dc0b9f3df0de4f489eac731c23ae9ca9cc31");
-}
-
-TEST(BlockHashTest, LanesAgreeWithOneBlockAtATime) {
-  // Many blocks in one call, of every shape a disk has: full, one leaf and a
-  // bit, exactly one leaf, short tails, a single byte; each must hash as if
-  // alone, whatever lane it ran in and in whatever order the lanes finished.
-  std::vector<std::string> data;
-  std::vector<std::size_t> sizes = {kBlockSize, kLeafSize + 1, kLeafSize, kLeafSize - 1, 1, 4096, kBlockSize - 1};
-  for (std::size_t i = 0; i < 40; ++i) data.push_back(random_bytes(sizes[i % sizes.size()], 100 + i));
-  std::vector<std::string_view> views(data.begin(), data.end());
-  std::vector<BlockHash> out(views.size());
-  hash_blocks(views, out);
-  for (std::size_t i = 0; i < views.size(); ++i) {
-    EXPECT_EQ(out[i], reference_hash(views[i])) << "block " << i << " of " << views[i].size() << " bytes";
-    EXPECT_EQ(out[i], hash_block(views[i].data(), views[i].size()));
-  }
-  hash_blocks({}, {});  // nothing to hash is not an error
-  EXPECT_FALSE(block_hasher_name().empty());
-}
-
-TEST(BlockHashTest, DifferentDataDifferentHash) {
-  std::string a = random_bytes(kBlockSize, 1);
-  std::string b = a;
-  b[kBlockSize / 2] ^= 1;
-  EXPECT_NE(hash_block(a.data(), a.size()), hash_block(b.data(), b.size()));
-  EXPECT_EQ(hash_block(a.data(), a.size()), hash_block(a.data(), a.size()));
-}
-
-TEST(BlockHashTest, SameResultFromManyThreads) {
-  std::string data = random_bytes(kBlockSize, 9);
-  BlockHash expected = hash_block(data.data(), data.size());
-  std::vector<std::thread> threads;
-  std::vector<int> mismatches(4, 0);
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 50; ++i) {
-        if (hash_block(data.data(), data.size()) != expected) ++mismatches[t];
-        auto batch = encode_batch("vm/vda", {record(0, data)});
-        if (!decode_batch(batch).is_ok()) ++mismatches[t];
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  for (int m : mismatches) EXPECT_EQ(m, 0);
-}
+// ---------------------------------------------------------------- blocks of a disk
 
 TEST(BlockHashTest, BlockCountAndLength) {
   EXPECT_EQ(block_count(0), 0u);
@@ -597,34 +499,6 @@ TEST(BatchTest, UnalignedOffsetIsRejected) {
   auto r = decode_batch(encode_batch("vm/vda", {record(100, text_bytes(kBlockSize, 1))}));
   ASSERT_FALSE(r.is_ok());
   EXPECT_NE(r.status().message().find("not aligned"), std::string::npos) << r.status().to_string();
-}
-
-// ---------------------------------------------------------------- the receiver
-
-// A cycle's disk sizes come from the protected site: one beyond the largest
-// disk evac replicates is refused before a staging image is created or a
-// hash list allocated for it (2^62 bytes would be 2^46 hashes, 2 PiB), and
-// before a cycle open here is given up for it.
-TEST(ReplicaReceiverTest, ADiskLargerThanEvacReplicatesIsRefusedBeforeAnythingIsMade) {
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("evac-receiver-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir / "replicas");
-  PitStore pits((dir / "index").string());
-  ReplicaReceiver receiver(pits);
-  const std::string replicas = (dir / "replicas").string();
-  for (std::uint64_t size : {kMaxDiskBytes + 512, std::uint64_t{1} << 62, ~std::uint64_t{0}}) {
-    Status s = receiver.begin_cycle("g1", "cycle-1",
-                                    {ReplicatedDevice{"u-web01", "web01", "vda", "", "qcow2", replicas, 1 << 20, ""},
-                                     ReplicatedDevice{"u-web01", "web01", "vdb", "", "qcow2", replicas, size, ""}});
-    ASSERT_FALSE(s.is_ok()) << size;
-    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(s.message(), "disk u-web01/vdb is " + std::to_string(size) +
-                               " bytes, more than the 64 TiB (70368744177664 bytes) evac replicates");
-    EXPECT_TRUE(fs::is_empty(dir / "replicas")) << "no staging image";
-    EXPECT_FALSE(fs::exists(dir / "index")) << "no index";
-  }
-  fs::remove_all(dir);
 }
 
 }  // namespace

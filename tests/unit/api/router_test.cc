@@ -1,8 +1,4 @@
-#include <cstdint>
-#include <limits>
-
-#include "api/request.h"
-#include "two_sites.h"
+#include "unit/two_sites.h"
 
 namespace evac::testing {
 namespace {
@@ -161,24 +157,6 @@ TEST_F(TwoSitesTest, MalformedBodies) {
   expect_error_body(a_.call("POST", "/api/v1/mappings", json{{"kind", "disk"}, {"source", "a"}, {"target", "b"}}), 400,
                     "invalid_argument");
   expect_error_body(a_.call("DELETE", "/api/v1/mappings/abc"), 400, "invalid_argument");
-}
-
-// Whole numbers in paths and queries: digits only, within the route's
-// range, and an error that names the value and the range.
-TEST(RequestHelpers, BoundedIntegersAreDigitsWithinTheRange) {
-  EXPECT_EQ(*bounded_integer("42", 1, 1000, "limit"), 42);
-  EXPECT_EQ(*bounded_integer("-3", -5, 5, "offset"), -3);
-  EXPECT_EQ(*bounded_integer("9223372036854775807", 0, std::numeric_limits<std::int64_t>::max(), "cycle"),
-            std::numeric_limits<std::int64_t>::max());
-  for (const char* bad : {"", "abc", "1x", " 5", "+5", "5 ", "1.0", "0", "1001", "99999999999999999999"}) {
-    auto r = bounded_integer(bad, 1, 1000, "limit");
-    ASSERT_FALSE(r.is_ok()) << bad;
-    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(r.status().message(), "limit '" + std::string(bad) + "' must be a number from 1 to 1000");
-  }
-  auto unbounded = bounded_integer("0", 1, std::numeric_limits<std::int64_t>::max(), "mapping id", "see the ids");
-  EXPECT_EQ(unbounded.status().message(), "mapping id '0' must be a number of 1 or more");
-  EXPECT_EQ(unbounded.status().hint(), "see the ids");
 }
 
 TEST_F(TwoSitesTest, GroupLifecycleThroughTheApi) {

@@ -1,6 +1,8 @@
-// What the CLI reads from files is read within limits: a small file of
-// aliases ("billion laughs"), deep nesting or a huge file is refused
-// quickly with an error naming the limit, never a bad_alloc or a crash.
+// Hand-written YAML means what an operator expects, and what is no YAML is
+// refused saying where. What the CLI reads from files is read within
+// limits: a small file of aliases ("billion laughs"), deep nesting or a
+// huge file is refused quickly with an error naming the limit, never a
+// bad_alloc or a crash.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -8,44 +10,14 @@
 #include <fstream>
 #include <sstream>
 
-#include "cli/cli_config.h"
 #include "cli/documents.h"
+#include "hostile_documents.h"
 
 namespace evac::cli {
 namespace {
 
 using nlohmann::json;
 namespace fs = std::filesystem;
-
-// Ten anchors, each a list of ten aliases of the one before: 10^10 values
-// once expanded, in a few hundred bytes.
-std::string alias_bomb() {
-  std::string text = "kind: RecoveryPlan\nname: bomb\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
-  for (int i = 1; i <= 9; ++i) {
-    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
-    for (int k = 0; k < 10; ++k) text += std::string(k ? ", " : "") + "*a" + std::to_string(i - 1);
-    text += "]\n";
-  }
-  return text;
-}
-
-std::string nested(std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
-
-class CliDocumentsFileTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("evac-cli-docs-" + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path write(const std::string& name, const std::string& text) {
-    std::ofstream(dir_ / name, std::ios::binary) << text;
-    return dir_ / name;
-  }
-  fs::path dir_;
-};
 
 TEST(CliDocumentsTest, AnAliasBombIsRefusedQuicklyNamingTheLimit) {
   const std::string bomb = alias_bomb();
@@ -175,32 +147,42 @@ TEST_F(CliDocumentsFileTest, FilesLargerThanTheLimitAreRefusedBeforeBeingRead) {
   EXPECT_NE(folder.status().message().find("is a folder"), std::string::npos);
 }
 
-TEST_F(CliDocumentsFileTest, TheCliConfigIsReadWithinTheSameLimitsAndStrictly) {
-  auto bomb = load_cli_config(write("bomb.yaml", alias_bomb()).string());
-  ASSERT_FALSE(bomb.is_ok());
-  EXPECT_NE(bomb.status().message().find("CLI config: "), std::string::npos) << bomb.status().message();
-  EXPECT_NE(bomb.status().message().find("more than 100000 values"), std::string::npos) << bomb.status().message();
+TEST(CliYamlTest, HandWrittenYamlMeansWhatItSays) {
+  auto docs = parse_documents(R"(
+kind: RecoveryPlan
+name: shop-dr
+vms:
+  - vm: db01
+    priority: 1
+    wait_for_guest: false
+    checks:
+      - tcp: {port: 5432}
+    note: "5432"
+---
+# a second document
+kind: RecoveryPlan
+name: other
+)", "plan.yaml");
+  ASSERT_TRUE(docs.is_ok()) << docs.status().to_string();
+  ASSERT_EQ(docs->size(), 2u);
+  const json& plan = (*docs)[0];
+  EXPECT_EQ(plan["vms"][0]["priority"], 1);
+  EXPECT_EQ(plan["vms"][0]["wait_for_guest"], false);
+  EXPECT_EQ(plan["vms"][0]["checks"][0]["tcp"]["port"], 5432);
+  EXPECT_EQ(plan["vms"][0]["note"], "5432") << "quoted stays a string";
+  EXPECT_EQ((*docs)[1]["name"], "other");
+}
 
-  auto deep = load_cli_config(write("deep.yaml", "contexts: " + nested(5000) + "\n").string());
-  ASSERT_FALSE(deep.is_ok());
-  EXPECT_NE(deep.status().message().find("nested more than 64 deep"), std::string::npos) << deep.status().message();
+TEST(CliYamlTest, BrokenYamlAndDuplicateKeysAreRefusedWithWhere) {
+  auto bad = parse_documents("name: [unclosed\n", "plan.yaml");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("plan.yaml is not valid YAML or JSON: line "), std::string::npos)
+      << bad.status().to_string();
 
-  auto misspelt = load_cli_config(write("typo.yaml", "contexts:\n  a: {url: https://x, token: t, pinn: p}\n").string());
-  ASSERT_FALSE(misspelt.is_ok());
-  EXPECT_NE(misspelt.status().message().find("contexts.a has an unknown key 'pinn'"), std::string::npos)
-      << misspelt.status().message();
-
-  // What evac writes reads back, a token of digits included.
-  CliConfig cfg;
-  cfg.current = "007";
-  cfg.contexts["007"] = Context{"https://127.0.0.1:8441", "12345", "sha256//abc"};
-  const std::string path = (dir_ / "config.yaml").string();
-  ASSERT_TRUE(save_cli_config(path, cfg).is_ok());
-  auto back = load_cli_config(path);
-  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
-  EXPECT_EQ(back->current, "007");
-  EXPECT_EQ(back->contexts["007"].token, "12345");
-  EXPECT_EQ(back->contexts["007"].pin, "sha256//abc");
+  auto dup = parse_documents("name: a\nvms:\n  - vm: x\n    priority: 1\n    priority: 2\n", "plan.yaml");
+  ASSERT_FALSE(dup.is_ok());
+  EXPECT_NE(dup.status().message().find("plan.yaml.vms[0]: key 'priority' appears twice"), std::string::npos)
+      << dup.status().to_string();
 }
 
 }  // namespace

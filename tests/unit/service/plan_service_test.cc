@@ -2,8 +2,9 @@
 // validated against the groups each site knows, and copied to the peer.
 #include <gtest/gtest.h>
 
+#include "hostile_answers.h"
 #include "service/run_service.h"
-#include "two_sites.h"
+#include "unit/two_sites.h"
 
 namespace evac::testing {
 namespace {
@@ -345,6 +346,55 @@ TEST_F(PlanApiTest, ReadinessAtTheProtectedSiteWantsAPointInTime) {
       named = f["hint"].get<std::string>().find("evac group sync shop") != std::string::npos;
   EXPECT_TRUE(named) << r.body.dump(2);
   EXPECT_EQ(a_.call("GET", "/api/v1/plans/nope/readiness").status, 404);
+}
+
+// A readiness check (also a run's first step, in its thread) asks the
+// protected site about guest agents, fencing and backups: an answer of
+// the wrong shape threw there; it is now a warning that says so.
+TEST_F(HostileAnswersTest, ReadinessAnswersOfTheWrongShapeAreWarningsNotThrows) {
+  pair();
+  map_all();
+  ASSERT_TRUE(a_.service->create_group({"shop", {"web01"}, std::nullopt, 900, 24}).is_ok());
+  const json plan = {{"name", "shop-dr"}, {"groups", {"shop"}}, {"vms", {{{"vm", "web01"}, {"wait_for_guest", "5m"}}}}};
+  ASSERT_EQ(b_.call("POST", "/api/v1/plans", plan).status, 201);
+  auto provider = std::make_unique<FakeComputeProvider>("kvm-b");
+  provider->add_network("recovery-prod");
+  std::map<std::string, std::unique_ptr<ComputeProvider>> providers;
+  providers.emplace("kvm-b", std::move(provider));
+  SiteService site_b(SiteIdentity{"site-b", "https://b:1", "sha256//pin-b"}, *b_.store, std::move(providers), peer_,
+                     [this] { return now_; });
+  PlanService plans(site_b);
+  peer_.answers["GET /api/v1/peer/groups/shop/guest-agents"] = json::array({{{"vm", 7}, {"state", "running"}}});
+  peer_.answers["GET /api/v1/peer/groups/shop/fence-check"] = json{{"read_only", "yes"}};
+  peer_.answers["GET /api/v1/peer/groups/shop/backup-probe"] = json{{"busy", false}, {"vms", "web01"}};
+  auto r = plans.check_plan("shop-dr");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  std::map<std::string, std::string> said;  // check -> message of its warning
+  for (const auto& f : r->findings)
+    if (f.severity == "warning") said[f.check] = f.message + " / " + f.hint;
+  EXPECT_TRUE(contains(said["guest-agents"], "answered the guest-agent check unreadably: field 'vm' of a VM of the guest-agent answer must be a string"))
+      << said["guest-agents"];
+  EXPECT_TRUE(contains(said["fencing"], "answered the fence check unreadably: field 'read_only' of the fence-check answer"))
+      << said["fencing"];
+  EXPECT_TRUE(contains(said["backups"], "answered the backup probe unreadably: field 'vms' of the backup-probe answer must be a list"))
+      << said["backups"];
+  EXPECT_TRUE(contains(said["backups"], "no evacd of this version sends")) << said["backups"];
+
+  // As the protected site writes them, they are read.
+  peer_.answers["GET /api/v1/peer/groups/shop/guest-agents"] =
+      json::array({{{"vm", "web01"}, {"state", "running"}, {"agent", false}, {"error", "no agent channel"}}});
+  peer_.answers["GET /api/v1/peer/groups/shop/fence-check"] = json{{"read_only", true}, {"error", ""}, {"hint", ""}};
+  peer_.answers["GET /api/v1/peer/groups/shop/backup-probe"] =
+      json{{"busy", false}, {"vms", {{{"vm", "web01"}, {"state", "running"}, {"ok", true}, {"error", ""}, {"hint", ""}}}}};
+  r = plans.check_plan("shop-dr");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  said.clear();
+  std::map<std::string, std::string> ok;
+  for (const auto& f : r->findings) (f.severity == "ok" ? ok : said)[f.check] += f.message;
+  EXPECT_TRUE(contains(said["guest-agents"], "VM 'web01' at 'site-a' does not answer its guest agent: no agent channel"))
+      << said["guest-agents"];
+  EXPECT_TRUE(contains(ok["fencing"], "can make group 'shop''s disks read-only")) << ok["fencing"];
+  EXPECT_TRUE(contains(ok["backups"], "can replicate every VM of group 'shop' now (1 probed")) << ok["backups"];
 }
 
 }  // namespace

@@ -4,8 +4,7 @@
 #include <thread>
 
 #include "fakes/fake_replication_adapter.h"
-#include "service/replication_schedule.h"
-#include "two_sites.h"
+#include "unit/two_sites.h"
 
 namespace evac::testing {
 namespace {
@@ -542,34 +541,6 @@ TEST_F(ReplicationOpsTest, SchedulerStartsAtHalfTheRpoAndBacksOffAfterFailures) 
   EXPECT_TRUE(contains(failed[0].message, "disk gone")) << failed[0].message;
 }
 
-TEST(ReplicationSchedule, DecisionsOnSimulatedTime) {
-  ScheduleInput in;
-  in.rpo_seconds = 900;
-  in.group_created_at = 1000;
-  in.now = 1449;
-  EXPECT_FALSE(decide_schedule(in).start);
-  EXPECT_EQ(decide_schedule(in).not_before, 1450);
-  in.now = 1450;
-  EXPECT_TRUE(decide_schedule(in).start);
-  in.cycle_running = true;
-  EXPECT_FALSE(decide_schedule(in).start);
-  in.cycle_running = false;
-  in.newest_pit_at = 1400;
-  EXPECT_FALSE(decide_schedule(in).start);
-  in.now = 1850;
-  EXPECT_TRUE(decide_schedule(in).start);
-  in.consecutive_failures = 3;
-  in.last_failure_at = 1800;
-  EXPECT_FALSE(decide_schedule(in).start);  // 120 s after the third failure
-  EXPECT_EQ(decide_schedule(in).not_before, 1920);
-  EXPECT_EQ(retry_backoff_seconds(1, 900), 30);
-  EXPECT_EQ(retry_backoff_seconds(10, 3600), 900);  // capped at 15 min
-  EXPECT_EQ(retry_backoff_seconds(10, 120), 60);    // never beyond half the RPO
-  EXPECT_EQ(replication_lag(2000, 1000, std::nullopt), 1000);
-  EXPECT_EQ(replication_lag(2000, 1000, 1900), 100);
-  EXPECT_EQ(replication_lag(2000, 1000, 2100), 0);  // a clock step back is no negative lag
-}
-
 // ---- rate limits ----------------------------------------------------------------------
 
 TEST_F(ReplicationOpsTest, MaxRateReachesTheCyclesLimiter) {
@@ -603,57 +574,6 @@ TEST_F(ReplicationOpsTest, GroupCreateTakesAMaxRate) {
   auto ok = a_.call("POST", "/api/v1/groups", json{{"name", "g2"}, {"vms", {"app01"}}, {"max_rate", "10MB/s"}});
   ASSERT_EQ(ok.status, 201) << ok.body.dump();
   EXPECT_EQ(ok.body["max_rate_bytes"], 10'000'000);
-}
-
-TEST(RateLimit, ParsesRatesWithUnits) {
-  EXPECT_EQ(*parse_byte_rate("50MiB/s"), 50u << 20);
-  EXPECT_EQ(*parse_byte_rate("10MB/s"), 10'000'000u);
-  EXPECT_EQ(*parse_byte_rate("1.5G"), 1'500'000'000u);
-  EXPECT_EQ(*parse_byte_rate("800k"), 800'000u);
-  EXPECT_EQ(*parse_byte_rate("2 GiB/s"), 2ull << 30);
-  EXPECT_EQ(*parse_byte_rate("4096"), 4096u);
-  EXPECT_EQ(*parse_byte_rate("0"), 0u);
-  EXPECT_EQ(*parse_byte_rate("none"), 0u);
-  EXPECT_EQ(*parse_byte_rate("unlimited"), 0u);
-  for (const char* bad : {"", "fast", "MiB/s", "10 parsecs", "-5M", "1.2.3M", "0.1"}) {
-    auto r = parse_byte_rate(bad);
-    EXPECT_FALSE(r.is_ok()) << bad;
-    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
-    EXPECT_FALSE(r.status().hint().empty()) << bad;
-  }
-  EXPECT_EQ(format_byte_rate(50u << 20), "50MiB/s");
-  EXPECT_EQ(format_byte_rate(1536), "1.5KiB/s");
-  EXPECT_EQ(format_byte_rate(0), "unlimited");
-}
-
-TEST(RateLimit, TokenBucketHoldsTheAverageOnSimulatedTime) {
-  std::chrono::steady_clock::time_point now{};
-  TokenBucket bucket(1000, [&] { return now; });
-  using std::chrono::milliseconds;
-  EXPECT_EQ(bucket.reserve(1000).count(), 0);  // a second's burst passes at once
-  EXPECT_EQ(bucket.reserve(500).count(), 0);   // the bucket is empty, not in debt: this one passes too
-  EXPECT_EQ(std::chrono::duration_cast<milliseconds>(bucket.reserve(500)), milliseconds(500));  // pays the debt first
-  EXPECT_EQ(std::chrono::duration_cast<milliseconds>(bucket.reserve(0)), milliseconds(1000));   // queued behind it
-  now += milliseconds(1000);
-  EXPECT_EQ(std::chrono::duration_cast<milliseconds>(bucket.reserve(0)), milliseconds(0));
-  // A batch larger than the burst (8 MiB batches on a 1 MiB/s link) still
-  // passes, and its debt makes the next one wait.
-  now += std::chrono::seconds(10);
-  EXPECT_EQ(bucket.reserve(8000).count(), 0);
-  EXPECT_EQ(std::chrono::duration_cast<milliseconds>(bucket.reserve(0)), milliseconds(7000));
-  // Over a long stretch the bytes let through stay at the rate: 100 batches
-  // of 250 bytes wait 7 s of debt, then 0.25 s each.
-  std::chrono::nanoseconds waited{0};
-  for (int i = 0; i < 100; ++i) {
-    auto w = bucket.reserve(250);
-    now += w;
-    waited += w;
-  }
-  EXPECT_NEAR(std::chrono::duration<double>(waited).count(), 7.0 + 99 * 0.25, 0.01);
-  bucket.set_rate(0);
-  EXPECT_EQ(bucket.reserve(1 << 30).count(), 0);  // unlimited
-  bucket.cancel();
-  EXPECT_FALSE(bucket.acquire(1));
 }
 
 TEST_F(TwoSitesTest, PeerChannelPassesEveryBatchThroughTheLimiter) {
@@ -715,6 +635,222 @@ TEST_F(ReplicationOpsTest, MetricsInPrometheusTextFormat) {
 TEST_F(ReplicationOpsTest, SyncWaitReturnsThePit) {
   auto r = a_.call("POST", "/api/v1/groups/g1/sync?wait=true");
   EXPECT_EQ(r.status, 200) << r.body.dump();
+}
+
+// ---- a paired site's cycles, read strictly ------------------------------------------------
+
+// A paired site's call to this site's router, as its certificate makes it.
+ApiResponse peer_call(ApiRouter& router, const std::string& pin, const std::string& path, const json& body) {
+  return router.handle(ApiRequest{"POST", path, {}, body.dump(), "", pin});
+}
+
+void expect_refused(const ApiResponse& r, const std::string& in_message, const std::string& in_hint = "") {
+  EXPECT_EQ(r.status, 400) << r.body.dump();
+  EXPECT_EQ(r.body.value("code", ""), "invalid_argument") << r.body.dump();
+  EXPECT_TRUE(contains(r.body.value("message", ""), in_message)) << r.body.dump();
+  EXPECT_TRUE(r.body.contains("hint")) << r.body.dump();
+  EXPECT_TRUE(contains(r.body.value("hint", ""), in_hint)) << r.body.dump();
+}
+
+// What the protected site writes to begin and commit a cycle reads back
+// whole at the recovery site: the decoder accepts every key the sender sends.
+TEST(PeerCycleBodies, WhatTheSenderWritesReadsBackWhole) {
+  const CycleBeginRequest begin{"cycle-1700000000-0a1b2c3d4e5f",
+                                {ReplicatedDevice{"u-web01", "web01", "vda", "/a/images/web01.qcow2", "qcow2",
+                                                  "/b/replicas", std::uint64_t{1} << 40, "web01.qcow2"},
+                                 ReplicatedDevice{"u-web01", "", "vdb", "/a/fast/web01.raw", "", "", 0, ""}}};
+  auto b = cycle_begin_from_json(to_json(begin));
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  EXPECT_EQ(b->cycle_id, begin.cycle_id);
+  ASSERT_EQ(b->disks.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const ReplicatedDevice& sent = begin.disks[i];
+    const ReplicatedDevice& got = b->disks[i];
+    EXPECT_EQ(got.vm_uuid, sent.vm_uuid);
+    EXPECT_EQ(got.vm_name, sent.vm_name);
+    EXPECT_EQ(got.disk, sent.disk);
+    EXPECT_EQ(got.format, sent.format);
+    EXPECT_EQ(got.replica_dir, sent.replica_dir);
+    EXPECT_EQ(got.size_bytes, sent.size_bytes);
+    EXPECT_EQ(got.seed, sent.seed);
+    EXPECT_EQ(got.source_path, "") << "stays at the protected site";
+  }
+
+  const CycleCommitRequest commit{{{"u-web01/vda", std::string(64, 'f')}, {"u-web01/vdb", std::string(64, '0')}},
+                                  1'700'000'000'123,
+                                  12345,
+                                  RetentionPolicy{1000, 24, 7}};
+  json wire = to_json(commit);
+  EXPECT_EQ(wire["created_at"], 1'700'000'000);
+  auto c = cycle_commit_from_json(wire);
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->created_at_ms, commit.created_at_ms);
+  EXPECT_EQ(c->bytes_sent, 12345u);
+  EXPECT_EQ(c->retention.keep_last, 1000);
+  EXPECT_EQ(c->retention.keep_hourly, 24);
+  EXPECT_EQ(c->retention.keep_daily, 7);
+  ASSERT_EQ(c->digests.size(), 2u);
+  EXPECT_EQ(c->digests[1].key, "u-web01/vdb");
+  EXPECT_EQ(c->digests[1].digest_hex, std::string(64, '0'));
+  // A site older than the milliseconds (or than retention by the hour and
+  // day) sends less: the rest has its old defaults.
+  for (const char* key : {"created_at_ms", "keep_pits", "keep_hourly", "keep_daily", "bytes_sent"}) wire.erase(key);
+  auto old = cycle_commit_from_json(wire);
+  ASSERT_TRUE(old.is_ok()) << old.status().to_string();
+  EXPECT_EQ(old->created_at_ms, 1'700'000'000'000);
+  EXPECT_EQ(old->retention.keep_last, 24);
+  EXPECT_EQ(old->retention.keep_hourly, 0);
+  EXPECT_EQ(old->bytes_sent, 0u);
+
+  // A PIT as the recovery site answers it reads back too.
+  PointInTime pit;
+  pit.id = "pit-1";
+  pit.group = "g1";
+  pit.created_at = 1'700'000'000;
+  pit.created_at_ms = 1'700'000'000'123;
+  pit.bytes_sent = 77;
+  pit.cycle_id = "cycle-1";
+  pit.disks = {{"u-web01/vda", "/b/replicas/.evac-pits/g1/pit-1/vda.qcow2", 1 << 20}};
+  auto p = pit_from_json(to_json(pit));
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  EXPECT_EQ(p->created_at_ms, pit.created_at_ms);
+  ASSERT_EQ(p->disks.size(), 1u);
+  EXPECT_EQ(p->disks[0].path, pit.disks[0].path);
+  json hostile = to_json(pit);
+  hostile["bytes_sent"] = -1;
+  EXPECT_EQ(pit_from_json(hostile).status().code(), StatusCode::kInvalidArgument);
+}
+
+// Numbers the sender never sends are refused, never narrowed: 2^40 PITs to
+// keep was 0 as an int, and 2^32 + 1 was 1, which deletes every older PIT.
+TEST(PeerCycleBodies, NumbersOutOfRangeAreRefusedNotNarrowed) {
+  const json good = to_json(CycleCommitRequest{{{"u-web01/vda", std::string(64, 'f')}}, 1'700'000'000'000, 0, {}});
+  ASSERT_TRUE(cycle_commit_from_json(good).is_ok());
+  const std::vector<std::pair<std::string, json>> bad = {
+      {"keep_pits", std::uint64_t{1} << 40},   {"keep_pits", (std::uint64_t{1} << 32) + 1},
+      {"keep_pits", 0},                        {"keep_pits", 1001},
+      {"keep_pits", "24"},                     {"keep_pits", 24.5},
+      {"keep_hourly", -1},                     {"keep_daily", std::uint64_t{1} << 33},
+      {"bytes_sent", std::uint64_t{1} << 63},  {"created_at", -1},
+      {"created_at", std::int64_t{1} << 62},   {"created_at_ms", -1000},
+      {"digests", json::object()},             {"digests", nullptr}};
+  for (const auto& [key, value] : bad) {
+    json body = good;
+    body[key] = value;
+    auto r = cycle_commit_from_json(body);
+    ASSERT_FALSE(r.is_ok()) << key << " = " << value.dump();
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_TRUE(contains(r.status().message(), "'" + key + "'")) << r.status().message();
+  }
+  json disk = to_json(CycleBeginRequest{"c", {ReplicatedDevice{"u", "", "vda", "", "", "/b/replicas", 1, ""}}});
+  ASSERT_TRUE(cycle_begin_from_json(disk).is_ok());
+  for (const json& size : {json(-1), json(std::uint64_t{1} << 63), json("1GiB"), json(nullptr)}) {
+    disk["disks"][0]["size_bytes"] = size;
+    EXPECT_FALSE(cycle_begin_from_json(disk).is_ok()) << size.dump();
+  }
+  // A disk size within 2^62 but beyond what evac replicates is refused
+  // before the receiver sees it (it would allocate a hash per 64 KiB).
+  disk["disks"][0]["size_bytes"] = kMaxDiskBytes;
+  EXPECT_TRUE(cycle_begin_from_json(disk).is_ok());
+  disk["disks"][0]["size_bytes"] = std::uint64_t{1} << 62;
+  auto huge = cycle_begin_from_json(disk);
+  ASSERT_FALSE(huge.is_ok());
+  EXPECT_EQ(huge.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(huge.status().message(), "disk u/vda is 4611686018427387904 bytes, more than the 64 TiB (70368744177664 bytes) evac replicates");
+  EXPECT_TRUE(contains(huge.status().hint(), "at most 64 TiB")) << huge.status().hint();
+}
+
+TEST_F(TwoSitesTest, ReplicaFolderMustBeARecoverySitePool) {
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
+  ReplicationService replication(*b_.service, *b_.transport, dir_.string());
+  auto caller = b_.store->find_peer("site-a");
+  ASSERT_TRUE(caller.is_ok() && caller->has_value());
+  nlohmann::json body = {{"cycle_id", "cycle-1"},
+                         {"disks", {{{"vm_uuid", "u-web01"}, {"disk", "vda"}, {"replica_dir", "/etc"}, {"size_bytes", 1 << 20}}}}};
+  auto r = replication.handle_begin(**caller, "g1", body);
+  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(r.status().message().find("/etc"), std::string::npos);
+  // A group the caller does not protect to this site is refused before anything else.
+  body["disks"][0]["replica_dir"] = "/b/replicas";
+  EXPECT_EQ(replication.handle_begin(**caller, "not-a-group", body).status().code(), StatusCode::kPermissionDenied);
+}
+
+// A commit is read whole before the receiver sees it: one asking to keep
+// 2^40 PITs is refused and changes nothing, the same commit within bounds
+// reaches the receiver (which has no such cycle open here).
+TEST_F(TwoSitesTest, ACommitKeepingMorePitsThanAnOperatorMayIsRefusedAndChangesNothing) {
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
+  ReplicationService replication(*b_.service, *b_.transport, dir_.string());
+  PlanService plans(*b_.service, &replication);
+  ApiRouter router(RouteServices{*b_.service, plans, &replication});
+  const std::string path = "/api/v1/peer/replication/g1/cycles/cycle-1/commit";
+  json body = to_json(CycleCommitRequest{{{"u-web01/vda", std::string(64, 'f')}}, now_ * 1000, 4096, {}});
+  body["keep_pits"] = std::uint64_t{1} << 40;
+  expect_refused(peer_call(router, "sha256//pin-a", path, body), "field 'keep_pits' of the commit of a cycle is 1099511627776",
+                 "from 1 to 1000");
+  body["keep_pits"] = (std::uint64_t{1} << 32) + 1;
+  expect_refused(peer_call(router, "sha256//pin-a", path, body), "out of range", "from 1 to 1000");
+  body["keep_pits"] = 24;
+  body["keep_forever"] = true;
+  expect_refused(peer_call(router, "sha256//pin-a", path, body), "unknown field 'keep_forever'", "keep_pits");
+  // No cycle ever started here: nothing staged, no PIT kept or deleted.
+  EXPECT_EQ(replication.pits_held_here("g1").status().code(), StatusCode::kNotFound);
+
+  body.erase("keep_forever");
+  ApiResponse valid = peer_call(router, "sha256//pin-a", path, body);
+  EXPECT_EQ(valid.body.value("code", ""), "failed_precondition") << valid.body.dump();
+  EXPECT_TRUE(contains(valid.body.value("message", ""), "is not open here")) << valid.body.dump();
+}
+
+// A cycle's start with a key the sender never sends (a misplaced or
+// misspelt one, or the protected site's own path of the disk) is refused;
+// the sender's own body is read and goes on to the pool check.
+TEST_F(TwoSitesTest, ACycleStartWithAnUnknownKeyIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
+  ReplicationService replication(*b_.service, *b_.transport, dir_.string());
+  PlanService plans(*b_.service, &replication);
+  ApiRouter router(RouteServices{*b_.service, plans, &replication});
+  const std::string path = "/api/v1/peer/replication/g1/cycles";
+  json body = to_json(CycleBeginRequest{
+      "cycle-1", {ReplicatedDevice{"u-web01", "web01", "vda", "/a/images/web01.qcow2", "qcow2", "/etc", 1 << 20, ""}}});
+  ApiResponse read = peer_call(router, "sha256//pin-a", path, body);
+  EXPECT_EQ(read.status, 403) << read.body.dump();  // read whole, then: /etc is no pool here
+  EXPECT_TRUE(contains(read.body.value("message", ""), "/etc")) << read.body.dump();
+
+  body["replica_dir"] = "/b/replicas";
+  expect_refused(peer_call(router, "sha256//pin-a", path, body), "unknown field 'replica_dir' in the start of a cycle",
+                 "cycle_id, disks");
+  body.erase("replica_dir");
+  body["disks"][0]["replica_dir"] = "/b/replicas";
+  body["disks"][0]["source_path"] = "/a/images/web01.qcow2";
+  expect_refused(peer_call(router, "sha256//pin-a", path, body),
+                 "unknown field 'source_path' in a disk of the start of a cycle", "size_bytes");
+  body["disks"][0].erase("source_path");
+  body["disks"][0].erase("vm_uuid");
+  expect_refused(peer_call(router, "sha256//pin-a", path, body), "field 'vm_uuid' of a disk of the start of a cycle is required");
+  EXPECT_EQ(replication.pits_held_here("g1").status().code(), StatusCode::kNotFound) << "nothing staged";
+}
+
+// A copy stored before it was checked (by an older evacd) is read strictly
+// where it is used: the epoch that decides whether the caller may write
+// PITs here is refused, not narrowed.
+TEST_F(TwoSitesTest, ACycleIsRefusedWhenTheCallersCopyOfItsGroupIsOutOfBounds) {
+  ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
+  auto held = b_.store->find_peer_copy("site-a");
+  ASSERT_TRUE(held.is_ok() && held->has_value());
+  json copy = json::parse((*held)->document);
+  copy["groups"][0]["epoch"] = "2";
+  ASSERT_TRUE(b_.store->put_peer_copy(PeerCopyRecord{"site-a", (*held)->version, copy.dump(), now_}).is_ok());
+  ReplicationService replication(*b_.service, *b_.transport, dir_.string());
+  auto caller = b_.store->find_peer("site-a");
+  ASSERT_TRUE(caller.is_ok() && caller->has_value());
+  const json body = to_json(CycleBeginRequest{
+      "cycle-1", {ReplicatedDevice{"u-web01", "web01", "vda", "", "qcow2", "/b/replicas", 1 << 20, ""}}});
+  auto r = replication.handle_begin(**caller, "g1", body);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().to_string();
+  EXPECT_TRUE(contains(r.status().message(), "the configuration of site 'site-a': group 'g1': field 'epoch'"))
+      << r.status().message();
+  EXPECT_EQ(replication.pits_held_here("g1").status().code(), StatusCode::kNotFound) << "nothing staged";
 }
 
 }  // namespace

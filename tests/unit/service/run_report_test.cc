@@ -6,25 +6,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "step_samples.h"
+
 namespace evac {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
 using nlohmann::json;
-
-engine::Step step(int idx, std::string name, std::string kind, std::int64_t start_ms, std::int64_t end_ms,
-                  engine::StepState state = engine::StepState::kSucceeded) {
-  engine::Step s;
-  s.idx = idx;
-  s.spec.name = std::move(name);
-  s.spec.kind = engine::step_kind_from_name(kind).value();
-  s.state = state;
-  s.attempts = 1;
-  s.started_at_ms = start_ms;
-  s.ended_at_ms = end_ms;
-  return s;
-}
 
 RunRow failover_run() {
   RunRow r;
@@ -175,19 +164,6 @@ TEST(RunReport, EveryIpRuleOutcomeIsListedPerVm) {
   EXPECT_THAT(report_html(report), HasSubstr("eth0: 10.0.0.11/24 -&gt; 10.1.0.11/24"));
   // Without IP rules there is nothing to say.
   EXPECT_TRUE(run_report(failover_run(), {moved})["ip_customization"].empty());
-}
-
-TEST(StepView, ARunningStepPastItsTimeoutShowsHowFar) {
-  engine::Step s = step(3, "Power on priority 1 VMs: db01", "power_on", 1'000'000, 0, engine::StepState::kRunning);
-  s.ended_at_ms.reset();
-  s.spec.timeout_s = 600;
-  EXPECT_FALSE(to_json(s, 1'000'000 + 600'000).contains("overdue_s")) << "at its deadline, not past it";
-  EXPECT_EQ(to_json(s, 1'000'000 + 635'500)["overdue_s"], 35);
-  s.spec.timeout_s = 0;  // no bound of the engine's own: never overdue
-  EXPECT_FALSE(to_json(s, 1'000'000 + 9'000'000).contains("overdue_s"));
-  engine::Step done = step(4, "Wait for guest heartbeat: db01", "wait_for_guest", 1'000'000, 2'000'000);
-  done.spec.timeout_s = 1;
-  EXPECT_FALSE(to_json(done, 9'000'000).contains("overdue_s"));
 }
 
 }  // namespace

@@ -141,13 +141,6 @@ TEST(JsonFields, DurationsNeedTheirUnitAndARange) {
   EXPECT_EQ(**f->duration("ok", std::chrono::seconds(1), std::chrono::hours(24)), std::chrono::seconds(5400));
 }
 
-TEST(ParseDuration, ABareNumberIsRefusedEverywhere) {
-  EXPECT_FALSE(parse_duration("15"));
-  EXPECT_FALSE(parse_duration("1h30"));
-  EXPECT_EQ(*parse_duration("15s"), std::chrono::seconds(15));
-  EXPECT_EQ(*parse_duration("2d"), std::chrono::seconds(172800));
-}
-
 TEST(Excerpt, BoundsWhatIsEchoed) {
   EXPECT_EQ(excerpt("short"), "short");
   std::string huge(1'000'000, 'a');
