@@ -73,7 +73,10 @@ INSTANTIATE_TEST_SUITE_P(
                       BadConfig{"site: a\nstate_dir: /x\nruns: {parallel: 4}\n", "unknown key 'runs.parallel'"},
                       // A key that is itself a map or a list is refused, not thrown out of the parser.
                       BadConfig{"{{}}~}}", "not a plain word"},
-                      BadConfig{"site: a\nstate_dir: /x\nruns: {[max_parallel]: 4}\n", "not a plain word"}));
+                      BadConfig{"site: a\nstate_dir: /x\nruns: {[max_parallel]: 4}\n", "not a plain word"}),
+    // By position: gtest would name a case by the bytes of its pointers,
+    // which differ on every run and so on every ctest discovery.
+    [](const ::testing::TestParamInfo<BadConfig>& info) { return "case" + std::to_string(info.index); });
 
 TEST(DaemonConfigTest, MissingFile) {
   auto cfg = load_daemon_config("/nonexistent/evacd.yaml");
