@@ -39,6 +39,13 @@ Result<std::int64_t> bounded_integer(std::string_view text, std::int64_t min, st
   return value;
 }
 
+Result<bool> flag_param(const ApiRequest& request, const std::string& key) {
+  auto text = query_param(request, key);
+  if (!text || *text == "false") return false;
+  if (*text == "true") return true;
+  return invalid_argument(key + " must be true or false, not '" + excerpt(*text) + "'");
+}
+
 Result<int> limit_param(const ApiRequest& request, int fallback, int max) {
   auto text = query_param(request, "limit");
   if (!text) return fallback;

@@ -50,6 +50,11 @@ std::optional<std::string> query_param(const ApiRequest& request, const std::str
 Result<std::int64_t> bounded_integer(std::string_view text, std::int64_t min, std::int64_t max, std::string_view what,
                                      std::string hint = {});
 
+// "?NAME=true|false": absent reads as false; anything else is refused, so a
+// mistyped value never quietly takes the other branch (a plain unpair
+// instead of a lost site's, say).
+Result<bool> flag_param(const ApiRequest& request, const std::string& key);
+
 // "?limit=N": a whole number from 1 to `max`; `fallback` when absent.
 Result<int> limit_param(const ApiRequest& request, int fallback, int max);
 

@@ -136,8 +136,8 @@ void add_group_routes(ApiRouter& router, RouteServices& services) {
   router.add("DELETE", "/api/v1/groups/{name}", Access::kOperator,
              "Delete a protection group and its placeholders (?force=true: even if the recovery site is gone)",
              [&site](Context& c) -> Result<json> {
-               auto force = query_param(c.request, "force");
-               EVAC_ASSIGN_OR_RETURN(auto left_behind, site.delete_group(c.params[0], force == "true"));
+               EVAC_ASSIGN_OR_RETURN(bool force, flag_param(c.request, "force"));
+               EVAC_ASSIGN_OR_RETURN(auto left_behind, site.delete_group(c.params[0], force));
                return json{{"deleted", c.params[0]}, {"left_behind", left_behind}};
              });
   add_group_member_routes(router, site);

@@ -22,22 +22,20 @@ using Context = ApiRouter::Context;
 // time once it ends (200), or {done: false} (202) while it runs.
 Result<json> sync_group(ReplicationService& replication, Context& c) {
   const std::string& group = c.params[0];
-  auto wait = query_param(c.request, "wait");
-  if (wait && *wait != "true" && *wait != "false")
-    return invalid_argument("wait must be true or false, not '" + excerpt(*wait) + "'");
+  EVAC_ASSIGN_OR_RETURN(bool wait, flag_param(c.request, "wait"));
   std::optional<std::uint64_t> follow;
   if (auto text = query_param(c.request, "cycle")) {
     EVAC_ASSIGN_OR_RETURN(std::int64_t cycle, bounded_integer(*text, 0, std::numeric_limits<std::int64_t>::max(),
                                                               "cycle", "follow a cycle number this site gave"));
     follow = static_cast<std::uint64_t>(cycle);
   }
-  if (!follow && wait != "true") {
+  if (!follow && !wait) {
     EVAC_ASSIGN_OR_RETURN(auto cycle, replication.request_sync(group, SyncTrigger::kManual));
     c.status = 202;
     return json{{"group", group}, {"cycle", cycle}, {"done", false}};
   }
   // Bounded by the service: a cycle still running then is followed by the next call.
-  EVAC_ASSIGN_OR_RETURN(json out, replication.follow_cycle(group, follow, wait == "true" ? std::chrono::milliseconds::max()
+  EVAC_ASSIGN_OR_RETURN(json out, replication.follow_cycle(group, follow, wait ? std::chrono::milliseconds::max()
                                                                                          : std::chrono::milliseconds(0)));
   if (out["done"] == true) {
     c.status = 200;

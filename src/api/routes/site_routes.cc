@@ -44,7 +44,8 @@ void add_pairing_routes(ApiRouter& router, RouteServices& services) {
   router.add("DELETE", "/api/v1/pairings/{site}", Access::kOperator,
              "Unpair a site (?lost=true: one gone for good, whose groups live here)",
              [&services](Context& c) -> Result<json> {
-               if (query_param(c.request, "lost").value_or("false") == "true") {
+               EVAC_ASSIGN_OR_RETURN(bool lost, flag_param(c.request, "lost"));
+               if (lost) {
                  if (!services.runs) return unsupported("this evacd runs no recoveries", "unpair at a full evacd");
                  return services.runs->forget_lost_site(c.params[0]);
                }

@@ -29,4 +29,24 @@ TEST(RequestHelpers, BoundedIntegersAreDigitsWithinTheRange) {
 }
 
 }  // namespace
+// A flag is true or false: a mistyped value is refused, never read as false
+// (a plain unpair instead of a lost site's).
+TEST(RequestHelpers, FlagsAreTrueOrFalseAndNothingElse) {
+  ApiRequest r;
+  EXPECT_EQ(*flag_param(r, "lost"), false) << "absent";
+  for (const auto& [text, value] : {std::pair{"true", true}, std::pair{"false", false}, std::pair{"", false}}) {
+    r.query["lost"] = text;
+    auto flag = flag_param(r, "lost");
+    ASSERT_TRUE(flag.is_ok()) << text;
+    EXPECT_EQ(*flag, value) << text;
+  }
+  for (const char* text : {"TRUE", "1", "yes", "true ", "tru"}) {
+    r.query["lost"] = text;
+    auto flag = flag_param(r, "lost");
+    ASSERT_FALSE(flag.is_ok()) << text;
+    EXPECT_EQ(flag.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(flag.status().message().find("lost must be true or false"), std::string::npos) << flag.status().message();
+  }
+}
+
 }  // namespace evac::testing
