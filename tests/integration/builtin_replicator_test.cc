@@ -534,7 +534,10 @@ class FakeChangeTracking : public ChangeTracking {
   }
   Status end_backup(const std::string& vm, const std::string&) override {
     std::lock_guard lock(mu);
-    if (fail_end.count(vm)) return unavailable("libvirtd has not answered (test)");
+    if (fail_end.count(vm)) {
+      events.push_back("end refused " + vm);
+      return unavailable("libvirtd has not answered (test)");
+    }
     if (exports.erase(vm) > 0) events.push_back("end " + vm);  // ending none succeeds, and ends nothing
     return Status::ok();
   }
@@ -820,6 +823,7 @@ TEST_F(RunningVmReplicationTest, ACycleCutShortByACrashIsUndoneByTheNext) {
 // libvirtd). The PIT is whole: it commits, the caller hears what was left,
 // and the next cycle ends the job and goes on from the new checkpoint.
 TEST_F(RunningVmReplicationTest, LibvirtLostAfterCaptureCommits) {
+  std::string db01 = add_vm();
   std::string web01 = spec_.vms[0].uuid;
   write_random(0, 2 << 20);
   auto pit1 = replicator_->sync_now(spec_, nullptr);
@@ -829,8 +833,11 @@ TEST_F(RunningVmReplicationTest, LibvirtLostAfterCaptureCommits) {
   write_random(4 << 20, 1 << 20);
   std::string v2 = snapshot("v2");
   tracking_.hang_after_begin.insert(web01);
+  tracking_.hang_after_begin.insert(db01);
+  tracking_.events.clear();
   auto pit2 = replicator_->sync_now(spec_, nullptr);
   ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
+  EXPECT_EQ(tracking_.count("end refused "), 1u) << "a hypervisor that did not answer is not asked again";
   EXPECT_TRUE(same_content(pit2->disks[0].path, v2));
   ASSERT_EQ(pit2->warnings.size(), 1u);
   EXPECT_NE(pit2->warnings[0].find("web01"), std::string::npos) << pit2->warnings[0];
@@ -847,6 +854,7 @@ TEST_F(RunningVmReplicationTest, LibvirtLostAfterCaptureCommits) {
               }).is_ok());
   EXPECT_EQ(tracking_.count("delete " + web01 + " evac-" + pit2->cycle_id), 0u);
   EXPECT_EQ(tracking_.checkpoints[web01].back(), "evac-" + pit2->cycle_id);
+  EXPECT_EQ(tracking_.checkpoints[db01].back(), "evac-" + pit2->cycle_id);
 
   tracking_.events.clear();
   auto pit3 = replicator_->sync_now(spec_, nullptr);
@@ -855,6 +863,7 @@ TEST_F(RunningVmReplicationTest, LibvirtLostAfterCaptureCommits) {
   EXPECT_EQ(tracking_.count("begin " + web01 + " since=evac-" + pit2->cycle_id), 1u)
       << "the next cycle goes on from the committed checkpoint";
   EXPECT_EQ(tracking_.checkpoints[web01], std::vector<std::string>{"evac-" + pit3->cycle_id});
+  EXPECT_EQ(tracking_.checkpoints[db01], std::vector<std::string>{"evac-" + pit3->cycle_id});
   EXPECT_TRUE(fs::is_empty(work_));
   EXPECT_TRUE(replicator_->verify_pit("g1", "")->ok());
 }

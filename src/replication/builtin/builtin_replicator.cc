@@ -1069,11 +1069,14 @@ Status BuiltinReplicator::freeze(const std::string& group, const std::string& cy
 
 Status BuiltinReplicator::thaw_and_settle(const std::string& cycle_id, std::vector<LiveVm>& live, bool committed) {
   Status first;
+  // Hypervisors that did not answer are asked nothing more, for this VM or
+  // the next (each call to a hung one waits out its keepalive): the journal
+  // leaves the rest to the next cycle, which ends the jobs and drops the
+  // checkpoints no longer needed.
+  std::set<ChangeTracking*> unanswered;
   for (auto& l : live) {
+    if (unanswered.count(l.tracking) > 0) continue;  // `first` already holds its failure
     Status s = l.backup_started ? l.tracking->end_backup(l.vm->uuid, l.work_dir) : Status::ok();
-    // A hypervisor that failed once is not asked again (each call to a hung
-    // one waits out its keepalive): the journal leaves the rest to the next
-    // cycle, which ends the job and drops the checkpoints it no longer needs.
     if (s.is_ok() && committed) {
       // The new checkpoint is the replica's from now on: older ones of evac
       // only cost the guest's writes a bitmap update each.
@@ -1090,6 +1093,7 @@ Status BuiltinReplicator::thaw_and_settle(const std::string& cycle_id, std::vect
     }
     std::error_code ec;
     if (s.is_ok()) std::filesystem::remove_all(l.work_dir, ec);
+    if (s.code() == StatusCode::kUnavailable) unanswered.insert(l.tracking);
     if (first.is_ok() && !s.is_ok()) first = s.with_context("VM '" + l.vm->name + "'");
   }
   // A failure here leaves the journal: the next cycle finishes the cleanup.
