@@ -45,10 +45,12 @@ Result<json> RunService::forget_lost_site(const std::string& site) {
   if (!active) return active.status();
   for (const auto& run : *active) {
     EVAC_ASSIGN_OR_RETURN(auto run_groups, run_groups_from_row(run.id, run.groups));
-    for (const auto& [group, vms] : by_group)
+    for (const auto& entry : by_group) {
+      const std::string& group = entry.first;
       if (std::any_of(run_groups.begin(), run_groups.end(), [&](const RunGroup& g) { return g.name == group; }))
         return failed_precondition("run " + run.id + " (" + run.operation + ") is still going over group '" + group + "'",
                                    "let it finish, or cancel it, then unpair again");
+    }
   }
 
   json out{{"unpaired", site}, {"lost", true}, {"groups", json::array()}};
