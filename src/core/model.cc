@@ -16,6 +16,19 @@ std::string_view power_state_name(PowerState s) {
   return "other";
 }
 
+std::string DiskSource::describe() const {
+  if (type == "file") return "image file " + path;
+  if (type == "block") return "block device " + path;
+  if (type == "network") return "network disk " + protocol + " " + name;
+  return type + " disk " + (path.empty() ? name : path);
+}
+
+DiskSource source_of(const DiskInfo& d) {
+  DiskSource s = d.source;
+  if ((s.type == "file" || s.type == "block") && s.path.empty()) s.path = d.path;
+  return s;
+}
+
 std::string Attachment::key() const { return type == "network" || type.empty() ? name : type + ":" + name; }
 
 Attachment attachment_of(const NicInfo& nic) {

@@ -21,14 +21,31 @@ namespace evac {
 enum class PowerState { kRunning, kPaused, kShutOff, kCrashed, kOther };
 std::string_view power_state_name(PowerState s);
 
+// Where a disk's data lives, as libvirt's <disk type=...><source .../>
+// names it: an image file, a block device, or a network disk (an rbd
+// pool/image, an iSCSI LUN, ...). Replication engines decide from it what
+// they can read.
+struct DiskSource {
+  std::string type = "file";  // libvirt's disk type: "file", "block", "network", "dir", "volume"
+  std::string path;           // file: the image; block: the device node; empty otherwise
+  std::string protocol;       // network: "rbd", "iscsi", "nbd", ...
+  std::string name;           // network: the protocol's name of the disk ("pool/image" for rbd)
+  // For messages: "image file /x.qcow2", "block device /dev/sdb", "network disk rbd pool/image".
+  std::string describe() const;
+};
+
 struct DiskInfo {
   std::string target;   // guest-visible name, e.g. "vda"
-  std::string path;     // backing file or device at the site
+  std::string path;     // backing file or device at the site (qemu's spelling for network disks: "rbd:pool/image")
   std::string format;   // "qcow2", "raw", ...
   std::string bus;      // "virtio", "sata", ...
   std::string device;   // "disk" or "cdrom"
   std::optional<std::string> storage_pool;  // pool whose folder holds `path`, when known
+  DiskSource source;  // what `path` is (its path equals `path` for files and block devices)
 };
+// `d.source` with its path filled from `d.path` for files and block devices
+// (a DiskInfo built by hand may name the path only).
+DiskSource source_of(const DiskInfo& d);
 
 struct NicInfo {
   std::string mac;      // lower case, as guests' agents report them too
