@@ -9,6 +9,7 @@
 // A provider without these answers nullptr from change_tracking().
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,5 +78,9 @@ class ChangeTracking {
   // is gone succeeds.
   virtual Status delete_checkpoint(const std::string& vm_uuid, const std::string& name) = 0;
 };
+
+// Finds the change tracking of the compute provider a VM runs on (by the
+// provider's name, VmInfo::provider); nullptr when it has none.
+using ChangeTrackingLookup = std::function<ChangeTracking*(const std::string& provider)>;
 
 }  // namespace evac

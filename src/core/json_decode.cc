@@ -178,6 +178,12 @@ Result<const json*> JsonFields::list(std::string_view key, std::size_t max_items
   return v;
 }
 
+Result<const json*> JsonFields::required_list(std::string_view key, std::size_t max_items) {
+  auto v = list(key, max_items);
+  if (v && !*v) return missing(key);
+  return v;
+}
+
 Status JsonFields::missing(std::string_view key) const {
   return invalid_argument("field '" + std::string(key) + "' of " + what_ + " is required", "see /api/v1/openapi.json");
 }

@@ -86,6 +86,8 @@ class JsonFields {
   // A list of at most `max_items`, for items read by their own JsonFields;
   // nullptr if absent.
   Result<const nlohmann::json*> list(std::string_view key, std::size_t max_items = kMaxListItems);
+  // The same for a list that must be there (never nullptr).
+  Result<const nlohmann::json*> required_list(std::string_view key, std::size_t max_items = kMaxListItems);
 
   // What a reader above gave, for a field that must be there: absent (or
   // null) is an error. The key names the field in that error.

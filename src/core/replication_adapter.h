@@ -3,12 +3,20 @@
 // built-in host-based replicator (replication/builtin/) is one. No backend
 // header is included here, so the core never depends on an engine.
 //
-// One adapter instance runs at each site of a pairing. Operations split by
-// role: the protected site syncs (sync_now), the recovery site keeps points
-// in time and turns them into test copies or live disks, so everything a
-// recovery needs works with the protected site gone. An operation an engine
-// cannot do returns StatusCode::kUnsupported, and capabilities() says so up
-// front so the plan engine can plan around it honestly.
+// Each site makes one adapter per engine kind it was built with (through
+// the ReplicationRegistry, core/replication_registry.h) and keeps it for its
+// lifetime; ReplicationService reaches engines only through this interface.
+// Operations split by role: the protected site syncs (sync_now, talking to
+// the same engine at the recovery site through a ReplicationPeerLink), the
+// recovery site keeps points in time and turns them into test copies or
+// live disks, so everything a recovery needs works with the protected site
+// gone. An operation an engine cannot do returns StatusCode::kUnsupported,
+// and capabilities() says so up front so the plan engine can plan around it
+// honestly.
+//
+// Thread safety: one adapter serves every group of its site at once: cycles
+// of different groups, a recovery-site call and a peer route may run
+// concurrently. An engine serialises what must not overlap (per group).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +25,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/model.h"
 #include "core/status.h"
@@ -38,8 +48,8 @@ struct ReplicatedDevice {
   std::string vm_uuid;
   std::string vm_name;
   std::string disk;         // guest target, e.g. "vda"
-  std::string source_path;  // at the protected site
-  std::string format;       // "qcow2" or "raw"
+  DiskSource source;        // at the protected site (never sent to the recovery site)
+  std::string format;       // "qcow2", "raw", ...
   std::string replica_dir;  // folder at the recovery site (from the storage mapping)
   std::uint64_t size_bytes = 0;
   // File name, in replica_dir, of a copy of the disk that may already be at
@@ -48,6 +58,8 @@ struct ReplicatedDevice {
   std::string seed;
   std::string key() const { return vm_uuid + "/" + disk; }
 };
+// The longest ReplicatedDevice::key() a site accepts from its peer.
+inline constexpr std::size_t kMaxDeviceKeyLength = 1024;
 // The largest disk evac replicates: 64 TiB, as large as a virtual disk of
 // vSphere (62 TiB) or Hyper-V (64 TiB) gets. A recovery site keeps a hash
 // of every 64 KiB block of each disk of a cycle in memory (1/2048 of its
@@ -181,6 +193,52 @@ struct PitVerification {
   }
 };
 
+// The same engine at the paired site, reached through the routes it
+// mounted there (ReplicationAdapter::peer_routes): how a protected site's
+// cycle talks to the recovery site. evacd's link runs over the paired
+// sites' mutual-TLS channel, passes every body it sends through the
+// group's rate limit, and fails (kUnavailable) once evacd shuts down, so an
+// engine's cycle stops at its next call.
+class ReplicationPeerLink {
+ public:
+  virtual ~ReplicationPeerLink() = default;
+  // The paired site's name, for messages.
+  virtual std::string site() const = 0;
+  // A JSON call to one of the engine's routes; `path` is below the engine's
+  // prefix, as its route names it ("g1/cycles"). The answer is the paired
+  // site's: hostile until decoded strictly.
+  virtual Result<nlohmann::json> call(const std::string& method, const std::string& path,
+                                      const std::optional<nlohmann::json>& body) = 0;
+  // Raw bytes both ways (blocks, manifests), with the long timeout of bulk calls.
+  virtual Result<std::string> call_bytes(const std::string& method, const std::string& path, const std::string& body) = 0;
+  // True once evacd shuts down: an engine that waits without calling the
+  // link (for a snapshot its storage makes, say) stops at its next look.
+  virtual bool stopping() const = 0;
+};
+
+// A call a paired site's engine made to one of this engine's routes, after
+// evacd authenticated the caller and checked that it protects the group to
+// this site (and, for a route that `writes`, that its copy is not fenced).
+struct ReplicationPeerRequest {
+  const std::vector<std::string>& params;  // the path's captures; the first is the group
+  const std::string& body;                 // raw, as received (at most the route's limit)
+};
+// One route an engine serves its paired site, mounted by evacd's router at
+// /api/v1/peer/replication/<kind>/<path>.
+struct ReplicationPeerRoute {
+  std::string method;
+  std::string path;     // below the engine's prefix; starts with "{group}/"
+  std::string summary;  // for the API's description
+  // Changes the group's replicas: refused to a caller whose copy this site
+  // fenced (it took the group over), so a stale copy never becomes a PIT.
+  bool writes = false;
+  // Takes a batch of blocks (ApiLimits::max_block_batch) rather than an
+  // ordinary body.
+  bool bulk = false;
+  // The answer: JSON, or a JSON binary value for raw bytes.
+  std::function<Result<nlohmann::json>(const ReplicationPeerRequest&)> handle;
+};
+
 class ReplicationAdapter {
  public:
   virtual ~ReplicationAdapter() = default;
@@ -189,8 +247,13 @@ class ReplicationAdapter {
 
   // Protected site: which disks of the group this engine replicates.
   virtual Result<std::vector<ReplicatedDevice>> discover(const ReplicationGroupSpec& spec) = 0;
-  // Protected site: one cycle now; returns the new complete PIT.
-  virtual Result<PointInTime> sync_now(const ReplicationGroupSpec& spec, const ProgressCallback& progress) = 0;
+  // Protected site: one cycle now, with the engine at the recovery site
+  // over `recovery_site`; returns the new complete PIT.
+  virtual Result<PointInTime> sync_now(const ReplicationGroupSpec& spec, ReplicationPeerLink& recovery_site,
+                                       const ProgressCallback& progress) = 0;
+  // Recovery site: the routes the protected site's engine calls during a
+  // cycle. Engines that replicate by their own means serve none.
+  virtual std::vector<ReplicationPeerRoute> peer_routes() { return {}; }
 
   // Recovery site (works with the protected site gone).
   virtual Result<std::vector<PointInTime>> list_pits(const std::string& group) = 0;
@@ -199,6 +262,10 @@ class ReplicationAdapter {
   virtual Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id,
                                             const std::string& owner = "") = 0;
   virtual Status drop_test_copy(const std::string& group, const std::string& test_copy_id) = 0;
+  // Recovery site: the test copies and live copies held for the group.
+  virtual Result<std::vector<TestCopy>> list_test_copies(const std::string& group) {
+    return unsupported("the " + kind() + " replication engine keeps no copies of group '" + group + "'");
+  }
   // Protected site, as its copy is fenced (the group went live at the
   // recovery site): make the replicated source read-only, so that nothing,
   // a VM started there by hand included, writes the stale copy. Idempotent.
@@ -229,15 +296,27 @@ class ReplicationAdapter {
   virtual Result<std::vector<SourceProbe>> probe_sources(const ReplicationGroupSpec& spec) {
     return unsupported("the " + kind() + " replication engine cannot probe the sources of group '" + spec.group + "'");
   }
-  // Recovery site: make a PIT the live copy; returns the disks to attach.
-  // With an `owner` (the run), asking again returns the same disks.
-  virtual Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id,
-                                                const std::string& owner = "") = 0;
+  // Recovery site: make a PIT the live copy (TestCopy::live); its disks are
+  // the ones to attach. With an `owner` (the run), asking again returns the
+  // same copy.
+  virtual Result<TestCopy> failover(const std::string& group, const std::string& pit_id,
+                                    const std::string& owner = "") = 0;
   // New protected site after a failover or migration (reprotect): the first
   // cycle back toward the former protected site, starting from what that
   // site still holds of each disk (a delta resync, not a full copy). `spec`
   // is the group as it is protected from here now.
-  virtual Result<PointInTime> reverse(const ReplicationGroupSpec& spec, const ProgressCallback& progress) = 0;
+  virtual Result<PointInTime> reverse(const ReplicationGroupSpec& spec, ReplicationPeerLink& recovery_site,
+                                      const ProgressCallback& progress) = 0;
+  // Future recovery site (reprotect), before reverse() runs from the other
+  // site: images here that hold an older state of the group's disks (by
+  // ReplicatedDevice::key()), for an engine that resyncs from them so only
+  // differing blocks travel; read, never written. Engines that resync by
+  // their own means ignore them.
+  virtual Status set_seeds(const std::string& group, const std::map<std::string, std::string>& seeds) {
+    (void)group;
+    (void)seeds;
+    return Status::ok();
+  }
   // Reprotect, at the site that held the group's replicas and now protects
   // it: those PITs are history once the recovered VMs stand on disks of
   // their own. Live copies that still read through PITs are flattened

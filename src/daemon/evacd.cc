@@ -24,6 +24,7 @@
 #include "config/daemon_config.h"
 #include "daemon/logging.h"
 #include "daemon/state_dir.h"
+#include "replication/builtin/builtin_registration.h"
 #include "replication/builtin/nbd_image.h"
 #include "peer/peer_transport.h"
 #include "providers/libvirt/libvirt_provider.h"
@@ -186,12 +187,21 @@ ReplicationOptions replication_options(const DaemonConfig& cfg) {
   options.schedules = cfg.replication_schedules;
   options.full_read_every = cfg.replication_full_read_every;
   options.wait_limit = cfg.replication_wait_limit;
+  return options;
+}
+
+// The replication engines this evacd was built with: the built-in
+// replicator. Another engine is registered here, next to it.
+ReplicationRegistry replication_engines() {
+  builtin::SyncOptions builtin_options;
   // Crash tests only (tests/e2e): die while a cycle holds running VMs paused.
   if (const char* v = std::getenv("EVAC_FAULT_EXIT_WHILE_PAUSED"); v && std::string_view(v) == "1") {
-    options.fault_exit_while_paused = true;
+    builtin_options.exit_while_paused = true;
     spdlog::warn("fault injection on: evacd exits while a replication cycle holds VMs paused");
   }
-  return options;
+  ReplicationRegistry engines;
+  builtin::register_builtin_replicator(engines, builtin_options);
+  return engines;
 }
 
 engine::EngineOptions run_options(const DaemonConfig& cfg) {
@@ -277,8 +287,8 @@ int run(const std::string& config_path) {
 
   HttpsPeerTransport transport(tls->cert_path, tls->key_path, cfg.peer_timeout);
   SiteService service(SiteIdentity{cfg.site, url, tls->pin}, **store, std::move(*providers), transport);
-  ReplicationService replication(service, transport, cfg.state_dir, replication_options(cfg));
-  if (Status s = keep_state_dir_private(cfg.state_dir, ReplicationService::kBackupFolder); !s) return fail(s);
+  ReplicationService replication(service, transport, cfg.state_dir, replication_engines(), replication_options(cfg));
+  if (Status s = keep_state_dir_private(cfg.state_dir, builtin::kBackupFolder); !s) return fail(s);
   // One PlanService for the site: runs and the API share it.
   PlanService plans(service, &replication);
   RunService runs(service, plans, &replication, run_options(cfg));

@@ -52,24 +52,17 @@ Result<json> PeerClient::reprotect(const std::string& group, const json& body, s
   return send_("POST", group_path(group, "reprotect"), body, wait);
 }
 
+Result<json> PeerClient::pits(const std::string& group) {
+  return send_("GET", peer_paths::replication_pits(group), std::nullopt, kDefaultWait);
+}
 Result<json> PeerClient::verify_replica(const std::string& group, const std::string& pit, std::chrono::milliseconds wait) {
   return send_("POST", replication(group) + "/verify" + (pit.empty() ? "" : "?pit=" + pit), std::nullopt, wait);
 }
 
 namespace peer_paths {
 std::string replication_pits(const std::string& group) { return replication(group) + "/pits"; }
-std::string replication_cycles(const std::string& group) { return replication(group) + "/cycles"; }
-std::string replication_cycle(const std::string& group, const std::string& cycle_id) {
-  return replication_cycles(group) + "/" + cycle_id;
-}
-std::string replication_cycle_blocks(const std::string& group, const std::string& cycle_id) {
-  return replication_cycle(group, cycle_id) + "/blocks";
-}
-std::string replication_cycle_commit(const std::string& group, const std::string& cycle_id) {
-  return replication_cycle(group, cycle_id) + "/commit";
-}
-std::string replication_manifest(const std::string& group, const std::string& vm_uuid, const std::string& disk) {
-  return replication(group) + "/manifests/" + vm_uuid + "/" + disk;
+std::string replication_engine(const std::string& kind, const std::string& path) {
+  return kPeer + "/replication/" + kind + "/" + path;
 }
 }  // namespace peer_paths
 

@@ -59,6 +59,8 @@ class PeerClient {
   Result<nlohmann::json> reprotect(const std::string& group, const nlohmann::json& body, std::chrono::milliseconds wait);
 
   // ---- replication: the recovery site's copy ----
+  // The points in time held there of the group (a list of PITs).
+  Result<nlohmann::json> pits(const std::string& group);
   // Reads every block of the PIT (the newest if `pit` is empty) there.
   Result<nlohmann::json> verify_replica(const std::string& group, const std::string& pit, std::chrono::milliseconds wait);
 
@@ -66,15 +68,13 @@ class PeerClient {
   Send send_;
 };
 
-// The built-in replicator's stream to the recovery site: binary bodies, sent
-// through PeerTransport::call_bytes by its channel (ReplicationService).
+// Site-to-site paths spelled outside PeerClient's calls: the PITs a site
+// holds of a group, and the prefix under which each replication engine's
+// own routes are mounted (ReplicationAdapter::peer_routes: the engine
+// spells the rest of the path, `path`).
 namespace peer_paths {
 std::string replication_pits(const std::string& group);
-std::string replication_cycles(const std::string& group);
-std::string replication_cycle(const std::string& group, const std::string& cycle_id);
-std::string replication_cycle_blocks(const std::string& group, const std::string& cycle_id);
-std::string replication_cycle_commit(const std::string& group, const std::string& cycle_id);
-std::string replication_manifest(const std::string& group, const std::string& vm_uuid, const std::string& disk);
+std::string replication_engine(const std::string& kind, const std::string& path);
 }  // namespace peer_paths
 
 }  // namespace evac

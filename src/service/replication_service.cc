@@ -16,250 +16,42 @@
 namespace evac {
 using nlohmann::json;
 
-json to_json(const PointInTime& pit) {
-  json disks = json::array();
-  for (const auto& d : pit.disks) disks.push_back({{"key", d.key}, {"path", d.path}, {"size_bytes", d.size_bytes}});
-  return {{"id", pit.id},
-          {"group", pit.group},
-          {"created_at", pit.created_at},
-          {"created_at_ms", pit.created_at_ms},
-          {"bytes_sent", pit.bytes_sent},
-          {"disks", disks},
-          {"cycle_id", pit.cycle_id}};
-}
-
-json to_json(const PitVerification& v) {
-  json disks = json::array();
-  std::uint64_t mismatched = 0;
-  for (const auto& d : v.disks) {
-    disks.push_back({{"key", d.key},
-                     {"blocks_checked", d.blocks_checked},
-                     {"blocks_mismatched", d.blocks_mismatched},
-                     {"first_mismatches", d.first_mismatches}});
-    mismatched += d.blocks_mismatched;
-  }
-  return {{"group", v.group}, {"pit", v.pit_id}, {"ok", v.ok()}, {"blocks_mismatched", mismatched}, {"disks", disks}};
-}
-
 namespace {
 
-// Identifiers a paired site names: VM UUIDs, disk targets, cycles, PITs, runs.
-constexpr std::size_t kMaxIdLength = 256;
-constexpr std::size_t kMaxGroupNameLength = 64;
-// Seconds since the epoch whose milliseconds still fit an int64.
-constexpr std::int64_t kMaxUnixSeconds = std::numeric_limits<std::int64_t>::max() / 1000;
-constexpr std::int64_t kMaxUnixMillis = std::numeric_limits<std::int64_t>::max();
-
-// A list of objects that must be there, each read by its own JsonFields.
-Result<const json*> object_list(JsonFields& f, std::string_view key) {
-  auto v = f.list(key);
-  if (v && !*v) return f.missing(key);
-  return v;
-}
-
-}  // namespace
-
-Result<PointInTime> pit_from_json(const json& j) {
-  auto f = JsonFields::of(j, "a point in time");
-  if (!f) return f.status();
-  auto id = f->required_text("id", kMaxIdLength);
-  auto group = f->required_text("group", kMaxGroupNameLength);
-  auto created_at = f->required(f->integer("created_at", 0, kMaxUnixSeconds), "created_at");
-  auto created_at_ms = f->integer("created_at_ms", 0, kMaxUnixMillis);
-  auto bytes_sent = f->integer_as<std::uint64_t>("bytes_sent", 0, kMaxPeerBytes);
-  auto cycle_id = f->text("cycle_id", kMaxIdLength);
-  auto disks = object_list(*f, "disks");
-  for (const Status& s : {id.status(), group.status(), created_at.status(), created_at_ms.status(), bytes_sent.status(),
-                          cycle_id.status(), disks.status(), f->finish()})
-    if (!s) return s;
-  PointInTime pit;
-  pit.id = *id;
-  pit.group = *group;
-  pit.created_at = *created_at;
-  // A site older than the millisecond instant sends seconds only.
-  pit.created_at_ms = created_at_ms->value_or(pit.created_at * 1000);
-  if (pit.created_at_ms / 1000 != pit.created_at)
-    return invalid_argument("point in time " + excerpt(pit.id) + ": created_at_ms " +
-                            std::to_string(pit.created_at_ms) + " is not within created_at " +
-                            std::to_string(pit.created_at));
-  pit.bytes_sent = bytes_sent->value_or(0);
-  pit.cycle_id = cycle_id->value_or("");
-  for (const json& item : **disks) {
-    auto d = JsonFields::of(item, "a disk of a point in time");
-    if (!d) return d.status();
-    auto key = d->required_text("key", builtin::kMaxDiskKeyLength);
-    auto path = d->required(d->text("path"), "path");
-    auto size = d->integer_as<std::uint64_t>("size_bytes", 0, kMaxPeerBytes);
-    for (const Status& s : {key.status(), path.status(), size.status(), d->finish()})
-      if (!s) return s;
-    pit.disks.push_back({*key, *path, size->value_or(0)});
-  }
-  return pit;
-}
-
-namespace {
-
-json device_json(const ReplicatedDevice& d) {
-  return {{"vm_uuid", d.vm_uuid}, {"vm_name", d.vm_name},       {"disk", d.disk},
-          {"format", d.format},   {"replica_dir", d.replica_dir}, {"size_bytes", d.size_bytes},
-          {"seed", d.seed}};
-}
-
-}  // namespace
-
-json to_json(const CycleBeginRequest& r) {
-  json disks = json::array();
-  for (const auto& d : r.disks) disks.push_back(device_json(d));
-  return {{"cycle_id", r.cycle_id}, {"disks", std::move(disks)}};
-}
-
-Result<CycleBeginRequest> cycle_begin_from_json(const json& j) {
-  auto f = JsonFields::of(j, "the start of a cycle");
-  if (!f) return f.status();
-  auto cycle_id = f->required_text("cycle_id", kMaxIdLength);
-  auto disks = object_list(*f, "disks");
-  for (const Status& s : {cycle_id.status(), disks.status(), f->finish()})
-    if (!s) return s;
-  CycleBeginRequest out;
-  out.cycle_id = *cycle_id;
-  for (const json& item : **disks) {
-    auto d = JsonFields::of(item, "a disk of the start of a cycle");
-    if (!d) return d.status();
-    auto vm_uuid = d->required_text("vm_uuid", kMaxIdLength);
-    auto vm_name = d->text("vm_name", kMaxIdLength);
-    auto disk = d->required_text("disk", kMaxIdLength);
-    auto format = d->text("format", 64);
-    // May be empty: the pool check names the mapping to fix.
-    auto replica_dir = d->required(d->text("replica_dir"), "replica_dir");
-    auto size = d->required(d->integer_as<std::uint64_t>("size_bytes", 0, kMaxPeerBytes), "size_bytes");
-    auto seed = d->text("seed");
-    for (const Status& s : {vm_uuid.status(), vm_name.status(), disk.status(), format.status(), replica_dir.status(),
-                            size.status(), seed.status(), d->finish()})
-      if (!s) return s;
-    ReplicatedDevice device{*vm_uuid, vm_name->value_or(""), *disk, "", format->value_or(""), *replica_dir,
-                            *size, seed->value_or("")};
-    // Before anything is staged or allocated for it (a hash per block).
-    EVAC_RETURN_IF_ERROR(check_disk_size(excerpt(device.key()), device.size_bytes));
-    out.disks.push_back(std::move(device));
-  }
-  return out;
-}
-
-json to_json(const CycleCommitRequest& r) {
-  json digests = json::array();
-  for (const auto& d : r.digests) digests.push_back({{"key", d.key}, {"digest", d.digest_hex}});
-  return {{"created_at", r.created_at_ms / 1000},
-          {"created_at_ms", r.created_at_ms},
-          {"bytes_sent", r.bytes_sent},
-          {"keep_pits", r.retention.keep_last},
-          {"keep_hourly", r.retention.keep_hourly},
-          {"keep_daily", r.retention.keep_daily},
-          {"digests", std::move(digests)}};
-}
-
-Result<CycleCommitRequest> cycle_commit_from_json(const json& j) {
-  auto f = JsonFields::of(j, "the commit of a cycle");
-  if (!f) return f.status();
-  auto created_at = f->required(f->integer("created_at", 0, kMaxUnixSeconds), "created_at");
-  auto created_at_ms = f->integer("created_at_ms", 0, kMaxUnixMillis);
-  auto bytes_sent = f->integer_as<std::uint64_t>("bytes_sent", 0, kMaxPeerBytes);
-  // The bounds an operator's settings have (a PIT count far beyond them,
-  // narrowed, could delete the group's history).
-  auto keep_pits = f->integer_as<int>("keep_pits", 1, kMaxKeptPits);
-  auto keep_hourly = f->integer_as<int>("keep_hourly", 0, kMaxKeptPits);
-  auto keep_daily = f->integer_as<int>("keep_daily", 0, kMaxKeptPits);
-  auto digests = object_list(*f, "digests");
-  for (const Status& s : {created_at.status(), created_at_ms.status(), bytes_sent.status(), keep_pits.status(),
-                          keep_hourly.status(), keep_daily.status(), digests.status(), f->finish()})
-    if (!s) return s;
-  CycleCommitRequest out;
-  // The instant to the millisecond; a site older than that sends seconds.
-  out.created_at_ms = created_at_ms->value_or(*created_at * 1000);
-  if (out.created_at_ms / 1000 != *created_at)
-    return invalid_argument("the commit of a cycle: created_at_ms " + std::to_string(out.created_at_ms) +
-                                " is not within created_at " + std::to_string(*created_at),
-                            "created_at is created_at_ms in whole seconds");
-  out.bytes_sent = bytes_sent->value_or(0);
-  out.retention = RetentionPolicy{keep_pits->value_or(RetentionPolicy{}.keep_last),
-                                  keep_hourly->value_or(RetentionPolicy{}.keep_hourly),
-                                  keep_daily->value_or(RetentionPolicy{}.keep_daily)};
-  for (const json& item : **digests) {
-    auto d = JsonFields::of(item, "a digest of the commit of a cycle");
-    if (!d) return d.status();
-    auto key = d->required_text("key", builtin::kMaxDiskKeyLength);
-    auto digest = d->required_text("digest", 256);
-    for (const Status& s : {key.status(), digest.status(), d->finish()})
-      if (!s) return s;
-    out.digests.push_back({*key, *digest});
-  }
-  return out;
-}
-
-// The ReplicaChannel to one paired site, over its mutual-TLS API.
-class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
+// A cycle's link to the same engine at the recovery site, over the paired
+// sites' mutual-TLS API.
+class PeerLink : public ReplicationPeerLink {
  public:
-  PeerChannel(PeerTransport& transport, PeerRecord peer, TokenBucket* limiter = nullptr,
-              const std::atomic<bool>* stopping = nullptr)
-      : transport_(transport), peer_(std::move(peer)), limiter_(limiter), stopping_(stopping) {}
+  PeerLink(PeerTransport& transport, PeerRecord peer, std::string kind, TokenBucket* limiter,
+           const std::atomic<bool>* stopping)
+      : transport_(transport), peer_(std::move(peer)), kind_(std::move(kind)), limiter_(limiter), stopping_(stopping) {}
 
-  Status begin_cycle(const std::string& group, const std::string& cycle_id,
-                     const std::vector<ReplicatedDevice>& disks) override {
-    return call("POST", peer_paths::replication_cycles(group), to_json(CycleBeginRequest{cycle_id, disks})).status();
+  std::string site() const override { return peer_.site; }
+  bool stopping() const override { return stopping_ && stopping_->load(); }
+  Result<json> call(const std::string& method, const std::string& path, const std::optional<json>& body) override {
+    EVAC_RETURN_IF_ERROR(check_not_stopping());
+    auto r = transport_.call(endpoint(), method, peer_paths::replication_engine(kind_, path), body);
+    if (!r) return with_site(r.status());
+    return r;
   }
-  Result<std::optional<std::string>> manifest(const std::string& group, const std::string& key) override {
+  // Every batch of a cycle travels here, so this is where --max-rate holds
+  // (the small JSON calls around a cycle do not count).
+  Result<std::string> call_bytes(const std::string& method, const std::string& path, const std::string& body) override {
     EVAC_RETURN_IF_ERROR(check_not_stopping());
-    auto slash = key.find('/');
-    auto bytes = transport_.call_bytes(endpoint(), "GET",
-                                       peer_paths::replication_manifest(group, key.substr(0, slash), key.substr(slash + 1)), "",
-                                       kBulkCallTimeout);
-    if (!bytes) return with_site(bytes.status());
-    if (bytes->empty()) return std::optional<std::string>();
-    return std::optional<std::string>(std::move(*bytes));
-  }
-  // Every batch of a cycle travels here, so this is where --max-rate holds.
-  Status send_batch(const std::string& group, const std::string& cycle_id, const std::string& batch) override {
-    EVAC_RETURN_IF_ERROR(check_not_stopping());
-    if (limiter_ && !limiter_->acquire(batch.size())) return check_not_stopping();
-    EVAC_RETURN_IF_ERROR(check_not_stopping());
-    auto r = transport_.call_bytes(endpoint(), "POST", peer_paths::replication_cycle_blocks(group, cycle_id), batch,
+    EVAC_RETURN_IF_ERROR(pass_limiter(body.size()));
+    auto r = transport_.call_bytes(endpoint(), method, peer_paths::replication_engine(kind_, path), body,
                                    kBulkCallTimeout);
-    return r ? Status::ok() : with_site(r.status());
-  }
-  Result<PointInTime> commit_cycle(const std::string& group, const std::string& cycle_id,
-                                   const std::vector<builtin::DiskDigest>& digests, std::int64_t created_at_ms,
-                                   std::uint64_t bytes_sent, const RetentionPolicy& retention) override {
-    auto r = call("POST", peer_paths::replication_cycle_commit(group, cycle_id),
-                  to_json(CycleCommitRequest{digests, created_at_ms, bytes_sent, retention}));
-    if (!r) return r.status();
-    return pit_from_json(*r);
-  }
-  Status abort_cycle(const std::string& group, const std::string& cycle_id) override {
-    return call("DELETE", peer_paths::replication_cycle(group, cycle_id), std::nullopt).status();
-  }
-  Result<std::vector<PointInTime>> list_pits(const std::string& group) override {
-    auto r = call("GET", peer_paths::replication_pits(group), std::nullopt);
-    if (!r) return r.status();
-    if (!r->is_array())
-      return with_site(invalid_argument("the points in time of group '" + group + "' are not a list",
-                                        "the recovery site answered what no evacd of this version sends"));
-    std::vector<PointInTime> out;
-    for (const auto& j : *r) {
-      auto pit = pit_from_json(j);
-      if (!pit) return pit.status();
-      out.push_back(std::move(*pit));
-    }
-    return out;
+    if (!r) return with_site(r.status());
+    return r;
   }
 
  private:
   PeerEndpoint endpoint() const { return PeerEndpoint{peer_.url, peer_.pin}; }
   Status with_site(const Status& s) const { return s.with_context("site '" + peer_.site + "'"); }
-  Result<json> call(const std::string& method, const std::string& path, const std::optional<json>& body) {
-    auto r = transport_.call(endpoint(), method, path, body);
-    if (!r) return with_site(r.status());
-    return r;
+  Status pass_limiter(std::size_t bytes) {
+    if (limiter_ && bytes > 0 && !limiter_->acquire(bytes)) return check_not_stopping();
+    return check_not_stopping();
   }
-
   Status check_not_stopping() const {
     if (stopping_ && stopping_->load())
       return unavailable("evacd is shutting down: the cycle was aborted", "the next cycle starts over from the newest PIT");
@@ -268,28 +60,9 @@ class ReplicationService::PeerChannel : public builtin::ReplicaChannel {
 
   PeerTransport& transport_;
   PeerRecord peer_;
+  std::string kind_;
   TokenBucket* limiter_;
   const std::atomic<bool>* stopping_;
-};
-
-std::unique_ptr<builtin::ReplicaChannel> make_peer_channel(PeerTransport& transport, PeerRecord peer, TokenBucket* limiter,
-                                                           const std::atomic<bool>* stopping) {
-  return std::make_unique<ReplicationService::PeerChannel>(transport, std::move(peer), limiter, stopping);
-}
-
-namespace {
-
-// The built-in replicator owning the channel it talks through, so one
-// adapter object lives for one cycle.
-struct ChannelHolder {
-  std::unique_ptr<builtin::ReplicaChannel> channel;
-};
-class ChannelledReplicator : private ChannelHolder, public builtin::BuiltinReplicator {
- public:
-  ChannelledReplicator(std::unique_ptr<builtin::ReplicaChannel> channel, builtin::ChangeTrackingLookup tracking,
-                       builtin::SyncOptions options)
-      : ChannelHolder{std::move(channel)},
-        builtin::BuiltinReplicator(*ChannelHolder::channel, nullptr, std::move(tracking), std::move(options)) {}
 };
 
 std::int64_t system_now() {
@@ -298,24 +71,36 @@ std::int64_t system_now() {
 
 }  // namespace
 
+std::unique_ptr<ReplicationPeerLink> make_peer_link(PeerTransport& transport, PeerRecord peer, std::string kind,
+                                                    TokenBucket* limiter, const std::atomic<bool>* stopping) {
+  return std::make_unique<PeerLink>(transport, std::move(peer), std::move(kind), limiter, stopping);
+}
+
 ReplicationService::ReplicationService(SiteService& site, PeerTransport& transport, const std::string& state_dir,
-                                       ReplicationOptions options)
-    : site_(site),
-      transport_(transport),
-      options_(std::move(options)),
-      pits_(std::make_unique<builtin::PitStore>(state_dir + "/replication")),
-      receiver_(std::make_unique<builtin::ReplicaReceiver>(*pits_, state_dir + "/replication")),
-      backup_dir_(state_dir + "/" + kBackupFolder) {
-  std::error_code ec;
-  std::filesystem::create_directories(state_dir + "/replication", ec);
+                                       const ReplicationRegistry& engines, ReplicationOptions options)
+    : site_(site), transport_(transport), options_(std::move(options)) {
   if (!options_.clock) options_.clock = system_now;
   if (!options_.steady_clock) options_.steady_clock = [] { return std::chrono::steady_clock::now(); };
-  if (!options_.adapter_factory)
-    options_.adapter_factory = [this](const CycleResources& r) { return builtin_adapter(r); };
-  // A cycle of running VMs cut short by a crash may have left them paused:
-  // resume them now rather than at the group's next sync. A hypervisor that
-  // is down now gets the same treatment at that next sync.
-  (void)builtin::recover_interrupted_cycles(backup_dir_, "", change_tracking_lookup());
+  ReplicationSiteContext context;
+  context.site_name = site_.identity().name;
+  context.state_dir = state_dir;
+  context.change_tracking = change_tracking_lookup();
+  context.storage_pool_folders = [this]() -> Result<std::vector<std::string>> {
+    EVAC_ASSIGN_OR_RETURN(auto pools, site_.list_storage_pools(std::nullopt));
+    std::vector<std::string> folders;
+    for (const auto& p : pools)
+      if (!p.path.empty()) folders.push_back(p.path);
+    return folders;
+  };
+  for (const std::string& kind : engines.kinds()) {
+    auto adapter = engines.create(kind, context);
+    if (adapter) {
+      engines_[kind] = std::move(*adapter);
+    } else {
+      spdlog::error("replication engine {} did not start: {}", kind, adapter.status().to_string());
+      engine_failures_[kind] = adapter.status();
+    }
+  }
   site_.set_storage_fence(this, [this](const GroupRecord& g) { return make_source_read_only(g); });
 }
 
@@ -324,19 +109,58 @@ ReplicationService::~ReplicationService() {
   shutdown();
 }
 
-std::unique_ptr<ReplicationAdapter> ReplicationService::builtin_adapter(const CycleResources& r) {
-  builtin::SyncOptions sync_options;
-  sync_options.work_dir = backup_dir_;
-  sync_options.exit_while_paused = options_.fault_exit_while_paused;
-  return std::make_unique<ChannelledReplicator>(make_peer_channel(transport_, r.recovery_site, r.limiter, r.stopping),
-                                                change_tracking_lookup(), std::move(sync_options));
-}
-
-builtin::ChangeTrackingLookup ReplicationService::change_tracking_lookup() {
+ChangeTrackingLookup ReplicationService::change_tracking_lookup() {
   return [this](const std::string& provider) -> ChangeTracking* {
     auto p = site_.provider(provider);
     return p ? (*p)->change_tracking() : nullptr;
   };
+}
+
+std::string ReplicationService::engine_kind(const std::string& group) {
+  if (auto g = site_.get_group(group); g.is_ok()) return g->replication;
+  // A recovery site may know the group only from the configuration its
+  // protected site sent (a recovery runs with that site gone).
+  auto peers = site_.store().list_peers();
+  for (const auto& peer : peers.is_ok() ? *peers : std::vector<PeerRecord>{}) {
+    auto g = group_protected_by(peer.site, group);
+    if (g.is_ok() && g->has_value()) return (*g)->replication;
+  }
+  return kDefaultReplicationKind;
+}
+
+Result<ReplicationAdapter*> ReplicationService::engine(const std::string& kind) {
+  if (auto it = engines_.find(kind); it != engines_.end()) return it->second.get();
+  if (auto it = engine_failures_.find(kind); it != engine_failures_.end())
+    return Status(it->second.code(), "replication engine '" + kind + "' did not start: " + it->second.message(),
+                  it->second.hint().empty() ? "see evacd's log, fix the cause and restart evacd" : it->second.hint());
+  std::string known;
+  for (const auto& [k, _] : engines_) known += (known.empty() ? "" : ", ") + k;
+  return unsupported("replication engine '" + kind + "' is not built into the evacd of site '" +
+                         site_.identity().name + "'",
+                     known.empty() ? "this evacd runs without replication engines" : "its engines: " + known);
+}
+
+std::vector<MountedPeerRoute> ReplicationService::engine_peer_routes() {
+  std::vector<MountedPeerRoute> out;
+  for (auto& [kind, adapter] : engines_) {
+    for (ReplicationPeerRoute& route : adapter->peer_routes()) {
+      MountedPeerRoute mounted;
+      mounted.method = route.method;
+      mounted.pattern = peer_paths::replication_engine(kind, route.path);
+      mounted.summary = route.summary;
+      mounted.bulk = route.bulk;
+      const bool writes = route.writes;
+      mounted.handle = [this, writes, handle = std::move(route.handle)](
+                           const PeerRecord& caller, const std::vector<std::string>& params,
+                           const std::string& body) -> Result<json> {
+        if (params.empty()) return internal_error("an engine route without a group");
+        EVAC_RETURN_IF_ERROR(writes ? check_caller_may_write(caller, params[0]) : check_caller_protects(caller, params[0]));
+        return handle(ReplicationPeerRequest{params, body});
+      };
+      out.push_back(std::move(mounted));
+    }
+  }
+  return out;
 }
 
 Result<ReplicationGroupSpec> ReplicationService::group_spec(const GroupRecord& group, const PeerRecord& peer) {
@@ -369,19 +193,6 @@ Result<ReplicationGroupSpec> ReplicationService::group_spec(const GroupRecord& g
 
 // ---- fences: the stale copy's disks read-only ---------------------------------------------
 
-namespace {
-
-// The group's other site, as the adapter's resources name it; a site no
-// longer paired still has a name (no call reaches it from these operations).
-PeerRecord peer_or_name(SiteService& site, const std::string& name) {
-  auto peer = site.store().find_peer(name);
-  if (peer.is_ok() && peer->has_value()) return **peer;
-  PeerRecord p;
-  p.site = name;
-  return p;
-}
-
-}  // namespace
 
 ReplicationGroupSpec ReplicationService::spec_here(const GroupRecord& group, std::string& missing) {
   ReplicationGroupSpec spec;
@@ -402,8 +213,8 @@ ReplicationGroupSpec ReplicationService::spec_here(const GroupRecord& group, std
 Status ReplicationService::make_source_read_only(const GroupRecord& group) {
   std::string missing;
   ReplicationGroupSpec spec = spec_here(group, missing);
-  const PeerRecord peer = peer_or_name(site_, group.recovery_site);
-  Status st = options_.adapter_factory(CycleResources{peer, &unlimited_, &stopping_})->prepare_failover(spec);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine(group.replication));
+  Status st = adapter->prepare_failover(spec);
   if (st.is_ok() && !missing.empty())
     return not_found("not found here, so not made read-only: " + missing, "check the hypervisor at this site");
   return st;
@@ -416,7 +227,8 @@ Result<json> ReplicationService::handle_peer_fence_check(const PeerRecord& calle
     return permission_denied("group '" + group + "' recovers to '" + g->recovery_site + "', not '" + caller.site + "'");
   std::string missing;
   ReplicationGroupSpec spec = spec_here(*g, missing);
-  Status st = options_.adapter_factory(CycleResources{caller, &unlimited_, &stopping_})->check_read_only_source(spec);
+  auto adapter = engine(g->replication);
+  Status st = adapter ? (*adapter)->check_read_only_source(spec) : adapter.status();
   if (st.is_ok() && !missing.empty())
     st = not_found("VMs not found at this site: " + missing, "check the hypervisor at this site");
   return json{{"read_only", st.is_ok()}, {"error", st.message()}, {"hint", st.hint()}};
@@ -435,7 +247,8 @@ Result<json> ReplicationService::handle_peer_backup_probe(const PeerRecord& call
   }
   std::string missing;
   ReplicationGroupSpec spec = spec_here(*g, missing);
-  auto probes = options_.adapter_factory(CycleResources{caller, &unlimited_, &stopping_})->probe_sources(spec);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine(g->replication));
+  auto probes = adapter->probe_sources(spec);
   if (!probes) return probes.status();
   json vms = json::array();
   for (const auto& p : *probes)
@@ -457,8 +270,8 @@ Status ReplicationService::release_old_disks(const std::string& group, const std
   spec.recovery_site = peer_site;
   spec.protected_site = site_.identity().name;
   spec.vms = vms;
-  const PeerRecord peer = peer_or_name(site_, peer_site);
-  return options_.adapter_factory(CycleResources{peer, &unlimited_, &stopping_})->release_source(spec);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine_of(group));
+  return adapter->release_source(spec);
 }
 
 // ---- protected site: cycles ------------------------------------------------------------
@@ -613,17 +426,18 @@ Result<PointInTime> ReplicationService::run_one_cycle(const std::string& name, s
       limiter = run.limiter;
       run.phase = "replicating";
     }
-    auto adapter = options_.adapter_factory(CycleResources{**peer, limiter.get(), &stopping_});
+    EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine(group->replication));
+    PeerLink link(transport_, **peer, group->replication, limiter.get(), &stopping_);
     auto progress = [this, name](const SyncProgress& p) {
       std::lock_guard lock(mu_);
       GroupRun& run = runs_[name];
       run.progress = p;
       run.phase = p.bytes_total > 0 && p.bytes_scanned >= p.bytes_total ? "committing" : "replicating";
     };
-    auto pit = reverse ? adapter->reverse(*spec, progress) : adapter->sync_now(*spec, progress);
+    auto pit = reverse ? adapter->reverse(*spec, link, progress) : adapter->sync_now(*spec, link, progress);
     if (pit) {
       // The PIT count for metrics and `group show`; best effort, the cycle succeeded either way.
-      auto all = adapter->list_pits(name);
+      auto all = pits_at(**peer, name);
       if (all) known_pits = all->size();
     }
     return pit;
@@ -848,6 +662,8 @@ json ReplicationService::sync_json(const GroupRun& run) const {
                {"scan_rate_bytes", scan_rate},
                {"send_rate_bytes", send_rate},
                {"eta_seconds", nullptr},
+               // The group's --max-rate as the cycle applies it now (0: none).
+               {"rate_limit_bytes", run.limiter ? run.limiter->rate() : 0},
                {"follow_up_queued", run.follow_up}};
   if (scan_rate > 0 && p.bytes_total >= p.bytes_scanned)
     sync["eta_seconds"] = static_cast<double>(p.bytes_total - p.bytes_scanned) / scan_rate;
@@ -866,17 +682,26 @@ Result<std::vector<PointInTime>> ReplicationService::group_pits(const std::strin
   auto peer = site_.store().find_peer(group->recovery_site);
   if (!peer) return peer.status();
   if (!peer->has_value()) return failed_precondition("recovery site '" + group->recovery_site + "' is not paired");
-  PeerChannel channel(transport_, **peer);
-  return channel.list_pits(name);
+  return pits_at(**peer, name);
+}
+
+Result<std::vector<PointInTime>> ReplicationService::pits_at(const PeerRecord& peer, const std::string& group) {
+  auto answer = site_.peer_client(peer).pits(group);
+  if (!answer) return answer.status();
+  auto pits = pits_from_json(*answer);
+  if (!pits) return pits.status().with_context("site '" + peer.site + "'");
+  return pits;
 }
 
 Result<std::vector<PointInTime>> ReplicationService::pits_held_here(const std::string& group) {
-  return receiver_->list_pits(group);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine_of(group));
+  return adapter->list_pits(group);
 }
 
 Result<TestCopy> ReplicationService::create_test_copy(const std::string& group, const std::string& pit_id,
                                                      const std::string& owner) {
-  return receiver_->create_test_copy(group, pit_id, owner);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine_of(group));
+  return adapter->create_test_copy(group, pit_id, owner);
 }
 
 Result<json> ReplicationService::handle_peer_sync(const PeerRecord& caller, const std::string& group, const json& body) {
@@ -921,23 +746,28 @@ Result<json> ReplicationService::follow_cycle(const std::string& group, std::opt
 }
 
 Result<TestCopy> ReplicationService::promote(const std::string& group, const std::string& pit_id, const std::string& owner) {
-  return receiver_->promote(group, pit_id, owner);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine_of(group));
+  return adapter->failover(group, pit_id, owner);
 }
 
 Result<ReleasedReplicas> ReplicationService::release_replicas_here(const std::string& group) {
-  return receiver_->release_replicas(group);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine_of(group));
+  return adapter->release_replicas(group);
 }
 
 Status ReplicationService::set_seeds(const std::string& group, const std::map<std::string, std::string>& seeds) {
-  return receiver_->set_seeds(group, seeds);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine_of(group));
+  return adapter->set_seeds(group, seeds);
 }
 
 Status ReplicationService::drop_test_copy(const std::string& group, const std::string& test_copy_id) {
-  return pits_->drop_test_copy(group, test_copy_id);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine_of(group));
+  return adapter->drop_test_copy(group, test_copy_id);
 }
 
 Result<std::vector<TestCopy>> ReplicationService::test_copies_held_here(const std::string& group) {
-  return pits_->list_test_copies(group);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine_of(group));
+  return adapter->list_test_copies(group);
 }
 
 json ReplicationService::group_replication_status(const GroupRecord& group) {
@@ -1088,7 +918,8 @@ Result<json> ReplicationService::verify_group(const std::string& name, const std
   }
   if (!group && group.status().code() != StatusCode::kNotFound) return group.status();
   // Not protected here: the PITs this site holds as a recovery site.
-  auto v = receiver_->verify_pit(name, pit_id);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine_of(name));
+  auto v = adapter->verify_pit(name, pit_id);
   if (!v) {
     if (v.status().code() == StatusCode::kNotFound && !group)
       return not_found("this site neither protects a group '" + name + "' nor holds points in time of one",
@@ -1100,21 +931,27 @@ Result<json> ReplicationService::verify_group(const std::string& name, const std
 
 // ---- recovery site ---------------------------------------------------------------------
 
-Result<std::int64_t> ReplicationService::caller_group_epoch(const PeerRecord& caller, const std::string& group) {
-  auto copy = site_.store().find_peer_copy(caller.site);
+Result<std::optional<GroupRecord>> ReplicationService::group_protected_by(const std::string& peer_site,
+                                                                         const std::string& group) {
+  auto copy = site_.store().find_peer_copy(peer_site);
   if (!copy) return copy.status();
-  if (copy->has_value()) {
-    auto doc = parse_json_or_discarded((*copy)->document);
-    const auto groups = doc.is_object() ? doc.find("groups") : doc.end();
-    if (groups != doc.end() && groups->is_array())
-      for (const auto& g : *groups) {
-        if (!g.is_object() || g.value("name", json()) != group) continue;
-        // The epoch fences this site's PITs: read strictly, never narrowed.
-        auto read = peer_group_from_json(g);
-        if (!read) return read.status().with_context("the configuration of site '" + caller.site + "'");
-        if (read->recovery_site == site_.identity().name) return read->epoch;
-      }
+  if (!copy->has_value()) return std::optional<GroupRecord>();
+  auto doc = parse_json_or_discarded((*copy)->document);
+  const auto groups = doc.is_object() ? doc.find("groups") : doc.end();
+  if (groups == doc.end() || !groups->is_array()) return std::optional<GroupRecord>();
+  for (const auto& g : *groups) {
+    if (!g.is_object() || g.value("name", json()) != group) continue;
+    // The epoch fences this site's PITs: read strictly, never narrowed.
+    auto read = peer_group_from_json(g);
+    if (!read) return read.status().with_context("the configuration of site '" + peer_site + "'");
+    if (read->recovery_site == site_.identity().name) return std::optional<GroupRecord>(std::move(*read));
   }
+  return std::optional<GroupRecord>();
+}
+
+Result<std::int64_t> ReplicationService::caller_group_epoch(const PeerRecord& caller, const std::string& group) {
+  EVAC_ASSIGN_OR_RETURN(auto g, group_protected_by(caller.site, group));
+  if (g) return g->epoch;
   return permission_denied("site '" + caller.site + "' does not protect a group '" + group + "' to site '" +
                                site_.identity().name + "'",
                            "create the group at the protected site first; its configuration reaches this site with it");
@@ -1140,75 +977,20 @@ Status ReplicationService::check_caller_may_write(const PeerRecord& caller, cons
                              "reprotect at '" + site_.identity().name + "' to replicate the other way");
 }
 
-Result<json> ReplicationService::handle_begin(const PeerRecord& caller, const std::string& group, const json& body) {
-  EVAC_RETURN_IF_ERROR(check_caller_may_write(caller, group));
-  auto request = cycle_begin_from_json(body);
-  if (!request) return request.status();
-  // A paired site chooses where its replicas go only among this site's own
-  // storage pools: the folder is a trust boundary, not a parameter.
-  auto pools = site_.list_storage_pools(std::nullopt);
-  if (!pools) return pools.status();
-  for (const auto& d : request->disks) {
-    bool is_pool = std::any_of(pools->begin(), pools->end(), [&](const StoragePoolInfo& p) {
-      return !p.path.empty() && p.path == d.replica_dir;
-    });
-    if (!is_pool)
-      return permission_denied("replica folder '" + excerpt(d.replica_dir) + "' of disk " + excerpt(d.key()) +
-                                   " is not a storage pool of site '" + site_.identity().name + "'",
-                               "map the disk's storage pool to a pool of this site (`evac mapping create storage ...`)");
-  }
-  EVAC_RETURN_IF_ERROR(receiver_->begin_cycle(group, request->cycle_id, request->disks));
-  return json{{"cycle_id", request->cycle_id}};
-}
-
-Result<json> ReplicationService::handle_manifest(const PeerRecord& caller, const std::string& group, const std::string& key) {
-  EVAC_RETURN_IF_ERROR(check_caller_protects(caller, group));
-  auto manifest = receiver_->manifest(group, key);
-  if (!manifest) return manifest.status();
-  std::string bytes = manifest->value_or("");
-  return json::binary(std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
-}
-
-Result<json> ReplicationService::handle_batch(const PeerRecord& caller, const std::string& group, const std::string& cycle,
-                                              const std::string& bytes) {
-  EVAC_RETURN_IF_ERROR(check_caller_protects(caller, group));
-  EVAC_RETURN_IF_ERROR(receiver_->apply_batch(group, cycle, bytes));
-  return json{{"applied", bytes.size()}};
-}
-
-Result<json> ReplicationService::handle_commit(const PeerRecord& caller, const std::string& group, const std::string& cycle,
-                                               const json& body) {
-  EVAC_RETURN_IF_ERROR(check_caller_may_write(caller, group));
-  // Read whole before anything changes: retention acts on the commit.
-  auto request = cycle_commit_from_json(body);
-  if (!request) return request.status();
-  auto pit = receiver_->commit_cycle(group, cycle, request->digests, request->created_at_ms, request->bytes_sent,
-                                     request->retention);
-  if (!pit) return pit.status();
-  return to_json(*pit);
-}
-
-Result<json> ReplicationService::handle_abort(const PeerRecord& caller, const std::string& group, const std::string& cycle) {
-  EVAC_RETURN_IF_ERROR(check_caller_protects(caller, group));
-  EVAC_RETURN_IF_ERROR(receiver_->abort_cycle(group, cycle));
-  return json{{"aborted", cycle}};
-}
-
 Result<json> ReplicationService::handle_verify(const PeerRecord& caller, const std::string& group,
                                                const std::string& pit_id) {
   EVAC_RETURN_IF_ERROR(check_caller_protects(caller, group));
-  auto v = receiver_->verify_pit(group, pit_id);
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine_of(group));
+  auto v = adapter->verify_pit(group, pit_id);
   if (!v) return v.status();
   return to_json(*v);
 }
 
 Result<json> ReplicationService::handle_pits(const PeerRecord& caller, const std::string& group) {
   EVAC_RETURN_IF_ERROR(check_caller_protects(caller, group));
-  auto pits = receiver_->list_pits(group);
-  if (!pits) return pits.status();
-  json out = json::array();
-  for (const auto& p : *pits) out.push_back(to_json(p));
-  return out;
+  EVAC_ASSIGN_OR_RETURN(ReplicationAdapter * adapter, engine_of(group));
+  EVAC_ASSIGN_OR_RETURN(auto pits, adapter->list_pits(group));
+  return to_json(pits);
 }
 
 }  // namespace evac

@@ -1,7 +1,8 @@
-// Replication for one site: syncing the groups it protects (through a
-// replication adapter — the built-in replicator over the paired channel by
-// default), keeping their lag and RPO compliance, raising alarms, and, as a
-// recovery site, receiving cycles into its points in time.
+// Replication for one site: syncing the groups it protects, keeping their
+// lag and RPO compliance, raising alarms, and, as a recovery site, serving
+// its engines' routes and its points in time. Engines are reached only
+// through ReplicationAdapter: one per kind the ReplicationRegistry given
+// has, made when the service starts; each group names its kind.
 //
 // Cycles of a group run on a background thread, one at a time per group:
 //
@@ -29,28 +30,18 @@
 
 #include <nlohmann/json.hpp>
 
-#include "replication/builtin/builtin_replicator.h"
+#include "core/replication_adapter.h"
+#include "core/replication_json.h"
+#include "core/replication_registry.h"
 #include "service/rate_limit.h"
 #include "service/site_service.h"
 
 namespace evac {
 
-// What a cycle's adapter may use: the recovery site, the group's rate limit
-// (applied where batches travel) and the shutdown flag.
-struct CycleResources {
-  const PeerRecord& recovery_site;
-  TokenBucket* limiter;               // never null; unlimited when the group has no --max-rate
-  const std::atomic<bool>* stopping;  // true once evacd shuts down: abort the cycle
-};
-// Makes the protected site's adapter for one cycle.
-using AdapterFactory = std::function<std::unique_ptr<ReplicationAdapter>(const CycleResources&)>;
-
 struct ReplicationOptions {
-  AdapterFactory adapter_factory;  // default: the built-in replicator over the paired channel
   std::function<std::int64_t()> clock;  // unix seconds; default: the system clock
   TokenBucket::Clock steady_clock;      // rates and limits; default: std::chrono::steady_clock
   bool schedules = true;                // start cycles from the RPO (evacd config replication.schedules)
-  bool fault_exit_while_paused = false;  // crash tests only: see builtin::SyncOptions::exit_while_paused
   // How often a cycle reads every block instead of trusting change tracking
   // (ReplicationGroupSpec::full_read), counted from the instant the last
   // full read captured; 0: never beyond the first (evacd config
@@ -69,20 +60,33 @@ struct ReplicationOptions {
 // site holds); like a manual one otherwise.
 enum class SyncTrigger { kManual, kScheduled, kReverse };
 
-// The channel to a paired site's receiving half, over its mutual-TLS API;
-// every batch passes `limiter` (may be null) first. Exposed for tests.
-std::unique_ptr<builtin::ReplicaChannel> make_peer_channel(PeerTransport& transport, PeerRecord peer, TokenBucket* limiter,
-                                                           const std::atomic<bool>* stopping);
+// The link a cycle's engine reaches its counterpart at `peer` through: the
+// engine's routes there (kind `kind`) over the paired sites' mutual-TLS API.
+// Every body sent passes `limiter` (may be null) first; once `stopping`
+// (may be null) is set, calls fail with kUnavailable. Exposed for tests.
+std::unique_ptr<ReplicationPeerLink> make_peer_link(PeerTransport& transport, PeerRecord peer, std::string kind,
+                                                    TokenBucket* limiter, const std::atomic<bool>* stopping);
+
+// An engine's route as the router mounts it: the caller is checked (it
+// protects the group to this site; not fenced for a route that writes)
+// before the engine's handler runs.
+struct MountedPeerRoute {
+  std::string method;
+  std::string pattern;  // the whole path, "/api/v1/peer/replication/<kind>/{group}/..."
+  std::string summary;
+  bool bulk = false;    // takes a batch of blocks
+  std::function<Result<nlohmann::json>(const PeerRecord& caller, const std::vector<std::string>& params,
+                                       const std::string& body)>
+      handle;
+};
 
 class ReplicationService {
  public:
-  // The folder of state_dir where running VMs' backups are exported: the
-  // only one the VMs' QEMU must reach (the rest of state_dir is private).
-  static constexpr const char* kBackupFolder = "backup";
-
-  // PITs' index lives under state_dir/replication.
+  // Makes one adapter of each kind `engines` has, for this site (its state
+  // under `state_dir`). An engine that fails to start is reported by every
+  // call that needs it.
   ReplicationService(SiteService& site, PeerTransport& transport, const std::string& state_dir,
-                     ReplicationOptions options = {});
+                     const ReplicationRegistry& engines, ReplicationOptions options = {});
   ~ReplicationService();
 
   // Protected site: asks for a cycle of the group and returns its number,
@@ -164,16 +168,12 @@ class ReplicationService {
   // Aborts running cycles at their next batch and joins their threads.
   void shutdown();
 
-  // Recovery site: the receiving half, called by the peer routes after the
-  // router authenticated the caller; each checks the caller protects `group`
-  // to this site.
-  Result<nlohmann::json> handle_begin(const PeerRecord& caller, const std::string& group, const nlohmann::json& body);
-  Result<nlohmann::json> handle_manifest(const PeerRecord& caller, const std::string& group, const std::string& key);
-  Result<nlohmann::json> handle_batch(const PeerRecord& caller, const std::string& group, const std::string& cycle,
-                                      const std::string& bytes);
-  Result<nlohmann::json> handle_commit(const PeerRecord& caller, const std::string& group, const std::string& cycle,
-                                       const nlohmann::json& body);
-  Result<nlohmann::json> handle_abort(const PeerRecord& caller, const std::string& group, const std::string& cycle);
+  // Recovery site: every engine's routes (ReplicationAdapter::peer_routes),
+  // for the router to mount; the router authenticated the caller, each
+  // route checks the caller protects the group to this site.
+  std::vector<MountedPeerRoute> engine_peer_routes();
+  // The routes below call these after the router authenticated the caller;
+  // each checks the caller protects `group` to this site.
   Result<nlohmann::json> handle_pits(const PeerRecord& caller, const std::string& group);
   // Protected site, for its group's recovery site (a planned migration's
   // final sync). Starts a cycle ({} or {"wait_ms"}) or follows one ({"cycle", "wait_ms"}):
@@ -192,9 +192,6 @@ class ReplicationService {
   Result<nlohmann::json> handle_verify(const PeerRecord& caller, const std::string& group, const std::string& pit_id);
 
  private:
-  class PeerChannel;
-  friend std::unique_ptr<builtin::ReplicaChannel> make_peer_channel(PeerTransport&, PeerRecord, TokenBucket*,
-                                                                    const std::atomic<bool>*);
   // One group's cycles at this site (guarded by mu_).
   struct GroupRun {
     std::uint64_t started = 0;   // number of the newest cycle started since evacd started
@@ -215,16 +212,26 @@ class ReplicationService {
   // sync_progress of one GroupRun, with mu_ held.
   nlohmann::json sync_json(const GroupRun& run) const;
   Result<ReplicationGroupSpec> group_spec(const GroupRecord& group, const PeerRecord& peer);
+  // The group's PITs as `peer`, its recovery site, holds them.
+  Result<std::vector<PointInTime>> pits_at(const PeerRecord& peer, const std::string& group);
   // The group's epoch in the caller's configuration copy, if the caller
   // protects it to this site (kPermissionDenied otherwise).
   Result<std::int64_t> caller_group_epoch(const PeerRecord& caller, const std::string& group);
+  // The group as `peer_site`'s configuration copy names it, when that site
+  // protects it to this one; nullopt otherwise.
+  Result<std::optional<GroupRecord>> group_protected_by(const std::string& peer_site, const std::string& group);
   Status check_caller_protects(const PeerRecord& caller, const std::string& group);
   // check_caller_protects, and kFailedPrecondition when this site owns the
   // group's live copy: a cycle from the caller would be of a stale copy.
   Status check_caller_may_write(const PeerRecord& caller, const std::string& group);
   // Running VMs' change tracking, from the provider each VM runs on.
-  builtin::ChangeTrackingLookup change_tracking_lookup();
-  std::unique_ptr<ReplicationAdapter> builtin_adapter(const CycleResources& resources);
+  ChangeTrackingLookup change_tracking_lookup();
+  // The kind of engine that replicates `group` (its record here, else the
+  // configuration a paired site sent of it; the default when neither names one).
+  std::string engine_kind(const std::string& group);
+  // The adapter of `kind`, or why this site has none.
+  Result<ReplicationAdapter*> engine(const std::string& kind);
+  Result<ReplicationAdapter*> engine_of(const std::string& group) { return engine(engine_kind(group)); }
   Result<GroupRecord> protected_group(const std::string& name);
   void run_cycles(const std::string& group);
   Result<PointInTime> run_one_cycle(const std::string& group, std::size_t& known_pits);
@@ -246,42 +253,13 @@ class ReplicationService {
   SiteService& site_;
   PeerTransport& transport_;
   ReplicationOptions options_;
-  std::unique_ptr<builtin::PitStore> pits_;
-  std::unique_ptr<builtin::ReplicaReceiver> receiver_;
-  std::string backup_dir_;  // running VMs' backup exports and the journal of cycles in progress
+  std::map<std::string, std::unique_ptr<ReplicationAdapter>> engines_;  // by kind
+  std::map<std::string, Status> engine_failures_;                        // kinds that failed to start
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, GroupRun> runs_;
   std::atomic<bool> stopping_{false};
-  TokenBucket unlimited_{0};  // for adapters made outside a cycle
   std::mutex compliance_mu_;  // one compliance check at a time, so a change raises one event
 };
-
-nlohmann::json to_json(const PointInTime& pit);
-nlohmann::json to_json(const PitVerification& v);
-// A paired site's answer: strict (json_decode.h), as every byte from it.
-Result<PointInTime> pit_from_json(const nlohmann::json& j);
-
-// Byte counts and disk sizes from a paired site: far beyond any disk, far
-// from overflowing a sum of them.
-inline constexpr std::int64_t kMaxPeerBytes = std::int64_t{1} << 62;
-
-// The bodies of a cycle's begin and commit calls: to_json as the protected
-// site sends them, *_from_json as the recovery site reads them (strict:
-// every field typed and ranged, unknown keys refused).
-struct CycleBeginRequest {
-  std::string cycle_id;
-  std::vector<ReplicatedDevice> disks;  // source_path stays at the protected site
-};
-struct CycleCommitRequest {
-  std::vector<builtin::DiskDigest> digests;
-  std::int64_t created_at_ms = 0;  // travels as created_at (seconds) too, for sites older than the milliseconds
-  std::uint64_t bytes_sent = 0;
-  RetentionPolicy retention;
-};
-nlohmann::json to_json(const CycleBeginRequest& r);
-Result<CycleBeginRequest> cycle_begin_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const CycleCommitRequest& r);
-Result<CycleCommitRequest> cycle_commit_from_json(const nlohmann::json& j);
 
 }  // namespace evac

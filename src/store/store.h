@@ -68,6 +68,7 @@ struct GroupRecord {
   std::uint64_t max_rate_bytes = 0;  // bytes per second sent for this group's cycles; 0 = unlimited
   int keep_hourly = 0;  // also keep the newest PIT of each of the last N hours
   int keep_daily = 0;   // ... and of each of the last N days
+  std::string replication = "builtin";
 };
 
 // What the protected site knows of a group's replication on its own, so lag

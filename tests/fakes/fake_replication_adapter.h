@@ -4,7 +4,8 @@
 // until released, reports the progress it is given, and keeps the PITs it
 // "made" per group.
 //
-// ReplicationService makes one adapter per cycle through its factory; every
+// Registered in a test's ReplicationRegistry (under the kind its groups
+// name, "builtin" by default: it stands in for the built-in engine); the
 // adapter factory() makes forwards to this one object, which holds the state.
 #pragma once
 
@@ -16,7 +17,7 @@
 #include <vector>
 
 #include "core/replication_adapter.h"
-#include "service/replication_service.h"
+#include "core/replication_registry.h"
 
 namespace evac::testing {
 
@@ -25,14 +26,17 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   // `clock` stamps the PITs (unix seconds): the instant a cycle captures.
   explicit FakeReplicationAdapter(std::function<std::int64_t()> clock) : clock_(std::move(clock)) {}
 
-  AdapterFactory factory() {
-    return [this](const CycleResources& r) -> std::unique_ptr<ReplicationAdapter> {
-      std::lock_guard lock(mu_);
-      recovery_sites_.push_back(r.recovery_site.site);
-      limiter_ = r.limiter;
-      stopping_ = r.stopping;
-      return std::make_unique<Forwarder>(*this);
+  ReplicationAdapterFactory factory() {
+    return [this](const ReplicationSiteContext&) -> Result<std::unique_ptr<ReplicationAdapter>> {
+      return std::unique_ptr<ReplicationAdapter>(std::make_unique<Forwarder>(*this));
     };
+  }
+  // A registry with this fake as `kind` (by default the kind groups name
+  // when they name none).
+  ReplicationRegistry registry(const std::string& kind = kDefaultReplicationKind) {
+    ReplicationRegistry r;
+    r.add(kind, factory());
+    return r;
   }
 
   // ---- steering ---------------------------------------------------------
@@ -79,10 +83,10 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     std::lock_guard lock(mu_);
     return synced_groups_;
   }
-  // The rate limit the newest cycle was given (bytes per second, 0 = none).
-  std::uint64_t limiter_rate() const {
+  // The site each cycle's link reached, in order.
+  std::vector<std::string> recovery_sites() const {
     std::lock_guard lock(mu_);
-    return limiter_ ? limiter_->rate() : 0;
+    return recovery_sites_;
   }
   // Whether each sync_now call was asked to read every block (spec.full_read).
   std::vector<bool> full_reads() const {
@@ -97,6 +101,11 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   std::vector<std::string> released() const {
     std::lock_guard lock(mu_);
     return released_;
+  }
+  // The routes the fake serves a paired site (none by default).
+  void serve_routes(std::vector<ReplicationPeerRoute> routes) {
+    std::lock_guard lock(mu_);
+    routes_ = std::move(routes);
   }
   void fail_storage_with(std::optional<Status> s) {
     std::lock_guard lock(mu_);
@@ -118,15 +127,17 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   Result<std::vector<ReplicatedDevice>> discover(const ReplicationGroupSpec& spec) override {
     std::vector<ReplicatedDevice> out;
     for (const auto& vm : spec.vms)
-      for (const auto& d : vm.disks) out.push_back(ReplicatedDevice{vm.uuid, vm.name, d.target, d.path, d.format, "", 0});
+      for (const auto& d : vm.disks) out.push_back(ReplicatedDevice{vm.uuid, vm.name, d.target, source_of(d), d.format, "", 0});
     return out;
   }
-  Result<PointInTime> sync_now(const ReplicationGroupSpec& spec, const ProgressCallback& progress) override {
+  Result<PointInTime> sync_now(const ReplicationGroupSpec& spec, ReplicationPeerLink& link,
+                               const ProgressCallback& progress) override {
     std::int64_t created_at = clock_();  // the instant the cycle captures: its start
     std::vector<SyncProgress> steps;
     {
       std::unique_lock lock(mu_);
       ++sync_calls_;
+      recovery_sites_.push_back(link.site());
       synced_groups_.push_back(spec.group);
       full_reads_.push_back(spec.full_read);
       steps = steps_;
@@ -138,9 +149,9 @@ class FakeReplicationAdapter : public ReplicationAdapter {
       blocked_ = true;
       cv_.notify_all();
       // Polls the shutdown flag too: nothing notifies this fake of it.
-      while (blocking_ && !(stopping_ && stopping_->load())) cv_.wait_for(lock, std::chrono::milliseconds(10));
+      while (blocking_ && !link.stopping()) cv_.wait_for(lock, std::chrono::milliseconds(10));
       blocked_ = false;
-      if (stopping_ && stopping_->load()) return unavailable("evacd is shutting down: the cycle was aborted");
+      if (link.stopping()) return unavailable("evacd is shutting down: the cycle was aborted");
     }
     if (failure_) return *failure_;
     PointInTime pit;
@@ -154,6 +165,10 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     return pit;
   }
   Result<std::vector<PointInTime>> list_pits(const std::string& group) override { return pits(group); }
+  std::vector<ReplicationPeerRoute> peer_routes() override {
+    std::lock_guard lock(mu_);
+    return routes_;
+  }
   Result<TestCopy> create_test_copy(const std::string&, const std::string&, const std::string&) override {
     return unsupported("fake");
   }
@@ -172,16 +187,17 @@ class FakeReplicationAdapter : public ReplicationAdapter {
       for (const auto& d : vm.disks) released_.push_back(spec.group + ":" + vm.name + ":" + d.path);
     return Status::ok();
   }
-  Result<std::vector<PitDisk>> failover(const std::string&, const std::string&, const std::string&) override {
+  Result<TestCopy> failover(const std::string&, const std::string&, const std::string&) override {
     return unsupported("fake");
   }
   // Counted apart from sync_now, then a cycle like it.
-  Result<PointInTime> reverse(const ReplicationGroupSpec& spec, const ProgressCallback& progress) override {
+  Result<PointInTime> reverse(const ReplicationGroupSpec& spec, ReplicationPeerLink& link,
+                              const ProgressCallback& progress) override {
     {
       std::lock_guard lock(mu_);
       ++reverse_calls_;
     }
-    return sync_now(spec, progress);
+    return sync_now(spec, link, progress);
   }
 
  private:
@@ -191,18 +207,23 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     std::string kind() const override { return f_.kind(); }
     ReplicationCapabilities capabilities() const override { return f_.capabilities(); }
     Result<std::vector<ReplicatedDevice>> discover(const ReplicationGroupSpec& s) override { return f_.discover(s); }
-    Result<PointInTime> sync_now(const ReplicationGroupSpec& s, const ProgressCallback& p) override { return f_.sync_now(s, p); }
+    Result<PointInTime> sync_now(const ReplicationGroupSpec& s, ReplicationPeerLink& l, const ProgressCallback& p) override {
+      return f_.sync_now(s, l, p);
+    }
     Result<std::vector<PointInTime>> list_pits(const std::string& g) override { return f_.list_pits(g); }
+    std::vector<ReplicationPeerRoute> peer_routes() override { return f_.peer_routes(); }
     Result<TestCopy> create_test_copy(const std::string& g, const std::string& p, const std::string& o) override {
       return f_.create_test_copy(g, p, o);
     }
     Status drop_test_copy(const std::string& g, const std::string& t) override { return f_.drop_test_copy(g, t); }
     Status prepare_failover(const ReplicationGroupSpec& s) override { return f_.prepare_failover(s); }
     Status release_source(const ReplicationGroupSpec& s) override { return f_.release_source(s); }
-    Result<std::vector<PitDisk>> failover(const std::string& g, const std::string& p, const std::string& o) override {
+    Result<TestCopy> failover(const std::string& g, const std::string& p, const std::string& o) override {
       return f_.failover(g, p, o);
     }
-    Result<PointInTime> reverse(const ReplicationGroupSpec& s, const ProgressCallback& p) override { return f_.reverse(s, p); }
+    Result<PointInTime> reverse(const ReplicationGroupSpec& s, ReplicationPeerLink& l, const ProgressCallback& p) override {
+      return f_.reverse(s, l, p);
+    }
 
    private:
     FakeReplicationAdapter& f_;
@@ -225,8 +246,7 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   int pit_counter_ = 0;
   std::vector<std::string> synced_groups_;
   std::vector<std::string> recovery_sites_;
-  TokenBucket* limiter_ = nullptr;
-  const std::atomic<bool>* stopping_ = nullptr;
+  std::vector<ReplicationPeerRoute> routes_;
   std::map<std::string, std::vector<PointInTime>> pits_;
 };
 

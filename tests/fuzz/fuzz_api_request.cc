@@ -25,6 +25,7 @@
 #include "fakes/fake_compute_provider.h"
 #include "fakes/fake_peer_transport.h"
 #include "fakes/fake_replication_adapter.h"
+#include "replication/builtin/builtin_registration.h"
 #include "service/plan_service.h"
 #include "service/replication_service.h"
 #include "service/run_service.h"
@@ -66,8 +67,8 @@ constexpr Route kRoutes[] = {
     {"PUT", "/api/v1/peer/config-copy", Route::kPeer},
     {"POST", "/api/v1/peer/groups/g1/sync", Route::kPeer},
     {"POST", "/api/v1/peer/groups/g1/reprotect", Route::kPeer, true},
-    {"POST", "/api/v1/peer/replication/h1/cycles", Route::kPeer},
-    {"POST", "/api/v1/peer/replication/h1/cycles/c1/commit", Route::kPeer},
+    {"POST", "/api/v1/peer/replication/builtin/h1/cycles", Route::kPeer},
+    {"POST", "/api/v1/peer/replication/builtin/h1/cycles/c1/commit", Route::kPeer},
 };
 
 struct Site {
@@ -108,8 +109,10 @@ struct Site {
     transport = std::make_unique<testing::FakePeerTransport>("sha256//pin-a");
     service = std::make_unique<SiteService>(SiteIdentity{"site-a", "https://a:1", "sha256//pin-a"}, *store,
                                             std::move(providers), *transport, &Site::now);
-    (void)store->add_group(GroupRecord{"g1", "site-a", "site-b", 900, 24, 1, now(),
-                                       {GroupVmRecord{"kvm-a", "web01", "u-web01", "p-web01", "kvm-b"}}});
+    GroupRecord g1{"g1", "site-a", "site-b", 900, 24, 1, now(),
+                   {GroupVmRecord{"kvm-a", "web01", "u-web01", "p-web01", "kvm-b"}}};
+    g1.replication = "fake";
+    (void)store->add_group(g1);
     const nlohmann::json copy = {
         {"site", "site-b"},
         {"version", 1},
@@ -124,13 +127,17 @@ struct Site {
         {"ownership", nlohmann::json::array()}};
     (void)store->put_peer_copy(PeerCopyRecord{"site-b", 1, copy.dump(), now()});
     ReplicationOptions options;
-    options.adapter_factory = adapter.factory();
     options.clock = &Site::now;
     options.schedules = false;
     // A sync call holds the input no longer than this (its cycle goes on
     // in the service's thread, against the fake engine).
     options.wait_limit = std::chrono::milliseconds(20);
-    replication = std::make_unique<ReplicationService>(*service, *transport, (dir / "state").string(), std::move(options));
+    // The built-in engine serves the recovery half (group h1: its cycles'
+    // bodies are fuzzed); group g1, protected here, names the fake.
+    ReplicationRegistry engines = adapter.registry("fake");
+    builtin::register_builtin_replicator(engines);
+    replication = std::make_unique<ReplicationService>(*service, *transport, (dir / "state").string(), engines,
+                                                       std::move(options));
     plans = std::make_unique<PlanService>(*service, replication.get());
     runs = std::make_unique<RunService>(*service, *plans, replication.get());
     router = std::make_unique<ApiRouter>(RouteServices{*service, *plans, replication.get()});

@@ -77,7 +77,7 @@ class BuiltinReplicatorTest : public ::testing::Test {
     pits_ = std::make_unique<PitStore>((root_ / "index").string());
     receiver_ = std::make_unique<ReplicaReceiver>(*pits_);
     channel_ = std::make_unique<LoopbackChannel>(*receiver_);
-    replicator_ = std::make_unique<BuiltinReplicator>(*channel_, receiver_.get());
+    replicator_ = std::make_unique<BuiltinReplicator>(receiver_.get());
 
     VmInfo vm;
     vm.name = "web01";
@@ -151,7 +151,7 @@ TEST_F(BuiltinReplicatorTest, FirstSyncThenOnlyChangedBlocks) {
   write(0, 1 << 20, 0x11);
   write(40 << 20, 3 << 20, 0x22);
   std::string v1 = snapshot("v1");
-  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  auto pit1 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
   ASSERT_EQ(pit1->disks.size(), 1u);
   EXPECT_TRUE(same_content(pit1->disks[0].path, v1));
@@ -164,7 +164,7 @@ TEST_F(BuiltinReplicatorTest, FirstSyncThenOnlyChangedBlocks) {
   }
   std::string v2 = snapshot("v2");
   channel_->wire_bytes = 0;
-  auto pit2 = replicator_->sync_now(spec_, nullptr);
+  auto pit2 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
   EXPECT_TRUE(same_content(pit2->disks[0].path, v2));
   EXPECT_TRUE(same_content(pit1->disks[0].path, v1)) << "an older PIT must never change";
@@ -173,7 +173,7 @@ TEST_F(BuiltinReplicatorTest, FirstSyncThenOnlyChangedBlocks) {
 
   // Nothing changed: a cycle still makes a PIT but ships no blocks.
   channel_->wire_bytes = 0;
-  auto pit3 = replicator_->sync_now(spec_, nullptr);
+  auto pit3 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit3.is_ok());
   EXPECT_EQ(channel_->wire_bytes.load(), 0u);
   auto list = replicator_->list_pits("g1");
@@ -184,10 +184,10 @@ TEST_F(BuiltinReplicatorTest, FirstSyncThenOnlyChangedBlocks) {
 TEST_F(BuiltinReplicatorTest, CorruptedBlockOnTheWireDiscardsTheCycle) {
   write(0, 2 << 20, 0x44);
   std::string v1 = snapshot("v1");
-  ASSERT_TRUE(replicator_->sync_now(spec_, nullptr).is_ok());
+  ASSERT_TRUE(replicator_->sync_over(*channel_, spec_, nullptr).is_ok());
   write(8 << 20, 2 << 20, 0x55);
   channel_->corrupt_batch = channel_->batches.load();  // the next batch
-  auto bad = replicator_->sync_now(spec_, nullptr);
+  auto bad = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().message().find("corrupt"), std::string::npos) << bad.status().to_string();
   EXPECT_NE(bad.status().hint().find("intact"), std::string::npos) << bad.status().to_string();
@@ -196,7 +196,7 @@ TEST_F(BuiltinReplicatorTest, CorruptedBlockOnTheWireDiscardsTheCycle) {
   EXPECT_TRUE(same_content(list->back().disks[0].path, v1));
   channel_->corrupt_batch = -1;
   std::string v2 = snapshot("v2");
-  auto good = replicator_->sync_now(spec_, nullptr);
+  auto good = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(good.is_ok()) << good.status().to_string();
   EXPECT_TRUE(same_content(good->disks[0].path, v2));
 }
@@ -204,10 +204,10 @@ TEST_F(BuiltinReplicatorTest, CorruptedBlockOnTheWireDiscardsTheCycle) {
 TEST_F(BuiltinReplicatorTest, CutLinkLeavesTheLastPitIntact) {
   write(0, 1 << 20, 0x66);
   std::string v1 = snapshot("v1");
-  ASSERT_TRUE(replicator_->sync_now(spec_, nullptr).is_ok());
+  ASSERT_TRUE(replicator_->sync_over(*channel_, spec_, nullptr).is_ok());
   for (int i = 0; i < 4; ++i) write(static_cast<std::uint64_t>(i) * (12 << 20), 5 << 20, 0x77);  // > one batch
   channel_->cut_after_batches = channel_->batches.load() + 1;
-  auto cut = replicator_->sync_now(spec_, nullptr);
+  auto cut = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_FALSE(cut.is_ok());
   EXPECT_EQ(cut.status().code(), StatusCode::kUnavailable);
   auto list = replicator_->list_pits("g1");
@@ -218,7 +218,7 @@ TEST_F(BuiltinReplicatorTest, CutLinkLeavesTheLastPitIntact) {
     EXPECT_EQ(e.path().string().find("staging"), std::string::npos) << e.path();
   channel_->cut_after_batches = -1;
   std::string v2 = snapshot("v2");
-  auto retried = replicator_->sync_now(spec_, nullptr);
+  auto retried = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(retried.is_ok()) << retried.status().to_string();
   EXPECT_TRUE(same_content(retried->disks[0].path, v2));
 }
@@ -229,7 +229,7 @@ TEST_F(BuiltinReplicatorTest, RetainsKeepPits) {
   for (int i = 0; i < 4; ++i) {
     write(static_cast<std::uint64_t>(i) << 20, 1 << 20, 0x10 + i);
     versions.push_back(snapshot("v" + std::to_string(i)));
-    ASSERT_TRUE(replicator_->sync_now(spec_, nullptr).is_ok());
+    ASSERT_TRUE(replicator_->sync_over(*channel_, spec_, nullptr).is_ok());
   }
   auto list = replicator_->list_pits("g1");
   ASSERT_EQ(list->size(), 2u);
@@ -240,7 +240,7 @@ TEST_F(BuiltinReplicatorTest, RetainsKeepPits) {
 TEST_F(BuiltinReplicatorTest, TestCopyIsWritableAndLeavesThePitAlone) {
   write(0, 1 << 20, 0x21);
   std::string v1 = snapshot("v1");
-  auto pit = replicator_->sync_now(spec_, nullptr);
+  auto pit = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit.is_ok());
   auto copy = replicator_->create_test_copy("g1", pit->id);
   ASSERT_TRUE(copy.is_ok()) << copy.status().to_string();
@@ -269,16 +269,17 @@ TEST_F(BuiltinReplicatorTest, ReplicasAreOwnerOnlyWhateverTheUmaskAndTheSourcesM
     ~OpenUmask() { ::umask(old); }
   } open_to_all;
   write(0, 1 << 20, 0x31);
-  auto first = replicator_->sync_now(spec_, nullptr);  // written straight into the image
+  auto first = replicator_->sync_over(*channel_, spec_, nullptr);  // written straight into the image
   ASSERT_TRUE(first.is_ok()) << first.status().to_string();
   write(8 << 20, 1 << 20, 0x32);
-  auto second = replicator_->sync_now(spec_, nullptr);  // through qemu-nbd into an overlay
+  auto second = replicator_->sync_over(*channel_, spec_, nullptr);  // through qemu-nbd into an overlay
   ASSERT_TRUE(second.is_ok()) << second.status().to_string();
   auto copy = replicator_->create_test_copy("g1", first->id, "test-run");
   ASSERT_TRUE(copy.is_ok()) << copy.status().to_string();
   auto recovered = replicator_->failover("g1", second->id, "failover-run");
   ASSERT_TRUE(recovered.is_ok()) << recovered.status().to_string();
-  ASSERT_FALSE(recovered->empty());
+  ASSERT_FALSE(recovered->disks.empty());
+  EXPECT_TRUE(recovered->live);
 
   const fs::path pits = root_ / "replicas" / ".evac-pits";
   EXPECT_EQ(mode_of(pits), 0711u);
@@ -287,7 +288,7 @@ TEST_F(BuiltinReplicatorTest, ReplicasAreOwnerOnlyWhateverTheUmaskAndTheSourcesM
     EXPECT_EQ(mode_of(e.path()), e.is_directory() ? 0711u : 0600u) << e.path();
     seen.insert(e.path().string());
   }
-  for (const auto& path : {first->disks[0].path, second->disks[0].path, copy->disks[0].path, (*recovered)[0].path})
+  for (const auto& path : {first->disks[0].path, second->disks[0].path, copy->disks[0].path, recovered->disks[0].path})
     EXPECT_TRUE(seen.count(path)) << path << " is under " << pits;
   for (const auto& folder : {pits / "test-copies", pits / "recovered"}) EXPECT_TRUE(seen.count(folder.string())) << folder;
   EXPECT_EQ(mode_of(root_ / "index" / "g1.pits.json"), 0600u);
@@ -296,22 +297,22 @@ TEST_F(BuiltinReplicatorTest, ReplicasAreOwnerOnlyWhateverTheUmaskAndTheSourcesM
 
 TEST_F(BuiltinReplicatorTest, RefusesWhatItCannotDoYet) {
   spec_.vms[0].state = PowerState::kRunning;
-  auto running = replicator_->sync_now(spec_, nullptr);
+  auto running = replicator_->sync_over(*channel_, spec_, nullptr);
   EXPECT_EQ(running.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(running.status().message().find("web01"), std::string::npos);
   spec_.vms[0].state = PowerState::kShutOff;
 
   spec_.replica_dirs.clear();
-  EXPECT_EQ(replicator_->sync_now(spec_, nullptr).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(replicator_->sync_over(*channel_, spec_, nullptr).status().code(), StatusCode::kFailedPrecondition);
   spec_.replica_dirs = {{"images", (root_ / "replicas").string()}};
 
   spec_.vms[0].disks[0].path = (root_ / "source" / "missing.qcow2").string();
-  EXPECT_EQ(replicator_->sync_now(spec_, nullptr).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(replicator_->sync_over(*channel_, spec_, nullptr).status().code(), StatusCode::kNotFound);
   spec_.vms[0].disks[0].path = source_;
 
-  ASSERT_TRUE(replicator_->sync_now(spec_, nullptr).is_ok());
+  ASSERT_TRUE(replicator_->sync_over(*channel_, spec_, nullptr).is_ok());
   ASSERT_EQ(qemu_img({"resize", "-q", "-f", "qcow2", source_, "128M"}), 0);
-  auto resized = replicator_->sync_now(spec_, nullptr);
+  auto resized = replicator_->sync_over(*channel_, spec_, nullptr);
   EXPECT_EQ(resized.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(resized.status().message().find("changed size"), std::string::npos);
   EXPECT_EQ(replicator_->list_pits("g1")->size(), 1u);
@@ -321,7 +322,7 @@ TEST_F(BuiltinReplicatorTest, ProgressReachesTheWholeDisk) {
   write(0, 1 << 20, 0x31);
   SyncProgress last;
   int reports = 0;
-  ASSERT_TRUE(replicator_->sync_now(spec_, [&](const SyncProgress& p) {
+  ASSERT_TRUE(replicator_->sync_over(*channel_, spec_, [&](const SyncProgress& p) {
                             last = p;
                             ++reports;
                           }).is_ok());
@@ -334,10 +335,10 @@ TEST_F(BuiltinReplicatorTest, ProgressReachesTheWholeDisk) {
 
 TEST_F(BuiltinReplicatorTest, VerifyFindsABlockAlteredInAReplica) {
   write(0, 4 << 20, 0x71);
-  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  auto pit1 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit1.is_ok());
   write(16 << 20, 1 << 20, 0x72);
-  auto pit2 = replicator_->sync_now(spec_, nullptr);
+  auto pit2 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit2.is_ok());
   for (const auto& id : {pit1->id, pit2->id}) {
     auto v = replicator_->verify_pit("g1", id);
@@ -361,21 +362,21 @@ TEST_F(BuiltinReplicatorTest, VerifyFindsABlockAlteredInAReplica) {
   // The next cycle sends the damaged block again although the source did
   // not change, and its PIT verifies; the damaged PIT itself stays as it is.
   channel_->wire_bytes = 0;
-  auto pit3 = replicator_->sync_now(spec_, nullptr);
+  auto pit3 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit3.is_ok()) << pit3.status().to_string();
   EXPECT_GT(channel_->wire_bytes.load(), 0u);
   EXPECT_LE(channel_->wire_bytes.load(), 2 * kBlockSize);
   EXPECT_TRUE(same_content(pit3->disks[0].path, snapshot("now")));
   EXPECT_TRUE(replicator_->verify_pit("g1", "")->ok());
   channel_->wire_bytes = 0;
-  ASSERT_TRUE(replicator_->sync_now(spec_, nullptr).is_ok());
+  ASSERT_TRUE(replicator_->sync_over(*channel_, spec_, nullptr).is_ok());
   EXPECT_EQ(channel_->wire_bytes.load(), 0u) << "once repaired, nothing is sent again";
 }
 
 TEST_F(BuiltinReplicatorTest, APitOfAnOlderEvacStillVerifiesAndItsBlocksAreSentOnceMore) {
   write(0, 4 << 20, 0x71);
   write_random(8 << 20, 1 << 20);
-  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  auto pit1 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
   // Make pit1 what an evac before the leaf hashes left: a manifest ("EVM1")
   // of plain SHA-256s of whole blocks, computed here from its image.
@@ -399,7 +400,7 @@ TEST_F(BuiltinReplicatorTest, APitOfAnOlderEvacStillVerifiesAndItsBlocksAreSentO
   // Hashes of two schemes cannot be compared: the next cycle sends every
   // block once (the random MiB at least), and its PIT is in the new scheme.
   channel_->wire_bytes = 0;
-  auto pit2 = replicator_->sync_now(spec_, nullptr);
+  auto pit2 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
   EXPECT_GE(channel_->wire_bytes.load(), 1u << 20);
   EXPECT_TRUE(same_content(pit2->disks[0].path, snapshot("now")));
@@ -410,7 +411,7 @@ TEST_F(BuiltinReplicatorTest, APitOfAnOlderEvacStillVerifiesAndItsBlocksAreSentO
   EXPECT_EQ(magic, "EVM2");
   EXPECT_TRUE(replicator_->verify_pit("g1", pit2->id)->ok());
   channel_->wire_bytes = 0;
-  ASSERT_TRUE(replicator_->sync_now(spec_, nullptr).is_ok());
+  ASSERT_TRUE(replicator_->sync_over(*channel_, spec_, nullptr).is_ok());
   EXPECT_EQ(channel_->wire_bytes.load(), 0u) << "from then on only changes travel";
 }
 
@@ -427,11 +428,11 @@ TEST_F(BuiltinReplicatorTest, AFullRecoveryDiskFailsTheCycleAndKeepsTheLastPit) 
 
   write(0, 8 << 20, 0x81);
   std::string v1 = snapshot("v1");
-  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  auto pit1 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
 
   write(8 << 20, 40 << 20, 0x82);  // more than the folder has room for
-  auto full = replicator_->sync_now(spec_, nullptr);
+  auto full = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_FALSE(full.is_ok());
   EXPECT_NE(full.status().to_string().find("full"), std::string::npos) << full.status().to_string();
   auto pits = replicator_->list_pits("g1");
@@ -455,7 +456,7 @@ TEST_F(BuiltinReplicatorTest, AFirstCycleStartsFromASeedAlreadyAtTheRecoverySite
   std::string v1 = snapshot("v1");
   std::string seed_before = snapshot_of(seed.string(), "raw", "seed-before");
 
-  auto pit = replicator_->sync_now(spec_, nullptr);
+  auto pit = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
   EXPECT_TRUE(same_content(pit->disks[0].path, v1));
   EXPECT_LE(channel_->wire_bytes.load(), (1u << 20) * 105 / 100) << "only what differs from the seed travels";
@@ -469,8 +470,8 @@ TEST_F(BuiltinReplicatorTest, AFirstCycleStartsFromASeedAlreadyAtTheRecoverySite
   ASSERT_EQ(qemu_img({"resize", "--shrink", "-q", "-f", "raw", seed.string(), "32M"}), 0);
   receiver_ = std::make_unique<ReplicaReceiver>(*fresh_receiver_pits);
   channel_ = std::make_unique<LoopbackChannel>(*receiver_);
-  replicator_ = std::make_unique<BuiltinReplicator>(*channel_, receiver_.get());
-  auto whole = replicator_->sync_now(spec_, nullptr);
+  replicator_ = std::make_unique<BuiltinReplicator>(receiver_.get());
+  auto whole = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(whole.is_ok()) << whole.status().to_string();
   EXPECT_TRUE(same_content(whole->disks[0].path, v1));
   EXPECT_GE(channel_->wire_bytes.load(), 24u << 20) << "all 24 MiB of data travel";
@@ -634,7 +635,7 @@ TEST_F(BuiltinReplicatorTest, AFencedSourceIsReadOnlyStillSeedsAndIsReleasedAgai
   ReplicationGroupSpec seed_spec = spec_;
   seed_spec.vms[0].disks[0] = DiskInfo{"vda", seed.string(), "raw", "virtio", "disk", "replicas"};
   ASSERT_TRUE(replicator_->prepare_failover(seed_spec).is_ok());
-  auto pit = replicator_->sync_now(spec_, nullptr);
+  auto pit = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
   EXPECT_LE(channel_->wire_bytes.load(), 64u << 10) << "nothing differs from the frozen seed";
   EXPECT_TRUE(replicator_->verify_pit("g1", "")->ok());
@@ -670,7 +671,7 @@ class RunningVmReplicationTest : public BuiltinReplicatorTest {
     SyncOptions options;
     options.work_dir = work_;
     replicator_ = std::make_unique<BuiltinReplicator>(
-        *channel_, receiver_.get(), [this](const std::string& provider) -> ChangeTracking* {
+        receiver_.get(), [this](const std::string& provider) -> ChangeTracking* {
           return provider == "kvm-a" ? &tracking_ : nullptr;
         },
         options);
@@ -699,7 +700,7 @@ TEST_F(RunningVmReplicationTest, FreezesThenReadsTheExportAndKeepsOneCheckpoint)
   std::string web01 = spec_.vms[0].uuid;
   write(0, 1 << 20, 0x61);
   std::string v1 = snapshot("v1");
-  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  auto pit1 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
   EXPECT_TRUE(same_content(pit1->disks[0].path, v1));
   // One instant for the group: every VM paused before any backup starts,
@@ -722,7 +723,7 @@ TEST_F(RunningVmReplicationTest, FreezesThenReadsTheExportAndKeepsOneCheckpoint)
   std::string v2 = snapshot("v2");
   tracking_.events.clear();
   channel_->wire_bytes = 0;
-  auto pit2 = replicator_->sync_now(spec_, nullptr);
+  auto pit2 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
   EXPECT_TRUE(same_content(pit2->disks[0].path, v2));
   EXPECT_EQ(tracking_.count("begin " + web01 + " since=evac-" + pit1->cycle_id), 1u);
@@ -737,7 +738,7 @@ TEST_F(RunningVmReplicationTest, FreezesThenReadsTheExportAndKeepsOneCheckpoint)
 TEST_F(RunningVmReplicationTest, AFullReadAsksForNoChangesAndStillSendsOnlyWhatDiffers) {
   std::string web01 = spec_.vms[0].uuid;
   write_random(0, 2 << 20);
-  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  auto pit1 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
   EXPECT_TRUE(pit1->full_read) << "a first cycle reads every block";
 
@@ -747,7 +748,7 @@ TEST_F(RunningVmReplicationTest, AFullReadAsksForNoChangesAndStillSendsOnlyWhatD
   channel_->wire_bytes = 0;
   ReplicationGroupSpec full = spec_;
   full.full_read = true;
-  auto pit2 = replicator_->sync_now(full, nullptr);
+  auto pit2 = replicator_->sync_over(*channel_, full, nullptr);
   ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
   EXPECT_TRUE(pit2->full_read);
   EXPECT_EQ(tracking_.count("begin " + web01 + " since=evac-"), 0u) << "no base checkpoint is trusted";
@@ -766,7 +767,7 @@ TEST_F(RunningVmReplicationTest, ABackupJobLeftByAnEarlierCycleIsEndedFirst) {
   auto left = tracking_.begin_backup(BackupRequest{web01, "evac-stale", {{"vda", "", true}}, work_ + "/stale"});
   ASSERT_TRUE(left.is_ok()) << left.status().to_string();
   tracking_.events.clear();
-  auto pit = replicator_->sync_now(spec_, nullptr);
+  auto pit = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
   ASSERT_GE(tracking_.events.size(), 3u);
   EXPECT_EQ(tracking_.events[0], "end " + web01) << "the stale job goes first";
@@ -778,7 +779,7 @@ TEST_F(RunningVmReplicationTest, AFailedBackupStartResumesEveryVmAndLeavesNoChec
   std::string db01 = add_vm();
   std::string web01 = spec_.vms[0].uuid;
   tracking_.fail_begin.insert(db01);
-  auto r = replicator_->sync_now(spec_, nullptr);
+  auto r = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_FALSE(r.is_ok());
   EXPECT_NE(r.status().message().find("db01"), std::string::npos) << r.status().to_string();
   EXPECT_TRUE(tracking_.paused.empty()) << "every paused VM is resumed";
@@ -811,7 +812,7 @@ TEST_F(RunningVmReplicationTest, ACycleCutShortByACrashIsUndoneByTheNext) {
   // A checkpoint of a cycle that never committed is no base for the next.
   tracking_.checkpoints[web01] = {"evac-cycle-never-committed"};
   tracking_.events.clear();
-  auto pit = replicator_->sync_now(spec_, nullptr);
+  auto pit = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
   EXPECT_EQ(tracking_.count("delete " + web01 + " evac-cycle-never-committed"), 1u);
   EXPECT_EQ(tracking_.count("begin " + web01 + " since=evac"), 0u);
@@ -826,7 +827,7 @@ TEST_F(RunningVmReplicationTest, LibvirtLostAfterCaptureCommits) {
   std::string db01 = add_vm();
   std::string web01 = spec_.vms[0].uuid;
   write_random(0, 2 << 20);
-  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  auto pit1 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
   EXPECT_TRUE(pit1->warnings.empty());
 
@@ -835,7 +836,7 @@ TEST_F(RunningVmReplicationTest, LibvirtLostAfterCaptureCommits) {
   tracking_.hang_after_begin.insert(web01);
   tracking_.hang_after_begin.insert(db01);
   tracking_.events.clear();
-  auto pit2 = replicator_->sync_now(spec_, nullptr);
+  auto pit2 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
   EXPECT_EQ(tracking_.count("end refused "), 1u) << "a hypervisor that did not answer is not asked again";
   EXPECT_TRUE(same_content(pit2->disks[0].path, v2));
@@ -857,7 +858,7 @@ TEST_F(RunningVmReplicationTest, LibvirtLostAfterCaptureCommits) {
   EXPECT_EQ(tracking_.checkpoints[db01].back(), "evac-" + pit2->cycle_id);
 
   tracking_.events.clear();
-  auto pit3 = replicator_->sync_now(spec_, nullptr);
+  auto pit3 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit3.is_ok()) << pit3.status().to_string();
   EXPECT_TRUE(pit3->warnings.empty());
   EXPECT_EQ(tracking_.count("begin " + web01 + " since=evac-" + pit2->cycle_id), 1u)
@@ -871,13 +872,13 @@ TEST_F(RunningVmReplicationTest, LibvirtLostAfterCaptureCommits) {
 TEST_F(RunningVmReplicationTest, ALinkCutMidCycleLeavesTheLastPitAndTheVmRunning) {
   std::string web01 = spec_.vms[0].uuid;
   write_random(0, 8 << 20);
-  auto pit1 = replicator_->sync_now(spec_, nullptr);
+  auto pit1 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit1.is_ok()) << pit1.status().to_string();
   std::string v1 = snapshot("v1");
 
   write_random(16 << 20, 24 << 20);
   channel_->cut_after_batches = channel_->batches + 1;  // the second batch of the next cycle never arrives
-  auto cut = replicator_->sync_now(spec_, nullptr);
+  auto cut = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_FALSE(cut.is_ok());
   EXPECT_TRUE(tracking_.paused.empty()) << "the VM runs on";
   EXPECT_EQ(tracking_.checkpoints[web01], std::vector<std::string>{"evac-" + pit1->cycle_id})
@@ -889,7 +890,7 @@ TEST_F(RunningVmReplicationTest, ALinkCutMidCycleLeavesTheLastPitAndTheVmRunning
   EXPECT_TRUE(fs::is_empty(work_));
 
   channel_->cut_after_batches = -1;
-  auto pit2 = replicator_->sync_now(spec_, nullptr);
+  auto pit2 = replicator_->sync_over(*channel_, spec_, nullptr);
   ASSERT_TRUE(pit2.is_ok()) << pit2.status().to_string();
   EXPECT_TRUE(same_content(pit2->disks[0].path, snapshot("v2")));
   EXPECT_EQ(tracking_.count("begin " + web01 + " since=evac-" + pit1->cycle_id), 2u) << "both later cycles start from it";
@@ -897,7 +898,7 @@ TEST_F(RunningVmReplicationTest, ALinkCutMidCycleLeavesTheLastPitAndTheVmRunning
 
 TEST_F(RunningVmReplicationTest, ARunningVmWithoutChangeTrackingIsRefused) {
   spec_.vms[0].provider = "test-driver";
-  auto r = replicator_->sync_now(spec_, nullptr);
+  auto r = replicator_->sync_over(*channel_, spec_, nullptr);
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("no change tracking"), std::string::npos) << r.status().to_string();
   EXPECT_NE(r.status().hint().find("shut the VM down"), std::string::npos);

@@ -60,42 +60,18 @@ void add_peer_site_routes(ApiRouter& router, SiteService& site) {
              });
 }
 
-// The recovery site's half of a cycle: the protected site begins it, sends
-// the changed blocks, commits or aborts it.
-void add_peer_cycle_routes(ApiRouter& router, RouteServices& services) {
-  router.add(
-      "POST", "/api/v1/peer/replication/{group}/cycles", Access::kPeer, "Begin a replication cycle",
-      [&services](Context& c) -> Result<json> {
-        EVAC_ASSIGN_OR_RETURN(ReplicationService* replication, replication_of(services));
-        EVAC_ASSIGN_OR_RETURN(auto body, body_object(c.request));
-        return replication->handle_begin(*c.peer, c.params[0], body);
-      },
-      201);
-  router.add("GET", "/api/v1/peer/replication/{group}/manifests/{vm}/{disk}", Access::kPeer,
-             "Block hashes of a disk's newest point in time (binary; empty if none)",
-             [&services](Context& c) -> Result<json> {
-               EVAC_ASSIGN_OR_RETURN(ReplicationService* replication, replication_of(services));
-               return replication->handle_manifest(*c.peer, c.params[0], c.params[1] + "/" + c.params[2]);
-             });
-  router.add(
-      "POST", "/api/v1/peer/replication/{group}/cycles/{cycle}/blocks", Access::kPeer,
-      "Apply a batch of changed blocks (binary)",
-      [&services](Context& c) -> Result<json> {
-        EVAC_ASSIGN_OR_RETURN(ReplicationService* replication, replication_of(services));
-        return replication->handle_batch(*c.peer, c.params[0], c.params[1], c.request.body);
-      },
-      200, router.limits().max_block_batch);
-  router.add("POST", "/api/v1/peer/replication/{group}/cycles/{cycle}/commit", Access::kPeer,
-             "Commit a cycle: digests must match what was applied", [&services](Context& c) -> Result<json> {
-               EVAC_ASSIGN_OR_RETURN(ReplicationService* replication, replication_of(services));
-               EVAC_ASSIGN_OR_RETURN(auto body, body_object(c.request));
-               return replication->handle_commit(*c.peer, c.params[0], c.params[1], body);
-             });
-  router.add("DELETE", "/api/v1/peer/replication/{group}/cycles/{cycle}", Access::kPeer, "Abort a cycle",
-             [&services](Context& c) -> Result<json> {
-               EVAC_ASSIGN_OR_RETURN(ReplicationService* replication, replication_of(services));
-               return replication->handle_abort(*c.peer, c.params[0], c.params[1]);
-             });
+// The routes of this site's replication engines (a cycle's recovery half:
+// begin, blocks, commit, abort for the built-in replicator), under
+// /api/v1/peer/replication/<kind>/; the service checks the caller per group.
+void add_peer_engine_routes(ApiRouter& router, RouteServices& services) {
+  if (!services.replication) return;
+  for (MountedPeerRoute& route : services.replication->engine_peer_routes()) {
+    const std::size_t max_body = route.bulk ? router.limits().max_block_batch : 0;
+    router.add(
+        route.method, route.pattern, Access::kPeer, route.summary,
+        [handle = std::move(route.handle)](Context& c) -> Result<json> { return handle(*c.peer, c.params, c.request.body); },
+        200, max_body);
+  }
 }
 
 // The points in time held here, and what the recovery site asks of the
@@ -139,7 +115,7 @@ void add_peer_replication_routes(ApiRouter& router, RouteServices& services) {
 
 void add_peer_routes(ApiRouter& router, RouteServices& services) {
   add_peer_site_routes(router, services.site);
-  add_peer_cycle_routes(router, services);
+  add_peer_engine_routes(router, services);
   add_peer_replication_routes(router, services);
   router.add("POST", "/api/v1/peer/groups/{group}/reprotect", Access::kPeer,
              "The caller owns the group's live copy and reprotects it ({epoch, run, vms}): this site's copies become "

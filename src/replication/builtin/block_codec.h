@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/replication_adapter.h"
 #include "core/status.h"
 #include "replication/builtin/block_hash.h"
 
@@ -97,7 +98,7 @@ struct BlockRecord {
 // Preconditions (checked by decode_batch on the receiving side, not here):
 // offsets are multiples of kBlockSize, 1 <= data.size() <= kBlockSize. The
 // key is at most kMaxDiskKeyLength bytes.
-constexpr std::size_t kMaxDiskKeyLength = 1024;
+constexpr std::size_t kMaxDiskKeyLength = kMaxDeviceKeyLength;
 // The most bytes a batch's blocks may hold decoded. A sender fills a batch
 // up to SyncOptions::batch_bytes (8 MiB) and one block more, and is held
 // below this; a receiver refuses a batch whose table claims more before it

@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "core/json_decode.h"
+#include "replication/builtin/builtin_protocol.h"
 #include "replication/builtin/host_io.h"
 
 namespace evac::builtin {
@@ -539,7 +540,7 @@ Result<std::vector<ReplicatedDevice>> BuiltinReplicator::discover(const Replicat
       if (disk.format != "qcow2" && disk.format != "raw")
         return unsupported("disk " + disk.target + " of VM '" + vm.name + "' has format '" + disk.format + "'",
                            "the built-in replicator handles qcow2 and raw images");
-      ReplicatedDevice d{vm.uuid, vm.name, disk.target, disk.path, disk.format, "", 0, {}};
+      ReplicatedDevice d{vm.uuid, vm.name, disk.target, source_of(disk), disk.format, "", 0, {}};
       d.seed = std::filesystem::path(disk.path).filename().string();
       if (disk.storage_pool) {
         auto it = spec.replica_dirs.find(*disk.storage_pool);
@@ -835,7 +836,7 @@ Status compare_piece(const Piece& p, const HashedPiece& h, const Manifest& repli
 
 }  // namespace
 
-Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const std::string& cycle_id,
+Result<DiskDigest> BuiltinReplicator::sync_disk(ReplicaChannel& channel, const std::string& group, const std::string& cycle_id,
                                                 const ReplicatedDevice& device, const Manifest& replica,
                                                 const std::vector<ByteRange>* changed, BlockSource& source,
                                                 SyncProgress& progress, const ProgressCallback& report) {
@@ -850,11 +851,11 @@ Result<DiskDigest> BuiltinReplicator::sync_disk(const std::string& group, const 
   Manifest current = changed ? replica : Manifest::empty(device.size_bytes);
   // Declared before what it sends from: every early return below waits for
   // the hashing, then for the sends, before the blocks' memory goes.
-  BatchSender sender(channel_, group, cycle_id, device.key(), options_, progress);
+  BatchSender sender(channel, group, cycle_id, device.key(), options_, progress);
   const std::vector<ByteRange> whole{{0, device.size_bytes}};
   auto pieces = plan_pieces(source, changed ? *changed : whole);
   if (!pieces) return pieces.status();
-  HashAhead hashing(source, *pieces, device.source_path);
+  HashAhead hashing(source, *pieces, device.source.path);
   std::vector<HashedPiece> hashed;  // the group piece i belongs to
   std::size_t hashed_first = 0;
   for (std::size_t i = 0; i < pieces->size(); ++i) {
@@ -1110,6 +1111,7 @@ Status BuiltinReplicator::thaw_and_settle(const std::string& cycle_id, std::vect
 struct BuiltinReplicator::SyncCycle {
   const ReplicationGroupSpec& spec;
   const ProgressCallback& report;
+  ReplicaChannel& channel;  // to the recovery site's half
   std::vector<LiveVm> live;  // the running and paused VMs, read through change tracking
   std::vector<ReplicatedDevice> devices;
   // What the recovery site holds: each disk's manifest, and which disks have one.
@@ -1169,7 +1171,7 @@ Status BuiltinReplicator::check_vms(SyncCycle& c) {
 
 Status BuiltinReplicator::fetch_manifests(SyncCycle& c) {
   for (const auto& d : c.devices) {
-    auto encoded = channel_.manifest(c.spec.group, d.key());
+    auto encoded = c.channel.manifest(c.spec.group, d.key());
     if (!encoded) return encoded.status();
     c.has_replica[d.key()] = encoded->has_value();
     if (encoded->has_value()) {
@@ -1185,7 +1187,7 @@ Status BuiltinReplicator::prepare_live_vms(SyncCycle& c) {
   // Which cycles completed: a replica is current with their checkpoints.
   std::set<std::string> committed;
   if (!c.live.empty()) {
-    auto pits = channel_.list_pits(c.spec.group);
+    auto pits = c.channel.list_pits(c.spec.group);
     if (!pits && pits.status().code() != StatusCode::kNotFound) return pits.status();
     if (pits)
       for (const auto& p : *pits) committed.insert(p.cycle_id);
@@ -1224,13 +1226,13 @@ Status BuiltinReplicator::open_stopped_sources(SyncCycle& c) {
   for (auto& d : c.devices) {
     bool is_live = std::any_of(c.live.begin(), c.live.end(), [&](const LiveVm& l) { return l.vm->uuid == d.vm_uuid; });
     if (is_live) continue;
-    auto nbd = NbdExport::start(d.source_path, d.format, NbdExport::Mode::kReadOnly);
+    auto nbd = NbdExport::start(d.source.path, d.format, NbdExport::Mode::kReadOnly);
     if (!nbd) return nbd.status().with_context("VM '" + d.vm_name + "' disk " + d.disk);
     auto client = NbdClient::connect(**nbd);
     if (!client) return client.status();
     // Read the file itself where qemu-img can map it; the export keeps the
     // image locked and serves what the map cannot place.
-    auto mapped = MappedImage::open(d.source_path, d.format, **client);
+    auto mapped = MappedImage::open(d.source.path, d.format, **client);
     if (mapped) {
       c.sources[d.key()] = std::move(*mapped);
     } else {
@@ -1245,7 +1247,7 @@ Status BuiltinReplicator::open_stopped_sources(SyncCycle& c) {
 Status BuiltinReplicator::stage_and_freeze(SyncCycle& c) {
   // A staged cycle this phase leaves early is dropped at the recovery site
   // (from the ship phase on, each failure aborts it).
-  AbortIfLeft abort_if_left{channel_, c.spec.group, c.id};
+  AbortIfLeft abort_if_left{c.channel, c.spec.group, c.id};
   bool begun = false;
   if (!c.live.empty()) {
     Status frozen = freeze_while_staging(c, begun);
@@ -1263,7 +1265,7 @@ Status BuiltinReplicator::stage_and_freeze(SyncCycle& c) {
       c.progress.bytes_total += d.size_bytes;
     }
   }
-  if (!begun) EVAC_RETURN_IF_ERROR(channel_.begin_cycle(c.spec.group, c.id, c.devices));
+  if (!begun) EVAC_RETURN_IF_ERROR(c.channel.begin_cycle(c.spec.group, c.id, c.devices));
   abort_if_left.armed = false;
   return Status::ok();
 }
@@ -1286,7 +1288,7 @@ Status BuiltinReplicator::freeze_while_staging(SyncCycle& c, bool& begun) {
   auto frozen = std::async(std::launch::async, [&] {
     return freeze(c.spec.group, c.id, c.devices, c.has_replica, c.live, c.progress.paused_us, c.created_at_ms);
   });
-  Status staging = sizes_known ? channel_.begin_cycle(c.spec.group, c.id, staged) : Status::ok();
+  Status staging = sizes_known ? c.channel.begin_cycle(c.spec.group, c.id, staged) : Status::ok();
   Status freezing = frozen.get();
   begun = sizes_known && staging.is_ok();
   EVAC_RETURN_IF_ERROR(freezing);
@@ -1321,15 +1323,15 @@ Status BuiltinReplicator::adopt_seed_manifests(SyncCycle& c) {
   // found: compare against it instead of an empty disk.
   for (const auto& d : c.devices) {
     if (c.has_replica[d.key()]) continue;
-    auto encoded = channel_.manifest(c.spec.group, d.key());
+    auto encoded = c.channel.manifest(c.spec.group, d.key());
     if (!encoded) {
-      (void)channel_.abort_cycle(c.spec.group, c.id);
+      (void)c.channel.abort_cycle(c.spec.group, c.id);
       return encoded.status();
     }
     if (!encoded->has_value()) continue;
     auto decoded = Manifest::decode(**encoded);
     if (!decoded) {
-      (void)channel_.abort_cycle(c.spec.group, c.id);
+      (void)c.channel.abort_cycle(c.spec.group, c.id);
       return decoded.status().with_context("seed manifest of disk " + d.key());
     }
     c.replicas.insert_or_assign(d.key(), in_current_scheme(std::move(*decoded)));
@@ -1342,10 +1344,10 @@ Status BuiltinReplicator::ship(SyncCycle& c) {
     auto r = c.replicas.find(d.key());
     Manifest replica = r != c.replicas.end() ? r->second : Manifest::empty(d.size_bytes);
     auto ch = c.changed.find(d.key());
-    auto digest = sync_disk(c.spec.group, c.id, d, replica, ch != c.changed.end() ? &ch->second : nullptr,
+    auto digest = sync_disk(c.channel, c.spec.group, c.id, d, replica, ch != c.changed.end() ? &ch->second : nullptr,
                             *c.sources[d.key()], c.progress, c.report);
     if (!digest) {
-      (void)channel_.abort_cycle(c.spec.group, c.id);
+      (void)c.channel.abort_cycle(c.spec.group, c.id);
       return digest.status().with_context("replicating group '" + c.spec.group + "'");
     }
     c.digests.push_back(*digest);
@@ -1354,7 +1356,7 @@ Status BuiltinReplicator::ship(SyncCycle& c) {
 }
 
 Result<PointInTime> BuiltinReplicator::commit(SyncCycle& c) {
-  auto pit = channel_.commit_cycle(c.spec.group, c.id, c.digests, c.created_at_ms, c.progress.bytes_sent,
+  auto pit = c.channel.commit_cycle(c.spec.group, c.id, c.digests, c.created_at_ms, c.progress.bytes_sent,
                                    c.spec.retention);
   if (!pit) return pit.status().with_context("committing group '" + c.spec.group + "'");
   c.committed = true;
@@ -1366,8 +1368,15 @@ Result<PointInTime> BuiltinReplicator::commit(SyncCycle& c) {
   return pit;
 }
 
-Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec, const ProgressCallback& report) {
-  SyncCycle c{spec, report};
+Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec, ReplicationPeerLink& recovery_site,
+                                                const ProgressCallback& report) {
+  auto channel = link_channel(recovery_site);
+  return sync_over(*channel, spec, report);
+}
+
+Result<PointInTime> BuiltinReplicator::sync_over(ReplicaChannel& channel, const ReplicationGroupSpec& spec,
+                                                 const ProgressCallback& report) {
+  SyncCycle c{spec, report, channel};
   EVAC_RETURN_IF_ERROR(check_vms(c));
   EVAC_RETURN_IF_ERROR(fetch_manifests(c));
   EVAC_RETURN_IF_ERROR(prepare_live_vms(c));
@@ -1404,8 +1413,23 @@ Result<PointInTime> BuiltinReplicator::sync_now(const ReplicationGroupSpec& spec
 }
 
 Result<std::vector<PointInTime>> BuiltinReplicator::list_pits(const std::string& group) {
-  if (receiver_) return receiver_->list_pits(group);
-  return channel_.list_pits(group);
+  if (!receiver_) return unsupported("this site holds no replicas", "list points in time at the recovery site");
+  return receiver_->list_pits(group);
+}
+
+Result<std::vector<TestCopy>> BuiltinReplicator::list_test_copies(const std::string& group) {
+  if (!receiver_) return unsupported("this site holds no replicas", "list test copies at the recovery site");
+  return receiver_->pits().list_test_copies(group);
+}
+
+Status BuiltinReplicator::set_seeds(const std::string& group, const std::map<std::string, std::string>& seeds) {
+  if (!receiver_) return unsupported("this site holds no replicas", "keep seeds at the future recovery site");
+  return receiver_->set_seeds(group, seeds);
+}
+
+std::vector<ReplicationPeerRoute> BuiltinReplicator::peer_routes() {
+  if (!receiver_) return {};
+  return receiver_routes(*receiver_, site_);
 }
 
 Result<TestCopy> BuiltinReplicator::create_test_copy(const std::string& group, const std::string& pit_id,
@@ -1553,12 +1577,10 @@ Status BuiltinReplicator::release_source(const ReplicationGroupSpec& spec) {
   return Status::ok();
 }
 
-Result<std::vector<PitDisk>> BuiltinReplicator::failover(const std::string& group, const std::string& pit_id,
-                                                         const std::string& owner) {
+Result<TestCopy> BuiltinReplicator::failover(const std::string& group, const std::string& pit_id,
+                                             const std::string& owner) {
   if (!receiver_) return unsupported("this site holds no replicas", "fail over at the recovery site");
-  auto copy = receiver_->promote(group, pit_id, owner);
-  if (!copy) return copy.status();
-  return copy->disks;
+  return receiver_->promote(group, pit_id, owner);
 }
 
 Result<PitVerification> BuiltinReplicator::verify_pit(const std::string& group, const std::string& pit_id) {
@@ -1571,8 +1593,9 @@ Result<ReleasedReplicas> BuiltinReplicator::release_replicas(const std::string& 
   return receiver_->release_replicas(group);
 }
 
-Result<PointInTime> BuiltinReplicator::reverse(const ReplicationGroupSpec& spec, const ProgressCallback& progress) {
-  return sync_now(spec, progress);
+Result<PointInTime> BuiltinReplicator::reverse(const ReplicationGroupSpec& spec, ReplicationPeerLink& recovery_site,
+                                               const ProgressCallback& progress) {
+  return sync_now(spec, recovery_site, progress);
 }
 
 }  // namespace evac::builtin

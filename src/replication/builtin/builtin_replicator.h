@@ -1,8 +1,8 @@
 // The built-in host-based replicator: evac's embedded default for libvirt
 // sites with file-backed disks.
 //
-// Two halves talk over a ReplicaChannel (in evacd: the paired sites' mutual
-// TLS channel):
+// Two halves talk over a ReplicaChannel (in evacd: the routes of
+// builtin_protocol.h over the paired sites' mutual-TLS channel):
 //
 //   protected site                                recovery site
 //   BuiltinReplicator::sync_now                   ReplicaReceiver
@@ -90,6 +90,7 @@
 
 #include "core/change_tracking.h"
 #include "core/replication_adapter.h"
+#include "core/replication_registry.h"
 #include "replication/builtin/block_codec.h"
 #include "replication/builtin/block_source.h"
 #include "replication/builtin/direct_writer.h"
@@ -225,25 +226,29 @@ struct ByteRange {
   std::uint64_t length = 0;
 };
 
-// Finds the change tracking of the compute provider a VM runs on (by the
-// provider's name, VmInfo::provider); nullptr when there is none.
-using ChangeTrackingLookup = std::function<ChangeTracking*(const std::string& provider)>;
-
 class BuiltinReplicator : public ReplicationAdapter {
  public:
-  // `receiver` serves the recovery-site operations at this site (may be null
-  // where this site is never a recovery site, e.g. in some tests).
-  // `tracking` reaches running VMs' change tracking (may be empty: running
-  // VMs are then refused).
-  BuiltinReplicator(ReplicaChannel& channel, ReplicaReceiver* receiver, ChangeTrackingLookup tracking = {},
-                    SyncOptions options = {})
-      : channel_(channel), receiver_(receiver), tracking_(std::move(tracking)), options_(options) {}
+  // `receiver` serves the recovery-site operations and routes at this site
+  // (may be null where this site is never a recovery site, e.g. in some
+  // tests). `tracking` reaches running VMs' change tracking (may be empty:
+  // running VMs are then refused). `site` names this site and its storage
+  // pools for the routes.
+  explicit BuiltinReplicator(ReplicaReceiver* receiver, ChangeTrackingLookup tracking = {}, SyncOptions options = {},
+                             ReplicationSiteContext site = {})
+      : receiver_(receiver), tracking_(std::move(tracking)), options_(std::move(options)), site_(std::move(site)) {}
 
   std::string kind() const override { return "builtin"; }
   ReplicationCapabilities capabilities() const override;
   Result<std::vector<ReplicatedDevice>> discover(const ReplicationGroupSpec& spec) override;
-  Result<PointInTime> sync_now(const ReplicationGroupSpec& spec, const ProgressCallback& progress) override;
+  // A cycle over the routes of builtin_protocol.h at the other end of `recovery_site`.
+  Result<PointInTime> sync_now(const ReplicationGroupSpec& spec, ReplicationPeerLink& recovery_site,
+                               const ProgressCallback& progress) override;
+  // The same cycle over any channel to a ReplicaReceiver (tests put faults on it).
+  Result<PointInTime> sync_over(ReplicaChannel& channel, const ReplicationGroupSpec& spec,
+                                const ProgressCallback& progress);
+  std::vector<ReplicationPeerRoute> peer_routes() override;
   Result<std::vector<PointInTime>> list_pits(const std::string& group) override;
+  Result<std::vector<TestCopy>> list_test_copies(const std::string& group) override;
   Result<TestCopy> create_test_copy(const std::string& group, const std::string& pit_id,
                                     const std::string& owner = "") override;
   Status drop_test_copy(const std::string& group, const std::string& test_copy_id) override;
@@ -251,13 +256,15 @@ class BuiltinReplicator : public ReplicationAdapter {
   Status release_source(const ReplicationGroupSpec& spec) override;
   Status check_read_only_source(const ReplicationGroupSpec& spec) override;
   Result<std::vector<SourceProbe>> probe_sources(const ReplicationGroupSpec& spec) override;
-  Result<std::vector<PitDisk>> failover(const std::string& group, const std::string& pit_id,
-                                        const std::string& owner = "") override;
+  Result<TestCopy> failover(const std::string& group, const std::string& pit_id, const std::string& owner = "") override;
   // A cycle like any other: the former protected site, as the receiver,
   // starts each disk that has no PIT there from the seed it registered
   // when it made its old copies the placeholders (ReplicaReceiver::set_seeds),
   // so only blocks that differ travel.
-  Result<PointInTime> reverse(const ReplicationGroupSpec& spec, const ProgressCallback& progress) override;
+  Result<PointInTime> reverse(const ReplicationGroupSpec& spec, ReplicationPeerLink& recovery_site,
+                              const ProgressCallback& progress) override;
+  // The images ReplicaReceiver::set_seeds keeps.
+  Status set_seeds(const std::string& group, const std::map<std::string, std::string>& seeds) override;
   Result<PitVerification> verify_pit(const std::string& group, const std::string& pit_id) override;
   Result<ReleasedReplicas> release_replicas(const std::string& group) override;
 
@@ -293,7 +300,7 @@ class BuiltinReplicator : public ReplicationAdapter {
   // Reads one disk (only `changed` ranges when given: the rest is the
   // replica's already), ships what differs from `replica`; returns the
   // digest of the disk's new manifest.
-  Result<DiskDigest> sync_disk(const std::string& group, const std::string& cycle_id, const ReplicatedDevice& device,
+  Result<DiskDigest> sync_disk(ReplicaChannel& channel, const std::string& group, const std::string& cycle_id, const ReplicatedDevice& device,
                                const Manifest& replica, const std::vector<ByteRange>* changed, BlockSource& source,
                                SyncProgress& progress, const ProgressCallback& report);
   std::string work_root() const;
@@ -313,10 +320,10 @@ class BuiltinReplicator : public ReplicationAdapter {
   // stays): the first such failure is returned.
   Status thaw_and_settle(const std::string& cycle_id, std::vector<LiveVm>& live, bool committed);
 
-  ReplicaChannel& channel_;
   ReplicaReceiver* receiver_;
   ChangeTrackingLookup tracking_;
   SyncOptions options_;
+  ReplicationSiteContext site_;
 };
 
 // What BuiltinReplicator::recover_interrupted does, for a caller without a

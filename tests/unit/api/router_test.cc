@@ -1,3 +1,4 @@
+#include "fakes/fake_replication_adapter.h"
 #include "unit/two_sites.h"
 
 namespace evac::testing {
@@ -65,16 +66,30 @@ TEST_F(TwoSitesTest, AdmitJudgesARequestBeforeItsBody) {
   auto refused = a_.router->admit(anonymous, 100);
   ASSERT_TRUE(refused.has_value());
   EXPECT_EQ(refused->status, 401);
-  // Only a paired site's batches may be large, and only on their route.
+  // Only a paired site's batches may be large, and only on their route: an
+  // engine's bulk route, mounted under its kind.
   pair();
-  ApiRequest batch{"POST", "/api/v1/peer/replication/g/cycles/c/blocks", {}, "", "", "sha256//pin-b"};
+  FakeReplicationAdapter engine([] { return std::int64_t{1'000'000}; });
+  engine.serve_routes({{"POST", "{group}/cycles/{cycle}/blocks", "A batch", false, true,
+                        [](const ReplicationPeerRequest& r) -> Result<nlohmann::json> { return nlohmann::json(r.body.size()); }},
+                       {"POST", "{group}/cycles", "Begin", true, false,
+                        [](const ReplicationPeerRequest&) -> Result<nlohmann::json> { return nlohmann::json::object(); }}});
+  ReplicationService replication(*a_.service, *a_.transport, (dir_ / "a-state").string(), engine.registry("fake"));
+  a_.router = std::make_unique<ApiRouter>(RouteServices{*a_.service, *a_.plans, &replication});
+  const std::string blocks = "/api/v1/peer/replication/fake/g/cycles/c/blocks";
+  ApiRequest batch{"POST", blocks, {}, "", "", "sha256//pin-b"};
   EXPECT_FALSE(a_.router->admit(batch, 16 * 1024 * 1024).has_value());
-  EXPECT_EQ(a_.router->body_limit("POST", "/api/v1/peer/replication/g/cycles/c/blocks"), 16u * 1024 * 1024 + 64 * 1024);
+  EXPECT_EQ(a_.router->body_limit("POST", blocks), 16u * 1024 * 1024 + 64 * 1024);
+  EXPECT_EQ(a_.router->body_limit("POST", "/api/v1/peer/replication/fake/g/cycles"), 1024u * 1024);
   EXPECT_EQ(a_.router->body_limit("POST", "/api/v1/groups"), 1024u * 1024);
-  ApiRequest stranger{"POST", "/api/v1/peer/replication/g/cycles/c/blocks", {}, "", "", "sha256//stranger"};
+  // Mounted behind the caller check: site-b protects no group 'g' to site-a.
+  ApiResponse unknown_group = a_.router->handle(ApiRequest{"POST", blocks, {}, "xyz", "", "sha256//pin-b"});
+  EXPECT_EQ(unknown_group.status, 403) << unknown_group.body.dump();
+  ApiRequest stranger{"POST", blocks, {}, "", "", "sha256//stranger"};
   auto not_paired = a_.router->admit(stranger, 16 * 1024 * 1024);
   ASSERT_TRUE(not_paired.has_value());
   EXPECT_EQ(not_paired->status, 403);
+  a_.router.reset();  // before the replication service it holds
 }
 
 TEST_F(TwoSitesTest, DeeplyNestedBodiesAreRefusedOnEveryRoute) {

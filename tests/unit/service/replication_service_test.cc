@@ -4,12 +4,21 @@
 #include <thread>
 
 #include "fakes/fake_replication_adapter.h"
+#include "replication/builtin/builtin_protocol.h"
+#include "replication/builtin/builtin_registration.h"
 #include "unit/two_sites.h"
 
 namespace evac::testing {
 namespace {
 
 using nlohmann::json;
+
+// The engines evacd has: the built-in replicator.
+ReplicationRegistry builtin_engines() {
+  ReplicationRegistry engines;
+  builtin::register_builtin_replicator(engines);
+  return engines;
+}
 
 bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
 
@@ -20,8 +29,7 @@ class ReplicationOpsTest : public TwoSitesTest {
     pair();
     map_all();
     ReplicationOptions options;
-    options.adapter_factory = fake_.factory();
-    options.clock = [this] { return now_; };
+        options.clock = [this] { return now_; };
     options.steady_clock = [this] { return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(steady_.load())); };
     options.schedules = schedules_;
     make_replication(std::move(options));
@@ -37,14 +45,26 @@ class ReplicationOpsTest : public TwoSitesTest {
     if (replication_) replication_->shutdown();
     a_.router.reset();
     replication_.reset();
+    b_.router.reset();
+    replication_b_.reset();
     TwoSitesTest::TearDown();
   }
   void make_replication(ReplicationOptions options) {
     replication_ = std::make_unique<ReplicationService>(*a_.service, *a_.transport, (dir_ / "a-state").string(),
-                                                        std::move(options));
+                                                        fake_.registry(), std::move(options));
     a_.router.reset();  // before the PlanService it holds
     a_.plans = std::make_unique<PlanService>(*a_.service, replication_.get());
     a_.router = std::make_unique<ApiRouter>(RouteServices{*a_.service, *a_.plans, replication_.get()});
+    if (!replication_b_) {
+      // The recovery site holds what the fake engine made: the PITs a cycle
+      // counts are the ones it lists there.
+      replication_b_ = std::make_unique<ReplicationService>(*b_.service, *b_.transport, (dir_ / "b-state").string(),
+                                                            fake_.registry());
+      b_.router.reset();
+      b_.plans = std::make_unique<PlanService>(*b_.service, replication_b_.get());
+      b_.router = std::make_unique<ApiRouter>(RouteServices{*b_.service, *b_.plans, replication_b_.get()});
+      a_.transport->connect("https://b:1", "sha256//pin-b", b_.router.get());
+    }
   }
   // Replication again, without schedules, holding an API call that waits
   // for a cycle at most `limit`.
@@ -52,8 +72,7 @@ class ReplicationOpsTest : public TwoSitesTest {
     replication_->shutdown();
     a_.router.reset();
     ReplicationOptions options;
-    options.adapter_factory = fake_.factory();
-    options.clock = [this] { return now_; };
+        options.clock = [this] { return now_; };
     options.schedules = false;
     options.wait_limit = limit;
     make_replication(std::move(options));
@@ -72,6 +91,7 @@ class ReplicationOpsTest : public TwoSitesTest {
   std::atomic<std::chrono::steady_clock::rep> steady_{0};
   FakeReplicationAdapter fake_{[this] { return now_; }};
   std::unique_ptr<ReplicationService> replication_;
+  std::unique_ptr<ReplicationService> replication_b_;  // site-b, the recovery site, on the same fake engine
 };
 
 // ---- cycles and what the protected site records --------------------------------
@@ -121,8 +141,7 @@ TEST_F(ReplicationOpsTest, ACycleReadsEveryBlockWhenTheLastFullReadIsOld) {
   replication_->shutdown();
   a_.router.reset();
   ReplicationOptions options;
-  options.adapter_factory = fake_.factory();
-  options.clock = [this] { return now_; };
+    options.clock = [this] { return now_; };
   options.full_read_every = std::chrono::seconds(0);
   make_replication(std::move(options));
   now_ += 30 * 24 * 3600;
@@ -438,8 +457,7 @@ TEST_F(ReplicationOpsTest, RpoBreachRaisesOneEventAndRecoveryAnother) {
   schedules_ = false;
   replication_->shutdown();
   ReplicationOptions options;
-  options.adapter_factory = fake_.factory();
-  options.clock = [this] { return now_; };
+    options.clock = [this] { return now_; };
   options.schedules = false;
   make_replication(std::move(options));
 
@@ -483,9 +501,15 @@ TEST_F(ReplicationOpsTest, LagKeepsGrowingWithTheRecoverySiteUnreachable) {
 }
 
 TEST_F(ReplicationOpsTest, GroupShowCountsPitsAtTheRecoverySite) {
-  // Site-b here runs no replication: the count is unknown and says why.
   ASSERT_TRUE(replication_->sync_group("g1").is_ok());
   auto show = a_.call("GET", "/api/v1/groups/g1");
+  EXPECT_EQ(show.body["replication"]["pits"], 1) << show.body.dump();
+  EXPECT_FALSE(show.body["replication"].contains("peer_error")) << show.body.dump();
+
+  // Site-b now runs no replication: the count is unknown and says why.
+  b_.router = std::make_unique<ApiRouter>(RouteServices{*b_.service, *b_.plans});
+  a_.transport->connect("https://b:1", "sha256//pin-b", b_.router.get());
+  show = a_.call("GET", "/api/v1/groups/g1");
   EXPECT_TRUE(show.body["replication"]["pits"].is_null());
   EXPECT_TRUE(show.body["replication"].contains("peer_error"));
   EXPECT_EQ(show.body["replication"]["newest_pit"]["id"], "pit-1");
@@ -548,8 +572,11 @@ TEST_F(ReplicationOpsTest, MaxRateReachesTheCyclesLimiter) {
   ASSERT_EQ(set.status, 200) << set.body.dump();
   EXPECT_EQ(set.body["max_rate_bytes"], 50u << 20);
   EXPECT_EQ(set.body["max_rate"], "50MiB/s");
-  ASSERT_TRUE(replication_->sync_group("g1").is_ok());
-  EXPECT_EQ(fake_.limiter_rate(), 50u << 20);
+  fake_.block();
+  auto cycle = replication_->request_sync("g1");
+  ASSERT_TRUE(cycle.is_ok());
+  ASSERT_TRUE(fake_.wait_until_blocked());
+  EXPECT_EQ(replication_->sync_progress("g1")["rate_limit_bytes"], 50u << 20);
 
   auto bad = a_.call("PUT", "/api/v1/groups/g1/settings", json{{"max_rate", "fast"}});
   EXPECT_EQ(bad.status, 400);
@@ -562,7 +589,9 @@ TEST_F(ReplicationOpsTest, MaxRateReachesTheCyclesLimiter) {
   auto off = a_.call("PUT", "/api/v1/groups/g1/settings", json{{"max_rate", "none"}});
   ASSERT_EQ(off.status, 200);
   EXPECT_EQ(off.body["max_rate"], "unlimited");
-  EXPECT_EQ(fake_.limiter_rate(), 0u);  // a running or later cycle follows at once
+  EXPECT_EQ(replication_->sync_progress("g1")["rate_limit_bytes"], 0u);  // the running cycle follows at once
+  fake_.release();
+  EXPECT_TRUE(replication_->wait_cycle("g1", *cycle).is_ok());
 }
 
 TEST_F(ReplicationOpsTest, GroupCreateTakesAMaxRate) {
@@ -576,18 +605,22 @@ TEST_F(ReplicationOpsTest, GroupCreateTakesAMaxRate) {
   EXPECT_EQ(ok.body["max_rate_bytes"], 10'000'000);
 }
 
-TEST_F(TwoSitesTest, PeerChannelPassesEveryBatchThroughTheLimiter) {
+TEST_F(TwoSitesTest, PeerLinkPassesEveryBulkBodyThroughTheLimiter) {
   pair();
   std::chrono::steady_clock::time_point now{};
   TokenBucket bucket(1000, [&] { return now; });
   std::atomic<bool> stopping{false};
-  auto channel = make_peer_channel(*a_.transport, **a_.store->find_peer("site-b"), &bucket, &stopping);
-  (void)channel->send_batch("g1", "c1", std::string(1500, 'x'));  // site-b refuses it; the bytes were counted
+  auto link = make_peer_link(*a_.transport, **a_.store->find_peer("site-b"), "builtin", &bucket, &stopping);
+  EXPECT_EQ(link->site(), "site-b");
+  (void)link->call_bytes("POST", "g1/cycles/c1/blocks", std::string(1500, 'x'));  // site-b refuses it; the bytes were counted
   EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(bucket.reserve(1)).count(), 500);  // 500 bytes of debt
+  EXPECT_FALSE(link->stopping());
   stopping = true;
-  auto s = channel->send_batch("g1", "c1", "x");
-  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
-  EXPECT_TRUE(contains(s.message(), "shutting down"));
+  EXPECT_TRUE(link->stopping());
+  auto s = link->call_bytes("POST", "g1/cycles/c1/blocks", "x");
+  EXPECT_EQ(s.status().code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(contains(s.status().message(), "shutting down"));
+  EXPECT_EQ(link->call("GET", "g1/pits", std::nullopt).status().code(), StatusCode::kUnavailable);
 }
 
 // ---- events and metrics over the API ---------------------------------------------------
@@ -652,127 +685,21 @@ void expect_refused(const ApiResponse& r, const std::string& in_message, const s
   EXPECT_TRUE(contains(r.body.value("hint", ""), in_hint)) << r.body.dump();
 }
 
-// What the protected site writes to begin and commit a cycle reads back
-// whole at the recovery site: the decoder accepts every key the sender sends.
-TEST(PeerCycleBodies, WhatTheSenderWritesReadsBackWhole) {
-  const CycleBeginRequest begin{"cycle-1700000000-0a1b2c3d4e5f",
-                                {ReplicatedDevice{"u-web01", "web01", "vda", "/a/images/web01.qcow2", "qcow2",
-                                                  "/b/replicas", std::uint64_t{1} << 40, "web01.qcow2"},
-                                 ReplicatedDevice{"u-web01", "", "vdb", "/a/fast/web01.raw", "", "", 0, ""}}};
-  auto b = cycle_begin_from_json(to_json(begin));
-  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
-  EXPECT_EQ(b->cycle_id, begin.cycle_id);
-  ASSERT_EQ(b->disks.size(), 2u);
-  for (std::size_t i = 0; i < 2; ++i) {
-    const ReplicatedDevice& sent = begin.disks[i];
-    const ReplicatedDevice& got = b->disks[i];
-    EXPECT_EQ(got.vm_uuid, sent.vm_uuid);
-    EXPECT_EQ(got.vm_name, sent.vm_name);
-    EXPECT_EQ(got.disk, sent.disk);
-    EXPECT_EQ(got.format, sent.format);
-    EXPECT_EQ(got.replica_dir, sent.replica_dir);
-    EXPECT_EQ(got.size_bytes, sent.size_bytes);
-    EXPECT_EQ(got.seed, sent.seed);
-    EXPECT_EQ(got.source_path, "") << "stays at the protected site";
-  }
-
-  const CycleCommitRequest commit{{{"u-web01/vda", std::string(64, 'f')}, {"u-web01/vdb", std::string(64, '0')}},
-                                  1'700'000'000'123,
-                                  12345,
-                                  RetentionPolicy{1000, 24, 7}};
-  json wire = to_json(commit);
-  EXPECT_EQ(wire["created_at"], 1'700'000'000);
-  auto c = cycle_commit_from_json(wire);
-  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
-  EXPECT_EQ(c->created_at_ms, commit.created_at_ms);
-  EXPECT_EQ(c->bytes_sent, 12345u);
-  EXPECT_EQ(c->retention.keep_last, 1000);
-  EXPECT_EQ(c->retention.keep_hourly, 24);
-  EXPECT_EQ(c->retention.keep_daily, 7);
-  ASSERT_EQ(c->digests.size(), 2u);
-  EXPECT_EQ(c->digests[1].key, "u-web01/vdb");
-  EXPECT_EQ(c->digests[1].digest_hex, std::string(64, '0'));
-  // A site older than the milliseconds (or than retention by the hour and
-  // day) sends less: the rest has its old defaults.
-  for (const char* key : {"created_at_ms", "keep_pits", "keep_hourly", "keep_daily", "bytes_sent"}) wire.erase(key);
-  auto old = cycle_commit_from_json(wire);
-  ASSERT_TRUE(old.is_ok()) << old.status().to_string();
-  EXPECT_EQ(old->created_at_ms, 1'700'000'000'000);
-  EXPECT_EQ(old->retention.keep_last, 24);
-  EXPECT_EQ(old->retention.keep_hourly, 0);
-  EXPECT_EQ(old->bytes_sent, 0u);
-
-  // A PIT as the recovery site answers it reads back too.
-  PointInTime pit;
-  pit.id = "pit-1";
-  pit.group = "g1";
-  pit.created_at = 1'700'000'000;
-  pit.created_at_ms = 1'700'000'000'123;
-  pit.bytes_sent = 77;
-  pit.cycle_id = "cycle-1";
-  pit.disks = {{"u-web01/vda", "/b/replicas/.evac-pits/g1/pit-1/vda.qcow2", 1 << 20}};
-  auto p = pit_from_json(to_json(pit));
-  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
-  EXPECT_EQ(p->created_at_ms, pit.created_at_ms);
-  ASSERT_EQ(p->disks.size(), 1u);
-  EXPECT_EQ(p->disks[0].path, pit.disks[0].path);
-  json hostile = to_json(pit);
-  hostile["bytes_sent"] = -1;
-  EXPECT_EQ(pit_from_json(hostile).status().code(), StatusCode::kInvalidArgument);
-}
-
-// Numbers the sender never sends are refused, never narrowed: 2^40 PITs to
-// keep was 0 as an int, and 2^32 + 1 was 1, which deletes every older PIT.
-TEST(PeerCycleBodies, NumbersOutOfRangeAreRefusedNotNarrowed) {
-  const json good = to_json(CycleCommitRequest{{{"u-web01/vda", std::string(64, 'f')}}, 1'700'000'000'000, 0, {}});
-  ASSERT_TRUE(cycle_commit_from_json(good).is_ok());
-  const std::vector<std::pair<std::string, json>> bad = {
-      {"keep_pits", std::uint64_t{1} << 40},   {"keep_pits", (std::uint64_t{1} << 32) + 1},
-      {"keep_pits", 0},                        {"keep_pits", 1001},
-      {"keep_pits", "24"},                     {"keep_pits", 24.5},
-      {"keep_hourly", -1},                     {"keep_daily", std::uint64_t{1} << 33},
-      {"bytes_sent", std::uint64_t{1} << 63},  {"created_at", -1},
-      {"created_at", std::int64_t{1} << 62},   {"created_at_ms", -1000},
-      {"digests", json::object()},             {"digests", nullptr}};
-  for (const auto& [key, value] : bad) {
-    json body = good;
-    body[key] = value;
-    auto r = cycle_commit_from_json(body);
-    ASSERT_FALSE(r.is_ok()) << key << " = " << value.dump();
-    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_TRUE(contains(r.status().message(), "'" + key + "'")) << r.status().message();
-  }
-  json disk = to_json(CycleBeginRequest{"c", {ReplicatedDevice{"u", "", "vda", "", "", "/b/replicas", 1, ""}}});
-  ASSERT_TRUE(cycle_begin_from_json(disk).is_ok());
-  for (const json& size : {json(-1), json(std::uint64_t{1} << 63), json("1GiB"), json(nullptr)}) {
-    disk["disks"][0]["size_bytes"] = size;
-    EXPECT_FALSE(cycle_begin_from_json(disk).is_ok()) << size.dump();
-  }
-  // A disk size within 2^62 but beyond what evac replicates is refused
-  // before the receiver sees it (it would allocate a hash per 64 KiB).
-  disk["disks"][0]["size_bytes"] = kMaxDiskBytes;
-  EXPECT_TRUE(cycle_begin_from_json(disk).is_ok());
-  disk["disks"][0]["size_bytes"] = std::uint64_t{1} << 62;
-  auto huge = cycle_begin_from_json(disk);
-  ASSERT_FALSE(huge.is_ok());
-  EXPECT_EQ(huge.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(huge.status().message(), "disk u/vda is 4611686018427387904 bytes, more than the 64 TiB (70368744177664 bytes) evac replicates");
-  EXPECT_TRUE(contains(huge.status().hint(), "at most 64 TiB")) << huge.status().hint();
-}
-
 TEST_F(TwoSitesTest, ReplicaFolderMustBeARecoverySitePool) {
   ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
-  ReplicationService replication(*b_.service, *b_.transport, dir_.string());
-  auto caller = b_.store->find_peer("site-a");
-  ASSERT_TRUE(caller.is_ok() && caller->has_value());
+  ReplicationService replication(*b_.service, *b_.transport, dir_.string(), builtin_engines());
+  PlanService plans(*b_.service, &replication);
+  ApiRouter router(RouteServices{*b_.service, plans, &replication});
   nlohmann::json body = {{"cycle_id", "cycle-1"},
                          {"disks", {{{"vm_uuid", "u-web01"}, {"disk", "vda"}, {"replica_dir", "/etc"}, {"size_bytes", 1 << 20}}}}};
-  auto r = replication.handle_begin(**caller, "g1", body);
-  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
-  EXPECT_NE(r.status().message().find("/etc"), std::string::npos);
+  ApiResponse r = peer_call(router, "sha256//pin-a", "/api/v1/peer/replication/builtin/g1/cycles", body);
+  EXPECT_EQ(r.status, 403) << r.body.dump();
+  EXPECT_TRUE(contains(r.body.value("message", ""), "/etc")) << r.body.dump();
   // A group the caller does not protect to this site is refused before anything else.
   body["disks"][0]["replica_dir"] = "/b/replicas";
-  EXPECT_EQ(replication.handle_begin(**caller, "not-a-group", body).status().code(), StatusCode::kPermissionDenied);
+  ApiResponse stranger = peer_call(router, "sha256//pin-a", "/api/v1/peer/replication/builtin/not-a-group/cycles", body);
+  EXPECT_EQ(stranger.status, 403) << stranger.body.dump();
+  EXPECT_TRUE(contains(stranger.body.value("message", ""), "does not protect a group 'not-a-group'")) << stranger.body.dump();
 }
 
 // A commit is read whole before the receiver sees it: one asking to keep
@@ -780,11 +707,11 @@ TEST_F(TwoSitesTest, ReplicaFolderMustBeARecoverySitePool) {
 // reaches the receiver (which has no such cycle open here).
 TEST_F(TwoSitesTest, ACommitKeepingMorePitsThanAnOperatorMayIsRefusedAndChangesNothing) {
   ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
-  ReplicationService replication(*b_.service, *b_.transport, dir_.string());
+  ReplicationService replication(*b_.service, *b_.transport, dir_.string(), builtin_engines());
   PlanService plans(*b_.service, &replication);
   ApiRouter router(RouteServices{*b_.service, plans, &replication});
-  const std::string path = "/api/v1/peer/replication/g1/cycles/cycle-1/commit";
-  json body = to_json(CycleCommitRequest{{{"u-web01/vda", std::string(64, 'f')}}, now_ * 1000, 4096, {}});
+  const std::string path = "/api/v1/peer/replication/builtin/g1/cycles/cycle-1/commit";
+  json body = to_json(builtin::CycleCommitRequest{{{"u-web01/vda", std::string(64, 'f')}}, now_ * 1000, 4096, {}});
   body["keep_pits"] = std::uint64_t{1} << 40;
   expect_refused(peer_call(router, "sha256//pin-a", path, body), "field 'keep_pits' of the commit of a cycle is 1099511627776",
                  "from 1 to 1000");
@@ -807,12 +734,13 @@ TEST_F(TwoSitesTest, ACommitKeepingMorePitsThanAnOperatorMayIsRefusedAndChangesN
 // the sender's own body is read and goes on to the pool check.
 TEST_F(TwoSitesTest, ACycleStartWithAnUnknownKeyIsRefused) {
   ASSERT_NO_FATAL_FAILURE(protect_web01_in_g1());
-  ReplicationService replication(*b_.service, *b_.transport, dir_.string());
+  ReplicationService replication(*b_.service, *b_.transport, dir_.string(), builtin_engines());
   PlanService plans(*b_.service, &replication);
   ApiRouter router(RouteServices{*b_.service, plans, &replication});
-  const std::string path = "/api/v1/peer/replication/g1/cycles";
-  json body = to_json(CycleBeginRequest{
-      "cycle-1", {ReplicatedDevice{"u-web01", "web01", "vda", "/a/images/web01.qcow2", "qcow2", "/etc", 1 << 20, ""}}});
+  const std::string path = "/api/v1/peer/replication/builtin/g1/cycles";
+  json body = to_json(builtin::CycleBeginRequest{
+      "cycle-1",
+      {ReplicatedDevice{"u-web01", "web01", "vda", DiskSource{"file", "/a/images/web01.qcow2"}, "qcow2", "/etc", 1 << 20, ""}}});
   ApiResponse read = peer_call(router, "sha256//pin-a", path, body);
   EXPECT_EQ(read.status, 403) << read.body.dump();  // read whole, then: /etc is no pool here
   EXPECT_TRUE(contains(read.body.value("message", ""), "/etc")) << read.body.dump();
@@ -841,15 +769,15 @@ TEST_F(TwoSitesTest, ACycleIsRefusedWhenTheCallersCopyOfItsGroupIsOutOfBounds) {
   json copy = json::parse((*held)->document);
   copy["groups"][0]["epoch"] = "2";
   ASSERT_TRUE(b_.store->put_peer_copy(PeerCopyRecord{"site-a", (*held)->version, copy.dump(), now_}).is_ok());
-  ReplicationService replication(*b_.service, *b_.transport, dir_.string());
-  auto caller = b_.store->find_peer("site-a");
-  ASSERT_TRUE(caller.is_ok() && caller->has_value());
-  const json body = to_json(CycleBeginRequest{
-      "cycle-1", {ReplicatedDevice{"u-web01", "web01", "vda", "", "qcow2", "/b/replicas", 1 << 20, ""}}});
-  auto r = replication.handle_begin(**caller, "g1", body);
-  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().to_string();
-  EXPECT_TRUE(contains(r.status().message(), "the configuration of site 'site-a': group 'g1': field 'epoch'"))
-      << r.status().message();
+  ReplicationService replication(*b_.service, *b_.transport, dir_.string(), builtin_engines());
+  PlanService plans(*b_.service, &replication);
+  ApiRouter router(RouteServices{*b_.service, plans, &replication});
+  const json body = to_json(builtin::CycleBeginRequest{
+      "cycle-1", {ReplicatedDevice{"u-web01", "web01", "vda", {}, "qcow2", "/b/replicas", 1 << 20, ""}}});
+  ApiResponse r = peer_call(router, "sha256//pin-a", "/api/v1/peer/replication/builtin/g1/cycles", body);
+  EXPECT_EQ(r.status, 400) << r.body.dump();
+  EXPECT_TRUE(contains(r.body.value("message", ""), "the configuration of site 'site-a': group 'g1': field 'epoch'"))
+      << r.body.dump();
   EXPECT_EQ(replication.pits_held_here("g1").status().code(), StatusCode::kNotFound) << "nothing staged";
 }
 

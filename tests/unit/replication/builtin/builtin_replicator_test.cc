@@ -26,8 +26,8 @@ TEST(ReplicaReceiverTest, ADiskLargerThanEvacReplicatesIsRefusedBeforeAnythingIs
   const std::string replicas = (dir / "replicas").string();
   for (std::uint64_t size : {kMaxDiskBytes + 512, std::uint64_t{1} << 62, ~std::uint64_t{0}}) {
     Status s = receiver.begin_cycle("g1", "cycle-1",
-                                    {ReplicatedDevice{"u-web01", "web01", "vda", "", "qcow2", replicas, 1 << 20, ""},
-                                     ReplicatedDevice{"u-web01", "web01", "vdb", "", "qcow2", replicas, size, ""}});
+                                    {ReplicatedDevice{"u-web01", "web01", "vda", {}, "qcow2", replicas, 1 << 20, ""},
+                                     ReplicatedDevice{"u-web01", "web01", "vdb", {}, "qcow2", replicas, size, ""}});
     ASSERT_FALSE(s.is_ok()) << size;
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(s.message(), "disk u-web01/vdb is " + std::to_string(size) +
