@@ -537,6 +537,15 @@ Result<std::vector<ReplicatedDevice>> BuiltinReplicator::discover(const Replicat
   for (const auto& vm : spec.vms) {
     for (const auto& disk : vm.disks) {
       if (!is_replicated_disk(disk)) continue;
+      // What it reads: an image file or a block device, through qemu-nbd or
+      // QEMU's own export. A network disk (rbd, iSCSI, ...) lives in storage
+      // that replicates by its own means.
+      const DiskSource source = source_of(disk);
+      if (source.type != "file" && source.type != "block")
+        return unsupported("disk " + disk.target + " of VM '" + vm.name + "' is a " + source.describe() +
+                               ": the built-in replicator reads image files and block devices",
+                           "protect this VM in a group whose replication engine handles " + source.type +
+                               " disks (the group's `replication`), or move the disk to an image file");
       if (disk.format != "qcow2" && disk.format != "raw")
         return unsupported("disk " + disk.target + " of VM '" + vm.name + "' has format '" + disk.format + "'",
                            "the built-in replicator handles qcow2 and raw images");

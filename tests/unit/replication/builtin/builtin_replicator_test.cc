@@ -1,4 +1,5 @@
-// The built-in replicator's receiving side, before anything is made.
+// The built-in replicator before anything is read or made: what it takes
+// from a protected site and what it refuses to replicate.
 #include "replication/builtin/builtin_replicator.h"
 
 #include <gtest/gtest.h>
@@ -36,6 +37,43 @@ TEST(ReplicaReceiverTest, ADiskLargerThanEvacReplicatesIsRefusedBeforeAnythingIs
     EXPECT_FALSE(fs::exists(dir / "index")) << "no index";
   }
   fs::remove_all(dir);
+}
+
+// A disk is named by its libvirt source: image files and block devices are
+// read; a network disk is refused, naming it and what to do, before a
+// cycle starts.
+TEST(BuiltinReplicatorTest, DiscoverNamesEachDiskBySourceAndRefusesNetworkDisks) {
+  BuiltinReplicator replicator(nullptr);
+  ReplicationGroupSpec spec;
+  spec.group = "g1";
+  spec.recovery_site = "site-b";
+  spec.replica_dirs = {{"images", "/b/replicas"}};
+  VmInfo vm;
+  vm.name = "db01";
+  vm.uuid = "u-db01";
+  vm.state = PowerState::kShutOff;
+  DiskInfo file{"vda", "/a/images/db01.qcow2", "qcow2", "virtio", "disk", "images"};
+  DiskInfo block{"vdb", "/dev/vg0/db01-data", "raw", "virtio", "disk", "images"};
+  block.source = DiskSource{"block", "/dev/vg0/db01-data", "", ""};
+  vm.disks = {file, block};
+  spec.vms = {vm};
+  auto found = replicator.discover(spec);
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  ASSERT_EQ(found->size(), 2u);
+  EXPECT_EQ((*found)[0].source.type, "file");
+  EXPECT_EQ((*found)[0].source.path, "/a/images/db01.qcow2");
+  EXPECT_EQ((*found)[1].source.type, "block");
+  EXPECT_EQ((*found)[1].source.path, "/dev/vg0/db01-data");
+
+  DiskInfo rbd{"vdc", "rbd:pool/db01-logs", "raw", "virtio", "disk", std::nullopt};
+  rbd.source = DiskSource{"network", "", "rbd", "pool/db01-logs"};
+  spec.vms[0].disks.push_back(rbd);
+  auto refused = replicator.discover(spec);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnsupported);
+  EXPECT_EQ(refused.status().message(), "disk vdc of VM 'db01' is a network disk rbd pool/db01-logs: the built-in "
+                                        "replicator reads image files and block devices");
+  EXPECT_NE(refused.status().hint().find("replication engine"), std::string::npos) << refused.status().hint();
 }
 
 }  // namespace
