@@ -953,7 +953,11 @@ std::optional<PlaceholderSpec> SiteService::placeholder_spec(const VmInfo& vm, c
       continue;
     }
     disk.storage_pool = storage->target;
-    if (pool) disk.path = (std::filesystem::path(pool->path) / basename_of(disk.path)).string();
+    if (pool) {
+      disk.path = (std::filesystem::path(pool->path) / basename_of(disk.path)).string();
+      // A source that names the path names the one there too.
+      if (!disk.source.path.empty()) disk.source.path = disk.path;
+    }
   }
   for (auto& nic : spec.vm.nics) {
     const std::string source = attachment_of(nic).key();

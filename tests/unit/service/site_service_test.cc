@@ -243,6 +243,22 @@ TEST_F(TwoSitesTest, CreateGroupRegistersMappedPlaceholders) {
   EXPECT_EQ(placeholders, 2);
 }
 
+// A protected VM's disk keeps its source, named where the mapping puts it.
+TEST_F(TwoSitesTest, APlaceholdersDiskSourceNamesItsPathAtTheRecoverySite) {
+  pair();
+  map_all();
+  DiskInfo disk{"vda", "/a/images/app01.qcow2", "qcow2", "virtio", "disk", "images"};
+  disk.source = DiskSource{"file", "/a/images/app01.qcow2", "", ""};
+  a_.provider->add_vm(make_vm("app01", "u-app01", {disk}, {{"52:54:00:00:00:09", "prod", "network", "virtio"}}));
+  ASSERT_TRUE(a_.service->create_group({"g1", {"app01"}, std::nullopt, 900, 24}).is_ok());
+  auto specs = b_.provider->defined_specs();
+  ASSERT_EQ(specs.size(), 1u);
+  ASSERT_EQ(specs[0].vm.disks.size(), 1u);
+  EXPECT_EQ(specs[0].vm.disks[0].path, "/b/replicas/app01.qcow2");
+  EXPECT_EQ(specs[0].vm.disks[0].source.type, "file");
+  EXPECT_EQ(specs[0].vm.disks[0].source.path, "/b/replicas/app01.qcow2");
+}
+
 // A VM on a host bridge (or a macvtap device) is mapped by that bridge's
 // name, which may lead to a libvirt network, and a network may lead to a
 // bridge: the placeholder's NIC takes the kind of its target.
