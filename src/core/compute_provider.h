@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -130,20 +129,6 @@ struct ProviderConfig {
   // bound every call, so a hung manager fails a step instead of holding it.
   std::chrono::seconds connect_timeout{15};
   std::chrono::seconds keepalive{5};
-};
-
-// Factory registry by kind, so the core never includes a backend's headers.
-using ProviderFactory = std::function<Result<std::unique_ptr<ComputeProvider>>(const ProviderConfig&)>;
-
-class ProviderRegistry {
- public:
-  static ProviderRegistry& instance();
-  void add(const std::string& kind, ProviderFactory factory);
-  Result<std::unique_ptr<ComputeProvider>> create(const ProviderConfig& config) const;
-  std::vector<std::string> kinds() const;
-
- private:
-  std::map<std::string, ProviderFactory> factories_;
 };
 
 }  // namespace evac

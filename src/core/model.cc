@@ -1,4 +1,3 @@
-#include "core/compute_provider.h"
 #include "core/model.h"
 
 #include <algorithm>
@@ -55,76 +54,6 @@ Result<std::optional<std::string>> resolve_attachment(const std::vector<std::str
     return invalid_argument("'" + given + "' is both " + fits[0] + " and " + fits[1], "name one of them with its prefix");
   if (fits.empty()) return std::optional<std::string>();
   return std::optional<std::string>(fits.front());
-}
-
-namespace {
-Status not_supported_by(const ComputeProvider& p, const std::string& what) {
-  return unsupported("compute provider '" + p.name() + "' (" + p.kind() + ") cannot " + what,
-                     "recover onto a provider that can, e.g. libvirt");
-}
-}  // namespace
-
-Result<TestVmInfo> ComputeProvider::define_test_vm(const TestVmSpec& spec) {
-  return not_supported_by(*this, "register test VM " + spec.name);
-}
-Result<std::vector<TestVmInfo>> ComputeProvider::list_test_vms() { return not_supported_by(*this, "list test VMs"); }
-Status ComputeProvider::remove_test_vm(const std::string& uuid) { return not_supported_by(*this, "remove test VM " + uuid); }
-Result<VmInfo> ComputeProvider::recover_placeholder(const std::string& uuid, const std::map<std::string, std::string>&,
-                                                   const std::string&) {
-  return not_supported_by(*this, "recover onto placeholder " + uuid);
-}
-Result<PlaceholderInfo> ComputeProvider::adopt_as_placeholder(const std::string& uuid, const PlaceholderInfo&) {
-  return not_supported_by(*this, "make VM " + uuid + " a placeholder");
-}
-Result<std::vector<std::string>> ComputeProvider::flatten_disks(const std::string& uuid) {
-  return not_supported_by(*this, "flatten the disks of VM " + uuid + " while it runs");
-}
-Status ComputeProvider::power_on(const std::string& uuid) { return not_supported_by(*this, "power on VM " + uuid); }
-Result<std::vector<std::string>> ComputeProvider::start_problems(const std::string& uuid) {
-  return not_supported_by(*this, "tell whether VM " + uuid + " would start");
-}
-Result<ComputeProvider::HostCapacity> ComputeProvider::host_capacity() {
-  return not_supported_by(*this, "report its host's capacity");
-}
-Status ComputeProvider::power_off(const std::string& uuid, bool, std::chrono::seconds) {
-  return not_supported_by(*this, "power off VM " + uuid);
-}
-Status ComputeProvider::guest_ping(const std::string& uuid) { return not_supported_by(*this, "reach the guest agent of VM " + uuid); }
-Result<GuestCommandResult> ComputeProvider::guest_exec(const std::string& uuid, const std::vector<std::string>&,
-                                                       std::chrono::seconds) {
-  return not_supported_by(*this, "run commands in the guest of VM " + uuid);
-}
-Result<std::vector<GuestInterface>> ComputeProvider::guest_interfaces(const std::string& uuid) {
-  return not_supported_by(*this, "read the network interfaces in the guest of VM " + uuid);
-}
-Result<std::vector<std::string>> ComputeProvider::guest_addresses(const std::string& uuid) {
-  return not_supported_by(*this, "read the addresses of VM " + uuid);
-}
-
-ProviderRegistry& ProviderRegistry::instance() {
-  static ProviderRegistry registry;
-  return registry;
-}
-
-void ProviderRegistry::add(const std::string& kind, ProviderFactory factory) {
-  factories_[kind] = std::move(factory);
-}
-
-Result<std::unique_ptr<ComputeProvider>> ProviderRegistry::create(const ProviderConfig& config) const {
-  auto it = factories_.find(config.kind);
-  if (it == factories_.end()) {
-    std::string known;
-    for (const auto& [k, _] : factories_) known += (known.empty() ? "" : ", ") + k;
-    return invalid_argument("compute provider '" + config.name + "' has unknown kind '" + config.kind + "'",
-                            "use one of: " + known);
-  }
-  return it->second(config);
-}
-
-std::vector<std::string> ProviderRegistry::kinds() const {
-  std::vector<std::string> out;
-  for (const auto& [k, _] : factories_) out.push_back(k);
-  return out;
 }
 
 }  // namespace evac

@@ -1,6 +1,8 @@
 #include "core/model_json.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <stdexcept>
 #include <type_traits>
@@ -38,6 +40,7 @@ void get_opt(const json& j, const char* key, T& out) {
 void to_json(json& j, const DiskInfo& d) {
   j = {{"target", d.target}, {"path", d.path}, {"format", d.format}, {"bus", d.bus}, {"device", d.device}};
   j["storage_pool"] = d.storage_pool ? json(*d.storage_pool) : json(nullptr);
+  j["source"] = {{"type", d.source.type}, {"path", d.source.path}, {"protocol", d.source.protocol}, {"name", d.source.name}};
 }
 void from_json(const json& j, DiskInfo& d) {
   j.at("target").get_to(d.target);
@@ -46,6 +49,12 @@ void from_json(const json& j, DiskInfo& d) {
   get_opt(j, "bus", d.bus);
   get_opt(j, "device", d.device);
   if (auto it = j.find("storage_pool"); it != j.end() && it->is_string()) d.storage_pool = it->get<std::string>();
+  if (auto it = j.find("source"); it != j.end() && it->is_object()) {
+    get_opt(*it, "type", d.source.type);
+    get_opt(*it, "path", d.source.path);
+    get_opt(*it, "protocol", d.source.protocol);
+    get_opt(*it, "name", d.source.name);
+  }
 }
 
 void to_json(json& j, const NicInfo& n) {
@@ -144,6 +153,29 @@ constexpr std::size_t kMaxNativeDocument = 1024 * 1024;
 constexpr unsigned kMaxVcpus = 1u << 16;
 constexpr std::uint64_t kMaxMemoryKib = std::uint64_t{1} << 52;  // 2^62 bytes
 
+// libvirt's disk types that evac knows (DiskSource::type).
+constexpr std::string_view kDiskSourceTypes[] = {"file", "block", "dir", "network", "volume"};
+
+Result<DiskSource> strict_disk_source(const json& j) {
+  auto f = JsonFields::of(j, "the source of a disk of a placeholder's VM");
+  if (!f) return f.status();
+  auto type = f->text("type", 64);
+  auto path = f->text("path");
+  auto protocol = f->text("protocol", 64);
+  auto name = f->text("name");  // a network disk's path is "protocol:name": bounded alike
+  for (const Status& s : {type.status(), path.status(), protocol.status(), name.status(), f->finish()})
+    if (!s) return s;
+  DiskSource out;
+  out.type = type->value_or(out.type);
+  if (std::find(std::begin(kDiskSourceTypes), std::end(kDiskSourceTypes), out.type) == std::end(kDiskSourceTypes))
+    return invalid_argument("field 'type' of " + f->what() + " is '" + out.type + "', not a disk type evac knows",
+                            "use one of: file, block, dir, network, volume");
+  out.path = path->value_or("");
+  out.protocol = protocol->value_or("");
+  out.name = name->value_or("");
+  return out;
+}
+
 Result<DiskInfo> strict_disk(const json& j) {
   auto f = JsonFields::of(j, "a disk of a placeholder's VM");
   if (!f) return f.status();
@@ -153,10 +185,17 @@ Result<DiskInfo> strict_disk(const json& j) {
   auto bus = f->text("bus", 64);
   auto device = f->text("device", 64);
   auto pool = f->text("storage_pool", kMaxIdLength);
+  const json* source_field = f->value("source");
   for (const Status& s :
        {target.status(), path.status(), format.status(), bus.status(), device.status(), pool.status(), f->finish()})
     if (!s) return s;
-  return DiskInfo{*target, *path, format->value_or(""), bus->value_or(""), device->value_or(""), *pool};
+  DiskSource source;  // absent: a file, as a sender from before DiskSource wrote it
+  if (source_field) {
+    auto read = strict_disk_source(*source_field);
+    if (!read) return read.status();
+    source = std::move(*read);
+  }
+  return DiskInfo{*target, *path, format->value_or(""), bus->value_or(""), device->value_or(""), *pool, std::move(source)};
 }
 
 Result<NicInfo> strict_nic(const json& j) {

@@ -22,6 +22,7 @@
 #include "api/https_server.h"
 #include "api/router.h"
 #include "config/daemon_config.h"
+#include "core/provider_registry.h"
 #include "daemon/logging.h"
 #include "daemon/state_dir.h"
 #include "replication/builtin/builtin_registration.h"

@@ -80,6 +80,7 @@ Result<RecoveredGroup> recovered_group_of(const PeerGroup& found, const std::str
   g.keep_hourly = read->keep_hourly;
   g.keep_daily = read->keep_daily;
   g.max_rate_bytes = read->max_rate_bytes;
+  g.replication = read->replication;
   for (const auto& v : read->vms) g.vms.push_back({v.vm_name, v.vm_uuid, v.provider});
   if (const auto mappings = found.peer->document.find("mappings");
       mappings != found.peer->document.end() && mappings->is_array())

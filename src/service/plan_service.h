@@ -69,6 +69,7 @@ struct RecoveredGroup {
   int keep_hourly = 0;
   int keep_daily = 0;
   std::uint64_t max_rate_bytes = 0;
+  std::string replication = "builtin";  // the engine kind its PITs live in
   struct Vm {
     std::string name;
     std::string uuid;      // at the protected site

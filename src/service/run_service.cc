@@ -147,7 +147,8 @@ Result<RunGroup> RunService::resolve_group(const RunRequest& request, const Reco
                   {"keep_pits", g.keep_pits},
                   {"keep_hourly", g.keep_hourly},
                   {"keep_daily", g.keep_daily},
-                  {"max_rate_bytes", g.max_rate_bytes}};
+                  {"max_rate_bytes", g.max_rate_bytes},
+                  {"replication_engine", g.replication}};
   // Every operation checks first who owns the group's live copy.
   EVAC_ASSIGN_OR_RETURN(auto owner, site_.ownership(g.name, g.protected_site, g.epoch));
   const bool live_here = owner.owner == site_.identity().name;

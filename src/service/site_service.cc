@@ -953,7 +953,11 @@ std::optional<PlaceholderSpec> SiteService::placeholder_spec(const VmInfo& vm, c
       continue;
     }
     disk.storage_pool = storage->target;
-    if (pool) disk.path = (std::filesystem::path(pool->path) / basename_of(disk.path)).string();
+    if (pool) {
+      disk.path = (std::filesystem::path(pool->path) / basename_of(disk.path)).string();
+      // A source that names the path names the one there too.
+      if (!disk.source.path.empty()) disk.source.path = disk.path;
+    }
   }
   for (auto& nic : spec.vm.nics) {
     const std::string source = attachment_of(nic).key();
@@ -1049,6 +1053,26 @@ static Status check_retention(int keep_pits, int keep_hourly, int keep_daily) {
   return Status::ok();
 }
 
+Status check_replication_kind(std::string_view kind) {
+  const bool named = !kind.empty() && kind.size() <= kMaxReplicationKindLength &&
+                     std::all_of(kind.begin(), kind.end(), [](char c) {
+                       return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+                     });
+  if (named) return Status::ok();
+  return invalid_argument("replication engine kind '" + excerpt(kind, 40) + "' is not a kind's name: one is 1 to " +
+                              std::to_string(kMaxReplicationKindLength) + " characters of a-z, 0-9, '_' and '-'",
+                          "give the engine's kind in lower case, e.g. --replication builtin (the default: the "
+                          "built-in replicator)");
+}
+
+Status check_replication_unchanged(const GroupRecord& group, std::string_view wanted) {
+  if (wanted == group.replication) return Status::ok();
+  return failed_precondition("group '" + group.name + "' replicates with the " + group.replication +
+                                 " engine, which holds its points in time: it cannot change to '" + excerpt(wanted, 40) + "'",
+                             "to replicate these VMs with another engine, delete the group and create it again with "
+                             "--replication KIND (its points in time go with it)");
+}
+
 Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
   std::lock_guard lock(protection_mu_);
   EVAC_RETURN_IF_ERROR(validate_name("protection group", req.name));
@@ -1061,6 +1085,7 @@ Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
   if (req.rpo_seconds <= 0 || req.rpo_seconds > kMaxRpo.count())
     return invalid_argument("the RPO must be from 1s to " + format_duration(kMaxRpo), "for example --rpo 15m");
   EVAC_RETURN_IF_ERROR(check_retention(req.keep_pits, req.keep_hourly, req.keep_daily));
+  EVAC_RETURN_IF_ERROR(check_replication_kind(req.replication));
   if (req.vms.empty()) return invalid_argument("a protection group needs at least one VM", "pass --vm NAME");
   auto existing = store_.find_group(req.name);
   if (!existing) return existing.status();
@@ -1084,6 +1109,7 @@ Result<GroupRecord> SiteService::create_group(const GroupCreateRequest& req) {
   g.max_rate_bytes = req.max_rate_bytes;
   g.keep_hourly = req.keep_hourly;
   g.keep_daily = req.keep_daily;
+  g.replication = req.replication;
   if (Status s = store_.add_group(g); !s.is_ok()) {
     (void)remove_placeholders(*placeholders, *peer);
     return s;
@@ -1291,6 +1317,7 @@ json to_json(const GroupRecord& g) {
           {"keep_daily", g.keep_daily},
           {"max_rate_bytes", g.max_rate_bytes},
           {"max_rate", format_byte_rate(g.max_rate_bytes)},
+          {"replication_engine", g.replication},
           {"epoch", g.epoch},
           {"created_at", g.created_at},
           {"vms", vms}};
@@ -1313,11 +1340,16 @@ Result<GroupRecord> peer_group_from_json(const json& j) {
   auto max_rate = f->integer_as<std::uint64_t>("max_rate_bytes", 0, kMaxByteRate);
   auto epoch = f->integer("epoch", 0, kMaxEpoch);
   auto created_at = f->integer("created_at", 0, std::numeric_limits<std::int64_t>::max());
+  auto replication = f->text("replication_engine");  // its bound: check_replication_kind's, below
   auto vms = f->list("vms");
   for (const Status& s : {protected_site.status(), recovery_site.status(), rpo.status(), keep_pits.status(),
                           keep_hourly.status(), keep_daily.status(), max_rate.status(), epoch.status(),
-                          created_at.status(), vms.status()})
+                          created_at.status(), replication.status(), vms.status()})
     if (!s) return bad(s);
+  if (*replication) {
+    if (Status s = check_replication_kind(**replication); !s) return bad(s);
+    g.replication = **replication;
+  }
   g.protected_site = protected_site->value_or("");
   g.recovery_site = recovery_site->value_or("");
   g.rpo_seconds = rpo->value_or(g.rpo_seconds);

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -43,6 +44,16 @@ inline constexpr std::chrono::seconds kMaxRpo{30 * 24 * 3600};
 // this is refused, far from the int64 overflow of the next recovery's +1.
 inline constexpr std::int64_t kMaxEpoch = std::int64_t{1} << 62;
 
+// A group's replication engine kind ("builtin", "rbd", ...), wherever one
+// arrives (an operator, a paired site's copy, a reprotect): 1 to
+// kMaxReplicationKindLength characters of a-z, 0-9, '_' and '-'. Whether
+// this site has an engine of that kind is the ReplicationService's to say.
+inline constexpr std::size_t kMaxReplicationKindLength = 32;
+Status check_replication_kind(std::string_view kind);
+// A group keeps the engine it was created with (its PITs live there):
+// asking for `wanted` is refused unless it is the group's own.
+Status check_replication_unchanged(const GroupRecord& group, std::string_view wanted);
+
 struct GroupCreateRequest {
   std::string name;
   std::vector<std::string> vms;  // "name", "uuid" or "provider/name"
@@ -52,6 +63,7 @@ struct GroupCreateRequest {
   int keep_hourly = 0;  // thinning: also the newest PIT of each of the last N hours
   int keep_daily = 0;   // ... and of each of the last N days
   std::uint64_t max_rate_bytes = 0;  // bytes per second its cycles may send; 0 = unlimited
+  std::string replication = "builtin";  // the engine kind its PITs will live in
 };
 
 struct MappingCreateRequest {
@@ -297,9 +309,11 @@ nlohmann::json to_json(const GroupRecord& g);
 // the bounds an operator's have (RPO 1s to kMaxRpo, keep_pits 1 to
 // kMaxKeptPits, keep_hourly and keep_daily 0 to kMaxKeptPits, max_rate_bytes
 // 0 to kMaxByteRate, epoch 0 to kMaxEpoch), so a count beyond an int is
-// refused rather than narrowed into one. Keys it does not read (rpo and
-// max_rate, which say the same for people, created_at) are not refused: the
-// copy is kept whole, and a newer site may say more of its groups.
+// refused rather than narrowed into one. Its replication_engine is checked
+// by check_replication_kind; absent (a site older than engine kinds), it is
+// "builtin". Keys it does not read (rpo and max_rate, which say the same
+// for people, created_at) are not refused: the copy is kept whole, and a
+// newer site may say more of its groups.
 Result<GroupRecord> peer_group_from_json(const nlohmann::json& j);
 nlohmann::json to_json(const HostedPlaceholderRecord& p);
 

@@ -9,7 +9,7 @@ namespace {
 
 // Each entry moves the schema from version i to i+1. Never edit a released
 // entry: add a new one, so every site's database upgrades the same way.
-constexpr std::array<const char*, 10> kMigrations = {
+constexpr std::array<const char*, 11> kMigrations = {
     R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE api_tokens (
@@ -198,6 +198,12 @@ ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE events ADD COLUMN last_at INTEGER;
 ALTER TABLE events ADD COLUMN signature TEXT NOT NULL DEFAULT '';
 ALTER TABLE peers ADD COLUMN last_seen_at_ms INTEGER;
+)sql",
+    // 11: the replication engine each group's PITs live in; the groups of
+    // before there was a choice replicate with the built-in one.
+    R"sql(
+ALTER TABLE protection_groups ADD COLUMN replication TEXT NOT NULL DEFAULT 'builtin'
+  CHECK (length(replication) BETWEEN 1 AND 32);
 )sql",
 };
 
@@ -512,11 +518,12 @@ Status Store::add_group(const GroupRecord& g) {
   return transaction([&]() -> Status {
     auto st = db_.prepare(
         "INSERT INTO protection_groups (name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at, "
-        "max_rate_bytes, keep_hourly, keep_daily) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        "max_rate_bytes, keep_hourly, keep_daily, replication) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!st) return st.status();
     Status s = st->bind(1, g.name).bind(2, g.protected_site).bind(3, g.recovery_site).bind(4, g.rpo_seconds)
                    .bind(5, g.keep_pits).bind(6, g.epoch).bind(7, g.created_at)
                    .bind(8, static_cast<std::int64_t>(g.max_rate_bytes)).bind(9, g.keep_hourly).bind(10, g.keep_daily)
+                   .bind(11, g.replication)
                    .run();
     if (s.code() == StatusCode::kAlreadyExists)
       return already_exists("protection group '" + g.name + "' already exists", "choose another name");
@@ -539,7 +546,7 @@ Result<std::vector<GroupRecord>> Store::list_groups() {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(
       "SELECT name, protected_site, recovery_site, rpo_seconds, keep_pits, epoch, created_at, max_rate_bytes, "
-      "keep_hourly, keep_daily "
+      "keep_hourly, keep_daily, replication "
       "FROM protection_groups ORDER BY name");
   if (!st) return st.status();
   auto out = st->all([](const sqlite::Statement& s) {
@@ -547,6 +554,7 @@ Result<std::vector<GroupRecord>> Store::list_groups() {
                   {},         static_cast<std::uint64_t>(s.int64(7))};
     g.keep_hourly = static_cast<int>(s.int64(8));
     g.keep_daily = static_cast<int>(s.int64(9));
+    g.replication = s.text(10);
     return g;
   });
   if (!out) return out.status();

@@ -68,6 +68,9 @@ struct GroupRecord {
   std::uint64_t max_rate_bytes = 0;  // bytes per second sent for this group's cycles; 0 = unlimited
   int keep_hourly = 0;  // also keep the newest PIT of each of the last N hours
   int keep_daily = 0;   // ... and of each of the last N days
+  // The kind of replication engine the group's PITs live in ("builtin",
+  // "rbd", ...). Set when the group is created and kept: another engine
+  // would not know the PITs this one holds.
   std::string replication = "builtin";
 };
 

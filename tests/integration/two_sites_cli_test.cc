@@ -462,6 +462,11 @@ TEST_F(TwoSitesCliTest, ReplicationOperationsThroughTheCli) {
   auto created = evac_at("a", {"group", "create", "g1", "--vm", "web01", "--rpo", "10m", "--max-rate", "50MiB/s", "-o", "json"});
   ASSERT_EQ(created.exit_code, 0) << created.err;
   EXPECT_EQ(created.json()["max_rate"], "50MiB/s");
+  EXPECT_EQ(created.json()["replication_engine"], "builtin") << "the default engine";
+  auto bad_engine = evac_at("a", {"group", "create", "g2", "--vm", "web01", "--replication", "Ceph RBD"});
+  EXPECT_EQ(bad_engine.exit_code, 1);
+  EXPECT_NE(bad_engine.err.find("replication engine kind 'Ceph RBD'"), std::string::npos) << bad_engine.err;
+  EXPECT_NE(bad_engine.err.find("hint: give the engine's kind in lower case"), std::string::npos) << bad_engine.err;
   auto bad_rate = evac_at("a", {"group", "set", "g1", "--max-rate", "fast"});
   EXPECT_EQ(bad_rate.exit_code, 1);
   EXPECT_NE(bad_rate.err.find("not a byte rate"), std::string::npos) << bad_rate.err;

@@ -58,6 +58,9 @@ Result<json> create_group(SiteService& site, Context& c) {
   }
   EVAC_ASSIGN_OR_RETURN(auto max_rate, rate_field(*f, "max_rate"));
   req.max_rate_bytes = max_rate.value_or(0);
+  // Its bound and spelling are the service's (check_replication_kind).
+  EVAC_ASSIGN_OR_RETURN(auto engine, f->text("replication_engine"));
+  if (engine) req.replication = *engine;
   EVAC_RETURN_IF_ERROR(f->finish());
   EVAC_ASSIGN_OR_RETURN(auto g, site.create_group(req));
   return site.group_json(g);
@@ -71,11 +74,14 @@ Result<json> change_settings(SiteService& site, ReplicationService* replication,
   EVAC_ASSIGN_OR_RETURN(auto keep_pits, f->integer_as<int>("keep_pits", kMinKept, kMaxKept));
   EVAC_ASSIGN_OR_RETURN(auto keep_hourly, f->integer_as<int>("keep_hourly", kMinKept, kMaxKept));
   EVAC_ASSIGN_OR_RETURN(auto keep_daily, f->integer_as<int>("keep_daily", kMinKept, kMaxKept));
+  // Never changes; said again (a document applied whole) it is accepted.
+  EVAC_ASSIGN_OR_RETURN(auto engine, f->text("replication_engine"));
   if (Status unknown = f->finish(); !unknown)
     return invalid_argument(unknown.message() + ": it cannot be changed here", kSettable);
-  if (!max_rate && !keep_pits && !keep_hourly && !keep_daily)
+  if (!max_rate && !keep_pits && !keep_hourly && !keep_daily && !engine)
     return invalid_argument("nothing to change", std::string("pass e.g. {\"max_rate\": \"50MiB/s\"}; ") + kSettable);
   Result<GroupRecord> g = site.get_group(c.params[0]);
+  if (g && engine) EVAC_RETURN_IF_ERROR(check_replication_unchanged(*g, *engine));
   if (keep_pits || keep_hourly || keep_daily) {
     g = site.set_group_retention(c.params[0], keep_pits, keep_hourly, keep_daily);
     if (!g) return g.status();

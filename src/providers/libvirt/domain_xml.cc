@@ -129,17 +129,34 @@ std::string parse_firmware(pugi::xml_node os) {
   return "bios";
 }
 
-std::string disk_source_path(pugi::xml_node disk) {
-  std::string_view type = disk.attribute("type").as_string();
+// What <disk type=...><source .../> names. A type libvirt has beyond these
+// five (nvme, vhostuser, ...) keeps its name, with no path.
+DiskSource parse_disk_source(pugi::xml_node disk) {
+  DiskSource out;
+  out.type = disk.attribute("type").as_string("file");  // libvirt's default
   pugi::xml_node source = disk.child("source");
-  if (type == "block") return source.attribute("dev").as_string();
-  if (type == "dir") return source.attribute("dir").as_string();
-  if (type == "network") {
-    // qemu's spelling of a network disk, e.g. "rbd:pool/image".
-    std::string name = source.attribute("name").as_string();
-    return name.empty() ? "" : std::string(source.attribute("protocol").as_string()) + ":" + name;
+  if (out.type == "block") {
+    out.path = source.attribute("dev").as_string();
+  } else if (out.type == "dir") {
+    out.path = source.attribute("dir").as_string();
+  } else if (out.type == "network") {
+    out.protocol = source.attribute("protocol").as_string();
+    out.name = source.attribute("name").as_string();
+  } else if (out.type == "volume") {
+    out.name = std::string(source.attribute("pool").as_string()) + "/" + source.attribute("volume").as_string();
+  } else {
+    out.path = source.attribute("file").as_string();
   }
-  return source.attribute("file").as_string();
+  return out;
+}
+
+// The model's one-string path of a disk: the file, device or folder; qemu's
+// spelling of a network disk ("rbd:pool/image"); empty for a pool volume
+// until its pool tells the path.
+std::string disk_path(const DiskSource& source) {
+  if (source.type == "network") return source.name.empty() ? "" : source.protocol + ":" + source.name;
+  if (source.type == "volume") return "";
+  return source.path;
 }
 
 DiskInfo parse_disk(pugi::xml_node disk) {
@@ -148,7 +165,8 @@ DiskInfo parse_disk(pugi::xml_node disk) {
   info.bus = disk.child("target").attribute("bus").as_string();
   info.device = disk.attribute("device").as_string("disk");
   info.format = disk.child("driver").attribute("type").as_string();
-  info.path = disk_source_path(disk);
+  info.source = parse_disk_source(disk);
+  info.path = disk_path(info.source);
   return info;
 }
 

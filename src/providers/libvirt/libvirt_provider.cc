@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_decode.h"
+#include "core/provider_registry.h"
 #include "providers/libvirt/domain_xml.h"
 #include "providers/libvirt/libvirt_change_tracking.h"
 #include "providers/libvirt/libvirt_connection.h"

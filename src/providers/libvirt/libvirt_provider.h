@@ -71,7 +71,8 @@ class LibvirtProvider : public ComputeProvider {
 // Checks the config (a URI is required) and builds the provider, unconnected.
 Result<std::unique_ptr<ComputeProvider>> make_libvirt_provider(const ProviderConfig& config);
 
-// Makes kind "libvirt" available from ProviderRegistry::instance().
+// Makes kind "libvirt" available from ProviderRegistry::instance()
+// (core/provider_registry.h); evacd calls it at start-up.
 void register_libvirt_provider();
 
 }  // namespace evac

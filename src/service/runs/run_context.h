@@ -47,8 +47,9 @@ struct RunGroup {
   std::map<std::string, std::string> test_networks;    // network here -> its test network
   std::map<std::string, std::string> source_networks;  // network here -> the protected site's (IP rules' names)
   std::map<std::string, std::string> source_pools;     // storage pool here -> the protected site's
-  // rpo_seconds, keep_*, max_rate_bytes: what a reprotect carries over.
-  // Kept as written: the reprotect step checks each against its bounds.
+  // rpo_seconds, keep_*, max_rate_bytes, replication_engine: what a
+  // reprotect carries over. Kept as written: the reprotect step checks
+  // each against its bounds.
   nlohmann::json settings = nlohmann::json::object();
   std::vector<std::string> vms;  // its VMs' names (RunContext::vms), in the group's order
 };

@@ -22,6 +22,35 @@ class PlanApiTest : public TwoSitesTest {
     auto g = a_.service->create_group({"shop", {"web01", "db01"}, std::nullopt, 900, 24});
     ASSERT_TRUE(g.is_ok()) << g.status().to_string();
   }
+  // Site-b, where shop runs after a recovery (run-9), holds plan shop-dr
+  // and a copy of site-a's configuration whose group has `key` set to
+  // `value`, as an older evacd stored it, unchecked: where a reprotect of
+  // the plan starts.
+  void hold_copy_for_reprotect_with(const std::string& key, const json& value) {
+    ASSERT_EQ(b_.call("POST", "/api/v1/plans", shop_plan()).status, 201);
+    ASSERT_TRUE(b_.store->put_ownership(OwnershipRecord{"shop", "site-b", 2, now_, "run-9"}).is_ok());
+    auto held = b_.store->find_peer_copy("site-a");
+    ASSERT_TRUE(held.is_ok() && held->has_value());
+    json copy = json::parse((*held)->document);
+    ASSERT_EQ(copy["groups"].size(), 1u);
+    copy["groups"][0][key] = value;
+    ASSERT_TRUE(b_.store->put_peer_copy(PeerCopyRecord{"site-a", (*held)->version, copy.dump(), now_}).is_ok());
+  }
+  // Asks site-b for a reprotect of shop-dr, which must be refused as bad
+  // input before anything is done: no run, the group not protected from
+  // here, site-a not called. Returns the refusal.
+  Status refused_reprotect() {
+    const int calls_before = b_.transport->calls();
+    RunService runs(*b_.service, *b_.plans, nullptr);
+    auto r = runs.start(RunRequest{"shop-dr", "reprotect", "admin", "", ""});
+    EXPECT_FALSE(r.is_ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().to_string();
+    EXPECT_TRUE(runs.list_runs(std::nullopt, 10)->empty());
+    auto here = b_.store->find_group("shop");
+    EXPECT_TRUE(here.is_ok() && !here->has_value()) << "not protected from here";
+    EXPECT_EQ(b_.transport->calls(), calls_before) << "site-a was not called";
+    return r.is_ok() ? Status::ok() : r.status();
+  }
   static json shop_plan() {
     return {{"name", "shop-dr"},
             {"groups", {"shop"}},
@@ -297,32 +326,14 @@ TEST_F(PlanApiTest, ReadinessAnswersForEachRun) {
 // recorded here. (The copy came from an evacd that stored it unchecked;
 // one arriving now is refused at once.)
 TEST_F(PlanApiTest, AReprotectFromACopyKeepingMorePitsThanAnOperatorMayIsRefusedAndChangesNothing) {
-  ASSERT_EQ(b_.call("POST", "/api/v1/plans", shop_plan()).status, 201);
-  ASSERT_TRUE(b_.store->put_ownership(OwnershipRecord{"shop", "site-b", 2, now_, "run-9"}).is_ok());
-  auto held = b_.store->find_peer_copy("site-a");
-  ASSERT_TRUE(held.is_ok() && held->has_value());
-  json copy = json::parse((*held)->document);
-  ASSERT_EQ(copy["groups"].size(), 1u);
-  copy["groups"][0]["keep_pits"] = std::uint64_t{1} << 40;
-  ASSERT_TRUE(b_.store->put_peer_copy(PeerCopyRecord{"site-a", (*held)->version, copy.dump(), now_}).is_ok());
-  const int calls_before = b_.transport->calls();
-
-  RunService runs(*b_.service, *b_.plans, nullptr);
-  auto r = runs.start(RunRequest{"shop-dr", "reprotect", "admin", "", ""});
-  ASSERT_FALSE(r.is_ok());
-  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().to_string();
-  EXPECT_TRUE(contains(r.status().message(), "group 'shop': field 'keep_pits'")) << r.status().message();
-  EXPECT_TRUE(contains(r.status().message(), "1099511627776")) << r.status().message();
-  EXPECT_TRUE(contains(r.status().hint(), "from 1 to 1000")) << r.status().hint();
-  // Nothing here, nothing there.
-  EXPECT_TRUE(runs.list_runs(std::nullopt, 10)->empty());
-  auto here = b_.store->find_group("shop");
-  ASSERT_TRUE(here.is_ok());
-  EXPECT_FALSE(here->has_value()) << "not protected from here";
+  ASSERT_NO_FATAL_FAILURE(hold_copy_for_reprotect_with("keep_pits", std::uint64_t{1} << 40));
+  Status refused = refused_reprotect();
+  EXPECT_TRUE(contains(refused.message(), "group 'shop': field 'keep_pits'")) << refused.message();
+  EXPECT_TRUE(contains(refused.message(), "1099511627776")) << refused.message();
+  EXPECT_TRUE(contains(refused.hint(), "from 1 to 1000")) << refused.hint();
   auto there = a_.store->find_group("shop");
   ASSERT_TRUE(there.is_ok() && there->has_value()) << "still protected there";
   EXPECT_EQ((*there)->keep_pits, 24);
-  EXPECT_EQ(b_.transport->calls(), calls_before) << "site-a was not called";
 
   // Readiness names the group's copy as what stops the runs.
   auto readiness = b_.call("GET", "/api/v1/plans/shop-dr/readiness");
@@ -333,6 +344,15 @@ TEST_F(PlanApiTest, AReprotectFromACopyKeepingMorePitsThanAnOperatorMayIsRefused
     named |= f["severity"] == "error" && f["check"] == "groups" &&
              contains(f["message"].get<std::string>(), "field 'keep_pits'");
   EXPECT_TRUE(named) << readiness.body.dump(2);
+}
+
+// A reprotect keeps the group's replication engine for the way back; a copy
+// (stored unchecked by an older evacd) naming no kind's name is refused
+// before anything is done, as an out-of-bounds setting is.
+TEST_F(PlanApiTest, AReprotectFromACopyNamingNoEngineKindIsRefusedAndChangesNothing) {
+  ASSERT_NO_FATAL_FAILURE(hold_copy_for_reprotect_with("replication_engine", "Ceph RBD"));
+  Status refused = refused_reprotect();
+  EXPECT_TRUE(contains(refused.message(), "group 'shop': replication engine kind 'Ceph RBD'")) << refused.message();
 }
 
 TEST_F(PlanApiTest, ReadinessAtTheProtectedSiteWantsAPointInTime) {

@@ -243,6 +243,22 @@ TEST_F(TwoSitesTest, CreateGroupRegistersMappedPlaceholders) {
   EXPECT_EQ(placeholders, 2);
 }
 
+// A protected VM's disk keeps its source, named where the mapping puts it.
+TEST_F(TwoSitesTest, APlaceholdersDiskSourceNamesItsPathAtTheRecoverySite) {
+  pair();
+  map_all();
+  DiskInfo disk{"vda", "/a/images/app01.qcow2", "qcow2", "virtio", "disk", "images"};
+  disk.source = DiskSource{"file", "/a/images/app01.qcow2", "", ""};
+  a_.provider->add_vm(make_vm("app01", "u-app01", {disk}, {{"52:54:00:00:00:09", "prod", "network", "virtio"}}));
+  ASSERT_TRUE(a_.service->create_group({"g1", {"app01"}, std::nullopt, 900, 24}).is_ok());
+  auto specs = b_.provider->defined_specs();
+  ASSERT_EQ(specs.size(), 1u);
+  ASSERT_EQ(specs[0].vm.disks.size(), 1u);
+  EXPECT_EQ(specs[0].vm.disks[0].path, "/b/replicas/app01.qcow2");
+  EXPECT_EQ(specs[0].vm.disks[0].source.type, "file");
+  EXPECT_EQ(specs[0].vm.disks[0].source.path, "/b/replicas/app01.qcow2");
+}
+
 // A VM on a host bridge (or a macvtap device) is mapped by that bridge's
 // name, which may lead to a libvirt network, and a network may lead to a
 // bridge: the placeholder's NIC takes the kind of its target.
@@ -335,6 +351,86 @@ TEST_F(TwoSitesTest, GroupInputErrors) {
   EXPECT_EQ(a_.service->create_group({"g1", {"web01"}, "site-z", 900, 24}).status().code(), StatusCode::kNotFound);
   ASSERT_TRUE(a_.service->create_group({"g1", {"web01"}, std::nullopt, 900, 24}).is_ok());
   EXPECT_EQ(a_.service->create_group({"g1", {"db01"}, std::nullopt, 900, 24}).status().code(), StatusCode::kAlreadyExists);
+}
+
+// ---- a group's replication engine -----------------------------------------------
+
+// Named when the group is created (builtin when not), kept in the store,
+// shown by the API and sent in the configuration copy, where the recovery
+// site reads it back.
+TEST_F(TwoSitesTest, AGroupRecordsTheReplicationEngineItIsCreatedWith) {
+  pair();
+  map_all();
+  auto plain = a_.call("POST", "/api/v1/groups", json{{"name", "g1"}, {"vms", {"web01"}}});
+  ASSERT_EQ(plain.status, 201) << plain.body.dump();
+  EXPECT_EQ(plain.body["replication_engine"], "builtin");
+  auto named = a_.call("POST", "/api/v1/groups", json{{"name", "g2"}, {"vms", {"db01"}}, {"replication_engine", "rbd"}});
+  ASSERT_EQ(named.status, 201) << named.body.dump();
+  EXPECT_EQ(named.body["replication_engine"], "rbd");
+
+  auto got = a_.call("GET", "/api/v1/groups/g2");
+  ASSERT_EQ(got.status, 200) << got.body.dump();
+  EXPECT_EQ(got.body["replication_engine"], "rbd");
+  auto listed = a_.call("GET", "/api/v1/groups");
+  ASSERT_EQ(listed.status, 200) << listed.body.dump();
+  ASSERT_EQ(listed.body.size(), 2u);
+  EXPECT_EQ(listed.body[0]["replication_engine"], "builtin");
+  EXPECT_EQ(listed.body[1]["replication_engine"], "rbd");
+  EXPECT_EQ((*a_.store->find_group("g2"))->replication, "rbd");
+
+  auto copy = b_.store->find_peer_copy("site-a");
+  ASSERT_TRUE(copy.is_ok() && copy->has_value());
+  const json doc = json::parse((*copy)->document);
+  ASSERT_EQ(doc["groups"].size(), 2u);
+  for (const json& g : doc["groups"]) {
+    auto read = peer_group_from_json(g);
+    ASSERT_TRUE(read.is_ok()) << read.status().to_string();
+    EXPECT_EQ(read->replication, read->name == "g2" ? "rbd" : "builtin") << g.dump();
+  }
+}
+
+// What no engine could be called is refused before anything is registered,
+// saying what a kind looks like.
+TEST_F(TwoSitesTest, AReplicationEngineKindThatIsNoKindsNameIsRefusedSayingWhatToWrite) {
+  pair();
+  map_all();
+  for (const std::string& bad : {std::string(), std::string("Ceph"), std::string("rbd mirror"), std::string("../rbd"),
+                                 std::string(kMaxReplicationKindLength + 1, 'r')}) {
+    auto r = a_.call("POST", "/api/v1/groups", json{{"name", "g1"}, {"vms", {"web01"}}, {"replication_engine", bad}});
+    EXPECT_EQ(r.status, 400) << bad << ": " << r.body.dump();
+    EXPECT_TRUE(contains(r.body.value("message", ""), "replication engine kind")) << r.body.dump();
+    EXPECT_TRUE(contains(r.body.value("hint", ""), "--replication builtin")) << r.body.dump();
+  }
+  EXPECT_EQ(a_.call("POST", "/api/v1/groups", json{{"name", "g1"}, {"vms", {"web01"}}, {"replication_engine", 7}}).status,
+            400);
+  GroupCreateRequest upper{"g1", {"web01"}, std::nullopt, 900, 24};
+  upper.replication = "RBD";
+  EXPECT_EQ(a_.service->create_group(upper).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(a_.store->find_group("g1")->has_value());
+  EXPECT_TRUE(b_.service->list_hosted_placeholders()->empty()) << "no placeholder was registered";
+
+  EXPECT_TRUE(check_replication_kind(std::string(kMaxReplicationKindLength, 'r')).is_ok());
+  EXPECT_TRUE(check_replication_kind("ext-ceph_2").is_ok());
+}
+
+// A group's PITs live in its engine: the kind cannot change, but saying the
+// group's own again is no change.
+TEST_F(TwoSitesTest, AGroupsReplicationEngineCannotChange) {
+  pair();
+  map_all();
+  GroupCreateRequest req{"g1", {"web01"}, std::nullopt, 900, 24};
+  req.replication = "rbd";
+  ASSERT_TRUE(a_.service->create_group(req).is_ok());
+  auto same = a_.call("PUT", "/api/v1/groups/g1/settings", json{{"replication_engine", "rbd"}});
+  EXPECT_EQ(same.status, 200) << same.body.dump();
+  EXPECT_EQ(same.body["replication_engine"], "rbd");
+  auto other = a_.call("PUT", "/api/v1/groups/g1/settings", json{{"replication_engine", "builtin"}, {"keep_pits", 6}});
+  EXPECT_EQ(other.status, 412) << other.body.dump();
+  EXPECT_TRUE(contains(other.body.value("message", ""), "replicates with the rbd engine")) << other.body.dump();
+  EXPECT_TRUE(contains(other.body.value("hint", ""), "create it again with --replication KIND")) << other.body.dump();
+  auto kept = a_.store->find_group("g1");
+  EXPECT_EQ((*kept)->replication, "rbd");
+  EXPECT_EQ((*kept)->keep_pits, 24) << "nothing of the request was applied";
 }
 
 TEST_F(TwoSitesTest, RecoverySiteDownMeansNoGroup) {
@@ -504,6 +600,29 @@ TEST(PeerGroupSettings, WhatTheProtectedSiteSendsReadsBackAndNumbersOutOfRangeAr
   EXPECT_EQ(peer_group_from_json(vm_bad).status().code(), StatusCode::kInvalidArgument);
 }
 
+// A copy from a site older than engine kinds names none: builtin. One
+// that names a kind is read strictly.
+TEST(PeerGroupSettings, TheReplicationEngineReadsBackAndAnOlderSitesGroupIsBuiltin) {
+  GroupRecord sent{"shop", "site-a", "site-b", 3600, 24, 7, 1'700'000'000, {}};
+  sent.replication = "rbd";
+  json body = to_json(sent);
+  EXPECT_EQ(body["replication_engine"], "rbd");
+  auto read = peer_group_from_json(body);
+  ASSERT_TRUE(read.is_ok()) << read.status().to_string();
+  EXPECT_EQ(read->replication, "rbd");
+  body.erase("replication_engine");
+  auto old = peer_group_from_json(body);
+  ASSERT_TRUE(old.is_ok()) << old.status().to_string();
+  EXPECT_EQ(old->replication, "builtin");
+  for (const json& bad : {json(7), json(""), json("Ceph RBD"), json(std::string(kMaxReplicationKindLength + 1, 'r'))}) {
+    body["replication_engine"] = bad;
+    auto r = peer_group_from_json(body);
+    ASSERT_FALSE(r.is_ok()) << bad.dump();
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_TRUE(contains(r.status().message(), "group 'shop'")) << r.status().message();
+  }
+}
+
 // A configuration copy whose group keeps 2^40 PITs is refused whole: the
 // copy this site holds stays, and with it what its runs would carry over.
 TEST_F(TwoSitesTest, AConfigurationCopyWithAGroupOutOfBoundsIsRefusedAndTheCopyHeldStays) {
@@ -524,6 +643,19 @@ TEST_F(TwoSitesTest, AConfigurationCopyWithAGroupOutOfBoundsIsRefusedAndTheCopyH
   EXPECT_EQ((*still)->document, (*held)->document);
 
   copy["groups"][0]["keep_pits"] = 24;
+  r = b_.router->handle(ApiRequest{"PUT", "/api/v1/peer/config-copy", {}, copy.dump(), "", "sha256//pin-a"});
+  EXPECT_EQ(r.status, 200) << r.body.dump();
+
+  // A replication engine no kind's name is out of bounds too; a copy from
+  // a site older than engines names none (builtin) and is taken.
+  EXPECT_EQ(copy["groups"][0]["replication_engine"], "builtin");
+  copy["version"] = (*held)->version + 2;
+  copy["groups"][0]["replication_engine"] = "Ceph RBD";
+  r = b_.router->handle(ApiRequest{"PUT", "/api/v1/peer/config-copy", {}, copy.dump(), "", "sha256//pin-a"});
+  EXPECT_EQ(r.status, 400) << r.body.dump();
+  EXPECT_TRUE(contains(r.body.value("message", ""), "group 'g1': replication engine kind 'Ceph RBD'")) << r.body.dump();
+  EXPECT_EQ((*b_.store->find_peer_copy("site-a"))->version, (*held)->version + 1);
+  copy["groups"][0].erase("replication_engine");
   r = b_.router->handle(ApiRequest{"PUT", "/api/v1/peer/config-copy", {}, copy.dump(), "", "sha256//pin-a"});
   EXPECT_EQ(r.status, 200) << r.body.dump();
 }

@@ -227,14 +227,52 @@ TEST_F(StoreTest, OwnershipOnlyMovesToANewerEpoch) {
   EXPECT_EQ(store_->list_ownership()->size(), 1u);
 }
 
+// Migration 11 undone by hand, for tests that rewind a database further.
+constexpr const char* kUndoSchema11 = "ALTER TABLE protection_groups DROP COLUMN replication; ";
+
+TEST_F(StoreTest, AGroupKeepsItsReplicationEngine) {
+  GroupRecord g = group("g1", "u1");
+  EXPECT_EQ(g.replication, "builtin") << "a group built by position takes the built-in engine";
+  g.replication = "rbd";
+  ASSERT_TRUE(store_->add_group(g).is_ok());
+  ASSERT_TRUE(store_->add_group(group("g2", "u2")).is_ok());
+  EXPECT_EQ((*store_->find_group("g1"))->replication, "rbd");
+  EXPECT_EQ((*store_->find_group("g2"))->replication, "builtin");
+  // Other changes of the group leave it as it was.
+  ASSERT_TRUE(store_->set_group_retention("g1", 6, 0, 0).is_ok());
+  ASSERT_TRUE(store_->set_group_max_rate("g1", 1).is_ok());
+  EXPECT_EQ((*store_->find_group("g1"))->replication, "rbd");
+  // The database refuses what no engine can be called.
+  GroupRecord unnamed = group("g3", "u3");
+  unnamed.replication = "";
+  EXPECT_FALSE(store_->add_group(unnamed).is_ok());
+  EXPECT_FALSE(store_->find_group("g3")->has_value());
+}
+
+TEST_F(StoreTest, GroupsOfADatabaseFromBeforeEnginesReplicateWithTheBuiltInOne) {
+  ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
+  store_.reset();
+  {
+    auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
+    ASSERT_TRUE(conn.is_ok());
+    ASSERT_TRUE(conn->exec(std::string(kUndoSchema11) + "PRAGMA user_version = 10").is_ok());
+  }
+  auto s = Store::open((dir_ / "evac.db").string());
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  EXPECT_EQ((*s)->schema_version(), Store::schema_version_latest());
+  auto g = (*s)->find_group("g1");
+  ASSERT_TRUE(g.is_ok() && g->has_value()) << g.status().to_string();
+  EXPECT_EQ((*g)->replication, "builtin");
+}
+
 TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
   ASSERT_TRUE(store_->add_group(group("g1", "u1")).is_ok());
   store_.reset();
   {
-    // Undo migrations 10 to 2 by hand, as a database an older evacd wrote.
+    // Undo migrations 11 to 2 by hand, as a database an older evacd wrote.
     auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
     ASSERT_TRUE(conn.is_ok());
-    ASSERT_TRUE(conn->exec("ALTER TABLE peers DROP COLUMN last_seen_at_ms; DROP TABLE run_step_specs; DROP TABLE ownership; DROP TABLE run_steps; DROP TABLE runs; DROP TABLE recovery_plans; "
+    ASSERT_TRUE(conn->exec(std::string(kUndoSchema11) + "ALTER TABLE peers DROP COLUMN last_seen_at_ms; DROP TABLE run_step_specs; DROP TABLE ownership; DROP TABLE run_steps; DROP TABLE runs; DROP TABLE recovery_plans; "
                            "ALTER TABLE protection_groups DROP COLUMN keep_hourly; "
                            "ALTER TABLE protection_groups DROP COLUMN keep_daily; "
                            "DROP TABLE events; DROP TABLE replication_status; "
@@ -249,6 +287,7 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsGroups) {
   ASSERT_TRUE(g.is_ok() && g->has_value());
   EXPECT_EQ((*g)->max_rate_bytes, 0u);  // unlimited, as before
   EXPECT_EQ((*g)->keep_hourly, 0);      // no thinning, as before
+  EXPECT_EQ((*g)->replication, "builtin");
   ASSERT_TRUE((*s)->set_group_retention("g1", 6, 24, 7).is_ok());
   EXPECT_EQ((*(*s)->find_group("g1"))->keep_daily, 7);
   EXPECT_EQ((*s)->set_group_retention("nope", 6, 0, 0).code(), StatusCode::kNotFound);
@@ -339,7 +378,7 @@ TEST_F(StoreTest, ARunWrittenBeforeStepSpecsKeepsItsWholeRows) {
     // An evacd of schema 7 wrote every step's whole row with the run.
     auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
     ASSERT_TRUE(conn.is_ok());
-    ASSERT_TRUE(conn->exec(std::string(kUndoSchema10) + "DROP TABLE run_step_specs; PRAGMA user_version = 7; "
+    ASSERT_TRUE(conn->exec(std::string(kUndoSchema11) + kUndoSchema10 + "DROP TABLE run_step_specs; PRAGMA user_version = 7; "
                            "INSERT INTO runs VALUES ('old', 'shop-dr', 'test', 'running', 'ops', 100, NULL, '{}', '[]', ''); "
                            "INSERT INTO run_steps VALUES ('old', 0, 'Checks', 'checks', '{\"after\":[]}', 'succeeded', 1, 1, 2, '', '{}'); "
                            "INSERT INTO run_steps VALUES ('old', 1, 'Power on: db01', 'power_on', '{\"after\":[0]}', 'pending', 0, NULL, NULL, '', '')")
@@ -369,7 +408,7 @@ TEST_F(StoreTest, StepRecordsOfSchema8SurviveTheTablesRebuildAndStillGoWithTheir
     // index, holding the same records.
     auto conn = sqlite::Connection::open((dir_ / "evac.db").string());
     ASSERT_TRUE(conn.is_ok());
-    ASSERT_TRUE(conn->exec(std::string(kUndoSchema10) + "CREATE TABLE v8 (run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, "
+    ASSERT_TRUE(conn->exec(std::string(kUndoSchema11) + kUndoSchema10 + "CREATE TABLE v8 (run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, "
                            "idx INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL, "
                            "state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, started_at_ms INTEGER, "
                            "ended_at_ms INTEGER, error TEXT NOT NULL DEFAULT '', result TEXT NOT NULL DEFAULT '', "

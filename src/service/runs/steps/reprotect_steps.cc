@@ -45,9 +45,17 @@ Result<json> protect_here(StepEnv& env, const RunContext& ctx, const RunGroup& g
   auto keep_hourly = settings->integer_as<int>("keep_hourly", 0, kMaxKeptPits);
   auto keep_daily = settings->integer_as<int>("keep_daily", 0, kMaxKeptPits);
   auto max_rate = settings->integer_as<std::uint64_t>("max_rate_bytes", 0, kMaxByteRate);
+  // Absent from the contexts of runs started before groups had engines.
+  auto replication = settings->text("replication_engine");
   for (const Status& s : {rpo.status(), keep_pits.status(), keep_hourly.status(), keep_daily.status(),
-                          max_rate.status(), settings->finish()})
+                          max_rate.status(), replication.status(), settings->finish()})
     if (!s) return s;
+  // The reverse direction keeps the engine: the replicas it reads back from
+  // are that engine's.
+  if (*replication) {
+    EVAC_RETURN_IF_ERROR(check_replication_kind(**replication));
+    rec.replication = **replication;
+  }
   rec.rpo_seconds = rpo->value_or(rec.rpo_seconds);
   rec.keep_pits = keep_pits->value_or(rec.keep_pits);
   rec.keep_hourly = keep_hourly->value_or(rec.keep_hourly);

@@ -1,6 +1,6 @@
 // libvirt XML read and written without libvirt (domain_xml.h): networks'
-// isolation, placeholders', test VMs' and recovered VMs' definitions, disks
-// with backing images, and the DAC label QEMU runs under.
+// isolation, placeholders', test VMs' and recovered VMs' definitions, disks'
+// sources, disks with backing images, and the DAC label QEMU runs under.
 #include "providers/libvirt/domain_xml.h"
 
 #include <gmock/gmock.h>
@@ -234,6 +234,65 @@ TEST(LibvirtProviderFlatten, FindsTheDisksThatReadThroughABackingImage) {
   ASSERT_TRUE(targets.is_ok()) << targets.status().to_string();
   EXPECT_EQ(*targets, std::vector<std::string>{"vda"});
   EXPECT_FALSE(libvirt::disks_with_backing_images("<network/>").is_ok());
+}
+
+// A disk's source as libvirt names it (DiskInfo::source), next to the
+// one-string path the model has always carried.
+DiskInfo only_disk(const std::string& disk_xml) {
+  auto parsed = libvirt::parse_domain_xml("<domain type='kvm'><name>d</name><devices>" + disk_xml + "</devices></domain>");
+  EXPECT_TRUE(parsed.is_ok()) << parsed.status().to_string();
+  if (!parsed.is_ok() || parsed->vm.disks.size() != 1) {
+    ADD_FAILURE() << "expected one disk in " << disk_xml;
+    return {};
+  }
+  return parsed->vm.disks.front();
+}
+
+// A disk on a path here: the model's path is the source's.
+void expect_local_source(const DiskInfo& d, const std::string& type, const std::string& path,
+                         const std::string& described) {
+  EXPECT_EQ(d.path, path);
+  EXPECT_EQ(d.source.type, type);
+  EXPECT_EQ(d.source.path, path);
+  EXPECT_EQ(d.source.protocol, "");
+  EXPECT_EQ(d.source.name, "");
+  EXPECT_EQ(d.source.describe(), described);
+}
+
+TEST(LibvirtDiskSource, AFileDiskNamesItsImage) {
+  expect_local_source(only_disk(R"(<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+    <source file='/var/lib/libvirt/images/db01.qcow2'/><target dev='vda' bus='virtio'/></disk>)"),
+                      "file", "/var/lib/libvirt/images/db01.qcow2", "image file /var/lib/libvirt/images/db01.qcow2");
+  // libvirt reads a disk without a type as a file.
+  EXPECT_EQ(only_disk("<disk device='disk'><source file='/x.img'/><target dev='vdb'/></disk>").source.type, "file");
+}
+
+TEST(LibvirtDiskSource, ABlockDiskNamesItsDevice) {
+  DiskInfo d = only_disk(R"(<disk type='block' device='disk'><driver name='qemu' type='raw'/>
+    <source dev='/dev/vg0/db01'/><target dev='vdb' bus='virtio'/></disk>)");
+  expect_local_source(d, "block", "/dev/vg0/db01", "block device /dev/vg0/db01");
+  EXPECT_EQ(d.format, "raw");
+}
+
+TEST(LibvirtDiskSource, AnRbdDiskNamesItsProtocolAndImage) {
+  DiskInfo d = only_disk(R"(<disk type='network' device='disk'><driver name='qemu' type='raw'/><source protocol='rbd' name='pool/image'><host name='mon1' port='6789'/></source><target dev='vdb' bus='virtio'/></disk>)");
+  EXPECT_EQ(d.path, "rbd:pool/image") << "the path keeps qemu's spelling";
+  EXPECT_EQ(d.target, "vdb");
+  EXPECT_EQ(d.source.type, "network");
+  EXPECT_EQ(d.source.path, "");
+  EXPECT_EQ(d.source.protocol, "rbd");
+  EXPECT_EQ(d.source.name, "pool/image");
+  EXPECT_EQ(d.source.describe(), "network disk rbd pool/image");
+  EXPECT_EQ(source_of(d).path, "") << "a network disk has no local path";
+}
+
+TEST(LibvirtDiskSource, ADirectoryAndAPoolVolumeKeepTheirNames) {
+  expect_local_source(only_disk("<disk type='dir' device='disk'><source dir='/srv/fat'/><target dev='hdb'/></disk>"), "dir",
+                      "/srv/fat", "dir disk /srv/fat");
+  DiskInfo volume = only_disk("<disk type='volume' device='disk'><source pool='default' volume='db01.qcow2'/><target dev='vdc'/></disk>");
+  EXPECT_EQ(volume.path, "") << "the pool tells the path, later";
+  EXPECT_EQ(volume.source.type, "volume");
+  EXPECT_EQ(volume.source.name, "default/db01.qcow2");
 }
 
 // What evac hands to a running VM's QEMU must be reachable by the user

@@ -3,6 +3,7 @@
 // recovery site. A test:/// connection to a fixture file starts from that
 // file every time, so each test opens its own providers and starts clean.
 #include "providers/libvirt/libvirt_provider.h"
+#include "core/provider_registry.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
