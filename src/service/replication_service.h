@@ -168,6 +168,9 @@ class ReplicationService {
   // Aborts running cycles at their next batch and joins their threads.
   void shutdown();
 
+  // Ok when this site has a started engine of `kind`; otherwise why not
+  // (not built in, naming those that are; or failed to start).
+  Status check_engine(const std::string& kind) { return engine(kind).status(); }
   // Recovery site: every engine's routes (ReplicationAdapter::peer_routes),
   // for the router to mount; the router authenticated the caller, each
   // route checks the caller protects the group to this site.

@@ -39,7 +39,7 @@ Result<std::optional<std::uint64_t>> rate_field(JsonFields& fields, const char* 
   return std::optional<std::uint64_t>(*r);
 }
 
-Result<json> create_group(SiteService& site, Context& c) {
+Result<json> create_group(SiteService& site, ReplicationService* replication, Context& c) {
   EVAC_ASSIGN_OR_RETURN(auto f, body_fields(c.request, "a protection group"));
   GroupCreateRequest req;
   EVAC_ASSIGN_OR_RETURN(req.name, f->required_text("name", 64));
@@ -62,6 +62,9 @@ Result<json> create_group(SiteService& site, Context& c) {
   EVAC_ASSIGN_OR_RETURN(auto engine, f->text("replication_engine"));
   if (engine) req.replication = *engine;
   EVAC_RETURN_IF_ERROR(f->finish());
+  // A group whose engine this evacd lacks could never replicate: refused
+  // before its placeholders are made.
+  if (replication) EVAC_RETURN_IF_ERROR(replication->check_engine(req.replication));
   EVAC_ASSIGN_OR_RETURN(auto g, site.create_group(req));
   return site.group_json(g);
 }
@@ -127,7 +130,7 @@ void add_group_routes(ApiRouter& router, RouteServices& services) {
   });
   router.add(
       "POST", "/api/v1/groups", Access::kOperator, "Create a protection group and register its placeholders",
-      [&site](Context& c) { return create_group(site, c); }, 201);
+      [&site, replication](Context& c) { return create_group(site, replication, c); }, 201);
   router.add("GET", "/api/v1/groups/{name}", Access::kOperator, "One protection group, with its replication status",
              [&site, replication](Context& c) -> Result<json> {
                EVAC_ASSIGN_OR_RETURN(auto g, site.get_group(c.params[0]));

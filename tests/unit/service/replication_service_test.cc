@@ -594,6 +594,21 @@ TEST_F(ReplicationOpsTest, MaxRateReachesTheCyclesLimiter) {
   EXPECT_TRUE(replication_->wait_cycle("g1", *cycle).is_ok());
 }
 
+// A group naming an engine this evacd was not built with is refused before
+// anything is made, naming the engines it has.
+TEST_F(ReplicationOpsTest, GroupCreateRefusesAnEngineThisSiteLacks) {
+  a_.provider->add_vm(make_vm("app01", "u-app01", {{"vda", "/a/images/app01.qcow2", "qcow2", "virtio", "disk", "images"}},
+                              {{"52:54:00:00:00:09", "prod", "network", "virtio"}}));
+  auto r = a_.call("POST", "/api/v1/groups", json{{"name", "g2"}, {"vms", {"app01"}}, {"replication_engine", "rbd"}});
+  EXPECT_EQ(r.body.value("code", ""), "unsupported") << r.body.dump();
+  EXPECT_TRUE(contains(r.body.value("message", ""), "replication engine 'rbd' is not built into the evacd of site 'site-a'"))
+      << r.body.dump();
+  EXPECT_TRUE(contains(r.body.value("hint", ""), "builtin")) << r.body.dump();
+  EXPECT_FALSE(a_.store->find_group("g2")->has_value());
+  auto ok = a_.call("POST", "/api/v1/groups", json{{"name", "g2"}, {"vms", {"app01"}}, {"replication_engine", "builtin"}});
+  EXPECT_EQ(ok.status, 201) << ok.body.dump();
+}
+
 TEST_F(ReplicationOpsTest, GroupCreateTakesAMaxRate) {
   a_.provider->add_vm(make_vm("app01", "u-app01", {{"vda", "/a/images/app01.qcow2", "qcow2", "virtio", "disk", "images"}},
                               {{"52:54:00:00:00:09", "prod", "network", "virtio"}}));
