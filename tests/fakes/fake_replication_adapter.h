@@ -6,6 +6,12 @@
 //
 // ReplicationService makes one adapter per cycle through its factory; every
 // adapter factory() makes forwards to this one object, which holds the state.
+//
+// A recovery site keeps its PITs in its own receiving half, whatever engine
+// the protected site runs (ReplicationService::pits_held_here, test copies,
+// promote). Told to deliver_through() a transport, this fake also ships each
+// cycle there, as an engine reading disks of zeros would: the recovery site
+// then holds real PITs that runs can test and recover from.
 #pragma once
 
 #include <chrono>
@@ -16,6 +22,7 @@
 #include <vector>
 
 #include "core/replication_adapter.h"
+#include "replication/builtin/block_codec.h"
 #include "service/replication_service.h"
 
 namespace evac::testing {
@@ -29,6 +36,7 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     return [this](const CycleResources& r) -> std::unique_ptr<ReplicationAdapter> {
       std::lock_guard lock(mu_);
       recovery_sites_.push_back(r.recovery_site.site);
+      recovery_site_ = r.recovery_site;
       limiter_ = r.limiter;
       stopping_ = r.stopping;
       return std::make_unique<Forwarder>(*this);
@@ -44,6 +52,15 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   void report(std::vector<SyncProgress> steps) {
     std::lock_guard lock(mu_);
     steps_ = std::move(steps);
+  }
+  // Cycles from now on also stage and commit a cycle at the recovery site
+  // through `transport` (the paired channel to its receiving half), every
+  // disk `disk_bytes` of zeros, and answer the PIT it made there. A disk
+  // whose storage pool has no replica folder there fails the cycle.
+  void deliver_through(PeerTransport* transport, std::uint64_t disk_bytes = 1 << 20) {
+    std::lock_guard lock(mu_);
+    deliver_ = transport;
+    delivered_disk_bytes_ = disk_bytes;
   }
   void set_bytes_sent(std::uint64_t bytes) {
     std::lock_guard lock(mu_);
@@ -143,6 +160,17 @@ class FakeReplicationAdapter : public ReplicationAdapter {
       if (stopping_ && stopping_->load()) return unavailable("evacd is shutting down: the cycle was aborted");
     }
     if (failure_) return *failure_;
+    if (deliver_) {
+      PeerTransport* transport = deliver_;
+      const std::string cycle_id = "fake-cycle-" + std::to_string(++pit_counter_);
+      const std::uint64_t disk_bytes = delivered_disk_bytes_;
+      const PeerRecord peer = recovery_site_;
+      lock.unlock();  // the recovery site is called in this thread
+      auto pit = deliver(*transport, peer, spec, cycle_id, disk_bytes, created_at);
+      lock.lock();
+      if (pit) pits_[spec.group].push_back(*pit);
+      return pit;
+    }
     PointInTime pit;
     pit.id = "pit-" + std::to_string(++pit_counter_);
     pit.group = spec.group;
@@ -185,6 +213,26 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   }
 
  private:
+  // One cycle at the recovery site: staged, nothing sent (its disks are
+  // zeros, as is a new replica), committed with the digest of zeros.
+  Result<PointInTime> deliver(PeerTransport& transport, const PeerRecord& peer, const ReplicationGroupSpec& spec,
+                              const std::string& cycle_id, std::uint64_t disk_bytes, std::int64_t created_at) {
+    std::vector<ReplicatedDevice> disks;
+    std::vector<builtin::DiskDigest> digests;
+    const std::string zeros = builtin::to_hex(builtin::Manifest::empty(disk_bytes).digest());
+    for (const auto& vm : spec.vms)
+      for (const auto& d : vm.disks) {
+        auto dir = spec.replica_dirs.find(d.storage_pool.value_or(""));
+        if (dir == spec.replica_dirs.end())
+          return failed_precondition("disk " + d.target + " of " + vm.name + " has no replica folder (fake)");
+        disks.push_back(ReplicatedDevice{vm.uuid, vm.name, d.target, d.path, d.format, dir->second, disk_bytes, ""});
+        digests.push_back(builtin::DiskDigest{disks.back().key(), zeros});
+      }
+    auto channel = make_peer_channel(transport, peer, nullptr, nullptr);
+    EVAC_RETURN_IF_ERROR(channel->begin_cycle(spec.group, cycle_id, disks));
+    return channel->commit_cycle(spec.group, cycle_id, digests, created_at * 1000, 0, spec.retention);
+  }
+
   class Forwarder : public ReplicationAdapter {
    public:
     explicit Forwarder(FakeReplicationAdapter& f) : f_(f) {}
@@ -225,6 +273,9 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   int pit_counter_ = 0;
   std::vector<std::string> synced_groups_;
   std::vector<std::string> recovery_sites_;
+  PeerRecord recovery_site_;  // the newest cycle's
+  PeerTransport* deliver_ = nullptr;
+  std::uint64_t delivered_disk_bytes_ = 0;
   TokenBucket* limiter_ = nullptr;
   const std::atomic<bool>* stopping_ = nullptr;
   std::map<std::string, std::vector<PointInTime>> pits_;
