@@ -163,10 +163,10 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     if (deliver_) {
       PeerTransport* transport = deliver_;
       const std::string cycle_id = "fake-cycle-" + std::to_string(++pit_counter_);
-      const std::uint64_t disk_bytes = delivered_disk_bytes_;
+      const std::uint64_t disk_bytes = delivered_disk_bytes_, bytes_sent = bytes_sent_;
       const PeerRecord peer = recovery_site_;
       lock.unlock();  // the recovery site is called in this thread
-      auto pit = deliver(*transport, peer, spec, cycle_id, disk_bytes, created_at);
+      auto pit = deliver(*transport, peer, spec, cycle_id, disk_bytes, created_at, bytes_sent);
       lock.lock();
       if (pit) pits_[spec.group].push_back(*pit);
       return pit;
@@ -213,10 +213,12 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   }
 
  private:
-  // One cycle at the recovery site: staged, nothing sent (its disks are
-  // zeros, as is a new replica), committed with the digest of zeros.
+  // One cycle at the recovery site: staged, no block sent (its disks are
+  // zeros, as is a new replica), committed with the digest of zeros and
+  // the bytes set_bytes_sent() says.
   Result<PointInTime> deliver(PeerTransport& transport, const PeerRecord& peer, const ReplicationGroupSpec& spec,
-                              const std::string& cycle_id, std::uint64_t disk_bytes, std::int64_t created_at) {
+                              const std::string& cycle_id, std::uint64_t disk_bytes, std::int64_t created_at,
+                              std::uint64_t bytes_sent) {
     std::vector<ReplicatedDevice> disks;
     std::vector<builtin::DiskDigest> digests;
     const std::string zeros = builtin::to_hex(builtin::Manifest::empty(disk_bytes).digest());
@@ -230,7 +232,7 @@ class FakeReplicationAdapter : public ReplicationAdapter {
       }
     auto channel = make_peer_channel(transport, peer, nullptr, nullptr);
     EVAC_RETURN_IF_ERROR(channel->begin_cycle(spec.group, cycle_id, disks));
-    return channel->commit_cycle(spec.group, cycle_id, digests, created_at * 1000, 0, spec.retention);
+    return channel->commit_cycle(spec.group, cycle_id, digests, created_at * 1000, bytes_sent, spec.retention);
   }
 
   class Forwarder : public ReplicationAdapter {
