@@ -1,8 +1,12 @@
 // FakePeerTransport: routes site-to-site calls straight into other
 // in-process sites' ApiRouters, presenting the caller's pin as if it were a
 // TLS client certificate. Sites can be "cut off" to simulate a dead peer.
+// A test may look at each call before it is routed (before_each_call): to
+// restart the site it goes to, say, at an exact point of a conversation.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -19,6 +23,11 @@ class FakePeerTransport : public PeerTransport {
   void cut(const std::string& url) { cut_.insert(url); }
   void heal(const std::string& url) { cut_.erase(url); }
   int calls() const { return calls_; }
+  // Called with each call's method, path and body in the caller's thread,
+  // before it is routed: it may connect() the URL to another router. Set
+  // it while no call is under way.
+  using CallHook = std::function<void(const std::string& method, const std::string& path, const std::string& body)>;
+  void before_each_call(CallHook hook) { hook_ = std::move(hook); }
 
   Result<nlohmann::json> call(const PeerEndpoint& peer, const std::string& method, const std::string& path,
                               const std::optional<nlohmann::json>& body) override {
@@ -39,6 +48,7 @@ class FakePeerTransport : public PeerTransport {
   Result<nlohmann::json> route(const PeerEndpoint& peer, const std::string& method, const std::string& path,
                                const std::string& body) {
     ++calls_;
+    if (hook_) hook_(method, path, body);
     auto it = sites_.find(peer.url);
     if (it == sites_.end() || cut_.count(peer.url)) return unavailable("cannot reach " + peer.url + " (fake network)");
     if (it->second.pin != peer.pin) return permission_denied("pinned key does not match at " + peer.url);
@@ -57,8 +67,10 @@ class FakePeerTransport : public PeerTransport {
   std::string caller_pin_;
   std::map<std::string, Site> sites_;
   std::set<std::string> cut_;
-  int calls_ = 0;
-  std::uint64_t bytes_sent_ = 0;
+  CallHook hook_;
+  // Steps of a run and replication cycles call from their own threads.
+  std::atomic<int> calls_ = 0;
+  std::atomic<std::uint64_t> bytes_sent_ = 0;
 };
 
 }  // namespace evac::testing

@@ -7,6 +7,12 @@
 // Registered in a test's ReplicationRegistry (under the kind its groups
 // name, "builtin" by default: it stands in for the built-in engine); the
 // adapter factory() makes forwards to this one object, which holds the state.
+//
+// Told to deliver_as_builtin(), it becomes an engine reading disks of
+// zeros: each cycle is staged and committed at the recovery site through
+// the built-in engine's routes, and this site's recovery half (PITs held,
+// test copies, promote, seeds, release, verify, the routes themselves) is a
+// real built-in replicator, so runs test and recover from real PITs.
 #pragma once
 
 #include <chrono>
@@ -18,6 +24,9 @@
 
 #include "core/replication_adapter.h"
 #include "core/replication_registry.h"
+#include "replication/builtin/block_codec.h"
+#include "replication/builtin/builtin_protocol.h"
+#include "replication/builtin/builtin_registration.h"
 
 namespace evac::testing {
 
@@ -27,9 +36,26 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   explicit FakeReplicationAdapter(std::function<std::int64_t()> clock) : clock_(std::move(clock)) {}
 
   ReplicationAdapterFactory factory() {
-    return [this](const ReplicationSiteContext&) -> Result<std::unique_ptr<ReplicationAdapter>> {
+    return [this](const ReplicationSiteContext& site) -> Result<std::unique_ptr<ReplicationAdapter>> {
+      std::lock_guard lock(mu_);
+      if (delivered_disk_bytes_ > 0) {
+        ReplicationRegistry builtin;
+        builtin::register_builtin_replicator(builtin);
+        auto made = builtin.create("builtin", site);
+        if (!made) return made.status();
+        receiving_half_ = std::move(*made);
+      }
       return std::unique_ptr<ReplicationAdapter>(std::make_unique<Forwarder>(*this));
     };
+  }
+  // Cycles stage and commit at the recovery site through the built-in
+  // engine's routes, every disk `disk_bytes` of zeros (a disk whose storage
+  // pool has no replica folder there fails the cycle), and answer the PIT
+  // made there; the recovery half is the built-in replicator's. Call it
+  // before the service using factory() starts.
+  void deliver_as_builtin(std::uint64_t disk_bytes = 1 << 20) {
+    std::lock_guard lock(mu_);
+    delivered_disk_bytes_ = disk_bytes;
   }
   // A registry with this fake as `kind` (by default the kind groups name
   // when they name none).
@@ -154,6 +180,15 @@ class FakeReplicationAdapter : public ReplicationAdapter {
       if (link.stopping()) return unavailable("evacd is shutting down: the cycle was aborted");
     }
     if (failure_) return *failure_;
+    if (delivered_disk_bytes_ > 0) {
+      const std::string cycle_id = "fake-cycle-" + std::to_string(++pit_counter_);
+      const std::uint64_t disk_bytes = delivered_disk_bytes_, bytes_sent = bytes_sent_;
+      lock.unlock();  // the recovery site is called in this thread
+      auto pit = deliver(link, spec, cycle_id, disk_bytes, created_at, bytes_sent);
+      lock.lock();
+      if (pit) pits_[spec.group].push_back(*pit);
+      return pit;
+    }
     PointInTime pit;
     pit.id = "pit-" + std::to_string(++pit_counter_);
     pit.group = spec.group;
@@ -164,15 +199,40 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     pits_[spec.group].push_back(pit);
     return pit;
   }
-  Result<std::vector<PointInTime>> list_pits(const std::string& group) override { return pits(group); }
+  // ---- the recovery half: the built-in replicator's once delivering ------
+  Result<std::vector<PointInTime>> list_pits(const std::string& group) override {
+    if (ReplicationAdapter* r = receiving_half()) return r->list_pits(group);
+    return pits(group);
+  }
   std::vector<ReplicationPeerRoute> peer_routes() override {
+    if (ReplicationAdapter* r = receiving_half()) return r->peer_routes();
     std::lock_guard lock(mu_);
     return routes_;
   }
-  Result<TestCopy> create_test_copy(const std::string&, const std::string&, const std::string&) override {
+  Result<TestCopy> create_test_copy(const std::string& g, const std::string& p, const std::string& o) override {
+    if (ReplicationAdapter* r = receiving_half()) return r->create_test_copy(g, p, o);
     return unsupported("fake");
   }
-  Status drop_test_copy(const std::string&, const std::string&) override { return unsupported("fake"); }
+  Status drop_test_copy(const std::string& g, const std::string& t) override {
+    if (ReplicationAdapter* r = receiving_half()) return r->drop_test_copy(g, t);
+    return unsupported("fake");
+  }
+  Result<std::vector<TestCopy>> list_test_copies(const std::string& g) override {
+    if (ReplicationAdapter* r = receiving_half()) return r->list_test_copies(g);
+    return unsupported("fake");
+  }
+  Status set_seeds(const std::string& g, const std::map<std::string, std::string>& seeds) override {
+    if (ReplicationAdapter* r = receiving_half()) return r->set_seeds(g, seeds);
+    return Status::ok();
+  }
+  Result<ReleasedReplicas> release_replicas(const std::string& g) override {
+    if (ReplicationAdapter* r = receiving_half()) return r->release_replicas(g);
+    return ReleasedReplicas{};
+  }
+  Result<PitVerification> verify_pit(const std::string& g, const std::string& p) override {
+    if (ReplicationAdapter* r = receiving_half()) return r->verify_pit(g, p);
+    return unsupported("fake");
+  }
   // Records the disk paths each call names ("<vm>:<path>"), then answers
   // what fail_storage_with() said (ok by default).
   Status prepare_failover(const ReplicationGroupSpec& spec) override {
@@ -187,7 +247,8 @@ class FakeReplicationAdapter : public ReplicationAdapter {
       for (const auto& d : vm.disks) released_.push_back(spec.group + ":" + vm.name + ":" + d.path);
     return Status::ok();
   }
-  Result<TestCopy> failover(const std::string&, const std::string&, const std::string&) override {
+  Result<TestCopy> failover(const std::string& g, const std::string& p, const std::string& o) override {
+    if (ReplicationAdapter* r = receiving_half()) return r->failover(g, p, o);
     return unsupported("fake");
   }
   // Counted apart from sync_now, then a cycle like it.
@@ -201,6 +262,31 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   }
 
  private:
+  ReplicationAdapter* receiving_half() {
+    std::lock_guard lock(mu_);
+    return receiving_half_.get();
+  }
+  // One cycle at the recovery site: staged, no block sent (its disks are
+  // zeros, as is a new replica), committed with the digest of zeros and
+  // the bytes set_bytes_sent() says.
+  Result<PointInTime> deliver(ReplicationPeerLink& link, const ReplicationGroupSpec& spec, const std::string& cycle_id,
+                              std::uint64_t disk_bytes, std::int64_t created_at, std::uint64_t bytes_sent) {
+    std::vector<ReplicatedDevice> disks;
+    std::vector<builtin::DiskDigest> digests;
+    const std::string zeros = builtin::to_hex(builtin::Manifest::empty(disk_bytes).digest());
+    for (const auto& vm : spec.vms)
+      for (const auto& d : vm.disks) {
+        auto dir = spec.replica_dirs.find(d.storage_pool.value_or(""));
+        if (dir == spec.replica_dirs.end())
+          return failed_precondition("disk " + d.target + " of " + vm.name + " has no replica folder (fake)");
+        disks.push_back(ReplicatedDevice{vm.uuid, vm.name, d.target, source_of(d), d.format, dir->second, disk_bytes, ""});
+        digests.push_back(builtin::DiskDigest{disks.back().key(), zeros});
+      }
+    auto channel = builtin::link_channel(link);
+    EVAC_RETURN_IF_ERROR(channel->begin_cycle(spec.group, cycle_id, disks));
+    return channel->commit_cycle(spec.group, cycle_id, digests, created_at * 1000, bytes_sent, spec.retention);
+  }
+
   class Forwarder : public ReplicationAdapter {
    public:
     explicit Forwarder(FakeReplicationAdapter& f) : f_(f) {}
@@ -212,6 +298,14 @@ class FakeReplicationAdapter : public ReplicationAdapter {
     }
     Result<std::vector<PointInTime>> list_pits(const std::string& g) override { return f_.list_pits(g); }
     std::vector<ReplicationPeerRoute> peer_routes() override { return f_.peer_routes(); }
+    Result<std::vector<TestCopy>> list_test_copies(const std::string& g) override { return f_.list_test_copies(g); }
+    Status set_seeds(const std::string& g, const std::map<std::string, std::string>& s) override {
+      return f_.set_seeds(g, s);
+    }
+    Result<ReleasedReplicas> release_replicas(const std::string& g) override { return f_.release_replicas(g); }
+    Result<PitVerification> verify_pit(const std::string& g, const std::string& p) override {
+      return f_.verify_pit(g, p);
+    }
     Result<TestCopy> create_test_copy(const std::string& g, const std::string& p, const std::string& o) override {
       return f_.create_test_copy(g, p, o);
     }
@@ -247,6 +341,8 @@ class FakeReplicationAdapter : public ReplicationAdapter {
   std::vector<std::string> synced_groups_;
   std::vector<std::string> recovery_sites_;
   std::vector<ReplicationPeerRoute> routes_;
+  std::uint64_t delivered_disk_bytes_ = 0;                // 0: not delivering
+  std::unique_ptr<ReplicationAdapter> receiving_half_;  // the built-in replicator's, once delivering
   std::map<std::string, std::vector<PointInTime>> pits_;
 };
 
