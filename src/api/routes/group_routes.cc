@@ -64,6 +64,8 @@ Result<json> create_group(SiteService& site, ReplicationService* replication, Co
   EVAC_RETURN_IF_ERROR(f->finish());
   // A group whose engine this evacd lacks could never replicate: refused
   // before its placeholders are made.
+  // (Its spelling first: a kind that is no kind's name says how to write one.)
+  EVAC_RETURN_IF_ERROR(check_replication_kind(req.replication));
   if (replication) EVAC_RETURN_IF_ERROR(replication->check_engine(req.replication));
   EVAC_ASSIGN_OR_RETURN(auto g, site.create_group(req));
   return site.group_json(g);
