@@ -37,6 +37,7 @@ class LoopbackChannel : public ReplicaChannel {
   std::atomic<std::uint64_t> wire_bytes{0};
   std::atomic<int> cut_after_batches{-1};  // the link dies from batch N on (0-based)
   std::atomic<int> corrupt_batch{-1};      // flip one byte in batch N (0-based)
+  std::atomic<bool> drop_aborts{false};    // the sender died: its abort never arrives
 
   Status begin_cycle(const std::string& g, const std::string& c, const std::vector<ReplicatedDevice>& d) override {
     return receiver_.begin_cycle(g, c, d);
@@ -56,7 +57,10 @@ class LoopbackChannel : public ReplicaChannel {
                                    std::int64_t at_ms, std::uint64_t sent, const RetentionPolicy& keep) override {
     return receiver_.commit_cycle(g, c, d, at_ms, sent, keep);
   }
-  Status abort_cycle(const std::string& g, const std::string& c) override { return receiver_.abort_cycle(g, c); }
+  Status abort_cycle(const std::string& g, const std::string& c) override {
+    if (drop_aborts) return unavailable("link cut (test)");
+    return receiver_.abort_cycle(g, c);
+  }
   Result<std::vector<PointInTime>> list_pits(const std::string& g) override { return receiver_.list_pits(g); }
 
  private:
@@ -442,6 +446,32 @@ TEST_F(BuiltinReplicatorTest, AFullRecoveryDiskFailsTheCycleAndKeepsTheLastPit) 
   EXPECT_TRUE(replicator_->verify_pit("g1", pit1->id)->ok());
   for (const auto& e : fs::recursive_directory_iterator(small))
     EXPECT_EQ(e.path().string().find("staging"), std::string::npos) << "left behind: " << e.path();
+}
+
+// A sender that dies mid-way through a seeded first cycle never aborts it:
+// the receiver keeps it open, with the blocks it applied, until the next
+// cycle begins. That next cycle asks for each disk's manifest before it
+// begins (the dead cycle is still open then), and its own begin restages
+// from the seed: it must compare against the seed, not the dead cycle's
+// blocks, or its commit cannot match (found by e2e chaos, a reprotect's
+// first cycle back with evacd killed mid-cycle).
+TEST_F(BuiltinReplicatorTest, ACycleAfterASeededOneThatDiedOpenComparesAgainstTheSeed) {
+  write_random(0, 16 << 20);
+  fs::path seed = root_ / "replicas" / "web01.qcow2";
+  ASSERT_EQ(qemu_img({"convert", "-O", "raw", source_, seed.string()}), 0);
+  write_random(4 << 20, 12 << 20);  // two batches' worth differs from the seed
+  std::string v1 = snapshot("v1");
+
+  channel_->cut_after_batches = 1;  // the first batch is applied, then the sender is gone
+  channel_->drop_aborts = true;
+  ASSERT_FALSE(replicator_->sync_over(*channel_, spec_, nullptr).is_ok());
+  channel_->cut_after_batches = -1;
+  channel_->drop_aborts = false;
+
+  auto pit = replicator_->sync_over(*channel_, spec_, nullptr);
+  ASSERT_TRUE(pit.is_ok()) << pit.status().to_string();
+  EXPECT_TRUE(same_content(pit->disks[0].path, v1));
+  EXPECT_TRUE(replicator_->verify_pit("g1", "")->ok());
 }
 
 TEST_F(BuiltinReplicatorTest, AFirstCycleStartsFromASeedAlreadyAtTheRecoverySite) {

@@ -157,6 +157,7 @@ Status ReplicaReceiver::open_writer(OpenDisk& disk) {
     auto hashed = hash_image(*disk.client, s.size_bytes);
     if (!hashed) return hashed.status().with_context("hashing the seed of disk " + s.key);
     disk.manifest = std::move(*hashed);
+    disk.seed_manifest = disk.manifest.encode();
     disk.seeded = true;
   }
   return Status::ok();
@@ -287,7 +288,8 @@ Result<std::optional<std::string>> ReplicaReceiver::manifest(const std::string& 
   }
   auto blob = pits_.load_newest_disk_blob(group, key);
   if (blob && !blob->has_value()) {
-    // No PIT yet: a cycle that started from a seed compares against it.
+    // No PIT yet: a cycle that started from a seed compares against the
+    // seed (as staged, whatever blocks the open cycle applied since).
     std::shared_ptr<Cycle> cycle;
     {
       std::lock_guard lock(mu_);
@@ -296,7 +298,7 @@ Result<std::optional<std::string>> ReplicaReceiver::manifest(const std::string& 
     if (cycle) {
       std::lock_guard lock(cycle->mu);
       if (auto d = cycle->disks.find(key); d != cycle->disks.end() && d->second.seeded)
-        return std::optional<std::string>(d->second.manifest.encode());
+        return std::optional<std::string>(d->second.seed_manifest);
     }
   }
   if (!blob || !blob->has_value()) return blob;

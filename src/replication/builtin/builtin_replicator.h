@@ -177,6 +177,12 @@ class ReplicaReceiver {
     std::unique_ptr<NbdClient> client;
     Manifest manifest;  // the newest PIT's (or the seed's), updated by every applied block
     bool seeded = false;  // the disk has no PIT yet and starts from a seed found here
+    // The seed's manifest as staged, encoded, never updated by this cycle's
+    // blocks: what manifest() answers for the disk. A sender also asks
+    // before it begins its own cycle, when the open one may be a dead
+    // predecessor's that applied blocks; its own begin restages from the
+    // seed, so it must compare against the seed, not those blocks.
+    std::string seed_manifest;
   };
   struct Cycle {
     std::string id;
