@@ -305,6 +305,17 @@ check "and it verifies at site-b" \
 "${repo_dir}/lab/vm.sh" exec "${uri_a}" db01 -- sh -c 'dd if=/dev/urandom of=/data/hang.bin bs=1M count=16 conv=fsync 2>/dev/null' >/dev/null
 evac --context site-a group set demo --max-rate 1MiB/s >/dev/null
 group_vms="$(evac --context site-a -o json group show demo | json_query '" ".join(v["name"] for v in d["vms"])')"
+# A backup job an earlier cycle aborted but QEMU had not ended yet (a loaded
+# host: "did not end within 10 s of its abort") would read as this cycle's
+# and stop libvirtd before the cycle starts: wait (bounded) for none.
+for _ in $(seq 300); do
+  left=no
+  for vm in ${group_vms}; do
+    virsh -c "${uri_a}" domjobinfo "${vm}" 2>/dev/null | grep -q Backup && left=yes
+  done
+  [[ "${left}" == no ]] && break
+  sleep 0.1
+done
 evac --context site-a group sync demo >"${EVAC_DEMO_ROOT}/hung-reads.out" 2>&1 &
 sync_pid=$!
 captured() {
