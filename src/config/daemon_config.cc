@@ -116,6 +116,93 @@ Status parse_providers(const YAML::Node& root, DaemonConfig& cfg, const std::str
   return Status::ok();
 }
 
+// An adapter's settings, YAML to JSON: a quoted scalar is a string; a plain
+// one a whole number, true/false or null when it reads as one, a string
+// otherwise.
+Result<nlohmann::json> settings_json(const YAML::Node& node, const std::string& where, int depth) {
+  if (depth > 16) return config_error(where, "settings nest deeper than 16 levels", "flatten the adapter's settings");
+  if (node.IsMap()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar())
+        return config_error(where, "a settings key that is not a plain word (line " + std::to_string(kv.first.Mark().line + 1) + ")",
+                            "write each setting as 'name: value'");
+      EVAC_ASSIGN_OR_RETURN(out[kv.first.as<std::string>()], settings_json(kv.second, where, depth + 1));
+    }
+    return out;
+  }
+  if (node.IsSequence()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& item : node) {
+      EVAC_ASSIGN_OR_RETURN(auto v, settings_json(item, where, depth + 1));
+      out.push_back(std::move(v));
+    }
+    return out;
+  }
+  if (!node || node.IsNull()) return nlohmann::json(nullptr);
+  const std::string text = node.as<std::string>();
+  if (node.Tag() == "!") return nlohmann::json(text);
+  if (text == "true" || text == "false") return nlohmann::json(text == "true");
+  std::int64_t n = 0;
+  const char* end = text.data() + text.size();
+  if (!text.empty() && std::from_chars(text.data(), end, n).ptr == end) return nlohmann::json(n);
+  return nlohmann::json(text);
+}
+
+Status parse_adapter(const YAML::Node& item, const std::string& where, ReplicationAdapterConfig& a) {
+  if (!item.IsMap()) return config_error(where, "must be a map with kind and command", "see docs/adapters.md");
+  EVAC_RETURN_IF_ERROR(refuse_unknown_keys(item, {"kind", "command", "timeout", "timeouts", "await_limit", "settings"}, "", where));
+  EVAC_ASSIGN_OR_RETURN(a.kind, required_string(item, "kind", where));
+  EVAC_RETURN_IF_ERROR(validate_name("replication adapter kind", a.kind).with_context(where));
+  if (a.kind == "builtin")
+    return config_error(where, "kind 'builtin' is evac's own replicator", "name the adapter after its engine, e.g. kind: rbd");
+  auto command = item["command"];
+  if (!command || !command.IsSequence() || command.size() == 0)
+    return config_error(where, "'command' must be a list: the program and its arguments",
+                        "for example command: [/usr/lib/evac/evac-rbd-adapter]");
+  for (const auto& arg : command) {
+    if (!arg.IsScalar()) return config_error(where, "each item of 'command' must be a string", "quote it");
+    a.command.push_back(arg.as<std::string>());
+  }
+  if (a.command[0].empty() || a.command[0].front() != '/')
+    return config_error(where, "the program of 'command' must be an absolute path, not '" + excerpt(a.command[0], 200) + "'",
+                        "name the adapter's executable by its full path");
+  EVAC_RETURN_IF_ERROR(parse_duration_key(item, "timeout", a.timeout, where));
+  EVAC_RETURN_IF_ERROR(parse_duration_key(item, "await_limit", a.await_limit, where));
+  if (auto timeouts = item["timeouts"]) {
+    if (!timeouts.IsMap())
+      return config_error(where, "'timeouts' must be a map of operation to duration", "for example timeouts: {ship: 1h}");
+    for (const auto& kv : timeouts) {
+      std::chrono::seconds d{0};
+      const std::string op = kv.first.as<std::string>();
+      EVAC_RETURN_IF_ERROR(parse_duration_key(timeouts, op.c_str(), d, where + " timeouts"));
+      a.timeouts[op] = d;
+    }
+  }
+  if (auto settings = item["settings"]) {
+    if (!settings.IsMap()) return config_error(where, "'settings' must be a map", "see the adapter's documentation");
+    EVAC_ASSIGN_OR_RETURN(a.settings, settings_json(settings, where + " settings", 0));
+  }
+  return Status::ok();
+}
+
+Status parse_adapters(const YAML::Node& root, DaemonConfig& cfg, const std::string& origin) {
+  auto list = root["replication_adapters"];
+  if (!list || list.IsNull()) return Status::ok();
+  if (!list.IsSequence())
+    return config_error(origin, "'replication_adapters' must be a list", "write '- {kind: rbd, command: [/path/adapter]}'");
+  std::set<std::string> kinds;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    ReplicationAdapterConfig a;
+    const std::string where = origin + " replication_adapters[" + std::to_string(i) + "]";
+    EVAC_RETURN_IF_ERROR(parse_adapter(list[i], where, a));
+    if (!kinds.insert(a.kind).second)
+      return config_error(where, "a second adapter of kind '" + a.kind + "'", "give each adapter its own kind");
+    cfg.replication_adapters.push_back(std::move(a));
+  }
+  return Status::ok();
+}
+
 Status parse_replication(const YAML::Node& root, DaemonConfig& cfg, const std::string& origin) {
   auto node = root["replication"];
   if (!node || node.IsNull()) return Status::ok();
@@ -219,7 +306,8 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std
   try {
     EVAC_RETURN_IF_ERROR(refuse_unknown_keys(root,
                                              {"site", "listen", "advertise_url", "state_dir", "tls", "heartbeat_interval",
-                                              "peer_timeout", "log", "compute_providers", "replication", "runs", "api"},
+                                              "peer_timeout", "log", "compute_providers", "replication", "replication_adapters",
+                                              "runs", "api"},
                                              "", origin, "check its spelling; "));
     DaemonConfig cfg;
     auto site = required_string(root, "site", origin);
@@ -254,6 +342,7 @@ Result<DaemonConfig> parse_daemon_config(const std::string& yaml_text, const std
     }
     EVAC_RETURN_IF_ERROR(parse_providers(root, cfg, origin));
     EVAC_RETURN_IF_ERROR(parse_replication(root, cfg, origin));
+    EVAC_RETURN_IF_ERROR(parse_adapters(root, cfg, origin));
     EVAC_RETURN_IF_ERROR(parse_runs(root, cfg, origin));
     EVAC_RETURN_IF_ERROR(parse_api(root, cfg, origin));
     return cfg;

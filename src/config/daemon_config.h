@@ -12,17 +12,35 @@
 //   runs: { max_parallel: 16, per_provider_limit: 8 }
 //   compute_providers:
 //     - { name: local, kind: libvirt, uri: "qemu:///system" }
+//   replication_adapters:                      # external engines (docs/adapters.md)
+//     - { kind: rbd, command: [/usr/lib/evac/evac-rbd-adapter], timeout: 300s, settings: {...} }
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/compute_provider.h"
 #include "core/status.h"
 
 namespace evac {
+
+// An external replication engine: a program speaking evac's adapter
+// protocol (docs/adapters.md), one invocation per operation.
+struct ReplicationAdapterConfig {
+  std::string kind;                  // what protection groups name (--adapter KIND)
+  std::vector<std::string> command;  // argv; the operation's request arrives on stdin
+  std::chrono::seconds timeout{300};  // of each invocation (SRM's default for an SRA's command)
+  std::map<std::string, std::chrono::seconds> timeouts;  // per operation, overriding `timeout`
+  // How long a cycle waits in all for its PIT to be complete at the
+  // recovery site (the storage's own replication carrying it there).
+  std::chrono::seconds await_limit{6 * 3600};
+  nlohmann::json settings = nlohmann::json::object();  // handed to the adapter as they are
+};
 
 struct DaemonConfig {
   std::string site;
@@ -37,6 +55,7 @@ struct DaemonConfig {
   std::string log_format = "text";  // "text" or "json"
   std::string log_level = "info";
   std::vector<ProviderConfig> compute_providers;
+  std::vector<ReplicationAdapterConfig> replication_adapters;
   // Start replication cycles from each group's RPO; off leaves only manual
   // `evac group sync` (lag, alarms and metrics are kept either way).
   bool replication_schedules = true;

@@ -153,6 +153,8 @@ constexpr std::size_t kMaxNativeDocument = 1024 * 1024;
 constexpr unsigned kMaxVcpus = 1u << 16;
 constexpr std::uint64_t kMaxMemoryKib = std::uint64_t{1} << 52;  // 2^62 bytes
 
+}  // namespace
+
 Result<DiskSource> strict_disk_source(const json& j) {
   auto f = JsonFields::of(j, "the source of a disk of a placeholder's VM");
   if (!f) return f.status();
@@ -178,6 +180,8 @@ Result<DiskSource> strict_disk_source(const json& j) {
   out.name = name->value_or("");
   return out;
 }
+
+namespace {
 
 Result<DiskInfo> strict_disk(const json& j) {
   auto f = JsonFields::of(j, "a disk of a placeholder's VM");

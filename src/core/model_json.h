@@ -29,5 +29,7 @@ void from_json(const nlohmann::json& j, PlaceholderInfo& p);
 // writes it, read strictly (json_decode.h): every field typed and bounded,
 // unknown keys refused at every level.
 Result<PlaceholderSpec> placeholder_spec_from_json(const nlohmann::json& j);
+// A disk's source ({"type", "path", "protocol", "name"}) read as strictly.
+Result<DiskSource> strict_disk_source(const nlohmann::json& j);
 
 }  // namespace evac

@@ -27,6 +27,7 @@
 #include "daemon/state_dir.h"
 #include "replication/builtin/builtin_registration.h"
 #include "replication/builtin/nbd_image.h"
+#include "replication/external/external_adapter.h"
 #include "peer/peer_transport.h"
 #include "providers/libvirt/libvirt_provider.h"
 #include "service/plan_service.h"
@@ -193,7 +194,7 @@ ReplicationOptions replication_options(const DaemonConfig& cfg) {
 
 // The replication engines this evacd was built with: the built-in
 // replicator. Another engine is registered here, next to it.
-ReplicationRegistry replication_engines() {
+ReplicationRegistry replication_engines(const DaemonConfig& cfg) {
   builtin::SyncOptions builtin_options;
   // Crash tests only (tests/e2e): die while a cycle holds running VMs paused.
   if (const char* v = std::getenv("EVAC_FAULT_EXIT_WHILE_PAUSED"); v && std::string_view(v) == "1") {
@@ -202,6 +203,7 @@ ReplicationRegistry replication_engines() {
   }
   ReplicationRegistry engines;
   builtin::register_builtin_replicator(engines, builtin_options);
+  external::register_external_adapters(engines, cfg.replication_adapters);
   return engines;
 }
 
@@ -273,6 +275,8 @@ int run(const std::string& config_path) {
   }
   const DaemonConfig& cfg = *config;
   setup_logging(cfg.log_format, cfg.log_level, cfg.site);
+  for (const auto& adapter : cfg.replication_adapters)
+    if (Status s = external::check_adapter_config(adapter); !s) return fail(s.with_context(config_path));
 
   // Closed while the start creates its files; opened to QEMU's backup
   // folder alone once they are there (keep_state_dir_private below).
@@ -288,7 +292,7 @@ int run(const std::string& config_path) {
 
   HttpsPeerTransport transport(tls->cert_path, tls->key_path, cfg.peer_timeout);
   SiteService service(SiteIdentity{cfg.site, url, tls->pin}, **store, std::move(*providers), transport);
-  ReplicationService replication(service, transport, cfg.state_dir, replication_engines(), replication_options(cfg));
+  ReplicationService replication(service, transport, cfg.state_dir, replication_engines(cfg), replication_options(cfg));
   if (Status s = keep_state_dir_private(cfg.state_dir, builtin::kBackupFolder); !s) return fail(s);
   // One PlanService for the site: runs and the API share it.
   PlanService plans(service, &replication);

@@ -1,5 +1,7 @@
 #include "replication/builtin/pit_store.h"
 
+#include "core/retention.h"
+
 #include "replication/builtin/host_io.h"
 
 #include <fcntl.h>
@@ -898,33 +900,6 @@ Result<std::optional<PointInTime>> PitStore::newest(const std::string& group) co
 // ----------------------------------------------------------- retention ---
 
 Status PitStore::retain(const std::string& group, int keep) { return retain(group, RetentionPolicy{keep, 0, 0}); }
-
-namespace {
-
-// Ids of the PITs a policy keeps (pits: oldest first).
-template <typename Pit>
-std::set<std::string> kept_by(const std::vector<Pit>& pits, const RetentionPolicy& policy) {
-  std::set<std::string> keep;
-  int last = 0;
-  for (auto it = pits.rbegin(); it != pits.rend() && last < policy.keep_last; ++it, ++last) keep.insert(it->id);
-  auto newest_per_bucket = [&](std::int64_t bucket_seconds, int buckets) {
-    std::int64_t previous = 0;
-    bool any = false;
-    for (auto it = pits.rbegin(); it != pits.rend() && buckets > 0; ++it) {
-      std::int64_t bucket = it->created_at / bucket_seconds;
-      if (any && bucket == previous) continue;  // an older PIT of a bucket already kept
-      keep.insert(it->id);
-      previous = bucket;
-      any = true;
-      --buckets;
-    }
-  };
-  newest_per_bucket(3600, policy.keep_hourly);
-  newest_per_bucket(86400, policy.keep_daily);
-  return keep;
-}
-
-}  // namespace
 
 Status PitStore::retain(const std::string& group, const RetentionPolicy& policy) {
   return guarded("applying retention to group '" + group + "'", [&]() -> Status {

@@ -132,4 +132,56 @@ TEST(DaemonConfigTest, ReplicationWaitLimit) {
 }
 
 }  // namespace
+TEST(DaemonConfigTest, ReplicationAdapters) {
+  auto cfg = parse_daemon_config(R"(
+site: site-a
+state_dir: /var/lib/evac/a
+replication_adapters:
+  - kind: rbd
+    command: [/usr/lib/evac/evac-rbd-adapter, --verbose]
+    timeout: 2m
+    timeouts: {await_pit: 10m}
+    await_limit: 1h
+    settings: {cluster: ceph, conf: /etc/ceph/a.conf, pools: [vms, db], snapshots: 3, quoted: "42", flag: true}
+)",
+                                 "test.yaml");
+  ASSERT_TRUE(cfg.is_ok()) << cfg.status().to_string();
+  ASSERT_EQ(cfg->replication_adapters.size(), 1u);
+  const auto& a = cfg->replication_adapters[0];
+  EXPECT_EQ(a.kind, "rbd");
+  EXPECT_EQ(a.command, (std::vector<std::string>{"/usr/lib/evac/evac-rbd-adapter", "--verbose"}));
+  EXPECT_EQ(a.timeout.count(), 120);
+  EXPECT_EQ(a.timeouts.at("await_pit").count(), 600);
+  EXPECT_EQ(a.await_limit.count(), 3600);
+  EXPECT_EQ(a.settings["conf"], "/etc/ceph/a.conf");
+  EXPECT_EQ(a.settings["pools"][1], "db");
+  EXPECT_EQ(a.settings["snapshots"], 3);      // a plain number is a number
+  EXPECT_EQ(a.settings["quoted"], "42");      // a quoted one stays a string
+  EXPECT_EQ(a.settings["flag"], true);
+}
+
+TEST(DaemonConfigTest, ReplicationAdaptersRefuseWhatCannotWork) {
+  auto with = [](const std::string& adapter) {
+    return parse_daemon_config("site: a\nstate_dir: /s\nreplication_adapters:\n  - " + adapter + "\n", "t.yaml");
+  };
+  EXPECT_TRUE(with("{kind: rbd, command: [/bin/true]}").is_ok());
+  auto relative = with("{kind: rbd, command: [evac-rbd-adapter]}");
+  EXPECT_NE(relative.status().message().find("absolute path"), std::string::npos) << relative.status().to_string();
+  auto builtin = with("{kind: builtin, command: [/bin/true]}");
+  EXPECT_NE(builtin.status().message().find("evac's own replicator"), std::string::npos);
+  auto no_command = with("{kind: rbd}");
+  EXPECT_NE(no_command.status().message().find("'command' must be a list"), std::string::npos);
+  auto typo = with("{kind: rbd, command: [/bin/true], timout: 5s}");
+  EXPECT_NE(typo.status().message().find("unknown key 'timout'"), std::string::npos);
+  auto bad_kind = with("{kind: 'r b d', command: [/bin/true]}");
+  EXPECT_FALSE(bad_kind.is_ok());
+  auto twice = parse_daemon_config(
+      "site: a\nstate_dir: /s\nreplication_adapters:\n  - {kind: rbd, command: [/bin/true]}\n"
+      "  - {kind: rbd, command: [/bin/false]}\n",
+      "t.yaml");
+  EXPECT_NE(twice.status().message().find("a second adapter of kind 'rbd'"), std::string::npos);
+  auto zero = with("{kind: rbd, command: [/bin/true], timeouts: {ship: 0s}}");
+  EXPECT_FALSE(zero.is_ok());
+}
+
 }  // namespace evac
