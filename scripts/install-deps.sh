@@ -20,6 +20,8 @@ packages=(
   iptables dnsmasq-base
   linux-image-amd64 busybox-static qemu-guest-agent e2fsprogs cpio kmod iproute2 procps util-linux
   openssl curl
+  # tests: the fake copy adapter (tests/adapters/) is a Python program
+  python3
 )
 # Multi-lane SHA-256 for block hashes; packaged for amd64 only (elsewhere
 # evac hashes with OpenSSL).

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <new>
 
+#include "cli/commands/adapter_commands.h"
 #include "cli/commands/command_support.h"
 #include "cli/commands/context_commands.h"
 #include "cli/commands/declarative_commands.h"
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
   add_plan_commands(app, g, rc);
   add_run_commands(app, g, rc, app.get_subcommand("plan"));
   add_declarative_commands(app, g, rc);
+  add_adapter_commands(app, g, rc);
 
   try {
     app.parse(argc, argv);

@@ -226,8 +226,9 @@ void add_group_create(CLI::App& group, Globals& g, int& rc) {
       ->capture_default_str();
   create->add_option("--peer", o->peer, "Recovery site (default: the only paired site)");
   create->add_option("--max-rate", o->max_rate, "Limit the bytes per second its cycles send, e.g. 50MiB/s (default: unlimited)");
-  create->add_option("--replication", o->replication,
-                     "Kind of replication engine its points in time live in; fixed once the group exists")
+  create->add_option("--adapter,--replication", o->replication,
+                     "Replication adapter (engine) its disks replicate with: builtin, or the kind of an adapter "
+                     "configured at both sites (rbd, ...); fixed once the group exists")
       ->capture_default_str();
   create->callback([&g, &rc, o] {
     if (Status s = check_duration_flag("--rpo", o->rpo); !s) {

@@ -535,6 +535,22 @@ ReplicationCapabilities BuiltinReplicator::capabilities() const {
 }
 
 Result<std::vector<ReplicatedDevice>> BuiltinReplicator::discover(const ReplicationGroupSpec& spec) {
+  EVAC_ASSIGN_OR_RETURN(auto devices, devices_of(spec));
+  for (auto& d : devices) {
+    // -U: a running VM holds its image's lock; the size is read-only metadata.
+    auto info = qemu_img({"info", "-U", "--output=json", "-f", d.format, d.source.path},
+                         "reading the size of disk " + d.disk + " of VM '" + d.vm_name + "'",
+                         "check that the disk's image is there and readable by evacd");
+    if (!info) return info.status();
+    auto j = parse_json_or_discarded(info->out);
+    if (!j.is_object() || !j.value("virtual-size", nlohmann::json()).is_number_unsigned())
+      return internal_error("qemu-img info printed no virtual size for " + d.source.path);
+    d.size_bytes = j["virtual-size"].get<std::uint64_t>();
+  }
+  return devices;
+}
+
+Result<std::vector<ReplicatedDevice>> BuiltinReplicator::devices_of(const ReplicationGroupSpec& spec) {
   std::vector<ReplicatedDevice> out;
   for (const auto& vm : spec.vms) {
     for (const auto& disk : vm.disks) {
@@ -1173,7 +1189,7 @@ Status BuiltinReplicator::check_vms(SyncCycle& c) {
     l.pause = vm.state == PowerState::kRunning;  // a VM someone paused stays paused
     c.live.push_back(std::move(l));
   }
-  auto devices = discover(c.spec);
+  auto devices = devices_of(c.spec);
   if (!devices) return devices.status();
   if (devices->empty()) return failed_precondition("group '" + c.spec.group + "' has no disks to replicate");
   c.devices = std::move(*devices);

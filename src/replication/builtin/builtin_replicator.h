@@ -245,6 +245,8 @@ class BuiltinReplicator : public ReplicationAdapter {
 
   std::string kind() const override { return "builtin"; }
   ReplicationCapabilities capabilities() const override;
+  // With each disk's virtual size (qemu-img info, sharing a running VM's
+  // image lock), which a cycle learns from its read instead.
   Result<std::vector<ReplicatedDevice>> discover(const ReplicationGroupSpec& spec) override;
   // A cycle over the routes of builtin_protocol.h at the other end of `recovery_site`.
   Result<PointInTime> sync_now(const ReplicationGroupSpec& spec, ReplicationPeerLink& recovery_site,
@@ -282,6 +284,8 @@ class BuiltinReplicator : public ReplicationAdapter {
  private:
   struct LiveVm;
   struct SyncCycle;
+  // discover() without the sizes: a cycle reads them from its sources.
+  Result<std::vector<ReplicatedDevice>> devices_of(const ReplicationGroupSpec& spec);
   // The phases of sync_now, in order (see the diagram at the top).
   // CHECK_VMS: running/paused VMs need change tracking; the group needs disks.
   Status check_vms(SyncCycle& c);

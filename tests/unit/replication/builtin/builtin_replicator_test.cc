@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -43,6 +44,12 @@ TEST(ReplicaReceiverTest, ADiskLargerThanEvacReplicatesIsRefusedBeforeAnythingIs
 // read; a network disk is refused, naming it and what to do, before a
 // cycle starts.
 TEST(BuiltinReplicatorTest, DiscoverNamesEachDiskBySourceAndRefusesNetworkDisks) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(::testing::TempDir()) / ("evac-discover-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string image = (dir / "db01.qcow2").string(), device = (dir / "db01-data").string();
+  ASSERT_EQ(std::system(("qemu-img create -q -f qcow2 " + image + " 3M").c_str()), 0);
+  ASSERT_EQ(std::system(("truncate -s 2M " + device).c_str()), 0);  // stands for a block device
   BuiltinReplicator replicator(nullptr);
   ReplicationGroupSpec spec;
   spec.group = "g1";
@@ -52,18 +59,20 @@ TEST(BuiltinReplicatorTest, DiscoverNamesEachDiskBySourceAndRefusesNetworkDisks)
   vm.name = "db01";
   vm.uuid = "u-db01";
   vm.state = PowerState::kShutOff;
-  DiskInfo file{"vda", "/a/images/db01.qcow2", "qcow2", "virtio", "disk", "images"};
-  DiskInfo block{"vdb", "/dev/vg0/db01-data", "raw", "virtio", "disk", "images"};
-  block.source = DiskSource{"block", "/dev/vg0/db01-data", "", ""};
+  DiskInfo file{"vda", image, "qcow2", "virtio", "disk", "images"};
+  DiskInfo block{"vdb", device, "raw", "virtio", "disk", "images"};
+  block.source = DiskSource{"block", device, "", ""};
   vm.disks = {file, block};
   spec.vms = {vm};
   auto found = replicator.discover(spec);
   ASSERT_TRUE(found.is_ok()) << found.status().to_string();
   ASSERT_EQ(found->size(), 2u);
   EXPECT_EQ((*found)[0].source.type, "file");
-  EXPECT_EQ((*found)[0].source.path, "/a/images/db01.qcow2");
+  EXPECT_EQ((*found)[0].source.path, image);
+  EXPECT_EQ((*found)[0].size_bytes, 3u << 20) << "the image's virtual size, not its file's";
   EXPECT_EQ((*found)[1].source.type, "block");
-  EXPECT_EQ((*found)[1].source.path, "/dev/vg0/db01-data");
+  EXPECT_EQ((*found)[1].source.path, device);
+  EXPECT_EQ((*found)[1].size_bytes, 2u << 20);
 
   DiskInfo rbd{"vdc", "rbd:pool/db01-logs", "raw", "virtio", "disk", std::nullopt};
   rbd.source = DiskSource{"network", "", "rbd", "pool/db01-logs"};
@@ -74,6 +83,7 @@ TEST(BuiltinReplicatorTest, DiscoverNamesEachDiskBySourceAndRefusesNetworkDisks)
   EXPECT_EQ(refused.status().message(), "disk vdc of VM 'db01' is a network disk rbd pool/db01-logs: the built-in "
                                         "replicator reads image files and block devices");
   EXPECT_NE(refused.status().hint().find("replication engine"), std::string::npos) << refused.status().hint();
+  fs::remove_all(dir);
 }
 
 }  // namespace
