@@ -380,7 +380,9 @@ setup_mirroring() {
   touch "${LAB}/.mirroring"
 }
 
-# mirror_state SITE: "<daemon health> <leader> <peer sites>" as pool status/info report them
+# mirror_state SITE: "<health of the live rbd-mirror> <leader?> <peers>" as
+# pool status/info report them. A daemon that died stays listed (no
+# instance id, WARNING) until the mgr drops it ~60 s later: it is left out.
 mirror_state() {
   local site="$1" st info
   st="$(c_rbd "${site}" mirror pool status "${POOL}" --verbose --format json 2>/dev/null)" || { echo "no-answer"; return; }
@@ -388,30 +390,31 @@ mirror_state() {
   python3 - "${st}" "${info}" <<'EOF'
 import json, sys
 st, info = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-summ = st.get("summary", {})
-daemons = st.get("daemons", [])
-leader = any(d.get("leader") for d in daemons)
-dh = ",".join(sorted({d.get("health", "?") for d in daemons})) or "none"
+live = [d for d in st.get("daemons", []) if d.get("instance_id")]
+health = ",".join(sorted({d.get("health", "?") for d in live})) or "no-daemon"
+leader = "leader" if any(d.get("leader") for d in live) else "no-leader"
 peers = ",".join(f'{p.get("site_name")}:{p.get("direction")}:{"uuid" if p.get("mirror_uuid") else "no-uuid"}'
-                 for p in info.get("peers", [])) or "none"
-print(summ.get("daemon_health", "?"), dh, "leader" if leader else "no-leader", peers)
+                 for p in info.get("peers", [])) or "no-peer"
+print(health, leader, peers)
 EOF
 }
 
-# wait_mirroring: at each site the rbd-mirror daemon is reported OK and
-# leading, and the peer is known by its mirror uuid (it has connected).
+# wait_mirroring SITE...: at each SITE the live rbd-mirror daemon is reported
+# OK (it reaches both clusters) and leading (it replays images: after a
+# restart it waits ~30 s for the dead leader's lock to expire), and the peer
+# is known by its mirror uuid.
 wait_mirroring() {
   local t0 s st ok
   t0="$(now)"
   while :; do
     ok=1
-    for s in "${SITES[@]}"; do
+    for s in "$@"; do
       st="$(mirror_state "${s}")"
-      [[ "${st}" =~ ^OK\ OK\ leader\ $(other_site "${s}"):rx-tx:uuid$ ]] || { ok=0; break; }
+      [[ "${st}" == "OK leader $(other_site "${s}"):rx-tx:uuid" ]] || { ok=0; break; }
     done
     [[ "${ok}" == 1 ]] && return 0
     if awk -v a="${t0}" -v b="${EPOCHREALTIME}" -v w="${WAIT_S}" 'BEGIN { exit !(b - a > w) }'; then
-      fail "${s}" "wait for mirroring (${WAIT_S} s; last: daemon_health/health/leader/peers = ${st})" \
+      fail "${s}" "wait for mirroring (${WAIT_S} s; last: rbd-mirror health/leader/peer = ${st})" \
         "$(daemon_log "${s}" "client.rbd-mirror.$(site_letter "${s}")")"
     fi
     sleep 1
@@ -511,7 +514,7 @@ cmd_up() {
   for s in "${SITES[@]}"; do
     pid_of "${s}" "client.rbd-mirror.$(site_letter "${s}")" >/dev/null || start_daemon "${s}" "client.rbd-mirror.$(site_letter "${s}")"
   done
-  wait_mirroring
+  wait_mirroring "${SITES[@]}"
   write_env
   say "up: both sites HEALTH_OK, mirroring ${POOL} both ways, in $(since "${t0}") s; source ${LAB}/env.sh"
 }
@@ -547,6 +550,13 @@ cmd_start_site() {
   start_site_daemons "${site}"
   wait_healthy "${site}"
   say "${site}: started, HEALTH_OK after $(since "${t0}") s"
+  # mirroring can come back only if the other site answers
+  if (CMD_TIMEOUT=3 && set_to_opts && c_ceph "$(other_site "${site}")" health >/dev/null 2>&1); then
+    wait_mirroring "${SITES[@]}"
+    say "${site}: mirroring up both ways after $(since "${t0}") s"
+  else
+    say "${site}: $(other_site "${site}") does not answer: not waiting for mirroring"
+  fi
 }
 
 cmd_status() {
