@@ -23,7 +23,7 @@
 #        ceph-lab.sh measure DIR [SECONDS]    RSS and CPU of each daemon over SECONDS (default 30)
 #        ceph-lab.sh purge DIR                down --kill, then delete DIR (only a DIR this script made)
 #
-# Environment: CEPH_LAB_OSD_SIZE (sparse OSD file, default 8G), CEPH_LAB_WAIT
+# Environment: CEPH_LAB_OSD_SIZE (sparse OSD file, default 8G, at least 2G), CEPH_LAB_WAIT
 # (seconds to wait for health / mirroring, default 180), CEPH_LAB_TIMEOUT
 # (seconds for one ceph/rbd command, default 20).
 # After `up`, DIR/env.sh exports CEPH_A / CEPH_B (each site's ceph.conf) and
@@ -125,19 +125,40 @@ c_rbd() {
 # Where the output of the steps of `up` goes; shown on failure.
 step_log() { echo "${LAB}/$1/log/ceph-lab-steps.log"; }
 
-# fail SITE STEP [DAEMON_LOG...]: say which site and step failed, with the tail of the logs.
+# fail SITE STEP [DAEMON_LOG...]: say which site and step failed, with what
+# its output and the daemons' logs say: the error lines when there are
+# (a crash dump's tail says nothing), else the last lines.
 fail() {
   local site="$1" step="$2" f
   shift 2
-  {
+  # one write, so the two sites' reports (they come up in parallel) do not interleave
+  local msg
+  msg="$({
     printf '%s: error: %s: %s failed\n' "${prog}" "${site}" "${step}"
-    for f in "$(step_log "${site}")" "$@"; do
+    f="$(step_log "${site}")"
+    if [[ "${CUR_STEP:-}" == "${step}" && -s "${f}" ]]; then
+      printf -- '--- output of the step (%s)\n' "${f}"
+      # this step's output only: from its "== " line on
+      awk '/^== / { buf = ""; n = 0 } { buf = buf $0 "\n"; n++ } END { printf "%s", buf }' "${f}" | excerpt
+    fi
+    for f in "$@"; do
       [[ -s "${f}" ]] || continue
-      printf -- '--- last lines of %s\n' "${f}"
-      tail -n 15 "${f}"
+      printf -- '--- %s\n' "${f}"
+      excerpt <"${f}"
     done
-  } >&2
+  })"
+  printf '%s\n' "${msg}" >&2
   exit 1
+}
+# excerpt: the last 8 error lines of stdin if it has any, else its last 12 lines
+excerpt() {
+  local text
+  text="$(cat)"
+  if grep -qE ' -1 |[Ee]rror|[Ff]ailed|abort' <<<"${text}"; then
+    grep -E ' -1 |[Ee]rror|[Ff]ailed|abort' <<<"${text}" | grep -v '^ *[0-9]*: (' | tail -n 8 | cut -c1-300
+  else
+    tail -n 12 <<<"${text}" | cut -c1-300
+  fi
 }
 
 # step SITE "WHAT" [--log DAEMON_LOG]... -- CMD...: run CMD, its output into the site's step log.
@@ -146,6 +167,7 @@ step() {
   shift 2
   while [[ "$1" == --log ]]; do logs+=("$2"); shift 2; done
   [[ "$1" == -- ]] && shift
+  CUR_STEP="${what}"
   printf '== %s %s: %s\n' "$(date +%T)" "${site}" "${what}" >>"$(step_log "${site}")"
   "$@" >>"$(step_log "${site}")" 2>&1 || fail "${site}" "${what}" "${logs[@]}"
 }
@@ -249,6 +271,9 @@ start_daemon() {
   conf="$(conf_of "${site}")"
   log="$(daemon_log "${site}" "${name}")"
   pid_of "${site}" "${name}" >/dev/null && return 0
+  if [[ "${name}" == mon.a ]] && (exec 3<>"/dev/tcp/$(site_ip "${site}")/3300") 2>/dev/null; then
+    fail "${site}" "start ceph-mon ($(site_ip "${site}"):3300 is taken: another lab on these addresses is up?)"
+  fi
   case "${name}" in
     mon.a) step "${site}" "start ceph-mon" --log "${log}" -- ceph-mon -c "${conf}" -i a ;;
     mgr.x) step "${site}" "start ceph-mgr" --log "${log}" -- ceph-mgr -c "${conf}" -i x ;;
@@ -490,7 +515,10 @@ cmd_up() {
   need_tools
   [[ "$(id -u)" -eq 0 ]] || die "up: run as root (loop devices)"
   set_to_opts
-  local t0 s pids=() rc=0
+  local t0 s pids=() rc=0 bytes
+  # bluestore's mkfs aborts on a small device ("bluefs _allocate allocation failed")
+  bytes="$(numfmt --from=iec "${OSD_SIZE}" 2>/dev/null)" || die "CEPH_LAB_OSD_SIZE='${OSD_SIZE}': not a size (e.g. 8G)"
+  ((bytes >= 2 * 1024 * 1024 * 1024)) || die "CEPH_LAB_OSD_SIZE=${OSD_SIZE}: bluestore needs at least 2G (the file is sparse)"
   t0="$(now)"
   mkdir -p "${LAB}"
   touch "${LAB}/.ceph-lab"
