@@ -18,7 +18,8 @@
 #        ceph-lab.sh down DIR [--kill]        stop every daemon started under DIR (--kill: SIGKILL at
 #                                             once), detach its loop devices, unmount what it mounted
 #        ceph-lab.sh stop-site DIR SITE [-9]  stop one site's daemons (-9: SIGKILL, a site dying)
-#        ceph-lab.sh start-site DIR SITE      start them again and wait for HEALTH_OK
+#        ceph-lab.sh start-site DIR SITE      start them again, wait for HEALTH_OK (and for mirroring
+#                                             both ways when the other site answers)
 #        ceph-lab.sh status DIR               daemons, health, mirroring
 #        ceph-lab.sh measure DIR [SECONDS]    RSS and CPU of each daemon over SECONDS (default 30)
 #        ceph-lab.sh purge DIR                down --kill, then delete DIR (only a DIR this script made)
