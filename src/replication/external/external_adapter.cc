@@ -54,6 +54,33 @@ json devices_json(const std::vector<ReplicatedDevice>& devices) {
   return out;
 }
 
+// The devices a paired site sends (await, prepare-reverse), decoded
+// strictly and written back as the adapter receives them.
+Result<json> peer_devices(const json& list) {
+  json devices = json::array();
+  for (const json& item : list) {
+    auto d = JsonFields::of(item, "a device");
+    if (!d) return d.status();
+    auto key = d->required_text("key", kMaxDeviceKeyLength);
+    auto vm_uuid = d->required_text("vm_uuid", kMaxIdLength);
+    auto disk = d->required_text("disk", kMaxIdLength);
+    const json* source = d->value("source");
+    auto format = d->text("format", 64);
+    auto size = d->integer_as<std::uint64_t>("size_bytes", 0, kMaxPeerBytes);
+    for (const Status& s : {key.status(), vm_uuid.status(), disk.status(), format.status(), size.status(), d->finish()})
+      if (!s) return s;
+    if (!source) return d->missing("source");
+    EVAC_ASSIGN_OR_RETURN(DiskSource src, strict_disk_source(*source));
+    devices.push_back({{"key", *key},
+                       {"vm_uuid", *vm_uuid},
+                       {"disk", *disk},
+                       {"source", source_json(src)},
+                       {"format", format->value_or("")},
+                       {"size_bytes", size->value_or(0)}});
+  }
+  return devices;
+}
+
 // An operation that answers nothing but success: its result must be {}.
 Status expect_empty(const Result<json>& result, const std::string& what) {
   if (!result) return result.status();
@@ -318,7 +345,7 @@ Result<PointInTime> ExternalAdapter::cycle(const ReplicationGroupSpec& spec, Rep
       return malformed_answer(s).with_context("replication adapter '" + config_.kind + "' (ship)");
     pit.bytes_sent = sent->value_or(0);
   }
-  EVAC_ASSIGN_OR_RETURN(PointInTime complete, await_at_recovery_site(spec, pit, recovery_site, report));
+  EVAC_ASSIGN_OR_RETURN(PointInTime complete, await_at_recovery_site(spec, devices, pit, recovery_site, report));
   complete.bytes_sent = pit.bytes_sent;
   complete.warnings = pit.warnings;
   complete.cycle_id = pit.id;
@@ -327,14 +354,13 @@ Result<PointInTime> ExternalAdapter::cycle(const ReplicationGroupSpec& spec, Rep
   return complete;
 }
 
-Result<PointInTime> ExternalAdapter::await_at_recovery_site(const ReplicationGroupSpec& spec, const PointInTime& shipped,
-                                                            ReplicationPeerLink& recovery_site,
+Result<PointInTime> ExternalAdapter::await_at_recovery_site(const ReplicationGroupSpec& spec,
+                                                            const std::vector<ReplicatedDevice>& devices,
+                                                            const PointInTime& shipped, ReplicationPeerLink& recovery_site,
                                                             const ProgressCallback& progress) {
   const auto deadline = std::chrono::steady_clock::now() + config_.await_limit;
-  json keys = json::array();
-  for (const auto& vm : spec.vms)
-    for (const auto& d : vm.disks) keys.push_back(vm.uuid + "/" + d.target);
-  const std::string body = json{{"pit", {{"id", shipped.id}, {"created_at_ms", shipped.created_at_ms}}}}.dump();
+  const std::string body =
+      json{{"pit", {{"id", shipped.id}, {"created_at_ms", shipped.created_at_ms}}}, {"devices", devices_json(devices)}}.dump();
   const std::string where = "site '" + recovery_site.site() + "'";
   for (;;) {
     auto answer = recovery_site.call_bytes("POST", spec.group + "/await", body);
@@ -396,76 +422,66 @@ Result<json> ExternalAdapter::pits_with_pins(const std::string& group) {
   return json{{"pits", to_json(pits)}, {"pinned", pinned}};
 }
 
+Result<json> ExternalAdapter::handle_await(const ReplicationPeerRequest& r) {
+  const std::string& group = r.params.at(0);
+  EVAC_ASSIGN_OR_RETURN(json body, parse_json(r.body, "the await request"));
+  auto f = JsonFields::of(body, "the await request");
+  if (!f) return f.status();
+  const json* pit = f->value("pit");
+  auto devices = f->required_list("devices");
+  if (Status s = !devices ? devices.status() : f->finish(); !s) return s;
+  if (!pit) return f->missing("pit");
+  auto p = JsonFields::of(*pit, "the awaited point in time");
+  if (!p) return p.status();
+  auto id = p->required_text("id", kMaxIdLength);
+  auto at = p->required(p->integer("created_at_ms", 0, kMaxUnixMillis), "created_at_ms");
+  if (Status s = !id ? id.status() : !at ? at.status() : p->finish(); !s) return s;
+  EVAC_ASSIGN_OR_RETURN(json checked_devices, peer_devices(**devices));
+  json request = {{"group", group},
+                  {"devices", std::move(checked_devices)},
+                  {"pit", {{"id", *id}, {"created_at_ms", *at}}},
+                  {"wait_seconds", kAwaitRound.count()}};
+  const std::string what = "replication adapter '" + config_.kind + "' (await_pit)";
+  EVAC_ASSIGN_OR_RETURN(json answer, invoke("await_pit", std::move(request), nullptr, nullptr,
+                                            std::min(timeout_of(config_, "await_pit"), kAwaitRound + std::chrono::seconds(60))));
+  auto decoded = await_answer_from_json(answer);
+  if (!decoded) return decoded.status().with_context(what);
+  json out = {{"complete", decoded->complete}};
+  if (decoded->pit) {
+    if (decoded->pit->id != *id || decoded->pit->group != group)
+      return failed_precondition(what + " answered point in time " + excerpt(decoded->pit->id) + " of group " +
+                                     excerpt(decoded->pit->group) + " when asked for " + *id + " of '" + group + "'",
+                                 "fix the adapter: run `evac adapter test` on it");
+    out["pit"] = to_json(*decoded->pit);
+  }
+  if (decoded->progress)
+    out["progress"] = {{"bytes_total", decoded->progress->bytes_total},
+                       {"bytes_scanned", decoded->progress->bytes_scanned},
+                       {"bytes_sent", decoded->progress->bytes_sent}};
+  return out;
+}
+
+Result<json> ExternalAdapter::handle_prepare_reverse(const ReplicationPeerRequest& r) {
+  EVAC_ASSIGN_OR_RETURN(json body, parse_json(r.body, "the prepare-reverse request"));
+  auto f = JsonFields::of(body, "the prepare-reverse request");
+  if (!f) return f.status();
+  auto list = f->required_list("devices");
+  if (Status s = !list ? list.status() : f->finish(); !s) return s;
+  EVAC_ASSIGN_OR_RETURN(json devices, peer_devices(**list));
+  EVAC_RETURN_IF_ERROR(expect_empty(invoke("prepare_reverse", {{"group", r.params.at(0)}, {"devices", devices}}),
+                                    "the answer to prepare_reverse"));
+  return json::object();
+}
+
 std::vector<ReplicationPeerRoute> ExternalAdapter::peer_routes() {
-  std::vector<ReplicationPeerRoute> routes;
-  routes.push_back({"POST", "{group}/await", "waits (a while) for a shipped point in time to be complete here", true,
-                    false, [this](const ReplicationPeerRequest& r) -> Result<json> {
-                      const std::string& group = r.params.at(0);
-                      EVAC_ASSIGN_OR_RETURN(json body, parse_json(r.body, "the await request"));
-                      auto f = JsonFields::of(body, "the await request");
-                      if (!f) return f.status();
-                      const json* pit = f->value("pit");
-                      EVAC_RETURN_IF_ERROR(f->finish());
-                      if (!pit) return f->missing("pit");
-                      auto p = JsonFields::of(*pit, "the awaited point in time");
-                      if (!p) return p.status();
-                      auto id = p->required_text("id", kMaxIdLength);
-                      auto at = p->required(p->integer("created_at_ms", 0, kMaxUnixMillis), "created_at_ms");
-                      if (Status s = !id ? id.status() : !at ? at.status() : p->finish(); !s) return s;
-                      json request = {{"group", group},
-                                      {"pit", {{"id", *id}, {"created_at_ms", *at}}},
-                                      {"wait_seconds", kAwaitRound.count()}};
-                      auto answer = invoke("await_pit", std::move(request), nullptr, nullptr,
-                                           std::min(timeout_of(config_, "await_pit"), kAwaitRound + std::chrono::seconds(60)));
-                      if (!answer) return answer.status();
-                      auto decoded = await_answer_from_json(*answer);
-                      if (!decoded) return decoded.status().with_context("replication adapter '" + config_.kind + "' (await_pit)");
-                      json out = {{"complete", decoded->complete}};
-                      if (decoded->pit) {
-                        if (decoded->pit->id != *id || decoded->pit->group != group)
-                          return failed_precondition("replication adapter '" + config_.kind + "' (await_pit) answered point in time " +
-                                                     excerpt(decoded->pit->id) + " of group " + excerpt(decoded->pit->group) +
-                                                     " when asked for " + *id + " of '" + group + "'",
-                                                     "fix the adapter: run `evac adapter test` on it");
-                        out["pit"] = to_json(*decoded->pit);
-                      }
-                      if (decoded->progress)
-                        out["progress"] = {{"bytes_total", decoded->progress->bytes_total},
-                                           {"bytes_scanned", decoded->progress->bytes_scanned},
-                                           {"bytes_sent", decoded->progress->bytes_sent}};
-                      return out;
-                    }});
-  routes.push_back({"GET", "{group}/pits", "the points in time kept here, and those a copy pins", false, false,
-                    [this](const ReplicationPeerRequest& r) { return pits_with_pins(r.params.at(0)); }});
-  routes.push_back({"POST", "{group}/prepare-reverse", "makes this site's copies follow the paired site's (reprotect)",
-                    true, false, [this](const ReplicationPeerRequest& r) -> Result<json> {
-                      EVAC_ASSIGN_OR_RETURN(json body, parse_json(r.body, "the prepare-reverse request"));
-                      auto f = JsonFields::of(body, "the prepare-reverse request");
-                      if (!f) return f.status();
-                      auto list = f->required_list("devices");
-                      if (Status s = !list ? list.status() : f->finish(); !s) return s;
-                      json devices = json::array();
-                      for (const json& item : **list) {
-                        auto d = JsonFields::of(item, "a device");
-                        if (!d) return d.status();
-                        auto key = d->required_text("key", kMaxDeviceKeyLength);
-                        auto vm_uuid = d->required_text("vm_uuid", kMaxIdLength);
-                        auto disk = d->required_text("disk", kMaxIdLength);
-                        const json* source = d->value("source");
-                        auto format = d->text("format", 64);
-                        auto size = d->integer_as<std::uint64_t>("size_bytes", 0, kMaxPeerBytes);
-                        for (const Status& s : {key.status(), vm_uuid.status(), disk.status(), format.status(), size.status(), d->finish()})
-                          if (!s) return s;
-                        if (!source) return d->missing("source");
-                        EVAC_ASSIGN_OR_RETURN(DiskSource src, strict_disk_source(*source));
-                        devices.push_back({{"key", *key}, {"vm_uuid", *vm_uuid}, {"disk", *disk}, {"source", source_json(src)},
-                                           {"format", format->value_or("")}, {"size_bytes", size->value_or(0)}});
-                      }
-                      EVAC_RETURN_IF_ERROR(expect_empty(invoke("prepare_reverse", {{"group", r.params.at(0)}, {"devices", devices}}),
-                                                        "the answer to prepare_reverse"));
-                      return json::object();
-                    }});
-  return routes;
+  return {
+      {"POST", "{group}/await", "waits (a while) for a shipped point in time to be complete here", true, false,
+       [this](const ReplicationPeerRequest& r) { return handle_await(r); }},
+      {"GET", "{group}/pits", "the points in time kept here, and those a copy pins", false, false,
+       [this](const ReplicationPeerRequest& r) { return pits_with_pins(r.params.at(0)); }},
+      {"POST", "{group}/prepare-reverse", "makes this site's copies follow the paired site's (reprotect)", true, false,
+       [this](const ReplicationPeerRequest& r) { return handle_prepare_reverse(r); }},
+  };
 }
 
 Result<std::vector<PointInTime>> ExternalAdapter::list_pits(const std::string& group) {

@@ -82,8 +82,12 @@ class ExternalAdapter : public ReplicationAdapter {
   ExternalAdapter(ExternalAdapterConfig config, const ReplicationSiteContext& site);
   Result<PointInTime> cycle(const ReplicationGroupSpec& spec, ReplicationPeerLink& recovery_site,
                             const ProgressCallback& progress, bool reverse);
-  Result<PointInTime> await_at_recovery_site(const ReplicationGroupSpec& spec, const PointInTime& shipped,
-                                             ReplicationPeerLink& recovery_site, const ProgressCallback& progress);
+  Result<PointInTime> await_at_recovery_site(const ReplicationGroupSpec& spec, const std::vector<ReplicatedDevice>& devices,
+                                             const PointInTime& shipped, ReplicationPeerLink& recovery_site,
+                                             const ProgressCallback& progress);
+  // The recovery site's halves of a cycle, called by the paired site.
+  Result<nlohmann::json> handle_await(const ReplicationPeerRequest& request);
+  Result<nlohmann::json> handle_prepare_reverse(const ReplicationPeerRequest& request);
   Status expire(const ReplicationGroupSpec& spec, ReplicationPeerLink& recovery_site, const PointInTime& newest);
   Result<nlohmann::json> pits_with_pins(const std::string& group);
 
