@@ -22,6 +22,10 @@ packages=(
   openssl curl
   # tests: the fake copy adapter (tests/adapters/) is a Python program
   python3
+  # the Ceph RBD adapter links librbd/librados; its tests run two Ceph clusters (tests/ceph/ceph-lab.sh),
+  # and QEMU/libvirt open rbd disks through qemu-block-extra and libvirt's rbd storage driver
+  librbd-dev librados-dev libradospp-dev
+  ceph-mon ceph-mgr ceph-osd rbd-mirror ceph-common uuid-runtime qemu-block-extra libvirt-daemon-driver-storage-rbd
 )
 # Multi-lane SHA-256 for block hashes; packaged for amd64 only (elsewhere
 # evac hashes with OpenSSL).

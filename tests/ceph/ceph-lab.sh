@@ -68,7 +68,7 @@ PACKAGES=(
   # the daemons (ceph-volume is not needed: the OSD is made with ceph-osd --mkfs)
   ceph-mon ceph-mgr ceph-osd rbd-mirror ceph-common
   # what evac's engine links, and what lets libvirt/QEMU open rbd disks
-  librbd-dev librados-dev libvirt-daemon-driver-storage-rbd qemu-block-extra
+  librbd-dev librados-dev libradospp-dev libvirt-daemon-driver-storage-rbd qemu-block-extra
   # uuidgen (fsid, OSD uuid), losetup, ps/pgrep, python3 (JSON from ceph), qemu-img/qemu-io (test data)
   uuid-runtime util-linux procps python3 qemu-utils
 )

@@ -439,7 +439,10 @@ class Kit {
              return failed_precondition(std::to_string(left->size()) + " points in time are still listed");
            c.checked.push_back("no point in time is listed but the ones it says it kept");
            EVAC_RETURN_IF_ERROR(protected_->release_source(spec_));
-           if (read_only) {
+           if (read_only && reversed_into_sources_) {
+             c.checked.push_back("the sources are the reverse replication's target now (they follow the live copy): "
+                                 "no write is tried");
+           } else if (read_only) {
              for (const auto& d : vm().disks)
                EVAC_RETURN_IF_ERROR(write_pattern(image_name(d.source, config_.protected_site), d.format, 0xef, 5 << 20, 4096)
                                         .with_context("after release_source, disk " + d.target));
@@ -488,6 +491,13 @@ class Kit {
     EVAC_ASSIGN_OR_RETURN(auto pits, protected_->list_pits(group_));
     auto found = std::find_if(pits.begin(), pits.end(), [&](const PointInTime& p) { return p.id == back_pit.id; });
     if (found == pits.end()) return failed_precondition(config_.protected_site.name + " does not list " + back_pit.id);
+    // An engine that replicates back into the old source images (Ceph's
+    // mirroring) keeps them read-only while they follow the live copy.
+    for (const auto& d : found->disks)
+      for (const auto& src : vm().disks) {
+        const std::string source = image_name(src.source, KitSite{});
+        if (d.path == source || d.path.rfind(source + "@", 0) == 0) reversed_into_sources_ = true;
+      }
     return holds(c, found->disks, "C", config_.protected_site, "point in time " + back_pit.id + " at " + config_.protected_site.name);
   }
 
@@ -499,6 +509,7 @@ class Kit {
   std::unique_ptr<ReplicationAdapter> protected_, recovery_;
   std::unique_ptr<InProcessPeerLink> to_recovery_, to_protected_;
   std::map<std::string, std::map<std::string, std::string>> expected_;  // tag -> key -> raw file
+  bool reversed_into_sources_ = false;
 };
 
 }  // namespace

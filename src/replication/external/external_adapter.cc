@@ -81,6 +81,18 @@ Result<json> peer_devices(const json& list) {
   return devices;
 }
 
+// The copy an answer {"copy": {...}} holds (create_test_copy, failover).
+Result<TestCopy> copy_of_answer(const json& answer, const std::string& what) {
+  auto f = JsonFields::of(answer, "the answer");
+  if (!f) return malformed_answer(f.status()).with_context(what);
+  const json* copy = f->value("copy");
+  if (Status s = f->finish(); !s) return malformed_answer(s).with_context(what);
+  if (!copy) return malformed_answer(f->missing("copy")).with_context(what);
+  auto decoded = test_copy_from_json(*copy);
+  if (!decoded) return decoded.status().with_context(what);
+  return decoded;
+}
+
 // An operation that answers nothing but success: its result must be {}.
 Status expect_empty(const Result<json>& result, const std::string& what) {
   if (!result) return result.status();
@@ -495,20 +507,15 @@ Result<TestCopy> ExternalAdapter::create_test_copy(const std::string& group, con
                                                    const std::string& owner) {
   EVAC_ASSIGN_OR_RETURN(json answer, invoke("create_test_copy", {{"group", group}, {"pit_id", pit_id}, {"owner", owner}}));
   const std::string what = "replication adapter '" + config_.kind + "' (create_test_copy)";
-  auto f = JsonFields::of(answer, "the answer");
-  if (!f) return malformed_answer(f.status()).with_context(what);
-  const json* copy = f->value("copy");
-  if (Status s = f->finish(); !s) return malformed_answer(s).with_context(what);
-  if (!copy) return malformed_answer(f->missing("copy")).with_context(what);
-  auto decoded = test_copy_from_json(*copy);
-  if (!decoded) return decoded.status().with_context(what);
+  EVAC_ASSIGN_OR_RETURN(TestCopy copy, copy_of_answer(answer, what));
+  const TestCopy* decoded = &copy;
   if (decoded->pit_id != pit_id || decoded->live || decoded->owner != owner)
     return failed_precondition(what + ": it answered copy " + excerpt(decoded->id) + " of point in time " +
                                    excerpt(decoded->pit_id) + (decoded->live ? " (live)" : "") + " owned by " +
                                    excerpt(decoded->owner) + ", when asked for a test copy of " + pit_id +
                                    " owned by '" + owner + "'",
                                "fix the adapter: run `evac adapter test` on it");
-  return decoded;
+  return copy;
 }
 
 Status ExternalAdapter::drop_test_copy(const std::string& group, const std::string& test_copy_id) {
@@ -537,19 +544,14 @@ Status ExternalAdapter::check_read_only_source(const ReplicationGroupSpec& spec)
 Result<TestCopy> ExternalAdapter::failover(const std::string& group, const std::string& pit_id, const std::string& owner) {
   EVAC_ASSIGN_OR_RETURN(json answer, invoke("failover", {{"group", group}, {"pit_id", pit_id}, {"owner", owner}}));
   const std::string what = "replication adapter '" + config_.kind + "' (failover)";
-  auto f = JsonFields::of(answer, "the answer");
-  if (!f) return malformed_answer(f.status()).with_context(what);
-  const json* copy = f->value("copy");
-  if (Status s = f->finish(); !s) return malformed_answer(s).with_context(what);
-  if (!copy) return malformed_answer(f->missing("copy")).with_context(what);
-  auto decoded = test_copy_from_json(*copy);
-  if (!decoded) return decoded.status().with_context(what);
+  EVAC_ASSIGN_OR_RETURN(TestCopy copy, copy_of_answer(answer, what));
+  const TestCopy* decoded = &copy;
   if (!decoded->live || (!pit_id.empty() && decoded->pit_id != pit_id))
     return failed_precondition(what + ": it answered copy " + excerpt(decoded->id) + " of point in time " +
                                    excerpt(decoded->pit_id) + (decoded->live ? "" : ", not live") +
                                    " when asked to make " + (pit_id.empty() ? "the newest" : pit_id) + " live",
                                "fix the adapter: run `evac adapter test` on it");
-  return decoded;
+  return copy;
 }
 
 Result<ReleasedReplicas> ExternalAdapter::release_replicas(const std::string& group) {
