@@ -1,6 +1,6 @@
 // evac's Ceph RBD adapter: drives Ceph's snapshot-based RBD mirroring
 // through evac's external adapter protocol (docs/adapters.md,
-// docs/ceph.md). One invocation per operation, against this site's
+// README "Ceph RBD sites"). One invocation per operation, against this site's
 // cluster only; rbd-mirror carries the data between the two clusters.
 //
 // A point in time is a user snapshot `evac.<group>.<pit id>` on each
