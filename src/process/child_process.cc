@@ -84,6 +84,59 @@ class StderrLines {
   std::string partial_;
 };
 
+// Feeds the child's stdin and drains its stdout and stderr until they
+// close, the deadline passes, a stop is asked or stdout overflows; true
+// when the child must be killed.
+bool pump(const ChildRequest& request, Fd& in, Fd& out, Fd& err, std::chrono::steady_clock::time_point deadline,
+          ChildOutcome& outcome) {
+  StderrLines lines(request.on_stderr_line);
+  std::size_t written = 0;
+  bool kill_now = false;
+  char buf[16384];
+  auto open_fds = [&] { return out.get() >= 0 || err.get() >= 0 || in.get() >= 0; };
+  while (open_fds() && !kill_now) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      outcome.timed_out = kill_now = true;
+      break;
+    }
+    if (request.should_stop && request.should_stop()) {
+      outcome.stopped = kill_now = true;
+      break;
+    }
+    auto wait = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now), kStopPoll);
+    pollfd fds[3] = {{out.get(), POLLIN, 0}, {err.get(), POLLIN, 0}, {in.get(), POLLOUT, 0}};
+    int n = ::poll(fds, 3, static_cast<int>(std::max<long long>(wait.count(), 1)));
+    if (n < 0 && errno != EINTR) break;
+    if (n <= 0) continue;
+    if (fds[2].revents != 0) {
+      ssize_t put = ::write(in.get(), request.stdin_data.data() + written, request.stdin_data.size() - written);
+      if (put > 0) written += static_cast<std::size_t>(put);
+      // Written in full, or the child closed its stdin (EPIPE): either way
+      // it has all it will read.
+      if (written == request.stdin_data.size() || (put < 0 && errno != EAGAIN && errno != EINTR)) in.reset();
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+      if (got > 0 && i == 0) {
+        outcome.stdout_data.append(buf, static_cast<std::size_t>(got));
+        if (outcome.stdout_data.size() > request.max_stdout) {
+          if (!request.stdout_tail_only) outcome.stdout_overflow = kill_now = true;
+          else if (outcome.stdout_data.size() > 2 * request.max_stdout)
+            outcome.stdout_data.erase(0, outcome.stdout_data.size() - request.max_stdout);
+        }
+      } else if (got > 0) {
+        lines.add(buf, static_cast<std::size_t>(got), outcome.stderr_tail);
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        (i == 0 ? out : err).reset();
+      }
+    }
+  }
+  lines.finish();
+  return kill_now;
+}
+
 }  // namespace
 
 std::string ChildOutcome::describe_end(std::chrono::milliseconds timeout) const {
@@ -140,54 +193,8 @@ Result<ChildOutcome> run_child(const ChildRequest& request) {
   if (in.write.get() >= 0) ::fcntl(in.write.get(), F_SETFL, ::fcntl(in.write.get(), F_GETFL) | O_NONBLOCK);
 
   ChildOutcome outcome;
-  StderrLines lines(request.on_stderr_line);
   const auto deadline = started + request.timeout;
-  std::size_t written = 0;
-  bool kill_now = false;
-  char buf[16384];
-  auto open_fds = [&] { return out.read.get() >= 0 || err.read.get() >= 0 || in.write.get() >= 0; };
-  while (open_fds() && !kill_now) {
-    auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) {
-      outcome.timed_out = kill_now = true;
-      break;
-    }
-    if (request.should_stop && request.should_stop()) {
-      outcome.stopped = kill_now = true;
-      break;
-    }
-    auto wait = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now), kStopPoll);
-    pollfd fds[3] = {{out.read.get(), POLLIN, 0}, {err.read.get(), POLLIN, 0}, {in.write.get(), POLLOUT, 0}};
-    int n = ::poll(fds, 3, static_cast<int>(std::max<long long>(wait.count(), 1)));
-    if (n < 0 && errno != EINTR) break;
-    if (n <= 0) continue;
-    if (fds[2].revents != 0) {
-      ssize_t put = ::write(in.write.get(), request.stdin_data.data() + written, request.stdin_data.size() - written);
-      if (put > 0) written += static_cast<std::size_t>(put);
-      // Written in full, or the child closed its stdin (EPIPE): either way
-      // it has all it will read.
-      if (written == request.stdin_data.size() || (put < 0 && errno != EAGAIN && errno != EINTR)) in.write.reset();
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
-      if (got > 0) {
-        if (i == 0) {
-          outcome.stdout_data.append(buf, static_cast<std::size_t>(got));
-          if (outcome.stdout_data.size() > request.max_stdout) {
-            if (!request.stdout_tail_only) outcome.stdout_overflow = kill_now = true;
-            else if (outcome.stdout_data.size() > 2 * request.max_stdout)
-              outcome.stdout_data.erase(0, outcome.stdout_data.size() - request.max_stdout);
-          }
-        } else {
-          lines.add(buf, static_cast<std::size_t>(got), outcome.stderr_tail);
-        }
-      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-        (i == 0 ? out.read : err.read).reset();
-      }
-    }
-  }
-  lines.finish();
+  bool kill_now = pump(request, in.write, out.read, err.read, deadline, outcome);
   if (kill_now) ::kill(-pid, SIGKILL);
   out.read.reset();
   err.read.reset();

@@ -301,156 +301,163 @@ class Kit {
   }
 
   void sequence() {
-    std::vector<ReplicatedDevice> devices;
+    PointInTime first, second;
+    TestCopy copy, live;
     if (!step("discover", "the devices of group " + group_ + " (VM " + vm().name + ", " +
                               std::to_string(vm().disks.size()) + " disks)",
-              [&](Check& c) -> Status {
-                EVAC_ASSIGN_OR_RETURN(devices, protected_->discover(spec_));
-                for (const auto& d : devices) c.answered += std::string(c.answered.empty() ? "" : ", ") + d.key() + " (" + std::to_string(d.size_bytes) + " bytes)";
-                std::set<std::string> keys;
-                for (const auto& d : devices) keys.insert(d.key());
-                for (const auto& d : vm().disks) {
-                  if (!keys.count(key_of(d))) return failed_precondition("disk " + d.target + " is not among the devices");
-                  EVAC_ASSIGN_OR_RETURN(auto size, virtual_size(image_name(d.source, config_.protected_site), d.format));
-                  auto dev = std::find_if(devices.begin(), devices.end(), [&](const ReplicatedDevice& x) { return x.key() == key_of(d); });
-                  if (dev->size_bytes != size)
-                    return failed_precondition("device " + dev->key() + " is " + std::to_string(dev->size_bytes) +
-                                               " bytes, its source " + std::to_string(size));
-                }
-                if (devices.size() != vm().disks.size()) return failed_precondition("devices listed that the VM does not have");
-                c.checked.push_back("every disk listed once, with the size qemu-img reads from its source");
-                return Status::ok();
-              }))
+              [&](Check& c) { return check_discover(c); }))
       return;
-
-    PointInTime first, second;
     if (!step("sync", "one cycle of group " + group_ + " after writing content 'A'", [&](Check& c) -> Status {
           EVAC_RETURN_IF_ERROR(write_sources(c, 0xa1, 1 << 20, "A"));
           return sync_step(c, "A", first);
         }))
       return;
-
     if (!step("list_pits", "the points in time of group " + group_ + " at site " + config_.recovery_site.name,
-              [&](Check& c) -> Status {
-                EVAC_ASSIGN_OR_RETURN(PointInTime listed, find_pit(*recovery_, first.id));
-                c.answered = "lists " + listed.id + " with disks " + keys_of(listed.disks);
-                if (listed.created_at_ms != first.created_at_ms)
-                  return failed_precondition("listed at " + std::to_string(listed.created_at_ms) + " ms, made at " +
-                                             std::to_string(first.created_at_ms) + " ms");
-                return holds(c, listed.disks, "A", config_.recovery_site, "listed point in time " + listed.id);
-              }))
+              [&](Check& c) { return check_listed(c, first); }))
       return;
-
-    TestCopy copy;
-    bool have_copy = step("create_test_copy", "a test copy of " + first.id + " owned by 'evac-kit'", [&](Check& c) -> Status {
-      EVAC_ASSIGN_OR_RETURN(copy, recovery_->create_test_copy(group_, first.id, "evac-kit"));
-      c.answered = "copy " + copy.id + " of " + copy.pit_id + ", disks " + keys_of(copy.disks);
-      if (copy.pit_id != first.id || copy.live) return failed_precondition("not a test copy of " + first.id);
-      EVAC_RETURN_IF_ERROR(holds(c, copy.disks, "A", config_.recovery_site, "test copy " + copy.id));
-      EVAC_ASSIGN_OR_RETURN(TestCopy again, recovery_->create_test_copy(group_, first.id, "evac-kit"));
-      if (again.id != copy.id)
-        return failed_precondition("asked again for the same owner, it made a second copy " + again.id);
-      c.checked.push_back("asked again for the same owner, it answered the same copy");
-      for (const auto& d : copy.disks)
-        EVAC_RETURN_IF_ERROR(write_pattern(image_name(d.path, config_.recovery_site), "", 0xd4, 4 << 20, 256 * 1024)
-                                 .with_context("writing to test copy " + copy.id));
-      c.checked.push_back("the test copy takes writes");
-      EVAC_ASSIGN_OR_RETURN(PointInTime after, find_pit(*recovery_, first.id));
-      return holds(c, after.disks, "A", config_.recovery_site, "point in time " + first.id + " after writes to its test copy");
-    }, false);
-
-    if (have_copy)
-      step("drop_test_copy", "drop test copy " + copy.id, [&](Check& c) -> Status {
-        EVAC_RETURN_IF_ERROR(recovery_->drop_test_copy(group_, copy.id));
-        auto copies = recovery_->list_test_copies(group_);
-        if (!copies && copies.status().code() == StatusCode::kUnsupported) {
-          c.checked.push_back("list_test_copies is unsupported: the drop is taken on its word");
-          return Status::ok();
-        }
-        if (!copies) return copies.status();
-        for (const auto& x : *copies)
-          if (x.id == copy.id) return failed_precondition("list_test_copies still lists " + copy.id);
-        c.checked.push_back("list_test_copies no longer lists it");
-        EVAC_RETURN_IF_ERROR(find_pit(*recovery_, first.id).status());
-        c.checked.push_back("point in time " + first.id + " is still there");
-        return Status::ok();
-      });
-
+    if (step("create_test_copy", "a test copy of " + first.id + " owned by 'evac-kit'",
+             [&](Check& c) { return check_test_copy(c, first, copy); }, false) &&
+        !copy.id.empty())
+      step("drop_test_copy", "drop test copy " + copy.id, [&](Check& c) { return check_drop(c, first, copy); });
     if (!step("sync", "a second cycle after writing content 'B'", [&](Check& c) -> Status {
           EVAC_RETURN_IF_ERROR(write_sources(c, 0xb2, 2 << 20, "B"));
           EVAC_RETURN_IF_ERROR(sync_step(c, "B", second));
-          if (second.created_at_ms <= first.created_at_ms)
-            return failed_precondition("its instant is not after the first's");
+          if (second.created_at_ms <= first.created_at_ms) return failed_precondition("its instant is not after the first's");
           EVAC_ASSIGN_OR_RETURN(PointInTime older, find_pit(*recovery_, first.id));
           return holds(c, older.disks, "A", config_.recovery_site, "the older point in time " + first.id);
         }))
       return;
-
-    step("verify", "verify the newest point in time", [&](Check& c) -> Status {
-      EVAC_ASSIGN_OR_RETURN(PitVerification v, recovery_->verify_pit(group_, ""));
-      std::uint64_t checked = 0, bad = 0;
-      for (const auto& d : v.disks) checked += d.blocks_checked, bad += d.blocks_mismatched;
-      c.answered = "point in time " + v.pit_id + ": " + std::to_string(checked) + " blocks checked, " + std::to_string(bad) + " mismatched";
-      if (v.pit_id != second.id) return failed_precondition("it verified " + v.pit_id + ", not the newest " + second.id);
-      if (!v.ok()) return failed_precondition("it reports mismatches on an intact point in time");
-      c.checked.push_back("the newest, intact point in time verifies clean");
-      return Status::ok();
-    }, false);
-
-    const bool read_only = protected_->capabilities().read_only_source;
+    step("verify", "verify the newest point in time", [&](Check& c) { return check_verify(c, second); }, false);
     step("prepare_failover", "make the sources of group " + group_ + " read-only at " + config_.protected_site.name,
-              [&](Check& c) -> Status {
-                EVAC_RETURN_IF_ERROR(protected_->prepare_failover(spec_));
-                if (!read_only) {
-                  c.checked.push_back("the engine does not claim read_only_source: no write is tried");
-                  return Status::ok();
-                }
-                for (const auto& d : vm().disks)
-                  if (write_pattern(image_name(d.source, config_.protected_site), d.format, 0xee, 5 << 20, 4096).is_ok())
-                    return failed_precondition("disk " + d.target + " still takes writes");
-                c.checked.push_back("a write to every source disk is refused");
-                return Status::ok();
-              }, false);
-
-    TestCopy live;
-    if (!step("failover", "make " + second.id + " live, owned by 'evac-kit-failover'", [&](Check& c) -> Status {
-          EVAC_ASSIGN_OR_RETURN(live, recovery_->failover(group_, second.id, "evac-kit-failover"));
-          c.answered = "live copy " + live.id + " of " + live.pit_id + ", disks " + keys_of(live.disks);
-          if (!live.live || live.pit_id != second.id) return failed_precondition("not a live copy of " + second.id);
-          EVAC_RETURN_IF_ERROR(holds(c, live.disks, "B", config_.recovery_site, "live copy " + live.id));
-          EVAC_ASSIGN_OR_RETURN(TestCopy again, recovery_->failover(group_, second.id, "evac-kit-failover"));
-          if (again.id != live.id) return failed_precondition("asked again, it made a second live copy " + again.id);
-          c.checked.push_back("asked again, it answered the same live copy");
-          return Status::ok();
-        }))
+         [&](Check& c) { return check_fenced(c); }, false);
+    if (!step("failover", "make " + second.id + " live, owned by 'evac-kit-failover'",
+              [&](Check& c) { return check_failover(c, second, live); }))
       return;
-
-    bool reversed = step("reverse", "replicate the live copy back to " + config_.protected_site.name + " after writing content 'C'",
-                         [&](Check& c) -> Status { return reverse_step(c, live); }, false);
-
+    bool reversed = step("reverse", "replicate the live copy back to " + config_.protected_site.name +
+                                        " after writing content 'C'",
+                         [&](Check& c) { return reverse_step(c, live); }, false);
     step("release", "release the replicas at " + config_.recovery_site.name + " and the sources at " +
                         config_.protected_site.name,
-         [&](Check& c) -> Status {
-           EVAC_ASSIGN_OR_RETURN(ReleasedReplicas r, recovery_->release_replicas(group_));
-           c.answered = std::to_string(r.removed_pits.size()) + " points in time removed, " +
-                        std::to_string(r.kept_pits.size()) + " kept" + (r.kept_because.empty() ? "" : " (" + r.kept_because + ")");
-           auto left = recovery_->list_pits(group_);
-           if (left.is_ok() && left->size() > r.kept_pits.size())
-             return failed_precondition(std::to_string(left->size()) + " points in time are still listed");
-           c.checked.push_back("no point in time is listed but the ones it says it kept");
-           EVAC_RETURN_IF_ERROR(protected_->release_source(spec_));
-           if (read_only && reversed_into_sources_) {
-             c.checked.push_back("the sources are the reverse replication's target now (they follow the live copy): "
-                                 "no write is tried");
-           } else if (read_only) {
-             for (const auto& d : vm().disks)
-               EVAC_RETURN_IF_ERROR(write_pattern(image_name(d.source, config_.protected_site), d.format, 0xef, 5 << 20, 4096)
-                                        .with_context("after release_source, disk " + d.target));
-             c.checked.push_back("every source disk takes writes again");
-           }
-           return Status::ok();
-         });
+         [&](Check& c) { return check_release(c); });
     if (reversed) (void)protected_->release_replicas(group_);
+  }
+
+  Status check_discover(Check& c) {
+    EVAC_ASSIGN_OR_RETURN(auto devices, protected_->discover(spec_));
+    for (const auto& d : devices)
+      c.answered += std::string(c.answered.empty() ? "" : ", ") + d.key() + " (" + std::to_string(d.size_bytes) + " bytes)";
+    std::set<std::string> keys;
+    for (const auto& d : devices) keys.insert(d.key());
+    for (const auto& d : vm().disks) {
+      if (!keys.count(key_of(d))) return failed_precondition("disk " + d.target + " is not among the devices");
+      EVAC_ASSIGN_OR_RETURN(auto size, virtual_size(image_name(d.source, config_.protected_site), d.format));
+      auto dev = std::find_if(devices.begin(), devices.end(), [&](const ReplicatedDevice& x) { return x.key() == key_of(d); });
+      if (dev->size_bytes != size)
+        return failed_precondition("device " + dev->key() + " is " + std::to_string(dev->size_bytes) + " bytes, its source " +
+                                   std::to_string(size));
+    }
+    if (devices.size() != vm().disks.size()) return failed_precondition("devices listed that the VM does not have");
+    c.checked.push_back("every disk listed once, with the size qemu-img reads from its source");
+    return Status::ok();
+  }
+
+  Status check_listed(Check& c, const PointInTime& first) {
+    EVAC_ASSIGN_OR_RETURN(PointInTime listed, find_pit(*recovery_, first.id));
+    c.answered = "lists " + listed.id + " with disks " + keys_of(listed.disks);
+    if (listed.created_at_ms != first.created_at_ms)
+      return failed_precondition("listed at " + std::to_string(listed.created_at_ms) + " ms, made at " +
+                                 std::to_string(first.created_at_ms) + " ms");
+    return holds(c, listed.disks, "A", config_.recovery_site, "listed point in time " + listed.id);
+  }
+
+  Status check_test_copy(Check& c, const PointInTime& first, TestCopy& copy) {
+    EVAC_ASSIGN_OR_RETURN(copy, recovery_->create_test_copy(group_, first.id, "evac-kit"));
+    c.answered = "copy " + copy.id + " of " + copy.pit_id + ", disks " + keys_of(copy.disks);
+    if (copy.pit_id != first.id || copy.live) return failed_precondition("not a test copy of " + first.id);
+    EVAC_RETURN_IF_ERROR(holds(c, copy.disks, "A", config_.recovery_site, "test copy " + copy.id));
+    EVAC_ASSIGN_OR_RETURN(TestCopy again, recovery_->create_test_copy(group_, first.id, "evac-kit"));
+    if (again.id != copy.id) return failed_precondition("asked again for the same owner, it made a second copy " + again.id);
+    c.checked.push_back("asked again for the same owner, it answered the same copy");
+    for (const auto& d : copy.disks)
+      EVAC_RETURN_IF_ERROR(write_pattern(image_name(d.path, config_.recovery_site), "", 0xd4, 4 << 20, 256 * 1024)
+                               .with_context("writing to test copy " + copy.id));
+    c.checked.push_back("the test copy takes writes");
+    EVAC_ASSIGN_OR_RETURN(PointInTime after, find_pit(*recovery_, first.id));
+    return holds(c, after.disks, "A", config_.recovery_site, "point in time " + first.id + " after writes to its test copy");
+  }
+
+  Status check_drop(Check& c, const PointInTime& first, const TestCopy& copy) {
+    EVAC_RETURN_IF_ERROR(recovery_->drop_test_copy(group_, copy.id));
+    auto copies = recovery_->list_test_copies(group_);
+    if (!copies && copies.status().code() == StatusCode::kUnsupported) {
+      c.checked.push_back("list_test_copies is unsupported: the drop is taken on its word");
+      return Status::ok();
+    }
+    if (!copies) return copies.status();
+    for (const auto& x : *copies)
+      if (x.id == copy.id) return failed_precondition("list_test_copies still lists " + copy.id);
+    c.checked.push_back("list_test_copies no longer lists it");
+    EVAC_RETURN_IF_ERROR(find_pit(*recovery_, first.id).status());
+    c.checked.push_back("point in time " + first.id + " is still there");
+    return Status::ok();
+  }
+
+  Status check_verify(Check& c, const PointInTime& newest) {
+    EVAC_ASSIGN_OR_RETURN(PitVerification v, recovery_->verify_pit(group_, ""));
+    std::uint64_t checked = 0, bad = 0;
+    for (const auto& d : v.disks) checked += d.blocks_checked, bad += d.blocks_mismatched;
+    c.answered = "point in time " + v.pit_id + ": " + std::to_string(checked) + " blocks checked, " + std::to_string(bad) +
+                 " mismatched";
+    if (v.pit_id != newest.id) return failed_precondition("it verified " + v.pit_id + ", not the newest " + newest.id);
+    if (!v.ok()) return failed_precondition("it reports mismatches on an intact point in time");
+    c.checked.push_back("the newest, intact point in time verifies clean");
+    return Status::ok();
+  }
+
+  Status check_fenced(Check& c) {
+    EVAC_RETURN_IF_ERROR(protected_->prepare_failover(spec_));
+    if (!protected_->capabilities().read_only_source) {
+      c.checked.push_back("the engine does not claim read_only_source: no write is tried");
+      return Status::ok();
+    }
+    for (const auto& d : vm().disks)
+      if (write_pattern(image_name(d.source, config_.protected_site), d.format, 0xee, 5 << 20, 4096).is_ok())
+        return failed_precondition("disk " + d.target + " still takes writes");
+    c.checked.push_back("a write to every source disk is refused");
+    return Status::ok();
+  }
+
+  Status check_failover(Check& c, const PointInTime& pit, TestCopy& live) {
+    EVAC_ASSIGN_OR_RETURN(live, recovery_->failover(group_, pit.id, "evac-kit-failover"));
+    c.answered = "live copy " + live.id + " of " + live.pit_id + ", disks " + keys_of(live.disks);
+    if (!live.live || live.pit_id != pit.id) return failed_precondition("not a live copy of " + pit.id);
+    EVAC_RETURN_IF_ERROR(holds(c, live.disks, "B", config_.recovery_site, "live copy " + live.id));
+    EVAC_ASSIGN_OR_RETURN(TestCopy again, recovery_->failover(group_, pit.id, "evac-kit-failover"));
+    if (again.id != live.id) return failed_precondition("asked again, it made a second live copy " + again.id);
+    c.checked.push_back("asked again, it answered the same live copy");
+    return Status::ok();
+  }
+
+  Status check_release(Check& c) {
+    EVAC_ASSIGN_OR_RETURN(ReleasedReplicas r, recovery_->release_replicas(group_));
+    c.answered = std::to_string(r.removed_pits.size()) + " points in time removed, " + std::to_string(r.kept_pits.size()) +
+                 " kept" + (r.kept_because.empty() ? "" : " (" + r.kept_because + ")");
+    auto left = recovery_->list_pits(group_);
+    if (left.is_ok() && left->size() > r.kept_pits.size())
+      return failed_precondition(std::to_string(left->size()) + " points in time are still listed");
+    c.checked.push_back("no point in time is listed but the ones it says it kept");
+    EVAC_RETURN_IF_ERROR(protected_->release_source(spec_));
+    if (!protected_->capabilities().read_only_source) return Status::ok();
+    if (reversed_into_sources_) {
+      c.checked.push_back("the sources are the reverse replication's target now (they follow the live copy): "
+                          "no write is tried");
+      return Status::ok();
+    }
+    for (const auto& d : vm().disks)
+      EVAC_RETURN_IF_ERROR(write_pattern(image_name(d.source, config_.protected_site), d.format, 0xef, 5 << 20, 4096)
+                               .with_context("after release_source, disk " + d.target));
+    c.checked.push_back("every source disk takes writes again");
+    return Status::ok();
   }
 
   Status reverse_step(Check& c, const TestCopy& live) {
