@@ -17,6 +17,8 @@ log: {format: json, level: info}
 replication: {schedules: false}
 compute_providers: [{name: kvm-${site}, uri: "${provider_uri}"}]
 YAML
+    # A benchmark may add to each site's configuration (an external adapter, say).
+    if declare -F bench_site_config >/dev/null; then bench_site_config "${site}" >>"${root}/${site}.yaml"; fi
     "${bin}/daemon/evacd" --config "${root}/${site}.yaml" 2>"${root}/${site}.log" &
     pids+=($!)
     for _ in $(seq 100); do
