@@ -77,3 +77,31 @@ cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/s
 # Both evacd's CPU seconds so far.
 evacd_cpu() { python3 -c "print(f'{$(cpu_of "${pids[0]}") + $(cpu_of "${pids[1]}"):.3f}')"; }
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
+
+# bench_random_file PATH GIB: GIB GiB of random (incompressible, as a
+# guest's) data, written in 64 MiB pieces so memory stays small.
+bench_random_file() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys
+path, gib = sys.argv[1], int(sys.argv[2])
+with open(path, "wb") as f:
+    for _ in range(gib * 16):
+        f.write(os.urandom(64 << 20))
+PY
+}
+
+# bench_rewrite_plan SIZE_BYTES BLOCKS DIR: qemu-io commands, one a line,
+# rewriting BLOCKS random 64 KiB blocks (the same ones for a given size:
+# seeded) with random data from 16 files it writes in DIR.
+bench_rewrite_plan() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import os, random, sys
+size, n, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+for i in range(16):
+    with open(f"{root}/rand{i}.bin", "wb") as f:
+        f.write(os.urandom(65536))
+random.seed(7)
+for k, off in enumerate(random.sample(range(size // 65536), n)):
+    print(f"write -s {root}/rand{k % 16}.bin {off * 65536} 65536")
+PY
+}

@@ -67,15 +67,7 @@ qemu_rbd="rbd:${rbd_image}:conf=${CEPH_A}:id=admin"
 
 echo "== ${size_gib} GiB of random data: a qcow2 file and the rbd image ${rbd_image}"
 image="${root}/a/images/bench01.qcow2"
-qemu-img create -q -f raw "${root}/seed.raw" "${size_gib}G"
-python3 - "${root}/seed.raw" "${size_gib}" <<'PY'
-import os, sys
-path, gib = sys.argv[1], int(sys.argv[2])
-piece = 64 << 20
-with open(path, "r+b") as f:
-    for i in range(gib * (1 << 30) // piece):
-        f.write(os.urandom(piece))
-PY
+bench_random_file "${root}/seed.raw" "${size_gib}"
 qemu-img convert -O qcow2 "${root}/seed.raw" "${image}"
 # Not bounded like the lab's calls: importing GiBs takes longer than one command's limit.
 rbd -c "${CEPH_A}" import --no-progress "${root}/seed.raw" "${rbd_image}" >/dev/null
@@ -107,16 +99,7 @@ echo "builtin first sync ${first_builtin_wall} s; rbd adapter's first PIT ${firs
 echo "== 1% rewritten in random 64 KiB blocks, the same in both"
 size_bytes=$((size_gib << 30))
 blocks=$((size_bytes / 100 / 65536))
-python3 - "${size_bytes}" "${blocks}" "${root}" >"${root}/writes.txt" <<'PY'
-import os, random, sys
-size, n, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-for i in range(16):
-    with open(f"{root}/rand{i}.bin", "wb") as f:
-        f.write(os.urandom(65536))
-random.seed(7)
-for k, off in enumerate(random.sample(range(size // 65536), n)):
-    print(f"write -s {root}/rand{k % 16}.bin {off * 65536} 65536")
-PY
+bench_rewrite_plan "${size_bytes}" "${blocks}" "${root}" >"${root}/writes.txt"
 apply_writes() {  # FORMAT IMAGE
   while mapfile -t -n 200 chunk && [[ ${#chunk[@]} -gt 0 ]]; do
     cmd=(qemu-io -f "$1")

@@ -46,13 +46,7 @@ guest_dir="${EVAC_GUEST_DIR:-/var/tmp/evac-lab/guest}"
 uri="$("${repo}/lab/site.sh" up bencha --root "${root}/sites")"
 virsh -q -c "${uri}" pool-define-as images dir --target "${root}/a/images" >/dev/null
 virsh -q -c "${uri}" pool-start images >/dev/null
-python3 - "${root}/seed.raw" "${size_gib}" <<'PY'
-import os, sys
-path, gib = sys.argv[1], int(sys.argv[2])
-with open(path, "wb") as f:
-    for _ in range(gib * 16):
-        f.write(os.urandom(64 << 20))
-PY
+bench_random_file "${root}/seed.raw" "${size_gib}"
 for vm in evac01 twin01; do
   "${repo}/lab/make-data-disk.sh" "${root}/a/images/${vm}.qcow2" 64M >/dev/null
   qemu-img convert -O qcow2 "${root}/seed.raw" "${root}/a/images/${vm}-vdb.qcow2"

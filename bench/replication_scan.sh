@@ -44,16 +44,8 @@ children_cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($16 + $17) / hz}' "/
 
 image="${root}/a/images/bench01.qcow2"
 echo "== preparing a ${size_gib} GiB qcow2 image of random data"
-qemu-img create -q -f raw "${root}/seed.raw" "${size_gib}G"
 # Random data, written in 64 MiB pieces so memory stays small.
-python3 - "${root}/seed.raw" "${size_gib}" <<'PY'
-import os, sys
-path, gib = sys.argv[1], int(sys.argv[2])
-piece = 64 << 20
-with open(path, "r+b") as f:
-    for i in range(gib * (1 << 30) // piece):
-        f.write(os.urandom(piece))
-PY
+bench_random_file "${root}/seed.raw" "${size_gib}"
 qemu-img convert -O qcow2 "${root}/seed.raw" "${image}"
 rm -f "${root}/seed.raw"
 sync
@@ -119,16 +111,7 @@ echo "== (c) 1% rewritten in random 64 KiB blocks, VM stopped (evac scan mode)"
 blocks=$(( size_bytes / 100 / 65536 ))
 # Random (incompressible) contents, as a guest's data would be: 16 source
 # files of 64 KiB that qemu-io copies in with "write -s".
-python3 - "${size_bytes}" "${blocks}" "${root}" >"${root}/writes.txt" <<'PY'
-import os, random, sys
-size, n, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-for i in range(16):
-    with open(f"{root}/rand{i}.bin", "wb") as f:
-        f.write(os.urandom(65536))
-random.seed(7)
-for k, off in enumerate(random.sample(range(size // 65536), n)):
-    print(f"write -s {root}/rand{k % 16}.bin {off * 65536} 65536")
-PY
+bench_rewrite_plan "${size_bytes}" "${blocks}" "${root}" >"${root}/writes.txt"
 # qemu-io takes many -c; feed them 200 at a time to stay under the argument limit.
 while mapfile -t -n 200 chunk && [[ ${#chunk[@]} -gt 0 ]]; do
   cmd=(qemu-io -f qcow2)
