@@ -119,22 +119,30 @@ Status parse_providers(const YAML::Node& root, DaemonConfig& cfg, const std::str
 // An adapter's settings, YAML to JSON: a quoted scalar is a string; a plain
 // one a whole number, true/false or null when it reads as one, a string
 // otherwise.
-Result<nlohmann::json> settings_json(const YAML::Node& node, const std::string& where, int depth) {
+// At most this many values in one adapter's settings: YAML aliases can
+// name a node many times over, so a short file could expand without bound.
+constexpr std::size_t kMaxSettingsValues = 10000;
+
+Result<nlohmann::json> settings_json(const YAML::Node& node, const std::string& where, int depth, std::size_t& budget) {
   if (depth > 16) return config_error(where, "settings nest deeper than 16 levels", "flatten the adapter's settings");
+  if (budget == 0)
+    return config_error(where, "settings hold more than " + std::to_string(kMaxSettingsValues) + " values",
+                        "an adapter's settings are a few keys; check for YAML aliases repeating a large node");
+  --budget;
   if (node.IsMap()) {
     nlohmann::json out = nlohmann::json::object();
     for (const auto& kv : node) {
       if (!kv.first.IsScalar())
         return config_error(where, "a settings key that is not a plain word (line " + std::to_string(kv.first.Mark().line + 1) + ")",
                             "write each setting as 'name: value'");
-      EVAC_ASSIGN_OR_RETURN(out[kv.first.as<std::string>()], settings_json(kv.second, where, depth + 1));
+      EVAC_ASSIGN_OR_RETURN(out[kv.first.as<std::string>()], settings_json(kv.second, where, depth + 1, budget));
     }
     return out;
   }
   if (node.IsSequence()) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& item : node) {
-      EVAC_ASSIGN_OR_RETURN(auto v, settings_json(item, where, depth + 1));
+      EVAC_ASSIGN_OR_RETURN(auto v, settings_json(item, where, depth + 1, budget));
       out.push_back(std::move(v));
     }
     return out;
@@ -181,7 +189,8 @@ Status parse_adapter(const YAML::Node& item, const std::string& where, Replicati
   }
   if (auto settings = item["settings"]) {
     if (!settings.IsMap()) return config_error(where, "'settings' must be a map", "see the adapter's documentation");
-    EVAC_ASSIGN_OR_RETURN(a.settings, settings_json(settings, where + " settings", 0));
+    std::size_t budget = kMaxSettingsValues;
+    EVAC_ASSIGN_OR_RETURN(a.settings, settings_json(settings, where + " settings", 0, budget));
   }
   return Status::ok();
 }

@@ -184,4 +184,30 @@ TEST(DaemonConfigTest, ReplicationAdaptersRefuseWhatCannotWork) {
   EXPECT_FALSE(zero.is_ok());
 }
 
+// Aliases can repeat a node: ten levels of ten make 10^10 values from a
+// few lines, refused once past the budget rather than built.
+TEST(DaemonConfigTest, AdapterSettingsCannotExpandWithoutBound) {
+  std::string yaml = "site: a\nstate_dir: /s\nx0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n";
+  for (int i = 1; i < 10; ++i) {
+    yaml += "x" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) yaml += std::string(k ? ", " : "") + "*a" + std::to_string(i - 1);
+    yaml += "]\n";
+  }
+  yaml += "replication_adapters:\n  - {kind: rbd, command: [/bin/true], settings: {big: *a9}}\n";
+  auto cfg = parse_daemon_config(yaml, "t.yaml");
+  ASSERT_FALSE(cfg.is_ok());
+  // Either the unknown top-level keys or the budget stop it; never a hang.
+  auto only_settings = parse_daemon_config(
+      "site: a\nstate_dir: /s\nreplication_adapters:\n  - kind: rbd\n    command: [/bin/true]\n    settings:\n"
+      "      x0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+      "      x1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\n"
+      "      x2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\n"
+      "      x3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\n"
+      "      x4: [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\n",
+      "t.yaml");
+  ASSERT_FALSE(only_settings.is_ok());
+  EXPECT_NE(only_settings.status().message().find("more than 10000 values"), std::string::npos)
+      << only_settings.status().to_string();
+}
+
 }  // namespace evac
