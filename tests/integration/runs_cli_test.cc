@@ -640,8 +640,11 @@ TEST_F(RunsCliTest, AMigrationsSyncShowsTheProtectedSitesProgress) {
   json seen;
   for (int i = 0; i < 300 && seen.is_null(); ++i) {
     const json run = evac_at("b", {"run", "show", id, "-o", "json"}).json();
+    // The cycle's first report may come before it has sized its disks
+    // (seen under ASan): wait for one that has.
     for (const auto& s : run["steps"])
-      if (s["kind"] == "sync_protected" && s.contains("progress")) seen = s["progress"];
+      if (s["kind"] == "sync_protected" && s.contains("progress") && s["progress"].value("bytes_total", 0ull) > 0)
+        seen = s["progress"];
     if (run["state"] != "running") break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
