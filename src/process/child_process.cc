@@ -1,5 +1,7 @@
 #include "process/child_process.h"
 
+#include "process/fd.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -19,23 +21,6 @@ namespace {
 
 constexpr std::size_t kKeptStderr = 8192;
 constexpr auto kStopPoll = std::chrono::milliseconds(100);
-
-// Closes on scope exit; -1 is "nothing".
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
 
 struct Pipe {
   Fd read, write;

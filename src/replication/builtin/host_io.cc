@@ -1,5 +1,7 @@
 #include "replication/builtin/host_io.h"
 
+#include "process/fd.h"
+
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/fs.h>
@@ -28,23 +30,6 @@ const char* const kOutsideHint = "the file was changed or removed outside evac; 
 std::string errno_text(int e) { return std::strerror(e); }
 
 // ---------------------------------------------------------- processes ---
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 std::string trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
