@@ -247,14 +247,18 @@ Result<std::unique_ptr<ExternalAdapter>> ExternalAdapter::start(ExternalAdapterC
   EVAC_ASSIGN_OR_RETURN(json answer, adapter->invoke("capabilities", json::object()));
   auto caps = capabilities_from_json(answer);
   if (!caps)
-    return caps.status().with_context("replication adapter '" + adapter->config_.kind + "' (capabilities)");
+    return caps.status().with_context(adapter->named("capabilities"));
   adapter->capabilities_ = *caps;
   return adapter;
 }
 
+std::string ExternalAdapter::named(const std::string& operation) const {
+  return "replication adapter '" + config_.kind + "' (" + operation + ")";
+}
+
 Result<json> ExternalAdapter::invoke(const std::string& operation, json request, const ProgressCallback& progress,
                                      const ReplicationPeerLink* link, std::optional<std::chrono::seconds> timeout) {
-  const std::string what = "replication adapter '" + config_.kind + "' (" + operation + ")";
+  const std::string what = named(operation);
   ChildRequest child;
   child.argv = config_.command;
   child.stdin_data = envelope(operation, config_.kind, invocation_site_, config_.settings, std::move(request)).dump();
@@ -294,7 +298,7 @@ Result<json> ExternalAdapter::invoke(const std::string& operation, json request,
 Result<std::vector<ReplicatedDevice>> ExternalAdapter::discover(const ReplicationGroupSpec& spec) {
   EVAC_ASSIGN_OR_RETURN(json answer, invoke("discover", {{"group", to_json(spec)}}));
   auto devices = devices_from_json(answer, spec);
-  if (!devices) return devices.status().with_context("replication adapter '" + config_.kind + "' (discover)");
+  if (!devices) return devices.status().with_context(named("discover"));
   return devices;
 }
 
@@ -351,10 +355,10 @@ Result<PointInTime> ExternalAdapter::cycle(const ReplicationGroupSpec& spec, Rep
   EVAC_ASSIGN_OR_RETURN(json shipped, invoke("ship", std::move(ship_request), report, &recovery_site));
   {
     auto f = JsonFields::of(shipped, "the answer to ship");
-    if (!f) return malformed_answer(f.status()).with_context("replication adapter '" + config_.kind + "' (ship)");
+    if (!f) return malformed_answer(f.status()).with_context(named("ship"));
     auto sent = f->integer_as<std::uint64_t>("bytes_sent", 0, kMaxPeerBytes);
     if (Status s = !sent ? sent.status() : f->finish(); !s)
-      return malformed_answer(s).with_context("replication adapter '" + config_.kind + "' (ship)");
+      return malformed_answer(s).with_context(named("ship"));
     pit.bytes_sent = sent->value_or(0);
   }
   EVAC_ASSIGN_OR_RETURN(PointInTime complete, await_at_recovery_site(spec, devices, pit, recovery_site, report));
@@ -453,7 +457,7 @@ Result<json> ExternalAdapter::handle_await(const ReplicationPeerRequest& r) {
                   {"devices", std::move(checked_devices)},
                   {"pit", {{"id", *id}, {"created_at_ms", *at}}},
                   {"wait_seconds", kAwaitRound.count()}};
-  const std::string what = "replication adapter '" + config_.kind + "' (await_pit)";
+  const std::string what = named("await_pit");
   EVAC_ASSIGN_OR_RETURN(json answer, invoke("await_pit", std::move(request), nullptr, nullptr,
                                             std::min(timeout_of(config_, "await_pit"), kAwaitRound + std::chrono::seconds(60))));
   auto decoded = await_answer_from_json(answer);
@@ -499,14 +503,14 @@ std::vector<ReplicationPeerRoute> ExternalAdapter::peer_routes() {
 Result<std::vector<PointInTime>> ExternalAdapter::list_pits(const std::string& group) {
   EVAC_ASSIGN_OR_RETURN(json answer, invoke("list_pits", {{"group", group}}));
   auto pits = pits_of(answer, group);
-  if (!pits) return malformed_answer(pits.status()).with_context("replication adapter '" + config_.kind + "' (list_pits)");
+  if (!pits) return malformed_answer(pits.status()).with_context(named("list_pits"));
   return pits;
 }
 
 Result<TestCopy> ExternalAdapter::create_test_copy(const std::string& group, const std::string& pit_id,
                                                    const std::string& owner) {
   EVAC_ASSIGN_OR_RETURN(json answer, invoke("create_test_copy", {{"group", group}, {"pit_id", pit_id}, {"owner", owner}}));
-  const std::string what = "replication adapter '" + config_.kind + "' (create_test_copy)";
+  const std::string what = named("create_test_copy");
   EVAC_ASSIGN_OR_RETURN(TestCopy copy, copy_of_answer(answer, what));
   const TestCopy* decoded = &copy;
   if (decoded->pit_id != pit_id || decoded->live || decoded->owner != owner)
@@ -525,7 +529,7 @@ Status ExternalAdapter::drop_test_copy(const std::string& group, const std::stri
 Result<std::vector<TestCopy>> ExternalAdapter::list_test_copies(const std::string& group) {
   EVAC_ASSIGN_OR_RETURN(json answer, invoke("list_test_copies", {{"group", group}}));
   auto copies = test_copies_from_json(answer);
-  if (!copies) return copies.status().with_context("replication adapter '" + config_.kind + "' (list_test_copies)");
+  if (!copies) return copies.status().with_context(named("list_test_copies"));
   return copies;
 }
 
@@ -543,7 +547,7 @@ Status ExternalAdapter::check_read_only_source(const ReplicationGroupSpec& spec)
 
 Result<TestCopy> ExternalAdapter::failover(const std::string& group, const std::string& pit_id, const std::string& owner) {
   EVAC_ASSIGN_OR_RETURN(json answer, invoke("failover", {{"group", group}, {"pit_id", pit_id}, {"owner", owner}}));
-  const std::string what = "replication adapter '" + config_.kind + "' (failover)";
+  const std::string what = named("failover");
   EVAC_ASSIGN_OR_RETURN(TestCopy copy, copy_of_answer(answer, what));
   const TestCopy* decoded = &copy;
   if (!decoded->live || (!pit_id.empty() && decoded->pit_id != pit_id))
@@ -557,16 +561,16 @@ Result<TestCopy> ExternalAdapter::failover(const std::string& group, const std::
 Result<ReleasedReplicas> ExternalAdapter::release_replicas(const std::string& group) {
   EVAC_ASSIGN_OR_RETURN(json answer, invoke("release_replicas", {{"group", group}}));
   auto released = released_from_json(answer);
-  if (!released) return released.status().with_context("replication adapter '" + config_.kind + "' (release_replicas)");
+  if (!released) return released.status().with_context(named("release_replicas"));
   return released;
 }
 
 Result<PitVerification> ExternalAdapter::verify_pit(const std::string& group, const std::string& pit_id) {
   EVAC_ASSIGN_OR_RETURN(json answer, invoke("verify", {{"group", group}, {"pit_id", pit_id}}));
   auto verified = verification_from_json(answer);
-  if (!verified) return verified.status().with_context("replication adapter '" + config_.kind + "' (verify)");
+  if (!verified) return verified.status().with_context(named("verify"));
   if (verified->group != group || (!pit_id.empty() && verified->pit_id != pit_id))
-    return failed_precondition("replication adapter '" + config_.kind + "' (verify) answered for point in time " +
+    return failed_precondition(named("verify") + " answered for point in time " +
                                    excerpt(verified->pit_id) + " of group " + excerpt(verified->group),
                                "fix the adapter: run `evac adapter test` on it");
   return verified;

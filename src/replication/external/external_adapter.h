@@ -80,6 +80,8 @@ class ExternalAdapter : public ReplicationAdapter {
 
  private:
   ExternalAdapter(ExternalAdapterConfig config, const ReplicationSiteContext& site);
+  // "replication adapter 'KIND' (OPERATION)": how every message names a call.
+  std::string named(const std::string& operation) const;
   Result<PointInTime> cycle(const ReplicationGroupSpec& spec, ReplicationPeerLink& recovery_site,
                             const ProgressCallback& progress, bool reverse);
   Result<PointInTime> await_at_recovery_site(const ReplicationGroupSpec& spec, const std::vector<ReplicatedDevice>& devices,
